@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Capture real BGP messages from FRR, BIRD 2, GoBGP and ExaBGP.
+#
+# Usage (root, Linux):  proto-tests/capture/capture.sh [frr|bird|gobgp|exabgp|frr-as2 ...]
+#   (no argument = all). Writes proto-tests/capture/out/<name>/{records.jsonl,session.pcap,*.log};
+#   then run proto-tests/capture/mkvectors.py to (re)build proto-tests/vectors/.
+#
+# For each daemon: two network namespaces vcap-<n>-d (daemon, 192.0.2.1/24, 2001:db8::1/64)
+# and vcap-<n>-p (raw peer capture.py, 192.0.2.2/24, 2001:db8::2/64, AS 64999) joined by a
+# veth pair; tcpdump records the session in the peer namespace. The daemon connects to the
+# raw peer, announces IPv4+IPv6 prefixes, sends End-of-RIB, then the driver triggers
+#   1. a ROUTE-REFRESH sent by the daemon (soft reset in),
+#   2. a ROUTE-REFRESH sent by the raw peer (so the daemon answers, with BoRR/EoRR if it does
+#      enhanced route refresh),
+#   3. the withdrawal of 203.0.113.128/25 and 2001:db8:200::/48,
+#   4. an administrative shutdown with a shutdown message (NOTIFICATION Cease/2).
+# Nothing is done outside these namespaces and a temp directory; everything is removed at exit.
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUTROOT=${OUTROOT:-$HERE/out}
+CAP="python3 $HERE/capture.py"
+PEER_AS=64999
+D4=192.0.2.1 P4=192.0.2.2 D6=2001:db8::1 P6=2001:db8::2
+
+log() { echo "[capture $(date +%T)] $*" >&2; }
+
+PIDS=()
+NSS=()
+TMPS=()
+cleanup() {
+    local p ns
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for ns in "${NSS[@]}"; do
+        # processes left inside our own namespaces (daemons that forked)
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    for p in "${TMPS[@]}"; do rm -rf "$p"; done
+    PIDS=() NSS=() TMPS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+nsd() { ip netns exec "$NSD" "$@"; }
+nsp() { ip netns exec "$NSP" "$@"; }
+
+setup() { # name
+    local n=$1
+    NSD=vcap-$n-d NSP=vcap-$n-p
+    ip netns del "$NSD" 2>/dev/null; ip netns del "$NSP" 2>/dev/null
+    ip netns add "$NSD" && NSS+=("$NSD")
+    ip netns add "$NSP" && NSS+=("$NSP")
+    IFD=vc-$n-d IFP=vc-$n-p
+    # fixed MACs so that the link-local addresses (and the vectors) are stable:
+    # daemon fe80::ff:fe00:d01, peer fe80::ff:fe00:d02
+    ip link add "$IFD" netns "$NSD" address 02:00:00:00:0d:01 type veth \
+        peer name "$IFP" netns "$NSP" address 02:00:00:00:0d:02
+    local ns ifc a4 a6
+    for ns in "$NSD" "$NSP"; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+        ip netns exec "$ns" ip link set lo up
+    done
+    nsd ip addr add $D4/24 dev "$IFD"; nsd ip addr add $D6/64 dev "$IFD" nodad
+    nsp ip addr add $P4/24 dev "$IFP"; nsp ip addr add $P6/64 dev "$IFP" nodad
+    nsd ip link set "$IFD" up; nsp ip link set "$IFP" up
+    sleep 1
+    nsd ip -br addr show dev "$IFD" >&2; nsp ip -br addr show dev "$IFP" >&2
+    TMP=$(mktemp -d /tmp/vcap-$n.XXXXXX) && TMPS+=("$TMP")
+    chmod 755 "$TMP"
+    OUT=$OUTROOT/$n
+    rm -rf "$OUT"; mkdir -p "$OUT"
+    REC=$OUT/records.jsonl
+}
+
+start_capture() { # extra peer args...
+    ip netns exec "$NSP" tcpdump -i "$IFP" -U -s 0 -w "$OUT/session.pcap" 'tcp port 179' 2>"$OUT/tcpdump.log" &
+    PIDS+=($!); TCPDUMP=$!
+    sleep 1.5
+    ip netns exec "$NSP" $CAP peer --listen $P4 --asn $PEER_AS --router-id $P4 --out "$REC" --timeout 240 "$@" >"$OUT/peer.log" 2>&1 &
+    PIDS+=($!); PEER=$!
+    sleep 0.5
+}
+
+mark() { $CAP count "$REC"; }
+waitfor() { # since cond...
+    local since=$1; shift
+    $CAP wait "$REC" "$@" --since "$since" --timeout "${WAIT_TIMEOUT:-60}" >/dev/null || { log "timeout: $*"; return 1; }
+}
+
+finish() {
+    # the peer exits after the NOTIFICATION; give it a moment, then stop tcpdump
+    local i
+    for i in $(seq 1 20); do kill -0 "$PEER" 2>/dev/null || break; sleep 0.5; done
+    kill "$PEER" 2>/dev/null
+    sleep 1
+    kill "$TCPDUMP" 2>/dev/null
+    wait "$TCPDUMP" 2>/dev/null
+    log "$(mark) records in $REC"
+}
+
+scenario() { # name  -- uses ${d}_refresh ${d}_withdraw ${d}_shutdown
+    local d=$1 m
+    waitfor 0 established || return 1
+    waitfor 0 eor:ipv4 eor:ipv6 || log "no End-of-RIB for both families"
+    sleep 3
+    log "daemon-initiated route refresh"
+    m=$(mark); ${d}_refresh; waitfor "$m" type:ROUTE-REFRESH || true; sleep 2
+    log "peer-initiated route refresh"
+    m=$(mark); kill -USR1 "$PEER"; WAIT_TIMEOUT=15 waitfor "$m" update || true; sleep 3
+    log "withdraw"
+    m=$(mark); ${d}_withdraw; waitfor "$m" update || true; sleep 3
+    log "shutdown with message"
+    m=$(mark); ${d}_shutdown; waitfor "$m" type:NOTIFICATION || true
+    finish
+}
+
+######## FRR (AS 4200000001)
+FRR_CONF=frr
+frr_start() {
+    cp "$HERE/frr/bgpd.conf" "$HERE/frr/zebra.conf" "$TMP/"
+    chown -R frr:frr "$TMP"
+    [ -n "${FRR_PATCH:-}" ] && sed -i "$FRR_PATCH" "$TMP/bgpd.conf"
+    ip netns exec "$NSD" /usr/lib/frr/zebra -f "$TMP/zebra.conf" -i "$TMP/zebra.pid" -z "$TMP/zserv.api" \
+        --vty_socket "$TMP" -P 0 --log "file:$TMP/zebra.log" &
+    PIDS+=($!)
+    sleep 1.5
+    ip netns exec "$NSD" /usr/lib/frr/bgpd -f "$TMP/bgpd.conf" -i "$TMP/bgpd.pid" -z "$TMP/zserv.api" \
+        --vty_socket "$TMP" -P 0 --log "file:$TMP/bgpd.log" &
+    PIDS+=($!)
+}
+vty() { nsd vtysh --vty_socket "$TMP" "$@"; }
+frr_refresh() { vty -c "clear bgp ipv4 unicast $P4 soft in" -c "clear bgp ipv6 unicast $P4 soft in"; }
+frr_withdraw() {
+    vty -c "configure terminal" -c "router bgp 4200000001" \
+        -c "address-family ipv4 unicast" -c "no network 203.0.113.128/25" -c "exit-address-family" \
+        -c "address-family ipv6 unicast" -c "no network 2001:db8:200::/48" -c "exit-address-family"
+}
+frr_shutdown() {
+    vty -c "show bgp neighbors $P4" >"$OUT/neighbor.txt" 2>&1
+    vty -c "show bgp ipv4 unicast" -c "show bgp ipv6 unicast" >"$OUT/rib.txt" 2>&1
+    vty -c "configure terminal" -c "router bgp 4200000001" \
+        -c "neighbor $P4 shutdown message maintenance: moving 198.51.100.0/24 to site B"
+    cp "$TMP"/*.log "$OUT/" 2>/dev/null
+}
+
+run_frr() { setup frr; start_capture; frr_start; scenario frr; }
+# Same FRR daemon, raw peer without the 4-octet AS capability (AS_TRANS + AS4_PATH on the wire).
+run_frr-as2() { setup frras2; start_capture --no-as4 --one-param; frr_start; scenario frr; }
+
+######## main
+ALL=(frr bird gobgp exabgp frr-as2)
+[ $# -eq 0 ] && set -- "${ALL[@]}"
+rc=0
+for d in "$@"; do
+    log "=== $d"
+    if ! "run_$d"; then log "$d FAILED"; rc=1; fi
+    cleanup
+done
+exit $rc
