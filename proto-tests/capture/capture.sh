@@ -150,6 +150,23 @@ run_frr() { setup frr; start_capture; frr_start; scenario frr; }
 # Same FRR daemon, raw peer without the 4-octet AS capability (AS_TRANS + AS4_PATH on the wire).
 run_frr-as2() { setup frras2; start_capture --no-as4 --one-param; frr_start; scenario frr; }
 
+######## BIRD 2 (AS 64501)
+bird_start() {
+    cp "$HERE/bird/bird.conf" "$TMP/"
+    bird -p -c "$TMP/bird.conf" || return 1
+    ip netns exec "$NSD" bird -f -c "$TMP/bird.conf" -s "$TMP/bird.ctl" -P "$TMP/bird.pid" 2>"$OUT/bird.log" &
+    PIDS+=($!)
+}
+bc() { nsd birdc -s "$TMP/bird.ctl" "$@"; }
+bird_refresh() { bc reload in peer; }
+bird_withdraw() { bc disable static4_wd; bc disable static6_wd; }
+bird_shutdown() {
+    bc show protocols all peer >"$OUT/neighbor.txt" 2>&1
+    bc show route all >"$OUT/rib.txt" 2>&1
+    bc disable peer '"maintenance: moving 198.51.100.0/24 to site B"'
+}
+run_bird() { setup bird; start_capture; bird_start || return 1; scenario bird; }
+
 ######## main
 ALL=(frr bird gobgp exabgp frr-as2)
 [ $# -eq 0 ] && set -- "${ALL[@]}"
