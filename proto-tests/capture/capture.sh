@@ -107,7 +107,7 @@ scenario() { # name  -- uses ${d}_refresh ${d}_withdraw ${d}_shutdown
     waitfor 0 eor:ipv4 eor:ipv6 || log "no End-of-RIB for both families"
     sleep 3
     log "daemon-initiated route refresh"
-    m=$(mark); ${d}_refresh; waitfor "$m" type:ROUTE-REFRESH || true; sleep 2
+    m=$(mark); ${d}_refresh; WAIT_TIMEOUT=${RR_TIMEOUT:-30} waitfor "$m" type:ROUTE-REFRESH || true; sleep 2
     log "peer-initiated route refresh"
     m=$(mark); kill -USR1 "$PEER"; WAIT_TIMEOUT=15 waitfor "$m" update || true; sleep 3
     log "withdraw"
@@ -166,6 +166,43 @@ bird_shutdown() {
     bc disable peer '"maintenance: moving 198.51.100.0/24 to site B"'
 }
 run_bird() { setup bird; start_capture; bird_start || return 1; scenario bird; }
+
+######## GoBGP (AS 4200000002)
+GOBGP_API=127.0.0.1:50151
+gc() { nsd gobgp -u 127.0.0.1 -p 50151 "$@"; }
+gobgp_start() {
+    cp "$HERE/gobgp/gobgpd.toml" "$TMP/"
+    # own UTS namespace so that GoBGP's FQDN capability carries a fixed hostname
+    ip netns exec "$NSD" unshare --uts sh -c 'hostname ferry-gobgp && exec "$@"' sh \
+        gobgpd -f "$TMP/gobgpd.toml" --api-hosts "$GOBGP_API" -p --pprof-disable >"$OUT/gobgpd.log" 2>&1 &
+    PIDS+=($!)
+    local i
+    for i in $(seq 1 20); do gc global >/dev/null 2>&1 && break; sleep 0.5; done
+    gc global rib add -a ipv4 198.51.100.0/24 origin igp nexthop 192.0.2.1 \
+        aspath 4200000002,4200000002 med 50 community 64512:100,64512:200 \
+        large-community 4200000002:1:2,4200000002:3:4 || return 1
+    gc global rib add -a ipv4 203.0.113.0/25 origin igp nexthop 192.0.2.1 med 10 \
+        community 65535:0,64512:300 || return 1
+    gc global rib add -a ipv4 203.0.113.128/25 origin igp nexthop 192.0.2.1 || return 1
+    gc global rib add -a ipv6 2001:db8:100::/48 origin igp nexthop 2001:db8::1 \
+        community 64512:600,65535:65284 large-community 4200000002:6:6 || return 1
+    gc global rib add -a ipv6 2001:db8:200::/48 origin igp nexthop 2001:db8::1 || return 1
+    gc global rib -a ipv4 >&2; gc global rib -a ipv6 >&2
+    gc neighbor $P4 enable
+}
+# GoBGP's CLI has no command that sends a ROUTE-REFRESH (softresetin only re-runs the
+# import policy over Adj-RIB-In); kept for completeness, it sends nothing on the wire.
+gobgp_refresh() { gc neighbor $P4 softresetin -a ipv4; gc neighbor $P4 softresetin -a ipv6; }
+gobgp_withdraw() {
+    gc global rib del -a ipv4 203.0.113.128/25
+    gc global rib del -a ipv6 2001:db8:200::/48
+}
+gobgp_shutdown() {
+    gc neighbor $P4 >"$OUT/neighbor.txt" 2>&1
+    # `disable` ignores --reason in GoBGP 3.10's CLI; the (deprecated) `shutdown` passes it on
+    gc neighbor $P4 shutdown --reason "maintenance: moving 198.51.100.0/24 to site B"
+}
+run_gobgp() { local RR_TIMEOUT=5; setup gobgp; start_capture; gobgp_start || return 1; scenario gobgp; }
 
 ######## main
 ALL=(frr bird gobgp exabgp frr-as2)
