@@ -1,0 +1,1 @@
+//! Shared helpers for the protocol tests (vectors, subset matching).

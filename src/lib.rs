@@ -1,0 +1,12 @@
+//! Ferry moves a subnet between data-center sites by BGP.
+//!
+//! Layers, each depending only on those above it:
+//! - [`wire`]: the BGP message codec; pure, no I/O, never panics on input.
+//! - [`inspect`]: `ferry decode`: reads hex, raw or pcap input and renders messages as JSON.
+//! - [`cli`]: argument parsing and output; no business logic.
+//!
+//! The session FSM, speaker, API, controller and lab are described in DESIGN.md and not yet built.
+
+pub mod cli;
+pub mod inspect;
+pub mod wire;

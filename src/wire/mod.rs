@@ -1,0 +1,167 @@
+//! The BGP-4 message codec: pure functions from bytes to messages and back.
+//!
+//! Contract:
+//! - Decoding takes `&[u8]`, never panics, never allocates on the strength of a length it has
+//!   not checked against the bytes actually present, and never does I/O.
+//! - A decode error that resets the session is a [`DecodeError`] naming the field, the offset
+//!   and the bad value; [`DecodeError::notification`] is the NOTIFICATION to send
+//!   (RFC 4271 §6). UPDATE errors that RFC 7606 handles without a reset are
+//!   [`Update::issues`].
+//! - Encoding is infallible: `encoded_len()` tells the size, `encode()` writes exactly that.
+//!   Messages decoded from the wire re-encode byte for byte.
+//!
+//! Layout: [`header`] (framing), [`open`] + [`capability`], [`update`] + [`attribute`],
+//! [`as_path`], [`community`], [`mp`], [`prefix`], [`notification`], [`route_refresh`],
+//! [`iana`] (code points), [`error`].
+
+pub mod as_path;
+pub mod attribute;
+pub mod capability;
+pub mod community;
+pub mod error;
+pub mod header;
+pub mod iana;
+pub mod mp;
+pub mod notification;
+pub mod open;
+pub mod prefix;
+pub mod route_refresh;
+pub mod update;
+
+use bytes::BytesMut;
+
+pub use as_path::{AsPath, Segment, SegmentType};
+pub use attribute::{Aggregator, AttributeValue, Origin, PathAttribute};
+pub use capability::Capability;
+pub use community::{Community, ExtendedCommunity, LargeCommunity};
+pub use error::{AttributeIssue, DecodeError, ErrorKind, Rfc7606Action};
+pub use header::{split_frame, HEADER_LEN, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN};
+pub use iana::{Afi, Family, MessageType, Safi};
+pub use mp::{MpNextHop, MpNlri, MpReach, MpUnreach};
+pub use notification::Notification;
+pub use open::Open;
+pub use route_refresh::{RefreshSubtype, RouteRefresh};
+pub use update::Update;
+
+/// What the two speakers negotiated that changes the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// RFC 6793: AS_PATH and AGGREGATOR carry 4-octet ASNs.
+    pub four_octet_as: bool,
+    /// RFC 8654: UPDATE, NOTIFICATION and ROUTE-REFRESH may be up to 65535 octets.
+    pub extended_message: bool,
+}
+
+impl Default for Context {
+    /// What every modern speaker negotiates: 4-octet ASNs, 4096-octet messages.
+    fn default() -> Self {
+        Self {
+            four_octet_as: true,
+            extended_message: false,
+        }
+    }
+}
+
+impl Context {
+    pub fn max_message_len(&self) -> usize {
+        if self.extended_message {
+            MAX_EXTENDED_MESSAGE_LEN
+        } else {
+            MAX_MESSAGE_LEN
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Open(Open),
+    Update(Update),
+    Notification(Notification),
+    Keepalive,
+    RouteRefresh(RouteRefresh),
+}
+
+impl Message {
+    pub fn kind(&self) -> MessageType {
+        match self {
+            Self::Open(_) => MessageType::Open,
+            Self::Update(_) => MessageType::Update,
+            Self::Notification(_) => MessageType::Notification,
+            Self::Keepalive => MessageType::Keepalive,
+            Self::RouteRefresh(_) => MessageType::RouteRefresh,
+        }
+    }
+
+    /// Decode one whole message, header included; `msg` must be exactly one message.
+    pub fn decode(msg: &[u8], ctx: &Context) -> Result<Self, DecodeError> {
+        let header = header::decode_header(msg, ctx.max_message_len())?.ok_or_else(|| {
+            DecodeError::new(
+                ErrorKind::BadMessageLength,
+                "length",
+                0,
+                format!("{} octets are fewer than a 19-octet header", msg.len()),
+            )
+        })?;
+        let length = usize::from(header.length);
+        if msg.len() != length {
+            return Err(DecodeError::new(
+                ErrorKind::BadMessageLength,
+                "length",
+                16,
+                format!(
+                    "length field {length} but the message has {} octets",
+                    msg.len()
+                ),
+            )
+            .with_data(header.length.to_be_bytes().to_vec()));
+        }
+        let body = &msg[HEADER_LEN..];
+        Ok(match header.kind {
+            MessageType::Open => Self::Open(Open::decode_body(body)?),
+            MessageType::Update => Self::Update(Update::decode(msg, ctx.four_octet_as)?),
+            MessageType::Notification => Self::Notification(Notification::decode_body(body)?),
+            MessageType::Keepalive => Self::Keepalive,
+            MessageType::RouteRefresh => Self::RouteRefresh(RouteRefresh::decode(msg)?),
+        })
+    }
+
+    pub fn encoded_len(&self, ctx: &Context) -> usize {
+        HEADER_LEN
+            + match self {
+                Self::Open(o) => o.body_len(),
+                Self::Update(u) => u.body_len(ctx.four_octet_as),
+                Self::Notification(n) => n.body_len(),
+                Self::Keepalive => 0,
+                Self::RouteRefresh(r) => r.body_len(),
+            }
+    }
+
+    /// Append the message to `buf`. The caller keeps messages within the negotiated size
+    /// (the UPDATE packer does; see [`Update`]).
+    pub fn encode(&self, ctx: &Context, buf: &mut BytesMut) {
+        let len = self.encoded_len(ctx);
+        let start = buf.len();
+        buf.reserve(len);
+        header::encode_header(self.kind(), len, buf);
+        match self {
+            Self::Open(o) => o.encode_body(buf),
+            Self::Update(u) => u.encode_body(ctx.four_octet_as, buf),
+            Self::Notification(n) => n.encode_body(buf),
+            Self::Keepalive => {}
+            Self::RouteRefresh(r) => r.encode_body(buf),
+        }
+        debug_assert_eq!(
+            buf.len() - start,
+            len,
+            "encoded_len disagrees with encode for {:?}",
+            self.kind()
+        );
+    }
+
+    /// Encode into a fresh buffer.
+    pub fn to_bytes(&self, ctx: &Context) -> BytesMut {
+        let mut buf = BytesMut::with_capacity(self.encoded_len(ctx));
+        self.encode(ctx, &mut buf);
+        buf
+    }
+}
