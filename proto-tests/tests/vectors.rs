@@ -96,3 +96,42 @@ fn every_daemon_is_represented() {
         assert!(n >= 5, "{daemon}: only {n} vectors");
     }
 }
+
+/// Each captured session decodes whole from its pcap: every message of `session.jsonl`, no
+/// error and no RFC 7606 finding (the captures are of healthy sessions, some with 2-octet ASNs,
+/// where the other direction's OPEN decides the AS_PATH width).
+#[test]
+fn every_session_capture_decodes_cleanly() {
+    let mut checked = 0;
+    for path in hex_vectors()
+        .iter()
+        .filter_map(|p| p.parent())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let pcap = path.join("session.pcap");
+        let Ok(bytes) = std::fs::read(&pcap) else {
+            continue;
+        };
+        let decoded = ferry::inspect::decode_pcap(&bytes, false)
+            .unwrap_or_else(|e| panic!("{}: {e}", pcap.display()));
+        assert!(
+            !decoded.failed,
+            "{}: {:?}",
+            pcap.display(),
+            decoded.lines.last()
+        );
+        let records = std::fs::read_to_string(path.join("session.jsonl"))
+            .expect("session.jsonl next to session.pcap");
+        assert_eq!(
+            decoded.lines.len(),
+            records.lines().count(),
+            "{}",
+            pcap.display()
+        );
+        for line in &decoded.lines {
+            assert!(line.get("rfc7606").is_none(), "{}: {line}", pcap.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} captures");
+}

@@ -105,6 +105,19 @@ impl Decoder {
         }
     }
 
+    /// Learn what an OPEN at the start of `stream` negotiates, before decoding anything: in a
+    /// capture, the other direction's OPEN matters for this direction's UPDATEs.
+    pub fn learn_open(&mut self, stream: &[u8]) {
+        if let Ok(Some(h)) = decode_header(stream, MAX_EXTENDED_MESSAGE_LEN) {
+            if let Some(Ok(m)) = stream
+                .get(..usize::from(h.length))
+                .map(|m| Message::decode(m, &self.context()))
+            {
+                self.learn(&m);
+            }
+        }
+    }
+
     /// Decode one message (exactly one, header included) to its JSON line.
     pub fn decode_one(&mut self, msg: &[u8]) -> Result<Value, Value> {
         let ctx = self.context();
@@ -168,6 +181,9 @@ pub fn decode_pcap(file: &[u8], force_as2: bool) -> Result<Decoded, InputError> 
     let streams = pcap::bgp_streams(file)?;
     // OPENs of both directions decide the encoding, so decode OPENs first.
     let mut decoder = Decoder::new(force_as2);
+    for (_, stream) in &streams {
+        decoder.learn_open(&stream.bytes);
+    }
     let mut lines: Vec<(usize, Value)> = Vec::new();
     let mut failed = false;
     for (dir, stream) in &streams {

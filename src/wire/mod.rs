@@ -139,10 +139,9 @@ impl Message {
     /// Append the message to `buf`. The caller keeps messages within the negotiated size
     /// (the UPDATE packer does; see [`Update`]).
     pub fn encode(&self, ctx: &Context, buf: &mut BytesMut) {
-        let len = self.encoded_len(ctx);
         let start = buf.len();
-        buf.reserve(len);
-        header::encode_header(self.kind(), len, buf);
+        // The length is patched in afterwards: computing it first would walk every attribute twice.
+        header::encode_header(self.kind(), 0, buf);
         match self {
             Self::Open(o) => o.encode_body(buf),
             Self::Update(u) => u.encode_body(ctx.four_octet_as, buf),
@@ -150,9 +149,16 @@ impl Message {
             Self::Keepalive => {}
             Self::RouteRefresh(r) => r.encode_body(buf),
         }
+        let len = buf.len() - start;
+        debug_assert!(
+            len <= MAX_EXTENDED_MESSAGE_LEN,
+            "{:?} of {len} octets",
+            self.kind()
+        );
+        buf[start + 16..start + 18].copy_from_slice(&(len as u16).to_be_bytes());
         debug_assert_eq!(
-            buf.len() - start,
             len,
+            self.encoded_len(ctx),
             "encoded_len disagrees with encode for {:?}",
             self.kind()
         );

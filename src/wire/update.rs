@@ -188,7 +188,11 @@ impl Update {
                 ),
             ));
         };
-        let mut update = Update::default();
+        // Most UPDATEs carry 3-8 attributes: one allocation instead of growing.
+        let mut update = Update {
+            attributes: Vec::with_capacity(8),
+            ..Update::default()
+        };
         prefix::decode_ipv4(
             withdrawn_raw,
             "withdrawn_routes",
@@ -382,15 +386,22 @@ impl Update {
     }
 
     pub(crate) fn encode_body(&self, four_octet_as: bool, buf: &mut BytesMut) {
-        let wlen: usize = self.withdrawn.iter().map(prefix::ipv4_len).sum();
-        buf.put_u16(wlen as u16);
+        // Both length fields are patched once their contents are written.
+        let wlen_at = buf.len();
+        buf.put_u16(0);
         self.withdrawn
             .iter()
             .for_each(|p| prefix::encode_ipv4(p, buf));
-        buf.put_u16(self.attributes_len(four_octet_as) as u16);
+        let alen_at = buf.len();
+        buf.put_u16(0);
         self.attributes
             .iter()
             .for_each(|a| a.encode(four_octet_as, buf));
+        let attrs_end = buf.len();
         self.nlri.iter().for_each(|p| prefix::encode_ipv4(p, buf));
+        let wlen = (alen_at - wlen_at - 2) as u16;
+        let alen = (attrs_end - alen_at - 2) as u16;
+        buf[wlen_at..wlen_at + 2].copy_from_slice(&wlen.to_be_bytes());
+        buf[alen_at..alen_at + 2].copy_from_slice(&alen.to_be_bytes());
     }
 }
