@@ -69,7 +69,11 @@ impl RouteRefresh {
     pub(crate) fn decode(message: &[u8]) -> Result<Self, DecodeError> {
         let body = &message[super::header::HEADER_LEN..];
         let subtype = RefreshSubtype::from_code(body.get(2).copied().unwrap_or(0));
-        if body.len() != 4 && subtype != RefreshSubtype::Normal || body.len() < 4 {
+        // RFC 7313 §5: only a BoRR or EoRR must be exactly 4 octets. A normal request may carry
+        // ORF entries (RFC 5291) and an unknown subtype is ignored by the session (RFC 7313 §5),
+        // so neither is a length error.
+        let demarcation = matches!(subtype, RefreshSubtype::Borr | RefreshSubtype::Eorr);
+        if demarcation && body.len() != 4 || body.len() < 4 {
             return Err(DecodeError::new(
                 ErrorKind::RouteRefreshInvalidLength,
                 "length",

@@ -260,7 +260,9 @@ impl Update {
                         "attribute_length",
                         at + 2,
                         detail,
-                    ));
+                    )
+                    // RFC 4271 §6.3: the data is the erroneous attribute, as far as it goes.
+                    .with_data(raw[i..].to_vec()));
                 }
                 // RFC 7606 §4: treat-as-withdraw; the total length still locates the NLRI.
                 self.issue(Rfc7606Action::TreatAsWithdraw, type_code, at, detail);
@@ -334,6 +336,10 @@ impl Update {
                 }),
                 Err(AttrFault::Rfc7606(action, detail)) => {
                     self.issue(action, type_code, at, detail)
+                }
+                // RFC 4271 §6.3: an Optional Attribute Error carries the attribute as data.
+                Err(AttrFault::Reset(e)) if e.kind == ErrorKind::OptionalAttributeError => {
+                    return Err(e.with_data(whole.to_vec()))
                 }
                 Err(AttrFault::Reset(e)) => return Err(e),
             }
