@@ -1,0 +1,713 @@
+//! [`AdjRibIn`]: per peer, the routes it sent us, bounded by a max-prefix limit per family.
+//!
+//! Contract:
+//! - [`AdjRibIn::apply`] takes one decoded UPDATE: IPv4 withdrawals and NLRI, MP_UNREACH_NLRI
+//!   and MP_REACH_NLRI of IPv4/IPv6 unicast (RFC 4760 §3-4); other families are ignored.
+//!   An UPDATE RFC 7606 marks treat-as-withdraw ([`Update::treat_as_withdraw`]) withdraws its
+//!   NLRI instead of installing them (RFC 7606 §2).
+//! - Max-prefix (RFC 4486 §4): an UPDATE that would take a family over its limit is not
+//!   applied at all; [`MaxPrefixExceeded`] carries what the session needs for Cease/1 with
+//!   data AFI, SAFI, limit ([`MaxPrefixExceeded::notification`]). The RIB never holds more
+//!   than the limit.
+//! - Identical attribute sets are interned: every prefix received with the same attributes
+//!   points at one `Arc<ReceivedAttrs>`; a set is freed when its last prefix goes.
+//! - Graceful restart helper (RFC 4724 §4.2): [`AdjRibIn::mark_stale`] when the session drops
+//!   instead of [`AdjRibIn::clear`]; a re-announced route is fresh again; End-of-RIB for a
+//!   family sweeps that family's stale routes; [`AdjRibIn::sweep_stale`] for the restart timer.
+//!
+//! Never does: best-path selection, loop detection, import policy (Ferry announces; it keeps
+//! received routes to show them and to verify that peers reflect what it announced).
+
+use ipnet::IpNet;
+use serde::{Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+
+use super::export::family_of;
+use crate::wire::iana::attr;
+use crate::wire::mp::{MpNextHop, MpNlri};
+use crate::wire::notification::cease;
+use crate::wire::{
+    AsPath, AttributeValue, Community, Family, LargeCommunity, Notification, Origin, PathAttribute,
+    Update,
+};
+
+/// The attributes shared by the prefixes of one family of one UPDATE.
+#[derive(Debug, Clone)]
+pub struct ReceivedAttrs {
+    pub origin: Option<Origin>,
+    /// The effective path: on a 2-octet session AS_PATH merged with AS4_PATH (RFC 6793 §4.2.3).
+    pub as_path: AsPath,
+    pub next_hop: Option<IpAddr>,
+    pub next_hop_link_local: Option<Ipv6Addr>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    pub communities: Vec<Community>,
+    pub large_communities: Vec<LargeCommunity>,
+    /// Every attribute as received, without NLRI: MP_REACH_NLRI keeps its next hop with an
+    /// empty (raw) NLRI, MP_UNREACH_NLRI is left out, and so is NEXT_HOP for MP_REACH prefixes
+    /// and MP_REACH_NLRI for classic NLRI.
+    pub attributes: Vec<PathAttribute>,
+    /// The attributes' encoding: identity for interning.
+    key: Box<[u8]>,
+}
+
+impl PartialEq for ReceivedAttrs {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for ReceivedAttrs {}
+
+impl Hash for ReceivedAttrs {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl ReceivedAttrs {
+    /// `mp`: the attributes of the MP_REACH_NLRI prefixes rather than of the classic NLRI.
+    fn new(update: &Update, mp: bool, four_octet_as: bool) -> Self {
+        let mut attributes = Vec::with_capacity(update.attributes.len());
+        let mut next_hop = None;
+        let mut next_hop_link_local = None;
+        for a in &update.attributes {
+            match &a.value {
+                AttributeValue::MpUnreach(_) => {}
+                AttributeValue::NextHop(nh) if !mp => {
+                    next_hop = Some(IpAddr::V4(*nh));
+                    attributes.push(a.clone());
+                }
+                AttributeValue::MpReach(m) if mp => {
+                    match &m.next_hop {
+                        MpNextHop::Ipv4(v4) => next_hop = Some(IpAddr::V4(*v4)),
+                        MpNextHop::Ipv6 { global, link_local } => {
+                            next_hop = Some(IpAddr::V6(*global));
+                            next_hop_link_local = *link_local;
+                        }
+                        MpNextHop::Other(_) => {}
+                    }
+                    let mut m = m.clone();
+                    m.nlri = MpNlri::Raw(Vec::new());
+                    attributes.push(PathAttribute {
+                        flags: a.flags,
+                        value: AttributeValue::MpReach(m),
+                    });
+                }
+                AttributeValue::NextHop(_) | AttributeValue::MpReach(_) => {}
+                _ => attributes.push(a.clone()),
+            }
+        }
+        let mut key = BytesMut::new();
+        // The session's AS width is fixed for the life of the RIB, so 4 octets is canonical.
+        attributes.iter().for_each(|a| a.encode(true, &mut key));
+        // The effective AS path depends on the session's AS width too.
+        key.put_u8(u8::from(four_octet_as));
+        Self {
+            origin: match update.attribute(attr::ORIGIN) {
+                Some(AttributeValue::Origin(o)) => Some(*o),
+                _ => None,
+            },
+            as_path: update.effective_as_path(four_octet_as).unwrap_or_default(),
+            next_hop,
+            next_hop_link_local,
+            med: match update.attribute(attr::MULTI_EXIT_DISC) {
+                Some(AttributeValue::Med(m)) => Some(*m),
+                _ => None,
+            },
+            local_pref: match update.attribute(attr::LOCAL_PREF) {
+                Some(AttributeValue::LocalPref(l)) => Some(*l),
+                _ => None,
+            },
+            communities: update.communities().to_vec(),
+            large_communities: update.large_communities().to_vec(),
+            attributes,
+            key: key.to_vec().into_boxed_slice(),
+        }
+    }
+}
+
+/// The peer went over its limit: send Cease / Maximum Number of Prefixes Reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer would have {count} {family} prefixes, over the limit of {limit}; the session is closed with Cease/Maximum Number of Prefixes Reached")]
+pub struct MaxPrefixExceeded {
+    pub family: Family,
+    pub limit: usize,
+    /// How many prefixes of `family` the peer would hold had the UPDATE been applied.
+    pub count: usize,
+}
+
+impl MaxPrefixExceeded {
+    /// Cease, subcode 1, data AFI (2 octets), SAFI (1), the limit (4) (RFC 4486 §4).
+    pub fn notification(&self) -> Notification {
+        let mut data = BytesMut::with_capacity(7);
+        data.put_u16(self.family.afi().into());
+        data.put_u8(self.family.safi().into());
+        data.put_u32(u32::try_from(self.limit).unwrap_or(u32::MAX));
+        Notification {
+            code: cease::CODE,
+            subcode: cease::MAX_PREFIXES_REACHED,
+            data: data.freeze(),
+        }
+    }
+}
+
+/// What one UPDATE changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RibInChange {
+    /// Prefixes installed or replaced, in prefix order.
+    pub announced: Vec<IpNet>,
+    /// Prefixes removed (withdrawn, treated as withdrawn, or swept stale at End-of-RIB), in
+    /// prefix order; withdrawals of prefixes we did not hold are not listed.
+    pub withdrawn: Vec<IpNet>,
+    /// The family this UPDATE marks the End-of-RIB of.
+    pub end_of_rib: Option<Family>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    attrs: Arc<ReceivedAttrs>,
+    stale: bool,
+}
+
+/// One received route, for `ferry routes --received` and the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceivedRoute {
+    #[serde(serialize_with = "display")]
+    pub prefix: IpNet,
+    pub next_hop: Option<IpAddr>,
+    pub next_hop_link_local: Option<Ipv6Addr>,
+    #[serde(serialize_with = "display")]
+    pub as_path: AsPath,
+    #[serde(serialize_with = "origin_name")]
+    pub origin: Option<Origin>,
+    #[serde(serialize_with = "display_all")]
+    pub communities: Vec<Community>,
+    #[serde(serialize_with = "display_all")]
+    pub large_communities: Vec<LargeCommunity>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    /// Kept from before a graceful restart and not yet refreshed.
+    pub stale: bool,
+}
+
+fn display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn display_all<T: fmt::Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
+fn origin_name<S: Serializer>(v: &Option<Origin>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(o) => s.serialize_str(o.name()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct AdjRibIn {
+    routes: BTreeMap<IpNet, Entry>,
+    interned: HashSet<Arc<ReceivedAttrs>>,
+    counts: BTreeMap<Family, usize>,
+    limits: BTreeMap<Family, usize>,
+}
+
+impl AdjRibIn {
+    /// An empty RIB allowing `max_prefixes` prefixes of each family (IPv4 and IPv6 unicast).
+    pub fn new(max_prefixes: usize) -> Self {
+        Self {
+            limits: [Family::Ipv4Unicast, Family::Ipv6Unicast]
+                .into_iter()
+                .map(|f| (f, max_prefixes))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// An empty RIB without limits.
+    pub fn unlimited() -> Self {
+        Self::default()
+    }
+
+    /// Limit the prefixes of `family`; `None` removes the limit. Takes effect at the next UPDATE.
+    pub fn set_max_prefix(&mut self, family: Family, limit: Option<usize>) {
+        match limit {
+            Some(l) => self.limits.insert(family, l),
+            None => self.limits.remove(&family),
+        };
+    }
+
+    pub fn max_prefix(&self, family: Family) -> Option<usize> {
+        self.limits.get(&family).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn count(&self, family: Family) -> usize {
+        self.counts.get(&family).copied().unwrap_or(0)
+    }
+
+    /// Distinct attribute sets held.
+    pub fn attribute_sets(&self) -> usize {
+        self.interned.len()
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Arc<ReceivedAttrs>> {
+        self.routes.get(prefix).map(|e| &e.attrs)
+    }
+
+    /// Every route, in prefix order.
+    pub fn routes(&self) -> Vec<ReceivedRoute> {
+        self.routes
+            .iter()
+            .map(|(p, e)| {
+                let a = &e.attrs;
+                ReceivedRoute {
+                    prefix: *p,
+                    next_hop: a.next_hop,
+                    next_hop_link_local: a.next_hop_link_local,
+                    as_path: a.as_path.clone(),
+                    origin: a.origin,
+                    communities: a.communities.clone(),
+                    large_communities: a.large_communities.clone(),
+                    med: a.med,
+                    local_pref: a.local_pref,
+                    stale: e.stale,
+                }
+            })
+            .collect()
+    }
+
+    /// Session down without graceful restart: forget everything (limits stay).
+    pub fn clear(&mut self) {
+        self.routes.clear();
+        self.interned.clear();
+        self.counts.clear();
+    }
+
+    /// Session down with graceful restart (helper mode): keep the routes, marked stale.
+    pub fn mark_stale(&mut self) {
+        self.routes.values_mut().for_each(|e| e.stale = true);
+    }
+
+    /// Remove stale routes of `family` (all families for `None`); returns them in prefix order.
+    pub fn sweep_stale(&mut self, family: Option<Family>) -> Vec<IpNet> {
+        let gone: Vec<IpNet> = self
+            .routes
+            .iter()
+            .filter(|(p, e)| e.stale && family.map_or(true, |f| family_of(p) == f))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &gone {
+            self.remove(p);
+        }
+        gone
+    }
+
+    fn remove(&mut self, prefix: &IpNet) -> bool {
+        let Some(old) = self.routes.remove(prefix) else {
+            return false;
+        };
+        if let Some(c) = self.counts.get_mut(&family_of(prefix)) {
+            *c -= 1;
+        }
+        // Ours and the intern set's: no other prefix uses it.
+        if Arc::strong_count(&old.attrs) == 2 {
+            self.interned.remove(&*old.attrs);
+        }
+        true
+    }
+
+    fn intern(&mut self, attrs: ReceivedAttrs) -> Arc<ReceivedAttrs> {
+        if let Some(a) = self.interned.get(&attrs) {
+            return a.clone();
+        }
+        let a = Arc::new(attrs);
+        self.interned.insert(a.clone());
+        a
+    }
+
+    /// Apply one received UPDATE; see the module contract. `four_octet_as`: what the session
+    /// negotiated (RFC 6793), for the effective AS path.
+    pub fn apply(
+        &mut self,
+        update: &Update,
+        four_octet_as: bool,
+    ) -> Result<RibInChange, MaxPrefixExceeded> {
+        let mut change = RibInChange {
+            end_of_rib: update.end_of_rib_family(),
+            ..RibInChange::default()
+        };
+        let mut withdraw: BTreeSet<IpNet> =
+            update.withdrawn.iter().map(|p| IpNet::V4(*p)).collect();
+        if let Some(m) = update.mp_unreach() {
+            if m.family().is_some() {
+                withdraw.extend(prefixes(&m.withdrawn));
+            }
+        }
+        // Each family's NLRI, and whether they came in MP_REACH_NLRI.
+        let mut announce: Vec<(Family, bool, BTreeSet<IpNet>)> = Vec::new();
+        if !update.nlri.is_empty() {
+            announce.push((
+                Family::Ipv4Unicast,
+                false,
+                update.nlri.iter().map(|p| IpNet::V4(*p)).collect(),
+            ));
+        }
+        if let Some(m) = update.mp_reach() {
+            if let Some(f) = m.family() {
+                let set: BTreeSet<IpNet> = prefixes(&m.nlri).collect();
+                if !set.is_empty() {
+                    announce.push((f, true, set));
+                }
+            }
+        }
+        if update.treat_as_withdraw() {
+            for (_, _, set) in announce.drain(..) {
+                withdraw.extend(set);
+            }
+        }
+        let announced: BTreeSet<IpNet> = announce
+            .iter()
+            .flat_map(|(_, _, s)| s.iter().copied())
+            .collect();
+        for (&family, &limit) in &self.limits {
+            let mut count = self.count(family);
+            for p in withdraw.iter().filter(|p| family_of(p) == family) {
+                if self.routes.contains_key(p) && !announced.contains(p) {
+                    count -= 1;
+                }
+            }
+            for p in announced.iter().filter(|p| family_of(p) == family) {
+                if !self.routes.contains_key(p) {
+                    count += 1;
+                }
+            }
+            if count > limit {
+                return Err(MaxPrefixExceeded {
+                    family,
+                    limit,
+                    count,
+                });
+            }
+        }
+        for p in &withdraw {
+            if !announced.contains(p) && self.remove(p) {
+                change.withdrawn.push(*p);
+            }
+        }
+        for (family, mp, set) in announce {
+            let attrs = self.intern(ReceivedAttrs::new(update, mp, four_octet_as));
+            for p in set {
+                let fresh = Entry {
+                    attrs: attrs.clone(),
+                    stale: false,
+                };
+                match self.routes.insert(p, fresh) {
+                    Some(old) => {
+                        if Arc::strong_count(&old.attrs) == 2 {
+                            self.interned.remove(&*old.attrs);
+                        }
+                    }
+                    None => *self.counts.entry(family).or_default() += 1,
+                }
+                change.announced.push(p);
+            }
+        }
+        change.announced.sort();
+        if let Some(f) = change.end_of_rib {
+            change.withdrawn.extend(self.sweep_stale(Some(f)));
+        }
+        Ok(change)
+    }
+}
+
+fn prefixes(nlri: &MpNlri) -> impl Iterator<Item = IpNet> + '_ {
+    let (v4, v6): (&[_], &[_]) = match nlri {
+        MpNlri::Ipv4(v) => (v, &[]),
+        MpNlri::Ipv6(v) => (&[], v),
+        MpNlri::Raw(_) => (&[], &[]),
+    };
+    v4.iter()
+        .map(|p| IpNet::V4(*p))
+        .chain(v6.iter().map(|p| IpNet::V6(*p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Context, Message, MpReach, MpUnreach};
+    use ipnet::{Ipv4Net, Ipv6Net};
+
+    const FOUR: bool = true;
+
+    fn v4(p: &str) -> Ipv4Net {
+        p.parse().unwrap()
+    }
+
+    fn v6(p: &str) -> Ipv6Net {
+        p.parse().unwrap()
+    }
+
+    fn base_attrs(path: &[u32], communities: &[Community]) -> Vec<PathAttribute> {
+        let mut a = vec![
+            PathAttribute::new(AttributeValue::Origin(Origin::Igp)),
+            PathAttribute::new(AttributeValue::AsPath(AsPath::sequence(path))),
+        ];
+        if !communities.is_empty() {
+            a.push(PathAttribute::new(AttributeValue::Communities(
+                communities.to_vec(),
+            )));
+        }
+        a
+    }
+
+    fn announce_v4(prefixes: &[&str], path: &[u32], communities: &[Community]) -> Update {
+        let mut attributes = base_attrs(path, communities);
+        attributes.insert(
+            2,
+            PathAttribute::new(AttributeValue::NextHop("192.0.2.2".parse().unwrap())),
+        );
+        attributes.push(PathAttribute::new(AttributeValue::Med(20)));
+        Update {
+            attributes,
+            nlri: prefixes.iter().map(|p| v4(p)).collect(),
+            ..Update::default()
+        }
+    }
+
+    fn announce_v6(prefixes: &[&str]) -> Update {
+        let mut attributes = base_attrs(&[65001], &[]);
+        attributes.push(PathAttribute::new(AttributeValue::MpReach(MpReach::ipv6(
+            MpNextHop::Ipv6 {
+                global: "2001:db8::2".parse().unwrap(),
+                link_local: Some("fe80::2".parse().unwrap()),
+            },
+            prefixes.iter().map(|p| v6(p)).collect(),
+        ))));
+        Update {
+            attributes,
+            ..Update::default()
+        }
+    }
+
+    fn withdraw_v6(prefixes: &[&str]) -> Update {
+        Update {
+            attributes: vec![PathAttribute::new(AttributeValue::MpUnreach(MpUnreach {
+                afi: crate::wire::Afi::Ipv6,
+                safi: crate::wire::Safi::Unicast,
+                withdrawn: MpNlri::Ipv6(prefixes.iter().map(|p| v6(p)).collect()),
+            }))],
+            ..Update::default()
+        }
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_routes_are_listed_with_their_attributes() {
+        let mut rib = AdjRibIn::unlimited();
+        let c = Community::new(65001, 100);
+        rib.apply(
+            &announce_v4(&["198.51.100.0/24"], &[65001, 65002], &[c]),
+            FOUR,
+        )
+        .unwrap();
+        rib.apply(&announce_v6(&["2001:db8:1::/48"]), FOUR).unwrap();
+        let routes = rib.routes();
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].prefix.to_string(), "198.51.100.0/24");
+        assert_eq!(routes[0].next_hop, Some("192.0.2.2".parse().unwrap()));
+        assert_eq!(routes[0].as_path.to_string(), "65001 65002");
+        assert_eq!(routes[0].communities, vec![c]);
+        assert_eq!(routes[0].med, Some(20));
+        assert_eq!(routes[1].next_hop, Some("2001:db8::2".parse().unwrap()));
+        assert_eq!(
+            routes[1].next_hop_link_local,
+            Some("fe80::2".parse().unwrap())
+        );
+        assert_eq!(
+            serde_json::to_string(&routes[0]).unwrap(),
+            r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2.2","next_hop_link_local":null,"as_path":"65001 65002","origin":"igp","communities":["65001:100"],"large_communities":[],"med":20,"local_pref":null,"stale":false}"#
+        );
+        assert_eq!(rib.count(Family::Ipv4Unicast), 1);
+        assert_eq!(rib.count(Family::Ipv6Unicast), 1);
+
+        let ch = rib
+            .apply(&withdraw_v6(&["2001:db8:1::/48", "2001:db8:9::/48"]), FOUR)
+            .unwrap();
+        assert_eq!(
+            ch.withdrawn,
+            vec!["2001:db8:1::/48".parse::<IpNet>().unwrap()]
+        );
+        let ch = rib
+            .apply(
+                &Update {
+                    withdrawn: vec![v4("198.51.100.0/24")],
+                    ..Update::default()
+                },
+                FOUR,
+            )
+            .unwrap();
+        assert_eq!(ch.withdrawn.len(), 1);
+        assert!(rib.is_empty());
+        assert_eq!(rib.attribute_sets(), 0);
+    }
+
+    #[test]
+    fn identical_attribute_sets_share_one_arc() {
+        let mut rib = AdjRibIn::unlimited();
+        rib.apply(&announce_v4(&["198.51.100.0/24"], &[65001], &[]), FOUR)
+            .unwrap();
+        rib.apply(
+            &announce_v4(&["203.0.113.0/24", "192.0.2.0/25"], &[65001], &[]),
+            FOUR,
+        )
+        .unwrap();
+        rib.apply(
+            &announce_v4(&["192.0.2.128/25"], &[65001, 65003], &[]),
+            FOUR,
+        )
+        .unwrap();
+        assert_eq!(rib.attribute_sets(), 2);
+        let a = rib.get(&"198.51.100.0/24".parse().unwrap()).unwrap();
+        let b = rib.get(&"203.0.113.0/24".parse().unwrap()).unwrap();
+        let c = rib.get(&"192.0.2.128/25".parse().unwrap()).unwrap();
+        assert!(Arc::ptr_eq(a, b));
+        assert!(!Arc::ptr_eq(a, c));
+        // Replacing the only user of a set frees it.
+        rib.apply(&announce_v4(&["192.0.2.128/25"], &[65001], &[]), FOUR)
+            .unwrap();
+        assert_eq!(rib.attribute_sets(), 1);
+    }
+
+    #[test]
+    fn treat_as_withdraw_removes_the_nlri() {
+        let ctx = Context::default();
+        let mut rib = AdjRibIn::unlimited();
+        let good = announce_v4(&["198.51.100.0/24"], &[65001], &[]);
+        rib.apply(&good, FOUR).unwrap();
+        // Same UPDATE on the wire with ORIGIN value 5: RFC 7606 §7.1 treat-as-withdraw.
+        let mut bytes = Message::Update(good).to_bytes(&ctx).to_vec();
+        let origin_at = 19 + 4 + 3;
+        assert_eq!(&bytes[origin_at - 3..origin_at], &[0x40, 1, 1]);
+        bytes[origin_at] = 5;
+        let Message::Update(bad) = Message::decode(&bytes, &ctx).unwrap() else {
+            panic!()
+        };
+        assert!(bad.treat_as_withdraw());
+        let ch = rib.apply(&bad, FOUR).unwrap();
+        assert_eq!(
+            ch.withdrawn,
+            vec!["198.51.100.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert!(ch.announced.is_empty());
+        assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn max_prefix_refuses_the_update_and_builds_the_cease() {
+        let mut rib = AdjRibIn::unlimited();
+        rib.set_max_prefix(Family::Ipv6Unicast, Some(2));
+        rib.apply(&announce_v6(&["2001:db8:1::/48", "2001:db8:2::/48"]), FOUR)
+            .unwrap();
+        // Re-announcing held prefixes does not count twice.
+        rib.apply(&announce_v6(&["2001:db8:1::/48"]), FOUR).unwrap();
+        // IPv4 has no limit.
+        rib.apply(
+            &announce_v4(&["198.51.100.0/24", "203.0.113.0/24"], &[65001], &[]),
+            FOUR,
+        )
+        .unwrap();
+        let e = rib
+            .apply(&announce_v6(&["2001:db8:3::/48", "2001:db8:4::/48"]), FOUR)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            MaxPrefixExceeded {
+                family: Family::Ipv6Unicast,
+                limit: 2,
+                count: 4
+            }
+        );
+        assert_eq!(rib.count(Family::Ipv6Unicast), 2);
+        let n = e.notification();
+        assert_eq!((n.code, n.subcode), (6, 1));
+        assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0, 2]);
+        // A withdraw in the same UPDATE makes room.
+        let mut swap = announce_v6(&["2001:db8:3::/48"]);
+        swap.attributes
+            .push(withdraw_v6(&["2001:db8:1::/48"]).attributes.remove(0));
+        rib.apply(&swap, FOUR).unwrap();
+        assert_eq!(rib.count(Family::Ipv6Unicast), 2);
+
+        // new(n) limits each family to n.
+        let mut rib = AdjRibIn::new(1);
+        assert_eq!(rib.max_prefix(Family::Ipv4Unicast), Some(1));
+        rib.apply(&announce_v6(&["2001:db8:1::/48"]), FOUR).unwrap();
+        rib.apply(&announce_v4(&["198.51.100.0/24"], &[65001], &[]), FOUR)
+            .unwrap();
+        let e = rib
+            .apply(&announce_v4(&["203.0.113.0/24"], &[65001], &[]), FOUR)
+            .unwrap_err();
+        assert_eq!((e.family, e.limit, e.count), (Family::Ipv4Unicast, 1, 2));
+    }
+
+    #[test]
+    fn graceful_restart_stale_routes_are_swept_at_end_of_rib() {
+        let mut rib = AdjRibIn::unlimited();
+        rib.apply(
+            &announce_v4(&["198.51.100.0/24", "203.0.113.0/24"], &[65001], &[]),
+            FOUR,
+        )
+        .unwrap();
+        rib.apply(&announce_v6(&["2001:db8:1::/48"]), FOUR).unwrap();
+        rib.mark_stale();
+        assert!(rib.routes().iter().all(|r| r.stale));
+        rib.apply(&announce_v4(&["198.51.100.0/24"], &[65001], &[]), FOUR)
+            .unwrap();
+        let ch = rib
+            .apply(&Update::end_of_rib(Family::Ipv4Unicast), FOUR)
+            .unwrap();
+        assert_eq!(ch.end_of_rib, Some(Family::Ipv4Unicast));
+        assert_eq!(
+            ch.withdrawn,
+            vec!["203.0.113.0/24".parse::<IpNet>().unwrap()]
+        );
+        let routes = rib.routes();
+        assert_eq!(routes.len(), 2);
+        assert!(!routes[0].stale);
+        assert!(routes[1].stale);
+        assert_eq!(
+            rib.sweep_stale(None),
+            vec!["2001:db8:1::/48".parse::<IpNet>().unwrap()]
+        );
+        rib.clear();
+        assert!(rib.is_empty());
+        assert_eq!(rib.attribute_sets(), 0);
+    }
+
+    #[test]
+    fn two_octet_session_shows_the_merged_as4_path() {
+        let mut rib = AdjRibIn::unlimited();
+        let mut u = announce_v4(&["198.51.100.0/24"], &[65001, 23456], &[]);
+        u.attributes
+            .push(PathAttribute::new(AttributeValue::As4Path(
+                AsPath::sequence(&[4_200_000_001]),
+            )));
+        rib.apply(&u, false).unwrap();
+        assert_eq!(rib.routes()[0].as_path.to_string(), "65001 4200000001");
+    }
+}

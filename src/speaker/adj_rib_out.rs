@@ -1,0 +1,812 @@
+//! [`AdjRibOut`]: per peer, the single truth of what the peer has been told, and the queue of
+//! changes still to tell it, packed into as few UPDATEs as fit.
+//!
+//! Contract:
+//! - `sent` holds what the peer was told; a change enters `sent` only when
+//!   [`AdjRibOut::next_messages`] has produced the message carrying it. The caller writes every
+//!   produced message before asking for more (or drops the whole RIB-Out on session down:
+//!   [`AdjRibOut::reset`]).
+//! - Pending changes are kept per prefix, so only the latest intent for a prefix is sent:
+//!   a route announced then withdrawn before it was sent produces nothing, and a withdraw of a
+//!   prefix the peer was never told produces nothing.
+//! - [`AdjRibOut::sync`] recomputes the pending diff against the desired routes: new or changed
+//!   routes are announced, routes gone (or no longer exportable) are withdrawn.
+//! - Packing (RFC 4271 §4.3, §9.2; RFC 4760 §3-4): each UPDATE is at most
+//!   `ctx.max_message_len()` octets. Withdrawals first: IPv4 in the Withdrawn Routes field,
+//!   IPv6 in MP_UNREACH_NLRI. Then announcements, one UPDATE per attribute set with as many
+//!   of its prefixes as fit (IPv6 inside MP_REACH_NLRI). Order is deterministic: prefixes in
+//!   `IpNet` order, attribute sets in [`AttrSet`] order (IPv4 first).
+//! - Flow control: one call produces messages until their total size reaches `max_bytes`
+//!   (so at most `max_bytes` plus one message); the caller calls again when its socket drained.
+//! - End-of-RIB (RFC 4724 §2): the initial sync is complete once [`AdjRibOut::sync`] ran and
+//!   nothing is pending; [`AdjRibOut::take_end_of_rib`] then yields each negotiated family once
+//!   per session.
+//! - Route refresh (RFC 2918 §4): [`AdjRibOut::mark_all_for_refresh`] queues every sent route
+//!   again; the next calls re-send them.
+//!
+//! Attribute sets are interned: every route with the same exported attributes holds the same
+//! `Arc<AttrSet>`; sets no route uses are dropped at the next `sync`.
+//!
+//! Never does: I/O, timers, or deciding what is desired.
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use super::export::{AttrSet, ExportError, PeerExport};
+use super::route::Route;
+use crate::wire::attribute::PathAttribute;
+use crate::wire::mp::MpNlri;
+use crate::wire::prefix::{ipv4_len, ipv6_len};
+use crate::wire::{AttributeValue, Context, Family, Message, MpUnreach, Update, HEADER_LEN};
+
+/// Withdrawn Routes Length plus Total Path Attribute Length.
+const UPDATE_FIXED: usize = HEADER_LEN + 4;
+
+/// Attribute header (flags, type, length) for a value of `len` octets: the Extended Length
+/// form only when the value needs it (RFC 4271 §4.3).
+fn attr_header(len: usize) -> usize {
+    if len > 255 {
+        4
+    } else {
+        3
+    }
+}
+
+/// What one `sync` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Routes left out for this peer, with why (logged by the driver).
+    pub skipped: Vec<(IpNet, ExportError)>,
+    /// Prefixes pending after the sync, announcements and withdrawals.
+    pub pending: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct AdjRibOut {
+    sent: BTreeMap<IpNet, Arc<AttrSet>>,
+    /// Latest intent per prefix: `Some(set)` announce, `None` withdraw.
+    pending: BTreeMap<IpNet, Option<Arc<AttrSet>>>,
+    // Indexes of `pending`, by what the packer takes next.
+    withdraw_v4: BTreeSet<Ipv4Net>,
+    withdraw_v6: BTreeSet<Ipv6Net>,
+    announce: BTreeMap<Arc<AttrSet>, BTreeSet<IpNet>>,
+    interned: HashSet<Arc<AttrSet>>,
+    families: Vec<Family>,
+    synced: bool,
+    end_of_rib_sent: BTreeSet<Family>,
+}
+
+impl AdjRibOut {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget everything: the session went down, the next one starts from an empty peer.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// What the peer has been told, in prefix order.
+    pub fn sent(&self) -> &BTreeMap<IpNet, Arc<AttrSet>> {
+        &self.sent
+    }
+
+    /// How many prefixes the peer has been told about.
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    /// Prefixes with a change not yet sent.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Distinct attribute sets in use (sent or pending).
+    pub fn attribute_sets(&self) -> usize {
+        self.interned.len()
+    }
+
+    fn intern(&mut self, set: AttrSet) -> Arc<AttrSet> {
+        if let Some(a) = self.interned.get(&set) {
+            return a.clone();
+        }
+        let a = Arc::new(set);
+        self.interned.insert(a.clone());
+        a
+    }
+
+    fn clear_pending(&mut self, prefix: &IpNet) {
+        match self.pending.remove(prefix) {
+            None => {}
+            Some(None) => match prefix {
+                IpNet::V4(p) => {
+                    self.withdraw_v4.remove(p);
+                }
+                IpNet::V6(p) => {
+                    self.withdraw_v6.remove(p);
+                }
+            },
+            Some(Some(set)) => {
+                if let Some(group) = self.announce.get_mut(&set) {
+                    group.remove(prefix);
+                    if group.is_empty() {
+                        self.announce.remove(&set);
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_pending(&mut self, prefix: IpNet, want: Option<Arc<AttrSet>>) {
+        self.clear_pending(&prefix);
+        match &want {
+            None => match prefix {
+                IpNet::V4(p) => {
+                    self.withdraw_v4.insert(p);
+                }
+                IpNet::V6(p) => {
+                    self.withdraw_v6.insert(p);
+                }
+            },
+            Some(set) => {
+                self.announce.entry(set.clone()).or_default().insert(prefix);
+            }
+        }
+        self.pending.insert(prefix, want);
+    }
+
+    /// Make the pending changes those that bring the peer from `sent` to `desired` as exported
+    /// by `export`. Call on session establishment and after every store change.
+    pub fn sync(&mut self, desired: &BTreeMap<IpNet, Route>, export: &PeerExport) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut target: BTreeMap<IpNet, Arc<AttrSet>> = BTreeMap::new();
+        for (prefix, route) in desired {
+            match export.export(route) {
+                Ok(Some(set)) => {
+                    let set = self.intern(set);
+                    target.insert(*prefix, set);
+                }
+                Ok(None) => {}
+                Err(e) => report.skipped.push((*prefix, e)),
+            }
+        }
+        let gone: Vec<IpNet> = self
+            .sent
+            .keys()
+            .filter(|p| !target.contains_key(p))
+            .copied()
+            .collect();
+        for p in gone {
+            self.set_pending(p, None);
+        }
+        let never_sent: Vec<IpNet> = self
+            .pending
+            .keys()
+            .filter(|p| !target.contains_key(p) && !self.sent.contains_key(p))
+            .copied()
+            .collect();
+        for p in never_sent {
+            self.clear_pending(&p);
+        }
+        for (p, set) in target {
+            let told = self.sent.get(&p) == Some(&set);
+            let queued = self.pending.get(&p) == Some(&Some(set.clone()));
+            if told && !queued {
+                // The peer has it; drop a stale pending change (a queued refresh stays).
+                self.clear_pending(&p);
+            } else if !told && !queued {
+                self.set_pending(p, Some(set));
+            }
+        }
+        self.interned.retain(|a| Arc::strong_count(a) > 1);
+        self.families = export.families.clone();
+        self.synced = true;
+        report.pending = self.pending.len();
+        report
+    }
+
+    /// Route refresh (RFC 2918): queue every route the peer was told again.
+    pub fn mark_all_for_refresh(&mut self) {
+        self.mark_for_refresh(None);
+    }
+
+    /// Route refresh of one family (the ROUTE-REFRESH message names an AFI/SAFI).
+    pub fn mark_family_for_refresh(&mut self, family: Family) {
+        self.mark_for_refresh(Some(family));
+    }
+
+    fn mark_for_refresh(&mut self, family: Option<Family>) {
+        let again: Vec<(IpNet, Arc<AttrSet>)> = self
+            .sent
+            .iter()
+            .filter(|(p, s)| {
+                !self.pending.contains_key(p) && family.map_or(true, |f| s.family == f)
+            })
+            .map(|(p, s)| (*p, s.clone()))
+            .collect();
+        for (p, s) in again {
+            self.set_pending(p, Some(s));
+        }
+    }
+
+    /// True once the first `sync` ran and everything it queued has been produced.
+    pub fn initial_sync_complete(&self) -> bool {
+        self.synced && self.pending.is_empty()
+    }
+
+    /// The families whose End-of-RIB is due now (each once per session); the driver sends
+    /// `Update::end_of_rib(family)` for each, after the messages already produced.
+    pub fn take_end_of_rib(&mut self) -> Vec<Family> {
+        if !self.initial_sync_complete() {
+            return Vec::new();
+        }
+        let due: Vec<Family> = self
+            .families
+            .iter()
+            .filter(|f| !self.end_of_rib_sent.contains(f))
+            .copied()
+            .collect();
+        self.end_of_rib_sent.extend(due.iter().copied());
+        due
+    }
+
+    /// Pop pending changes as UPDATEs of at most `ctx.max_message_len()` octets each, until
+    /// their total reaches `max_bytes` or nothing is pending. Produced changes count as sent.
+    pub fn next_messages(&mut self, ctx: &Context, max_bytes: usize) -> Vec<Message> {
+        let max_len = ctx.max_message_len();
+        let mut out = Vec::new();
+        let mut produced = 0;
+        while produced < max_bytes {
+            let update = if !self.withdraw_v4.is_empty() {
+                self.pack_withdraw_v4(max_len)
+            } else if !self.withdraw_v6.is_empty() {
+                self.pack_withdraw_v6(max_len)
+            } else if let Some(set) = self.announce.keys().next().cloned() {
+                match self.pack_announce(&set, ctx, max_len) {
+                    Some(u) => u,
+                    None => continue,
+                }
+            } else {
+                break;
+            };
+            let msg = Message::Update(update);
+            produced += msg.encoded_len(ctx);
+            debug_assert!(msg.encoded_len(ctx) <= max_len);
+            out.push(msg);
+        }
+        out
+    }
+
+    fn pack_withdraw_v4(&mut self, max_len: usize) -> Update {
+        let mut len = UPDATE_FIXED;
+        let mut withdrawn = Vec::new();
+        for p in &self.withdraw_v4 {
+            if len + ipv4_len(p) > max_len {
+                break;
+            }
+            len += ipv4_len(p);
+            withdrawn.push(*p);
+        }
+        for p in &withdrawn {
+            self.withdraw_v4.remove(p);
+            let p = IpNet::V4(*p);
+            self.pending.remove(&p);
+            self.sent.remove(&p);
+        }
+        Update {
+            withdrawn,
+            ..Update::default()
+        }
+    }
+
+    fn pack_withdraw_v6(&mut self, max_len: usize) -> Update {
+        let mut value = 3;
+        let mut prefixes = Vec::new();
+        for p in &self.withdraw_v6 {
+            let v = value + ipv6_len(p);
+            if UPDATE_FIXED + attr_header(v) + v > max_len {
+                break;
+            }
+            value = v;
+            prefixes.push(*p);
+        }
+        for p in &prefixes {
+            self.withdraw_v6.remove(p);
+            let p = IpNet::V6(*p);
+            self.pending.remove(&p);
+            self.sent.remove(&p);
+        }
+        let family = Family::Ipv6Unicast;
+        Update {
+            attributes: vec![PathAttribute::new(AttributeValue::MpUnreach(MpUnreach {
+                afi: family.afi(),
+                safi: family.safi(),
+                withdrawn: MpNlri::Ipv6(prefixes),
+            }))],
+            ..Update::default()
+        }
+    }
+
+    /// One UPDATE of `set`'s pending prefixes; `None` if not even one prefix fits (cannot
+    /// happen with validated routes: the prefixes are dropped rather than looping forever).
+    fn pack_announce(
+        &mut self,
+        set: &Arc<AttrSet>,
+        ctx: &Context,
+        max_len: usize,
+    ) -> Option<Update> {
+        let group = self.announce.remove(set)?;
+        let mut taken: Vec<IpNet> = Vec::new();
+        let update = match set.family {
+            Family::Ipv4Unicast => {
+                let attributes = set.path_attributes(Vec::new());
+                let mut len = UPDATE_FIXED
+                    + attributes
+                        .iter()
+                        .map(|a| a.encoded_len(ctx.four_octet_as))
+                        .sum::<usize>();
+                let mut nlri = Vec::new();
+                for p in &group {
+                    let IpNet::V4(v4) = p else { continue };
+                    if len + ipv4_len(v4) > max_len {
+                        break;
+                    }
+                    len += ipv4_len(v4);
+                    nlri.push(*v4);
+                    taken.push(*p);
+                }
+                Update {
+                    attributes,
+                    nlri,
+                    ..Update::default()
+                }
+            }
+            Family::Ipv6Unicast => {
+                let mut attributes = set.path_attributes(Vec::new());
+                let (mut mp_value, others) =
+                    attributes.iter().fold((0, 0), |(mp, o), a| match &a.value {
+                        AttributeValue::MpReach(m) => (m.value_len(), o),
+                        _ => (mp, o + a.encoded_len(ctx.four_octet_as)),
+                    });
+                let mut nlri = Vec::new();
+                for p in &group {
+                    let IpNet::V6(v6) = p else { continue };
+                    let v = mp_value + ipv6_len(v6);
+                    if UPDATE_FIXED + others + attr_header(v) + v > max_len {
+                        break;
+                    }
+                    mp_value = v;
+                    nlri.push(*v6);
+                    taken.push(*p);
+                }
+                for a in &mut attributes {
+                    if let AttributeValue::MpReach(m) = &mut a.value {
+                        m.nlri = MpNlri::Ipv6(std::mem::take(&mut nlri));
+                    }
+                }
+                Update {
+                    attributes,
+                    ..Update::default()
+                }
+            }
+        };
+        let mut rest = group;
+        for p in &taken {
+            rest.remove(p);
+            self.pending.remove(p);
+            self.sent.insert(*p, set.clone());
+        }
+        debug_assert!(
+            !taken.is_empty(),
+            "attribute set {set:?} leaves no room for a prefix"
+        );
+        if taken.is_empty() {
+            // An attribute set too large for one prefix: drop its prefixes from the queue.
+            for p in &rest {
+                self.pending.remove(p);
+            }
+            return None;
+        }
+        if !rest.is_empty() {
+            self.announce.insert(set.clone(), rest);
+        }
+        Some(update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Community;
+
+    fn ebgp() -> PeerExport {
+        PeerExport {
+            local_asn: 65100,
+            peer_asn: 65001,
+            local_v4: Some("192.0.2.1".parse().unwrap()),
+            local_v6: Some("2001:db8::1".parse().unwrap()),
+            local_v6_link_local: Some("fe80::1".parse().unwrap()),
+            families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
+        }
+    }
+
+    fn route(p: &str) -> Route {
+        Route::new(p.parse().unwrap()).unwrap()
+    }
+
+    fn desired(routes: &[Route]) -> BTreeMap<IpNet, Route> {
+        routes.iter().map(|r| (r.prefix, r.clone())).collect()
+    }
+
+    fn drain(rib: &mut AdjRibOut, ctx: &Context) -> Vec<Message> {
+        rib.next_messages(ctx, usize::MAX)
+    }
+
+    fn hex_of(msgs: &[Message], ctx: &Context) -> Vec<String> {
+        msgs.iter().map(|m| hex::encode(m.to_bytes(ctx))).collect()
+    }
+
+    const MARKER: &str = "ffffffffffffffffffffffffffffffff";
+
+    #[test]
+    fn ipv4_announce_and_withdraw_exact_bytes() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let d = desired(&[route("198.51.100.0/24"), route("203.0.113.0/24")]);
+        rib.sync(&d, &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        // 19 header + 2 + 2 + 20 attributes + 8 NLRI = 51 octets.
+        let want = format!(
+            "{MARKER}0033{}",
+            concat!(
+                "02",                  // UPDATE
+                "0000",                // no withdrawn routes
+                "0014",                // 20 octets of attributes
+                "40010100",            // ORIGIN IGP
+                "4002060201 0000fe4c", // AS_PATH: AS_SEQUENCE of 1: 65100
+                "400304c0000201",      // NEXT_HOP 192.0.2.1
+                "18c63364",            // 198.51.100.0/24
+                "18cb0071",            // 203.0.113.0/24
+            )
+            .replace(' ', "")
+        );
+        assert_eq!(hex_of(&msgs, &ctx), vec![want]);
+        assert_eq!(rib.sent().len(), 2);
+        assert!(!rib.has_pending());
+
+        rib.sync(&BTreeMap::new(), &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        let want = format!("{MARKER}001f02000818c6336418cb00710000");
+        assert_eq!(hex_of(&msgs, &ctx), vec![want]);
+        assert!(rib.sent().is_empty());
+    }
+
+    #[test]
+    fn ipv6_goes_in_mp_reach_with_link_local_exact_bytes() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let d = desired(&[route("2001:db8:1::/48")]);
+        rib.sync(&d, &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        let want = format!(
+            "{MARKER}0053{}",
+            concat!(
+                "02",
+                "0000",
+                "003c",                             // 60 octets of attributes
+                "40010100",                         // ORIGIN IGP
+                "40020602010000fe4c",               // AS_PATH 65100
+                "800e2c",                           // MP_REACH_NLRI, 44 octets
+                "000201",                           // AFI 2 SAFI 1
+                "20",                               // next hop length 32
+                "20010db8000000000000000000000001", // 2001:db8::1
+                "fe800000000000000000000000000001", // fe80::1
+                "00",                               // reserved
+                "3020010db80001",                   // 2001:db8:1::/48
+            )
+        );
+        assert_eq!(hex_of(&msgs, &ctx), vec![want]);
+
+        rib.sync(&BTreeMap::new(), &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        // MP_UNREACH_NLRI: AFI 2, SAFI 1, the prefix; 19 + 4 + 13 = 36 octets.
+        let want = format!(
+            "{MARKER}0024{}",
+            concat!("02", "0000", "000d", "800f0a", "000201", "3020010db80001")
+        );
+        assert_eq!(hex_of(&msgs, &ctx), vec![want]);
+    }
+
+    #[test]
+    fn withdraw_of_unknown_and_announce_then_withdraw_produce_nothing() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        rib.sync(&BTreeMap::new(), &ebgp());
+        assert!(drain(&mut rib, &ctx).is_empty());
+        rib.sync(&desired(&[route("198.51.100.0/24")]), &ebgp());
+        assert_eq!(rib.pending_len(), 1);
+        rib.sync(&BTreeMap::new(), &ebgp());
+        assert_eq!(rib.pending_len(), 0);
+        assert!(drain(&mut rib, &ctx).is_empty());
+        assert_eq!(rib.attribute_sets(), 0);
+    }
+
+    #[test]
+    fn unchanged_routes_are_not_resent_and_changed_ones_are_reannounced() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let a = route("198.51.100.0/24");
+        let b = route("203.0.113.0/24");
+        rib.sync(&desired(&[a.clone(), b.clone()]), &ebgp());
+        drain(&mut rib, &ctx);
+        assert_eq!(
+            rib.sync(&desired(&[a.clone(), b.clone()]), &ebgp()).pending,
+            0
+        );
+        let mut b2 = b.clone();
+        b2.communities = vec![Community::new(65001, 7)];
+        rib.sync(&desired(&[a, b2]), &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        assert_eq!(msgs.len(), 1);
+        let Message::Update(u) = &msgs[0] else {
+            panic!()
+        };
+        assert!(u.withdrawn.is_empty());
+        assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(u.communities(), &[Community::new(65001, 7)]);
+        // Two distinct sets now, each interned once.
+        assert_eq!(rib.attribute_sets(), 2);
+        let sets: Vec<_> = rib.sent().values().collect();
+        assert!(!Arc::ptr_eq(sets[0], sets[1]));
+    }
+
+    #[test]
+    fn identical_sets_share_one_arc_and_group_into_one_update() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let mut with_med = route("192.0.2.128/25");
+        with_med.med = Some(10);
+        let routes = [
+            route("198.51.100.0/24"),
+            with_med,
+            route("203.0.113.0/24"),
+            route("2001:db8:1::/48"),
+            route("2001:db8:2::/48"),
+        ];
+        rib.sync(&desired(&routes), &ebgp());
+        assert_eq!(rib.attribute_sets(), 3);
+        let msgs = drain(&mut rib, &ctx);
+        assert_eq!(msgs.len(), 3);
+        let updates: Vec<&Update> = msgs
+            .iter()
+            .map(|m| match m {
+                Message::Update(u) => u,
+                _ => panic!(),
+            })
+            .collect();
+        // AttrSet order: IPv4 without MED, IPv4 with MED, then IPv6.
+        assert_eq!(updates[0].nlri.len(), 2);
+        assert_eq!(updates[1].nlri.len(), 1);
+        assert_eq!(updates[2].mp_reach().unwrap().nlri.strings().len(), 2);
+        let sent = rib.sent();
+        let a = &sent[&"198.51.100.0/24".parse::<IpNet>().unwrap()];
+        let b = &sent[&"203.0.113.0/24".parse::<IpNet>().unwrap()];
+        assert!(Arc::ptr_eq(a, b));
+    }
+
+    /// Decode every message back, check its size, and collect the announced prefixes.
+    fn announced(msgs: &[Message], ctx: &Context) -> Vec<IpNet> {
+        let mut seen = Vec::new();
+        for m in msgs {
+            let bytes = m.to_bytes(ctx);
+            assert!(
+                bytes.len() <= ctx.max_message_len(),
+                "{} octets",
+                bytes.len()
+            );
+            let Message::Update(u) = Message::decode(&bytes, ctx).unwrap() else {
+                panic!()
+            };
+            assert!(u.issues.is_empty(), "{:?}", u.issues);
+            seen.extend(u.nlri.iter().map(|p| IpNet::V4(*p)));
+            if let Some(r) = u.mp_reach() {
+                if let MpNlri::Ipv6(v) = &r.nlri {
+                    seen.extend(v.iter().map(|p| IpNet::V6(*p)));
+                }
+            }
+        }
+        seen
+    }
+
+    fn many_v6(n: u32) -> Vec<Route> {
+        (0..n)
+            .map(|i| {
+                let p = Ipv6Net::new(
+                    std::net::Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 0),
+                    64,
+                )
+                .unwrap();
+                Route::new(IpNet::V6(p)).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ten_thousand_prefixes_pack_into_the_fewest_full_updates() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let routes = many_v6(10_000);
+        rib.sync(&desired(&routes), &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        // Fixed part: 19 header + 4 lengths + ORIGIN 4 + AS_PATH 9 + MP_REACH header 4
+        // (extended length) + AFI/SAFI/next hop length 4 + next hop 32 + reserved 1 = 77.
+        // Each /64 takes 9 octets: (4096 - 77) / 9 = 446 prefixes per UPDATE.
+        let per = (4096 - 77) / 9;
+        assert_eq!(per, 446);
+        assert_eq!(msgs.len(), 10_000_usize.div_ceil(per));
+        for m in &msgs[..msgs.len() - 1] {
+            // Full: one more /64 would not fit.
+            assert!(m.encoded_len(&ctx) + 9 > 4096, "{}", m.encoded_len(&ctx));
+        }
+        let mut seen = announced(&msgs, &ctx);
+        assert_eq!(seen.len(), 10_000);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10_000);
+        assert_eq!(rib.sent().len(), 10_000);
+
+        // Withdrawing them all: MP_UNREACH, fixed part 19 + 4 + 4 + 3 = 30.
+        rib.sync(&BTreeMap::new(), &ebgp());
+        let msgs = drain(&mut rib, &ctx);
+        assert_eq!(msgs.len(), 10_000_usize.div_ceil((4096 - 30) / 9));
+        let withdrawn: usize = msgs
+            .iter()
+            .map(|m| match m {
+                Message::Update(u) => u.mp_unreach().unwrap().withdrawn.strings().len(),
+                _ => panic!(),
+            })
+            .sum();
+        assert_eq!(withdrawn, 10_000);
+        assert!(rib.sent().is_empty());
+    }
+
+    #[test]
+    fn ipv4_of_mixed_lengths_packs_within_the_limit() {
+        // Every prefix of length 24-32 inside the three documentation /24s: 3 x 511.
+        let mut routes = Vec::new();
+        for base in ["192.0.2.0", "198.51.100.0", "203.0.113.0"] {
+            let base: std::net::Ipv4Addr = base.parse().unwrap();
+            for len in 24..=32u8 {
+                let net = Ipv4Net::new(base, 24).unwrap();
+                for sub in net.subnets(len).unwrap() {
+                    routes.push(Route::new(IpNet::V4(sub)).unwrap());
+                }
+            }
+        }
+        assert_eq!(routes.len(), 1533);
+        for extended in [false, true] {
+            let ctx = Context {
+                extended_message: extended,
+                ..Context::default()
+            };
+            let mut rib = AdjRibOut::new();
+            rib.sync(&desired(&routes), &ebgp());
+            let msgs = drain(&mut rib, &ctx);
+            let nlri_octets: usize = routes
+                .iter()
+                .map(|r| match r.prefix {
+                    IpNet::V4(p) => ipv4_len(&p),
+                    _ => 0,
+                })
+                .sum();
+            // 19 + 4 + ORIGIN 4 + AS_PATH 9 + NEXT_HOP 7 = 43 fixed; prefixes are 4-5 octets, so
+            // greedy packing wastes at most 4 octets per message.
+            let room = ctx.max_message_len() - 43;
+            assert!(
+                msgs.len() <= nlri_octets.div_ceil(room - 4),
+                "{}",
+                msgs.len()
+            );
+            let mut seen = announced(&msgs, &ctx);
+            assert_eq!(seen.len(), 1533);
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), 1533);
+            if extended {
+                assert_eq!(msgs.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn budget_bounds_each_call_and_loses_nothing() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        rib.sync(&desired(&many_v6(10_000)), &ebgp());
+        let mut all = Vec::new();
+        let mut calls = 0;
+        loop {
+            let msgs = rib.next_messages(&ctx, 3 * 4096);
+            if msgs.is_empty() {
+                break;
+            }
+            calls += 1;
+            let total: usize = msgs.iter().map(|m| m.encoded_len(&ctx)).sum();
+            assert!(total < 3 * 4096 + 4096, "{total}");
+            assert!(msgs.len() <= 4);
+            all.extend(msgs);
+        }
+        assert!(calls >= 6, "{calls}");
+        assert_eq!(all.len(), 23);
+        assert_eq!(announced(&all, &ctx).len(), 10_000);
+        assert!(rib.next_messages(&ctx, 0).is_empty());
+    }
+
+    #[test]
+    fn route_refresh_resends_everything() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let routes = [
+            route("198.51.100.0/24"),
+            route("203.0.113.0/24"),
+            route("2001:db8:1::/48"),
+        ];
+        rib.sync(&desired(&routes), &ebgp());
+        let first = drain(&mut rib, &ctx);
+        assert!(drain(&mut rib, &ctx).is_empty());
+        rib.mark_all_for_refresh();
+        // A sync with nothing changed keeps the queued refresh.
+        rib.sync(&desired(&routes), &ebgp());
+        assert_eq!(drain(&mut rib, &ctx), first);
+        rib.mark_family_for_refresh(Family::Ipv6Unicast);
+        assert_eq!(drain(&mut rib, &ctx), first[1..]);
+        assert_eq!(rib.sent().len(), 3);
+    }
+
+    #[test]
+    fn end_of_rib_is_due_once_after_the_initial_sync() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        assert!(rib.take_end_of_rib().is_empty());
+        rib.sync(&desired(&[route("198.51.100.0/24")]), &ebgp());
+        assert!(!rib.initial_sync_complete());
+        assert!(rib.take_end_of_rib().is_empty());
+        drain(&mut rib, &ctx);
+        assert!(rib.initial_sync_complete());
+        assert_eq!(
+            rib.take_end_of_rib(),
+            vec![Family::Ipv4Unicast, Family::Ipv6Unicast]
+        );
+        assert!(rib.take_end_of_rib().is_empty());
+        rib.reset();
+        rib.sync(&BTreeMap::new(), &ebgp());
+        assert_eq!(rib.take_end_of_rib().len(), 2);
+    }
+
+    #[test]
+    fn unexportable_routes_are_reported_and_withdrawn_if_sent() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        let d = desired(&[route("198.51.100.0/24")]);
+        rib.sync(&d, &ebgp());
+        drain(&mut rib, &ctx);
+        let mut no_v4 = ebgp();
+        no_v4.local_v4 = None;
+        let report = rib.sync(&d, &no_v4);
+        assert_eq!(report.skipped.len(), 1);
+        let msgs = drain(&mut rib, &ctx);
+        let Message::Update(u) = &msgs[0] else {
+            panic!()
+        };
+        assert_eq!(u.withdrawn.len(), 1);
+    }
+}

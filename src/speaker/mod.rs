@@ -1,0 +1,32 @@
+//! The speaker's route logic: what we want announced, what each peer was told, what each peer
+//! sent us. Pure state and functions: no sockets, no tokio, no clocks; the daemon's driver owns
+//! the sessions and calls in here.
+//!
+//! Module map:
+//! - [`route`]: [`Route`], one desired announcement, validated; its JSON form.
+//! - [`store`]: [`RouteStore`], the desired routes persisted atomically in
+//!   `state_dir/routes.json` before a change is acknowledged.
+//! - [`export`]: [`PeerExport`], per-peer export policy: a route's outgoing [`AttrSet`]
+//!   (ORIGIN, AS_PATH, NEXT_HOP / MP_REACH_NLRI, MED, LOCAL_PREF, communities).
+//! - [`adj_rib_out`]: [`AdjRibOut`], per peer, what it was told and the pending changes packed
+//!   into UPDATEs (RFC 4271 §9.2, RFC 4760), route refresh (RFC 2918), End-of-RIB (RFC 4724).
+//! - [`adj_rib_in`]: [`AdjRibIn`], per peer, what it sent us, bounded by max-prefix
+//!   (RFC 4486), RFC 7606 treat-as-withdraw, graceful-restart stale routes (RFC 4724 §4.2).
+//!
+//! Data flow: API request -> [`RouteStore::apply`] (durable) -> for each established peer
+//! [`AdjRibOut::sync`] -> [`AdjRibOut::next_messages`] as the socket drains. Received
+//! UPDATE -> [`AdjRibIn::apply`].
+//!
+//! Never does: know about sites or VMs, run the FSM (that is `session`).
+
+pub mod adj_rib_in;
+pub mod adj_rib_out;
+pub mod export;
+pub mod route;
+pub mod store;
+
+pub use adj_rib_in::{AdjRibIn, MaxPrefixExceeded, ReceivedAttrs, ReceivedRoute, RibInChange};
+pub use adj_rib_out::{AdjRibOut, SyncReport};
+pub use export::{AttrSet, ExportError, NextHop, PeerExport, DEFAULT_LOCAL_PREF};
+pub use route::{parse_prefix, Route, RouteError, MAX_PREPEND};
+pub use store::{Applied, Change, RouteStore, StoreError};

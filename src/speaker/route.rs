@@ -1,0 +1,457 @@
+//! [`Route`]: one desired announcement, validated once at the edge (API, CLI, state file).
+//!
+//! Contract:
+//! - A `Route` that exists is valid: its prefix has no host bits, its next hop (when given) is a
+//!   unicast address of the prefix's family, its prepend count is at most [`MAX_PREPEND`], it
+//!   has at most [`MAX_COMMUNITIES`] and [`MAX_LARGE_COMMUNITIES`] (so it always fits an UPDATE).
+//!   [`Route::new`] and deserialization are the only ways in and both run [`Route::validate`].
+//! - Errors name the field and the bad value and, where one exists, the likely intended value
+//!   ("prefix 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?").
+//! - JSON form (state file and HTTP API), communities as text (RFC 1997 "A:B" or a well-known
+//!   name, RFC 8092 "A:B:C"), absent fields take their defaults:
+//!   ```json
+//!   {"prefix": "198.51.100.0/24", "next_hop": null, "origin": "igp",
+//!    "communities": ["65001:100"], "large_communities": ["65001:1:2"],
+//!    "med": null, "local_pref": null, "prepend": 0}
+//!   ```
+//!   `next_hop` null, absent or `"self"` means next hop self.
+//!
+//! Never does: decide per-peer attributes (that is [`super::export`]). An IPv4 prefix with an
+//! IPv6 next hop (RFC 8950) is rejected: Ferry does not negotiate the Extended Next Hop
+//! capability.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::wire::{Community, LargeCommunity, Origin};
+
+/// Most extra copies of our ASN a route may ask for; more only hides a configuration mistake.
+pub const MAX_PREPEND: u8 = 32;
+/// Most standard communities on one route. With [`MAX_LARGE_COMMUNITIES`] and [`MAX_PREPEND`]
+/// this keeps every exported attribute set plus one prefix well inside a 4096-octet UPDATE.
+pub const MAX_COMMUNITIES: usize = 256;
+/// Most large communities on one route.
+pub const MAX_LARGE_COMMUNITIES: usize = 128;
+
+/// A desired announcement. Fields are public for reading; build one with [`Route::new`] or
+/// the `with_*` helpers followed by [`Route::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RouteJson", into = "RouteJson")]
+pub struct Route {
+    pub prefix: IpNet,
+    /// `None`: next hop self (the session's local address of the prefix's family).
+    pub next_hop: Option<IpAddr>,
+    pub origin: Origin,
+    pub communities: Vec<Community>,
+    pub large_communities: Vec<LargeCommunity>,
+    pub med: Option<u32>,
+    /// Sent to iBGP peers only (RFC 4271 §5.1.5); `None` sends 100.
+    pub local_pref: Option<u32>,
+    /// Extra copies of our ASN in the AS_PATH, 0 to [`MAX_PREPEND`].
+    pub prepend: u8,
+}
+
+/// Why a route was refused; every variant names the field and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("prefix {value:?} is not an IP prefix like 198.51.100.0/24 or 2001:db8::/48")]
+    BadPrefix { value: String },
+    #[error("prefix {value} has no length; did you mean {suggestion}?")]
+    PrefixWithoutLength { value: String, suggestion: IpNet },
+    #[error("prefix {prefix} has host bits set; did you mean {suggestion}?")]
+    HostBitsSet { prefix: IpNet, suggestion: IpNet },
+    #[error("next_hop {value:?} is not an IP address (or \"self\")")]
+    BadNextHop { value: String },
+    #[error("next_hop {next_hop} is {next_hop_family} but prefix {prefix} is {prefix_family}; give a next hop of the prefix's family or omit it for next hop self")]
+    NextHopFamily {
+        prefix: IpNet,
+        next_hop: IpAddr,
+        prefix_family: &'static str,
+        next_hop_family: &'static str,
+    },
+    #[error("next_hop {next_hop} is {reason}; give a unicast address a router can forward to")]
+    UnusableNextHop {
+        next_hop: IpAddr,
+        reason: &'static str,
+    },
+    #[error("origin {value:?} is not one of igp, egp, incomplete")]
+    BadOrigin { value: String },
+    #[error("communities: {0}")]
+    BadCommunity(String),
+    #[error("large_communities: {0}")]
+    BadLargeCommunity(String),
+    #[error("prepend {value} exceeds the maximum of {max}")]
+    PrependTooLarge { value: u32, max: u8 },
+    #[error("{field}: {count} values exceed the maximum of {max}")]
+    TooMany {
+        field: &'static str,
+        count: usize,
+        max: usize,
+    },
+}
+
+impl RouteError {
+    /// The JSON field the error is about, for API error bodies.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::BadPrefix { .. }
+            | Self::PrefixWithoutLength { .. }
+            | Self::HostBitsSet { .. } => "prefix",
+            Self::BadNextHop { .. } | Self::NextHopFamily { .. } | Self::UnusableNextHop { .. } => {
+                "next_hop"
+            }
+            Self::BadOrigin { .. } => "origin",
+            Self::BadCommunity(_) => "communities",
+            Self::BadLargeCommunity(_) => "large_communities",
+            Self::PrependTooLarge { .. } => "prepend",
+            Self::TooMany { field, .. } => field,
+        }
+    }
+}
+
+fn family_name(v4: bool) -> &'static str {
+    if v4 {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Parse a prefix as the user typed it, refusing host bits and a missing length.
+pub fn parse_prefix(s: &str) -> Result<IpNet, RouteError> {
+    let s = s.trim();
+    match s.parse::<IpNet>() {
+        Ok(p) => check_prefix(p),
+        Err(_) => match s.parse::<IpAddr>() {
+            Ok(a) => Err(RouteError::PrefixWithoutLength {
+                value: s.to_owned(),
+                suggestion: IpNet::from(a),
+            }),
+            Err(_) => Err(RouteError::BadPrefix {
+                value: s.to_owned(),
+            }),
+        },
+    }
+}
+
+/// Refuse a prefix with host bits set.
+pub fn check_prefix(prefix: IpNet) -> Result<IpNet, RouteError> {
+    let trunc = prefix.trunc();
+    if trunc != prefix {
+        return Err(RouteError::HostBitsSet {
+            prefix,
+            suggestion: trunc,
+        });
+    }
+    Ok(prefix)
+}
+
+impl Route {
+    /// A route to `prefix` with next hop self, origin IGP and nothing else; validated.
+    pub fn new(prefix: IpNet) -> Result<Self, RouteError> {
+        let r = Self {
+            prefix,
+            next_hop: None,
+            origin: Origin::Igp,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            med: None,
+            local_pref: None,
+            prepend: 0,
+        };
+        r.validate()?;
+        Ok(r)
+    }
+
+    pub fn with_next_hop(mut self, next_hop: IpAddr) -> Result<Self, RouteError> {
+        self.next_hop = Some(next_hop);
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Check every invariant listed in the module contract.
+    pub fn validate(&self) -> Result<(), RouteError> {
+        check_prefix(self.prefix)?;
+        if let Some(nh) = self.next_hop {
+            let prefix_v4 = matches!(self.prefix, IpNet::V4(_));
+            if prefix_v4 != nh.is_ipv4() {
+                return Err(RouteError::NextHopFamily {
+                    prefix: self.prefix,
+                    next_hop: nh,
+                    prefix_family: family_name(prefix_v4),
+                    next_hop_family: family_name(nh.is_ipv4()),
+                });
+            }
+            let reason = match nh {
+                IpAddr::V4(a) if a.is_unspecified() => Some("unspecified"),
+                IpAddr::V4(a) if a.is_multicast() => Some("multicast"),
+                IpAddr::V4(a) if a.is_broadcast() => Some("broadcast"),
+                IpAddr::V6(a) if a.is_unspecified() => Some("unspecified"),
+                IpAddr::V6(a) if a.is_multicast() => Some("multicast"),
+                // A link-local next hop only makes sense beside a global one (RFC 2545 §3),
+                // and the link is the session's: next hop self does that.
+                IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => {
+                    Some("link-local (omit next_hop to send the session's own)")
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                return Err(RouteError::UnusableNextHop {
+                    next_hop: nh,
+                    reason,
+                });
+            }
+        }
+        for (field, count, max) in [
+            ("communities", self.communities.len(), MAX_COMMUNITIES),
+            (
+                "large_communities",
+                self.large_communities.len(),
+                MAX_LARGE_COMMUNITIES,
+            ),
+        ] {
+            if count > max {
+                return Err(RouteError::TooMany { field, count, max });
+            }
+        }
+        if self.prepend > MAX_PREPEND {
+            return Err(RouteError::PrependTooLarge {
+                value: u32::from(self.prepend),
+                max: MAX_PREPEND,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Route {
+    /// One line for logs: `198.51.100.0/24 via self origin igp ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} via ", self.prefix)?;
+        match self.next_hop {
+            Some(nh) => write!(f, "{nh}")?,
+            None => f.write_str("self")?,
+        }
+        write!(f, " origin {}", self.origin.name())?;
+        for c in &self.communities {
+            write!(f, " community {c}")?;
+        }
+        for c in &self.large_communities {
+            write!(f, " large-community {c}")?;
+        }
+        if let Some(m) = self.med {
+            write!(f, " med {m}")?;
+        }
+        if let Some(l) = self.local_pref {
+            write!(f, " local-pref {l}")?;
+        }
+        if self.prepend > 0 {
+            write!(f, " prepend {}", self.prepend)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_origin(s: &str) -> Result<Origin, RouteError> {
+    match s.to_ascii_lowercase().as_str() {
+        "igp" => Ok(Origin::Igp),
+        "egp" => Ok(Origin::Egp),
+        "incomplete" | "?" => Ok(Origin::Incomplete),
+        _ => Err(RouteError::BadOrigin {
+            value: s.to_owned(),
+        }),
+    }
+}
+
+/// The JSON shape: text where the user types text.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteJson {
+    prefix: String,
+    #[serde(default)]
+    next_hop: Option<String>,
+    #[serde(default = "igp")]
+    origin: String,
+    #[serde(default)]
+    communities: Vec<String>,
+    #[serde(default)]
+    large_communities: Vec<String>,
+    #[serde(default)]
+    med: Option<u32>,
+    #[serde(default)]
+    local_pref: Option<u32>,
+    // Wider than u8 so that 300 gets our message rather than serde's "invalid value".
+    #[serde(default)]
+    prepend: u32,
+}
+
+fn igp() -> String {
+    "igp".into()
+}
+
+impl TryFrom<RouteJson> for Route {
+    type Error = RouteError;
+
+    fn try_from(j: RouteJson) -> Result<Self, RouteError> {
+        let prefix = parse_prefix(&j.prefix)?;
+        let next_hop = match j.next_hop.as_deref().map(str::trim) {
+            None | Some("self") | Some("") => None,
+            Some(s) => Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| RouteError::BadNextHop { value: s.into() })?,
+            ),
+        };
+        let communities = j
+            .communities
+            .iter()
+            .map(|c| c.trim().parse::<Community>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| RouteError::BadCommunity(e.to_string()))?;
+        let large_communities = j
+            .large_communities
+            .iter()
+            .map(|c| c.trim().parse::<LargeCommunity>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| RouteError::BadLargeCommunity(e.to_string()))?;
+        let prepend = u8::try_from(j.prepend)
+            .ok()
+            .filter(|p| *p <= MAX_PREPEND)
+            .ok_or(RouteError::PrependTooLarge {
+                value: j.prepend,
+                max: MAX_PREPEND,
+            })?;
+        let r = Route {
+            prefix,
+            next_hop,
+            origin: parse_origin(&j.origin)?,
+            communities,
+            large_communities,
+            med: j.med,
+            local_pref: j.local_pref,
+            prepend,
+        };
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+impl From<Route> for RouteJson {
+    fn from(r: Route) -> Self {
+        Self {
+            prefix: r.prefix.to_string(),
+            next_hop: r.next_hop.map(|a| a.to_string()),
+            origin: r.origin.name().into(),
+            communities: r.communities.iter().map(ToString::to_string).collect(),
+            large_communities: r
+                .large_communities
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            med: r.med,
+            local_pref: r.local_pref,
+            prepend: u32::from(r.prepend),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_json(s: &str) -> Result<Route, String> {
+        serde_json::from_str::<Route>(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn host_bits_error_suggests_the_network() {
+        let e = parse_prefix("198.51.100.1/24").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "prefix 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?"
+        );
+        assert_eq!(e.field(), "prefix");
+        let e = parse_prefix("192.0.2.10").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "prefix 192.0.2.10 has no length; did you mean 192.0.2.10/32?"
+        );
+        assert!(parse_prefix("2001:db8::1/48")
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean 2001:db8::/48?"));
+        assert!(matches!(
+            parse_prefix("banana"),
+            Err(RouteError::BadPrefix { .. })
+        ));
+    }
+
+    #[test]
+    fn next_hop_of_the_other_family_is_rejected() {
+        let r = Route::new("198.51.100.0/24".parse().unwrap()).unwrap();
+        let e = r
+            .clone()
+            .with_next_hop("2001:db8::1".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(e.field(), "next_hop");
+        assert!(
+            e.to_string()
+                .starts_with("next_hop 2001:db8::1 is IPv6 but prefix 198.51.100.0/24 is IPv4"),
+            "{e}"
+        );
+        let v6 = Route::new("2001:db8:1::/48".parse().unwrap()).unwrap();
+        assert!(v6
+            .clone()
+            .with_next_hop("192.0.2.1".parse().unwrap())
+            .is_err());
+        assert!(v6
+            .clone()
+            .with_next_hop("fe80::1".parse().unwrap())
+            .is_err());
+        assert!(r.clone().with_next_hop("0.0.0.0".parse().unwrap()).is_err());
+        assert!(r.with_next_hop("192.0.2.1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn json_round_trip_with_communities_as_text() {
+        let text = r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2.1","origin":"incomplete","communities":["65001:100","graceful-shutdown"],"large_communities":["65001:1:2"],"med":10,"local_pref":200,"prepend":2}"#;
+        let r = from_json(text).unwrap();
+        assert_eq!(
+            r.communities,
+            vec![Community::new(65001, 100), Community::GRACEFUL_SHUTDOWN]
+        );
+        assert_eq!(r.origin, Origin::Incomplete);
+        assert_eq!(r.prepend, 2);
+        assert_eq!(serde_json::to_string(&r).unwrap(), text);
+    }
+
+    #[test]
+    fn json_defaults_and_self() {
+        let r = from_json(r#"{"prefix":"2001:db8:1::/48","next_hop":"self"}"#).unwrap();
+        assert_eq!(r, Route::new("2001:db8:1::/48".parse().unwrap()).unwrap());
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"prefix":"2001:db8:1::/48","next_hop":null,"origin":"igp","communities":[],"large_communities":[],"med":null,"local_pref":null,"prepend":0}"#
+        );
+    }
+
+    #[test]
+    fn json_errors_name_field_and_value() {
+        let e = from_json(r#"{"prefix":"198.51.100.1/24"}"#).unwrap_err();
+        assert!(e.contains("did you mean 198.51.100.0/24?"), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","communities":["65536:1"]}"#).unwrap_err();
+        assert!(e.starts_with("communities: community \"65536:1\""), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","prepend":300}"#).unwrap_err();
+        assert!(
+            e.starts_with("prepend 300 exceeds the maximum of 32"),
+            "{e}"
+        );
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","origin":"bgp"}"#).unwrap_err();
+        assert!(e.starts_with("origin \"bgp\""), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","nexthop":"192.0.2.1"}"#).unwrap_err();
+        assert!(e.contains("unknown field `nexthop`"), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2"}"#).unwrap_err();
+        assert!(e.starts_with("next_hop \"192.0.2\""), "{e}");
+    }
+}
