@@ -8,9 +8,17 @@
 //! - [`inspect`]: `ferry decode`: reads hex, raw or pcap input and renders messages as JSON.
 //! - [`cli`]: argument parsing and output; no business logic.
 //!
-//! The session driver, API, controller and lab are described in DESIGN.md and not yet built.
+//! - [`config`]: the speaker's TOML config, checked while read.
+//! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
+//! - [`daemon`]: `ferry speaker`: per-neighbor drivers running sessions on sockets, the
+//!   listener, the API, shutdown.
+//!
+//! The failover controller and the lab are described in DESIGN.md and not yet built.
 
+pub mod api;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod inspect;
 pub mod session;
 pub mod speaker;

@@ -1,11 +1,21 @@
 //! Command-line interface: clap definitions and output. No business logic: each command calls
-//! into the library and prints what it returns.
+//! into the library (the API client, the speaker daemon, the decoder) and prints what it returns.
 //!
 //! Exit codes (DESIGN.md): 0 ok, 1 operation failed, 2 bad usage or bad input.
 
 mod decode;
+mod routes;
+mod speaker;
+mod status;
+mod table;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{Client, ClientError, Endpoint};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,13 +30,74 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a BGP speaker in the foreground (logs to stderr).
+    Speaker(speaker::SpeakerArgs),
+    /// Announce prefixes (or change their attributes) at the speaker.
+    Announce(routes::AnnounceArgs),
+    /// Withdraw prefixes at the speaker.
+    Withdraw(routes::WithdrawArgs),
+    /// Show the speaker's neighbors and their sessions.
+    Status(status::StatusArgs),
+    /// Show announced routes, or with --received the routes peers sent.
+    Routes(routes::RoutesArgs),
     /// Decode BGP messages (hex, raw bytes or a pcap) and print one JSON object per message.
     Decode(decode::DecodeArgs),
+}
+
+/// How to reach a speaker's API.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Speaker API: a Unix socket path or http://HOST:PORT.
+    #[arg(long, env = "FERRY_API", default_value = "/run/ferry/ferry.sock")]
+    pub api: String,
+    /// File with the bearer token for a TCP API.
+    #[arg(long, env = "FERRY_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+}
+
+impl ApiArgs {
+    pub fn client(&self) -> Result<Client, String> {
+        let endpoint = Endpoint::parse(&self.api).map_err(|e| format!("--api: {e}"))?;
+        let token = match &self.api_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--api-token-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(Client::new(endpoint, token))
+    }
+}
+
+/// Exit code for a failed API call: the speaker refusing bad input is a usage error.
+pub(crate) fn report(command: &str, e: &ClientError) -> i32 {
+    eprintln!("ferry {command}: {e}");
+    if e.is_bad_request() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// A current-thread runtime for the client commands.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
 /// Run the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Speaker(args) => speaker::run(args),
+        Command::Announce(args) => routes::announce(args),
+        Command::Withdraw(args) => routes::withdraw(args),
+        Command::Status(args) => status::run(args),
+        Command::Routes(args) => routes::list(args),
         Command::Decode(args) => decode::run(args),
     }
 }

@@ -117,6 +117,9 @@ pub enum Event {
     SendRouteRefresh(RouteRefresh),
     /// RFC 9687: the driver wrote to the socket; `pending` says whether data is still queued.
     SendProgress { pending: bool },
+    /// The speaker ends the session with this NOTIFICATION (e.g. Cease/Maximum Number of
+    /// Prefixes Reached, RFC 4486) and restarts it after ConnectRetry, like any error.
+    Reset(Notification),
 }
 
 /// Why a session attempt ended.
@@ -127,10 +130,19 @@ pub enum DownReason {
     SendHoldTimerExpired,
     ConnectionFailed,
     NotificationReceived,
-    MalformedMessage { detail: String },
-    OpenRejected { detail: String },
-    UnexpectedMessage { state: State, kind: MessageType },
+    MalformedMessage {
+        detail: String,
+    },
+    OpenRejected {
+        detail: String,
+    },
+    UnexpectedMessage {
+        state: State,
+        kind: MessageType,
+    },
     CollisionLost,
+    /// The speaker reset the session ([`Event::Reset`]).
+    LocalReset,
 }
 
 impl fmt::Display for DownReason {
@@ -149,6 +161,7 @@ impl fmt::Display for DownReason {
                 write!(f, "unexpected {} in {state}", kind.name())
             }
             Self::CollisionLost => f.write_str("connection collision: this connection closed"),
+            Self::LocalReset => f.write_str("reset by the speaker"),
         }
     }
 }
@@ -295,6 +308,11 @@ impl Session {
                 if self.timers.is_running(timer) {
                     self.timers.stop(timer);
                     self.on_timer(now, timer);
+                }
+            }
+            Event::Reset(n) => {
+                if self.connected {
+                    self.go_down(now, DownReason::LocalReset, Some(n), None, true);
                 }
             }
             Event::CollisionDump => {

@@ -309,7 +309,7 @@ impl AdjRibIn {
         let gone: Vec<IpNet> = self
             .routes
             .iter()
-            .filter(|(p, e)| e.stale && family.map_or(true, |f| family_of(p) == f))
+            .filter(|(p, e)| e.stale && family.is_none_or(|f| family_of(p) == f))
             .map(|(p, _)| *p)
             .collect();
         for p in &gone {

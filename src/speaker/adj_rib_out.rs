@@ -229,7 +229,7 @@ impl AdjRibOut {
             .sent
             .iter()
             .filter(|(p, s)| {
-                !self.pending.contains_key(p) && family.map_or(true, |f| s.family == f)
+                !self.pending.contains_key(p) && family.is_none_or(|f| s.family == f)
             })
             .map(|(p, s)| (*p, s.clone()))
             .collect();

@@ -1213,3 +1213,26 @@ fn down_reasons_explain_themselves() {
     assert_eq!(r.to_string(), "unexpected UPDATE in OpenSent");
     assert!(DownReason::HoldTimerExpired.to_string().contains("silent"));
 }
+
+#[test]
+fn speaker_reset_sends_its_notification_and_restarts_after_connect_retry() {
+    let mut h = Harness::established(cfg());
+    let n = Notification {
+        code: 6,
+        subcode: 1,
+        data: bytes::Bytes::from_static(&[0, 1, 1, 0, 0, 0, 10]),
+    };
+    let actions = h.ev(Event::Reset(n.clone()));
+    assert_eq!(
+        notification_wire(&actions),
+        wire(6, 1, &[0, 1, 1, 0, 0, 0, 10])
+    );
+    assert!(closes(&actions));
+    let (reason, sent, _) = down(&actions).expect("session down");
+    assert_eq!((reason, sent), (DownReason::LocalReset, Some(n)));
+    assert_eq!(h.s.state(), State::Idle);
+    assert!(
+        h.deadline(Timer::ConnectRetry).is_some(),
+        "automatic restart scheduled"
+    );
+}

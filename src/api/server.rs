@@ -1,0 +1,213 @@
+//! The HTTP/JSON API server: a Unix socket by default, optionally TCP with a bearer token.
+//!
+//! Handlers only translate: they parse and check the request, call [`Control`] and render the
+//! answer. State lives in the speaker behind [`Control`], so the server is tested with a fake.
+//!
+//! Routes: `GET /v1/peers`, `GET /v1/routes`, `GET /v1/routes/received[?peer=ADDR]`,
+//! `POST /v1/announce`, `POST /v1/withdraw`, `GET /v1/events` (newline-delimited JSON),
+//! `GET /metrics` (Prometheus text format).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::error::ApiError;
+use super::types::{
+    AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, WithdrawRequest,
+};
+use crate::speaker::Route;
+
+/// What the API can ask of a speaker.
+pub trait Control: Send + Sync + 'static {
+    fn peers(&self) -> Vec<PeerStatus>;
+    fn announced(&self) -> Vec<Route>;
+    fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError>;
+    /// Persist, then send; returns once the desired routes are on disk.
+    fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError>;
+    fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError>;
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+    fn metrics(&self) -> String;
+}
+
+type Shared = Arc<dyn Control>;
+
+/// Largest request body: a bulk announce of 100,000 routes fits.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+pub fn router(control: Shared) -> Router {
+    Router::new()
+        .route("/v1/peers", get(peers))
+        .route("/v1/routes", get(routes))
+        .route("/v1/routes/received", get(received))
+        .route("/v1/announce", post(announce))
+        .route("/v1/withdraw", post(withdraw))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(control)
+}
+
+/// Parse a JSON body; the error names the path of the bad field (e.g. `routes[0].prefix`).
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::BadRequest(format!("request body: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("request body field `{path}`: {inner}"))
+        }
+    })
+}
+
+async fn peers(State(c): State<Shared>) -> Json<Vec<PeerStatus>> {
+    Json(c.peers())
+}
+
+async fn routes(State(c): State<Shared>) -> Json<Vec<Route>> {
+    Json(c.announced())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceivedQuery {
+    peer: Option<IpAddr>,
+}
+
+async fn received(
+    State(c): State<Shared>,
+    query: Result<Query<ReceivedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<ReceivedRoute>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    Ok(Json(c.received(q.peer)?))
+}
+
+async fn announce(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeResponse>, ApiError> {
+    let req: AnnounceRequest = parse_body(&body)?;
+    if req.routes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "request body field `routes`: empty list".into(),
+        ));
+    }
+    blocking(move || c.announce(req.routes)).await
+}
+
+async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeResponse>, ApiError> {
+    let req: WithdrawRequest = parse_body(&body)?;
+    if req.prefixes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "request body field `prefixes`: empty list".into(),
+        ));
+    }
+    blocking(move || c.withdraw(req.prefixes)).await
+}
+
+/// Persisting fsyncs: keep it off the async workers.
+async fn blocking(
+    f: impl FnOnce() -> Result<ChangeResponse, ApiError> + Send + 'static,
+) -> Result<Json<ChangeResponse>, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("change task failed: {e}")))?
+        .map(Json)
+}
+
+async fn events(State(c): State<Shared>) -> Response {
+    let stream = BroadcastStream::new(c.subscribe()).filter_map(|item| match item {
+        Ok(event) => serde_json::to_string(&event).ok().map(|mut line| {
+            line.push('\n');
+            Ok::<_, std::convert::Infallible>(line)
+        }),
+        // A consumer that fell behind is told so, instead of silently missing events.
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+            Some(Ok(format!("{{\"event\":\"lagged\",\"missed\":{n}}}\n")))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn metrics(State(c): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        c.metrics(),
+    )
+        .into_response()
+}
+
+/// Bind the Unix socket, replacing a stale one, readable and writable by the owner only.
+pub fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serve on a bound Unix socket until `shutdown` resolves.
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    control: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(control))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serve on TCP; every request must carry `Authorization: Bearer TOKEN`.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    token: String,
+    control: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = Arc::new(token);
+    let app = router(control).layer(middleware::from_fn(move |req: Request, next: Next| {
+        let token = token.clone();
+        async move {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match given {
+                Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => next.run(req).await,
+                _ => ApiError::Unauthorized.into_response(),
+            }
+        }
+    }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

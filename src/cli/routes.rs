@@ -1,0 +1,294 @@
+//! `ferry announce`, `ferry withdraw`, `ferry routes`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use ipnet::IpNet;
+
+use super::{block_on, report, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::api::{AnnounceRequest, ChangeResponse, ReceivedRoute, WithdrawRequest};
+use crate::speaker::route::{parse_origin, parse_prefix};
+use crate::speaker::Route;
+use crate::wire::{Community, LargeCommunity};
+
+#[derive(Debug, Args)]
+pub struct AnnounceArgs {
+    /// Prefixes to announce, e.g. 198.51.100.0/24 or 2001:db8:100::/64.
+    #[arg(required_unless_present = "file")]
+    pub prefixes: Vec<String>,
+    /// A JSON file with an array of routes (see docs/api.md), announced in one atomic change.
+    #[arg(long, value_name = "FILE", conflicts_with = "prefixes")]
+    pub file: Option<PathBuf>,
+    /// Next hop (default: the session's own address).
+    #[arg(long, value_name = "IP")]
+    pub next_hop: Option<String>,
+    /// Standard community A:B or a well-known name (graceful-shutdown, no-export, ...); repeatable.
+    #[arg(long, value_name = "A:B")]
+    pub community: Vec<String>,
+    /// Large community A:B:C; repeatable.
+    #[arg(long, value_name = "A:B:C")]
+    pub large_community: Vec<String>,
+    #[arg(long, value_name = "N")]
+    pub med: Option<u32>,
+    /// LOCAL_PREF, sent to iBGP peers only.
+    #[arg(long, value_name = "N")]
+    pub local_pref: Option<u32>,
+    /// Extra copies of our ASN in the AS path.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub prepend: u8,
+    /// ORIGIN: igp, egp or incomplete.
+    #[arg(long, default_value = "igp")]
+    pub origin: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WithdrawArgs {
+    #[arg(required = true)]
+    pub prefixes: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    /// Routes received from peers (Adj-RIB-In) instead of the announced ones.
+    #[arg(long)]
+    pub received: bool,
+    /// Only routes received from this peer (with --received).
+    #[arg(long, requires = "received")]
+    pub peer: Option<IpAddr>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Build the routes from the command line; errors name the argument and the value.
+fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
+    if let Some(path) = &args.file {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        return serde_path_to_error::deserialize(de)
+            .map_err(|e| format!("--file {}: at {}: {}", path.display(), e.path(), e.inner()));
+    }
+    let communities = args
+        .community
+        .iter()
+        .map(|c| {
+            c.parse::<Community>()
+                .map_err(|e| format!("--community: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let large = args
+        .large_community
+        .iter()
+        .map(|c| {
+            c.parse::<LargeCommunity>()
+                .map_err(|e| format!("--large-community: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let origin = parse_origin(&args.origin).map_err(|e| format!("--origin: {e}"))?;
+    let next_hop = match args.next_hop.as_deref() {
+        None | Some("self") => None,
+        Some(s) => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("--next-hop {s:?} is not an IP address"))?,
+        ),
+    };
+    args.prefixes
+        .iter()
+        .map(|p| {
+            let mut route = Route::new(parse_prefix(p).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            route.next_hop = next_hop;
+            route.origin = origin;
+            route.communities = communities.clone();
+            route.large_communities = large.clone();
+            route.med = args.med;
+            route.local_pref = args.local_pref;
+            route.prepend = args.prepend;
+            route.validate().map_err(|e| e.to_string())?;
+            Ok(route)
+        })
+        .collect()
+}
+
+fn print_change(json: bool, verb: &str, resp: &ChangeResponse) {
+    if json {
+        println!("{}", serde_json::to_string(resp).unwrap_or_default());
+    } else {
+        println!(
+            "{verb}: {} prefix(es) changed (desired-state generation {})",
+            resp.changed, resp.generation
+        );
+    }
+}
+
+pub fn announce(args: AnnounceArgs) -> i32 {
+    let routes = match routes_from_args(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferry announce: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let client = match args.api.client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry announce: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match block_on(client.post::<_, ChangeResponse>("/v1/announce", &AnnounceRequest { routes })) {
+        Ok(resp) => {
+            print_change(args.json, "announced", &resp);
+            EXIT_OK
+        }
+        Err(e) => report("announce", &e),
+    }
+}
+
+pub fn withdraw(args: WithdrawArgs) -> i32 {
+    let prefixes = match args
+        .prefixes
+        .iter()
+        .map(|p| parse_prefix(p))
+        .collect::<Result<Vec<IpNet>, _>>()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ferry withdraw: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let client = match args.api.client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry withdraw: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &WithdrawRequest { prefixes }))
+    {
+        Ok(resp) => {
+            print_change(args.json, "withdrawn", &resp);
+            EXIT_OK
+        }
+        Err(e) => report("withdraw", &e),
+    }
+}
+
+pub fn list(args: RoutesArgs) -> i32 {
+    let client = match args.api.client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry routes: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if args.received {
+        let path = match args.peer {
+            Some(p) => format!("/v1/routes/received?peer={p}"),
+            None => "/v1/routes/received".to_owned(),
+        };
+        return match block_on(client.get::<Vec<ReceivedRoute>>(&path)) {
+            Ok(routes) if args.json => print_json(&routes),
+            Ok(routes) => {
+                let rows = routes
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.peer.to_string(),
+                            r.prefix.to_string(),
+                            r.next_hop.clone().unwrap_or_default(),
+                            r.as_path.clone(),
+                            r.med.map(|m| m.to_string()).unwrap_or_default(),
+                            r.communities.join(" "),
+                            r.large_communities.join(" "),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                println!(
+                    "{}",
+                    table::render(
+                        &[
+                            "PEER",
+                            "PREFIX",
+                            "NEXT HOP",
+                            "AS PATH",
+                            "MED",
+                            "COMMUNITIES",
+                            "LARGE"
+                        ],
+                        &rows
+                    )
+                );
+                EXIT_OK
+            }
+            Err(e) => report("routes", &e),
+        };
+    }
+    match block_on(client.get::<Vec<Route>>("/v1/routes")) {
+        Ok(routes) if args.json => print_json(&routes),
+        Ok(routes) => {
+            let rows = routes
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.prefix.to_string(),
+                        r.next_hop.map_or("self".into(), |n| n.to_string()),
+                        r.med.map(|m| m.to_string()).unwrap_or_default(),
+                        r.prepend.to_string(),
+                        r.communities
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        r.large_communities
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            println!(
+                "{}",
+                table::render(
+                    &[
+                        "PREFIX",
+                        "NEXT HOP",
+                        "MED",
+                        "PREPEND",
+                        "COMMUNITIES",
+                        "LARGE"
+                    ],
+                    &rows
+                )
+            );
+            EXIT_OK
+        }
+        Err(e) => report("routes", &e),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> i32 {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("ferry: cannot render JSON: {e}");
+            EXIT_FAILED
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! One TCP connection to a peer: a reader task that frames messages and a writer task that
+//! drains a queue, both reporting to the peer's driver.
+//!
+//! Back-pressure: the reader hands frames over a bounded channel, so a driver that falls
+//! behind stops reading and TCP slows the peer down. The writer counts queued octets; the
+//! driver produces UPDATEs only while that count is under [`HIGH_WATER`], so a peer that does
+//! not read costs at most that much memory and never delays other peers.
+//! Never does: decode bodies or decide anything about the session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::wire::{split_frame, DecodeError, MAX_EXTENDED_MESSAGE_LEN};
+
+/// Stop producing UPDATEs above this many queued octets.
+pub const HIGH_WATER: usize = 256 * 1024;
+
+/// What a connection's tasks tell the driver.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A whole message (header included), or a framing error.
+    Frame(Result<BytesMut, DecodeError>),
+    /// The writer wrote a chunk; `queued` octets remain.
+    Written { queued: usize },
+    /// The peer closed or the socket failed.
+    Closed { error: Option<String> },
+}
+
+pub struct Conn {
+    pub id: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    out: mpsc::UnboundedSender<Bytes>,
+    queued: Arc<AtomicUsize>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Conn {
+    /// Start the reader and writer tasks; their events arrive tagged with `id`.
+    pub fn start(
+        id: u64,
+        stream: TcpStream,
+        events: mpsc::Sender<(u64, ConnEvent)>,
+    ) -> std::io::Result<Self> {
+        let local = stream.local_addr()?;
+        let remote = stream.peer_addr()?;
+        stream.set_nodelay(true)?;
+        let (mut rd, mut wr) = stream.into_split();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
+
+        let ev = events.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                // Frame with the largest size: the decoder applies the negotiated limit.
+                loop {
+                    match split_frame(&mut buf, MAX_EXTENDED_MESSAGE_LEN) {
+                        Ok(Some(frame)) => {
+                            if ev.send((id, ConnEvent::Frame(Ok(frame)))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = ev.send((id, ConnEvent::Frame(Err(e)))).await;
+                            return;
+                        }
+                    }
+                }
+                buf.reserve(64 * 1024);
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        let _ = ev.send((id, ConnEvent::Closed { error: None })).await;
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = ev
+                            .send((
+                                id,
+                                ConnEvent::Closed {
+                                    error: Some(e.to_string()),
+                                },
+                            ))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+
+        let q = queued.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(chunk) = out_rx.recv().await {
+                if let Err(e) = wr.write_all(&chunk).await {
+                    let _ = events
+                        .send((
+                            id,
+                            ConnEvent::Closed {
+                                error: Some(e.to_string()),
+                            },
+                        ))
+                        .await;
+                    return;
+                }
+                let left = q.fetch_sub(chunk.len(), Ordering::AcqRel) - chunk.len();
+                if events
+                    .send((id, ConnEvent::Written { queued: left }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // Sender dropped: everything queued is written; close our side.
+            let _ = wr.shutdown().await;
+        });
+        Ok(Self {
+            id,
+            local,
+            remote,
+            out,
+            queued,
+            reader,
+            writer,
+        })
+    }
+
+    pub fn send(&self, chunk: Bytes) {
+        self.queued.fetch_add(chunk.len(), Ordering::AcqRel);
+        let _ = self.out.send(chunk);
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Stop reading now; let the writer flush what is queued (e.g. a NOTIFICATION) for up to
+    /// `flush` and then close.
+    pub fn close(self, flush: std::time::Duration) {
+        self.reader.abort();
+        let Conn { out, writer, .. } = self;
+        drop(out);
+        tokio::spawn(async move {
+            let abort = writer.abort_handle();
+            if tokio::time::timeout(flush, writer).await.is_err() {
+                abort.abort();
+            }
+        });
+    }
+}

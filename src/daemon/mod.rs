@@ -1,0 +1,210 @@
+//! `ferry speaker`: the daemon that holds BGP sessions and announces the desired routes.
+//!
+//! Start-up: read the config, load the desired routes from `state_dir` (a restarted speaker
+//! announces them again without operator action), start one driver task per neighbor
+//! ([`peer`]), the listener for inbound sessions and the API. On SIGTERM or SIGINT every session
+//! is closed with Cease/Administrative Shutdown and a shutdown message (RFC 8203/9003).
+//! Never does: decide routes on its own; they come from the store, changed through the API.
+
+mod addresses;
+mod conn;
+mod peer;
+mod state;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::api::server::{bind_unix, serve_tcp, serve_unix};
+use crate::config::{Config, FamilyName};
+use crate::session::{Session, SessionConfig};
+use crate::speaker::store::RouteStore;
+use crate::speaker::AdjRibIn;
+use crate::wire::Family;
+
+use peer::{Driver, PeerInput};
+use state::{PeerCounters, PeerShared, Shared};
+
+/// The message peers see in the Cease when the speaker stops.
+pub const SHUTDOWN_MESSAGE: &str = "ferry speaker shutting down";
+
+fn session_config(config: &Config, n: &crate::config::NeighborConfig) -> SessionConfig {
+    let mut sc = SessionConfig::new(
+        config.speaker.asn.0,
+        config.speaker.router_id.0,
+        n.remote_as.0,
+    );
+    sc.hold_time = n.hold_time.0;
+    sc.connect_retry = n.connect_retry.duration();
+    sc.passive = n.passive;
+    sc.families = n
+        .families
+        .iter()
+        .map(|f| match f {
+            FamilyName::Ipv4 => Family::Ipv4Unicast,
+            FamilyName::Ipv6 => Family::Ipv6Unicast,
+        })
+        .collect();
+    sc
+}
+
+/// Run until SIGTERM/SIGINT. Errors at start-up name what to fix.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = RouteStore::load(&config.speaker.state_dir).with_context(|| {
+        format!(
+            "loading desired routes from {}",
+            config.speaker.state_dir.display()
+        )
+    })?;
+    tracing::info!(routes = store.len(), generation = store.generation(), dir = %config.speaker.state_dir.display(), "desired routes loaded");
+    let (desired_tx, _) = watch::channel(Arc::new(store.routes().clone()));
+    let (events, _) = broadcast::channel(4096);
+
+    let mut peers = Vec::new();
+    let mut sessions = Vec::new();
+    for n in &config.neighbors {
+        let session = Session::new(session_config(&config, n))
+            .map_err(|e| anyhow::anyhow!("neighbor {}: {e}", n.address))?;
+        peers.push(Arc::new(PeerShared {
+            config: n.clone(),
+            status: Mutex::new(PeerCounters {
+                state: "Idle".into(),
+                ..Default::default()
+            }),
+            rib_in: Mutex::new(AdjRibIn::new(n.max_prefixes as usize)),
+            updates_sent: Default::default(),
+            updates_received: Default::default(),
+        }));
+        sessions.push(session);
+    }
+    let shared = Arc::new(Shared {
+        store: Mutex::new(store),
+        desired: desired_tx,
+        events,
+        peers: peers.clone(),
+    });
+
+    let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
+    let mut drivers = Vec::new();
+    for (peer, session) in peers.iter().zip(sessions) {
+        let (tx, rx) = mpsc::channel(16);
+        inputs.insert(peer.config.address, tx);
+        let driver = Driver::new(session, peer.clone(), shared.clone(), config.speaker.asn.0);
+        drivers.push(tokio::spawn(driver.run(rx)));
+    }
+
+    if let Some(addr) = config.speaker.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("speaker.listen {addr}: cannot bind"))?;
+        tracing::info!(%addr, "listening for BGP sessions");
+        let routes = inputs.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, remote)) => {
+                        // An IPv4 peer may arrive on a dual-stack socket as ::ffff:a.b.c.d.
+                        let ip = match remote.ip() {
+                            IpAddr::V6(v6) => {
+                                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+                            }
+                            v4 => v4,
+                        };
+                        match routes.get(&ip) {
+                            Some(tx) => {
+                                let _ = tx.send(PeerInput::Inbound(stream)).await;
+                            }
+                            None => {
+                                tracing::warn!(%remote, "connection from an address that is not a neighbor: closed")
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api_path = config.speaker.api.clone();
+    let control: Arc<dyn crate::api::Control> = shared.clone();
+    let listener = bind_unix(&api_path)
+        .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
+    let unix = tokio::spawn(serve_unix(
+        listener,
+        control.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(socket = %api_path.display(), "API listening");
+    if let (Some(addr), Some(token_file)) = (config.speaker.api_tcp, &config.speaker.api_token_file)
+    {
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("speaker.api_token_file {}", token_file.display()))?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(
+            token.len() >= 16,
+            "speaker.api_token_file {}: token shorter than 16 characters",
+            token_file.display()
+        );
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("speaker.api_tcp {addr}: cannot bind"))?;
+        tracing::info!(%addr, "API listening on TCP (bearer token required)");
+        tokio::spawn(serve_tcp(
+            listener,
+            token,
+            control.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("stopping: closing sessions with Cease/Administrative Shutdown");
+    for tx in inputs.values() {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if tx
+            .send(PeerInput::Stop {
+                message: Some(SHUTDOWN_MESSAGE.into()),
+                done: done_tx,
+            })
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), done_rx).await;
+        }
+    }
+    // Let the writers flush the NOTIFICATIONs.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
+    let _ = std::fs::remove_file(&api_path);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,451 @@
+//! The driver of one neighbor: runs its [`Session`] against real sockets and feeds its
+//! Adj-RIB-Out from the desired routes.
+//!
+//! One task per neighbor, a `select!` over: the session's next timer, the connection's events,
+//! inbound connections handed over by the listener, the outcome of an outbound connect, changes
+//! of the desired routes, and stop. Actions from the session are executed in order.
+//! UPDATEs are produced only while the connection has less than [`conn::HIGH_WATER`] octets
+//! queued, so a slow peer is never buffered without bound and never delays other peers.
+//! Never does: decide attributes (the speaker's export does) or parse bodies itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::conn::{self, Conn, ConnEvent};
+use super::state::{lock, Desired, PeerShared, Shared};
+use crate::api::Event as ApiEvent;
+use crate::session::{Action, Event, Session};
+use crate::speaker::export::PeerExport;
+use crate::speaker::AdjRibOut;
+use crate::wire::{Context, Message};
+
+/// How long a closing connection may take to flush its last messages (e.g. a NOTIFICATION).
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
+/// Octets of UPDATEs produced per pump step.
+const PUMP_BUDGET: usize = 64 * 1024;
+
+/// Inputs a driver receives from outside its own connection.
+pub enum PeerInput {
+    Inbound(TcpStream),
+    Stop {
+        message: Option<String>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+pub struct Driver {
+    session: Session,
+    peer: Arc<PeerShared>,
+    shared: Arc<Shared>,
+    local_asn: u32,
+    conn: Option<Conn>,
+    next_conn_id: u64,
+    /// Id of the outbound attempt whose result still counts.
+    attempt: u64,
+    rib_out: AdjRibOut,
+    desired: watch::Receiver<Desired>,
+}
+
+impl Driver {
+    pub fn new(
+        session: Session,
+        peer: Arc<PeerShared>,
+        shared: Arc<Shared>,
+        local_asn: u32,
+    ) -> Self {
+        let desired = shared.desired.subscribe();
+        Self {
+            session,
+            peer,
+            shared,
+            local_asn,
+            conn: None,
+            next_conn_id: 1,
+            attempt: 0,
+            rib_out: AdjRibOut::new(),
+            desired,
+        }
+    }
+
+    fn address(&self) -> IpAddr {
+        self.peer.config.address
+    }
+
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<PeerInput>) {
+        let (conn_tx, mut conn_rx) = mpsc::channel::<(u64, ConnEvent)>(256);
+        let (connect_tx, mut connect_rx) = mpsc::channel::<(u64, std::io::Result<TcpStream>)>(4);
+        let actions = self.session.handle(Instant::now(), Event::ManualStart);
+        self.execute(actions, &conn_tx, &connect_tx);
+        loop {
+            let deadline = self.session.poll_timeout();
+            let can_pump = self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.queued() < conn::HIGH_WATER)
+                && self.rib_out.has_pending();
+            tokio::select! {
+                _ = sleep_until(deadline) => {
+                    let actions = self.session.handle_timeout(Instant::now());
+                    self.execute(actions, &conn_tx, &connect_tx);
+                }
+                Some((id, ev)) = conn_rx.recv() => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
+                Some((attempt, result)) = connect_rx.recv() => {
+                    if attempt != self.attempt {
+                        continue; // superseded attempt
+                    }
+                    self.attempt = 0;
+                    match result {
+                        Ok(stream) => self.adopt(stream, Event::TcpConnectionAcknowledged, &conn_tx, &connect_tx),
+                        Err(e) => {
+                            tracing::debug!(peer = %self.address(), error = %e, "connect failed");
+                            let actions = self.session.handle(Instant::now(), Event::TcpConnectionFails);
+                            self.execute(actions, &conn_tx, &connect_tx);
+                        }
+                    }
+                }
+                input = inputs.recv() => match input {
+                    Some(PeerInput::Inbound(stream)) => self.on_inbound(stream, &conn_tx, &connect_tx),
+                    Some(PeerInput::Stop { message, done }) => {
+                        let actions = self.session.handle(Instant::now(), Event::ManualStop { message });
+                        self.execute(actions, &conn_tx, &connect_tx);
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                Ok(()) = self.desired.changed() => {
+                    if self.session.state() == crate::session::State::Established {
+                        self.sync_rib_out();
+                        self.pump(&conn_tx, &connect_tx);
+                    }
+                }
+                _ = std::future::ready(()), if can_pump => self.pump(&conn_tx, &connect_tx),
+            }
+        }
+    }
+
+    fn on_inbound(
+        &mut self,
+        stream: TcpStream,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        if self.conn.is_some() || !self.session.accepts_connection() {
+            // RFC 4271 §6.8: with a session past Connect/Active on another connection, the
+            // simplest resolution that keeps the existing one is to refuse the new connection.
+            tracing::info!(peer = %self.address(), state = %self.session.state(), "refusing inbound connection: a connection is already in use");
+            drop(stream);
+            return;
+        }
+        self.attempt = 0; // abandon an outbound attempt still in flight
+        self.adopt(stream, Event::TcpConnectionConfirmed, conn_tx, connect_tx);
+    }
+
+    fn adopt(
+        &mut self,
+        stream: TcpStream,
+        event: Event,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        match Conn::start(id, stream, conn_tx.clone()) {
+            Ok(c) => {
+                tracing::info!(peer = %self.address(), local = %c.local, remote = %c.remote, "TCP connection up");
+                self.conn = Some(c);
+                let actions = self.session.handle(Instant::now(), event);
+                self.execute(actions, conn_tx, connect_tx);
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.address(), error = %e, "cannot use connection");
+                let actions = self
+                    .session
+                    .handle(Instant::now(), Event::TcpConnectionFails);
+                self.execute(actions, conn_tx, connect_tx);
+            }
+        }
+    }
+
+    fn on_conn_event(
+        &mut self,
+        id: u64,
+        ev: ConnEvent,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        if self.conn.as_ref().map(|c| c.id) != Some(id) {
+            return; // from a connection already closed
+        }
+        let now = Instant::now();
+        let actions = match ev {
+            ConnEvent::Frame(Ok(frame)) => self.on_frame(&frame, now),
+            ConnEvent::Frame(Err(e)) => self.session.handle(now, Event::DecodeError(e)),
+            ConnEvent::Written { queued } => self.session.handle(
+                now,
+                Event::SendProgress {
+                    pending: queued > 0,
+                },
+            ),
+            ConnEvent::Closed { error } => {
+                tracing::info!(peer = %self.address(), error = error.as_deref().unwrap_or("closed by peer"), "TCP connection down");
+                self.session.handle(now, Event::TcpConnectionFails)
+            }
+        };
+        self.execute(actions, conn_tx, connect_tx);
+    }
+
+    fn on_frame(&mut self, frame: &BytesMut, now: Instant) -> Vec<Action> {
+        let ctx = self.session.context();
+        match Message::decode(frame, &ctx) {
+            Ok(msg) => {
+                if matches!(msg, Message::Update(_)) {
+                    self.peer.updates_received.fetch_add(1, Ordering::Relaxed);
+                }
+                self.session.handle(now, Event::Message(msg))
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.address(), error = %e, "malformed message");
+                self.session.handle(now, Event::DecodeError(e))
+            }
+        }
+    }
+
+    fn execute(
+        &mut self,
+        actions: Vec<Action>,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Connect => self.connect(connect_tx),
+                Action::SendMessage(msg) => self.send(&msg),
+                Action::CloseConnection => {
+                    self.attempt = 0;
+                    if let Some(c) = self.conn.take() {
+                        c.close(FLUSH_ON_CLOSE);
+                    }
+                }
+                Action::RefuseConnection => {
+                    // The connection just offered was refused: it is the current one.
+                    if let Some(c) = self.conn.take() {
+                        c.close(Duration::ZERO);
+                    }
+                }
+                Action::StateChanged { from, to } => {
+                    tracing::info!(peer = %self.address(), %from, %to, "session state");
+                    lock(&self.peer.status).state = to.to_string();
+                    self.shared.emit(ApiEvent::PeerState {
+                        peer: self.address(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        reason: None,
+                    });
+                }
+                Action::Established { negotiated } => {
+                    {
+                        let mut s = lock(&self.peer.status);
+                        s.established_at = Some(Instant::now());
+                        s.last_error = None;
+                    }
+                    self.rib_out = AdjRibOut::new();
+                    tracing::info!(peer = %self.address(), hold = negotiated.hold_time, families = ?negotiated.families, "session established");
+                    self.sync_rib_out();
+                    self.pump(conn_tx, connect_tx);
+                }
+                Action::SessionDown {
+                    reason,
+                    sent,
+                    received,
+                } => {
+                    let detail = match (&sent, &received) {
+                        (Some(n), _) => {
+                            format!("{reason}; sent NOTIFICATION {}/{}", n.code, n.subcode)
+                        }
+                        (_, Some(n)) => match n.shutdown_message() {
+                            Some(m) => format!("{reason}: {}/{} \"{m}\"", n.code, n.subcode),
+                            None => format!("{reason}: {}/{}", n.code, n.subcode),
+                        },
+                        _ => reason.to_string(),
+                    };
+                    tracing::warn!(peer = %self.address(), reason = %detail, "session down");
+                    {
+                        let mut s = lock(&self.peer.status);
+                        s.established_at = None;
+                        s.prefixes_sent = 0;
+                        s.last_error = Some(detail);
+                    }
+                    lock(&self.peer.rib_in).clear();
+                    self.rib_out = AdjRibOut::new();
+                }
+                Action::DeliverUpdate(update) => {
+                    let result = lock(&self.peer.rib_in)
+                        .apply(&update, self.session.context().four_octet_as);
+                    if let Err(exceeded) = result {
+                        tracing::warn!(peer = %self.address(), %exceeded, "max-prefix exceeded");
+                        let n = exceeded.notification();
+                        let more = self.session.handle(Instant::now(), Event::Reset(n));
+                        queue.extend(more);
+                    }
+                }
+                Action::DeliverRouteRefresh(_) => {
+                    // RFC 2918 §4: re-advertise the Adj-RIB-Out.
+                    self.rib_out.mark_all_for_refresh();
+                    self.pump(conn_tx, connect_tx);
+                }
+            }
+        }
+    }
+
+    fn export(&self) -> Option<PeerExport> {
+        let c = self.conn.as_ref()?;
+        let negotiated = self.session.negotiated()?;
+        let (local_v4, local_v6) = match c.local.ip() {
+            IpAddr::V4(a) => (Some(a), None),
+            IpAddr::V6(a) => (a.to_ipv4_mapped(), Some(a)),
+        };
+        Some(PeerExport {
+            local_asn: self.local_asn,
+            peer_asn: negotiated.peer_asn,
+            local_v4,
+            local_v6: local_v6.or_else(|| super::addresses::global_v6_for(c.local)),
+            local_v6_link_local: super::addresses::link_local_v6_for(c.local),
+            families: negotiated.families.clone(),
+        })
+    }
+
+    fn sync_rib_out(&mut self) {
+        let Some(export) = self.export() else { return };
+        let desired = self.desired.borrow_and_update().clone();
+        self.rib_out.sync(&desired, &export);
+    }
+
+    /// Produce UPDATEs while the connection has room, then End-of-RIB once the initial sync is out.
+    fn pump(
+        &mut self,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        let ctx: Context = self.session.context();
+        let mut produced = Vec::new();
+        while self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.queued() < conn::HIGH_WATER)
+            && self.rib_out.has_pending()
+        {
+            let msgs = self.rib_out.next_messages(&ctx, PUMP_BUDGET);
+            if msgs.is_empty() {
+                break;
+            }
+            produced.extend(msgs);
+        }
+        if !self.rib_out.has_pending() {
+            // RFC 4724 §2: End-of-RIB once the initial routes of a family are all out.
+            for family in self.rib_out.take_end_of_rib() {
+                produced.push(Message::Update(crate::wire::Update::end_of_rib(family)));
+            }
+        }
+        if produced.is_empty() {
+            return;
+        }
+        let mut actions = Vec::new();
+        for msg in produced {
+            if let Message::Update(u) = msg {
+                actions.extend(self.session.handle(Instant::now(), Event::SendUpdate(u)));
+            }
+        }
+        lock(&self.peer.status).prefixes_sent = self.rib_out.len() as u64;
+        self.execute(actions, conn_tx, connect_tx);
+    }
+
+    fn send(&mut self, msg: &Message) {
+        let Some(c) = &self.conn else { return };
+        let ctx = self.session.context();
+        let bytes = msg.to_bytes(&ctx).freeze();
+        if let Message::Update(u) = msg {
+            self.peer.updates_sent.fetch_add(1, Ordering::Relaxed);
+            let announced: Vec<_> = u
+                .nlri
+                .iter()
+                .map(|p| ipnet::IpNet::V4(*p))
+                .chain(u.mp_reach().into_iter().flat_map(|m| mp_prefixes(&m.nlri)))
+                .collect();
+            let withdrawn: Vec<_> = u
+                .withdrawn
+                .iter()
+                .map(|p| ipnet::IpNet::V4(*p))
+                .chain(
+                    u.mp_unreach()
+                        .into_iter()
+                        .flat_map(|m| mp_prefixes(&m.withdrawn)),
+                )
+                .collect();
+            c.send(bytes);
+            if !announced.is_empty() || !withdrawn.is_empty() {
+                self.shared.emit(ApiEvent::RoutesSent {
+                    peer: self.address(),
+                    announced,
+                    withdrawn,
+                });
+            }
+            return;
+        }
+        c.send(bytes);
+    }
+
+    fn connect(&mut self, connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>) {
+        self.next_conn_id += 1;
+        let attempt = self.next_conn_id;
+        self.attempt = attempt;
+        let remote = SocketAddr::new(self.peer.config.address, self.peer.config.port);
+        let local = self.peer.config.local_address;
+        let timeout = self.peer.config.connect_retry.duration();
+        let tx = connect_tx.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, connect(remote, local)).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect to {remote} timed out"),
+                )),
+            };
+            let _ = tx.send((attempt, result)).await;
+        });
+    }
+}
+
+fn mp_prefixes(nlri: &crate::wire::MpNlri) -> Vec<ipnet::IpNet> {
+    match nlri {
+        crate::wire::MpNlri::Ipv4(v) => v.iter().map(|p| ipnet::IpNet::V4(*p)).collect(),
+        crate::wire::MpNlri::Ipv6(v) => v.iter().map(|p| ipnet::IpNet::V6(*p)).collect(),
+        crate::wire::MpNlri::Raw(_) => Vec::new(),
+    }
+}
+
+async fn connect(remote: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if remote.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(remote).await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

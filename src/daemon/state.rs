@@ -1,0 +1,217 @@
+//! State the speaker's tasks share, and the API's view of it ([`Control`]).
+//!
+//! The desired routes live in the [`RouteStore`] (persisted before a change is acknowledged) and
+//! are published to the peer drivers as an immutable snapshot through a watch channel. Each
+//! peer's status and Adj-RIB-In sit behind their own lock, held only for short reads/writes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use ipnet::IpNet;
+use tokio::sync::{broadcast, watch};
+
+use crate::api::{ApiError, ChangeResponse, Control, Event, PeerStatus, ReceivedRoute};
+use crate::config::NeighborConfig;
+use crate::speaker::store::{Change, RouteStore};
+use crate::speaker::{AdjRibIn, Route};
+
+/// The desired routes as the peer drivers see them.
+pub type Desired = Arc<BTreeMap<IpNet, Route>>;
+
+/// Lock, recovering the data if a task panicked while holding it (the data stays consistent:
+/// every writer finishes its update before it could panic).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    pub state: String,
+    pub established_at: Option<Instant>,
+    pub prefixes_sent: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct PeerShared {
+    pub config: NeighborConfig,
+    pub status: Mutex<PeerCounters>,
+    pub rib_in: Mutex<AdjRibIn>,
+    pub updates_sent: AtomicU64,
+    pub updates_received: AtomicU64,
+}
+
+pub struct Shared {
+    pub store: Mutex<RouteStore>,
+    pub desired: watch::Sender<Desired>,
+    pub events: broadcast::Sender<Event>,
+    pub peers: Vec<Arc<PeerShared>>,
+}
+
+impl Shared {
+    pub fn emit(&self, event: Event) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn change(&self, change: Change) -> Result<ChangeResponse, ApiError> {
+        let mut store = lock(&self.store);
+        let applied = store.apply(change).map_err(|e| {
+            if e.is_bad_input() {
+                ApiError::BadRequest(e.to_string())
+            } else {
+                ApiError::Internal(e.to_string())
+            }
+        })?;
+        let changed = applied.announced.len() + applied.withdrawn.len();
+        if changed > 0 {
+            self.desired.send_replace(Arc::new(store.routes().clone()));
+            self.emit(Event::DesiredChanged {
+                generation: applied.generation,
+                changed,
+            });
+        }
+        Ok(ChangeResponse {
+            changed,
+            generation: applied.generation,
+        })
+    }
+}
+
+impl Control for Shared {
+    fn peers(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let s = lock(&p.status);
+                PeerStatus {
+                    address: p.config.address,
+                    remote_as: p.config.remote_as.0,
+                    description: p.config.description.clone(),
+                    state: s.state.clone(),
+                    uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
+                    prefixes_sent: s.prefixes_sent,
+                    prefixes_received: lock(&p.rib_in).len() as u64,
+                    last_error: s.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn announced(&self) -> Vec<Route> {
+        lock(&self.store).routes().values().cloned().collect()
+    }
+
+    fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError> {
+        if let Some(addr) = peer {
+            if !self.peers.iter().any(|p| p.config.address == addr) {
+                return Err(ApiError::NotFound(format!(
+                    "peer {addr} is not a configured neighbor"
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for p in self
+            .peers
+            .iter()
+            .filter(|p| peer.is_none_or(|a| a == p.config.address))
+        {
+            out.extend(lock(&p.rib_in).routes().into_iter().map(|r| {
+                ReceivedRoute {
+                    peer: p.config.address,
+                    prefix: r.prefix,
+                    next_hop: r.next_hop.map(|n| n.to_string()),
+                    as_path: r.as_path.to_string(),
+                    origin: r.origin.map_or("-", |o| o.name()).to_owned(),
+                    med: r.med,
+                    local_pref: r.local_pref,
+                    communities: r.communities.iter().map(ToString::to_string).collect(),
+                    large_communities: r
+                        .large_communities
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError> {
+        self.change(Change::Announce(routes))
+    }
+
+    fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
+        self.change(Change::Withdraw(prefixes))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        let mut m = String::new();
+        let desired = lock(&self.store).len();
+        let _ = writeln!(
+            m,
+            "# HELP ferry_desired_routes Routes the speaker is asked to announce."
+        );
+        let _ = writeln!(
+            m,
+            "# TYPE ferry_desired_routes gauge\nferry_desired_routes {desired}"
+        );
+        let _ = writeln!(
+            m,
+            "# HELP ferry_peer_established 1 when the session is Established."
+        );
+        let _ = writeln!(m, "# TYPE ferry_peer_established gauge");
+        for p in &self.peers {
+            let up = u8::from(lock(&p.status).state == "Established");
+            let _ = writeln!(
+                m,
+                "ferry_peer_established{{peer=\"{}\"}} {up}",
+                p.config.address
+            );
+        }
+        let _ = writeln!(m, "# TYPE ferry_peer_prefixes_sent gauge");
+        for p in &self.peers {
+            let _ = writeln!(
+                m,
+                "ferry_peer_prefixes_sent{{peer=\"{}\"}} {}",
+                p.config.address,
+                lock(&p.status).prefixes_sent
+            );
+        }
+        let _ = writeln!(m, "# TYPE ferry_peer_prefixes_received gauge");
+        for p in &self.peers {
+            let _ = writeln!(
+                m,
+                "ferry_peer_prefixes_received{{peer=\"{}\"}} {}",
+                p.config.address,
+                lock(&p.rib_in).len()
+            );
+        }
+        let _ = writeln!(m, "# TYPE ferry_peer_updates_sent_total counter");
+        for p in &self.peers {
+            let _ = writeln!(
+                m,
+                "ferry_peer_updates_sent_total{{peer=\"{}\"}} {}",
+                p.config.address,
+                p.updates_sent.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(m, "# TYPE ferry_peer_updates_received_total counter");
+        for p in &self.peers {
+            let _ = writeln!(
+                m,
+                "ferry_peer_updates_received_total{{peer=\"{}\"}} {}",
+                p.config.address,
+                p.updates_received.load(Ordering::Relaxed)
+            );
+        }
+        m
+    }
+}
