@@ -1,0 +1,191 @@
+//! Latency from an `announce`/`withdraw` API call to the UPDATE arriving at a BGP peer.
+//!
+//! Starts the real `ferry speaker` (release build) with a state dir on the usual disk, a raw BGP
+//! peer on 127.0.0.1 that records when each UPDATE arrives, and then alternates announce and
+//! withdraw of 198.51.100.0/24 through the HTTP API over the Unix socket, N times (default
+//! 1,000; `FERRY_BENCH_N` overrides). For each call it reports two latencies:
+//! - call -> UPDATE at the peer (what a failover waits for), and
+//! - call -> API answer (the desired routes are fsync'd before the answer).
+//!
+//! Loopback adds a few microseconds; the figure is an upper bound for "UPDATE leaving the socket".
+//! Run: `cargo bench --bench announce_latency`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ferry::api::{AnnounceRequest, ChangeResponse, Client, Endpoint, WithdrawRequest};
+use ferry::speaker::Route;
+use ferry::wire::{split_frame, Capability, Context, Message, Open, MAX_MESSAGE_LEN};
+
+struct Speaker(Child);
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Accept the speaker's connection, complete the OPEN exchange, then report each UPDATE's
+/// arrival time (End-of-RIB markers excluded).
+fn raw_peer(listener: TcpListener, updates: mpsc::Sender<Instant>) {
+    let (mut sock, _) = listener.accept().expect("speaker connects");
+    sock.set_nodelay(true).ok();
+    let ctx = Context::default();
+    let caps = vec![
+        Capability::Multiprotocol {
+            afi: ferry::wire::Afi::Ipv4,
+            safi: ferry::wire::Safi::Unicast,
+        },
+        Capability::RouteRefresh,
+        Capability::FourOctetAs(65001),
+    ];
+    let open = Message::Open(Open::new(65001, 90, "192.0.2.2".parse().expect("ip"), caps));
+    sock.write_all(&open.to_bytes(&ctx)).expect("send OPEN");
+    sock.write_all(&Message::Keepalive.to_bytes(&ctx))
+        .expect("send KEEPALIVE");
+    let mut buf = BytesMut::with_capacity(65536);
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = Instant::now();
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some(frame)) = split_frame(&mut buf, MAX_MESSAGE_LEN) {
+            match Message::decode(&frame, &ctx) {
+                Ok(Message::Update(u)) if u.end_of_rib_family().is_none() => {
+                    if updates.send(now).is_err() {
+                        return;
+                    }
+                }
+                Ok(Message::Keepalive) => {
+                    let _ = sock.write_all(&Message::Keepalive.to_bytes(&ctx));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    println!(
+        "{name:<28} n={:<5} median={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms",
+        v.len(),
+        percentile(&v, 0.5).as_secs_f64() * 1e3,
+        percentile(&v, 0.99).as_secs_f64() * 1e3,
+        v.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; no criterion here.
+    let n: usize = std::env::var("FERRY_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let dir =
+        tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| "target".into()))
+            .expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw peer");
+    let port = listener.local_addr().expect("addr").port();
+    let sock = dir.path().join("ferry.sock");
+    let config = format!(
+        "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\n\n\
+         [[neighbor]]\naddress = \"127.0.0.1\"\nport = {port}\nremote_as = 65001\nfamilies = [\"ipv4\"]\n",
+        sock.display(),
+        dir.path().display()
+    );
+    let config_path = dir.path().join("ferry.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || raw_peer(listener, tx));
+    let _speaker = Speaker(
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["speaker", "--config"])
+            .arg(&config_path)
+            .env("FERRY_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ferry speaker"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "speaker API did not come up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Wait for Established: the API reports it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = Client::new(Endpoint::Unix(sock.clone()), None);
+    rt.block_on(async {
+        loop {
+            let peers: Vec<ferry::api::PeerStatus> = client.get("/v1/peers").await.expect("peers");
+            if peers.iter().all(|p| p.state == "Established") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session not Established: {peers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // Let the End-of-RIB and first KEEPALIVEs pass.
+    std::thread::sleep(Duration::from_millis(200));
+    while rx.try_recv().is_ok() {}
+
+    let route = Route::new("198.51.100.0/24".parse().expect("prefix")).expect("route");
+    let mut to_update = Vec::with_capacity(n);
+    let mut to_answer = Vec::with_capacity(n);
+    rt.block_on(async {
+        for i in 0..n {
+            let t0 = Instant::now();
+            let resp: ChangeResponse = if i % 2 == 0 {
+                client
+                    .post(
+                        "/v1/announce",
+                        &AnnounceRequest {
+                            routes: vec![route.clone()],
+                        },
+                    )
+                    .await
+            } else {
+                client
+                    .post(
+                        "/v1/withdraw",
+                        &WithdrawRequest {
+                            prefixes: vec![route.prefix],
+                        },
+                    )
+                    .await
+            }
+            .expect("API call");
+            to_answer.push(t0.elapsed());
+            assert_eq!(resp.changed, 1);
+            let arrived = rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("UPDATE within 5 s");
+            to_update.push(arrived.saturating_duration_since(t0));
+        }
+    });
+    println!(
+        "ferry announce/withdraw latency, {n} calls, state dir {}",
+        dir.path().display()
+    );
+    report("call -> UPDATE at peer", to_update);
+    report("call -> API answer", to_answer);
+}
