@@ -54,6 +54,13 @@ fn session_config(config: &Config, n: &crate::config::NeighborConfig) -> Session
 
 /// Run until SIGTERM/SIGINT. Errors at start-up name what to fix.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // RouteStore::load wants the directory to exist; on a fresh host it does not yet.
+    std::fs::create_dir_all(&config.speaker.state_dir).with_context(|| {
+        format!(
+            "speaker.state_dir {}: cannot create",
+            config.speaker.state_dir.display()
+        )
+    })?;
     let store = RouteStore::load(&config.speaker.state_dir).with_context(|| {
         format!(
             "loading desired routes from {}",
