@@ -68,11 +68,13 @@ impl Shared {
         })?;
         let changed = applied.announced.len() + applied.withdrawn.len();
         if changed > 0 {
-            self.desired.send_replace(Arc::new(store.routes().clone()));
+            // Emit before the drivers see the change, so that the events stream keeps causal
+            // order: desired_changed, then the routes_sent it causes.
             self.emit(Event::DesiredChanged {
                 generation: applied.generation,
                 changed,
             });
+            self.desired.send_replace(Arc::new(store.routes().clone()));
         }
         Ok(ChangeResponse {
             changed,
