@@ -10,7 +10,8 @@
 //! prefix never announced produces nothing on the wire; a ROUTE-REFRESH from the peer gets the
 //! routes again; SIGTERM closes the session with Cease/Administrative Shutdown carrying the
 //! shutdown message (exact bytes); `ferry status --json` and `ferry routes --received --json`
-//! report what is on the wire.
+//! report what is on the wire; a route that cannot be exported to the peer (IPv6 next hop self
+//! on an IPv4-only session) is logged with the reason and not sent.
 //! Failures injected: none beyond the peer's own requests (refresh) and the SIGTERM.
 //! Also measures the time from an API announce to the UPDATE at the peer (run with
 //! `--no-capture` to see it).
@@ -396,4 +397,23 @@ fn timing_announce_to_update_at_the_peer() {
     );
     // Generous bound: a regression to timer-driven sending (seconds) fails, CI noise does not.
     assert!(a50 < Duration::from_millis(500), "median {a50:?}");
+}
+
+/// An IPv6 route with next hop self on a session over IPv4 loopback (no global IPv6 address to
+/// use) cannot be sent: nothing goes on the wire, and the log says which route and why.
+#[test]
+fn a_route_that_cannot_be_exported_is_logged_not_sent() {
+    let (speaker, mut peer) = established_pair(PEER_V4);
+    speaker.cli_ok(&["announce", "2001:db8:200::/48"]);
+    peer.expect_quiet(Duration::from_millis(300));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = speaker.log();
+        if log.contains("2001:db8:200::/48") && log.contains("next hop self") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not logged:\n{log}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(speaker.status()[0]["prefixes_sent"], 0);
 }

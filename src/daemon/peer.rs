@@ -325,7 +325,10 @@ impl Driver {
     fn sync_rib_out(&mut self) {
         let Some(export) = self.export() else { return };
         let desired = self.desired.borrow_and_update().clone();
-        self.rib_out.sync(&desired, &export);
+        let report = self.rib_out.sync(&desired, &export);
+        for (prefix, error) in &report.skipped {
+            tracing::warn!(peer = %self.address(), %prefix, %error, "route not sent to this peer");
+        }
     }
 
     /// Produce UPDATEs while the connection has room, then End-of-RIB once the initial sync is out.
