@@ -8,7 +8,7 @@
 //! communities, NEXT_HOP = the speaker's session address); IPv6 goes in MP_REACH_NLRI and its
 //! withdrawal in MP_UNREACH_NLRI; `ferry withdraw` produces the withdrawal and a withdraw of a
 //! prefix never announced produces nothing on the wire; a ROUTE-REFRESH from the peer gets the
-//! routes again; SIGTERM closes the session with Cease/Administrative Shutdown carrying the
+//! routes of the family it names again, and only those; SIGTERM closes the session with Cease/Administrative Shutdown carrying the
 //! shutdown message (exact bytes); `ferry status --json` and `ferry routes --received --json`
 //! report what is on the wire; a route that cannot be exported to the peer (IPv6 next hop self
 //! on an IPv4-only session) is logged with the reason and not sent.
@@ -416,4 +416,27 @@ fn a_route_that_cannot_be_exported_is_logged_not_sent() {
         thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(speaker.status()[0]["prefixes_sent"], 0);
+}
+
+/// RFC 2918 §4: a ROUTE-REFRESH re-advertises the Adj-RIB-Out of the AFI/SAFI it names only.
+#[test]
+fn route_refresh_resends_only_the_family_asked_for() {
+    let (speaker, mut peer) = established_pair(PEER_V4);
+    speaker.cli_ok(&["announce", "198.51.100.0/24"]);
+    speaker.cli_ok(&["announce", "2001:db8:100::/48", "--next-hop", "2001:db8::1"]);
+    peer.next_update();
+    peer.next_update();
+    peer.send(&Message::RouteRefresh(RouteRefresh::new(
+        Afi::Ipv6,
+        Safi::Unicast,
+        RefreshSubtype::Normal,
+    )));
+    let r = peer.next_update();
+    let u = r.update().unwrap();
+    assert!(u.nlri.is_empty(), "IPv4 resent on an IPv6 refresh: {u:?}");
+    assert_eq!(
+        u.mp_reach().map(|m| m.nlri.clone()),
+        Some(MpNlri::Ipv6(vec!["2001:db8:100::/48".parse().unwrap()]))
+    );
+    peer.expect_quiet(Duration::from_millis(300));
 }

@@ -296,9 +296,12 @@ impl Driver {
                         queue.extend(more);
                     }
                 }
-                Action::DeliverRouteRefresh(_) => {
-                    // RFC 2918 §4: re-advertise the Adj-RIB-Out.
-                    self.rib_out.mark_all_for_refresh();
+                Action::DeliverRouteRefresh(rr) => {
+                    // RFC 2918 §4: re-advertise the Adj-RIB-Out of the AFI/SAFI asked for (the
+                    // session only delivers refreshes of negotiated families).
+                    if let Some(family) = crate::wire::Family::from_afi_safi(rr.afi, rr.safi) {
+                        self.rib_out.mark_family_for_refresh(family);
+                    }
                     self.pump(conn_tx, connect_tx);
                 }
             }
