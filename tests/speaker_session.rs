@@ -11,7 +11,8 @@
 //! routes of the family it names again, and only those; SIGTERM closes the session with Cease/Administrative Shutdown carrying the
 //! shutdown message (exact bytes); `ferry status --json` and `ferry routes --received --json`
 //! report what is on the wire; a route that cannot be exported to the peer (IPv6 next hop self
-//! on an IPv4-only session) is logged with the reason and not sent.
+//! on an IPv4-only session) is logged with the reason and not sent; the listener closes
+//! connections from non-neighbors and a second connection from an Established neighbor.
 //! Failures injected: none beyond the peer's own requests (refresh) and the SIGTERM.
 //! Also measures the time from an API announce to the UPDATE at the peer (run with
 //! `--no-capture` to see it).
@@ -439,4 +440,33 @@ fn route_refresh_resends_only_the_family_asked_for() {
         Some(MpNlri::Ipv6(vec!["2001:db8:100::/48".parse().unwrap()]))
     );
     peer.expect_quiet(Duration::from_millis(300));
+}
+
+/// The listener closes connections from addresses that are not neighbors without a word, and a
+/// second connection from an Established neighbor is refused without touching the session.
+#[test]
+fn inbound_connections_from_strangers_and_duplicates_are_closed() {
+    let listen = SocketAddr::new(IpAddr::V4(SPEAKER_V4), free_port(SPEAKER_V4));
+    let from = Ipv4Addr::new(127, 0, 0, 15);
+    let speaker = Speaker::start(SpeakerSpec {
+        listen: Some(listen),
+        ..SpeakerSpec::with(vec![NeighborSpec::passive(from)])
+    });
+    let mut stranger = RawPeer::at(Ipv4Addr::new(127, 0, 0, 99));
+    stranger.connect(listen);
+    stranger.wait_closed();
+    assert!(stranger.received().is_empty(), "{:?}", stranger.received());
+
+    let mut peer = RawPeer::at(from);
+    peer.connect(listen);
+    peer.handshake();
+    peer.initial_sync(2);
+    let mut again = RawPeer::at(from);
+    again.connect(listen);
+    again.wait_closed();
+    assert!(again.received().is_empty(), "{:?}", again.received());
+    peer.expect_quiet(Duration::from_millis(200));
+    speaker.wait_state(IpAddr::V4(from), "Established");
+    speaker.cli_ok(&["announce", "198.51.100.0/24"]);
+    assert_eq!(peer.next_update().update().unwrap().nlri.len(), 1);
 }
