@@ -228,9 +228,7 @@ impl AdjRibOut {
         let again: Vec<(IpNet, Arc<AttrSet>)> = self
             .sent
             .iter()
-            .filter(|(p, s)| {
-                !self.pending.contains_key(p) && family.is_none_or(|f| s.family == f)
-            })
+            .filter(|(p, s)| !self.pending.contains_key(p) && family.is_none_or(|f| s.family == f))
             .map(|(p, s)| (*p, s.clone()))
             .collect();
         for (p, s) in again {
