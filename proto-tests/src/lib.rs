@@ -3,6 +3,12 @@
 //!
 //! Expected values are subsets: every key in the expected object must be present with a matching
 //! value; arrays must have the same length and match element by element.
+//!
+//! [`netns`] and [`daemons`] are the interop harness: network namespaces with veth pairs owned by
+//! a [`netns::Lab`] guard, and FRR, BIRD 2, GoBGP and ExaBGP started inside them.
+
+pub mod daemons;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 

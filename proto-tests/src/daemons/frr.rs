@@ -1,0 +1,511 @@
+//! FRR 8.4 `bgpd` (optionally with `zebra`) in a namespace, everything under a lab temp dir:
+//! `-f DIR/bgpd.conf -i DIR/bgpd.pid -z DIR/zserv.api --vty_socket DIR -P 0`, `log file
+//! DIR/bgpd.log`. Without zebra bgpd runs with `-Z` (`--no_zebra`): the BGP RIB (`show bgp ...
+//! json`) works, next hops count as reachable, nothing is installed in the kernel.
+//!
+//! eBGP policy: FRR's default `bgp ebgp-requires-policy` stays on and is satisfied by route-map
+//! `FIT-ALL` (permit everything) applied in and out on every neighbor.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use crate::netns::{run, Lab, Netns};
+
+/// FRR configuration builder.
+#[derive(Clone, Debug)]
+pub struct FrrConfig {
+    pub asn: u32,
+    pub router_id: String,
+    pub peers: Vec<Peer>,
+    /// `network` statements (with a route-map setting the route's attributes).
+    pub routes: Vec<Route>,
+    /// Also run zebra (kernel routes); default false (`bgpd -Z`).
+    pub zebra: bool,
+    /// Extra lines inside `router bgp` (before the address families).
+    pub extra_router: Vec<String>,
+    /// Extra global lines (e.g. more route-maps).
+    pub extra_global: Vec<String>,
+}
+
+impl FrrConfig {
+    pub fn new(asn: u32, router_id: &str) -> FrrConfig {
+        FrrConfig {
+            asn,
+            router_id: router_id.to_string(),
+            peers: Vec::new(),
+            routes: Vec::new(),
+            zebra: false,
+            extra_router: Vec::new(),
+            extra_global: Vec::new(),
+        }
+    }
+    pub fn peer(mut self, p: Peer) -> FrrConfig {
+        self.peers.push(p);
+        self
+    }
+    pub fn route(mut self, r: Route) -> FrrConfig {
+        self.routes.push(r);
+        self
+    }
+    pub fn with_zebra(mut self) -> FrrConfig {
+        self.zebra = true;
+        self
+    }
+    pub fn extra_router(mut self, line: &str) -> FrrConfig {
+        self.extra_router.push(line.to_string());
+        self
+    }
+    pub fn extra_global(mut self, line: &str) -> FrrConfig {
+        self.extra_global.push(line.to_string());
+        self
+    }
+
+    /// The bgpd.conf text (`log_file`: where bgpd logs).
+    pub fn render(&self, log_file: &Path) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(w, "hostname fit-frr");
+        let _ = writeln!(w, "log file {} debugging", log_file.display());
+        let _ = writeln!(w, "log timestamp precision 3");
+        let _ = writeln!(w, "debug bgp neighbor-events");
+        let _ = writeln!(w, "!\nroute-map FIT-ALL permit 10\nexit\n!");
+        for r in &self.routes {
+            w.push_str(&route_map(r));
+        }
+        for l in &self.extra_global {
+            let _ = writeln!(w, "{l}");
+        }
+        let _ = writeln!(w, "router bgp {}", self.asn);
+        let _ = writeln!(w, " bgp router-id {}", self.router_id);
+        let _ = writeln!(w, " no bgp default ipv4-unicast");
+        let _ = writeln!(w, " no bgp network import-check");
+        let _ = writeln!(w, " bgp log-neighbor-changes");
+        for p in &self.peers {
+            let a = &p.address;
+            let _ = writeln!(w, " neighbor {a} remote-as {}", p.remote_as);
+            let _ = writeln!(w, " neighbor {a} timers {} {}", p.keepalive(), p.hold_time);
+            let _ = writeln!(w, " neighbor {a} timers connect 1");
+            let _ = writeln!(w, " neighbor {a} advertisement-interval 0");
+            if p.passive {
+                let _ = writeln!(w, " neighbor {a} passive");
+            }
+            if let Some(port) = p.port {
+                let _ = writeln!(w, " neighbor {a} port {port}");
+            }
+            if let Some(l) = &p.local_address {
+                let _ = writeln!(w, " neighbor {a} update-source {l}");
+            }
+        }
+        for l in &self.extra_router {
+            let _ = writeln!(w, " {l}");
+        }
+        for fam in [Family::Ipv4, Family::Ipv6] {
+            let peers: Vec<&Peer> = self
+                .peers
+                .iter()
+                .filter(|p| p.families.contains(&fam))
+                .collect();
+            let routes: Vec<&Route> = self.routes.iter().filter(|r| r.family() == fam).collect();
+            if peers.is_empty() && routes.is_empty() {
+                continue;
+            }
+            let _ = writeln!(w, " address-family {} unicast", afi(fam));
+            for r in routes {
+                let _ = writeln!(
+                    w,
+                    "  network {} route-map {}",
+                    r.prefix,
+                    map_name(&r.prefix)
+                );
+            }
+            for p in peers {
+                let a = &p.address;
+                let _ = writeln!(w, "  neighbor {a} activate");
+                let _ = writeln!(w, "  neighbor {a} route-map FIT-ALL in");
+                let _ = writeln!(w, "  neighbor {a} route-map FIT-ALL out");
+            }
+            let _ = writeln!(w, " exit-address-family");
+        }
+        let _ = writeln!(w, "exit");
+        s
+    }
+}
+
+fn afi(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4 => "ipv4",
+        Family::Ipv6 => "ipv6",
+    }
+}
+
+fn map_name(prefix: &str) -> String {
+    let s: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("FIT-NET-{s}")
+}
+
+fn route_map(r: &Route) -> String {
+    let mut s = format!("route-map {} permit 10\n", map_name(&r.prefix));
+    if !r.communities.is_empty() {
+        let _ = writeln!(s, " set community {}", r.communities.join(" "));
+    }
+    if !r.large_communities.is_empty() {
+        let _ = writeln!(s, " set large-community {}", r.large_communities.join(" "));
+    }
+    if let Some(m) = r.med {
+        let _ = writeln!(s, " set metric {m}");
+    }
+    if !r.prepend.is_empty() {
+        let p: Vec<String> = r.prepend.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(s, " set as-path prepend {}", p.join(" "));
+    }
+    s.push_str("exit\n!\n");
+    s
+}
+
+/// A running FRR.
+pub struct Frr<'l> {
+    lab: &'l Lab,
+    ns: Netns,
+    dir: PathBuf,
+    log: PathBuf,
+    asn: u32,
+    pids: Vec<u32>,
+    extra_routes: RefCell<Vec<String>>,
+}
+
+impl<'l> Frr<'l> {
+    /// Starts FRR in `ns` with its files in a lab temp dir named `frr-<ns suffix>`. Waits (10 s)
+    /// until vtysh answers.
+    pub fn start(lab: &'l Lab, ns: &Netns, config: &FrrConfig) -> Frr<'l> {
+        let tag = ns.name().rsplit('-').next().unwrap_or("x");
+        let dir = lab.tempdir(&format!("frr-{tag}"));
+        let log = dir.join("bgpd.log");
+        std::fs::write(dir.join("bgpd.conf"), config.render(&log)).expect("write bgpd.conf");
+        // bgpd drops privileges to user frr (the vty group frrvty rules out running as root)
+        let _ = run(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
+        let d = |f: &str| dir.join(f).display().to_string();
+        let mut pids = Vec::new();
+        if config.zebra {
+            let mut c = ns.command("/usr/lib/frr/zebra");
+            c.args([
+                "-f",
+                &d("zebra.conf"),
+                "-i",
+                &d("zebra.pid"),
+                "-z",
+                &d("zserv.api"),
+            ])
+            .args([
+                "--vty_socket",
+                &d(""),
+                "-P",
+                "0",
+                "--log",
+                &format!("file:{}", d("zebra.log")),
+            ]);
+            std::fs::write(dir.join("zebra.conf"), "hostname fit-zebra\n").expect("zebra.conf");
+            let _ = run(Command::new("chown")
+                .args(["frr:frr"])
+                .arg(dir.join("zebra.conf")));
+            pids.push(lab.spawn("zebra", c, &dir.join("zebra.out")));
+            let sock = dir.join("zserv.api");
+            if poll(Duration::from_secs(10), || sock.exists().then_some(())).is_none() {
+                panic!(
+                    "zebra did not create {}:\n{}",
+                    sock.display(),
+                    super::tail_file(&dir.join("zebra.out"), 20)
+                );
+            }
+        }
+        let mut c = ns.command("/usr/lib/frr/bgpd");
+        c.args([
+            "-f",
+            &d("bgpd.conf"),
+            "-i",
+            &d("bgpd.pid"),
+            "-z",
+            &d("zserv.api"),
+        ])
+        .args(["--vty_socket", &d(""), "-P", "0"]);
+        if !config.zebra {
+            c.arg("-Z");
+        }
+        pids.push(lab.spawn("bgpd", c, &dir.join("bgpd.out")));
+        let frr = Frr {
+            lab,
+            ns: ns.clone(),
+            dir,
+            log,
+            asn: config.asn,
+            pids,
+            extra_routes: RefCell::new(Vec::new()),
+        };
+        let ok = poll(Duration::from_secs(10), || {
+            if !frr.lab.is_running(frr.pids[frr.pids.len() - 1]) {
+                return Some(false);
+            }
+            frr.vtysh("show bgp summary json").ok().map(|_| true)
+        });
+        if ok != Some(true) {
+            frr.fail("bgpd did not come up (vtysh does not answer)");
+        }
+        frr
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.ns
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn asn(&self) -> u32 {
+        self.asn
+    }
+    /// PIDs of zebra (if any) and bgpd.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// Runs vtysh commands (`-c` each, in order); Ok(stdout).
+    pub fn vtysh_cmds(&self, cmds: &[&str]) -> Result<String, String> {
+        let mut c = Command::new("vtysh");
+        c.arg("--vty_socket").arg(&self.dir);
+        for cmd in cmds {
+            c.args(["-c", cmd]);
+        }
+        let out = run(&mut c)?;
+        // vtysh exits 0 on some errors and prints them
+        if out.starts_with('%') {
+            return Err(format!("vtysh {cmds:?}: {out}"));
+        }
+        Ok(out)
+    }
+
+    /// Runs one vtysh command; Ok(stdout).
+    pub fn vtysh(&self, cmd: &str) -> Result<String, String> {
+        self.vtysh_cmds(&[cmd])
+    }
+
+    /// Runs a `... json` vtysh command and parses the output.
+    pub fn vtysh_json(&self, cmd: &str) -> Result<Value, String> {
+        let out = self.vtysh(cmd)?;
+        serde_json::from_str(&out).map_err(|e| format!("vtysh {cmd:?}: bad JSON ({e}): {out}"))
+    }
+
+    /// Runs configuration commands (`configure terminal` first).
+    pub fn configure(&self, lines: &[&str]) -> Result<(), String> {
+        let mut cmds = vec!["configure terminal"];
+        cmds.extend_from_slice(lines);
+        let out = self.vtysh_cmds(&cmds)?;
+        if out.contains("% ") {
+            return Err(format!("vtysh config {lines:?}: {out}"));
+        }
+        Ok(())
+    }
+
+    /// `show bgp neighbors PEER json` for this peer.
+    pub fn neighbor_json(&self, peer: &str) -> Option<Value> {
+        self.vtysh_json(&format!("show bgp neighbors {peer} json"))
+            .ok()
+            .and_then(|v| v.get(peer).cloned())
+    }
+}
+
+/// Parses `show bgp <afi> unicast json detail` (FRR 8.4: routes.PREFIX = [header, path...]).
+pub fn parse_rib(v: &Value) -> Rib {
+    let mut rib = Rib::new();
+    let Some(routes) = v.get("routes").and_then(Value::as_object) else {
+        return rib;
+    };
+    for (prefix, entries) in routes {
+        let mut paths: Vec<&Value> = Vec::new();
+        for e in entries.as_array().into_iter().flatten() {
+            if let Some(ps) = e.get("paths").and_then(Value::as_array) {
+                paths.extend(ps);
+            } else if e.get("nexthops").is_some() || e.get("aspath").is_some() {
+                paths.push(e);
+            }
+        }
+        // only paths learnt from a peer
+        paths.retain(|p| {
+            let id = p
+                .pointer("/peer/peerId")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            !id.is_empty() && id != "(unspec)" && id != "0.0.0.0" && id != "::"
+        });
+        let best = paths
+            .iter()
+            .find(|p| {
+                p.pointer("/bestpath/overall").and_then(Value::as_bool) == Some(true)
+                    || p.get("bestpath").and_then(Value::as_bool) == Some(true)
+            })
+            .or_else(|| paths.first());
+        let Some(p) = best else { continue };
+        let strings = |ptr: &str| -> Vec<String> {
+            p.pointer(ptr)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(normalize_community)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut as_path = Vec::new();
+        for seg in p
+            .pointer("/aspath/segments")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for a in seg
+                .get("list")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(n) = a.as_u64() {
+                    as_path.push(n as u32);
+                }
+            }
+        }
+        let num = |k: &str| p.get(k).and_then(Value::as_u64).map(|n| n as u32);
+        rib.insert(
+            prefix.clone(),
+            RibRoute {
+                prefix: prefix.clone(),
+                as_path,
+                communities: strings("/community/list"),
+                large_communities: strings("/largeCommunity/list"),
+                med: num("metric").or_else(|| num("med")),
+                local_pref: num("locPrf").or_else(|| num("localpref")),
+                next_hop: p
+                    .pointer("/nexthops/0/ip")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                peer: p
+                    .pointer("/peer/peerId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            },
+        );
+    }
+    rib
+}
+
+impl BgpDaemon for Frr<'_> {
+    fn kind(&self) -> &'static str {
+        "frr"
+    }
+
+    fn state_dump(&self) -> String {
+        let mut s = String::new();
+        for p in &self.pids {
+            if !self.lab.is_running(*p) {
+                let _ = writeln!(s, "process {p} exited: {:?}", self.lab.exit_status(*p));
+            }
+        }
+        for cmd in [
+            "show bgp summary",
+            "show bgp neighbors",
+            "show bgp ipv4 unicast",
+            "show bgp ipv6 unicast",
+        ] {
+            let out = self.vtysh(cmd).unwrap_or_else(|e| e);
+            let out: String = out.lines().take(60).collect::<Vec<_>>().join("\n");
+            dump_lines(&mut s, cmd, &out);
+        }
+        dump_lines(
+            &mut s,
+            "bgpd stdout",
+            &super::tail_file(&self.dir.join("bgpd.out"), 10),
+        );
+        s
+    }
+
+    fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    fn is_established(&self, peer: &str) -> bool {
+        self.neighbor_json(peer)
+            .and_then(|n| {
+                n.get("bgpState")
+                    .and_then(Value::as_str)
+                    .map(|s| s == "Established")
+            })
+            .unwrap_or(false)
+    }
+
+    fn rib(&self, family: Family) -> Rib {
+        self.vtysh_json(&format!("show bgp {} unicast json detail", afi(family)))
+            .map(|v| parse_rib(&v))
+            .unwrap_or_default()
+    }
+
+    /// FRR logs `%NOTIFICATION: received from neighbor X 6/2 (Cease/Administrative Shutdown)
+    /// "message"`.
+    fn notification_received(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|s| {
+            s.lines().any(|l| {
+                l.contains("%NOTIFICATION")
+                    && l.contains("received from neighbor")
+                    && l.contains(text)
+            })
+        })
+    }
+
+    fn route_refresh(&self, peer: &str, family: Family) -> Result<(), String> {
+        self.vtysh(&format!("clear bgp {} unicast {peer} soft in", afi(family)))
+            .map(|_| ())
+    }
+
+    fn announce(&self, route: &Route) -> Result<(), String> {
+        let rm = route_map(route);
+        // replace a route-map left from an earlier announcement of the prefix
+        let no_rm = format!("no route-map {}", map_name(&route.prefix));
+        let _ = self.configure(&[&no_rm]);
+        let mut lines: Vec<&str> = rm.lines().filter(|l| *l != "!").collect();
+        let router = format!("router bgp {}", self.asn);
+        let af = format!("address-family {} unicast", afi(route.family()));
+        let net = format!(
+            "network {} route-map {}",
+            route.prefix,
+            map_name(&route.prefix)
+        );
+        lines.extend([
+            router.as_str(),
+            af.as_str(),
+            net.as_str(),
+            "exit-address-family",
+            "exit",
+        ]);
+        self.configure(&lines)?;
+        self.extra_routes.borrow_mut().push(route.prefix.clone());
+        Ok(())
+    }
+
+    fn withdraw(&self, prefix: &str) -> Result<(), String> {
+        let router = format!("router bgp {}", self.asn);
+        let af = format!("address-family {} unicast", afi(Family::of(prefix)));
+        let net = format!("no network {prefix}");
+        self.configure(&[&router, &af, &net, "exit-address-family", "exit"])
+    }
+
+    fn shutdown_peer(&self, peer: &str, message: &str) -> Result<(), String> {
+        let router = format!("router bgp {}", self.asn);
+        let cmd = format!("neighbor {peer} shutdown message {message}");
+        self.configure(&[&router, &cmd, "exit"])
+    }
+}

