@@ -59,10 +59,10 @@ fn raw_peer(listener: TcpListener, updates: mpsc::Sender<Instant>) {
         buf.extend_from_slice(&chunk[..n]);
         while let Ok(Some(frame)) = split_frame(&mut buf, MAX_MESSAGE_LEN) {
             match Message::decode(&frame, &ctx) {
-                Ok(Message::Update(u)) if u.end_of_rib_family().is_none() => {
-                    if updates.send(now).is_err() {
-                        return;
-                    }
+                Ok(Message::Update(u))
+                    if u.end_of_rib_family().is_none() && updates.send(now).is_err() =>
+                {
+                    return
                 }
                 Ok(Message::Keepalive) => {
                     let _ = sock.write_all(&Message::Keepalive.to_bytes(&ctx));
