@@ -13,13 +13,17 @@
 //! - [`daemon`]: `ferry speaker`: per-neighbor drivers running sessions on sockets, the
 //!   listener, the API, shutdown.
 //!
-//! The failover controller and the lab are described in DESIGN.md and not yet built.
+//! - [`lab`]: `ferry lab`: the three-site FRR lab in network namespaces, failovers and their
+//!   convergence reports.
+//!
+//! The failover controller is described in DESIGN.md and not yet built.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod inspect;
+pub mod lab;
 pub mod session;
 pub mod speaker;
 pub mod wire;

@@ -4,6 +4,7 @@
 //! Exit codes (DESIGN.md): 0 ok, 1 operation failed, 2 bad usage or bad input.
 
 mod decode;
+mod lab;
 mod routes;
 mod speaker;
 mod status;
@@ -40,6 +41,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show announced routes, or with --received the routes peers sent.
     Routes(routes::RoutesArgs),
+    /// The FRR lab: three sites in network namespaces, failovers and their convergence (root).
+    Lab(lab::LabArgs),
     /// Decode BGP messages (hex, raw bytes or a pcap) and print one JSON object per message.
     Decode(decode::DecodeArgs),
 }
@@ -99,5 +102,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(args) => status::run(args),
         Command::Routes(args) => routes::list(args),
         Command::Decode(args) => decode::run(args),
+        Command::Lab(args) => lab::run(args),
     }
 }

@@ -1,0 +1,269 @@
+//! `ferry lab up|down|status|demo|test` and the hidden `probe` and `responder` the lab runs
+//! inside its namespaces. Output and exit codes only; the lab itself is [`crate::lab`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::lab::moves::Order;
+use crate::lab::{instance, scenarios, Lab, LabError};
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArg {
+    /// Lab instance: its namespaces are fl-<INSTANCE>-<node>.
+    #[arg(long, default_value = "lab")]
+    pub instance: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the three-site lab (namespaces, FRR routers, Ferry speakers); idempotent.
+    Up {
+        #[command(flatten)]
+        instance: InstanceArg,
+        /// A topology directory (topology.toml and the router configs) instead of the built-in one.
+        #[arg(long, value_name = "DIR")]
+        topology: Option<PathBuf>,
+    },
+    /// Remove the lab: every namespace, process and runtime file; idempotent.
+    Down {
+        #[command(flatten)]
+        instance: InstanceArg,
+    },
+    /// Show namespaces, processes, BGP sessions and the third site's route.
+    Status {
+        #[command(flatten)]
+        instance: InstanceArg,
+    },
+    /// Up, a planned failover and failback with live progress, the report, down.
+    Demo {
+        #[arg(long, default_value = "demo")]
+        instance: String,
+        /// Directory for report.json, timeline.svg and probes.csv.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Number of moves (alternating failover and failback).
+        #[arg(long, default_value_t = 2)]
+        moves: usize,
+        /// Withdraw at the old site before announcing at the new one.
+        #[arg(long)]
+        break_before_make: bool,
+    },
+    /// Run the failover scenarios; prints `N passed, M failed`, exit 1 on any failure.
+    Test {
+        /// Instance name (default: t<pid>, unique per run).
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Seconds a move may take to converge.
+        #[arg(long, default_value_t = 5)]
+        bound: u64,
+        /// Print live progress too.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// (internal) Send sequenced UDP probes until stdin closes.
+    #[command(hide = true)]
+    Probe {
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        interval_us: u64,
+    },
+    /// (internal) Answer probes with a site tag.
+    #[command(hide = true)]
+    Responder {
+        #[arg(long)]
+        tag: String,
+        #[arg(long, default_value_t = 7007)]
+        port: u16,
+    },
+}
+
+fn fail(e: &LabError) -> i32 {
+    eprintln!("ferry lab: {e}");
+    if e.is_usage() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn default_out(instance: &str) -> PathBuf {
+    let secs = crate::lab::now_us() / 1_000_000;
+    PathBuf::from(format!("/tmp/ferry-lab-{instance}-{secs}"))
+}
+
+/// On Ctrl-C or SIGTERM, take the instance down before exiting.
+fn down_on_signal(instance: String) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("ferry lab: interrupted; taking lab {instance} down");
+        let _ = instance::down(&instance);
+        std::process::exit(130);
+    });
+}
+
+pub fn run(args: LabArgs) -> i32 {
+    match args.command {
+        LabCommand::Up { instance, topology } => {
+            let mut lab = match Lab::new(&instance.instance, topology) {
+                Ok(l) => l,
+                Err(e) => return fail(&e),
+            };
+            match lab.up(&|m| println!("{m}")) {
+                Ok(()) => {
+                    println!(
+                        "speaker APIs: {} (primary), {} (recovery)",
+                        lab.speaker_socket(crate::lab::topology::Site::Primary)
+                            .display(),
+                        lab.speaker_socket(crate::lab::topology::Site::Recovery)
+                            .display()
+                    );
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        LabCommand::Down { instance } => {
+            if let Err(e) = instance::check_instance(&instance.instance) {
+                return fail(&e);
+            }
+            match instance::down(&instance.instance) {
+                Ok(removed) if removed.is_empty() => {
+                    println!("lab {} is not up: nothing to remove", instance.instance);
+                    EXIT_OK
+                }
+                Ok(removed) => {
+                    for r in removed {
+                        println!("removed {r}");
+                    }
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        LabCommand::Status { instance } => {
+            if !crate::lab::is_root() {
+                return fail(&LabError::NotRoot);
+            }
+            match Lab::attach(&instance.instance) {
+                Ok(lab) => {
+                    for l in lab.status_lines() {
+                        println!("{l}");
+                    }
+                    if lab.state.complete {
+                        EXIT_OK
+                    } else {
+                        EXIT_FAILED
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        LabCommand::Demo {
+            instance,
+            out,
+            moves,
+            break_before_make,
+        } => {
+            let out = out.unwrap_or_else(|| default_out(&instance));
+            down_on_signal(instance.clone());
+            let order = if break_before_make {
+                Order::BreakBeforeMake
+            } else {
+                Order::MakeBeforeBreak
+            };
+            match scenarios::demo(&instance, &out, moves.max(1), order) {
+                Ok(rep) => {
+                    scenarios::print_summary(&rep);
+                    println!("report: {}/report.json", out.display());
+                    println!(
+                        "timeline (open in a browser): {}/timeline.svg",
+                        out.display()
+                    );
+                    if rep.summary.converged == rep.summary.moves {
+                        EXIT_OK
+                    } else {
+                        EXIT_FAILED
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        LabCommand::Test {
+            instance,
+            out,
+            bound,
+            verbose,
+        } => {
+            let instance = instance.unwrap_or_else(|| format!("t{}", std::process::id()));
+            let out = out.unwrap_or_else(|| default_out(&instance));
+            down_on_signal(instance.clone());
+            match scenarios::test(&instance, &out, Duration::from_secs(bound), verbose) {
+                Ok((outcomes, rep)) => {
+                    scenarios::print_summary(&rep);
+                    let failed = outcomes.iter().filter(|o| !o.passed).count();
+                    println!("report: {}", out.display());
+                    println!("{} passed, {failed} failed", outcomes.len() - failed);
+                    if failed == 0 {
+                        EXIT_OK
+                    } else {
+                        EXIT_FAILED
+                    }
+                }
+                Err(e) => {
+                    println!("0 passed, 1 failed");
+                    fail(&e)
+                }
+            }
+        }
+        LabCommand::Probe {
+            target,
+            out,
+            interval_us,
+        } => {
+            match crate::lab::probe::run_prober(target, Duration::from_micros(interval_us), &out) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("ferry lab probe: {e}");
+                    EXIT_FAILED
+                }
+            }
+        }
+        LabCommand::Responder { tag, port } => match crate::lab::probe::run_responder(port, &tag) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("ferry lab responder: {e}");
+                EXIT_FAILED
+            }
+        },
+    }
+}

@@ -1,0 +1,142 @@
+//! FRR routers: zebra, bgpd and staticd per router with explicit paths under the router's
+//! runtime directory (`-f`, `-i`, `-z`, `--vty_socket`, `--log file:`), the router's
+//! integrated `frr.conf` loaded with `vtysh --vty_socket DIR -f`, and vtysh queries.
+//!
+//! Never does: use /etc/frr or /var/run/frr, or the packaged frr service.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::proc::{self, in_ns, run};
+use super::{LabError, Result};
+
+pub const DAEMONS: [&str; 3] = ["zebra", "bgpd", "staticd"];
+const BIN_DIR: &str = "/usr/lib/frr";
+
+/// FRR's binaries are where Debian's `frr` package puts them.
+pub fn check_installed() -> Result<()> {
+    for d in DAEMONS {
+        let p = Path::new(BIN_DIR).join(d);
+        if !p.exists() {
+            return Err(LabError::FrrMissing(p.display().to_string()));
+        }
+    }
+    if !["/usr/bin/vtysh", "/bin/vtysh"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        return Err(LabError::FrrMissing("vtysh".into()));
+    }
+    Ok(())
+}
+
+/// One router's FRR: its namespace and runtime directory.
+#[derive(Debug, Clone)]
+pub struct Frr {
+    pub name: String,
+    pub ns: String,
+    pub dir: PathBuf,
+}
+
+impl Frr {
+    pub fn pid_file(&self, daemon: &str) -> PathBuf {
+        self.dir.join(format!("{daemon}.pid"))
+    }
+
+    /// Write the config, start the daemons, load the config. Waits up to 10 s per daemon.
+    pub fn start(&self, config: &str) -> Result<()> {
+        let step = |what: &str| format!("router {}: {what}", self.name);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(self.dir.join("frr.conf"), config))
+            .and_then(|()| std::fs::write(self.dir.join("empty.conf"), ""))
+            .map_err(|e| LabError::step(step("writing its runtime directory"), e))?;
+        // The daemons drop to user frr and must write their pid files, sockets and logs here.
+        run(
+            std::process::Command::new("chown")
+                .args(["-R", "frr:frr"])
+                .arg(&self.dir),
+            Duration::from_secs(5),
+        )?;
+        for d in DAEMONS {
+            self.start_daemon(d)?;
+        }
+        self.load_config()
+    }
+
+    pub fn start_daemon(&self, daemon: &str) -> Result<()> {
+        let dir = self.dir.display().to_string();
+        let mut cmd = in_ns(&self.ns, &format!("{BIN_DIR}/{daemon}"));
+        cmd.args(["-d", "-f"])
+            .arg(self.dir.join("empty.conf"))
+            .arg("-i")
+            .arg(self.pid_file(daemon))
+            .arg("-z")
+            .arg(self.dir.join("zserv.api"))
+            .args(["--vty_socket", &dir, "-P", "0", "--log-level", "debug"])
+            .arg(format!("--log=file:{dir}/{daemon}.log"));
+        run(&mut cmd, Duration::from_secs(10))?;
+        let vty = self.dir.join(format!("{daemon}.vty"));
+        let ready = proc::poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            vty.exists() && proc::read_pid(&self.pid_file(daemon)).is_some_and(proc::alive)
+        });
+        if !ready {
+            return Err(LabError::step(
+                format!("router {}: starting {daemon}", self.name),
+                format!("no pid file or vty socket after 10 s; see {dir}/{daemon}.log"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn load_config(&self) -> Result<()> {
+        let dir = self.dir.display().to_string();
+        run(
+            in_ns(&self.ns, "vtysh")
+                .args(["--vty_socket", &dir, "-f"])
+                .arg(self.dir.join("frr.conf")),
+            Duration::from_secs(15),
+        )
+        .map_err(|e| LabError::step(format!("router {}: loading frr.conf", self.name), e))?;
+        Ok(())
+    }
+
+    /// Run vtysh commands; returns their output.
+    pub fn vtysh(&self, commands: &[&str]) -> Result<String> {
+        let mut cmd = in_ns(&self.ns, "vtysh");
+        cmd.arg("--vty_socket").arg(&self.dir);
+        for c in commands {
+            cmd.args(["-c", c]);
+        }
+        run(&mut cmd, Duration::from_secs(10))
+    }
+
+    /// (neighbor, state) of every IPv4 unicast session.
+    pub fn sessions(&self) -> Result<Vec<(String, String)>> {
+        let out = self.vtysh(&["show bgp ipv4 unicast summary json"])?;
+        let v: Value = serde_json::from_str(&out)
+            .map_err(|e| LabError::step(format!("router {}: bgp summary", self.name), e))?;
+        Ok(v["peers"]
+            .as_object()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .map(|(k, p)| (k.clone(), p["state"].as_str().unwrap_or("?").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub fn daemon_pid(&self, daemon: &str) -> Option<u32> {
+        proc::read_pid(&self.pid_file(daemon)).filter(|p| proc::alive(*p))
+    }
+
+    pub fn stop(&self) {
+        for d in DAEMONS.iter().rev() {
+            if let Some(pid) = self.daemon_pid(d) {
+                proc::stop(pid, Duration::from_secs(3));
+            }
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! One lab instance: `up`, `down`, `status`, and the operations a move is made of (start and
+//! stop a VM's responder, announce and withdraw at a site's speaker, wait for the third site's
+//! route).
+//!
+//! Contract: `up` on a complete, healthy instance does nothing; on anything else it first
+//! removes what is there. A failed `up` removes what it created before returning the error.
+//! `down` works from the instance name alone (state file plus the `fl-<instance>-` namespace
+//! prefix) and removes every namespace, process and runtime file; it is a no-op when nothing is
+//! there.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::frr::{self, Frr};
+use super::netns;
+use super::proc::{self, in_ns};
+use super::state::{self, LabState};
+use super::topology::{Site, Topology};
+use super::{now_us, LabError, Result};
+use crate::api::{ChangeResponse, Client, Endpoint, PeerStatus};
+
+/// Bounds of the waits in `up`.
+const SESSIONS_UP: Duration = Duration::from_secs(45);
+const ROUTE_UP: Duration = Duration::from_secs(20);
+
+pub struct Lab {
+    pub topo: Topology,
+    pub instance: String,
+    pub dir: PathBuf,
+    pub state: LabState,
+    /// Processes this `ferry` process started and can stop at once (responders), by name.
+    children: HashMap<String, Child>,
+}
+
+/// Instance names become part of namespace names: keep them short and plain.
+pub fn check_instance(instance: &str) -> Result<()> {
+    if instance.is_empty()
+        || instance.len() > 12
+        || !instance
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(LabError::Topology(format!(
+            "instance name {instance:?}: use 1-12 lowercase letters or digits"
+        )));
+    }
+    Ok(())
+}
+
+/// Root, `ip` and FRR are there.
+pub fn preflight() -> Result<()> {
+    if !super::is_root() {
+        return Err(LabError::NotRoot);
+    }
+    if !["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+    {
+        return Err(LabError::IpMissing("ip".into()));
+    }
+    frr::check_installed()
+}
+
+impl Lab {
+    pub fn new(instance: &str, topology_dir: Option<PathBuf>) -> Result<Self> {
+        check_instance(instance)?;
+        let topo = match &topology_dir {
+            Some(d) => Topology::load(d)?,
+            None => Topology::builtin()?,
+        };
+        let state = LabState {
+            instance: instance.into(),
+            topology: topo.name.clone(),
+            topology_dir,
+            ..Default::default()
+        };
+        Ok(Self {
+            topo,
+            instance: instance.into(),
+            dir: state::dir(instance),
+            state,
+            children: HashMap::new(),
+        })
+    }
+
+    /// The lab of a running instance, from its state file.
+    pub fn attach(instance: &str) -> Result<Self> {
+        check_instance(instance)?;
+        let st = LabState::load(instance)?.ok_or_else(|| {
+            LabError::step(
+                format!("lab {instance}"),
+                "is not up; run `ferry lab up` first",
+            )
+        })?;
+        let mut lab = Self::new(instance, st.topology_dir.clone())?;
+        lab.state = st;
+        Ok(lab)
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        netns::name(&self.instance, node)
+    }
+
+    pub fn frr(&self, site: Site) -> Frr {
+        let name = self.topo.router(site).name.clone();
+        Frr {
+            ns: self.ns(&name),
+            dir: self.dir.join(&name),
+            name,
+        }
+    }
+
+    pub fn speaker_socket(&self, site: Site) -> PathBuf {
+        self.dir
+            .join(&self.topo.speaker(site).name)
+            .join("ferry.sock")
+    }
+
+    fn client(&self, site: Site) -> Client {
+        let mut c = Client::new(Endpoint::Unix(self.speaker_socket(site)), None);
+        c.timeout = Duration::from_secs(5);
+        c
+    }
+
+    /// Bring the lab up (idempotent). `say` gets progress lines.
+    pub fn up(&mut self, say: &dyn Fn(&str)) -> Result<()> {
+        preflight()?;
+        if let Some(st) = LabState::load(&self.instance)? {
+            if st.complete && self.healthy(&st) {
+                say(&format!("lab {} is already up", self.instance));
+                self.state = st;
+                return Ok(());
+            }
+            say("removing what a previous, unfinished `up` left");
+        }
+        down(&self.instance)?;
+        match self.build(say) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                say(&format!("up failed ({e}); removing what it created"));
+                let _ = down(&self.instance);
+                Err(e)
+            }
+        }
+    }
+
+    fn healthy(&self, st: &LabState) -> bool {
+        st.namespaces.iter().all(|n| netns::exists(n))
+            && st
+                .processes
+                .iter()
+                .filter(|p| !p.name.starts_with("responder"))
+                .all(|p| proc::alive(p.pid))
+    }
+
+    fn build(&mut self, say: &dyn Fn(&str)) -> Result<()> {
+        let t = self.topo.clone();
+        self.state.namespaces = t.node_names().iter().map(|n| self.ns(n)).collect();
+        self.state.save()?;
+        say(&format!(
+            "creating {} namespaces fl-{}-*",
+            self.state.namespaces.len(),
+            self.instance
+        ));
+        for ns in &self.state.namespaces {
+            netns::create(ns)?;
+        }
+        for l in &t.links {
+            let (na, nb) = (self.ns(&l.a.node), self.ns(&l.b.node));
+            netns::veth(&na, &l.a.ifname, &nb, &l.b.ifname)?;
+            for (ns, end) in [(&na, &l.a), (&nb, &l.b)] {
+                for a in &end.addrs {
+                    netns::address(ns, &end.ifname, a)?;
+                }
+                netns::up(ns, &end.ifname)?;
+            }
+        }
+        for h in &t.hosts {
+            let ns = self.ns(&h.name);
+            netns::default_route(&ns, &IpAddr::V4(h.gateway))?;
+            netns::default_route(&ns, &h.gateway6)?;
+        }
+        for r in &t.routers {
+            say(&format!(
+                "starting FRR {} (AS {}, {} site): zebra, bgpd, staticd",
+                r.name, r.asn, r.site
+            ));
+            let f = self.frr(r.site);
+            f.start(&t.configs[&r.name])?;
+            for d in frr::DAEMONS {
+                if let Some(pid) = f.daemon_pid(d) {
+                    self.state
+                        .add_process(&format!("{}-{d}", r.name), &f.ns, pid)?;
+                }
+            }
+        }
+        for site in [Site::Primary, Site::Recovery] {
+            self.start_speaker(site)?;
+        }
+        say("waiting for every BGP session to be Established");
+        self.wait_sessions(SESSIONS_UP)?;
+        self.start_responder(Site::Primary)?;
+        self.announce(Site::Primary)?;
+        say("primary announces 198.51.100.0/24; waiting for the route at the third site");
+        self.wait_route(Site::Primary, ROUTE_UP)?;
+        self.state.active = Some(Site::Primary);
+        self.state.complete = true;
+        self.state.save()?;
+        say(&format!("lab {} is up", self.instance));
+        Ok(())
+    }
+
+    pub fn start_speaker(&mut self, site: Site) -> Result<()> {
+        let sp = self.topo.speaker(site).clone();
+        let dir = self.dir.join(&sp.name);
+        let config = format!(
+            "[speaker]\nasn = {}\nrouter_id = \"{}\"\nlisten = \"{}:179\"\napi = \"{}\"\nstate_dir = \"{}\"\n\n\
+             [[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = 9\nconnect_retry = 1\ndescription = \"{}\"\n",
+            sp.asn,
+            sp.router_id,
+            sp.router_id,
+            self.speaker_socket(site).display(),
+            dir.join("state").display(),
+            sp.peer,
+            sp.peer_as,
+            self.topo.router(site).name,
+        );
+        let conf = dir.join("ferry.toml");
+        let log = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&conf, config))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("speaker.log"))
+            })
+            .map_err(|e| LabError::step(format!("speaker {}", sp.name), e))?;
+        let exe = std::env::current_exe().map_err(|e| LabError::step("locating ferry", e))?;
+        let ns = self.ns(&sp.name);
+        let mut cmd = in_ns(&ns, &exe.display().to_string());
+        cmd.args(["speaker", "--log-format", "json", "--config"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = proc::spawn(&mut cmd)?;
+        self.state.add_process(&sp.name, &ns, child.id())?;
+        let sock = self.speaker_socket(site);
+        if !proc::poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            sock.exists()
+        }) {
+            return Err(LabError::step(
+                format!("speaker {}", sp.name),
+                format!(
+                    "no API socket after 10 s; see {}/speaker.log",
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every router session and every speaker session Established.
+    pub fn wait_sessions(&self, timeout: Duration) -> Result<()> {
+        let mut last = String::new();
+        let ok = proc::poll(timeout, Duration::from_millis(250), || {
+            for site in [Site::Primary, Site::Recovery, Site::Third] {
+                match self.frr(site).sessions() {
+                    Ok(s) if !s.is_empty() && s.iter().all(|(_, st)| st == "Established") => {}
+                    Ok(s) => {
+                        last = format!("{}: {s:?}", self.frr(site).name);
+                        return false;
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        return false;
+                    }
+                }
+            }
+            for site in [Site::Primary, Site::Recovery] {
+                match self.peers(site) {
+                    Ok(p) if p.iter().all(|p| p.state == "Established") => {}
+                    Ok(p) => {
+                        last = format!(
+                            "speaker at {site}: {:?}",
+                            p.iter().map(|p| &p.state).collect::<Vec<_>>()
+                        );
+                        return false;
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(LabError::step(
+                "BGP sessions",
+                format!(
+                    "not all Established after {} s (last seen: {last})",
+                    timeout.as_secs()
+                ),
+            ))
+        }
+    }
+
+    pub fn peers(&self, site: Site) -> Result<Vec<PeerStatus>> {
+        let c = self.client(site);
+        crate::cli::block_on(c.get("/v1/peers")).map_err(|e| LabError::step("speaker API", e))
+    }
+
+    /// Start the VM's responder at `site` and wait until it answers.
+    pub fn start_responder(&mut self, site: Site) -> Result<()> {
+        let name = format!("responder-{site}");
+        if self.children.contains_key(&name) {
+            return Ok(());
+        }
+        let vm = self
+            .topo
+            .vm(site)
+            .ok_or_else(|| LabError::Topology(format!("no VM at {site}")))?;
+        let ns = self.ns(&vm.name);
+        let exe = std::env::current_exe().map_err(|e| LabError::step("locating ferry", e))?;
+        let mut cmd = in_ns(&ns, &exe.display().to_string());
+        cmd.args(["lab", "responder", "--tag", site.name(), "--port"])
+            .arg(self.topo.probe_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = proc::spawn(&mut cmd)?;
+        let out = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if let Some(o) = out {
+                let _ = BufReader::new(o).read_line(&mut line);
+            }
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(l) if l.trim() == "ready" => {}
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::step(name, "did not get ready within 5 s"));
+            }
+        }
+        self.state.add_process(&name, &ns, child.id())?;
+        self.children.insert(name, child);
+        Ok(())
+    }
+
+    /// Stop the VM's responder at `site` at once (SIGKILL: the VM is gone).
+    pub fn stop_responder(&mut self, site: Site) -> Result<()> {
+        let name = format!("responder-{site}");
+        if let Some(mut c) = self.children.remove(&name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        } else if let Some(p) = self.state.process(&name) {
+            let pid = p.pid;
+            // Only a pid that is still in the VM's namespace is ours.
+            if netns::pids(&p.namespace).contains(&pid) {
+                proc::signal(pid, "KILL");
+                proc::wait_gone(pid, Duration::from_secs(2));
+            }
+        }
+        self.state.processes.retain(|p| p.name != name);
+        self.state.save()
+    }
+
+    /// Announce the subnet (v4 and v6) at `site` with the VM as next hop. Returns the time of
+    /// the call (just before the request is sent).
+    pub fn announce(&self, site: Site) -> Result<i64> {
+        let sp = self.topo.speaker(site);
+        let body = json!({"routes": [
+            {"prefix": self.topo.prefix, "next_hop": sp.next_hop},
+            {"prefix": self.topo.prefix6, "next_hop": sp.next_hop6},
+        ]});
+        self.change(site, "/v1/announce", body)
+    }
+
+    pub fn withdraw(&self, site: Site) -> Result<i64> {
+        let body = json!({"prefixes": [self.topo.prefix, self.topo.prefix6]});
+        self.change(site, "/v1/withdraw", body)
+    }
+
+    fn change(&self, site: Site, path: &str, body: serde_json::Value) -> Result<i64> {
+        let c = self.client(site);
+        let (at, r) = crate::cli::block_on(async {
+            let at = now_us();
+            let r: std::result::Result<ChangeResponse, _> = c.post(path, &body).await;
+            (at, r)
+        });
+        r.map_err(|e| LabError::step(format!("{path} at the {site} speaker"), e))?;
+        Ok(at)
+    }
+
+    /// The third site's kernel route for the subnet goes via `site`'s router.
+    pub fn route_via(&self, site: Site) -> bool {
+        let third = self.topo.router(Site::Third).name.clone();
+        let Some(nh) = self.topo.addr_towards(&self.topo.router(site).name, &third) else {
+            return false;
+        };
+        let p = self.topo.prefix.to_string();
+        proc::ip(&["-n", &self.ns(&third), "-4", "route", "show", &p])
+            .is_ok_and(|out| out.contains(&format!("via {nh} ")))
+    }
+
+    pub fn wait_route(&self, site: Site, timeout: Duration) -> Result<()> {
+        if proc::poll(timeout, Duration::from_millis(20), || self.route_via(site)) {
+            Ok(())
+        } else {
+            Err(LabError::step(
+                "third site's route",
+                format!(
+                    "{} not via the {site} site after {} s",
+                    self.topo.prefix,
+                    timeout.as_secs()
+                ),
+            ))
+        }
+    }
+
+    /// Human-readable status lines.
+    pub fn status_lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "lab {} ({}): {}; active site: {}",
+            self.instance,
+            self.state.topology,
+            if self.state.complete {
+                "up"
+            } else {
+                "incomplete"
+            },
+            self.state.active.map_or("none", |s| s.name())
+        )];
+        for ns in &self.state.namespaces {
+            out.push(format!(
+                "  namespace {ns}: {}",
+                if netns::exists(ns) {
+                    "present"
+                } else {
+                    "MISSING"
+                }
+            ));
+        }
+        for p in &self.state.processes {
+            out.push(format!(
+                "  process {} pid {}: {}",
+                p.name,
+                p.pid,
+                if proc::alive(p.pid) {
+                    "running"
+                } else {
+                    "NOT RUNNING"
+                }
+            ));
+        }
+        for site in [Site::Primary, Site::Recovery, Site::Third] {
+            let f = self.frr(site);
+            match f.sessions() {
+                Ok(s) => {
+                    for (peer, st) in s {
+                        out.push(format!("  {} session {peer}: {st}", f.name));
+                    }
+                }
+                Err(e) => out.push(format!("  {}: {e}", f.name)),
+            }
+        }
+        let third = self.ns(&self.topo.router(Site::Third).name);
+        let p = self.topo.prefix.to_string();
+        if let Ok(r) = proc::ip(&["-n", &third, "-4", "route", "show", &p]) {
+            out.push(format!(
+                "  third site's route: {}",
+                if r.trim().is_empty() {
+                    "none"
+                } else {
+                    r.trim()
+                }
+            ));
+        }
+        out
+    }
+}
+
+/// Remove an instance: every namespace (with every process in it) and the runtime directory.
+/// Returns what was removed.
+pub fn down(instance: &str) -> Result<Vec<String>> {
+    check_instance(instance)?;
+    if !super::is_root() {
+        return Err(LabError::NotRoot);
+    }
+    let mut removed = Vec::new();
+    let st = LabState::load(instance).ok().flatten();
+    let mut namespaces = netns::list(instance)?;
+    if let Some(st) = &st {
+        for n in &st.namespaces {
+            if !namespaces.contains(n) && netns::exists(n) {
+                namespaces.push(n.clone());
+            }
+        }
+        // A process the state knows that left its namespace is not ours to stop.
+    }
+    for ns in &namespaces {
+        netns::destroy(ns)?;
+        removed.push(format!("namespace {ns}"));
+    }
+    let dir = state::dir(instance);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| LabError::step(format!("removing {}", dir.display()), e))?;
+        removed.push(format!("directory {}", dir.display()));
+    }
+    Ok(removed)
+}

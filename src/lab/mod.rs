@@ -1,0 +1,83 @@
+//! `ferry lab`: the three-site topology of DESIGN.md built from network namespaces on one Linux
+//! host, with real FRR routers, real `ferry speaker`s, a prober and per-move convergence reports.
+//!
+//! Contract:
+//! - Every namespace is `fl-<instance>-<node>`; links are veth pairs created directly inside
+//!   their two namespaces. Nothing is added to the root namespace (no route, no link, no
+//!   address). Only documentation prefixes and private ASNs appear.
+//! - Runtime files live under `/run/ferry-lab/<instance>/` (FRR pid files, sockets, logs, the
+//!   speakers' configs and state, the lab's [`state`] file). The system's /etc/frr and
+//!   /var/run/frr are never used.
+//! - `up` and `down` are idempotent; `down` finds everything from the state file and from the
+//!   namespace prefix, so it also cleans up after a failed or interrupted `up`.
+//! - Every wait (a session, a route, a process, a command) has a timeout.
+//!
+//! Modules: [`topology`] (the TOML file), [`proc`] (commands with timeouts, processes in
+//! namespaces), [`netns`] (namespaces, veths, addresses), [`frr`] (daemons and vtysh),
+//! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
+//! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
+//! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`).
+
+pub mod frr;
+pub mod instance;
+pub mod moves;
+pub mod netns;
+pub mod probe;
+pub mod proc;
+pub mod report;
+pub mod scenarios;
+pub mod state;
+pub mod topology;
+pub mod watch;
+
+pub use instance::Lab;
+
+/// Where every instance keeps its runtime files.
+pub const RUN_ROOT: &str = "/run/ferry-lab";
+
+/// Why a lab operation failed; the message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(
+        "ferry lab needs root (it creates network namespaces and starts FRR): run it with sudo"
+    )]
+    NotRoot,
+    #[error("{0} not found: FRR is not installed; run `apt-get install frr`")]
+    FrrMissing(String),
+    #[error("{0} not found: run `apt-get install iproute2`")]
+    IpMissing(String),
+    #[error("topology: {0}")]
+    Topology(String),
+    #[error("{step}: {detail}")]
+    Step { step: String, detail: String },
+}
+
+impl LabError {
+    pub fn step(step: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self::Step {
+            step: step.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Bad usage (not root, bad topology) is exit 2; the rest is a failed operation.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::NotRoot | Self::Topology(_))
+    }
+}
+
+pub type Result<T, E = LabError> = std::result::Result<T, E>;
+
+/// Microseconds since the Unix epoch: every timestamp of a run (probes, events, route changes,
+/// FRR logs) is on this one clock so they can be compared.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The effective user is root (owner of /proc/self is the effective uid).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

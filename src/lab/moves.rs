@@ -1,0 +1,288 @@
+//! A move of the subnet from one site to the other, and the analysis of its timing.
+//!
+//! A planned move: the VM at the new site starts (its responder answers); make-before-break
+//! then announces at the new site, stops the old VM (SIGKILL of its responder: the loss window
+//! opens) and withdraws at the old site; break-before-make stops the old VM, withdraws at the
+//! old site and then announces at the new one. Then the lab waits until the client's probes are
+//! answered by the new site, steadily, within the bound.
+//!
+//! The loss window is split into four consecutive parts on one clock:
+//! `cutover` (first unanswered probe -> the decisive API call), `ferry` (that call -> the
+//! speaker's UPDATE on the wire, from its `routes_sent` event), `routers` (UPDATE -> the third
+//! site's kernel route via the new site, from `ip -ts monitor route`), `dataplane` (kernel
+//! route -> first probe answered by the new site). The decisive call is the one whose UPDATE
+//! is the last one sent before the third site's route changed.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::instance::Lab;
+use super::probe::{Probe, Prober};
+use super::topology::{Site, Topology};
+use super::watch::{RouteChange, SpeakerEvent};
+use super::{now_us, Result};
+use crate::api::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    MakeBeforeBreak,
+    BreakBeforeMake,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveSpec {
+    pub name: String,
+    pub from: Site,
+    pub to: Site,
+    pub order: Order,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    pub site: Site,
+    pub action: &'static str,
+    pub at_us: i64,
+}
+
+/// What happened during one move, before analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveRun {
+    pub spec: MoveSpec,
+    pub start_us: i64,
+    pub cutover_us: i64,
+    pub calls: Vec<Call>,
+    pub converged: bool,
+    pub end_us: i64,
+}
+
+/// Run a planned move; `say` gets progress lines.
+pub fn run_move(
+    lab: &mut Lab,
+    prober: &Prober,
+    spec: &MoveSpec,
+    bound: Duration,
+    settle: Duration,
+    say: &dyn Fn(String),
+) -> Result<MoveRun> {
+    let start_us = now_us();
+    say(format!(
+        "{}: {} -> {} ({:?})",
+        spec.name, spec.from, spec.to, spec.order
+    ));
+    lab.start_responder(spec.to)?;
+    let mut calls = Vec::new();
+    let call = |lab: &Lab, site: Site, action: &'static str| -> Result<Call> {
+        let at_us = if action == "announce" {
+            lab.announce(site)?
+        } else {
+            lab.withdraw(site)?
+        };
+        Ok(Call {
+            site,
+            action,
+            at_us,
+        })
+    };
+    // Make-before-break: the new site announces while the old VM still serves; the third site
+    // keeps the older, equally long path until the old site withdraws.
+    if spec.order == Order::MakeBeforeBreak {
+        calls.push(call(lab, spec.to, "announce")?);
+    }
+    lab.stop_responder(spec.from)?;
+    let cutover_us = now_us();
+    match spec.order {
+        Order::MakeBeforeBreak => calls.push(call(lab, spec.from, "withdraw")?),
+        Order::BreakBeforeMake => {
+            calls.push(call(lab, spec.from, "withdraw")?);
+            calls.push(call(lab, spec.to, "announce")?);
+        }
+    }
+    say(format!(
+        "  VM moved ({} VM up, {} VM stopped); {} at {}, {} at {}",
+        spec.to, spec.from, calls[0].action, calls[0].site, calls[1].action, calls[1].site
+    ));
+    let converged = prober.wait_for(spec.to.name(), 50, bound);
+    if converged {
+        say(format!("  converged: probes answered by {}", spec.to));
+    } else {
+        say(format!(
+            "  NOT converged within {} s: probes not answered by {}",
+            bound.as_secs_f32(),
+            spec.to
+        ));
+    }
+    lab.state.active = Some(spec.to);
+    lab.state.save()?;
+    // Let every router settle (the old site learns the new path) before the next move.
+    std::thread::sleep(settle);
+    Ok(MoveRun {
+        spec: spec.clone(),
+        start_us,
+        cutover_us,
+        calls,
+        converged,
+        end_us: now_us(),
+    })
+}
+
+/// The timings of one move; times in µs since the epoch, parts in ms.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveTiming {
+    pub name: String,
+    pub from: Site,
+    pub to: Site,
+    pub order: Order,
+    pub converged: bool,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub calls: Vec<CallTiming>,
+    pub loss_start_us: Option<i64>,
+    pub loss_end_us: Option<i64>,
+    pub lost_probes: u64,
+    pub loss_ms: Option<f64>,
+    pub decisive_call: Option<usize>,
+    pub third_site_route_us: Option<i64>,
+    pub parts: Option<Parts>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallTiming {
+    pub site: Site,
+    pub action: &'static str,
+    pub call_us: i64,
+    /// The speaker's `routes_sent` for the IPv4 subnet after this call.
+    pub update_us: Option<i64>,
+    pub ferry_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Parts {
+    pub cutover_ms: f64,
+    pub ferry_ms: f64,
+    pub routers_ms: f64,
+    pub dataplane_ms: f64,
+}
+
+fn ms(us: i64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Answers needed in a row from the new site for the loss window to be over.
+const STEADY: usize = 20;
+
+pub fn analyze(
+    topo: &Topology,
+    run: &MoveRun,
+    probes: &[Probe],
+    events: &[SpeakerEvent],
+    third_routes: &[RouteChange],
+) -> MoveTiming {
+    let (from, to) = (run.spec.from.name(), run.spec.to.name());
+    let window: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.sent_us >= run.start_us && p.sent_us <= run.end_us)
+        .collect();
+    let first_bad = window
+        .iter()
+        .position(|p| p.tag.as_deref() != Some(from) && p.sent_us >= run.cutover_us - 2_000);
+    let end = first_bad.and_then(|i| {
+        (i..window.len()).find(|&j| {
+            window[j..]
+                .iter()
+                .take(STEADY)
+                .all(|p| p.tag.as_deref() == Some(to))
+        })
+    });
+    let loss_start_us = first_bad.map(|i| window[i].sent_us);
+    let loss_end_us = end.map(|j| window[j].sent_us);
+    let lost_probes = match (first_bad, end) {
+        (Some(i), Some(j)) => window[i..j].iter().filter(|p| p.tag.is_none()).count() as u64,
+        (Some(i), None) => window[i..].iter().filter(|p| p.tag.is_none()).count() as u64,
+        _ => 0,
+    };
+    let prefix = topo.prefix;
+    let sent_for = |e: &SpeakerEvent| match &e.event {
+        Event::RoutesSent {
+            announced,
+            withdrawn,
+            ..
+        } => announced.contains(&prefix) || withdrawn.contains(&prefix),
+        _ => false,
+    };
+    let calls: Vec<CallTiming> = run
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let next_call = run
+                .calls
+                .get(k + 1)
+                .filter(|n| n.site == c.site)
+                .map(|n| n.at_us);
+            let update_us = events
+                .iter()
+                .filter(|e| e.site == c.site && e.at_us >= c.at_us && sent_for(e))
+                .filter(|e| next_call.is_none_or(|n| e.at_us < n))
+                .map(|e| e.at_us)
+                .min();
+            CallTiming {
+                site: c.site,
+                action: c.action,
+                call_us: c.at_us,
+                update_us,
+                ferry_ms: update_us.map(|u| ms(u - c.at_us)),
+            }
+        })
+        .collect();
+    let third = &topo.router(Site::Third).name;
+    let via = topo.addr_towards(&topo.router(run.spec.to).name, third);
+    let third_site_route_us = third_routes
+        .iter()
+        .filter(|r| r.at_us >= run.cutover_us && r.at_us <= run.end_us)
+        .find(|r| !r.deleted && r.prefix == prefix.to_string() && r.via.is_some() && r.via == via)
+        .map(|r| r.at_us);
+    let decisive_call = third_site_route_us.and_then(|t| {
+        calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.update_us.is_some_and(|u| u <= t))
+            .max_by_key(|(_, c)| c.update_us)
+            .map(|(i, _)| i)
+    });
+    let parts = match (
+        loss_start_us,
+        loss_end_us,
+        third_site_route_us,
+        decisive_call,
+    ) {
+        (Some(s), Some(e), Some(r), Some(i)) => {
+            let c = &calls[i];
+            c.update_us.map(|u| Parts {
+                cutover_ms: ms(c.call_us - s),
+                ferry_ms: ms(u - c.call_us),
+                routers_ms: ms(r - u),
+                dataplane_ms: ms(e - r),
+            })
+        }
+        _ => None,
+    };
+    MoveTiming {
+        name: run.spec.name.clone(),
+        from: run.spec.from,
+        to: run.spec.to,
+        order: run.spec.order,
+        converged: run.converged,
+        start_us: run.start_us,
+        end_us: run.end_us,
+        calls,
+        loss_start_us,
+        loss_end_us,
+        lost_probes,
+        loss_ms: loss_start_us.zip(loss_end_us).map(|(s, e)| ms(e - s)),
+        decisive_call,
+        third_site_route_us,
+        parts,
+    }
+}

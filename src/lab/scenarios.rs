@@ -1,0 +1,418 @@
+//! `ferry lab demo` and `ferry lab test`: a lab brought up for the run, watched while the
+//! subnet moves ([`Bench`]), analysed, reported, and taken down again — also when a step fails
+//! or the run is interrupted ([`DownGuard`]).
+//!
+//! Test scenarios, each passing only when the client's probes end up answered by the expected
+//! site within the bound: planned failover and failback in both orders (make-before-break,
+//! break-before-make), unplanned loss of the primary VM, a speaker restart (SIGKILL, then the
+//! routes come back from its state_dir), and loss of the primary site router (SIGKILL of bgpd).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::instance::{down, Lab};
+use super::moves::{analyze, run_move, MoveRun, MoveSpec, Order};
+use super::probe::Prober;
+use super::report::{self, Report};
+use super::topology::Site;
+use super::watch::{EventWatcher, RouteMonitor};
+use super::{now_us, proc, LabError, Result};
+use crate::api::Event;
+
+/// Takes the instance down when dropped (end of run, error, panic).
+pub struct DownGuard(pub String);
+
+impl Drop for DownGuard {
+    fn drop(&mut self) {
+        if let Err(e) = down(&self.0) {
+            eprintln!("ferry lab: removing lab {}: {e}", self.0);
+        }
+    }
+}
+
+/// A progress printer with time since the start of the run.
+#[derive(Clone, Copy)]
+pub struct Say {
+    pub t0: i64,
+    pub verbose: bool,
+}
+
+impl Say {
+    pub fn line(&self, msg: &str) {
+        if self.verbose {
+            println!(
+                "[{:>8.3} s] {msg}",
+                (super::now_us() - self.t0) as f64 / 1e6
+            );
+        }
+    }
+}
+
+/// A lab being watched: prober in the client, route monitor at the third site, speaker events.
+pub struct Bench {
+    pub lab: Lab,
+    prober: Prober,
+    monitor: RouteMonitor,
+    events: EventWatcher,
+    pub runs: Vec<MoveRun>,
+    pub dir: PathBuf,
+    pub say: Say,
+}
+
+impl Bench {
+    pub fn start(lab: Lab, dir: &Path, say: Say) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LabError::step(format!("creating {}", dir.display()), e))?;
+        let t = &lab.topo;
+        let prefix = t.prefix.to_string();
+        let third = lab.ns(&t.router(Site::Third).name);
+        let topo = t.clone();
+        let p = prefix.clone();
+        let monitor = RouteMonitor::start(&third, move |rc| {
+            if rc.prefix == p {
+                let site = rc.via.and_then(|v| topo.site_of_next_hop(v));
+                say.line(&format!(
+                    "  third site kernel route: {} {}",
+                    if rc.deleted { "deleted" } else { "now via" },
+                    site.map_or_else(
+                        || rc.via.map_or("-".into(), |v| v.to_string()),
+                        |s| s.to_string()
+                    )
+                ));
+            }
+        })?;
+        let net = t.prefix;
+        let events = EventWatcher::start(
+            vec![
+                (Site::Primary, lab.speaker_socket(Site::Primary)),
+                (Site::Recovery, lab.speaker_socket(Site::Recovery)),
+            ],
+            move |e| {
+                if let Event::RoutesSent {
+                    announced,
+                    withdrawn,
+                    ..
+                } = &e.event
+                {
+                    if announced.contains(&net) {
+                        say.line(&format!(
+                            "  {} speaker: UPDATE announcing {net} sent",
+                            e.site
+                        ));
+                    } else if withdrawn.contains(&net) {
+                        say.line(&format!(
+                            "  {} speaker: UPDATE withdrawing {net} sent",
+                            e.site
+                        ));
+                    }
+                }
+            },
+        )?;
+        let client = lab.ns(&t.client().map(|c| c.name.clone()).unwrap_or_default());
+        let target = std::net::SocketAddr::from((t.vm_address, t.probe_port));
+        let prober = Prober::start(&client, target, dir.join("probes.csv"), move |line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let ["answer", _, _, tag, gap] = f.as_slice() {
+                let gap: u64 = gap.parse().unwrap_or(0);
+                if gap > 0 {
+                    say.line(&format!(
+                        "  client: answered by {tag} again after {gap} lost probes"
+                    ));
+                } else {
+                    say.line(&format!("  client: probes answered by {tag}"));
+                }
+            }
+        })?;
+        let active = lab.state.active.unwrap_or(Site::Primary);
+        if !prober.wait_for(active.name(), 50, Duration::from_secs(5)) {
+            return Err(LabError::step(
+                "prober",
+                format!("the client's probes are not answered by the {active} VM"),
+            ));
+        }
+        Ok(Self {
+            lab,
+            prober,
+            monitor,
+            events,
+            runs: Vec::new(),
+            dir: dir.to_owned(),
+            say,
+        })
+    }
+
+    pub fn planned(&mut self, name: &str, to: Site, order: Order, bound: Duration) -> Result<bool> {
+        let spec = MoveSpec {
+            name: name.into(),
+            from: to.other(),
+            to,
+            order,
+        };
+        let say = self.say;
+        let run = run_move(
+            &mut self.lab,
+            &self.prober,
+            &spec,
+            bound,
+            Duration::from_millis(700),
+            &|m| say.line(&m),
+        )?;
+        let ok = run.converged;
+        self.runs.push(run);
+        Ok(ok)
+    }
+
+    /// Wait until the probes are answered by `site` (after an unplanned event).
+    pub fn converges_to(&self, site: Site, bound: Duration) -> bool {
+        self.prober.wait_for(site.name(), 50, bound)
+    }
+
+    /// Stop watching; analyse every move; write report.json and timeline.svg.
+    pub fn finish(self) -> Result<Report> {
+        let Bench {
+            lab,
+            prober,
+            monitor,
+            events,
+            runs,
+            dir,
+            ..
+        } = self;
+        let probes = prober.finish()?;
+        let ev = events.events();
+        let routes = monitor.changes();
+        let moves: Vec<_> = runs
+            .iter()
+            .map(|r| analyze(&lab.topo, r, &probes, &ev, &routes))
+            .collect();
+        let rep = Report {
+            topology: lab.topo.name.clone(),
+            instance: lab.instance.clone(),
+            probe_interval_ms: 1.0,
+            probes_sent: probes.len(),
+            probes_lost: probes.iter().filter(|p| p.tag.is_none()).count(),
+            summary: report::summarize(&moves),
+            moves,
+        };
+        report::write(&dir, &rep, &probes)?;
+        Ok(rep)
+    }
+}
+
+/// Print the summary lines of a report.
+pub fn print_summary(rep: &Report) {
+    for m in &rep.moves {
+        match (m.loss_ms, &m.parts) {
+            (Some(l), Some(p)) => println!(
+                "  {:<28} loss {l:>7.1} ms = cutover {:.2} + ferry {:.2} + routers {:.2} + data plane {:.2}",
+                m.name, p.cutover_ms, p.ferry_ms, p.routers_ms, p.dataplane_ms
+            ),
+            (Some(l), None) => println!("  {:<28} loss {l:>7.1} ms (parts unknown)", m.name),
+            _ => println!("  {:<28} no loss window found", m.name),
+        }
+    }
+    let s = &rep.summary;
+    let f = |name: &str, st: &Option<report::Stat>| {
+        if let Some(st) = st {
+            println!(
+                "  {name:<14} median {:>8.2} ms   max {:>8.2} ms   (n={})",
+                st.median, st.max, st.n
+            );
+        }
+    };
+    println!("over {} moves ({} converged):", s.moves, s.converged);
+    f("loss window", &s.loss_ms);
+    f("  cutover", &s.cutover_ms);
+    f("  ferry", &s.ferry_ms);
+    f("  routers", &s.routers_ms);
+    f("  data plane", &s.dataplane_ms);
+}
+
+/// `ferry lab demo`: up, `moves` alternating planned moves (failover, failback, ...), report, down.
+pub fn demo(instance: &str, out: &Path, moves: usize, order: Order) -> Result<Report> {
+    let mut lab = Lab::new(instance, None)?;
+    super::instance::preflight()?;
+    let _guard = DownGuard(instance.into());
+    let say = Say {
+        t0: now_us(),
+        verbose: true,
+    };
+    lab.up(&|m| say.line(m))?;
+    let mut bench = Bench::start(lab, out, say)?;
+    for i in 0..moves {
+        let to = bench.lab.state.active.unwrap_or(Site::Primary).other();
+        let name = if to == Site::Recovery {
+            "failover"
+        } else {
+            "failback"
+        };
+        let name = if moves > 2 {
+            format!("{name}-{}", i + 1)
+        } else {
+            name.to_owned()
+        };
+        bench.planned(&name, to, order, Duration::from_secs(5))?;
+    }
+    say.line("analysing");
+    let rep = bench.finish()?;
+    say.line("taking the lab down");
+    Ok(rep)
+}
+
+/// One scenario's outcome.
+pub struct Outcome {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// `ferry lab test`: every scenario on one lab; returns the outcomes and the report.
+pub fn test(
+    instance: &str,
+    out: &Path,
+    bound: Duration,
+    verbose: bool,
+) -> Result<(Vec<Outcome>, Report)> {
+    let mut lab = Lab::new(instance, None)?;
+    super::instance::preflight()?;
+    let _guard = DownGuard(instance.into());
+    let say = Say {
+        t0: now_us(),
+        verbose,
+    };
+    lab.up(&|m| say.line(m))?;
+    let mut bench = Bench::start(lab, out, say)?;
+    let mut outcomes = Vec::new();
+    let mut record = |name: &str, passed: bool, detail: String| {
+        println!(
+            "{} {name}{}",
+            if passed { "PASS" } else { "FAIL" },
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        );
+        outcomes.push(Outcome {
+            name: name.into(),
+            passed,
+            detail,
+        });
+    };
+    let planned = [
+        (
+            "planned-failover-make-before-break",
+            Site::Recovery,
+            Order::MakeBeforeBreak,
+        ),
+        (
+            "planned-failback-make-before-break",
+            Site::Primary,
+            Order::MakeBeforeBreak,
+        ),
+        (
+            "planned-failover-break-before-make",
+            Site::Recovery,
+            Order::BreakBeforeMake,
+        ),
+        (
+            "planned-failback-break-before-make",
+            Site::Primary,
+            Order::BreakBeforeMake,
+        ),
+    ];
+    for (name, to, order) in planned {
+        let r = bench.planned(name, to, order, bound);
+        let ok = matches!(r, Ok(true)) && bench.lab.route_via(to);
+        let detail = match r {
+            Ok(true) if ok => String::new(),
+            Ok(_) => format!(
+                "probes not answered by the {to} VM within {} s",
+                bound.as_secs_f32()
+            ),
+            Err(e) => e.to_string(),
+        };
+        record(name, ok, detail);
+    }
+
+    // Unplanned loss of the primary VM: it dies first; the failover follows once noticed.
+    let name = "unplanned-vm-loss";
+    let r = (|| -> Result<bool> {
+        bench.lab.stop_responder(Site::Primary)?;
+        std::thread::sleep(Duration::from_millis(200));
+        bench.lab.start_responder(Site::Recovery)?;
+        bench.lab.announce(Site::Recovery)?;
+        bench.lab.withdraw(Site::Primary)?;
+        bench.lab.state.active = Some(Site::Recovery);
+        Ok(bench.converges_to(Site::Recovery, bound))
+    })();
+    record(
+        name,
+        matches!(r, Ok(true)),
+        r.err().map(|e| e.to_string()).unwrap_or_default(),
+    );
+    // Back to primary for the next ones.
+    let r = bench.planned(
+        "failback-after-vm-loss",
+        Site::Primary,
+        Order::MakeBeforeBreak,
+        bound,
+    );
+    if !matches!(r, Ok(true)) {
+        record(
+            "failback-after-vm-loss",
+            false,
+            "did not converge back to primary".into(),
+        );
+    }
+
+    // Speaker restart: SIGKILL, start again; it announces again from its state_dir.
+    let name = "speaker-restart";
+    let r = (|| -> Result<bool> {
+        let sp = bench.lab.topo.speaker(Site::Primary).name.clone();
+        let pid = bench
+            .lab
+            .state
+            .process(&sp)
+            .map(|p| p.pid)
+            .ok_or_else(|| LabError::step(name, "no speaker pid"))?;
+        proc::signal(pid, "KILL");
+        proc::wait_gone(pid, Duration::from_secs(2));
+        bench.lab.start_speaker(Site::Primary)?;
+        // Connect retry 1 s, then the session and the route: allow the bound plus 10 s.
+        Ok(
+            bench.converges_to(Site::Primary, bound + Duration::from_secs(10))
+                && proc::poll(Duration::from_secs(5), Duration::from_millis(50), || {
+                    bench.lab.route_via(Site::Primary)
+                }),
+        )
+    })();
+    record(
+        name,
+        matches!(r, Ok(true)),
+        r.err().map(|e| e.to_string()).unwrap_or_default(),
+    );
+
+    // Loss of the primary site router: bgpd killed; recovery takes over.
+    let name = "primary-router-loss";
+    let r = (|| -> Result<bool> {
+        let f = bench.lab.frr(Site::Primary);
+        let pid = f
+            .daemon_pid("bgpd")
+            .ok_or_else(|| LabError::step(name, "no bgpd pid"))?;
+        bench.lab.start_responder(Site::Recovery)?;
+        bench.lab.stop_responder(Site::Primary)?;
+        proc::signal(pid, "KILL");
+        bench.lab.announce(Site::Recovery)?;
+        bench.lab.state.active = Some(Site::Recovery);
+        Ok(bench.converges_to(Site::Recovery, bound))
+    })();
+    record(
+        name,
+        matches!(r, Ok(true)),
+        r.err().map(|e| e.to_string()).unwrap_or_default(),
+    );
+
+    let rep = bench.finish()?;
+    Ok((outcomes, rep))
+}

@@ -1,0 +1,275 @@
+//! Watching the lab while it moves: a kernel route monitor (`ip -ts monitor route` in a
+//! router's namespace) and a subscriber to a speaker's `GET /v1/events` stream. Both stamp what
+//! they see on the run's one clock ([`super::now_us`]) and keep it for the analysis.
+//!
+//! Never does: change anything; both only read.
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::proc::{self, in_ns};
+use super::topology::Site;
+use super::{now_us, LabError, Result};
+use crate::api::Event;
+
+/// One route change as `ip -ts monitor route` printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChange {
+    pub at_us: i64,
+    pub deleted: bool,
+    pub prefix: String,
+    pub via: Option<Ipv4Addr>,
+    pub line: String,
+}
+
+/// `[2026-11-27T23:57:01.123456] 198.51.100.0/24 nhid 21 via 192.0.2.1 dev eth-r1 proto bgp`
+pub fn parse_monitor_line(line: &str) -> Option<RouteChange> {
+    let rest = line.strip_prefix('[')?;
+    let (ts, rest) = rest.split_once("] ")?;
+    let at_us = parse_utc(ts)?;
+    let (deleted, rest) = match rest.strip_prefix("Deleted ") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let mut words = rest.split_whitespace();
+    let prefix = words.next()?.to_owned();
+    let mut via = None;
+    while let Some(w) = words.next() {
+        if w == "via" {
+            via = words.next().and_then(|a| a.parse().ok());
+            break;
+        }
+    }
+    Some(RouteChange {
+        at_us,
+        deleted,
+        prefix,
+        via,
+        line: line.to_owned(),
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff` (UTC; the lab runs `ip` and FRR with TZ=UTC) to Unix µs.
+pub fn parse_utc(ts: &str) -> Option<i64> {
+    let (date, time) = ts.split_once(['T', ' '])?;
+    let mut d = date.split(['-', '/']).map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let frac_digits: String = frac.chars().take(6).collect();
+    let micros = frac_digits.parse::<i64>().ok()? * 10i64.pow(6 - frac_digits.len() as u32);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
+}
+
+/// `ip -ts monitor route` in a namespace, for the life of this value.
+pub struct RouteMonitor {
+    child: Child,
+    pub changes: Arc<Mutex<Vec<RouteChange>>>,
+}
+
+impl RouteMonitor {
+    pub fn start(ns: &str, on_change: impl Fn(&RouteChange) + Send + 'static) -> Result<Self> {
+        let mut cmd = in_ns(ns, "ip");
+        cmd.args(["-ts", "monitor", "route"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = proc::spawn(&mut cmd)?;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| LabError::step("ip monitor", "no stdout"))?;
+        let changes: Arc<Mutex<Vec<RouteChange>>> = Arc::default();
+        let c = changes.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                if let Some(rc) = parse_monitor_line(&line) {
+                    on_change(&rc);
+                    c.lock().map(|mut v| v.push(rc)).ok();
+                }
+            }
+        });
+        // Let it subscribe before anything moves.
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(Self { child, changes })
+    }
+
+    pub fn changes(&self) -> Vec<RouteChange> {
+        self.changes.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for RouteMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An event from a speaker, stamped when the lab received it.
+#[derive(Debug, Clone)]
+pub struct SpeakerEvent {
+    pub at_us: i64,
+    pub site: Site,
+    pub event: Event,
+}
+
+/// Subscribers to the speakers' event streams; they reconnect after a speaker restart.
+pub struct EventWatcher {
+    pub events: Arc<Mutex<Vec<SpeakerEvent>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl EventWatcher {
+    /// Subscribe to each `(site, api socket)`; returns once every stream is open (or 5 s).
+    pub fn start(
+        speakers: Vec<(Site, PathBuf)>,
+        on_event: impl Fn(&SpeakerEvent) + Send + Sync + 'static,
+    ) -> Result<Self> {
+        let events: Arc<Mutex<Vec<SpeakerEvent>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let on_event = Arc::new(on_event);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let n = speakers.len();
+        for (site, socket) in speakers {
+            let (events, stop, on_event, ready) = (
+                events.clone(),
+                stop.clone(),
+                on_event.clone(),
+                ready_tx.clone(),
+            );
+            std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let mut ready = Some(ready);
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = stream(&socket, site, &events, &*on_event, &mut ready, &stop).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+            });
+        }
+        let mut opened = 0;
+        while opened < n {
+            match ready_rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(()) => opened += 1,
+                Err(_) => {
+                    return Err(LabError::step(
+                        "subscribing to speaker events",
+                        "no stream within 5 s",
+                    ))
+                }
+            }
+        }
+        Ok(Self { events, stop })
+    }
+
+    pub fn events(&self) -> Vec<SpeakerEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for EventWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn stream(
+    socket: &std::path::Path,
+    site: Site,
+    events: &Mutex<Vec<SpeakerEvent>>,
+    on_event: &(dyn Fn(&SpeakerEvent) + Send + Sync),
+    ready: &mut Option<std::sync::mpsc::Sender<()>>,
+    stop: &AtomicBool,
+) -> std::result::Result<(), String> {
+    use http_body_util::BodyExt as _;
+    let s = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/v1/events")
+        .header(hyper::header::HOST, "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if let Some(r) = ready.take() {
+        let _ = r.send(());
+    }
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let frame = match tokio::time::timeout(Duration::from_millis(200), body.frame()).await {
+            Err(_) => continue,
+            Ok(None) => return Ok(()),
+            Ok(Some(f)) => f.map_err(|e| e.to_string())?,
+        };
+        let at_us = now_us();
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            if let Ok(event) = serde_json::from_slice::<Event>(&line) {
+                let e = SpeakerEvent { at_us, site, event };
+                on_event(&e);
+                events.lock().map(|mut v| v.push(e)).ok();
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_lines_parse() {
+        let rc = parse_monitor_line(
+            "[2026-11-27T23:57:01.123456] 198.51.100.0/24 nhid 21 via 192.0.2.5 dev eth-r2 proto bgp metric 20",
+        )
+        .unwrap();
+        assert_eq!(rc.prefix, "198.51.100.0/24");
+        assert_eq!(rc.via, Some("192.0.2.5".parse().unwrap()));
+        assert!(!rc.deleted);
+        assert_eq!(rc.at_us, 1_795_823_821_123_456);
+        let rc = parse_monitor_line(
+            "[2026-11-27T23:57:01.000001] Deleted 198.51.100.0/24 nhid 21 proto bgp metric 20",
+        )
+        .unwrap();
+        assert!(rc.deleted && rc.via.is_none());
+    }
+
+    #[test]
+    fn utc_parses_like_date() {
+        // date -u -d 2000-03-01T00:00:00 +%s = 951868800
+        assert_eq!(
+            parse_utc("2000-03-01T00:00:00.5"),
+            Some(951_868_800_500_000)
+        );
+        assert_eq!(parse_utc("1970-01-01T00:00:00.000000"), Some(0));
+    }
+}
