@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use proto_tests::daemons::bird::{Bird, BirdConfig};
 
+use proto_tests::daemons::exabgp::{ExaBgp, ExaBgpConfig};
 use proto_tests::daemons::frr::{Frr, FrrConfig};
+use proto_tests::daemons::gobgp::{GoBgp, GoBgpConfig};
 
 use proto_tests::daemons::{BgpDaemon, Family, Peer, RibRoute, Route};
 use proto_tests::netns::{can_run_with, Lab};
@@ -49,9 +51,22 @@ fn check_other_route(r: &RibRoute) {
     assert_eq!(r.next_hop.as_deref(), Some(OTHER_IP), "{r:?}");
 }
 
-/// Session up both ways, routes both ways with attributes, route refresh, then the other
+/// What differs per daemon in [`scenario`].
+struct Expect {
+    /// FRR can send the other daemon a ROUTE-REFRESH.
+    frr_refresh: bool,
+    /// What FRR logs for the other daemon's administrative shutdown.
+    at_frr: &'static str,
+    /// What the other daemon reports for FRR's shutdown with message "fit: frr maintenance".
+    at_other: &'static str,
+    /// The other daemon's shutdown keeps the session down (ExaBGP's teardown reconnects).
+    stays_down: bool,
+}
+
+/// Session up both ways, routes both ways with attributes, route refresh, FRR shuts the
+/// session down with a message (the other daemon sees it), re-enables it, then the other
 /// daemon shuts the session down (with a message where it can) and FRR logs it.
-fn scenario(frr: &Frr, other: &dyn BgpDaemon, shutdown_text: &str) {
+fn scenario(frr: &Frr, other: &dyn BgpDaemon, expect: Expect) {
     frr.wait_established(OTHER_IP, WAIT);
     other.wait_established(FRR_IP, WAIT);
 
@@ -66,10 +81,12 @@ fn scenario(frr: &Frr, other: &dyn BgpDaemon, shutdown_text: &str) {
     assert_eq!(got.med, Some(7), "{got:?}");
 
     // route refresh from FRR's side: the route is still there afterwards
-    frr.route_refresh(OTHER_IP, Family::Ipv4)
-        .expect("frr soft in");
-    frr.wait_log("sending REFRESH_REQ", WAIT);
-    frr.wait_route("198.51.100.0/24", WAIT);
+    if expect.frr_refresh {
+        frr.route_refresh(OTHER_IP, Family::Ipv4)
+            .expect("frr soft in");
+        frr.wait_log("sending REFRESH_REQ", WAIT);
+        frr.wait_route("198.51.100.0/24", WAIT);
+    }
 
     // runtime withdraw and announce by FRR
     frr.withdraw("203.0.113.0/24").expect("frr withdraw");
@@ -80,11 +97,24 @@ fn scenario(frr: &Frr, other: &dyn BgpDaemon, shutdown_text: &str) {
     // (FRR sends MED 0 for a `network` route without `set metric`)
     assert!(got.large_communities.is_empty(), "{got:?}");
 
+    // FRR -> other: Cease/2 with a shutdown message
+    frr.shutdown_peer(OTHER_IP, "fit: frr maintenance")
+        .expect("frr shutdown");
+    other.wait_notification(expect.at_other, WAIT);
+    other.wait_no_route("203.0.113.0/24", WAIT);
+    frr.enable_peer(OTHER_IP).expect("frr enable");
+    frr.wait_established(OTHER_IP, WAIT);
+    other.wait_established(FRR_IP, WAIT);
+    frr.wait_route("198.51.100.0/24", WAIT);
+
+    // other -> FRR
     other
         .shutdown_peer(FRR_IP, "fit: maintenance")
         .expect("shutdown");
-    frr.wait_notification(shutdown_text, WAIT);
-    frr.wait_no_route("198.51.100.0/24", WAIT);
+    frr.wait_notification(expect.at_frr, WAIT);
+    if expect.stays_down {
+        frr.wait_no_route("198.51.100.0/24", WAIT);
+    }
 }
 
 /// After the lab is dropped: no namespace with its prefix, none of its processes alive.
@@ -137,9 +167,93 @@ fn interop_frr_bird() {
         );
         pids.extend(frr.pids());
         pids.push(bird.pid());
-        scenario(&frr, &bird, "\"fit: maintenance\"");
+        scenario(
+            &frr,
+            &bird,
+            Expect {
+                frr_refresh: true,
+                at_frr: "\"fit: maintenance\"",
+                at_other: "fit: frr maintenance",
+                stays_down: true,
+            },
+        );
         bird.route_refresh(FRR_IP, Family::Ipv4)
             .expect("bird reload in");
+    }
+    drop(lab);
+    assert_cleaned(&prefix, &pids);
+}
+
+#[test]
+fn interop_frr_gobgp() {
+    if !can_run_with(
+        "interop_frr_gobgp",
+        &[FRR_PROGS, &["gobgpd", "gobgp"]].concat(),
+    ) {
+        return;
+    }
+    let lab = Lab::new("frrgobgp");
+    let prefix = lab.prefix().to_string();
+    let mut pids = Vec::new();
+    {
+        let (a, b, _veth) = lab.pair();
+        let frr = Frr::start(&lab, &a, &frr_config());
+        let gobgp = GoBgp::start(
+            &lab,
+            &b,
+            &GoBgpConfig::new(OTHER_AS, OTHER_IP)
+                .peer(Peer::new(FRR_IP, FRR_AS).local_address(OTHER_IP))
+                .route(other_route()),
+        );
+        pids.extend(frr.pids());
+        pids.push(gobgp.pid());
+        scenario(
+            &frr,
+            &gobgp,
+            Expect {
+                frr_refresh: true,
+                at_frr: "\"fit: maintenance\"",
+                at_other: "fit: frr maintenance",
+                stays_down: true,
+            },
+        );
+    }
+    drop(lab);
+    assert_cleaned(&prefix, &pids);
+}
+
+#[test]
+fn interop_frr_exabgp() {
+    if !can_run_with("interop_frr_exabgp", &[FRR_PROGS, &["exabgp"]].concat()) {
+        return;
+    }
+    let lab = Lab::new("frrexabgp");
+    let prefix = lab.prefix().to_string();
+    let mut pids = Vec::new();
+    {
+        let (a, b, _veth) = lab.pair();
+        let frr = Frr::start(&lab, &a, &frr_config());
+        let exabgp = ExaBgp::start(
+            &lab,
+            &b,
+            &ExaBgpConfig::new(OTHER_AS, OTHER_IP)
+                .peer(Peer::new(FRR_IP, FRR_AS).local_address(OTHER_IP))
+                .route(other_route()),
+        );
+        pids.extend(frr.pids());
+        pids.push(exabgp.pid());
+        scenario(
+            &frr,
+            &exabgp,
+            Expect {
+                frr_refresh: false,
+                at_frr: "Cease/Administrative Shutdown",
+                // ExaBGP 4.2.21 cannot decode a Cease with a shutdown communication (see
+                // daemons::exabgp): it answers NOTIFICATION 1/0 and drops the session
+                at_other: "can not decode update message of type \"3\"",
+                stays_down: false,
+            },
+        );
     }
     drop(lab);
     assert_cleaned(&prefix, &pids);

@@ -404,6 +404,15 @@ pub fn parse_rib(v: &Value) -> Rib {
     rib
 }
 
+impl Frr<'_> {
+    /// Undoes [`BgpDaemon::shutdown_peer`]: `no neighbor X shutdown`.
+    pub fn enable_peer(&self, peer: &str) -> Result<(), String> {
+        let router = format!("router bgp {}", self.asn);
+        let cmd = format!("no neighbor {peer} shutdown");
+        self.configure(&[&router, &cmd, "exit"])
+    }
+}
+
 impl BgpDaemon for Frr<'_> {
     fn kind(&self) -> &'static str {
         "frr"
