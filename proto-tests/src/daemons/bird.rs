@@ -412,3 +412,60 @@ impl BgpDaemon for Bird<'_> {
         .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bgp_routes_and_skips_static_ones() {
+        let text = "BIRD 2.0.12 ready.\nTable master4:\n\
+198.51.100.0/24      unicast [fit_p1 23:31:08.570] * (100) [AS65001i]\n\
+\tvia 192.0.2.1 on v1-a\n\
+\tType: BGP univ\n\
+\tBGP.origin: IGP\n\
+\tBGP.as_path: 65001 65010\n\
+\tBGP.next_hop: 192.0.2.1\n\
+\tBGP.med: 50\n\
+\tBGP.local_pref: 100\n\
+\tBGP.community: (64512,100) (65535,0)\n\
+\tBGP.large_community: (65001, 1, 2) (65001, 3, 4)\n\
+\x20                    unicast [fit_p2 23:31:09.000] (100) [AS65003i]\n\
+\tvia 192.0.2.3 on v2-c\n\
+\tType: BGP univ\n\
+\tBGP.as_path: 65003\n\
+203.0.113.0/25       blackhole [fit_static_ipv4 23:31:08.570] * (200)\n\
+\tType: static univ\n\
+\tBGP.community: (65535,0) (64512,300)\n";
+        let rib = parse_routes(text);
+        assert_eq!(rib.len(), 1, "{rib:?}");
+        let r = &rib["198.51.100.0/24"];
+        assert_eq!(r.as_path, vec![65001, 65010]);
+        assert_eq!(r.communities, vec!["64512:100", "65535:0"]);
+        assert_eq!(r.large_communities, vec!["65001:1:2", "65001:3:4"]);
+        assert_eq!(r.med, Some(50));
+        assert_eq!(r.local_pref, Some(100));
+        assert_eq!(r.next_hop.as_deref(), Some("192.0.2.1"));
+        assert_eq!(r.peer.as_deref(), Some("fit_p1"));
+    }
+
+    #[test]
+    fn renders_peers_and_routes() {
+        let c = BirdConfig::new(65002, "192.0.2.2")
+            .peer(Peer::new("192.0.2.1", 65001).passive())
+            .route(
+                Route::new("198.51.100.0/24")
+                    .community("64512:100")
+                    .med(5)
+                    .prepend(&[1, 2]),
+            )
+            .render(Path::new("/tmp/x.log"));
+        assert!(c.contains("neighbor 192.0.2.1 as 65001;"), "{c}");
+        assert!(c.contains("passive on;"), "{c}");
+        assert!(c.contains("bgp_community.add((64512,100));"), "{c}");
+        assert!(
+            c.contains("bgp_med = 5; bgp_path.prepend(2); bgp_path.prepend(1);"),
+            "{c}"
+        );
+    }
+}

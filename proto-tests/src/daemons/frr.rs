@@ -518,3 +518,51 @@ impl BgpDaemon for Frr<'_> {
         self.configure(&[&router, &cmd, "exit"])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_show_bgp_json_detail() {
+        // FRR 8.4 `show bgp ipv4 unicast json detail` (trimmed)
+        let v: Value = serde_json::from_str(
+            r#"{"routes": {
+              "198.51.100.0/24": [{"prefix":"198.51.100.0/24","advertisedTo":{}},
+                {"aspath":{"string":"65002","segments":[{"type":"as-sequence","list":[65002]}],"length":1},
+                 "metric":50,"locPrf":100,"valid":true,"bestpath":{"overall":true},
+                 "community":{"string":"64512:100 gshut","list":["64512:100","gshut","noPeer"]},
+                 "largeCommunity":{"string":"65002:1:2","list":["65002:1:2"]},
+                 "nexthops":[{"ip":"192.0.2.2","afi":"ipv4","used":true}],
+                 "peer":{"peerId":"192.0.2.2","routerId":"192.0.2.2","type":"external"}}],
+              "203.0.113.0/24": [{"prefix":"203.0.113.0/24"},
+                {"aspath":{"string":"Local","segments":[],"length":0},"metric":7,
+                 "bestpath":{"overall":true},"nexthops":[{"ip":"0.0.0.0"}],
+                 "peer":{"peerId":"(unspec)"}}]
+            }}"#,
+        )
+        .unwrap();
+        let rib = parse_rib(&v);
+        assert_eq!(rib.len(), 1, "{rib:?}");
+        let r = &rib["198.51.100.0/24"];
+        assert_eq!(r.as_path, vec![65002]);
+        assert_eq!(r.communities, vec!["64512:100", "65535:0", "65535:65284"]);
+        assert_eq!(r.large_communities, vec!["65002:1:2"]);
+        assert_eq!(r.med, Some(50));
+        assert_eq!(r.next_hop.as_deref(), Some("192.0.2.2"));
+    }
+
+    #[test]
+    fn config_satisfies_ebgp_requires_policy() {
+        let c = FrrConfig::new(65001, "192.0.2.1")
+            .peer(Peer::new("192.0.2.2", 65002).passive())
+            .render(Path::new("/tmp/x.log"));
+        assert!(c.contains("neighbor 192.0.2.2 route-map FIT-ALL in"), "{c}");
+        assert!(
+            c.contains("neighbor 192.0.2.2 route-map FIT-ALL out"),
+            "{c}"
+        );
+        assert!(c.contains("neighbor 192.0.2.2 passive"), "{c}");
+        assert!(!c.contains("ebgp-requires-policy"), "{c}");
+    }
+}

@@ -342,11 +342,15 @@ impl BgpDaemon for GoBgp<'_> {
             .unwrap_or_default()
     }
 
-    /// gobgpd logs received NOTIFICATIONs with their code, subcode and data.
+    /// gobgpd logs `msg="received notification" Code=6 Communicated-Reason="TEXT" ...
+    /// Subcode=2` and `Reason="notification-received code 6(cease) subcode 2(...)"` (and the
+    /// same with "sent" for its own, which do not count).
     fn notification_received(&self, text: &str) -> bool {
         std::fs::read_to_string(&self.log).is_ok_and(|s| {
-            s.lines()
-                .any(|l| l.to_ascii_lowercase().contains("notification") && l.contains(text))
+            s.lines().any(|l| {
+                (l.contains("received notification") || l.contains("notification-received"))
+                    && l.contains(text)
+            })
         })
     }
 
