@@ -249,9 +249,11 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        let sock = self.speaker_socket(site);
+        // A speaker killed with SIGKILL leaves its socket: wait for the new one, not that.
+        let _ = std::fs::remove_file(&sock);
         let child = proc::spawn(&mut cmd)?;
         self.state.add_process(&sp.name, &ns, child.id())?;
-        let sock = self.speaker_socket(site);
         if !proc::poll(Duration::from_secs(10), Duration::from_millis(20), || {
             sock.exists()
         }) {

@@ -378,14 +378,37 @@ pub fn test(
             .ok_or_else(|| LabError::step(name, "no speaker pid"))?;
         proc::signal(pid, "KILL");
         proc::wait_gone(pid, Duration::from_secs(2));
+        // The router notices at once (the kernel closes the dead speaker's connection) and the
+        // third site loses the route: the restart has something to repair.
+        if !proc::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            !bench.lab.route_via(Site::Primary)
+        }) {
+            return Err(LabError::step(
+                name,
+                "the third site kept the route of a dead speaker",
+            ));
+        }
         bench.lab.start_speaker(Site::Primary)?;
-        // Connect retry 1 s, then the session and the route: allow the bound plus 10 s.
-        Ok(
-            bench.converges_to(Site::Primary, bound + Duration::from_secs(10))
-                && proc::poll(Duration::from_secs(5), Duration::from_millis(50), || {
-                    bench.lab.route_via(Site::Primary)
-                }),
+        let kept = crate::cli::block_on(
+            crate::api::Client::new(
+                crate::api::Endpoint::Unix(bench.lab.speaker_socket(Site::Primary)),
+                None,
+            )
+            .get::<Vec<crate::speaker::Route>>("/v1/routes"),
         )
+        .map_err(|e| LabError::step(name, e))?;
+        if !kept.iter().any(|r| r.prefix == bench.lab.topo.prefix) {
+            return Err(LabError::step(
+                name,
+                "the restarted speaker lost its routes (state_dir)",
+            ));
+        }
+        // Connect retry 1 s, then the session and the route: allow the bound plus 10 s.
+        Ok(proc::poll(
+            bound + Duration::from_secs(10),
+            Duration::from_millis(20),
+            || bench.lab.route_via(Site::Primary),
+        ) && bench.converges_to(Site::Primary, bound))
     })();
     record(
         name,

@@ -1,0 +1,174 @@
+//! `ferry lab` end to end, as CI runs it (root, FRR installed): the scenario suite passes and
+//! prints its summary; `up`/`down` are idempotent; a failed `up` leaves nothing behind; without
+//! root the lab refuses with exit 2. Each test uses its own instance name and takes its
+//! instance down in a Drop guard, also when an assertion fails.
+//! Skipped (with a message) when not root or FRR is missing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn can_run() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let frr = Path::new("/usr/lib/frr/bgpd").exists();
+    if !(root && frr) {
+        eprintln!("skipped: needs root and FRR (apt-get install frr)");
+    }
+    root && frr
+}
+
+fn ferry(args: &[&str]) -> Output {
+    Command::new(FERRY).args(args).output().expect("run ferry")
+}
+
+fn namespaces(instance: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("fl-{instance}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = ferry(&["lab", "down", "--instance", &self.0]);
+    }
+}
+
+fn instance(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 100_000)
+}
+
+#[test]
+fn scenario_suite_passes_and_prints_its_summary() {
+    if !can_run() {
+        return;
+    }
+    let inst = instance("it");
+    let _down = Down(inst.clone());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = ferry(&[
+        "lab",
+        "test",
+        "--instance",
+        &inst,
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    let (passed, failed) = summary
+        .split_once(" passed, ")
+        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
+    assert_eq!(failed, "0 failed", "{stdout}");
+    assert!(passed.parse::<u32>().unwrap() >= 7, "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert!(report["summary"]["loss_ms"]["median"].as_f64().unwrap() > 0.0);
+    assert!(out_dir.path().join("timeline.svg").exists());
+    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
+    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+}
+
+#[test]
+fn up_and_down_are_idempotent_and_leave_nothing() {
+    if !can_run() {
+        return;
+    }
+    let inst = instance("ud");
+    let _down = Down(inst.clone());
+    for _ in 0..2 {
+        let out = ferry(&["lab", "up", "--instance", &inst]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(namespaces(&inst).len(), 8);
+    let status = ferry(&["lab", "status", "--instance", &inst]);
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("via 192.0.2.1"));
+    for _ in 0..2 {
+        assert!(ferry(&["lab", "down", "--instance", &inst])
+            .status
+            .success());
+    }
+    assert!(namespaces(&inst).is_empty());
+    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+}
+
+#[test]
+fn failed_up_removes_what_it_created() {
+    if !can_run() {
+        return;
+    }
+    let inst = instance("fu");
+    let _down = Down(inst.clone());
+    // A copy of the topology whose r3 config has a command FRR refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
+    for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
+        let to = dir.path().join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(f), &to).unwrap();
+    }
+    let r3 = dir.path().join("r3/frr.conf");
+    let text = std::fs::read_to_string(&r3).unwrap();
+    std::fs::write(
+        &r3,
+        text.replace(" bgp log-neighbor-changes", " bgp no-such-command"),
+    )
+    .unwrap();
+    let out = ferry(&[
+        "lab",
+        "up",
+        "--instance",
+        &inst,
+        "--topology",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("r3"));
+    assert!(
+        namespaces(&inst).is_empty(),
+        "namespaces left after a failed up"
+    );
+    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+}
+
+#[test]
+fn without_root_the_lab_says_so_with_exit_2() {
+    if !can_run() {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", FERRY])
+        .args(["lab", "up", "--instance", "nr"])
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
+}
