@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo nextest run --workspace --no-fail-fast
+FIT_REQUIRE=1 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc
