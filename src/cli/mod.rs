@@ -72,6 +72,14 @@ impl ApiArgs {
         };
         Ok(Client::new(endpoint, token))
     }
+
+    /// The client, or the usage error already printed for `command` and its exit code.
+    pub fn client_for(&self, command: &str) -> Result<Client, i32> {
+        self.client().map_err(|e| {
+            eprintln!("ferry {command}: {e}");
+            EXIT_USAGE
+        })
+    }
 }
 
 /// Exit code for a failed API call: the speaker refusing bad input is a usage error.

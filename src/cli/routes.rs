@@ -140,12 +140,9 @@ pub fn announce(args: AnnounceArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let client = match args.api.client() {
+    let client = match args.api.client_for("announce") {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ferry announce: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match block_on(client.post::<_, ChangeResponse>("/v1/announce", &AnnounceRequest { routes })) {
         Ok(resp) => {
@@ -169,12 +166,9 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let client = match args.api.client() {
+    let client = match args.api.client_for("withdraw") {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ferry withdraw: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &WithdrawRequest { prefixes }))
     {
@@ -187,12 +181,9 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
 }
 
 pub fn list(args: RoutesArgs) -> i32 {
-    let client = match args.api.client() {
+    let client = match args.api.client_for("routes") {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ferry routes: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     if args.received {
         let path = match args.peer {

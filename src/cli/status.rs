@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{block_on, report, table, ApiArgs, EXIT_OK, EXIT_USAGE};
+use super::{block_on, report, table, ApiArgs, EXIT_OK};
 use crate::api::PeerStatus;
 
 #[derive(Debug, Args)]
@@ -22,12 +22,9 @@ fn uptime(secs: Option<u64>) -> String {
 }
 
 pub fn run(args: StatusArgs) -> i32 {
-    let client = match args.api.client() {
+    let client = match args.api.client_for("status") {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ferry status: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match block_on(client.get::<Vec<PeerStatus>>("/v1/peers")) {
         Ok(peers) if args.json => {
