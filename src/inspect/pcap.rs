@@ -179,7 +179,8 @@ fn tcp_segment(ip: &[u8]) -> Option<(Direction, u32, bool, &[u8])> {
         4 => {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
             let total = usize::from(rd16(ip.get(2..4)?, false));
-            if *ip.get(9)? != 6 || ihl < 20 {
+            // RFC 791 §3.1: the fixed header is 20 octets; a shorter capture has no addresses.
+            if *ip.get(9)? != 6 || ihl < 20 || ip.len() < 20 {
                 return None;
             }
             let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));

@@ -187,6 +187,18 @@ fn update(u: &Update, ctx: &Context, obj: &mut Map<String, Value>) {
 }
 
 fn notification(n: &Notification, obj: &mut Map<String, Value>) {
+    notification_fields(n, obj);
+    // RFC 8538 §3: the data of a Hard Reset is the NOTIFICATION it wraps. Only that one is
+    // decoded: a Hard Reset in a Hard Reset means nothing, and following the chain would nest
+    // one object per 2 octets (32758 levels in a 65535-octet message: a stack overflow).
+    if let Some(inner) = n.hard_reset_inner() {
+        let mut inner_obj = Map::new();
+        notification_fields(&inner, &mut inner_obj);
+        obj.insert("hard_reset".into(), Value::Object(inner_obj));
+    }
+}
+
+fn notification_fields(n: &Notification, obj: &mut Map<String, Value>) {
     obj.insert("code".into(), json!(n.code));
     obj.insert("subcode".into(), json!(n.subcode));
     obj.insert("code_name".into(), json!(code_name(n.code)));
@@ -197,11 +209,6 @@ fn notification(n: &Notification, obj: &mut Map<String, Value>) {
     obj.insert("data".into(), json!(hex::encode(&n.data)));
     if let Some(m) = n.shutdown_message() {
         obj.insert("shutdown_message".into(), json!(m));
-    }
-    if let Some(inner) = n.hard_reset_inner() {
-        let mut inner_obj = Map::new();
-        notification(&inner, &mut inner_obj);
-        obj.insert("hard_reset".into(), Value::Object(inner_obj));
     }
 }
 
