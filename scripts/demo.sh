@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The demo of what Ferry does today: a real FRR router comes up in a network namespace,
-# holds a BGP session with a raw peer, announces IPv4 and IPv6 prefixes with communities,
-# refreshes, withdraws and shuts the session down with a message; `ferry decode` then prints
-# every message of that session from the packet capture.
-# (The lab demo with a failover, `ferry lab demo`, is not built yet.) Needs root.
+# The demo: `ferry lab demo` builds three sites in network namespaces (FRR routers r1, r2, r3,
+# a Ferry speaker at primary and recovery, a VM with the same address at both, a client at the
+# third site probing it every 1 ms), fails the subnet over to the recovery site and back with
+# live progress, prints the loss window and its parts, writes report.json and timeline.svg,
+# and removes the lab. Installs what it needs (FRR and the rest: scripts/install-deps.sh) and
+# builds Ferry. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --release
-out=$(mktemp -d /tmp/ferry-demo.XXXXXX)
-trap 'rm -rf "$out"' EXIT
-OUTROOT="$out" proto-tests/capture/capture.sh frr
-echo "--- ferry decode --pcap (one JSON object per BGP message) ---"
-target/release/ferry decode --pcap "$out/frr/session.pcap"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO target/release/ferry lab demo "$@"
