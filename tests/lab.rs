@@ -2,7 +2,7 @@
 //! prints its summary; `up`/`down` are idempotent; a failed `up` leaves nothing behind; without
 //! root the lab refuses with exit 2. Each test uses its own instance name and takes its
 //! instance down in a Drop guard, also when an assertion fails.
-//! Skipped (with a message) when not root or FRR is missing.
+//! Skipped (with a message) when not root or FRR is missing, unless FIT_REQUIRE=1.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -16,6 +16,10 @@ fn can_run() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     let frr = Path::new("/usr/lib/frr/bgpd").exists();
     if !(root && frr) {
+        // CI sets FIT_REQUIRE=1 (scripts/test.sh) so the lab cannot be skipped silently there.
+        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
+            panic!("cannot run the lab: needs root and FRR (FIT_REQUIRE=1)");
+        }
         eprintln!("skipped: needs root and FRR (apt-get install frr)");
     }
     root && frr
