@@ -5,9 +5,11 @@
 //! value; arrays must have the same length and match element by element.
 //!
 //! [`netns`] and [`daemons`] are the interop harness: network namespaces with veth pairs owned by
-//! a [`netns::Lab`] guard, and FRR, BIRD 2, GoBGP and ExaBGP started inside them.
+//! a [`netns::Lab`] guard, and FRR, BIRD 2, GoBGP and ExaBGP started inside them; [`ferry`]
+//! starts the real `ferry speaker` in such a namespace and drives its CLI.
 
 pub mod daemons;
+pub mod ferry;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

@@ -336,6 +336,10 @@ pub fn replay(messages: &[Value], family: Family) -> Rib {
                     continue;
                 };
                 let attrs = u.get("attribute").cloned().unwrap_or(Value::Null);
+                // An IPv6 next hop of global + link-local address (RFC 2545) is listed as two
+                // next hops, each with the same NLRI: keep the global one (visited last).
+                let mut ann: Vec<(&String, &Value)> = ann.iter().collect();
+                ann.sort_by_key(|(nh, _)| !nh.to_ascii_lowercase().starts_with("fe80:"));
                 for (nh, nlris) in ann {
                     for n in nlris.as_array().into_iter().flatten() {
                         let Some(p) = n.get("nlri").and_then(Value::as_str).or_else(|| n.as_str())
@@ -507,5 +511,32 @@ impl BgpDaemon for ExaBgp<'_> {
     /// `neighbor X teardown 2`: Cease/2 without the message (ExaBGP 4.2 cannot send one).
     fn shutdown_peer(&self, peer: &str, _message: &str) -> Result<(), String> {
         self.command(&format!("neighbor {peer} teardown 2"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_prefers_the_global_ipv6_next_hop() {
+        // ExaBGP 4.2.21's JSON for an MP_REACH_NLRI with next hop 2001:db8::1 + fe80::1
+        let m: Value = serde_json::from_str(
+            r#"{"type": "update", "neighbor": {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"},
+                "message": {"update": {"attribute": {"origin": "igp", "as-path": [65100, 65100],
+                  "med": 10, "community": [[65100, 1]], "large-community": [[65100, 1, 2]]},
+                  "announce": {"ipv6 unicast": {
+                    "2001:db8::1": [{"nlri": "2001:db8:100::/64"}],
+                    "fe80::1": [{"nlri": "2001:db8:100::/64"}]}}}}}}"#,
+        )
+        .unwrap();
+        let rib = replay(&[m], Family::Ipv6);
+        let r = &rib["2001:db8:100::/64"];
+        assert_eq!(r.next_hop.as_deref(), Some("2001:db8::1"));
+        assert_eq!(r.as_path, vec![65100, 65100]);
+        assert_eq!(r.communities, vec!["65100:1"]);
+        assert_eq!(r.large_communities, vec!["65100:1:2"]);
+        assert_eq!(r.med, Some(10));
+        assert_eq!(r.peer.as_deref(), Some("192.0.2.1"));
     }
 }

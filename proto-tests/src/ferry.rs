@@ -1,0 +1,453 @@
+//! The real `ferry` binary in a [`Lab`] namespace: `ferry speaker --config DIR/ferry.toml` with
+//! its API socket, state_dir and log (`DIR/speaker.log`) in a lab temp dir, and the CLI
+//! (`ferry announce|withdraw|status|routes`) run inside the same namespace with `FERRY_API`.
+//!
+//! [`Ferry`] implements [`BgpDaemon`] so that the interop tests can use the same `wait_*`
+//! helpers on it; its RIB is `ferry routes --received --json` (what Ferry received from its
+//! peers), its session state comes from `ferry status --json`.
+//!
+//! The binary: `FERRY_BIN` if set; otherwise `<target dir>/debug/ferry`, where the target dir is
+//! `CARGO_TARGET_DIR` or the workspace's `target/`. Integration tests of another package cannot
+//! use `CARGO_BIN_EXE_ferry`, and `cargo nextest run -p proto-tests` builds only Ferry's library,
+//! so [`ferry_bin`] runs `cargo build --bin ferry` once per test process: a no-op (~0.2 s) when
+//! the binary is up to date (as after `cargo nextest run --workspace`), a rebuild when it is
+//! missing or older than the sources. Parallel test processes are serialised by cargo's own lock
+//! on the target directory, so they never race on the file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::daemons::{dump_lines, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use crate::netns::{run, Lab, Netns};
+
+/// The `ferry` binary to run (see the module docs). Panics with what to do if there is none.
+pub fn ferry_bin() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(locate_or_build)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("proto-tests lives inside the workspace")
+        .to_path_buf()
+}
+
+fn locate_or_build() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("FERRY_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("FERRY_BIN={} is not a file", p.display()))
+        };
+    }
+    let root = workspace_root();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
+        Some(t) => root.join(t),
+        None => root.join("target"),
+    };
+    let bin = target.join("debug").join("ferry");
+    let cargo = std::env::var("CARGO")
+        .ok()
+        .or_else(|| option_env!("CARGO").map(str::to_string))
+        .unwrap_or_else(|| "cargo".to_string());
+    let out = Command::new(&cargo)
+        .args(["build", "--package", "ferry", "--bin", "ferry"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output();
+    match out {
+        Ok(o) if o.status.success() && bin.is_file() => Ok(bin),
+        Ok(o) => Err(format!(
+            "`{cargo} build --bin ferry` in {} failed ({}), and the interop tests need the \
+             ferry binary at {} (or set FERRY_BIN):\n{}",
+            root.display(),
+            o.status,
+            bin.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        // no cargo at run time (e.g. an archived test run): use what is there
+        Err(_) if bin.is_file() => Ok(bin),
+        Err(e) => Err(format!(
+            "the ferry binary {} is missing and `{cargo} build --bin ferry` cannot run ({e}); \
+             build it first or set FERRY_BIN",
+            bin.display()
+        )),
+    }
+}
+
+/// A Ferry speaker configuration (one `[speaker]`, one `[[neighbor]]` per peer).
+#[derive(Clone, Debug)]
+pub struct FerryConfig {
+    pub asn: u32,
+    pub router_id: String,
+    /// `speaker.listen`, e.g. `192.0.2.1:179` (needed for passive peers).
+    pub listen: Option<String>,
+    /// Neighbors: address, remote AS, passive, hold time, local address, families, port.
+    pub neighbors: Vec<Peer>,
+    /// `connect_retry` of every neighbor (seconds).
+    pub connect_retry: u32,
+}
+
+impl FerryConfig {
+    pub fn new(asn: u32, router_id: &str) -> FerryConfig {
+        FerryConfig {
+            asn,
+            router_id: router_id.to_string(),
+            listen: None,
+            neighbors: Vec::new(),
+            connect_retry: 1,
+        }
+    }
+    pub fn listen(mut self, addr: &str) -> FerryConfig {
+        self.listen = Some(addr.to_string());
+        self
+    }
+    pub fn neighbor(mut self, p: Peer) -> FerryConfig {
+        self.neighbors.push(p);
+        self
+    }
+
+    /// The ferry.toml text; the API socket and state_dir are in `dir`.
+    pub fn render(&self, dir: &Path) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(w, "[speaker]");
+        let _ = writeln!(w, "asn = {}", self.asn);
+        let _ = writeln!(w, "router_id = \"{}\"", self.router_id);
+        if let Some(l) = &self.listen {
+            let _ = writeln!(w, "listen = \"{l}\"");
+        }
+        let _ = writeln!(w, "api = \"{}\"", dir.join("api.sock").display());
+        let _ = writeln!(w, "state_dir = \"{}\"", dir.join("state").display());
+        for n in &self.neighbors {
+            let _ = writeln!(w, "\n[[neighbor]]");
+            let _ = writeln!(w, "address = \"{}\"", n.address);
+            let _ = writeln!(w, "remote_as = {}", n.remote_as);
+            let _ = writeln!(w, "hold_time = {}", n.hold_time);
+            let _ = writeln!(w, "connect_retry = {}", self.connect_retry);
+            if n.passive {
+                let _ = writeln!(w, "passive = true");
+            }
+            if let Some(l) = &n.local_address {
+                let _ = writeln!(w, "local_address = \"{l}\"");
+            }
+            if let Some(p) = n.port {
+                let _ = writeln!(w, "port = {p}");
+            }
+            let fams: Vec<String> = n
+                .families
+                .iter()
+                .map(|f| match f {
+                    Family::Ipv4 => "\"ipv4\"".to_string(),
+                    Family::Ipv6 => "\"ipv6\"".to_string(),
+                })
+                .collect();
+            let _ = writeln!(w, "families = [{}]", fams.join(", "));
+        }
+        s
+    }
+}
+
+/// A running `ferry speaker`.
+pub struct Ferry<'l> {
+    lab: &'l Lab,
+    ns: Netns,
+    dir: PathBuf,
+    log: PathBuf,
+    bin: PathBuf,
+    pid: u32,
+}
+
+impl<'l> Ferry<'l> {
+    /// Starts `ferry speaker` in `ns` (files in the lab temp dir `ferry-<ns suffix>`) and waits
+    /// (10 s) until its API socket accepts connections.
+    pub fn start(lab: &'l Lab, ns: &Netns, config: &FerryConfig) -> Ferry<'l> {
+        let bin = ferry_bin();
+        let tag = ns.name().rsplit('-').next().unwrap_or("x");
+        let dir = lab.tempdir(&format!("ferry-{tag}"));
+        let log = dir.join("speaker.log");
+        let conf = dir.join("ferry.toml");
+        std::fs::write(&conf, config.render(&dir)).expect("write ferry.toml");
+        let mut c = ns.command(&bin.display().to_string());
+        c.arg("speaker").arg("--config").arg(&conf);
+        c.env("FERRY_LOG", "info").env_remove("FERRY_API");
+        let pid = lab.spawn("ferry speaker", c, &log);
+        let f = Ferry {
+            lab,
+            ns: ns.clone(),
+            dir,
+            log,
+            bin,
+            pid,
+        };
+        let api = f.api();
+        let ok = poll(Duration::from_secs(10), || {
+            if !f.lab.is_running(f.pid) {
+                return Some(false);
+            }
+            std::os::unix::net::UnixStream::connect(&api)
+                .ok()
+                .map(|_| true)
+        });
+        if ok != Some(true) {
+            f.fail(&format!(
+                "ferry speaker did not come up (API socket {})\n{}",
+                api.display(),
+                config.render(&f.dir)
+            ));
+        }
+        f
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.ns
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// The API socket (`FERRY_API`).
+    pub fn api(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    /// `ferry ARGS...` inside the namespace with `FERRY_API` set; Ok(stdout) on exit 0.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let mut c = self.ns.command(&self.bin.display().to_string());
+        c.args(args)
+            .env("FERRY_API", self.api())
+            .env_remove("FERRY_API_TOKEN_FILE");
+        run(&mut c)
+    }
+
+    /// Like [`Ferry::cli`], failing the test (with Ferry's state and log) on error.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        self.cli(args).unwrap_or_else(|e| self.fail(&e))
+    }
+
+    /// `ferry ARGS... --json`, parsed.
+    pub fn cli_json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cli(&a)?;
+        serde_json::from_str(&out).map_err(|e| format!("ferry {a:?}: bad JSON ({e}): {out}"))
+    }
+
+    /// `ferry status --json`: one object per neighbor.
+    pub fn status(&self) -> Vec<Value> {
+        self.cli_json(&["status"])
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The `ferry status --json` entry of `peer`.
+    pub fn peer_status(&self, peer: &str) -> Option<Value> {
+        self.status()
+            .into_iter()
+            .find(|p| p.get("address").and_then(Value::as_str) == Some(peer))
+    }
+
+    /// `ferry routes --received --json`, as returned.
+    pub fn received_json(&self) -> Vec<Value> {
+        self.cli_json(&["routes", "--received"])
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Stops the speaker with SIGTERM (it closes every session with Cease/Administrative
+    /// Shutdown and the message "ferry speaker shutting down") and waits (10 s) for it to
+    /// exit; returns the exit status ("exit status: 0").
+    pub fn terminate(&self) -> String {
+        let _ = run(Command::new("kill").args(["-TERM", &self.pid.to_string()]));
+        poll(Duration::from_secs(10), || self.lab.exit_status(self.pid))
+            .unwrap_or_else(|| self.fail("ferry speaker still running 10 s after SIGTERM"))
+    }
+}
+
+/// Ferry's `as_path` text ("65002 65002 {1,2}") -> flat list of ASNs.
+fn parse_as_path(s: &str) -> Vec<u32> {
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+/// Parses `ferry routes --received --json` (one entry per peer and prefix; the first wins).
+pub fn parse_received(v: &[Value], family: Family) -> Rib {
+    let mut rib = Rib::new();
+    for r in v {
+        let Some(prefix) = r.get("prefix").and_then(Value::as_str) else {
+            continue;
+        };
+        if Family::of(prefix) != family || rib.contains_key(prefix) {
+            continue;
+        }
+        let strings = |k: &str| -> Vec<String> {
+            r.get(k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(crate::daemons::normalize_community)
+                .collect()
+        };
+        let num = |k: &str| r.get(k).and_then(Value::as_u64).map(|n| n as u32);
+        let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+        rib.insert(
+            prefix.to_string(),
+            RibRoute {
+                prefix: prefix.to_string(),
+                as_path: parse_as_path(r.get("as_path").and_then(Value::as_str).unwrap_or("")),
+                communities: strings("communities"),
+                large_communities: strings("large_communities"),
+                med: num("med"),
+                local_pref: num("local_pref"),
+                next_hop: text("next_hop"),
+                peer: text("peer"),
+            },
+        );
+    }
+    rib
+}
+
+impl BgpDaemon for Ferry<'_> {
+    fn kind(&self) -> &'static str {
+        "ferry"
+    }
+
+    fn state_dump(&self) -> String {
+        let mut s = String::new();
+        if !self.lab.is_running(self.pid) {
+            let _ = writeln!(
+                s,
+                "ferry speaker exited: {:?}",
+                self.lab.exit_status(self.pid)
+            );
+        }
+        for args in [
+            &["status", "--json"][..],
+            &["routes", "--json"][..],
+            &["routes", "--received", "--json"][..],
+        ] {
+            let out = self.cli(args).unwrap_or_else(|e| e);
+            let out: String = out.lines().take(80).collect::<Vec<_>>().join("\n");
+            dump_lines(&mut s, &format!("ferry {}", args.join(" ")), &out);
+        }
+        s
+    }
+
+    fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    fn is_established(&self, peer: &str) -> bool {
+        self.peer_status(peer)
+            .is_some_and(|p| p.get("state").and_then(Value::as_str) == Some("Established"))
+    }
+
+    fn rib(&self, family: Family) -> Rib {
+        parse_received(&self.received_json(), family)
+    }
+
+    /// Ferry logs `session down ... reason=...: 6/2 "message"` for a NOTIFICATION received.
+    fn notification_received(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|s| {
+            s.lines().any(|l| {
+                l.contains("session down") && !l.contains("sent NOTIFICATION") && l.contains(text)
+            })
+        })
+    }
+
+    fn route_refresh(&self, _peer: &str, _family: Family) -> Result<(), String> {
+        Err("ferry has no command that sends a ROUTE-REFRESH".into())
+    }
+
+    /// `ferry announce` with the route's attributes; `prepend` must repeat Ferry's own AS.
+    fn announce(&self, route: &Route) -> Result<(), String> {
+        let mut args: Vec<String> = vec!["announce".into(), route.prefix.clone()];
+        if let Some(nh) = &route.next_hop {
+            args.extend(["--next-hop".into(), nh.clone()]);
+        }
+        for c in &route.communities {
+            args.extend(["--community".into(), c.clone()]);
+        }
+        for c in &route.large_communities {
+            args.extend(["--large-community".into(), c.clone()]);
+        }
+        if let Some(m) = route.med {
+            args.extend(["--med".into(), m.to_string()]);
+        }
+        if !route.prepend.is_empty() {
+            args.extend(["--prepend".into(), route.prepend.len().to_string()]);
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(&a).map(|_| ())
+    }
+
+    fn withdraw(&self, prefix: &str) -> Result<(), String> {
+        self.cli(&["withdraw", prefix]).map(|_| ())
+    }
+
+    fn shutdown_peer(&self, _peer: &str, _message: &str) -> Result<(), String> {
+        Err("ferry shuts sessions down only when the speaker stops (SIGTERM)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_config() {
+        let c = FerryConfig::new(65100, "192.0.2.1")
+            .listen("192.0.2.1:179")
+            .neighbor(
+                Peer::new("192.0.2.2", 65002)
+                    .passive()
+                    .families(&[Family::Ipv4, Family::Ipv6]),
+            )
+            .render(Path::new("/tmp/x"));
+        let parsed = ferry::config::Config::parse(&c).unwrap_or_else(|e| panic!("{e}\n{c}"));
+        assert_eq!(parsed.neighbors.len(), 1);
+        assert!(parsed.neighbors[0].passive);
+        assert_eq!(parsed.neighbors[0].connect_retry.0, 1);
+        assert_eq!(parsed.speaker.api, Path::new("/tmp/x/api.sock"));
+    }
+
+    #[test]
+    fn parses_received_routes() {
+        let v: Value = serde_json::from_str(
+            r#"[{"peer":"192.0.2.2","prefix":"203.0.113.0/24","next_hop":"192.0.2.2",
+                 "as_path":"65002 65002","origin":"igp","med":50,"local_pref":null,
+                 "communities":["64512:100","no-export"],"large_communities":["65002:1:2"]},
+                {"peer":"192.0.2.2","prefix":"2001:db8:1::/48","next_hop":"2001:db8::2",
+                 "as_path":"65002","origin":"igp","med":null,"local_pref":null,
+                 "communities":[],"large_communities":[]}]"#,
+        )
+        .unwrap();
+        let v = v.as_array().unwrap();
+        let rib = parse_received(v, Family::Ipv4);
+        assert_eq!(rib.len(), 1);
+        let r = &rib["203.0.113.0/24"];
+        assert_eq!(r.as_path, vec![65002, 65002]);
+        assert_eq!(r.communities, vec!["64512:100", "65535:65281"]);
+        assert_eq!(r.large_communities, vec!["65002:1:2"]);
+        assert_eq!(r.med, Some(50));
+        assert_eq!(r.next_hop.as_deref(), Some("192.0.2.2"));
+        assert_eq!(r.peer.as_deref(), Some("192.0.2.2"));
+        assert_eq!(parse_received(v, Family::Ipv6).len(), 1);
+    }
+}
