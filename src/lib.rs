@@ -16,11 +16,13 @@
 //! - [`lab`]: `ferry lab`: the three-site FRR lab in network namespaces, failovers and their
 //!   convergence reports.
 //!
-//! The failover controller is described in DESIGN.md and not yet built.
+//! - [`controller`]: `ferry failover`: plans, journaled steps with compensation, resume and
+//!   rollback; reaches the sites only through their speakers' API.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod daemon;
 pub mod inspect;
 pub mod lab;

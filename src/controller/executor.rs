@@ -1,0 +1,403 @@
+//! Runs a plan's steps against the journal: start, drive, resume, abort.
+//!
+//! Contract:
+//! - Every action is preceded by its start record and followed by its end record, both on disk
+//!   (fsync) before the next action; what to do next is derived from the journal's [`Phase`]
+//!   only, so [`Executor::resume`] after a crash at any point continues exactly where the
+//!   journal says: an open step is applied again (steps are idempotent), an open compensation
+//!   is run again.
+//! - On a failed step: roll back (compensate the failed step and every done step, last first)
+//!   or, when the plan says `on_failure = "stop"`, record `stopped` and return; `resume` then
+//!   retries the step and `abort` rolls back.
+//! - Both sites announce a subnet only between the announce and the withdraw of a
+//!   make-before-break plan: break-before-make withdraws first, and rollback runs in reverse,
+//!   so it keeps the same property.
+//! - A run ends with `run_finished` naming the site that announces the subnets.
+//!
+//! Never does: take the lock (the caller holds it for the executor's lifetime); talk to a
+//! speaker except through [`Sites`].
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::journal::{Direction, Journal, JournalError, Mode, Outcome, Phase, Record};
+use super::lock::Holder;
+use super::plan::{OnFailure, Plan};
+use super::sites::{Probes, Sites};
+use super::step::{self, Ctx, Step};
+
+/// What the caller is shown while a run goes on.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Started {
+        step: usize,
+        name: String,
+        undo: bool,
+    },
+    Finished {
+        step: usize,
+        name: String,
+        undo: bool,
+        elapsed: Duration,
+        result: Result<Option<String>, String>,
+    },
+    RollingBack {
+        reason: String,
+    },
+}
+
+/// How `drive` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Completed {
+        active: String,
+    },
+    RolledBack {
+        active: String,
+        reason: String,
+    },
+    /// Waiting for the operator: `resume` or `abort`.
+    Stopped {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Executor<'a> {
+    pub plan: Plan,
+    pub run_id: String,
+    pub direction: Direction,
+    pub mode: Mode,
+    pub steps: Vec<Step>,
+    pub journal: Journal,
+    sites: &'a dyn Sites,
+    probes: &'a dyn Probes,
+    progress: Box<dyn FnMut(Progress) + 'a>,
+}
+
+/// Where the runs' journals live under a state directory.
+pub fn runs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+impl<'a> Executor<'a> {
+    /// Create the run's journal under `state_dir/runs/` and record its start. Nothing has been
+    /// done when this returns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        state_dir: &Path,
+        plan: Plan,
+        direction: Direction,
+        mode: Mode,
+        by: Holder,
+        sites: &'a dyn Sites,
+        probes: &'a dyn Probes,
+        progress: Box<dyn FnMut(Progress) + 'a>,
+    ) -> Result<Self, ExecError> {
+        let dir = runs_dir(state_dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ExecError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        let run_id = format!(
+            "{}-{}-{}",
+            super::journal::now_ms(),
+            plan.name,
+            match direction {
+                Direction::Failover => "failover",
+                Direction::Failback => "failback",
+            }
+        );
+        let journal = Journal::create(&dir.join(format!("{run_id}.jsonl")))?;
+        let steps = step::build(&plan, mode);
+        let mut ex = Self {
+            plan,
+            run_id,
+            direction,
+            mode,
+            steps,
+            journal,
+            sites,
+            probes,
+            progress,
+        };
+        let names = ex.steps.iter().map(|s| s.name.clone()).collect();
+        ex.journal.append(Record::RunStarted {
+            run_id: ex.run_id.clone(),
+            plan: ex.plan.name.clone(),
+            direction,
+            mode,
+            steps: names,
+            by,
+            plan_text: ex.plan.text.clone(),
+        })?;
+        Ok(ex)
+    }
+
+    /// Take over the run in `path` (after a crash, or a stop for the operator). The plan comes
+    /// from the journal, not from the file it was once read from.
+    pub fn open(
+        path: &Path,
+        sites: &'a dyn Sites,
+        probes: &'a dyn Probes,
+        progress: Box<dyn FnMut(Progress) + 'a>,
+    ) -> Result<Self, ExecError> {
+        let journal = Journal::open(path)?;
+        let Some(Record::RunStarted {
+            run_id,
+            direction,
+            mode,
+            steps: names,
+            plan_text,
+            ..
+        }) = journal.entries().first().map(|e| e.record.clone())
+        else {
+            return Err(ExecError::Invalid(format!(
+                "{}: no run was started (nothing was done)",
+                path.display()
+            )));
+        };
+        let plan = Plan::parse(&plan_text)
+            .map_err(|e| ExecError::Invalid(format!("the plan in {}: {e}", path.display())))?;
+        let steps = step::build(&plan, mode);
+        let built: Vec<&String> = steps.iter().map(|s| &s.name).collect();
+        if built != names.iter().collect::<Vec<_>>() {
+            return Err(ExecError::Invalid(format!(
+                "{}: this version of ferry builds other steps for the journal's plan",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            plan,
+            run_id,
+            direction,
+            mode,
+            steps,
+            journal,
+            sites,
+            probes,
+            progress,
+        })
+    }
+
+    /// Plans that this executor can only plan for: used by `ferry plan check`.
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            plan: &self.plan,
+            direction: self.direction,
+            mode: self.mode,
+            sites: self.sites,
+            probes: self.probes,
+        }
+    }
+
+    fn ends(&self) -> (String, String) {
+        let cx = self.ctx();
+        (cx.from().name.clone(), cx.to().name.clone())
+    }
+
+    /// Continue a taken-over run: record who took it, then drive it to its end.
+    pub fn resume(&mut self, by: Holder) -> Result<End, ExecError> {
+        self.takeover(by)?;
+        if let Phase::Stopped {
+            rolling_back: true, ..
+        } = self.journal.phase()
+        {
+            self.journal.append(Record::RollbackStarted {
+                reason: "resumed by the operator after a failed compensation".into(),
+            })?;
+        }
+        self.drive()
+    }
+
+    /// Roll back a run that has not finished.
+    pub fn abort(&mut self, by: Holder) -> Result<End, ExecError> {
+        self.takeover(by)?;
+        match self.journal.phase() {
+            Phase::Forward { .. } | Phase::Failed { .. } | Phase::Stopped { .. } => {
+                self.journal.append(Record::RollbackStarted {
+                    reason: "aborted by the operator".into(),
+                })?;
+            }
+            _ => {}
+        }
+        self.drive()
+    }
+
+    fn takeover(&mut self, by: Holder) -> Result<(), ExecError> {
+        match self.journal.phase() {
+            Phase::Finished(o) => Err(ExecError::Invalid(format!(
+                "run {} already finished ({o:?}); to move back run `ferry failback`",
+                self.run_id
+            ))),
+            _ => {
+                self.journal.append(Record::Resumed { by })?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Run until the journal says finished or stopped.
+    pub fn drive(&mut self) -> Result<End, ExecError> {
+        let n = self.steps.len();
+        let (from, to) = self.ends();
+        loop {
+            match self.journal.phase() {
+                Phase::Empty => return Err(ExecError::Invalid("journal has no run".into())),
+                Phase::Finished(outcome) => return Ok(self.end(outcome)),
+                Phase::Forward { next, open: None } if next == n => {
+                    self.journal.append(Record::RunFinished {
+                        outcome: Outcome::Completed,
+                        active: to.clone(),
+                    })?;
+                }
+                Phase::Forward { next, open } => {
+                    let i = open.unwrap_or(next);
+                    if open.is_none() {
+                        self.journal.append(Record::StepStarted {
+                            step: i,
+                            name: self.steps[i].name.clone(),
+                        })?;
+                    }
+                    let (ms, r) = self.run(i, false);
+                    match r {
+                        Ok(note) => self
+                            .journal
+                            .append(Record::StepDone { step: i, ms, note })?,
+                        Err(error) => {
+                            self.journal
+                                .append(Record::StepFailed { step: i, ms, error })?
+                        }
+                    };
+                }
+                Phase::Failed { step } => {
+                    let reason = self.failure(step);
+                    if self.plan.on_failure == OnFailure::Stop {
+                        self.journal.append(Record::Stopped { reason })?;
+                    } else {
+                        (self.progress)(Progress::RollingBack {
+                            reason: reason.clone(),
+                        });
+                        self.journal.append(Record::RollbackStarted { reason })?;
+                    }
+                }
+                Phase::Stopped { .. } => {
+                    return Ok(End::Stopped {
+                        reason: self.last_error(),
+                    })
+                }
+                Phase::Rollback {
+                    remaining: 0,
+                    open: None,
+                } => {
+                    self.journal.append(Record::RunFinished {
+                        outcome: Outcome::RolledBack,
+                        active: from.clone(),
+                    })?;
+                }
+                Phase::Rollback { remaining, open } => {
+                    let i = open.unwrap_or(remaining - 1);
+                    if open.is_none() {
+                        self.journal.append(Record::CompensateStarted { step: i })?;
+                    }
+                    let (ms, r) = self.run(i, true);
+                    match r {
+                        Ok(_) => self
+                            .journal
+                            .append(Record::CompensateDone { step: i, ms })?,
+                        Err(error) => {
+                            self.journal
+                                .append(Record::CompensateFailed { step: i, ms, error })?
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, i: usize, undo: bool) -> (u64, Result<Option<String>, String>) {
+        let name = self.steps[i].name.clone();
+        (self.progress)(Progress::Started {
+            step: i,
+            name: name.clone(),
+            undo,
+        });
+        let t = Instant::now();
+        let cx = self.ctx();
+        let r = if undo {
+            self.steps[i].compensate(&cx)
+        } else {
+            self.steps[i].apply(&cx)
+        };
+        let elapsed = t.elapsed();
+        (self.progress)(Progress::Finished {
+            step: i,
+            name,
+            undo,
+            elapsed,
+            result: r.clone(),
+        });
+        (elapsed.as_millis() as u64, r)
+    }
+
+    fn failure(&self, step: usize) -> String {
+        format!(
+            "step {} ({}) failed: {}",
+            step + 1,
+            self.steps[step].name,
+            self.last_error()
+        )
+    }
+
+    /// The last failure recorded, as text.
+    fn last_error(&self) -> String {
+        self.journal
+            .entries()
+            .iter()
+            .rev()
+            .find_map(|e| match &e.record {
+                Record::StepFailed { step, error, .. }
+                | Record::CompensateFailed { step, error, .. } => {
+                    Some(format!("{}: {error}", self.steps[*step].name))
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn end(&self, outcome: Outcome) -> End {
+        let active = self
+            .journal
+            .entries()
+            .iter()
+            .rev()
+            .find_map(|e| match &e.record {
+                Record::RunFinished { active, .. } => Some(active.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        match outcome {
+            Outcome::Completed => End::Completed { active },
+            Outcome::RolledBack => End::RolledBack {
+                active,
+                reason: self
+                    .journal
+                    .entries()
+                    .iter()
+                    .find_map(|e| match &e.record {
+                        Record::RollbackStarted { reason } => Some(reason.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,547 @@
+//! The executor against fake sites and probes: full runs, rollback, stop for the operator,
+//! and a crash injected at every journal record (both just after it is on disk and just
+//! before it is written, i.e. after the action it reports) followed by `resume`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::*;
+use crate::api::{PeerStatus, ReceivedRoute};
+use crate::controller::journal::Crash;
+use crate::controller::plan::{Hook, Probe};
+use crate::speaker::Route;
+
+const PLAN: &str = r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+[drain]
+wait_ms = 1000
+[[site]]
+name = "dc1"
+api = "/x/dc1.sock"
+next_hop = "192.0.2.10"
+[[site]]
+name = "dc2"
+api = "/x/dc2.sock"
+next_hop = "192.0.2.20"
+[[site]]
+name = "obs"
+api = "/x/obs.sock"
+[[group]]
+name = "web"
+subnets = ["198.51.100.0/24"]
+[[group]]
+name = "db"
+subnets = ["203.0.113.0/25", "203.0.113.128/25"]
+[[hook]]
+name = "pre"
+stage = "pre-check"
+command = ["true"]
+[[hook]]
+name = "stop-vm"
+stage = "stop-primary"
+command = ["true"]
+undo = ["start-vm"]
+[[hook]]
+name = "cutover-web"
+stage = "cutover"
+group = "web"
+command = ["true"]
+[[health_check]]
+name = "web-up"
+group = "web"
+command = ["check"]
+interval_ms = 100
+rise = 2
+timeout_ms = 2000
+[verify]
+observer = "obs"
+"#;
+
+#[derive(Default)]
+struct FakeSites {
+    rib: RefCell<BTreeMap<String, BTreeMap<IpNet, Route>>>,
+    /// Prefixes seen announced at dc1 and dc2 at once.
+    both: RefCell<BTreeSet<IpNet>>,
+    down: RefCell<BTreeSet<String>>,
+}
+
+impl FakeSites {
+    fn new(plan: &Plan) -> Self {
+        let s = Self::default();
+        let routes: BTreeMap<_, _> = plan
+            .all_prefixes()
+            .into_iter()
+            .map(|p| (p, plan.primary().route(p).unwrap()))
+            .collect();
+        s.rib.borrow_mut().insert("dc1".into(), routes);
+        s
+    }
+
+    fn announcing(&self, site: &str) -> BTreeSet<IpNet> {
+        self.rib
+            .borrow()
+            .get(site)
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn reachable(&self, site: &str) -> Result<(), String> {
+        if self.down.borrow().contains(site) {
+            return Err(format!("site {site}: unreachable"));
+        }
+        Ok(())
+    }
+}
+
+impl Sites for FakeSites {
+    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String> {
+        self.reachable(site)?;
+        let mut rib = self.rib.borrow_mut();
+        let t = rib.entry(site.into()).or_default();
+        for r in routes {
+            t.insert(r.prefix, r.clone());
+        }
+        let a: BTreeSet<_> = rib
+            .get("dc1")
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default();
+        let b: BTreeSet<_> = rib
+            .get("dc2")
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default();
+        self.both.borrow_mut().extend(a.intersection(&b));
+        Ok(())
+    }
+    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String> {
+        self.reachable(site)?;
+        if let Some(t) = self.rib.borrow_mut().get_mut(site) {
+            for p in prefixes {
+                t.remove(p);
+            }
+        }
+        Ok(())
+    }
+    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, String> {
+        self.reachable(site)?;
+        // From JSON so that fields added to PeerStatus later take their defaults.
+        let peer: PeerStatus = serde_json::from_value(serde_json::json!({
+            "address": "127.0.0.2", "remote_as": 65001, "description": null,
+            "state": "Established", "uptime_secs": 1, "prefixes_sent": 0,
+            "prefixes_received": 0, "last_error": null
+        }))
+        .unwrap();
+        Ok(vec![peer])
+    }
+    fn announced(&self, site: &str) -> Result<Vec<Route>, String> {
+        self.reachable(site)?;
+        Ok(self
+            .rib
+            .borrow()
+            .get(site)
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default())
+    }
+    /// The observer sees what dc1 and dc2 announce, with their next hops.
+    fn received(&self, _site: &str) -> Result<Vec<ReceivedRoute>, String> {
+        let rib = self.rib.borrow();
+        Ok(["dc1", "dc2"]
+            .iter()
+            .flat_map(|s| rib.get(*s).into_iter().flat_map(|r| r.values()))
+            .map(|r| {
+                serde_json::from_value::<ReceivedRoute>(serde_json::json!({
+                    "peer": "127.0.0.9", "prefix": r.prefix,
+                    "next_hop": r.next_hop.map(|n| n.to_string()),
+                    "as_path": "65100", "origin": "igp", "med": null, "local_pref": null,
+                    "communities": [], "large_communities": []
+                }))
+                .unwrap()
+            })
+            .collect())
+    }
+}
+
+struct FakeProbes {
+    base: Instant,
+    clock: Cell<Duration>,
+    healthy: Cell<bool>,
+    hooks: RefCell<Vec<String>>,
+}
+
+impl FakeProbes {
+    fn new(healthy: bool) -> Self {
+        Self {
+            base: Instant::now(),
+            clock: Cell::new(Duration::ZERO),
+            healthy: Cell::new(healthy),
+            hooks: RefCell::default(),
+        }
+    }
+}
+
+impl Probes for FakeProbes {
+    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String> {
+        let dir = &env.iter().find(|(k, _)| k == "FERRY_DIRECTION").unwrap().1;
+        self.hooks.borrow_mut().push(format!(
+            "{}{} {dir}",
+            if undo { "undo " } else { "" },
+            hook.name
+        ));
+        Ok(())
+    }
+    fn probe(&self, _: &Probe, _: Duration, _: &[(String, String)]) -> Result<(), String> {
+        self.sleep(Duration::from_millis(1));
+        if self.healthy.get() {
+            Ok(())
+        } else {
+            Err("connection refused".into())
+        }
+    }
+    fn now(&self) -> Instant {
+        self.base + self.clock.get()
+    }
+    fn sleep(&self, d: Duration) {
+        self.clock.set(self.clock.get() + d);
+    }
+}
+
+fn plan(text: &str) -> Plan {
+    Plan::parse(text).unwrap()
+}
+
+fn start<'a>(
+    dir: &Path,
+    plan: Plan,
+    direction: Direction,
+    sites: &'a FakeSites,
+    probes: &'a FakeProbes,
+) -> Executor<'a> {
+    Executor::start(
+        dir,
+        plan,
+        direction,
+        Mode::Planned,
+        Holder::me("test"),
+        sites,
+        probes,
+        Box::new(|_| {}),
+    )
+    .unwrap()
+}
+
+fn only(sites: &FakeSites, plan: &Plan, active: &str) {
+    let all: BTreeSet<_> = plan.all_prefixes().into_iter().collect();
+    let other = if active == "dc1" { "dc2" } else { "dc1" };
+    assert_eq!(sites.announcing(active), all, "{active} announces all");
+    assert!(
+        sites.announcing(other).is_empty(),
+        "{other} announces nothing"
+    );
+}
+
+#[test]
+fn planned_failover_then_failback() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    let names: Vec<_> = ex.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "preflight",
+            "hook pre",
+            "drain",
+            "hook stop-vm",
+            "hook cutover-web",
+            "health web-up",
+            "withdraw web",
+            "announce web",
+            "verify web",
+            "withdraw db",
+            "announce db",
+            "verify db"
+        ]
+    );
+    assert_eq!(
+        ex.drive().unwrap(),
+        End::Completed {
+            active: "dc2".into()
+        }
+    );
+    only(&sites, &p, "dc2");
+    assert!(
+        sites.both.borrow().is_empty(),
+        "break-before-make never overlaps"
+    );
+    // Drained routes carried GRACEFUL_SHUTDOWN before the withdraw; the plan waited 1 s.
+    assert!(probes.clock.get() >= Duration::from_millis(1000));
+    assert_eq!(ex.journal.phase(), Phase::Finished(Outcome::Completed));
+
+    let mut back = start(dir.path(), p.clone(), Direction::Failback, &sites, &probes);
+    assert_eq!(
+        back.drive().unwrap(),
+        End::Completed {
+            active: "dc1".into()
+        }
+    );
+    only(&sites, &p, "dc1");
+    assert!(sites
+        .announced("dc1")
+        .unwrap()
+        .iter()
+        .all(|r| r.communities.is_empty()));
+    assert_eq!(
+        probes.hooks.borrow().clone(),
+        [
+            "pre failover",
+            "stop-vm failover",
+            "cutover-web failover",
+            "pre failback",
+            "stop-vm failback",
+            "cutover-web failback"
+        ]
+    );
+}
+
+#[test]
+fn failing_health_check_rolls_back_with_the_primary_announcing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(false);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    match ex.drive().unwrap() {
+        End::RolledBack { active, reason } => {
+            assert_eq!(active, "dc1");
+            assert!(
+                reason.contains("health web-up") && reason.contains("connection refused"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    only(&sites, &p, "dc1");
+    // No GRACEFUL_SHUTDOWN left behind by the drain; the VM stop was undone.
+    assert!(sites
+        .announced("dc1")
+        .unwrap()
+        .iter()
+        .all(|r| r.communities.is_empty()));
+    assert!(probes
+        .hooks
+        .borrow()
+        .contains(&"undo stop-vm failover".to_string()));
+}
+
+#[test]
+fn stop_for_the_operator_then_resume_or_abort() {
+    let text = PLAN.replace(
+        "order = \"break-before-make\"",
+        "order = \"break-before-make\"\non_failure = \"stop\"",
+    );
+    for abort in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(&text);
+        let sites = FakeSites::new(&p);
+        let probes = FakeProbes::new(false);
+        let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+        assert!(matches!(ex.drive().unwrap(), End::Stopped { .. }));
+        let path = ex.journal.path().to_owned();
+        drop(ex);
+        probes.healthy.set(true);
+        let mut ex = Executor::open(&path, &sites, &probes, Box::new(|_| {})).unwrap();
+        if abort {
+            assert!(matches!(
+                ex.abort(Holder::me("t")).unwrap(),
+                End::RolledBack { .. }
+            ));
+            only(&sites, &p, "dc1");
+        } else {
+            assert!(matches!(
+                ex.resume(Holder::me("t")).unwrap(),
+                End::Completed { .. }
+            ));
+            only(&sites, &p, "dc2");
+        }
+    }
+}
+
+#[test]
+fn make_before_break_overlaps_only_inside_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(&PLAN.replace("break-before-make", "make-before-break"));
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    let names: Vec<_> = ex.steps.iter().map(|s| s.name.clone()).collect();
+    assert!(
+        names.iter().position(|n| n == "announce web")
+            < names.iter().position(|n| n == "withdraw web")
+    );
+    ex.drive().unwrap();
+    only(&sites, &p, "dc2");
+    assert_eq!(
+        sites.both.borrow().len(),
+        3,
+        "each prefix overlapped in its window"
+    );
+}
+
+#[test]
+fn unplanned_failover_skips_the_unreachable_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    sites.down.borrow_mut().insert("dc1".into());
+    let probes = FakeProbes::new(true);
+    let mut ex = Executor::start(
+        dir.path(),
+        p.clone(),
+        Direction::Failover,
+        Mode::Unplanned,
+        Holder::me("t"),
+        &sites,
+        &probes,
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    assert!(!ex
+        .steps
+        .iter()
+        .any(|s| s.name == "drain" || s.name == "hook stop-vm"));
+    assert_eq!(
+        ex.drive().unwrap(),
+        End::Completed {
+            active: "dc2".into()
+        }
+    );
+    let notes: Vec<_> = ex
+        .journal
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::StepDone { note: Some(n), .. } => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("skipped (unplanned)")),
+        "{notes:?}"
+    );
+}
+
+/// Records of an uninterrupted run of `text` with the given health.
+fn full_run_len(text: &str, healthy: bool) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(text);
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(healthy);
+    let mut ex = start(dir.path(), p, Direction::Failover, &sites, &probes);
+    ex.drive().unwrap();
+    ex.journal.entries().len() as u64
+}
+
+/// Crash at `crash`, then resume in a new executor: the end state is consistent.
+fn crash_and_resume(text: &str, healthy: bool, crash: Crash) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(text);
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(healthy);
+    let path = match crash {
+        Crash::Before(0) => {
+            let runs = runs_dir(dir.path());
+            std::fs::create_dir_all(&runs).unwrap();
+            let path = runs.join("r.jsonl");
+            Journal::create(&path).unwrap();
+            path
+        }
+        _ => {
+            let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+            ex.journal.crash = Some(crash);
+            if crash != Crash::After(0) {
+                let e = ex.drive().unwrap_err();
+                assert!(
+                    matches!(e, ExecError::Journal(JournalError::Crashed(_))),
+                    "{crash:?}: {e}"
+                );
+            }
+            ex.journal.path().to_owned()
+        }
+    };
+    let ctx = format!("{crash:?} healthy={healthy}");
+    let opened = Executor::open(&path, &sites, &probes, Box::new(|_| {}));
+    match opened {
+        Err(ExecError::Invalid(e)) => {
+            assert!(e.contains("no run was started"), "{ctx}: {e}");
+            only(&sites, &p, "dc1");
+        }
+        Err(e) => panic!("{ctx}: {e}"),
+        Ok(mut ex) => {
+            let end = match ex.journal.phase() {
+                // The crash came after the last record: nothing left to do.
+                Phase::Finished(_) => ex.drive().unwrap(),
+                _ => ex.resume(Holder::me("resume")).unwrap(),
+            };
+            let active = match (&end, healthy) {
+                (End::Completed { active }, true) => active,
+                (End::RolledBack { active, .. }, false) => active,
+                _ => panic!("{ctx}: {end:?}"),
+            };
+            only(&sites, &p, active);
+            assert!(matches!(ex.journal.phase(), Phase::Finished(_)), "{ctx}");
+            assert!(sites.both.borrow().is_empty(), "{ctx}: both announced");
+            assert!(
+                sites
+                    .announced(active)
+                    .unwrap()
+                    .iter()
+                    .all(|r| r.communities.is_empty()),
+                "{ctx}: drained routes left behind"
+            );
+            // The journal on disk replays to the same end.
+            let (_, phase, _, _) = crate::controller::journal::replay(&path).unwrap();
+            assert_eq!(phase, ex.journal.phase(), "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn a_crash_after_every_journal_record_then_resume_is_consistent() {
+    for healthy in [true, false] {
+        let n = full_run_len(PLAN, healthy);
+        assert!(n > 20, "{n}");
+        for k in 0..n {
+            crash_and_resume(PLAN, healthy, Crash::After(k));
+            crash_and_resume(PLAN, healthy, Crash::Before(k));
+        }
+    }
+}
+
+#[test]
+fn abort_of_a_crashed_run_rolls_back_every_started_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    // Crash just after "announce web" is on record as started (web already withdrawn at dc1).
+    let seq = 1 + 2 * 7;
+    ex.journal.crash = Some(Crash::After(seq));
+    assert!(ex.drive().is_err());
+    let path = ex.journal.path().to_owned();
+    drop(ex);
+    let mut ex = Executor::open(&path, &sites, &probes, Box::new(|_| {})).unwrap();
+    assert!(matches!(
+        ex.abort(Holder::me("t")).unwrap(),
+        End::RolledBack { .. }
+    ));
+    only(&sites, &p, "dc1");
+    let e = ex.resume(Holder::me("t")).unwrap_err().to_string();
+    assert!(e.contains("already finished"), "{e}");
+}

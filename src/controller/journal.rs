@@ -1,0 +1,531 @@
+//! The run journal: an append-only JSON-lines file, one record per step start and end, each
+//! fsync'd before the action it announces (or after the one it reports) goes on.
+//!
+//! Contract:
+//! - Every record passes [`Phase::next`], the ONE `match` of legal transitions, both when it is
+//!   appended and when a file is replayed; a record that does not fit is refused, so a journal
+//!   on disk is always a legal prefix of a run.
+//! - Replay works from any prefix. A last line without its newline is a torn write (the
+//!   controller died inside `write`): it is dropped and the file truncated before appending.
+//!   Any other bad line is corruption and names its line.
+//! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds.
+//!
+//! Never does: decide what to run (that is [`super::executor`]) or take the lock
+//! ([`super::lock`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::lock::Holder;
+
+/// Which way a run moves the subnets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// primary -> recovery
+    Failover,
+    /// recovery -> primary
+    Failback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Planned,
+    /// The site losing the subnet may be unreachable: its steps are best effort.
+    Unplanned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    RolledBack,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    RunStarted {
+        run_id: String,
+        plan: String,
+        direction: Direction,
+        mode: Mode,
+        steps: Vec<String>,
+        by: Holder,
+        /// The plan's TOML: resume needs nothing else.
+        plan_text: String,
+    },
+    StepStarted {
+        step: usize,
+        name: String,
+    },
+    StepDone {
+        step: usize,
+        ms: u64,
+        note: Option<String>,
+    },
+    StepFailed {
+        step: usize,
+        ms: u64,
+        error: String,
+    },
+    /// The plan says stop on failure: the operator decides (`resume` retries, `abort` rolls back).
+    Stopped {
+        reason: String,
+    },
+    /// Another process (or the same after a crash) took the run over.
+    Resumed {
+        by: Holder,
+    },
+    RollbackStarted {
+        reason: String,
+    },
+    CompensateStarted {
+        step: usize,
+    },
+    CompensateDone {
+        step: usize,
+        ms: u64,
+    },
+    CompensateFailed {
+        step: usize,
+        ms: u64,
+        error: String,
+    },
+    RunFinished {
+        outcome: Outcome,
+        /// The site announcing the subnets now.
+        active: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// Where a run is, derived from its records only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Empty,
+    /// Steps `0..next` are done; `open` was started and has no end record.
+    Forward {
+        next: usize,
+        open: Option<usize>,
+    },
+    /// `step` failed; the next record says rollback or stop.
+    Failed {
+        step: usize,
+    },
+    /// Waiting for the operator. `rolling_back`: a compensation of `step` failed.
+    Stopped {
+        step: usize,
+        rolling_back: bool,
+    },
+    /// Steps `0..remaining` still need compensating, last first; `open` is in progress.
+    Rollback {
+        remaining: usize,
+        open: Option<usize>,
+    },
+    Finished(Outcome),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {path} line {line}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+    #[error("journal: record {record} is not legal in phase {phase:?}")]
+    Illegal { phase: Phase, record: String },
+    /// Test-only crash injection fired.
+    #[error("injected crash at record {0}")]
+    Crashed(u64),
+}
+
+impl Phase {
+    /// The legal transitions, all of them. `steps` is the run's step count.
+    pub fn next(self, steps: usize, r: &Record) -> Option<Phase> {
+        use Phase::*;
+        use Record as R;
+        Some(match (self, r) {
+            (Empty, R::RunStarted { .. }) => Forward {
+                next: 0,
+                open: None,
+            },
+            (Forward { next, open: None }, R::StepStarted { step, .. })
+                if *step == next && next < steps =>
+            {
+                Forward {
+                    next,
+                    open: Some(next),
+                }
+            }
+            (Forward { open: Some(s), .. }, R::StepDone { step, .. }) if *step == s => Forward {
+                next: s + 1,
+                open: None,
+            },
+            (Forward { open: Some(s), .. }, R::StepFailed { step, .. }) if *step == s => {
+                Failed { step: s }
+            }
+            // Abort of an interrupted run: compensate everything started.
+            (Forward { next, open }, R::RollbackStarted { .. }) => Rollback {
+                remaining: open.map_or(next, |s| s + 1),
+                open: None,
+            },
+            (
+                Forward { next, open: None },
+                R::RunFinished {
+                    outcome: Outcome::Completed,
+                    ..
+                },
+            ) if next == steps => Finished(Outcome::Completed),
+            (Failed { step }, R::RollbackStarted { .. }) => Rollback {
+                remaining: step + 1,
+                open: None,
+            },
+            (Failed { step }, R::Stopped { .. }) => Stopped {
+                step,
+                rolling_back: false,
+            },
+            (
+                Stopped {
+                    step,
+                    rolling_back: false,
+                },
+                R::Resumed { .. },
+            ) => Forward {
+                next: step,
+                open: None,
+            },
+            (Stopped { step, .. }, R::RollbackStarted { .. }) => Rollback {
+                remaining: step + 1,
+                open: None,
+            },
+            (
+                Rollback {
+                    remaining,
+                    open: None,
+                },
+                R::CompensateStarted { step },
+            ) if *step + 1 == remaining => Rollback {
+                remaining,
+                open: Some(*step),
+            },
+            (Rollback { open: Some(s), .. }, R::CompensateDone { step, .. }) if *step == s => {
+                Rollback {
+                    remaining: s,
+                    open: None,
+                }
+            }
+            (Rollback { open: Some(s), .. }, R::CompensateFailed { step, .. }) if *step == s => {
+                Stopped {
+                    step: s,
+                    rolling_back: true,
+                }
+            }
+            (
+                Rollback {
+                    remaining: 0,
+                    open: None,
+                },
+                R::RunFinished {
+                    outcome: Outcome::RolledBack,
+                    ..
+                },
+            ) => Finished(Outcome::RolledBack),
+            // A takeover changes nothing else; it is there for the audit trail.
+            (
+                p @ (Forward { .. } | Failed { .. } | Rollback { .. } | Stopped { .. }),
+                R::Resumed { .. },
+            ) => p,
+            _ => return None,
+        })
+    }
+}
+
+/// Test-only: make an append fail as if the process died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// After record `seq` is on disk.
+    After(u64),
+    /// Before record `seq` is written (the action it reports has happened).
+    Before(u64),
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry>,
+    phase: Phase,
+    steps: usize,
+    pub crash: Option<Crash>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Create a new, empty journal (refuses an existing file).
+    pub fn create(path: &Path) -> Result<Self, JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            entries: Vec::new(),
+            phase: Phase::Empty,
+            steps: 0,
+            crash: None,
+        })
+    }
+
+    /// Replay an existing journal, checking every transition; drops a torn last line.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let (entries, phase, steps, good_len) = replay(path)?;
+        let io = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+        if file.metadata().map_err(io)?.len() != good_len {
+            file.set_len(good_len).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            entries,
+            phase,
+            steps,
+            crash: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Check the transition, write one line, fsync.
+    pub fn append(&mut self, record: Record) -> Result<&Entry, JournalError> {
+        let seq = self.entries.len() as u64;
+        let steps = match &record {
+            Record::RunStarted { steps, .. } => steps.len(),
+            _ => self.steps,
+        };
+        let phase = self
+            .phase
+            .next(steps, &record)
+            .ok_or_else(|| JournalError::Illegal {
+                phase: self.phase,
+                record: serde_json::to_string(&record).unwrap_or_default(),
+            })?;
+        if self.crash == Some(Crash::Before(seq)) {
+            return Err(JournalError::Crashed(seq));
+        }
+        let entry = Entry {
+            seq,
+            at_ms: now_ms(),
+            record,
+        };
+        let mut line = serde_json::to_string(&entry).map_err(|e| JournalError::Corrupt {
+            path: self.path.clone(),
+            line: seq as usize + 1,
+            detail: e.to_string(),
+        })?;
+        line.push('\n');
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.phase = phase;
+        self.steps = steps;
+        self.entries.push(entry);
+        if self.crash == Some(Crash::After(seq)) {
+            return Err(JournalError::Crashed(seq));
+        }
+        Ok(self.entries.last().expect("just pushed"))
+    }
+}
+
+/// Entries, phase, step count and the length of the good part of the file.
+pub fn replay(path: &Path) -> Result<(Vec<Entry>, Phase, usize, u64), JournalError> {
+    let text = std::fs::read(path).map_err(|source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut entries = Vec::new();
+    let mut phase = Phase::Empty;
+    let mut steps = 0;
+    let mut pos = 0usize;
+    let mut line_no = 0;
+    while pos < text.len() {
+        line_no += 1;
+        let Some(nl) = text[pos..].iter().position(|b| *b == b'\n') else {
+            break; // torn last write
+        };
+        let line = &text[pos..pos + nl];
+        let corrupt = |detail: String| JournalError::Corrupt {
+            path: path.to_owned(),
+            line: line_no,
+            detail,
+        };
+        let entry: Entry = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+        if entry.seq != entries.len() as u64 {
+            return Err(corrupt(format!(
+                "seq {} where {} was due",
+                entry.seq,
+                entries.len()
+            )));
+        }
+        if let Record::RunStarted { steps: s, .. } = &entry.record {
+            steps = s.len();
+        }
+        phase = phase
+            .next(steps, &entry.record)
+            .ok_or_else(|| corrupt(format!("record not legal in phase {phase:?}")))?;
+        entries.push(entry);
+        pos += nl + 1;
+    }
+    Ok((entries, phase, steps, pos as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder() -> Holder {
+        Holder::me("test")
+    }
+
+    fn started(n: usize) -> Record {
+        Record::RunStarted {
+            run_id: "r".into(),
+            plan: "p".into(),
+            direction: Direction::Failover,
+            mode: Mode::Planned,
+            steps: (0..n).map(|i| format!("s{i}")).collect(),
+            by: holder(),
+            plan_text: String::new(),
+        }
+    }
+
+    #[test]
+    fn legal_run_replays_and_illegal_records_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(2)).unwrap();
+        assert!(j
+            .append(Record::StepStarted {
+                step: 1,
+                name: "s1".into()
+            })
+            .is_err());
+        j.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        assert!(j
+            .append(Record::RunFinished {
+                outcome: Outcome::Completed,
+                active: "b".into()
+            })
+            .is_err());
+        j.append(Record::StepDone {
+            step: 0,
+            ms: 1,
+            note: None,
+        })
+        .unwrap();
+        j.append(Record::StepStarted {
+            step: 1,
+            name: "s1".into(),
+        })
+        .unwrap();
+        j.append(Record::StepFailed {
+            step: 1,
+            ms: 1,
+            error: "x".into(),
+        })
+        .unwrap();
+        j.append(Record::RollbackStarted { reason: "x".into() })
+            .unwrap();
+        assert!(j.append(Record::CompensateStarted { step: 0 }).is_err());
+        for s in [1, 0] {
+            j.append(Record::CompensateStarted { step: s }).unwrap();
+            j.append(Record::CompensateDone { step: s, ms: 0 }).unwrap();
+        }
+        j.append(Record::RunFinished {
+            outcome: Outcome::RolledBack,
+            active: "a".into(),
+        })
+        .unwrap();
+        assert_eq!(j.phase(), Phase::Finished(Outcome::RolledBack));
+        let (entries, phase, _, _) = replay(&path).unwrap();
+        assert_eq!(entries.len(), 11);
+        assert_eq!(phase, Phase::Finished(Outcome::RolledBack));
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_and_corruption_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":1,\"at_ms\":0,\"rec").unwrap();
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.entries().len(), 1);
+        j.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        assert_eq!(replay(&path).unwrap().0.len(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("step_started", "step_done")).unwrap();
+        let e = Journal::open(&path).err().unwrap().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}

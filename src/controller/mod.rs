@@ -1,0 +1,22 @@
+//! The failover controller: moves a plan's subnets from one site to the other around the VM
+//! cutover, one journaled step at a time, and survives its own crash.
+//!
+//! - [`plan`]: the plan TOML, checked whole when read.
+//! - [`step`]: the steps a plan becomes, each with an idempotent `apply` and a `compensate`.
+//! - [`journal`]: the append-only, fsync'd run record and its legal transitions (one `match`).
+//! - [`lock`]: one controller per plan, the holder named.
+//! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
+//! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
+//!
+//! Never does: speak BGP itself; everything at a site goes through its speaker's API.
+
+pub mod executor;
+pub mod journal;
+pub mod lock;
+pub mod plan;
+pub mod sites;
+pub mod step;
+
+pub use executor::{End, ExecError, Executor, Progress};
+pub use journal::{Direction, Mode, Outcome};
+pub use plan::Plan;

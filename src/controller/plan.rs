@@ -1,0 +1,547 @@
+//! The failover plan: a TOML file read once, checked whole, then treated as data.
+//!
+//! Contract:
+//! - Unknown keys are rejected by name; every bad value names its key, the value and the line
+//!   (toml reports the position; rules spanning keys look the line up from a span).
+//! - A `Plan` that exists is usable: primary and recovery are distinct sites, every group,
+//!   hook, health check and observer reference resolves, every subnet builds a valid
+//!   [`Route`] with each site's attributes, no subnet appears twice.
+//! - The plan's text is kept ([`Plan::text`]) so a run's journal can carry it and `resume`
+//!   never depends on the file still being there or unchanged.
+//!
+//! Never does: contact a speaker or run a hook (see [`super::executor`]).
+//!
+//! ```toml
+//! name = "web"
+//! primary = "dc1"
+//! recovery = "dc2"
+//! order = "break-before-make"   # or "make-before-break"
+//! on_failure = "rollback"       # or "stop" (wait for the operator)
+//! overlap_ms = 0                # make-before-break: time both sites announce
+//! [drain]                       # optional: re-announce with GRACEFUL_SHUTDOWN, then wait
+//! wait_ms = 5000
+//! [[site]]
+//! name = "dc1"
+//! api = "/run/ferry/dc1.sock"   # or http://host:port, with api_token_file
+//! next_hop = "192.0.2.10"       # attributes to announce with: communities, med, ...
+//! [[group]]                     # groups move one after the other, in file order
+//! name = "web"
+//! subnets = ["198.51.100.0/24"]
+//! [[hook]]                      # stage: pre-check, stop-primary, cutover, post-check
+//! name = "vm-cutover"
+//! stage = "cutover"
+//! group = "web"                 # optional: only for that group
+//! command = ["/usr/local/bin/cutover", "--plan", "web"]
+//! env = { SITE = "dc2" }        # or http = { url = "http://...", method = "POST" }
+//! timeout_ms = 60000
+//! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
+//! [[health_check]]
+//! name = "web-tcp"
+//! tcp = "198.51.100.10:80"      # or command = [...]
+//! interval_ms = 500
+//! rise = 2
+//! fall = 10                     # optional; absent: only the timeout fails it
+//! timeout_ms = 60000
+//! [verify]                      # optional
+//! observer = "obs"              # a site whose received routes must show the move
+//! # command = ["vtysh", "-c", "show ip bgp 198.51.100.0/24"]
+//! timeout_ms = 10000
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::speaker::Route;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plan {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    BreakBeforeMake,
+    MakeBeforeBreak,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    Rollback,
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    PreCheck,
+    StopPrimary,
+    Cutover,
+    PostCheck,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub name: String,
+    pub primary: Spanned<String>,
+    pub recovery: Spanned<String>,
+    pub order: Order,
+    #[serde(default = "rollback")]
+    pub on_failure: OnFailure,
+    #[serde(default)]
+    pub overlap_ms: u64,
+    pub drain: Option<Drain>,
+    #[serde(rename = "site")]
+    pub sites: Vec<Site>,
+    #[serde(rename = "group")]
+    pub groups: Vec<Group>,
+    #[serde(default, rename = "hook")]
+    pub hooks: Vec<Hook>,
+    #[serde(default, rename = "health_check")]
+    pub health_checks: Vec<HealthCheck>,
+    pub verify: Option<Verify>,
+    #[serde(skip)]
+    pub text: String,
+}
+
+fn rollback() -> OnFailure {
+    OnFailure::Rollback
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drain {
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    pub api: String,
+    pub api_token_file: Option<PathBuf>,
+    pub next_hop: Option<String>,
+    #[serde(default)]
+    pub communities: Vec<String>,
+    #[serde(default)]
+    pub large_communities: Vec<String>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    #[serde(default)]
+    pub prepend: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub subnets: Vec<Spanned<String>>,
+    /// Parsed from `subnets` by [`Plan::parse`].
+    #[serde(skip)]
+    pub prefixes: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    pub name: String,
+    pub stage: Stage,
+    pub group: Option<Spanned<String>>,
+    pub command: Option<Vec<String>>,
+    pub http: Option<HttpCall>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "hook_timeout")]
+    pub timeout_ms: u64,
+    pub undo: Option<Vec<String>>,
+}
+
+fn hook_timeout() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCall {
+    /// `http://host:port/path` (plain HTTP on the management network).
+    pub url: String,
+    #[serde(default = "post")]
+    pub method: String,
+    pub body: Option<String>,
+    /// The status that means success; any 2xx when absent.
+    pub expect_status: Option<u16>,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub name: String,
+    pub group: Option<Spanned<String>>,
+    pub tcp: Option<String>,
+    pub command: Option<Vec<String>>,
+    #[serde(default = "interval")]
+    pub interval_ms: u64,
+    #[serde(default = "one")]
+    pub rise: u32,
+    pub fall: Option<u32>,
+    #[serde(default = "check_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn interval() -> u64 {
+    500
+}
+fn one() -> u32 {
+    1
+}
+fn check_timeout() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    pub observer: Option<Spanned<String>>,
+    pub command: Option<Vec<String>>,
+    #[serde(default = "verify_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "verify_interval")]
+    pub interval_ms: u64,
+}
+
+fn verify_timeout() -> u64 {
+    10_000
+}
+fn verify_interval() -> u64 {
+    100
+}
+
+/// What a probe (health check or command verification) does once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Tcp(String),
+    Command(Vec<String>),
+}
+
+impl HealthCheck {
+    pub fn probe(&self) -> Probe {
+        match (&self.tcp, &self.command) {
+            (Some(a), _) => Probe::Tcp(a.clone()),
+            (None, Some(c)) => Probe::Command(c.clone()),
+            (None, None) => Probe::Command(vec!["true".into()]), // excluded by check()
+        }
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Hook {
+    pub fn in_group(&self, group: Option<&str>) -> bool {
+        self.group.as_ref().map(|g| g.get_ref().as_str()) == group
+    }
+}
+
+impl Site {
+    /// The route this site announces for `prefix`, with its attributes; validated.
+    pub fn route(&self, prefix: IpNet) -> Result<Route, String> {
+        let v = serde_json::json!({
+            "prefix": prefix.to_string(),
+            "next_hop": self.next_hop,
+            "communities": self.communities,
+            "large_communities": self.large_communities,
+            "med": self.med,
+            "local_pref": self.local_pref,
+            "prepend": self.prepend,
+        });
+        serde_json::from_value(v).map_err(|e| format!("site {:?}: {e}", self.name))
+    }
+}
+
+/// Line (1-based) of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+impl Plan {
+    pub fn load(path: &Path) -> Result<Self, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| PlanError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parse and check; errors carry key, value and line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut plan: Plan = toml::from_str(text).map_err(|e| e.to_string())?;
+        plan.text = text.to_owned();
+        plan.check()?;
+        Ok(plan)
+    }
+
+    fn at<T>(&self, s: &Spanned<T>) -> usize {
+        line_of(&self.text, s.span().start)
+    }
+
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    pub fn primary(&self) -> &Site {
+        self.site(self.primary.get_ref()).expect("checked")
+    }
+
+    pub fn recovery(&self) -> &Site {
+        self.site(self.recovery.get_ref()).expect("checked")
+    }
+
+    pub fn all_prefixes(&self) -> Vec<IpNet> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.prefixes.iter().copied())
+            .collect()
+    }
+
+    fn site_ref(&self, key: &str, s: &Spanned<String>) -> Result<(), String> {
+        if self.site(s.get_ref()).is_none() {
+            let names: Vec<_> = self.sites.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "{key} = {:?} at line {}: no [[site]] has that name (sites: {})",
+                s.get_ref(),
+                self.at(s),
+                names.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn group_ref(&self, key: &str, g: &Option<Spanned<String>>) -> Result<(), String> {
+        if let Some(g) = g {
+            if !self.groups.iter().any(|x| &x.name == g.get_ref()) {
+                return Err(format!(
+                    "{key} = {:?} at line {}: no [[group]] has that name",
+                    g.get_ref(),
+                    self.at(g)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "name = {:?}: use letters, digits, '-', '_' and '.' only (it names files in the state directory)",
+                self.name
+            ));
+        }
+        for (i, s) in self.sites.iter().enumerate() {
+            if self.sites[..i].iter().any(|t| t.name == s.name) {
+                return Err(format!("site.name {:?} appears twice", s.name));
+            }
+            crate::api::Endpoint::parse(&s.api)
+                .map_err(|e| format!("site {:?}: api: {e}", s.name))?;
+        }
+        self.site_ref("primary", &self.primary)?;
+        self.site_ref("recovery", &self.recovery)?;
+        if self.primary.get_ref() == self.recovery.get_ref() {
+            return Err(format!(
+                "recovery = {:?} at line {}: the same site as primary",
+                self.recovery.get_ref(),
+                self.at(&self.recovery)
+            ));
+        }
+        if self.groups.is_empty() {
+            return Err("no [[group]]: a plan moves at least one subnet".into());
+        }
+        let mut seen: Vec<IpNet> = Vec::new();
+        let mut groups = std::mem::take(&mut self.groups);
+        for g in groups.iter_mut() {
+            if g.subnets.is_empty() {
+                return Err(format!("group {:?}: subnets is empty", g.name));
+            }
+            g.prefixes.clear();
+            for s in &g.subnets {
+                let p = crate::speaker::route::parse_prefix(s.get_ref()).map_err(|e| {
+                    format!("group {:?} subnets at line {}: {e}", g.name, self.at(s))
+                })?;
+                if seen.contains(&p) {
+                    return Err(format!(
+                        "group {:?} subnets at line {}: {p} appears twice in the plan",
+                        g.name,
+                        self.at(s)
+                    ));
+                }
+                seen.push(p);
+                g.prefixes.push(p);
+            }
+        }
+        self.groups = groups;
+        for (i, g) in self.groups.iter().enumerate() {
+            if self.groups[..i].iter().any(|h| h.name == g.name) {
+                return Err(format!("group.name {:?} appears twice", g.name));
+            }
+        }
+        for site in [self.primary(), self.recovery()] {
+            for p in &seen {
+                site.route(*p)?;
+            }
+        }
+        for h in &self.hooks {
+            self.group_ref(&format!("hook {:?} group", h.name), &h.group)?;
+            match (&h.command, &h.http) {
+                (Some(c), None) if !c.is_empty() => {}
+                (None, Some(call)) => check_url(&call.url)
+                    .map_err(|e| format!("hook {:?} http.url: {e}", h.name))?,
+                _ => {
+                    return Err(format!(
+                        "hook {:?}: give exactly one of command = [\"prog\", \"arg\"...] or http = {{ url = ... }}",
+                        h.name
+                    ))
+                }
+            }
+            if matches!(&h.undo, Some(u) if u.is_empty()) {
+                return Err(format!("hook {:?}: undo is empty", h.name));
+            }
+            if h.timeout_ms == 0 {
+                return Err(format!("hook {:?}: timeout_ms must be above 0", h.name));
+            }
+        }
+        for c in &self.health_checks {
+            self.group_ref(&format!("health_check {:?} group", c.name), &c.group)?;
+            match (&c.tcp, &c.command) {
+                (Some(_), None) => {}
+                (None, Some(cmd)) if !cmd.is_empty() => {}
+                _ => {
+                    return Err(format!(
+                    "health_check {:?}: give exactly one of tcp = \"host:port\" or command = [...]",
+                    c.name
+                ))
+                }
+            }
+            if c.rise == 0 || c.fall == Some(0) || c.timeout_ms == 0 || c.interval_ms == 0 {
+                return Err(format!(
+                    "health_check {:?}: rise, fall, interval_ms and timeout_ms must be above 0",
+                    c.name
+                ));
+            }
+        }
+        if let Some(v) = &self.verify {
+            match (&v.observer, &v.command) {
+                (Some(o), None) => self.site_ref("verify.observer", o)?,
+                (None, Some(c)) if !c.is_empty() => {}
+                _ => {
+                    return Err(
+                        "verify: give exactly one of observer = \"SITE\" or command = [...]".into(),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} is not http://HOST:PORT/PATH"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const PLAN: &str = r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+
+[[site]]
+name = "dc1"
+api = "/run/ferry/dc1.sock"
+next_hop = "192.0.2.10"
+
+[[site]]
+name = "dc2"
+api = "http://127.0.0.1:8179"
+next_hop = "192.0.2.20"
+
+[[group]]
+name = "web"
+subnets = ["198.51.100.0/24"]
+
+[[hook]]
+name = "cutover"
+stage = "cutover"
+command = ["true"]
+
+[[health_check]]
+name = "web-up"
+command = ["true"]
+"#;
+
+    #[test]
+    fn example_parses() {
+        let p = Plan::parse(PLAN).unwrap();
+        assert_eq!(p.primary().name, "dc1");
+        assert_eq!(p.all_prefixes(), vec!["198.51.100.0/24".parse().unwrap()]);
+        assert_eq!(p.on_failure, OnFailure::Rollback);
+        assert_eq!(p.hooks[0].stage, Stage::Cutover);
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_name_key_and_line() {
+        let e =
+            Plan::parse(&PLAN.replace("next_hop = \"192.0.2.20\"", "nexthop = \"x\"")).unwrap_err();
+        assert!(e.contains("nexthop") && e.contains("line 14"), "{e}");
+        let e = Plan::parse(&PLAN.replace("break-before-make", "sideways")).unwrap_err();
+        assert!(e.contains("sideways") && e.contains("line 4"), "{e}");
+        let e = Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc3\"")).unwrap_err();
+        assert!(e.contains("\"dc3\"") && e.contains("line 3"), "{e}");
+        let e = Plan::parse(&PLAN.replace("198.51.100.0/24", "198.51.100.1/24")).unwrap_err();
+        assert!(
+            e.contains("198.51.100.0/24?") && e.contains("line 18"),
+            "{e}"
+        );
+        let e = Plan::parse(&PLAN.replace("192.0.2.20", "2001:db8::1")).unwrap_err();
+        assert!(e.contains("dc2") && e.contains("next_hop"), "{e}");
+        let e = Plan::parse(&PLAN.replace("command = [\"true\"]\n\n[[health", "\n[[health"))
+            .unwrap_err();
+        assert!(e.contains("hook \"cutover\""), "{e}");
+    }
+}

@@ -1,0 +1,292 @@
+//! What the executor asks of the world, behind two traits so its unit tests use fakes.
+//!
+//! - [`Sites`]: the speaker operations of one named site (announce, withdraw, peers, the routes
+//!   it announces, the routes it received). [`ApiSites`] is the real one over
+//!   [`crate::api::Client`], each call with a timeout.
+//! - [`Probes`]: hooks, one attempt of a probe, and the clock. [`SystemProbes`] runs commands
+//!   (own process group, killed as a group on timeout), plain HTTP/1.1 calls and TCP connects.
+//!
+//! Never does: decide what to do next (that is [`super::executor`]); retry on its own.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::plan::{Hook, HttpCall, Plan, Probe};
+use crate::api::{
+    AnnounceRequest, ChangeResponse, Client, Endpoint, PeerStatus, ReceivedRoute, WithdrawRequest,
+};
+use crate::speaker::Route;
+
+/// Speaker operations by site name. Errors are text that names the site and what failed.
+pub trait Sites {
+    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String>;
+    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String>;
+    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, String>;
+    fn announced(&self, site: &str) -> Result<Vec<Route>, String>;
+    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, String>;
+}
+
+/// Hooks, probes and time.
+pub trait Probes {
+    /// Run a hook (or its `undo` command); `env` is added to the hook's own environment.
+    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String>;
+    /// One attempt of a probe, bounded by `timeout`.
+    fn probe(
+        &self,
+        probe: &Probe,
+        timeout: Duration,
+        env: &[(String, String)],
+    ) -> Result<(), String>;
+    fn now(&self) -> Instant;
+    fn sleep(&self, d: Duration);
+}
+
+/// The real sites: one API client per site of the plan.
+pub struct ApiSites {
+    clients: BTreeMap<String, Client>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl ApiSites {
+    /// Clients for every site of `plan`, each request bounded by `timeout`.
+    pub fn new(plan: &Plan, timeout: Duration) -> Result<Self, String> {
+        let mut clients = BTreeMap::new();
+        for s in &plan.sites {
+            let endpoint =
+                Endpoint::parse(&s.api).map_err(|e| format!("site {:?}: {e}", s.name))?;
+            let token = match &s.api_token_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .map_err(|e| {
+                            format!("site {:?}: api_token_file {}: {e}", s.name, p.display())
+                        })?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let mut c = Client::new(endpoint, token);
+            c.timeout = timeout;
+            clients.insert(s.name.clone(), c);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        Ok(Self { clients, rt })
+    }
+
+    fn client(&self, site: &str) -> Result<&Client, String> {
+        self.clients
+            .get(site)
+            .ok_or_else(|| format!("no site {site:?} in the plan"))
+    }
+}
+
+impl Sites for ApiSites {
+    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String> {
+        let c = self.client(site)?;
+        let body = AnnounceRequest {
+            routes: routes.to_vec(),
+        };
+        self.rt
+            .block_on(c.post::<_, ChangeResponse>("/v1/announce", &body))
+            .map(|_| ())
+            .map_err(|e| format!("site {site}: announce: {e}"))
+    }
+
+    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String> {
+        let c = self.client(site)?;
+        let body = WithdrawRequest {
+            prefixes: prefixes.to_vec(),
+        };
+        self.rt
+            .block_on(c.post::<_, ChangeResponse>("/v1/withdraw", &body))
+            .map(|_| ())
+            .map_err(|e| format!("site {site}: withdraw: {e}"))
+    }
+
+    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, String> {
+        let c = self.client(site)?;
+        self.rt
+            .block_on(c.get("/v1/peers"))
+            .map_err(|e| format!("site {site}: {e}"))
+    }
+
+    fn announced(&self, site: &str) -> Result<Vec<Route>, String> {
+        let c = self.client(site)?;
+        self.rt
+            .block_on(c.get("/v1/routes"))
+            .map_err(|e| format!("site {site}: {e}"))
+    }
+
+    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, String> {
+        let c = self.client(site)?;
+        self.rt
+            .block_on(c.get("/v1/routes/received"))
+            .map_err(|e| format!("site {site}: {e}"))
+    }
+}
+
+/// Commands, HTTP calls and TCP connects on this host; the real clock.
+pub struct SystemProbes;
+
+impl Probes for SystemProbes {
+    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String> {
+        let timeout = Duration::from_millis(hook.timeout_ms);
+        let mut env: Vec<(String, String)> = env.to_vec();
+        env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match (undo, &hook.command, &hook.http, &hook.undo) {
+            (true, _, _, Some(u)) => run_command(u, &env, timeout),
+            (true, _, _, None) => Ok(()),
+            (false, Some(c), _, _) => run_command(c, &env, timeout),
+            (false, None, Some(h), _) => http_call(h, timeout),
+            (false, None, None, _) => Err("hook has neither command nor http".into()),
+        }
+    }
+
+    fn probe(
+        &self,
+        probe: &Probe,
+        timeout: Duration,
+        env: &[(String, String)],
+    ) -> Result<(), String> {
+        match probe {
+            Probe::Command(c) => run_command(c, env, timeout),
+            Probe::Tcp(addr) => {
+                let sa = addr
+                    .to_socket_addrs()
+                    .map_err(|e| format!("tcp {addr}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("tcp {addr}: no address"))?;
+                TcpStream::connect_timeout(&sa, timeout)
+                    .map(|_| ())
+                    .map_err(|e| format!("tcp {addr}: {e}"))
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Run `argv` in its own process group; kill the group after `timeout`. The error carries the
+/// exit status and the end of stderr.
+pub fn run_command(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), String> {
+    use std::os::unix::process::CommandExt as _;
+    let (prog, args) = argv.split_first().ok_or("empty command")?;
+    let shown = argv.join(" ");
+    let mut child = Command::new(prog)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let pid = child.id();
+    let mut err = child.stderr.take();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(s) = err.as_mut() {
+            let _ = s.take(64 * 1024).read_to_string(&mut text);
+        }
+        let _ = tx.send((child.wait(), text));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok((Ok(st), _)) if st.success() => Ok(()),
+        Ok((Ok(st), stderr)) => {
+            let tail: String = stderr
+                .trim()
+                .chars()
+                .rev()
+                .take(300)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            Err(format!(
+                "{shown}: {st}{}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
+            ))
+        }
+        Ok((Err(e), _)) => Err(format!("{shown}: {e}")),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            Err(format!(
+                "{shown}: did not finish within {} ms",
+                timeout.as_millis()
+            ))
+        }
+    }
+}
+
+/// One plain HTTP/1.1 request; success is `expect_status` or any 2xx.
+fn http_call(call: &HttpCall, timeout: Duration) -> Result<(), String> {
+    let url = &call.url;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: not http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let sa = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: no address"))?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("{url}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let body = call.body.clone().unwrap_or_default();
+    let req = format!(
+        "{} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        call.method,
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("{url}: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).map_err(|e| format!("{url}: {e}"))?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{url}: not an HTTP answer: {line:?}"))?;
+    let ok = match call.expect_status {
+        Some(want) => status == want,
+        None => (200..300).contains(&status),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{url}: HTTP {status}"))
+    }
+}

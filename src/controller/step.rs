@@ -1,0 +1,421 @@
+//! The steps of a run, built from the plan as data, each with an idempotent `apply` and a
+//! `compensate` that undoes it.
+//!
+//! Order (DESIGN.md, "Failover, step by step"), `from` losing the subnets, `to` gaining them:
+//! preflight; pre-check hooks; optional drain of `from` (GRACEFUL_SHUTDOWN, RFC 8326, then the
+//! plan's wait); plan-wide stop-primary and cutover hooks and health checks; then per group, in
+//! plan order: its stop-primary and cutover hooks, its health checks, the move (announce at `to`
+//! and withdraw at `from`, in the plan's order), verification; post-check hooks.
+//!
+//! Contract:
+//! - `apply` and `compensate` may run twice (a crash between the action and its journal
+//!   record): announce and withdraw are idempotent at the speaker, checks only read, hooks are
+//!   the plan author's to make idempotent (they get `FERRY_*` variables to tell).
+//! - Compensations: announce at `to` <-> withdraw at `to`; withdraw at `from` <-> announce at
+//!   `from` with its normal attributes; drain <-> the same; hooks run their `undo` if given;
+//!   checks have none.
+//! - Unplanned mode: steps at `from` are best effort (an unreachable `from` is noted, not a
+//!   failure); drain and stop-primary hooks are not built; preflight checks `to` only.
+//!
+//! Never does: write the journal or choose what runs next ([`super::executor`]).
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::journal::{Direction, Mode};
+use super::plan::{Order, Plan, Probe, Site, Stage};
+use super::sites::{Probes, Sites};
+use crate::speaker::Route;
+use crate::wire::Community;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    Preflight,
+    Hook { hook: usize, group: Option<usize> },
+    Drain,
+    Health { check: usize, group: Option<usize> },
+    Announce { group: usize },
+    Withdraw { group: usize },
+    Verify { group: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+}
+
+/// Everything a step needs.
+pub struct Ctx<'a> {
+    pub plan: &'a Plan,
+    pub direction: Direction,
+    pub mode: Mode,
+    pub sites: &'a dyn Sites,
+    pub probes: &'a dyn Probes,
+}
+
+impl Ctx<'_> {
+    pub fn from(&self) -> &Site {
+        match self.direction {
+            Direction::Failover => self.plan.primary(),
+            Direction::Failback => self.plan.recovery(),
+        }
+    }
+
+    pub fn to(&self) -> &Site {
+        match self.direction {
+            Direction::Failover => self.plan.recovery(),
+            Direction::Failback => self.plan.primary(),
+        }
+    }
+
+    fn prefixes(&self, group: Option<usize>) -> Vec<IpNet> {
+        match group {
+            Some(g) => self.plan.groups[g].prefixes.clone(),
+            None => self.plan.all_prefixes(),
+        }
+    }
+
+    fn routes(&self, site: &Site, prefixes: &[IpNet]) -> Result<Vec<Route>, String> {
+        prefixes.iter().map(|p| site.route(*p)).collect()
+    }
+
+    fn env(&self, step: &Step, group: Option<usize>) -> Vec<(String, String)> {
+        let subnets: Vec<String> = self.prefixes(group).iter().map(|p| p.to_string()).collect();
+        vec![
+            ("FERRY_PLAN".into(), self.plan.name.clone()),
+            (
+                "FERRY_DIRECTION".into(),
+                match self.direction {
+                    Direction::Failover => "failover",
+                    Direction::Failback => "failback",
+                }
+                .into(),
+            ),
+            ("FERRY_FROM".into(), self.from().name.clone()),
+            ("FERRY_TO".into(), self.to().name.clone()),
+            (
+                "FERRY_GROUP".into(),
+                group
+                    .map(|g| self.plan.groups[g].name.clone())
+                    .unwrap_or_default(),
+            ),
+            ("FERRY_SUBNETS".into(), subnets.join(" ")),
+            ("FERRY_STEP".into(), step.name.clone()),
+        ]
+    }
+
+    /// Best effort at `from` in unplanned mode: an error becomes a note.
+    fn at_from(&self, r: Result<(), String>) -> Result<Option<String>, String> {
+        match (r, self.mode) {
+            (Ok(()), _) => Ok(None),
+            (Err(e), Mode::Unplanned) => Ok(Some(format!("skipped (unplanned): {e}"))),
+            (Err(e), Mode::Planned) => Err(e),
+        }
+    }
+}
+
+/// The steps of a run, in order.
+pub fn build(plan: &Plan, mode: Mode) -> Vec<Step> {
+    let planned = mode == Mode::Planned;
+    let mut v = vec![Step {
+        name: "preflight".into(),
+        kind: StepKind::Preflight,
+    }];
+    let hooks = |v: &mut Vec<Step>, stage: Stage, group: Option<usize>| {
+        for (i, h) in plan.hooks.iter().enumerate() {
+            let in_group = match group {
+                Some(g) => h.in_group(Some(&plan.groups[g].name)),
+                None => stage == Stage::PreCheck || stage == Stage::PostCheck || h.in_group(None),
+            };
+            if h.stage == stage && in_group {
+                v.push(Step {
+                    name: format!("hook {}", h.name),
+                    kind: StepKind::Hook { hook: i, group },
+                });
+            }
+        }
+    };
+    let checks = |v: &mut Vec<Step>, group: Option<usize>| {
+        for (i, c) in plan.health_checks.iter().enumerate() {
+            let g = c.group.as_ref().map(|g| g.get_ref().as_str());
+            if g == group.map(|g| plan.groups[g].name.as_str()) {
+                v.push(Step {
+                    name: format!("health {}", c.name),
+                    kind: StepKind::Health { check: i, group },
+                });
+            }
+        }
+    };
+    hooks(&mut v, Stage::PreCheck, None);
+    if planned && plan.drain.is_some() {
+        v.push(Step {
+            name: "drain".into(),
+            kind: StepKind::Drain,
+        });
+    }
+    if planned {
+        hooks(&mut v, Stage::StopPrimary, None);
+    }
+    hooks(&mut v, Stage::Cutover, None);
+    checks(&mut v, None);
+    for (g, group) in plan.groups.iter().enumerate() {
+        if planned {
+            hooks(&mut v, Stage::StopPrimary, Some(g));
+        }
+        hooks(&mut v, Stage::Cutover, Some(g));
+        checks(&mut v, Some(g));
+        let announce = Step {
+            name: format!("announce {}", group.name),
+            kind: StepKind::Announce { group: g },
+        };
+        let withdraw = Step {
+            name: format!("withdraw {}", group.name),
+            kind: StepKind::Withdraw { group: g },
+        };
+        match plan.order {
+            Order::BreakBeforeMake => v.extend([withdraw, announce]),
+            Order::MakeBeforeBreak => v.extend([announce, withdraw]),
+        }
+        if plan.verify.is_some() {
+            v.push(Step {
+                name: format!("verify {}", group.name),
+                kind: StepKind::Verify { group: g },
+            });
+        }
+    }
+    hooks(&mut v, Stage::PostCheck, None);
+    v
+}
+
+impl Step {
+    /// Do the step; `Ok(Some(note))` when something worth showing happened.
+    pub fn apply(&self, cx: &Ctx<'_>) -> Result<Option<String>, String> {
+        match &self.kind {
+            StepKind::Preflight => preflight(cx),
+            StepKind::Hook { hook, group } => {
+                let h = &cx.plan.hooks[*hook];
+                cx.probes
+                    .hook(h, false, &cx.env(self, *group))
+                    .map(|_| None)
+            }
+            StepKind::Drain => {
+                let from = cx.from();
+                let mut routes = cx.routes(from, &cx.plan.all_prefixes())?;
+                for r in &mut routes {
+                    if !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
+                        r.communities.push(Community::GRACEFUL_SHUTDOWN);
+                    }
+                }
+                cx.sites.announce(&from.name, &routes)?;
+                let wait = cx.plan.drain.as_ref().map_or(0, |d| d.wait_ms);
+                cx.probes.sleep(Duration::from_millis(wait));
+                Ok(Some(format!("waited {wait} ms")))
+            }
+            StepKind::Health { check, group } => health(cx, self, *check, *group),
+            StepKind::Announce { group } => {
+                let to = cx.to();
+                let routes = cx.routes(to, &cx.plan.groups[*group].prefixes)?;
+                cx.sites.announce(&to.name, &routes).map(|_| None)
+            }
+            StepKind::Withdraw { group } => {
+                if cx.plan.order == Order::MakeBeforeBreak && cx.plan.overlap_ms > 0 {
+                    cx.probes.sleep(Duration::from_millis(cx.plan.overlap_ms));
+                }
+                let from = cx.from();
+                cx.at_from(
+                    cx.sites
+                        .withdraw(&from.name, &cx.plan.groups[*group].prefixes),
+                )
+            }
+            StepKind::Verify { group } => verify(cx, self, *group),
+        }
+    }
+
+    /// Undo what `apply` did (or may have done).
+    pub fn compensate(&self, cx: &Ctx<'_>) -> Result<Option<String>, String> {
+        match &self.kind {
+            StepKind::Preflight | StepKind::Health { .. } | StepKind::Verify { .. } => Ok(None),
+            StepKind::Hook { hook, group } => {
+                let h = &cx.plan.hooks[*hook];
+                if h.undo.is_none() {
+                    return Ok(None);
+                }
+                cx.probes.hook(h, true, &cx.env(self, *group)).map(|_| None)
+            }
+            StepKind::Drain => {
+                let from = cx.from();
+                let routes = cx.routes(from, &cx.plan.all_prefixes())?;
+                cx.at_from(cx.sites.announce(&from.name, &routes))
+            }
+            StepKind::Announce { group } => {
+                let to = cx.to();
+                cx.sites
+                    .withdraw(&to.name, &cx.plan.groups[*group].prefixes)
+                    .map(|_| None)
+            }
+            StepKind::Withdraw { group } => {
+                let from = cx.from();
+                let routes = cx.routes(from, &cx.plan.groups[*group].prefixes)?;
+                cx.at_from(cx.sites.announce(&from.name, &routes))
+            }
+        }
+    }
+}
+
+/// Sessions up and the subnets where they should be. `pub` for `ferry plan check`.
+pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
+    let prefixes = cx.plan.all_prefixes();
+    let mut notes = Vec::new();
+    for (site, should_announce) in [(cx.from(), true), (cx.to(), false)] {
+        let peers = match cx.sites.peers(&site.name) {
+            Ok(p) => p,
+            Err(e) if should_announce && cx.mode == Mode::Unplanned => {
+                notes.push(format!("{} unreachable (unplanned): {e}", site.name));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if peers.is_empty() {
+            return Err(format!("site {}: the speaker has no neighbors", site.name));
+        }
+        let down: Vec<String> = peers
+            .iter()
+            .filter(|p| p.state != "Established")
+            .map(|p| format!("{} is {}", p.address, p.state))
+            .collect();
+        if !down.is_empty() {
+            return Err(format!(
+                "site {}: sessions not Established: {}",
+                site.name,
+                down.join(", ")
+            ));
+        }
+        let announced: Vec<IpNet> = cx
+            .sites
+            .announced(&site.name)?
+            .into_iter()
+            .map(|r| r.prefix)
+            .collect();
+        for p in &prefixes {
+            match (should_announce, announced.contains(p)) {
+                (true, false) => {
+                    return Err(format!(
+                        "site {} does not announce {p}: nothing to move (already moved? see `ferry failover status`)",
+                        site.name
+                    ))
+                }
+                (false, true) => {
+                    return Err(format!(
+                        "site {} already announces {p}: both sites would attract it",
+                        site.name
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+fn health(
+    cx: &Ctx<'_>,
+    step: &Step,
+    check: usize,
+    group: Option<usize>,
+) -> Result<Option<String>, String> {
+    let c = &cx.plan.health_checks[check];
+    let env = cx.env(step, group);
+    let start = cx.probes.now();
+    let interval = Duration::from_millis(c.interval_ms);
+    let (mut ups, mut downs, mut tries) = (0u32, 0u32, 0u32);
+    let mut last = String::new();
+    loop {
+        let left = c.timeout().saturating_sub(cx.probes.now() - start);
+        tries += 1;
+        match cx.probes.probe(
+            &c.probe(),
+            left.min(interval.max(Duration::from_secs(1))),
+            &env,
+        ) {
+            Ok(()) => {
+                ups += 1;
+                downs = 0;
+                if ups >= c.rise {
+                    return Ok(Some(format!("healthy after {tries} probes")));
+                }
+            }
+            Err(e) => {
+                ups = 0;
+                downs += 1;
+                last = e;
+                if c.fall.is_some_and(|f| downs >= f) {
+                    return Err(format!(
+                        "health check {}: {downs} failures in a row, last: {last}",
+                        c.name
+                    ));
+                }
+            }
+        }
+        if cx.probes.now() - start + interval > c.timeout() {
+            return Err(format!(
+                "health check {} not healthy within {} ms ({tries} probes), last: {last}",
+                c.name, c.timeout_ms
+            ));
+        }
+        cx.probes.sleep(interval);
+    }
+}
+
+fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, String> {
+    let Some(v) = &cx.plan.verify else {
+        return Ok(None);
+    };
+    let prefixes = &cx.plan.groups[group].prefixes;
+    let start = cx.probes.now();
+    let timeout = Duration::from_millis(v.timeout_ms);
+    let interval = Duration::from_millis(v.interval_ms);
+    let want_nh = cx.to().next_hop.clone();
+    // Unplanned: `from` may be isolated from us yet still announcing (its lease fences it).
+    let gone_nh = cx
+        .from()
+        .next_hop
+        .clone()
+        .filter(|n| Some(n) != want_nh.as_ref() && cx.mode == Mode::Planned);
+    loop {
+        let r = match (&v.observer, &v.command) {
+            (Some(obs), _) => cx.sites.received(obs.get_ref()).and_then(|routes| {
+                for p in prefixes {
+                    let of_p: Vec<_> = routes.iter().filter(|r| r.prefix == *p).collect();
+                    let seen = of_p
+                        .iter()
+                        .any(|r| want_nh.is_none() || r.next_hop == want_nh);
+                    if !seen {
+                        return Err(format!("observer has no route to {p} via {}", cx.to().name));
+                    }
+                    if gone_nh.is_some() && of_p.iter().any(|r| r.next_hop == gone_nh) {
+                        return Err(format!("observer still has {p} via {}", cx.from().name));
+                    }
+                }
+                Ok(())
+            }),
+            (None, Some(cmd)) => cx.probes.probe(
+                &Probe::Command(cmd.clone()),
+                timeout,
+                &cx.env(step, Some(group)),
+            ),
+            (None, None) => Ok(()),
+        };
+        match r {
+            Ok(()) => {
+                let ms = (cx.probes.now() - start).as_millis();
+                return Ok(Some(format!("seen after {ms} ms")));
+            }
+            Err(e) if cx.probes.now() - start + interval > timeout => {
+                return Err(format!("not verified within {} ms: {e}", v.timeout_ms))
+            }
+            Err(_) => cx.probes.sleep(interval),
+        }
+    }
+}
