@@ -2,7 +2,7 @@
 //!
 //! Every value is checked while it is read, so an error names the key, the bad value and the
 //! line (toml reports the position of the value); unknown keys are rejected by name. Options of
-//! later features (MD5, GTSM, BFD, graceful restart) are not accepted until they work.
+//! later features (MD5, GTSM, BFD) are not accepted until they work.
 //! Never does: open sockets or files other than the config itself.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -46,6 +46,9 @@ pub struct SpeakerConfig {
     pub api_token_file: Option<PathBuf>,
     /// Desired routes survive restarts here.
     pub state_dir: PathBuf,
+    /// On SIGTERM, re-announce every route with GRACEFUL_SHUTDOWN (RFC 8326) and wait this
+    /// long before closing the sessions, so peers move traffic to other paths first.
+    pub shutdown_graceful_secs: Option<Seconds>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +74,13 @@ pub struct NeighborConfig {
     #[serde(default = "default_max_prefixes")]
     pub max_prefixes: u32,
     pub description: Option<String>,
+    /// Graceful restart (RFC 4724, with the N bit of RFC 8538): advertise the capability,
+    /// and keep this peer's routes as stale when its session drops without a Hard Reset.
+    #[serde(default)]
+    pub graceful_restart: bool,
+    /// Restart Time advertised with graceful restart: how long peers keep our routes while we
+    /// restart (1-4095 s, default 120).
+    pub restart_time: Option<RestartTime>,
 }
 
 fn default_hold_time() -> HoldTime {
@@ -162,6 +172,34 @@ impl Seconds {
     }
 }
 
+/// RFC 4724 §3 Restart Time: 12 bits; 0 would ask peers to drop our routes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct RestartTime(pub u16);
+
+/// Restart time used when `graceful_restart = true` and `restart_time` is not given.
+pub const DEFAULT_RESTART_TIME: u16 = 120;
+
+impl TryFrom<i64> for RestartTime {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match v {
+            1..=4095 => Ok(RestartTime(v as u16)),
+            _ => Err(format!(
+                "restart_time {v} must be 1-4095 seconds (12 bits, RFC 4724 §3)"
+            )),
+        }
+    }
+}
+
+impl NeighborConfig {
+    /// The restart time to advertise, when graceful restart is on.
+    pub fn restart_time(&self) -> Option<u16> {
+        self.graceful_restart
+            .then(|| self.restart_time.map_or(DEFAULT_RESTART_TIME, |r| r.0))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FamilyName {
@@ -199,6 +237,12 @@ impl Config {
             }
             if n.families.is_empty() {
                 return Err(format!("neighbor {}: families is empty", n.address));
+            }
+            if n.restart_time.is_some() && !n.graceful_restart {
+                return Err(format!(
+                    "neighbor {}: restart_time is set but graceful_restart is not: add graceful_restart = true",
+                    n.address
+                ));
             }
             if n.passive && self.speaker.listen.is_none() {
                 return Err(format!(
@@ -262,6 +306,34 @@ hold_time = 9
     fn features_not_built_are_rejected_not_ignored() {
         let e = Config::parse(&format!("{GOOD}md5_password = \"x\"\n")).unwrap_err();
         assert!(e.contains("md5_password"), "{e}");
+    }
+
+    #[test]
+    fn graceful_restart_keys() {
+        let c = Config::parse(&format!("{GOOD}graceful_restart = true\n")).unwrap();
+        assert_eq!(c.neighbors[0].restart_time(), Some(DEFAULT_RESTART_TIME));
+        let c = Config::parse(&format!(
+            "{GOOD}graceful_restart = true\nrestart_time = 30\n"
+        ))
+        .unwrap();
+        assert_eq!(c.neighbors[0].restart_time(), Some(30));
+        assert_eq!(
+            Config::parse(GOOD).unwrap().neighbors[0].restart_time(),
+            None
+        );
+        let e = Config::parse(&format!(
+            "{GOOD}graceful_restart = true\nrestart_time = 4096\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("restart_time 4096") && e.contains("line 13"),
+            "{e}"
+        );
+        let e = Config::parse(&format!("{GOOD}restart_time = 30\n")).unwrap_err();
+        assert!(e.contains("graceful_restart = true"), "{e}");
+        let c = Config::parse(&GOOD.replace("state_dir", "shutdown_graceful_secs = 5\nstate_dir"))
+            .unwrap();
+        assert_eq!(c.speaker.shutdown_graceful_secs, Some(Seconds(5)));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Routes: `GET /v1/peers`, `GET /v1/routes`, `GET /v1/routes/received[?peer=ADDR]`,
 //! `POST /v1/announce`, `POST /v1/withdraw`, `GET /v1/events` (newline-delimited JSON),
-//! `GET /metrics` (Prometheus text format).
+//! `POST /v1/peers/{addr}/reset` (`{"hard": true}` for Cease/Hard Reset), `GET /metrics`
+//! (Prometheus text format).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -27,7 +28,8 @@ use tokio_stream::StreamExt;
 
 use super::error::ApiError;
 use super::types::{
-    AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, WithdrawRequest,
+    AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse,
+    WithdrawRequest,
 };
 use crate::speaker::Route;
 
@@ -41,6 +43,13 @@ pub trait Control: Send + Sync + 'static {
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError>;
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     fn metrics(&self) -> String;
+    /// End the session with `peer` (Cease/Administrative Reset, or Hard Reset).
+    fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
+        let _ = hard;
+        Err(ApiError::NotFound(format!(
+            "peer {peer}: reset not supported"
+        )))
+    }
 }
 
 type Shared = Arc<dyn Control>;
@@ -56,6 +65,7 @@ pub fn router(control: Shared) -> Router {
         .route("/v1/announce", post(announce))
         .route("/v1/withdraw", post(withdraw))
         .route("/v1/events", get(events))
+        .route("/v1/peers/{addr}/reset", post(reset_peer))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -126,6 +136,22 @@ async fn blocking(
         .await
         .map_err(|e| ApiError::Internal(format!("change task failed: {e}")))?
         .map(Json)
+}
+
+async fn reset_peer(
+    State(c): State<Shared>,
+    axum::extract::Path(addr): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<ResetResponse>, ApiError> {
+    let peer: IpAddr = addr
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("peer {addr:?} is not an IP address")))?;
+    let req: ResetRequest = if body.is_empty() {
+        ResetRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    Ok(Json(c.reset_peer(peer, req.hard)?))
 }
 
 async fn events(State(c): State<Shared>) -> Response {

@@ -23,6 +23,44 @@ pub struct PeerStatus {
     pub prefixes_received: u64,
     /// The last error that took the session down, e.g. the NOTIFICATION received.
     pub last_error: Option<String>,
+    /// Graceful restart (RFC 4724); absent when not configured for this neighbor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestartStatus>,
+}
+
+/// Graceful restart of one neighbor as `ferry status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GracefulRestartStatus {
+    /// The peer advertised the capability on the last Established session.
+    pub peer_capable: bool,
+    /// Both sides advertised the N bit (RFC 8538): NOTIFICATIONs other than Hard Reset are
+    /// graceful too.
+    pub notification: bool,
+    /// "off" (peer not capable), "ready", or "helping" (the peer is restarting: its routes are
+    /// kept as stale until its End-of-RIB or the timer).
+    pub state: String,
+    pub stale_routes: u64,
+    /// Seconds until the stale routes are swept.
+    pub stale_timer_secs: Option<u64>,
+}
+
+/// End a peer's session now; it comes back after the connect-retry time. `hard` sends
+/// Cease/Hard Reset (RFC 8538 §3) so the peer drops our routes at once even with graceful
+/// restart; otherwise Cease/Administrative Reset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    #[serde(default)]
+    pub hard: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResetResponse {
+    pub peer: IpAddr,
+    pub hard: bool,
+    /// The session state when the reset was asked for; a session that is not up has nothing
+    /// to reset (it keeps trying to connect).
+    pub state: String,
 }
 
 /// Announce (or re-announce with new attributes) routes, atomically.
@@ -60,6 +98,9 @@ pub struct ReceivedRoute {
     pub local_pref: Option<u32>,
     pub communities: Vec<String>,
     pub large_communities: Vec<String>,
+    /// Kept from the peer's previous session while it restarts (graceful restart helper).
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// Something the controller may wait on; streamed as one JSON object per line.

@@ -41,6 +41,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show announced routes, or with --received the routes peers sent.
     Routes(routes::RoutesArgs),
+    /// End a neighbor's session now (--hard: Cease/Hard Reset, peers drop our routes at once).
+    Reset(status::ResetArgs),
     /// The FRR lab: three sites in network namespaces, failovers and their convergence (root).
     Lab(lab::LabArgs),
     /// Decode BGP messages (hex, raw bytes or a pcap) and print one JSON object per message.
@@ -109,6 +111,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Withdraw(args) => routes::withdraw(args),
         Command::Status(args) => status::run(args),
         Command::Routes(args) => routes::list(args),
+        Command::Reset(args) => status::reset(args),
         Command::Decode(args) => decode::run(args),
         Command::Lab(args) => lab::run(args),
     }

@@ -32,7 +32,12 @@ use state::{PeerCounters, PeerShared, Shared};
 /// The message peers see in the Cease when the speaker stops.
 pub const SHUTDOWN_MESSAGE: &str = "ferry speaker shutting down";
 
-fn session_config(config: &Config, n: &crate::config::NeighborConfig) -> SessionConfig {
+/// `restarted`: the speaker came back with routes from `state_dir` (R bit, RFC 4724 §3).
+fn session_config(
+    config: &Config,
+    n: &crate::config::NeighborConfig,
+    restarted: bool,
+) -> SessionConfig {
     let mut sc = SessionConfig::new(
         config.speaker.asn.0,
         config.speaker.router_id.0,
@@ -49,6 +54,9 @@ fn session_config(config: &Config, n: &crate::config::NeighborConfig) -> Session
             FamilyName::Ipv6 => Family::Ipv6Unicast,
         })
         .collect();
+    sc.graceful_restart = n
+        .restart_time()
+        .map(|t| crate::speaker::graceful::local_capability(t, &sc.families, restarted));
     sc
 }
 
@@ -61,6 +69,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.speaker.state_dir.display()
         )
     })?;
+    // A routes file from an earlier run: this start is a restart (R bit for graceful restart).
+    let restarted = config
+        .speaker
+        .state_dir
+        .join(crate::speaker::store::ROUTES_FILE)
+        .exists();
     let store = RouteStore::load(&config.speaker.state_dir).with_context(|| {
         format!(
             "loading desired routes from {}",
@@ -74,7 +88,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut peers = Vec::new();
     let mut sessions = Vec::new();
     for n in &config.neighbors {
-        let session = Session::new(session_config(&config, n))
+        let (tx, rx) = mpsc::channel(16);
+        let session = Session::new(session_config(&config, n, restarted))
             .map_err(|e| anyhow::anyhow!("neighbor {}: {e}", n.address))?;
         peers.push(Arc::new(PeerShared {
             config: n.clone(),
@@ -85,8 +100,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             rib_in: Mutex::new(AdjRibIn::new(n.max_prefixes as usize)),
             updates_sent: Default::default(),
             updates_received: Default::default(),
+            input: tx,
         }));
-        sessions.push(session);
+        sessions.push((session, rx));
     }
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
@@ -97,9 +113,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
     let mut drivers = Vec::new();
-    for (peer, session) in peers.iter().zip(sessions) {
-        let (tx, rx) = mpsc::channel(16);
-        inputs.insert(peer.config.address, tx);
+    for (peer, (session, rx)) in peers.iter().zip(sessions) {
+        inputs.insert(peer.config.address, peer.input.clone());
         let driver = Driver::new(session, peer.clone(), shared.clone(), config.speaker.asn.0);
         drivers.push(tokio::spawn(driver.run(rx)));
     }

@@ -6,6 +6,11 @@
 //! of the desired routes, and stop. Actions from the session are executed in order.
 //! UPDATEs are produced only while the connection has less than [`conn::HIGH_WATER`] octets
 //! queued, so a slow peer is never buffered without bound and never delays other peers.
+//! Graceful restart helper (RFC 4724 §4.2, RFC 8538): when an Established session with a peer
+//! that advertised the capability ends gracefully ([`graceful::down_is_graceful`]), its
+//! Adj-RIB-In is kept, marked stale, until its End-of-RIB on the next session or the restart
+//! timer ([`graceful::Helper`]). A restarted speaker advertises the R bit until its first
+//! session with each peer is up.
 //! Never does: decide attributes (the speaker's export does) or parse bodies itself.
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +27,7 @@ use super::state::{lock, Desired, PeerShared, Shared};
 use crate::api::Event as ApiEvent;
 use crate::session::{Action, Event, Session};
 use crate::speaker::export::PeerExport;
+use crate::speaker::graceful::{self, Helper};
 use crate::speaker::AdjRibOut;
 use crate::wire::{Context, Message};
 
@@ -37,7 +43,15 @@ pub enum PeerInput {
         message: Option<String>,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    /// End the session with Cease/Administrative Reset, or with `hard` Cease/Hard Reset
+    /// (RFC 8538 §3) so that the peer drops our routes at once; it restarts after ConnectRetry.
+    Reset {
+        hard: bool,
+    },
 }
+
+/// Shutdown communication of an operator reset.
+const RESET_MESSAGE: &str = "ferry: session reset by operator";
 
 pub struct Driver {
     session: Session,
@@ -50,6 +64,9 @@ pub struct Driver {
     attempt: u64,
     rib_out: AdjRibOut,
     desired: watch::Receiver<Desired>,
+    helper: Helper,
+    /// The current connection reached Established.
+    established: bool,
 }
 
 impl Driver {
@@ -70,6 +87,8 @@ impl Driver {
             attempt: 0,
             rib_out: AdjRibOut::new(),
             desired,
+            helper: Helper::default(),
+            established: false,
         }
     }
 
@@ -80,6 +99,7 @@ impl Driver {
     pub async fn run(mut self, mut inputs: mpsc::Receiver<PeerInput>) {
         let (conn_tx, mut conn_rx) = mpsc::channel::<(u64, ConnEvent)>(256);
         let (connect_tx, mut connect_rx) = mpsc::channel::<(u64, std::io::Result<TcpStream>)>(4);
+        self.publish_gr();
         let actions = self.session.handle(Instant::now(), Event::ManualStart);
         self.execute(actions, &conn_tx, &connect_tx);
         loop {
@@ -94,6 +114,7 @@ impl Driver {
                     let actions = self.session.handle_timeout(Instant::now());
                     self.execute(actions, &conn_tx, &connect_tx);
                 }
+                _ = sleep_until(self.helper.deadline) => self.sweep_stale("restart timer expired"),
                 Some((id, ev)) = conn_rx.recv() => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
                 Some((attempt, result)) = connect_rx.recv() => {
                     if attempt != self.attempt {
@@ -116,6 +137,19 @@ impl Driver {
                         self.execute(actions, &conn_tx, &connect_tx);
                         let _ = done.send(());
                         return;
+                    }
+                    Some(PeerInput::Reset { hard }) => {
+                        let n = if hard {
+                            graceful::hard_reset(RESET_MESSAGE)
+                        } else {
+                            crate::wire::Notification::cease_with_message(
+                                crate::wire::notification::cease::ADMINISTRATIVE_RESET,
+                                RESET_MESSAGE,
+                            )
+                        };
+                        tracing::warn!(peer = %self.address(), hard, "session reset by operator");
+                        let actions = self.session.handle(Instant::now(), Event::Reset(n));
+                        self.execute(actions, &conn_tx, &connect_tx);
                     }
                     None => return,
                 },
@@ -258,6 +292,7 @@ impl Driver {
                     }
                     self.rib_out = AdjRibOut::new();
                     tracing::info!(peer = %self.address(), hold = negotiated.hold_time, families = ?negotiated.families, "session established");
+                    self.gr_established(&negotiated);
                     self.sync_rib_out();
                     self.pump(conn_tx, connect_tx);
                 }
@@ -283,7 +318,7 @@ impl Driver {
                         s.prefixes_sent = 0;
                         s.last_error = Some(detail);
                     }
-                    lock(&self.peer.rib_in).clear();
+                    self.gr_down(&reason, sent.as_ref(), received.as_ref());
                     self.rib_out = AdjRibOut::new();
                 }
                 Action::DeliverUpdate(update) => {
@@ -294,6 +329,12 @@ impl Driver {
                         let n = exceeded.notification();
                         let more = self.session.handle(Instant::now(), Event::Reset(n));
                         queue.extend(more);
+                    } else if self.helper.deadline.is_some()
+                        && lock(&self.peer.rib_in).stale_count() == 0
+                    {
+                        tracing::info!(peer = %self.address(), "graceful restart: End-of-RIB received, no stale routes left");
+                        self.helper.done();
+                        self.publish_gr();
                     }
                 }
                 Action::DeliverRouteRefresh(rr) => {
@@ -306,6 +347,95 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Graceful restart at Established: remember the peer's capability, drop stale routes of
+    /// families it no longer preserves, and stop advertising the R bit.
+    fn gr_established(&mut self, negotiated: &crate::session::Negotiated) {
+        self.established = true;
+        let ours = self.session.config().graceful_restart.clone();
+        let peer = negotiated
+            .peer_graceful_restart
+            .clone()
+            .filter(|_| ours.is_some());
+        let n_bit = ours.as_ref().is_some_and(|g| g.notification())
+            && peer.as_ref().is_some_and(|g| g.notification());
+        let families = [
+            crate::wire::Family::Ipv4Unicast,
+            crate::wire::Family::Ipv6Unicast,
+        ];
+        let drop = self
+            .helper
+            .established(Instant::now(), peer, n_bit, &families);
+        {
+            let mut rib = lock(&self.peer.rib_in);
+            for f in drop {
+                let gone = rib.sweep_stale(Some(f));
+                if !gone.is_empty() {
+                    tracing::info!(peer = %self.address(), family = %f, routes = gone.len(), "graceful restart: family not preserved by the peer, stale routes removed");
+                }
+            }
+            if rib.stale_count() == 0 {
+                self.helper.done();
+            }
+        }
+        if let Some(mut gr) = ours.filter(|g| g.restart_state()) {
+            gr.flags &= !crate::wire::capability::GracefulRestart::RESTART_STATE;
+            self.session.set_graceful_restart(Some(gr));
+        }
+        self.publish_gr();
+    }
+
+    /// Graceful restart at session end: keep the routes as stale, or clear them.
+    fn gr_down(
+        &mut self,
+        reason: &crate::session::DownReason,
+        sent: Option<&crate::wire::Notification>,
+        received: Option<&crate::wire::Notification>,
+    ) {
+        if !std::mem::take(&mut self.established) {
+            // Nothing was received on this connection; stale routes of an earlier session
+            // stay under their timer.
+            return;
+        }
+        let graceful = graceful::down_is_graceful(reason, sent, received, self.helper.n_bit);
+        let kept = self.helper.down(Instant::now(), graceful);
+        let mut rib = lock(&self.peer.rib_in);
+        if kept.is_empty() {
+            rib.clear();
+        } else {
+            rib.mark_stale();
+            for f in [
+                crate::wire::Family::Ipv4Unicast,
+                crate::wire::Family::Ipv6Unicast,
+            ] {
+                if !kept.contains(&f) {
+                    rib.sweep_stale(Some(f));
+                }
+            }
+            let secs = self
+                .helper
+                .deadline
+                .map_or(0, |d| d.saturating_duration_since(Instant::now()).as_secs());
+            tracing::info!(peer = %self.address(), stale = rib.stale_count(), restart_time = secs, "graceful restart: peer restarting, keeping its routes as stale");
+        }
+        drop(rib);
+        self.publish_gr();
+    }
+
+    fn sweep_stale(&mut self, why: &str) {
+        let gone = lock(&self.peer.rib_in).sweep_stale(None);
+        tracing::warn!(peer = %self.address(), routes = gone.len(), "graceful restart: {why}, stale routes removed");
+        self.helper.done();
+        self.publish_gr();
+    }
+
+    fn publish_gr(&self) {
+        let mut s = lock(&self.peer.status);
+        s.gr.local = self.session.config().graceful_restart.is_some();
+        s.gr.peer = self.helper.peer.is_some();
+        s.gr.notification = self.helper.n_bit;
+        s.gr.stale_until = self.helper.deadline;
     }
 
     fn export(&self) -> Option<PeerExport> {

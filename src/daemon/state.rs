@@ -14,7 +14,10 @@ use std::time::Instant;
 use ipnet::IpNet;
 use tokio::sync::{broadcast, watch};
 
-use crate::api::{ApiError, ChangeResponse, Control, Event, PeerStatus, ReceivedRoute};
+use crate::api::{
+    ApiError, ChangeResponse, Control, Event, GracefulRestartStatus, PeerStatus, ReceivedRoute,
+    ResetResponse,
+};
 use crate::config::NeighborConfig;
 use crate::speaker::store::{Change, RouteStore};
 use crate::speaker::{AdjRibIn, Route};
@@ -34,6 +37,20 @@ pub struct PeerCounters {
     pub established_at: Option<Instant>,
     pub prefixes_sent: u64,
     pub last_error: Option<String>,
+    /// Graceful restart as the driver sees it (RFC 4724).
+    pub gr: GrView,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct GrView {
+    /// We advertise the capability to this peer.
+    pub local: bool,
+    /// The peer advertised it on the last Established session.
+    pub peer: bool,
+    /// Both sides advertised the N bit (RFC 8538).
+    pub notification: bool,
+    /// The peer's stale routes are swept at this time.
+    pub stale_until: Option<Instant>,
 }
 
 pub struct PeerShared {
@@ -42,6 +59,8 @@ pub struct PeerShared {
     pub rib_in: Mutex<AdjRibIn>,
     pub updates_sent: AtomicU64,
     pub updates_received: AtomicU64,
+    /// Commands to the peer's driver (inbound connections, stop, reset).
+    pub input: tokio::sync::mpsc::Sender<super::peer::PeerInput>,
 }
 
 pub struct Shared {
@@ -89,6 +108,26 @@ impl Control for Shared {
             .iter()
             .map(|p| {
                 let s = lock(&p.status);
+                let graceful_restart = s.gr.local.then(|| {
+                    let stale = lock(&p.rib_in).stale_count() as u64;
+                    GracefulRestartStatus {
+                        peer_capable: s.gr.peer,
+                        notification: s.gr.notification,
+                        state: if s.gr.stale_until.is_some() {
+                            "helping"
+                        } else if s.gr.peer {
+                            "ready"
+                        } else {
+                            "off"
+                        }
+                        .into(),
+                        stale_routes: stale,
+                        stale_timer_secs: s
+                            .gr
+                            .stale_until
+                            .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
+                    }
+                });
                 PeerStatus {
                     address: p.config.address,
                     remote_as: p.config.remote_as.0,
@@ -98,6 +137,7 @@ impl Control for Shared {
                     prefixes_sent: s.prefixes_sent,
                     prefixes_received: lock(&p.rib_in).len() as u64,
                     last_error: s.last_error.clone(),
+                    graceful_restart,
                 }
             })
             .collect()
@@ -136,6 +176,7 @@ impl Control for Shared {
                         .iter()
                         .map(ToString::to_string)
                         .collect(),
+                    stale: r.stale,
                 }
             }));
         }
@@ -148,6 +189,21 @@ impl Control for Shared {
 
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
         self.change(Change::Withdraw(prefixes))
+    }
+
+    fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
+        let p = self
+            .peers
+            .iter()
+            .find(|p| p.config.address == peer)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("peer {peer} is not a configured neighbor"))
+            })?;
+        let state = lock(&p.status).state.clone();
+        p.input
+            .try_send(super::peer::PeerInput::Reset { hard })
+            .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
+        Ok(ResetResponse { peer, hard, state })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -203,6 +259,32 @@ impl Control for Shared {
                 "ferry_peer_updates_sent_total{{peer=\"{}\"}} {}",
                 p.config.address,
                 p.updates_sent.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            m,
+            "# HELP ferry_peer_stale_routes Routes kept from a restarting peer (graceful restart helper)."
+        );
+        let _ = writeln!(m, "# TYPE ferry_peer_stale_routes gauge");
+        for p in &self.peers {
+            let _ = writeln!(
+                m,
+                "ferry_peer_stale_routes{{peer=\"{}\"}} {}",
+                p.config.address,
+                lock(&p.rib_in).stale_count()
+            );
+        }
+        let _ = writeln!(
+            m,
+            "# HELP ferry_peer_graceful_restart_helping 1 while the peer's stale routes wait for its End-of-RIB or restart timer."
+        );
+        let _ = writeln!(m, "# TYPE ferry_peer_graceful_restart_helping gauge");
+        for p in &self.peers {
+            let helping = u8::from(lock(&p.status).gr.stale_until.is_some());
+            let _ = writeln!(
+                m,
+                "ferry_peer_graceful_restart_helping{{peer=\"{}\"}} {helping}",
+                p.config.address
             );
         }
         let _ = writeln!(m, "# TYPE ferry_peer_updates_received_total counter");

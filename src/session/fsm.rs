@@ -247,6 +247,14 @@ impl Session {
         &self.local_open
     }
 
+    /// Change the Graceful Restart capability of the OPENs sent from now on (e.g. clear the
+    /// Restart State bit once a restarted speaker is back, RFC 4724 §3). Call it between
+    /// connections: an OPEN already sent is checked against what it carried.
+    pub fn set_graceful_restart(&mut self, gr: Option<crate::wire::capability::GracefulRestart>) {
+        self.config.graceful_restart = gr;
+        self.local_open = self.config.local_open();
+    }
+
     /// The peer's OPEN once accepted (OpenConfirm, Established).
     pub fn peer_open(&self) -> Option<&Open> {
         self.peer_open.as_ref()

@@ -304,6 +304,11 @@ impl AdjRibIn {
         self.routes.values_mut().for_each(|e| e.stale = true);
     }
 
+    /// Routes kept from a previous session and not re-announced yet.
+    pub fn stale_count(&self) -> usize {
+        self.routes.values().filter(|e| e.stale).count()
+    }
+
     /// Remove stale routes of `family` (all families for `None`); returns them in prefix order.
     pub fn sweep_stale(&mut self, family: Option<Family>) -> Vec<IpNet> {
         let gone: Vec<IpNet> = self

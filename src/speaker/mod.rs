@@ -12,6 +12,8 @@
 //!   into UPDATEs (RFC 4271 §9.2, RFC 4760), route refresh (RFC 2918), End-of-RIB (RFC 4724).
 //! - [`adj_rib_in`]: [`AdjRibIn`], per peer, what it sent us, bounded by max-prefix
 //!   (RFC 4486), RFC 7606 treat-as-withdraw, graceful-restart stale routes (RFC 4724 §4.2).
+//! - [`graceful`]: graceful restart decisions (RFC 4724, RFC 8538): our capability, whether a
+//!   session end keeps the peer's routes as stale, the helper's stale timer.
 //!
 //! Data flow: API request -> [`RouteStore::apply`] (durable) -> for each established peer
 //! [`AdjRibOut::sync`] -> [`AdjRibOut::next_messages`] as the socket drains. Received
@@ -22,6 +24,7 @@
 pub mod adj_rib_in;
 pub mod adj_rib_out;
 pub mod export;
+pub mod graceful;
 pub mod route;
 pub mod store;
 
