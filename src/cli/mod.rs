@@ -4,6 +4,7 @@
 //! Exit codes (DESIGN.md): 0 ok, 1 operation failed, 2 bad usage or bad input.
 
 mod decode;
+mod failover;
 mod lab;
 mod routes;
 mod speaker;
@@ -47,6 +48,12 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Decode BGP messages (hex, raw bytes or a pcap) and print one JSON object per message.
     Decode(decode::DecodeArgs),
+    /// Failover plans: `ferry plan check PLAN`.
+    Plan(failover::PlanArgs),
+    /// Run a failover plan (primary -> recovery), or status|resume|abort|history of runs.
+    Failover(failover::FailoverArgs),
+    /// Run a failover plan backwards (recovery -> primary).
+    Failback(failover::RunArgs),
 }
 
 /// How to reach a speaker's API.
@@ -114,5 +121,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Reset(args) => status::reset(args),
         Command::Decode(args) => decode::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Plan(args) => failover::plan(args),
+        Command::Failover(args) => failover::failover(args),
+        Command::Failback(args) => failover::failback(args),
     }
 }

@@ -6,6 +6,7 @@
 //! - [`journal`]: the append-only, fsync'd run record and its legal transitions (one `match`).
 //! - [`lock`]: one controller per plan, the holder named.
 //! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
+//! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
@@ -14,6 +15,7 @@ pub mod executor;
 pub mod journal;
 pub mod lock;
 pub mod plan;
+pub mod runs;
 pub mod sites;
 pub mod step;
 

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use super::plan::{Hook, HttpCall, Plan, Probe};
-use crate::api::{
-    AnnounceRequest, ChangeResponse, Client, Endpoint, PeerStatus, ReceivedRoute, WithdrawRequest,
-};
+use crate::api::{ChangeResponse, Client, Endpoint, PeerStatus, ReceivedRoute};
 use crate::speaker::Route;
 
 /// Speaker operations by site name. Errors are text that names the site and what failed.
@@ -92,9 +90,8 @@ impl ApiSites {
 impl Sites for ApiSites {
     fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String> {
         let c = self.client(site)?;
-        let body = AnnounceRequest {
-            routes: routes.to_vec(),
-        };
+        // JSON rather than the request structs: fields added to them later take their defaults.
+        let body = serde_json::json!({ "routes": routes });
         self.rt
             .block_on(c.post::<_, ChangeResponse>("/v1/announce", &body))
             .map(|_| ())
@@ -103,9 +100,7 @@ impl Sites for ApiSites {
 
     fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String> {
         let c = self.client(site)?;
-        let body = WithdrawRequest {
-            prefixes: prefixes.to_vec(),
-        };
+        let body = serde_json::json!({ "prefixes": prefixes });
         self.rt
             .block_on(c.post::<_, ChangeResponse>("/v1/withdraw", &body))
             .map(|_| ())

@@ -1,0 +1,533 @@
+//! `ferry plan check`, `ferry failover`, `ferry failback` and `ferry failover
+//! status|resume|abort|history`: argument parsing, confirmation, progress and summaries. The
+//! work is done by [`crate::controller`].
+//!
+//! Exit codes: 0 completed (or nothing to do), 1 the run failed, rolled back, stopped for the
+//! operator, or another controller holds the plan; 2 bad usage or a bad plan.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{table, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::controller::journal::now_ms;
+use crate::controller::lock::{Holder, Lock};
+use crate::controller::sites::{ApiSites, SystemProbes};
+use crate::controller::step::{self, Ctx};
+use crate::controller::{runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/ferry/controller";
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub command: PlanCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate a plan; unless --offline, also check the speakers: sessions Established, the
+    /// primary announces every subnet and the recovery site none.
+    Check {
+        plan: PathBuf,
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StateArgs {
+    /// Where runs' journals and locks are kept.
+    #[arg(long, env = "FERRY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file (TOML).
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Print the steps and run the preflight checks; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// The site losing the subnets may be down: its steps are best effort, with short timeouts.
+    #[arg(long)]
+    pub unplanned: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FailoverArgs {
+    #[command(subcommand)]
+    pub action: Option<FailoverAction>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FailoverAction {
+    /// The latest run of each plan: state, active site, when.
+    Status(SelectArgs),
+    /// Finish an interrupted or stopped run (after a crash, or when the operator fixed the cause).
+    Resume(SelectArgs),
+    /// Roll back an unfinished run.
+    Abort(SelectArgs),
+    /// Every run: who, when, plan, outcome; with --run, each step and its timing.
+    History {
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Only runs of this plan (its `name`).
+    #[arg(long = "plan-name")]
+    pub plan_name: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn plan(args: PlanArgs) -> i32 {
+    let PlanCommand::Check { plan, offline } = args.command;
+    let p = match Plan::load(&plan) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ferry plan check: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let steps = step::build(&p, Mode::Planned);
+    println!(
+        "plan {}: {} -> {}, {} groups, {} subnets, {} steps: valid",
+        p.name,
+        p.primary().name,
+        p.recovery().name,
+        p.groups.len(),
+        p.all_prefixes().len(),
+        steps.len()
+    );
+    if offline {
+        return EXIT_OK;
+    }
+    match check_speakers(&p, Direction::Failover, Mode::Planned) {
+        Ok(()) => {
+            println!("speakers: ready for failover");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("ferry plan check: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn sites_for(p: &Plan, mode: Mode) -> Result<ApiSites, String> {
+    let timeout = match mode {
+        Mode::Planned => Duration::from_secs(10),
+        Mode::Unplanned => Duration::from_secs(3),
+    };
+    ApiSites::new(p, timeout)
+}
+
+fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), String> {
+    let sites = sites_for(p, mode)?;
+    let cx = Ctx {
+        plan: p,
+        direction,
+        mode,
+        sites: &sites,
+        probes: &SystemProbes,
+    };
+    step::preflight(&cx)?;
+    if let Some(obs) = p.verify.as_ref().and_then(|v| v.observer.as_ref()) {
+        use crate::controller::sites::Sites as _;
+        sites
+            .received(obs.get_ref())
+            .map_err(|e| format!("verify.observer: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn failover(args: FailoverArgs) -> i32 {
+    match args.action {
+        None => run(args.run, Direction::Failover, "failover"),
+        Some(FailoverAction::Status(s)) => status(&s),
+        Some(FailoverAction::Resume(s)) => take_over(&s, false),
+        Some(FailoverAction::Abort(s)) => take_over(&s, true),
+        Some(FailoverAction::History { run, state }) => history(&state.state_dir, run.as_deref()),
+    }
+}
+
+pub fn failback(args: RunArgs) -> i32 {
+    run(args, Direction::Failback, "failback")
+}
+
+fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
+    let Some(path) = &args.plan else {
+        eprintln!("ferry {cmd}: --plan PLAN is required");
+        return EXIT_USAGE;
+    };
+    let p = match Plan::load(path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mode = if args.unplanned {
+        Mode::Unplanned
+    } else {
+        Mode::Planned
+    };
+    let steps = step::build(&p, mode);
+    let (from, to) = match direction {
+        Direction::Failover => (p.primary(), p.recovery()),
+        Direction::Failback => (p.recovery(), p.primary()),
+    };
+    println!(
+        "{cmd} of plan {}{}: {} -> {} ({}), {} steps:",
+        p.name,
+        if args.unplanned { " (unplanned)" } else { "" },
+        from.name,
+        to.name,
+        match p.order {
+            crate::controller::plan::Order::BreakBeforeMake => "break-before-make",
+            crate::controller::plan::Order::MakeBeforeBreak => "make-before-break",
+        },
+        steps.len()
+    );
+    for (i, s) in steps.iter().enumerate() {
+        println!("  {:>2}. {}", i + 1, s.name);
+    }
+    if args.dry_run {
+        return match check_speakers(&p, direction, mode) {
+            Ok(()) => {
+                println!("dry run: preflight passed; nothing changed");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("ferry {cmd}: dry run: preflight failed: {e}");
+                EXIT_FAILED
+            }
+        };
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("ferry {cmd}: not a terminal: confirm with --yes");
+            return EXIT_USAGE;
+        }
+        print!("proceed with the {cmd}? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("not confirmed; nothing changed");
+            return EXIT_OK;
+        }
+    }
+    let state_dir = &args.state.state_dir;
+    let me = Holder::me(&format!("{cmd} {}", p.name));
+    let _lock = match lock(state_dir, &p.name, &me, cmd) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match runs::unfinished(state_dir, Some(&p.name)) {
+        Ok(u) if !u.is_empty() => {
+            eprintln!(
+                "ferry {cmd}: run {} of plan {} is unfinished ({}); `ferry failover resume` or `ferry failover abort` first",
+                u[0].run_id, p.name, u[0].state()
+            );
+            return EXIT_FAILED;
+        }
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            return EXIT_FAILED;
+        }
+        Ok(_) => {}
+    }
+    let sites = match sites_for(&p, mode) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let n = steps.len();
+    let started = now_ms();
+    let ex = Executor::start(
+        state_dir,
+        p,
+        direction,
+        mode,
+        me.clone(),
+        &sites,
+        &SystemProbes,
+        printer(n),
+    );
+    let mut ex = match ex {
+        Ok(ex) => ex,
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    println!("run {} ({})", ex.run_id, ex.journal.path().display());
+    let end = ex.drive();
+    finish(cmd, end, state_dir, &ex.run_id, started)
+}
+
+fn lock(state_dir: &Path, plan: &str, me: &Holder, cmd: &str) -> Result<Lock, i32> {
+    match Lock::acquire(state_dir, plan, me) {
+        Ok(l) => {
+            if let Some(dead) = &l.took_over {
+                println!("took over the lock of {dead}, which is no longer running");
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            Err(EXIT_FAILED)
+        }
+    }
+}
+
+/// Live progress: one line per step, with its elapsed time and result.
+fn printer(n: usize) -> Box<dyn FnMut(Progress)> {
+    Box::new(move |p| {
+        match p {
+            Progress::Started { step, name, undo } => {
+                let verb = if undo { "undo " } else { "" };
+                print!("[{:>2}/{n}] {verb}{name} ... ", step + 1);
+            }
+            Progress::Finished {
+                elapsed, result, ..
+            } => {
+                let ms = elapsed.as_secs_f64() * 1000.0;
+                match result {
+                    Ok(None) => println!("ok ({ms:.1} ms)"),
+                    Ok(Some(note)) => println!("ok ({ms:.1} ms): {note}"),
+                    Err(e) => println!("FAILED ({ms:.1} ms): {e}"),
+                }
+            }
+            Progress::RollingBack { reason } => println!("rolling back: {reason}"),
+        }
+        let _ = std::io::stdout().flush();
+    })
+}
+
+fn finish(
+    cmd: &str,
+    end: Result<End, ExecError>,
+    state_dir: &Path,
+    run_id: &str,
+    started: u64,
+) -> i32 {
+    let total = now_ms().saturating_sub(started);
+    let code = match &end {
+        Ok(End::Completed { active }) => {
+            println!("{cmd} completed in {total} ms: {active} announces the subnets");
+            EXIT_OK
+        }
+        Ok(End::RolledBack { active, reason }) => {
+            println!("{cmd} rolled back in {total} ms: {active} announces the subnets; {reason}");
+            EXIT_FAILED
+        }
+        Ok(End::Stopped { reason }) => {
+            println!("{cmd} stopped for the operator: {reason}; `ferry failover resume` retries, `ferry failover abort` rolls back");
+            EXIT_FAILED
+        }
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}; the journal says where it stopped: `ferry failover resume` or `abort`");
+            EXIT_FAILED
+        }
+    };
+    if let Ok(all) = runs::list(state_dir) {
+        if let Some(r) = all.iter().find(|r| r.run_id == run_id) {
+            print_steps(r);
+        }
+    }
+    code
+}
+
+fn print_steps(r: &runs::RunSummary) {
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{}", s.step + 1),
+                format!("{}{}", if s.undo { "undo " } else { "" }, s.name),
+                s.ms.map_or("-".into(), |m| m.to_string()),
+                s.result.clone(),
+            ]
+        })
+        .collect();
+    println!("{}", table::render(&["#", "STEP", "MS", "RESULT"], &rows));
+}
+
+fn status(s: &SelectArgs) -> i32 {
+    let all = match runs::list(&s.state.state_dir) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferry failover status: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let mut latest: Vec<&runs::RunSummary> = Vec::new();
+    for r in all.iter().rev() {
+        if s.plan_name.as_ref().is_none_or(|p| &r.plan == p)
+            && !latest.iter().any(|l| l.plan == r.plan)
+        {
+            latest.push(r);
+        }
+    }
+    if latest.is_empty() {
+        println!("no runs in {}", s.state.state_dir.display());
+        return EXIT_OK;
+    }
+    let rows: Vec<Vec<String>> = latest
+        .iter()
+        .map(|r| {
+            vec![
+                r.plan.clone(),
+                format!("{:?}", r.direction).to_lowercase(),
+                r.state(),
+                r.active.clone().unwrap_or_else(|| "-".into()),
+                r.run_id.clone(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table::render(&["PLAN", "LAST RUN", "STATE", "ACTIVE", "RUN"], &rows)
+    );
+    if latest.iter().any(|r| !r.finished()) {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn take_over(s: &SelectArgs, abort: bool) -> i32 {
+    let cmd = if abort { "abort" } else { "resume" };
+    let state_dir = &s.state.state_dir;
+    let open = match runs::unfinished(state_dir, s.plan_name.as_deref()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ferry failover {cmd}: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let r = match open.as_slice() {
+        [] => {
+            println!(
+                "nothing to {cmd}: no unfinished run in {}",
+                state_dir.display()
+            );
+            return EXIT_OK;
+        }
+        [r] => r,
+        many => {
+            let plans: Vec<_> = many.iter().map(|r| r.plan.as_str()).collect();
+            eprintln!(
+                "ferry failover {cmd}: unfinished runs of several plans ({}); choose with --plan-name",
+                plans.join(", ")
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let me = Holder::me(&format!("{cmd} {}", r.plan));
+    let _lock = match lock(state_dir, &r.plan, &me, cmd) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let sites = match Plan::parse(&r.plan_text).and_then(|p| sites_for(&p, r.mode)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry failover {cmd}: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let started = now_ms();
+    let mut ex = match Executor::open(&r.path, &sites, &SystemProbes, printer(r.step_count)) {
+        Ok(ex) => ex,
+        Err(e) => {
+            eprintln!("ferry failover {cmd}: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    println!("{cmd} run {} ({}): {}", ex.run_id, r.plan, r.state());
+    let end = if abort { ex.abort(me) } else { ex.resume(me) };
+    finish(
+        &format!("failover {cmd}"),
+        end,
+        state_dir,
+        &r.run_id,
+        started,
+    )
+}
+
+fn history(state_dir: &Path, run: Option<&str>) -> i32 {
+    let all = match runs::list(state_dir) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferry failover history: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    if let Some(id) = run {
+        let Some(r) = all.iter().find(|r| r.run_id == id) else {
+            eprintln!(
+                "ferry failover history: no run {id} in {}",
+                state_dir.display()
+            );
+            return EXIT_USAGE;
+        };
+        println!(
+            "run {} plan {} {:?} {:?} by {}: {}",
+            r.run_id,
+            r.plan,
+            r.direction,
+            r.mode,
+            r.by,
+            r.state()
+        );
+        for t in &r.takeovers {
+            println!("  taken over by {t}");
+        }
+        print_steps(r);
+        return EXIT_OK;
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.plan.clone(),
+                format!("{:?}", r.direction).to_lowercase(),
+                format!("{}@{}", r.by.user, r.by.host),
+                r.state(),
+                r.active.clone().unwrap_or_else(|| "-".into()),
+                r.last_ms.saturating_sub(r.started_ms).to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table::render(
+            &["RUN", "PLAN", "DIRECTION", "BY", "STATE", "ACTIVE", "MS"],
+            &rows
+        )
+    );
+    EXIT_OK
+}

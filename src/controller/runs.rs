@@ -1,0 +1,156 @@
+//! The runs kept in a state directory, for `status`, `resume`, `abort` and `history`.
+//!
+//! Every run is one journal file `runs/<run_id>.jsonl`; nothing else is needed to tell what
+//! happened, and nothing is ever deleted here (the audit trail).
+//! Never does: write a journal (see [`super::executor`]).
+
+use std::path::{Path, PathBuf};
+
+use super::executor::runs_dir;
+use super::journal::{replay, Direction, Entry, Mode, Outcome, Phase, Record};
+use super::lock::Holder;
+
+/// One step of a run as history shows it.
+#[derive(Debug, Clone)]
+pub struct StepTiming {
+    pub step: usize,
+    pub name: String,
+    pub undo: bool,
+    pub ms: Option<u64>,
+    pub result: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub path: PathBuf,
+    pub run_id: String,
+    pub plan: String,
+    pub direction: Direction,
+    pub mode: Mode,
+    pub by: Holder,
+    pub started_ms: u64,
+    pub last_ms: u64,
+    pub phase: Phase,
+    /// The site announcing the subnets, once finished.
+    pub active: Option<String>,
+    pub steps: Vec<StepTiming>,
+    pub step_count: usize,
+    pub takeovers: Vec<Holder>,
+    /// The plan as the run read it.
+    pub plan_text: String,
+}
+
+impl RunSummary {
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished(_))
+    }
+
+    pub fn state(&self) -> String {
+        match self.phase {
+            Phase::Finished(Outcome::Completed) => "completed".into(),
+            Phase::Finished(Outcome::RolledBack) => "rolled back".into(),
+            Phase::Stopped { .. } => "stopped (resume or abort)".into(),
+            Phase::Empty => "empty".into(),
+            _ => "interrupted (resume or abort)".into(),
+        }
+    }
+
+    fn from_entries(path: &Path, entries: &[Entry], phase: Phase) -> Option<Self> {
+        let first = entries.first()?;
+        let Record::RunStarted {
+            run_id,
+            plan,
+            direction,
+            mode,
+            steps: names,
+            by,
+            plan_text,
+        } = &first.record
+        else {
+            return None;
+        };
+        let mut s = Self {
+            path: path.to_owned(),
+            run_id: run_id.clone(),
+            plan: plan.clone(),
+            direction: *direction,
+            mode: *mode,
+            by: by.clone(),
+            started_ms: first.at_ms,
+            last_ms: entries.last().map_or(first.at_ms, |e| e.at_ms),
+            phase,
+            active: None,
+            steps: Vec::new(),
+            step_count: names.len(),
+            takeovers: Vec::new(),
+            plan_text: plan_text.clone(),
+        };
+        let name = |i: usize| names.get(i).cloned().unwrap_or_default();
+        for e in entries {
+            let row = |step: usize, undo, ms, result: &str| StepTiming {
+                step,
+                name: name(step),
+                undo,
+                ms,
+                result: result.to_owned(),
+            };
+            match &e.record {
+                Record::StepDone { step, ms, note } => s.steps.push(row(
+                    *step,
+                    false,
+                    Some(*ms),
+                    &note.clone().map_or("ok".into(), |n| format!("ok: {n}")),
+                )),
+                Record::StepFailed { step, ms, error } => {
+                    s.steps
+                        .push(row(*step, false, Some(*ms), &format!("FAILED: {error}")))
+                }
+                Record::CompensateDone { step, ms } => {
+                    s.steps.push(row(*step, true, Some(*ms), "undone"))
+                }
+                Record::CompensateFailed { step, ms, error } => s.steps.push(row(
+                    *step,
+                    true,
+                    Some(*ms),
+                    &format!("UNDO FAILED: {error}"),
+                )),
+                Record::Resumed { by } => s.takeovers.push(by.clone()),
+                Record::RunFinished { active, .. } => s.active = Some(active.clone()),
+                _ => {}
+            }
+        }
+        Some(s)
+    }
+}
+
+/// Every run in `state_dir`, oldest first. Unreadable journals are reported, not skipped.
+pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>, String> {
+    let dir = runs_dir(state_dir);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    let mut runs = Vec::new();
+    for p in paths {
+        let (entries, phase, _, _) = replay(&p).map_err(|e| e.to_string())?;
+        if let Some(s) = RunSummary::from_entries(&p, &entries, phase) {
+            runs.push(s);
+        }
+    }
+    runs.sort_by_key(|r| r.started_ms);
+    Ok(runs)
+}
+
+/// The unfinished runs, of one plan when `plan` is given.
+pub fn unfinished(state_dir: &Path, plan: Option<&str>) -> Result<Vec<RunSummary>, String> {
+    Ok(list(state_dir)?
+        .into_iter()
+        .filter(|r| !r.finished() && plan.is_none_or(|p| r.plan == p))
+        .collect())
+}

@@ -1,0 +1,369 @@
+//! `ferry failover` end to end with real `ferry speaker`s on loopback, each peering with a raw
+//! BGP peer that stands for the site's edge router.
+//!
+//! Proves: a planned failover moves the subnet from the primary speaker to the recovery speaker
+//! (each speaker's /v1/routes, and the UPDATEs each raw peer receives: a withdraw at the
+//! primary's, an announcement with the recovery's next hop at the recovery's) and `ferry
+//! failback` moves it back; a failing health check (`false`) rolls back with the primary still
+//! announcing and nothing sent to either peer; a second controller on the same plan is refused
+//! with the first one's pid; `kill -9` of the controller inside a hook (a `sleep`) leaves an
+//! interrupted run that `ferry failover resume` completes (taking over the dead holder's lock);
+//! the controller's overhead for one subnet with instant hooks, and ten subnets in one group
+//! against one, are measured and bounded.
+//! Failures injected: a health-check command that fails, SIGKILL of the controller process.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::wire::iana::attr;
+use ferry::wire::AttributeValue;
+use ipnet::Ipv4Net;
+use support::*;
+
+const NH1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const NH2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
+
+struct Site {
+    speaker: Speaker,
+    peer: RawPeer,
+}
+
+struct Setup {
+    dc1: Site,
+    dc2: Site,
+    dir: tempfile::TempDir,
+    subnets: Vec<String>,
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+/// Two sites, the primary announcing `subnets` (seen by its peer), a plan with `extra` TOML.
+fn setup(ips: [u8; 2], subnets: &[String], extra: &str) -> Setup {
+    let site = |last: u8| {
+        let (speaker, peer) = established_pair(Ipv4Addr::new(127, 0, 31, last));
+        Site { speaker, peer }
+    };
+    let mut dc1 = site(ips[0]);
+    let dc2 = site(ips[1]);
+    let mut args = vec!["announce".to_string()];
+    args.extend(subnets.iter().cloned());
+    args.extend(["--next-hop".into(), NH1.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    dc1.speaker.cli_ok(&args);
+    let mut seen = Vec::new();
+    while seen.len() < subnets.len() {
+        seen.extend(dc1.peer.next_update().update().unwrap().nlri.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let list: Vec<String> = subnets.iter().map(|s| format!("{s:?}")).collect();
+    let plan = format!(
+        r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+{extra}
+[[site]]
+name = "dc1"
+api = "{}"
+next_hop = "{NH1}"
+
+[[site]]
+name = "dc2"
+api = "{}"
+next_hop = "{NH2}"
+
+[[group]]
+name = "web"
+subnets = [{}]
+"#,
+        dc1.speaker.api().display(),
+        dc2.speaker.api().display(),
+        list.join(", ")
+    );
+    std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+    Setup {
+        dc1,
+        dc2,
+        dir,
+        subnets: subnets.to_vec(),
+    }
+}
+
+impl Setup {
+    fn plan(&self) -> PathBuf {
+        self.dir.path().join("plan.toml")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn ferry(&self, args: &[&str]) -> CliOut {
+        let plan = self.plan();
+        let state = self.state();
+        let mut all: Vec<&str> = args.to_vec();
+        if matches!(args, ["failover"] | ["failback"]) {
+            all.extend(["--plan", plan.to_str().unwrap(), "--yes"]);
+        }
+        all.extend(["--state-dir", state.to_str().unwrap()]);
+        ferry_cli(&all, None)
+    }
+
+    /// The prefixes a speaker announces, per its /v1/routes.
+    fn routes(site: &Site) -> Vec<String> {
+        let out = site.speaker.cli_ok(&["routes", "--json"]);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        let mut p: Vec<String> = v
+            .iter()
+            .map(|r| r["prefix"].as_str().unwrap().to_owned())
+            .collect();
+        p.sort();
+        p
+    }
+
+    fn assert_active(&self, active: &Site, idle: &Site) {
+        let mut want = self.subnets.clone();
+        want.sort();
+        assert_eq!(Self::routes(active), want);
+        assert!(Self::routes(idle).is_empty());
+    }
+}
+
+/// The peer's next UPDATEs until every subnet was withdrawn.
+fn expect_withdrawn(peer: &mut RawPeer, subnets: &[String]) {
+    let mut gone = Vec::new();
+    while gone.len() < subnets.len() {
+        let u = peer.next_update().update().unwrap().clone();
+        assert!(u.nlri.is_empty(), "{u:?}");
+        gone.extend(u.withdrawn);
+    }
+    gone.sort();
+    let mut want: Vec<Ipv4Net> = subnets.iter().map(|s| net(s)).collect();
+    want.sort();
+    assert_eq!(gone, want);
+}
+
+/// The peer's next UPDATEs until every subnet was announced with next hop `nh`.
+fn expect_announced(peer: &mut RawPeer, subnets: &[String], nh: Ipv4Addr) {
+    let mut got = Vec::new();
+    while got.len() < subnets.len() {
+        let u = peer.next_update().update().unwrap().clone();
+        assert_eq!(
+            u.attribute(attr::NEXT_HOP),
+            Some(&AttributeValue::NextHop(nh))
+        );
+        got.extend(u.nlri);
+    }
+    assert_eq!(got.len(), subnets.len());
+}
+
+fn one() -> Vec<String> {
+    vec!["198.51.100.0/24".to_string()]
+}
+
+const CHECKS: &str = r#"
+[[hook]]
+name = "cutover"
+stage = "cutover"
+command = ["true"]
+
+[[health_check]]
+name = "vm-up"
+command = ["true"]
+interval_ms = 50
+timeout_ms = 2000
+"#;
+
+#[test]
+fn planned_failover_and_failback_move_the_subnet() {
+    let mut s = setup([1, 2], &one(), CHECKS);
+    let out = ferry_cli(&["plan", "check", s.plan().to_str().unwrap()], None);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("ready for failover"), "{out:?}");
+
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("failover completed"), "{out:?}");
+    assert!(out.stdout.contains("health vm-up ... ok"), "{out:?}");
+    s.assert_active(&s.dc2, &s.dc1);
+    expect_withdrawn(&mut s.dc1.peer, &one());
+    expect_announced(&mut s.dc2.peer, &one(), NH2);
+
+    let out = ferry_cli(&["plan", "check", s.plan().to_str().unwrap()], None);
+    assert_eq!(
+        out.code, 1,
+        "after the move the primary no longer announces: {out:?}"
+    );
+
+    let out = s.ferry(&["failback"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s.assert_active(&s.dc1, &s.dc2);
+    expect_withdrawn(&mut s.dc2.peer, &one());
+    expect_announced(&mut s.dc1.peer, &one(), NH1);
+
+    let out = s.ferry(&["failover", "history"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.matches("completed").count(), 2, "{out:?}");
+    let out = s.ferry(&["failover", "status"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("failback") && out.stdout.contains("dc1"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn failing_health_check_rolls_back_with_the_primary_announcing() {
+    let failing = CHECKS
+        .replace(
+            "command = [\"true\"]\ninterval_ms",
+            "command = [\"false\"]\ninterval_ms",
+        )
+        .replace("timeout_ms = 2000", "timeout_ms = 300");
+    let mut s = setup([3, 4], &one(), &failing);
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("rolled back") && out.stdout.contains("health vm-up"),
+        "{out:?}"
+    );
+    s.assert_active(&s.dc1, &s.dc2);
+    s.dc1.peer.expect_quiet(Duration::from_millis(300));
+    s.dc2.peer.expect_quiet(Duration::from_millis(10));
+}
+
+fn journal_has(state: &Path, what: &str) -> bool {
+    let runs = state.join("runs");
+    std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(what)))
+}
+
+#[test]
+fn kill_9_of_the_controller_mid_run_then_resume_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("slept");
+    let pidfile = dir.path().join("hook.pid");
+    // The first run of the hook sleeps (the controller is killed then); a rerun passes at once.
+    let hook = format!(
+        r#"
+[[hook]]
+name = "cutover"
+stage = "cutover"
+command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep 30"]
+"#,
+        pidfile.display(),
+        mark.display(),
+        mark.display()
+    );
+    let mut s = setup([5, 6], &one(), &hook);
+    let plan = s.plan();
+    let state = s.state();
+    let mut child = Command::new(FERRY)
+        .args(["failover", "--yes", "--plan"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !(journal_has(&state, "\"name\":\"hook cutover\"") && mark.exists()) {
+        assert!(Instant::now() < deadline, "the hook never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // A second controller on the same plan is refused, naming the first.
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("pid {}", child.id())),
+        "{out:?}"
+    );
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+    }
+    let out = s.ferry(&["failover", "status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("interrupted"), "{out:?}");
+    s.assert_active(&s.dc1, &s.dc2);
+
+    let out = s.ferry(&["failover", "resume"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("took over the lock"), "{out:?}");
+    s.assert_active(&s.dc2, &s.dc1);
+    expect_withdrawn(&mut s.dc1.peer, &one());
+    expect_announced(&mut s.dc2.peer, &one(), NH2);
+    let out = s.ferry(&["failover", "resume"]);
+    assert!(out.stdout.contains("nothing to resume"), "{out:?}");
+}
+
+/// The run's own time (first to last journal record) in ms, from `history`.
+fn run_ms(s: &Setup) -> u64 {
+    let out = s.ferry(&["failover", "history"]);
+    let line = out.stdout.lines().last().unwrap().to_owned();
+    line.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+#[test]
+fn controller_overhead_one_subnet_and_ten_in_one_group() {
+    let ten: Vec<String> = (0..10)
+        .map(|i| format!("198.51.100.{}/28", i * 16))
+        .collect();
+    let mut figures = Vec::new();
+    for (ips, subnets) in [([7, 8], one()), ([9, 10], ten)] {
+        let mut best = (u64::MAX, Duration::MAX);
+        let mut s = setup(ips, &subnets, CHECKS);
+        for round in 0..3 {
+            let which = if round % 2 == 0 {
+                "failover"
+            } else {
+                "failback"
+            };
+            let t = Instant::now();
+            let out = s.ferry(&[which]);
+            let wall = t.elapsed();
+            assert_eq!(out.code, 0, "{out:?}");
+            best = (best.0.min(run_ms(&s)), best.1.min(wall));
+            let (from, to) = if round % 2 == 0 {
+                (&mut s.dc1, &mut s.dc2)
+            } else {
+                (&mut s.dc2, &mut s.dc1)
+            };
+            expect_withdrawn(&mut from.peer, &subnets);
+            expect_announced(
+                &mut to.peer,
+                &subnets,
+                if round % 2 == 0 { NH2 } else { NH1 },
+            );
+        }
+        figures.push((subnets.len(), best));
+    }
+    let (one_run, one_wall) = figures[0].1;
+    let (ten_run, ten_wall) = figures[1].1;
+    eprintln!(
+        "controller overhead (best of 3, no waits in the plan): 1 subnet {one_run} ms in the run, {} ms wall; 10 subnets {ten_run} ms in the run, {} ms wall; ratio {:.2} (wall {:.2})",
+        one_wall.as_millis(),
+        ten_wall.as_millis(),
+        ten_run.max(1) as f64 / one_run.max(1) as f64,
+        ten_wall.as_secs_f64() / one_wall.as_secs_f64()
+    );
+    assert!(one_wall < Duration::from_secs(1), "{one_wall:?}");
+    assert!(
+        ten_wall.as_secs_f64() <= 1.5 * one_wall.as_secs_f64() + 0.05,
+        "{ten_wall:?} vs {one_wall:?}"
+    );
+}
