@@ -169,6 +169,7 @@ fn main() {
                         "/v1/withdraw",
                         &WithdrawRequest {
                             prefixes: vec![route.prefix],
+                            graceful_secs: None,
                         },
                     )
                     .await

@@ -368,6 +368,7 @@ fn timing_announce_to_update_at_the_peer() {
                 "/v1/withdraw",
                 &ferry::api::WithdrawRequest {
                     prefixes: vec![route.prefix],
+                    graceful_secs: None,
                 },
             ))
             .unwrap();

@@ -43,6 +43,13 @@ pub trait Control: Send + Sync + 'static {
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError>;
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     fn metrics(&self) -> String;
+    /// Graceful shutdown (RFC 8326): `on` re-announces these prefixes (those announced) with
+    /// GRACEFUL_SHUTDOWN added, without persisting it; `off` ends that. Returns how many of
+    /// the prefixes are announced.
+    fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
+        let _ = (prefixes, on);
+        Err(ApiError::NotFound("graceful shutdown not supported".into()))
+    }
     /// End the session with `peer` (Cease/Administrative Reset, or Hard Reset).
     fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
         let _ = hard;
@@ -125,7 +132,39 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
             "request body field `prefixes`: empty list".into(),
         ));
     }
-    blocking(move || c.withdraw(req.prefixes)).await
+    let Some(secs) = req.graceful_secs else {
+        return blocking(move || c.withdraw(req.prefixes)).await;
+    };
+    if !(1..=super::types::MAX_GRACEFUL_SECS).contains(&secs) {
+        return Err(ApiError::BadRequest(format!(
+            "request body field `graceful_secs`: {secs} is outside 1-{}",
+            super::types::MAX_GRACEFUL_SECS
+        )));
+    }
+    // Its own task: a client that hangs up mid-wait must not leave the routes drained and
+    // never withdrawn.
+    let task = tokio::spawn(async move {
+        let prefixes = req.prefixes;
+        let drained = {
+            let (c, p) = (c.clone(), prefixes.clone());
+            tokio::task::spawn_blocking(move || c.drain(p, true))
+                .await
+                .map_err(|e| ApiError::Internal(format!("drain task failed: {e}")))??
+        };
+        if drained > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(u64::from(secs))).await;
+        }
+        let (c2, p) = (c.clone(), prefixes.clone());
+        let result = tokio::task::spawn_blocking(move || c2.withdraw(p))
+            .await
+            .map_err(|e| ApiError::Internal(format!("change task failed: {e}")))?;
+        // Withdrawn or not, the drain ends here.
+        let _ = c.drain(prefixes, false);
+        result
+    });
+    task.await
+        .map_err(|e| ApiError::Internal(format!("graceful withdraw task failed: {e}")))?
+        .map(Json)
 }
 
 /// Persisting fsyncs: keep it off the async workers.

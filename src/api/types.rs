@@ -75,7 +75,16 @@ pub struct AnnounceRequest {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
     pub prefixes: Vec<IpNet>,
+    /// Graceful shutdown (RFC 8326): first re-announce the routes with GRACEFUL_SHUTDOWN
+    /// (65535:0) added, wait this many seconds (1-3600), then withdraw. The call answers once
+    /// the withdrawal is done; the drain is not persisted (a crash meanwhile leaves the routes
+    /// announced, as they were before the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_secs: Option<u32>,
 }
+
+/// Longest graceful-shutdown wait a withdraw may ask for.
+pub const MAX_GRACEFUL_SECS: u32 = 3600;
 
 /// The outcome of an announce or withdraw: persisted before this is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -50,6 +50,10 @@ pub struct AnnounceArgs {
 pub struct WithdrawArgs {
     #[arg(required = true)]
     pub prefixes: Vec<String>,
+    /// Graceful shutdown (RFC 8326): re-announce with GRACEFUL_SHUTDOWN (65535:0), wait this
+    /// many seconds (1-3600), then withdraw; returns when the withdrawal is done.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub graceful: Option<u32>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -166,12 +170,19 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let client = match args.api.client_for("withdraw") {
+    let mut client = match args.api.client_for("withdraw") {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &WithdrawRequest { prefixes }))
-    {
+    if let Some(secs) = args.graceful {
+        // The answer comes after the wait.
+        client.timeout += std::time::Duration::from_secs(u64::from(secs));
+    }
+    let req = WithdrawRequest {
+        prefixes,
+        graceful_secs: args.graceful,
+    };
+    match block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &req)) {
         Ok(resp) => {
             print_change(args.json, "withdrawn", &resp);
             EXIT_OK

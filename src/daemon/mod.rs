@@ -109,6 +109,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         desired: desired_tx,
         events,
         peers: peers.clone(),
+        draining: Default::default(),
     });
 
     let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
@@ -192,6 +193,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     wait_for_signal().await;
+    if let Some(secs) = config.speaker.shutdown_graceful_secs {
+        let n = shared.drain_all();
+        if n > 0 {
+            tracing::info!(
+                routes = n,
+                secs = secs.0,
+                "stopping: graceful shutdown (RFC 8326), waiting before closing sessions"
+            );
+            tokio::time::sleep(secs.duration()).await;
+        }
+    }
     tracing::info!("stopping: closing sessions with Cease/Administrative Shutdown");
     for tx in inputs.values() {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();

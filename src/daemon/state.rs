@@ -4,7 +4,7 @@
 //! are published to the peer drivers as an immutable snapshot through a watch channel. Each
 //! peer's status and Adj-RIB-In sit behind their own lock, held only for short reads/writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,7 @@ use crate::api::{
 use crate::config::NeighborConfig;
 use crate::speaker::store::{Change, RouteStore};
 use crate::speaker::{AdjRibIn, Route};
+use crate::wire::Community;
 
 /// The desired routes as the peer drivers see them.
 pub type Desired = Arc<BTreeMap<IpNet, Route>>;
@@ -68,12 +69,35 @@ pub struct Shared {
     pub desired: watch::Sender<Desired>,
     pub events: broadcast::Sender<Event>,
     pub peers: Vec<Arc<PeerShared>>,
+    /// Prefixes being drained (RFC 8326): published with GRACEFUL_SHUTDOWN added, never
+    /// persisted.
+    pub draining: Mutex<BTreeSet<IpNet>>,
 }
 
 impl Shared {
     pub fn emit(&self, event: Event) {
         // No subscriber is fine.
         let _ = self.events.send(event);
+    }
+
+    /// Hand the desired routes to the drivers, with the drain overlay applied.
+    fn publish(&self, store: &RouteStore) {
+        let draining = lock(&self.draining);
+        let mut routes = store.routes().clone();
+        for p in draining.iter() {
+            if let Some(r) = routes.get_mut(p) {
+                if !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
+                    r.communities.push(Community::GRACEFUL_SHUTDOWN);
+                }
+            }
+        }
+        self.desired.send_replace(Arc::new(routes));
+    }
+
+    /// Drain every announced route (SIGTERM with `shutdown_graceful_secs`); returns how many.
+    pub fn drain_all(&self) -> usize {
+        let all: Vec<IpNet> = lock(&self.store).routes().keys().copied().collect();
+        self.drain(all, true).unwrap_or(0)
     }
 
     fn change(&self, change: Change) -> Result<ChangeResponse, ApiError> {
@@ -93,7 +117,7 @@ impl Shared {
                 generation: applied.generation,
                 changed,
             });
-            self.desired.send_replace(Arc::new(store.routes().clone()));
+            self.publish(&store);
         }
         Ok(ChangeResponse {
             changed,
@@ -189,6 +213,29 @@ impl Control for Shared {
 
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
         self.change(Change::Withdraw(prefixes))
+    }
+
+    fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
+        let store = lock(&self.store);
+        let present = prefixes.iter().filter(|p| store.get(p).is_some()).count();
+        {
+            let mut draining = lock(&self.draining);
+            for p in prefixes {
+                if on {
+                    draining.insert(p);
+                } else {
+                    draining.remove(&p);
+                }
+            }
+        }
+        if on {
+            tracing::info!(
+                routes = present,
+                "graceful shutdown: announcing with GRACEFUL_SHUTDOWN"
+            );
+        }
+        self.publish(&store);
+        Ok(present)
     }
 
     fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
