@@ -23,7 +23,8 @@
 //! [[site]]
 //! name = "dc1"
 //! api = "/run/ferry/dc1.sock"   # or http://host:port, with api_token_file
-//! next_hop = "192.0.2.10"       # attributes to announce with: communities, med, ...
+//! next_hop = "192.0.2.10"       # next_hop6 for IPv6 subnets; absent: next hop self
+//! communities = ["65001:100"]   # also large_communities, med, local_pref, prepend
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
@@ -133,7 +134,10 @@ pub struct Site {
     pub name: String,
     pub api: String,
     pub api_token_file: Option<PathBuf>,
+    /// Next hop of IPv4 subnets (absent: the speaker's own address on each session).
     pub next_hop: Option<String>,
+    /// Next hop of IPv6 subnets.
+    pub next_hop6: Option<String>,
     #[serde(default)]
     pub communities: Vec<String>,
     #[serde(default)]
@@ -262,9 +266,13 @@ impl Hook {
 impl Site {
     /// The route this site announces for `prefix`, with its attributes; validated.
     pub fn route(&self, prefix: IpNet) -> Result<Route, String> {
+        let next_hop = match prefix {
+            IpNet::V4(_) => &self.next_hop,
+            IpNet::V6(_) => &self.next_hop6,
+        };
         let v = serde_json::json!({
             "prefix": prefix.to_string(),
-            "next_hop": self.next_hop,
+            "next_hop": next_hop,
             "communities": self.communities,
             "large_communities": self.large_communities,
             "med": self.med,

@@ -196,6 +196,8 @@ pub fn run_command(
         .spawn()
         .map_err(|e| format!("{shown}: {e}"))?;
     let pid = child.id();
+    // stderr is read on the side: a hook that leaves a daemon behind holding it must not make
+    // the hook look hung; the hook is done when its process exits.
     let mut err = child.stderr.take();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -203,41 +205,43 @@ pub fn run_command(
         if let Some(s) = err.as_mut() {
             let _ = s.take(64 * 1024).read_to_string(&mut text);
         }
-        let _ = tx.send((child.wait(), text));
+        let _ = tx.send(text);
     });
-    match rx.recv_timeout(timeout) {
-        Ok((Ok(st), _)) if st.success() => Ok(()),
-        Ok((Ok(st), stderr)) => {
-            let tail: String = stderr
-                .trim()
-                .chars()
-                .rev()
-                .take(300)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            Err(format!(
-                "{shown}: {st}{}",
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {tail}")
-                }
-            ))
-        }
-        Ok((Err(e), _)) => Err(format!("{shown}: {e}")),
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = match done_rx.recv_timeout(timeout) {
+        Ok(Ok(st)) => st,
+        Ok(Err(e)) => return Err(format!("{shown}: {e}")),
         Err(_) => {
+            // The whole group: a shell's children too.
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
-            Err(format!(
+            return Err(format!(
                 "{shown}: did not finish within {} ms",
                 timeout.as_millis()
-            ))
+            ));
         }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = rx
+        .recv_timeout(Duration::from_millis(100))
+        .unwrap_or_default();
+    let tail: String = {
+        let t = stderr.trim();
+        let skip = t.chars().count().saturating_sub(300);
+        t.chars().skip(skip).collect()
+    };
+    if tail.is_empty() {
+        Err(format!("{shown}: {status}"))
+    } else {
+        Err(format!("{shown}: {status}: {tail}"))
     }
 }
 
@@ -283,5 +287,64 @@ fn http_call(call: &HttpCall, timeout: Duration) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{url}: HTTP {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), s.into()]
+    }
+
+    #[test]
+    fn commands_report_status_and_stderr_and_time_out_as_a_group() {
+        let t = Duration::from_secs(5);
+        assert!(run_command(&argv("exit 0"), &[], t).is_ok());
+        let e = run_command(&argv("echo no VM here >&2; exit 3"), &[], t).unwrap_err();
+        assert!(
+            e.contains("exit status: 3") && e.contains("no VM here"),
+            "{e}"
+        );
+        let env = [("FERRY_TO".to_string(), "dc2".to_string())];
+        assert!(run_command(&argv("test \"$FERRY_TO\" = dc2"), &env, t).is_ok());
+        let start = Instant::now();
+        let e = run_command(&argv("sleep 10; true"), &[], Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("did not finish within 200 ms"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+        // A daemon left behind holding stderr does not make the hook hang.
+        let start = Instant::now();
+        run_command(&argv("sleep 3 & exit 0"), &[], t).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn http_hooks_check_the_status() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for (i, s) in l.incoming().take(2).enumerate() {
+                let mut s = s.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let status = if i == 0 { "204 No Content" } else { "500 Oops" };
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        let call = HttpCall {
+            url: format!("http://{addr}/cutover"),
+            method: "POST".into(),
+            body: Some("{}".into()),
+            expect_status: None,
+        };
+        let t = Duration::from_secs(5);
+        http_call(&call, t).unwrap();
+        let e = http_call(&call, t).unwrap_err();
+        assert!(e.contains("HTTP 500"), "{e}");
     }
 }

@@ -376,30 +376,12 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
     let start = cx.probes.now();
     let timeout = Duration::from_millis(v.timeout_ms);
     let interval = Duration::from_millis(v.interval_ms);
-    let want_nh = cx.to().next_hop.clone();
-    // Unplanned: `from` may be isolated from us yet still announcing (its lease fences it).
-    let gone_nh = cx
-        .from()
-        .next_hop
-        .clone()
-        .filter(|n| Some(n) != want_nh.as_ref() && cx.mode == Mode::Planned);
     loop {
         let r = match (&v.observer, &v.command) {
-            (Some(obs), _) => cx.sites.received(obs.get_ref()).and_then(|routes| {
-                for p in prefixes {
-                    let of_p: Vec<_> = routes.iter().filter(|r| r.prefix == *p).collect();
-                    let seen = of_p
-                        .iter()
-                        .any(|r| want_nh.is_none() || r.next_hop == want_nh);
-                    if !seen {
-                        return Err(format!("observer has no route to {p} via {}", cx.to().name));
-                    }
-                    if gone_nh.is_some() && of_p.iter().any(|r| r.next_hop == gone_nh) {
-                        return Err(format!("observer still has {p} via {}", cx.from().name));
-                    }
-                }
-                Ok(())
-            }),
+            (Some(obs), _) => cx
+                .sites
+                .received(obs.get_ref())
+                .and_then(|routes| observed(cx, prefixes, &routes)),
             (None, Some(cmd)) => cx.probes.probe(
                 &Probe::Command(cmd.clone()),
                 timeout,
@@ -418,4 +400,35 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
             Err(_) => cx.probes.sleep(interval),
         }
     }
+}
+
+/// The observer has every prefix via `to` (by next hop, when the plan sets one) and, in a
+/// planned run, none via `from`. Unplanned: `from` may be isolated from us yet still announcing
+/// (its lease fences it), so only the first half is required.
+fn observed(
+    cx: &Ctx<'_>,
+    prefixes: &[IpNet],
+    routes: &[crate::api::ReceivedRoute],
+) -> Result<(), String> {
+    let nh = |r: &crate::api::ReceivedRoute| {
+        r.next_hop
+            .as_deref()
+            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+    };
+    for p in prefixes {
+        let want = cx.to().route(*p)?.next_hop;
+        let gone = cx
+            .from()
+            .route(*p)?
+            .next_hop
+            .filter(|n| Some(*n) != want && cx.mode == Mode::Planned);
+        let of_p: Vec<_> = routes.iter().filter(|r| r.prefix == *p).collect();
+        if !of_p.iter().any(|r| want.is_none() || nh(r) == want) {
+            return Err(format!("observer has no route to {p} via {}", cx.to().name));
+        }
+        if gone.is_some() && of_p.iter().any(|r| nh(r) == gone) {
+            return Err(format!("observer still has {p} via {}", cx.from().name));
+        }
+    }
+    Ok(())
 }
