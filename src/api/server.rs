@@ -5,8 +5,8 @@
 //!
 //! Routes: `GET /v1/peers`, `GET /v1/routes`, `GET /v1/routes/received[?peer=ADDR]`,
 //! `POST /v1/announce`, `POST /v1/withdraw`, `GET /v1/events` (newline-delimited JSON),
-//! `POST /v1/peers/{addr}/reset` (`{"hard": true}` for Cease/Hard Reset), `GET /metrics`
-//! (Prometheus text format).
+//! `POST /v1/peers/{addr}/reset` (`{"hard": true}` for Cease/Hard Reset), `GET /v1/leases`,
+//! `POST /v1/lease/renew`, `GET /metrics` (Prometheus text format).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -31,6 +31,7 @@ use super::types::{
     AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse,
     WithdrawRequest,
 };
+use super::types::{LeaseRenewRequest, LeaseReport};
 use crate::speaker::Route;
 
 /// What the API can ask of a speaker.
@@ -49,6 +50,15 @@ pub trait Control: Send + Sync + 'static {
     fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
         let _ = (prefixes, on);
         Err(ApiError::NotFound("graceful shutdown not supported".into()))
+    }
+    /// The leased routes and their deadlines.
+    fn leases(&self) -> LeaseReport {
+        LeaseReport::default()
+    }
+    /// Renew the leases of `prefixes` (empty: all); an unknown or unleased prefix is NotFound.
+    fn renew_leases(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, ApiError> {
+        let _ = prefixes;
+        Err(ApiError::NotFound("leases not supported".into()))
     }
     /// End the session with `peer` (Cease/Administrative Reset, or Hard Reset).
     fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
@@ -73,6 +83,8 @@ pub fn router(control: Shared) -> Router {
         .route("/v1/withdraw", post(withdraw))
         .route("/v1/events", get(events))
         .route("/v1/peers/{addr}/reset", post(reset_peer))
+        .route("/v1/leases", get(leases))
+        .route("/v1/lease/renew", post(renew_leases))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -174,6 +186,22 @@ async fn blocking(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(format!("change task failed: {e}")))?
+        .map(Json)
+}
+
+async fn leases(State(c): State<Shared>) -> Json<LeaseReport> {
+    Json(c.leases())
+}
+
+async fn renew_leases(State(c): State<Shared>, body: Bytes) -> Result<Json<LeaseReport>, ApiError> {
+    let req: LeaseRenewRequest = if body.is_empty() {
+        LeaseRenewRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    tokio::task::spawn_blocking(move || c.renew_leases(req.prefixes))
+        .await
+        .map_err(|e| ApiError::Internal(format!("renew task failed: {e}")))?
         .map(Json)
 }
 

@@ -132,6 +132,38 @@ pub enum Event {
         generation: u64,
         changed: usize,
     },
+    /// Leased routes whose lease was not renewed in time: withdrawn by the speaker.
+    LeaseExpired {
+        prefixes: Vec<IpNet>,
+    },
+}
+
+/// Renew the leases of these prefixes (empty or absent: every leased route).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRenewRequest {
+    #[serde(default)]
+    pub prefixes: Vec<IpNet>,
+}
+
+/// One leased route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    pub prefix: IpNet,
+    pub lease_secs: u32,
+    /// Milliseconds until the speaker withdraws it unless renewed.
+    pub expires_in_ms: u64,
+}
+
+/// The speaker's leases (`GET /v1/leases`, and the answer to a renewal).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaseReport {
+    pub leases: Vec<LeaseInfo>,
+    /// Routes withdrawn because their lease ran out, since the speaker started.
+    pub expiries_total: u64,
+    /// The routes of the last expiry and how long ago it was.
+    pub last_expired: Vec<IpNet>,
+    pub last_expired_secs_ago: Option<u64>,
 }
 
 /// Every error body: what went wrong and what to do about it.

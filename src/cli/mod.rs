@@ -44,6 +44,8 @@ pub enum Command {
     Routes(routes::RoutesArgs),
     /// End a neighbor's session now (--hard: Cease/Hard Reset, peers drop our routes at once).
     Reset(status::ResetArgs),
+    /// Leased routes (fencing): renew their leases, or show them.
+    Lease(routes::LeaseArgs),
     /// The FRR lab: three sites in network namespaces, failovers and their convergence (root).
     Lab(lab::LabArgs),
     /// Decode BGP messages (hex, raw bytes or a pcap) and print one JSON object per message.
@@ -119,6 +121,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(args) => status::run(args),
         Command::Routes(args) => routes::list(args),
         Command::Reset(args) => status::reset(args),
+        Command::Lease(args) => routes::lease(args),
         Command::Decode(args) => decode::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Plan(args) => failover::plan(args),

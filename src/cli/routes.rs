@@ -7,7 +7,7 @@ use clap::Args;
 use ipnet::IpNet;
 
 use super::{block_on, report, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::api::{AnnounceRequest, ChangeResponse, ReceivedRoute, WithdrawRequest};
+use crate::api::{AnnounceRequest, ChangeResponse, LeaseReport, ReceivedRoute, WithdrawRequest};
 use crate::speaker::route::{parse_origin, parse_prefix};
 use crate::speaker::Route;
 use crate::wire::{Community, LargeCommunity};
@@ -40,6 +40,10 @@ pub struct AnnounceArgs {
     /// ORIGIN: igp, egp or incomplete.
     #[arg(long, default_value = "igp")]
     pub origin: String,
+    /// Lease (fencing): the speaker withdraws the route by itself unless `ferry lease renew`
+    /// (or POST /v1/lease/renew) renews it within this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub lease: Option<u32>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -119,6 +123,7 @@ fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
             route.med = args.med;
             route.local_pref = args.local_pref;
             route.prepend = args.prepend;
+            route.lease_secs = args.lease;
             route.validate().map_err(|e| e.to_string())?;
             Ok(route)
         })
@@ -191,6 +196,118 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    #[command(subcommand)]
+    pub command: LeaseCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LeaseCommand {
+    /// Renew the leases of these prefixes (none given: every leased route).
+    Renew {
+        prefixes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show the leased routes, their deadlines and the expiries so far.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// `ferry lease renew|status`.
+pub fn lease(args: LeaseArgs) -> i32 {
+    let (json, api, renew) = match &args.command {
+        LeaseCommand::Renew {
+            prefixes,
+            json,
+            api,
+        } => (*json, api, Some(prefixes)),
+        LeaseCommand::Status { json, api } => (*json, api, None),
+    };
+    let client = match api.client_for("lease") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = match renew {
+        Some(prefixes) => {
+            let prefixes = match prefixes
+                .iter()
+                .map(|p| parse_prefix(p))
+                .collect::<Result<Vec<IpNet>, _>>()
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ferry lease renew: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            block_on(client.post::<_, LeaseReport>(
+                "/v1/lease/renew",
+                &crate::api::LeaseRenewRequest { prefixes },
+            ))
+        }
+        None => block_on(client.get::<LeaseReport>("/v1/leases")),
+    };
+    match result {
+        Ok(r) if json => print_json(&r),
+        Ok(r) => {
+            let rows = r
+                .leases
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.prefix.to_string(),
+                        format!("{}s", l.lease_secs),
+                        format!("{:.1}s", l.expires_in_ms as f64 / 1000.0),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            println!(
+                "{}",
+                table::render(&["PREFIX", "LEASE", "EXPIRES IN"], &rows)
+            );
+            println!("{}", lease_summary(&r));
+            EXIT_OK
+        }
+        Err(e) => report("lease", &e),
+    }
+}
+
+/// One line: leased routes, next expiry, expiries so far.
+pub(crate) fn lease_summary(r: &LeaseReport) -> String {
+    let next = r
+        .leases
+        .iter()
+        .map(|l| l.expires_in_ms)
+        .min()
+        .map_or(String::new(), |ms| {
+            format!(", next expiry in {:.1}s", ms as f64 / 1000.0)
+        });
+    let last = match (r.last_expired.is_empty(), r.last_expired_secs_ago) {
+        (false, Some(ago)) => format!(
+            " (last: {} {ago}s ago)",
+            r.last_expired
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "leases: {} route(s){next}; {} expired since start{last}",
+        r.leases.len(),
+        r.expiries_total
+    )
+}
+
 pub fn list(args: RoutesArgs) -> i32 {
     let client = match args.api.client_for("routes") {
         Ok(c) => c,
@@ -241,6 +358,18 @@ pub fn list(args: RoutesArgs) -> i32 {
     match block_on(client.get::<Vec<Route>>("/v1/routes")) {
         Ok(routes) if args.json => print_json(&routes),
         Ok(routes) => {
+            // Best effort: a speaker without leases answers with none.
+            let leases = block_on(client.get::<LeaseReport>("/v1/leases")).unwrap_or_default();
+            let lease_cell = |r: &Route| match r.lease_secs {
+                None => "-".to_owned(),
+                Some(secs) => leases
+                    .leases
+                    .iter()
+                    .find(|l| l.prefix == r.prefix)
+                    .map_or(format!("{secs}s"), |l| {
+                        format!("{secs}s ({:.1}s left)", l.expires_in_ms as f64 / 1000.0)
+                    }),
+            };
             let rows = routes
                 .iter()
                 .map(|r| {
@@ -259,6 +388,7 @@ pub fn list(args: RoutesArgs) -> i32 {
                             .map(ToString::to_string)
                             .collect::<Vec<_>>()
                             .join(" "),
+                        lease_cell(r),
                     ]
                 })
                 .collect::<Vec<_>>();
@@ -271,7 +401,8 @@ pub fn list(args: RoutesArgs) -> i32 {
                         "MED",
                         "PREPEND",
                         "COMMUNITIES",
-                        "LARGE"
+                        "LARGE",
+                        "LEASE"
                     ],
                     &rows
                 )

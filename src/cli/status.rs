@@ -113,6 +113,11 @@ pub fn run(args: StatusArgs) -> i32 {
                     &rows
                 )
             );
+            if let Ok(leases) = block_on(client.get::<crate::api::LeaseReport>("/v1/leases")) {
+                if !leases.leases.is_empty() || leases.expiries_total > 0 {
+                    println!("{}", super::routes::lease_summary(&leases));
+                }
+            }
             EXIT_OK
         }
         Err(e) => report("status", &e),

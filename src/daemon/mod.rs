@@ -82,6 +82,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     tracing::info!(routes = store.len(), generation = store.generation(), dir = %config.speaker.state_dir.display(), "desired routes loaded");
+    let leases = crate::speaker::lease::Leases::load(&config.speaker.state_dir)
+        .context("loading route leases")?;
     let (desired_tx, _) = watch::channel(Arc::new(store.routes().clone()));
     let (events, _) = broadcast::channel(4096);
 
@@ -110,7 +112,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         events,
         peers: peers.clone(),
         draining: Default::default(),
+        leases: Mutex::new(leases),
+        lease_wake: tokio::sync::Notify::new(),
+        lease_expiries: Default::default(),
+        last_expiry: Mutex::new(None),
     });
+    // Leases that ran out while the speaker was down go before any session starts.
+    shared.expire_leases(true);
+    tokio::spawn(expire_leases(shared.clone()));
 
     let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
     let mut drivers = Vec::new();
@@ -224,6 +233,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
     let _ = std::fs::remove_file(&api_path);
     Ok(())
+}
+
+/// Withdraw leased routes when their lease runs out: sleep until the next deadline, at most a
+/// few seconds (the wall clock may move), or until an announce or renewal moves it.
+async fn expire_leases(shared: Arc<Shared>) {
+    loop {
+        let next = shared.expire_leases(false);
+        let wait = next.map_or(Duration::from_secs(5), |d| {
+            Duration::from_millis(d.saturating_sub(crate::speaker::lease::now_ms()))
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait.clamp(Duration::from_millis(20), Duration::from_secs(5))) => {}
+            _ = shared.lease_wake.notified() => {}
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -18,7 +18,9 @@ use crate::api::{
     ApiError, ChangeResponse, Control, Event, GracefulRestartStatus, PeerStatus, ReceivedRoute,
     ResetResponse,
 };
+use crate::api::{LeaseInfo, LeaseReport};
 use crate::config::NeighborConfig;
+use crate::speaker::lease::{now_ms, Leases};
 use crate::speaker::store::{Change, RouteStore};
 use crate::speaker::{AdjRibIn, Route};
 use crate::wire::Community;
@@ -72,6 +74,12 @@ pub struct Shared {
     /// Prefixes being drained (RFC 8326): published with GRACEFUL_SHUTDOWN added, never
     /// persisted.
     pub draining: Mutex<BTreeSet<IpNet>>,
+    /// Lease deadlines of leased routes (fencing). Lock order: `leases`, then `store`.
+    pub leases: Mutex<Leases>,
+    /// Wakes the lease task when a deadline may have moved earlier.
+    pub lease_wake: tokio::sync::Notify,
+    pub lease_expiries: AtomicU64,
+    pub last_expiry: Mutex<Option<(Vec<IpNet>, Instant)>>,
 }
 
 impl Shared {
@@ -92,6 +100,59 @@ impl Shared {
             }
         }
         self.desired.send_replace(Arc::new(routes));
+    }
+
+    /// Withdraw the leased routes whose lease ran out; returns the next deadline (Unix ms).
+    /// `at_start`: the speaker was down meanwhile (logged as such).
+    pub fn expire_leases(&self, at_start: bool) -> Option<u64> {
+        let mut leases = lock(&self.leases);
+        let now = now_ms();
+        let expired = leases.expired(lock(&self.store).routes().values(), now);
+        if !expired.is_empty() {
+            match self.change(Change::Withdraw(expired.clone())) {
+                Ok(_) => {
+                    if let Err(e) = leases.forget(&expired) {
+                        tracing::error!(error = %e, "cannot persist leases");
+                    }
+                    let n = expired.len() as u64;
+                    self.lease_expiries.fetch_add(n, Ordering::Relaxed);
+                    for p in &expired {
+                        if at_start {
+                            tracing::warn!(prefix = %p, "lease ran out while the speaker was down: route withdrawn");
+                        } else {
+                            tracing::warn!(prefix = %p, "lease not renewed in time: route withdrawn");
+                        }
+                    }
+                    *lock(&self.last_expiry) = Some((expired.clone(), Instant::now()));
+                    self.emit(Event::LeaseExpired { prefixes: expired });
+                }
+                // Retried at the next tick; the route stays announced meanwhile.
+                Err(e) => tracing::error!(error = %e, "cannot withdraw routes whose lease expired"),
+            }
+        }
+        leases.next_deadline()
+    }
+
+    fn lease_report(&self, leases: &Leases) -> LeaseReport {
+        let now = now_ms();
+        let store = lock(&self.store);
+        let last = lock(&self.last_expiry).clone();
+        LeaseReport {
+            leases: store
+                .routes()
+                .values()
+                .filter_map(|r| {
+                    Some(LeaseInfo {
+                        prefix: r.prefix,
+                        lease_secs: r.lease_secs?,
+                        expires_in_ms: leases.until(&r.prefix).map_or(0, |u| u.saturating_sub(now)),
+                    })
+                })
+                .collect(),
+            expiries_total: self.lease_expiries.load(Ordering::Relaxed),
+            last_expired_secs_ago: last.as_ref().map(|(_, t)| t.elapsed().as_secs()),
+            last_expired: last.map(|(p, _)| p).unwrap_or_default(),
+        }
     }
 
     /// Drain every announced route (SIGTERM with `shutdown_graceful_secs`); returns how many.
@@ -208,11 +269,65 @@ impl Control for Shared {
     }
 
     fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError> {
-        self.change(Change::Announce(routes))
+        // Under the leases lock, so the lease task never sees a new leased route without
+        // its deadline. An announce (even an unchanged one) starts or renews the lease.
+        let mut leases = lock(&self.leases);
+        let resp = self.change(Change::Announce(routes.clone()))?;
+        leases.renew(routes.iter(), now_ms()).map_err(|e| {
+            ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
+        })?;
+        drop(leases);
+        self.lease_wake.notify_one();
+        Ok(resp)
     }
 
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
-        self.change(Change::Withdraw(prefixes))
+        let mut leases = lock(&self.leases);
+        let resp = self.change(Change::Withdraw(prefixes.clone()))?;
+        if let Err(e) = leases.forget(&prefixes) {
+            // Harmless: a lease of a route that is gone is never looked at.
+            tracing::warn!(error = %e, "cannot persist leases");
+        }
+        Ok(resp)
+    }
+
+    fn leases(&self) -> LeaseReport {
+        self.lease_report(&lock(&self.leases))
+    }
+
+    fn renew_leases(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, ApiError> {
+        let mut leases = lock(&self.leases);
+        let routes: Vec<Route> = {
+            let store = lock(&self.store);
+            if prefixes.is_empty() {
+                store
+                    .routes()
+                    .values()
+                    .filter(|r| r.lease_secs.is_some())
+                    .cloned()
+                    .collect()
+            } else {
+                let missing: Vec<String> = prefixes
+                    .iter()
+                    .filter(|p| store.get(p).is_none_or(|r| r.lease_secs.is_none()))
+                    .map(ToString::to_string)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(ApiError::NotFound(format!(
+                        "no leased route for {}: expired or never announced with a lease; announce it again",
+                        missing.join(", ")
+                    )));
+                }
+                prefixes
+                    .iter()
+                    .filter_map(|p| store.get(p).cloned())
+                    .collect()
+            }
+        };
+        leases
+            .renew(routes.iter(), now_ms())
+            .map_err(|e| ApiError::Internal(format!("cannot persist leases: {e}")))?;
+        Ok(self.lease_report(&leases))
     }
 
     fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
@@ -334,6 +449,20 @@ impl Control for Shared {
                 p.config.address
             );
         }
+        let _ = writeln!(
+            m,
+            "# HELP ferry_lease_expiries_total Leased routes withdrawn because their lease was not renewed."
+        );
+        let _ = writeln!(
+            m,
+            "# TYPE ferry_lease_expiries_total counter\nferry_lease_expiries_total {}",
+            self.lease_expiries.load(Ordering::Relaxed)
+        );
+        let leased = lock(&self.leases).len();
+        let _ = writeln!(
+            m,
+            "# HELP ferry_leased_routes Routes announced with a lease.\n# TYPE ferry_leased_routes gauge\nferry_leased_routes {leased}"
+        );
         let _ = writeln!(m, "# TYPE ferry_peer_updates_received_total counter");
         for p in &self.peers {
             let _ = writeln!(

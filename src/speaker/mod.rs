@@ -14,6 +14,8 @@
 //!   (RFC 4486), RFC 7606 treat-as-withdraw, graceful-restart stale routes (RFC 4724 §4.2).
 //! - [`graceful`]: graceful restart decisions (RFC 4724, RFC 8538): our capability, whether a
 //!   session end keeps the peer's routes as stale, the helper's stale timer.
+//! - [`lease`]: [`lease::Leases`], when each leased route is withdrawn unless renewed
+//!   (fencing), persisted in `state_dir/leases.json`.
 //!
 //! Data flow: API request -> [`RouteStore::apply`] (durable) -> for each established peer
 //! [`AdjRibOut::sync`] -> [`AdjRibOut::next_messages`] as the socket drains. Received
@@ -25,6 +27,7 @@ pub mod adj_rib_in;
 pub mod adj_rib_out;
 pub mod export;
 pub mod graceful;
+pub mod lease;
 pub mod route;
 pub mod store;
 

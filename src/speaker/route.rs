@@ -12,9 +12,11 @@
 //!   ```json
 //!   {"prefix": "198.51.100.0/24", "next_hop": null, "origin": "igp",
 //!    "communities": ["65001:100"], "large_communities": ["65001:1:2"],
-//!    "med": null, "local_pref": null, "prepend": 0}
+//!    "med": null, "local_pref": null, "prepend": 0, "lease_secs": 30}
 //!   ```
-//!   `next_hop` null, absent or `"self"` means next hop self.
+//!   `next_hop` null, absent or `"self"` means next hop self. `lease_secs` (absent: no lease)
+//!   makes the speaker withdraw the route by itself unless the lease is renewed within that
+//!   time (fencing, see `speaker::lease`).
 //!
 //! Never does: decide per-peer attributes (that is [`super::export`]). An IPv4 prefix with an
 //! IPv6 next hop (RFC 8950) is rejected: Ferry does not negotiate the Extended Next Hop
@@ -34,6 +36,8 @@ pub const MAX_PREPEND: u8 = 32;
 pub const MAX_COMMUNITIES: usize = 256;
 /// Most large communities on one route.
 pub const MAX_LARGE_COMMUNITIES: usize = 128;
+/// Longest lease a route may carry (a day); fencing wants seconds, not days.
+pub const MAX_LEASE_SECS: u32 = 86_400;
 
 /// A desired announcement. Fields are public for reading; build one with [`Route::new`] or
 /// the `with_*` helpers followed by [`Route::validate`].
@@ -51,6 +55,9 @@ pub struct Route {
     pub local_pref: Option<u32>,
     /// Extra copies of our ASN in the AS_PATH, 0 to [`MAX_PREPEND`].
     pub prepend: u8,
+    /// Withdraw the route unless its lease is renewed within this many seconds (1 to
+    /// [`MAX_LEASE_SECS`]); `None`: announced until withdrawn.
+    pub lease_secs: Option<u32>,
 }
 
 /// Why a route was refused; every variant names the field and the value.
@@ -84,6 +91,8 @@ pub enum RouteError {
     BadLargeCommunity(String),
     #[error("prepend {value} exceeds the maximum of {max}")]
     PrependTooLarge { value: u32, max: u8 },
+    #[error("lease_secs {value} is outside 1-{MAX_LEASE_SECS}")]
+    BadLease { value: u32 },
     #[error("{field}: {count} values exceed the maximum of {max}")]
     TooMany {
         field: &'static str,
@@ -106,6 +115,7 @@ impl RouteError {
             Self::BadCommunity(_) => "communities",
             Self::BadLargeCommunity(_) => "large_communities",
             Self::PrependTooLarge { .. } => "prepend",
+            Self::BadLease { .. } => "lease_secs",
             Self::TooMany { field, .. } => field,
         }
     }
@@ -160,6 +170,7 @@ impl Route {
             med: None,
             local_pref: None,
             prepend: 0,
+            lease_secs: None,
         };
         r.validate()?;
         Ok(r)
@@ -222,6 +233,12 @@ impl Route {
                 max: MAX_PREPEND,
             });
         }
+        if let Some(l) = self
+            .lease_secs
+            .filter(|l| !(1..=MAX_LEASE_SECS).contains(l))
+        {
+            return Err(RouteError::BadLease { value: l });
+        }
         Ok(())
     }
 }
@@ -249,6 +266,9 @@ impl fmt::Display for Route {
         }
         if self.prepend > 0 {
             write!(f, " prepend {}", self.prepend)?;
+        }
+        if let Some(l) = self.lease_secs {
+            write!(f, " lease {l}s")?;
         }
         Ok(())
     }
@@ -285,6 +305,8 @@ struct RouteJson {
     // Wider than u8 so that 300 gets our message rather than serde's "invalid value".
     #[serde(default)]
     prepend: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_secs: Option<u32>,
 }
 
 fn igp() -> String {
@@ -331,6 +353,7 @@ impl TryFrom<RouteJson> for Route {
             med: j.med,
             local_pref: j.local_pref,
             prepend,
+            lease_secs: j.lease_secs,
         };
         r.validate()?;
         Ok(r)
@@ -352,6 +375,7 @@ impl From<Route> for RouteJson {
             med: r.med,
             local_pref: r.local_pref,
             prepend: u32::from(r.prepend),
+            lease_secs: r.lease_secs,
         }
     }
 }
@@ -453,5 +477,26 @@ mod tests {
         assert!(e.contains("unknown field `nexthop`"), "{e}");
         let e = from_json(r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2"}"#).unwrap_err();
         assert!(e.starts_with("next_hop \"192.0.2\""), "{e}");
+    }
+
+    #[test]
+    fn lease_is_optional_in_json_and_bounded() {
+        let r = from_json(r#"{"prefix":"198.51.100.0/24","lease_secs":30}"#).unwrap();
+        assert_eq!(r.lease_secs, Some(30));
+        assert!(serde_json::to_string(&r)
+            .unwrap()
+            .ends_with(r#""lease_secs":30}"#));
+        let plain = from_json(r#"{"prefix":"198.51.100.0/24"}"#).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("lease"));
+        for bad in [0, MAX_LEASE_SECS + 1] {
+            let e = from_json(&format!(
+                r#"{{"prefix":"198.51.100.0/24","lease_secs":{bad}}}"#
+            ))
+            .unwrap_err();
+            assert!(
+                e.starts_with(&format!("lease_secs {bad} is outside")),
+                "{e}"
+            );
+        }
     }
 }
