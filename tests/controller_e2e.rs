@@ -8,9 +8,15 @@
 //! announcing and nothing sent to either peer; a second controller on the same plan is refused
 //! with the first one's pid; `kill -9` of the controller inside a hook (a `sleep`) leaves an
 //! interrupted run that `ferry failover resume` completes (taking over the dead holder's lock);
-//! the controller's overhead for one subnet with instant hooks, and ten subnets in one group
+//! an observer speaker (iBGP with both sites) verifies the move by its received routes, and
+//! its loss rolls the move back; a drain re-announces with GRACEFUL_SHUTDOWN and waits, and
+//! make-before-break announces at the recovery before withdrawing at the primary; a plan that
+//! says `on_failure = "stop"` stops, refuses a new run, and `abort` rolls back (exit 0);
+//! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing; the
+//! controller's overhead for one subnet with instant hooks, and ten subnets in one group
 //! against one, are measured and bounded.
-//! Failures injected: a health-check command that fails, SIGKILL of the controller process.
+//! Failures injected: a health-check command that fails, SIGKILL of the controller process,
+//! SIGKILL of the observer speaker.
 
 mod support;
 
@@ -46,8 +52,52 @@ fn net(s: &str) -> Ipv4Net {
 
 /// Two sites, the primary announcing `subnets` (seen by its peer), a plan with `extra` TOML.
 fn setup(ips: [u8; 2], subnets: &[String], extra: &str) -> Setup {
+    setup_observed(ips, subnets, extra, None)
+}
+
+/// The source address of site `last`'s session to the observer.
+fn source(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 32, last)
+}
+
+/// An observer speaker (iBGP, passive) that both sites' speakers connect to.
+fn observer(ips: [u8; 2], last: u8) -> Speaker {
+    let ip = Ipv4Addr::new(127, 0, 31, last);
+    let neighbors = ips
+        .iter()
+        .map(|l| NeighborSpec {
+            remote_as: LOCAL_ASN,
+            ..NeighborSpec::passive(source(*l))
+        })
+        .collect();
+    Speaker::start(SpeakerSpec {
+        listen: Some((ip, free_port(ip)).into()),
+        neighbors,
+        router_id: Some(Ipv4Addr::new(192, 0, 2, 99)),
+        ..SpeakerSpec::default()
+    })
+}
+
+/// As [`setup`]; with an observer, each site's speaker also peers with it and the plan
+/// verifies through its received routes.
+fn setup_observed(ips: [u8; 2], subnets: &[String], extra: &str, obs: Option<&Speaker>) -> Setup {
     let site = |last: u8| {
-        let (speaker, peer) = established_pair(Ipv4Addr::new(127, 0, 31, last));
+        let mut peer = RawPeer::listen(Ipv4Addr::new(127, 0, 31, last));
+        let mut neighbors = vec![NeighborSpec::active(peer.addr())];
+        if let Some(o) = obs {
+            neighbors.push(NeighborSpec {
+                remote_as: LOCAL_ASN,
+                local_address: source(last).into(),
+                ..NeighborSpec::active(o.spec.listen.unwrap())
+            });
+        }
+        let speaker = Speaker::start(SpeakerSpec::with(neighbors));
+        peer.accept();
+        peer.handshake();
+        assert!(peer.initial_sync(2).is_empty());
+        if let Some(o) = obs {
+            o.wait_state(source(last).into(), "Established");
+        }
         Site { speaker, peer }
     };
     let mut dc1 = site(ips[0]);
@@ -87,6 +137,13 @@ subnets = [{}]
         dc2.speaker.api().display(),
         list.join(", ")
     );
+    let plan = match obs {
+        Some(o) => format!(
+            "{plan}\n[[site]]\nname = \"obs\"\napi = \"{}\"\n\n[verify]\nobserver = \"obs\"\ntimeout_ms = 2000\ninterval_ms = 5\n",
+            o.api().display()
+        ),
+        None => plan,
+    };
     std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
     Setup {
         dc1,
@@ -366,4 +423,162 @@ fn controller_overhead_one_subnet_and_ten_in_one_group() {
         ten_wall.as_secs_f64() <= 1.5 * one_wall.as_secs_f64() + 0.05,
         "{ten_wall:?} vs {one_wall:?}"
     );
+}
+
+#[test]
+fn an_observer_speaker_verifies_the_move_and_its_loss_rolls_back() {
+    let mut obs = observer([11, 12], 13);
+    let s = setup_observed([11, 12], &one(), CHECKS, Some(&obs));
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("verify web ... ok"), "{out:?}");
+    s.assert_active(&s.dc2, &s.dc1);
+    // What the observer holds now: the subnet from dc2's session, with dc2's next hop.
+    let got = obs.cli_ok(&["routes", "--received", "--json"]);
+    let v: Vec<serde_json::Value> = serde_json::from_str(&got.stdout).unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["peer"], source(12).to_string());
+    assert_eq!(v[0]["next_hop"], NH2.to_string());
+
+    let out = s.ferry(&["failback"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    s.assert_active(&s.dc1, &s.dc2);
+
+    // Without the observer nothing can be verified: the move is rolled back.
+    obs.kill9();
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("rolled back") && out.stdout.contains("verify web"),
+        "{out:?}"
+    );
+    s.assert_active(&s.dc1, &s.dc2);
+}
+
+#[test]
+fn usage_errors_exit_2_and_a_dry_run_changes_nothing() {
+    let mut s = setup([14, 15], &one(), CHECKS);
+    let plan = s.plan();
+    let state = s.state();
+    let (plan, state) = (plan.to_str().unwrap(), state.to_str().unwrap());
+    let out = ferry_cli(&["failover", "--yes", "--state-dir", state], None);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--plan"), "{out:?}");
+    // stdin is not a terminal and there is no --yes: refuse rather than guess.
+    let out = ferry_cli(&["failover", "--plan", plan, "--state-dir", state], None);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    let out = ferry_cli(
+        &[
+            "failover",
+            "--plan",
+            plan,
+            "--dry-run",
+            "--state-dir",
+            state,
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("5. announce web") && out.stdout.contains("preflight passed"),
+        "{out:?}"
+    );
+    s.assert_active(&s.dc1, &s.dc2);
+    s.dc1.peer.expect_quiet(Duration::from_millis(100));
+    assert!(
+        !s.state().join("runs").exists(),
+        "a dry run writes no journal"
+    );
+
+    let bad = s.dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(s.plan()).unwrap();
+    std::fs::write(&bad, text.replace("order =", "ordre =")).unwrap();
+    for args in [
+        vec!["plan", "check", bad.to_str().unwrap()],
+        vec![
+            "failover",
+            "--yes",
+            "--plan",
+            bad.to_str().unwrap(),
+            "--state-dir",
+            state,
+        ],
+    ] {
+        let out = ferry_cli(&args, None);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.contains("ordre") && out.stderr.contains("line 4"),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn drain_with_graceful_shutdown_then_make_before_break() {
+    let extra = format!("overlap_ms = 50\n[drain]\nwait_ms = 100\n{CHECKS}");
+    let mut s = setup([16, 17], &one(), &extra);
+    let text = std::fs::read_to_string(s.plan()).unwrap();
+    std::fs::write(
+        s.plan(),
+        text.replace("break-before-make", "make-before-break"),
+    )
+    .unwrap();
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("drain ... ok") && out.stdout.contains("waited 100 ms"),
+        "{out:?}"
+    );
+    // The primary's peer first sees the subnet again with GRACEFUL_SHUTDOWN (RFC 8326) ...
+    let drained = s.dc1.peer.next_update();
+    let u = drained.update().unwrap();
+    assert_eq!(u.nlri, [net("198.51.100.0/24")]);
+    assert!(
+        u.communities()
+            .contains(&ferry::wire::Community::GRACEFUL_SHUTDOWN),
+        "{u:?}"
+    );
+    // ... the recovery announces, and only then (make-before-break) the primary withdraws.
+    let announced = s.dc2.peer.next_update();
+    assert_eq!(announced.update().unwrap().nlri, [net("198.51.100.0/24")]);
+    let withdrawn = s.dc1.peer.next_update();
+    assert_eq!(
+        withdrawn.update().unwrap().withdrawn,
+        [net("198.51.100.0/24")]
+    );
+    assert!(drained.at + Duration::from_millis(100) <= announced.at);
+    assert!(announced.at + Duration::from_millis(50) <= withdrawn.at);
+    s.assert_active(&s.dc2, &s.dc1);
+}
+
+#[test]
+fn stop_for_the_operator_then_abort_rolls_back() {
+    let failing = CHECKS
+        .replace(
+            "command = [\"true\"]\ninterval_ms",
+            "command = [\"false\"]\ninterval_ms",
+        )
+        .replace("timeout_ms = 2000", "timeout_ms = 200");
+    let s = setup(
+        [18, 19],
+        &one(),
+        &format!("on_failure = \"stop\"\n{failing}"),
+    );
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("stopped for the operator"), "{out:?}");
+    let out = s.ferry(&["failover", "status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("stopped"), "{out:?}");
+    // A new run of the plan is refused while this one is unfinished.
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("unfinished"), "{out:?}");
+    let out = s.ferry(&["failover", "abort"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("rolled back"), "{out:?}");
+    s.assert_active(&s.dc1, &s.dc2);
+    let out = s.ferry(&["failover", "history"]);
+    assert!(out.stdout.contains("rolled back"), "{out:?}");
 }

@@ -2,8 +2,9 @@
 //! status|resume|abort|history`: argument parsing, confirmation, progress and summaries. The
 //! work is done by [`crate::controller`].
 //!
-//! Exit codes: 0 completed (or nothing to do), 1 the run failed, rolled back, stopped for the
-//! operator, or another controller holds the plan; 2 bad usage or a bad plan.
+//! Exit codes: 0 completed (or nothing to do; for `abort`, rolled back), 1 the run failed,
+//! rolled back, stopped for the operator, or another controller holds the plan; 2 bad usage or
+//! a bad plan.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -283,7 +284,7 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     };
     println!("run {} ({})", ex.run_id, ex.journal.path().display());
     let end = ex.drive();
-    finish(cmd, end, state_dir, &ex.run_id, started)
+    finish(cmd, false, end, state_dir, &ex.run_id, started)
 }
 
 fn lock(state_dir: &Path, plan: &str, me: &Holder, cmd: &str) -> Result<Lock, i32> {
@@ -325,8 +326,10 @@ fn printer(n: usize) -> Box<dyn FnMut(Progress)> {
     })
 }
 
+/// `abort`: a rollback is what was asked for, so it exits 0.
 fn finish(
     cmd: &str,
+    abort: bool,
     end: Result<End, ExecError>,
     state_dir: &Path,
     run_id: &str,
@@ -340,7 +343,11 @@ fn finish(
         }
         Ok(End::RolledBack { active, reason }) => {
             println!("{cmd} rolled back in {total} ms: {active} announces the subnets; {reason}");
-            EXIT_FAILED
+            if abort {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
         }
         Ok(End::Stopped { reason }) => {
             println!("{cmd} stopped for the operator: {reason}; `ferry failover resume` retries, `ferry failover abort` rolls back");
@@ -470,6 +477,7 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
     let end = if abort { ex.abort(me) } else { ex.resume(me) };
     finish(
         &format!("failover {cmd}"),
+        abort,
         end,
         state_dir,
         &r.run_id,

@@ -64,6 +64,8 @@ pub struct NeighborSpec {
     pub hold_time: u16,
     pub connect_retry: u32,
     pub max_prefixes: Option<u32>,
+    /// The speaker's source address for this session (127.0.0.1 unless a test needs another).
+    pub local_address: IpAddr,
     /// Raw TOML lines appended to the table.
     pub extra: String,
 }
@@ -79,6 +81,7 @@ impl NeighborSpec {
             hold_time: 9,
             connect_retry: 1,
             max_prefixes: None,
+            local_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             extra: String::new(),
         }
     }
@@ -101,6 +104,9 @@ pub struct SpeakerSpec {
     pub neighbors: Vec<NeighborSpec>,
     /// `api_tcp` address and the token written to `api_token_file`.
     pub api_tcp: Option<(SocketAddr, String)>,
+    /// BGP identifier (192.0.2.1 when absent); speakers peering with each other over iBGP need
+    /// distinct ones (RFC 6286 §2.2).
+    pub router_id: Option<Ipv4Addr>,
 }
 
 impl SpeakerSpec {
@@ -113,7 +119,11 @@ impl SpeakerSpec {
 
     fn toml(&self, dir: &Path) -> String {
         let mut t = String::new();
-        let _ = writeln!(t, "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"");
+        let router_id = self.router_id.unwrap_or(Ipv4Addr::new(192, 0, 2, 1));
+        let _ = writeln!(
+            t,
+            "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"{router_id}\""
+        );
         if let Some(l) = self.listen {
             let _ = writeln!(t, "listen = \"{l}\"");
         }
@@ -126,8 +136,8 @@ impl SpeakerSpec {
         for n in &self.neighbors {
             let _ = writeln!(
                 t,
-                "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = {}\nconnect_retry = {}\nlocal_address = \"127.0.0.1\"",
-                n.address, n.remote_as, n.hold_time, n.connect_retry
+                "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = {}\nconnect_retry = {}\nlocal_address = \"{}\"",
+                n.address, n.remote_as, n.hold_time, n.connect_retry, n.local_address
             );
             if let Some(p) = n.port {
                 let _ = writeln!(t, "port = {p}");
