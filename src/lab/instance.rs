@@ -217,6 +217,12 @@ impl Lab {
     }
 
     pub fn start_speaker(&mut self, site: Site) -> Result<()> {
+        self.start_speaker_with(site, "")
+    }
+
+    /// Start the speaker at `site` with `neighbor_extra` (TOML lines) added to its neighbor,
+    /// e.g. `graceful_restart = true`.
+    pub fn start_speaker_with(&mut self, site: Site, neighbor_extra: &str) -> Result<()> {
         let sp = self.topo.speaker(site).clone();
         let dir = self.dir.join(&sp.name);
         let config = format!(
@@ -231,6 +237,7 @@ impl Lab {
             sp.peer_as,
             self.topo.router(site).name,
         );
+        let config = format!("{config}{neighbor_extra}");
         let conf = dir.join("ferry.toml");
         let log = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&conf, config))
@@ -257,10 +264,13 @@ impl Lab {
         if !proc::poll(Duration::from_secs(10), Duration::from_millis(20), || {
             sock.exists()
         }) {
+            // The lab directory goes with the lab: say what the log ended with.
+            let log = std::fs::read_to_string(dir.join("speaker.log")).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("(empty)");
             return Err(LabError::step(
                 format!("speaker {}", sp.name),
                 format!(
-                    "no API socket after 10 s; see {}/speaker.log",
+                    "no API socket after 10 s; see {}/speaker.log, which ends: {last}",
                     dir.display()
                 ),
             ));
