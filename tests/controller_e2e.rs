@@ -395,6 +395,22 @@ fn controller_overhead_one_subnet_and_ten_in_one_group() {
             let wall = t.elapsed();
             assert_eq!(out.code, 0, "{out:?}");
             best = (best.0.min(run_ms(&s)), best.1.min(wall));
+            if std::env::var("SHOW_RUNS").is_ok() {
+                let h = s.ferry(&["failover", "history"]);
+                let id = h
+                    .stdout
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                eprintln!(
+                    "wall {wall:?}\n{}",
+                    s.ferry(&["failover", "history", "--run", &id]).stdout
+                );
+            }
             let (from, to) = if round % 2 == 0 {
                 (&mut s.dc1, &mut s.dc2)
             } else {

@@ -271,9 +271,18 @@ fn http_call(call: &HttpCall, timeout: Duration) -> Result<(), String> {
     );
     s.write_all(req.as_bytes())
         .map_err(|e| format!("{url}: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| format!("{url}: {e}"))?;
-    let line = String::from_utf8_lossy(&head[..n]);
+    // The status line may arrive in pieces.
+    let mut head = Vec::with_capacity(64);
+    let mut chunk = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{url}: {e}")),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let line = line.lines().next().unwrap_or("");
     let status: u16 = line
         .split_whitespace()
         .nth(1)
@@ -333,7 +342,10 @@ mod tests {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf);
                 let status = if i == 0 { "204 No Content" } else { "500 Oops" };
-                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                // The status line in two pieces, as a slow server may send it.
+                let _ = s.write_all(b"HTTP/1.1 ");
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = write!(s, "{status}\r\nContent-Length: 0\r\n\r\n");
             }
         });
         let call = HttpCall {
