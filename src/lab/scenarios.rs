@@ -7,7 +7,8 @@
 //! break-before-make), unplanned loss of the primary VM, a speaker restart (SIGKILL, then the
 //! routes come back from its state_dir), the same with graceful restart (RFC 4724: the router
 //! keeps the route while the speaker restarts, so the client loses nothing) against the same
-//! without it (the loss it avoids), and loss of the primary site router (SIGKILL of bgpd).
+//! without it (the loss it avoids), loss of the primary site router (SIGKILL of bgpd), and
+//! fencing: a leased announcement nobody renews is withdrawn by the speaker itself.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -553,6 +554,57 @@ pub fn test(
         r.err().map(|e| e.to_string()).unwrap_or_default(),
     );
 
+    // Fencing: the recovery speaker, cut off from its controller (nobody renews the lease),
+    // withdraws a leased announcement by itself; the third site's route goes within lease + 1 s.
+    let name = "lease-expiry-withdraws";
+    let r = lease_expiry(&bench, Site::Recovery, 2);
+    let (ok, detail) = match r {
+        Ok((ok, detail)) => (ok, detail),
+        Err(e) => (false, e.to_string()),
+    };
+    record(name, ok, detail);
+
     let rep = bench.finish()?;
     Ok((outcomes, rep))
+}
+
+/// Re-announce the subnet at `site` with a lease of `lease` seconds and never renew it: the
+/// third site's route must go within lease + 1 s (the BGP sessions stay up).
+fn lease_expiry(bench: &Bench, site: Site, lease: u64) -> Result<(bool, String)> {
+    let name = "leased announcement";
+    if !bench.lab.route_via(site) {
+        return Err(LabError::step(
+            name,
+            format!("the route is not via the {site} site"),
+        ));
+    }
+    let sp = bench.lab.topo.speaker(site);
+    let body = serde_json::json!({"routes": [
+        {"prefix": bench.lab.topo.prefix, "next_hop": sp.next_hop, "lease_secs": lease},
+    ]});
+    let client = crate::api::Client::new(
+        crate::api::Endpoint::Unix(bench.lab.speaker_socket(site)),
+        None,
+    );
+    let t0 = std::time::Instant::now();
+    crate::cli::block_on(client.post::<_, crate::api::ChangeResponse>("/v1/announce", &body))
+        .map_err(|e| LabError::step(name, e))?;
+    let gone = proc::poll(
+        Duration::from_secs(lease + 5),
+        Duration::from_millis(10),
+        || !bench.lab.route_via(site),
+    );
+    let took = t0.elapsed();
+    let established = bench
+        .lab
+        .peers(site)
+        .is_ok_and(|p| p.iter().all(|p| p.state == "Established"));
+    Ok((
+        gone && established && took <= Duration::from_secs(lease + 1),
+        format!(
+            "third site's route gone {:.2} s after a {lease} s lease was granted and not renewed (session {})",
+            took.as_secs_f64(),
+            if established { "still up" } else { "down" }
+        ),
+    ))
 }
