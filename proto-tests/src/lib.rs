@@ -8,6 +8,7 @@
 //! a [`netns::Lab`] guard, and FRR, BIRD 2, GoBGP and ExaBGP started inside them; [`ferry`]
 //! starts the real `ferry speaker` in such a namespace and drives its CLI.
 
+pub mod bench;
 pub mod daemons;
 pub mod ferry;
 pub mod netns;
