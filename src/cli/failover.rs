@@ -502,11 +502,12 @@ fn history(state_dir: &Path, run: Option<&str>) -> i32 {
             return EXIT_USAGE;
         };
         println!(
-            "run {} plan {} {:?} {:?} by {}: {}",
+            "run {} plan {} {:?} {:?} started {} by {}: {}",
             r.run_id,
             r.plan,
             r.direction,
             r.mode,
+            runs::utc(r.started_ms),
             r.by,
             r.state()
         );
@@ -521,6 +522,7 @@ fn history(state_dir: &Path, run: Option<&str>) -> i32 {
         .map(|r| {
             vec![
                 r.run_id.clone(),
+                runs::utc(r.started_ms),
                 r.plan.clone(),
                 format!("{:?}", r.direction).to_lowercase(),
                 format!("{}@{}", r.by.user, r.by.host),
@@ -533,7 +535,16 @@ fn history(state_dir: &Path, run: Option<&str>) -> i32 {
     println!(
         "{}",
         table::render(
-            &["RUN", "PLAN", "DIRECTION", "BY", "STATE", "ACTIVE", "MS"],
+            &[
+                "RUN",
+                "STARTED",
+                "PLAN",
+                "DIRECTION",
+                "BY",
+                "STATE",
+                "ACTIVE",
+                "MS"
+            ],
             &rows
         )
     );

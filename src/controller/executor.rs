@@ -204,13 +204,21 @@ impl<'a> Executor<'a> {
     /// Continue a taken-over run: record who took it, then drive it to its end.
     pub fn resume(&mut self, by: Holder) -> Result<End, ExecError> {
         self.takeover(by)?;
-        if let Phase::Stopped {
-            rolling_back: true, ..
-        } = self.journal.phase()
-        {
-            self.journal.append(Record::RollbackStarted {
-                reason: "resumed by the operator after a failed compensation".into(),
-            })?;
+        match self.journal.phase() {
+            Phase::Stopped {
+                step,
+                rolling_back: false,
+            } => {
+                self.journal.append(Record::Retried { step })?;
+            }
+            Phase::Stopped {
+                rolling_back: true, ..
+            } => {
+                self.journal.append(Record::RollbackStarted {
+                    reason: "resumed by the operator after a failed compensation".into(),
+                })?;
+            }
+            _ => {}
         }
         self.drive()
     }

@@ -81,6 +81,10 @@ pub enum Record {
     Resumed {
         by: Holder,
     },
+    /// The operator retries the step the run stopped at.
+    Retried {
+        step: usize,
+    },
     RollbackStarted {
         reason: String,
     },
@@ -207,8 +211,8 @@ impl Phase {
                     step,
                     rolling_back: false,
                 },
-                R::Resumed { .. },
-            ) => Forward {
+                R::Retried { step: s },
+            ) if *s == step => Forward {
                 next: step,
                 open: None,
             },

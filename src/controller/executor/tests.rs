@@ -362,6 +362,17 @@ fn stop_for_the_operator_then_resume_or_abort() {
                 End::RolledBack { .. }
             ));
             only(&sites, &p, "dc1");
+            // The step that failed is compensated too (it may have half happened).
+            let failed = ex
+                .steps
+                .iter()
+                .position(|s| s.name == "health web-up")
+                .unwrap();
+            assert!(ex
+                .journal
+                .entries()
+                .iter()
+                .any(|e| matches!(e.record, Record::CompensateStarted { step } if step == failed)));
         } else {
             assert!(matches!(
                 ex.resume(Holder::me("t")).unwrap(),
