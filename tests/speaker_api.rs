@@ -441,3 +441,12 @@ fn config_errors_stop_the_speaker_naming_key_and_line() {
         out.stderr
     );
 }
+
+#[test]
+fn a_lease_expiry_is_an_event() {
+    let (speaker, _peer) = established_pair(Ipv4Addr::new(127, 0, 0, 84));
+    let rx = events(&speaker);
+    speaker.cli_ok(&["announce", "198.51.100.0/24", "--lease", "1"]);
+    let e = wait_event(&rx, "lease_expired", |v| v["event"] == "lease_expired");
+    assert_eq!(e["prefixes"], serde_json::json!(["198.51.100.0/24"]), "{e}");
+}

@@ -178,6 +178,8 @@ fn helper_keeps_stale_routes_until_end_of_rib_of_the_new_session() {
     let st = &speaker.status()[0];
     assert_eq!(st["graceful_restart"]["state"], "helping", "{st}");
     assert_eq!(st["graceful_restart"]["stale_routes"], 2, "{st}");
+    let text = speaker.cli_ok(&["status"]).stdout;
+    assert!(text.contains("helping (2 stale, "), "{text}");
     let (_, metrics) = http(Target::Unix(&speaker.api()), "GET", "/metrics", &[], "");
     assert!(
         metrics.contains("ferry_peer_stale_routes{peer=\"127.0.0.62\"} 2"),
@@ -280,4 +282,32 @@ fn reset_hard_sends_cease_hard_reset() {
     peer.handshake();
     let out = speaker.cli(&["reset", "192.0.2.77"]);
     assert_eq!(out.code, 1, "{out:?}");
+}
+
+#[test]
+fn hold_timer_expiry_of_a_gr_peer_keeps_its_routes() {
+    let mut peer = RawPeer::listen(Ipv4Addr::new(127, 0, 0, 67));
+    let speaker = speaker_gr(&peer);
+    peer.accept();
+    // Hold time 3 s offered, and never a KEEPALIVE: the speaker's hold timer expires.
+    let mut caps: Vec<Capability> = peer.open().capabilities().cloned().collect();
+    caps.push(Capability::GracefulRestart(GracefulRestart {
+        flags: 0,
+        restart_time: 30,
+        families: vec![GracefulRestartFamily {
+            afi: Afi::Ipv4,
+            safi: Safi::Unicast,
+            flags: 0x80,
+        }],
+    }));
+    peer.send(&Message::Open(Open::new(peer.asn, 3, peer.router_id, caps)));
+    assert!(matches!(peer.next().msg, Ok(Message::Open(_))));
+    peer.send(&Message::Keepalive);
+    send_route(&peer, "203.0.113.0/24");
+    wait_received(&speaker, "one route", |r| r.len() == 1);
+    let (n, _) = peer.expect_notification();
+    assert_eq!(n.code, 4, "Hold Timer Expired: {n:?}");
+    wait_received(&speaker, "kept as stale", |r| {
+        r.len() == 1 && r[0]["stale"] == true
+    });
 }
