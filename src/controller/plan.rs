@@ -38,7 +38,7 @@
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
 //! [[health_check]]
 //! name = "web-tcp"
-//! tcp = "198.51.100.10:80"      # or command = [...]
+//! tcp = "198.51.100.10:80"      # or http = "http://...", icmp = "198.51.100.10", command = [...]
 //! interval_ms = 500
 //! rise = 2
 //! fall = 10                     # optional; absent: only the timeout fails it
@@ -198,7 +198,12 @@ fn post() -> String {
 pub struct HealthCheck {
     pub name: String,
     pub group: Option<Spanned<String>>,
+    /// `host:port` that must accept a TCP connection.
     pub tcp: Option<String>,
+    /// `http://host:port/path` that must answer 2xx to a GET.
+    pub http: Option<String>,
+    /// A host that must answer `ping -c 1` (ICMP through the system's ping).
+    pub icmp: Option<String>,
     pub command: Option<Vec<String>>,
     #[serde(default = "interval")]
     pub interval_ms: u64,
@@ -241,16 +246,23 @@ fn verify_interval() -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp(String),
+    Http(String),
     Command(Vec<String>),
 }
 
 impl HealthCheck {
     pub fn probe(&self) -> Probe {
-        match (&self.tcp, &self.command) {
-            (Some(a), _) => Probe::Tcp(a.clone()),
-            (None, Some(c)) => Probe::Command(c.clone()),
-            (None, None) => Probe::Command(vec!["true".into()]), // excluded by check()
+        if let Some(a) = &self.tcp {
+            return Probe::Tcp(a.clone());
         }
+        if let Some(u) = &self.http {
+            return Probe::Http(u.clone());
+        }
+        if let Some(h) = &self.icmp {
+            let argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", h.as_str()];
+            return Probe::Command(argv.iter().map(|s| s.to_string()).collect());
+        }
+        Probe::Command(self.command.clone().unwrap_or_default())
     }
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
@@ -447,15 +459,22 @@ impl Plan {
         }
         for c in &self.health_checks {
             self.group_ref(&format!("health_check {:?} group", c.name), &c.group)?;
-            match (&c.tcp, &c.command) {
-                (Some(_), None) => {}
-                (None, Some(cmd)) if !cmd.is_empty() => {}
-                _ => {
-                    return Err(format!(
-                    "health_check {:?}: give exactly one of tcp = \"host:port\" or command = [...]",
+            let kinds = [
+                c.tcp.is_some(),
+                c.http.is_some(),
+                c.icmp.is_some(),
+                c.command.as_ref().is_some_and(|c| !c.is_empty()),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1
+                || matches!(&c.command, Some(v) if v.is_empty())
+            {
+                return Err(format!(
+                    "health_check {:?}: give exactly one of tcp = \"host:port\", http = \"http://host:port/path\", icmp = \"host\" or command = [...]",
                     c.name
-                ))
-                }
+                ));
+            }
+            if let Some(u) = &c.http {
+                check_url(u).map_err(|e| format!("health_check {:?} http: {e}", c.name))?;
             }
             if c.rise == 0 || c.fall == Some(0) || c.timeout_ms == 0 || c.interval_ms == 0 {
                 return Err(format!(
@@ -551,5 +570,35 @@ command = ["true"]
         let e = Plan::parse(&PLAN.replace("command = [\"true\"]\n\n[[health", "\n[[health"))
             .unwrap_err();
         assert!(e.contains("hook \"cutover\""), "{e}");
+    }
+
+    #[test]
+    fn health_checks_take_exactly_one_kind() {
+        let with = |kind: &str| Plan::parse(&format!("{PLAN}{kind}\n"));
+        let p = with("").unwrap();
+        assert_eq!(
+            p.health_checks[0].probe(),
+            Probe::Command(vec!["true".into()])
+        );
+        let e = with("tcp = \"198.51.100.10:80\"").unwrap_err();
+        assert!(e.contains("exactly one of tcp"), "{e}");
+        let base = PLAN.replace(
+            "name = \"web-up\"\ncommand = [\"true\"]",
+            "name = \"web-up\"",
+        );
+        let one = |kind: &str| Plan::parse(&format!("{base}{kind}\n"));
+        assert_eq!(
+            one("http = \"http://198.51.100.10:8080/health\"")
+                .unwrap()
+                .health_checks[0]
+                .probe(),
+            Probe::Http("http://198.51.100.10:8080/health".into())
+        );
+        match one("icmp = \"198.51.100.10\"").unwrap().health_checks[0].probe() {
+            Probe::Command(argv) => assert_eq!(argv[0], "ping"),
+            other => panic!("{other:?}"),
+        }
+        assert!(one("http = \"https://x\"").unwrap_err().contains("http"));
+        assert!(one("").unwrap_err().contains("exactly one"));
     }
 }

@@ -154,6 +154,15 @@ impl Probes for SystemProbes {
     ) -> Result<(), String> {
         match probe {
             Probe::Command(c) => run_command(c, env, timeout),
+            Probe::Http(url) => http_call(
+                &HttpCall {
+                    url: url.clone(),
+                    method: "GET".into(),
+                    body: None,
+                    expect_status: None,
+                },
+                timeout,
+            ),
             Probe::Tcp(addr) => {
                 let sa = addr
                     .to_socket_addrs()

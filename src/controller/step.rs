@@ -316,7 +316,50 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
             }
         }
     }
+    if cx.mode == Mode::Planned {
+        if let Some(v) = &cx.plan.verify {
+            if let Some(obs) = &v.observer {
+                observer_sees_from(cx, obs.get_ref(), &prefixes, v)?;
+            }
+        }
+    }
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+/// Before anything moves, the observer must see every prefix via `from`: a router that
+/// receives but filters the route (FRR's `(Policy)`) is a failed preflight, not a silent
+/// success later. Polls for up to the verification timeout.
+fn observer_sees_from(
+    cx: &Ctx<'_>,
+    obs: &str,
+    prefixes: &[IpNet],
+    v: &super::plan::Verify,
+) -> Result<(), String> {
+    let start = cx.probes.now();
+    let timeout = Duration::from_millis(v.timeout_ms);
+    loop {
+        let routes = cx.sites.received(obs)?;
+        let missing = prefixes.iter().find(|p| {
+            let want = cx.from().route(**p).ok().and_then(|r| r.next_hop);
+            !routes
+                .iter()
+                .any(|r| r.prefix == **p && (want.is_none() || next_hop(r) == want))
+        });
+        match missing {
+            None => return Ok(()),
+            Some(p) if cx.probes.now() - start >= timeout => {
+                return Err(format!(
+                    "observer {obs} does not see {p} via {}: the routers may refuse it (a policy filter?); fix that before moving",
+                    cx.from().name
+                ))
+            }
+            Some(_) => cx.probes.sleep(Duration::from_millis(v.interval_ms)),
+        }
+    }
+}
+
+fn next_hop(r: &crate::api::ReceivedRoute) -> Option<std::net::IpAddr> {
+    r.next_hop.as_deref().and_then(|s| s.parse().ok())
 }
 
 fn health(
@@ -410,11 +453,7 @@ fn observed(
     prefixes: &[IpNet],
     routes: &[crate::api::ReceivedRoute],
 ) -> Result<(), String> {
-    let nh = |r: &crate::api::ReceivedRoute| {
-        r.next_hop
-            .as_deref()
-            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-    };
+    let nh = next_hop;
     for p in prefixes {
         let want = cx.to().route(*p)?.next_hop;
         let gone = cx

@@ -68,6 +68,8 @@ struct FakeSites {
     /// Prefixes seen announced at dc1 and dc2 at once.
     both: RefCell<BTreeSet<IpNet>>,
     down: RefCell<BTreeSet<String>>,
+    /// Prefixes the observer never sees (a router filters them).
+    filtered: RefCell<BTreeSet<IpNet>>,
 }
 
 impl FakeSites {
@@ -152,6 +154,7 @@ impl Sites for FakeSites {
         Ok(["dc1", "dc2"]
             .iter()
             .flat_map(|s| rib.get(*s).into_iter().flat_map(|r| r.values()))
+            .filter(|r| !self.filtered.borrow().contains(&r.prefix))
             .map(|r| {
                 serde_json::from_value::<ReceivedRoute>(serde_json::json!({
                     "peer": "127.0.0.9", "prefix": r.prefix,
@@ -555,4 +558,26 @@ fn abort_of_a_crashed_run_rolls_back_every_started_step() {
     only(&sites, &p, "dc1");
     let e = ex.resume(Holder::me("t")).unwrap_err().to_string();
     assert!(e.contains("already finished"), "{e}");
+}
+
+#[test]
+fn a_route_the_routers_filter_fails_the_preflight_and_nothing_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    sites
+        .filtered
+        .borrow_mut()
+        .insert("203.0.113.128/25".parse().unwrap());
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    match ex.drive().unwrap() {
+        End::RolledBack { reason, .. } => assert!(
+            reason.contains("preflight") && reason.contains("does not see 203.0.113.128/25"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    only(&sites, &p, "dc1");
+    assert!(probes.hooks.borrow().is_empty(), "no hook ran");
 }
