@@ -534,6 +534,24 @@ pub fn test(
         record(name, ok, detail);
     }
 
+    // With graceful restart on, a reset keeps the route at the routers, a hard reset (the
+    // fencing path) drops it at once.
+    for (name, hard, want_loss) in [
+        ("reset-graceful-keeps-route", false, false),
+        ("reset-hard-drops-route", true, true),
+    ] {
+        let (ok, detail) = match peer_reset(&bench, Site::Primary, hard, bound) {
+            Ok(missing) => (
+                missing.is_some() == want_loss,
+                missing.map_or("third site route never lost".into(), |ms| {
+                    format!("third site route missing {ms:.0} ms")
+                }),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        record(name, ok, detail);
+    }
+
     // Loss of the primary site router: bgpd killed; recovery takes over.
     let name = "primary-router-loss";
     let r = (|| -> Result<bool> {
@@ -566,6 +584,58 @@ pub fn test(
 
     let rep = bench.finish()?;
     Ok((outcomes, rep))
+}
+
+/// Reset the speaker's session at `site` (Cease/Administrative Reset, or with `hard`
+/// Cease/Hard Reset), wait until it and the route are back; how long the third site's route was
+/// missing, if it was.
+fn peer_reset(bench: &Bench, site: Site, hard: bool, bound: Duration) -> Result<Option<f64>> {
+    let name = "session reset";
+    let peer = bench.lab.topo.speaker(site).peer;
+    let client = crate::api::Client::new(
+        crate::api::Endpoint::Unix(bench.lab.speaker_socket(site)),
+        None,
+    );
+    let t0 = now_us();
+    crate::cli::block_on(client.post::<_, crate::api::ResetResponse>(
+        &format!("/v1/peers/{peer}/reset"),
+        &crate::api::ResetRequest { hard },
+    ))
+    .map_err(|e| LabError::step(name, e))?;
+    // The session comes back after connect-retry (1 s in the lab).
+    std::thread::sleep(Duration::from_millis(500));
+    let up = proc::poll(
+        bound + Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            bench
+                .lab
+                .peers(site)
+                .is_ok_and(|p| p.iter().all(|p| p.state == "Established"))
+                && bench.lab.route_via(site)
+        },
+    );
+    if !up {
+        return Err(LabError::step(
+            name,
+            "the session or the route did not come back",
+        ));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let prefix = bench.lab.topo.prefix.to_string();
+    let changes: Vec<_> = bench
+        .monitor
+        .changes()
+        .into_iter()
+        .filter(|c| c.at_us >= t0 && c.prefix == prefix)
+        .collect();
+    Ok(changes.iter().position(|c| c.deleted).map(|i| {
+        let back = changes[i..]
+            .iter()
+            .find(|c| !c.deleted)
+            .map_or(now_us(), |c| c.at_us);
+        (back - changes[i].at_us) as f64 / 1000.0
+    }))
 }
 
 /// Re-announce the subnet at `site` with a lease of `lease` seconds and never renew it: the
