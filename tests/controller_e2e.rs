@@ -12,11 +12,12 @@
 //! its loss rolls the move back; a drain re-announces with GRACEFUL_SHUTDOWN and waits, and
 //! make-before-break announces at the recovery before withdrawing at the primary; a plan that
 //! says `on_failure = "stop"` stops, refuses a new run, and `abort` rolls back (exit 0);
-//! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing; the
+//! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing; with the
+//! primary speaker dead a planned failover fails its preflight and `--unplanned` completes; the
 //! controller's overhead for one subnet with instant hooks, and ten subnets in one group
 //! against one, are measured and bounded.
 //! Failures injected: a health-check command that fails, SIGKILL of the controller process,
-//! SIGKILL of the observer speaker.
+//! SIGKILL of the observer speaker and of the primary speaker.
 
 mod support;
 
@@ -166,7 +167,10 @@ impl Setup {
         let plan = self.plan();
         let state = self.state();
         let mut all: Vec<&str> = args.to_vec();
-        if matches!(args, ["failover"] | ["failback"]) {
+        let sub = ["status", "resume", "abort", "history", "check"];
+        if matches!(args.first(), Some(&"failover" | &"failback"))
+            && !args.get(1).is_some_and(|a| sub.contains(a))
+        {
             all.extend(["--plan", plan.to_str().unwrap(), "--yes"]);
         }
         all.extend(["--state-dir", state.to_str().unwrap()]);
@@ -597,4 +601,22 @@ fn stop_for_the_operator_then_abort_rolls_back() {
     s.assert_active(&s.dc1, &s.dc2);
     let out = s.ferry(&["failover", "history"]);
     assert!(out.stdout.contains("rolled back"), "{out:?}");
+}
+
+#[test]
+fn unplanned_failover_with_the_primary_speaker_dead() {
+    let mut s = setup([20, 21], &one(), CHECKS);
+    s.dc1.speaker.kill9();
+    // Planned, the dead primary fails the preflight and nothing changes.
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("cannot reach the speaker"), "{out:?}");
+    assert!(Setup::routes(&s.dc2).is_empty());
+    let t = Instant::now();
+    let out = s.ferry(&["failover", "--unplanned"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("skipped (unplanned)"), "{out:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(Setup::routes(&s.dc2), one());
+    expect_announced(&mut s.dc2.peer, &one(), NH2);
 }
