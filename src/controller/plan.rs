@@ -2,7 +2,8 @@
 //!
 //! Contract:
 //! - Unknown keys are rejected by name; every bad value names its key, the value and the line
-//!   (toml reports the position; rules spanning keys look the line up from a span).
+//!   (toml reports the position; rules spanning keys look the line up from a span: the value's,
+//!   or that of its `[[table]]`).
 //! - A `Plan` that exists is usable: primary and recovery are distinct sites, every group,
 //!   hook, health check and observer reference resolves, every subnet builds a valid
 //!   [`Route`] with each site's attributes, no subnet appears twice.
@@ -385,12 +386,31 @@ impl Plan {
                 self.name
             ));
         }
+        // Where each [[table]] starts, for errors about a table as a whole.
+        let tables: Tables = toml::from_str(&self.text).unwrap_or_default();
+        let at = |kind: &'static str, i: usize| {
+            let line = match kind {
+                "site" => tables.site.get(i),
+                "group" => tables.group.get(i),
+                "hook" => tables.hook.get(i),
+                "health_check" => tables.health_check.get(i),
+                _ => tables.verify.as_ref(),
+            }
+            .map(|t| line_of(&self.text, t.span().start));
+            move |e: String| match line {
+                Some(n) if !e.contains(" line ") => format!("{e} (the [{kind}] at line {n})"),
+                _ => e,
+            }
+        };
         for (i, s) in self.sites.iter().enumerate() {
             if self.sites[..i].iter().any(|t| t.name == s.name) {
-                return Err(format!("site.name {:?} appears twice", s.name));
+                return Err(at("site", i)(format!(
+                    "site.name {:?} appears twice",
+                    s.name
+                )));
             }
             crate::api::Endpoint::parse(&s.api)
-                .map_err(|e| format!("site {:?}: api: {e}", s.name))?;
+                .map_err(|e| at("site", i)(format!("site {:?}: api: {e}", s.name)))?;
         }
         self.site_ref("primary", &self.primary)?;
         self.site_ref("recovery", &self.recovery)?;
@@ -406,9 +426,12 @@ impl Plan {
         }
         let mut seen: Vec<IpNet> = Vec::new();
         let mut groups = std::mem::take(&mut self.groups);
-        for g in groups.iter_mut() {
+        for (i, g) in groups.iter_mut().enumerate() {
             if g.subnets.is_empty() {
-                return Err(format!("group {:?}: subnets is empty", g.name));
+                return Err(at("group", i)(format!(
+                    "group {:?}: subnets is empty",
+                    g.name
+                )));
             }
             g.prefixes.clear();
             for s in &g.subnets {
@@ -429,15 +452,21 @@ impl Plan {
         self.groups = groups;
         for (i, g) in self.groups.iter().enumerate() {
             if self.groups[..i].iter().any(|h| h.name == g.name) {
-                return Err(format!("group.name {:?} appears twice", g.name));
+                return Err(at("group", i)(format!(
+                    "group.name {:?} appears twice",
+                    g.name
+                )));
             }
         }
-        for site in [self.primary(), self.recovery()] {
+        for (i, site) in self.sites.iter().enumerate() {
+            if site.name != *self.primary.get_ref() && site.name != *self.recovery.get_ref() {
+                continue;
+            }
             for p in &seen {
-                site.route(*p)?;
+                site.route(*p).map_err(at("site", i))?;
             }
         }
-        for h in &self.hooks {
+        let hook = |h: &Hook| -> Result<(), String> {
             self.group_ref(&format!("hook {:?} group", h.name), &h.group)?;
             match (&h.command, &h.http) {
                 (Some(c), None) if !c.is_empty() => {}
@@ -456,8 +485,12 @@ impl Plan {
             if h.timeout_ms == 0 {
                 return Err(format!("hook {:?}: timeout_ms must be above 0", h.name));
             }
+            Ok(())
+        };
+        for (i, h) in self.hooks.iter().enumerate() {
+            hook(h).map_err(at("hook", i))?;
         }
-        for c in &self.health_checks {
+        let check = |c: &HealthCheck| -> Result<(), String> {
             self.group_ref(&format!("health_check {:?} group", c.name), &c.group)?;
             let kinds = [
                 c.tcp.is_some(),
@@ -482,20 +515,38 @@ impl Plan {
                     c.name
                 ));
             }
+            Ok(())
+        };
+        for (i, c) in self.health_checks.iter().enumerate() {
+            check(c).map_err(at("health_check", i))?;
         }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
                 (Some(o), None) => self.site_ref("verify.observer", o)?,
                 (None, Some(c)) if !c.is_empty() => {}
                 _ => {
-                    return Err(
+                    return Err(at("verify", 0)(
                         "verify: give exactly one of observer = \"SITE\" or command = [...]".into(),
-                    )
+                    ))
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The spans of the plan's tables (a second, lenient reading of the same text).
+#[derive(Deserialize, Default)]
+struct Tables {
+    #[serde(default)]
+    site: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    group: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    hook: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    health_check: Vec<Spanned<toml::Table>>,
+    verify: Option<Spanned<toml::Table>>,
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -569,7 +620,12 @@ command = ["true"]
         assert!(e.contains("dc2") && e.contains("next_hop"), "{e}");
         let e = Plan::parse(&PLAN.replace("command = [\"true\"]\n\n[[health", "\n[[health"))
             .unwrap_err();
-        assert!(e.contains("hook \"cutover\""), "{e}");
+        assert!(
+            e.contains("hook \"cutover\"") && e.contains("line 20"),
+            "{e}"
+        );
+        let e = Plan::parse(&PLAN.replace("192.0.2.20", "2001:db8::1")).unwrap_err();
+        assert!(e.contains("[site] at line 11"), "{e}");
     }
 
     #[test]
