@@ -78,6 +78,28 @@ fn withdraw_graceful_drains_then_withdraws_and_returns_after_the_withdrawal() {
     // Out of range is bad usage, refused before anything is sent.
     let out = speaker.cli(&["withdraw", "--graceful", "0", "198.51.100.0/24"]);
     assert_eq!(out.code, 2, "{out:?}");
+    let sock = speaker.api();
+    let (status, body) = http(
+        Target::Unix(&sock),
+        "POST",
+        "/v1/withdraw",
+        &[("content-type", "application/json")],
+        r#"{"prefixes": ["198.51.100.0/24"], "graceful_secs": 3601}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("graceful_secs"), "{body}");
+    // Nothing announced under that prefix: no wait.
+    let t = Instant::now();
+    speaker.cli_ok(&["withdraw", "--graceful", "60", "198.51.100.0/24"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let (status, body) = http(
+        Target::Unix(&sock),
+        "POST",
+        "/v1/peers/not-an-ip/reset",
+        &[],
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
 }
 
 #[test]
