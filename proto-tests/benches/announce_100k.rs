@@ -24,7 +24,7 @@
 //! per wait, 180), `BENCH_FERRY_LOG` (Ferry's `FERRY_LOG`, default `warn`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use proto_tests::bench::{
@@ -53,7 +53,7 @@ fn env_num(key: &str, default: u64) -> u64 {
 fn one_run(
     kind: SenderKind,
     prefixes: &[String],
-    ferry_bin: &PathBuf,
+    ferry_bin: &Path,
     timeout: Duration,
 ) -> RunResult {
     let mut r = RunResult::default();
