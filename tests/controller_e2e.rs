@@ -278,6 +278,29 @@ fn planned_failover_and_failback_move_the_subnet() {
         out.stdout.contains("failback") && out.stdout.contains("dc1"),
         "{out:?}"
     );
+    let out = s.ferry(&["failover", "history", "--json"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 2, "{out:?}");
+    assert_eq!(runs[0]["direction"], "failover");
+    assert_eq!(runs[0]["active"], "dc2");
+    assert_eq!(runs[1]["active"], "dc1");
+    assert!(runs[0]["by"]["pid"].as_u64().is_some());
+    let names: Vec<&str> = runs[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "preflight",
+            "hook cutover",
+            "health vm-up",
+            "withdraw web",
+            "announce web"
+        ]
+    );
 }
 
 #[test]

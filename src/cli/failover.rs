@@ -75,7 +75,13 @@ pub struct FailoverArgs {
 #[derive(Debug, Subcommand)]
 pub enum FailoverAction {
     /// The latest run of each plan: state, active site, when.
-    Status(SelectArgs),
+    Status {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// One JSON object per plan (an array).
+        #[arg(long)]
+        json: bool,
+    },
     /// Finish an interrupted or stopped run (after a crash, or when the operator fixed the cause).
     Resume(SelectArgs),
     /// Roll back an unfinished run.
@@ -84,6 +90,9 @@ pub enum FailoverAction {
     History {
         #[arg(long)]
         run: Option<String>,
+        /// The runs (or the one run) as JSON, with every step.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -162,10 +171,12 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
 pub fn failover(args: FailoverArgs) -> i32 {
     match args.action {
         None => run(args.run, Direction::Failover, "failover"),
-        Some(FailoverAction::Status(s)) => status(&s),
+        Some(FailoverAction::Status { select, json }) => status(&select, json),
         Some(FailoverAction::Resume(s)) => take_over(&s, false),
         Some(FailoverAction::Abort(s)) => take_over(&s, true),
-        Some(FailoverAction::History { run, state }) => history(&state.state_dir, run.as_deref()),
+        Some(FailoverAction::History { run, json, state }) => {
+            history(&state.state_dir, run.as_deref(), json)
+        }
     }
 }
 
@@ -382,7 +393,7 @@ fn print_steps(r: &runs::RunSummary) {
     println!("{}", table::render(&["#", "STEP", "MS", "RESULT"], &rows));
 }
 
-fn status(s: &SelectArgs) -> i32 {
+fn status(s: &SelectArgs, json: bool) -> i32 {
     let all = match runs::list(&s.state.state_dir) {
         Ok(a) => a,
         Err(e) => {
@@ -397,6 +408,16 @@ fn status(s: &SelectArgs) -> i32 {
         {
             latest.push(r);
         }
+    }
+    let code = if latest.iter().any(|r| !r.finished()) {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    };
+    if json {
+        let v: Vec<_> = latest.iter().map(|r| r.to_json()).collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return code;
     }
     if latest.is_empty() {
         println!("no runs in {}", s.state.state_dir.display());
@@ -418,11 +439,7 @@ fn status(s: &SelectArgs) -> i32 {
         "{}",
         table::render(&["PLAN", "LAST RUN", "STATE", "ACTIVE", "RUN"], &rows)
     );
-    if latest.iter().any(|r| !r.finished()) {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }
+    code
 }
 
 fn take_over(s: &SelectArgs, abort: bool) -> i32 {
@@ -485,7 +502,7 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
     )
 }
 
-fn history(state_dir: &Path, run: Option<&str>) -> i32 {
+fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {
     let all = match runs::list(state_dir) {
         Ok(a) => a,
         Err(e) => {
@@ -501,6 +518,13 @@ fn history(state_dir: &Path, run: Option<&str>) -> i32 {
             );
             return EXIT_USAGE;
         };
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r.to_json()).unwrap_or_default()
+            );
+            return EXIT_OK;
+        }
         println!(
             "run {} plan {} {:?} {:?} started {} by {}: {}",
             r.run_id,
@@ -515,6 +539,11 @@ fn history(state_dir: &Path, run: Option<&str>) -> i32 {
             println!("  taken over by {t}");
         }
         print_steps(r);
+        return EXIT_OK;
+    }
+    if json {
+        let v: Vec<_> = all.iter().map(|r| r.to_json()).collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return EXIT_OK;
     }
     let rows: Vec<Vec<String>> = all

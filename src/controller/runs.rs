@@ -11,7 +11,7 @@ use super::journal::{replay, Direction, Entry, Mode, Outcome, Phase, Record};
 use super::lock::Holder;
 
 /// One step of a run as history shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct StepTiming {
     pub step: usize,
     pub name: String,
@@ -43,6 +43,26 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn finished(&self) -> bool {
         matches!(self.phase, Phase::Finished(_))
+    }
+
+    /// The run for `--json` output: everything history shows.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "run_id": self.run_id,
+            "plan": self.plan,
+            "direction": self.direction,
+            "mode": self.mode,
+            "by": self.by,
+            "started": utc(self.started_ms),
+            "started_ms": self.started_ms,
+            "last_ms": self.last_ms,
+            "state": self.state(),
+            "finished": self.finished(),
+            "active": self.active,
+            "steps": self.steps,
+            "taken_over_by": self.takeovers,
+            "journal": self.path,
+        })
     }
 
     pub fn state(&self) -> String {
