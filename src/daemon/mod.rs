@@ -7,6 +7,7 @@
 //! Never does: decide routes on its own; they come from the store, changed through the API.
 
 mod addresses;
+mod collision;
 mod conn;
 mod peer;
 mod state;

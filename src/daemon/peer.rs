@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use super::collision::{self, Contender, Verdict};
 use super::conn::{self, Conn, ConnEvent};
 use super::state::{lock, Desired, PeerShared, Shared};
 use crate::api::Event as ApiEvent;
@@ -67,6 +68,10 @@ pub struct Driver {
     helper: Helper,
     /// The current connection reached Established.
     established: bool,
+    /// The current connection was opened by us (matters for collisions, RFC 4271 §6.8).
+    outbound: bool,
+    /// A second, inbound connection waiting for collision resolution.
+    contender: Option<Contender>,
 }
 
 impl Driver {
@@ -89,6 +94,8 @@ impl Driver {
             desired,
             helper: Helper::default(),
             established: false,
+            outbound: false,
+            contender: None,
         }
     }
 
@@ -103,7 +110,15 @@ impl Driver {
         let actions = self.session.handle(Instant::now(), Event::ManualStart);
         self.execute(actions, &conn_tx, &connect_tx);
         loop {
-            let deadline = self.session.poll_timeout();
+            let deadline = [
+                self.session.poll_timeout(),
+                self.contender
+                    .as_ref()
+                    .and_then(|c| c.session.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let can_pump = self
                 .conn
                 .as_ref()
@@ -111,8 +126,15 @@ impl Driver {
                 && self.rib_out.has_pending();
             tokio::select! {
                 _ = sleep_until(deadline) => {
-                    let actions = self.session.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    let actions = self.session.handle_timeout(now);
                     self.execute(actions, &conn_tx, &connect_tx);
+                    let peer = self.address();
+                    if let Some(c) = self.contender.as_mut() {
+                        let actions = c.session.handle_timeout(now);
+                        c.apply(actions, peer);
+                    }
+                    self.resolve_collision(&conn_tx, &connect_tx);
                 }
                 _ = sleep_until(self.helper.deadline) => self.sweep_stale("restart timer expired"),
                 Some((id, ev)) = conn_rx.recv() => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
@@ -170,6 +192,21 @@ impl Driver {
         conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
+        if self.conn.is_some()
+            && self.contender.is_none()
+            && collision::can_contend(&self.session, self.outbound)
+        {
+            // RFC 4271 §6.8: run the new connection until the peer's identifier decides.
+            let id = self.next_conn_id;
+            self.next_conn_id += 1;
+            if let Ok(conn) = Conn::start(id, stream, conn_tx.clone()) {
+                tracing::info!(peer = %self.address(), state = %self.session.state(), "connection collision: running the inbound connection until resolved");
+                let config = self.session.config().clone();
+                self.contender = Contender::start(config, conn, Instant::now(), self.address());
+                self.resolve_collision(conn_tx, connect_tx);
+            }
+            return;
+        }
         if self.conn.is_some() || !self.session.accepts_connection() {
             // RFC 4271 §6.8: with a session past Connect/Active on another connection, the
             // simplest resolution that keeps the existing one is to refuse the new connection.
@@ -194,6 +231,7 @@ impl Driver {
             Ok(c) => {
                 tracing::info!(peer = %self.address(), local = %c.local, remote = %c.remote, "TCP connection up");
                 self.conn = Some(c);
+                self.outbound = matches!(event, Event::TcpConnectionAcknowledged);
                 let actions = self.session.handle(Instant::now(), event);
                 self.execute(actions, conn_tx, connect_tx);
             }
@@ -214,6 +252,10 @@ impl Driver {
         conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
+        if self.contender.as_ref().is_some_and(|c| c.conn.id == id) {
+            self.on_contender_event(ev, conn_tx, connect_tx);
+            return;
+        }
         if self.conn.as_ref().map(|c| c.id) != Some(id) {
             return; // from a connection already closed
         }
@@ -233,6 +275,80 @@ impl Driver {
             }
         };
         self.execute(actions, conn_tx, connect_tx);
+        self.resolve_collision(conn_tx, connect_tx);
+    }
+
+    fn on_contender_event(
+        &mut self,
+        ev: ConnEvent,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        let peer = self.address();
+        let Some(c) = self.contender.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let event = match ev {
+            ConnEvent::Frame(Ok(frame)) => collision::decode(&frame, &c.session),
+            ConnEvent::Frame(Err(e)) => Event::DecodeError(e),
+            ConnEvent::Written { queued } => Event::SendProgress {
+                pending: queued > 0,
+            },
+            ConnEvent::Closed { .. } => Event::TcpConnectionFails,
+        };
+        c.handle(now, event, peer);
+        self.resolve_collision(conn_tx, connect_tx);
+    }
+
+    /// RFC 4271 §6.8: once the peer's BGP Identifier is known, keep one connection.
+    fn resolve_collision(
+        &mut self,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        let Some(c) = &self.contender else { return };
+        let now = Instant::now();
+        if c.is_closed() {
+            if let Some(c) = self.contender.take() {
+                c.conn.close(Duration::from_secs(1));
+            }
+            return;
+        }
+        let verdict = if self.conn.is_none() {
+            // The current connection is gone: the contender simply takes over.
+            Verdict::PromoteContender
+        } else {
+            c.verdict(
+                &self.session,
+                self.session.config().router_id,
+                self.local_asn,
+            )
+        };
+        match verdict {
+            Verdict::Undecided => {}
+            Verdict::KeepCurrent => {
+                tracing::info!(peer = %self.address(), "connection collision: keeping our connection, closing the peer's (Cease 6/7)");
+                if let Some(c) = self.contender.take() {
+                    c.dump(now, self.address());
+                }
+            }
+            Verdict::PromoteContender => {
+                let Some(c) = self.contender.take() else {
+                    return;
+                };
+                if self.conn.is_some() {
+                    tracing::info!(peer = %self.address(), "connection collision: keeping the peer's connection, closing ours (Cease 6/7)");
+                    let actions = self.session.handle(now, Event::CollisionDump);
+                    self.execute(actions, conn_tx, connect_tx);
+                }
+                self.session = c.session;
+                self.conn = Some(c.conn);
+                self.outbound = false;
+                self.attempt = 0;
+                lock(&self.peer.status).state = self.session.state().to_string();
+            }
+        }
     }
 
     fn on_frame(&mut self, frame: &BytesMut, now: Instant) -> Vec<Action> {
