@@ -642,4 +642,15 @@ fn unplanned_failover_with_the_primary_speaker_dead() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(Setup::routes(&s.dc2), one());
     expect_announced(&mut s.dc2.peer, &one(), NH2);
+    let out = s.ferry(&["failover", "status"]);
+    assert!(out.stdout.contains("may announce again"), "{out:?}");
+    // It does: the primary speaker comes back with its persisted routes. The controller
+    // refuses to move anything while both sites announce.
+    s.dc1.speaker.spawn();
+    s.dc1.peer.accept();
+    s.dc1.peer.handshake();
+    assert_eq!(Setup::routes(&s.dc1), one());
+    let out = s.ferry(&["failback"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("dc1 already announces"), "{out:?}");
 }

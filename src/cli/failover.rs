@@ -439,6 +439,11 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
         "{}",
         table::render(&["PLAN", "LAST RUN", "STATE", "ACTIVE", "RUN"], &rows)
     );
+    for r in &latest {
+        if let Some(w) = r.unfenced() {
+            println!("warning: plan {}: {w}", r.plan);
+        }
+    }
     code
 }
 

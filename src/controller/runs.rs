@@ -59,9 +59,26 @@ impl RunSummary {
             "state": self.state(),
             "finished": self.finished(),
             "active": self.active,
+            "warning": self.unfenced(),
             "steps": self.steps,
             "taken_over_by": self.takeovers,
             "journal": self.path,
+        })
+    }
+
+    /// An unplanned run that could not withdraw at the site it moved away from: that speaker
+    /// keeps its desired routes across restarts, so when it comes back it announces again
+    /// unless someone withdraws there (or it runs in leased mode).
+    pub fn unfenced(&self) -> Option<String> {
+        if self.mode != Mode::Unplanned || self.phase != Phase::Finished(Outcome::Completed) {
+            return None;
+        }
+        let skipped = self
+            .steps
+            .iter()
+            .any(|s| !s.undo && s.name.starts_with("withdraw ") && s.result.contains("skipped"));
+        skipped.then(|| {
+            "the old site was unreachable and may announce again when it returns; withdraw there (`ferry withdraw`) before it does".to_string()
         })
     }
 
