@@ -185,7 +185,7 @@ impl<'a> Executor<'a> {
         })
     }
 
-    /// Plans that this executor can only plan for: used by `ferry plan check`.
+    /// What the steps of this run see: its plan, direction, mode, sites and probes.
     pub fn ctx(&self) -> Ctx<'_> {
         Ctx {
             plan: &self.plan,

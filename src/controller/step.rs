@@ -5,7 +5,8 @@
 //! preflight; pre-check hooks; optional drain of `from` (GRACEFUL_SHUTDOWN, RFC 8326, then the
 //! plan's wait); plan-wide stop-primary and cutover hooks and health checks; then per group, in
 //! plan order: its stop-primary and cutover hooks, its health checks, the move (announce at `to`
-//! and withdraw at `from`, in the plan's order), verification; post-check hooks.
+//! and withdraw at `from`, in the plan's order), verification; post-check hooks. Hooks and
+//! checks without a `group` are plan-wide; pre- and post-checks always run once per run.
 //!
 //! Contract:
 //! - `apply` and `compensate` may run twice (a crash between the action and its journal
@@ -379,7 +380,9 @@ fn health(
         tries += 1;
         match cx.probes.probe(
             &c.probe(),
-            left.min(interval.max(Duration::from_secs(1))),
+            // One probe may take up to an interval (at least 1 s), never past the deadline.
+            left.min(interval.max(Duration::from_secs(1)))
+                .max(Duration::from_millis(1)),
             &env,
         ) {
             Ok(()) => {
