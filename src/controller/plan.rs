@@ -25,7 +25,8 @@
 //! name = "dc1"
 //! api = "/run/ferry/dc1.sock"   # or http://host:port, with api_token_file
 //! next_hop = "192.0.2.10"       # next_hop6 for IPv6 subnets; absent: next hop self
-//! communities = ["65001:100"]   # also large_communities, med, local_pref, prepend
+//! communities = ["65001:100"]   # also large_communities, med, local_pref, prepend,
+//! lease_secs = 30               # leased mode: withdrawn unless `ferry lease renew` comes
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
@@ -147,6 +148,10 @@ pub struct Site {
     pub local_pref: Option<u32>,
     #[serde(default)]
     pub prepend: u32,
+    /// Announce in leased mode (fencing): the site's speaker withdraws the subnets by itself
+    /// unless `ferry lease renew` reaches it within this many seconds, so a site cut off from
+    /// its renewer stops attracting traffic.
+    pub lease_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +296,7 @@ impl Site {
             "med": self.med,
             "local_pref": self.local_pref,
             "prepend": self.prepend,
+            "lease_secs": self.lease_secs,
         });
         serde_json::from_value(v).map_err(|e| format!("site {:?}: {e}", self.name))
     }
@@ -626,6 +632,27 @@ command = ["true"]
         );
         let e = Plan::parse(&PLAN.replace("192.0.2.20", "2001:db8::1")).unwrap_err();
         assert!(e.contains("[site] at line 11"), "{e}");
+    }
+
+    #[test]
+    fn site_attributes_make_the_route() {
+        let text = PLAN.replace(
+            "next_hop = \"192.0.2.20\"",
+            "next_hop = \"192.0.2.20\"\ncommunities = [\"65002:7\"]\nmed = 5\nlease_secs = 30",
+        );
+        let p = Plan::parse(&text).unwrap();
+        let r = p
+            .recovery()
+            .route("198.51.100.0/24".parse().unwrap())
+            .unwrap();
+        assert_eq!(r.next_hop, Some("192.0.2.20".parse().unwrap()));
+        assert_eq!(r.communities[0].to_string(), "65002:7");
+        assert_eq!((r.med, r.lease_secs), (Some(5), Some(30)));
+        let e = Plan::parse(&text.replace("lease_secs = 30", "lease_secs = 0")).unwrap_err();
+        assert!(
+            e.contains("lease_secs") && e.contains("[site] at line 11"),
+            "{e}"
+        );
     }
 
     #[test]

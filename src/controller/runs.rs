@@ -78,7 +78,7 @@ impl RunSummary {
             .iter()
             .any(|s| !s.undo && s.name.starts_with("withdraw ") && s.result.contains("skipped"));
         skipped.then(|| {
-            "the old site was unreachable and may announce again when it returns; withdraw there (`ferry withdraw`) before it does".to_string()
+            "the old site was unreachable and may announce again when it returns; withdraw there (`ferry withdraw`) before it does, or give its [[site]] lease_secs so it fences itself".to_string()
         })
     }
 
