@@ -12,7 +12,8 @@
 //! its loss rolls the move back; a drain re-announces with GRACEFUL_SHUTDOWN and waits, and
 //! make-before-break announces at the recovery before withdrawing at the primary; a plan that
 //! says `on_failure = "stop"` stops, refuses a new run, and `abort` rolls back (exit 0);
-//! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing; with the
+//! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing, on a
+//! terminal (`script`) it asks and "n" changes nothing; with the
 //! primary speaker dead a planned failover fails its preflight and `--unplanned` completes; the
 //! controller's overhead for one subnet with instant hooks, and ten subnets in one group
 //! against one, are measured and bounded.
@@ -511,6 +512,26 @@ fn usage_errors_exit_2_and_a_dry_run_changes_nothing() {
     let out = ferry_cli(&["failover", "--plan", plan, "--state-dir", state], None);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--yes"), "{out:?}");
+    // On a terminal it asks; anything but y leaves everything as it was.
+    if Path::new("/usr/bin/script").exists() {
+        let shown = format!("{FERRY} failover --plan {plan} --state-dir {state}");
+        let mut child = Command::new("script")
+            .args(["-qec", &shown, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains("proceed with the failover? [y/N]") && text.contains("not confirmed"),
+            "{text}"
+        );
+        assert!(!s.state().join("runs").exists());
+    }
     let out = ferry_cli(
         &[
             "failover",
