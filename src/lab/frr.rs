@@ -14,6 +14,8 @@ use super::{LabError, Result};
 
 pub const DAEMONS: [&str; 3] = ["zebra", "bgpd", "staticd"];
 const BIN_DIR: &str = "/usr/lib/frr";
+/// bgpd's configured log file (microsecond timestamps) in the router's runtime directory.
+pub const UPDATES_LOG: &str = "bgpd-updates.log";
 
 /// FRR's binaries are where Debian's `frr` package puts them.
 pub fn check_installed() -> Result<()> {
@@ -99,7 +101,25 @@ impl Frr {
             Duration::from_secs(15),
         )
         .map_err(|e| LabError::step(format!("router {}: loading frr.conf", self.name), e))?;
+        // `log timestamp precision` does not reach the `--log=file:` target of the command
+        // line (FRR 8.4): bgpd also logs to a configured file, with microseconds, which the
+        // lab reads for when each router's BGP table changed.
+        let updates_log = self.updates_log().display().to_string();
+        run(
+            in_ns(&self.ns, "vtysh")
+                .args(["--vty_socket", &dir, "-d", "bgpd"])
+                .args(["-c", "configure terminal"])
+                .args(["-c", &format!("log file {updates_log} debugging")])
+                .args(["-c", "log timestamp precision 6"]),
+            Duration::from_secs(15),
+        )
+        .map_err(|e| LabError::step(format!("router {}: bgpd log file", self.name), e))?;
         Ok(())
+    }
+
+    /// bgpd's log with microsecond timestamps (the received UPDATEs).
+    pub fn updates_log(&self) -> PathBuf {
+        self.dir.join(UPDATES_LOG)
     }
 
     /// Run vtysh commands; returns their output.

@@ -11,8 +11,17 @@
 //! speaker's UPDATE on the wire, from its `routes_sent` event), `routers` (UPDATE -> the third
 //! site's kernel route via the new site, from `ip -ts monitor route`), `dataplane` (kernel
 //! route -> first probe answered by the new site). The decisive call is the one whose UPDATE
-//! is the last one sent before the third site's route changed.
+//! is the last one sent before the third site's route changed. Where the site router's bgpd
+//! log has the UPDATE's receipt (`rcvd ...` from the speaker), `ferry` ends there instead and
+//! `routers` starts there (`Parts::ferry_source` says which).
+//!
+//! Per router, the report also has when its BGP table (bgpd log) and kernel route
+//! (`ip -ts monitor route`) changed for the subnet: every change during the move and, as the
+//! headline, the first one at or after the move's first call (how soon each router reacted).
+//! The site routers hold the subnet as a connected route (their VM's LAN), so their kernel
+//! route does not change; only the third site's does.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,7 +29,7 @@ use serde::Serialize;
 use super::instance::Lab;
 use super::probe::{Probe, Prober};
 use super::topology::{Site, Topology};
-use super::watch::{RouteChange, SpeakerEvent};
+use super::watch::{BgpChange, RouteChange, SpeakerEvent};
 use super::{now_us, Result};
 use crate::api::Event;
 
@@ -145,6 +154,33 @@ pub struct MoveTiming {
     pub decisive_call: Option<usize>,
     pub third_site_route_us: Option<i64>,
     pub parts: Option<Parts>,
+    /// Per router (r1, r2, r3): when its BGP table and kernel route changed for the subnet.
+    pub routers: BTreeMap<String, RouterTiming>,
+}
+
+/// When one router's BGP table and kernel route changed during a move; `*_us` since the epoch,
+/// `*_ms` since the move's start.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterTiming {
+    pub site: Site,
+    /// The first BGP table change at or after the move's first call.
+    pub bgp_us: Option<i64>,
+    pub bgp_ms: Option<f64>,
+    pub bgp_change: Option<String>,
+    /// The first kernel route change at or after the move's first call.
+    pub kernel_us: Option<i64>,
+    pub kernel_ms: Option<f64>,
+    pub kernel_change: Option<String>,
+    /// Every change during the move.
+    pub bgp_changes: Vec<Change>,
+    pub kernel_changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub at_us: i64,
+    pub ms: f64,
+    pub what: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +191,10 @@ pub struct CallTiming {
     /// The speaker's `routes_sent` for the IPv4 subnet after this call.
     pub update_us: Option<i64>,
     pub ferry_ms: Option<f64>,
+    /// The site router's bgpd logged the UPDATE from the speaker (its table changed).
+    pub received_us: Option<i64>,
+    /// Call -> UPDATE received at the site router.
+    pub ferry_received_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -163,6 +203,10 @@ pub struct Parts {
     pub ferry_ms: f64,
     pub routers_ms: f64,
     pub dataplane_ms: f64,
+    /// Where `ferry` ends and `routers` starts: `site-router-log` (the site router's bgpd
+    /// logged the UPDATE's receipt) or `speaker-event` (the speaker's `routes_sent`, as the
+    /// lab received it).
+    pub ferry_source: &'static str,
 }
 
 fn ms(us: i64) -> f64 {
@@ -177,8 +221,11 @@ pub fn analyze(
     run: &MoveRun,
     probes: &[Probe],
     events: &[SpeakerEvent],
-    third_routes: &[RouteChange],
+    kernel: &BTreeMap<String, Vec<RouteChange>>,
+    bgp: &BTreeMap<String, Vec<BgpChange>>,
 ) -> MoveTiming {
+    let third_name = &topo.router(Site::Third).name;
+    let third_routes: &[RouteChange] = kernel.get(third_name).map_or(&[], |v| v);
     let (from, to) = (run.spec.from.name(), run.spec.to.name());
     let window: Vec<&Probe> = probes
         .iter()
@@ -227,17 +274,30 @@ pub fn analyze(
                 .filter(|e| next_call.is_none_or(|n| e.at_us < n))
                 .map(|e| e.at_us)
                 .min();
+            let router = &topo.router(c.site).name;
+            let speaker = topo
+                .addr_towards(&topo.speaker(c.site).name, router)
+                .map(|a| a.to_string());
+            let received_us = bgp.get(router).and_then(|changes| {
+                changes
+                    .iter()
+                    .filter(|b| Some(&b.peer) == speaker.as_ref() && b.change == c.action)
+                    .filter(|b| b.at_us >= c.at_us && next_call.is_none_or(|n| b.at_us < n))
+                    .map(|b| b.at_us)
+                    .min()
+            });
             CallTiming {
                 site: c.site,
                 action: c.action,
                 call_us: c.at_us,
                 update_us,
                 ferry_ms: update_us.map(|u| ms(u - c.at_us)),
+                received_us,
+                ferry_received_ms: received_us.map(|r| ms(r - c.at_us)),
             }
         })
         .collect();
-    let third = &topo.router(Site::Third).name;
-    let via = topo.addr_towards(&topo.router(run.spec.to).name, third);
+    let via = topo.addr_towards(&topo.router(run.spec.to).name, third_name);
     let third_site_route_us = third_routes
         .iter()
         .filter(|r| r.at_us >= run.cutover_us && r.at_us <= run.end_us)
@@ -259,15 +319,71 @@ pub fn analyze(
     ) {
         (Some(s), Some(e), Some(r), Some(i)) => {
             let c = &calls[i];
-            c.update_us.map(|u| Parts {
+            let sent = match c.received_us.filter(|&x| x <= r) {
+                Some(x) => Some((x, "site-router-log")),
+                None => c.update_us.map(|u| (u, "speaker-event")),
+            };
+            sent.map(|(u, ferry_source)| Parts {
                 cutover_ms: ms(c.call_us - s),
                 ferry_ms: ms(u - c.call_us),
                 routers_ms: ms(r - u),
                 dataplane_ms: ms(e - r),
+                ferry_source,
             })
         }
         _ => None,
     };
+    let since = calls.first().map_or(run.cutover_us, |c| c.call_us);
+    let during = |t: i64| t >= run.start_us && t <= run.end_us;
+    let rel = |t: i64| ms(t - run.start_us);
+    let routers = topo
+        .routers
+        .iter()
+        .map(|rt| {
+            let bgp_changes: Vec<Change> = bgp
+                .get(&rt.name)
+                .into_iter()
+                .flatten()
+                .filter(|b| during(b.at_us))
+                .map(|b| Change {
+                    at_us: b.at_us,
+                    ms: rel(b.at_us),
+                    what: format!("{} from {}", b.change, b.peer),
+                })
+                .collect();
+            let kernel_changes: Vec<Change> = kernel
+                .get(&rt.name)
+                .into_iter()
+                .flatten()
+                .filter(|k| during(k.at_us) && k.prefix == prefix.to_string())
+                .map(|k| Change {
+                    at_us: k.at_us,
+                    ms: rel(k.at_us),
+                    what: match (k.deleted, k.via) {
+                        (true, _) => "deleted".into(),
+                        (false, Some(v)) => format!("via {v}"),
+                        (false, None) => "local".into(),
+                    },
+                })
+                .collect();
+            let bgp_first = bgp_changes.iter().find(|c| c.at_us >= since);
+            let kernel_first = kernel_changes.iter().find(|c| c.at_us >= since);
+            (
+                rt.name.clone(),
+                RouterTiming {
+                    site: rt.site,
+                    bgp_us: bgp_first.map(|c| c.at_us),
+                    bgp_ms: bgp_first.map(|c| c.ms),
+                    bgp_change: bgp_first.map(|c| c.what.clone()),
+                    kernel_us: kernel_first.map(|c| c.at_us),
+                    kernel_ms: kernel_first.map(|c| c.ms),
+                    kernel_change: kernel_first.map(|c| c.what.clone()),
+                    bgp_changes,
+                    kernel_changes,
+                },
+            )
+        })
+        .collect();
     MoveTiming {
         name: run.spec.name.clone(),
         from: run.spec.from,
@@ -284,5 +400,6 @@ pub fn analyze(
         decisive_call,
         third_site_route_us,
         parts,
+        routers,
     }
 }

@@ -40,8 +40,14 @@ pub struct Summary {
     pub ferry_ms: Option<Stat>,
     pub routers_ms: Option<Stat>,
     pub dataplane_ms: Option<Stat>,
-    /// Ferry's latency over every call (not only the decisive ones).
+    /// Ferry's latency over every call (not only the decisive ones), to the speaker's
+    /// `routes_sent` event.
     pub ferry_all_calls_ms: Option<Stat>,
+    /// The same, to the UPDATE's receipt logged by the site router's bgpd.
+    pub ferry_received_all_calls_ms: Option<Stat>,
+    /// How many moves' `ferry` part ends at the site router's log (the others: at the
+    /// speaker's event).
+    pub ferry_from_site_router_log: usize,
 }
 
 pub fn stat(mut v: Vec<f64>) -> Option<Stat> {
@@ -83,6 +89,16 @@ pub fn summarize(moves: &[MoveTiming]) -> Summary {
                 .flat_map(|m| m.calls.iter().filter_map(|c| c.ferry_ms))
                 .collect(),
         ),
+        ferry_received_all_calls_ms: stat(
+            moves
+                .iter()
+                .flat_map(|m| m.calls.iter().filter_map(|c| c.ferry_received_ms))
+                .collect(),
+        ),
+        ferry_from_site_router_log: parts
+            .iter()
+            .filter(|p| p.ferry_source == "site-router-log")
+            .count(),
     }
 }
 
@@ -151,7 +167,7 @@ fn marker(s: &mut String, x: f64, y: f64, h: f64, label: &str, color: &str, row:
 }
 
 pub fn svg(report: &Report, probes: &[Probe]) -> String {
-    let panel = 130.0;
+    let panel = 220.0;
     let height = 120.0 + panel * report.moves.len() as f64 + 40.0;
     let mut s = String::new();
     let _ = writeln!(
@@ -219,51 +235,45 @@ pub fn svg(report: &Report, probes: &[Probe]) -> String {
             title.replace('>', "&gt;")
         );
         band(&mut s, probes, x0, x1, y + 20.0, 30.0);
-        let mut row = 0;
+        // Every event of the move in the panel, labelled in time order one row apart.
+        let mut marks: Vec<(i64, String, &str)> = Vec::new();
         for c in &m.calls {
-            if (x0..=x1).contains(&c.call_us) {
-                marker(
-                    &mut s,
-                    x(c.call_us),
-                    y + 18.0,
-                    34.0,
-                    &format!("{} @ {}", c.action, c.site),
-                    "#000",
-                    row,
-                );
-                row += 1;
-            }
-            if let Some(u) = c.update_us.filter(|u| (x0..=x1).contains(u)) {
-                marker(
-                    &mut s,
-                    x(u),
-                    y + 18.0,
-                    34.0,
-                    &format!("UPDATE sent ({})", c.site),
-                    "#1f3fbf",
-                    row,
-                );
-                row += 1;
+            marks.push((c.call_us, format!("{} @ {}", c.action, c.site), "#000"));
+            if let Some(u) = c.update_us {
+                marks.push((u, format!("UPDATE sent ({})", c.site), "#1f3fbf"));
             }
         }
-        if let Some(r) = m.third_site_route_us.filter(|r| (x0..=x1).contains(r)) {
-            marker(
-                &mut s,
-                x(r),
-                y + 18.0,
-                34.0,
-                "third site kernel route",
-                "#ff7f0e",
-                row,
-            );
+        for (name, r) in &m.routers {
+            if let Some(b) = r.bgp_us {
+                let what = r.bgp_change.as_deref().unwrap_or("");
+                marks.push((b, format!("{name} BGP table: {what}"), "#8c564b"));
+            }
+            if let Some(k) = r.kernel_us {
+                let what = r.kernel_change.as_deref().unwrap_or("");
+                marks.push((k, format!("{name} kernel route: {what}"), "#ff7f0e"));
+            }
+        }
+        for c in &m.calls {
+            if let Some(r) = c.received_us {
+                marks.push((r, format!("UPDATE rcvd at {} router", c.site), "#17becf"));
+            }
+        }
+        if let Some(r) = m.third_site_route_us {
+            marks.push((r, "third site kernel route".into(), "#ff7f0e"));
+        }
+        marks.retain(|(t, _, _)| (x0..=x1).contains(t));
+        marks.sort_by_key(|(t, _, _)| *t);
+        marks.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+        for (row, (t, label, c)) in marks.iter().take(12).enumerate() {
+            marker(&mut s, x(*t), y + 18.0, 34.0, label, c, row);
         }
         let _ = writeln!(
             s,
             r##"<text x="{LEFT}" y="{}" font-size="9" fill="#666">{:.1} ms</text><text x="{}" y="{}" font-size="9" fill="#666" text-anchor="end">+{:.1} ms</text>"##,
-            y + 62.0 + 11.0 * 5.0,
+            y + 64.0 + 11.0 * 13.0,
             0.0,
             W - LEFT,
-            y + 62.0 + 11.0 * 5.0,
+            y + 64.0 + 11.0 * 13.0,
             (x1 - x0) as f64 / 1000.0
         );
     }

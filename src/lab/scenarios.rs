@@ -10,15 +10,17 @@
 //! without it (the loss it avoids), loss of the primary site router (SIGKILL of bgpd), and
 //! fencing: a leased announcement nobody renews is withdrawn by the speaker itself.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::frr::UPDATES_LOG;
 use super::instance::{down, Lab};
 use super::moves::{analyze, run_move, MoveRun, MoveSpec, Order};
 use super::probe::Prober;
 use super::report::{self, Report};
 use super::topology::Site;
-use super::watch::{EventWatcher, RouteMonitor};
+use super::watch::{bgp_changes, EventWatcher, RouteMonitor};
 use super::{now_us, proc, LabError, Result};
 use crate::api::Event;
 
@@ -51,11 +53,12 @@ impl Say {
     }
 }
 
-/// A lab being watched: prober in the client, route monitor at the third site, speaker events.
+/// A lab being watched: prober in the client, a kernel route monitor in every router (the
+/// third site's says what it sees), speaker events; at the end, the routers' bgpd logs.
 pub struct Bench {
     pub lab: Lab,
     prober: Prober,
-    monitor: RouteMonitor,
+    monitors: Vec<(String, RouteMonitor)>,
     events: EventWatcher,
     pub runs: Vec<MoveRun>,
     pub dir: PathBuf,
@@ -71,7 +74,7 @@ impl Bench {
         let third = lab.ns(&t.router(Site::Third).name);
         let topo = t.clone();
         let p = prefix.clone();
-        let monitor = RouteMonitor::start(&third, move |rc| {
+        let third_monitor = RouteMonitor::start(&third, move |rc| {
             if rc.prefix == p {
                 let site = rc.via.and_then(|v| topo.site_of_next_hop(v));
                 say.line(&format!(
@@ -84,6 +87,11 @@ impl Bench {
                 ));
             }
         })?;
+        let mut monitors = vec![(t.router(Site::Third).name.clone(), third_monitor)];
+        for site in [Site::Primary, Site::Recovery] {
+            let name = t.router(site).name.clone();
+            monitors.push((name.clone(), RouteMonitor::start(&lab.ns(&name), |_| {})?));
+        }
         let net = t.prefix;
         let events = EventWatcher::start(
             vec![
@@ -136,7 +144,7 @@ impl Bench {
         Ok(Self {
             lab,
             prober,
-            monitor,
+            monitors,
             events,
             runs: Vec::new(),
             dir: dir.to_owned(),
@@ -165,6 +173,11 @@ impl Bench {
         Ok(ok)
     }
 
+    /// The third site's kernel route changes so far.
+    pub fn third_routes(&self) -> Vec<super::watch::RouteChange> {
+        self.monitors[0].1.changes()
+    }
+
     /// Wait until the probes are answered by `site` (after an unplanned event).
     pub fn converges_to(&self, site: Site, bound: Duration) -> bool {
         self.prober.wait_for(site.name(), 50, bound)
@@ -175,7 +188,7 @@ impl Bench {
         let Bench {
             lab,
             prober,
-            monitor,
+            monitors,
             events,
             runs,
             dir,
@@ -183,10 +196,23 @@ impl Bench {
         } = self;
         let probes = prober.finish()?;
         let ev = events.events();
-        let routes = monitor.changes();
+        let kernel: BTreeMap<_, _> = monitors
+            .iter()
+            .map(|(name, m)| (name.clone(), m.changes()))
+            .collect();
+        let prefix = lab.topo.prefix.to_string();
+        let bgp: BTreeMap<_, _> = lab
+            .topo
+            .routers
+            .iter()
+            .map(|r| {
+                let log = lab.dir.join(&r.name).join(UPDATES_LOG);
+                (r.name.clone(), bgp_changes(&log, &prefix))
+            })
+            .collect();
         let moves: Vec<_> = runs
             .iter()
-            .map(|r| analyze(&lab.topo, r, &probes, &ev, &routes))
+            .map(|r| analyze(&lab.topo, r, &probes, &ev, &kernel, &bgp))
             .collect();
         let rep = Report {
             topology: lab.topo.name.clone(),
@@ -227,6 +253,12 @@ pub fn print_summary(rep: &Report) {
     f("loss window", &s.loss_ms);
     f("  cutover", &s.cutover_ms);
     f("  ferry", &s.ferry_ms);
+    if let Some(st) = &s.ferry_ms {
+        println!(
+            "    (ferry to the UPDATE's receipt at the site router in {} of {} moves, else to the speaker's event)",
+            s.ferry_from_site_router_log, st.n
+        );
+    }
     f("  routers", &s.routers_ms);
     f("  data plane", &s.dataplane_ms);
 }
@@ -297,8 +329,7 @@ pub fn speaker_kill_restart(
     }
     let prefix = bench.lab.topo.prefix.to_string();
     let changes: Vec<_> = bench
-        .monitor
-        .changes()
+        .third_routes()
         .into_iter()
         .filter(|c| c.at_us >= t0 && c.prefix == prefix)
         .collect();
@@ -624,8 +655,7 @@ fn peer_reset(bench: &Bench, site: Site, hard: bool, bound: Duration) -> Result<
     std::thread::sleep(Duration::from_secs(1));
     let prefix = bench.lab.topo.prefix.to_string();
     let changes: Vec<_> = bench
-        .monitor
-        .changes()
+        .third_routes()
         .into_iter()
         .filter(|c| c.at_us >= t0 && c.prefix == prefix)
         .collect();

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::proc::{self, in_ns};
 use super::topology::Site;
 use super::{now_us, LabError, Result};
@@ -72,6 +74,68 @@ pub fn parse_utc(ts: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
+}
+
+/// A change of a router's BGP table for a prefix, from a bgpd log line (`debug bgp updates in`
+/// with `log timestamp precision 6`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BgpChange {
+    pub at_us: i64,
+    /// The neighbor the UPDATE came from.
+    pub peer: String,
+    /// `announce` or `withdraw`.
+    pub change: &'static str,
+}
+
+/// A bgpd log line about `prefix` that changed the table: an accepted announcement
+/// (`2026/11/28 01:06:08.123456 BGP: [YCKEM-GB33T] 192.0.2.9(r1) rcvd 198.51.100.0/24 IPv4
+/// unicast`) or a withdrawal (`... [PAPP6-VDAWM] 192.0.2.10(r2) rcvd UPDATE about
+/// 198.51.100.0/24 IPv4 unicast -- withdrawn`). Denied or duplicate announcements are not
+/// changes; timestamps are UTC (FRR runs with TZ=UTC).
+pub fn parse_bgpd_line(line: &str, prefix: &str) -> Option<BgpChange> {
+    let (date, rest) = line.split_once(' ')?;
+    let (time, rest) = rest.split_once(' ')?;
+    let at_us = parse_utc(&format!("{date} {time}"))?;
+    let rest = rest.strip_prefix("BGP: ")?;
+    // `[UNIQUE-ID]` and, for some messages, `[EC n]`.
+    let mut rest = rest;
+    while rest.starts_with('[') {
+        rest = rest.split_once(']')?.1;
+    }
+    let rest = rest.trim_start();
+    let (peer, rest) = rest.split_once(' ')?;
+    let peer = peer.split('(').next()?.to_owned();
+    let change = if let Some(r) = rest.strip_prefix("rcvd UPDATE about ") {
+        let (p, tail) = r.split_once(' ')?;
+        if p != prefix || !tail.trim_end().ends_with("-- withdrawn") {
+            return None;
+        }
+        "withdraw"
+    } else if let Some(r) = rest.strip_prefix("rcvd ") {
+        let (p, tail) = r.split_once(' ')?;
+        if p != prefix || tail.contains("duplicate") || tail.contains("DENIED") {
+            return None;
+        }
+        "announce"
+    } else {
+        return None;
+    };
+    Some(BgpChange {
+        at_us,
+        peer,
+        change,
+    })
+}
+
+/// Every table change for `prefix` in a bgpd log file (none if it cannot be read).
+pub fn bgp_changes(log: &std::path::Path, prefix: &str) -> Vec<BgpChange> {
+    std::fs::read_to_string(log)
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| parse_bgpd_line(l, prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `ip -ts monitor route` in a namespace, for the life of this value.
@@ -271,5 +335,40 @@ mod tests {
             Some(951_868_800_500_000)
         );
         assert_eq!(parse_utc("1970-01-01T00:00:00.000000"), Some(0));
+    }
+
+    #[test]
+    fn bgpd_lines_parse() {
+        let p = "198.51.100.0/24";
+        let w = parse_bgpd_line(
+            "2026/11/28 01:06:08.123456 BGP: [PAPP6-VDAWM] 192.0.2.18(vm) rcvd UPDATE about 198.51.100.0/24 IPv4 unicast -- withdrawn",
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            w,
+            BgpChange {
+                at_us: parse_utc("2026-11-28T01:06:08.123456").unwrap(),
+                peer: "192.0.2.18".into(),
+                change: "withdraw",
+            }
+        );
+        let a = parse_bgpd_line(
+            "2026/11/28 01:05:58.000042 BGP: [YCKEM-GB33T] 192.0.2.9(r1) rcvd 198.51.100.0/24 IPv4 unicast",
+            p,
+        )
+        .unwrap();
+        assert_eq!((a.peer.as_str(), a.change), ("192.0.2.9", "announce"));
+        assert_eq!(a.at_us % 1_000_000, 42);
+        // Not table changes: denied, duplicate, not found, another prefix, other messages.
+        for l in [
+            "2026/11/28 01:06:08.200001 BGP: [RZMGQ-A03CG] 192.0.2.2(vm) rcvd UPDATE about 198.51.100.0/24 IPv4 unicast -- DENIED due to: as-path contains our own AS;",
+            "2026/11/28 01:06:04.000001 BGP: [NJYMB-R5FFH] 192.0.2.18(Unknown) rcvd 198.51.100.0/24 IPv4 unicast...duplicate ignored",
+            "2026/11/28 01:06:08.300001 BGP: [PC71A-4RFD8] 192.0.2.10 Can't find the route 198.51.100.0/24 IPv4 unicast",
+            "2026/11/28 01:05:58.400001 BGP: [YCKEM-GB33T] 192.0.2.1(r1) rcvd 203.0.113.0/24 IPv4 unicast",
+            "2026/11/28 01:05:41.500001 BGP: [T83RR-8SM5G] bgpd 8.4.4 starting: vty@0, bgp@<all>:179",
+        ] {
+            assert_eq!(parse_bgpd_line(l, p), None, "{l}");
+        }
     }
 }
