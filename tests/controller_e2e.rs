@@ -249,6 +249,18 @@ fn planned_failover_and_failback_move_the_subnet() {
     let out = ferry_cli(&["plan", "check", s.plan().to_str().unwrap()], None);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("ready for failover"), "{out:?}");
+    // Each site's role, sessions and how many of the plan's subnets it announces.
+    let row = |site: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(site))
+            .unwrap_or_else(|| panic!("no {site} row: {out:?}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("dc1")[1], "primary");
+    assert_eq!(row("dc1")[3..], ["1/1", "Established", "1/1"]);
+    assert_eq!(row("dc2")[3..], ["1/1", "Established", "0/1"]);
 
     let out = s.ferry(&["failover"]);
     assert_eq!(out.code, 0, "{out:?}");

@@ -158,6 +158,7 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
         sites: &sites,
         probes: &SystemProbes,
     };
+    print_sites(p, &sites);
     step::preflight(&cx)?;
     if let Some(obs) = p.verify.as_ref().and_then(|v| v.observer.as_ref()) {
         use crate::controller::sites::Sites as _;
@@ -166,6 +167,55 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
             .map_err(|e| format!("verify.observer: {e}"))?;
     }
     Ok(())
+}
+
+/// One line per site: its role, sessions up, and how many of the plan's subnets it announces.
+fn print_sites(p: &Plan, sites: &ApiSites) {
+    use crate::controller::sites::Sites as _;
+    let prefixes = p.all_prefixes();
+    let rows: Vec<Vec<String>> = p
+        .sites
+        .iter()
+        .map(|site| {
+            let role = if site.name == *p.primary.get_ref() {
+                "primary"
+            } else if site.name == *p.recovery.get_ref() {
+                "recovery"
+            } else {
+                "observer"
+            };
+            let (sessions, announces) = match (sites.peers(&site.name), sites.announced(&site.name))
+            {
+                (Ok(peers), Ok(routes)) => (
+                    format!(
+                        "{}/{} Established",
+                        peers.iter().filter(|x| x.state == "Established").count(),
+                        peers.len()
+                    ),
+                    format!(
+                        "{}/{}",
+                        prefixes
+                            .iter()
+                            .filter(|x| routes.iter().any(|r| r.prefix == **x))
+                            .count(),
+                        prefixes.len()
+                    ),
+                ),
+                _ => ("unreachable".into(), "-".into()),
+            };
+            vec![
+                site.name.clone(),
+                role.into(),
+                site.api.clone(),
+                sessions,
+                announces,
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table::render(&["SITE", "ROLE", "API", "SESSIONS", "ANNOUNCES"], &rows)
+    );
 }
 
 pub fn failover(args: FailoverArgs) -> i32 {
