@@ -495,6 +495,13 @@ impl Plan {
         };
         for (i, h) in self.hooks.iter().enumerate() {
             hook(h).map_err(at("hook", i))?;
+            // Names make the steps (and the journal's record of them): one per name.
+            if self.hooks[..i].iter().any(|o| o.name == h.name) {
+                return Err(at("hook", i)(format!(
+                    "hook.name {:?} appears twice",
+                    h.name
+                )));
+            }
         }
         let check = |c: &HealthCheck| -> Result<(), String> {
             self.group_ref(&format!("health_check {:?} group", c.name), &c.group)?;
@@ -525,6 +532,12 @@ impl Plan {
         };
         for (i, c) in self.health_checks.iter().enumerate() {
             check(c).map_err(at("health_check", i))?;
+            if self.health_checks[..i].iter().any(|o| o.name == c.name) {
+                return Err(at("health_check", i)(format!(
+                    "health_check.name {:?} appears twice",
+                    c.name
+                )));
+            }
         }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
@@ -632,6 +645,14 @@ command = ["true"]
         );
         let e = Plan::parse(&PLAN.replace("192.0.2.20", "2001:db8::1")).unwrap_err();
         assert!(e.contains("[site] at line 11"), "{e}");
+        let twice = format!(
+            "{PLAN}\n[[hook]]\nname = \"cutover\"\nstage = \"post-check\"\ncommand = [\"true\"]\n"
+        );
+        let e = Plan::parse(&twice).unwrap_err();
+        assert!(
+            e.contains("hook.name \"cutover\" appears twice") && e.contains("line 29"),
+            "{e}"
+        );
     }
 
     #[test]
