@@ -6,5 +6,11 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The interop tests run the ferry binary from FERRY_BIN: a copy, so that no build during the
+# run (a test process calling cargo) can replace the binary under a test that is using it.
+cargo build --bin ferry
+mkdir -p target/test-bin
+cp target/debug/ferry target/test-bin/ferry
+export FERRY_BIN="$PWD/target/test-bin/ferry"
 FIT_REQUIRE=1 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc

@@ -248,9 +248,9 @@ impl Lab {
                     .open(dir.join("speaker.log"))
             })
             .map_err(|e| LabError::step(format!("speaker {}", sp.name), e))?;
-        let exe = std::env::current_exe().map_err(|e| LabError::step("locating ferry", e))?;
+        let exe = super::ferry_exe();
         let ns = self.ns(&sp.name);
-        let mut cmd = in_ns(&ns, &exe.display().to_string());
+        let mut cmd = in_ns(&ns, &exe);
         cmd.args(["speaker", "--log-format", "json", "--config"])
             .arg(&conf)
             .stdin(Stdio::null())
@@ -342,8 +342,8 @@ impl Lab {
             .vm(site)
             .ok_or_else(|| LabError::Topology(format!("no VM at {site}")))?;
         let ns = self.ns(&vm.name);
-        let exe = std::env::current_exe().map_err(|e| LabError::step("locating ferry", e))?;
-        let mut cmd = in_ns(&ns, &exe.display().to_string());
+        let exe = super::ferry_exe();
+        let mut cmd = in_ns(&ns, &exe);
         cmd.args(["lab", "responder", "--tag", site.name(), "--port"])
             .arg(self.topo.probe_port.to_string())
             .stdin(Stdio::null())

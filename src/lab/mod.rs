@@ -70,6 +70,15 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 
 /// Microseconds since the Unix epoch: every timestamp of a run (probes, events, route changes,
 /// FRR logs) is on this one clock so they can be compared.
+/// The running `ferry` binary, for starting speakers, responders and the prober in namespaces.
+///
+/// `/proc/<pid>/exe` names the binary this process was started from even after a rebuild has
+/// replaced the file at its path (a lab run during `cargo build` would otherwise exec a new,
+/// possibly half-written binary, or fail with "(deleted)").
+pub fn ferry_exe() -> String {
+    format!("/proc/{}/exe", std::process::id())
+}
+
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -217,8 +217,8 @@ impl Prober {
         out: PathBuf,
         on_line: impl Fn(&str) + Send + 'static,
     ) -> Result<Self> {
-        let exe = std::env::current_exe().map_err(|e| LabError::step("locating ferry", e))?;
-        let mut cmd = in_ns(ns, &exe.display().to_string());
+        let exe = super::ferry_exe();
+        let mut cmd = in_ns(ns, &exe);
         cmd.args(["lab", "probe", "--target", &target.to_string(), "--out"])
             .arg(&out)
             .stdin(Stdio::piped())
