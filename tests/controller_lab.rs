@@ -19,22 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+mod support;
 
-fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let frr = Path::new("/usr/lib/frr/bgpd").exists();
-    if !(root && frr) {
-        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-            panic!("cannot run the lab: needs root and FRR (FIT_REQUIRE=1)");
-        }
-        eprintln!("skipped: needs root and FRR (apt-get install frr)");
-    }
-    root && frr
-}
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn ferry(args: &[&str]) -> Output {
     Command::new(FERRY)
@@ -240,7 +227,7 @@ fn ms_after(out: &str, marker: &str) -> u64 {
 
 #[test]
 fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
-    if !can_run() {
+    if !support::lab_can_run() {
         return;
     }
     let lab = LabUp {

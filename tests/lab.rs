@@ -7,23 +7,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+mod support;
 
-fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let frr = Path::new("/usr/lib/frr/bgpd").exists();
-    if !(root && frr) {
-        // CI sets FIT_REQUIRE=1 (scripts/test.sh) so the lab cannot be skipped silently there.
-        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-            panic!("cannot run the lab: needs root and FRR (FIT_REQUIRE=1)");
-        }
-        eprintln!("skipped: needs root and FRR (apt-get install frr)");
-    }
-    root && frr
-}
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn ferry(args: &[&str]) -> Output {
     Command::new(FERRY).args(args).output().expect("run ferry")
@@ -55,7 +41,7 @@ fn instance(tag: &str) -> String {
 
 #[test]
 fn scenario_suite_passes_and_prints_its_summary() {
-    if !can_run() {
+    if !support::lab_can_run() {
         return;
     }
     let inst = instance("it");
@@ -93,7 +79,7 @@ fn scenario_suite_passes_and_prints_its_summary() {
 
 #[test]
 fn up_and_down_are_idempotent_and_leave_nothing() {
-    if !can_run() {
+    if !support::lab_can_run() {
         return;
     }
     let inst = instance("ud");
@@ -121,7 +107,7 @@ fn up_and_down_are_idempotent_and_leave_nothing() {
 
 #[test]
 fn failed_up_removes_what_it_created() {
-    if !can_run() {
+    if !support::lab_can_run() {
         return;
     }
     let inst = instance("fu");
@@ -165,7 +151,7 @@ fn failed_up_removes_what_it_created() {
 
 #[test]
 fn without_root_the_lab_says_so_with_exit_2() {
-    if !can_run() {
+    if !support::lab_can_run() {
         return;
     }
     let out = Command::new("setpriv")
