@@ -66,6 +66,20 @@ pub struct Bench {
 }
 
 impl Bench {
+    /// Every session of `site`'s speaker is Established.
+    fn sessions_up(&self, site: Site) -> bool {
+        self.lab
+            .peers(site)
+            .is_ok_and(|p| p.iter().all(|p| p.state == "Established"))
+    }
+
+    /// Wait up to `within` until `site`'s sessions are up and the third site routes via it.
+    fn wait_serving(&self, site: Site, within: Duration) -> bool {
+        proc::poll(within, Duration::from_millis(20), || {
+            self.sessions_up(site) && self.lab.route_via(site)
+        })
+    }
+
     pub fn start(lab: Lab, dir: &Path, say: Say) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LabError::step(format!("creating {}", dir.display()), e))?;
@@ -305,17 +319,7 @@ pub fn speaker_kill_restart(
     proc::wait_gone(pid, Duration::from_secs(2));
     std::thread::sleep(down_for);
     bench.lab.start_speaker_with(site, neighbor_extra)?;
-    let up = proc::poll(
-        bound + Duration::from_secs(10),
-        Duration::from_millis(20),
-        || {
-            bench
-                .lab
-                .peers(site)
-                .is_ok_and(|p| p.iter().all(|p| p.state == "Established"))
-                && bench.lab.route_via(site)
-        },
-    );
+    let up = bench.wait_serving(site, bound + Duration::from_secs(10));
     if !up {
         return Err(LabError::step(
             name,
@@ -635,17 +639,7 @@ fn peer_reset(bench: &Bench, site: Site, hard: bool, bound: Duration) -> Result<
     .map_err(|e| LabError::step(name, e))?;
     // The session comes back after connect-retry (1 s in the lab).
     std::thread::sleep(Duration::from_millis(500));
-    let up = proc::poll(
-        bound + Duration::from_secs(10),
-        Duration::from_millis(20),
-        || {
-            bench
-                .lab
-                .peers(site)
-                .is_ok_and(|p| p.iter().all(|p| p.state == "Established"))
-                && bench.lab.route_via(site)
-        },
-    );
+    let up = bench.wait_serving(site, bound + Duration::from_secs(10));
     if !up {
         return Err(LabError::step(
             name,
@@ -695,10 +689,7 @@ fn lease_expiry(bench: &Bench, site: Site, lease: u64) -> Result<(bool, String)>
         || !bench.lab.route_via(site),
     );
     let took = t0.elapsed();
-    let established = bench
-        .lab
-        .peers(site)
-        .is_ok_and(|p| p.iter().all(|p| p.state == "Established"));
+    let established = bench.sessions_up(site);
     Ok((
         gone && established && took <= Duration::from_secs(lease + 1),
         format!(
