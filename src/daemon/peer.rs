@@ -623,35 +623,36 @@ impl Driver {
         let Some(c) = &self.conn else { return };
         let ctx = self.session.context();
         let bytes = msg.to_bytes(&ctx).freeze();
-        if let Message::Update(u) = msg {
-            self.peer.updates_sent.fetch_add(1, Ordering::Relaxed);
-            let announced: Vec<_> = u
-                .nlri
-                .iter()
-                .map(|p| ipnet::IpNet::V4(*p))
-                .chain(u.mp_reach().into_iter().flat_map(|m| mp_prefixes(&m.nlri)))
-                .collect();
-            let withdrawn: Vec<_> = u
-                .withdrawn
-                .iter()
-                .map(|p| ipnet::IpNet::V4(*p))
-                .chain(
-                    u.mp_unreach()
-                        .into_iter()
-                        .flat_map(|m| mp_prefixes(&m.withdrawn)),
-                )
-                .collect();
-            c.send(bytes);
-            if !announced.is_empty() || !withdrawn.is_empty() {
-                self.shared.emit(ApiEvent::RoutesSent {
-                    peer: self.address(),
-                    announced,
-                    withdrawn,
-                });
-            }
+        c.send(bytes);
+        let Message::Update(u) = msg else { return };
+        self.peer.updates_sent.fetch_add(1, Ordering::Relaxed);
+        // The prefix lists exist only for the events stream: skip them when nobody listens.
+        if self.shared.events.receiver_count() == 0 {
             return;
         }
-        c.send(bytes);
+        let announced: Vec<_> = u
+            .nlri
+            .iter()
+            .map(|p| ipnet::IpNet::V4(*p))
+            .chain(u.mp_reach().into_iter().flat_map(|m| mp_prefixes(&m.nlri)))
+            .collect();
+        let withdrawn: Vec<_> = u
+            .withdrawn
+            .iter()
+            .map(|p| ipnet::IpNet::V4(*p))
+            .chain(
+                u.mp_unreach()
+                    .into_iter()
+                    .flat_map(|m| mp_prefixes(&m.withdrawn)),
+            )
+            .collect();
+        if !announced.is_empty() || !withdrawn.is_empty() {
+            self.shared.emit(ApiEvent::RoutesSent {
+                peer: self.address(),
+                announced,
+                withdrawn,
+            });
+        }
     }
 
     fn connect(&mut self, connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>) {
