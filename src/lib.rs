@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: the speaker's TOML config, checked while read.
 //! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
+//! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (the only `unsafe`).
 //! - [`daemon`]: `ferry speaker`: per-neighbor drivers running sessions on sockets, the
 //!   listener, the API, shutdown.
 //!
@@ -27,5 +28,6 @@ pub mod daemon;
 pub mod inspect;
 pub mod lab;
 pub mod session;
+pub mod sockopt;
 pub mod speaker;
 pub mod wire;
