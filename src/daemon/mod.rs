@@ -47,6 +47,7 @@ fn session_config(
     sc.hold_time = n.hold_time.0;
     sc.connect_retry = n.connect_retry.duration();
     sc.passive = n.passive;
+    sc.send_hold = n.send_hold_time.duration();
     sc.families = n
         .families
         .iter()
