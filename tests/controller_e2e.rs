@@ -168,7 +168,7 @@ impl Setup {
         let plan = self.plan();
         let state = self.state();
         let mut all: Vec<&str> = args.to_vec();
-        let sub = ["status", "resume", "abort", "history", "check"];
+        let sub = ["status", "resume", "abort", "history", "check", "keep"];
         if matches!(args.first(), Some(&"failover" | &"failback"))
             && !args.get(1).is_some_and(|a| sub.contains(a))
         {
@@ -686,4 +686,67 @@ fn unplanned_failover_with_the_primary_speaker_dead() {
     let out = s.ferry(&["failback"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("dc1 already announces"), "{out:?}");
+}
+
+/// The plan's sites in leased mode (`lease_secs` in both [[site]] tables).
+fn lease_plan(s: &Setup, secs: u32) {
+    let text = std::fs::read_to_string(s.plan()).unwrap();
+    let text = text
+        .replace(
+            &format!("next_hop = \"{NH1}\""),
+            &format!("next_hop = \"{NH1}\"\nlease_secs = {secs}"),
+        )
+        .replace(
+            &format!("next_hop = \"{NH2}\""),
+            &format!("next_hop = \"{NH2}\"\nlease_secs = {secs}"),
+        );
+    std::fs::write(s.plan(), text).unwrap();
+}
+
+#[test]
+fn keeper_renews_the_active_sites_lease_and_fences_it_when_it_stops() {
+    let mut s = setup([24, 25], &one(), CHECKS);
+    // Without leases there is nothing to keep: a usage error that names the key.
+    let out = s.ferry(&["failover", "keep", "--once", "--plan", s.plan().to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("lease_secs"), "{}", out.stderr);
+
+    lease_plan(&s, 2);
+    let out = s.ferry(&["failover"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    expect_announced(&mut s.dc2.peer, &s.subnets, NH2);
+    expect_withdrawn(&mut s.dc1.peer, &s.subnets);
+    let plan = s.plan();
+    let state = s.state();
+    let mut keeper = Command::new(FERRY)
+        .args(["failover", "keep", "--plan"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three lease periods: the recovery site still announces, because the keeper renews it
+    // (the lease is 2 s; without renewals it would be gone after 2).
+    thread::sleep(Duration::from_secs(6));
+    let alive = keeper.try_wait().unwrap().is_none();
+    let routes = Setup::routes(&s.dc2);
+    keeper.kill().unwrap();
+    let killed = Instant::now();
+    let out = keeper.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(alive, "the keeper exited: {log}");
+    assert_eq!(routes, s.subnets, "the lease was not renewed: {log}");
+    assert!(log.contains("renewing leases every 666 ms at dc2"), "{log}");
+    // The keeper is gone: the recovery's speaker fences itself within the lease time + 1 s.
+    expect_withdrawn(&mut s.dc2.peer, &s.subnets);
+    let took = killed.elapsed();
+    assert!(Setup::routes(&s.dc2).is_empty());
+    assert!(
+        took <= Duration::from_secs(3),
+        "withdrawn {took:?} after the keeper stopped, lease 2 s"
+    );
+    eprintln!("lease 2 s: withdrawn {took:?} after the keeper stopped");
 }

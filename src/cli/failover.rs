@@ -17,7 +17,7 @@ use crate::controller::journal::now_ms;
 use crate::controller::lock::{Holder, Lock};
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
-use crate::controller::{runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
+use crate::controller::{keeper, runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/ferry/controller";
 
@@ -86,6 +86,19 @@ pub enum FailoverAction {
     Resume(SelectArgs),
     /// Roll back an unfinished run.
     Abort(SelectArgs),
+    /// Keep the leases of the plan's subnets renewed at the site that holds them (fencing):
+    /// every third of the shortest `lease_secs`, until stopped. When this process, its host or
+    /// its path to a site is gone, that site's speaker withdraws the subnets by itself.
+    Keep {
+        /// The plan file (TOML); its sites need `lease_secs`.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Renew once and exit: 0 when every renewal succeeded, 1 otherwise.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Every run: who, when, plan, outcome; with --run, each step and its timing.
     History {
         #[arg(long)]
@@ -138,6 +151,89 @@ pub fn plan(args: PlanArgs) -> i32 {
             eprintln!("ferry plan check: {e}");
             EXIT_FAILED
         }
+    }
+}
+
+/// `ferry failover keep`: renew at [`keeper::sites_to_renew`] every [`keeper::renew_interval`].
+/// A failed renewal is reported and retried at the next tick; the loop never gives up, since
+/// stopping would fence the active site.
+fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
+    let p = match Plan::load(plan_path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ferry failover keep: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let Some(every) = keeper::renew_interval(&p) else {
+        eprintln!(
+            "ferry failover keep: plan {}: no [[site]] has lease_secs, so there are no leases to keep",
+            p.name
+        );
+        return EXIT_USAGE;
+    };
+    // A request must not outlast the tick, or one dead site would delay the others' renewals.
+    let sites = match ApiSites::new(&p, every.min(Duration::from_secs(3))) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry failover keep: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let prefixes = p.all_prefixes();
+    let mut last: Option<Vec<String>> = None;
+    let mut problems: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    loop {
+        let started = std::time::Instant::now();
+        let mut ok = true;
+        let targets = match runs::list(&state.state_dir) {
+            Ok(runs) => keeper::sites_to_renew(&p, &runs),
+            Err(e) => {
+                // Without the journals the active site is unknown: renewing a guess could keep
+                // a fenced site alive, so renew nothing and say so.
+                eprintln!("ferry failover keep: cannot read the runs: {e}");
+                ok = false;
+                Vec::new()
+            }
+        };
+        if last.as_ref() != Some(&targets) {
+            eprintln!(
+                "ferry failover keep: plan {}: renewing leases every {} ms at {}",
+                p.name,
+                every.as_millis(),
+                if targets.is_empty() {
+                    "no site".to_string()
+                } else {
+                    targets.join(", ")
+                }
+            );
+            last = Some(targets.clone());
+        }
+        for site in &targets {
+            let problem = match sites.renew_leases(site, &prefixes) {
+                Ok(r) if !r.leases.iter().any(|l| prefixes.contains(&l.prefix)) => Some(format!(
+                    "site {site} holds no leased route of plan {}",
+                    p.name
+                )),
+                Ok(_) => None,
+                Err(e) => {
+                    ok = false;
+                    Some(e)
+                }
+            };
+            // Say each change once, not every tick.
+            if problems.get(site) != Some(&problem) {
+                match &problem {
+                    Some(text) => eprintln!("ferry failover keep: {text}"),
+                    None => eprintln!("ferry failover keep: site {site}: leases renewed"),
+                }
+                problems.insert(site.clone(), problem);
+            }
+        }
+        if once {
+            return if ok { EXIT_OK } else { EXIT_FAILED };
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
     }
 }
 
@@ -223,6 +319,7 @@ pub fn failover(args: FailoverArgs) -> i32 {
         None => run(args.run, Direction::Failover, "failover"),
         Some(FailoverAction::Status { select, json }) => status(&select, json),
         Some(FailoverAction::Resume(s)) => take_over(&s, false),
+        Some(FailoverAction::Keep { plan, once, state }) => keep(&plan, once, &state),
         Some(FailoverAction::Abort(s)) => take_over(&s, true),
         Some(FailoverAction::History { run, json, state }) => {
             history(&state.state_dir, run.as_deref(), json)

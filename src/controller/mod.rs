@@ -6,6 +6,7 @@
 //! - [`journal`]: the append-only, fsync'd run record and its legal transitions (one `match`).
 //! - [`lock`]: one controller per plan, the holder named.
 //! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
+//! - [`keeper`]: which sites' leases `ferry failover keep` renews, and how often.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //!
@@ -13,6 +14,7 @@
 
 pub mod executor;
 pub mod journal;
+pub mod keeper;
 pub mod lock;
 pub mod plan;
 pub mod runs;

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use super::plan::{Hook, HttpCall, Plan, Probe};
-use crate::api::{ChangeResponse, Client, Endpoint, PeerStatus, ReceivedRoute};
+use crate::api::{
+    ChangeResponse, Client, Endpoint, LeaseRenewRequest, LeaseReport, PeerStatus, ReceivedRoute,
+};
 use crate::speaker::Route;
 
 /// Speaker operations by site name. Errors are text that names the site and what failed.
@@ -78,6 +80,18 @@ impl ApiSites {
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
         Ok(Self { clients, rt })
+    }
+
+    /// Renew the leases of `prefixes` at `site` (the fencing keeper); the speaker's report of
+    /// its leases afterwards.
+    pub fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String> {
+        let c = self.client(site)?;
+        let body = LeaseRenewRequest {
+            prefixes: prefixes.to_vec(),
+        };
+        self.rt
+            .block_on(c.post::<_, LeaseReport>("/v1/lease/renew", &body))
+            .map_err(|e| format!("site {site}: lease renew: {e}"))
     }
 
     fn client(&self, site: &str) -> Result<&Client, String> {
