@@ -2,12 +2,13 @@
 //! (RFC 2385), the minimum TTL / hop limit of received packets (GTSM, RFC 5082; BFD single hop,
 //! RFC 5881 §5) and the TTL / hop limit of sent packets.
 //!
-//! Contract: each function sets one option on one socket and returns the kernel's error as
+//! Contract: each function sets (or, for the saved SYN, reads) one option on one socket and returns the kernel's error as
 //! `io::Error`; nothing else. The socket's own address family decides the level (an IPv6
 //! socket that talks to IPv4 peers through mapped addresses gets the IPv4 option as well,
 //! since the kernel checks IPv4 packets against the IPv4 one).
 //! This is the only module with `unsafe`: `setsockopt` with a pointer to a local value of the
-//! size passed, and `getsockname` into a `sockaddr_storage`.
+//! size passed, `getsockname` into a `sockaddr_storage`, and `getsockopt(TCP_SAVED_SYN)` into a
+//! buffer of the size passed (the SYN's headers, for GTSM on accepted connections).
 //! Never does: open, bind or connect sockets.
 #![allow(unsafe_code)]
 
@@ -149,12 +150,40 @@ pub fn set_ttl(fd: &impl AsFd, ttl: u8) -> io::Result<()> {
     }
 }
 
+/// Keep the SYN of every connection this listening socket accepts, for [`saved_syn`]
+/// (Linux `TCP_SAVE_SYN`). Used to check the TTL a GTSM neighbor's SYN arrived with.
+pub fn set_save_syn(fd: &impl AsFd) -> io::Result<()> {
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_SAVE_SYN, 1)
+}
+
+/// The network and TCP headers of the SYN that opened this accepted connection, as received
+/// (Linux `TCP_SAVED_SYN`; the kernel hands them out once). Empty when none was saved.
+pub fn saved_syn(fd: &impl AsFd) -> io::Result<Vec<u8>> {
+    // IPv6 with extension headers plus a TCP header with options fits easily.
+    let mut buf = vec![0u8; 512];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is a live buffer of `len` octets; the kernel writes at most `len` octets
+    // into it and stores the length it wrote in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_SAVED_SYN,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate((len as usize).min(512));
+    Ok(buf)
+}
+
 /// The IPv4-mapped form of an IPv6 address, if it is one (`::ffff:a.b.c.d`).
 pub fn unmap(addr: IpAddr) -> IpAddr {
     match addr {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -189,6 +218,19 @@ mod tests {
         set_ttl(&s, 255).unwrap();
         set_min_ttl(&s, 255).unwrap();
         assert_eq!(s.ttl().unwrap(), 255);
+    }
+
+    #[test]
+    fn saved_syn_holds_the_ip_header_of_the_syn() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_save_syn(&l).unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let syn = saved_syn(&s).unwrap();
+        assert_eq!(syn[0] >> 4, 4, "IPv4 header first: {syn:?}");
+        assert_eq!(syn[8], c.ttl().unwrap() as u8, "TTL of the SYN");
+        // Handed out once.
+        assert!(saved_syn(&s).unwrap().is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod addresses;
 mod collision;
 mod conn;
 mod peer;
+mod security;
 mod state;
 
 use std::collections::HashMap;
@@ -89,6 +90,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (desired_tx, _) = watch::channel(Arc::new(store.routes().clone()));
     let (events, _) = broadcast::channel(4096);
 
+    // TCP MD5 and GTSM (RFC 2385, RFC 5082): a neighbor whose options the kernel refuses
+    // would never come up, or come up unprotected; neither is acceptable, so do not start.
+    security::preflight(&config.neighbors).map_err(|e| anyhow::anyhow!("{e}; not starting"))?;
+    for n in &config.neighbors {
+        if n.md5_password.is_some() || n.ttl_security.is_some() {
+            tracing::info!(peer = %n.address, md5 = n.md5_password.is_some(), ttl_security = n.ttl_security.map(|h| h.0), "session security");
+        }
+    }
+
     let mut peers = Vec::new();
     let mut sessions = Vec::new();
     for n in &config.neighbors {
@@ -135,8 +145,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("speaker.listen {addr}: cannot bind"))?;
+        // Keys before the first accept: Linux checks the signature on the SYN (RFC 2385 §2).
+        security::prepare_listener(&listener, addr, &config.neighbors)
+            .map_err(|e| anyhow::anyhow!("speaker.listen {addr}: {e}; not starting"))?;
         tracing::info!(%addr, "listening for BGP sessions");
         let routes = inputs.clone();
+        let neighbors: HashMap<IpAddr, crate::config::NeighborConfig> = config
+            .neighbors
+            .iter()
+            .map(|n| (n.address, n.clone()))
+            .collect();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -150,6 +168,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         };
                         match routes.get(&ip) {
                             Some(tx) => {
+                                // GTSM before the driver reads or writes a byte (RFC 5082 §3).
+                                if let Some(n) = neighbors.get(&ip) {
+                                    match security::secure_accepted(&stream, n) {
+                                        Ok(()) => {}
+                                        Err(e @ security::InboundError::TooFar { .. }) => {
+                                            tracing::warn!(%remote, error = %e, "GTSM: inbound connection refused (RFC 5082)");
+                                            continue;
+                                        }
+                                        Err(e) => {
+                                            tracing::error!(%remote, error = %e, "inbound connection closed: its security options could not be set");
+                                            continue;
+                                        }
+                                    }
+                                }
                                 let _ = tx.send(PeerInput::Inbound(stream)).await;
                             }
                             None => {

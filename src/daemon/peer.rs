@@ -663,8 +663,17 @@ impl Driver {
         let local = self.peer.config.local_address;
         let timeout = self.peer.config.connect_retry.duration();
         let tx = connect_tx.clone();
+        // MD5 key and GTSM TTLs go on the socket before the SYN leaves (RFC 2385, RFC 5082).
+        let socket = match super::security::outbound_socket(&self.peer.config, remote) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(peer = %self.address(), error = %e, "cannot open a protected connection; not connecting without the configured options");
+                let _ = tx.try_send((attempt, Err(e)));
+                return;
+            }
+        };
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout, connect(remote, local)).await {
+            let result = match tokio::time::timeout(timeout, connect(socket, remote, local)).await {
                 Ok(r) => r,
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -684,12 +693,11 @@ fn mp_prefixes(nlri: &crate::wire::MpNlri) -> Vec<ipnet::IpNet> {
     }
 }
 
-async fn connect(remote: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if remote.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+async fn connect(
+    socket: TcpSocket,
+    remote: SocketAddr,
+    local: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
     if let Some(ip) = local {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
