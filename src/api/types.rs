@@ -26,6 +26,15 @@ pub struct PeerStatus {
     /// Graceful restart (RFC 4724); absent when not configured for this neighbor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_restart: Option<GracefulRestartStatus>,
+    /// TCP MD5 signatures (RFC 2385) are configured for this neighbor (the key is never shown).
+    #[serde(default)]
+    pub md5: bool,
+    /// GTSM (RFC 5082): the most hops the neighbor may be away; absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_security: Option<u8>,
+    /// RFC 9687 send hold time in seconds; absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_hold_time_secs: Option<u32>,
 }
 
 /// Graceful restart of one neighbor as `ferry status` shows it.

@@ -33,6 +33,20 @@ fn gr_cell(p: &PeerStatus) -> String {
     }
 }
 
+/// Session security: "on"/"off" for TCP MD5 (never the key), GTSM hops ("-" when off) and the
+/// send hold time ("off" when 0).
+fn security_cells(p: &PeerStatus) -> [String; 3] {
+    [
+        if p.md5 { "on" } else { "off" }.into(),
+        p.ttl_security.map_or_else(
+            || "-".into(),
+            |h| format!("{h} hop{}", if h == 1 { "" } else { "s" }),
+        ),
+        p.send_hold_time_secs
+            .map_or_else(|| "off".into(), |s| format!("{s}s")),
+    ]
+}
+
 #[derive(Debug, Args)]
 pub struct ResetArgs {
     /// The neighbor's address.
@@ -85,6 +99,7 @@ pub fn run(args: StatusArgs) -> i32 {
             let rows = peers
                 .iter()
                 .map(|p| {
+                    let [md5, ttl, send_hold] = security_cells(p);
                     vec![
                         p.address.to_string(),
                         p.remote_as.to_string(),
@@ -93,6 +108,9 @@ pub fn run(args: StatusArgs) -> i32 {
                         p.prefixes_sent.to_string(),
                         p.prefixes_received.to_string(),
                         gr_cell(p),
+                        md5,
+                        ttl,
+                        send_hold,
                         p.last_error.clone().unwrap_or_default(),
                     ]
                 })
@@ -108,6 +126,9 @@ pub fn run(args: StatusArgs) -> i32 {
                         "SENT",
                         "RCVD",
                         "GR",
+                        "MD5",
+                        "TTL-SEC",
+                        "SEND-HOLD",
                         "LAST ERROR"
                     ],
                     &rows
@@ -121,5 +142,27 @@ pub fn run(args: StatusArgs) -> i32 {
             EXIT_OK
         }
         Err(e) => report("status", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_cells_show_md5_gtsm_and_send_hold() {
+        let mut p: PeerStatus = serde_json::from_value(serde_json::json!({
+            "address": "192.0.2.2", "remote_as": 65001, "description": null, "state": "Idle",
+            "uptime_secs": null, "prefixes_sent": 0, "prefixes_received": 0, "last_error": null
+        }))
+        .unwrap();
+        // Fields absent in JSON (an older speaker) read as off.
+        assert_eq!(security_cells(&p), ["off", "-", "off"]);
+        p.md5 = true;
+        p.ttl_security = Some(1);
+        p.send_hold_time_secs = Some(480);
+        assert_eq!(security_cells(&p), ["on", "1 hop", "480s"]);
+        p.ttl_security = Some(2);
+        assert_eq!(security_cells(&p)[1], "2 hops");
     }
 }

@@ -223,6 +223,10 @@ impl Control for Shared {
                     prefixes_received: lock(&p.rib_in).len() as u64,
                     last_error: s.last_error.clone(),
                     graceful_restart,
+                    md5: p.config.md5_password.is_some(),
+                    ttl_security: p.config.ttl_security.map(|h| h.0),
+                    send_hold_time_secs: (p.config.send_hold_time.0 > 0)
+                        .then_some(p.config.send_hold_time.0),
                 }
             })
             .collect()
@@ -449,6 +453,7 @@ impl Control for Shared {
                 p.config.address
             );
         }
+        security_metrics(&mut m, &self.peers);
         let _ = writeln!(
             m,
             "# HELP ferry_lease_expiries_total Leased routes withdrawn because their lease was not renewed."
@@ -473,5 +478,41 @@ impl Control for Shared {
             );
         }
         m
+    }
+}
+
+/// Session security per peer (RFC 2385 MD5, RFC 5082 GTSM, RFC 9687 send hold time), from the
+/// config; 0 means off. Never the key itself.
+fn security_metrics(m: &mut String, peers: &[Arc<PeerShared>]) {
+    let _ = writeln!(
+        m,
+        "# HELP ferry_peer_md5 1 when TCP MD5 signatures (RFC 2385) protect the session.\n# TYPE ferry_peer_md5 gauge"
+    );
+    for p in peers {
+        let on = u8::from(p.config.md5_password.is_some());
+        let _ = writeln!(m, "ferry_peer_md5{{peer=\"{}\"}} {on}", p.config.address);
+    }
+    let _ = writeln!(
+        m,
+        "# HELP ferry_peer_ttl_security_hops GTSM (RFC 5082) hop limit of the peer; 0 when off.\n# TYPE ferry_peer_ttl_security_hops gauge"
+    );
+    for p in peers {
+        let hops = p.config.ttl_security.map_or(0, |h| h.0);
+        let _ = writeln!(
+            m,
+            "ferry_peer_ttl_security_hops{{peer=\"{}\"}} {hops}",
+            p.config.address
+        );
+    }
+    let _ = writeln!(
+        m,
+        "# HELP ferry_peer_send_hold_time_seconds RFC 9687 send hold time; 0 when off.\n# TYPE ferry_peer_send_hold_time_seconds gauge"
+    );
+    for p in peers {
+        let _ = writeln!(
+            m,
+            "ferry_peer_send_hold_time_seconds{{peer=\"{}\"}} {}",
+            p.config.address, p.config.send_hold_time.0
+        );
     }
 }
