@@ -707,7 +707,13 @@ fn lease_plan(s: &Setup, secs: u32) {
 fn keeper_renews_the_active_sites_lease_and_fences_it_when_it_stops() {
     let mut s = setup([24, 25], &one(), CHECKS);
     // Without leases there is nothing to keep: a usage error that names the key.
-    let out = s.ferry(&["failover", "keep", "--once", "--plan", s.plan().to_str().unwrap()]);
+    let out = s.ferry(&[
+        "failover",
+        "keep",
+        "--once",
+        "--plan",
+        s.plan().to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("lease_secs"), "{}", out.stderr);
 
