@@ -1,6 +1,7 @@
 //! `ferry lab` end to end, as CI runs it (root, FRR installed): the scenario suite passes and
-//! prints its summary; `up`/`down` are idempotent; a failed `up` leaves nothing behind; without
-//! root the lab refuses with exit 2. Each test uses its own instance name and takes its
+//! prints its summary; graceful shutdown (RFC 8326) loses no probe where a plain withdraw
+//! does; `up`/`down` are idempotent; a failed `up` leaves nothing behind; without root the lab
+//! refuses with exit 2. Each test uses its own instance name and takes its
 //! instance down in a Drop guard, also when an assertion fails.
 //! Skipped (with a message) when not root or FRR is missing, unless FIT_REQUIRE=1.
 
@@ -75,6 +76,80 @@ fn scenario_suite_passes_and_prints_its_summary() {
     assert!(out_dir.path().join("timeline.svg").exists());
     assert!(namespaces(&inst).is_empty(), "namespaces left behind");
     assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+}
+
+/// RFC 8326 in the lab: `--only graceful-shutdown` takes down the site r3 uses five times with a
+/// plain withdraw and five times with `graceful_secs: 1`, alternating, with both sites serving.
+/// A plain withdraw (VM stopped, routes withdrawn) loses the client's probes until FRR
+/// converges; the graceful one moves r3 to the other site while the old VM still answers, so
+/// nothing is lost. Fails if the drain is ignored (graceful loses as much) or if the plain
+/// withdraw loses nothing (no difference to show).
+#[test]
+fn graceful_shutdown_loses_less_than_a_plain_withdraw() {
+    if !support::lab_can_run() {
+        return;
+    }
+    let inst = instance("gs");
+    let _down = Down(inst.clone());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = ferry(&[
+        "lab",
+        "test",
+        "--only",
+        "graceful-shutdown",
+        "--instance",
+        &inst,
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("PASS graceful-shutdown-loses-less"),
+        "{stdout}"
+    );
+    let c: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out_dir.path().join("graceful-shutdown.json")).unwrap(),
+    )
+    .unwrap();
+    let reps = c["reps"].as_array().unwrap();
+    assert_eq!(reps.len(), 10, "{c:#}");
+    let lost = |graceful: bool| -> Vec<u64> {
+        reps.iter()
+            .filter(|r| r["graceful"] == graceful)
+            .map(|r| r["lost_probes"].as_u64().unwrap())
+            .collect()
+    };
+    let (plain, graceful) = (lost(false), lost(true));
+    // Both modes took down both sites (A B B A).
+    for mode in [false, true] {
+        let sites: std::collections::BTreeSet<_> = reps
+            .iter()
+            .filter(|r| r["graceful"] == mode)
+            .map(|r| r["site"].as_str().unwrap())
+            .collect();
+        assert_eq!(sites.len(), 2, "{c:#}");
+    }
+    assert!(
+        graceful.iter().all(|&n| n == 0),
+        "graceful lost {graceful:?}"
+    );
+    // FRR takes tens of ms to move r3 (two bgpd hops): the plain withdraw loses that much.
+    assert!(plain.iter().all(|&n| n >= 10), "plain lost only {plain:?}");
+    let median = |k: &str| c[k]["median"].as_f64().unwrap();
+    assert!(
+        median("graceful_loss_ms") < median("plain_loss_ms"),
+        "{c:#}"
+    );
+    // r3 moved before the VM stopped when draining, after it otherwise.
+    assert!(median("graceful_route_moved_ms") < 0.0, "{c:#}");
+    assert!(median("plain_route_moved_ms") > 0.0, "{c:#}");
+    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
 }
 
 #[test]

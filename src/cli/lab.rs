@@ -70,6 +70,10 @@ pub enum LabCommand {
         /// Print live progress too.
         #[arg(long)]
         verbose: bool,
+        /// Run one group of scenarios only.
+        #[arg(long, value_name = "GROUP",
+              value_parser = clap::builder::PossibleValuesParser::new(crate::lab::scenarios::GROUPS))]
+        only: Option<String>,
     },
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
@@ -223,11 +227,18 @@ pub fn run(args: LabArgs) -> i32 {
             out,
             bound,
             verbose,
+            only,
         } => {
             let instance = instance.unwrap_or_else(|| format!("t{}", std::process::id()));
             let out = out.unwrap_or_else(|| default_out(&instance));
             down_on_signal(instance.clone());
-            match scenarios::test(&instance, &out, Duration::from_secs(bound), verbose) {
+            match scenarios::test(
+                &instance,
+                &out,
+                Duration::from_secs(bound),
+                verbose,
+                only.as_deref(),
+            ) {
                 Ok((outcomes, rep)) => {
                     scenarios::print_summary(&rep);
                     let failed = outcomes.iter().filter(|o| !o.passed).count();

@@ -16,9 +16,11 @@
 //! namespaces), [`netns`] (namespaces, veths, addresses), [`frr`] (daemons and vtysh),
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
-//! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`).
+//! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
+//! shutdown against a plain withdraw).
 
 pub mod frr;
+pub mod gshut;
 pub mod instance;
 pub mod moves;
 pub mod netns;

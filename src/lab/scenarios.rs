@@ -24,6 +24,9 @@ use super::watch::{bgp_changes, EventWatcher, RouteMonitor};
 use super::{now_us, proc, LabError, Result};
 use crate::api::Event;
 
+/// The prober's record file in a run's output directory.
+pub const PROBES_FILE: &str = "probes.csv";
+
 /// Takes the instance down when dropped (end of run, error, panic).
 pub struct DownGuard(pub String);
 
@@ -67,14 +70,14 @@ pub struct Bench {
 
 impl Bench {
     /// Every session of `site`'s speaker is Established.
-    fn sessions_up(&self, site: Site) -> bool {
+    pub fn sessions_up(&self, site: Site) -> bool {
         self.lab
             .peers(site)
             .is_ok_and(|p| p.iter().all(|p| p.state == "Established"))
     }
 
     /// Wait up to `within` until `site`'s sessions are up and the third site routes via it.
-    fn wait_serving(&self, site: Site, within: Duration) -> bool {
+    pub fn wait_serving(&self, site: Site, within: Duration) -> bool {
         proc::poll(within, Duration::from_millis(20), || {
             self.sessions_up(site) && self.lab.route_via(site)
         })
@@ -135,7 +138,7 @@ impl Bench {
         )?;
         let client = lab.ns(&t.client().map(|c| c.name.clone()).unwrap_or_default());
         let target = std::net::SocketAddr::from((t.vm_address, t.probe_port));
-        let prober = Prober::start(&client, target, dir.join("probes.csv"), move |line| {
+        let prober = Prober::start(&client, target, dir.join(PROBES_FILE), move |line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             if let ["answer", _, _, tag, gap] = f.as_slice() {
                 let gap: u64 = gap.parse().unwrap_or(0);
@@ -185,6 +188,11 @@ impl Bench {
         let ok = run.converged;
         self.runs.push(run);
         Ok(ok)
+    }
+
+    /// The running prober (its live state and `answer` lines).
+    pub fn prober(&self) -> &Prober {
+        &self.prober
     }
 
     /// The third site's kernel route changes so far.
@@ -388,13 +396,43 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// `ferry lab test`: every scenario on one lab; returns the outcomes and the report.
+/// The groups of `ferry lab test`, in the order they run; `--only GROUP` runs one. Each starts
+/// with the primary site active and leaves it so, except `site-loss`, which runs last.
+/// `session-reset` needs the speaker with graceful restart, so it runs `graceful-restart` too.
+pub const GROUPS: [&str; 7] = [
+    "planned",
+    "graceful-shutdown",
+    "vm-loss",
+    "speaker-restart",
+    "graceful-restart",
+    "session-reset",
+    "site-loss",
+];
+
+/// Plain and graceful withdraws each in this many repetitions.
+const GSHUT_PER_MODE: usize = 5;
+/// The graceful wait of those repetitions: r3 moves in about 0.1 s.
+const GSHUT_SECS: u32 = 1;
+
+/// `ferry lab test`: every scenario (or the group `only`) on one lab; returns the outcomes
+/// and the report.
 pub fn test(
     instance: &str,
     out: &Path,
     bound: Duration,
     verbose: bool,
+    only: Option<&str>,
 ) -> Result<(Vec<Outcome>, Report)> {
+    if let Some(g) = only.filter(|g| !GROUPS.contains(g)) {
+        return Err(LabError::step(
+            "--only",
+            format!(
+                "{g:?} is no scenario group; use one of {}",
+                GROUPS.join(", ")
+            ),
+        ));
+    }
+    let wants = |group: &str| only.is_none_or(|o| o == group);
     let mut lab = Lab::new(instance, None)?;
     super::instance::preflight()?;
     let _guard = DownGuard(instance.into());
@@ -443,7 +481,7 @@ pub fn test(
             Order::BreakBeforeMake,
         ),
     ];
-    for (name, to, order) in planned {
+    for (name, to, order) in planned.into_iter().filter(|_| wants("planned")) {
         let r = bench.planned(name, to, order, bound);
         let ok = matches!(r, Ok(true)) && bench.lab.route_via(to);
         let detail = match r {
@@ -457,93 +495,111 @@ pub fn test(
         record(name, ok, detail);
     }
 
-    // Unplanned loss of the primary VM: it dies first; the failover follows once noticed.
-    let name = "unplanned-vm-loss";
-    let r = (|| -> Result<bool> {
-        bench.lab.stop_responder(Site::Primary)?;
-        std::thread::sleep(Duration::from_millis(200));
-        bench.lab.start_responder(Site::Recovery)?;
-        bench.lab.announce(Site::Recovery)?;
-        bench.lab.withdraw(Site::Primary)?;
-        bench.lab.state.active = Some(Site::Recovery);
-        Ok(bench.converges_to(Site::Recovery, bound))
-    })();
-    record(
-        name,
-        matches!(r, Ok(true)),
-        r.err().map(|e| e.to_string()).unwrap_or_default(),
-    );
-    // Back to primary for the next ones.
-    let r = bench.planned(
-        "failback-after-vm-loss",
-        Site::Primary,
-        Order::MakeBeforeBreak,
-        bound,
-    );
-    if !matches!(r, Ok(true)) {
-        record(
-            "failback-after-vm-loss",
-            false,
-            "did not converge back to primary".into(),
-        );
+    // Graceful shutdown (RFC 8326) against a plain withdraw, with an alternative path.
+    // Its probes are counted from the prober's records, after the run.
+    const GSHUT: &str = "graceful-shutdown-loses-less";
+    let mut gshut_runs = None;
+    if wants("graceful-shutdown") {
+        match super::gshut::run(&mut bench, GSHUT_PER_MODE, GSHUT_SECS, bound) {
+            Ok(runs) => gshut_runs = Some(runs),
+            Err(e) => record(GSHUT, false, e.to_string()),
+        }
     }
 
-    // Speaker restart: SIGKILL, start again; it announces again from its state_dir.
-    let name = "speaker-restart";
-    let r = (|| -> Result<bool> {
-        let sp = bench.lab.topo.speaker(Site::Primary).name.clone();
-        let pid = bench
-            .lab
-            .state
-            .process(&sp)
-            .map(|p| p.pid)
-            .ok_or_else(|| LabError::step(name, "no speaker pid"))?;
-        proc::signal(pid, "KILL");
-        proc::wait_gone(pid, Duration::from_secs(2));
-        // The router notices at once (the kernel closes the dead speaker's connection) and the
-        // third site loses the route: the restart has something to repair.
-        if !proc::poll(Duration::from_secs(10), Duration::from_millis(10), || {
-            !bench.lab.route_via(Site::Primary)
-        }) {
-            return Err(LabError::step(
-                name,
-                "the third site kept the route of a dead speaker",
-            ));
+    if wants("vm-loss") {
+        // Unplanned loss of the primary VM: it dies first; the failover follows once noticed.
+        let name = "unplanned-vm-loss";
+        let r = (|| -> Result<bool> {
+            bench.lab.stop_responder(Site::Primary)?;
+            std::thread::sleep(Duration::from_millis(200));
+            bench.lab.start_responder(Site::Recovery)?;
+            bench.lab.announce(Site::Recovery)?;
+            bench.lab.withdraw(Site::Primary)?;
+            bench.lab.state.active = Some(Site::Recovery);
+            Ok(bench.converges_to(Site::Recovery, bound))
+        })();
+        record(
+            name,
+            matches!(r, Ok(true)),
+            r.err().map(|e| e.to_string()).unwrap_or_default(),
+        );
+        // Back to primary for the next ones.
+        let r = bench.planned(
+            "failback-after-vm-loss",
+            Site::Primary,
+            Order::MakeBeforeBreak,
+            bound,
+        );
+        if !matches!(r, Ok(true)) {
+            record(
+                "failback-after-vm-loss",
+                false,
+                "did not converge back to primary".into(),
+            );
         }
-        bench.lab.start_speaker(Site::Primary)?;
-        let kept = crate::cli::block_on(
-            crate::api::Client::new(
-                crate::api::Endpoint::Unix(bench.lab.speaker_socket(Site::Primary)),
-                None,
+    }
+
+    if wants("speaker-restart") {
+        // Speaker restart: SIGKILL, start again; it announces again from its state_dir.
+        let name = "speaker-restart";
+        let r = (|| -> Result<bool> {
+            let sp = bench.lab.topo.speaker(Site::Primary).name.clone();
+            let pid = bench
+                .lab
+                .state
+                .process(&sp)
+                .map(|p| p.pid)
+                .ok_or_else(|| LabError::step(name, "no speaker pid"))?;
+            proc::signal(pid, "KILL");
+            proc::wait_gone(pid, Duration::from_secs(2));
+            // The router notices at once (the kernel closes the dead speaker's connection) and the
+            // third site loses the route: the restart has something to repair.
+            if !proc::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+                !bench.lab.route_via(Site::Primary)
+            }) {
+                return Err(LabError::step(
+                    name,
+                    "the third site kept the route of a dead speaker",
+                ));
+            }
+            bench.lab.start_speaker(Site::Primary)?;
+            let kept = crate::cli::block_on(
+                crate::api::Client::new(
+                    crate::api::Endpoint::Unix(bench.lab.speaker_socket(Site::Primary)),
+                    None,
+                )
+                .get::<Vec<crate::speaker::Route>>("/v1/routes"),
             )
-            .get::<Vec<crate::speaker::Route>>("/v1/routes"),
-        )
-        .map_err(|e| LabError::step(name, e))?;
-        if !kept.iter().any(|r| r.prefix == bench.lab.topo.prefix) {
-            return Err(LabError::step(
-                name,
-                "the restarted speaker lost its routes (state_dir)",
-            ));
-        }
-        // Connect retry 1 s, then the session and the route: allow the bound plus 10 s.
-        Ok(proc::poll(
-            bound + Duration::from_secs(10),
-            Duration::from_millis(20),
-            || bench.lab.route_via(Site::Primary),
-        ) && bench.converges_to(Site::Primary, bound))
-    })();
-    record(
-        name,
-        matches!(r, Ok(true)),
-        r.err().map(|e| e.to_string()).unwrap_or_default(),
-    );
+            .map_err(|e| LabError::step(name, e))?;
+            if !kept.iter().any(|r| r.prefix == bench.lab.topo.prefix) {
+                return Err(LabError::step(
+                    name,
+                    "the restarted speaker lost its routes (state_dir)",
+                ));
+            }
+            // Connect retry 1 s, then the session and the route: allow the bound plus 10 s.
+            Ok(proc::poll(
+                bound + Duration::from_secs(10),
+                Duration::from_millis(20),
+                || bench.lab.route_via(Site::Primary),
+            ) && bench.converges_to(Site::Primary, bound))
+        })();
+        record(
+            name,
+            matches!(r, Ok(true)),
+            r.err().map(|e| e.to_string()).unwrap_or_default(),
+        );
+    }
 
     // Graceful restart: the same SIGKILL and restart costs nothing with GR, and costs probes and
     // the third site's route without it (so this pair can fail either way).
     for (name, gr, want_loss) in [
         ("speaker-restart-without-gr-loses", "", true),
         ("speaker-restart-graceful", GRACEFUL_RESTART, false),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| wants("graceful-restart") || wants("session-reset"))
+    {
         let r = (|| -> Result<RestartCost> {
             if !gr.is_empty() {
                 // The running speaker has no GR: one plain restart to start it with GR.
@@ -574,7 +630,10 @@ pub fn test(
     for (name, hard, want_loss) in [
         ("reset-graceful-keeps-route", false, false),
         ("reset-hard-drops-route", true, true),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| wants("session-reset"))
+    {
         let (ok, detail) = match peer_reset(&bench, Site::Primary, hard, bound) {
             Ok(missing) => (
                 missing.is_some() == want_loss,
@@ -587,37 +646,50 @@ pub fn test(
         record(name, ok, detail);
     }
 
-    // Loss of the primary site router: bgpd killed; recovery takes over.
-    let name = "primary-router-loss";
-    let r = (|| -> Result<bool> {
-        let f = bench.lab.frr(Site::Primary);
-        let pid = f
-            .daemon_pid("bgpd")
-            .ok_or_else(|| LabError::step(name, "no bgpd pid"))?;
-        bench.lab.start_responder(Site::Recovery)?;
-        bench.lab.stop_responder(Site::Primary)?;
-        proc::signal(pid, "KILL");
-        bench.lab.announce(Site::Recovery)?;
-        bench.lab.state.active = Some(Site::Recovery);
-        Ok(bench.converges_to(Site::Recovery, bound))
-    })();
-    record(
-        name,
-        matches!(r, Ok(true)),
-        r.err().map(|e| e.to_string()).unwrap_or_default(),
-    );
+    if wants("site-loss") {
+        // Loss of the primary site router: bgpd killed; recovery takes over.
+        let name = "primary-router-loss";
+        let r = (|| -> Result<bool> {
+            let f = bench.lab.frr(Site::Primary);
+            let pid = f
+                .daemon_pid("bgpd")
+                .ok_or_else(|| LabError::step(name, "no bgpd pid"))?;
+            bench.lab.start_responder(Site::Recovery)?;
+            bench.lab.stop_responder(Site::Primary)?;
+            proc::signal(pid, "KILL");
+            bench.lab.announce(Site::Recovery)?;
+            bench.lab.state.active = Some(Site::Recovery);
+            Ok(bench.converges_to(Site::Recovery, bound))
+        })();
+        record(
+            name,
+            matches!(r, Ok(true)),
+            r.err().map(|e| e.to_string()).unwrap_or_default(),
+        );
 
-    // Fencing: the recovery speaker, cut off from its controller (nobody renews the lease),
-    // withdraws a leased announcement by itself; the third site's route goes within lease + 1 s.
-    let name = "lease-expiry-withdraws";
-    let r = lease_expiry(&bench, Site::Recovery, 2);
-    let (ok, detail) = match r {
-        Ok((ok, detail)) => (ok, detail),
-        Err(e) => (false, e.to_string()),
-    };
-    record(name, ok, detail);
+        // Fencing: the recovery speaker, cut off from its controller (nobody renews the lease),
+        // withdraws a leased announcement by itself; the third site's route goes within lease + 1 s.
+        let name = "lease-expiry-withdraws";
+        let r = lease_expiry(&bench, Site::Recovery, 2);
+        let (ok, detail) = match r {
+            Ok((ok, detail)) => (ok, detail),
+            Err(e) => (false, e.to_string()),
+        };
+        record(name, ok, detail);
+    }
 
     let rep = bench.finish()?;
+    if let Some(runs) = gshut_runs {
+        let (ok, detail) = super::probe::read_records(&out.join(PROBES_FILE))
+            .and_then(|probes| {
+                let c = super::gshut::Comparison::new(GSHUT_SECS, runs, &probes);
+                super::gshut::print(&c);
+                super::gshut::write(out, &c)?;
+                Ok(c.verdict())
+            })
+            .unwrap_or_else(|e| (false, e.to_string()));
+        record(GSHUT, ok, detail);
+    }
     Ok((outcomes, rep))
 }
 
