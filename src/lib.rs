@@ -10,6 +10,8 @@
 //!
 //! - [`config`]: the speaker's TOML config, checked while read.
 //! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
+//! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
+//!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
 //! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (the only `unsafe`).
 //! - [`daemon`]: `ferry speaker`: per-neighbor drivers running sessions on sockets, the
 //!   listener, the API, shutdown.
@@ -21,6 +23,7 @@
 //!   rollback; reaches the sites only through their speakers' API.
 
 pub mod api;
+pub mod bfd;
 pub mod cli;
 pub mod config;
 pub mod controller;
