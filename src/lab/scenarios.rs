@@ -7,8 +7,10 @@
 //! break-before-make), unplanned loss of the primary VM, a speaker restart (SIGKILL, then the
 //! routes come back from its state_dir), the same with graceful restart (RFC 4724: the router
 //! keeps the route while the speaker restarts, so the client loses nothing) against the same
-//! without it (the loss it avoids), loss of the primary site router (SIGKILL of bgpd), and
-//! fencing: a leased announcement nobody renews is withdrawn by the speaker itself.
+//! without it (the loss it avoids), graceful shutdown (RFC 8326) against a plain withdraw with
+//! both sites serving ([`super::gshut`]), loss of the primary site router (SIGKILL of bgpd),
+//! and fencing: a leased announcement nobody renews is withdrawn by the speaker itself.
+//! `--only GROUP` runs one group of them ([`GROUPS`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
