@@ -52,8 +52,13 @@ pub struct AnnounceArgs {
 
 #[derive(Debug, Args)]
 pub struct WithdrawArgs {
-    #[arg(required = true)]
+    #[arg(required_unless_present = "file")]
     pub prefixes: Vec<String>,
+    /// A JSON file with an array of prefixes ("198.51.100.0/24") or of routes (only their
+    /// `prefix` is used, so the file given to `announce --file` works), withdrawn in one
+    /// atomic change.
+    #[arg(long, value_name = "FILE", conflicts_with = "prefixes")]
+    pub file: Option<PathBuf>,
     /// Graceful shutdown (RFC 8326): re-announce with GRACEFUL_SHUTDOWN (65535:0), wait this
     /// many seconds (1-3600), then withdraw; returns when the withdrawal is done.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
@@ -162,13 +167,56 @@ pub fn announce(args: AnnounceArgs) -> i32 {
     }
 }
 
-pub fn withdraw(args: WithdrawArgs) -> i32 {
-    let prefixes = match args
-        .prefixes
+/// The prefixes of a `withdraw --file`: an array of prefix strings or route objects.
+fn prefixes_from_file(path: &std::path::Path) -> Result<Vec<IpNet>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
+    let items: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "--file {}: not a JSON array of prefixes or routes: {e}",
+            path.display()
+        )
+    })?;
+    if items.is_empty() {
+        return Err(format!("--file {}: empty array", path.display()));
+    }
+    items
         .iter()
-        .map(|p| parse_prefix(p))
-        .collect::<Result<Vec<IpNet>, _>>()
-    {
+        .enumerate()
+        .map(|(i, item)| {
+            let text = match item {
+                serde_json::Value::String(s) => s.as_str(),
+                serde_json::Value::Object(o) => match o.get("prefix") {
+                    Some(serde_json::Value::String(s)) => s.as_str(),
+                    _ => {
+                        return Err(format!(
+                            "--file {}: [{i}]: a route object needs a string field `prefix`",
+                            path.display()
+                        ))
+                    }
+                },
+                other => {
+                    return Err(format!(
+                        "--file {}: [{i}]: {other} is neither a prefix string nor a route object",
+                        path.display()
+                    ))
+                }
+            };
+            parse_prefix(text).map_err(|e| format!("--file {}: [{i}]: {e}", path.display()))
+        })
+        .collect()
+}
+
+pub fn withdraw(args: WithdrawArgs) -> i32 {
+    let parsed = match &args.file {
+        Some(path) => prefixes_from_file(path),
+        None => args
+            .prefixes
+            .iter()
+            .map(|p| parse_prefix(p).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<IpNet>, _>>(),
+    };
+    let prefixes = match parsed {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ferry withdraw: {e}");

@@ -87,7 +87,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(routes = store.len(), generation = store.generation(), dir = %config.speaker.state_dir.display(), "desired routes loaded");
     let leases = crate::speaker::lease::Leases::load(&config.speaker.state_dir)
         .context("loading route leases")?;
-    let (desired_tx, _) = watch::channel(Arc::new(store.routes().clone()));
+    let desired_log = crate::speaker::DesiredLog::new(store.routes().values().cloned());
+    let (desired_tx, _) = watch::channel(desired_log.version());
     let (events, _) = broadcast::channel(4096);
 
     // TCP MD5 and GTSM (RFC 2385, RFC 5082): a neighbor whose options the kernel refuses
@@ -121,6 +122,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
         desired: desired_tx,
+        desired_log: std::sync::RwLock::new(desired_log),
+        groups: Mutex::new(crate::speaker::UpdateGroups::default()),
+        next_member: Default::default(),
         events,
         peers: peers.clone(),
         draining: Default::default(),

@@ -4,8 +4,10 @@
 //! One task per neighbor, a `select!` over: the session's next timer, the connection's events,
 //! inbound connections handed over by the listener, the outcome of an outbound connect, changes
 //! of the desired routes, and stop. Actions from the session are executed in order.
-//! UPDATEs are produced only while the connection has less than [`conn::HIGH_WATER`] octets
-//! queued, so a slow peer is never buffered without bound and never delays other peers.
+//! UPDATEs come from the session's update group ([`UpdateGroups`]): encoded once per group,
+//! pulled as shared `Bytes` only while the connection has less than [`conn::HIGH_WATER`]
+//! octets queued, so a slow peer is never buffered without bound (its group splits it off) and
+//! never delays other peers. The driver joins a group at Established and leaves at session end.
 //! Graceful restart helper (RFC 4724 §4.2, RFC 8538): when an Established session with a peer
 //! that advertised the capability ends gracefully ([`graceful::down_is_graceful`]), its
 //! Adj-RIB-In is kept, marked stale, until its End-of-RIB on the next session or the restart
@@ -24,13 +26,13 @@ use tokio::sync::{mpsc, watch};
 
 use super::collision::{self, Contender, Verdict};
 use super::conn::{self, Conn, ConnEvent};
-use super::state::{lock, Desired, PeerShared, Shared};
+use super::state::{lock, read, Desired, PeerShared, Shared};
 use crate::api::Event as ApiEvent;
 use crate::session::{Action, Event, Session};
 use crate::speaker::export::PeerExport;
 use crate::speaker::graceful::{self, Helper};
-use crate::speaker::AdjRibOut;
-use crate::wire::{Context, Message};
+use crate::speaker::update_group::MemberId;
+use crate::wire::Message;
 
 /// How long a closing connection may take to flush its last messages (e.g. a NOTIFICATION).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
@@ -63,7 +65,12 @@ pub struct Driver {
     next_conn_id: u64,
     /// Id of the outbound attempt whose result still counts.
     attempt: u64,
-    rib_out: AdjRibOut,
+    /// Membership in an update group while Established.
+    member: Option<MemberId>,
+    /// Signalled by the group when messages wait for this member.
+    wake: Arc<tokio::sync::Notify>,
+    /// The group said more is ready: pull again once the socket has room.
+    more: bool,
     desired: watch::Receiver<Desired>,
     helper: Helper,
     /// The current connection reached Established.
@@ -90,7 +97,9 @@ impl Driver {
             conn: None,
             next_conn_id: 1,
             attempt: 0,
-            rib_out: AdjRibOut::new(),
+            member: None,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            more: false,
             desired,
             helper: Helper::default(),
             established: false,
@@ -119,11 +128,12 @@ impl Driver {
             .into_iter()
             .flatten()
             .min();
-            let can_pump = self
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.queued() < conn::HIGH_WATER)
-                && self.rib_out.has_pending();
+            let can_pump = self.more
+                && self.member.is_some()
+                && self
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.queued() < conn::HIGH_WATER);
             tokio::select! {
                 _ = sleep_until(deadline) => {
                     let now = Instant::now();
@@ -157,6 +167,7 @@ impl Driver {
                     Some(PeerInput::Stop { message, done }) => {
                         let actions = self.session.handle(Instant::now(), Event::ManualStop { message });
                         self.execute(actions, &conn_tx, &connect_tx);
+                        self.leave_group();
                         let _ = done.send(());
                         return;
                     }
@@ -176,12 +187,15 @@ impl Driver {
                     None => return,
                 },
                 Ok(()) = self.desired.changed() => {
-                    if self.session.state() == crate::session::State::Established {
-                        self.sync_rib_out();
-                        self.pump(&conn_tx, &connect_tx);
-                    }
+                    // The group applies the change (whichever member pulls first).
+                    self.more = true;
+                    self.pump();
                 }
-                _ = std::future::ready(()), if can_pump => self.pump(&conn_tx, &connect_tx),
+                _ = self.wake.notified(), if self.member.is_some() => {
+                    self.more = true;
+                    self.pump();
+                }
+                _ = std::future::ready(()), if can_pump => self.pump(),
             }
         }
     }
@@ -370,7 +384,7 @@ impl Driver {
     fn execute(
         &mut self,
         actions: Vec<Action>,
-        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        _conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
@@ -406,11 +420,10 @@ impl Driver {
                         s.established_at = Some(Instant::now());
                         s.last_error = None;
                     }
-                    self.rib_out = AdjRibOut::new();
                     tracing::info!(peer = %self.address(), hold = negotiated.hold_time, families = ?negotiated.families, "session established");
                     self.gr_established(&negotiated);
-                    self.sync_rib_out();
-                    self.pump(conn_tx, connect_tx);
+                    self.join_group();
+                    self.pump();
                 }
                 Action::SessionDown {
                     reason,
@@ -435,7 +448,7 @@ impl Driver {
                         s.last_error = Some(detail);
                     }
                     self.gr_down(&reason, sent.as_ref(), received.as_ref());
-                    self.rib_out = AdjRibOut::new();
+                    self.leave_group();
                 }
                 Action::DeliverUpdate(update) => {
                     let result = lock(&self.peer.rib_in)
@@ -456,10 +469,14 @@ impl Driver {
                 Action::DeliverRouteRefresh(rr) => {
                     // RFC 2918 §4: re-advertise the Adj-RIB-Out of the AFI/SAFI asked for (the
                     // session only delivers refreshes of negotiated families).
-                    if let Some(family) = crate::wire::Family::from_afi_safi(rr.afi, rr.safi) {
-                        self.rib_out.mark_family_for_refresh(family);
+                    if let (Some(family), Some(member)) = (
+                        crate::wire::Family::from_afi_safi(rr.afi, rr.safi),
+                        self.member,
+                    ) {
+                        lock(&self.shared.groups).refresh(member, family);
+                        self.more = true;
                     }
-                    self.pump(conn_tx, connect_tx);
+                    self.pump();
                 }
             }
         }
@@ -571,87 +588,94 @@ impl Driver {
         })
     }
 
-    fn sync_rib_out(&mut self) {
+    /// Established: join the update group of sessions with the same export and encoding.
+    fn join_group(&mut self) {
+        self.leave_group();
         let Some(export) = self.export() else { return };
-        let desired = self.desired.borrow_and_update().clone();
-        let report = self.rib_out.sync(&desired, &export);
-        for (prefix, error) in &report.skipped {
+        let ctx = self.session.context();
+        let member = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
+        let wake = self.wake.clone();
+        let waker: crate::speaker::update_group::Waker = Arc::new(move || wake.notify_one());
+        let skipped = {
+            let desired = read(&self.shared.desired_log);
+            self.desired.mark_unchanged();
+            lock(&self.shared.groups).join(member, &export, &ctx, waker, &desired)
+        };
+        self.log_skipped(&skipped);
+        self.member = Some(member);
+        self.more = true;
+    }
+
+    fn leave_group(&mut self) {
+        if let Some(member) = self.member.take() {
+            lock(&self.shared.groups).leave(member);
+        }
+        self.more = false;
+    }
+
+    fn log_skipped(&self, skipped: &[(ipnet::IpNet, crate::speaker::ExportError)]) {
+        for (prefix, error) in skipped {
             tracing::warn!(peer = %self.address(), %prefix, %error, "route not sent to this peer");
         }
     }
 
-    /// Produce UPDATEs while the connection has room, then End-of-RIB once the initial sync is out.
-    fn pump(
-        &mut self,
-        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
-        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
-    ) {
-        let ctx: Context = self.session.context();
-        let mut produced = Vec::new();
-        while self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.queued() < conn::HIGH_WATER)
-            && self.rib_out.has_pending()
+    /// Take the group's messages while the connection has room; they count as UPDATEs the
+    /// session sent (End-of-RIB, RFC 4724 §2, comes from the group after the initial sync).
+    fn pump(&mut self) {
+        let Some(member) = self.member else {
+            self.more = false;
+            return;
+        };
+        let listening = self.shared.events.receiver_count() > 0;
+        while self.more
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.queued() < conn::HIGH_WATER)
         {
-            let msgs = self.rib_out.next_messages(&ctx, PUMP_BUDGET);
-            if msgs.is_empty() {
+            let pull = {
+                let desired = read(&self.shared.desired_log);
+                self.desired.mark_unchanged();
+                lock(&self.shared.groups).pull(member, PUMP_BUDGET, &desired)
+            };
+            self.log_skipped(&pull.skipped);
+            self.more = pull.more;
+            let Some(last) = pull.msgs.last() else {
+                break;
+            };
+            if !self.session.updates_written(Instant::now()) {
+                self.more = false;
                 break;
             }
-            produced.extend(msgs);
-        }
-        if !self.rib_out.has_pending() {
-            // RFC 4724 §2: End-of-RIB once the initial routes of a family are all out.
-            for family in self.rib_out.take_end_of_rib() {
-                produced.push(Message::Update(crate::wire::Update::end_of_rib(family)));
+            lock(&self.peer.status).prefixes_sent = last.told as u64;
+            let Some(c) = &self.conn else { break };
+            for out in &pull.msgs {
+                c.send(out.bytes.clone());
+            }
+            self.peer
+                .updates_sent
+                .fetch_add(pull.msgs.len() as u64, Ordering::Relaxed);
+            // The prefix lists exist only for the events stream: skip them when nobody listens.
+            if listening {
+                for out in &pull.msgs {
+                    if !out.announced.is_empty() || !out.withdrawn.is_empty() {
+                        self.shared.emit(ApiEvent::RoutesSent {
+                            peer: self.address(),
+                            announced: out.announced.clone(),
+                            withdrawn: out.withdrawn.clone(),
+                        });
+                    }
+                }
             }
         }
-        if produced.is_empty() {
-            return;
-        }
-        let mut actions = Vec::new();
-        for msg in produced {
-            if let Message::Update(u) = msg {
-                actions.extend(self.session.handle(Instant::now(), Event::SendUpdate(u)));
-            }
-        }
-        lock(&self.peer.status).prefixes_sent = self.rib_out.len() as u64;
-        self.execute(actions, conn_tx, connect_tx);
     }
 
     fn send(&mut self, msg: &Message) {
         let Some(c) = &self.conn else { return };
         let ctx = self.session.context();
-        let bytes = msg.to_bytes(&ctx).freeze();
-        c.send(bytes);
-        let Message::Update(u) = msg else { return };
-        self.peer.updates_sent.fetch_add(1, Ordering::Relaxed);
-        // The prefix lists exist only for the events stream: skip them when nobody listens.
-        if self.shared.events.receiver_count() == 0 {
-            return;
-        }
-        let announced: Vec<_> = u
-            .nlri
-            .iter()
-            .map(|p| ipnet::IpNet::V4(*p))
-            .chain(u.mp_reach().into_iter().flat_map(|m| mp_prefixes(&m.nlri)))
-            .collect();
-        let withdrawn: Vec<_> = u
-            .withdrawn
-            .iter()
-            .map(|p| ipnet::IpNet::V4(*p))
-            .chain(
-                u.mp_unreach()
-                    .into_iter()
-                    .flat_map(|m| mp_prefixes(&m.withdrawn)),
-            )
-            .collect();
-        if !announced.is_empty() || !withdrawn.is_empty() {
-            self.shared.emit(ApiEvent::RoutesSent {
-                peer: self.address(),
-                announced,
-                withdrawn,
-            });
+        c.send(msg.to_bytes(&ctx).freeze());
+        if matches!(msg, Message::Update(_)) {
+            self.peer.updates_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -682,14 +706,6 @@ impl Driver {
             };
             let _ = tx.send((attempt, result)).await;
         });
-    }
-}
-
-fn mp_prefixes(nlri: &crate::wire::MpNlri) -> Vec<ipnet::IpNet> {
-    match nlri {
-        crate::wire::MpNlri::Ipv4(v) => v.iter().map(|p| ipnet::IpNet::V4(*p)).collect(),
-        crate::wire::MpNlri::Ipv6(v) => v.iter().map(|p| ipnet::IpNet::V6(*p)).collect(),
-        crate::wire::MpNlri::Raw(_) => Vec::new(),
     }
 }
 

@@ -6,7 +6,9 @@
 //!   is already signed and sent with TTL 255 and a SYN-ACK from too far away is dropped.
 //! - Listener ([`prepare_listener`]): Linux checks the MD5 signature on the SYN against the
 //!   keys of the *listening* socket (accepted sockets inherit them), so every neighbor's key is
-//!   installed there before the first `accept`. The listener carries a minimum TTL only when
+//!   installed there before the first `accept`. With any GTSM neighbor the listener sends with
+//!   TTL 255, since the kernel answers SYNs with the listener's TTL and a GTSM peer would drop
+//!   any other SYN-ACK. The listener carries a minimum TTL only when
 //!   every neighbor has `ttl_security` ([`listener_min_ttl`]): it then drops SYNs from beyond
 //!   the loosest neighbor's radius in the kernel. With a neighbor without GTSM it carries none,
 //!   since that neighbor's packets (sent with the usual TTL 64) would be dropped too.
@@ -152,12 +154,22 @@ pub fn prepare_listener(
         tracing::info!(peer = %n.address, %listen, "TCP MD5 signature key installed on the listener (RFC 2385)");
     }
     if let Some(n) = neighbors.iter().find(|n| n.ttl_security.is_some()) {
-        sockopt::set_save_syn(listener).map_err(|source| OptionError {
-            neighbor: n.address,
-            option: "ttl_security",
-            what: "cannot make the listener keep SYNs (to check their TTL)".into(),
-            source,
-        })?;
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |source| OptionError {
+                neighbor: n.address,
+                option: "ttl_security",
+                what,
+                source,
+            }
+        };
+        // The kernel answers a SYN with the listener's TTL: a GTSM peer drops a SYN-ACK that
+        // is not sent with 255. A higher TTL harms no other neighbor.
+        sockopt::set_ttl(listener, GTSM_SEND_TTL)
+            .map_err(err("cannot make the listener send with TTL 255"))?;
+        sockopt::set_save_syn(listener).map_err(err(
+            "cannot make the listener keep SYNs (to check their TTL)",
+        ))?;
     }
     if let Some(min) = listener_min_ttl(neighbors) {
         let n = neighbors

@@ -1,14 +1,18 @@
 //! State the speaker's tasks share, and the API's view of it ([`Control`]).
 //!
 //! The desired routes live in the [`RouteStore`] (persisted before a change is acknowledged) and
-//! are published to the peer drivers as an immutable snapshot through a watch channel. Each
+//! are published to the peer drivers as changes: the changed prefixes go into the
+//! [`DesiredLog`] (drain overlay applied) and its new version into a watch channel, so a change
+//! of k prefixes costs O(k log n), not a copy of the table, and each update group applies only
+//! the delta. The drivers share the [`UpdateGroups`] (lock order: `desired_log`, then
+//! `groups`; the API side takes `store`, `draining`, then `desired_log`). Each
 //! peer's status and Adj-RIB-In sit behind their own lock, held only for short reads/writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use ipnet::IpNet;
@@ -22,16 +26,26 @@ use crate::api::{LeaseInfo, LeaseReport};
 use crate::config::NeighborConfig;
 use crate::speaker::lease::{now_ms, Leases};
 use crate::speaker::store::{Change, RouteStore};
-use crate::speaker::{AdjRibIn, Route};
+use crate::speaker::{AdjRibIn, DesiredLog, Route, UpdateGroups};
 use crate::wire::Community;
 
-/// The desired routes as the peer drivers see them.
-pub type Desired = Arc<BTreeMap<IpNet, Route>>;
+/// The version of the [`DesiredLog`] the drivers are told about.
+pub type Desired = u64;
 
 /// Lock, recovering the data if a task panicked while holding it (the data stays consistent:
 /// every writer finishes its update before it could panic).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`lock`] for readers of an `RwLock`.
+pub fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`lock`] for writers of an `RwLock`.
+pub fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +83,12 @@ pub struct PeerShared {
 pub struct Shared {
     pub store: Mutex<RouteStore>,
     pub desired: watch::Sender<Desired>,
+    /// The desired routes as the drivers see them, with the log of recent changes.
+    pub desired_log: RwLock<DesiredLog>,
+    /// Update groups of the established sessions (see `speaker::update_group`).
+    pub groups: Mutex<UpdateGroups>,
+    /// Ids for update group members, one per established session.
+    pub next_member: AtomicU64,
     pub events: broadcast::Sender<Event>,
     pub peers: Vec<Arc<PeerShared>>,
     /// Prefixes being drained (RFC 8326): published with GRACEFUL_SHUTDOWN added, never
@@ -88,18 +108,26 @@ impl Shared {
         let _ = self.events.send(event);
     }
 
-    /// Hand the desired routes to the drivers, with the drain overlay applied.
-    fn publish(&self, store: &RouteStore) {
+    /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
+    /// overlay applied; O(changed), not O(table).
+    fn publish(&self, store: &RouteStore, prefixes: impl IntoIterator<Item = IpNet>) {
         let draining = lock(&self.draining);
-        let mut routes = store.routes().clone();
-        for p in draining.iter() {
-            if let Some(r) = routes.get_mut(p) {
-                if !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
+        let changes = prefixes.into_iter().map(|p| {
+            let route = store.get(&p).map(|r| {
+                let mut r = r.clone();
+                if draining.contains(&p) && !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
                     r.communities.push(Community::GRACEFUL_SHUTDOWN);
                 }
-            }
-        }
-        self.desired.send_replace(Arc::new(routes));
+                r
+            });
+            (p, route)
+        });
+        let version = write(&self.desired_log).apply(changes);
+        self.desired.send_if_modified(|v| {
+            let changed = *v != version;
+            *v = version;
+            changed
+        });
     }
 
     /// Withdraw the leased routes whose lease ran out; returns the next deadline (Unix ms).
@@ -178,7 +206,8 @@ impl Shared {
                 generation: applied.generation,
                 changed,
             });
-            self.publish(&store);
+            let prefixes = applied.announced.iter().chain(&applied.withdrawn);
+            self.publish(&store, prefixes.map(|r| r.prefix));
         }
         Ok(ChangeResponse {
             changed,
@@ -339,7 +368,7 @@ impl Control for Shared {
         let present = prefixes.iter().filter(|p| store.get(p).is_some()).count();
         {
             let mut draining = lock(&self.draining);
-            for p in prefixes {
+            for p in prefixes.iter().copied() {
                 if on {
                     draining.insert(p);
                 } else {
@@ -353,7 +382,7 @@ impl Control for Shared {
                 "graceful shutdown: announcing with GRACEFUL_SHUTDOWN"
             );
         }
-        self.publish(&store);
+        self.publish(&store, prefixes);
         Ok(present)
     }
 
@@ -477,8 +506,34 @@ impl Control for Shared {
                 p.updates_received.load(Ordering::Relaxed)
             );
         }
+        update_group_metrics(&mut m, &lock(&self.groups));
         m
     }
+}
+
+/// Update groups: how many, and how much encoding and memory sharing saves.
+fn update_group_metrics(m: &mut String, groups: &UpdateGroups) {
+    let s = groups.stats();
+    let _ = writeln!(
+        m,
+        "# HELP ferry_update_groups Update groups of established sessions (one encoding each).\n# TYPE ferry_update_groups gauge\nferry_update_groups {}",
+        s.groups
+    );
+    let _ = writeln!(
+        m,
+        "# HELP ferry_update_messages_encoded_total UPDATEs encoded, once per group.\n# TYPE ferry_update_messages_encoded_total counter\nferry_update_messages_encoded_total {}",
+        s.messages_encoded
+    );
+    let _ = writeln!(
+        m,
+        "# HELP ferry_update_group_splits_total Members split off for lagging or a route refresh.\n# TYPE ferry_update_group_splits_total counter\nferry_update_group_splits_total {}",
+        s.splits
+    );
+    let _ = writeln!(
+        m,
+        "# HELP ferry_update_group_log_bytes Octets of encoded UPDATEs held for members.\n# TYPE ferry_update_group_log_bytes gauge\nferry_update_group_log_bytes {}",
+        groups.log_bytes()
+    );
 }
 
 /// Session security per peer (RFC 2385 MD5, RFC 5082 GTSM, RFC 9687 send hold time), from the

@@ -273,6 +273,23 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// The driver is about to write UPDATEs it did not get through [`Event::SendUpdate`]
+    /// (encoded once for an update group). Returns whether they may be sent (Established);
+    /// if so the timers run as for a sent UPDATE: KeepaliveTimer restarted (RFC 4271 §4.4),
+    /// SendHoldTimer armed until the driver reports the data drained (RFC 9687).
+    pub fn updates_written(&mut self, now: Instant) -> bool {
+        if self.state != State::Established {
+            return false;
+        }
+        if let Some(k) = self.negotiated.as_ref().and_then(Negotiated::keepalive) {
+            self.timers.start(Timer::Keepalive, now, k);
+        }
+        if !self.timers.is_running(Timer::SendHold) {
+            self.start_send_hold(now);
+        }
+        true
+    }
+
     pub fn connect_retry_counter(&self) -> u32 {
         self.connect_retry_counter
     }

@@ -10,7 +10,9 @@
 //!   a route announced then withdrawn before it was sent produces nothing, and a withdraw of a
 //!   prefix the peer was never told produces nothing.
 //! - [`AdjRibOut::sync`] recomputes the pending diff against the desired routes: new or changed
-//!   routes are announced, routes gone (or no longer exportable) are withdrawn.
+//!   routes are announced, routes gone (or no longer exportable) are withdrawn. It walks the
+//!   whole table; [`AdjRibOut::update`] does the same for one prefix (O(log n)), for callers
+//!   that know what changed. Both leave the same pending changes for the same resulting table.
 //! - Packing (RFC 4271 §4.3, §9.2; RFC 4760 §3-4): each UPDATE is at most
 //!   `ctx.max_message_len()` octets. Withdrawals first: IPv4 in the Withdrawn Routes field,
 //!   IPv6 in MP_UNREACH_NLRI. Then announcements, one UPDATE per attribute set with as many
@@ -25,7 +27,9 @@
 //!   again; the next calls re-send them.
 //!
 //! Attribute sets are interned: every route with the same exported attributes holds the same
-//! `Arc<AttrSet>`; sets no route uses are dropped at the next `sync`.
+//! `Arc<AttrSet>`; sets no route uses are dropped at the next `sync` (and by `update` once the
+//! interned sets doubled since the last sweep). A clone (an update group splitting off a
+//! member) shares the sets.
 //!
 //! Never does: I/O, timers, or deciding what is desired.
 
@@ -62,7 +66,7 @@ pub struct SyncReport {
     pub pending: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AdjRibOut {
     sent: BTreeMap<IpNet, Arc<AttrSet>>,
     /// Latest intent per prefix: `Some(set)` announce, `None` withdraw.
@@ -75,6 +79,8 @@ pub struct AdjRibOut {
     families: Vec<Family>,
     synced: bool,
     end_of_rib_sent: BTreeSet<Family>,
+    /// `interned.len()` after the last sweep.
+    interned_swept: usize,
 }
 
 impl AdjRibOut {
@@ -167,16 +173,25 @@ impl AdjRibOut {
     /// Make the pending changes those that bring the peer from `sent` to `desired` as exported
     /// by `export`. Call on session establishment and after every store change.
     pub fn sync(&mut self, desired: &BTreeMap<IpNet, Route>, export: &PeerExport) -> SyncReport {
+        self.sync_routes(desired.values(), export)
+    }
+
+    /// [`AdjRibOut::sync`] from the routes in prefix order.
+    pub fn sync_routes<'a>(
+        &mut self,
+        desired: impl IntoIterator<Item = &'a Route>,
+        export: &PeerExport,
+    ) -> SyncReport {
         let mut report = SyncReport::default();
         let mut target: BTreeMap<IpNet, Arc<AttrSet>> = BTreeMap::new();
-        for (prefix, route) in desired {
+        for route in desired {
             match export.export(route) {
                 Ok(Some(set)) => {
                     let set = self.intern(set);
-                    target.insert(*prefix, set);
+                    target.insert(route.prefix, set);
                 }
                 Ok(None) => {}
-                Err(e) => report.skipped.push((*prefix, e)),
+                Err(e) => report.skipped.push((route.prefix, e)),
             }
         }
         let gone: Vec<IpNet> = self
@@ -208,10 +223,50 @@ impl AdjRibOut {
             }
         }
         self.interned.retain(|a| Arc::strong_count(a) > 1);
+        self.interned_swept = self.interned.len();
         self.families = export.families.clone();
         self.synced = true;
         report.pending = self.pending.len();
         report
+    }
+
+    /// One prefix of the desired routes changed to `want` (`None`: gone): queue what brings
+    /// the peer there, exactly as a [`AdjRibOut::sync`] with the new table would. An
+    /// unexportable route is withdrawn if it was sent, and its error returned.
+    pub fn update(
+        &mut self,
+        prefix: IpNet,
+        want: Option<&Route>,
+        export: &PeerExport,
+    ) -> Result<(), ExportError> {
+        let (target, result) = match want.map(|r| export.export(r)) {
+            None | Some(Ok(None)) => (None, Ok(())),
+            Some(Ok(Some(set))) => (Some(self.intern(set)), Ok(())),
+            Some(Err(e)) => (None, Err(e)),
+        };
+        match target {
+            None => {
+                if self.sent.contains_key(&prefix) {
+                    self.set_pending(prefix, None);
+                } else {
+                    self.clear_pending(&prefix);
+                }
+            }
+            Some(set) => {
+                let told = self.sent.get(&prefix) == Some(&set);
+                let queued = self.pending.get(&prefix) == Some(&Some(set.clone()));
+                if told && !queued {
+                    self.clear_pending(&prefix);
+                } else if !told && !queued {
+                    self.set_pending(prefix, Some(set));
+                }
+            }
+        }
+        if self.interned.len() > 2 * self.interned_swept + 64 {
+            self.interned.retain(|a| Arc::strong_count(a) > 1);
+            self.interned_swept = self.interned.len();
+        }
+        result
     }
 
     /// Route refresh (RFC 2918): queue every route the peer was told again.
@@ -788,6 +843,72 @@ mod tests {
         rib.reset();
         rib.sync(&BTreeMap::new(), &ebgp());
         assert_eq!(rib.take_end_of_rib().len(), 2);
+    }
+
+    #[test]
+    fn update_per_prefix_queues_what_a_full_sync_would() {
+        let ctx = Context::default();
+        let mut with_med = route("203.0.113.0/24");
+        with_med.med = Some(3);
+        let steps: Vec<(IpNet, Option<Route>)> = vec![
+            (
+                "198.51.100.0/24".parse().unwrap(),
+                Some(route("198.51.100.0/24")),
+            ),
+            (
+                "203.0.113.0/24".parse().unwrap(),
+                Some(route("203.0.113.0/24")),
+            ),
+            (
+                "2001:db8:1::/48".parse().unwrap(),
+                Some(route("2001:db8:1::/48")),
+            ),
+            // Changed before anything was sent: only the last intent counts.
+            ("203.0.113.0/24".parse().unwrap(), Some(with_med.clone())),
+            ("2001:db8:1::/48".parse().unwrap(), None),
+        ];
+        let mut table = BTreeMap::new();
+        let mut by_sync = AdjRibOut::new();
+        let mut by_update = AdjRibOut::new();
+        by_sync.sync(&table, &ebgp());
+        by_update.sync(&table, &ebgp());
+        for (i, (p, r)) in steps.iter().enumerate() {
+            match r {
+                Some(r) => table.insert(*p, r.clone()),
+                None => table.remove(p),
+            };
+            by_sync.sync(&table, &ebgp());
+            by_update.update(*p, r.as_ref(), &ebgp()).unwrap();
+            assert_eq!(by_sync.pending_len(), by_update.pending_len(), "step {i}");
+            if i == 2 {
+                // Send what is queued, so later steps change routes the peer has.
+                assert_eq!(drain(&mut by_sync, &ctx), drain(&mut by_update, &ctx));
+            }
+        }
+        assert_eq!(drain(&mut by_sync, &ctx), drain(&mut by_update, &ctx));
+        assert_eq!(by_sync.sent(), by_update.sent());
+        // Withdraw of a prefix never sent queues nothing; of a sent one, a withdrawal.
+        by_update
+            .update("192.0.2.0/24".parse().unwrap(), None, &ebgp())
+            .unwrap();
+        assert!(!by_update.has_pending());
+        by_update
+            .update("198.51.100.0/24".parse().unwrap(), None, &ebgp())
+            .unwrap();
+        let msgs = drain(&mut by_update, &ctx);
+        let Message::Update(u) = &msgs[0] else {
+            panic!()
+        };
+        assert_eq!(
+            u.withdrawn,
+            vec!["198.51.100.0/24".parse::<Ipv4Net>().unwrap()]
+        );
+        // An unexportable route is an error and queues nothing new.
+        let mut no_v4 = ebgp();
+        no_v4.local_v4 = None;
+        let r = route("192.0.2.0/24");
+        assert!(by_update.update(r.prefix, Some(&r), &no_v4).is_err());
+        assert!(!by_update.has_pending());
     }
 
     #[test]

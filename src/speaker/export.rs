@@ -31,8 +31,9 @@ use crate::wire::{
 /// LOCAL_PREF sent to iBGP peers when the route does not set one.
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 
-/// What export needs to know about one session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What export needs to know about one session. [`PeerExport::export`] uses `peer_asn` only
+/// to tell iBGP from eBGP ([`PeerExport::group_key`] relies on that).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerExport {
     pub local_asn: u32,
     pub peer_asn: u32,
@@ -123,6 +124,16 @@ impl AttrSet {
 }
 
 impl PeerExport {
+    /// The export settings with the peer's ASN reduced to what [`PeerExport::export`] uses of
+    /// it: whether the session is iBGP. Two sessions with equal keys export every route with
+    /// equal attributes (so an update group may encode once for both).
+    pub fn group_key(&self) -> PeerExport {
+        PeerExport {
+            peer_asn: if self.is_ibgp() { self.local_asn } else { 0 },
+            ..self.clone()
+        }
+    }
+
     pub fn is_ibgp(&self) -> bool {
         self.local_asn == self.peer_asn
     }
@@ -282,6 +293,23 @@ mod tests {
             .with_next_hop("192.0.2.9".parse().unwrap())
             .unwrap();
         assert!(p.export(&r).unwrap().is_some());
+    }
+
+    #[test]
+    fn group_key_keeps_only_ibgp_or_ebgp_of_the_peer_asn() {
+        let mut other = ebgp();
+        other.peer_asn = 65002;
+        assert_eq!(other.group_key(), ebgp().group_key());
+        assert_ne!(ibgp().group_key(), ebgp().group_key());
+        // The key exports like the session it came from.
+        let mut r = route("2001:db8:1::/48");
+        r.prepend = 1;
+        for p in [ebgp(), ibgp()] {
+            assert_eq!(p.group_key().export(&r), p.export(&r));
+        }
+        let mut moved = ebgp();
+        moved.local_v4 = Some("192.0.2.9".parse().unwrap());
+        assert_ne!(moved.group_key(), ebgp().group_key());
     }
 
     #[test]

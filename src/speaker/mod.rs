@@ -10,6 +10,10 @@
 //!   (ORIGIN, AS_PATH, NEXT_HOP / MP_REACH_NLRI, MED, LOCAL_PREF, communities).
 //! - [`adj_rib_out`]: [`AdjRibOut`], per peer, what it was told and the pending changes packed
 //!   into UPDATEs (RFC 4271 §9.2, RFC 4760), route refresh (RFC 2918), End-of-RIB (RFC 4724).
+//! - [`desired_log`]: [`DesiredLog`], the desired routes as the drivers see them, versioned,
+//!   with a bounded log of changes so that each consumer applies only the delta.
+//! - [`update_group`]: [`UpdateGroups`], sessions with identical export share one Adj-RIB-Out
+//!   and one encoding of each UPDATE (`Bytes`); slow members split off, catch up, merge back.
 //! - [`adj_rib_in`]: [`AdjRibIn`], per peer, what it sent us, bounded by max-prefix
 //!   (RFC 4486), RFC 7606 treat-as-withdraw, graceful-restart stale routes (RFC 4724 §4.2).
 //! - [`graceful`]: graceful restart decisions (RFC 4724, RFC 8538): our capability, whether a
@@ -17,22 +21,27 @@
 //! - [`lease`]: [`lease::Leases`], when each leased route is withdrawn unless renewed
 //!   (fencing), persisted in `state_dir/leases.json`.
 //!
-//! Data flow: API request -> [`RouteStore::apply`] (durable) -> for each established peer
-//! [`AdjRibOut::sync`] -> [`AdjRibOut::next_messages`] as the socket drains. Received
+//! Data flow: API request -> [`RouteStore::apply`] (durable) -> [`DesiredLog::apply`] (the
+//! changed prefixes) -> each update group applies the delta to its [`AdjRibOut`] ->
+//! [`AdjRibOut::next_messages`], encoded once per group, as its members' sockets drain. Received
 //! UPDATE -> [`AdjRibIn::apply`].
 //!
 //! Never does: know about sites or VMs, run the FSM (that is `session`).
 
 pub mod adj_rib_in;
 pub mod adj_rib_out;
+pub mod desired_log;
 pub mod export;
 pub mod graceful;
 pub mod lease;
 pub mod route;
 pub mod store;
+pub mod update_group;
 
 pub use adj_rib_in::{AdjRibIn, MaxPrefixExceeded, ReceivedAttrs, ReceivedRoute, RibInChange};
 pub use adj_rib_out::{AdjRibOut, SyncReport};
+pub use desired_log::DesiredLog;
 pub use export::{AttrSet, ExportError, NextHop, PeerExport, DEFAULT_LOCAL_PREF};
 pub use route::{parse_prefix, Route, RouteError, MAX_PREPEND};
 pub use store::{Applied, Change, RouteStore, StoreError};
+pub use update_group::UpdateGroups;

@@ -941,6 +941,23 @@ fn established_sent_update_restarts_keepalive_timer() {
 }
 
 #[test]
+fn updates_written_by_the_driver_count_as_sent_only_when_established() {
+    let mut h = Harness::to_open_confirm(cfg());
+    assert!(!h.s.updates_written(h.now), "not before Established");
+    let mut h = Harness::established(cfg());
+    h.advance(2 * S);
+    assert!(h.s.updates_written(h.now));
+    assert_eq!(h.deadline(Timer::Keepalive), Some(3 * S));
+    h.flushed();
+    assert_eq!(
+        h.advance(2 * S),
+        vec![],
+        "keepalive deferred by the UPDATEs"
+    );
+    assert_eq!(sent(&h.advance(S)), vec![Message::Keepalive]);
+}
+
+#[test]
 fn established_open_is_5_3() {
     let mut h = Harness::established(cfg());
     let a = h.msg(peer_open());

@@ -1,0 +1,196 @@
+//! [`DesiredLog`]: the desired routes as the peer drivers see them (the drain overlay already
+//! applied), with a version number and a bounded log of the recent changes, so that a consumer
+//! that saw version `v` applies only what changed after `v`.
+//!
+//! Contract:
+//! - [`DesiredLog::apply`] sets each given prefix to the given route (or removes it); a prefix
+//!   set to what it already is is not a change. A call that changes anything increases the
+//!   version by one and appends one log entry per changed prefix; the cost is O(k log n) for
+//!   k changed prefixes, never O(total routes).
+//! - [`DesiredLog::changes_since`]`(v)` yields every change made after version `v`, oldest
+//!   first (a prefix changed twice appears twice; applying them in order gives the current
+//!   state). It answers `None` when the log no longer reaches back to `v`: the consumer then
+//!   resynchronises from [`DesiredLog::routes`].
+//! - The log holds at most `max(MIN_LOG, routes)` entries, so its memory is bounded by the
+//!   table's; the routes themselves are shared (`Arc`) between the table and the log.
+//!
+//! Never does: persist anything (the [`super::RouteStore`] does), or decide the overlay.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use super::route::Route;
+
+/// The log keeps at least this many entries, however small the table.
+pub const MIN_LOG: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct DesiredLog {
+    routes: BTreeMap<IpNet, Arc<Route>>,
+    version: u64,
+    /// `(version, prefix, route after the change)`, in version order.
+    log: VecDeque<(u64, IpNet, Option<Arc<Route>>)>,
+    /// Every change with a version above this one is in `log`.
+    complete_after: u64,
+}
+
+impl DesiredLog {
+    /// The table at version 0 (no log: every consumer starts from [`DesiredLog::routes`]).
+    pub fn new(routes: impl IntoIterator<Item = Route>) -> Self {
+        Self {
+            routes: routes
+                .into_iter()
+                .map(|r| (r.prefix, Arc::new(r)))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Route> {
+        self.routes.get(prefix).map(|r| &**r)
+    }
+
+    /// Every route, in prefix order.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> + '_ {
+        self.routes.values().map(|r| &**r)
+    }
+
+    /// Log entries held now (for tests and metrics).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Apply the changes (`None` removes the prefix); returns the version after them.
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> u64 {
+        let next = self.version + 1;
+        let mut changed = false;
+        for (prefix, route) in changes {
+            let entry = match route {
+                Some(r) => {
+                    if self.routes.get(&prefix).is_some_and(|old| **old == r) {
+                        continue;
+                    }
+                    let r = Arc::new(r);
+                    self.routes.insert(prefix, r.clone());
+                    Some(r)
+                }
+                None => {
+                    if self.routes.remove(&prefix).is_none() {
+                        continue;
+                    }
+                    None
+                }
+            };
+            self.log.push_back((next, prefix, entry));
+            changed = true;
+        }
+        if changed {
+            self.version = next;
+            let cap = self.routes.len().max(MIN_LOG);
+            while self.log.len() > cap {
+                if let Some((v, _, _)) = self.log.pop_front() {
+                    self.complete_after = v;
+                }
+            }
+        }
+        self.version
+    }
+
+    /// The changes after version `since`, oldest first; `None` when the log was trimmed past
+    /// it (resynchronise from [`DesiredLog::routes`]).
+    pub fn changes_since(
+        &self,
+        since: u64,
+    ) -> Option<impl Iterator<Item = (IpNet, Option<&Route>)> + '_> {
+        if since < self.complete_after || since > self.version {
+            return None;
+        }
+        let start = self.log.partition_point(|(v, _, _)| *v <= since);
+        Some(self.log.range(start..).map(|(_, p, r)| (*p, r.as_deref())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(p: &str) -> Route {
+        Route::new(p.parse().unwrap()).unwrap()
+    }
+
+    fn net(p: &str) -> IpNet {
+        p.parse().unwrap()
+    }
+
+    #[test]
+    fn versions_count_changes_and_noops_are_not_changes() {
+        let mut d = DesiredLog::new([route("198.51.100.0/24")]);
+        assert_eq!(d.version(), 0);
+        assert_eq!(
+            d.apply([(net("198.51.100.0/24"), Some(route("198.51.100.0/24")))]),
+            0
+        );
+        assert_eq!(d.apply([(net("203.0.113.0/24"), None)]), 0);
+        assert_eq!(
+            d.apply([(net("203.0.113.0/24"), Some(route("203.0.113.0/24")))]),
+            1
+        );
+        let mut r = route("203.0.113.0/24");
+        r.med = Some(5);
+        assert_eq!(
+            d.apply([
+                (net("203.0.113.0/24"), Some(r.clone())),
+                (net("198.51.100.0/24"), None)
+            ]),
+            2
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.get(&net("203.0.113.0/24")), Some(&r));
+        let since0: Vec<_> = d
+            .changes_since(0)
+            .unwrap()
+            .map(|(p, r)| (p, r.cloned()))
+            .collect();
+        assert_eq!(
+            since0,
+            vec![
+                (net("203.0.113.0/24"), Some(route("203.0.113.0/24"))),
+                (net("203.0.113.0/24"), Some(r.clone())),
+                (net("198.51.100.0/24"), None),
+            ]
+        );
+        assert_eq!(d.changes_since(1).unwrap().count(), 2);
+        assert_eq!(d.changes_since(2).unwrap().count(), 0);
+        assert!(d.changes_since(3).is_none());
+    }
+
+    #[test]
+    fn the_log_is_bounded_and_says_when_it_no_longer_reaches_back() {
+        let mut d = DesiredLog::new([]);
+        // Flap one prefix more often than the log holds.
+        let p = net("198.51.100.0/24");
+        for i in 0..(MIN_LOG + 10) {
+            let want = (i % 2 == 0).then(|| route("198.51.100.0/24"));
+            d.apply([(p, want)]);
+        }
+        assert_eq!(d.log_len(), MIN_LOG);
+        assert!(d.changes_since(0).is_none());
+        assert!(d.changes_since(9).is_none());
+        assert_eq!(d.changes_since(10).unwrap().count(), MIN_LOG);
+        let last = d.version();
+        assert_eq!(d.changes_since(last - 1).unwrap().count(), 1);
+    }
+}
