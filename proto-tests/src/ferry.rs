@@ -96,6 +96,10 @@ pub struct FerryConfig {
     pub neighbors: Vec<Peer>,
     /// `connect_retry` of every neighbor (seconds).
     pub connect_retry: u32,
+    /// Raw TOML lines (`key = value`) appended to the `[[neighbor]]` table of the neighbor
+    /// with that address, for keys the daemon-neutral [`Peer`] has no field for (e.g.
+    /// `md5_password`, `ttl_security`).
+    pub neighbor_extra: Vec<(String, String)>,
 }
 
 impl FerryConfig {
@@ -106,7 +110,14 @@ impl FerryConfig {
             listen: None,
             neighbors: Vec::new(),
             connect_retry: 1,
+            neighbor_extra: Vec::new(),
         }
+    }
+    /// Append `line` to the `[[neighbor]]` table of `address`.
+    pub fn neighbor_line(mut self, address: &str, line: &str) -> FerryConfig {
+        self.neighbor_extra
+            .push((address.to_string(), line.to_string()));
+        self
     }
     pub fn listen(mut self, addr: &str) -> FerryConfig {
         self.listen = Some(addr.to_string());
@@ -153,6 +164,9 @@ impl FerryConfig {
                 })
                 .collect();
             let _ = writeln!(w, "families = [{}]", fams.join(", "));
+            for (_, l) in self.neighbor_extra.iter().filter(|(a, _)| *a == n.address) {
+                let _ = writeln!(w, "{l}");
+            }
         }
         s
     }
