@@ -26,6 +26,9 @@ pub struct PeerStatus {
     /// Graceful restart (RFC 4724); absent when not configured for this neighbor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_restart: Option<GracefulRestartStatus>,
+    /// BFD (RFC 5880 asynchronous mode, RFC 5881 single hop); absent when not configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdStatus>,
     /// TCP MD5 signatures (RFC 2385) are configured for this neighbor (the key is never shown).
     #[serde(default)]
     pub md5: bool,
@@ -35,6 +38,32 @@ pub struct PeerStatus {
     /// RFC 9687 send hold time in seconds; absent when off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_hold_time_secs: Option<u32>,
+}
+
+/// The BFD session of one neighbor as `ferry status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BfdStatus {
+    /// RFC 5880 §6.2 state: AdminDown, Down, Init or Up.
+    pub state: String,
+    /// The state the peer last reported.
+    pub remote_state: String,
+    pub local_discriminator: u32,
+    /// 0 until the peer is heard from, and again after a detection time of silence.
+    pub remote_discriminator: u32,
+    /// Why our state last changed (RFC 5880 §4.1 Diag), e.g. "control detection time expired".
+    pub diagnostic: String,
+    pub remote_diagnostic: String,
+    /// Configured Desired Min TX, Required Min RX (ms) and Detect Mult.
+    pub min_tx_ms: u32,
+    pub min_rx_ms: u32,
+    pub multiplier: u8,
+    /// Interval between our packets now (max of ours and the peer's Required Min RX, before
+    /// jitter; 1 s or more while not Up).
+    pub tx_interval_ms: u64,
+    /// Silence for this long takes the session Down; absent before the peer is heard from.
+    pub detection_time_ms: Option<u64>,
+    /// State changes since the speaker started.
+    pub transitions: u64,
 }
 
 /// Graceful restart of one neighbor as `ferry status` shows it.

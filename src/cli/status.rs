@@ -47,6 +47,17 @@ fn security_cells(p: &PeerStatus) -> [String; 3] {
     ]
 }
 
+/// BFD: "-" when not configured, else the state, with the interval and detection time when Up.
+fn bfd_cell(p: &PeerStatus) -> String {
+    match &p.bfd {
+        None => "-".into(),
+        Some(b) => match b.detection_time_ms {
+            Some(d) if b.state == "Up" => format!("Up {}ms/{d}ms", b.tx_interval_ms),
+            _ => b.state.clone(),
+        },
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ResetArgs {
     /// The neighbor's address.
@@ -108,6 +119,7 @@ pub fn run(args: StatusArgs) -> i32 {
                         p.prefixes_sent.to_string(),
                         p.prefixes_received.to_string(),
                         gr_cell(p),
+                        bfd_cell(p),
                         md5,
                         ttl,
                         send_hold,
@@ -126,6 +138,7 @@ pub fn run(args: StatusArgs) -> i32 {
                         "SENT",
                         "RCVD",
                         "GR",
+                        "BFD",
                         "MD5",
                         "TTL-SEC",
                         "SEND-HOLD",

@@ -100,10 +100,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    let bfd = crate::bfd::Bfd::new();
     let mut peers = Vec::new();
     let mut sessions = Vec::new();
     for n in &config.neighbors {
         let (tx, rx) = mpsc::channel(16);
+        let bfd_handle = match &n.bfd {
+            Some(c) => Some(start_bfd(&bfd, n, c, tx.clone())?),
+            None => None,
+        };
         let session = Session::new(session_config(&config, n, restarted))
             .map_err(|e| anyhow::anyhow!("neighbor {}: {e}", n.address))?;
         peers.push(Arc::new(PeerShared {
@@ -116,6 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             updates_sent: Default::default(),
             updates_received: Default::default(),
             input: tx,
+            bfd: bfd_handle,
         }));
         sessions.push((session, rx));
     }
@@ -251,6 +257,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tokio::time::sleep(secs.duration()).await;
         }
     }
+    // RFC 5882 §3.2: AdminDown first, so peers do not read our leaving as a path failure.
+    for p in &shared.peers {
+        if let Some(b) = &p.bfd {
+            b.admin_down().await;
+        }
+    }
     tracing::info!("stopping: closing sessions with Cease/Administrative Shutdown");
     for tx in inputs.values() {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -303,4 +315,26 @@ async fn wait_for_signal() {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// BFD to one neighbor (RFC 5881 single hop). When it goes from Up to Down, the neighbor's
+/// driver drops the BGP session at once (RFC 5882 §4.3); a session that never came Up (the
+/// peer runs no BFD) never touches BGP.
+fn start_bfd(
+    bfd: &crate::bfd::Bfd,
+    n: &crate::config::NeighborConfig,
+    c: &crate::config::BfdConfig,
+    input: mpsc::Sender<PeerInput>,
+) -> anyhow::Result<crate::bfd::Handle> {
+    bfd.add(n.address, n.local_address, c.into(), move |e| {
+        let input = input.clone();
+        tokio::spawn(async move {
+            let _ = input
+                .send(PeerInput::BfdDown {
+                    diag: e.diag.to_string(),
+                })
+                .await;
+        });
+    })
+    .map_err(|e| anyhow::anyhow!("neighbor {}: {e}", n.address))
 }

@@ -51,6 +51,12 @@ pub enum PeerInput {
     Reset {
         hard: bool,
     },
+    /// The neighbor's BFD session went from Up to Down (`diag` says why): the path is dead, so
+    /// the BGP session ends now as on a connection failure (RFC 5882 §4.3, §10.2) and restarts
+    /// after ConnectRetry.
+    BfdDown {
+        diag: String,
+    },
 }
 
 /// Shutdown communication of an operator reset.
@@ -183,6 +189,15 @@ impl Driver {
                         tracing::warn!(peer = %self.address(), hard, "session reset by operator");
                         let actions = self.session.handle(Instant::now(), Event::Reset(n));
                         self.execute(actions, &conn_tx, &connect_tx);
+                    }
+                    Some(PeerInput::BfdDown { diag }) => {
+                        use crate::session::State as S;
+                        if matches!(self.session.state(), S::OpenSent | S::OpenConfirm | S::Established) {
+                            tracing::warn!(peer = %self.address(), %diag, "BFD session down: dropping the BGP session");
+                            let actions = self.session.handle(Instant::now(), Event::TcpConnectionFails);
+                            self.execute(actions, &conn_tx, &connect_tx);
+                            lock(&self.peer.status).last_error = Some(format!("BFD session down: {diag}"));
+                        }
                     }
                     None => return,
                 },

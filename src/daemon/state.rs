@@ -78,6 +78,8 @@ pub struct PeerShared {
     pub updates_received: AtomicU64,
     /// Commands to the peer's driver (inbound connections, stop, reset).
     pub input: tokio::sync::mpsc::Sender<super::peer::PeerInput>,
+    /// The neighbor's BFD session, when configured.
+    pub bfd: Option<crate::bfd::Handle>,
 }
 
 pub struct Shared {
@@ -252,6 +254,7 @@ impl Control for Shared {
                     prefixes_received: lock(&p.rib_in).len() as u64,
                     last_error: s.last_error.clone(),
                     graceful_restart,
+                    bfd: p.bfd.as_ref().map(|b| bfd_status(&p.config, &b.snapshot())),
                     md5: p.config.md5_password.is_some(),
                     ttl_security: p.config.ttl_security.map(|h| h.0),
                     send_hold_time_secs: (p.config.send_hold_time.0 > 0)
@@ -483,6 +486,7 @@ impl Control for Shared {
             );
         }
         security_metrics(&mut m, &self.peers);
+        bfd_metrics(&mut m, &self.peers);
         let _ = writeln!(
             m,
             "# HELP ferry_lease_expiries_total Leased routes withdrawn because their lease was not renewed."
@@ -568,6 +572,54 @@ fn security_metrics(m: &mut String, peers: &[Arc<PeerShared>]) {
             m,
             "ferry_peer_send_hold_time_seconds{{peer=\"{}\"}} {}",
             p.config.address, p.config.send_hold_time.0
+        );
+    }
+}
+
+/// `ferry status`'s view of a BFD session.
+fn bfd_status(config: &NeighborConfig, s: &crate::bfd::Snapshot) -> crate::api::BfdStatus {
+    let (min_tx_ms, min_rx_ms, multiplier) = config.bfd.map_or((0, 0, 0), |b| {
+        (b.min_tx_ms.0, b.min_rx_ms.0, b.multiplier.0)
+    });
+    crate::api::BfdStatus {
+        state: s.state.to_string(),
+        remote_state: s.remote_state.to_string(),
+        local_discriminator: s.local_discriminator,
+        remote_discriminator: s.remote_discriminator,
+        diagnostic: s.local_diag.to_string(),
+        remote_diagnostic: s.remote_diag.to_string(),
+        min_tx_ms,
+        min_rx_ms,
+        multiplier,
+        tx_interval_ms: s.tx_interval.as_millis() as u64,
+        detection_time_ms: s.detection_time.map(|d| d.as_millis() as u64),
+        transitions: s.transitions,
+    }
+}
+
+/// BFD per peer that has it configured: Up or not, and state changes.
+fn bfd_metrics(m: &mut String, peers: &[Arc<PeerShared>]) {
+    let sessions: Vec<_> = peers
+        .iter()
+        .filter_map(|p| Some((p.config.address, p.bfd.as_ref()?.snapshot())))
+        .collect();
+    let _ = writeln!(
+        m,
+        "# HELP ferry_peer_bfd_up 1 when the peer's BFD session (RFC 5880) is Up.\n# TYPE ferry_peer_bfd_up gauge"
+    );
+    for (peer, s) in &sessions {
+        let up = u8::from(s.state == crate::bfd::State::Up);
+        let _ = writeln!(m, "ferry_peer_bfd_up{{peer=\"{peer}\"}} {up}");
+    }
+    let _ = writeln!(
+        m,
+        "# HELP ferry_peer_bfd_transitions_total BFD session state changes.\n# TYPE ferry_peer_bfd_transitions_total counter"
+    );
+    for (peer, s) in &sessions {
+        let _ = writeln!(
+            m,
+            "ferry_peer_bfd_transitions_total{{peer=\"{peer}\"}} {}",
+            s.transitions
         );
     }
 }
