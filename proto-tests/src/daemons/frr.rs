@@ -1,4 +1,5 @@
-//! FRR 8.4 `bgpd` (optionally with `zebra`) in a namespace, everything under a lab temp dir:
+//! FRR 8.4 `bgpd` (optionally with `zebra`, and `bfdd` with `--bfdctl DIR/bfdd.sock`, which
+//! bgpd reaches through zebra) in a namespace, everything under a lab temp dir:
 //! `-f DIR/bgpd.conf -i DIR/bgpd.pid -z DIR/zserv.api --vty_socket DIR -P 0`, `log file
 //! DIR/bgpd.log`. Without zebra bgpd runs with `-Z` (`--no_zebra`): the BGP RIB (`show bgp ...
 //! json`) works, next hops count as reachable, nothing is installed in the kernel.
@@ -31,6 +32,9 @@ pub struct FrrConfig {
     pub extra_router: Vec<String>,
     /// Extra global lines (e.g. more route-maps).
     pub extra_global: Vec<String>,
+    /// Also run bfdd (needs zebra, through which bgpd talks to it) with these lines as its
+    /// config (`bfd` / `peer X` blocks); `None`: no bfdd.
+    pub bfdd: Option<Vec<String>>,
 }
 
 impl FrrConfig {
@@ -43,7 +47,14 @@ impl FrrConfig {
             zebra: false,
             extra_router: Vec::new(),
             extra_global: Vec::new(),
+            bfdd: None,
         }
+    }
+    /// Run bfdd (and zebra) with `lines` as bfdd's config.
+    pub fn with_bfdd(mut self, lines: &[&str]) -> FrrConfig {
+        self.zebra = true;
+        self.bfdd = Some(lines.iter().map(|l| l.to_string()).collect());
+        self
     }
     pub fn peer(mut self, p: Peer) -> FrrConfig {
         self.peers.push(p);
@@ -225,6 +236,34 @@ impl<'l> Frr<'l> {
                     super::tail_file(&dir.join("zebra.out"), 20)
                 );
             }
+        }
+        if let Some(lines) = &config.bfdd {
+            // bfdd: its own config and control socket; bgpd reaches it through zebra.
+            let mut conf = format!(
+                "hostname fit-bfdd\nlog file {} debugging\nlog timestamp precision 3\n",
+                d("bfdd.log")
+            );
+            for l in lines {
+                let _ = writeln!(conf, "{l}");
+            }
+            std::fs::write(dir.join("bfdd.conf"), conf).expect("bfdd.conf");
+            let _ = run(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
+            let mut c = ns.command("/usr/lib/frr/bfdd");
+            c.args([
+                "-f",
+                &d("bfdd.conf"),
+                "-i",
+                &d("bfdd.pid"),
+                "-z",
+                &d("zserv.api"),
+                "--bfdctl",
+                &d("bfdd.sock"),
+                "--vty_socket",
+                &d(""),
+                "-P",
+                "0",
+            ]);
+            pids.push(lab.spawn("bfdd", c, &dir.join("bfdd.out")));
         }
         let mut c = ns.command("/usr/lib/frr/bgpd");
         c.args([
