@@ -12,12 +12,14 @@
 //! * `speaker_link_dropped_frr_detects_within_three_intervals`: the speaker's address is
 //!   removed inside its namespace (the link stays up, no carrier change, nothing is sent to
 //!   FRR: its packets are silently dropped, as when a host's link dies beyond the switch).
-//!   FRR's BFD session and then its BGP session go down; polled at ~10 ms, several
-//!   repetitions, the median must be under 350 ms (3 x 100 ms plus polling and scheduling).
-//!   The same drop without BFD is measured once: FRR notices only at its hold time (9 s).
+//!   FRR's BFD session and then its BGP session go down, with bgpd sending Cease/BFD Down.
+//!   Five repetitions: FRR's state polled at ~10 ms, and bgpd's log time of the Cease; the
+//!   median of the latter must be under 350 ms (3 x 100 ms plus margin), the polled one
+//!   (which adds vtysh's latency) under 700 ms. The same drop without BFD is measured once:
+//!   FRR notices only at its hold time (9 s).
 //! * `frr_silenced_ferry_detects_and_drops_bgp`: FRR's address is removed in its namespace;
 //!   Ferry's BFD goes Down (control detection time expired) and Ferry's BGP session leaves
-//!   Established within the detection time (bound: 350 ms median, looser per repetition).
+//!   Established: median on Ferry's log clock under 350 ms, polled status under 700 ms.
 //! * `peer_without_bfd_keeps_bgp_up`: FRR runs no bfdd; Ferry's BFD session never comes Up,
 //!   and the BGP session stays Established for 6 s (many of Ferry's detection times and
 //!   more than the slow 1 s rate x 3): a BFD session that never came Up never drops BGP.
@@ -26,7 +28,7 @@
 //! (skips otherwise, fails with FIT_REQUIRE=1).
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto_tests::daemons::frr::{Frr, FrrConfig};
 use proto_tests::daemons::{poll, BgpDaemon, Peer};
@@ -171,6 +173,57 @@ fn metrics(ferry: &Ferry) -> String {
     out
 }
 
+/// Milliseconds since the Unix epoch of a log line's leading UTC timestamp, as FRR writes it
+/// with `log timestamp precision 3` (`2026/11/28 02:12:20.275`) or Ferry's tracing does
+/// (`2026-11-28T02:12:14.058561Z`).
+fn log_ms(line: &str) -> Option<u64> {
+    let head = line.get(..23)?;
+    let n: Vec<u64> = head
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [y, mo, d, h, mi, s, ms] = n[..] else {
+        return None;
+    };
+    // Days from the civil date (proleptic Gregorian), 1970-01-01 = 0.
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// For each drop (wall-clock ms), how long until the first line of `log` containing every
+/// one of `needles` with a timestamp at or after it (within 10 s): the daemon's own clock,
+/// free of the polling's delay. Empty when the log's clock is not UTC.
+fn log_delays(log: &std::path::Path, needles: &[&str], drops: &[u64]) -> Vec<Duration> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let times: Vec<u64> = text
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .filter_map(log_ms)
+        .collect();
+    drops
+        .iter()
+        .filter_map(|&d| {
+            let t = times.iter().find(|&&t| t >= d && t - d < 10_000)?;
+            Some(Duration::from_millis(t - d))
+        })
+        .collect()
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -245,8 +298,10 @@ fn drop_and_measure(
     ifname: &str,
     addr: &str,
     limit: Duration,
+    drops: &mut Vec<u64>,
     mut down: impl FnMut() -> bool,
 ) -> Option<Duration> {
+    drops.push(now_ms());
     let t0 = Instant::now();
     ns.ip(&["addr", "del", addr, "dev", ifname]);
     let mut seen = None;
@@ -293,6 +348,7 @@ fn speaker_link_dropped_frr_detects_within_three_intervals() {
     let lab = Lab::new("bfddrop");
     let s = setup(&lab, false, true, true);
     let a = s.veth.a.clone();
+    let mut drops = Vec::new();
     let mut bfd_times = Vec::new();
     let mut bgp_times = Vec::new();
     for rep in 0..REPS {
@@ -304,6 +360,7 @@ fn speaker_link_dropped_frr_detects_within_three_intervals() {
             &a.ifname,
             "192.0.2.1/24",
             Duration::from_secs(5),
+            &mut drops,
             || {
                 let (bfd, bgp) = frr_states(&s.frr, FERRY_IP);
                 if bfd.as_deref() == Some("down") && bfd_down.is_none() {
@@ -334,20 +391,42 @@ fn speaker_link_dropped_frr_detects_within_three_intervals() {
     }
     let bfd_med = median(&mut bfd_times);
     let bgp_med = median(&mut bgp_times);
+    // FRR's own record: bgpd logs the Cease/BFD Down (RFC 9384) it sends when bfdd reports
+    // the session down, with millisecond timestamps.
+    let mut logged = log_delays(
+        s.frr.log_path(),
+        &["Cease/BFD Down", &format!("sent to neighbor {FERRY_IP}")],
+        &drops,
+    );
+    assert_eq!(
+        logged.len(),
+        REPS,
+        "bgpd logged a Cease/BFD Down for every drop (so BFD, not the hold timer, took BGP down)"
+    );
+    let log_med = median(&mut logged);
     eprintln!(
-        "FRR with BFD 100 ms x 3, {REPS} link drops: BFD down median {}, BGP down median {} \
-         (all BGP: {:?})",
+        "FRR with BFD 100 ms x 3, {REPS} link drops: polled (~10 ms) BFD down median {}, BGP \
+         down median {} (all BGP: {:?}); bgpd's log: Cease/BFD Down sent after a median {} \
+         (all: {:?})",
         ms(bfd_med),
         ms(bgp_med),
-        bgp_times.iter().map(|d| ms(*d)).collect::<Vec<_>>()
+        bgp_times.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        ms(log_med),
+        logged.iter().map(|d| ms(*d)).collect::<Vec<_>>()
+    );
+    // The target on FRR's own clock (the polling adds vtysh's latency, large on a loaded
+    // machine); the polled median gets a looser bound.
+    assert!(
+        log_med < TARGET,
+        "target missed: FRR took BGP down (Cease/BFD Down) a median {} after the link drop \
+         (target < {} = 3 x 100 ms + margin)",
+        ms(log_med),
+        ms(TARGET)
     );
     assert!(
-        bfd_med < TARGET && bgp_med < TARGET,
-        "target missed: FRR marked BFD down after a median {} and BGP after {} \
-         (target < {} = 3 x 100 ms + margin)",
-        ms(bfd_med),
-        ms(bgp_med),
-        ms(TARGET)
+        bgp_med < 2 * TARGET,
+        "FRR's BGP state polled Established for a median {} after the link drop",
+        ms(bgp_med)
     );
 
     // The same without BFD: FRR notices at its hold time only.
@@ -364,6 +443,7 @@ fn speaker_link_dropped_frr_detects_within_three_intervals() {
         &a.ifname,
         "192.0.2.1/24",
         Duration::from_secs(15),
+        &mut drops,
         || {
             frr_states(&s.frr, FERRY_IP)
                 .1
@@ -394,6 +474,7 @@ fn frr_silenced_ferry_detects_and_drops_bgp() {
     let lab = Lab::new("bfdsil");
     let s = setup(&lab, false, true, true);
     let b = s.veth.b.clone();
+    let mut drops = Vec::new();
     let mut times = Vec::new();
     for rep in 0..REPS {
         wait_all_up(&s, &[(PEER_IP, FERRY_IP)], true);
@@ -402,6 +483,7 @@ fn frr_silenced_ferry_detects_and_drops_bgp() {
             &b.ifname,
             "192.0.2.2/24",
             Duration::from_secs(5),
+            &mut drops,
             || {
                 s.ferry
                     .peer_status(PEER_IP)
@@ -435,15 +517,32 @@ fn frr_silenced_ferry_detects_and_drops_bgp() {
         "Ferry's log says why"
     );
     let med = median(&mut times);
+    // Ferry's own record of dropping BGP, on its log's clock.
+    let mut logged = log_delays(
+        s.ferry.log_path(),
+        &["BFD session down: dropping the BGP session"],
+        &drops,
+    );
+    assert_eq!(logged.len(), REPS, "Ferry logged every BFD drop");
+    let log_med = median(&mut logged);
     eprintln!(
-        "Ferry with BFD 100 ms x 3, {REPS} silenced peers: BFD and BGP down median {}",
-        ms(med)
+        "Ferry with BFD 100 ms x 3, {REPS} silenced peers: polled BFD and BGP down median {} \
+         (all: {:?}); Ferry's log: BGP dropped after a median {} (all: {:?})",
+        ms(med),
+        times.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        ms(log_med),
+        logged.iter().map(|d| ms(*d)).collect::<Vec<_>>()
     );
     assert!(
-        med < TARGET,
-        "Ferry took a median {} to drop BGP (target < {})",
-        ms(med),
+        log_med < TARGET,
+        "Ferry dropped BGP a median {} after FRR fell silent (target < {})",
+        ms(log_med),
         ms(TARGET)
+    );
+    assert!(
+        med < 2 * TARGET,
+        "Ferry's status polled Up for a median {}",
+        ms(med)
     );
 }
 

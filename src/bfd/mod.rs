@@ -377,7 +377,7 @@ impl Runner {
                         }
                     }
                     Action::StateChanged { from, to, diag } => {
-                        if to == State::Up {
+                        if !matches!(to, State::Down | State::AdminDown) {
                             tracing::info!(peer = %self.peer, %from, %to, "BFD session state");
                         } else {
                             tracing::warn!(peer = %self.peer, %from, %to, %diag, "BFD session state");
