@@ -12,8 +12,9 @@
 //!   Ferry's log contains the key.
 //! * `md5_wrong_password_never_established`: different keys; both sides connect and listen.
 //!   Neither side reaches Established within [`NEVER`], and the kernel of a namespace counts
-//!   MD5 failures (TcpExt TCPMD5Failure), so segments were signed and checked, not lost. Then
-//!   FRR gets the right key and the session comes up: only the key kept it down.
+//!   MD5 failures (TcpExt TCPMD5Failure), so segments were signed and checked, not lost; Ferry's
+//!   `/metrics` shows its namespace's count (`ferry_tcp_md5_drops_total{reason="failure"}`).
+//!   Then FRR gets the right key and the session comes up: only the key kept it down.
 //! * `md5_only_ferry_has_a_password_never_established`: FRR has no key. Never Established
 //!   within [`NEVER`]; FRR's kernel counts signed segments it did not expect
 //!   (TCPMD5Unexpected: Ferry's SYNs were signed) and Ferry's kernel counts unsigned ones it
@@ -291,6 +292,15 @@ fn md5_wrong_password_never_established() {
         fa.2 + fb.2 > 0,
         "no TCPMD5Failure counted (Ferry's namespace {fa:?}, FRR's {fb:?}): were segments signed?"
     );
+    // FRR connects too: its SYNs, signed with the other key, fail at Ferry's listener, and
+    // /metrics shows it (the only trace a mismatch leaves).
+    let m = metrics(&ferry);
+    let failures: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_tcp_md5_drops_total{reason=\"failure\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no MD5 failure counter in /metrics:\n{m}"));
+    assert!(failures > 0, "{m}");
     frr_set_password(&frr, PASSWORD);
     comes_up_with_route(&ferry, &frr, PEER_IP);
     done("md5_wrong_password_never_established", t0);

@@ -237,6 +237,29 @@ pub fn secure_accepted(fd: &impl AsFd, n: &NeighborConfig) -> Result<(), Inbound
     Ok(())
 }
 
+/// The kernel's counts of TCP segments dropped for MD5 reasons, from `/proc/net/netstat`
+/// (TcpExt): no key option where one was expected, an option where none was, and a wrong
+/// signature, in that order. They cover the whole network namespace, not one peer, and are
+/// the only trace a key mismatch leaves: the kernel drops such segments without an answer.
+/// `None` when the text lacks them (another kernel, or no MD5 support).
+pub fn kernel_md5_drops(netstat: &str) -> Option<[(&'static str, u64); 3]> {
+    let mut rows = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let values: Vec<&str> = rows.next()?.split_whitespace().collect();
+    if names.len() != values.len() {
+        return None;
+    }
+    let get = |name: &str| -> Option<u64> {
+        let i = names.iter().position(|n| *n == name)?;
+        values.get(i)?.parse().ok()
+    };
+    Some([
+        ("not_found", get("TCPMD5NotFound")?),
+        ("unexpected", get("TCPMD5Unexpected")?),
+        ("failure", get("TCPMD5Failure")?),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +293,35 @@ mod tests {
             listener_min_ttl(&neighbors(&["ttl_security = 1"])),
             Some(255)
         );
+    }
+
+    #[test]
+    fn md5_drop_counters_are_read_from_netstat() {
+        let text = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure\n\
+                    TcpExt: 0 3 4 5\n\
+                    IpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(
+            kernel_md5_drops(text),
+            Some([("not_found", 3), ("unexpected", 4), ("failure", 5)])
+        );
+        assert_eq!(kernel_md5_drops("TcpExt: A B\nTcpExt: 1\n"), None, "ragged");
+        assert_eq!(
+            kernel_md5_drops("TcpExt: A\nTcpExt: 1\n"),
+            None,
+            "no MD5 fields"
+        );
+        assert_eq!(
+            kernel_md5_drops(
+                "TcpExt: TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure\nTcpExt: x 1 2\n"
+            ),
+            None,
+            "not a number"
+        );
+        assert_eq!(kernel_md5_drops(""), None);
+        // This kernel has them.
+        if let Ok(real) = std::fs::read_to_string("/proc/net/netstat") {
+            assert!(kernel_md5_drops(&real).is_some(), "{real}");
+        }
     }
 
     #[test]

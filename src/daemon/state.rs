@@ -574,6 +574,22 @@ fn security_metrics(m: &mut String, peers: &[Arc<PeerShared>]) {
             p.config.address, p.config.send_hold_time.0
         );
     }
+    // A key mismatch leaves no other trace: the kernel drops the segments without an answer.
+    if peers.iter().any(|p| p.config.md5_password.is_some()) {
+        let netstat = std::fs::read_to_string("/proc/net/netstat").ok();
+        if let Some(drops) = netstat
+            .as_deref()
+            .and_then(super::security::kernel_md5_drops)
+        {
+            let _ = writeln!(
+                m,
+                "# HELP ferry_tcp_md5_drops_total TCP segments the kernel dropped for MD5 (RFC 2385): no signature where a key is set (not_found), a signature where none is (unexpected), a wrong one (failure); whole network namespace.\n# TYPE ferry_tcp_md5_drops_total counter"
+            );
+            for (reason, n) in drops {
+                let _ = writeln!(m, "ferry_tcp_md5_drops_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+    }
 }
 
 /// `ferry status`'s view of a BFD session.
