@@ -124,7 +124,8 @@ pub fn set_tcp_md5(fd: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
 }
 
 /// Drop received packets whose TTL (IPv4) or hop limit (IPv6) is below `min` (1-255).
-/// GTSM (RFC 5082 §3) uses `256 - hops`; BFD single hop (RFC 5881 §5) uses 255.
+/// GTSM (RFC 5082 §3) uses `256 - hops`. Linux checks it on TCP sockets only (a UDP
+/// receiver such as BFD's uses [`set_recv_ttl`] and checks each packet).
 pub fn set_min_ttl(fd: &impl AsFd, min: u8) -> io::Result<()> {
     let min = i32::from(min);
     if is_ipv6_socket(fd)? {
@@ -178,6 +179,18 @@ pub fn saved_syn(fd: &impl AsFd) -> io::Result<Vec<u8>> {
     }
     buf.truncate((len as usize).min(512));
     Ok(buf)
+}
+
+/// Deliver each received packet's TTL (IPv4, `IP_RECVTTL`) or hop limit (IPv6,
+/// `IPV6_RECVHOPLIMIT`) as a control message with `recvmsg`. UDP needs this for RFC 5881 §5:
+/// Linux applies the minimum TTL of [`set_min_ttl`] to TCP only, so a BFD receiver checks the
+/// TTL of each packet itself.
+pub fn set_recv_ttl(fd: &impl AsFd) -> io::Result<()> {
+    if is_ipv6_socket(fd)? {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)
+    } else {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
+    }
 }
 
 /// The IPv4-mapped form of an IPv6 address, if it is one (`::ffff:a.b.c.d`).

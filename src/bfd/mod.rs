@@ -6,8 +6,9 @@
 //! Contract of the driver ([`Bfd`]):
 //! - Receiving (RFC 5881 §4, §5): one UDP socket on port 3784 per local address a session is
 //!   configured with (the wildcard address when a neighbor has no `local_address`), shared by
-//!   every session on it, with `IP_MINTTL`/`IPV6_MINHOPCOUNT` 255 so the kernel drops packets
-//!   that crossed a router. A packet that decodes is handed to the session named by its Your
+//!   every session on it. Each packet's TTL / hop limit comes with it (`IP_RECVTTL`,
+//!   `IPV6_RECVHOPLIMIT`; Linux's minimum-TTL option covers TCP only) and a packet that did
+//!   not arrive with 255 is dropped. A packet that decodes is handed to the session named by its Your
 //!   Discriminator, else (Your Discriminator 0) to the session of its source address
 //!   (RFC 5880 §6.8.6); a packet whose source is not that session's peer is dropped.
 //! - Sending (RFC 5881 §4): each session has its own socket bound to a source port in
@@ -42,7 +43,7 @@ use tokio::sync::mpsc;
 pub use packet::{ControlPacket, Diag, PacketError, State};
 pub use session::{Action, Session, SessionConfig, Snapshot};
 
-use crate::sockopt::{set_min_ttl, set_ttl, unmap};
+use crate::sockopt::{set_recv_ttl, set_ttl, unmap};
 
 /// RFC 5881 §4: the destination port of single-hop Control packets.
 pub const CONTROL_PORT: u16 = 3784;
@@ -221,7 +222,7 @@ impl Bfd {
     }
 }
 
-/// The receive socket of one local address: port 3784, minimum TTL 255.
+/// The receive socket of one local address: port 3784, each packet's TTL reported.
 fn receive_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     let family = if addr.is_ipv4() {
         AddressFamily::Inet
@@ -251,7 +252,7 @@ fn receive_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
             &nsock::SockaddrIn6::from(a),
         )?,
     }
-    set_min_ttl(&fd, SINGLE_HOP_TTL)?;
+    set_recv_ttl(&fd)?;
     UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
@@ -290,11 +291,86 @@ fn random(seed: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Room for the TTL control message (and anything else the kernel adds).
+const CMSG_LEN: usize = 128;
+
+/// One packet from a receive socket: its length, source and TTL / hop limit (None when the
+/// kernel sent no such control message).
+async fn recv_with_ttl(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
+) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    socket
+        .async_io(tokio::io::Interest::READABLE, || {
+            // A zeroed buffer the kernel writes the control messages into: nix does not set
+            // its length, but every octet stays initialised, so it can be read afterwards.
+            cmsg.clear();
+            cmsg.resize(CMSG_LEN, 0);
+            let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
+            let msg = nsock::recvmsg::<nsock::SockaddrStorage>(
+                fd,
+                &mut iov,
+                Some(&mut *cmsg),
+                nsock::MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let n = msg.bytes;
+            let from = msg.address.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                    })
+            });
+            let from = from.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "packet without a source address",
+                )
+            })?;
+            Ok((n, from))
+        })
+        .await
+        .map(|(n, from)| (n, from, ttl_of(cmsg)))
+}
+
+/// The TTL (`IPPROTO_IP`/`IP_TTL`) or hop limit (`IPPROTO_IPV6`/`IPV6_HOPLIMIT`) in a buffer of
+/// control messages as Linux lays them out: `cmsghdr { size_t len; int level; int type; }`
+/// then the data, each message aligned to `size_t`.
+fn ttl_of(cmsg: &[u8]) -> Option<u8> {
+    let word = std::mem::size_of::<usize>();
+    let header = word + 8;
+    let align = |n: usize| n.div_ceil(word) * word;
+    let mut at = 0;
+    while let Some(h) = cmsg.get(at..at + header) {
+        let len = usize::from_ne_bytes(h[..word].try_into().ok()?);
+        let level = i32::from_ne_bytes(h[word..word + 4].try_into().ok()?);
+        let kind = i32::from_ne_bytes(h[word + 4..word + 8].try_into().ok()?);
+        if len < header {
+            return None;
+        }
+        let data = cmsg.get(at + header..at + len)?;
+        let is_ttl = (level == nix::libc::IPPROTO_IP && kind == nix::libc::IP_TTL)
+            || (level == nix::libc::IPPROTO_IPV6 && kind == nix::libc::IPV6_HOPLIMIT);
+        if is_ttl {
+            let v = i32::from_ne_bytes(data.get(..4)?.try_into().ok()?);
+            return u8::try_from(v).ok();
+        }
+        at += align(len);
+    }
+    None
+}
+
 /// Reads one receive socket and hands packets to their sessions (RFC 5880 §6.8.6 demux).
 async fn receive(socket: UdpSocket, registry: std::sync::Weak<Mutex<Registry>>) {
     let mut buf = [0u8; 512];
+    let mut cmsg = Vec::with_capacity(CMSG_LEN);
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
+        let (n, from, ttl) = match recv_with_ttl(&socket, &mut buf, &mut cmsg).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "BFD receive failed");
@@ -306,6 +382,11 @@ async fn receive(socket: UdpSocket, registry: std::sync::Weak<Mutex<Registry>>) 
             return;
         };
         let source = unmap(from.ip());
+        if ttl != Some(SINGLE_HOP_TTL) {
+            // RFC 5881 §5: "the received TTL MUST be checked to be 255".
+            tracing::debug!(%source, ?ttl, "BFD packet discarded: TTL is not 255");
+            continue;
+        }
         let packet = match ControlPacket::decode(&buf[..n]) {
             Ok(p) => p,
             Err(e) => {
@@ -494,6 +575,115 @@ mod tests {
         assert!(took < Duration::from_secs(1), "{took:?}");
         assert_eq!(ha.snapshot().local_diag, Diag::ControlDetectionTimeExpired);
         assert_eq!(downs.lock().unwrap().len(), 1);
+    }
+
+    /// RFC 5881 §4, §5: send sockets use a source port in 49152-65535 and TTL 255; the
+    /// receive side learns each packet's TTL (254 and 255 here).
+    #[tokio::test]
+    async fn single_hop_ports_and_ttl() {
+        let base = (std::process::id() % 100) as u8 * 2 + 50;
+        let rx_ip: IpAddr = Ipv4Addr::new(127, 77, base, 3).into();
+        let tx_ip: IpAddr = Ipv4Addr::new(127, 77, base, 4).into();
+        let mut seed = 0;
+        let tx = send_socket(tx_ip, &mut seed).unwrap();
+        let port = tx.local_addr().unwrap().port();
+        assert!(SOURCE_PORTS.contains(&port), "{port}");
+        let other = send_socket(tx_ip, &mut seed).unwrap();
+        assert_ne!(other.local_addr().unwrap().port(), port);
+        assert_eq!(tx.ttl().unwrap(), 255);
+        let rx = receive_socket(SocketAddr::new(rx_ip, CONTROL_PORT)).unwrap();
+        let dest = SocketAddr::new(rx_ip, CONTROL_PORT);
+        let far = std::net::UdpSocket::bind(SocketAddr::new(tx_ip, 0)).unwrap();
+        far.set_ttl(254).unwrap();
+        far.send_to(b"ttl 254", dest).unwrap();
+        tx.send_to(b"ttl 255", dest).await.unwrap();
+        let mut buf = [0u8; 16];
+        let mut cmsg = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let (n, from, ttl) = tokio::time::timeout(
+                Duration::from_secs(5),
+                recv_with_ttl(&rx, &mut buf, &mut cmsg),
+            )
+            .await
+            .expect("both packets arrive")
+            .unwrap();
+            got.push((buf[..n].to_vec(), from.port(), ttl));
+        }
+        got.sort();
+        // The kernel delivers both (no minimum TTL for UDP); the receive task drops the first.
+        assert_eq!(got[0].0, b"ttl 254");
+        assert_eq!(got[0].2, Some(254));
+        assert_eq!(got[1].0, b"ttl 255");
+        assert_eq!(got[1].2, Some(SINGLE_HOP_TTL));
+        assert_eq!(got[1].1, port);
+    }
+
+    /// A packet with TTL 254 never reaches a session: a driver whose only peer sends with 254
+    /// stays Down with no remote discriminator, while one sending 255 brings it to Init.
+    #[tokio::test]
+    async fn packets_below_ttl_255_are_dropped() {
+        let base = (std::process::id() % 100) as u8 * 2 + 51;
+        let ours: IpAddr = Ipv4Addr::new(127, 77, base, 5).into();
+        let peer: IpAddr = Ipv4Addr::new(127, 77, base, 6).into();
+        let bfd = Bfd::new();
+        let h = bfd.add(peer, Some(ours), config(), |_| {}).unwrap();
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(peer, 49999)).unwrap();
+        let down = ControlPacket {
+            diag: Diag::None,
+            state: State::Down,
+            poll: false,
+            final_: false,
+            control_plane_independent: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: 99,
+            your_discriminator: 0,
+            desired_min_tx_us: 1_000_000,
+            required_min_rx_us: 20_000,
+            required_min_echo_rx_us: 0,
+        };
+        let dest = SocketAddr::new(ours, CONTROL_PORT);
+        sock.set_ttl(254).unwrap();
+        for _ in 0..3 {
+            sock.send_to(&down.encode(), dest).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(h.snapshot().state, State::Down);
+        assert_eq!(h.snapshot().remote_discriminator, 0);
+        sock.set_ttl(255).unwrap();
+        sock.send_to(&down.encode(), dest).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while h.snapshot().state != State::Init {
+            assert!(Instant::now() < deadline, "{:?}", h.snapshot());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(h.snapshot().remote_discriminator, 99);
+    }
+
+    #[test]
+    fn ttl_is_found_among_control_messages() {
+        let word = std::mem::size_of::<usize>();
+        let msg = |level: i32, kind: i32, v: i32| {
+            let mut m = (word + 12).to_ne_bytes()[..word].to_vec();
+            m.extend(level.to_ne_bytes());
+            m.extend(kind.to_ne_bytes());
+            m.extend(v.to_ne_bytes());
+            m.resize((word + 12).div_ceil(word) * word, 0);
+            m
+        };
+        let mut buf = msg(nix::libc::IPPROTO_IP, 99, 7);
+        buf.extend(msg(nix::libc::IPPROTO_IP, nix::libc::IP_TTL, 255));
+        buf.resize(128, 0);
+        assert_eq!(ttl_of(&buf), Some(255));
+        let v6 = msg(nix::libc::IPPROTO_IPV6, nix::libc::IPV6_HOPLIMIT, 254);
+        assert_eq!(ttl_of(&v6), Some(254));
+        assert_eq!(ttl_of(&[0u8; 64]), None);
+        assert_eq!(ttl_of(&[]), None);
+        // A length running past the buffer is not read.
+        let mut bad = msg(nix::libc::IPPROTO_IP, nix::libc::IP_TTL, 255);
+        bad[..word].copy_from_slice(&(1000usize).to_ne_bytes()[..word]);
+        assert_eq!(ttl_of(&bad), None);
     }
 
     #[test]
