@@ -163,6 +163,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bfd_cell_shows_state_interval_and_detection_time() {
+        let mut p: PeerStatus = serde_json::from_value(serde_json::json!({
+            "address": "192.0.2.2", "remote_as": 65001, "description": null, "state": "Idle",
+            "uptime_secs": null, "prefixes_sent": 0, "prefixes_received": 0, "last_error": null
+        }))
+        .unwrap();
+        assert_eq!(bfd_cell(&p), "-");
+        p.bfd = Some(crate::api::BfdStatus {
+            state: "Up".into(),
+            remote_state: "Up".into(),
+            local_discriminator: 1,
+            remote_discriminator: 2,
+            diagnostic: "no diagnostic".into(),
+            remote_diagnostic: "no diagnostic".into(),
+            min_tx_ms: 100,
+            min_rx_ms: 100,
+            multiplier: 3,
+            tx_interval_ms: 100,
+            detection_time_ms: Some(300),
+            transitions: 2,
+        });
+        assert_eq!(bfd_cell(&p), "Up 100ms/300ms");
+        if let Some(b) = p.bfd.as_mut() {
+            b.state = "Down".into();
+        }
+        assert_eq!(bfd_cell(&p), "Down");
+    }
+
+    #[test]
     fn security_cells_show_md5_gtsm_and_send_hold() {
         let mut p: PeerStatus = serde_json::from_value(serde_json::json!({
             "address": "192.0.2.2", "remote_as": 65001, "description": null, "state": "Idle",
