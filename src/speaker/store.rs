@@ -1,17 +1,26 @@
-//! [`RouteStore`]: the desired routes, persisted in `state_dir/routes.json`.
+//! [`RouteStore`]: the desired routes, persisted in `state_dir/routes.json` (a snapshot) plus
+//! `state_dir/routes.journal` (the changes since the snapshot).
 //!
 //! Contract:
 //! - [`RouteStore::apply`] applies a whole batch or none of it, and returns `Ok` only after the
-//!   new state is durable: written to a temporary file in the same directory, fsynced, renamed
-//!   over `routes.json`, and the directory fsynced. A caller that acknowledges on `Ok` therefore
-//!   never acknowledges a state a crash could lose. On `Err` the in-memory state is unchanged.
+//!   new state is durable. A change is one JSON line appended to `routes.journal` and
+//!   fdatasynced, so its cost is O(changed routes), not O(table). The first change, and every
+//!   change once the journal outgrew the snapshot (at least [`MIN_COMPACT`] octets), writes a
+//!   new snapshot instead: a temporary file in the same directory, fsynced, renamed over
+//!   `routes.json`, the directory fsynced, then the journal removed. A caller that
+//!   acknowledges on `Ok` therefore never acknowledges a state a crash could lose. On `Err`
+//!   the in-memory state is unchanged.
 //! - A batch that changes nothing (re-announce of an identical route, withdraw of a prefix never
 //!   announced) is not a change: no write, no new generation, empty [`Applied`].
 //! - [`RouteStore::load`]: a missing file is an empty store; an unreadable or corrupt file is an
 //!   error naming the file and the JSON error's line and column, never a silently empty store
 //!   (which would withdraw every route at start-up). A leftover temporary file from a crash
-//!   mid-write is ignored: the rename had not happened, so `routes.json` holds the last
-//!   acknowledged state.
+//!   mid-write is ignored (and removed): the rename had not happened, so `routes.json` holds the
+//!   last acknowledged state. Journal lines then apply in generation order; lines at or below the
+//!   snapshot's generation are skipped (a crash between the snapshot's rename and the
+//!   journal's removal), a gap or a corrupt complete line is an error naming the journal and
+//!   the line, and a last line without its newline is ignored (its append never returned, so
+//!   it was never acknowledged). A journal found at load is compacted into the snapshot.
 //! - `generation` increases by one on every persisted change, and is stored in the file.
 //!
 //! File format (`version` is the format, `generation` the change counter):
@@ -32,6 +41,11 @@ use super::route::{check_prefix, Route, RouteError};
 
 /// The file inside the state directory.
 pub const ROUTES_FILE: &str = "routes.json";
+/// The changes since `routes.json`, one JSON object per line:
+/// `{"generation": 8, "announce": [ROUTE...]}` or `{"generation": 9, "withdraw": ["PREFIX"...]}`.
+pub const JOURNAL_FILE: &str = "routes.journal";
+/// The journal is compacted into the snapshot once it is larger than the snapshot and this.
+pub const MIN_COMPACT: u64 = 64 * 1024;
 /// The temporary file the next state is written to before the rename.
 pub const ROUTES_TMP_FILE: &str = "routes.json.tmp";
 /// The file format this code writes and reads.
@@ -102,11 +116,26 @@ struct FileJson {
     routes: Vec<Route>,
 }
 
+/// One line of `routes.journal`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalEntry {
+    generation: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    announce: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    withdraw: Vec<IpNet>,
+}
+
 #[derive(Debug)]
 pub struct RouteStore {
     dir: PathBuf,
     routes: BTreeMap<IpNet, Route>,
     generation: u64,
+    /// `routes.json` exists and holds `snapshot_bytes` octets.
+    snapshot: Option<u64>,
+    /// The open journal and its length; `None`: no journal (the next append creates it).
+    journal: Option<(File, u64)>,
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -124,14 +153,20 @@ impl RouteStore {
         let dir = dir.into();
         let path = dir.join(ROUTES_FILE);
         fs::metadata(&dir).map_err(io_err("open state directory", &dir))?;
+        // A temporary snapshot from a crash mid-write never became the state: drop it.
+        let _ = fs::remove_file(dir.join(ROUTES_TMP_FILE));
         let text = match fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Self {
+                let mut s = Self {
                     dir,
                     routes: BTreeMap::new(),
                     generation: 0,
-                })
+                    snapshot: None,
+                    journal: None,
+                };
+                s.replay_journal()?;
+                return Ok(s);
             }
             Err(e) => return Err(io_err("read", &path)(e)),
         };
@@ -154,11 +189,125 @@ impl RouteStore {
                 return Err(StoreError::DuplicateInFile { path, prefix });
             }
         }
-        Ok(Self {
+        let mut s = Self {
             dir,
             routes,
             generation: file.generation,
-        })
+            snapshot: Some(text.len() as u64),
+            journal: None,
+        };
+        s.replay_journal()?;
+        Ok(s)
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL_FILE)
+    }
+
+    /// Apply the journal's complete lines after the snapshot, then compact it away.
+    fn replay_journal(&mut self) -> Result<(), StoreError> {
+        let path = self.journal_path();
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        // Only newline-terminated lines were ever acknowledged.
+        let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for (i, line) in text[..complete].split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let corrupt = |column: usize, message: String| StoreError::Corrupt {
+                path: path.clone(),
+                line: i + 1,
+                column,
+                message,
+            };
+            let entry: JournalEntry =
+                serde_json::from_slice(line).map_err(|e| corrupt(e.column(), e.to_string()))?;
+            if entry.generation <= self.generation {
+                continue; // already in the snapshot
+            }
+            if entry.generation != self.generation + 1 {
+                return Err(corrupt(
+                    1,
+                    format!(
+                        "generation {} follows generation {}: changes are missing",
+                        entry.generation, self.generation
+                    ),
+                ));
+            }
+            for r in entry.announce {
+                self.routes.insert(r.prefix, r);
+            }
+            for p in entry.withdraw {
+                self.routes.remove(&p);
+            }
+            self.generation = entry.generation;
+        }
+        self.compact()
+    }
+
+    /// Write the snapshot of the current state and drop the journal.
+    fn compact(&mut self) -> Result<(), StoreError> {
+        let len = self.persist(&self.routes, self.generation)?;
+        self.snapshot = Some(len);
+        self.journal = None;
+        let path = self.journal_path();
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("remove", &path)(e)),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync directory", &self.dir))
+    }
+
+    /// Append one change to the journal durably; on failure the journal is cut back to its
+    /// last complete line (or dropped, so that the next change writes a snapshot).
+    fn append(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let path = self.journal_path();
+        let mut line = serde_json::to_vec(entry).map_err(|e| StoreError::Io {
+            action: "serialize a change for",
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        if self.journal.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("create", &path))?;
+            // The new file's directory entry must be durable before anything in it counts.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("fsync directory", &self.dir))?;
+            self.journal = Some((f, 0));
+        }
+        let Some((f, len)) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        let written = f
+            .write_all(&line)
+            .and_then(|()| f.sync_data())
+            .map_err(io_err("append to", &path));
+        match written {
+            Ok(()) => {
+                *len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if f.set_len(*len).and_then(|()| f.sync_data()).is_err() {
+                    self.journal = None;
+                    self.snapshot = None;
+                }
+                Err(e)
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -192,7 +341,6 @@ impl RouteStore {
 
     /// Apply one batch; see the module contract for atomicity and durability.
     pub fn apply(&mut self, change: Change) -> Result<Applied, StoreError> {
-        let mut next = self.routes.clone();
         let mut applied = Applied::default();
         let mut seen = std::collections::BTreeSet::new();
         match change {
@@ -202,8 +350,7 @@ impl RouteStore {
                     if !seen.insert(r.prefix) {
                         return Err(StoreError::DuplicateInBatch { prefix: r.prefix });
                     }
-                    if next.get(&r.prefix) != Some(&r) {
-                        next.insert(r.prefix, r.clone());
+                    if self.routes.get(&r.prefix) != Some(&r) {
                         applied.announced.push(r);
                     }
                 }
@@ -215,8 +362,8 @@ impl RouteStore {
                     if !seen.insert(p) {
                         return Err(StoreError::DuplicateInBatch { prefix: p });
                     }
-                    if let Some(old) = next.remove(&p) {
-                        applied.withdrawn.push(old);
+                    if let Some(old) = self.routes.get(&p) {
+                        applied.withdrawn.push(old.clone());
                     }
                 }
                 applied.withdrawn.sort_by_key(|r| r.prefix);
@@ -227,15 +374,47 @@ impl RouteStore {
             return Ok(applied);
         }
         let generation = self.generation + 1;
-        self.persist(&next, generation)?;
-        self.routes = next;
-        self.generation = generation;
+        let journal_len = self.journal.as_ref().map_or(0, |(_, l)| *l);
+        let snapshot_due = self
+            .snapshot
+            .is_none_or(|snap| journal_len > snap.max(MIN_COMPACT));
+        if snapshot_due {
+            let mut next = self.routes.clone();
+            for r in &applied.announced {
+                next.insert(r.prefix, r.clone());
+            }
+            for r in &applied.withdrawn {
+                next.remove(&r.prefix);
+            }
+            let len = self.persist(&next, generation)?;
+            self.routes = next;
+            self.generation = generation;
+            self.snapshot = Some(len);
+            // The snapshot holds every journaled change: drop the journal (a leftover one is
+            // skipped at load by its generations).
+            self.journal = None;
+            let _ = fs::remove_file(self.journal_path());
+        } else {
+            self.append(&JournalEntry {
+                generation,
+                announce: applied.announced.clone(),
+                withdraw: applied.withdrawn.iter().map(|r| r.prefix).collect(),
+            })?;
+            for r in &applied.announced {
+                self.routes.insert(r.prefix, r.clone());
+            }
+            for r in &applied.withdrawn {
+                self.routes.remove(&r.prefix);
+            }
+            self.generation = generation;
+        }
         applied.generation = generation;
         Ok(applied)
     }
 
-    /// Write `routes` durably: temp file, fsync, rename, fsync the directory.
-    fn persist(&self, routes: &BTreeMap<IpNet, Route>, generation: u64) -> Result<(), StoreError> {
+    /// Write `routes` durably: temp file, fsync, rename, fsync the directory. Returns the
+    /// snapshot's size.
+    fn persist(&self, routes: &BTreeMap<IpNet, Route>, generation: u64) -> Result<u64, StoreError> {
         let file = FileJson {
             version: FORMAT_VERSION,
             generation,
@@ -263,7 +442,7 @@ impl RouteStore {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err("fsync directory", &self.dir))?;
-        Ok(())
+        Ok(text.len() as u64)
     }
 }
 
@@ -293,6 +472,101 @@ mod tests {
         assert_eq!(s2.generation(), 1);
         assert_eq!(s2.routes(), s.routes());
         assert_eq!(s2.get(&r.prefix), Some(&r));
+    }
+
+    #[test]
+    fn changes_after_the_first_go_to_the_journal_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RouteStore::load(dir.path()).unwrap();
+        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+            .unwrap();
+        let snapshot = fs::read(s.path()).unwrap();
+        let journal = dir.path().join(JOURNAL_FILE);
+        assert!(!journal.exists(), "the first change writes the snapshot");
+        for i in 0..20u8 {
+            let p = format!("2001:db8:{i}::/48");
+            s.apply(Change::Announce(vec![route(&p)])).unwrap();
+        }
+        s.apply(Change::Withdraw(vec!["198.51.100.0/24".parse().unwrap()]))
+            .unwrap();
+        assert_eq!(
+            fs::read(s.path()).unwrap(),
+            snapshot,
+            "snapshot not rewritten"
+        );
+        let lines = fs::read_to_string(&journal).unwrap();
+        assert_eq!(lines.lines().count(), 21);
+        assert!(lines
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("{\"generation\":22,\"withdraw\""));
+        let again = RouteStore::load(dir.path()).unwrap();
+        assert_eq!(again.routes(), s.routes());
+        assert_eq!(again.generation(), 22);
+        // Loading compacted the journal into the snapshot.
+        assert!(!journal.exists());
+        assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), s.routes());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_a_corrupt_or_missing_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RouteStore::load(dir.path()).unwrap();
+        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+            .unwrap();
+        s.apply(Change::Announce(vec![route("203.0.113.0/24")]))
+            .unwrap();
+        let journal = dir.path().join(JOURNAL_FILE);
+        let good = fs::read_to_string(&journal).unwrap();
+        // A crash mid-append: the torn line was never acknowledged.
+        fs::write(&journal, format!("{good}{{\"generation\":3,\"withd")).unwrap();
+        let loaded = RouteStore::load(dir.path()).unwrap();
+        assert_eq!(loaded.generation(), 2);
+        assert_eq!(loaded.len(), 2);
+        // A complete line that does not parse is corruption, named by file and line.
+        fs::write(&journal, "{\"generation\":3,\"withdraw\":[\"x\"]}\n").unwrap();
+        let e = RouteStore::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("routes.journal is corrupt at line 1"), "{e}");
+        // A gap in the generations too.
+        fs::write(
+            &journal,
+            "{\"generation\":9,\"withdraw\":[\"198.51.100.0/24\"]}\n",
+        )
+        .unwrap();
+        let e = RouteStore::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("generation 9 follows generation 2"), "{e}");
+        // Lines the snapshot already holds (crash before the journal was removed) are skipped.
+        fs::write(
+            &journal,
+            "{\"generation\":1,\"withdraw\":[\"198.51.100.0/24\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(RouteStore::load(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_journal_larger_than_the_snapshot_is_compacted_on_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RouteStore::load(dir.path()).unwrap();
+        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+            .unwrap();
+        let journal = dir.path().join(JOURNAL_FILE);
+        let p: IpNet = "203.0.113.0/24".parse().unwrap();
+        let mut compacted = false;
+        for i in 0..2_000u32 {
+            let change = if i % 2 == 0 {
+                Change::Announce(vec![route("203.0.113.0/24")])
+            } else {
+                Change::Withdraw(vec![p])
+            };
+            s.apply(change).unwrap();
+            let len = fs::metadata(&journal).map_or(0, |m| m.len());
+            assert!(len <= MIN_COMPACT + 200, "{len}");
+            compacted |= i > 0 && len == 0;
+        }
+        assert!(compacted);
+        assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), s.routes());
     }
 
     #[test]
@@ -371,7 +645,7 @@ mod tests {
         let s2 = RouteStore::load(dir.path()).unwrap();
         assert_eq!(s2.generation(), 1);
         assert_eq!(s2.routes(), s.routes());
-        // The next write overwrites the leftover.
+        // Loading dropped the leftover.
         let mut s2 = s2;
         s2.apply(Change::Announce(vec![route("203.0.113.0/24")]))
             .unwrap();
