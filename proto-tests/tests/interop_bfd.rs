@@ -8,7 +8,8 @@
 //! * `bfd_up_with_frr_ipv4_and_ipv6`: the sessions come Up over IPv4 and IPv6; FRR's `show
 //!   bfd peers json` says up with our discriminator and 100 ms remote intervals, Ferry's status
 //!   says Up with FRR's discriminator, 100 ms and a 300 ms detection time; `/metrics` has
-//!   `ferry_peer_bfd_up 1`.
+//!   `ferry_peer_bfd_up 1`; on SIGTERM FRR sees our AdminDown (remote diagnostic
+//!   "administratively down").
 //! * `speaker_link_dropped_frr_detects_within_three_intervals`: the speaker's address is
 //!   removed inside its namespace (the link stays up, no carrier change, nothing is sent to
 //!   FRR: its packets are silently dropped, as when a host's link dies beyond the switch).
@@ -283,10 +284,22 @@ fn bfd_up_with_frr_ipv4_and_ipv6() {
             || m.contains("ferry_peer_bfd_transitions_total{peer=\"192.0.2.2\"}"),
         "{m}"
     );
+    // SIGTERM: Ferry takes its BFD sessions AdminDown before the Cease (RFC 5882 §3.2);
+    // FRR records the peer's diagnostic.
     let text = s.ferry.cli_ok(&["status"]);
     assert!(
         text.contains("BFD") && text.contains("Up 100ms/300ms"),
         "{text}"
+    );
+    s.ferry.terminate();
+    let seen = poll(Duration::from_secs(5), || {
+        let p = frr_bfd_peer(&s.frr, FERRY_IP)?;
+        (p["remote-diagnostic"] == "administratively down").then_some(p)
+    });
+    assert!(
+        seen.is_some(),
+        "FRR did not see Ferry's AdminDown: {:#}",
+        frr_bfd_peer(&s.frr, FERRY_IP).unwrap_or_default()
     );
 }
 
