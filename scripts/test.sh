@@ -12,5 +12,10 @@ cargo build --bin ferry
 mkdir -p target/test-bin
 cp target/debug/ferry target/test-bin/ferry
 export FERRY_BIN="$PWD/target/test-bin/ferry"
+# The ingest regression guard (proto-tests/tests/ingest_guard.rs) compares Ferry with BIRD and
+# needs an optimised build: a debug build is an order of magnitude slower.
+cargo build --release --bin ferry
+cp target/release/ferry target/test-bin/ferry-release
+export FERRY_RELEASE_BIN="$PWD/target/test-bin/ferry-release"
 FIT_REQUIRE=1 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc

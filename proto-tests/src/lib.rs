@@ -7,10 +7,17 @@
 //! [`netns`] and [`daemons`] are the interop harness: network namespaces with veth pairs owned by
 //! a [`netns::Lab`] guard, and FRR, BIRD 2, GoBGP and ExaBGP started inside them; [`ferry`]
 //! starts the real `ferry speaker` in such a namespace and drives its CLI.
+//!
+//! Benchmarks (issue 7): [`fulltable`] generates a synthetic full IPv4 table as pre-encoded
+//! UPDATEs, which the `bgp_blaster` binary writes to a receiver in [`ingest`] runs; [`fanout`]
+//! has one sender announce to 50 `bgp_blaster sink` sessions.
 
 pub mod bench;
 pub mod daemons;
+pub mod fanout;
 pub mod ferry;
+pub mod fulltable;
+pub mod ingest;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,385 @@
+//! Fan-out runs (benchmark `fanout`): one sender (Ferry, BIRD 2, GoBGP or FRR) with 50
+//! established eBGP sessions to light raw sinks (`bgp_blaster sink`: one process, one session
+//! per address, counting the distinct prefixes each session holds) announces N IPv6 prefixes;
+//! the run measures the time from the announce command until the last session holds all N.
+//!
+//! Layout (fresh [`Lab`] each run): namespace `s` holds the sender (AS 65020,
+//! `2001:db8:ff::100/64`, router id 192.0.2.100), namespace `k` the sinks (AS 65030,
+//! `2001:db8:ff::1/64` ... `::50/64` on the veth, router ids 192.0.2.1 ...); all sessions are
+//! passive on the sender's side, IPv6 unicast, hold time 90 s. Once the sink prints
+//! `ALL_ESTABLISHED` the run waits 1 s (initial End-of-RIBs), then t0 is taken just before the
+//! announce command:
+//!
+//! * Ferry: one `POST /v1/announce` with all N routes (persisted before the answer);
+//! * BIRD: the config rewritten with a `protocol static` of the N routes, then `birdc
+//!   configure`;
+//! * GoBGP: `gobgp mrt inject global` of an MRT file of the N routes (written before t0; see
+//!   [`crate::bench::write_mrt_ipv6`] for why the file repeats prefixes);
+//! * FRR (`bgpd -Z`): one vtysh process with `configure terminal`, `router bgp`, `address-family
+//!   ipv6 unicast` and N `network` commands.
+//!
+//! The end is the arrival of the sink's `DONE` line (timestamped by a reader thread here). The
+//! sender's peak RSS (VmHWM; FRR: bgpd) and CPU seconds from t0 are read at the end.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bench::{http_unix, vm_hwm_kib, write_mrt_ipv6};
+use crate::daemons::bird::{Bird, BirdConfig};
+use crate::daemons::frr::{Frr, FrrConfig};
+use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
+use crate::daemons::{poll, Family, Peer, Route};
+use crate::ingest::{cpu_secs, spawn_line_reader, Bins};
+use crate::netns::{Lab, Netns};
+
+pub const SENDER_AS: u32 = 65020;
+pub const SINK_AS: u32 = 65030;
+pub const SENDER_IP: &str = "2001:db8:ff::100";
+const SENDER_ID: &str = "192.0.2.100";
+const HOLD: u16 = 90;
+
+/// Which implementation sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderKind {
+    Ferry,
+    Bird,
+    GoBgp,
+    Frr,
+}
+
+impl SenderKind {
+    pub const ALL: [SenderKind; 4] = [
+        SenderKind::Ferry,
+        SenderKind::Bird,
+        SenderKind::GoBgp,
+        SenderKind::Frr,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            SenderKind::Ferry => "ferry",
+            SenderKind::Bird => "bird",
+            SenderKind::GoBgp => "gobgp",
+            SenderKind::Frr => "frr",
+        }
+    }
+    pub fn program(self, ferry_bin: &Path) -> String {
+        match self {
+            SenderKind::Ferry => ferry_bin.display().to_string(),
+            SenderKind::Bird => "bird".into(),
+            SenderKind::GoBgp => "gobgpd".into(),
+            SenderKind::Frr => "/usr/lib/frr/bgpd".into(),
+        }
+    }
+}
+
+/// Address of sink `i` (0-based).
+pub fn sink_ip(i: usize) -> String {
+    format!("2001:db8:ff::{:x}", i + 1)
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct FanoutRun {
+    /// t0 -> the announce command returned.
+    pub command_secs: Option<f64>,
+    /// t0 -> the last sink session holds all prefixes.
+    pub secs: Option<f64>,
+    pub rss_kib: Option<u64>,
+    pub cpu_secs: Option<f64>,
+    pub error: Option<String>,
+}
+
+enum Sender<'l> {
+    Ferry { pid: u32, api: std::path::PathBuf },
+    Bird(Bird<'l>, BirdConfig),
+    GoBgp(GoBgp<'l>),
+    Frr(Frr<'l>),
+}
+
+fn peers(n: usize) -> Vec<Peer> {
+    (0..n)
+        .map(|i| {
+            Peer::new(&sink_ip(i), SINK_AS)
+                .passive()
+                .local_address(SENDER_IP)
+                .hold_time(HOLD)
+                .families(&[Family::Ipv6])
+        })
+        .collect()
+}
+
+impl<'l> Sender<'l> {
+    fn start(
+        kind: SenderKind,
+        lab: &'l Lab,
+        ns: &Netns,
+        bins: &Bins,
+        n: usize,
+    ) -> Result<Self, String> {
+        Ok(match kind {
+            SenderKind::Ferry => {
+                let dir = lab.tempdir("ferry-s");
+                let api = dir.join("api.sock");
+                let mut conf = format!(
+                    "[speaker]\nasn = {SENDER_AS}\nrouter_id = \"{SENDER_ID}\"\nlisten = \"[{SENDER_IP}]:179\"\n\
+                     api = \"{}\"\nstate_dir = \"{}\"\n",
+                    api.display(),
+                    dir.join("state").display()
+                );
+                for p in peers(n) {
+                    conf.push_str(&format!(
+                        "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {SINK_AS}\nhold_time = {HOLD}\n\
+                         passive = true\nfamilies = [\"ipv6\"]\n",
+                        p.address
+                    ));
+                }
+                let path = dir.join("ferry.toml");
+                std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
+                let log = dir.join("ferry.log");
+                let mut c = ns.command(&bins.ferry.display().to_string());
+                c.args(["speaker", "--config"]).arg(&path);
+                c.env(
+                    "FERRY_LOG",
+                    std::env::var("BENCH_FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+                );
+                let pid = lab.spawn("ferry", c, &log);
+                let up = poll(Duration::from_secs(10), || {
+                    if !lab.is_running(pid) {
+                        return Some(false);
+                    }
+                    http_unix(&api, "GET", "/v1/peers", None)
+                        .ok()
+                        .map(|(s, _)| s == 200)
+                });
+                if up != Some(true) {
+                    return Err(format!(
+                        "ferry did not come up\n{}",
+                        crate::daemons::tail_file(&log, 20)
+                    ));
+                }
+                Sender::Ferry { pid, api }
+            }
+            SenderKind::Bird => {
+                let mut c = BirdConfig::new(SENDER_AS, SENDER_ID);
+                c.peers = peers(n);
+                Sender::Bird(Bird::start(lab, ns, &c), c)
+            }
+            SenderKind::GoBgp => {
+                let mut c = GoBgpConfig::new(SENDER_AS, SENDER_ID);
+                c.peers = peers(n);
+                Sender::GoBgp(GoBgp::start(lab, ns, &c))
+            }
+            SenderKind::Frr => {
+                let mut c = FrrConfig::new(SENDER_AS, SENDER_ID);
+                c.peers = peers(n);
+                Sender::Frr(Frr::start(lab, ns, &c))
+            }
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Sender::Ferry { pid, .. } => *pid,
+            Sender::Bird(b, _) => b.pid(),
+            Sender::GoBgp(g) => g.pid(),
+            Sender::Frr(f) => *f.pids().last().unwrap_or(&0),
+        }
+    }
+
+    /// Work done before t0 (files the command reads).
+    fn prepare(&self, prefixes: &[String]) -> Result<(), String> {
+        if let Sender::GoBgp(g) = self {
+            // the file lists every prefix, then repeats them (at least 50,000 entries in all):
+            // gobgp 3.10's `mrt inject` can lose the records it sent last (see bench.rs)
+            let pad = prefixes.len().max(50_000);
+            let list: Vec<String> = prefixes
+                .iter()
+                .cloned()
+                .chain(prefixes.iter().cycle().take(pad).cloned())
+                .collect();
+            let f = g.dir().join("routes.mrt");
+            write_mrt_ipv6(&f, &list, SENDER_ID, SENDER_IP, SENDER_AS)
+                .map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The announce command; returns when it returned.
+    fn announce(&self, prefixes: &[String]) -> Result<(), String> {
+        match self {
+            Sender::Ferry { api, .. } => {
+                let routes: Vec<Value> = prefixes
+                    .iter()
+                    .map(|p| serde_json::json!({ "prefix": p }))
+                    .collect();
+                let body = serde_json::json!({ "routes": routes }).to_string();
+                let (status, text) = http_unix(api, "POST", "/v1/announce", Some(&body))?;
+                if status != 200 {
+                    return Err(format!("POST /v1/announce: {status} {text}"));
+                }
+                Ok(())
+            }
+            Sender::Bird(b, c) => {
+                let mut c = c.clone();
+                c.routes = prefixes.iter().map(|p| Route::new(p)).collect();
+                let conf = b.dir().join("bird.conf");
+                std::fs::write(&conf, c.render(crate::daemons::BgpDaemon::log_path(b)))
+                    .map_err(|e| format!("{}: {e}", conf.display()))?;
+                let out = b.birdc(&["configure"])?;
+                if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
+                    Ok(())
+                } else {
+                    Err(format!("birdc configure: {out}"))
+                }
+            }
+            Sender::GoBgp(g) => {
+                let f = g.dir().join("routes.mrt");
+                g.gobgp(&[
+                    "mrt",
+                    "inject",
+                    "global",
+                    "--no-ipv4",
+                    &f.display().to_string(),
+                ])
+                .map(|_| ())
+            }
+            Sender::Frr(f) => {
+                let router = format!("router bgp {SENDER_AS}");
+                let nets: Vec<String> = prefixes.iter().map(|p| format!("network {p}")).collect();
+                let mut cmds: Vec<&str> =
+                    vec!["configure terminal", &router, "address-family ipv6 unicast"];
+                cmds.extend(nets.iter().map(String::as_str));
+                let out = f.vtysh_cmds(&cmds)?;
+                if out.contains("% ") {
+                    return Err(format!(
+                        "vtysh network commands: {}",
+                        &out[..out.len().min(500)]
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The sink child, killed (by its own PID) on drop.
+struct Sinks {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+}
+
+impl Sinks {
+    fn wait_line(&mut self, what: &str, timeout: Duration) -> Result<Instant, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((t, l)) if l == what => return Ok(t),
+                Ok((_, l)) => last = l,
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let out = self.child.wait_with_output_stderr();
+                    return Err(format!(
+                        "sinks: no {what:?} within {timeout:?} (last line {last:?}); stderr: {out}"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+trait StderrText {
+    fn wait_with_output_stderr(&mut self) -> String;
+}
+
+impl StderrText for Child {
+    fn wait_with_output_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+        }
+        s.trim().to_string()
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One fan-out run of `kind` to `sinks` sessions with `prefixes`.
+pub fn fanout_once(
+    kind: SenderKind,
+    prefixes: &[String],
+    sinks: usize,
+    bins: &Bins,
+    timeout: Duration,
+) -> FanoutRun {
+    let mut r = FanoutRun::default();
+    if let Err(e) = fanout_inner(kind, prefixes, sinks, bins, timeout, &mut r) {
+        r.error = Some(e);
+    }
+    r
+}
+
+fn fanout_inner(
+    kind: SenderKind,
+    prefixes: &[String],
+    sinks: usize,
+    bins: &Bins,
+    timeout: Duration,
+    r: &mut FanoutRun,
+) -> Result<(), String> {
+    let lab = Lab::new("fanout");
+    let sns = lab.netns("s");
+    let kns = lab.netns("k");
+    let sink_addrs: Vec<String> = (0..sinks).map(|i| format!("{}/64", sink_ip(i))).collect();
+    let refs: Vec<&str> = sink_addrs.iter().map(String::as_str).collect();
+    lab.veth(&sns, &[&format!("{SENDER_IP}/64")], &kns, &refs)
+        .wait_up(Duration::from_secs(5));
+    let sender = Sender::start(kind, &lab, &sns, bins, sinks)?;
+    let binds: Vec<String> = (0..sinks).map(sink_ip).collect();
+    let mut c = kns.command(&bins.blaster.display().to_string());
+    c.args([
+        "sink",
+        "--connect",
+        &format!("[{SENDER_IP}]:179"),
+        "--bind",
+        &binds.join(","),
+        "--asn",
+        &SINK_AS.to_string(),
+        "--router-id",
+        "192.0.2.1",
+        "--expect",
+        &prefixes.len().to_string(),
+    ]);
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("bgp_blaster sink: {e}"))?;
+    let lines = spawn_line_reader(child.stdout.take().ok_or("no stdout")?);
+    let mut sink = Sinks { child, lines };
+    sink.wait_line("ALL_ESTABLISHED", Duration::from_secs(90))?;
+    sender.prepare(prefixes)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = sender.pid();
+    let cpu0 = cpu_secs(pid).ok_or("sender CPU time unreadable")?;
+    let t0 = Instant::now();
+    sender.announce(prefixes)?;
+    r.command_secs = Some(t0.elapsed().as_secs_f64());
+    let done = sink.wait_line("DONE", timeout);
+    r.rss_kib = vm_hwm_kib(pid);
+    r.cpu_secs = cpu_secs(pid).map(|c| c - cpu0);
+    let done = done?;
+    r.secs = Some(done.duration_since(t0).as_secs_f64());
+    Ok(())
+}
