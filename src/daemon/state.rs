@@ -313,7 +313,11 @@ impl Control for Shared {
             ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
         })?;
         drop(leases);
-        self.lease_wake.notify_one();
+        // Only a leased route can move the next deadline earlier; waking the lease task for
+        // others would walk the whole table on every change.
+        if routes.iter().any(|r| r.lease_secs.is_some()) {
+            self.lease_wake.notify_one();
+        }
         Ok(resp)
     }
 
