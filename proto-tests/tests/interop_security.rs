@@ -22,6 +22,10 @@
 //! * `gtsm_one_hop_direct_ferry_active` / `_ferry_passive`: FRR `ttl-security hops 1`
 //!   accepts only TTL 255, so the session coming up proves Ferry sends with TTL 255 (outbound
 //!   socket and accepted connection); Ferry's `ttl_security = 1` accepts FRR's 255.
+//! * `gtsm_peer_without_ttl_security_is_refused_on_outbound_connections`: FRR passive without
+//!   ttl-security sends with TTL 1 (its eBGP default); Ferry (`ttl_security = 1`, connecting)
+//!   never reaches Established within [`NEVER`], since its socket drops FRR's OPEN; once FRR
+//!   has `ttl-security hops 1` (sends 255) a restarted Ferry comes up.
 //! * `gtsm_two_hops_refused_with_one_allowed_with_two`: FRR two hops away (its packets arrive
 //!   with TTL 254) with `ttl-security hops 2`. Ferry with `ttl_security = 1` never reaches
 //!   Established in either direction within [`NEVER`] and logs the refused inbound connection
@@ -392,6 +396,37 @@ fn gtsm_one_hop_direct_ferry_passive() {
     );
     comes_up_with_route(&ferry, &frr, PEER_IP);
     done("gtsm_one_hop_direct_ferry_passive", t0);
+}
+
+#[test]
+fn gtsm_peer_without_ttl_security_is_refused_on_outbound_connections() {
+    if !can_run_with("gtsm_peer_without_ttl_security", FRR_PROGS) {
+        return;
+    }
+    let t0 = Instant::now();
+    let (lab, a, b) = direct("gtsm64");
+    // FRR passive without ttl-security: it accepts anything, and sends on the session with
+    // TTL 1 (its eBGP default), so only the minimum TTL on Ferry's own connecting socket can
+    // keep the session down. (FRR's listener answers the SYN with TTL 255, so the TCP
+    // connection itself comes up; FRR's OPEN is what gets dropped.)
+    let frr = Frr::start(&lab, &b, &frr_config(PEER_IP, true, &[]));
+    let config = ferry_config(PEER_IP, false, &["ttl_security = 1".into()]);
+    let ferry = Ferry::start(&lab, &a, &config);
+    never_established(&ferry, &frr, PEER_IP);
+    // FRR sending with 255 (ttl-security) is all it takes. Ferry is restarted: its connection
+    // sits in OpenSent, and FRR's FIN or RST for it (TTL 1) is dropped like everything else,
+    // so only the OpenSent hold timer (240 s) would end it.
+    let router = format!("router bgp {PEER_AS}");
+    let cmd = format!("neighbor {FERRY_IP} ttl-security hops 1");
+    frr.configure(&[&router, &cmd, "exit"])
+        .unwrap_or_else(|e| frr.fail(&e));
+    assert_eq!(ferry.terminate(), "exit status: 0");
+    let ferry = Ferry::start(&lab, &a, &config);
+    comes_up_with_route(&ferry, &frr, PEER_IP);
+    done(
+        "gtsm_peer_without_ttl_security_is_refused_on_outbound_connections",
+        t0,
+    );
 }
 
 #[test]
