@@ -93,7 +93,32 @@ pub struct FanoutRun {
     pub error: Option<String>,
 }
 
-enum Sender<'l> {
+/// A sender's own identity: AS, session address (IPv6), router id.
+#[derive(Clone, Debug)]
+pub struct Me {
+    pub asn: u32,
+    pub ip: String,
+    pub id: String,
+}
+
+impl Me {
+    /// The fan-out sender.
+    pub fn fanout() -> Me {
+        Me {
+            asn: SENDER_AS,
+            ip: SENDER_IP.into(),
+            id: SENDER_ID.into(),
+        }
+    }
+}
+
+/// A running sender whose routes come from an announce command (not its start-up config).
+pub struct CommandSender<'l> {
+    me: Me,
+    inner: Inner<'l>,
+}
+
+enum Inner<'l> {
     Ferry { pid: u32, api: std::path::PathBuf },
     Bird(Bird<'l>, BirdConfig),
     GoBgp(GoBgp<'l>),
@@ -112,29 +137,32 @@ fn peers(n: usize) -> Vec<Peer> {
         .collect()
 }
 
-impl<'l> Sender<'l> {
-    fn start(
+impl<'l> CommandSender<'l> {
+    /// Starts `kind` in `ns` with `peers` (IPv6 unicast) and no routes.
+    pub fn start(
         kind: SenderKind,
         lab: &'l Lab,
         ns: &Netns,
         bins: &Bins,
-        n: usize,
+        me: &Me,
+        peers: Vec<Peer>,
     ) -> Result<Self, String> {
-        Ok(match kind {
+        let (asn, ip, id) = (me.asn, &me.ip, &me.id);
+        let inner = match kind {
             SenderKind::Ferry => {
                 let dir = lab.tempdir("ferry-s");
                 let api = dir.join("api.sock");
                 let mut conf = format!(
-                    "[speaker]\nasn = {SENDER_AS}\nrouter_id = \"{SENDER_ID}\"\nlisten = \"[{SENDER_IP}]:179\"\n\
+                    "[speaker]\nasn = {asn}\nrouter_id = \"{id}\"\nlisten = \"[{ip}]:179\"\n\
                      api = \"{}\"\nstate_dir = \"{}\"\n",
                     api.display(),
                     dir.join("state").display()
                 );
-                for p in peers(n) {
+                for p in &peers {
                     conf.push_str(&format!(
-                        "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {SINK_AS}\nhold_time = {HOLD}\n\
-                         passive = true\nfamilies = [\"ipv6\"]\n",
-                        p.address
+                        "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = {}\n\
+                         passive = {}\nfamilies = [\"ipv6\"]\n",
+                        p.address, p.remote_as, p.hold_time, p.passive
                     ));
                 }
                 let path = dir.join("ferry.toml");
@@ -161,38 +189,43 @@ impl<'l> Sender<'l> {
                         crate::daemons::tail_file(&log, 20)
                     ));
                 }
-                Sender::Ferry { pid, api }
+                Inner::Ferry { pid, api }
             }
             SenderKind::Bird => {
-                let mut c = BirdConfig::new(SENDER_AS, SENDER_ID);
-                c.peers = peers(n);
-                Sender::Bird(Bird::start(lab, ns, &c), c)
+                let mut c = BirdConfig::new(asn, id);
+                c.peers = peers;
+                Inner::Bird(Bird::start(lab, ns, &c), c)
             }
             SenderKind::GoBgp => {
-                let mut c = GoBgpConfig::new(SENDER_AS, SENDER_ID);
-                c.peers = peers(n);
-                Sender::GoBgp(GoBgp::start(lab, ns, &c))
+                let mut c = GoBgpConfig::new(asn, id);
+                c.peers = peers;
+                Inner::GoBgp(GoBgp::start(lab, ns, &c))
             }
             SenderKind::Frr => {
-                let mut c = FrrConfig::new(SENDER_AS, SENDER_ID);
-                c.peers = peers(n);
-                Sender::Frr(Frr::start(lab, ns, &c))
+                let mut c = FrrConfig::new(asn, id);
+                c.peers = peers;
+                Inner::Frr(Frr::start(lab, ns, &c))
             }
+        };
+        Ok(CommandSender {
+            me: me.clone(),
+            inner,
         })
     }
 
-    fn pid(&self) -> u32 {
-        match self {
-            Sender::Ferry { pid, .. } => *pid,
-            Sender::Bird(b, _) => b.pid(),
-            Sender::GoBgp(g) => g.pid(),
-            Sender::Frr(f) => *f.pids().last().unwrap_or(&0),
+    /// PID of the sending daemon (FRR: bgpd).
+    pub fn pid(&self) -> u32 {
+        match &self.inner {
+            Inner::Ferry { pid, .. } => *pid,
+            Inner::Bird(b, _) => b.pid(),
+            Inner::GoBgp(g) => g.pid(),
+            Inner::Frr(f) => *f.pids().last().unwrap_or(&0),
         }
     }
 
     /// Work done before t0 (files the command reads).
-    fn prepare(&self, prefixes: &[String]) -> Result<(), String> {
-        if let Sender::GoBgp(g) = self {
+    pub fn prepare(&self, prefixes: &[String]) -> Result<(), String> {
+        if let Inner::GoBgp(g) = &self.inner {
             // the file lists every prefix, then repeats them (at least 50,000 entries in all):
             // gobgp 3.10's `mrt inject` can lose the records it sent last (see bench.rs)
             let pad = prefixes.len().max(50_000);
@@ -202,16 +235,16 @@ impl<'l> Sender<'l> {
                 .chain(prefixes.iter().cycle().take(pad).cloned())
                 .collect();
             let f = g.dir().join("routes.mrt");
-            write_mrt_ipv6(&f, &list, SENDER_ID, SENDER_IP, SENDER_AS)
+            write_mrt_ipv6(&f, &list, &self.me.id, &self.me.ip, self.me.asn)
                 .map_err(|e| format!("{}: {e}", f.display()))?;
         }
         Ok(())
     }
 
     /// The announce command; returns when it returned.
-    fn announce(&self, prefixes: &[String]) -> Result<(), String> {
-        match self {
-            Sender::Ferry { api, .. } => {
+    pub fn announce(&self, prefixes: &[String]) -> Result<(), String> {
+        match &self.inner {
+            Inner::Ferry { api, .. } => {
                 let routes: Vec<Value> = prefixes
                     .iter()
                     .map(|p| serde_json::json!({ "prefix": p }))
@@ -223,20 +256,8 @@ impl<'l> Sender<'l> {
                 }
                 Ok(())
             }
-            Sender::Bird(b, c) => {
-                let mut c = c.clone();
-                c.routes = prefixes.iter().map(|p| Route::new(p)).collect();
-                let conf = b.dir().join("bird.conf");
-                std::fs::write(&conf, c.render(crate::daemons::BgpDaemon::log_path(b)))
-                    .map_err(|e| format!("{}: {e}", conf.display()))?;
-                let out = b.birdc(&["configure"])?;
-                if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
-                    Ok(())
-                } else {
-                    Err(format!("birdc configure: {out}"))
-                }
-            }
-            Sender::GoBgp(g) => {
+            Inner::Bird(b, c) => bird_routes(b, c, prefixes),
+            Inner::GoBgp(g) => {
                 let f = g.dir().join("routes.mrt");
                 g.gobgp(&[
                     "mrt",
@@ -247,23 +268,69 @@ impl<'l> Sender<'l> {
                 ])
                 .map(|_| ())
             }
-            Sender::Frr(f) => {
-                let router = format!("router bgp {SENDER_AS}");
-                let nets: Vec<String> = prefixes.iter().map(|p| format!("network {p}")).collect();
-                let mut cmds: Vec<&str> =
-                    vec!["configure terminal", &router, "address-family ipv6 unicast"];
-                cmds.extend(nets.iter().map(String::as_str));
-                let out = f.vtysh_cmds(&cmds)?;
-                if out.contains("% ") {
-                    return Err(format!(
-                        "vtysh network commands: {}",
-                        &out[..out.len().min(500)]
-                    ));
+            Inner::Frr(f) => frr_networks(f, self.me.asn, prefixes, ""),
+        }
+    }
+
+    /// The withdraw command (every prefix of `prefixes`); returns when it returned. Ferry:
+    /// `POST /v1/withdraw`; BIRD: the config without the static routes and `birdc configure`;
+    /// GoBGP: `gobgp global rib -a ipv6 del all`; FRR: N `no network` commands.
+    pub fn withdraw(&self, prefixes: &[String]) -> Result<(), String> {
+        match &self.inner {
+            Inner::Ferry { api, .. } => {
+                let body = serde_json::json!({ "prefixes": prefixes }).to_string();
+                let (status, text) = http_unix(api, "POST", "/v1/withdraw", Some(&body))?;
+                if status != 200 {
+                    return Err(format!("POST /v1/withdraw: {status} {text}"));
                 }
                 Ok(())
             }
+            Inner::Bird(b, c) => bird_routes(b, c, &[]),
+            Inner::GoBgp(g) => g
+                .gobgp(&["global", "rib", "-a", "ipv6", "del", "all"])
+                .map(|_| ()),
+            Inner::Frr(f) => frr_networks(f, self.me.asn, prefixes, "no "),
         }
     }
+}
+
+/// BIRD's config rewritten with `prefixes` as its static routes, then `birdc configure`.
+fn bird_routes(b: &Bird, c: &BirdConfig, prefixes: &[String]) -> Result<(), String> {
+    let mut c = c.clone();
+    c.routes = prefixes.iter().map(|p| Route::new(p)).collect();
+    let conf = b.dir().join("bird.conf");
+    std::fs::write(&conf, c.render(crate::daemons::BgpDaemon::log_path(b)))
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let out = b.birdc(&["configure"])?;
+    if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
+        Ok(())
+    } else {
+        Err(format!("birdc configure: {out}"))
+    }
+}
+
+/// One `vtysh -f FILE` (the argument list of 100,000 `-c` would pass ARG_MAX): the file holds
+/// `router bgp AS`, `address-family ipv6 unicast`, then `{neg}network P` for each prefix; it is
+/// written just before vtysh runs.
+fn frr_networks(f: &Frr, asn: u32, prefixes: &[String], neg: &str) -> Result<(), String> {
+    let mut text = format!("router bgp {asn}\n address-family ipv6 unicast\n");
+    for p in prefixes {
+        text.push_str(&format!("  {neg}network {p}\n"));
+    }
+    text.push_str(" exit-address-family\nexit\n");
+    let file = f.dir().join("networks.conf");
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = crate::netns::run(
+        std::process::Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(f.dir())
+            .arg("-f")
+            .arg(&file),
+    )?;
+    if out.contains("% ") {
+        return Err(format!("vtysh -f: {}", &out[..out.len().min(500)]));
+    }
+    Ok(())
 }
 
 /// The sink child, killed (by its own PID) on drop.
@@ -344,7 +411,7 @@ fn fanout_inner(
     let refs: Vec<&str> = sink_addrs.iter().map(String::as_str).collect();
     lab.veth(&sns, &[&format!("{SENDER_IP}/64")], &kns, &refs)
         .wait_up(Duration::from_secs(5));
-    let sender = Sender::start(kind, &lab, &sns, bins, sinks)?;
+    let sender = CommandSender::start(kind, &lab, &sns, bins, &Me::fanout(), peers(sinks))?;
     let binds: Vec<String> = (0..sinks).map(sink_ip).collect();
     let mut c = kns.command(&bins.blaster.display().to_string());
     c.args([

@@ -1,0 +1,204 @@
+//! Issue 7, benchmark 1: announce and withdraw N = 1,000 / 10,000 / 100,000 IPv6 prefixes by
+//! command to an FRR receiver, from Ferry, BIRD 2, GoBGP and FRR, in one alternating run.
+//!
+//! Each run uses fresh namespaces and the receiver of `benches/announce_100k.rs`
+//! (`proto_tests::bench::Receiver`: FRR 8.4 bgpd + zebra, AS 65001, `2001:db8:ffff::1`); the
+//! sender (AS 65002, `2001:db8:ffff::2`, passive, IPv6 unicast) starts without routes. Once the
+//! session is Established (and 1 s has passed), t0 is taken just before the announce command
+//! (see `proto_tests::fanout::CommandSender`: Ferry one `POST /v1/announce`, BIRD a config with
+//! N static routes and `birdc configure`, GoBGP `gobgp mrt inject global`, FRR `vtysh -f` with N
+//! `network` lines); the run ends at the first poll (every 25 ms) of `show bgp ipv6 unicast
+//! summary json` where FRR holds all N. Then the withdraw command (Ferry `POST /v1/withdraw`,
+//! BIRD the config without the routes, GoBGP `gobgp global rib -a ipv6 del all`, FRR `no
+//! network` lines) is timed until FRR holds none. Sizes and senders alternate inside each
+//! round; medians over the rounds, ratios to Ferry.
+//!
+//! Run as root, after building the release binary:
+//! ```text
+//! cargo build --release --bin ferry
+//! cargo bench -p proto-tests --bench announce_scale
+//! ```
+//! Environment: `FERRY_BIN` (default `target/release/ferry`), `BENCH_SIZES` (default
+//! `1000,10000,100000`), `BENCH_ROUNDS` (3), `BENCH_SENDERS` (e.g. `ferry,bird`),
+//! `BENCH_TIMEOUT` (seconds per wait, 300).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use proto_tests::bench::{
+    median, package_version, prefixes, topology, vm_hwm_kib, Receiver, RECEIVER_AS, RECEIVER_IP,
+    SENDER_AS, SENDER_ID, SENDER_IP,
+};
+use proto_tests::daemons::{Family, Peer};
+use proto_tests::fanout::{CommandSender, Me, SenderKind};
+use proto_tests::ingest::Bins;
+use proto_tests::netns::{can_run_with, program_exists, Lab};
+
+const POLL: Duration = Duration::from_millis(25);
+
+#[derive(Clone, Debug, Default)]
+struct Run {
+    announce: Option<f64>,
+    announce_cmd: Option<f64>,
+    withdraw: Option<f64>,
+    rss_kib: Option<u64>,
+    error: Option<String>,
+}
+
+fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn f2(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into())
+}
+
+fn one_run(kind: SenderKind, prefixes: &[String], bins: &Bins, timeout: Duration) -> Run {
+    let mut r = Run::default();
+    if let Err(e) = inner(kind, prefixes, bins, timeout, &mut r) {
+        r.error = Some(e);
+    }
+    r
+}
+
+fn inner(
+    kind: SenderKind,
+    prefixes: &[String],
+    bins: &Bins,
+    timeout: Duration,
+    r: &mut Run,
+) -> Result<(), String> {
+    let lab = Lab::new("ascale");
+    let (rns, sns) = topology(&lab);
+    let receiver = Receiver::start(&lab, &rns);
+    let me = Me {
+        asn: SENDER_AS,
+        ip: SENDER_IP.into(),
+        id: SENDER_ID.into(),
+    };
+    let peer = Peer::new(RECEIVER_IP, RECEIVER_AS)
+        .passive()
+        .local_address(SENDER_IP)
+        .hold_time(proto_tests::bench::HOLD)
+        .families(&[Family::Ipv6]);
+    let sender = CommandSender::start(kind, &lab, &sns, bins, &me, vec![peer])?;
+    receiver.enable()?;
+    receiver.wait_count(Instant::now(), 0, POLL, Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(1));
+    sender.prepare(prefixes)?;
+    let n = prefixes.len() as u64;
+    let t0 = Instant::now();
+    sender.announce(prefixes)?;
+    r.announce_cmd = Some(t0.elapsed().as_secs_f64());
+    let (_, d) = receiver.wait_count(t0, n, POLL, timeout)?;
+    r.announce = Some(d.as_secs_f64());
+    let t1 = Instant::now();
+    sender.withdraw(prefixes)?;
+    let (_, d) = receiver.wait_count(t1, 0, POLL, timeout)?;
+    r.withdraw = Some(d.as_secs_f64());
+    r.rss_kib = vm_hwm_kib(sender.pid());
+    Ok(())
+}
+
+fn main() {
+    if !can_run_with("announce_scale", &["vtysh", "birdc", "gobgp"]) {
+        return;
+    }
+    let bins = Bins {
+        ferry: std::env::var_os("FERRY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry")
+            }),
+        blaster: PathBuf::from(env!("CARGO_BIN_EXE_bgp_blaster")),
+    };
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("BENCH_SIZES: {s:?}: {e}"))
+        })
+        .collect();
+    let rounds = env_num("BENCH_ROUNDS", 3) as usize;
+    let timeout = Duration::from_secs(env_num("BENCH_TIMEOUT", 300));
+    let wanted = std::env::var("BENCH_SENDERS").unwrap_or_default();
+    let kinds: Vec<SenderKind> = SenderKind::ALL
+        .into_iter()
+        .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == k.name()))
+        .collect();
+    let missing: Vec<String> = kinds
+        .iter()
+        .map(|k| k.program(&bins.ferry))
+        .filter(|p| !program_exists(p))
+        .collect();
+    assert!(missing.is_empty(), "missing: {missing:?}");
+    println!(
+        "announce_scale: sizes {sizes:?}, {rounds} rounds, senders {:?}, ferry {}",
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        bins.ferry.display()
+    );
+    println!(
+        "versions: frr {}, bird2 {}, gobgpd {}",
+        package_version("frr"),
+        package_version("bird2"),
+        package_version("gobgpd")
+    );
+    let lists: Vec<Vec<String>> = sizes.iter().map(|&n| prefixes(n)).collect();
+    let mut results: BTreeMap<(usize, &str), Vec<Run>> = BTreeMap::new();
+    for round in 1..=rounds {
+        for (i, &n) in sizes.iter().enumerate() {
+            for &k in &kinds {
+                let r = one_run(k, &lists[i], &bins, timeout);
+                println!(
+                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s)  withdraw {:>7} s  peak RSS {} MiB{}",
+                    k.name(),
+                    f2(r.announce),
+                    f2(r.announce_cmd),
+                    f2(r.withdraw),
+                    r.rss_kib.map(|v| format!("{:.0}", v as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
+                    r.error.as_deref().map(|e| format!("\n  error: {e}")).unwrap_or_default()
+                );
+                results.entry((n, k.name())).or_default().push(r);
+            }
+        }
+    }
+    let med = |v: &[Run], f: fn(&Run) -> Option<f64>| -> Option<f64> {
+        let xs: Vec<f64> = v.iter().filter_map(f).collect();
+        (xs.len() == v.len() && !xs.is_empty()).then(|| median(&xs))
+    };
+    let ratio = |x: Option<f64>, f: Option<f64>| match (x, f) {
+        (Some(x), Some(f)) if f > 0.0 => format!("{:.2}x", x / f),
+        _ => "-".into(),
+    };
+    println!();
+    println!("| N | sender | median announce (s) | vs Ferry | median command (s) | median withdraw (s) | vs Ferry | peak RSS (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        let fv = results.get(&(n, "ferry"));
+        let fa = fv.and_then(|v| med(v, |r| r.announce));
+        let fw = fv.and_then(|v| med(v, |r| r.withdraw));
+        for k in &kinds {
+            let v = &results[&(n, k.name())];
+            let a = med(v, |r| r.announce);
+            let w = med(v, |r| r.withdraw);
+            let rss = v.iter().filter_map(|r| r.rss_kib).max();
+            println!(
+                "| {n} | {} | {} | {} | {} | {} | {} | {} |",
+                k.name(),
+                f2(a),
+                ratio(a, fa),
+                f2(med(v, |r| r.announce_cmd)),
+                f2(w),
+                ratio(w, fw),
+                rss.map(|v| format!("{:.0}", v as f64 / 1024.0))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+}
