@@ -347,17 +347,18 @@ impl Session {
         });
     }
 
-    /// A shorter transmit interval applies from the last packet sent, not from the next one
-    /// already scheduled at the old rate.
+    /// A changed transmit interval applies from the last packet sent: a shorter one does not
+    /// wait for the packet already scheduled at the old rate, and a longer one (the peer's
+    /// Required Min RX grew) postpones it, since §6.8.7 forbids sending faster than that.
     fn reschedule_tx(&mut self, old_interval: Duration) {
         let new = self.tx_interval();
-        if new >= old_interval {
+        if new == old_interval {
             return;
         }
         if let (Some(last), Some(next)) = (self.last_tx, self.next_tx) {
-            let sooner = last + self.jittered(new);
-            if sooner < next {
-                self.next_tx = Some(sooner);
+            let at = last + self.jittered(new);
+            if (new < old_interval && at < next) || (new > old_interval && at > next) {
+                self.next_tx = Some(at);
             }
         }
     }

@@ -393,11 +393,16 @@ fn a_configured_rate_slower_than_a_second_applies_from_the_start_without_poll() 
 fn remote_min_rx_slower_than_ours_sets_the_interval() {
     let t0 = Instant::now();
     let mut s = up_session(t0);
+    let last = s.poll_timeout().unwrap();
+    assert!(!sent(&s.handle_timeout(last)).is_empty());
     let mut p = remote(State::Up, 5);
     p.required_min_rx_us = 500_000;
-    s.handle(t0, &p);
+    s.handle(last + MS, &p);
     assert_eq!(s.tx_interval(), 500 * MS);
     assert_eq!(s.snapshot().tx_interval, 500 * MS);
+    // The packet already scheduled at the 100 ms rate is postponed (§6.8.7).
+    let next = s.next_tx.unwrap();
+    assert!(next >= last + 375 * MS, "{:?}", next - last);
 }
 
 /// Two sessions joined by a simulated link with 1 ms delay: they come Up by themselves, stay
