@@ -20,7 +20,8 @@
 //!   FRR notices only at its hold time (9 s).
 //! * `frr_silenced_ferry_detects_and_drops_bgp`: FRR's address is removed in its namespace;
 //!   Ferry's BFD goes Down (control detection time expired) and Ferry's BGP session leaves
-//!   Established: median on Ferry's log clock under 350 ms, polled status under 700 ms.
+//!   Established: median on Ferry's log clock under 350 ms, polled status under 700 ms. Then
+//!   once over IPv6 (FRR's IPv6 address removed): down within 2 s.
 //! * `peer_without_bfd_keeps_bgp_up`: FRR runs no bfdd; Ferry's BFD session never comes Up,
 //!   and the BGP session stays Established for 6 s (many of Ferry's detection times and
 //!   more than the slow 1 s rate x 3): a BFD session that never came Up never drops BGP.
@@ -485,12 +486,13 @@ fn frr_silenced_ferry_detects_and_drops_bgp() {
         return;
     }
     let lab = Lab::new("bfdsil");
-    let s = setup(&lab, false, true, true);
+    let s = setup(&lab, true, true, true);
+    let both = [(PEER_IP, FERRY_IP), (PEER_IP6, FERRY_IP6)];
     let b = s.veth.b.clone();
     let mut drops = Vec::new();
     let mut times = Vec::new();
     for rep in 0..REPS {
-        wait_all_up(&s, &[(PEER_IP, FERRY_IP)], true);
+        wait_all_up(&s, &both, true);
         let t = drop_and_measure(
             &b.netns,
             &b.ifname,
@@ -533,7 +535,10 @@ fn frr_silenced_ferry_detects_and_drops_bgp() {
     // Ferry's own record of dropping BGP, on its log's clock.
     let mut logged = log_delays(
         s.ferry.log_path(),
-        &["BFD session down: dropping the BGP session"],
+        &[
+            "BFD session down: dropping the BGP session",
+            &format!("peer={PEER_IP} "),
+        ],
         &drops,
     );
     assert_eq!(logged.len(), REPS, "Ferry logged every BFD drop");
@@ -557,6 +562,42 @@ fn frr_silenced_ferry_detects_and_drops_bgp() {
         "Ferry's status polled Up for a median {}",
         ms(med)
     );
+
+    // The same over IPv6, once (the hop-limit check and the IPv6 sockets on the path).
+    wait_all_up(&s, &both, true);
+    let mut drops6 = Vec::new();
+    let t = drop_and_measure(
+        &b.netns,
+        &b.ifname,
+        "2001:db8::2/64",
+        Duration::from_secs(5),
+        &mut drops6,
+        || {
+            s.ferry
+                .peer_status(PEER_IP6)
+                .is_some_and(|p| p["bfd"]["state"] == "Down" && p["state"] != "Established")
+        },
+    );
+    let Some(t) = t else {
+        s.frr.fail(&format!(
+            "IPv6: Ferry did not take BFD and BGP down within 5 s\n{}",
+            s.ferry.state_dump()
+        ));
+    };
+    let logged6 = log_delays(
+        s.ferry.log_path(),
+        &[
+            "BFD session down: dropping the BGP session",
+            &format!("peer={PEER_IP6} "),
+        ],
+        &drops6,
+    );
+    eprintln!(
+        "IPv6: Ferry BFD and BGP down after {} (log: {logged6:?})",
+        ms(t)
+    );
+    assert!(t < Duration::from_secs(2), "IPv6: Ferry took {}", ms(t));
+    assert_eq!(logged6.len(), 1, "Ferry logged the IPv6 BFD drop");
 }
 
 #[test]
