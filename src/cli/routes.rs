@@ -473,3 +473,49 @@ fn print_json<T: serde::Serialize>(v: &T) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.json");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn withdraw_file_takes_prefixes_or_route_objects_and_names_the_bad_item() {
+        let (_d, p) = file(r#"["198.51.100.0/24", {"prefix": "2001:db8:1::/48", "med": 5}]"#);
+        assert_eq!(
+            prefixes_from_file(&p).unwrap(),
+            vec![
+                "198.51.100.0/24".parse::<IpNet>().unwrap(),
+                "2001:db8:1::/48".parse().unwrap()
+            ]
+        );
+        let (_d, p) = file(r#"["198.51.100.0/24", "198.51.100.1/24"]"#);
+        let e = prefixes_from_file(&p).unwrap_err();
+        assert!(
+            e.contains("[1]") && e.contains("did you mean 198.51.100.0/24"),
+            "{e}"
+        );
+        let (_d, p) = file(r#"[{"next_hop": "192.0.2.1"}]"#);
+        let e = prefixes_from_file(&p).unwrap_err();
+        assert!(
+            e.contains("[0]: a route object needs a string field `prefix`"),
+            "{e}"
+        );
+        let (_d, p) = file("[7]");
+        assert!(prefixes_from_file(&p)
+            .unwrap_err()
+            .contains("[0]: 7 is neither"));
+        let (_d, p) = file("[]");
+        assert!(prefixes_from_file(&p).unwrap_err().contains("empty array"));
+        let (_d, p) = file(r#"{"prefixes": []}"#);
+        assert!(prefixes_from_file(&p)
+            .unwrap_err()
+            .contains("not a JSON array of prefixes or routes"));
+    }
+}
