@@ -19,7 +19,8 @@
 //! - One tokio task per session: `select!` over the session's next timer, received packets
 //!   and commands; it publishes a [`Snapshot`] after every step and calls the `on_down`
 //!   callback when the session goes from Up to Down (never for a session that was never Up,
-//!   so a peer that does not run BFD never takes the BGP session down).
+//!   so a peer that does not run BFD never takes the BGP session down; and not when the peer
+//!   went AdminDown, which RFC 5882 §3.2 says is no failure of the path).
 //! - [`Handle::admin_down`] (speaker shutdown): the session goes AdminDown (diagnostic 7) and
 //!   tells the peer at once, so the peer's clients do not treat the end as a failure
 //!   (RFC 5882 §3.2).
@@ -463,7 +464,10 @@ impl Runner {
                         } else {
                             tracing::warn!(peer = %self.peer, %from, %to, %diag, "BFD session state");
                         }
-                        if from == State::Up && to == State::Down {
+                        // RFC 5882 §3.2: a peer taken AdminDown is not a path failure, so
+                        // its clients are not told.
+                        let admin = self.session.snapshot().remote_state == State::AdminDown;
+                        if from == State::Up && to == State::Down && !admin {
                             (self.on_down)(DownEvent {
                                 peer: self.peer,
                                 diag,
@@ -546,21 +550,21 @@ mod tests {
         start.elapsed()
     }
 
-    /// The peer going AdminDown takes us Down with diagnostic 3, and `on_down` runs once.
+    /// The peer going AdminDown takes us Down with diagnostic 3, but `on_down` does not run
+    /// (RFC 5882 §3.2: not a failure of the path).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn peer_admin_down_is_signalled() {
+    async fn peer_admin_down_is_not_a_failure() {
         let downs = Arc::new(Mutex::new(Vec::new()));
-        let (ha, hb, b_ip) = pair(0, downs.clone()).await;
-        assert!(downs.lock().unwrap().is_empty());
+        let (ha, hb, _) = pair(0, downs.clone()).await;
         hb.admin_down().await;
         wait_down(&ha).await;
         assert_eq!(ha.snapshot().local_diag, Diag::NeighborSignaledSessionDown);
-        assert_eq!(
-            *downs.lock().unwrap(),
-            vec![DownEvent {
-                peer: b_ip,
-                diag: Diag::NeighborSignaledSessionDown
-            }]
+        assert_eq!(ha.snapshot().remote_state, State::AdminDown);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            downs.lock().unwrap().is_empty(),
+            "{:?}",
+            downs.lock().unwrap()
         );
     }
 
@@ -569,12 +573,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silence_is_detected() {
         let downs = Arc::new(Mutex::new(Vec::new()));
-        let (ha, hb, _) = pair(1, downs.clone()).await;
+        let (ha, hb, b_ip) = pair(1, downs.clone()).await;
         drop(hb); // ends b's task: no more packets
         let took = wait_down(&ha).await;
         assert!(took < Duration::from_secs(1), "{took:?}");
         assert_eq!(ha.snapshot().local_diag, Diag::ControlDetectionTimeExpired);
-        assert_eq!(downs.lock().unwrap().len(), 1);
+        assert_eq!(
+            *downs.lock().unwrap(),
+            vec![DownEvent {
+                peer: b_ip,
+                diag: Diag::ControlDetectionTimeExpired
+            }]
+        );
     }
 
     /// RFC 5881 §4, §5: send sockets use a source port in 49152-65535 and TTL 255; the
