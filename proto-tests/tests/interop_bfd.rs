@@ -8,7 +8,9 @@
 //! * `bfd_up_with_frr_ipv4_and_ipv6`: the sessions come Up over IPv4 and IPv6; FRR's `show
 //!   bfd peers json` says up with our discriminator and 100 ms remote intervals, Ferry's status
 //!   says Up with FRR's discriminator, 100 ms and a 300 ms detection time; `/metrics` has
-//!   `ferry_peer_bfd_up 1`; on SIGTERM FRR sees our AdminDown (remote diagnostic
+//!   `ferry_peer_bfd_up 1`. FRR's `shutdown` of its BFD peer (AdminDown) takes Ferry's BFD
+//!   Down but BGP stays Established on both sides for 3 s (RFC 5882 §3.2), and `no shutdown`
+//!   brings BFD back Up. On SIGTERM FRR sees our AdminDown (remote diagnostic
 //!   "administratively down").
 //! * `speaker_link_dropped_frr_detects_within_three_intervals`: the speaker's address is
 //!   removed inside its namespace (the link stays up, no carrier change, nothing is sent to
@@ -285,6 +287,41 @@ fn bfd_up_with_frr_ipv4_and_ipv6() {
             || m.contains("ferry_peer_bfd_transitions_total{peer=\"192.0.2.2\"}"),
         "{m}"
     );
+    // FRR takes its BFD peer AdminDown: Ferry's session goes Down, but BGP stays up on both
+    // sides (RFC 5882 §3.2: not a path failure); undone, BFD comes Up again.
+    let admin = |shut: &str| {
+        s.frr
+            .configure(&[
+                "bfd",
+                &format!("peer {FERRY_IP} local-address {PEER_IP}"),
+                shut,
+                "exit",
+                "exit",
+            ])
+            .expect("bfdd peer shutdown");
+    };
+    admin("shutdown");
+    let seen = poll(Duration::from_secs(5), || {
+        let b = ferry_bfd(&s.ferry, PEER_IP)?;
+        (b["state"] == "Down" && b["remote_state"] == "AdminDown").then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "Ferry did not see FRR's AdminDown: {:#}",
+        ferry_bfd(&s.ferry, PEER_IP).unwrap_or_default()
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(
+            s.ferry.is_established(PEER_IP) && s.frr.is_established(FERRY_IP),
+            "BGP went down with the peer's BFD AdminDown:\n{}",
+            s.ferry.state_dump()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    admin("no shutdown");
+    wait_all_up(&s, &[(PEER_IP, FERRY_IP)], true);
+
     // SIGTERM: Ferry takes its BFD sessions AdminDown before the Cease (RFC 5882 §3.2);
     // FRR records the peer's diagnostic.
     let text = s.ferry.cli_ok(&["status"]);
