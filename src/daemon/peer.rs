@@ -36,6 +36,8 @@ use crate::wire::Message;
 
 /// How long a closing connection may take to flush its last messages (e.g. a NOTIFICATION).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
+/// Connection events already queued that are handled before a due timer fires.
+const EVENTS_BEFORE_TIMERS: usize = 1024;
 /// Octets of UPDATEs produced per pump step.
 const PUMP_BUDGET: usize = 64 * 1024;
 
@@ -142,6 +144,15 @@ impl Driver {
                     .is_some_and(|c| c.queued() < conn::HIGH_WATER);
             tokio::select! {
                 _ = sleep_until(deadline) => {
+                    // Messages that arrived while this task was busy count before the timers:
+                    // a KEEPALIVE waiting in the channel restarts the HoldTimer instead of
+                    // losing to it (the HoldTimer measures the peer's silence, not ours).
+                    for _ in 0..EVENTS_BEFORE_TIMERS {
+                        match conn_rx.try_recv() {
+                            Ok((id, ev)) => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
+                            Err(_) => break,
+                        }
+                    }
                     let now = Instant::now();
                     let actions = self.session.handle_timeout(now);
                     self.execute(actions, &conn_tx, &connect_tx);
