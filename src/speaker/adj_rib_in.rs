@@ -11,6 +11,13 @@
 //!   than the limit.
 //! - Identical attribute sets are interned: every prefix received with the same attributes
 //!   points at one `Arc<ReceivedAttrs>`; a set is freed when its last prefix goes.
+//! - Representation (sized for a full table, ~1M prefixes): an attribute set is kept only as
+//!   its encoding (the interning key; 4-octet AS form plus the session's AS width) and decoded
+//!   again when someone looks ([`ReceivedAttrs::attributes`], [`AdjRibIn::routes`]); IPv4
+//!   prefixes are keyed by one `u64` (address << 8 | length) in an ordered map, IPv6 by
+//!   `Ipv6Net`; the stale mark is membership of a separate set that is empty outside a
+//!   graceful restart, so [`AdjRibIn::stale_count`] is O(1). An UPDATE whose set is already
+//!   held allocates nothing for the set (the key is built in a reused buffer).
 //! - Graceful restart helper (RFC 4724 §4.2): [`AdjRibIn::mark_stale`] when the session drops
 //!   instead of [`AdjRibIn::clear`]; a re-announced route is fresh again; End-of-RIB for a
 //!   family sweeps that family's stale routes; [`AdjRibIn::sweep_stale`] for the restart timer.
@@ -18,28 +25,38 @@
 //! Never does: best-path selection, loop detection, import policy (Ferry announces; it keeps
 //! received routes to show them and to verify that peers reflect what it announced).
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Serialize, Serializer};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 
 use super::export::family_of;
-use crate::wire::iana::attr;
 use crate::wire::mp::{MpNextHop, MpNlri};
 use crate::wire::notification::cease;
 use crate::wire::{
-    AsPath, AttributeValue, Community, Family, LargeCommunity, Notification, Origin, PathAttribute,
-    Update,
+    AsPath, AttributeValue, Community, Context, Family, LargeCommunity, Message, Notification,
+    Origin, PathAttribute, Update,
 };
 
-/// The attributes shared by the prefixes of one family of one UPDATE.
-#[derive(Debug, Clone)]
+/// The attributes shared by the prefixes of one family of one UPDATE, kept as their encoding:
+/// every attribute as received without NLRI (MP_REACH_NLRI keeps its next hop with an empty
+/// NLRI, MP_UNREACH_NLRI is left out, and so is NEXT_HOP for MP_REACH prefixes and
+/// MP_REACH_NLRI for classic NLRI), encoded with 4-octet ASNs, then one octet: the session's
+/// AS width (the effective AS path depends on it, RFC 6793 §4.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReceivedAttrs {
+    key: Box<[u8]>,
+}
+
+/// The decoded view of a [`ReceivedAttrs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodedAttrs {
     pub origin: Option<Origin>,
     /// The effective path: on a 2-octet session AS_PATH merged with AS4_PATH (RFC 6793 §4.2.3).
     pub as_path: AsPath,
@@ -49,87 +66,113 @@ pub struct ReceivedAttrs {
     pub local_pref: Option<u32>,
     pub communities: Vec<Community>,
     pub large_communities: Vec<LargeCommunity>,
-    /// Every attribute as received, without NLRI: MP_REACH_NLRI keeps its next hop with an
-    /// empty (raw) NLRI, MP_UNREACH_NLRI is left out, and so is NEXT_HOP for MP_REACH prefixes
-    /// and MP_REACH_NLRI for classic NLRI.
     pub attributes: Vec<PathAttribute>,
-    /// The attributes' encoding: identity for interning.
-    key: Box<[u8]>,
 }
 
-impl PartialEq for ReceivedAttrs {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+/// Append the key of `update`'s attributes for its classic (`mp` false) or MP_REACH NLRI.
+fn encode_key(update: &Update, mp: bool, four_octet_as: bool, key: &mut BytesMut) {
+    for a in &update.attributes {
+        match &a.value {
+            AttributeValue::MpUnreach(_) => {}
+            AttributeValue::NextHop(_) if !mp => a.encode(true, key),
+            AttributeValue::MpReach(m) if mp => {
+                let mut m = m.clone();
+                m.nlri = MpNlri::Raw(Vec::new());
+                PathAttribute {
+                    flags: a.flags,
+                    value: AttributeValue::MpReach(m),
+                }
+                .encode(true, key);
+            }
+            AttributeValue::NextHop(_) | AttributeValue::MpReach(_) => {}
+            // The session's AS width is fixed for the life of the RIB, so 4 octets is canonical.
+            _ => a.encode(true, key),
+        }
     }
-}
-
-impl Eq for ReceivedAttrs {}
-
-impl Hash for ReceivedAttrs {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key.hash(state);
-    }
+    key.put_u8(u8::from(four_octet_as));
 }
 
 impl ReceivedAttrs {
-    /// `mp`: the attributes of the MP_REACH_NLRI prefixes rather than of the classic NLRI.
-    fn new(update: &Update, mp: bool, four_octet_as: bool) -> Self {
-        let mut attributes = Vec::with_capacity(update.attributes.len());
-        let mut next_hop = None;
-        let mut next_hop_link_local = None;
-        for a in &update.attributes {
-            match &a.value {
-                AttributeValue::MpUnreach(_) => {}
-                AttributeValue::NextHop(nh) if !mp => {
-                    next_hop = Some(IpAddr::V4(*nh));
-                    attributes.push(a.clone());
-                }
-                AttributeValue::MpReach(m) if mp => {
-                    match &m.next_hop {
-                        MpNextHop::Ipv4(v4) => next_hop = Some(IpAddr::V4(*v4)),
-                        MpNextHop::Ipv6 { global, link_local } => {
-                            next_hop = Some(IpAddr::V6(*global));
-                            next_hop_link_local = *link_local;
-                        }
-                        MpNextHop::Other(_) => {}
-                    }
-                    let mut m = m.clone();
-                    m.nlri = MpNlri::Raw(Vec::new());
-                    attributes.push(PathAttribute {
-                        flags: a.flags,
-                        value: AttributeValue::MpReach(m),
-                    });
-                }
-                AttributeValue::NextHop(_) | AttributeValue::MpReach(_) => {}
-                _ => attributes.push(a.clone()),
-            }
+    /// The set as an UPDATE without NLRI, decoded from the key (which this module encoded).
+    fn update(&self) -> Option<(Update, bool)> {
+        let (&width, attrs) = self.key.split_last()?;
+        let ctx = Context {
+            four_octet_as: true,
+            extended_message: true,
+        };
+        let mut msg = BytesMut::with_capacity(23 + attrs.len());
+        msg.put_bytes(0xff, 16);
+        msg.put_u16(u16::try_from(23 + attrs.len()).ok()?);
+        msg.put_u8(2);
+        msg.put_u16(0);
+        msg.put_u16(u16::try_from(attrs.len()).ok()?);
+        msg.put_slice(attrs);
+        match Message::decode(&msg, &ctx) {
+            Ok(Message::Update(u)) => Some((u, width != 0)),
+            _ => None,
         }
-        let mut key = BytesMut::new();
-        // The session's AS width is fixed for the life of the RIB, so 4 octets is canonical.
-        attributes.iter().for_each(|a| a.encode(true, &mut key));
-        // The effective AS path depends on the session's AS width too.
-        key.put_u8(u8::from(four_octet_as));
-        Self {
-            origin: match update.attribute(attr::ORIGIN) {
-                Some(AttributeValue::Origin(o)) => Some(*o),
-                _ => None,
-            },
+    }
+
+    /// Every attribute as received (see the type's doc for what is left out).
+    pub fn attributes(&self) -> Vec<PathAttribute> {
+        self.update().map(|(u, _)| u.attributes).unwrap_or_default()
+    }
+
+    /// Decode the set for display.
+    pub fn decode(&self) -> DecodedAttrs {
+        let Some((update, four_octet_as)) = self.update() else {
+            return DecodedAttrs::default();
+        };
+        let mut d = DecodedAttrs {
             as_path: update.effective_as_path(four_octet_as).unwrap_or_default(),
-            next_hop,
-            next_hop_link_local,
-            med: match update.attribute(attr::MULTI_EXIT_DISC) {
-                Some(AttributeValue::Med(m)) => Some(*m),
-                _ => None,
-            },
-            local_pref: match update.attribute(attr::LOCAL_PREF) {
-                Some(AttributeValue::LocalPref(l)) => Some(*l),
-                _ => None,
-            },
             communities: update.communities().to_vec(),
             large_communities: update.large_communities().to_vec(),
-            attributes,
-            key: key.to_vec().into_boxed_slice(),
+            ..DecodedAttrs::default()
+        };
+        for a in &update.attributes {
+            match &a.value {
+                AttributeValue::Origin(o) => d.origin = Some(*o),
+                AttributeValue::NextHop(nh) => d.next_hop = Some(IpAddr::V4(*nh)),
+                AttributeValue::MpReach(m) => match &m.next_hop {
+                    MpNextHop::Ipv4(v4) => d.next_hop = Some(IpAddr::V4(*v4)),
+                    MpNextHop::Ipv6 { global, link_local } => {
+                        d.next_hop = Some(IpAddr::V6(*global));
+                        d.next_hop_link_local = *link_local;
+                    }
+                    MpNextHop::Other(_) => {}
+                },
+                AttributeValue::Med(m) => d.med = Some(*m),
+                AttributeValue::LocalPref(l) => d.local_pref = Some(*l),
+                _ => {}
+            }
         }
+        d.attributes = update.attributes;
+        d
+    }
+}
+
+/// An interned set, found by its key octets without building a `ReceivedAttrs`.
+#[derive(Debug, Clone)]
+struct Interned(Arc<ReceivedAttrs>);
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Interned {}
+
+impl Hash for Interned {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must agree with `[u8]`'s hash for `Borrow<[u8]>`.
+        self.0.key[..].hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Interned {
+    fn borrow(&self) -> &[u8] {
+        &self.0.key
     }
 }
 
@@ -170,12 +213,6 @@ pub struct RibInChange {
     pub end_of_rib: Option<Family>,
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    attrs: Arc<ReceivedAttrs>,
-    stale: bool,
-}
-
 /// One received route, for `ferry routes --received` and the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReceivedRoute {
@@ -212,12 +249,27 @@ fn origin_name<S: Serializer>(v: &Option<Origin>, s: S) -> Result<S::Ok, S::Erro
     }
 }
 
+/// An IPv4 prefix as one ordered key: address (host bits as received) then length.
+fn v4_key(p: &Ipv4Net) -> u64 {
+    (u64::from(u32::from(p.addr())) << 8) | u64::from(p.prefix_len())
+}
+
+fn v4_prefix(key: u64) -> IpNet {
+    let addr = Ipv4Addr::from((key >> 8) as u32);
+    // The key was built from a valid prefix, so the length is <= 32.
+    IpNet::V4(Ipv4Net::new(addr, (key & 0xff) as u8).unwrap_or_default())
+}
+
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    routes: BTreeMap<IpNet, Entry>,
-    interned: HashSet<Arc<ReceivedAttrs>>,
-    counts: BTreeMap<Family, usize>,
+    v4: BTreeMap<u64, Arc<ReceivedAttrs>>,
+    v6: BTreeMap<Ipv6Net, Arc<ReceivedAttrs>>,
+    /// Routes kept from a previous session and not re-announced yet.
+    stale: HashSet<IpNet>,
+    interned: HashSet<Interned>,
     limits: BTreeMap<Family, usize>,
+    /// Reused buffer for interning keys.
+    scratch: BytesMut,
 }
 
 impl AdjRibIn {
@@ -250,15 +302,18 @@ impl AdjRibIn {
     }
 
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.len() == 0
     }
 
     pub fn count(&self, family: Family) -> usize {
-        self.counts.get(&family).copied().unwrap_or(0)
+        match family {
+            Family::Ipv4Unicast => self.v4.len(),
+            Family::Ipv6Unicast => self.v6.len(),
+        }
     }
 
     /// Distinct attribute sets held.
@@ -267,83 +322,171 @@ impl AdjRibIn {
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&Arc<ReceivedAttrs>> {
-        self.routes.get(prefix).map(|e| &e.attrs)
+        match prefix {
+            IpNet::V4(p) => self.v4.get(&v4_key(p)),
+            IpNet::V6(p) => self.v6.get(p),
+        }
     }
 
-    /// Every route, in prefix order.
+    fn contains(&self, prefix: &IpNet) -> bool {
+        self.get(prefix).is_some()
+    }
+
+    /// Every route, in prefix order (IPv4 first). Each attribute set is decoded once.
     pub fn routes(&self) -> Vec<ReceivedRoute> {
-        self.routes
+        let mut decoded: HashMap<*const ReceivedAttrs, DecodedAttrs> = HashMap::new();
+        let all = self
+            .v4
             .iter()
-            .map(|(p, e)| {
-                let a = &e.attrs;
-                ReceivedRoute {
-                    prefix: *p,
-                    next_hop: a.next_hop,
-                    next_hop_link_local: a.next_hop_link_local,
-                    as_path: a.as_path.clone(),
-                    origin: a.origin,
-                    communities: a.communities.clone(),
-                    large_communities: a.large_communities.clone(),
-                    med: a.med,
-                    local_pref: a.local_pref,
-                    stale: e.stale,
-                }
-            })
-            .collect()
+            .map(|(k, a)| (v4_prefix(*k), a))
+            .chain(self.v6.iter().map(|(p, a)| (IpNet::V6(*p), a)));
+        let mut out = Vec::with_capacity(self.len());
+        for (prefix, attrs) in all {
+            let d = decoded
+                .entry(Arc::as_ptr(attrs))
+                .or_insert_with(|| attrs.decode());
+            out.push(ReceivedRoute {
+                prefix,
+                next_hop: d.next_hop,
+                next_hop_link_local: d.next_hop_link_local,
+                as_path: d.as_path.clone(),
+                origin: d.origin,
+                communities: d.communities.clone(),
+                large_communities: d.large_communities.clone(),
+                med: d.med,
+                local_pref: d.local_pref,
+                stale: self.stale.contains(&prefix),
+            });
+        }
+        out
     }
 
     /// Session down without graceful restart: forget everything (limits stay).
     pub fn clear(&mut self) {
-        self.routes.clear();
+        self.v4.clear();
+        self.v6.clear();
+        self.stale.clear();
         self.interned.clear();
-        self.counts.clear();
     }
 
     /// Session down with graceful restart (helper mode): keep the routes, marked stale.
     pub fn mark_stale(&mut self) {
-        self.routes.values_mut().for_each(|e| e.stale = true);
+        self.stale.extend(self.v4.keys().map(|k| v4_prefix(*k)));
+        self.stale.extend(self.v6.keys().map(|p| IpNet::V6(*p)));
     }
 
     /// Routes kept from a previous session and not re-announced yet.
     pub fn stale_count(&self) -> usize {
-        self.routes.values().filter(|e| e.stale).count()
+        self.stale.len()
     }
 
     /// Remove stale routes of `family` (all families for `None`); returns them in prefix order.
     pub fn sweep_stale(&mut self, family: Option<Family>) -> Vec<IpNet> {
-        let gone: Vec<IpNet> = self
-            .routes
+        let mut gone: Vec<IpNet> = self
+            .stale
             .iter()
-            .filter(|(p, e)| e.stale && family.is_none_or(|f| family_of(p) == f))
-            .map(|(p, _)| *p)
+            .filter(|p| family.is_none_or(|f| family_of(p) == f))
+            .copied()
             .collect();
+        gone.sort();
         for p in &gone {
             self.remove(p);
         }
         gone
     }
 
+    /// Drop the RIB's use of `attrs`; frees the set when no prefix uses it any more.
+    fn release(&mut self, attrs: Arc<ReceivedAttrs>) {
+        // Ours and the intern set's: no other prefix uses it.
+        if Arc::strong_count(&attrs) == 2 {
+            self.interned.remove(&attrs.key[..]);
+        }
+    }
+
     fn remove(&mut self, prefix: &IpNet) -> bool {
-        let Some(old) = self.routes.remove(prefix) else {
+        let old = match prefix {
+            IpNet::V4(p) => self.v4.remove(&v4_key(p)),
+            IpNet::V6(p) => self.v6.remove(p),
+        };
+        let Some(old) = old else {
             return false;
         };
-        if let Some(c) = self.counts.get_mut(&family_of(prefix)) {
-            *c -= 1;
+        if !self.stale.is_empty() {
+            self.stale.remove(prefix);
         }
-        // Ours and the intern set's: no other prefix uses it.
-        if Arc::strong_count(&old.attrs) == 2 {
-            self.interned.remove(&*old.attrs);
-        }
+        self.release(old);
         true
     }
 
-    fn intern(&mut self, attrs: ReceivedAttrs) -> Arc<ReceivedAttrs> {
-        if let Some(a) = self.interned.get(&attrs) {
-            return a.clone();
+    /// The interned set of `update`'s attributes (for its MP_REACH NLRI when `mp`).
+    fn intern(&mut self, update: &Update, mp: bool, four_octet_as: bool) -> Arc<ReceivedAttrs> {
+        self.scratch.clear();
+        encode_key(update, mp, four_octet_as, &mut self.scratch);
+        if let Some(a) = self.interned.get(&self.scratch[..]) {
+            return a.0.clone();
         }
-        let a = Arc::new(attrs);
-        self.interned.insert(a.clone());
+        let a = Arc::new(ReceivedAttrs {
+            key: self.scratch[..].into(),
+        });
+        self.interned.insert(Interned(a.clone()));
         a
+    }
+
+    fn insert(&mut self, prefix: IpNet, attrs: Arc<ReceivedAttrs>) {
+        let old = match prefix {
+            IpNet::V4(p) => self.v4.insert(v4_key(&p), attrs),
+            IpNet::V6(p) => self.v6.insert(p, attrs),
+        };
+        if !self.stale.is_empty() {
+            self.stale.remove(&prefix);
+        }
+        if let Some(old) = old {
+            self.release(old);
+        }
+    }
+
+    /// RFC 4486 §4: refuse an UPDATE that would take a family over its limit. Exact counting
+    /// (sets of the UPDATE's prefixes and look-ups) only when the cheap bound could exceed it.
+    fn check_limits(
+        &self,
+        withdraw: &[IpNet],
+        announce: &[(Family, bool, Vec<IpNet>)],
+    ) -> Result<(), MaxPrefixExceeded> {
+        for (&family, &limit) in &self.limits {
+            let upper = self.count(family)
+                + announce
+                    .iter()
+                    .filter(|(f, _, _)| *f == family)
+                    .map(|(_, _, v)| v.len())
+                    .sum::<usize>();
+            if upper <= limit {
+                continue;
+            }
+            let announced: BTreeSet<IpNet> = announce
+                .iter()
+                .flat_map(|(_, _, v)| v.iter().copied())
+                .collect();
+            let withdrawn: BTreeSet<IpNet> = withdraw.iter().copied().collect();
+            let mut count = self.count(family);
+            for p in withdrawn.iter().filter(|p| family_of(p) == family) {
+                if self.contains(p) && !announced.contains(p) {
+                    count -= 1;
+                }
+            }
+            for p in announced.iter().filter(|p| family_of(p) == family) {
+                if !self.contains(p) {
+                    count += 1;
+                }
+            }
+            if count > limit {
+                return Err(MaxPrefixExceeded {
+                    family,
+                    limit,
+                    count,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Apply one received UPDATE; see the module contract. `four_octet_as`: what the session
@@ -357,15 +500,14 @@ impl AdjRibIn {
             end_of_rib: update.end_of_rib_family(),
             ..RibInChange::default()
         };
-        let mut withdraw: BTreeSet<IpNet> =
-            update.withdrawn.iter().map(|p| IpNet::V4(*p)).collect();
+        let mut withdraw: Vec<IpNet> = update.withdrawn.iter().map(|p| IpNet::V4(*p)).collect();
         if let Some(m) = update.mp_unreach() {
             if m.family().is_some() {
                 withdraw.extend(prefixes(&m.withdrawn));
             }
         }
         // Each family's NLRI, and whether they came in MP_REACH_NLRI.
-        let mut announce: Vec<(Family, bool, BTreeSet<IpNet>)> = Vec::new();
+        let mut announce: Vec<(Family, bool, Vec<IpNet>)> = Vec::new();
         if !update.nlri.is_empty() {
             announce.push((
                 Family::Ipv4Unicast,
@@ -375,65 +517,41 @@ impl AdjRibIn {
         }
         if let Some(m) = update.mp_reach() {
             if let Some(f) = m.family() {
-                let set: BTreeSet<IpNet> = prefixes(&m.nlri).collect();
-                if !set.is_empty() {
-                    announce.push((f, true, set));
+                let v: Vec<IpNet> = prefixes(&m.nlri).collect();
+                if !v.is_empty() {
+                    announce.push((f, true, v));
                 }
             }
         }
         if update.treat_as_withdraw() {
-            for (_, _, set) in announce.drain(..) {
-                withdraw.extend(set);
+            for (_, _, v) in announce.drain(..) {
+                withdraw.extend(v);
             }
         }
-        let announced: BTreeSet<IpNet> = announce
-            .iter()
-            .flat_map(|(_, _, s)| s.iter().copied())
-            .collect();
-        for (&family, &limit) in &self.limits {
-            let mut count = self.count(family);
-            for p in withdraw.iter().filter(|p| family_of(p) == family) {
-                if self.routes.contains_key(p) && !announced.contains(p) {
-                    count -= 1;
+        self.check_limits(&withdraw, &announce)?;
+        if !withdraw.is_empty() {
+            withdraw.sort();
+            withdraw.dedup();
+            // A prefix both withdrawn and announced in one UPDATE ends up announced.
+            let announced: HashSet<IpNet> = announce
+                .iter()
+                .flat_map(|(_, _, v)| v.iter().copied())
+                .collect();
+            for p in &withdraw {
+                if !announced.contains(p) && self.remove(p) {
+                    change.withdrawn.push(*p);
                 }
             }
-            for p in announced.iter().filter(|p| family_of(p) == family) {
-                if !self.routes.contains_key(p) {
-                    count += 1;
-                }
-            }
-            if count > limit {
-                return Err(MaxPrefixExceeded {
-                    family,
-                    limit,
-                    count,
-                });
-            }
         }
-        for p in &withdraw {
-            if !announced.contains(p) && self.remove(p) {
-                change.withdrawn.push(*p);
-            }
-        }
-        for (family, mp, set) in announce {
-            let attrs = self.intern(ReceivedAttrs::new(update, mp, four_octet_as));
+        for (_, mp, set) in announce {
+            let attrs = self.intern(update, mp, four_octet_as);
             for p in set {
-                let fresh = Entry {
-                    attrs: attrs.clone(),
-                    stale: false,
-                };
-                match self.routes.insert(p, fresh) {
-                    Some(old) => {
-                        if Arc::strong_count(&old.attrs) == 2 {
-                            self.interned.remove(&*old.attrs);
-                        }
-                    }
-                    None => *self.counts.entry(family).or_default() += 1,
-                }
+                self.insert(p, attrs.clone());
                 change.announced.push(p);
             }
         }
         change.announced.sort();
+        change.announced.dedup();
         if let Some(f) = change.end_of_rib {
             change.withdrawn.extend(self.sweep_stale(Some(f)));
         }
@@ -702,6 +820,37 @@ mod tests {
         rib.clear();
         assert!(rib.is_empty());
         assert_eq!(rib.attribute_sets(), 0);
+    }
+
+    #[test]
+    fn a_set_is_kept_encoded_and_decodes_to_its_attributes_without_nlri() {
+        let mut rib = AdjRibIn::unlimited();
+        let mut u = announce_v6(&["2001:db8:1::/48", "2001:db8:2::/48"]);
+        u.attributes
+            .push(withdraw_v6(&["2001:db8:9::/48"]).attributes.remove(0));
+        rib.apply(&u, FOUR).unwrap();
+        let attrs = rib.get(&"2001:db8:2::/48".parse().unwrap()).unwrap();
+        let decoded = attrs.attributes();
+        // ORIGIN, AS_PATH, MP_REACH_NLRI with its next hop and no NLRI; no MP_UNREACH_NLRI.
+        assert_eq!(decoded.len(), 3);
+        let AttributeValue::MpReach(m) = &decoded[2].value else {
+            panic!("{decoded:?}")
+        };
+        assert!(prefixes(&m.nlri).next().is_none());
+        assert_eq!(
+            m.next_hop,
+            MpNextHop::Ipv6 {
+                global: "2001:db8::2".parse().unwrap(),
+                link_local: Some("fe80::2".parse().unwrap()),
+            }
+        );
+        let d = attrs.decode();
+        assert_eq!(d.as_path.to_string(), "65001");
+        assert_eq!(d.origin, Some(Origin::Igp));
+        // The same attributes again reuse the set; nothing stale outside a restart.
+        rib.apply(&announce_v6(&["2001:db8:3::/48"]), FOUR).unwrap();
+        assert_eq!(rib.attribute_sets(), 1);
+        assert_eq!(rib.stale_count(), 0);
     }
 
     #[test]
