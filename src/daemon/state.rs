@@ -210,6 +210,10 @@ impl Shared {
             });
             let prefixes = applied.announced.iter().chain(&applied.withdrawn);
             self.publish(&store, prefixes.map(|r| r.prefix));
+            // After the drivers have the change: a snapshot of a large table takes a while.
+            if let Err(e) = store.compact_if_due() {
+                tracing::warn!(error = %e, "cannot compact the route journal; changes stay journaled");
+            }
         }
         Ok(ChangeResponse {
             changed,
