@@ -311,7 +311,7 @@ fn start_ferry(second_port: Option<u16>) -> Ferry {
     );
     if let Some(port) = second_port {
         config.push_str(&format!(
-            "\n[[neighbor]]\naddress = \"127.0.0.3\"\nport = {port}\nremote_as = 65003\n\
+            "\n[[neighbor]]\naddress = \"127.0.0.3\"\nport = {port}\nremote_as = {PEER_ASN}\n\
              local_address = \"127.0.0.1\"\nfamilies = [\"ipv4\"]\nconnect_retry = 1\n"
         ));
     }
