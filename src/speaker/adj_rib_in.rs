@@ -14,8 +14,8 @@
 //! - Representation (sized for a full table, ~1M prefixes): an attribute set is kept only as
 //!   its encoding (the interning key; 4-octet AS form plus the session's AS width) and decoded
 //!   again when someone looks ([`ReceivedAttrs::attributes`], [`AdjRibIn::routes`]); IPv4
-//!   prefixes are keyed by one `u64` (address << 8 | length) in an ordered map, IPv6 by
-//!   `Ipv6Net`; the stale mark is membership of a separate set that is empty outside a
+//!   prefixes are keyed by one `u64` (address << 8 | length) in a hash map (sorted when
+//!   listed), IPv6 by `Ipv6Net` in an ordered map; the stale mark is membership of a separate set that is empty outside a
 //!   graceful restart, so [`AdjRibIn::stale_count`] is O(1). An UPDATE whose set is already
 //!   held allocates nothing for the set (the key is built in a reused buffer).
 //! - Graceful restart helper (RFC 4724 §4.2): [`AdjRibIn::mark_stale`] when the session drops
@@ -30,7 +30,7 @@ use serde::{Serialize, Serializer};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -260,9 +260,52 @@ fn v4_prefix(key: u64) -> IpNet {
     IpNet::V4(Ipv4Net::new(addr, (key & 0xff) as u8).unwrap_or_default())
 }
 
+/// Hashes the IPv4 keys: one multiply-fold with a per-map random seed (SipHash over 8 octets
+/// cost more than the map itself; the seed keeps a peer from choosing colliding prefixes).
+#[derive(Debug, Clone)]
+struct V4Hasher(u64);
+
+impl Default for V4Hasher {
+    fn default() -> Self {
+        Self(RandomState::new().hash_one(0u64) | 1)
+    }
+}
+
+impl BuildHasher for V4Hasher {
+    type Hasher = FoldHasher;
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher {
+            seed: self.0,
+            value: 0,
+        }
+    }
+}
+
+struct FoldHasher {
+    seed: u64,
+    value: u64,
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let m = u128::from(self.value ^ n ^ self.seed) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.value = (m as u64) ^ ((m >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.value
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    v4: BTreeMap<u64, Arc<ReceivedAttrs>>,
+    v4: HashMap<u64, Arc<ReceivedAttrs>, V4Hasher>,
     v6: BTreeMap<Ipv6Net, Arc<ReceivedAttrs>>,
     /// Routes kept from a previous session and not re-announced yet.
     stale: HashSet<IpNet>,
@@ -335,9 +378,10 @@ impl AdjRibIn {
     /// Every route, in prefix order (IPv4 first). Each attribute set is decoded once.
     pub fn routes(&self) -> Vec<ReceivedRoute> {
         let mut decoded: HashMap<*const ReceivedAttrs, DecodedAttrs> = HashMap::new();
-        let all = self
-            .v4
-            .iter()
+        let mut v4: Vec<(&u64, &Arc<ReceivedAttrs>)> = self.v4.iter().collect();
+        v4.sort_unstable_by_key(|(k, _)| **k);
+        let all = v4
+            .into_iter()
             .map(|(k, a)| (v4_prefix(*k), a))
             .chain(self.v6.iter().map(|(p, a)| (IpNet::V6(*p), a)));
         let mut out = Vec::with_capacity(self.len());
@@ -851,6 +895,31 @@ mod tests {
         rib.apply(&announce_v6(&["2001:db8:3::/48"]), FOUR).unwrap();
         assert_eq!(rib.attribute_sets(), 1);
         assert_eq!(rib.stale_count(), 0);
+    }
+
+    #[test]
+    fn routes_are_listed_in_prefix_order() {
+        let mut rib = AdjRibIn::unlimited();
+        let given = [
+            "203.0.113.0/24",
+            "192.0.2.0/25",
+            "192.0.2.0/24",
+            "198.51.100.128/25",
+        ];
+        rib.apply(&announce_v4(&given, &[65001], &[]), FOUR)
+            .unwrap();
+        rib.apply(&announce_v6(&["2001:db8::/32"]), FOUR).unwrap();
+        let listed: Vec<String> = rib.routes().iter().map(|r| r.prefix.to_string()).collect();
+        assert_eq!(
+            listed,
+            [
+                "192.0.2.0/24",
+                "192.0.2.0/25",
+                "198.51.100.128/25",
+                "203.0.113.0/24",
+                "2001:db8::/32"
+            ]
+        );
     }
 
     #[test]
