@@ -260,18 +260,19 @@ fn v4_prefix(key: u64) -> IpNet {
     IpNet::V4(Ipv4Net::new(addr, (key & 0xff) as u8).unwrap_or_default())
 }
 
-/// Hashes the IPv4 keys: one multiply-fold with a per-map random seed (SipHash over 8 octets
-/// cost more than the map itself; the seed keeps a peer from choosing colliding prefixes).
+/// Hashes IPv4 keys and attribute-set keys: a multiply-fold per 8 octets with a per-map random
+/// seed (SipHash cost more than the maps themselves on a full table; the seed keeps a peer
+/// from choosing colliding prefixes or attribute sets).
 #[derive(Debug, Clone)]
-struct V4Hasher(u64);
+struct SeededHasher(u64);
 
-impl Default for V4Hasher {
+impl Default for SeededHasher {
     fn default() -> Self {
         Self(RandomState::new().hash_one(0u64) | 1)
     }
 }
 
-impl BuildHasher for V4Hasher {
+impl BuildHasher for SeededHasher {
     type Hasher = FoldHasher;
     fn build_hasher(&self) -> FoldHasher {
         FoldHasher {
@@ -288,9 +289,18 @@ struct FoldHasher {
 
 impl Hasher for FoldHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
         }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        // The length in the top octet: a short tail of zeros differs from none.
+        w[7] = rest.len() as u8;
+        self.write_u64(u64::from_le_bytes(w));
     }
 
     fn write_u64(&mut self, n: u64) {
@@ -305,11 +315,11 @@ impl Hasher for FoldHasher {
 
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    v4: HashMap<u64, Arc<ReceivedAttrs>, V4Hasher>,
+    v4: HashMap<u64, Arc<ReceivedAttrs>, SeededHasher>,
     v6: BTreeMap<Ipv6Net, Arc<ReceivedAttrs>>,
     /// Routes kept from a previous session and not re-announced yet.
     stale: HashSet<IpNet>,
-    interned: HashSet<Interned>,
+    interned: HashSet<Interned, SeededHasher>,
     limits: BTreeMap<Family, usize>,
     /// Reused buffer for interning keys.
     scratch: BytesMut,
