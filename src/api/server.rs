@@ -92,7 +92,12 @@ pub fn router(control: Shared) -> Router {
 }
 
 /// Parse a JSON body; the error names the path of the bad field (e.g. `routes[0].prefix`).
+/// A good body is parsed once without path tracking (a third of the parse time of a
+/// 100,000-route announce); only a bad one is parsed again to find the path.
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
