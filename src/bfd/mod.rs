@@ -568,15 +568,16 @@ mod tests {
         );
     }
 
-    /// A peer that falls silent is detected within its detection time (60 ms here; the bound
-    /// is loose for a loaded machine).
+    /// A peer that falls silent is detected (detection time 60 ms here). The bound is very
+    /// loose: under a loaded CI machine a 1 s bound failed once; the timing itself is measured
+    /// against FRR in proto-tests/tests/interop_bfd.rs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silence_is_detected() {
         let downs = Arc::new(Mutex::new(Vec::new()));
         let (ha, hb, b_ip) = pair(1, downs.clone()).await;
         drop(hb); // ends b's task: no more packets
         let took = wait_down(&ha).await;
-        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(4), "{took:?}");
         assert_eq!(ha.snapshot().local_diag, Diag::ControlDetectionTimeExpired);
         assert_eq!(
             *downs.lock().unwrap(),
