@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use proto_tests::bench::{
-    median, package_version, prefixes, topology, vm_hwm_kib, Receiver, Sender, SenderKind,
+    env_num, median, package_version, prefixes, topology, vm_hwm_kib, Receiver, Sender, SenderKind,
 };
 use proto_tests::netns::{can_run_with, Lab};
 
@@ -41,13 +41,6 @@ struct RunResult {
     withdraw: Option<f64>,
     rss_kib: Option<u64>,
     errors: Vec<String>,
-}
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn one_run(

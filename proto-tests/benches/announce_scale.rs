@@ -27,8 +27,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use proto_tests::bench::{
-    median, package_version, prefixes, topology, vm_hwm_kib, Receiver, RECEIVER_AS, RECEIVER_IP,
-    SENDER_AS, SENDER_ID, SENDER_IP,
+    env_num, median, package_version, prefixes, topology, vm_hwm_kib, Receiver, RECEIVER_AS,
+    RECEIVER_IP, SENDER_AS, SENDER_ID, SENDER_IP,
 };
 use proto_tests::daemons::{Family, Peer};
 use proto_tests::fanout::{CommandSender, Me, SenderKind};
@@ -44,13 +44,6 @@ struct Run {
     withdraw: Option<f64>,
     rss_kib: Option<u64>,
     error: Option<String>,
-}
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn f2(v: Option<f64>) -> String {

@@ -21,16 +21,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use proto_tests::bench::{median, package_version};
+use proto_tests::bench::{env_num, median, package_version};
 use proto_tests::ingest::{ingest_once, write_table, Bins, IngestRun, ReceiverKind};
 use proto_tests::netns::{can_run_with, program_exists};
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())

@@ -40,6 +40,15 @@ pub fn prefixes(n: usize) -> Vec<String> {
 }
 
 /// Median of a non-empty slice (mean of the middle two for an even count).
+/// A benchmark's numeric setting from the environment (`BENCH_ROUNDS=5`); `default` when unset
+/// or not a number.
+pub fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);

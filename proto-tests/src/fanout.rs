@@ -32,8 +32,8 @@ use crate::bench::{http_unix, vm_hwm_kib, write_mrt_ipv6};
 use crate::daemons::bird::{Bird, BirdConfig};
 use crate::daemons::frr::{Frr, FrrConfig};
 use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{poll, Family, Peer, Route};
-use crate::ingest::{cpu_secs, spawn_line_reader, Bins};
+use crate::daemons::{Family, Peer, Route};
+use crate::ingest::{cpu_secs, spawn_ferry, spawn_line_reader, Bins};
 use crate::netns::{Lab, Netns};
 
 pub const SENDER_AS: u32 = 65020;
@@ -167,28 +167,7 @@ impl<'l> CommandSender<'l> {
                 }
                 let path = dir.join("ferry.toml");
                 std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
-                let log = dir.join("ferry.log");
-                let mut c = ns.command(&bins.ferry.display().to_string());
-                c.args(["speaker", "--config"]).arg(&path);
-                c.env(
-                    "FERRY_LOG",
-                    std::env::var("BENCH_FERRY_LOG").unwrap_or_else(|_| "warn".into()),
-                );
-                let pid = lab.spawn("ferry", c, &log);
-                let up = poll(Duration::from_secs(10), || {
-                    if !lab.is_running(pid) {
-                        return Some(false);
-                    }
-                    http_unix(&api, "GET", "/v1/peers", None)
-                        .ok()
-                        .map(|(s, _)| s == 200)
-                });
-                if up != Some(true) {
-                    return Err(format!(
-                        "ferry did not come up\n{}",
-                        crate::daemons::tail_file(&log, 20)
-                    ));
-                }
+                let (pid, _log) = spawn_ferry(lab, ns, &bins.ferry, &path, &api, &dir)?;
                 Inner::Ferry { pid, api }
             }
             SenderKind::Bird => {

@@ -226,28 +226,7 @@ impl<'l> Receiver<'l> {
                 );
                 let path = dir.join("ferry.toml");
                 std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
-                let log = dir.join("ferry.log");
-                let mut c = ns.command(&ferry_bin.display().to_string());
-                c.args(["speaker", "--config"]).arg(&path);
-                c.env(
-                    "FERRY_LOG",
-                    std::env::var("BENCH_FERRY_LOG").unwrap_or_else(|_| "warn".into()),
-                );
-                let pid = lab.spawn("ferry", c, &log);
-                let up = poll(Duration::from_secs(10), || {
-                    if !lab.is_running(pid) {
-                        return Some(false);
-                    }
-                    http_unix(&api, "GET", "/v1/peers", None)
-                        .ok()
-                        .map(|(s, _)| s == 200)
-                });
-                if up != Some(true) {
-                    return Err(format!(
-                        "ferry did not come up\n{}",
-                        crate::daemons::tail_file(&log, 20)
-                    ));
-                }
+                let (pid, log) = spawn_ferry(lab, ns, ferry_bin, &path, &api, &dir)?;
                 Receiver::Ferry { pid, api, log }
             }
             ReceiverKind::Bird => Receiver::Bird(Bird::start(
@@ -490,6 +469,42 @@ fn ingest_inner(
         r.sent_secs = l.split_whitespace().nth(1).and_then(|s| s.parse().ok());
     }
     Ok(())
+}
+
+/// Start `ferry speaker --config config` in `ns` (log `dir/ferry.log`, `FERRY_LOG` from
+/// `BENCH_FERRY_LOG`, default warn) and wait up to 10 s until its API at `api` answers.
+/// Returns its pid and log path; an error carries the log's tail.
+pub fn spawn_ferry(
+    lab: &Lab,
+    ns: &Netns,
+    ferry_bin: &Path,
+    config: &Path,
+    api: &Path,
+    dir: &Path,
+) -> Result<(u32, PathBuf), String> {
+    let log = dir.join("ferry.log");
+    let mut c = ns.command(&ferry_bin.display().to_string());
+    c.args(["speaker", "--config"]).arg(config);
+    c.env(
+        "FERRY_LOG",
+        std::env::var("BENCH_FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let pid = lab.spawn("ferry", c, &log);
+    let up = poll(Duration::from_secs(10), || {
+        if !lab.is_running(pid) {
+            return Some(false);
+        }
+        http_unix(api, "GET", "/v1/peers", None)
+            .ok()
+            .map(|(s, _)| s == 200)
+    });
+    if up != Some(true) {
+        return Err(format!(
+            "ferry did not come up\n{}",
+            crate::daemons::tail_file(&log, 20)
+        ));
+    }
+    Ok((pid, log))
 }
 
 #[cfg(test)]
