@@ -7,8 +7,9 @@
 //! session is Established (and 1 s has passed), t0 is taken just before the announce command
 //! (see `proto_tests::fanout::CommandSender`: Ferry one `POST /v1/announce`, BIRD a config with
 //! N static routes and `birdc configure`, GoBGP `gobgp mrt inject global`, FRR `vtysh -f` with N
-//! `network` lines); the run ends at the first poll (every 25 ms) of `show bgp ipv6 unicast
-//! summary json` where FRR holds all N. Then the withdraw command (Ferry `POST /v1/withdraw`,
+//! `network` lines); the run ends at the first poll (every 5 ms, over one kept connection to
+//! bgpd's vty socket, ~0.1 ms a query) of `show bgp ipv6 unicast summary json` where FRR holds
+//! all N. Then the withdraw command (Ferry `POST /v1/withdraw`,
 //! BIRD the config without the routes, GoBGP `gobgp global rib -a ipv6 del all`, FRR `no
 //! network` lines) is timed until FRR holds none. Sizes and senders alternate inside each
 //! round; medians over the rounds, ratios to Ferry.
@@ -35,13 +36,14 @@ use proto_tests::fanout::{CommandSender, Me, SenderKind};
 use proto_tests::ingest::Bins;
 use proto_tests::netns::{can_run_with, program_exists, Lab};
 
-const POLL: Duration = Duration::from_millis(25);
+const POLL: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Debug, Default)]
 struct Run {
     announce: Option<f64>,
     announce_cmd: Option<f64>,
     withdraw: Option<f64>,
+    withdraw_cmd: Option<f64>,
     rss_kib: Option<u64>,
     error: Option<String>,
 }
@@ -91,6 +93,7 @@ fn inner(
     r.announce = Some(d.as_secs_f64());
     let t1 = Instant::now();
     sender.withdraw(prefixes)?;
+    r.withdraw_cmd = Some(t1.elapsed().as_secs_f64());
     let (_, d) = receiver.wait_count(t1, 0, POLL, timeout)?;
     r.withdraw = Some(d.as_secs_f64());
     r.rss_kib = vm_hwm_kib(sender.pid());
@@ -149,11 +152,12 @@ fn main() {
             for &k in &kinds {
                 let r = one_run(k, &lists[i], &bins, timeout);
                 println!(
-                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s)  withdraw {:>7} s  peak RSS {} MiB{}",
+                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s)  withdraw {:>7} s (command {:>7} s)  peak RSS {} MiB{}",
                     k.name(),
                     f2(r.announce),
                     f2(r.announce_cmd),
                     f2(r.withdraw),
+                    f2(r.withdraw_cmd),
                     r.rss_kib.map(|v| format!("{:.0}", v as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
                     r.error.as_deref().map(|e| format!("\n  error: {e}")).unwrap_or_default()
                 );
@@ -170,8 +174,8 @@ fn main() {
         _ => "-".into(),
     };
     println!();
-    println!("| N | sender | median announce (s) | vs Ferry | median command (s) | median withdraw (s) | vs Ferry | peak RSS (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| N | sender | median announce (s) | vs Ferry | median command (s) | median withdraw (s) | vs Ferry | median command (s) | peak RSS (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         let fv = results.get(&(n, "ferry"));
         let fa = fv.and_then(|v| med(v, |r| r.announce));
@@ -182,13 +186,14 @@ fn main() {
             let w = med(v, |r| r.withdraw);
             let rss = v.iter().filter_map(|r| r.rss_kib).max();
             println!(
-                "| {n} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 k.name(),
                 f2(a),
                 ratio(a, fa),
                 f2(med(v, |r| r.announce_cmd)),
                 f2(w),
                 ratio(w, fw),
+                f2(med(v, |r| r.withdraw_cmd)),
                 rss.map(|v| format!("{:.0}", v as f64 / 1024.0))
                     .unwrap_or_else(|| "-".into())
             );

@@ -9,6 +9,7 @@
 //! neighbor on FRR (t0) makes FRR connect at once. Prefixes are `2001:db8:H:L::/64` with
 //! `H` from 1 (the link uses `2001:db8:ffff::/64`).
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{Frr, FrrConfig};
+use crate::daemons::frr::{BgpdVty, Frr, FrrConfig};
 use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
 use crate::daemons::{poll, BgpDaemon, Family, Peer, Route};
 use crate::netns::{run, Lab, Netns};
@@ -74,6 +75,8 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
 /// The receiving FRR: `neighbor SENDER_IP shutdown` until [`Receiver::enable`].
 pub struct Receiver<'l> {
     pub frr: Frr<'l>,
+    /// Opened at the first count and kept (see [`BgpdVty`]); reopened after an error.
+    vty: RefCell<Option<BgpdVty>>,
 }
 
 /// What FRR's summary says about the sender.
@@ -100,6 +103,7 @@ impl<'l> Receiver<'l> {
             .with_zebra();
         Receiver {
             frr: Frr::start(lab, ns, &config),
+            vty: RefCell::new(None),
         }
     }
 
@@ -108,10 +112,23 @@ impl<'l> Receiver<'l> {
         self.frr.enable_peer(SENDER_IP)
     }
 
-    /// State and prefixes received from the sender (`show bgp ipv6 unicast summary json`).
+    /// State and prefixes received from the sender (`show bgp ipv6 unicast summary json`, over
+    /// one kept vty connection).
     pub fn count(&self) -> Result<PeerCount, String> {
-        let v = self.frr.vtysh_json("show bgp ipv6 unicast summary json")?;
-        Ok(parse_summary(&v, SENDER_IP))
+        const CMD: &str = "show bgp ipv6 unicast summary json";
+        let mut vty = self.vty.borrow_mut();
+        if vty.is_none() {
+            *vty = Some(self.frr.bgpd_vty()?);
+        }
+        let answer = vty.as_mut().map(|v| v.json(CMD));
+        match answer {
+            Some(Ok(v)) => Ok(parse_summary(&v, SENDER_IP)),
+            Some(Err(e)) => {
+                *vty = None;
+                Err(e)
+            }
+            None => Err("no vty".into()),
+        }
     }
 
     /// Polls every `interval` until the sender's count is `target` (and the session is
