@@ -136,12 +136,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         draining: Default::default(),
         leases: Mutex::new(leases),
         lease_wake: tokio::sync::Notify::new(),
+        compact_wake: tokio::sync::Notify::new(),
         lease_expiries: Default::default(),
         last_expiry: Mutex::new(None),
     });
     // Leases that ran out while the speaker was down go before any session starts.
     shared.expire_leases(true);
     tokio::spawn(expire_leases(shared.clone()));
+    tokio::spawn(compact_later(shared.clone()));
 
     let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
     let mut drivers = Vec::new();
@@ -297,6 +299,21 @@ async fn expire_leases(shared: Arc<Shared>) {
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(20), Duration::from_secs(5))) => {}
             _ = shared.lease_wake.notified() => {}
         }
+    }
+}
+
+/// How long after a change made it due the route journal is compacted.
+const COMPACT_DELAY: Duration = Duration::from_secs(1);
+
+/// Compact the route journal [`COMPACT_DELAY`] after a change made it due: a snapshot of a
+/// large table is milliseconds of CPU that the drivers and the peers need while that change is
+/// being sent. Changes meanwhile only append to the journal (durable as before).
+async fn compact_later(shared: Arc<Shared>) {
+    loop {
+        shared.compact_wake.notified().await;
+        tokio::time::sleep(COMPACT_DELAY).await;
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.compact_journal()).await;
     }
 }
 

@@ -25,7 +25,7 @@ use crate::api::{
 use crate::api::{LeaseInfo, LeaseReport};
 use crate::config::NeighborConfig;
 use crate::speaker::lease::{now_ms, Leases};
-use crate::speaker::store::{Change, RouteStore};
+use crate::speaker::store::{Applied, Change, RouteStore};
 use crate::speaker::{AdjRibIn, DesiredLog, Route, UpdateGroups};
 use crate::wire::Community;
 
@@ -100,6 +100,8 @@ pub struct Shared {
     pub leases: Mutex<Leases>,
     /// Wakes the lease task when a deadline may have moved earlier.
     pub lease_wake: tokio::sync::Notify,
+    /// Wakes the compaction task when the route journal outgrew the snapshot.
+    pub compact_wake: tokio::sync::Notify,
     pub lease_expiries: AtomicU64,
     pub last_expiry: Mutex<Option<(Vec<IpNet>, Instant)>>,
 }
@@ -113,10 +115,15 @@ impl Shared {
     /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
     /// overlay applied; O(changed), not O(table).
     fn publish(&self, store: &RouteStore, prefixes: impl IntoIterator<Item = IpNet>) {
+        self.publish_routes(prefixes.into_iter().map(|p| (p, store.get(&p).cloned())));
+    }
+
+    /// Hand these changes (the route as stored now, `None`: withdrawn) to the drivers, with
+    /// the drain overlay applied.
+    fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) {
         let draining = lock(&self.draining);
-        let changes = prefixes.into_iter().map(|p| {
-            let route = store.get(&p).map(|r| {
-                let mut r = r.clone();
+        let changes = changes.into_iter().map(|(p, route)| {
+            let route = route.map(|mut r| {
                 if draining.contains(&p) && !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
                     r.communities.push(Community::GRACEFUL_SHUTDOWN);
                 }
@@ -130,6 +137,15 @@ impl Shared {
             *v = version;
             changed
         });
+    }
+
+    /// Compact the route journal into a new snapshot if it is due. The daemon's compaction
+    /// task calls this a moment after a change made it due, so the snapshot is not written
+    /// while the drivers send that change; the journal is durable meanwhile.
+    pub fn compact_journal(&self) {
+        if let Err(e) = lock(&self.store).compact_if_due() {
+            tracing::warn!(error = %e, "cannot compact the route journal; changes stay journaled");
+        }
     }
 
     /// Withdraw the leased routes whose lease ran out; returns the next deadline (Unix ms).
@@ -201,23 +217,35 @@ impl Shared {
             }
         })?;
         let changed = applied.announced.len() + applied.withdrawn.len();
+        let generation = applied.generation;
         if changed > 0 {
             // Emit before the drivers see the change, so that the events stream keeps causal
             // order: desired_changed, then the routes_sent it causes.
             self.emit(Event::DesiredChanged {
-                generation: applied.generation,
+                generation,
                 changed,
             });
-            let prefixes = applied.announced.iter().chain(&applied.withdrawn);
-            self.publish(&store, prefixes.map(|r| r.prefix));
-            // After the drivers have the change: a snapshot of a large table takes a while.
-            if let Err(e) = store.compact_if_due() {
-                tracing::warn!(error = %e, "cannot compact the route journal; changes stay journaled");
+            // `applied` holds the routes as now stored: no second lookup in the store.
+            let Applied {
+                announced,
+                withdrawn,
+                ..
+            } = applied;
+            self.publish_routes(
+                announced
+                    .into_iter()
+                    .map(|r| (r.prefix, Some(r)))
+                    .chain(withdrawn.into_iter().map(|r| (r.prefix, None))),
+            );
+            // Not now: a snapshot of a large table takes CPU the drivers need while they send
+            // this change (see `compact_journal`).
+            if store.compaction_due() {
+                self.compact_wake.notify_one();
             }
         }
         Ok(ChangeResponse {
             changed,
-            generation: applied.generation,
+            generation,
         })
     }
 }

@@ -20,6 +20,8 @@
 //!   session end keeps the peer's routes as stale, the helper's stale timer.
 //! - [`lease`]: [`lease::Leases`], when each leased route is withdrawn unless renewed
 //!   (fencing), persisted in `state_dir/leases.json`.
+//! - [`prefix_text`]: [`prefix_text::PrefixText`], a prefix's text without `core::fmt`, for
+//!   the store's files.
 //!
 //! Data flow: API request -> [`RouteStore::apply`] (durable) -> [`DesiredLog::apply`] (the
 //! changed prefixes) -> each update group applies the delta to its [`AdjRibOut`] ->
@@ -34,6 +36,7 @@ pub mod desired_log;
 pub mod export;
 pub mod graceful;
 pub mod lease;
+pub mod prefix_text;
 pub mod route;
 pub mod store;
 pub mod update_group;

@@ -44,6 +44,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::prefix_text::PrefixText;
 use super::route::{check_prefix, Route, RouteError};
 use crate::wire::Origin;
 
@@ -142,7 +143,47 @@ struct JournalOut<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     announce: Vec<Stored<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    withdraw: Vec<IpNet>,
+    withdraw: Vec<StoredPrefix>,
+}
+
+/// Insert (or replace) `routes`, sorted by prefix without duplicates. A batch that is large
+/// next to the table is merged in one linear pass (`BTreeMap::append` builds from both sorted
+/// sequences) instead of one tree search per route.
+fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
+    if routes.len() * 8 >= table.len() {
+        let mut batch: BTreeMap<IpNet, Route> =
+            routes.iter().map(|r| (r.prefix, r.clone())).collect();
+        table.append(&mut batch);
+    } else {
+        for r in routes {
+            table.insert(r.prefix, r.clone());
+        }
+    }
+}
+
+/// Remove `routes`, sorted by prefix; a large batch is removed in one linear pass over the
+/// table (both in prefix order) instead of one tree search per route.
+fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
+    if routes.len() * 8 >= table.len() {
+        let mut gone = routes.iter().map(|r| r.prefix).peekable();
+        table.retain(|p, _| {
+            while gone.next_if(|g| g < p).is_some() {}
+            gone.next_if_eq(p).is_none()
+        });
+    } else {
+        for r in routes {
+            table.remove(&r.prefix);
+        }
+    }
+}
+
+/// A prefix as the files store it (the same text as `Display`, built faster).
+struct StoredPrefix(IpNet);
+
+impl Serialize for StoredPrefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(PrefixText::prefix(&self.0).as_str())
+    }
 }
 
 /// A route as the files store it: the API's JSON form (read back by `Route`'s
@@ -155,9 +196,9 @@ impl Serialize for Stored<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("prefix", &r.prefix.to_string())?;
-        if let Some(nh) = r.next_hop {
-            m.serialize_entry("next_hop", &nh.to_string())?;
+        m.serialize_entry("prefix", PrefixText::prefix(&r.prefix).as_str())?;
+        if let Some(nh) = &r.next_hop {
+            m.serialize_entry("next_hop", PrefixText::addr(nh).as_str())?;
         }
         if r.origin != Origin::Igp {
             m.serialize_entry("origin", r.origin.name())?;
@@ -342,14 +383,18 @@ impl RouteStore {
     /// change on, so the change that crosses the limit does not wait for the snapshot. On
     /// `Err` the journal stays and the state is as durable as before.
     pub fn compact_if_due(&mut self) -> Result<bool, StoreError> {
-        let journal_len = self.journal.as_ref().map_or(0, |(_, l)| *l);
-        let due = self
-            .snapshot
-            .is_some_and(|snap| journal_len > snap.max(MIN_COMPACT));
+        let due = self.compaction_due();
         if due {
             self.compact()?;
         }
         Ok(due)
+    }
+
+    /// The journal outgrew the snapshot (and [`MIN_COMPACT`]).
+    pub fn compaction_due(&self) -> bool {
+        let journal_len = self.journal.as_ref().map_or(0, |(_, l)| *l);
+        self.snapshot
+            .is_some_and(|snap| journal_len > snap.max(MIN_COMPACT))
     }
 
     /// Write the snapshot of the current state and drop the journal.
@@ -486,21 +531,8 @@ impl RouteStore {
             let next = merged(&self.routes, &applied);
             let len = self.persist(&next, generation)?;
             drop(next);
-            if self.routes.is_empty() {
-                // Sorted input: built in one pass.
-                self.routes = applied
-                    .announced
-                    .iter()
-                    .map(|r| (r.prefix, r.clone()))
-                    .collect();
-            } else {
-                for r in &applied.announced {
-                    self.routes.insert(r.prefix, r.clone());
-                }
-                for r in &applied.withdrawn {
-                    self.routes.remove(&r.prefix);
-                }
-            }
+            insert_sorted(&mut self.routes, &applied.announced);
+            remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
             self.snapshot = Some(len);
             // The snapshot holds every journaled change: drop the journal (a leftover one is
@@ -511,14 +543,14 @@ impl RouteStore {
             self.append(&JournalOut {
                 generation,
                 announce: applied.announced.iter().map(Stored).collect(),
-                withdraw: applied.withdrawn.iter().map(|r| r.prefix).collect(),
+                withdraw: applied
+                    .withdrawn
+                    .iter()
+                    .map(|r| StoredPrefix(r.prefix))
+                    .collect(),
             })?;
-            for r in &applied.announced {
-                self.routes.insert(r.prefix, r.clone());
-            }
-            for r in &applied.withdrawn {
-                self.routes.remove(&r.prefix);
-            }
+            insert_sorted(&mut self.routes, &applied.announced);
+            remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
         }
         applied.generation = generation;
@@ -871,5 +903,50 @@ mod tests {
             e.to_string().starts_with("cannot open state directory"),
             "{e}"
         );
+    }
+
+    /// Small and large batches (one search per route, or one merge pass) leave the same table
+    /// as a plain map would, in memory and after a reload.
+    #[test]
+    fn batches_of_every_size_match_a_plain_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RouteStore::load(dir.path()).unwrap();
+        let mut model: BTreeMap<IpNet, Route> = BTreeMap::new();
+        let net = |i: u32| -> IpNet { format!("2001:db8:{:x}::/48", i).parse().unwrap() };
+        // (first, count, step, announce): big and small batches over a table of up to 400.
+        let ops = [
+            (0, 400, 1, true),
+            (5, 1, 1, false),
+            (7, 3, 2, true),
+            (0, 200, 2, false),
+            (1, 30, 7, true),
+            (3, 2, 1, false),
+            (0, 400, 1, false),
+            (10, 1, 1, true),
+        ];
+        for (first, count, step, announce) in ops {
+            let prefixes: Vec<IpNet> = (0..count).map(|i| net(first + i * step)).collect();
+            if announce {
+                let routes: Vec<Route> = prefixes
+                    .iter()
+                    .map(|p| {
+                        let mut r = Route::new(*p).unwrap();
+                        r.med = Some(first);
+                        r
+                    })
+                    .collect();
+                for r in &routes {
+                    model.insert(r.prefix, r.clone());
+                }
+                s.apply(Change::Announce(routes)).unwrap();
+            } else {
+                for p in &prefixes {
+                    model.remove(p);
+                }
+                s.apply(Change::Withdraw(prefixes)).unwrap();
+            }
+            assert_eq!(s.routes(), &model);
+        }
+        assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), &model);
     }
 }

@@ -1,0 +1,116 @@
+//! Where an announce or withdraw command's time goes inside the speaker, phase by phase, for
+//! N = 1,000 / 10,000 / 100,000 IPv6 /64s: parse the API body, apply it to the
+//! [`RouteStore`] (journal line, fdatasync), hand the changed prefixes to the [`DesiredLog`]
+//! (what `Shared::publish` does), compact when due. The phases are the library calls the
+//! daemon's API handler makes, without HTTP and without a peer, so a change to one of them shows
+//! here even on a noisy machine. Medians of `FERRY_BENCH_ROUNDS` (default 15) rounds.
+//!
+//! Run: `cargo bench --bench command_path` (state directory under `target/tmp`).
+
+use std::time::{Duration, Instant};
+
+use ferry::api::{AnnounceRequest, WithdrawRequest};
+use ferry::speaker::{Change, DesiredLog, RouteStore};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+#[derive(Default)]
+struct Phases {
+    parse: Vec<Duration>,
+    store: Vec<Duration>,
+    publish: Vec<Duration>,
+    compact: Vec<Duration>,
+}
+
+impl Phases {
+    fn row(self, n: usize, what: &str) {
+        let total: Vec<Duration> = (0..self.parse.len())
+            .map(|i| self.parse[i] + self.store[i] + self.publish[i] + self.compact[i])
+            .collect();
+        println!(
+            "| {n} | {what} | {} | {} | {} | {} | {} |",
+            ms(median(self.parse)),
+            ms(median(self.store)),
+            ms(median(self.publish)),
+            ms(median(self.compact)),
+            ms(median(total))
+        );
+    }
+}
+
+/// Parse, store, publish, compact: the daemon's order (publish before compaction).
+fn one(
+    body: &[u8],
+    store: &mut RouteStore,
+    desired: &mut DesiredLog,
+    phases: &mut Phases,
+    announce: bool,
+) {
+    let t = Instant::now();
+    let change = if announce {
+        let req: AnnounceRequest = serde_json::from_slice(body).expect("announce body");
+        Change::Announce(req.routes)
+    } else {
+        let req: WithdrawRequest = serde_json::from_slice(body).expect("withdraw body");
+        Change::Withdraw(req.prefixes)
+    };
+    phases.parse.push(t.elapsed());
+    let t = Instant::now();
+    let applied = store.apply(change).expect("store apply");
+    phases.store.push(t.elapsed());
+    let t = Instant::now();
+    desired.apply(
+        applied
+            .announced
+            .into_iter()
+            .map(|r| (r.prefix, Some(r)))
+            .chain(applied.withdrawn.into_iter().map(|r| (r.prefix, None))),
+    );
+    phases.publish.push(t.elapsed());
+    let t = Instant::now();
+    store.compact_if_due().expect("compact");
+    phases.compact.push(t.elapsed());
+}
+
+fn main() {
+    let rounds: usize = std::env::var("FERRY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/command_path");
+    println!("command_path: {rounds} rounds, medians in ms");
+    println!("| N | command | parse | store | publish | compact | total |");
+    println!("|---|---|---|---|---|---|---|");
+    for n in [1_000usize, 10_000, 100_000] {
+        let prefixes: Vec<String> = (0..n)
+            .map(|i| format!("2001:db8:{:x}:{:x}::/64", 1 + (i >> 16), i & 0xffff))
+            .collect();
+        let items: Vec<String> = prefixes
+            .iter()
+            .map(|p| format!("{{\"prefix\":\"{p}\"}}"))
+            .collect();
+        let announce = format!("{{\"routes\":[{}]}}", items.join(","));
+        let quoted: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
+        let withdraw = format!("{{\"prefixes\":[{}]}}", quoted.join(","));
+        let dir = base.join(n.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("state dir");
+        let mut store = RouteStore::load(&dir).expect("store");
+        let mut desired = DesiredLog::new(store.routes().values().cloned());
+        let (mut a, mut w) = (Phases::default(), Phases::default());
+        for _ in 0..rounds {
+            one(announce.as_bytes(), &mut store, &mut desired, &mut a, true);
+            one(withdraw.as_bytes(), &mut store, &mut desired, &mut w, false);
+        }
+        a.row(n, "announce");
+        w.row(n, "withdraw");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
