@@ -11,12 +11,18 @@
 //!   first (a prefix changed twice appears twice; applying them in order gives the current
 //!   state). It answers `None` when the log no longer reaches back to `v`: the consumer then
 //!   resynchronises from [`DesiredLog::routes`].
-//! - The log holds at most `max(MIN_LOG, routes)` entries, so its memory is bounded by the
-//!   table's; the routes themselves are shared (`Arc`) between the table and the log.
+//! - Every log entry also has a position (0, 1, 2, ... over the log's whole life);
+//!   [`DesiredLog::changes_from`]`(pos)` yields the entries from position `pos` on, so a
+//!   consumer can apply a long batch a part at a time ([`DesiredLog::log_end`] is the position
+//!   after the newest entry), or `None` when the log no longer reaches back to `pos`.
+//! - The log holds at most `max(MIN_LOG, routes, the last call's changes)` entries, so its
+//!   memory is bounded by the table's (a withdrawal of the whole table stays in the log until
+//!   the next change); the routes themselves are shared (`Arc`) between the table and the log.
 //!
 //! Never does: persist anything (the [`super::RouteStore`] does), or decide the overlay.
 
 use ipnet::IpNet;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -33,6 +39,8 @@ pub struct DesiredLog {
     log: VecDeque<(u64, IpNet, Option<Arc<Route>>)>,
     /// Every change with a version above this one is in `log`.
     complete_after: u64,
+    /// Position of `log[0]`.
+    first_pos: u64,
 }
 
 impl DesiredLog {
@@ -76,17 +84,19 @@ impl DesiredLog {
     /// Apply the changes (`None` removes the prefix); returns the version after them.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> u64 {
         let next = self.version + 1;
-        let mut changed = false;
+        let mut changed = 0usize;
         for (prefix, route) in changes {
+            // One search of the table per change.
             let entry = match route {
-                Some(r) => {
-                    if self.routes.get(&prefix).is_some_and(|old| **old == r) {
-                        continue;
+                Some(r) => match self.routes.entry(prefix) {
+                    Entry::Occupied(o) if **o.get() == r => continue,
+                    Entry::Occupied(mut o) => {
+                        let r = Arc::new(r);
+                        o.insert(r.clone());
+                        Some(r)
                     }
-                    let r = Arc::new(r);
-                    self.routes.insert(prefix, r.clone());
-                    Some(r)
-                }
+                    Entry::Vacant(v) => Some(v.insert(Arc::new(r)).clone()),
+                },
                 None => {
                     if self.routes.remove(&prefix).is_none() {
                         continue;
@@ -95,18 +105,38 @@ impl DesiredLog {
                 }
             };
             self.log.push_back((next, prefix, entry));
-            changed = true;
+            changed += 1;
         }
-        if changed {
+        if changed > 0 {
             self.version = next;
-            let cap = self.routes.len().max(MIN_LOG);
+            let cap = self.routes.len().max(MIN_LOG).max(changed);
             while self.log.len() > cap {
                 if let Some((v, _, _)) = self.log.pop_front() {
                     self.complete_after = v;
+                    self.first_pos += 1;
                 }
             }
         }
         self.version
+    }
+
+    /// The position after the newest log entry.
+    pub fn log_end(&self) -> u64 {
+        self.first_pos + self.log.len() as u64
+    }
+
+    /// The changes from position `pos` on, oldest first; `None` when the log was trimmed
+    /// past it or `pos` is beyond [`DesiredLog::log_end`] (resynchronise from
+    /// [`DesiredLog::routes`]).
+    pub fn changes_from(
+        &self,
+        pos: u64,
+    ) -> Option<impl Iterator<Item = (IpNet, Option<&Route>)> + '_> {
+        let start = usize::try_from(pos.checked_sub(self.first_pos)?).ok()?;
+        if start > self.log.len() {
+            return None;
+        }
+        Some(self.log.range(start..).map(|(_, p, r)| (*p, r.as_deref())))
     }
 
     /// The changes after version `since`, oldest first; `None` when the log was trimmed past
@@ -175,6 +205,47 @@ mod tests {
         assert_eq!(d.changes_since(1).unwrap().count(), 2);
         assert_eq!(d.changes_since(2).unwrap().count(), 0);
         assert!(d.changes_since(3).is_none());
+    }
+
+    #[test]
+    fn positions_let_a_consumer_take_a_batch_in_parts() {
+        let mut d = DesiredLog::new([]);
+        assert_eq!(d.log_end(), 0);
+        let batch: Vec<(IpNet, Option<Route>)> = (0..10)
+            .map(|i| {
+                let p = format!("2001:db8:{i:x}::/48");
+                (net(&p), Some(route(&p)))
+            })
+            .collect();
+        d.apply(batch.clone());
+        assert_eq!(d.log_end(), 10);
+        let first: Vec<IpNet> = d.changes_from(0).unwrap().take(4).map(|(p, _)| p).collect();
+        let rest: Vec<IpNet> = d.changes_from(4).unwrap().map(|(p, _)| p).collect();
+        let all: Vec<IpNet> = first.into_iter().chain(rest).collect();
+        assert_eq!(all, batch.iter().map(|(p, _)| *p).collect::<Vec<_>>());
+        assert_eq!(d.changes_from(10).unwrap().count(), 0);
+        assert!(d.changes_from(11).is_none());
+    }
+
+    /// Withdrawing a table larger than `MIN_LOG` keeps the whole withdrawal in the log, so a
+    /// consumer applies it as a delta instead of resynchronising.
+    #[test]
+    fn a_large_withdrawal_stays_in_the_log_whole() {
+        let n = MIN_LOG + 100;
+        let prefixes: Vec<IpNet> = (0..n)
+            .map(|i| net(&format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff)))
+            .collect();
+        let mut d = DesiredLog::new([]);
+        d.apply(prefixes.iter().map(|p| (*p, Some(Route::new(*p).unwrap()))));
+        let (v, pos) = (d.version(), d.log_end());
+        d.apply(prefixes.iter().map(|p| (*p, None)));
+        assert!(d.is_empty());
+        assert_eq!(d.changes_since(v).unwrap().count(), n);
+        assert_eq!(d.changes_from(pos).unwrap().count(), n);
+        // The next change trims it back to MIN_LOG.
+        d.apply([(prefixes[0], Some(Route::new(prefixes[0]).unwrap()))]);
+        assert!(d.changes_from(pos).is_none());
+        assert_eq!(d.log_len(), MIN_LOG);
     }
 
     #[test]

@@ -25,15 +25,20 @@
 //!   otherwise it gets a group of its own with a full sync.
 //! - Merging back: a group whose members took everything, with nothing pending and its
 //!   End-of-RIB produced, moves its members into another group with the same key that is at
-//!   the same desired-routes version with nothing pending: both have then told their members
+//!   the same desired-log position with nothing pending: both have then told their members
 //!   the same routes, so the moved members continue at the end of the other group's log.
 //! - End-of-RIB (RFC 4724 §2): a group produces it once, after its initial sync; every member
 //!   takes it from the log (members that join later from the start of the log, too), so each
 //!   session gets it exactly once, after its full table.
 //! - Route refresh (RFC 2918 §4): [`UpdateGroups::refresh`] splits the member off (if it
 //!   shares its group) and queues its routes of that family again.
-//! - Desired routes come from a [`DesiredLog`]: a group applies only the changes since the
-//!   version it last saw, or resynchronises fully if the log no longer reaches back.
+//! - Desired routes come from a [`DesiredLog`]: a group applies only the changes after the
+//!   log position it reached, or resynchronises fully if the log no longer reaches back. It
+//!   applies at most `Limits::catch_up` changes per [`UpdateGroups::pull`], so the first
+//!   UPDATEs of a large batch are on the wire while the rest is still being applied (a peer
+//!   such as FRR starts on them at once) instead of after the whole batch. So "only the
+//!   latest intent" holds per applied part: a prefix changed again in a later part is sent
+//!   again. A pull returns no message while changes wait only when none of them produce one.
 //!
 //! Never does: I/O, locking, timers. The daemon holds the registry behind one lock; a member's
 //! waker is called (under that lock, so it must only signal) when new messages wait for it.
@@ -99,6 +104,8 @@ pub struct Limits {
     pub produce: usize,
     /// A member further behind the newest message than this is split off.
     pub lag: usize,
+    /// Desired-route changes a group applies per pull.
+    pub catch_up: usize,
 }
 
 impl Default for Limits {
@@ -106,6 +113,7 @@ impl Default for Limits {
         Self {
             produce: 64 * 1024,
             lag: 1024 * 1024,
+            catch_up: 1024,
         }
     }
 }
@@ -140,8 +148,10 @@ struct Group {
     export: PeerExport,
     ctx: Context,
     rib: AdjRibOut,
-    /// Desired-routes version the rib has applied.
-    version: u64,
+    /// Position in the desired log up to which the rib has applied the changes.
+    pos: u64,
+    /// Changes after `pos` were waiting at the last catch-up.
+    behind: bool,
     log: VecDeque<Entry>,
     /// Sequence number of `log[0]`.
     first: u64,
@@ -162,7 +172,8 @@ impl Group {
             key,
             export,
             rib,
-            version: desired.version(),
+            pos: desired.log_end(),
+            behind: false,
             log: VecDeque::new(),
             first: 0,
             produced: 0,
@@ -184,28 +195,35 @@ impl Group {
             .map_or(self.produced, |e| e.start)
     }
 
-    fn catch_up(&mut self, desired: &DesiredLog) -> Vec<(IpNet, ExportError)> {
+    /// Apply up to `max` desired changes after `pos` (all of them when resynchronising).
+    fn catch_up(&mut self, desired: &DesiredLog, max: usize) -> Vec<(IpNet, ExportError)> {
         let mut skipped = Vec::new();
-        if self.version == desired.version() {
+        let end = desired.log_end();
+        if self.pos == end {
+            self.behind = false;
             return skipped;
         }
-        match desired.changes_since(self.version) {
+        match desired.changes_from(self.pos) {
             Some(changes) => {
-                for (prefix, route) in changes {
+                for (prefix, route) in changes.take(max) {
                     if let Err(e) = self.rib.update(prefix, route, &self.export) {
                         skipped.push((prefix, e));
                     }
+                    self.pos += 1;
                 }
             }
-            None => skipped = self.rib.sync_routes(desired.routes(), &self.export).skipped,
+            None => {
+                skipped = self.rib.sync_routes(desired.routes(), &self.export).skipped;
+                self.pos = end;
+            }
         }
-        self.version = desired.version();
+        self.behind = self.pos < end;
         skipped
     }
 
     /// Nothing to produce now or later (until the desired routes change or a refresh).
     fn idle(&self) -> bool {
-        !self.rib.has_pending() && self.eor_done
+        !self.behind && !self.rib.has_pending() && self.eor_done
     }
 
     /// Encode up to `budget` octets of pending changes (then End-of-RIB when due) into the
@@ -435,17 +453,24 @@ impl UpdateGroups {
             let Some(g) = self.groups.get_mut(&id) else {
                 return pull;
             };
-            pull.skipped = g.catch_up(desired);
             let mut cursor = g.members.get(&member).copied().unwrap_or(g.end());
-            if cursor == g.end() && !g.idle() {
-                let before = g.end();
-                if g.produce(limits.produce, &mut self.stats) > 0 {
-                    wake.extend(
-                        g.members
-                            .iter()
-                            .filter(|(m, c)| **m != member && **c == before)
-                            .map(|(m, _)| *m),
-                    );
+            // Until there is a message to hand over or nothing is left to apply: a part of a
+            // batch can produce nothing (changes this group does not export, or that cancel).
+            loop {
+                pull.skipped.extend(g.catch_up(desired, limits.catch_up));
+                if cursor == g.end() && !g.idle() {
+                    let before = g.end();
+                    if g.produce(limits.produce, &mut self.stats) > 0 {
+                        wake.extend(
+                            g.members
+                                .iter()
+                                .filter(|(m, c)| **m != member && **c == before)
+                                .map(|(m, _)| *m),
+                        );
+                    }
+                }
+                if cursor < g.end() || !g.behind {
+                    break;
                 }
             }
             let mut taken = 0;
@@ -508,7 +533,8 @@ impl UpdateGroups {
             export: g.export.clone(),
             ctx: g.ctx,
             rib: g.rib.clone(),
-            version: g.version,
+            pos: g.pos,
+            behind: g.behind,
             log,
             first: cursor.max(g.first),
             produced: g.produced,
@@ -533,17 +559,17 @@ impl UpdateGroups {
         if candidates.is_empty() {
             return;
         }
-        let version = self.groups.get(&id).map_or(0, |g| g.version);
+        let pos = self.groups.get(&id).map_or(0, |g| g.pos);
         // The largest group that agrees takes the members.
         let mut best: Option<(usize, GroupId)> = None;
         for c in candidates {
             let Some(t) = self.groups.get_mut(&c) else {
                 continue;
             };
-            if t.version != version || !t.idle() {
+            if t.pos != pos || !t.idle() {
                 continue;
             }
-            // Same key, same desired version, nothing pending: same routes told.
+            // Same key, same desired-log position, nothing pending: same routes told.
             let size = t.members.len();
             if best.is_none_or(|(s, _)| size > s) {
                 best = Some((size, c));

@@ -185,6 +185,7 @@ fn a_slow_member_is_split_off_and_never_holds_the_others_back() {
     let limits = Limits {
         produce: 4096,
         lag: 32 * 1024,
+        catch_up: 1024,
     };
     let mut d = DesiredLog::new([]);
     let mut g = UpdateGroups::new(limits);
@@ -366,4 +367,80 @@ fn a_group_behind_a_trimmed_desired_log_resyncs_in_full() {
     assert!(d.changes_since(0).is_none());
     let msgs = drain(&mut g, 1, &d);
     assert_all_once(&told(&msgs), &[r]);
+}
+
+/// A batch larger than `catch_up` goes out in parts: the first pull already carries UPDATEs
+/// (before the whole batch is applied), and in the end every prefix was told exactly once,
+/// after which the group is idle and at the log's end.
+#[test]
+fn a_large_batch_is_sent_while_it_is_still_being_applied() {
+    let limits = Limits {
+        catch_up: 100,
+        ..Limits::default()
+    };
+    let mut d = DesiredLog::new([]);
+    let mut g = UpdateGroups::new(limits);
+    join(&mut g, 1, &ebgp(), &d);
+    drain(&mut g, 1, &d);
+    let rs = routes(1_000);
+    announce(&mut d, &rs);
+    let first = g.pull(1, 1024 * 1024, &d);
+    let t = told(&first.msgs);
+    assert!(first.more, "more of the batch waits");
+    assert_eq!(
+        t.announced.len(),
+        100,
+        "one catch-up's worth in the first pull"
+    );
+    let rest = drain(&mut g, 1, &d);
+    let all: Vec<Arc<Out>> = first.msgs.into_iter().chain(rest).collect();
+    assert_all_once(&told(&all), &rs);
+    // Withdrawing all of it, too, in parts, each prefix once.
+    d.apply(rs.iter().map(|r| (r.prefix, None)));
+    let w = told(&drain(&mut g, 1, &d));
+    assert_eq!(w.withdrawn.len(), rs.len());
+    assert!(w.withdrawn.values().all(|n| *n == 1));
+    assert!(w.announced.is_empty());
+    assert!(!g.pull(1, 1024, &d).more);
+}
+
+/// Parts of a batch that produce nothing (changes that cancel within one part) never make a
+/// pull come back empty while more waits: the driver stops pumping on an empty pull. Changes
+/// that cancel across parts are sent as they were applied (announce, then withdraw): the
+/// peer ends with the latest state.
+#[test]
+fn a_pull_never_comes_back_empty_with_more_to_do() {
+    let limits = Limits {
+        catch_up: 100,
+        ..Limits::default()
+    };
+    let mut d = DesiredLog::new([]);
+    let mut g = UpdateGroups::new(limits);
+    join(&mut g, 1, &ebgp(), &d);
+    drain(&mut g, 1, &d);
+    // Each prefix announced and withdrawn again in the same part of 100 changes.
+    let gone = routes(500);
+    for pair in gone.chunks(50) {
+        announce(&mut d, pair);
+        d.apply(pair.iter().map(|r| (r.prefix, None)));
+    }
+    let stay = routes(501);
+    announce(&mut d, &stay[500..]);
+    let p = g.pull(1, 1024 * 1024, &d);
+    let t = told(&p.msgs);
+    assert_eq!(
+        t.announced.len(),
+        1,
+        "1,000 changes that cancel, then the one that stays"
+    );
+    assert!(t.withdrawn.is_empty());
+    assert!(!g.pull(1, 1024, &d).more);
+    // Cancelling across parts: announced, then withdrawn; nothing stays.
+    announce(&mut d, &gone);
+    d.apply(gone.iter().map(|r| (r.prefix, None)));
+    let t = told(&drain(&mut g, 1, &d));
+    assert_eq!(
+        t.announced.keys().collect::<Vec<_>>(),
+        t.withdrawn.keys().collect::<Vec<_>>()
+    );
 }
