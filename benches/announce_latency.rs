@@ -8,6 +8,11 @@
 //! - call -> API answer (the desired routes are fsync'd before the answer).
 //!
 //! Loopback adds a few microseconds; the figure is an upper bound for "UPDATE leaving the socket".
+//!
+//! Then the bulk command: `FERRY_BENCH_BULK` (default 10,000) IPv6 /64s of 2001:db8::/32 in one
+//! announce call and one withdraw call, `FERRY_BENCH_BULK_ROUNDS` (default 9) times: call ->
+//! first UPDATE, call -> the UPDATE that completes all of them, call -> API answer. This is
+//! Ferry's own part of `proto-tests/benches/announce_scale.rs` (no FRR to wait for).
 //! Run: `cargo bench --bench announce_latency`.
 
 use std::io::{Read, Write};
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ferry::api::{AnnounceRequest, ChangeResponse, Client, Endpoint, WithdrawRequest};
 use ferry::speaker::Route;
-use ferry::wire::{split_frame, Capability, Context, Message, Open, MAX_MESSAGE_LEN};
+use ferry::wire::{split_frame, Capability, Context, Message, MpNlri, Open, MAX_MESSAGE_LEN};
 
 struct Speaker(Child);
 
@@ -30,15 +35,34 @@ impl Drop for Speaker {
     }
 }
 
-/// Accept the speaker's connection, complete the OPEN exchange, then report each UPDATE's
-/// arrival time (End-of-RIB markers excluded).
-fn raw_peer(listener: TcpListener, updates: mpsc::Sender<Instant>) {
+/// What one UPDATE carried, and when it arrived.
+struct Arrival {
+    at: Instant,
+    announced: usize,
+    withdrawn: usize,
+}
+
+fn count(n: &MpNlri) -> usize {
+    match n {
+        MpNlri::Ipv4(v) => v.len(),
+        MpNlri::Ipv6(v) => v.len(),
+        MpNlri::Raw(_) => 0,
+    }
+}
+
+/// Accept the speaker's connection, complete the OPEN exchange (IPv4 and IPv6 unicast), then
+/// report each UPDATE's arrival time and prefix counts (End-of-RIB markers excluded).
+fn raw_peer(listener: TcpListener, updates: mpsc::Sender<Arrival>) {
     let (mut sock, _) = listener.accept().expect("speaker connects");
     sock.set_nodelay(true).ok();
     let ctx = Context::default();
     let caps = vec![
         Capability::Multiprotocol {
             afi: ferry::wire::Afi::Ipv4,
+            safi: ferry::wire::Safi::Unicast,
+        },
+        Capability::Multiprotocol {
+            afi: ferry::wire::Afi::Ipv6,
             safi: ferry::wire::Safi::Unicast,
         },
         Capability::RouteRefresh,
@@ -59,10 +83,16 @@ fn raw_peer(listener: TcpListener, updates: mpsc::Sender<Instant>) {
         buf.extend_from_slice(&chunk[..n]);
         while let Ok(Some(frame)) = split_frame(&mut buf, MAX_MESSAGE_LEN) {
             match Message::decode(&frame, &ctx) {
-                Ok(Message::Update(u))
-                    if u.end_of_rib_family().is_none() && updates.send(now).is_err() =>
-                {
-                    return
+                Ok(Message::Update(u)) if u.end_of_rib_family().is_none() => {
+                    let arrival = Arrival {
+                        at: now,
+                        announced: u.nlri.len() + u.mp_reach().map_or(0, |m| count(&m.nlri)),
+                        withdrawn: u.withdrawn.len()
+                            + u.mp_unreach().map_or(0, |m| count(&m.withdrawn)),
+                    };
+                    if updates.send(arrival).is_err() {
+                        return;
+                    }
                 }
                 Ok(Message::Keepalive) => {
                     let _ = sock.write_all(&Message::Keepalive.to_bytes(&ctx));
@@ -103,7 +133,7 @@ fn main() {
     let sock = dir.path().join("ferry.sock");
     let config = format!(
         "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\n\n\
-         [[neighbor]]\naddress = \"127.0.0.1\"\nport = {port}\nremote_as = 65001\nfamilies = [\"ipv4\"]\n",
+         [[neighbor]]\naddress = \"127.0.0.1\"\nport = {port}\nremote_as = 65001\nfamilies = [\"ipv4\", \"ipv6\"]\n",
         sock.display(),
         dir.path().display()
     );
@@ -180,7 +210,7 @@ fn main() {
             let arrived = rx
                 .recv_timeout(Duration::from_secs(5))
                 .expect("UPDATE within 5 s");
-            to_update.push(arrived.saturating_duration_since(t0));
+            to_update.push(arrived.at.saturating_duration_since(t0));
         }
     });
     println!(
@@ -189,4 +219,77 @@ fn main() {
     );
     report("call -> UPDATE at peer", to_update);
     report("call -> API answer", to_answer);
+    bulk(&rt, &client, &rx);
+}
+
+/// The bulk section (see the module doc).
+fn bulk(rt: &tokio::runtime::Runtime, client: &Client, rx: &mpsc::Receiver<Arrival>) {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, rounds) = (
+        env("FERRY_BENCH_BULK", 10_000),
+        env("FERRY_BENCH_BULK_ROUNDS", 9),
+    );
+    if n == 0 {
+        return;
+    }
+    let routes: Vec<Route> = (0..n)
+        .map(|i| {
+            let p = format!("2001:db8:{:x}:{:x}::/64", 1 + (i >> 16), i & 0xffff);
+            let mut r = Route::new(p.parse().expect("prefix")).expect("route");
+            // The session runs over IPv4: no IPv6 address of its own to be next hop self.
+            r.next_hop = Some("2001:db8:ffff::2".parse().expect("next hop"));
+            r
+        })
+        .collect();
+    let prefixes: Vec<_> = routes.iter().map(|r| r.prefix).collect();
+    let mut times: [Vec<Duration>; 6] = Default::default();
+    for _ in 0..rounds {
+        for announce in [true, false] {
+            let t0 = Instant::now();
+            rt.block_on(async {
+                let r: ChangeResponse = if announce {
+                    let body = AnnounceRequest {
+                        routes: routes.clone(),
+                    };
+                    client.post("/v1/announce", &body).await
+                } else {
+                    let body = WithdrawRequest {
+                        prefixes: prefixes.clone(),
+                        graceful_secs: None,
+                    };
+                    client.post("/v1/withdraw", &body).await
+                }
+                .expect("bulk API call");
+                assert_eq!(r.changed, n);
+            });
+            let answered = t0.elapsed();
+            let (mut seen, mut first) = (0, None);
+            while seen < n {
+                let a = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("bulk UPDATEs within 10 s");
+                first.get_or_insert(a.at);
+                seen += if announce { a.announced } else { a.withdrawn };
+                if seen >= n {
+                    let k = if announce { 0 } else { 3 };
+                    times[k].push(first.unwrap_or(a.at).saturating_duration_since(t0));
+                    times[k + 1].push(a.at.saturating_duration_since(t0));
+                    times[k + 2].push(answered);
+                }
+            }
+        }
+    }
+    let [af, al, aa, wf, wl, wa] = times;
+    println!("bulk: {n} IPv6 prefixes per call, {rounds} rounds");
+    report("announce: call -> first UPDATE", af);
+    report("announce: call -> all sent", al);
+    report("announce: call -> API answer", aa);
+    report("withdraw: call -> first UPDATE", wf);
+    report("withdraw: call -> all sent", wl);
+    report("withdraw: call -> API answer", wa);
 }
