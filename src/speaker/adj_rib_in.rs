@@ -30,7 +30,9 @@ use serde::{Serialize, Serializer};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{Hash, Hasher};
+
+use super::seeded_hash::SeededHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -258,59 +260,6 @@ fn v4_prefix(key: u64) -> IpNet {
     let addr = Ipv4Addr::from((key >> 8) as u32);
     // The key was built from a valid prefix, so the length is <= 32.
     IpNet::V4(Ipv4Net::new(addr, (key & 0xff) as u8).unwrap_or_default())
-}
-
-/// Hashes IPv4 keys and attribute-set keys: a multiply-fold per 8 octets with a per-map random
-/// seed (SipHash cost more than the maps themselves on a full table; the seed keeps a peer
-/// from choosing colliding prefixes or attribute sets).
-#[derive(Debug, Clone)]
-struct SeededHasher(u64);
-
-impl Default for SeededHasher {
-    fn default() -> Self {
-        Self(RandomState::new().hash_one(0u64) | 1)
-    }
-}
-
-impl BuildHasher for SeededHasher {
-    type Hasher = FoldHasher;
-    fn build_hasher(&self) -> FoldHasher {
-        FoldHasher {
-            seed: self.0,
-            value: 0,
-        }
-    }
-}
-
-struct FoldHasher {
-    seed: u64,
-    value: u64,
-}
-
-impl Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        // The length in the top octet: a short tail of zeros differs from none.
-        w[7] = rest.len() as u8;
-        self.write_u64(u64::from_le_bytes(w));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let m = u128::from(self.value ^ n ^ self.seed) * 0x9e37_79b9_7f4a_7c15_u128;
-        self.value = (m as u64) ^ ((m >> 64) as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.value
-    }
 }
 
 #[derive(Debug, Default)]

@@ -34,11 +34,12 @@
 //! Never does: I/O, timers, or deciding what is desired.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::export::{AttrSet, ExportError, PeerExport};
 use super::route::Route;
+use super::seeded_hash::SeededHasher;
 use crate::wire::attribute::PathAttribute;
 use crate::wire::mp::MpNlri;
 use crate::wire::prefix::{ipv4_len, ipv6_len};
@@ -69,13 +70,14 @@ pub struct SyncReport {
 #[derive(Debug, Default, Clone)]
 pub struct AdjRibOut {
     sent: BTreeMap<IpNet, Arc<AttrSet>>,
-    /// Latest intent per prefix: `Some(set)` announce, `None` withdraw.
-    pending: BTreeMap<IpNet, Option<Arc<AttrSet>>>,
+    /// Latest intent per prefix: `Some(set)` announce, `None` withdraw. Looked up once or
+    /// twice per change and never walked in order (the indexes below are), so hashed.
+    pending: HashMap<IpNet, Option<Arc<AttrSet>>, SeededHasher>,
     // Indexes of `pending`, by what the packer takes next.
     withdraw_v4: BTreeSet<Ipv4Net>,
     withdraw_v6: BTreeSet<Ipv6Net>,
     announce: BTreeMap<Arc<AttrSet>, BTreeSet<IpNet>>,
-    interned: HashSet<Arc<AttrSet>>,
+    interned: HashSet<Arc<AttrSet>, SeededHasher>,
     families: Vec<Family>,
     synced: bool,
     end_of_rib_sent: BTreeSet<Family>,

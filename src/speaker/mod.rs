@@ -20,6 +20,7 @@
 //!   session end keeps the peer's routes as stale, the helper's stale timer.
 //! - [`lease`]: [`lease::Leases`], when each leased route is withdrawn unless renewed
 //!   (fencing), persisted in `state_dir/leases.json`.
+//! - [`seeded_hash`]: [`seeded_hash::SeededHasher`], the fast seeded hash of the hot maps.
 //! - [`prefix_text`]: [`prefix_text::PrefixText`], a prefix's text without `core::fmt`, for
 //!   the store's files.
 //!
@@ -38,6 +39,7 @@ pub mod graceful;
 pub mod lease;
 pub mod prefix_text;
 pub mod route;
+pub mod seeded_hash;
 pub mod store;
 pub mod update_group;
 
