@@ -15,11 +15,15 @@
 //!
 //! Flood run (Ferry only): a second neighbor (the speaker connects to a raw peer on
 //! 127.0.0.3) receives the UPDATEs of announce/withdraw API calls; the latency call -> UPDATE
-//! at that peer is measured quiet and then while the first peer floods the table.
+//! at that peer is measured quiet and then while the first peer floods the table, in
+//! `FERRY_INGEST_FLOODS` rounds (default 3; the flooder reconnects each round), reported per
+//! round and pooled (median, p99, max; flood/quiet ratios).
 //!
 //! Environment: `FERRY_INGEST_N` (prefixes, default 800000), `FERRY_INGEST_RUNS` (default 1),
 //! `FERRY_INGEST_ONLY` = ferry | bird | flood (default: all three), `FERRY_INGEST_CALLS`
-//! (quiet latency samples, default 300), `FERRY_INGEST_DUMP=FILE` (write the prefixes to FILE
+//! (quiet latency samples per flood round, default 300), `FERRY_INGEST_FLOODS` (flood rounds,
+//! default 3), `FERRY_INGEST_BIN` (another `ferry` binary to run, e.g. an older build for an
+//! A/B comparison), `FERRY_INGEST_DUMP=FILE` (write the prefixes to FILE
 //! and, if BIRD misses some, its `show route` to FILE.bird). BIRD's session is `multihop`
 //! (loopback is no shared subnet); its next hop stays unresolved, as in Ferry, which resolves
 //! none. Everything stays on loopback and stops by itself.
@@ -318,14 +322,17 @@ fn start_ferry(second_port: Option<u16>) -> Ferry {
     let config_path = dir.path().join("ferry.toml");
     std::fs::write(&config_path, config).expect("write config");
     let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["speaker", "--config"])
-            .arg(&config_path)
-            .env("FERRY_LOG", "warn")
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ferry speaker"),
+        Command::new(
+            std::env::var("FERRY_INGEST_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").into()),
+        )
+        .args(["speaker", "--config"])
+        .arg(&config_path)
+        .env("FERRY_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ferry speaker"),
     );
     let deadline = Instant::now() + WAIT;
     while std::os::unix::net::UnixStream::connect(&api).is_err() {
@@ -558,7 +565,28 @@ fn one_call(
     at.saturating_duration_since(t0)
 }
 
-fn run_flood_latency(table: &Arc<Vec<u8>>, n: usize, calls: usize) {
+/// The flooding neighbor 127.0.0.2: its state and prefixes received.
+fn flooder_status(rt: &tokio::runtime::Runtime, client: &Client) -> (String, u64) {
+    let peers: Vec<PeerStatus> = rt.block_on(client.get("/v1/peers")).expect("GET /v1/peers");
+    peers
+        .iter()
+        .find(|p| p.address == Ipv4Addr::new(127, 0, 0, 2))
+        .map(|p| (p.state.clone(), p.prefixes_received))
+        .unwrap_or_default()
+}
+
+/// Latencies of one round, sorted; their median, p99 and max in ms.
+fn summary(v: &mut [Duration]) -> (f64, f64, f64) {
+    v.sort();
+    let max = v.last().map(Duration::as_secs_f64).unwrap_or(0.0);
+    (pct(v, 0.5) * 1e3, pct(v, 0.99) * 1e3, max * 1e3)
+}
+
+/// `rounds` times: `calls` quiet announce/withdraw calls, then calls while 127.0.0.2 floods
+/// the table (until the speaker reports all `n`), then the flooder disconnects and the
+/// speaker drops its routes. Quiet and flooded samples of all rounds are pooled, so both sit
+/// under the same outside load.
+fn run_flood_latency(table: &Arc<Vec<u8>>, n: usize, calls: usize, rounds: usize) {
     let listener = TcpListener::bind("127.0.0.3:0").expect("bind 127.0.0.3");
     let port = listener.local_addr().expect("addr").port();
     let f = start_ferry(Some(port));
@@ -580,49 +608,82 @@ fn run_flood_latency(table: &Arc<Vec<u8>>, n: usize, calls: usize) {
     }
     std::thread::sleep(Duration::from_millis(200));
     while rx.try_recv().is_ok() {}
-    let mut quiet = Vec::new();
-    for i in 0..calls {
-        quiet.push(one_call(&rt, &client, &rx, i % 2 == 0));
+    let (mut all_quiet, mut all_flooded, mut ingest) = (Vec::new(), Vec::new(), Vec::new());
+    // Calls alternate announce and withdraw over all rounds (each must change the route).
+    let mut k = 0usize;
+    for round in 0..rounds {
+        let mut quiet = Vec::new();
+        for _ in 0..calls {
+            quiet.push(one_call(&rt, &client, &rx, k % 2 == 0));
+            k += 1;
+        }
+        let sock = raw_flooder(f.listen);
+        let done = Arc::new(AtomicBool::new(false));
+        let bytes = table.clone();
+        let d = done.clone();
+        let t0 = Instant::now();
+        let writer = std::thread::spawn(move || {
+            let mut sock = sock;
+            sock.write_all(&bytes).expect("write table");
+            d.store(true, Ordering::Release);
+            sock
+        });
+        let mut flooded = Vec::new();
+        while !done.load(Ordering::Acquire) || ferry_received(&rt, &client) < n as u64 {
+            assert!(t0.elapsed() < WAIT, "flood did not finish");
+            flooded.push(one_call(&rt, &client, &rx, k % 2 == 0));
+            k += 1;
+        }
+        let flood_secs = t0.elapsed().as_secs_f64();
+        let sock = writer.join().expect("writer");
+        let (q, f_) = (summary(&mut quiet), summary(&mut flooded));
+        println!(
+            "round {round}: quiet median {:.3} ms p99 {:.3} max {:.3} (n={}); flood median {:.3} ms \
+             p99 {:.3} max {:.3} (n={}); flood took {flood_secs:.2} s",
+            q.0,
+            q.1,
+            q.2,
+            quiet.len(),
+            f_.0,
+            f_.1,
+            f_.2,
+            flooded.len()
+        );
+        all_quiet.extend(quiet);
+        all_flooded.extend(flooded);
+        ingest.push(flood_secs);
+        // Disconnect (the drain thread holds a clone of the socket) and wait until the
+        // speaker has dropped the session and its routes and accepts a connection again.
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+        drop(sock);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (state, received) = flooder_status(&rt, &client);
+            if state == "Active" && received == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "flooder session did not end");
+            std::thread::sleep(POLL);
+        }
     }
-    let sock = raw_flooder(f.listen);
-    let done = Arc::new(AtomicBool::new(false));
-    let bytes = table.clone();
-    let d = done.clone();
-    let t0 = Instant::now();
-    let writer = std::thread::spawn(move || {
-        let mut sock = sock;
-        sock.write_all(&bytes).expect("write table");
-        d.store(true, Ordering::Release);
-        sock
-    });
-    let mut flooded = Vec::new();
-    let mut i = 0;
-    while !done.load(Ordering::Acquire) || ferry_received(&rt, &client) < n as u64 {
-        assert!(t0.elapsed() < WAIT, "flood did not finish");
-        flooded.push(one_call(&rt, &client, &rx, i % 2 == 0));
-        i += 1;
-    }
-    let flood_secs = t0.elapsed().as_secs_f64();
-    let _ = writer.join();
-    let (q, fl) = (median(&mut quiet), median(&mut flooded));
+    let (q, f_) = (summary(&mut all_quiet), summary(&mut all_flooded));
+    ingest.sort_by(f64::total_cmp);
     println!(
-        "announce -> UPDATE at second peer: quiet median {:.3} ms (n={}, p99 {:.3} ms); \
-         during flood median {:.3} ms (n={}, p99 {:.3} ms, max {:.3} ms); ratio {:.2}; \
-         flood took {flood_secs:.2} s",
-        q * 1e3,
-        quiet.len(),
-        pct(&quiet, 0.99) * 1e3,
-        fl * 1e3,
-        flooded.len(),
-        pct(&flooded, 0.99) * 1e3,
-        flooded.last().map(Duration::as_secs_f64).unwrap_or(0.0) * 1e3,
-        fl / q
+        "announce -> UPDATE at second peer, {rounds} rounds: quiet median {:.3} ms (n={}, p99 {:.3} ms, \
+         max {:.3} ms); during flood median {:.3} ms (n={}, p99 {:.3} ms, max {:.3} ms); \
+         flood/quiet median {:.2}, p99 {:.2}; flood took {:.2} s (median of rounds)",
+        q.0,
+        all_quiet.len(),
+        q.1,
+        q.2,
+        f_.0,
+        all_flooded.len(),
+        f_.1,
+        f_.2,
+        f_.0 / q.0,
+        f_.1 / q.1,
+        ingest[ingest.len() / 2]
     );
-}
-
-fn median(v: &mut [Duration]) -> f64 {
-    v.sort();
-    pct(v, 0.5)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -645,6 +706,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
+    let rounds: usize = std::env::var("FERRY_INGEST_FLOODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let only = std::env::var("FERRY_INGEST_ONLY").unwrap_or_default();
     let (bytes, updates) = table(n);
     println!(
@@ -671,6 +737,6 @@ fn main() {
         }
     }
     if only.is_empty() || only == "flood" {
-        run_flood_latency(&table, n, calls);
+        run_flood_latency(&table, n, calls, rounds);
     }
 }
