@@ -71,7 +71,7 @@ fn one(
             .announced
             .into_iter()
             .map(|r| (r.prefix, Some(r)))
-            .chain(applied.withdrawn.into_iter().map(|r| (r.prefix, None))),
+            .chain(applied.withdrawn.into_iter().map(|p| (p, None))),
     );
     phases.publish.push(t.elapsed());
     let t = Instant::now();

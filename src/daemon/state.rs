@@ -235,7 +235,7 @@ impl Shared {
                 announced
                     .into_iter()
                     .map(|r| (r.prefix, Some(r)))
-                    .chain(withdrawn.into_iter().map(|r| (r.prefix, None))),
+                    .chain(withdrawn.into_iter().map(|p| (p, None))),
             );
             // Not now: a snapshot of a large table takes CPU the drivers need while they send
             // this change (see `compact_journal`).

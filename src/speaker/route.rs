@@ -22,7 +22,7 @@
 //! IPv6 next hop (RFC 8950) is rejected: Ferry does not negotiate the Extended Next Hop
 //! capability.
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
@@ -132,9 +132,9 @@ fn family_name(v4: bool) -> &'static str {
 /// Parse a prefix as the user typed it, refusing host bits and a missing length.
 pub fn parse_prefix(s: &str) -> Result<IpNet, RouteError> {
     let s = s.trim();
-    match parse_net(s) {
-        Some(p) => check_prefix(p),
-        None => match s.parse::<IpAddr>() {
+    match s.parse::<IpNet>() {
+        Ok(p) => check_prefix(p),
+        Err(_) => match s.parse::<IpAddr>() {
             Ok(a) => Err(RouteError::PrefixWithoutLength {
                 value: s.to_owned(),
                 suggestion: IpNet::from(a),
@@ -143,23 +143,6 @@ pub fn parse_prefix(s: &str) -> Result<IpNet, RouteError> {
                 value: s.to_owned(),
             }),
         },
-    }
-}
-
-/// `ADDRESS/LENGTH` as `IpNet`'s `FromStr` reads it (host bits allowed), with std's address
-/// parser (`ipnet`'s own took a tenth of a 10,000-route announce), which also refuses an IPv4
-/// octet with a leading zero (`198.051.100.0`: octal or decimal?).
-fn parse_net(s: &str) -> Option<IpNet> {
-    let (addr, len) = s.split_once('/')?;
-    let digits = (1..=3).contains(&len.len()) && len.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (len.len() > 1 && len.starts_with('0')) {
-        return None;
-    }
-    let len: u8 = len.parse().ok()?;
-    if addr.contains(':') {
-        Ipv6Net::new(addr.parse().ok()?, len).ok().map(IpNet::V6)
-    } else {
-        Ipv4Net::new(addr.parse().ok()?, len).ok().map(IpNet::V4)
     }
 }
 
@@ -403,49 +386,6 @@ mod tests {
 
     fn from_json(s: &str) -> Result<Route, String> {
         serde_json::from_str::<Route>(s).map_err(|e| e.to_string())
-    }
-
-    /// The fast prefix parser accepts and refuses what `IpNet`'s `FromStr` does.
-    #[test]
-    fn prefix_parser_agrees_with_ipnet() {
-        let cases = [
-            "198.51.100.0/24",
-            "198.51.100.1/24",
-            "0.0.0.0/0",
-            "255.255.255.255/32",
-            "198.51.100.0/33",
-            "198.51.100.0/024",
-            "198.51.100.0/0024",
-            "198.51.100.0/+24",
-            "198.51.100.0/-1",
-            "198.51.100.0/",
-            "/24",
-            "198.51.100/24",
-            "198.51.100.0.1/24",
-            "2001:db8::/32",
-            "2001:db8::1/128",
-            "2001:db8::/129",
-            "2001:DB8::/32",
-            "::/0",
-            "::ffff:192.0.2.1/128",
-            "::192.0.2.1/96",
-            "2001:db8:::/32",
-            "2001:db8::g/32",
-            "2001:db8::/ 32",
-            " 2001:db8::/32",
-            "2001:db8:1:2:3:4:5:6:7/128",
-            "fe80::1%eth0/64",
-            "198.51.100.0/24/1",
-            "",
-            "/",
-        ];
-        for c in cases {
-            assert_eq!(parse_net(c), c.parse::<IpNet>().ok(), "{c:?}");
-        }
-        // The one difference: std refuses a leading zero in an IPv4 octet (octal or decimal?),
-        // `ipnet` reads it as decimal.
-        assert!("198.051.100.0/24".parse::<IpNet>().is_ok());
-        assert!(parse_prefix("198.051.100.0/24").is_err());
     }
 
     #[test]

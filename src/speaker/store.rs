@@ -72,8 +72,8 @@ pub enum Change {
 pub struct Applied {
     /// Routes that are new or differ from what was stored, in prefix order.
     pub announced: Vec<Route>,
-    /// Routes that were stored and are now gone, in prefix order.
-    pub withdrawn: Vec<Route>,
+    /// Prefixes that were stored and are now gone, in prefix order.
+    pub withdrawn: Vec<IpNet>,
     /// The generation after the batch (unchanged when nothing changed).
     pub generation: u64,
 }
@@ -161,19 +161,39 @@ fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
     }
 }
 
-/// Remove `routes`, sorted by prefix; a large batch is removed in one linear pass over the
-/// table (both in prefix order) instead of one tree search per route.
-fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
-    if routes.len() * 8 >= table.len() {
-        let mut gone = routes.iter().map(|r| r.prefix).peekable();
+/// Remove `prefixes`, sorted; a large batch is removed in one linear pass over the table
+/// (both in prefix order) instead of one tree search per prefix.
+fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, prefixes: &[IpNet]) {
+    if prefixes.len() * 8 >= table.len() {
+        let mut gone = prefixes.iter().peekable();
         table.retain(|p, _| {
-            while gone.next_if(|g| g < p).is_some() {}
-            gone.next_if_eq(p).is_none()
+            while gone.next_if(|g| *g < p).is_some() {}
+            gone.next_if_eq(&p).is_none()
         });
     } else {
-        for r in routes {
-            table.remove(&r.prefix);
+        for p in prefixes {
+            table.remove(p);
         }
+    }
+}
+
+/// The stored route of each of `prefixes` (sorted, no duplicates), in their order. A batch
+/// that is large next to the table walks the table once beside it instead of searching the
+/// tree per prefix.
+fn stored_matches<'a, 'p>(
+    table: &'a BTreeMap<IpNet, Route>,
+    prefixes: impl ExactSizeIterator<Item = &'p IpNet>,
+) -> Vec<Option<&'a Route>> {
+    if prefixes.len() * 8 >= table.len() {
+        let mut stored = table.iter().peekable();
+        prefixes
+            .map(|p| {
+                while stored.next_if(|(k, _)| *k < p).is_some() {}
+                stored.next_if(|(k, _)| *k == p).map(|(_, r)| r)
+            })
+            .collect()
+    } else {
+        prefixes.map(|p| table.get(p)).collect()
     }
 }
 
@@ -253,12 +273,7 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// The routes after `applied`, in prefix order, without copying the table: `routes` and
 /// `applied.announced` (both in prefix order) merged, `applied.withdrawn` left out.
 fn merged<'a>(routes: &'a BTreeMap<IpNet, Route>, applied: &'a Applied) -> Vec<&'a Route> {
-    let gone = |p: &IpNet| {
-        applied
-            .withdrawn
-            .binary_search_by_key(p, |r| r.prefix)
-            .is_ok()
-    };
+    let gone = |p: &IpNet| applied.withdrawn.binary_search(p).is_ok();
     let mut out = Vec::with_capacity(routes.len() + applied.announced.len());
     let mut new = applied.announced.iter().peekable();
     for (p, r) in routes {
@@ -505,8 +520,13 @@ impl RouteStore {
                         prefix: w[0].prefix,
                     });
                 }
-                routes.retain(|r| self.routes.get(&r.prefix) != Some(r));
-                applied.announced = routes;
+                let stored = stored_matches(&self.routes, routes.iter().map(|r| &r.prefix));
+                applied.announced = routes
+                    .into_iter()
+                    .zip(stored)
+                    .filter(|(r, old)| *old != Some(r))
+                    .map(|(r, _)| r)
+                    .collect();
             }
             Change::Withdraw(mut prefixes) => {
                 for p in &prefixes {
@@ -516,9 +536,12 @@ impl RouteStore {
                 if let Some(w) = prefixes.windows(2).find(|w| w[0] == w[1]) {
                     return Err(StoreError::DuplicateInBatch { prefix: w[0] });
                 }
+                let stored = stored_matches(&self.routes, prefixes.iter());
                 applied.withdrawn = prefixes
                     .iter()
-                    .filter_map(|p| self.routes.get(p).cloned())
+                    .zip(stored)
+                    .filter(|(_, old)| old.is_some())
+                    .map(|(p, _)| *p)
                     .collect();
             }
         }
@@ -546,7 +569,8 @@ impl RouteStore {
                 withdraw: applied
                     .withdrawn
                     .iter()
-                    .map(|r| StoredPrefix(r.prefix))
+                    .copied()
+                    .map(StoredPrefix)
                     .collect(),
             })?;
             insert_sorted(&mut self.routes, &applied.announced);
