@@ -221,7 +221,9 @@ impl Driver {
                     self.more = true;
                     self.pump();
                 }
-                _ = std::future::ready(()), if can_pump => self.pump(),
+                // Yield first: tasks woken meanwhile (this connection's writer) run before the
+                // next part is produced.
+                _ = tokio::task::yield_now(), if can_pump => self.pump(),
             }
         }
     }
@@ -645,7 +647,7 @@ impl Driver {
         }
     }
 
-    /// Take the group's messages while the connection has room; they count as UPDATEs the
+    /// Take the group's next messages if the connection has room; they count as UPDATEs the
     /// session sent (End-of-RIB, RFC 4724 §2, comes from the group after the initial sync).
     fn pump(&mut self) {
         let Some(member) = self.member else {
@@ -653,7 +655,11 @@ impl Driver {
             return;
         };
         let listening = self.shared.events.receiver_count() > 0;
-        while self.more
+        // One pull per call: `run` yields to the runtime between calls, so the connection's
+        // writer puts this part of a large change on the wire while the next is produced
+        // (a loop here kept the writer waiting behind this task until the whole change was
+        // encoded).
+        if self.more
             && self
                 .conn
                 .as_ref()
@@ -667,14 +673,14 @@ impl Driver {
             self.log_skipped(&pull.skipped);
             self.more = pull.more;
             let Some(last) = pull.msgs.last() else {
-                break;
+                return;
             };
             if !self.session.updates_written(Instant::now()) {
                 self.more = false;
-                break;
+                return;
             }
             lock(&self.peer.status).prefixes_sent = last.told as u64;
-            let Some(c) = &self.conn else { break };
+            let Some(c) = &self.conn else { return };
             for out in &pull.msgs {
                 c.send(out.bytes.clone());
             }
