@@ -13,6 +13,10 @@
 //! Adj-RIB-In is kept, marked stale, until its End-of-RIB on the next session or the restart
 //! timer ([`graceful::Helper`]). A restarted speaker advertises the R bit until its first
 //! session with each peer is up.
+//! Received frames come in batches ([`ConnEvent::Frames`]); the driver handles at most
+//! [`EVENTS_PER_WAKE`] of them and then yields its worker, so a peer sending a full table
+//! holds a tokio worker for well under a millisecond at a time (except while its Adj-RIB-In
+//! grows its tables) and the API and the other peers' drivers get their turn in between.
 //! Never does: decide attributes (the speaker's export does) or parse bodies itself.
 
 use std::net::{IpAddr, SocketAddr};
@@ -40,6 +44,9 @@ const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 const EVENTS_BEFORE_TIMERS: usize = 1024;
 /// Octets of UPDATEs produced per pump step.
 const PUMP_BUDGET: usize = 64 * 1024;
+/// Connection events (each up to [`conn::FRAMES_PER_EVENT`] frames) handled per wake-up of
+/// the driver before it yields its worker.
+const EVENTS_PER_WAKE: usize = 4;
 
 /// Inputs a driver receives from outside its own connection.
 pub enum PeerInput {
@@ -121,7 +128,8 @@ impl Driver {
     }
 
     pub async fn run(mut self, mut inputs: mpsc::Receiver<PeerInput>) {
-        let (conn_tx, mut conn_rx) = mpsc::channel::<(u64, ConnEvent)>(256);
+        // Frames come up to FRAMES_PER_EVENT an event: 64 events hold as much as 256 did.
+        let (conn_tx, mut conn_rx) = mpsc::channel::<(u64, ConnEvent)>(64);
         let (connect_tx, mut connect_rx) = mpsc::channel::<(u64, std::io::Result<TcpStream>)>(4);
         self.publish_gr();
         let actions = self.session.handle(Instant::now(), Event::ManualStart);
@@ -164,7 +172,23 @@ impl Driver {
                     self.resolve_collision(&conn_tx, &connect_tx);
                 }
                 _ = sleep_until(self.helper.deadline) => self.sweep_stale("restart timer expired"),
-                Some((id, ev)) = conn_rx.recv() => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
+                Some((id, ev)) = conn_rx.recv() => {
+                    self.on_conn_event(id, ev, &conn_tx, &connect_tx);
+                    let mut budget_used = true;
+                    for _ in 1..EVENTS_PER_WAKE {
+                        match conn_rx.try_recv() {
+                            Ok((id, ev)) => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
+                            Err(_) => {
+                                budget_used = false;
+                                break;
+                            }
+                        }
+                    }
+                    if budget_used {
+                        // More is waiting: let the worker run the other tasks first.
+                        tokio::task::yield_now().await;
+                    }
+                }
                 Some((attempt, result)) = connect_rx.recv() => {
                     if attempt != self.attempt {
                         continue; // superseded attempt
@@ -294,6 +318,13 @@ impl Driver {
         conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
+        if let ConnEvent::Frames(frames) = ev {
+            // One at a time: a frame may end the connection it came on, or promote it.
+            for frame in frames {
+                self.on_conn_event(id, ConnEvent::Frame(Ok(frame)), conn_tx, connect_tx);
+            }
+            return;
+        }
         if self.contender.as_ref().is_some_and(|c| c.conn.id == id) {
             self.on_contender_event(ev, conn_tx, connect_tx);
             return;
@@ -305,6 +336,7 @@ impl Driver {
         let actions = match ev {
             ConnEvent::Frame(Ok(frame)) => self.on_frame(&frame, now),
             ConnEvent::Frame(Err(e)) => self.session.handle(now, Event::DecodeError(e)),
+            ConnEvent::Frames(_) => Vec::new(), // split above
             ConnEvent::Written { queued } => self.session.handle(
                 now,
                 Event::SendProgress {
@@ -334,6 +366,7 @@ impl Driver {
         let event = match ev {
             ConnEvent::Frame(Ok(frame)) => collision::decode(&frame, &c.session),
             ConnEvent::Frame(Err(e)) => Event::DecodeError(e),
+            ConnEvent::Frames(_) => return, // split in on_conn_event
             ConnEvent::Written { queued } => Event::SendProgress {
                 pending: queued > 0,
             },
