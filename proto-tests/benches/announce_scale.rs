@@ -9,7 +9,8 @@
 //! N static routes and `birdc configure`, GoBGP `gobgp mrt inject global`, FRR `vtysh -f` with N
 //! `network` lines); the run ends at the first poll (every 5 ms, over one kept connection to
 //! bgpd's vty socket, ~0.1 ms a query) of `show bgp ipv6 unicast summary json` where FRR holds
-//! all N. Then the withdraw command (Ferry `POST /v1/withdraw`,
+//! all N. After `BENCH_SETTLE_MS` (3,000) more, so that FRR has finished installing the
+//! announce, the withdraw command (Ferry `POST /v1/withdraw`,
 //! BIRD the config without the routes, GoBGP `gobgp global rib -a ipv6 del all`, FRR `no
 //! network` lines) is timed until FRR holds none. Sizes and senders alternate inside each
 //! round; medians over the rounds, ratios to Ferry.
@@ -21,7 +22,7 @@
 //! ```
 //! Environment: `FERRY_BIN` (default `target/release/ferry`), `BENCH_SIZES` (default
 //! `1000,10000,100000`), `BENCH_ROUNDS` (3), `BENCH_SENDERS` (e.g. `ferry,bird`),
-//! `BENCH_TIMEOUT` (seconds per wait, 300).
+//! `BENCH_TIMEOUT` (seconds per wait, 300), `BENCH_SETTLE_MS` (3000).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,9 +53,15 @@ fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into())
 }
 
-fn one_run(kind: SenderKind, prefixes: &[String], bins: &Bins, timeout: Duration) -> Run {
+fn one_run(
+    kind: SenderKind,
+    prefixes: &[String],
+    bins: &Bins,
+    timeout: Duration,
+    settle: Duration,
+) -> Run {
     let mut r = Run::default();
-    if let Err(e) = inner(kind, prefixes, bins, timeout, &mut r) {
+    if let Err(e) = inner(kind, prefixes, bins, timeout, settle, &mut r) {
         r.error = Some(e);
     }
     r
@@ -65,6 +72,7 @@ fn inner(
     prefixes: &[String],
     bins: &Bins,
     timeout: Duration,
+    settle: Duration,
     r: &mut Run,
 ) -> Result<(), String> {
     let lab = Lab::new("ascale");
@@ -91,6 +99,10 @@ fn inner(
     r.announce_cmd = Some(t0.elapsed().as_secs_f64());
     let (_, d) = receiver.wait_count(t0, n, POLL, timeout)?;
     r.announce = Some(d.as_secs_f64());
+    // FRR counts a prefix as received before it has chosen and installed it: let it finish
+    // the announce (zebra, kernel) before the withdraw, so that the withdraw of the sender
+    // that announced fastest does not pay for FRR's backlog.
+    std::thread::sleep(settle);
     let t1 = Instant::now();
     sender.withdraw(prefixes)?;
     r.withdraw_cmd = Some(t1.elapsed().as_secs_f64());
@@ -123,6 +135,7 @@ fn main() {
         .collect();
     let rounds = env_num("BENCH_ROUNDS", 3) as usize;
     let timeout = Duration::from_secs(env_num("BENCH_TIMEOUT", 300));
+    let settle = Duration::from_millis(env_num("BENCH_SETTLE_MS", 3000));
     let wanted = std::env::var("BENCH_SENDERS").unwrap_or_default();
     let kinds: Vec<SenderKind> = SenderKind::ALL
         .into_iter()
@@ -150,7 +163,7 @@ fn main() {
     for round in 1..=rounds {
         for (i, &n) in sizes.iter().enumerate() {
             for &k in &kinds {
-                let r = one_run(k, &lists[i], &bins, timeout);
+                let r = one_run(k, &lists[i], &bins, timeout, settle);
                 println!(
                     "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s)  withdraw {:>7} s (command {:>7} s)  peak RSS {} MiB{}",
                     k.name(),
