@@ -42,6 +42,10 @@ fn announce(d: &mut DesiredLog, rs: &[Route]) {
     d.apply(rs.iter().map(|r| (r.prefix, Some(r.clone()))));
 }
 
+fn withdraw(d: &mut DesiredLog, rs: &[Route]) {
+    d.apply(rs.iter().map(|r| (r.prefix, None)));
+}
+
 fn counter() -> (Waker, Arc<AtomicUsize>) {
     let n = Arc::new(AtomicUsize::new(0));
     let c = n.clone();
@@ -369,19 +373,24 @@ fn a_group_behind_a_trimmed_desired_log_resyncs_in_full() {
     assert_all_once(&told(&msgs), &[r]);
 }
 
+/// An empty desired log and member 1 alone in its group, synced, with `Limits::catch_up` set.
+fn one_member_catching_up_by(catch_up: usize) -> (DesiredLog, UpdateGroups) {
+    let d = DesiredLog::new([]);
+    let mut g = UpdateGroups::new(Limits {
+        catch_up,
+        ..Limits::default()
+    });
+    join(&mut g, 1, &ebgp(), &d);
+    drain(&mut g, 1, &d);
+    (d, g)
+}
+
 /// A batch larger than `catch_up` goes out in parts: the first pull already carries UPDATEs
 /// (before the whole batch is applied), and in the end every prefix was told exactly once,
 /// after which the group is idle and at the log's end.
 #[test]
 fn a_large_batch_is_sent_while_it_is_still_being_applied() {
-    let limits = Limits {
-        catch_up: 100,
-        ..Limits::default()
-    };
-    let mut d = DesiredLog::new([]);
-    let mut g = UpdateGroups::new(limits);
-    join(&mut g, 1, &ebgp(), &d);
-    drain(&mut g, 1, &d);
+    let (mut d, mut g) = one_member_catching_up_by(100);
     let rs = routes(1_000);
     announce(&mut d, &rs);
     let first = g.pull(1, 1024 * 1024, &d);
@@ -396,7 +405,7 @@ fn a_large_batch_is_sent_while_it_is_still_being_applied() {
     let all: Vec<Arc<Out>> = first.msgs.into_iter().chain(rest).collect();
     assert_all_once(&told(&all), &rs);
     // Withdrawing all of it, too, in parts, each prefix once.
-    d.apply(rs.iter().map(|r| (r.prefix, None)));
+    withdraw(&mut d, &rs);
     let w = told(&drain(&mut g, 1, &d));
     assert_eq!(w.withdrawn.len(), rs.len());
     assert!(w.withdrawn.values().all(|n| *n == 1));
@@ -410,19 +419,12 @@ fn a_large_batch_is_sent_while_it_is_still_being_applied() {
 /// peer ends with the latest state.
 #[test]
 fn a_pull_never_comes_back_empty_with_more_to_do() {
-    let limits = Limits {
-        catch_up: 100,
-        ..Limits::default()
-    };
-    let mut d = DesiredLog::new([]);
-    let mut g = UpdateGroups::new(limits);
-    join(&mut g, 1, &ebgp(), &d);
-    drain(&mut g, 1, &d);
+    let (mut d, mut g) = one_member_catching_up_by(100);
     // Each prefix announced and withdrawn again in the same part of 100 changes.
     let gone = routes(500);
     for pair in gone.chunks(50) {
         announce(&mut d, pair);
-        d.apply(pair.iter().map(|r| (r.prefix, None)));
+        withdraw(&mut d, pair);
     }
     let stay = routes(501);
     announce(&mut d, &stay[500..]);
@@ -437,7 +439,7 @@ fn a_pull_never_comes_back_empty_with_more_to_do() {
     assert!(!g.pull(1, 1024, &d).more);
     // Cancelling across parts: announced, then withdrawn; nothing stays.
     announce(&mut d, &gone);
-    d.apply(gone.iter().map(|r| (r.prefix, None)));
+    withdraw(&mut d, &gone);
     let t = told(&drain(&mut g, 1, &d));
     assert_eq!(
         t.announced.keys().collect::<Vec<_>>(),
