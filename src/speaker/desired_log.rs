@@ -1,20 +1,19 @@
 //! [`DesiredLog`]: the desired routes as the peer drivers see them (the drain overlay already
 //! applied), with a version number and a bounded log of the recent changes, so that a consumer
-//! that saw version `v` applies only what changed after `v`.
+//! applies only what changed after the log position it reached.
 //!
 //! Contract:
 //! - [`DesiredLog::apply`] sets each given prefix to the given route (or removes it); a prefix
 //!   set to what it already is is not a change. A call that changes anything increases the
 //!   version by one and appends one log entry per changed prefix; the cost is O(k log n) for
 //!   k changed prefixes, never O(total routes).
-//! - [`DesiredLog::changes_since`]`(v)` yields every change made after version `v`, oldest
+//! - Every log entry has a position (0, 1, 2, ... over the log's whole life);
+//!   [`DesiredLog::changes_from`]`(pos)` yields the changes from position `pos` on, oldest
 //!   first (a prefix changed twice appears twice; applying them in order gives the current
-//!   state). It answers `None` when the log no longer reaches back to `v`: the consumer then
-//!   resynchronises from [`DesiredLog::routes`].
-//! - Every log entry also has a position (0, 1, 2, ... over the log's whole life);
-//!   [`DesiredLog::changes_from`]`(pos)` yields the entries from position `pos` on, so a
-//!   consumer can apply a long batch a part at a time ([`DesiredLog::log_end`] is the position
-//!   after the newest entry), or `None` when the log no longer reaches back to `pos`.
+//!   state), so a consumer can also apply a long batch a part at a time
+//!   ([`DesiredLog::log_end`] is the position after the newest entry). It answers `None` when
+//!   the log no longer reaches back to `pos`: the consumer then resynchronises from
+//!   [`DesiredLog::routes`].
 //! - The log holds at most `max(MIN_LOG, routes, the last call's changes)` entries, so its
 //!   memory is bounded by the table's (a withdrawal of the whole table stays in the log until
 //!   the next change); the routes themselves are shared (`Arc`) between the table and the log.
@@ -35,10 +34,8 @@ pub const MIN_LOG: usize = 4096;
 pub struct DesiredLog {
     routes: BTreeMap<IpNet, Arc<Route>>,
     version: u64,
-    /// `(version, prefix, route after the change)`, in version order.
-    log: VecDeque<(u64, IpNet, Option<Arc<Route>>)>,
-    /// Every change with a version above this one is in `log`.
-    complete_after: u64,
+    /// `(prefix, route after the change)`, oldest first.
+    log: VecDeque<(IpNet, Option<Arc<Route>>)>,
     /// Position of `log[0]`.
     first_pos: u64,
 }
@@ -104,15 +101,14 @@ impl DesiredLog {
                     None
                 }
             };
-            self.log.push_back((next, prefix, entry));
+            self.log.push_back((prefix, entry));
             changed += 1;
         }
         if changed > 0 {
             self.version = next;
             let cap = self.routes.len().max(MIN_LOG).max(changed);
             while self.log.len() > cap {
-                if let Some((v, _, _)) = self.log.pop_front() {
-                    self.complete_after = v;
+                if self.log.pop_front().is_some() {
                     self.first_pos += 1;
                 }
             }
@@ -136,20 +132,7 @@ impl DesiredLog {
         if start > self.log.len() {
             return None;
         }
-        Some(self.log.range(start..).map(|(_, p, r)| (*p, r.as_deref())))
-    }
-
-    /// The changes after version `since`, oldest first; `None` when the log was trimmed past
-    /// it (resynchronise from [`DesiredLog::routes`]).
-    pub fn changes_since(
-        &self,
-        since: u64,
-    ) -> Option<impl Iterator<Item = (IpNet, Option<&Route>)> + '_> {
-        if since < self.complete_after || since > self.version {
-            return None;
-        }
-        let start = self.log.partition_point(|(v, _, _)| *v <= since);
-        Some(self.log.range(start..).map(|(_, p, r)| (*p, r.as_deref())))
+        Some(self.log.range(start..).map(|(p, r)| (*p, r.as_deref())))
     }
 }
 
@@ -189,8 +172,10 @@ mod tests {
         );
         assert_eq!(d.len(), 1);
         assert_eq!(d.get(&net("203.0.113.0/24")), Some(&r));
+        // Version 1 logged one change (position 0), version 2 two (positions 1 and 2).
+        assert_eq!(d.log_end(), 3);
         let since0: Vec<_> = d
-            .changes_since(0)
+            .changes_from(0)
             .unwrap()
             .map(|(p, r)| (p, r.cloned()))
             .collect();
@@ -202,9 +187,9 @@ mod tests {
                 (net("198.51.100.0/24"), None),
             ]
         );
-        assert_eq!(d.changes_since(1).unwrap().count(), 2);
-        assert_eq!(d.changes_since(2).unwrap().count(), 0);
-        assert!(d.changes_since(3).is_none());
+        assert_eq!(d.changes_from(1).unwrap().count(), 2);
+        assert_eq!(d.changes_from(3).unwrap().count(), 0);
+        assert!(d.changes_from(4).is_none());
     }
 
     #[test]
@@ -237,10 +222,9 @@ mod tests {
             .collect();
         let mut d = DesiredLog::new([]);
         d.apply(prefixes.iter().map(|p| (*p, Some(Route::new(*p).unwrap()))));
-        let (v, pos) = (d.version(), d.log_end());
+        let pos = d.log_end();
         d.apply(prefixes.iter().map(|p| (*p, None)));
         assert!(d.is_empty());
-        assert_eq!(d.changes_since(v).unwrap().count(), n);
         assert_eq!(d.changes_from(pos).unwrap().count(), n);
         // The next change trims it back to MIN_LOG.
         d.apply([(prefixes[0], Some(Route::new(prefixes[0]).unwrap()))]);
@@ -258,10 +242,10 @@ mod tests {
             d.apply([(p, want)]);
         }
         assert_eq!(d.log_len(), MIN_LOG);
-        assert!(d.changes_since(0).is_none());
-        assert!(d.changes_since(9).is_none());
-        assert_eq!(d.changes_since(10).unwrap().count(), MIN_LOG);
-        let last = d.version();
-        assert_eq!(d.changes_since(last - 1).unwrap().count(), 1);
+        assert!(d.changes_from(0).is_none());
+        assert!(d.changes_from(9).is_none());
+        assert_eq!(d.changes_from(10).unwrap().count(), MIN_LOG);
+        let last = d.log_end();
+        assert_eq!(d.changes_from(last - 1).unwrap().count(), 1);
     }
 }

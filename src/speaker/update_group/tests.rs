@@ -368,7 +368,7 @@ fn a_group_behind_a_trimmed_desired_log_resyncs_in_full() {
     for i in 0..=crate::speaker::desired_log::MIN_LOG + 1 {
         d.apply([(r.prefix, (i % 2 == 1).then(|| r.clone()))]);
     }
-    assert!(d.changes_since(0).is_none());
+    assert!(d.changes_from(0).is_none());
     let msgs = drain(&mut g, 1, &d);
     assert_all_once(&told(&msgs), &[r]);
 }
