@@ -146,11 +146,17 @@ struct JournalOut<'a> {
     withdraw: Vec<StoredPrefix>,
 }
 
+/// A sorted batch of `batch` prefixes is applied to a table of `table` routes by one walk
+/// beside the table, not a tree search per prefix, once it is an eighth of the table or more.
+fn walk_beats_search(batch: usize, table: usize) -> bool {
+    batch * 8 >= table
+}
+
 /// Insert (or replace) `routes`, sorted by prefix without duplicates. A batch that is large
 /// next to the table is merged in one linear pass (`BTreeMap::append` builds from both sorted
 /// sequences) instead of one tree search per route.
 fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
-    if routes.len() * 8 >= table.len() {
+    if walk_beats_search(routes.len(), table.len()) {
         let mut batch: BTreeMap<IpNet, Route> =
             routes.iter().map(|r| (r.prefix, r.clone())).collect();
         table.append(&mut batch);
@@ -164,7 +170,7 @@ fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
 /// Remove `prefixes`, sorted; a large batch is removed in one linear pass over the table
 /// (both in prefix order) instead of one tree search per prefix.
 fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, prefixes: &[IpNet]) {
-    if prefixes.len() * 8 >= table.len() {
+    if walk_beats_search(prefixes.len(), table.len()) {
         let mut gone = prefixes.iter().peekable();
         table.retain(|p, _| {
             while gone.next_if(|g| *g < p).is_some() {}
@@ -184,7 +190,7 @@ fn stored_matches<'a, 'p>(
     table: &'a BTreeMap<IpNet, Route>,
     prefixes: impl ExactSizeIterator<Item = &'p IpNet>,
 ) -> Vec<Option<&'a Route>> {
-    if prefixes.len() * 8 >= table.len() {
+    if walk_beats_search(prefixes.len(), table.len()) {
         let mut stored = table.iter().peekable();
         prefixes
             .map(|p| {
