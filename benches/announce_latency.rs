@@ -119,12 +119,17 @@ fn report(name: &str, mut v: Vec<Duration>) {
     );
 }
 
-fn main() {
-    // `cargo bench` passes --bench; no criterion here.
-    let n: usize = std::env::var("FERRY_BENCH_N")
+/// A numeric setting from the environment; `default` when unset or not a number.
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; no criterion here.
+    let n = env_usize("FERRY_BENCH_N", 1000);
     let dir =
         tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| "target".into()))
             .expect("temp dir");
@@ -224,15 +229,9 @@ fn main() {
 
 /// The bulk section (see the module doc).
 fn bulk(rt: &tokio::runtime::Runtime, client: &Client, rx: &mpsc::Receiver<Arrival>) {
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
     let (n, rounds) = (
-        env("FERRY_BENCH_BULK", 10_000),
-        env("FERRY_BENCH_BULK_ROUNDS", 9),
+        env_usize("FERRY_BENCH_BULK", 10_000),
+        env_usize("FERRY_BENCH_BULK_ROUNDS", 9),
     );
     if n == 0 {
         return;
