@@ -22,7 +22,9 @@
 //! ```
 //! Environment: `FERRY_BIN` (default `target/release/ferry`), `BENCH_SIZES` (default
 //! `1000,10000,100000`), `BENCH_ROUNDS` (3), `BENCH_SENDERS` (e.g. `ferry,bird`),
-//! `BENCH_TIMEOUT` (seconds per wait, 300), `BENCH_SETTLE_MS` (3000).
+//! `BENCH_TIMEOUT` (seconds per wait, 300), `BENCH_SETTLE_MS` (3000), `BENCH_PCAP` (a
+//! directory: each run's BGP traffic, seen from the sender's namespace, is written there as
+//! `<sender>-<N>-<round>.pcap` by `tcpdump`, to compare how the senders pack and pace UPDATEs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,10 +36,10 @@ use proto_tests::bench::{
 };
 use proto_tests::daemons::{Family, Peer};
 use proto_tests::fanout::{CommandSender, Me, SenderKind};
-use proto_tests::ingest::Bins;
+use proto_tests::ingest::{cpu_secs, Bins};
 use proto_tests::netns::{can_run_with, program_exists, Lab};
 
-const POLL: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug, Default)]
 struct Run {
@@ -46,7 +48,24 @@ struct Run {
     withdraw: Option<f64>,
     withdraw_cmd: Option<f64>,
     rss_kib: Option<u64>,
+    /// CPU seconds (utime+stime) the sender and FRR (bgpd and zebra) spent from the command
+    /// until FRR held all (announce) and none (withdraw).
+    announce_cpu: Option<(f64, f64)>,
+    withdraw_cpu: Option<(f64, f64)>,
     error: Option<String>,
+}
+
+/// Wall-clock seconds since the epoch, to find t0 in a capture (`frame.time_epoch`).
+fn epoch_secs() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:.6}", d.as_secs_f64())
+}
+
+fn cpu_text(v: Option<(f64, f64)>) -> String {
+    v.map(|(s, f)| format!("cpu sender {s:.2} frr {f:.2}"))
+        .unwrap_or_else(|| "cpu -".into())
 }
 
 fn f2(v: Option<f64>) -> String {
@@ -59,9 +78,10 @@ fn one_run(
     bins: &Bins,
     timeout: Duration,
     settle: Duration,
+    pcap: Option<PathBuf>,
 ) -> Run {
     let mut r = Run::default();
-    if let Err(e) = inner(kind, prefixes, bins, timeout, settle, &mut r) {
+    if let Err(e) = inner(kind, prefixes, bins, timeout, settle, pcap, &mut r) {
         r.error = Some(e);
     }
     r
@@ -73,10 +93,20 @@ fn inner(
     bins: &Bins,
     timeout: Duration,
     settle: Duration,
+    pcap: Option<PathBuf>,
     r: &mut Run,
 ) -> Result<(), String> {
     let lab = Lab::new("ascale");
     let (rns, sns) = topology(&lab);
+    let capturing = pcap.is_some();
+    if let Some(file) = pcap {
+        let mut cmd = sns.command("tcpdump");
+        cmd.args(["-i", "any", "-s", "0", "-U", "-w"])
+            .arg(&file)
+            .args(["tcp", "port", "179"]);
+        lab.spawn("tcpdump", cmd, &lab.tempdir("pcap").join("tcpdump.log"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let receiver = Receiver::start(&lab, &rns);
     let me = Me {
         asn: SENDER_AS,
@@ -94,20 +124,36 @@ fn inner(
     std::thread::sleep(Duration::from_secs(1));
     sender.prepare(prefixes)?;
     let n = prefixes.len() as u64;
+    let cpu = || {
+        let frr: Option<f64> = receiver.frr.pids().iter().map(|&p| cpu_secs(p)).sum();
+        cpu_secs(sender.pid()).zip(frr)
+    };
+    let cpu_since =
+        |c0: Option<(f64, f64)>| c0.zip(cpu()).map(|((s0, f0), (s1, f1))| (s1 - s0, f1 - f0));
+    let c0 = cpu();
     let t0 = Instant::now();
+    if capturing {
+        println!("  announce t0 at {}", epoch_secs());
+    }
     sender.announce(prefixes)?;
     r.announce_cmd = Some(t0.elapsed().as_secs_f64());
     let (_, d) = receiver.wait_count(t0, n, POLL, timeout)?;
     r.announce = Some(d.as_secs_f64());
+    r.announce_cpu = cpu_since(c0);
     // FRR counts a prefix as received before it has chosen and installed it: let it finish
     // the announce (zebra, kernel) before the withdraw, so that the withdraw of the sender
     // that announced fastest does not pay for FRR's backlog.
     std::thread::sleep(settle);
+    let c1 = cpu();
     let t1 = Instant::now();
+    if capturing {
+        println!("  withdraw t1 at {}", epoch_secs());
+    }
     sender.withdraw(prefixes)?;
     r.withdraw_cmd = Some(t1.elapsed().as_secs_f64());
     let (_, d) = receiver.wait_count(t1, 0, POLL, timeout)?;
     r.withdraw = Some(d.as_secs_f64());
+    r.withdraw_cpu = cpu_since(c1);
     r.rss_kib = vm_hwm_kib(sender.pid());
     Ok(())
 }
@@ -136,6 +182,11 @@ fn main() {
     let rounds = env_num("BENCH_ROUNDS", 3) as usize;
     let timeout = Duration::from_secs(env_num("BENCH_TIMEOUT", 300));
     let settle = Duration::from_millis(env_num("BENCH_SETTLE_MS", 3000));
+    let pcap_dir = std::env::var_os("BENCH_PCAP").map(PathBuf::from);
+    if let Some(dir) = &pcap_dir {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("BENCH_PCAP {}: {e}", dir.display()));
+    }
     let wanted = std::env::var("BENCH_SENDERS").unwrap_or_default();
     let kinds: Vec<SenderKind> = SenderKind::ALL
         .into_iter()
@@ -163,14 +214,19 @@ fn main() {
     for round in 1..=rounds {
         for (i, &n) in sizes.iter().enumerate() {
             for &k in &kinds {
-                let r = one_run(k, &lists[i], &bins, timeout, settle);
+                let pcap = pcap_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("{}-{n}-{round}.pcap", k.name())));
+                let r = one_run(k, &lists[i], &bins, timeout, settle, pcap);
                 println!(
-                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s)  withdraw {:>7} s (command {:>7} s)  peak RSS {} MiB{}",
+                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s, {})  withdraw {:>7} s (command {:>7} s, {})  peak RSS {} MiB{}",
                     k.name(),
                     f2(r.announce),
                     f2(r.announce_cmd),
+                    cpu_text(r.announce_cpu),
                     f2(r.withdraw),
                     f2(r.withdraw_cmd),
+                    cpu_text(r.withdraw_cpu),
                     r.rss_kib.map(|v| format!("{:.0}", v as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
                     r.error.as_deref().map(|e| format!("\n  error: {e}")).unwrap_or_default()
                 );

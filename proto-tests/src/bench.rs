@@ -96,6 +96,12 @@ impl<'l> Receiver<'l> {
                     .families(&[Family::Ipv6]),
             )
             .extra_router(&format!("neighbor {SENDER_IP} shutdown"))
+            // FRR processes route-map changes 5 s after the last one (the delay timer),
+            // loading the config included; for a peer with an inbound route-map that means a
+            // ROUTE-REFRESH, and the sender sends its whole table again. Seen in the capture
+            // of announce_scale: the resend landed in whatever was being timed then and cost
+            // FRR about a second of CPU at 100k. 0: route-maps apply as configured, no timer.
+            .extra_global("bgp route-map delay-timer 0")
             // zebra: without it (`bgpd -Z`) FRR has no interfaces and withdraws every route
             // whose MP_REACH_NLRI carries a link-local next hop besides the global one (what
             // BIRD and Ferry send on a shared link): "sent a v6 LL next-hop and there's no
