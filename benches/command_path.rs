@@ -1,7 +1,9 @@
 //! Where an announce or withdraw command's time goes inside the speaker, phase by phase, for
 //! N = 1,000 / 10,000 / 100,000 IPv6 /64s: parse the API body, apply it to the
 //! [`RouteStore`] (journal line, fdatasync), hand the changed prefixes to the [`DesiredLog`]
-//! (what `Shared::publish` does), compact when due. The phases are the library calls the
+//! (what `Shared::publish` does), compact when due, then send: one eBGP session's update group
+//! (IPv6, link-local next hop as on a shared link) applies the change and encodes every UPDATE
+//! it makes, pulled 64 KiB at a time as a driver does. The phases are the library calls the
 //! daemon's API handler makes, without HTTP and without a peer, so a change to one of them shows
 //! here even on a noisy machine. Medians of `FERRY_BENCH_ROUNDS` (default 15) rounds.
 //!
@@ -10,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use ferry::api::{AnnounceRequest, WithdrawRequest};
-use ferry::speaker::{Change, DesiredLog, RouteStore};
+use ferry::speaker::update_group::Limits;
+use ferry::speaker::{Change, DesiredLog, PeerExport, RouteStore, UpdateGroups};
+use ferry::wire::{Context, Family};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -27,29 +31,75 @@ struct Phases {
     store: Vec<Duration>,
     publish: Vec<Duration>,
     compact: Vec<Duration>,
+    send: Vec<Duration>,
 }
 
 impl Phases {
     fn row(self, n: usize, what: &str) {
         let total: Vec<Duration> = (0..self.parse.len())
-            .map(|i| self.parse[i] + self.store[i] + self.publish[i] + self.compact[i])
+            .map(|i| {
+                self.parse[i] + self.store[i] + self.publish[i] + self.compact[i] + self.send[i]
+            })
             .collect();
         println!(
-            "| {n} | {what} | {} | {} | {} | {} | {} |",
+            "| {n} | {what} | {} | {} | {} | {} | {} | {} |",
             ms(median(self.parse)),
             ms(median(self.store)),
             ms(median(self.publish)),
             ms(median(self.compact)),
+            ms(median(self.send)),
             ms(median(total))
         );
     }
 }
 
-/// Parse, store, publish, compact: the daemon's order (publish before compaction).
+/// The one session whose update group the send phase drives.
+struct Session {
+    groups: UpdateGroups,
+}
+
+const MEMBER: u64 = 1;
+
+impl Session {
+    fn new(desired: &DesiredLog) -> Session {
+        let export = PeerExport {
+            local_asn: 65002,
+            peer_asn: 65001,
+            local_v4: None,
+            local_v6: Some("2001:db8:ffff::2".parse().expect("address")),
+            local_v6_link_local: Some("fe80::2".parse().expect("address")),
+            families: vec![Family::Ipv6Unicast],
+        };
+        let ctx = Context {
+            four_octet_as: true,
+            extended_message: false,
+        };
+        let mut groups = UpdateGroups::new(Limits::default());
+        groups.join(MEMBER, &export, &ctx, std::sync::Arc::new(|| {}), desired);
+        let mut s = Session { groups };
+        s.drain(desired);
+        s
+    }
+
+    /// Pull until nothing is left; the octets pulled.
+    fn drain(&mut self, desired: &DesiredLog) -> usize {
+        let mut octets = 0;
+        loop {
+            let pull = self.groups.pull(MEMBER, 64 * 1024, desired);
+            octets += pull.msgs.iter().map(|m| m.bytes.len()).sum::<usize>();
+            if !pull.more && pull.msgs.is_empty() {
+                return octets;
+            }
+        }
+    }
+}
+
+/// Parse, store, publish, compact, send: the daemon's order (publish before compaction).
 fn one(
     body: &[u8],
     store: &mut RouteStore,
     desired: &mut DesiredLog,
+    session: &mut Session,
     phases: &mut Phases,
     announce: bool,
 ) {
@@ -77,6 +127,10 @@ fn one(
     let t = Instant::now();
     store.compact_if_due().expect("compact");
     phases.compact.push(t.elapsed());
+    let t = Instant::now();
+    let octets = session.drain(desired);
+    phases.send.push(t.elapsed());
+    assert!(octets > 0, "the change produced no UPDATE");
 }
 
 fn main() {
@@ -86,8 +140,8 @@ fn main() {
         .unwrap_or(15);
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/command_path");
     println!("command_path: {rounds} rounds, medians in ms");
-    println!("| N | command | parse | store | publish | compact | total |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| N | command | parse | store | publish | compact | send | total |");
+    println!("|---|---|---|---|---|---|---|---|");
     for n in [1_000usize, 10_000, 100_000] {
         let prefixes: Vec<String> = (0..n)
             .map(|i| format!("2001:db8:{:x}:{:x}::/64", 1 + (i >> 16), i & 0xffff))
@@ -104,10 +158,26 @@ fn main() {
         std::fs::create_dir_all(&dir).expect("state dir");
         let mut store = RouteStore::load(&dir).expect("store");
         let mut desired = DesiredLog::new(store.routes().values().cloned());
+        let mut session = Session::new(&desired);
         let (mut a, mut w) = (Phases::default(), Phases::default());
         for _ in 0..rounds {
-            one(announce.as_bytes(), &mut store, &mut desired, &mut a, true);
-            one(withdraw.as_bytes(), &mut store, &mut desired, &mut w, false);
+            let s = &mut session;
+            one(
+                announce.as_bytes(),
+                &mut store,
+                &mut desired,
+                s,
+                &mut a,
+                true,
+            );
+            one(
+                withdraw.as_bytes(),
+                &mut store,
+                &mut desired,
+                s,
+                &mut w,
+                false,
+            );
         }
         a.row(n, "announce");
         w.row(n, "withdraw");

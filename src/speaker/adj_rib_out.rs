@@ -83,6 +83,16 @@ pub struct AdjRibOut {
     end_of_rib_sent: BTreeSet<Family>,
     /// `interned.len()` after the last sweep.
     interned_swept: usize,
+    /// The set the last route [`AdjRibOut::update`] exported got, for the next route with the
+    /// same attributes (a batch mostly shares them): no set built and hashed per route.
+    last_export: Option<LastExport>,
+}
+
+#[derive(Debug, Clone)]
+struct LastExport {
+    export: PeerExport,
+    route: Route,
+    set: Arc<AttrSet>,
 }
 
 impl AdjRibOut {
@@ -118,7 +128,8 @@ impl AdjRibOut {
         !self.pending.is_empty()
     }
 
-    /// Distinct attribute sets in use (sent or pending).
+    /// Distinct attribute sets in use (sent or pending; and the one `update` exported last,
+    /// until the next sweep).
     pub fn attribute_sets(&self) -> usize {
         self.interned.len()
     }
@@ -130,6 +141,37 @@ impl AdjRibOut {
         let a = Arc::new(set);
         self.interned.insert(a.clone());
         a
+    }
+
+    /// `route` as exported to this peer, interned; `None`: not for this peer's families.
+    fn export_interned(
+        &mut self,
+        route: &Route,
+        export: &PeerExport,
+    ) -> Result<Option<Arc<AttrSet>>, ExportError> {
+        if let Some(last) = &self.last_export {
+            if last.route.same_attributes(route) && last.export == *export {
+                return Ok(Some(last.set.clone()));
+            }
+        }
+        let Some(set) = export.export(route)? else {
+            return Ok(None);
+        };
+        let set = self.intern(set);
+        self.last_export = Some(LastExport {
+            export: export.clone(),
+            route: route.clone(),
+            set: set.clone(),
+        });
+        Ok(Some(set))
+    }
+
+    /// Drop the interned sets no route uses (the remembered last export lets go of its set
+    /// first).
+    fn sweep_interned(&mut self) {
+        self.last_export = None;
+        self.interned.retain(|a| Arc::strong_count(a) > 1);
+        self.interned_swept = self.interned.len();
     }
 
     fn clear_pending(&mut self, prefix: &IpNet) {
@@ -224,8 +266,7 @@ impl AdjRibOut {
                 self.set_pending(p, Some(set));
             }
         }
-        self.interned.retain(|a| Arc::strong_count(a) > 1);
-        self.interned_swept = self.interned.len();
+        self.sweep_interned();
         self.families = export.families.clone();
         self.synced = true;
         report.pending = self.pending.len();
@@ -241,9 +282,9 @@ impl AdjRibOut {
         want: Option<&Route>,
         export: &PeerExport,
     ) -> Result<(), ExportError> {
-        let (target, result) = match want.map(|r| export.export(r)) {
+        let (target, result) = match want.map(|r| self.export_interned(r, export)) {
             None | Some(Ok(None)) => (None, Ok(())),
-            Some(Ok(Some(set))) => (Some(self.intern(set)), Ok(())),
+            Some(Ok(Some(set))) => (Some(set), Ok(())),
             Some(Err(e)) => (None, Err(e)),
         };
         match target {
@@ -265,8 +306,7 @@ impl AdjRibOut {
             }
         }
         if self.interned.len() > 2 * self.interned_swept + 64 {
-            self.interned.retain(|a| Arc::strong_count(a) > 1);
-            self.interned_swept = self.interned.len();
+            self.sweep_interned();
         }
         result
     }
@@ -343,16 +383,20 @@ impl AdjRibOut {
 
     fn pack_withdraw_v4(&mut self, max_len: usize) -> Update {
         let mut len = UPDATE_FIXED;
-        let mut withdrawn = Vec::new();
+        let mut stop = None;
         for p in &self.withdraw_v4 {
             if len + ipv4_len(p) > max_len {
+                stop = Some(*p);
                 break;
             }
             len += ipv4_len(p);
-            withdrawn.push(*p);
         }
+        // The packed prefixes are the queue's head: split it off whole (no search per prefix).
+        let rest = stop.map_or_else(BTreeSet::new, |p| self.withdraw_v4.split_off(&p));
+        let withdrawn: Vec<Ipv4Net> = std::mem::replace(&mut self.withdraw_v4, rest)
+            .into_iter()
+            .collect();
         for p in &withdrawn {
-            self.withdraw_v4.remove(p);
             let p = IpNet::V4(*p);
             self.pending.remove(&p);
             self.sent.remove(&p);
@@ -365,17 +409,20 @@ impl AdjRibOut {
 
     fn pack_withdraw_v6(&mut self, max_len: usize) -> Update {
         let mut value = 3;
-        let mut prefixes = Vec::new();
+        let mut stop = None;
         for p in &self.withdraw_v6 {
             let v = value + ipv6_len(p);
             if UPDATE_FIXED + attr_header(v) + v > max_len {
+                stop = Some(*p);
                 break;
             }
             value = v;
-            prefixes.push(*p);
         }
+        let rest = stop.map_or_else(BTreeSet::new, |p| self.withdraw_v6.split_off(&p));
+        let prefixes: Vec<Ipv6Net> = std::mem::replace(&mut self.withdraw_v6, rest)
+            .into_iter()
+            .collect();
         for p in &prefixes {
-            self.withdraw_v6.remove(p);
             let p = IpNet::V6(*p);
             self.pending.remove(&p);
             self.sent.remove(&p);
@@ -399,8 +446,10 @@ impl AdjRibOut {
         ctx: &Context,
         max_len: usize,
     ) -> Option<Update> {
-        let group = self.announce.remove(set)?;
+        let mut group = self.announce.remove(set)?;
         let mut taken: Vec<IpNet> = Vec::new();
+        // The first prefix that did not fit: it and all after it stay queued.
+        let mut stop = None;
         let update = match set.family {
             Family::Ipv4Unicast => {
                 let attributes = set.path_attributes(Vec::new());
@@ -413,6 +462,7 @@ impl AdjRibOut {
                 for p in &group {
                     let IpNet::V4(v4) = p else { continue };
                     if len + ipv4_len(v4) > max_len {
+                        stop = Some(*p);
                         break;
                     }
                     len += ipv4_len(v4);
@@ -437,6 +487,7 @@ impl AdjRibOut {
                     let IpNet::V6(v6) = p else { continue };
                     let v = mp_value + ipv6_len(v6);
                     if UPDATE_FIXED + others + attr_header(v) + v > max_len {
+                        stop = Some(*p);
                         break;
                     }
                     mp_value = v;
@@ -454,11 +505,21 @@ impl AdjRibOut {
                 }
             }
         };
-        let mut rest = group;
+        let rest = stop.map_or_else(BTreeSet::new, |p| group.split_off(&p));
         for p in &taken {
-            rest.remove(p);
             self.pending.remove(p);
             self.sent.insert(*p, set.clone());
+        }
+        if group.len() != taken.len() {
+            // Prefixes of another family under this set (cannot happen: a set has one
+            // family): they can never be packed with it, so they leave the queue.
+            debug_assert!(
+                false,
+                "attribute set {set:?} queues prefixes of another family"
+            );
+            for p in group.iter().filter(|p| taken.binary_search(p).is_err()) {
+                self.pending.remove(p);
+            }
         }
         debug_assert!(
             !taken.is_empty(),
@@ -481,6 +542,7 @@ impl AdjRibOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::speaker::DEFAULT_LOCAL_PREF;
     use crate::wire::Community;
 
     fn ebgp() -> PeerExport {
@@ -622,6 +684,43 @@ mod tests {
         assert_eq!(rib.attribute_sets(), 2);
         let sets: Vec<_> = rib.sent().values().collect();
         assert!(!Arc::ptr_eq(sets[0], sets[1]));
+    }
+
+    /// `update` reuses the previous route's set only for a route that exports the same: the
+    /// same attributes, the same family, the same peer settings.
+    #[test]
+    fn update_reuses_the_last_set_only_for_the_same_attributes() {
+        let ctx = Context::default();
+        let mut rib = AdjRibOut::new();
+        rib.sync(&BTreeMap::new(), &ebgp());
+        let a = route("198.51.100.0/24");
+        let b = route("203.0.113.0/24");
+        let mut c = route("192.0.2.0/24");
+        c.communities = vec![Community::new(65001, 7)];
+        let v6 = route("2001:db8:1::/48");
+        for r in [&a, &b, &c, &v6] {
+            rib.update(r.prefix, Some(r), &ebgp()).unwrap();
+        }
+        let mut ibgp = ebgp();
+        ibgp.peer_asn = ibgp.local_asn;
+        let d = route("198.51.100.128/25");
+        rib.update(d.prefix, Some(&d), &ibgp).unwrap();
+        drain(&mut rib, &ctx);
+        let sent = rib.sent();
+        let set = |p: &str| sent[&p.parse::<IpNet>().unwrap()].clone();
+        assert!(Arc::ptr_eq(&set("198.51.100.0/24"), &set("203.0.113.0/24")));
+        assert_eq!(
+            set("192.0.2.0/24").communities,
+            vec![Community::new(65001, 7)]
+        );
+        assert!(set("198.51.100.0/24").communities.is_empty());
+        assert_eq!(set("2001:db8:1::/48").family, Family::Ipv6Unicast);
+        assert_eq!(
+            set("198.51.100.128/25").local_pref,
+            Some(DEFAULT_LOCAL_PREF)
+        );
+        assert_eq!(set("198.51.100.0/24").local_pref, None);
+        assert_eq!(rib.attribute_sets(), 4);
     }
 
     #[test]

@@ -159,6 +159,31 @@ pub fn check_prefix(prefix: IpNet) -> Result<IpNet, RouteError> {
 }
 
 impl Route {
+    /// Whether `other` is exported with the same path attributes: same prefix family and the
+    /// same values in every field but the prefix itself and the lease (which no peer sees).
+    /// Written as a full destructuring, so a new field must be placed on one side or the other.
+    pub fn same_attributes(&self, other: &Route) -> bool {
+        let Route {
+            prefix,
+            next_hop,
+            origin,
+            communities,
+            large_communities,
+            med,
+            local_pref,
+            prepend,
+            lease_secs: _,
+        } = self;
+        prefix.addr().is_ipv4() == other.prefix.addr().is_ipv4()
+            && *next_hop == other.next_hop
+            && *origin == other.origin
+            && *med == other.med
+            && *local_pref == other.local_pref
+            && *prepend == other.prepend
+            && *communities == other.communities
+            && *large_communities == other.large_communities
+    }
+
     /// A route to `prefix` with next hop self, origin IGP and nothing else; validated.
     pub fn new(prefix: IpNet) -> Result<Self, RouteError> {
         let r = Self {
