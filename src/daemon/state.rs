@@ -1,7 +1,8 @@
 //! State the speaker's tasks share, and the API's view of it ([`Control`]).
 //!
-//! The desired routes live in the [`RouteStore`] (persisted before a change is acknowledged) and
-//! are published to the peer drivers as changes: the changed prefixes go into the
+//! The desired routes live in the [`RouteStore`] (persisted before a change is acknowledged,
+//! published while it is persisted, and published back should that fail) and are published to
+//! the peer drivers as changes: the changed prefixes go into the
 //! [`DesiredLog`] (drain overlay applied) and its new version into a watch channel, so a change
 //! of k prefixes costs O(k log n), not a copy of the table, and each update group applies only
 //! the delta. The drivers share the [`UpdateGroups`] (lock order: `desired_log`, then
@@ -207,9 +208,15 @@ impl Shared {
         self.drain(all, true).unwrap_or(0)
     }
 
+    /// Apply a change: checked, handed to the drivers, made durable, then answered. The
+    /// drivers get it before the store has written it, so the first UPDATEs are on the wire
+    /// while the journal is written and synced; the answer still waits for the sync. Should
+    /// the write fail, the drivers get the stored routes of those prefixes back (the peers
+    /// see the change undone) and the call fails: nothing unacknowledged stays announced.
+    /// A crash between the two leaves no trace of the change once the speaker is back.
     fn change(&self, change: Change) -> Result<ChangeResponse, ApiError> {
         let mut store = lock(&self.store);
-        let applied = store.apply(change).map_err(|e| {
+        let applied = store.prepare(change).map_err(|e| {
             if e.is_bad_input() {
                 ApiError::BadRequest(e.to_string())
             } else {
@@ -218,36 +225,48 @@ impl Shared {
         })?;
         let changed = applied.announced.len() + applied.withdrawn.len();
         let generation = applied.generation;
-        if changed > 0 {
-            // Emit before the drivers see the change, so that the events stream keeps causal
-            // order: desired_changed, then the routes_sent it causes.
-            self.emit(Event::DesiredChanged {
+        if changed == 0 {
+            return Ok(ChangeResponse {
+                changed,
                 generation,
+            });
+        }
+        // Emit before the drivers see the change, so that the events stream keeps causal
+        // order: desired_changed, then the routes_sent it causes.
+        self.emit(Event::DesiredChanged {
+            generation,
+            changed,
+        });
+        // `applied` holds the routes as they will be stored: no lookup in the store.
+        self.publish_routes(applied_changes(&applied));
+        if let Err(e) = store.commit(&applied) {
+            let prefixes = applied.announced.iter().map(|r| r.prefix);
+            self.publish(&store, prefixes.chain(applied.withdrawn.iter().copied()));
+            self.emit(Event::DesiredChanged {
+                generation: store.generation(),
                 changed,
             });
-            // `applied` holds the routes as now stored: no second lookup in the store.
-            let Applied {
-                announced,
-                withdrawn,
-                ..
-            } = applied;
-            self.publish_routes(
-                announced
-                    .into_iter()
-                    .map(|r| (r.prefix, Some(r)))
-                    .chain(withdrawn.into_iter().map(|p| (p, None))),
-            );
-            // Not now: a snapshot of a large table takes CPU the drivers need while they send
-            // this change (see `compact_journal`).
-            if store.compaction_due() {
-                self.compact_wake.notify_one();
-            }
+            return Err(ApiError::Internal(format!("{e}; the change was undone")));
+        }
+        // Not now: a snapshot of a large table takes CPU the drivers need while they send
+        // this change (see `compact_journal`).
+        if store.compaction_due() {
+            self.compact_wake.notify_one();
         }
         Ok(ChangeResponse {
             changed,
             generation,
         })
     }
+}
+
+/// What a batch changed, as the desired log takes it: the new routes, then the gone prefixes.
+fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Route>)> + '_ {
+    applied
+        .announced
+        .iter()
+        .map(|r| (r.prefix, Some(r.clone())))
+        .chain(applied.withdrawn.iter().map(|p| (*p, None)))
 }
 
 impl Control for Shared {
@@ -672,6 +691,81 @@ fn bfd_metrics(m: &mut String, peers: &[Arc<PeerShared>]) {
             m,
             "ferry_peer_bfd_transitions_total{{peer=\"{peer}\"}} {}",
             s.transitions
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(dir: &std::path::Path) -> Shared {
+        let store = RouteStore::load(dir).unwrap();
+        let desired_log = DesiredLog::new(store.routes().values().cloned());
+        Shared {
+            store: Mutex::new(store),
+            desired: watch::channel(0).0,
+            desired_log: RwLock::new(desired_log),
+            groups: Mutex::new(UpdateGroups::default()),
+            next_member: Default::default(),
+            events: broadcast::channel(16).0,
+            peers: Vec::new(),
+            draining: Default::default(),
+            leases: Mutex::new(Leases::load(dir).unwrap()),
+            lease_wake: tokio::sync::Notify::new(),
+            compact_wake: tokio::sync::Notify::new(),
+            lease_expiries: Default::default(),
+            last_expiry: Mutex::new(None),
+        }
+    }
+
+    fn route(p: &str) -> Route {
+        Route::new(p.parse().unwrap()).unwrap()
+    }
+
+    /// What the drivers are told, in prefix order.
+    fn published(s: &Shared) -> Vec<IpNet> {
+        read(&s.desired_log).routes().map(|r| r.prefix).collect()
+    }
+
+    /// The drivers get a change before it is written; when the write fails they get the
+    /// stored routes back, the call fails, and the next change that can be written goes out.
+    #[test]
+    fn a_change_that_cannot_be_written_is_published_back_and_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = shared(dir.path());
+        let a = route("198.51.100.0/24");
+        s.announce(vec![a.clone()]).unwrap();
+        assert_eq!(published(&s), vec![a.prefix]);
+        let mut events = s.events.subscribe();
+
+        // The first change writes a snapshot; once that is written, later ones append to the
+        // journal. A directory where the journal goes makes the next write fail (as root too).
+        let journal = dir.path().join(crate::speaker::store::JOURNAL_FILE);
+        std::fs::create_dir(&journal).unwrap();
+        let b = route("203.0.113.0/24");
+        let err = s.announce(vec![b.clone()]).unwrap_err();
+        assert!(format!("{err:?}").contains("undone"), "{err:?}");
+        assert_eq!(published(&s), vec![a.prefix], "b is taken back");
+        let err = s.withdraw(vec![a.prefix]).unwrap_err();
+        assert!(format!("{err:?}").contains("undone"), "{err:?}");
+        assert_eq!(published(&s), vec![a.prefix], "a is put back");
+        assert_eq!(lock(&s.store).generation(), 1);
+        // Each failed change: desired_changed for the change, then one for the undo.
+        let mut generations = Vec::new();
+        while let Ok(Event::DesiredChanged { generation, .. }) = events.try_recv() {
+            generations.push(generation);
+        }
+        assert_eq!(generations, vec![2, 1, 2, 1]);
+
+        std::fs::remove_dir(&journal).unwrap();
+        s.announce(vec![b.clone()]).unwrap();
+        assert_eq!(published(&s), vec![a.prefix, b.prefix]);
+        drop(s);
+        let reloaded = RouteStore::load(dir.path()).unwrap();
+        assert_eq!(
+            reloaded.routes().keys().copied().collect::<Vec<_>>(),
+            vec![a.prefix, b.prefix]
         );
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Contract:
 //! - [`RouteStore::apply`] applies a whole batch or none of it, and returns `Ok` only after the
-//!   new state is durable. A change is one JSON line appended to `routes.journal` and
+//!   new state is durable. It is [`RouteStore::prepare`] (check the batch and compute what it
+//!   changes, touching nothing) then [`RouteStore::commit`] (write, then change the memory), so
+//!   a caller can hand the change on while it is being written, and undo that if the write
+//!   fails. A change is one JSON line appended to `routes.journal` and
 //!   fdatasynced, so its cost is O(changed routes), not O(table). The first change writes a
 //!   snapshot instead, and [`RouteStore::compact_if_due`] (called after a change was handed
 //!   on) writes a new one once the journal outgrew the snapshot (and [`MIN_COMPACT`] octets):
@@ -512,6 +515,14 @@ impl RouteStore {
 
     /// Apply one batch; see the module contract for atomicity and durability.
     pub fn apply(&mut self, change: Change) -> Result<Applied, StoreError> {
+        let applied = self.prepare(change)?;
+        self.commit(&applied)?;
+        Ok(applied)
+    }
+
+    /// What `change` would change, checked, with the generation it would get; nothing is
+    /// written and nothing changes until [`RouteStore::commit`]. An `Err` is bad input.
+    pub fn prepare(&self, change: Change) -> Result<Applied, StoreError> {
         let mut applied = Applied::default();
         // Every item is checked before anything changes; sorting first finds duplicates
         // next to each other and leaves `applied` in prefix order.
@@ -551,13 +562,23 @@ impl RouteStore {
                     .collect();
             }
         }
+        applied.generation = self.generation + u64::from(!applied.is_empty());
+        Ok(applied)
+    }
+
+    /// Make a batch from [`RouteStore::prepare`] (with nothing committed since) durable, then
+    /// the in-memory state; on `Err` neither changed. An empty batch is no change.
+    pub fn commit(&mut self, applied: &Applied) -> Result<(), StoreError> {
         if applied.is_empty() {
-            applied.generation = self.generation;
-            return Ok(applied);
+            return Ok(());
         }
         let generation = self.generation + 1;
+        debug_assert_eq!(
+            applied.generation, generation,
+            "prepared against another state"
+        );
         if self.snapshot.is_none() {
-            let next = merged(&self.routes, &applied);
+            let next = merged(&self.routes, applied);
             let len = self.persist(&next, generation)?;
             drop(next);
             insert_sorted(&mut self.routes, &applied.announced);
@@ -583,8 +604,7 @@ impl RouteStore {
             remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
         }
-        applied.generation = generation;
-        Ok(applied)
+        Ok(())
     }
 
     /// Write `routes` durably: temp file, fsync, rename, fsync the directory. Returns the
