@@ -88,6 +88,13 @@ fn bad_requests_are_400_naming_the_problem_and_unknown_endpoints_404() {
     assert!(e.contains("`routes`: empty list"), "{e}");
     let e = bad_request(&speaker, "/v1/withdraw", r#"{"prefixes": []}"#);
     assert!(e.contains("`prefixes`: empty list"), "{e}");
+    let e = bad_request(
+        &speaker,
+        "/v1/withdraw",
+        r#"{"prefixes": ["198.51.100.0/24", "198.51.100.0/33"]}"#,
+    );
+    assert!(e.contains("`prefixes[1]`"), "{e}");
+    assert!(e.contains("\"198.51.100.0/33\""), "{e}");
 
     let e = bad_request(
         &speaker,

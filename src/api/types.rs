@@ -2,11 +2,14 @@
 //!
 //! Requests reject unknown fields so a typo never silently does less than asked.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::speaker::prefix_parse::plain_prefix;
 use crate::speaker::Route;
 
 /// One neighbor as `ferry status` shows it.
@@ -112,6 +115,7 @@ pub struct AnnounceRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
+    #[serde(deserialize_with = "prefix_list")]
     pub prefixes: Vec<IpNet>,
     /// Graceful shutdown (RFC 8326): first re-announce the routes with GRACEFUL_SHUTDOWN
     /// (65535:0) added, wait this many seconds (1-3600), then withdraw. The call answers once
@@ -119,6 +123,34 @@ pub struct WithdrawRequest {
     /// announced, as they were before the request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_secs: Option<u32>,
+}
+
+/// A list of prefixes in a request body: the plain forms by the fast parser
+/// ([`plain_prefix`]), anything else by `IpNet`'s own `FromStr`, which decides.
+fn prefix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    struct Prefix(IpNet);
+    struct PrefixText;
+    impl Visitor<'_> for PrefixText {
+        type Value = Prefix;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an IP prefix such as 198.51.100.0/24 or 2001:db8::/48")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Prefix, E> {
+            plain_prefix(s)
+                .or_else(|| s.parse().ok())
+                .map(Prefix)
+                .ok_or_else(|| E::invalid_value(Unexpected::Str(s), &self))
+        }
+    }
+    impl<'de> Deserialize<'de> for Prefix {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(PrefixText)
+        }
+    }
+    Ok(Vec::<Prefix>::deserialize(d)?
+        .into_iter()
+        .map(|p| p.0)
+        .collect())
 }
 
 /// Longest graceful-shutdown wait a withdraw may ask for.

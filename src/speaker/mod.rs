@@ -37,6 +37,7 @@ pub mod desired_log;
 pub mod export;
 pub mod graceful;
 pub mod lease;
+pub mod prefix_parse;
 pub mod prefix_text;
 pub mod route;
 pub mod seeded_hash;

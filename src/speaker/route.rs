@@ -132,6 +132,9 @@ fn family_name(v4: bool) -> &'static str {
 /// Parse a prefix as the user typed it, refusing host bits and a missing length.
 pub fn parse_prefix(s: &str) -> Result<IpNet, RouteError> {
     let s = s.trim();
+    if let Some(p) = super::prefix_parse::plain_prefix(s) {
+        return check_prefix(p);
+    }
     match s.parse::<IpNet>() {
         Ok(p) => check_prefix(p),
         Err(_) => match s.parse::<IpAddr>() {
@@ -300,14 +303,18 @@ impl fmt::Display for Route {
 }
 
 pub fn parse_origin(s: &str) -> Result<Origin, RouteError> {
-    match s.to_ascii_lowercase().as_str() {
-        "igp" => Ok(Origin::Igp),
-        "egp" => Ok(Origin::Egp),
-        "incomplete" | "?" => Ok(Origin::Incomplete),
-        _ => Err(RouteError::BadOrigin {
-            value: s.to_owned(),
-        }),
-    }
+    [
+        ("igp", Origin::Igp),
+        ("egp", Origin::Egp),
+        ("incomplete", Origin::Incomplete),
+        ("?", Origin::Incomplete),
+    ]
+    .into_iter()
+    .find(|(name, _)| s.eq_ignore_ascii_case(name))
+    .map(|(_, origin)| origin)
+    .ok_or_else(|| RouteError::BadOrigin {
+        value: s.to_owned(),
+    })
 }
 
 /// The JSON shape: text where the user types text.
@@ -317,8 +324,9 @@ struct RouteJson {
     prefix: String,
     #[serde(default)]
     next_hop: Option<String>,
-    #[serde(default = "igp")]
-    origin: String,
+    /// `None`: IGP (no text to allocate for the usual case).
+    #[serde(default)]
+    origin: Option<String>,
     #[serde(default)]
     communities: Vec<String>,
     #[serde(default)]
@@ -332,10 +340,6 @@ struct RouteJson {
     prepend: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lease_secs: Option<u32>,
-}
-
-fn igp() -> String {
-    "igp".into()
 }
 
 impl TryFrom<RouteJson> for Route {
@@ -372,7 +376,7 @@ impl TryFrom<RouteJson> for Route {
         let r = Route {
             prefix,
             next_hop,
-            origin: parse_origin(&j.origin)?,
+            origin: j.origin.as_deref().map_or(Ok(Origin::Igp), parse_origin)?,
             communities,
             large_communities,
             med: j.med,
@@ -390,7 +394,7 @@ impl From<Route> for RouteJson {
         Self {
             prefix: r.prefix.to_string(),
             next_hop: r.next_hop.map(|a| a.to_string()),
-            origin: r.origin.name().into(),
+            origin: Some(r.origin.name().into()),
             communities: r.communities.iter().map(ToString::to_string).collect(),
             large_communities: r
                 .large_communities
