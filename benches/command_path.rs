@@ -1,7 +1,8 @@
 //! Where an announce or withdraw command's time goes inside the speaker, phase by phase, for
-//! N = 1,000 / 10,000 / 100,000 IPv6 /64s: parse the API body, apply it to the
-//! [`RouteStore`] (journal line, fdatasync), hand the changed prefixes to the [`DesiredLog`]
-//! (what `Shared::publish` does), compact when due, then send: one eBGP session's update group
+//! N = 1,000 / 10,000 / 100,000 IPv6 /64s: parse the API body, prepare it in the
+//! [`RouteStore`] (check, compute what changes), hand the changes to the [`DesiredLog`] (what
+//! `Shared::publish` does), commit it to the store (journal line, fdatasync, then the table),
+//! compact when due, then send: one eBGP session's update group
 //! (IPv6, link-local next hop as on a shared link) applies the change and encodes every UPDATE
 //! it makes, pulled 64 KiB at a time as a driver does. The phases are the library calls the
 //! daemon's API handler makes, without HTTP and without a peer, so a change to one of them shows
@@ -28,8 +29,9 @@ fn ms(d: Duration) -> String {
 #[derive(Default)]
 struct Phases {
     parse: Vec<Duration>,
-    store: Vec<Duration>,
+    prepare: Vec<Duration>,
     publish: Vec<Duration>,
+    commit: Vec<Duration>,
     compact: Vec<Duration>,
     send: Vec<Duration>,
 }
@@ -38,14 +40,20 @@ impl Phases {
     fn row(self, n: usize, what: &str) {
         let total: Vec<Duration> = (0..self.parse.len())
             .map(|i| {
-                self.parse[i] + self.store[i] + self.publish[i] + self.compact[i] + self.send[i]
+                self.parse[i]
+                    + self.prepare[i]
+                    + self.publish[i]
+                    + self.commit[i]
+                    + self.compact[i]
+                    + self.send[i]
             })
             .collect();
         println!(
-            "| {n} | {what} | {} | {} | {} | {} | {} | {} |",
+            "| {n} | {what} | {} | {} | {} | {} | {} | {} | {} |",
             ms(median(self.parse)),
-            ms(median(self.store)),
+            ms(median(self.prepare)),
             ms(median(self.publish)),
+            ms(median(self.commit)),
             ms(median(self.compact)),
             ms(median(self.send)),
             ms(median(total))
@@ -94,7 +102,8 @@ impl Session {
     }
 }
 
-/// Parse, store, publish, compact, send: the daemon's order (publish before compaction).
+/// Parse, prepare, publish, commit, compact, send: the daemon's order (`Shared::change`
+/// publishes before the store writes; the drivers then send while it writes).
 fn one(
     body: &[u8],
     store: &mut RouteStore,
@@ -113,17 +122,23 @@ fn one(
     };
     phases.parse.push(t.elapsed());
     let t = Instant::now();
-    let applied = store.apply(change).expect("store apply");
-    phases.store.push(t.elapsed());
+    let applied = store.prepare(change).expect("store prepare");
+    phases.prepare.push(t.elapsed());
     let t = Instant::now();
     desired.apply(
         applied
             .announced
-            .into_iter()
-            .map(|r| (r.prefix, Some(r)))
-            .chain(applied.withdrawn.into_iter().map(|p| (p, None))),
+            .iter()
+            .map(|r| (r.prefix, Some(r.clone())))
+            .chain(applied.withdrawn.iter().map(|p| (*p, None))),
     );
     phases.publish.push(t.elapsed());
+    let t = Instant::now();
+    store
+        .commit(applied)
+        .map_err(|f| f.error)
+        .expect("store commit");
+    phases.commit.push(t.elapsed());
     let t = Instant::now();
     store.compact_if_due().expect("compact");
     phases.compact.push(t.elapsed());
@@ -140,8 +155,8 @@ fn main() {
         .unwrap_or(15);
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/command_path");
     println!("command_path: {rounds} rounds, medians in ms");
-    println!("| N | command | parse | store | publish | compact | send | total |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| N | command | parse | prepare | publish | commit | compact | send | total |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for n in [1_000usize, 10_000, 100_000] {
         let prefixes: Vec<String> = (0..n)
             .map(|i| format!("2001:db8:{:x}:{:x}::/64", 1 + (i >> 16), i & 0xffff))

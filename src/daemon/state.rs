@@ -239,14 +239,18 @@ impl Shared {
         });
         // `applied` holds the routes as they will be stored: no lookup in the store.
         self.publish_routes(applied_changes(&applied));
-        if let Err(e) = store.commit(&applied) {
+        if let Err(failed) = store.commit(applied) {
+            let applied = &failed.applied;
             let prefixes = applied.announced.iter().map(|r| r.prefix);
             self.publish(&store, prefixes.chain(applied.withdrawn.iter().copied()));
             self.emit(Event::DesiredChanged {
                 generation: store.generation(),
                 changed,
             });
-            return Err(ApiError::Internal(format!("{e}; the change was undone")));
+            return Err(ApiError::Internal(format!(
+                "{}; the change was undone",
+                failed.error
+            )));
         }
         // Not now: a snapshot of a large table takes CPU the drivers need while they send
         // this change (see `compact_journal`).

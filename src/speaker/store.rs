@@ -87,6 +87,13 @@ impl Applied {
     }
 }
 
+/// A [`RouteStore::commit`] that could not write: why, and the batch (nothing of it applied).
+#[derive(Debug)]
+pub struct CommitFailed {
+    pub error: StoreError,
+    pub applied: Applied,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot {action} {}: {source}", path.display())]
@@ -158,14 +165,13 @@ fn walk_beats_search(batch: usize, table: usize) -> bool {
 /// Insert (or replace) `routes`, sorted by prefix without duplicates. A batch that is large
 /// next to the table is merged in one linear pass (`BTreeMap::append` builds from both sorted
 /// sequences) instead of one tree search per route.
-fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: &[Route]) {
+fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: Vec<Route>) {
     if walk_beats_search(routes.len(), table.len()) {
-        let mut batch: BTreeMap<IpNet, Route> =
-            routes.iter().map(|r| (r.prefix, r.clone())).collect();
+        let mut batch: BTreeMap<IpNet, Route> = routes.into_iter().map(|r| (r.prefix, r)).collect();
         table.append(&mut batch);
     } else {
         for r in routes {
-            table.insert(r.prefix, r.clone());
+            table.insert(r.prefix, r);
         }
     }
 }
@@ -516,7 +522,7 @@ impl RouteStore {
     /// Apply one batch; see the module contract for atomicity and durability.
     pub fn apply(&mut self, change: Change) -> Result<Applied, StoreError> {
         let applied = self.prepare(change)?;
-        self.commit(&applied)?;
+        self.commit(applied.clone()).map_err(|f| f.error)?;
         Ok(applied)
     }
 
@@ -567,8 +573,9 @@ impl RouteStore {
     }
 
     /// Make a batch from [`RouteStore::prepare`] (with nothing committed since) durable, then
-    /// the in-memory state; on `Err` neither changed. An empty batch is no change.
-    pub fn commit(&mut self, applied: &Applied) -> Result<(), StoreError> {
+    /// the in-memory state (the routes move into the table); on `Err` neither changed and the
+    /// batch comes back. An empty batch is no change.
+    pub fn commit(&mut self, applied: Applied) -> Result<(), Box<CommitFailed>> {
         if applied.is_empty() {
             return Ok(());
         }
@@ -578,10 +585,16 @@ impl RouteStore {
             "prepared against another state"
         );
         if self.snapshot.is_none() {
-            let next = merged(&self.routes, applied);
-            let len = self.persist(&next, generation)?;
+            let next = merged(&self.routes, &applied);
+            let len = match self.persist(&next, generation) {
+                Ok(len) => len,
+                Err(e) => {
+                    drop(next);
+                    return Err(Box::new(CommitFailed { error: e, applied }));
+                }
+            };
             drop(next);
-            insert_sorted(&mut self.routes, &applied.announced);
+            insert_sorted(&mut self.routes, applied.announced);
             remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
             self.snapshot = Some(len);
@@ -590,7 +603,7 @@ impl RouteStore {
             self.journal = None;
             let _ = fs::remove_file(self.journal_path());
         } else {
-            self.append(&JournalOut {
+            let written = self.append(&JournalOut {
                 generation,
                 announce: applied.announced.iter().map(Stored).collect(),
                 withdraw: applied
@@ -599,8 +612,11 @@ impl RouteStore {
                     .copied()
                     .map(StoredPrefix)
                     .collect(),
-            })?;
-            insert_sorted(&mut self.routes, &applied.announced);
+            });
+            if let Err(error) = written {
+                return Err(Box::new(CommitFailed { error, applied }));
+            }
+            insert_sorted(&mut self.routes, applied.announced);
             remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
         }
