@@ -224,7 +224,7 @@ impl<'l> CommandSender<'l> {
             Inner::Ferry { api, .. } => {
                 // What a client that holds the prefixes as text would send; a JSON value tree
                 // of 100k objects would cost the client more than Ferry's parse.
-                let body = json_body("routes", prefixes, |p| format!("{{\"prefix\":\"{p}\"}}"));
+                let body = json_body("routes", prefixes, "{\"prefix\":\"", "\"}");
                 let (status, text) = http_unix(api, "POST", "/v1/announce", Some(&body))?;
                 if status != 200 {
                     return Err(format!("POST /v1/announce: {status} {text}"));
@@ -253,7 +253,7 @@ impl<'l> CommandSender<'l> {
     pub fn withdraw(&self, prefixes: &[String]) -> Result<(), String> {
         match &self.inner {
             Inner::Ferry { api, .. } => {
-                let body = json_body("prefixes", prefixes, |p| format!("\"{p}\""));
+                let body = json_body("prefixes", prefixes, "\"", "\"");
                 let (status, text) = http_unix(api, "POST", "/v1/withdraw", Some(&body))?;
                 if status != 200 {
                     return Err(format!("POST /v1/withdraw: {status} {text}"));
@@ -269,10 +269,26 @@ impl<'l> CommandSender<'l> {
     }
 }
 
-/// `{"KEY":[ITEM,...]}` with one `item(prefix)` per prefix (prefixes are plain text, no escaping).
-fn json_body(key: &str, prefixes: &[String], item: impl Fn(&str) -> String) -> String {
-    let items: Vec<String> = prefixes.iter().map(|p| item(p)).collect();
-    format!("{{\"{key}\":[{}]}}", items.join(","))
+/// `{"KEY":[BEFORE prefix AFTER,...]}` (prefixes are plain text, no escaping), written into one
+/// buffer as a careful client would: at 100k prefixes a `format!` per item took 10-16 ms, all
+/// of it before the request left.
+fn json_body(key: &str, prefixes: &[String], before: &str, after: &str) -> String {
+    let per_item = before.len() + after.len() + 1;
+    let len: usize = prefixes.iter().map(|p| p.len() + per_item).sum();
+    let mut body = String::with_capacity(len + key.len() + 8);
+    body.push_str("{\"");
+    body.push_str(key);
+    body.push_str("\":[");
+    for (i, p) in prefixes.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(before);
+        body.push_str(p);
+        body.push_str(after);
+    }
+    body.push_str("]}");
+    body
 }
 
 /// BIRD's config rewritten with `prefixes` as its static routes, then `birdc configure`.
@@ -430,4 +446,23 @@ fn fanout_inner(
     let done = done?;
     r.secs = Some(done.duration_since(t0).as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_is_the_api_request() {
+        let prefixes = vec!["2001:db8:1::/64".to_string(), "2001:db8:2::/64".to_string()];
+        let announce = json_body("routes", &prefixes, "{\"prefix\":\"", "\"}");
+        let v: serde_json::Value = serde_json::from_str(&announce).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"routes": [{"prefix": "2001:db8:1::/64"}, {"prefix": "2001:db8:2::/64"}]})
+        );
+        let withdraw = json_body("prefixes", &prefixes[..1], "\"", "\"");
+        assert_eq!(withdraw, r#"{"prefixes":["2001:db8:1::/64"]}"#);
+        assert_eq!(json_body("prefixes", &[], "\"", "\""), r#"{"prefixes":[]}"#);
+    }
 }
