@@ -129,8 +129,8 @@ pub struct WithdrawRequest {
 /// ([`plain_prefix`]), anything else by `IpNet`'s own `FromStr`, which decides.
 fn prefix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     struct Prefix(IpNet);
-    struct PrefixText;
-    impl Visitor<'_> for PrefixText {
+    struct PrefixVisitor;
+    impl Visitor<'_> for PrefixVisitor {
         type Value = Prefix;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("an IP prefix such as 198.51.100.0/24 or 2001:db8::/48")
@@ -144,7 +144,7 @@ fn prefix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> 
     }
     impl<'de> Deserialize<'de> for Prefix {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_str(PrefixText)
+            d.deserialize_str(PrefixVisitor)
         }
     }
     Ok(Vec::<Prefix>::deserialize(d)?

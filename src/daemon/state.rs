@@ -33,8 +33,10 @@ use crate::wire::Community;
 /// The version of the [`DesiredLog`] the drivers are told about.
 pub type Desired = u64;
 
-/// Lock, recovering the data if a task panicked while holding it (the data stays consistent:
-/// every writer finishes its update before it could panic).
+/// Lock, recovering the data if a task panicked while holding it (each structure stays
+/// consistent: every writer finishes its update before it could panic). One pair can then
+/// disagree: a panic inside the store's commit, after the change was published, leaves the
+/// desired log ahead of the store until the next change of those prefixes or a restart.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -156,7 +158,9 @@ impl Shared {
         let now = now_ms();
         let expired = leases.expired(lock(&self.store).routes().values(), now);
         if !expired.is_empty() {
-            match self.change(Change::Withdraw(expired.clone())) {
+            // Written before the peers hear of it: a failed write retried every tick must not
+            // withdraw and re-announce the routes to every peer each time.
+            match self.change_in_order(Change::Withdraw(expired.clone()), Order::WriteFirst) {
                 Ok(_) => {
                     if let Err(e) = leases.forget(&expired) {
                         tracing::error!(error = %e, "cannot persist leases");
@@ -211,10 +215,15 @@ impl Shared {
     /// Apply a change: checked, handed to the drivers, made durable, then answered. The
     /// drivers get it before the store has written it, so the first UPDATEs are on the wire
     /// while the journal is written and synced; the answer still waits for the sync. Should
-    /// the write fail, the drivers get the stored routes of those prefixes back (the peers
-    /// see the change undone) and the call fails: nothing unacknowledged stays announced.
-    /// A crash between the two leaves no trace of the change once the speaker is back.
+    /// the write fail, a second `desired_changed` (with the stored, earlier generation) says
+    /// the change is taken back, the drivers get the stored routes of those prefixes back, and
+    /// the call fails: nothing unacknowledged stays announced. A crash between the two leaves
+    /// no trace of the change once the speaker is back.
     fn change(&self, change: Change) -> Result<ChangeResponse, ApiError> {
+        self.change_in_order(change, Order::PublishFirst)
+    }
+
+    fn change_in_order(&self, change: Change, order: Order) -> Result<ChangeResponse, ApiError> {
         let mut store = lock(&self.store);
         let applied = store.prepare(change).map_err(|e| {
             if e.is_bad_input() {
@@ -231,26 +240,40 @@ impl Shared {
                 generation,
             });
         }
-        // Emit before the drivers see the change, so that the events stream keeps causal
-        // order: desired_changed, then the routes_sent it causes.
-        self.emit(Event::DesiredChanged {
-            generation,
-            changed,
-        });
-        // `applied` holds the routes as they will be stored: no lookup in the store.
-        self.publish_routes(applied_changes(&applied));
-        if let Err(failed) = store.commit(applied) {
-            let applied = &failed.applied;
-            let prefixes = applied.announced.iter().map(|r| r.prefix);
-            self.publish(&store, prefixes.chain(applied.withdrawn.iter().copied()));
+        if order == Order::WriteFirst {
+            let prefixes: Vec<IpNet> = applied
+                .announced
+                .iter()
+                .map(|r| r.prefix)
+                .chain(applied.withdrawn.iter().copied())
+                .collect();
+            store.commit(applied).map_err(|f| not_written(&f.error))?;
             self.emit(Event::DesiredChanged {
-                generation: store.generation(),
+                generation,
                 changed,
             });
-            return Err(ApiError::Internal(format!(
-                "{}; the change was undone",
-                failed.error
-            )));
+            self.publish(&store, prefixes);
+        } else {
+            // Emit before the drivers see the change, so that the events stream keeps causal
+            // order: desired_changed, then the routes_sent it causes.
+            self.emit(Event::DesiredChanged {
+                generation,
+                changed,
+            });
+            // `applied` holds the routes as they will be stored: no lookup in the store.
+            self.publish_routes(applied_changes(&applied));
+            if let Err(failed) = store.commit(applied) {
+                // The events say it before the drivers act on it, as above: the state is
+                // back at the stored generation.
+                self.emit(Event::DesiredChanged {
+                    generation: store.generation(),
+                    changed,
+                });
+                let applied = &failed.applied;
+                let prefixes = applied.announced.iter().map(|r| r.prefix);
+                self.publish(&store, prefixes.chain(applied.withdrawn.iter().copied()));
+                return Err(not_written(&failed.error));
+            }
         }
         // Not now: a snapshot of a large table takes CPU the drivers need while they send
         // this change (see `compact_journal`).
@@ -262,6 +285,24 @@ impl Shared {
             generation,
         })
     }
+}
+
+/// When the peers hear of a change: before the store has written it (the API's changes: the
+/// UPDATEs leave while the journal is synced) or after (lease expiry, retried every tick
+/// while the write fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    PublishFirst,
+    WriteFirst,
+}
+
+/// The API error for a change the store could not write.
+fn not_written(error: &crate::speaker::store::StoreError) -> ApiError {
+    ApiError::Internal(format!(
+        "{error}; the change was not applied (the peers got it and were told to forget it \
+         again; should the state file hold it anyway, a restart loads it): check the state \
+         directory's disk space and permissions, then retry"
+    ))
 }
 
 /// What a batch changed, as the desired log takes it: the new routes, then the gone prefixes.
@@ -749,10 +790,10 @@ mod tests {
         std::fs::create_dir(&journal).unwrap();
         let b = route("203.0.113.0/24");
         let err = s.announce(vec![b.clone()]).unwrap_err();
-        assert!(format!("{err:?}").contains("undone"), "{err:?}");
+        assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(published(&s), vec![a.prefix], "b is taken back");
         let err = s.withdraw(vec![a.prefix]).unwrap_err();
-        assert!(format!("{err:?}").contains("undone"), "{err:?}");
+        assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(published(&s), vec![a.prefix], "a is put back");
         assert_eq!(lock(&s.store).generation(), 1);
         // Each failed change: desired_changed for the change, then one for the undo.
@@ -771,5 +812,36 @@ mod tests {
             reloaded.routes().keys().copied().collect::<Vec<_>>(),
             vec![a.prefix, b.prefix]
         );
+    }
+
+    /// A lease expiry is written before the peers hear of it: while the write fails (it is
+    /// retried every tick) the peers see nothing, not a withdraw and a re-announce each time.
+    #[test]
+    fn a_write_first_change_that_cannot_be_written_is_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = shared(dir.path());
+        let a = route("198.51.100.0/24");
+        s.announce(vec![a.clone()]).unwrap();
+        let version = read(&s.desired_log).version();
+        let mut events = s.events.subscribe();
+        std::fs::create_dir(dir.path().join(crate::speaker::store::JOURNAL_FILE)).unwrap();
+        let err = s
+            .change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("not applied"), "{err:?}");
+        assert_eq!(read(&s.desired_log).version(), version, "nothing published");
+        assert_eq!(published(&s), vec![a.prefix]);
+        assert!(events.try_recv().is_err(), "no event");
+        std::fs::remove_dir(dir.path().join(crate::speaker::store::JOURNAL_FILE)).unwrap();
+        s.change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
+            .unwrap();
+        assert!(published(&s).is_empty());
+        assert!(matches!(
+            events.try_recv(),
+            Ok(Event::DesiredChanged {
+                generation: 2,
+                changed: 1
+            })
+        ));
     }
 }

@@ -510,13 +510,10 @@ impl AdjRibOut {
             self.pending.remove(p);
             self.sent.insert(*p, set.clone());
         }
+        // Prefixes of another family under this set cannot happen (a set has one family);
+        // should one be there, it can never be packed with it, so it leaves the queue.
+        debug_assert_eq!(group.len(), taken.len(), "{set:?} queues another family");
         if group.len() != taken.len() {
-            // Prefixes of another family under this set (cannot happen: a set has one
-            // family): they can never be packed with it, so they leave the queue.
-            debug_assert!(
-                false,
-                "attribute set {set:?} queues prefixes of another family"
-            );
             for p in group.iter().filter(|p| taken.binary_search(p).is_err()) {
                 self.pending.remove(p);
             }

@@ -144,6 +144,9 @@ impl PeerExport {
 
     /// The attributes `route` is sent with to this peer; `Ok(None)` when the session does not
     /// carry the route's family.
+    /// Reads nothing of the route but its prefix's family and the fields
+    /// [`Route::same_attributes`] compares: the Adj-RIB-Out reuses the set of the last route
+    /// for the next one that compares equal, so a new input here must be compared there too.
     pub fn export(&self, route: &Route) -> Result<Option<AttrSet>, ExportError> {
         let family = family_of(&route.prefix);
         if !self.has_family(family) {
