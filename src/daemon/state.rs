@@ -241,12 +241,7 @@ impl Shared {
             });
         }
         if order == Order::WriteFirst {
-            let prefixes: Vec<IpNet> = applied
-                .announced
-                .iter()
-                .map(|r| r.prefix)
-                .chain(applied.withdrawn.iter().copied())
-                .collect();
+            let prefixes: Vec<IpNet> = applied.prefixes().collect();
             store.commit(applied).map_err(|f| not_written(&f.error))?;
             self.emit(Event::DesiredChanged {
                 generation,
@@ -269,9 +264,7 @@ impl Shared {
                     generation: store.generation(),
                     changed,
                 });
-                let applied = &failed.applied;
-                let prefixes = applied.announced.iter().map(|r| r.prefix);
-                self.publish(&store, prefixes.chain(applied.withdrawn.iter().copied()));
+                self.publish(&store, failed.applied.prefixes());
                 return Err(not_written(&failed.error));
             }
         }
@@ -773,21 +766,26 @@ mod tests {
         read(&s.desired_log).routes().map(|r| r.prefix).collect()
     }
 
-    /// The drivers get a change before it is written; when the write fails they get the
-    /// stored routes back, the call fails, and the next change that can be written goes out.
-    #[test]
-    fn a_change_that_cannot_be_written_is_published_back_and_fails() {
+    /// A speaker with `a` announced and written, whose next write fails: the first change
+    /// writes a snapshot, later ones append to the journal, and a directory where the journal
+    /// goes makes that fail (as root too). Returns the journal's path, to unblock it.
+    fn one_route_then_writes_fail() -> (tempfile::TempDir, Shared, Route, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let s = shared(dir.path());
         let a = route("198.51.100.0/24");
         s.announce(vec![a.clone()]).unwrap();
         assert_eq!(published(&s), vec![a.prefix]);
-        let mut events = s.events.subscribe();
-
-        // The first change writes a snapshot; once that is written, later ones append to the
-        // journal. A directory where the journal goes makes the next write fail (as root too).
         let journal = dir.path().join(crate::speaker::store::JOURNAL_FILE);
         std::fs::create_dir(&journal).unwrap();
+        (dir, s, a, journal)
+    }
+
+    /// The drivers get a change before it is written; when the write fails they get the
+    /// stored routes back, the call fails, and the next change that can be written goes out.
+    #[test]
+    fn a_change_that_cannot_be_written_is_published_back_and_fails() {
+        let (dir, s, a, journal) = one_route_then_writes_fail();
+        let mut events = s.events.subscribe();
         let b = route("203.0.113.0/24");
         let err = s.announce(vec![b.clone()]).unwrap_err();
         assert!(format!("{err:?}").contains("not applied"), "{err:?}");
@@ -818,13 +816,9 @@ mod tests {
     /// retried every tick) the peers see nothing, not a withdraw and a re-announce each time.
     #[test]
     fn a_write_first_change_that_cannot_be_written_is_never_published() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = shared(dir.path());
-        let a = route("198.51.100.0/24");
-        s.announce(vec![a.clone()]).unwrap();
+        let (_dir, s, a, journal) = one_route_then_writes_fail();
         let version = read(&s.desired_log).version();
         let mut events = s.events.subscribe();
-        std::fs::create_dir(dir.path().join(crate::speaker::store::JOURNAL_FILE)).unwrap();
         let err = s
             .change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
             .unwrap_err();
@@ -832,7 +826,7 @@ mod tests {
         assert_eq!(read(&s.desired_log).version(), version, "nothing published");
         assert_eq!(published(&s), vec![a.prefix]);
         assert!(events.try_recv().is_err(), "no event");
-        std::fs::remove_dir(dir.path().join(crate::speaker::store::JOURNAL_FILE)).unwrap();
+        std::fs::remove_dir(&journal).unwrap();
         s.change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
             .unwrap();
         assert!(published(&s).is_empty());

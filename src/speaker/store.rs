@@ -85,6 +85,12 @@ impl Applied {
     pub fn is_empty(&self) -> bool {
         self.announced.is_empty() && self.withdrawn.is_empty()
     }
+
+    /// Every prefix the batch changes: the announced ones, then the withdrawn ones.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        let announced = self.announced.iter().map(|r| r.prefix);
+        announced.chain(self.withdrawn.iter().copied())
+    }
 }
 
 /// A [`RouteStore::commit`] that could not write: why, and the batch (nothing of it applied).
