@@ -72,30 +72,43 @@ fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into())
 }
 
-fn one_run(
-    kind: SenderKind,
-    prefixes: &[String],
-    bins: &Bins,
+/// What every run shares (from the environment).
+struct Setup {
+    bins: Bins,
+    /// Longest wait for FRR's count.
     timeout: Duration,
+    /// Pause between the announce and the timed withdraw.
     settle: Duration,
-    pcap: Option<PathBuf>,
-) -> Run {
+    /// Where each run's capture goes (`BENCH_PCAP`).
+    pcap_dir: Option<PathBuf>,
+}
+
+fn one_run(setup: &Setup, kind: SenderKind, prefixes: &[String], round: usize) -> Run {
     let mut r = Run::default();
-    if let Err(e) = inner(kind, prefixes, bins, timeout, settle, pcap, &mut r) {
+    if let Err(e) = inner(setup, kind, prefixes, round, &mut r) {
         r.error = Some(e);
     }
     r
 }
 
 fn inner(
+    setup: &Setup,
     kind: SenderKind,
     prefixes: &[String],
-    bins: &Bins,
-    timeout: Duration,
-    settle: Duration,
-    pcap: Option<PathBuf>,
+    round: usize,
     r: &mut Run,
 ) -> Result<(), String> {
+    let Setup {
+        bins,
+        timeout,
+        settle,
+        ..
+    } = setup;
+    let (timeout, settle) = (*timeout, *settle);
+    let pcap = setup
+        .pcap_dir
+        .as_ref()
+        .map(|d| d.join(format!("{}-{}-{round}.pcap", kind.name(), prefixes.len())));
     let lab = Lab::new("ascale");
     let (rns, sns) = topology(&lab);
     let capturing = pcap.is_some();
@@ -180,10 +193,14 @@ fn main() {
         })
         .collect();
     let rounds = env_num("BENCH_ROUNDS", 3) as usize;
-    let timeout = Duration::from_secs(env_num("BENCH_TIMEOUT", 300));
-    let settle = Duration::from_millis(env_num("BENCH_SETTLE_MS", 3000));
-    let pcap_dir = std::env::var_os("BENCH_PCAP").map(PathBuf::from);
-    if let Some(dir) = &pcap_dir {
+    let setup = Setup {
+        bins,
+        timeout: Duration::from_secs(env_num("BENCH_TIMEOUT", 300)),
+        settle: Duration::from_millis(env_num("BENCH_SETTLE_MS", 3000)),
+        pcap_dir: std::env::var_os("BENCH_PCAP").map(PathBuf::from),
+    };
+    let bins = &setup.bins;
+    if let Some(dir) = &setup.pcap_dir {
         std::fs::create_dir_all(dir)
             .unwrap_or_else(|e| panic!("BENCH_PCAP {}: {e}", dir.display()));
     }
@@ -214,10 +231,7 @@ fn main() {
     for round in 1..=rounds {
         for (i, &n) in sizes.iter().enumerate() {
             for &k in &kinds {
-                let pcap = pcap_dir
-                    .as_ref()
-                    .map(|d| d.join(format!("{}-{n}-{round}.pcap", k.name())));
-                let r = one_run(k, &lists[i], &bins, timeout, settle, pcap);
+                let r = one_run(&setup, k, &lists[i], round);
                 println!(
                     "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s, {})  withdraw {:>7} s (command {:>7} s, {})  peak RSS {} MiB{}",
                     k.name(),
