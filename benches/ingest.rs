@@ -614,7 +614,7 @@ fn run_flood_latency(table: &Arc<Vec<u8>>, n: usize, calls: usize, rounds: usize
     for round in 0..rounds {
         let mut quiet = Vec::new();
         for _ in 0..calls {
-            quiet.push(one_call(&rt, &client, &rx, k % 2 == 0));
+            quiet.push(one_call(&rt, &client, &rx, k.is_multiple_of(2)));
             k += 1;
         }
         let sock = raw_flooder(f.listen);
@@ -631,7 +631,7 @@ fn run_flood_latency(table: &Arc<Vec<u8>>, n: usize, calls: usize, rounds: usize
         let mut flooded = Vec::new();
         while !done.load(Ordering::Acquire) || ferry_received(&rt, &client) < n as u64 {
             assert!(t0.elapsed() < WAIT, "flood did not finish");
-            flooded.push(one_call(&rt, &client, &rx, k % 2 == 0));
+            flooded.push(one_call(&rt, &client, &rx, k.is_multiple_of(2)));
             k += 1;
         }
         let flood_secs = t0.elapsed().as_secs_f64();

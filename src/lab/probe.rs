@@ -65,7 +65,7 @@ pub fn run_prober(target: SocketAddr, interval: Duration, out: &Path) -> std::io
                 pkt[8..].copy_from_slice(&t.to_be_bytes());
                 let _ = sock.send_to(&pkt, target);
                 sent.lock().map(|mut s| s.push(t)).ok();
-                if seq % 100 == 0 {
+                if seq.is_multiple_of(100) {
                     let (s, tag) = last.lock().map(|l| l.clone()).unwrap_or_default();
                     println!("tick {seq} {s} {}", if tag.is_empty() { "-" } else { &tag });
                 }

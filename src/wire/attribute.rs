@@ -147,7 +147,7 @@ fn want_len(type_code: u8, value: &[u8], want: usize) -> Result<(), AttrFault> {
 }
 
 fn want_multiple(type_code: u8, value: &[u8], unit: usize) -> Result<(), AttrFault> {
-    if !value.is_empty() && value.len() % unit == 0 {
+    if !value.is_empty() && value.len().is_multiple_of(unit) {
         Ok(())
     } else {
         Err(fault(

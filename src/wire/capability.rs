@@ -168,7 +168,7 @@ fn exact_len(name: &str, at: usize, value: &[u8], want: usize) -> Result<(), Dec
 }
 
 fn multiple_of(name: &str, at: usize, value: &[u8], unit: usize) -> Result<(), DecodeError> {
-    if value.len() % unit == 0 {
+    if value.len().is_multiple_of(unit) {
         Ok(())
     } else {
         Err(malformed(
@@ -220,7 +220,7 @@ impl Capability {
                 Self::Role(Role::from_code(value[0]))
             }
             code::GRACEFUL_RESTART => {
-                if value.len() < 2 || (value.len() - 2) % 4 != 0 {
+                if value.len() < 2 || !(value.len() - 2).is_multiple_of(4) {
                     return Err(malformed(
                         "graceful-restart",
                         at,
