@@ -205,12 +205,28 @@ impl Group {
         }
         match desired.changes_from(self.pos) {
             Some(changes) => {
+                // Withdrawals come in ascending runs (a batch is applied in prefix order):
+                // each run goes to the RIB-Out at once, in its place among the other changes.
+                let mut gone: Vec<IpNet> = Vec::new();
                 for (prefix, route) in changes.take(max) {
-                    if let Err(e) = self.rib.update(prefix, route, &self.export) {
-                        skipped.push((prefix, e));
+                    match route {
+                        None if gone.last().is_none_or(|last| *last < prefix) => gone.push(prefix),
+                        _ => {
+                            self.rib.withdraw_sorted(&gone);
+                            gone.clear();
+                            match route {
+                                None => gone.push(prefix),
+                                Some(_) => {
+                                    if let Err(e) = self.rib.update(prefix, route, &self.export) {
+                                        skipped.push((prefix, e));
+                                    }
+                                }
+                            }
+                        }
                     }
                     self.pos += 1;
                 }
+                self.rib.withdraw_sorted(&gone);
             }
             None => {
                 skipped = self.rib.sync_routes(desired.routes(), &self.export).skipped;
