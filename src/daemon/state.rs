@@ -27,7 +27,7 @@ use crate::api::{LeaseInfo, LeaseReport};
 use crate::config::NeighborConfig;
 use crate::speaker::lease::{now_ms, Leases};
 use crate::speaker::store::{Applied, Change, RouteStore};
-use crate::speaker::{AdjRibIn, DesiredLog, Route, UpdateGroups};
+use crate::speaker::{AdjRibIn, DesiredLog, Retired, Route, UpdateGroups};
 use crate::wire::Community;
 
 /// The version of the [`DesiredLog`] the drivers are told about.
@@ -118,12 +118,13 @@ impl Shared {
     /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
     /// overlay applied; O(changed), not O(table).
     fn publish(&self, store: &RouteStore, prefixes: impl IntoIterator<Item = IpNet>) {
-        self.publish_routes(prefixes.into_iter().map(|p| (p, store.get(&p).cloned())));
+        drop(self.publish_routes(prefixes.into_iter().map(|p| (p, store.get(&p).cloned()))));
     }
 
     /// Hand these changes (the route as stored now, `None`: withdrawn) to the drivers, with
-    /// the drain overlay applied.
-    fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) {
+    /// the drain overlay applied; returns the routes the drivers no longer see, for the
+    /// caller to free once that is off the drivers' way.
+    fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> Retired {
         let draining = lock(&self.draining);
         let changes = changes.into_iter().map(|(p, route)| {
             let route = route.map(|mut r| {
@@ -134,12 +135,13 @@ impl Shared {
             });
             (p, route)
         });
-        let version = write(&self.desired_log).apply(changes);
+        let (version, retired) = write(&self.desired_log).apply_retiring(changes);
         self.desired.send_if_modified(|v| {
             let changed = *v != version;
             *v = version;
             changed
         });
+        retired
     }
 
     /// Compact the route journal into a new snapshot if it is due. The daemon's compaction
@@ -256,8 +258,11 @@ impl Shared {
                 changed,
             });
             // `applied` holds the routes as they will be stored: no lookup in the store.
-            self.publish_routes(applied_changes(&applied));
-            if let Err(failed) = store.commit(applied) {
+            let retired = self.publish_routes(applied_changes(&applied));
+            let committed = store.commit(applied);
+            // Freed after the write: the drivers are sending meanwhile.
+            drop(retired);
+            if let Err(failed) = committed {
                 // The events say it before the drivers act on it, as above: the state is
                 // back at the stored generation.
                 self.emit(Event::DesiredChanged {

@@ -6,7 +6,9 @@
 //! - [`DesiredLog::apply`] sets each given prefix to the given route (or removes it); a prefix
 //!   set to what it already is is not a change. A call that changes anything increases the
 //!   version by one and appends one log entry per changed prefix; the cost is O(k log n) for
-//!   k changed prefixes, never O(total routes).
+//!   k changed prefixes (a sorted removal of an eighth of the table or more: one walk, O(n),
+//!   at most 8k), never more. [`DesiredLog::apply_retiring`] hands the routes let go of back
+//!   to the caller, to be freed once the consumers are on their way.
 //! - Every log entry has a position (0, 1, 2, ... over the log's whole life);
 //!   [`DesiredLog::changes_from`]`(pos)` yields the changes from position `pos` on, oldest
 //!   first (a prefix changed twice appears twice; applying them in order gives the current
@@ -29,6 +31,29 @@ use super::route::Route;
 
 /// The log keeps at least this many entries, however small the table.
 pub const MIN_LOG: usize = 4096;
+
+/// Only removals, ascending without duplicates, and an eighth of the table or more: one walk
+/// over the table beats a search per prefix.
+fn is_large_sorted_removal(changes: &[(IpNet, Option<Route>)], table: usize) -> bool {
+    changes.len() * 8 >= table
+        && changes.iter().all(|(_, r)| r.is_none())
+        && changes.windows(2).all(|w| w[0].0 < w[1].0)
+}
+
+/// Routes a [`DesiredLog::apply_retiring`] let go of; they are freed when this is dropped.
+#[derive(Debug, Default)]
+#[must_use = "dropping it frees the routes now; drop it where that costs nothing"]
+pub struct Retired(Vec<Arc<Route>>);
+
+impl Retired {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct DesiredLog {
@@ -80,7 +105,58 @@ impl DesiredLog {
 
     /// Apply the changes (`None` removes the prefix); returns the version after them.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> u64 {
+        self.apply_retiring(changes).0
+    }
+
+    /// [`DesiredLog::apply`], and hand back the routes it let go of (removed, replaced, or
+    /// trimmed from the log) instead of freeing them: freeing 100,000 routes is milliseconds
+    /// of cache misses, which the caller spends once the consumers are told of the change.
+    pub fn apply_retiring(
+        &mut self,
+        changes: impl IntoIterator<Item = (IpNet, Option<Route>)>,
+    ) -> (u64, Retired) {
         let next = self.version + 1;
+        let mut retired = Retired::default();
+        let changes: Vec<(IpNet, Option<Route>)> = changes.into_iter().collect();
+        let changed = if is_large_sorted_removal(&changes, self.routes.len()) {
+            self.remove_by_walk(changes.iter().map(|(p, _)| p), &mut retired)
+        } else {
+            self.apply_each(changes, &mut retired)
+        };
+        if changed > 0 {
+            self.version = next;
+            let cap = self.routes.len().max(MIN_LOG).max(changed);
+            while self.log.len() > cap {
+                if let Some((_, route)) = self.log.pop_front() {
+                    retired.0.extend(route);
+                    self.first_pos += 1;
+                }
+            }
+        }
+        (self.version, retired)
+    }
+
+    /// Remove `gone` (ascending) in one walk over the table; logs and counts the removed.
+    fn remove_by_walk<'a>(
+        &mut self,
+        gone: impl Iterator<Item = &'a IpNet>,
+        retired: &mut Retired,
+    ) -> usize {
+        let mut gone = gone.peekable();
+        let before = self.log.len();
+        let removed = self.routes.extract_if(.., |p, _| {
+            while gone.next_if(|g| *g < p).is_some() {}
+            gone.next_if_eq(&p).is_some()
+        });
+        for (p, route) in removed {
+            self.log.push_back((p, None));
+            retired.0.push(route);
+        }
+        self.log.len() - before
+    }
+
+    /// Apply the changes one search each; returns how many changed something.
+    fn apply_each(&mut self, changes: Vec<(IpNet, Option<Route>)>, retired: &mut Retired) -> usize {
         let mut changed = 0usize;
         for (prefix, route) in changes {
             // One search of the table per change.
@@ -89,31 +165,23 @@ impl DesiredLog {
                     Entry::Occupied(o) if **o.get() == r => continue,
                     Entry::Occupied(mut o) => {
                         let r = Arc::new(r);
-                        o.insert(r.clone());
+                        retired.0.push(o.insert(r.clone()));
                         Some(r)
                     }
                     Entry::Vacant(v) => Some(v.insert(Arc::new(r)).clone()),
                 },
-                None => {
-                    if self.routes.remove(&prefix).is_none() {
-                        continue;
+                None => match self.routes.remove(&prefix) {
+                    Some(old) => {
+                        retired.0.push(old);
+                        None
                     }
-                    None
-                }
+                    None => continue,
+                },
             };
             self.log.push_back((prefix, entry));
             changed += 1;
         }
-        if changed > 0 {
-            self.version = next;
-            let cap = self.routes.len().max(MIN_LOG).max(changed);
-            while self.log.len() > cap {
-                if self.log.pop_front().is_some() {
-                    self.first_pos += 1;
-                }
-            }
-        }
-        self.version
+        changed
     }
 
     /// The position after the newest log entry.
@@ -210,6 +278,45 @@ mod tests {
         assert_eq!(all, batch.iter().map(|(p, _)| *p).collect::<Vec<_>>());
         assert_eq!(d.changes_from(10).unwrap().count(), 0);
         assert!(d.changes_from(11).is_none());
+    }
+
+    /// A large sorted removal (one walk over the table) changes, logs and retires exactly what
+    /// a search per prefix does; prefixes not in the table are no change.
+    #[test]
+    fn a_large_sorted_removal_walks_to_the_same_result() {
+        let table: Vec<Route> = (0..100)
+            .map(|i| route(&format!("2001:db8:{i:x}::/48")))
+            .collect();
+        let mut gone: Vec<IpNet> = (0..100)
+            .step_by(2)
+            .map(|i| net(&format!("2001:db8:{i:x}::/48")))
+            .collect();
+        gone.extend((0..5).map(|i| net(&format!("2001:db8:{i:x}:1::/64"))));
+        gone.sort();
+        assert!(is_large_sorted_removal(
+            &gone.iter().map(|p| (*p, None)).collect::<Vec<_>>(),
+            table.len()
+        ));
+        let mut walked = DesiredLog::new(table.clone());
+        let mut searched = DesiredLog::new(table);
+        let (version, retired) = walked.apply_retiring(gone.iter().map(|p| (*p, None)));
+        assert_eq!(version, 1);
+        assert_eq!(retired.len(), 50);
+        for p in &gone {
+            // One prefix per call: never the walk.
+            drop(searched.apply_retiring([(*p, None)]));
+        }
+        let routes = |d: &DesiredLog| d.routes().map(|r| r.prefix).collect::<Vec<_>>();
+        assert_eq!(routes(&walked), routes(&searched));
+        assert_eq!(walked.len(), 50);
+        let log = |d: &DesiredLog| {
+            d.changes_from(0)
+                .unwrap()
+                .map(|(p, r)| (p, r.is_some()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(log(&walked), log(&searched));
+        assert_eq!(walked.log_end(), 50);
     }
 
     /// Withdrawing a table larger than `MIN_LOG` keeps the whole withdrawal in the log, so a

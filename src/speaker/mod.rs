@@ -46,7 +46,7 @@ pub mod update_group;
 
 pub use adj_rib_in::{AdjRibIn, MaxPrefixExceeded, ReceivedAttrs, ReceivedRoute, RibInChange};
 pub use adj_rib_out::{AdjRibOut, SyncReport};
-pub use desired_log::DesiredLog;
+pub use desired_log::{DesiredLog, Retired};
 pub use export::{AttrSet, ExportError, NextHop, PeerExport, DEFAULT_LOCAL_PREF};
 pub use route::{parse_prefix, Route, RouteError, MAX_PREPEND};
 pub use store::{Applied, Change, RouteStore, StoreError};
