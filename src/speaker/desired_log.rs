@@ -32,12 +32,10 @@ use super::route::Route;
 /// The log keeps at least this many entries, however small the table.
 pub const MIN_LOG: usize = 4096;
 
-/// Only removals, ascending without duplicates, and an eighth of the table or more: one walk
-/// over the table beats a search per prefix.
-fn is_large_sorted_removal(changes: &[(IpNet, Option<Route>)], table: usize) -> bool {
-    changes.len() * 8 >= table
-        && changes.iter().all(|(_, r)| r.is_none())
-        && changes.windows(2).all(|w| w[0].0 < w[1].0)
+/// Ascending without duplicates, and an eighth of the table or more: one walk over the
+/// table beats a search per prefix.
+fn is_large_sorted_run(prefixes: &[IpNet], table: usize) -> bool {
+    !prefixes.is_empty() && prefixes.len() * 8 >= table && prefixes.windows(2).all(|w| w[0] < w[1])
 }
 
 /// Routes a [`DesiredLog::apply_retiring`] let go of; they are freed when this is dropped.
@@ -117,12 +115,20 @@ impl DesiredLog {
     ) -> (u64, Retired) {
         let next = self.version + 1;
         let mut retired = Retired::default();
-        let changes: Vec<(IpNet, Option<Route>)> = changes.into_iter().collect();
-        let changed = if is_large_sorted_removal(&changes, self.routes.len()) {
-            self.remove_by_walk(changes.iter().map(|(p, _)| p), &mut retired)
-        } else {
-            self.apply_each(changes, &mut retired)
-        };
+        // Removals are gathered into runs (prefixes only) and applied when the run ends, in
+        // their place among the other changes, so that a long sorted run can take one walk.
+        let mut gone: Vec<IpNet> = Vec::new();
+        let mut changed = 0usize;
+        for (prefix, route) in changes {
+            match route {
+                None => gone.push(prefix),
+                Some(r) => {
+                    changed += self.remove(&mut gone, &mut retired);
+                    changed += usize::from(self.set(prefix, r, &mut retired));
+                }
+            }
+        }
+        changed += self.remove(&mut gone, &mut retired);
         if changed > 0 {
             self.version = next;
             let cap = self.routes.len().max(MIN_LOG).max(changed);
@@ -136,52 +142,45 @@ impl DesiredLog {
         (self.version, retired)
     }
 
-    /// Remove `gone` (ascending) in one walk over the table; logs and counts the removed.
-    fn remove_by_walk<'a>(
-        &mut self,
-        gone: impl Iterator<Item = &'a IpNet>,
-        retired: &mut Retired,
-    ) -> usize {
-        let mut gone = gone.peekable();
-        let before = self.log.len();
-        let removed = self.routes.extract_if(.., |p, _| {
-            while gone.next_if(|g| *g < p).is_some() {}
-            gone.next_if_eq(&p).is_some()
-        });
-        for (p, route) in removed {
-            self.log.push_back((p, None));
-            retired.0.push(route);
-        }
-        self.log.len() - before
+    /// Set `prefix` to `route`; false if it already was.
+    fn set(&mut self, prefix: IpNet, route: Route, retired: &mut Retired) -> bool {
+        let entry = match self.routes.entry(prefix) {
+            Entry::Occupied(o) if **o.get() == route => return false,
+            Entry::Occupied(mut o) => {
+                let r = Arc::new(route);
+                retired.0.push(o.insert(r.clone()));
+                r
+            }
+            Entry::Vacant(v) => v.insert(Arc::new(route)).clone(),
+        };
+        self.log.push_back((prefix, Some(entry)));
+        true
     }
 
-    /// Apply the changes one search each; returns how many changed something.
-    fn apply_each(&mut self, changes: Vec<(IpNet, Option<Route>)>, retired: &mut Retired) -> usize {
-        let mut changed = 0usize;
-        for (prefix, route) in changes {
-            // One search of the table per change.
-            let entry = match route {
-                Some(r) => match self.routes.entry(prefix) {
-                    Entry::Occupied(o) if **o.get() == r => continue,
-                    Entry::Occupied(mut o) => {
-                        let r = Arc::new(r);
-                        retired.0.push(o.insert(r.clone()));
-                        Some(r)
-                    }
-                    Entry::Vacant(v) => Some(v.insert(Arc::new(r)).clone()),
-                },
-                None => match self.routes.remove(&prefix) {
-                    Some(old) => {
-                        retired.0.push(old);
-                        None
-                    }
-                    None => continue,
-                },
-            };
-            self.log.push_back((prefix, entry));
-            changed += 1;
+    /// Remove the run `gone` (emptied): one walk over the table for a long ascending run, a
+    /// search per prefix otherwise. Returns how many were there.
+    fn remove(&mut self, gone: &mut Vec<IpNet>, retired: &mut Retired) -> usize {
+        let before = self.log.len();
+        if is_large_sorted_run(gone, self.routes.len()) {
+            let mut wanted = gone.iter().peekable();
+            let removed = self.routes.extract_if(.., |p, _| {
+                while wanted.next_if(|g| *g < p).is_some() {}
+                wanted.next_if_eq(&p).is_some()
+            });
+            for (p, route) in removed {
+                self.log.push_back((p, None));
+                retired.0.push(route);
+            }
+        } else {
+            for p in gone.iter() {
+                if let Some(route) = self.routes.remove(p) {
+                    self.log.push_back((*p, None));
+                    retired.0.push(route);
+                }
+            }
         }
-        changed
+        gone.clear();
+        self.log.len() - before
     }
 
     /// The position after the newest log entry.
@@ -293,10 +292,7 @@ mod tests {
             .collect();
         gone.extend((0..5).map(|i| net(&format!("2001:db8:{i:x}:1::/64"))));
         gone.sort();
-        assert!(is_large_sorted_removal(
-            &gone.iter().map(|p| (*p, None)).collect::<Vec<_>>(),
-            table.len()
-        ));
+        assert!(is_large_sorted_run(&gone, table.len()));
         let mut walked = DesiredLog::new(table.clone());
         let mut searched = DesiredLog::new(table);
         let (version, retired) = walked.apply_retiring(gone.iter().map(|p| (*p, None)));
