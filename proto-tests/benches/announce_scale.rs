@@ -9,8 +9,12 @@
 //! N static routes and `birdc configure`, GoBGP `gobgp mrt inject global`, FRR `vtysh -f` with N
 //! `network` lines); the run ends at the first poll (every 5 ms, over one kept connection to
 //! bgpd's vty socket, ~0.1 ms a query) of `show bgp ipv6 unicast summary json` where FRR holds
-//! all N. After `BENCH_SETTLE_MS` (3,000) more, so that FRR has finished installing the
-//! announce, the withdraw command (Ferry `POST /v1/withdraw`,
+//! all N. Then a settle: at least `BENCH_SETTLE_MS` (8,000), and on until FRR (bgpd, zebra)
+//! and the sender used at most one clock tick of CPU in 300 ms, so that FRR has finished
+//! with the announce. After 3 s (the earlier default) FRR was idle by that measure, yet 4 of
+//! 20 100k withdraws, of either sender, took 3-6x as long with FRR busy 0.3-0.7 CPU s in
+//! them; after 8 s none of 10 did (what FRR does then is not known). Then the withdraw
+//! command (Ferry `POST /v1/withdraw`,
 //! BIRD the config without the routes, GoBGP `gobgp global rib -a ipv6 del all`, FRR `no
 //! network` lines) is timed until FRR holds none. Sizes and senders alternate inside each
 //! round; medians over the rounds, ratios to Ferry.
@@ -22,7 +26,7 @@
 //! ```
 //! Environment: `FERRY_BIN` (default `target/release/ferry`), `BENCH_SIZES` (default
 //! `1000,10000,100000`), `BENCH_ROUNDS` (3), `BENCH_SENDERS` (e.g. `ferry,bird`),
-//! `BENCH_TIMEOUT` (seconds per wait, 300), `BENCH_SETTLE_MS` (3000), `BENCH_PCAP` (a
+//! `BENCH_TIMEOUT` (seconds per wait, 300), `BENCH_SETTLE_MS` (8000), `BENCH_PCAP` (a
 //! directory: each run's BGP traffic, seen from the sender's namespace, is written there as
 //! `<sender>-<N>-<round>.pcap` by `tcpdump`, to compare how the senders pack and pace UPDATEs).
 
@@ -52,7 +56,34 @@ struct Run {
     /// until FRR held all (announce) and none (withdraw).
     announce_cpu: Option<(f64, f64)>,
     withdraw_cpu: Option<(f64, f64)>,
+    /// Seconds from FRR holding all to the withdraw command (see `wait_until_quiet`).
+    settle: Option<f64>,
     error: Option<String>,
+}
+
+/// How long FRR and the sender must stay (nearly) idle before the withdraw.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Wait until the sender and FRR together used at most one clock tick (`cpu_secs`' unit,
+/// 10 ms) of CPU during `QUIET`.
+fn wait_until_quiet(cpu: &dyn Fn() -> Option<(f64, f64)>, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let total = || cpu().map(|(s, f)| s + f);
+    let mut last = total().ok_or("cannot read the CPU time of the sender or FRR")?;
+    loop {
+        std::thread::sleep(QUIET);
+        let now = total().ok_or("cannot read the CPU time of the sender or FRR")?;
+        if now - last <= 0.0101 {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "FRR and the sender still busy {} s after the announce",
+                timeout.as_secs()
+            ));
+        }
+        last = now;
+    }
 }
 
 /// Wall-clock seconds since the epoch, to find t0 in a capture (`frame.time_epoch`).
@@ -156,7 +187,10 @@ fn inner(
     // FRR counts a prefix as received before it has chosen and installed it: let it finish
     // the announce (zebra, kernel) before the withdraw, so that the withdraw of the sender
     // that announced fastest does not pay for FRR's backlog.
+    let t_settle = Instant::now();
     std::thread::sleep(settle);
+    wait_until_quiet(&cpu, timeout)?;
+    r.settle = Some(t_settle.elapsed().as_secs_f64());
     let c1 = cpu();
     let t1 = Instant::now();
     if capturing {
@@ -196,7 +230,7 @@ fn main() {
     let setup = Setup {
         bins,
         timeout: Duration::from_secs(env_num("BENCH_TIMEOUT", 300)),
-        settle: Duration::from_millis(env_num("BENCH_SETTLE_MS", 3000)),
+        settle: Duration::from_millis(env_num("BENCH_SETTLE_MS", 8000)),
         pcap_dir: std::env::var_os("BENCH_PCAP").map(PathBuf::from),
     };
     let bins = &setup.bins;
@@ -233,11 +267,12 @@ fn main() {
             for &k in &kinds {
                 let r = one_run(&setup, k, &lists[i], round);
                 println!(
-                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s, {})  withdraw {:>7} s (command {:>7} s, {})  peak RSS {} MiB{}",
+                    "round {round} n={n:<6} {:<6} announce {:>7} s (command {:>7} s, {})  settle {:.1} s  withdraw {:>7} s (command {:>7} s, {})  peak RSS {} MiB{}",
                     k.name(),
                     f2(r.announce),
                     f2(r.announce_cmd),
                     cpu_text(r.announce_cpu),
+                    r.settle.unwrap_or(f64::NAN),
                     f2(r.withdraw),
                     f2(r.withdraw_cmd),
                     cpu_text(r.withdraw_cpu),
