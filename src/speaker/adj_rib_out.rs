@@ -407,8 +407,7 @@ impl AdjRibOut {
     /// by one walk over the part of the tree they span when that part is mostly them (a
     /// count of it, up to the budget, tells), else by a search per prefix.
     fn forget_sent(&mut self, gone: impl ExactSizeIterator<Item = IpNet> + Clone) {
-        let mut ends = gone.clone();
-        let (Some(first), Some(last)) = (ends.next(), ends.last()) else {
+        let (Some(first), Some(last)) = (gone.clone().next(), gone.clone().last()) else {
             return;
         };
         let budget = walk_budget(gone.len());
@@ -897,6 +896,28 @@ mod tests {
                 Route::new(IpNet::V6(p)).unwrap()
             })
             .collect()
+    }
+
+    /// A withdrawal of one prefix leaves `sent` empty, so announcing it again sends it again.
+    #[test]
+    fn a_single_withdrawal_forgets_the_prefix_and_it_can_come_back() {
+        let ctx = Context::default();
+        for p in ["198.51.100.0/24", "2001:db8:1::/48"] {
+            let r = route(p);
+            let mut rib = AdjRibOut::new();
+            rib.sync(&BTreeMap::new(), &ebgp());
+            for round in 0..3 {
+                rib.update(r.prefix, Some(&r), &ebgp()).unwrap();
+                assert_eq!(
+                    announced(&drain(&mut rib, &ctx), &ctx),
+                    vec![r.prefix],
+                    "{p} {round}"
+                );
+                rib.withdraw_sorted(&[r.prefix]);
+                assert_eq!(drain(&mut rib, &ctx).len(), 1, "{p} {round}");
+                assert!(rib.is_empty(), "{p} {round}: still in sent");
+            }
+        }
     }
 
     /// A sorted run through `withdraw_sorted` leaves what `update(p, None)` per prefix does,
