@@ -254,6 +254,10 @@ fn frr_ferry_active() {
     );
 
     withdraw_ours(&ferry, &frr);
+    // Each withdrawal was the only prefix of its UPDATE; announced again, the route is back.
+    announce_ours(&ferry, OURS_V4);
+    let r = frr.wait_route(OURS_V4, WAIT);
+    check_ours(&frr, &r, FERRY_IP);
     stop_ferry(&ferry, &frr, SHUTDOWN_TEXT);
     done("frr_ferry_active", t0);
 }
