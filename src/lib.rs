@@ -12,7 +12,8 @@
 //! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
 //! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
-//! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (the only `unsafe`).
+//! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (`unsafe`, as is only
+//!   the daemon's thread priority besides).
 //! - [`daemon`]: `ferry speaker`: per-neighbor drivers running sessions on sockets, the
 //!   listener, the API, shutdown.
 //!

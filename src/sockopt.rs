@@ -6,7 +6,7 @@
 //! `io::Error`; nothing else. The socket's own address family decides the level (an IPv6
 //! socket that talks to IPv4 peers through mapped addresses gets the IPv4 option as well,
 //! since the kernel checks IPv4 packets against the IPv4 one).
-//! This is the only module with `unsafe`: `setsockopt` with a pointer to a local value of the
+//! One of the two modules with `unsafe` (the other is `daemon::priority`): `setsockopt` with a pointer to a local value of the
 //! size passed, `getsockname` into a `sockaddr_storage`, and `getsockopt(TCP_SAVED_SYN)` into a
 //! buffer of the size passed (the SYN's headers, for GTSM on accepted connections).
 //! Never does: open, bind or connect sockets.

@@ -10,6 +10,7 @@ mod addresses;
 mod collision;
 mod conn;
 mod peer;
+mod priority;
 mod security;
 mod state;
 
@@ -146,11 +147,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(compact_later(shared.clone()));
 
     let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
-    let mut drivers = Vec::new();
     for (peer, (session, rx)) in peers.iter().zip(sessions) {
         inputs.insert(peer.config.address, peer.input.clone());
         let driver = Driver::new(session, peer.clone(), shared.clone(), config.speaker.asn.0);
-        drivers.push(tokio::spawn(driver.run(rx)));
+        spawn_driver(driver, rx)
+            .with_context(|| format!("neighbor {}: cannot start", peer.config.address))?;
     }
 
     if let Some(addr) = config.speaker.listen {
@@ -284,6 +285,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
     let _ = std::fs::remove_file(&api_path);
+    Ok(())
+}
+
+/// Run a neighbor's driver, with its connection's reader and writer, on a thread of its own:
+/// while that peer floods, the driver lowers the thread's class ([`priority`]), and the kernel
+/// then runs the API and the other peers' drivers first instead of sharing a worker pool with
+/// the flood. The thread outlives the driver by the time its writer may need to flush a
+/// closing NOTIFICATION ([`peer::FLUSH_ON_CLOSE`]).
+fn spawn_driver(driver: Driver, inputs: mpsc::Receiver<PeerInput>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ferry-peer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                driver.run(inputs).await;
+                tokio::time::sleep(peer::FLUSH_ON_CLOSE).await;
+            });
+        })?;
     Ok(())
 }
 

@@ -13,10 +13,12 @@
 //! Adj-RIB-In is kept, marked stale, until its End-of-RIB on the next session or the restart
 //! timer ([`graceful::Helper`]). A restarted speaker advertises the R bit until its first
 //! session with each peer is up.
-//! Received frames come in batches ([`ConnEvent::Frames`]); the driver handles at most
-//! [`EVENTS_PER_WAKE`] of them and then yields its worker, so a peer sending a full table
-//! holds a tokio worker for well under a millisecond at a time (except while its Adj-RIB-In
-//! grows its tables) and the API and the other peers' drivers get their turn in between.
+//! Each driver runs on a thread of its own (see `super::spawn_driver`). Received frames come in
+//! batches ([`ConnEvent::Frames`]); the driver handles at most [`EVENTS_PER_WAKE`] of them and
+//! then yields to its connection's tasks. When that many were waiting the peer is flooding:
+//! the driver lowers its thread to `SCHED_IDLE` ([`Priority`]) until the backlog is gone, so
+//! the API and the other peers' drivers preempt it whenever they have work (measured by
+//! `cargo bench --bench ingest`, flood isolation).
 //! Never does: decide attributes (the speaker's export does) or parse bodies itself.
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::collision::{self, Contender, Verdict};
 use super::conn::{self, Conn, ConnEvent};
+use super::priority::Priority;
 use super::state::{lock, read, Desired, PeerShared, Shared};
 use crate::api::Event as ApiEvent;
 use crate::session::{Action, Event, Session};
@@ -39,7 +42,7 @@ use crate::speaker::update_group::MemberId;
 use crate::wire::Message;
 
 /// How long a closing connection may take to flush its last messages (e.g. a NOTIFICATION).
-const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
+pub const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 /// Connection events already queued that are handled before a due timer fires.
 const EVENTS_BEFORE_TIMERS: usize = 1024;
 /// Octets of UPDATEs produced per pump step.
@@ -94,6 +97,8 @@ pub struct Driver {
     outbound: bool,
     /// A second, inbound connection waiting for collision resolution.
     contender: Option<Contender>,
+    /// This driver's thread's class: lowered while the peer floods.
+    priority: Priority,
 }
 
 impl Driver {
@@ -120,6 +125,7 @@ impl Driver {
             established: false,
             outbound: false,
             contender: None,
+            priority: Priority::default(),
         }
     }
 
@@ -185,8 +191,12 @@ impl Driver {
                         }
                     }
                     if budget_used {
-                        // More is waiting: let the worker run the other tasks first.
+                        // More is waiting: the peer is flooding. Every other thread goes first
+                        // (see `priority`); this connection's reader and writer run in between.
+                        self.priority.lower();
                         tokio::task::yield_now().await;
+                    } else {
+                        self.priority.restore();
                     }
                 }
                 Some((attempt, result)) = connect_rx.recv() => {
@@ -258,6 +268,15 @@ impl Driver {
         conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
+        // Accepted on the listener's runtime: registered with this driver's own instead, so
+        // that its readiness is polled on this thread, at this thread's priority.
+        let stream = match stream.into_std().and_then(TcpStream::from_std) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(peer = %self.address(), error = %e, "cannot take over an inbound connection");
+                return;
+            }
+        };
         if self.conn.is_some()
             && self.contender.is_none()
             && collision::can_contend(&self.session, self.outbound)
