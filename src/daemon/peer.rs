@@ -15,8 +15,9 @@
 //! session with each peer is up.
 //! Each driver runs on a thread of its own (see `super::spawn_driver`). Received frames come in
 //! batches ([`ConnEvent::Frames`]); the driver handles at most [`EVENTS_PER_WAKE`] of them and
-//! then yields to its connection's tasks. When that many were waiting the peer is flooding:
-//! the driver lowers its thread to `SCHED_IDLE` ([`Priority`]) until the backlog is gone, so
+//! then yields to its connection's tasks. When that many were waiting, among them a full batch
+//! of frames, the peer is flooding: the driver lowers its thread to `SCHED_IDLE`
+//! ([`Priority`]) until the backlog is gone, so
 //! the API and the other peers' drivers preempt it whenever they have work (measured by
 //! `cargo bench --bench ingest`, flood isolation).
 //! Never does: decide attributes (the speaker's export does) or parse bodies itself.
@@ -50,6 +51,12 @@ const PUMP_BUDGET: usize = 64 * 1024;
 /// Connection events (each up to [`conn::FRAMES_PER_EVENT`] frames) handled per wake-up of
 /// the driver before it yields its worker.
 const EVENTS_PER_WAKE: usize = 4;
+
+/// A batch of as many frames as one event carries: the reader had more than that in one
+/// read. Only these say the peer floods (`Written` events pile up while we send).
+fn is_full_batch(ev: &ConnEvent) -> bool {
+    matches!(ev, ConnEvent::Frames(f) if f.len() == conn::FRAMES_PER_EVENT)
+}
 
 /// Inputs a driver receives from outside its own connection.
 pub enum PeerInput {
@@ -158,6 +165,7 @@ impl Driver {
                     .is_some_and(|c| c.queued() < conn::HIGH_WATER);
             tokio::select! {
                 _ = sleep_until(deadline) => {
+                    self.priority.restore();
                     // Messages that arrived while this task was busy count before the timers:
                     // a KEEPALIVE waiting in the channel restarts the HoldTimer instead of
                     // losing to it (the HoldTimer measures the peer's silence, not ours).
@@ -177,29 +185,40 @@ impl Driver {
                     }
                     self.resolve_collision(&conn_tx, &connect_tx);
                 }
-                _ = sleep_until(self.helper.deadline) => self.sweep_stale("restart timer expired"),
+                _ = sleep_until(self.helper.deadline) => {
+                    self.priority.restore();
+                    self.sweep_stale("restart timer expired");
+                }
                 Some((id, ev)) = conn_rx.recv() => {
+                    let mut full_batches = usize::from(is_full_batch(&ev));
                     self.on_conn_event(id, ev, &conn_tx, &connect_tx);
                     let mut budget_used = true;
                     for _ in 1..EVENTS_PER_WAKE {
                         match conn_rx.try_recv() {
-                            Ok((id, ev)) => self.on_conn_event(id, ev, &conn_tx, &connect_tx),
+                            Ok((id, ev)) => {
+                                full_batches += usize::from(is_full_batch(&ev));
+                                self.on_conn_event(id, ev, &conn_tx, &connect_tx);
+                            }
                             Err(_) => {
                                 budget_used = false;
                                 break;
                             }
                         }
                     }
-                    if budget_used {
-                        // More is waiting: the peer is flooding. Every other thread goes first
-                        // (see `priority`); this connection's reader and writer run in between.
+                    if full_batches > 0 && !conn_rx.is_empty() {
+                        // Frames faster than they are taken in: the peer is flooding. Every
+                        // other thread goes first (see `priority`) until the backlog is gone.
                         self.priority.lower();
-                        tokio::task::yield_now().await;
                     } else {
                         self.priority.restore();
                     }
+                    if budget_used {
+                        // More is waiting: this connection's reader and writer run first.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Some((attempt, result)) = connect_rx.recv() => {
+                    self.priority.restore();
                     if attempt != self.attempt {
                         continue; // superseded attempt
                     }
@@ -213,7 +232,9 @@ impl Driver {
                         }
                     }
                 }
-                input = inputs.recv() => match input {
+                input = inputs.recv() => {
+                    self.priority.restore();
+                    match input {
                     Some(PeerInput::Inbound(stream)) => self.on_inbound(stream, &conn_tx, &connect_tx),
                     Some(PeerInput::Stop { message, done }) => {
                         let actions = self.session.handle(Instant::now(), Event::ManualStop { message });
@@ -245,7 +266,8 @@ impl Driver {
                         }
                     }
                     None => return,
-                },
+                    }
+                }
                 Ok(()) = self.desired.changed() => {
                     // The group applies the change (whichever member pulls first).
                     self.more = true;
@@ -547,6 +569,8 @@ impl Driver {
                     }
                 }
                 Action::DeliverRouteRefresh(rr) => {
+                    // The group lock is shared with the other drivers: not held at low priority.
+                    self.priority.restore();
                     // RFC 2918 §4: re-advertise the Adj-RIB-Out of the AFI/SAFI asked for (the
                     // session only delivers refreshes of negotiated families).
                     if let (Some(family), Some(member)) = (
@@ -670,6 +694,7 @@ impl Driver {
 
     /// Established: join the update group of sessions with the same export and encoding.
     fn join_group(&mut self) {
+        self.priority.restore();
         self.leave_group();
         let Some(export) = self.export() else { return };
         let ctx = self.session.context();
@@ -702,6 +727,17 @@ impl Driver {
     /// Take the group's next messages if the connection has room; they count as UPDATEs the
     /// session sent (End-of-RIB, RFC 4724 §2, comes from the group after the initial sync).
     fn pump(&mut self) {
+        // The desired log and the groups are shared with the API and the other drivers: their
+        // locks are never held at low priority (see `priority`); a flood goes on lowered after.
+        let lowered = self.priority.is_lowered();
+        self.priority.restore();
+        self.pump_now();
+        if lowered {
+            self.priority.lower();
+        }
+    }
+
+    fn pump_now(&mut self) {
         let Some(member) = self.member else {
             self.more = false;
             return;
