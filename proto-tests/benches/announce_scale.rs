@@ -13,7 +13,7 @@
 //! and the sender used at most one clock tick of CPU in 300 ms, so that FRR has finished
 //! with the announce. After 3 s (the earlier default) FRR was idle by that measure, yet 4 of
 //! 20 100k withdraws, of either sender, took 3-6x as long with FRR busy 0.3-0.7 CPU s in
-//! them; after 8 s none of 10 did (what FRR does then is not known). Then the withdraw
+//! them; after 8 s 1 of 28 did (what FRR does then is not known). Then the withdraw
 //! command (Ferry `POST /v1/withdraw`,
 //! BIRD the config without the routes, GoBGP `gobgp global rib -a ipv6 del all`, FRR `no
 //! network` lines) is timed until FRR holds none. Sizes and senders alternate inside each
