@@ -26,7 +26,8 @@
 //!   nothing is pending; [`AdjRibOut::take_end_of_rib`] then yields each negotiated family once
 //!   per session.
 //! - Route refresh (RFC 2918 §4): [`AdjRibOut::mark_all_for_refresh`] queues every sent route
-//!   again; the next calls re-send them.
+//!   again; the next calls re-send them, also those that a change meanwhile took away and
+//!   brought back as they were.
 //!
 //! Attribute sets are interned: every route with the same exported attributes holds the same
 //! `Arc<AttrSet>`; sets no route uses are dropped at the next `sync` (and by `update` once the
@@ -99,6 +100,9 @@ pub struct AdjRibOut {
     withdraw_v4: BTreeSet<Ipv4Net>,
     withdraw_v6: BTreeSet<Ipv6Net>,
     announce: BTreeMap<Arc<AttrSet>, BTreeSet<IpNet>>,
+    /// Prefixes a route refresh asked for that have not been announced again yet: a change
+    /// that ends where the peer already is must still send them (RFC 2918 §4).
+    refresh: HashSet<IpNet, SeededHasher>,
     interned: HashSet<Arc<AttrSet>, SeededHasher>,
     families: Vec<Family>,
     synced: bool,
@@ -210,6 +214,16 @@ impl AdjRibOut {
         self.interned_swept = self.interned.len();
     }
 
+    /// The peer was told `prefix` with `set`, which is what it should have: drop a pending
+    /// change, unless a route refresh still waits for it (then announce it again).
+    fn keep_told(&mut self, prefix: IpNet, set: Arc<AttrSet>) {
+        if !self.refresh.is_empty() && self.refresh.contains(&prefix) {
+            self.set_pending(prefix, Some(set));
+        } else {
+            self.clear_pending(&prefix);
+        }
+    }
+
     /// Drop a queued announcement of `prefix`, if any.
     fn clear_announce(&mut self, prefix: &IpNet) {
         // Checked first: during a bulk withdrawal nothing is queued to be announced, and an
@@ -303,8 +317,7 @@ impl AdjRibOut {
             let told = self.sent.get(&p) == Some(&set);
             let queued = self.queued(&p, &set);
             if told && !queued {
-                // The peer has it; drop a stale pending change (a queued refresh stays).
-                self.clear_pending(&p);
+                self.keep_told(p, set);
             } else if !told && !queued {
                 self.set_pending(p, Some(set));
             }
@@ -342,7 +355,7 @@ impl AdjRibOut {
                 let told = self.sent.get(&prefix) == Some(&set);
                 let queued = self.queued(&prefix, &set);
                 if told && !queued {
-                    self.clear_pending(&prefix);
+                    self.keep_told(prefix, set);
                 } else if !told && !queued {
                     self.set_pending(prefix, Some(set));
                 }
@@ -410,6 +423,11 @@ impl AdjRibOut {
         let (Some(first), Some(last)) = (gone.clone().next(), gone.clone().last()) else {
             return;
         };
+        if !self.refresh.is_empty() {
+            for p in gone.clone() {
+                self.refresh.remove(&p);
+            }
+        }
         let budget = walk_budget(gone.len());
         if self.sent.range(first..=last).take(budget + 1).count() <= budget {
             let mut wanted = gone.peekable();
@@ -437,6 +455,15 @@ impl AdjRibOut {
     }
 
     fn mark_for_refresh(&mut self, family: Option<Family>) {
+        // Also those with a change pending: should it be undone before it is sent, the
+        // refresh still sends them (`keep_told`).
+        let asked: Vec<IpNet> = self
+            .sent
+            .iter()
+            .filter(|(_, s)| family.is_none_or(|f| s.family == f))
+            .map(|(p, _)| *p)
+            .collect();
+        self.refresh.extend(asked);
         let again: Vec<(IpNet, Arc<AttrSet>)> = self
             .sent
             .iter()
@@ -616,6 +643,11 @@ impl AdjRibOut {
         for p in &taken {
             self.pending.remove(p);
             self.sent.insert(*p, set.clone());
+        }
+        if !self.refresh.is_empty() {
+            for p in &taken {
+                self.refresh.remove(p);
+            }
         }
         // Prefixes of another family under this set cannot happen (a set has one family);
         // should one be there, it can never be packed with it, so it leaves the queue.
@@ -1107,6 +1139,25 @@ mod tests {
         rib.mark_family_for_refresh(Family::Ipv6Unicast);
         assert_eq!(drain(&mut rib, &ctx), first[1..]);
         assert_eq!(rib.sent().len(), 3);
+    }
+
+    /// A refresh asked for a route; before it went out the route was withdrawn and announced
+    /// again as it was: the peer still gets it again (found in review of 0156692).
+    #[test]
+    fn a_refresh_survives_a_withdraw_and_reannounce_before_it_is_sent() {
+        let ctx = Context::default();
+        let r = route("198.51.100.0/24");
+        let mut rib = AdjRibOut::new();
+        rib.sync(&desired(std::slice::from_ref(&r)), &ebgp());
+        drain(&mut rib, &ctx);
+        rib.mark_all_for_refresh();
+        rib.withdraw_sorted(&[r.prefix]);
+        rib.update(r.prefix, Some(&r), &ebgp()).unwrap();
+        assert_eq!(announced(&drain(&mut rib, &ctx), &ctx), vec![r.prefix]);
+        // Sent once: a later change back and forth is no refresh any more.
+        rib.withdraw_sorted(&[r.prefix]);
+        rib.update(r.prefix, Some(&r), &ebgp()).unwrap();
+        assert!(drain(&mut rib, &ctx).is_empty());
     }
 
     #[test]
