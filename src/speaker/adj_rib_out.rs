@@ -67,9 +67,9 @@ fn walk_budget(n: usize) -> usize {
     n.saturating_mul(8).saturating_add(64)
 }
 
-/// Add `batch` (ascending, none already in `queue`) to `queue`: built in one pass and merged
-/// when it is large next to the queue (an empty queue takes it whole), else inserted one by
-/// one.
+/// Add `batch` (ascending) to `queue`: built in one pass and merged when it is large next to
+/// the queue (an empty queue takes it whole), else inserted one by one. One already queued
+/// (a withdrawal queued again) stays once.
 fn queue_sorted<T: Ord>(queue: &mut BTreeSet<T>, batch: Vec<T>) {
     if batch.len() * 8 >= queue.len() {
         let mut batch: BTreeSet<T> = batch.into_iter().collect();
