@@ -43,6 +43,7 @@ use std::sync::Arc;
 use super::export::{AttrSet, ExportError, PeerExport};
 use super::route::Route;
 use super::seeded_hash::SeededHasher;
+use super::sorted_walk::{take_if_next, walk_beats_search, walk_budget};
 use crate::wire::attribute::PathAttribute;
 use crate::wire::mp::MpNlri;
 use crate::wire::prefix::{ipv4_len, ipv6_len};
@@ -61,17 +62,11 @@ fn attr_header(len: usize) -> usize {
     }
 }
 
-/// How many entries of a tree a walk beside `n` sorted keys may step over before a search per
-/// key is the cheaper way (a search costs a few dozen comparisons; a step, one).
-fn walk_budget(n: usize) -> usize {
-    n.saturating_mul(8).saturating_add(64)
-}
-
 /// Add `batch` (ascending) to `queue`: built in one pass and merged when it is large next to
 /// the queue (an empty queue takes it whole), else inserted one by one. One already queued
 /// (a withdrawal queued again) stays once.
 fn queue_sorted<T: Ord>(queue: &mut BTreeSet<T>, batch: Vec<T>) {
-    if batch.len() * 8 >= queue.len() {
+    if walk_beats_search(batch.len(), queue.len()) {
         let mut batch: BTreeSet<T> = batch.into_iter().collect();
         queue.append(&mut batch);
     } else {
@@ -400,10 +395,6 @@ impl AdjRibOut {
         let mut sent = self.sent.range(*first..=*last).map(|(p, _)| p).peekable();
         let mut told = Vec::with_capacity(prefixes.len());
         for p in prefixes {
-            if steps_left == 0 {
-                told.push(self.sent.contains_key(p));
-                continue;
-            }
             while steps_left > 0 && sent.next_if(|s| *s < p).is_some() {
                 steps_left -= 1;
             }
@@ -432,10 +423,7 @@ impl AdjRibOut {
         if self.sent.range(first..=last).take(budget + 1).count() <= budget {
             let mut wanted = gone.peekable();
             self.sent
-                .extract_if(first..=last, |p, _| {
-                    while wanted.next_if(|w| w < p).is_some() {}
-                    wanted.next_if_eq(p).is_some()
-                })
+                .extract_if(first..=last, |p, _| take_if_next(&mut wanted, p))
                 .for_each(drop);
         } else {
             for p in gone {

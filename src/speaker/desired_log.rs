@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::route::Route;
+use super::sorted_walk::{take_if_next, walk_beats_search};
 
 /// The log keeps at least this many entries, however small the table.
 pub const MIN_LOG: usize = 4096;
@@ -35,7 +36,9 @@ pub const MIN_LOG: usize = 4096;
 /// Ascending without duplicates, and an eighth of the table or more: one walk over the
 /// table beats a search per prefix.
 fn is_large_sorted_run(prefixes: &[IpNet], table: usize) -> bool {
-    !prefixes.is_empty() && prefixes.len() * 8 >= table && prefixes.windows(2).all(|w| w[0] < w[1])
+    !prefixes.is_empty()
+        && walk_beats_search(prefixes.len(), table)
+        && prefixes.windows(2).all(|w| w[0] < w[1])
 }
 
 /// Routes a [`DesiredLog::apply_retiring`] let go of; they are freed when this is dropped.
@@ -163,10 +166,9 @@ impl DesiredLog {
         let before = self.log.len();
         if is_large_sorted_run(gone, self.routes.len()) {
             let mut wanted = gone.iter().peekable();
-            let removed = self.routes.extract_if(.., |p, _| {
-                while wanted.next_if(|g| *g < p).is_some() {}
-                wanted.next_if_eq(&p).is_some()
-            });
+            let removed = self
+                .routes
+                .extract_if(.., |p, _| take_if_next(&mut wanted, p));
             for (p, route) in removed {
                 self.log.push_back((p, None));
                 retired.0.push(route);

@@ -21,6 +21,8 @@
 //! - [`lease`]: [`lease::Leases`], when each leased route is withdrawn unless renewed
 //!   (fencing), persisted in `state_dir/leases.json`.
 //! - [`seeded_hash`]: [`seeded_hash::SeededHasher`], the fast seeded hash of the hot maps.
+//! - [`sorted_walk`]: when a sorted batch is applied to a sorted table by one walk beside it,
+//!   and the step that keeps the two in line (the store, the desired log, the Adj-RIB-Out).
 //! - [`prefix_text`]: [`prefix_text::PrefixText`], a prefix's text without `core::fmt`, for
 //!   the store's files.
 //!
@@ -41,6 +43,7 @@ pub mod prefix_parse;
 pub mod prefix_text;
 pub mod route;
 pub mod seeded_hash;
+pub mod sorted_walk;
 pub mod store;
 pub mod update_group;
 

@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 
 use super::prefix_text::PrefixText;
 use super::route::{check_prefix, Route, RouteError};
+use super::sorted_walk::{take_if_next, walk_beats_search};
 use crate::wire::Origin;
 
 /// The file inside the state directory.
@@ -162,12 +163,6 @@ struct JournalOut<'a> {
     withdraw: Vec<StoredPrefix>,
 }
 
-/// A sorted batch of `batch` prefixes is applied to a table of `table` routes by one walk
-/// beside the table, not a tree search per prefix, once it is an eighth of the table or more.
-fn walk_beats_search(batch: usize, table: usize) -> bool {
-    batch * 8 >= table
-}
-
 /// Insert (or replace) `routes`, sorted by prefix without duplicates. A batch that is large
 /// next to the table is merged in one linear pass (`BTreeMap::append` builds from both sorted
 /// sequences) instead of one tree search per route.
@@ -187,10 +182,7 @@ fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: Vec<Route>) {
 fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, prefixes: &[IpNet]) {
     if walk_beats_search(prefixes.len(), table.len()) {
         let mut gone = prefixes.iter().peekable();
-        table.retain(|p, _| {
-            while gone.next_if(|g| *g < p).is_some() {}
-            gone.next_if_eq(&p).is_none()
-        });
+        table.retain(|p, _| !take_if_next(&mut gone, p));
     } else {
         for p in prefixes {
             table.remove(p);
