@@ -17,9 +17,8 @@
 //! batches ([`ConnEvent::Frames`]); the driver handles at most [`EVENTS_PER_WAKE`] of them and
 //! then yields to its connection's tasks. When that many were waiting, among them a full batch
 //! of frames, the peer is flooding: the driver lowers its thread to `SCHED_IDLE`
-//! ([`Priority`]) until the backlog is gone, so
-//! the API and the other peers' drivers preempt it whenever they have work (measured by
-//! `cargo bench --bench ingest`, flood isolation).
+//! ([`Priority`]) until the backlog is gone, so the API and the other peers' drivers preempt
+//! it whenever they have work (measured by `cargo bench --bench ingest`, flood isolation).
 //! Never does: decide attributes (the speaker's export does) or parse bodies itself.
 
 use std::net::{IpAddr, SocketAddr};
@@ -235,37 +234,37 @@ impl Driver {
                 input = inputs.recv() => {
                     self.priority.restore();
                     match input {
-                    Some(PeerInput::Inbound(stream)) => self.on_inbound(stream, &conn_tx, &connect_tx),
-                    Some(PeerInput::Stop { message, done }) => {
-                        let actions = self.session.handle(Instant::now(), Event::ManualStop { message });
-                        self.execute(actions, &conn_tx, &connect_tx);
-                        self.leave_group();
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(PeerInput::Reset { hard }) => {
-                        let n = if hard {
-                            graceful::hard_reset(RESET_MESSAGE)
-                        } else {
-                            crate::wire::Notification::cease_with_message(
-                                crate::wire::notification::cease::ADMINISTRATIVE_RESET,
-                                RESET_MESSAGE,
-                            )
-                        };
-                        tracing::warn!(peer = %self.address(), hard, "session reset by operator");
-                        let actions = self.session.handle(Instant::now(), Event::Reset(n));
-                        self.execute(actions, &conn_tx, &connect_tx);
-                    }
-                    Some(PeerInput::BfdDown { diag }) => {
-                        use crate::session::State as S;
-                        if matches!(self.session.state(), S::OpenSent | S::OpenConfirm | S::Established) {
-                            tracing::warn!(peer = %self.address(), %diag, "BFD session down: dropping the BGP session");
-                            let actions = self.session.handle(Instant::now(), Event::TcpConnectionFails);
+                        Some(PeerInput::Inbound(stream)) => self.on_inbound(stream, &conn_tx, &connect_tx),
+                        Some(PeerInput::Stop { message, done }) => {
+                            let actions = self.session.handle(Instant::now(), Event::ManualStop { message });
                             self.execute(actions, &conn_tx, &connect_tx);
-                            lock(&self.peer.status).last_error = Some(format!("BFD session down: {diag}"));
+                            self.leave_group();
+                            let _ = done.send(());
+                            return;
                         }
-                    }
-                    None => return,
+                        Some(PeerInput::Reset { hard }) => {
+                            let n = if hard {
+                                graceful::hard_reset(RESET_MESSAGE)
+                            } else {
+                                crate::wire::Notification::cease_with_message(
+                                    crate::wire::notification::cease::ADMINISTRATIVE_RESET,
+                                    RESET_MESSAGE,
+                                )
+                            };
+                            tracing::warn!(peer = %self.address(), hard, "session reset by operator");
+                            let actions = self.session.handle(Instant::now(), Event::Reset(n));
+                            self.execute(actions, &conn_tx, &connect_tx);
+                        }
+                        Some(PeerInput::BfdDown { diag }) => {
+                            use crate::session::State as S;
+                            if matches!(self.session.state(), S::OpenSent | S::OpenConfirm | S::Established) {
+                                tracing::warn!(peer = %self.address(), %diag, "BFD session down: dropping the BGP session");
+                                let actions = self.session.handle(Instant::now(), Event::TcpConnectionFails);
+                                self.execute(actions, &conn_tx, &connect_tx);
+                                lock(&self.peer.status).last_error = Some(format!("BFD session down: {diag}"));
+                            }
+                        }
+                        None => return,
                     }
                 }
                 Ok(()) = self.desired.changed() => {
