@@ -50,6 +50,7 @@ fn session_config(
     sc.connect_retry = n.connect_retry.duration();
     sc.passive = n.passive;
     sc.send_hold = n.send_hold_time.duration();
+    sc.extended_message = n.extended_messages;
     sc.families = n
         .families
         .iter()
