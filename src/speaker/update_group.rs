@@ -34,7 +34,8 @@
 //!   shares its group) and queues its routes of that family again.
 //! - Desired routes come from a [`DesiredLog`]: a group applies only the changes after the
 //!   log position it reached, or resynchronises fully if the log no longer reaches back. It
-//!   applies at most `Limits::catch_up` changes per [`UpdateGroups::pull`], so the first
+//!   applies at most `Limits::catch_up` changes per [`UpdateGroups::pull`] (per 4,096 octets
+//!   of maximum message length: 16 times as many with extended messages), so the first
 //!   UPDATEs of a large batch are on the wire while the rest is still being applied (a peer
 //!   such as FRR starts on them at once) instead of after the whole batch. So "only the
 //!   latest intent" holds per applied part: a prefix changed again in a later part is sent
@@ -51,7 +52,7 @@ use std::sync::Arc;
 use super::adj_rib_out::AdjRibOut;
 use super::desired_log::DesiredLog;
 use super::export::{ExportError, PeerExport};
-use crate::wire::{Context, Family, Message, MpNlri, Update};
+use crate::wire::{Context, Family, Message, MpNlri, Update, MAX_MESSAGE_LEN};
 
 /// Identifies one session's membership (the driver takes a new id per session).
 pub type MemberId = u64;
@@ -104,7 +105,9 @@ pub struct Limits {
     pub produce: usize,
     /// A member further behind the newest message than this is split off.
     pub lag: usize,
-    /// Desired-route changes a group applies per pull.
+    /// Desired-route changes a group applies per pull, per 4,096 octets of its maximum
+    /// message length: a group with extended messages (RFC 8654, 65,535) applies 16 times as
+    /// many, so that a part still fills maximum-size UPDATEs.
     pub catch_up: usize,
 }
 
@@ -473,7 +476,8 @@ impl UpdateGroups {
             // Until there is a message to hand over or nothing is left to apply: a part of a
             // batch can produce nothing (changes this group does not export, or that cancel).
             loop {
-                pull.skipped.extend(g.catch_up(desired, limits.catch_up));
+                let per_pull = limits.catch_up * (g.ctx.max_message_len() / MAX_MESSAGE_LEN);
+                pull.skipped.extend(g.catch_up(desired, per_pull));
                 if cursor == g.end() && !g.idle() {
                     let before = g.end();
                     if g.produce(limits.produce, &mut self.stats) > 0 {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::speaker::Route;
+use crate::wire::MAX_EXTENDED_MESSAGE_LEN;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -411,6 +412,59 @@ fn a_large_batch_is_sent_while_it_is_still_being_applied() {
     assert!(w.withdrawn.values().all(|n| *n == 1));
     assert!(w.announced.is_empty());
     assert!(!g.pull(1, 1024, &d).more);
+}
+
+/// With extended messages (RFC 8654) a part is 16 times as large, so that it still fills
+/// UPDATEs of up to 65,535 octets: the first pull carries more than `catch_up` prefixes, in
+/// messages longer than 4,096 octets, and every prefix is told once.
+#[test]
+fn a_group_with_extended_messages_applies_larger_parts() {
+    let d = DesiredLog::new([]);
+    let mut g = UpdateGroups::new(Limits {
+        catch_up: 1_000,
+        ..Limits::default()
+    });
+    let extended = Context {
+        extended_message: true,
+        ..ctx()
+    };
+    assert!(g.join(1, &ebgp(), &extended, counter().0, &d).is_empty());
+    drain(&mut g, 1, &d);
+    let mut d = d;
+    let rs = routes(40_000);
+    announce(&mut d, &rs);
+    let first = g.pull(1, 1024 * 1024, &d);
+    assert!(first.more, "more of the batch waits");
+    let mut announced = 0;
+    for o in &first.msgs {
+        assert!(o.bytes.len() <= MAX_EXTENDED_MESSAGE_LEN);
+        let Message::Update(u) = Message::decode(&o.bytes, &extended).unwrap() else {
+            panic!("not an UPDATE")
+        };
+        announced += prefixes_of(&u).0.len();
+    }
+    // One production (64 KiB and a message) of the 16,000 applied: two full messages, far
+    // more than the 1,000 prefixes a part without the scaling would hold.
+    assert!(announced > 14_000, "{announced} prefixes in the first pull");
+    let longest = first.msgs.iter().map(|o| o.bytes.len()).max().unwrap();
+    assert!(
+        longest > 60_000,
+        "a full extended message: {longest} octets"
+    );
+    let mut total = announced;
+    for _ in 0..1_000 {
+        let p = g.pull(1, 1024 * 1024, &d);
+        for o in &p.msgs {
+            let Message::Update(u) = Message::decode(&o.bytes, &extended).unwrap() else {
+                panic!("not an UPDATE")
+            };
+            total += prefixes_of(&u).0.len();
+        }
+        if !p.more {
+            break;
+        }
+    }
+    assert_eq!(total, rs.len(), "every prefix once");
 }
 
 /// Parts of a batch that produce nothing (changes that cancel within one part) never make a
