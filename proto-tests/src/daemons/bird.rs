@@ -124,6 +124,9 @@ impl BirdConfig {
             if p.passive {
                 let _ = writeln!(w, "  passive on;");
             }
+            if p.extended_messages {
+                let _ = writeln!(w, "  enable extended messages on;");
+            }
             for fam in &p.families {
                 let _ = writeln!(
                     w,

@@ -51,6 +51,10 @@ pub struct Peer {
     pub families: Vec<Family>,
     /// TCP port of the neighbor (default 179).
     pub port: Option<u16>,
+    /// Advertise extended messages (RFC 8654) where that is not the daemon's default: BIRD's
+    /// `enable extended messages`. FRR, ExaBGP and Ferry advertise them anyway; GoBGP has no
+    /// support. Default false.
+    pub extended_messages: bool,
 }
 
 impl Peer {
@@ -63,6 +67,7 @@ impl Peer {
             hold_time: 9,
             families: vec![Family::of(address)],
             port: None,
+            extended_messages: false,
         }
     }
     pub fn passive(mut self) -> Peer {
@@ -79,6 +84,10 @@ impl Peer {
     }
     pub fn families(mut self, families: &[Family]) -> Peer {
         self.families = families.to_vec();
+        self
+    }
+    pub fn extended_messages(mut self) -> Peer {
+        self.extended_messages = true;
         self
     }
     pub fn port(mut self, port: u16) -> Peer {
