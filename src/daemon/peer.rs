@@ -521,7 +521,7 @@ impl Driver {
                         s.established_at = Some(Instant::now());
                         s.last_error = None;
                     }
-                    tracing::info!(peer = %self.address(), hold = negotiated.hold_time, families = ?negotiated.families, "session established");
+                    tracing::info!(peer = %self.address(), hold = negotiated.hold_time, families = ?negotiated.families, extended_messages = negotiated.extended_message, "session established");
                     self.gr_established(&negotiated);
                     self.join_group();
                     self.pump();
