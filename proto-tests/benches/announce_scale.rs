@@ -19,6 +19,10 @@
 //! network` lines) is timed until FRR holds none. Sizes and senders alternate inside each
 //! round; medians over the rounds, ratios to Ferry.
 //!
+//! Extended messages (RFC 8654, UPDATEs up to 65,535 octets): FRR advertises them by
+//! default, so does Ferry; BIRD is configured with `enable extended messages on` so that
+//! it sends the same large UPDATEs; GoBGP has no support and sends 4,096-octet ones.
+//!
 //! Run as root, after building the release binary:
 //! ```text
 //! cargo build --release --bin ferry
@@ -161,7 +165,8 @@ fn inner(
         .passive()
         .local_address(SENDER_IP)
         .hold_time(proto_tests::bench::HOLD)
-        .families(&[Family::Ipv6]);
+        .families(&[Family::Ipv6])
+        .extended_messages();
     let sender = CommandSender::start(kind, &lab, &sns, bins, &me, vec![peer])?;
     receiver.enable()?;
     receiver.wait_count(Instant::now(), 0, POLL, Duration::from_secs(60))?;

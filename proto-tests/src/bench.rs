@@ -392,12 +392,14 @@ fn start_ferry<'l>(
     }
 }
 
+/// BIRD with extended messages (RFC 8654) on, like Ferry and the FRR receiver by default.
 fn start_bird<'l>(lab: &'l Lab, ns: &Netns, prefixes: &[String]) -> Result<Sender<'l>, String> {
     let mut config = BirdConfig::new(SENDER_AS, SENDER_ID).peer(
         Peer::new(RECEIVER_IP, RECEIVER_AS)
             .passive()
             .local_address(SENDER_IP)
-            .hold_time(HOLD),
+            .hold_time(HOLD)
+            .extended_messages(),
     );
     config.routes = prefixes.iter().map(|p| Route::new(p)).collect();
     let bird = Bird::start(lab, ns, &config);
