@@ -204,6 +204,7 @@ fn main() {
                         "/v1/withdraw",
                         &WithdrawRequest {
                             prefixes: vec![route.prefix],
+                            all: false,
                             graceful_secs: None,
                         },
                     )
@@ -259,6 +260,7 @@ fn bulk(rt: &tokio::runtime::Runtime, client: &Client, rx: &mpsc::Receiver<Arriv
                 } else {
                     let body = WithdrawRequest {
                         prefixes: prefixes.clone(),
+                        all: false,
                         graceful_secs: None,
                     };
                     client.post("/v1/withdraw", &body).await

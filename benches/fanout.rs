@@ -303,6 +303,7 @@ fn main() {
                 "/v1/withdraw",
                 &WithdrawRequest {
                     prefixes: ps,
+                    all: false,
                     graceful_secs: None,
                 },
             ))

@@ -551,6 +551,7 @@ fn one_call(
                         "/v1/withdraw",
                         &WithdrawRequest {
                             prefixes: vec![route.prefix],
+                            all: false,
                             graceful_secs: None,
                         },
                     )

@@ -88,6 +88,19 @@ fn bad_requests_are_400_naming_the_problem_and_unknown_endpoints_404() {
     assert!(e.contains("`routes`: empty list"), "{e}");
     let e = bad_request(&speaker, "/v1/withdraw", r#"{"prefixes": []}"#);
     assert!(e.contains("`prefixes`: empty list"), "{e}");
+    let e = bad_request(&speaker, "/v1/withdraw", r#"{}"#);
+    assert!(e.contains("`prefixes`: empty list"), "{e}");
+    let e = bad_request(
+        &speaker,
+        "/v1/withdraw",
+        r#"{"all": true, "prefixes": ["198.51.100.0/24"]}"#,
+    );
+    assert!(e.contains("`all` and `prefixes` exclude each other"), "{e}");
+    let e = bad_request(&speaker, "/v1/withdraw", r#"{"all": "yes"}"#);
+    assert!(
+        e.contains("`all`") && e.contains("expected a boolean"),
+        "{e}"
+    );
     let e = bad_request(
         &speaker,
         "/v1/withdraw",

@@ -216,6 +216,35 @@ fn withdraw_sends_the_withdrawal_and_withdrawing_the_unknown_sends_nothing() {
     peer.expect_quiet(Duration::from_millis(300));
 }
 
+/// `withdraw --all` takes back every announced route in one UPDATE and leaves nothing
+/// announced; with nothing left it changes nothing and sends nothing. Bad combinations are
+/// refused by the CLI before any request.
+#[test]
+fn withdraw_all_takes_back_every_route_in_one_change() {
+    let (speaker, mut peer) = established_pair(PEER_V4);
+    speaker.cli_ok(&["announce", "198.51.100.0/24", "203.0.113.0/24"]);
+    let mut sent = peer.next_update().update().unwrap().nlri.clone();
+    sent.sort();
+    assert_eq!(sent, [net("198.51.100.0/24"), net("203.0.113.0/24")]);
+
+    let out = speaker.cli_ok(&["withdraw", "--all"]);
+    assert!(out.stdout.contains("2 prefix(es) changed"), "{out:?}");
+    let mut gone = peer.next_update().update().unwrap().withdrawn.clone();
+    gone.sort();
+    assert_eq!(gone, sent);
+    assert_eq!(speaker.status()[0]["prefixes_sent"], 0);
+    let routes = speaker.cli_ok(&["routes", "--json"]);
+    assert_eq!(routes.stdout.trim(), "[]", "{routes:?}");
+
+    let out = speaker.cli_ok(&["withdraw", "--all"]);
+    assert!(out.stdout.contains("0 prefix(es) changed"), "{out:?}");
+    peer.expect_quiet(Duration::from_millis(300));
+
+    let out = speaker.cli(&["withdraw", "--all", "198.51.100.0/24"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("--all"), "{out:?}");
+}
+
 #[test]
 fn route_refresh_from_the_peer_gets_the_routes_again() {
     let (speaker, mut peer) = established_pair(PEER_V4);
@@ -368,6 +397,7 @@ fn timing_announce_to_update_at_the_peer() {
                 "/v1/withdraw",
                 &ferry::api::WithdrawRequest {
                     prefixes: vec![route.prefix],
+                    all: false,
                     graceful_secs: None,
                 },
             ))

@@ -42,6 +42,10 @@ pub trait Control: Send + Sync + 'static {
     /// Persist, then send; returns once the desired routes are on disk.
     fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError>;
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError>;
+    /// Withdraw every announced route in one change (the routes held when it is applied).
+    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
+        self.withdraw(self.announced().iter().map(|r| r.prefix).collect())
+    }
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     fn metrics(&self) -> String;
     /// Graceful shutdown (RFC 8326): `on` re-announces these prefixes (those announced) with
@@ -143,13 +147,24 @@ async fn announce(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
 }
 
 async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeResponse>, ApiError> {
-    let req: WithdrawRequest = parse_body(&body)?;
-    if req.prefixes.is_empty() {
-        return Err(ApiError::BadRequest(
-            "request body field `prefixes`: empty list".into(),
-        ));
+    let mut req: WithdrawRequest = parse_body(&body)?;
+    match (req.all, req.prefixes.is_empty()) {
+        (true, false) => {
+            return Err(ApiError::BadRequest(
+                "request body: `all` and `prefixes` exclude each other (give one)".into(),
+            ))
+        }
+        (false, true) => {
+            return Err(ApiError::BadRequest(
+                "request body field `prefixes`: empty list (or `\"all\": true`)".into(),
+            ))
+        }
+        _ => {}
     }
     let Some(secs) = req.graceful_secs else {
+        if req.all {
+            return blocking(move || c.withdraw_all()).await;
+        }
         return blocking(move || c.withdraw(req.prefixes)).await;
     };
     if !(1..=super::types::MAX_GRACEFUL_SECS).contains(&secs) {
@@ -157,6 +172,14 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
             "request body field `graceful_secs`: {secs} is outside 1-{}",
             super::types::MAX_GRACEFUL_SECS
         )));
+    }
+    if req.all {
+        // The drain and the withdrawal cover the routes announced now.
+        req.prefixes = c.announced().iter().map(|r| r.prefix).collect();
+        if req.prefixes.is_empty() {
+            // Nothing to drain: the answer (changed 0, the generation) as without the wait.
+            return blocking(move || c.withdraw_all()).await;
+        }
     }
     // Its own task: a client that hangs up mid-wait must not leave the routes drained and
     // never withdrawn.

@@ -111,12 +111,16 @@ pub struct AnnounceRequest {
     pub routes: Vec<Route>,
 }
 
-/// Withdraw prefixes, atomically. Unknown prefixes are no-ops.
+/// Withdraw prefixes, atomically. Unknown prefixes are no-ops. Either `prefixes` (not empty)
+/// or `all: true` (every announced route, as the speaker holds them when the change is
+/// applied), never both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
-    #[serde(deserialize_with = "prefix_list")]
+    #[serde(default, deserialize_with = "prefix_list")]
     pub prefixes: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
     /// Graceful shutdown (RFC 8326): first re-announce the routes with GRACEFUL_SHUTDOWN
     /// (65535:0) added, wait this many seconds (1-3600), then withdraw. The call answers once
     /// the withdrawal is done; the drain is not persisted (a crash meanwhile leaves the routes

@@ -52,8 +52,11 @@ pub struct AnnounceArgs {
 
 #[derive(Debug, Args)]
 pub struct WithdrawArgs {
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present_any = ["file", "all"])]
     pub prefixes: Vec<String>,
+    /// Withdraw every announced route, in one atomic change (e.g. to empty a site).
+    #[arg(long, conflicts_with_all = ["prefixes", "file"])]
+    pub all: bool,
     /// A JSON file with an array of prefixes ("198.51.100.0/24") or of routes (only their
     /// `prefix` is used, so the file given to `announce --file` works), withdrawn in one
     /// atomic change.
@@ -210,6 +213,7 @@ fn prefixes_from_file(path: &std::path::Path) -> Result<Vec<IpNet>, String> {
 pub fn withdraw(args: WithdrawArgs) -> i32 {
     let parsed = match &args.file {
         Some(path) => prefixes_from_file(path),
+        None if args.all => Ok(Vec::new()),
         None => args
             .prefixes
             .iter()
@@ -233,6 +237,7 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
     }
     let req = WithdrawRequest {
         prefixes,
+        all: args.all,
         graceful_secs: args.graceful,
     };
     match block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &req)) {

@@ -425,6 +425,18 @@ impl Control for Shared {
         Ok(resp)
     }
 
+    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
+        // Listed under the leases lock, which every change of the desired routes holds: the
+        // list is the table as the change finds it.
+        let mut leases = lock(&self.leases);
+        let prefixes: Vec<IpNet> = lock(&self.store).routes().keys().copied().collect();
+        let resp = self.change(Change::Withdraw(prefixes.clone()))?;
+        if let Err(e) = leases.forget(&prefixes) {
+            tracing::warn!(error = %e, "cannot persist leases");
+        }
+        Ok(resp)
+    }
+
     fn leases(&self) -> LeaseReport {
         self.lease_report(&lock(&self.leases))
     }
