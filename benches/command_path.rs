@@ -80,7 +80,7 @@ impl Session {
         };
         let ctx = Context {
             four_octet_as: true,
-            extended_message: false,
+            extended_message: true,
         };
         let mut groups = UpdateGroups::new(Limits::default());
         groups.join(MEMBER, &export, &ctx, std::sync::Arc::new(|| {}), desired);
