@@ -247,13 +247,19 @@ impl<'l> CommandSender<'l> {
         }
     }
 
-    /// The withdraw command (every prefix of `prefixes`); returns when it returned. Ferry:
-    /// `POST /v1/withdraw`; BIRD: the config without the static routes and `birdc configure`;
-    /// GoBGP: `gobgp global rib -a ipv6 del all`; FRR: N `no network` commands.
+    /// The withdraw command (every prefix of `prefixes`, which are all the sender announced);
+    /// returns when it returned. Ferry: `POST /v1/withdraw` with `{"all": true}` (what
+    /// `ferry withdraw --all` sends), or with the list of prefixes when `BENCH_FERRY_WITHDRAW`
+    /// is `list`; BIRD: the config without the static routes and `birdc configure`; GoBGP:
+    /// `gobgp global rib -a ipv6 del all`; FRR: N `no network` commands.
     pub fn withdraw(&self, prefixes: &[String]) -> Result<(), String> {
         match &self.inner {
             Inner::Ferry { api, .. } => {
-                let body = json_body("prefixes", prefixes, "\"", "\"");
+                let body = if std::env::var("BENCH_FERRY_WITHDRAW").as_deref() == Ok("list") {
+                    json_body("prefixes", prefixes, "\"", "\"")
+                } else {
+                    "{\"all\":true}".to_string()
+                };
                 let (status, text) = http_unix(api, "POST", "/v1/withdraw", Some(&body))?;
                 if status != 200 {
                     return Err(format!("POST /v1/withdraw: {status} {text}"));
