@@ -96,6 +96,8 @@ fn bad_requests_are_400_naming_the_problem_and_unknown_endpoints_404() {
         r#"{"all": true, "prefixes": ["198.51.100.0/24"]}"#,
     );
     assert!(e.contains("`all` and `prefixes` exclude each other"), "{e}");
+    let e = bad_request(&speaker, "/v1/withdraw", r#"{"all": false}"#);
+    assert!(e.contains("`prefixes`: empty list"), "{e}");
     let e = bad_request(&speaker, "/v1/withdraw", r#"{"all": "yes"}"#);
     assert!(
         e.contains("`all`") && e.contains("expected a boolean"),

@@ -1,6 +1,6 @@
 //! Graceful shutdown (RFC 8326) with a raw BGP peer.
 //!
-//! Proves: `ferry withdraw --graceful N` re-announces the route with GRACEFUL_SHUTDOWN
+//! Proves: `ferry withdraw --graceful N` (and `--all --graceful N`) re-announces the route with GRACEFUL_SHUTDOWN
 //! (65535:0) added at once, withdraws it N seconds later and only then returns; the API keeps
 //! answering during the wait; the drain is not persisted (`ferry routes` never shows the
 //! community). With `[speaker] shutdown_graceful_secs = N`, SIGTERM re-announces every route
@@ -100,6 +100,34 @@ fn withdraw_graceful_drains_then_withdraws_and_returns_after_the_withdrawal() {
         "",
     );
     assert_eq!(status, 400, "{body}");
+}
+
+/// `withdraw --all --graceful 1`: every announced route is re-announced with
+/// GRACEFUL_SHUTDOWN, then all are withdrawn about a second later; nothing stays announced.
+#[test]
+fn withdraw_all_graceful_drains_every_route_then_withdraws_them() {
+    let (speaker, mut peer) = established_pair(Ipv4Addr::new(127, 0, 0, 73));
+    speaker.cli_ok(&["announce", "198.51.100.0/24", "203.0.113.0/24"]);
+    assert_eq!(peer.next_update().update().unwrap().nlri.len(), 2);
+
+    let out = speaker.cli_ok(&["withdraw", "--all", "--graceful", "1"]);
+    assert!(out.stdout.contains("2 prefix(es) changed"), "{out:?}");
+    let drained = peer.next_update();
+    let u = drained.update().unwrap();
+    assert_eq!(u.nlri.len(), 2, "{u:?}");
+    assert_eq!(u.communities(), [Community::GRACEFUL_SHUTDOWN]);
+    let withdrawn = peer.next_update();
+    let mut gone = withdrawn.update().unwrap().withdrawn.clone();
+    gone.sort();
+    let mut drained_nlri = u.nlri.clone();
+    drained_nlri.sort();
+    assert_eq!(gone, drained_nlri);
+    let wait = withdrawn.at - drained.at;
+    assert!(
+        wait >= Duration::from_millis(900) && wait < Duration::from_millis(2000),
+        "{wait:?}"
+    );
+    assert_eq!(speaker.cli_ok(&["routes", "--json"]).stdout.trim(), "[]");
 }
 
 #[test]

@@ -43,9 +43,7 @@ pub trait Control: Send + Sync + 'static {
     fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError>;
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError>;
     /// Withdraw every announced route in one change (the routes held when it is applied).
-    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
-        self.withdraw(self.announced().iter().map(|r| r.prefix).collect())
-    }
+    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError>;
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     fn metrics(&self) -> String;
     /// Graceful shutdown (RFC 8326): `on` re-announces these prefixes (those announced) with
@@ -174,11 +172,18 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
         )));
     }
     if req.all {
-        // The drain and the withdrawal cover the routes announced now.
-        req.prefixes = c.announced().iter().map(|r| r.prefix).collect();
+        // The drain and the withdrawal cover the routes announced now (read off the async
+        // workers: the store's lock is held through a journal sync).
+        let c2 = c.clone();
+        req.prefixes = tokio::task::spawn_blocking(move || {
+            c2.announced().into_iter().map(|r| r.prefix).collect()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("listing the routes failed: {e}")))?;
         if req.prefixes.is_empty() {
-            // Nothing to drain: the answer (changed 0, the generation) as without the wait.
-            return blocking(move || c.withdraw_all()).await;
+            // Nothing to drain or withdraw: changed 0 and the generation, without the wait
+            // (and without taking back a route announced since).
+            return blocking(move || c.withdraw(Vec::new())).await;
         }
     }
     // Its own task: a client that hangs up mid-wait must not leave the routes drained and

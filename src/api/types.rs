@@ -117,7 +117,11 @@ pub struct AnnounceRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
-    #[serde(default, deserialize_with = "prefix_list")]
+    #[serde(
+        default,
+        deserialize_with = "prefix_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub prefixes: Vec<IpNet>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
