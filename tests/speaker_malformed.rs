@@ -8,7 +8,8 @@
 //! on one of two sessions leaves the other Established and still receiving announcements (the
 //! speaker process stays up, and the broken peer comes back on its own); max-prefix sends
 //! Cease/1 with AFI, SAFI and the limit as data (RFC 4486 §4); a peer that stops sending
-//! KEEPALIVEs gets Hold Timer Expired.
+//! KEEPALIVEs gets Hold Timer Expired; an UPDATE above 4,096 octets is refused only by a
+//! speaker that did not advertise extended messages (RFC 8654 §4).
 //! Failures injected: the raw peer (tests/support) sends hand-built bytes after Established —
 //! corrupt headers, UPDATEs with broken lengths or attributes, an OPEN out of state, a bad
 //! ROUTE-REFRESH — or stops its KEEPALIVEs.
@@ -88,6 +89,19 @@ fn notification(code: u8, subcode: u8, data: &[u8]) -> Vec<u8> {
     msg(3, &[&[code, subcode][..], data].concat())
 }
 
+/// An UPDATE of 5000 octets announcing [`NLRI`] from `peer`: the base UPDATE padded with an
+/// unknown optional transitive attribute.
+fn big_update(peer: Ipv4Addr) -> Vec<u8> {
+    let base = base_attrs(peer);
+    let pad_len = 5000 - update(&[], &[&base[..], &[0xd0, 99, 0, 0]].concat(), &NLRI).len();
+    let mut pad = vec![O | T | 0x10, 99];
+    pad.extend_from_slice(&(pad_len as u16).to_be_bytes());
+    pad.extend(std::iter::repeat_n(0xab, pad_len));
+    let big = update(&[], &[base, pad].concat(), &NLRI);
+    assert_eq!(big.len(), 5000);
+    big
+}
+
 struct Row {
     name: &'static str,
     send: Vec<u8>,
@@ -104,13 +118,7 @@ fn rows(peer: Ipv4Addr, open: &Open) -> Vec<Row> {
     attrs_overrun[19 + 3] = (base.len() + NLRI.len() + 1) as u8;
     let unknown_well_known = attr(T, 99, &[1, 2]);
     let mp_reach_transitive = attr(O | T, 14, &mp_reach_v6());
-    // An UPDATE of 5000 octets: the base UPDATE padded with an unknown optional attribute.
-    let pad_len = 5000 - update(&[], &[&base[..], &[0xd0, 99, 0, 0]].concat(), &NLRI).len();
-    let mut pad = vec![O | T | 0x10, 99];
-    pad.extend_from_slice(&(pad_len as u16).to_be_bytes());
-    pad.extend(std::iter::repeat_n(0xab, pad_len));
-    let big_update = update(&[], &[base.clone(), pad].concat(), &NLRI);
-    assert_eq!(big_update.len(), 5000);
+    let big_update = big_update(peer);
     let borr5 = msg(ROUTE_REFRESH, &[0, 1, 1, 1, 0]);
     let open_again = Message::Open(open.clone())
         .to_bytes(&Default::default())
@@ -132,7 +140,7 @@ fn rows(peer: Ipv4Addr, open: &Open) -> Vec<Row> {
             want: notification(1, 2, &[0, 20]),
         },
         Row {
-            name: "RFC 4271 §6.1, RFC 8654: UPDATE of 5000 octets without extended messages",
+            name: "RFC 4271 §6.1, RFC 8654 §4: UPDATE of 5000 octets, we did not advertise extended messages",
             send: big_update,
             want: notification(1, 2, &[0x13, 0x88]),
         },
@@ -229,13 +237,27 @@ fn wait_down(speaker: &Speaker, peer: Ipv4Addr) -> serde_json::Value {
     }
 }
 
+/// An established session with a speaker that does not advertise extended messages, so
+/// that 4,096 octets is its limit (RFC 8654 §4) for the table's length row.
+fn established_pair_4096(ip: Ipv4Addr) -> (Speaker, RawPeer) {
+    let mut peer = RawPeer::listen(ip);
+    let mut n = NeighborSpec::active(peer.addr());
+    n.extra = "extended_messages = false\n".into();
+    let speaker = Speaker::start(SpeakerSpec::with(vec![n]));
+    peer.accept();
+    peer.handshake();
+    let routes = peer.initial_sync(2);
+    assert!(routes.is_empty(), "unexpected routes: {routes:?}");
+    (speaker, peer)
+}
+
 #[test]
 fn malformed_messages_get_the_exact_notification_and_the_session_goes_down() {
     let ip = Ipv4Addr::new(127, 0, 0, 7);
     let n = rows(ip, &RawPeer::at(ip).open()).len();
     assert!(n >= 8);
     for i in 0..n {
-        let (speaker, mut peer) = established_pair(ip);
+        let (speaker, mut peer) = established_pair_4096(ip);
         let row = rows(ip, &peer.open()).swap_remove(i);
         peer.send_raw(&row.send);
         let (_, bytes) = peer.expect_notification();
@@ -379,4 +401,30 @@ fn a_peer_that_stops_sending_keepalives_gets_hold_timer_expired() {
         "hold timer fired after {after:?}"
     );
     wait_down(&speaker, ip);
+}
+
+/// RFC 8654 §4: a speaker that advertised extended messages (Ferry's default) accepts an
+/// UPDATE above 4,096 octets even from a peer that did not advertise them: the route is
+/// received and the session stays up.
+#[test]
+fn an_update_above_4096_octets_is_accepted_when_we_advertised_extended_messages() {
+    let ip = Ipv4Addr::new(127, 0, 0, 16);
+    let (speaker, peer) = established_pair(ip);
+    peer.send_raw(&big_update(ip));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = speaker
+            .status()
+            .into_iter()
+            .find(|p| p["address"] == ip.to_string())
+            .expect("the peer's status");
+        assert_eq!(status["state"], "Established", "{status}");
+        if status["prefixes_received"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "route never received: {status}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let received = speaker.cli_ok(&["routes", "--received", "--json"]).stdout;
+    assert!(received.contains("198.51.100.0/24"), "{received}");
 }

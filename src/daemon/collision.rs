@@ -123,7 +123,7 @@ pub fn can_contend(current: &Session, current_outbound: bool) -> bool {
 
 /// Decode a frame for the contender with its own context.
 pub fn decode(frame: &[u8], session: &Session) -> Event {
-    match Message::decode(frame, &session.context()) {
+    match Message::decode(frame, &session.receive_context()) {
         Ok(m) => Event::Message(m),
         Err(e) => Event::DecodeError(e),
     }

@@ -467,7 +467,7 @@ impl Driver {
     }
 
     fn on_frame(&mut self, frame: &BytesMut, now: Instant) -> Vec<Action> {
-        let ctx = self.session.context();
+        let ctx = self.session.receive_context();
         match Message::decode(frame, &ctx) {
             Ok(msg) => {
                 if matches!(msg, Message::Update(_)) {

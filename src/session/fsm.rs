@@ -273,6 +273,14 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// The codec context to decode received messages with ([`Negotiated::receive_context`]).
+    pub fn receive_context(&self) -> Context {
+        self.negotiated
+            .as_ref()
+            .map(Negotiated::receive_context)
+            .unwrap_or_default()
+    }
+
     /// The driver is about to write UPDATEs it did not get through [`Event::SendUpdate`]
     /// (encoded once for an update group). Returns whether they may be sent (Established);
     /// if so the timers run as for a sent UPDATE: KeepaliveTimer restarted (RFC 4271 §4.4),

@@ -42,7 +42,12 @@ pub struct Negotiated {
     /// Seconds between our KEEPALIVEs; 0 when `hold_time` is 0.
     pub keepalive_time: u16,
     pub four_octet_as: bool,
+    /// Both advertised extended messages: we send UPDATEs of up to 65,535 octets. Sending
+    /// needs only the peer's capability (RFC 8654 §3), but FRR and BIRD, too, wait for both.
     pub extended_message: bool,
+    /// We advertised extended messages: we must accept messages of up to 65,535 octets,
+    /// whatever the peer advertised (RFC 8654 §4).
+    pub receive_extended_message: bool,
     /// Families both sides advertised, sorted.
     pub families: Vec<Family>,
     pub route_refresh: bool,
@@ -53,11 +58,20 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    /// The codec context for messages on this session.
+    /// The codec context for the messages we send on this session.
     pub fn context(&self) -> Context {
         Context {
             four_octet_as: self.four_octet_as,
             extended_message: self.extended_message,
+        }
+    }
+
+    /// The codec context for the messages we receive: the length limit follows what we
+    /// advertised (RFC 8654 §4).
+    pub fn receive_context(&self) -> Context {
+        Context {
+            extended_message: self.receive_extended_message,
+            ..self.context()
         }
     }
 
@@ -300,6 +314,7 @@ pub fn negotiate(local: &Open, peer: &Open) -> Negotiated {
         keepalive_time: hold_time / 3,
         four_octet_as: both(code::FOUR_OCTET_AS),
         extended_message: both(code::EXTENDED_MESSAGE),
+        receive_extended_message: has(local, code::EXTENDED_MESSAGE),
         families: families_of(local)
             .intersection(&families_of(peer))
             .copied()
@@ -649,9 +664,26 @@ mod tests {
         assert!(!n.enhanced_route_refresh, "peer did not advertise it");
         assert_eq!(n.peer_graceful_restart, Some(gr));
         assert_eq!(n.context().max_message_len(), 65535);
-        // We did not advertise extended message: not negotiated even if the peer did.
+        // We did not advertise extended message: not negotiated even if the peer did, and
+        // we accept only 4,096 octets.
         let n = check(&cfg(), &peer).unwrap();
         assert!(!n.extended_message);
+        assert_eq!(n.receive_context().max_message_len(), 4096);
         assert_eq!((n.peer_asn, n.peer_router_id), (65001, PEER_ID));
+    }
+
+    /// RFC 8654 §4: having advertised extended messages we accept 65,535 octets even from a
+    /// peer that did not advertise them; §3: we send them only to a peer that did (and, as
+    /// FRR and BIRD do, only when both did).
+    #[test]
+    fn extended_messages_received_by_what_we_advertised_sent_when_both_did() {
+        let c = SessionConfig {
+            extended_message: true,
+            ..cfg()
+        };
+        let n = check(&c, &peer_open(65001, 90, vec![])).unwrap();
+        assert!(!n.extended_message);
+        assert_eq!(n.context().max_message_len(), 4096);
+        assert_eq!(n.receive_context().max_message_len(), 65535);
     }
 }
