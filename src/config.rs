@@ -76,8 +76,8 @@ pub struct NeighborConfig {
     pub description: Option<String>,
     /// Extended messages (RFC 8654): advertise the capability, so that with a peer that
     /// advertises it too UPDATEs may be up to 65,535 octets instead of 4,096 (fewer, larger
-    /// messages for big batches). On by default, as in FRR; `false` keeps every message at
-    /// 4,096 octets.
+    /// messages for big batches), and accept messages that long from the peer (§4). On by
+    /// default, as in FRR; `false` keeps every message at 4,096 octets both ways.
     #[serde(default = "default_extended_messages")]
     pub extended_messages: bool,
     /// Graceful restart (RFC 4724, with the N bit of RFC 8538): advertise the capability,
