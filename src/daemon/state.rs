@@ -210,8 +210,27 @@ impl Shared {
 
     /// Drain every announced route (SIGTERM with `shutdown_graceful_secs`); returns how many.
     pub fn drain_all(&self) -> usize {
-        let all: Vec<IpNet> = lock(&self.store).routes().keys().copied().collect();
-        self.drain(all, true).unwrap_or(0)
+        self.drain(self.announced_prefixes(), true).unwrap_or(0)
+    }
+
+    /// The prefixes of the desired routes, in order.
+    fn announced_prefixes(&self) -> Vec<IpNet> {
+        lock(&self.store).routes().keys().copied().collect()
+    }
+
+    /// Withdraw `prefixes` with the leases lock held (as every change of the desired routes
+    /// is made), then forget their leases.
+    fn withdraw_holding(
+        &self,
+        leases: &mut Leases,
+        prefixes: Vec<IpNet>,
+    ) -> Result<ChangeResponse, ApiError> {
+        let resp = self.change(Change::Withdraw(prefixes.clone()))?;
+        if let Err(e) = leases.forget(&prefixes) {
+            // Harmless: a lease of a route that is gone is never looked at.
+            tracing::warn!(error = %e, "cannot persist leases");
+        }
+        Ok(resp)
     }
 
     /// Apply a change: checked, handed to the drivers, made durable, then answered. The
@@ -416,25 +435,14 @@ impl Control for Shared {
     }
 
     fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
-        let mut leases = lock(&self.leases);
-        let resp = self.change(Change::Withdraw(prefixes.clone()))?;
-        if let Err(e) = leases.forget(&prefixes) {
-            // Harmless: a lease of a route that is gone is never looked at.
-            tracing::warn!(error = %e, "cannot persist leases");
-        }
-        Ok(resp)
+        self.withdraw_holding(&mut lock(&self.leases), prefixes)
     }
 
     fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
         // Listed under the leases lock, which every change of the desired routes holds: the
         // list is the table as the change finds it.
         let mut leases = lock(&self.leases);
-        let prefixes: Vec<IpNet> = lock(&self.store).routes().keys().copied().collect();
-        let resp = self.change(Change::Withdraw(prefixes.clone()))?;
-        if let Err(e) = leases.forget(&prefixes) {
-            tracing::warn!(error = %e, "cannot persist leases");
-        }
-        Ok(resp)
+        self.withdraw_holding(&mut leases, self.announced_prefixes())
     }
 
     fn leases(&self) -> LeaseReport {

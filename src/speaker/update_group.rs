@@ -473,10 +473,10 @@ impl UpdateGroups {
                 return pull;
             };
             let mut cursor = g.members.get(&member).copied().unwrap_or(g.end());
+            let per_pull = limits.catch_up * g.ctx.max_message_len().div_ceil(MAX_MESSAGE_LEN);
             // Until there is a message to hand over or nothing is left to apply: a part of a
             // batch can produce nothing (changes this group does not export, or that cancel).
             loop {
-                let per_pull = limits.catch_up * g.ctx.max_message_len().div_ceil(MAX_MESSAGE_LEN);
                 pull.skipped.extend(g.catch_up(desired, per_pull));
                 if cursor == g.end() && !g.idle() {
                     let before = g.end();
