@@ -237,27 +237,15 @@ fn wait_down(speaker: &Speaker, peer: Ipv4Addr) -> serde_json::Value {
     }
 }
 
-/// An established session with a speaker that does not advertise extended messages, so
-/// that 4,096 octets is its limit (RFC 8654 §4) for the table's length row.
-fn established_pair_4096(ip: Ipv4Addr) -> (Speaker, RawPeer) {
-    let mut peer = RawPeer::listen(ip);
-    let mut n = NeighborSpec::active(peer.addr());
-    n.extra = "extended_messages = false\n".into();
-    let speaker = Speaker::start(SpeakerSpec::with(vec![n]));
-    peer.accept();
-    peer.handshake();
-    let routes = peer.initial_sync(2);
-    assert!(routes.is_empty(), "unexpected routes: {routes:?}");
-    (speaker, peer)
-}
-
 #[test]
 fn malformed_messages_get_the_exact_notification_and_the_session_goes_down() {
     let ip = Ipv4Addr::new(127, 0, 0, 7);
     let n = rows(ip, &RawPeer::at(ip).open()).len();
     assert!(n >= 8);
     for i in 0..n {
-        let (speaker, mut peer) = established_pair_4096(ip);
+        // Without extended messages 4,096 octets is the limit (RFC 8654 §4), for the
+        // table's length row.
+        let (speaker, mut peer) = established_pair_with(ip, "extended_messages = false\n");
         let row = rows(ip, &peer.open()).swap_remove(i);
         peer.send_raw(&row.send);
         let (_, bytes) = peer.expect_notification();

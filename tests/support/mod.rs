@@ -851,8 +851,15 @@ impl RawPeer {
 /// A speaker with one raw peer it connects to, both Established and the initial (empty) sync
 /// done: End-of-RIB for IPv4 and IPv6 consumed.
 pub fn established_pair(ip: Ipv4Addr) -> (Speaker, RawPeer) {
+    established_pair_with(ip, "")
+}
+
+/// [`established_pair`] with `extra` TOML lines in the speaker's neighbor table.
+pub fn established_pair_with(ip: Ipv4Addr, extra: &str) -> (Speaker, RawPeer) {
     let mut peer = RawPeer::listen(ip);
-    let speaker = Speaker::start(SpeakerSpec::with(vec![NeighborSpec::active(peer.addr())]));
+    let mut neighbor = NeighborSpec::active(peer.addr());
+    neighbor.extra = extra.to_string();
+    let speaker = Speaker::start(SpeakerSpec::with(vec![neighbor]));
     peer.accept();
     peer.handshake();
     let routes = peer.initial_sync(2);
