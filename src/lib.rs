@@ -12,6 +12,8 @@
 //! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
 //! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
+//! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
+//!   one controller per plan).
 //! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (`unsafe`, as is only
 //!   the daemon's thread priority besides).
 //! - [`daemon`]: `ferry speaker`: per-neighbor drivers running sessions on sockets, the
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod filelock;
 pub mod inspect;
 pub mod lab;
 pub mod session;
