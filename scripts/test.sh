@@ -22,3 +22,5 @@ FIT_REQUIRE=1 cargo nextest run --workspace --no-fail-fast -E 'not binary(ingest
 # skew the ratio.
 FIT_REQUIRE=1 cargo nextest run -p proto-tests --test ingest_guard --no-capture
 cargo test --workspace --doc
+# Every fuzz target for a bounded time (FUZZ_SECONDS each): the decoders, config, plans, API bodies.
+scripts/fuzz-smoke.sh
