@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::lab::moves::Order;
-use crate::lab::{instance, scenarios, Lab, LabError};
+use crate::lab::{chaos, instance, scenarios, Lab, LabError};
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
@@ -75,6 +75,32 @@ pub enum LabCommand {
               value_parser = clap::builder::PossibleValuesParser::new(crate::lab::scenarios::GROUPS))]
         only: Option<String>,
     },
+    /// Failovers and failbacks while random faults are injected (speaker or bgpd SIGKILL, link
+    /// cut); checks after every step that the acknowledged routes are where the moves put them,
+    /// the third site routes to the active site, the probes are answered, no process leaks.
+    /// Prints the seed and the first violated invariant (exit 1); writes chaos.json.
+    Chaos {
+        /// Seed of the fault and move sequence: the same seed replays the same run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Minutes to keep starting steps (fractions allowed, e.g. 0.5).
+        #[arg(long, default_value_t = 5.0, value_parser = minutes)]
+        minutes: f64,
+        /// Instance name (default: c<pid>, unique per run).
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Seconds a planned move may take to converge.
+        #[arg(long, default_value_t = 5)]
+        bound: u64,
+        /// Seconds the lab may take to recover from a healed fault (sessions back up).
+        #[arg(long, default_value_t = 60)]
+        recover: u64,
+        /// Print every step and the lab's progress.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
     Probe {
@@ -101,6 +127,16 @@ fn fail(e: &LabError) -> i32 {
         EXIT_USAGE
     } else {
         EXIT_FAILED
+    }
+}
+
+/// `--minutes`: a positive number of at most a week.
+fn minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(m) if m > 0.0 && m <= 7.0 * 24.0 * 60.0 => Ok(m),
+        _ => Err(format!(
+            "{text:?}: give minutes as a number above 0 and at most 10080"
+        )),
     }
 }
 
@@ -254,6 +290,62 @@ pub fn run(args: LabArgs) -> i32 {
                     println!("0 passed, 1 failed");
                     fail(&e)
                 }
+            }
+        }
+        LabCommand::Chaos {
+            seed,
+            minutes,
+            instance,
+            out,
+            bound,
+            recover,
+            verbose,
+        } => {
+            let instance = instance.unwrap_or_else(|| format!("c{}", std::process::id()));
+            let out = out.unwrap_or_else(|| default_out(&instance));
+            down_on_signal(instance.clone());
+            let opts = chaos::ChaosOptions {
+                seed,
+                duration: Duration::from_secs_f64(minutes * 60.0),
+                move_bound: Duration::from_secs(bound),
+                recover_bound: Duration::from_secs(recover),
+                out: out.clone(),
+                verbose,
+            };
+            println!("chaos seed {seed}, {minutes} min, lab {instance}");
+            match chaos::run(&instance, &opts) {
+                Ok(rep) => {
+                    let faults: Vec<String> =
+                        rep.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    println!(
+                        "seed {}: {} steps, {} moves, faults: {}; {} checks held in {:.0} s",
+                        rep.seed,
+                        rep.steps,
+                        rep.moves,
+                        if faults.is_empty() {
+                            "none".into()
+                        } else {
+                            faults.join(", ")
+                        },
+                        rep.checks_passed,
+                        rep.seconds
+                    );
+                    println!("report: {}", out.join("chaos.json").display());
+                    match rep.violation {
+                        None => {
+                            println!("violations: 0");
+                            EXIT_OK
+                        }
+                        Some(v) => {
+                            println!(
+                                "VIOLATED at step {} (seed {}): {}: {}",
+                                v.step, rep.seed, v.invariant, v.detail
+                            );
+                            EXIT_FAILED
+                        }
+                    }
+                }
+                Err(e) => fail(&e),
             }
         }
         LabCommand::Probe {

@@ -331,6 +331,12 @@ impl Lab {
         crate::cli::block_on(c.get("/v1/peers")).map_err(|e| LabError::step("speaker API", e))
     }
 
+    /// The routes `site`'s speaker holds (what it acknowledged), read through its API.
+    pub fn routes(&self, site: Site) -> Result<Vec<crate::speaker::route::Route>> {
+        let c = self.client(site);
+        crate::cli::block_on(c.get("/v1/routes")).map_err(|e| LabError::step("speaker API", e))
+    }
+
     /// Start the VM's responder at `site` and wait until it answers.
     pub fn start_responder(&mut self, site: Site) -> Result<()> {
         let name = format!("responder-{site}");

@@ -1,0 +1,406 @@
+//! `ferry lab chaos --seed N --minutes M`: failovers and failbacks in the three-site lab while
+//! random faults are injected, with the invariants checked after every step.
+//!
+//! Each step draws, from a generator seeded by `--seed` (the same seed gives the same sequence
+//! of faults and moves), one fault and whether a planned move (failover or failback, in either
+//! order) follows it:
+//! - `speaker-kill`: SIGKILL of one site's speaker, restarted 0-1.5 s later from its
+//!   `state_dir`;
+//! - `bgpd-kill`: SIGKILL of one site router's bgpd, restarted and configured again;
+//! - `link-cut`: the link between one site's router and the third site's taken down for
+//!   0.5-3 s, then up again;
+//! - `none`: only the move.
+//!
+//! After each step (faults healed, the move done) these invariants are checked, and the run
+//! stops at the first one violated, naming it, the step and the seed:
+//! 1. `acknowledged`: the active site's speaker holds both of the subnet's routes (IPv4 and
+//!    IPv6) it acknowledged, the other site's holds neither: a restarted speaker lost nothing
+//!    and resurrected nothing (read back through each speaker's API).
+//! 2. `routed`: within the recovery bound every BGP session of the lab (routers and speakers)
+//!    is Established again and the third site's kernel routes the subnet via the active site.
+//! 3. `served`: the client's probes are answered by the active site's VM again.
+//! 4. `no-leak`: no namespace of the lab holds more processes than after `up` (the VM
+//!    namespaces compared by role: the active site's VM runs the responder).
+//!
+//! Never does: inject a fault in the middle of a move (the make-before-break window, where
+//! both sites announce on purpose, is not checked), kill the controller or fill a state disk
+//! (the lab runs no controller; full disks are covered by the speaker's fault tests), or touch
+//! anything outside the lab's own namespaces and processes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::instance::Lab;
+use super::moves::Order;
+use super::scenarios::{Bench, DownGuard, Say};
+use super::topology::Site;
+use super::{netns, now_us, proc, LabError, Result};
+
+/// What one chaos run is asked to do.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub seed: u64,
+    /// Steps are started until this much time has passed since the lab came up.
+    pub duration: Duration,
+    /// How long a planned move may take to converge.
+    pub move_bound: Duration,
+    /// How long the lab may take to recover from a healed fault (BGP sessions back).
+    pub recover_bound: Duration,
+    pub out: PathBuf,
+    pub verbose: bool,
+}
+
+/// The first invariant that did not hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub step: usize,
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+/// What a run did; written to `chaos.json` in the output directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChaosReport {
+    pub seed: u64,
+    pub steps: usize,
+    pub moves: usize,
+    /// Faults injected, per class.
+    pub faults: BTreeMap<&'static str, usize>,
+    /// Invariant checks that held.
+    pub checks_passed: usize,
+    pub seconds: f64,
+    pub violation: Option<Violation>,
+}
+
+/// One drawn fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    SpeakerKill { site: Site, down_for: Duration },
+    BgpdKill { site: Site },
+    LinkCut { site: Site, down_for: Duration },
+    None,
+}
+
+impl Fault {
+    pub fn class(&self) -> &'static str {
+        match self {
+            Fault::SpeakerKill { .. } => "speaker-kill",
+            Fault::BgpdKill { .. } => "bgpd-kill",
+            Fault::LinkCut { .. } => "link-cut",
+            Fault::None => "none",
+        }
+    }
+}
+
+/// splitmix64: a small deterministic generator, so a seed replays the same run.
+#[derive(Debug, Clone)]
+pub struct Draw(u64);
+
+impl Draw {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from + 1))
+    }
+
+    fn site(&mut self) -> Site {
+        if self.below(2) == 0 {
+            Site::Primary
+        } else {
+            Site::Recovery
+        }
+    }
+
+    pub fn fault(&mut self) -> Fault {
+        match self.below(4) {
+            0 => Fault::SpeakerKill {
+                site: self.site(),
+                down_for: self.millis(0, 1500),
+            },
+            1 => Fault::BgpdKill { site: self.site() },
+            2 => Fault::LinkCut {
+                site: self.site(),
+                down_for: self.millis(500, 3000),
+            },
+            _ => Fault::None,
+        }
+    }
+
+    /// Whether a move follows the fault, and in which order.
+    pub fn moves(&mut self) -> Option<Order> {
+        match self.below(3) {
+            0 => None,
+            1 => Some(Order::MakeBeforeBreak),
+            _ => Some(Order::BreakBeforeMake),
+        }
+    }
+}
+
+/// Run chaos on a new lab `instance`; the lab is taken down at the end, also on error.
+pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
+    let mut lab = Lab::new(instance, None)?;
+    super::instance::preflight()?;
+    let _guard = DownGuard(instance.into());
+    let say = Say {
+        t0: now_us(),
+        verbose: opts.verbose,
+    };
+    lab.up(&|m| say.line(m))?;
+    let mut bench = Bench::start(lab, &opts.out, say)?;
+    let baseline = process_counts(&bench.lab);
+    let started = Instant::now();
+    let mut draw = Draw::new(opts.seed);
+    let mut rep = ChaosReport {
+        seed: opts.seed,
+        steps: 0,
+        moves: 0,
+        faults: BTreeMap::new(),
+        checks_passed: 0,
+        seconds: 0.0,
+        violation: None,
+    };
+    while started.elapsed() < opts.duration {
+        rep.steps += 1;
+        let step = rep.steps;
+        let fault = draw.fault();
+        let order = draw.moves();
+        say.line(&format!(
+            "step {step}: fault {fault:?}, then move {order:?}"
+        ));
+        inject(&mut bench, fault)?;
+        if fault != Fault::None {
+            *rep.faults.entry(fault.class()).or_default() += 1;
+        }
+        // Recover first: a move starts from a lab whose sessions are up.
+        let active = bench.lab.state.active.unwrap_or(Site::Primary);
+        if let Err(v) = check(&bench, active, &baseline, opts, &mut rep.checks_passed) {
+            rep.violation = Some(Violation { step, ..v });
+            break;
+        }
+        if let Some(order) = order {
+            let to = active.other();
+            let name = format!("chaos-{step}-{}", to.name());
+            bench.planned(&name, to, order, opts.move_bound)?;
+            rep.moves += 1;
+            if let Err(v) = check(&bench, to, &baseline, opts, &mut rep.checks_passed) {
+                rep.violation = Some(Violation { step, ..v });
+                break;
+            }
+        }
+    }
+    rep.seconds = started.elapsed().as_secs_f64();
+    write(&opts.out, &rep)?;
+    // The guard takes the lab down; `down` here would race it.
+    drop(bench);
+    Ok(rep)
+}
+
+fn inject(bench: &mut Bench, fault: Fault) -> Result<()> {
+    match fault {
+        Fault::SpeakerKill { site, down_for } => {
+            let name = bench.lab.topo.speaker(site).name.clone();
+            let pid = bench
+                .lab
+                .state
+                .process(&name)
+                .map(|p| p.pid)
+                .ok_or_else(|| LabError::step("speaker-kill", format!("no pid of {name}")))?;
+            proc::signal(pid, "KILL");
+            proc::wait_gone(pid, Duration::from_secs(2));
+            std::thread::sleep(down_for);
+            bench.lab.start_speaker(site)
+        }
+        Fault::BgpdKill { site } => {
+            let frr = bench.lab.frr(site);
+            let pid = frr
+                .daemon_pid("bgpd")
+                .ok_or_else(|| LabError::step("bgpd-kill", format!("no bgpd of {}", frr.name)))?;
+            proc::signal(pid, "KILL");
+            proc::wait_gone(pid, Duration::from_secs(2));
+            frr.start_daemon("bgpd")?;
+            frr.load_config()
+        }
+        Fault::LinkCut { site, down_for } => {
+            let (ns, ifname) = link_towards_third(&bench.lab, site)?;
+            proc::ip(&["-n", &ns, "link", "set", &ifname, "down"])?;
+            std::thread::sleep(down_for);
+            proc::ip(&["-n", &ns, "link", "set", &ifname, "up"])?;
+            Ok(())
+        }
+        Fault::None => Ok(()),
+    }
+}
+
+/// The namespace and interface of `site`'s router on its link to the third site's router.
+fn link_towards_third(lab: &Lab, site: Site) -> Result<(String, String)> {
+    let router = lab.topo.router(site).name.clone();
+    let third = lab.topo.router(Site::Third).name.clone();
+    lab.topo
+        .links
+        .iter()
+        .find_map(|l| match (&l.a, &l.b) {
+            (mine, other) | (other, mine) if mine.node == router && other.node == third => {
+                Some(mine.ifname.clone())
+            }
+            _ => None,
+        })
+        .map(|ifname| (lab.ns(&router), ifname))
+        .ok_or_else(|| LabError::step("link-cut", format!("no link {router} - {third}")))
+}
+
+/// Every invariant of the module docs, with `active` the site that should serve.
+fn check(
+    bench: &Bench,
+    active: Site,
+    baseline: &BTreeMap<String, usize>,
+    opts: &ChaosOptions,
+    passed: &mut usize,
+) -> std::result::Result<(), Violation> {
+    let violation = |invariant, detail: String| Violation {
+        step: 0,
+        invariant,
+        detail,
+    };
+    let lab = &bench.lab;
+    let subnet = [lab.topo.prefix, lab.topo.prefix6];
+    for site in [Site::Primary, Site::Recovery] {
+        let held: Vec<_> = lab
+            .routes(site)
+            .map_err(|e| violation("acknowledged", format!("{site} speaker: {e}")))?
+            .into_iter()
+            .map(|r| r.prefix)
+            .collect();
+        let want: Vec<_> = if site == active {
+            subnet.to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut sorted = held.clone();
+        sorted.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        if sorted != want_sorted {
+            return Err(violation(
+                "acknowledged",
+                format!("{site} speaker holds {held:?}, acknowledged {want:?}"),
+            ));
+        }
+    }
+    *passed += 1;
+    if let Err(e) = lab.wait_sessions(opts.recover_bound) {
+        return Err(violation("routed", e.to_string()));
+    }
+    if !bench.wait_serving(active, opts.recover_bound) {
+        return Err(violation(
+            "routed",
+            format!(
+                "{active} speaker's sessions up and the third site routing via {active}: not within {} s",
+                opts.recover_bound.as_secs()
+            ),
+        ));
+    }
+    *passed += 1;
+    if !bench.converges_to(active, opts.recover_bound) {
+        return Err(violation(
+            "served",
+            format!(
+                "the client's probes not answered by the {active} VM within {} s",
+                opts.recover_bound.as_secs()
+            ),
+        ));
+    }
+    *passed += 1;
+    // The VM's responder moves with the active site: compare each VM namespace with the
+    // one that had the same role (active or not) after `up`, when the primary was active.
+    let vm_ns = |site: Site| lab.topo.vm(site).map(|h| lab.ns(&h.name));
+    let role_of = |ns: &String| {
+        [Site::Primary, Site::Recovery]
+            .into_iter()
+            .find(|s| vm_ns(*s).as_ref() == Some(ns))
+            .map(|s| {
+                if s == active {
+                    Site::Primary
+                } else {
+                    Site::Recovery
+                }
+            })
+    };
+    for (ns, n) in &process_counts(lab) {
+        let like = role_of(ns).and_then(vm_ns).unwrap_or_else(|| ns.clone());
+        let before = baseline.get(&like).copied().unwrap_or(0);
+        if *n > before {
+            return Err(violation(
+                "no-leak",
+                format!("namespace {ns} holds {n} processes, {before} after up"),
+            ));
+        }
+    }
+    *passed += 1;
+    Ok(())
+}
+
+/// Processes per namespace of the lab.
+fn process_counts(lab: &Lab) -> BTreeMap<String, usize> {
+    netns::list(&lab.instance)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|ns| {
+            let n = netns::pids(&ns).len();
+            (ns, n)
+        })
+        .collect()
+}
+
+fn write(dir: &Path, rep: &ChaosReport) -> Result<()> {
+    let path = dir.join("chaos.json");
+    let text = serde_json::to_string_pretty(rep).unwrap_or_default();
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| LabError::step(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_replays_the_same_faults_and_every_class_is_drawn() {
+        let run = |seed| {
+            let mut d = Draw::new(seed);
+            (0..200).map(|_| (d.fault(), d.moves())).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        let classes: std::collections::BTreeSet<_> =
+            run(7).iter().map(|(f, _)| f.class()).collect();
+        assert_eq!(classes.len(), 4, "{classes:?}");
+        for (f, _) in run(7) {
+            match f {
+                Fault::SpeakerKill { down_for, .. } => {
+                    assert!(down_for <= Duration::from_millis(1500))
+                }
+                Fault::LinkCut { down_for, .. } => {
+                    assert!((500..=3000).contains(&(down_for.as_millis() as u64)))
+                }
+                _ => {}
+            }
+        }
+    }
+}
