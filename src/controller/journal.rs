@@ -21,6 +21,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -305,9 +306,11 @@ impl Journal {
             path: path.to_owned(),
             source,
         };
+        // 0600: the first record carries the plan, with hook environments and HTTP bodies.
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(0o600)
             .open(path)
             .map_err(io)?;
         if let Some(dir) = path.parent() {
@@ -627,7 +630,7 @@ mod tests {
         let mut b = Journal::open(&path).unwrap();
         let resumed = || Record::Resumed { by: holder() };
         a.append(resumed()).unwrap();
-        let e = b.append(resumed()).err().expect("b must be refused");
+        let e = b.append(resumed()).expect_err("b must be refused");
         assert!(matches!(e, JournalError::Conflict { .. }), "{e}");
         assert!(
             e.to_string().contains("seq 1 would be written twice"),
