@@ -402,9 +402,15 @@ impl Journal {
             self.file.try_clone().map_err(io)?,
             nix::fcntl::FlockArg::LockExclusiveNonblock,
         )
-        .map_err(|(_, e)| JournalError::Conflict {
-            path: self.path.clone(),
-            detail: format!("locked by another process while appending seq {seq} ({e})"),
+        .map_err(|(_, e)| match e {
+            nix::errno::Errno::EWOULDBLOCK => JournalError::Conflict {
+                path: self.path.clone(),
+                detail: format!("another process is appending to it (seq {seq} was due)"),
+            },
+            e => JournalError::Io {
+                path: self.path.clone(),
+                source: e.into(),
+            },
         })?;
         let on_disk = guard.metadata().map_err(io)?.len();
         if on_disk != self.len {
@@ -646,6 +652,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(Journal::open(&path).unwrap().entries().len(), 3);
+    }
+
+    #[test]
+    fn an_append_while_another_process_appends_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        // Another open file description holding the journal's flock: another writer mid-append.
+        let other = nix::fcntl::Flock::lock(
+            File::open(&path).unwrap(),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap();
+        let e = j
+            .append(Record::Resumed { by: holder() })
+            .expect_err("refused while another appends");
+        assert!(
+            e.to_string().contains("another process is appending"),
+            "{e}"
+        );
+        drop(other);
+        j.append(Record::Resumed { by: holder() }).unwrap();
+        assert_eq!(replay(&path).unwrap().0.len(), 2);
     }
 
     #[test]
