@@ -150,33 +150,54 @@ pub fn running(state_dir: &Path, plan: &str) -> Option<u32> {
     running_at(&path(state_dir, plan))
 }
 
-/// The pid holding an exclusive `flock` on the file at `path`, read from `/proc/locks` (whose
-/// lines read `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`, the device numbers in hex).
-/// `None` when nobody holds it or it cannot be told.
+/// The pid holding an exclusive `flock` on the file at `path`, from `/proc/locks`; `None` when
+/// nobody holds it or it cannot be told.
 fn running_at(path: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     let dev = meta.dev();
-    let want = (
-        nix::sys::stat::major(dev),
-        nix::sys::stat::minor(dev),
-        meta.ino(),
-    );
+    let named = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+        .map(|h| h.pid);
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // Waiters are listed as "N: -> FLOCK ..."; they hold nothing.
-        if f.get(1..4)? != ["FLOCK", "ADVISORY", "WRITE"] {
-            return None;
-        }
-        let mut id = f.get(5)?.split(':');
-        let major = u64::from_str_radix(id.next()?, 16).ok()?;
-        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
-        let ino = id.next()?.parse::<u64>().ok()?;
-        ((major, minor, ino) == want)
-            .then(|| f.get(4)?.parse().ok())
-            .flatten()
-    })
+    flock_holder(
+        &locks,
+        (
+            nix::sys::stat::major(dev),
+            nix::sys::stat::minor(dev),
+            meta.ino(),
+        ),
+        named,
+    )
+}
+
+/// In `/proc/locks` text (lines `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`, device
+/// numbers in hex), the pid holding the exclusive flock of the file `(major, minor, inode)`.
+/// Where `stat` and the kernel's lock table disagree on the device (btrfs subvolumes,
+/// overlayfs), a lock on the same inode number held by the pid the file names counts too.
+fn flock_holder(locks: &str, file: (u64, u64, u64), named: Option<u32>) -> Option<u32> {
+    let held: Vec<((u64, u64, u64), u32)> = locks
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Waiters are listed as "N: -> FLOCK ..."; they hold nothing.
+            if f.get(1..4)? != ["FLOCK", "ADVISORY", "WRITE"] {
+                return None;
+            }
+            let mut id = f.get(5)?.split(':');
+            let major = u64::from_str_radix(id.next()?, 16).ok()?;
+            let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+            let ino = id.next()?.parse().ok()?;
+            Some(((major, minor, ino), f.get(4)?.parse().ok()?))
+        })
+        .collect();
+    let exact = held.iter().find(|(id, _)| *id == file);
+    let by_name = || {
+        held.iter()
+            .find(|(id, pid)| id.2 == file.2 && Some(*pid) == named)
+    };
+    exact.or_else(by_name).map(|(_, pid)| *pid)
 }
 
 #[cfg(test)]
@@ -242,6 +263,25 @@ mod tests {
             }
         });
         assert_eq!(won.into_inner(), 1);
+    }
+
+    #[test]
+    fn the_holder_is_found_in_the_kernels_lock_table() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 14389 fe:00:5636444 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 200 fe:00:5636444 0 EOF\n\
+                     2: FLOCK  ADVISORY  READ 300 fe:01:77 0 EOF\n\
+                     3: POSIX  ADVISORY  WRITE 400 00:2a:77 0 EOF\n\
+                     4: FLOCK  ADVISORY  WRITE 500 00:2a:77 0 EOF\n";
+        assert_eq!(flock_holder(locks, (0xfe, 0, 5636444), None), Some(14389));
+        assert_eq!(flock_holder(locks, (0xfe, 1, 5636444), None), None);
+        assert_eq!(
+            flock_holder(locks, (0xfe, 1, 77), None),
+            None,
+            "shared, POSIX"
+        );
+        // Another device number for the same inode: only with the pid the file names.
+        assert_eq!(flock_holder(locks, (0, 0x2b, 77), Some(500)), Some(500));
+        assert_eq!(flock_holder(locks, (0, 0x2b, 77), Some(501)), None);
     }
 
     #[test]
