@@ -7,7 +7,10 @@
 //! failback` moves it back; a failing health check (`false`) rolls back with the primary still
 //! announcing and nothing sent to either peer; a second controller on the same plan is refused
 //! with the first one's pid; `kill -9` of the controller inside a hook (a `sleep`) leaves an
-//! interrupted run that `ferry failover resume` completes (taking over the dead holder's lock);
+//! interrupted run that `ferry failover resume` completes (a dead holder holds no lock, and the
+//! hook it left running does not either); while a controller runs, `abort` and `resume` are
+//! refused naming it and `status` says "running (pid N)"; two controllers racing for a dead
+//! holder's lock file (`FERRY_TEST_LOCK_DELAY_MS` widens the race): exactly one runs;
 //! an observer speaker (iBGP with both sites) verifies the move by its received routes, and
 //! its loss rolls the move back; a drain re-announces with GRACEFUL_SHUTDOWN and waits, and
 //! make-before-break announces at the recovery before withdrawing at the primary; a plan that
@@ -17,6 +20,8 @@
 //! primary speaker dead a planned failover fails its preflight and `--unplanned` completes; the
 //! controller's overhead for one subnet with instant hooks, and ten subnets in one group
 //! against one, are measured and bounded.
+//! The fencing keeper renews the active site's lease while another plan's journal in the same
+//! state directory cannot be read, and the site withdraws once the keeper is killed.
 //! Failures injected: a health-check command that fails, SIGKILL of the controller process,
 //! SIGKILL of the observer speaker and of the primary speaker.
 
@@ -380,27 +385,47 @@ command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep
         assert!(Instant::now() < deadline, "the hook never started");
         thread::sleep(Duration::from_millis(10));
     }
-    // A second controller on the same plan is refused, naming the first.
+    // A second controller on the same plan is refused, naming the first; so are abort and
+    // resume of the run it is executing, and the journal is left alone.
+    let running = format!("pid {}", child.id());
     let out = s.ferry(&["failover"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr.contains(&format!("pid {}", child.id())),
+        out.stderr.contains(&running) && out.stderr.contains("failover web"),
+        "{out:?}"
+    );
+    for cmd in ["abort", "resume"] {
+        let out = s.ferry(&["failover", cmd]);
+        assert_eq!(out.code, 1, "{cmd}: {out:?}");
+        assert!(out.stderr.contains(&running), "{cmd}: {out:?}");
+    }
+    assert!(!journal_has(&state, "rollback_started"));
+    assert!(!journal_has(&state, "resumed"));
+    let out = s.ferry(&["failover", "status"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("running ({running})")),
         "{out:?}"
     );
 
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
-    }
     let out = s.ferry(&["failover", "status"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("interrupted"), "{out:?}");
     s.assert_active(&s.dc1, &s.dc2);
 
+    // The hook the dead controller started is still running: it must not hold the plan.
+    let hook_pid = std::fs::read_to_string(&pidfile).unwrap();
     let out = s.ferry(&["failover", "resume"]);
+    let _ = Command::new("kill")
+        .args(["-KILL", hook_pid.trim()])
+        .status();
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("took over the lock"), "{out:?}");
+    assert!(
+        !out.stdout.contains("took over") && !out.stderr.contains("took over"),
+        "a dead holder holds nothing, there is nothing to take over: {out:?}"
+    );
     s.assert_active(&s.dc2, &s.dc1);
     expect_withdrawn(&mut s.dc1.peer, &one());
     expect_announced(&mut s.dc2.peer, &one(), NH2);
@@ -720,6 +745,12 @@ fn keeper_renews_the_active_sites_lease_and_fences_it_when_it_stops() {
     lease_plan(&s, 2);
     let out = s.ferry(&["failover"]);
     assert_eq!(out.code, 0, "{out:?}");
+    // Another plan's journal that cannot be read costs this plan's leases nothing.
+    std::fs::write(
+        s.state().join("runs/1-db-failover.jsonl"),
+        "{\"seq\":0,\"at_ms\":1,\"record\":\"step_started\"}\n",
+    )
+    .unwrap();
     expect_announced(&mut s.dc2.peer, &s.subnets, NH2);
     expect_withdrawn(&mut s.dc1.peer, &s.subnets);
     let plan = s.plan();
@@ -755,4 +786,97 @@ fn keeper_renews_the_active_sites_lease_and_fences_it_when_it_stops() {
         "withdrawn {took:?} after the keeper stopped, lease 2 s"
     );
     eprintln!("lease 2 s: withdrawn {took:?} after the keeper stopped");
+}
+
+/// `ferry failover` for `s` as a child process with `env` set, its output piped.
+fn spawn_failover(s: &Setup, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(FERRY);
+    cmd.args(["failover", "--yes", "--plan"])
+        .arg(s.plan())
+        .arg("--state-dir")
+        .arg(s.state())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn journals(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn two_controllers_racing_on_a_dead_holders_lock_exactly_one_runs() {
+    let hook = r#"
+[[hook]]
+name = "cutover"
+stage = "cutover"
+command = ["sleep", "0.5"]
+"#;
+    let s = setup([26, 27], &one(), hook);
+    // A lock left by a controller that was killed: its pid is gone.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::create_dir_all(s.state().join("locks")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        s.state().join("locks/web.lock"),
+        format!(
+            r#"{{"pid":{dead_pid},"host":"{}","user":"root","since_ms":1,"doing":"failover web"}}"#,
+            host.trim()
+        ),
+    )
+    .unwrap();
+    // The delay (debug builds only) holds each controller just after it looked at the lock,
+    // so both look before either acts.
+    let env = [("FERRY_TEST_LOCK_DELAY_MS", "300")];
+    let a = spawn_failover(&s, &env);
+    let b = spawn_failover(&s, &env);
+    let (pa, pb) = (a.id(), b.id());
+    let outs = [
+        (pa, pb, a.wait_with_output().unwrap()),
+        (pb, pa, b.wait_with_output().unwrap()),
+    ];
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for (_, _, o) in &outs {
+        assert!(!text(o).contains("took over"), "{}", text(o));
+    }
+    let winners: Vec<_> = outs.iter().filter(|(_, _, o)| o.status.success()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{}\n---\n{}",
+        text(&outs[0].2),
+        text(&outs[1].2)
+    );
+    let (winner, loser, _) = winners[0];
+    let (_, _, lost) = outs.iter().find(|(p, _, _)| p == loser).unwrap();
+    assert_eq!(lost.status.code(), Some(1), "{}", text(lost));
+    let why = String::from_utf8_lossy(&lost.stderr);
+    // The delay holds the winner before it wrote its name: the kernel's pid names it.
+    assert!(
+        why.contains(&format!("pid {winner}")),
+        "the refusal names the holder: {why}"
+    );
+    assert_eq!(journals(&s.state()).len(), 1, "{:?}", journals(&s.state()));
+    s.assert_active(&s.dc2, &s.dc1);
+    assert!(
+        s.state().join("locks/web.lock").exists(),
+        "the lock file is never removed"
+    );
 }

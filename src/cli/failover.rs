@@ -14,10 +14,12 @@ use clap::{Args, Subcommand};
 
 use super::{table, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::controller::journal::now_ms;
-use crate::controller::lock::{Holder, Lock};
+use crate::controller::lock::{self as plan_lock, Holder, Lock};
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
-use crate::controller::{keeper, runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
+use crate::controller::{
+    keeper, runs, statedir, Direction, End, ExecError, Executor, Mode, Plan, Progress,
+};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/ferry/controller";
 
@@ -180,19 +182,24 @@ fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let prefixes = p.all_prefixes();
     let mut last: Option<Vec<String>> = None;
-    let mut problems: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    let mut last_error: Option<String> = None;
+    let mut problems: std::collections::BTreeMap<String, keeper::Renewal> = Default::default();
     loop {
         let started = std::time::Instant::now();
-        let mut ok = true;
-        let targets = match runs::list(&state.state_dir) {
-            Ok(runs) => keeper::sites_to_renew(&p, &runs),
+        let t = keeper::tick(&p, &state.state_dir, &sites);
+        let ok = t.ok();
+        let targets = match &t.targets {
+            Ok(targets) => {
+                last_error = None;
+                targets.clone()
+            }
             Err(e) => {
-                // Without the journals the active site is unknown: renewing a guess could keep
-                // a fenced site alive, so renew nothing and say so.
-                eprintln!("ferry failover keep: cannot read the runs: {e}");
-                ok = false;
+                // Loud: this plan's leases run out unless someone repairs the journal.
+                if last_error.as_ref() != Some(e) {
+                    eprintln!("ferry failover keep: ERROR: {e}");
+                    last_error = Some(e.clone());
+                }
                 Vec::new()
             }
         };
@@ -209,25 +216,20 @@ fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
             );
             last = Some(targets.clone());
         }
-        for site in &targets {
-            let problem = match sites.renew_leases(site, &prefixes) {
-                Ok(r) if !r.leases.iter().any(|l| prefixes.contains(&l.prefix)) => Some(format!(
-                    "site {site} holds no leased route of plan {}",
-                    p.name
-                )),
-                Ok(_) => None,
-                Err(e) => {
-                    ok = false;
-                    Some(e)
-                }
-            };
+        for (site, renewal) in t.renewals {
             // Say each change once, not every tick.
-            if problems.get(site) != Some(&problem) {
-                match &problem {
-                    Some(text) => eprintln!("ferry failover keep: {text}"),
-                    None => eprintln!("ferry failover keep: site {site}: leases renewed"),
+            if problems.get(&site) != Some(&renewal) {
+                match &renewal {
+                    keeper::Renewal::Renewed => {
+                        eprintln!("ferry failover keep: site {site}: leases renewed")
+                    }
+                    keeper::Renewal::NoLease => eprintln!(
+                        "ferry failover keep: site {site} holds no leased route of plan {}",
+                        p.name
+                    ),
+                    keeper::Renewal::Failed(e) => eprintln!("ferry failover keep: {e}"),
                 }
-                problems.insert(site.clone(), problem);
+                problems.insert(site, renewal);
             }
         }
         if once {
@@ -445,19 +447,24 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     finish(cmd, false, end, state_dir, &ex.run_id, started)
 }
 
+/// Make the state directory private, then take the plan's lock (refused, naming the holder,
+/// while another controller runs the plan).
 fn lock(state_dir: &Path, plan: &str, me: &Holder, cmd: &str) -> Result<Lock, i32> {
-    match Lock::acquire(state_dir, plan, me) {
-        Ok(l) => {
-            if let Some(dead) = &l.took_over {
-                println!("took over the lock of {dead}, which is no longer running");
+    match statedir::prepare(state_dir) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("ferry {cmd}: warning: {w}");
             }
-            Ok(l)
         }
         Err(e) => {
             eprintln!("ferry {cmd}: {e}");
-            Err(EXIT_FAILED)
+            return Err(EXIT_FAILED);
         }
     }
+    Lock::acquire(state_dir, plan, me).map_err(|e| {
+        eprintln!("ferry {cmd}: {e}");
+        EXIT_FAILED
+    })
 }
 
 /// Live progress: one line per step, with its elapsed time and result.
@@ -517,7 +524,7 @@ fn finish(
         }
     };
     if let Ok(all) = runs::list(state_dir) {
-        if let Some(r) = all.iter().find(|r| r.run_id == run_id) {
+        if let Some(r) = all.runs.iter().find(|r| r.run_id == run_id) {
             print_steps(r);
         }
     }
@@ -540,14 +547,38 @@ fn print_steps(r: &runs::RunSummary) {
     println!("{}", table::render(&["#", "STEP", "MS", "RESULT"], &rows));
 }
 
+/// Prints what a listing could not read or found damaged; whether there was any.
+fn warn(cmd: &str, l: &runs::Listing) -> bool {
+    let w = l.warnings();
+    for text in &w {
+        eprintln!("ferry {cmd}: warning: {text}");
+    }
+    !w.is_empty()
+}
+
+/// The run's state, or "running (pid N)" while a controller holds its plan's lock.
+fn live_state(state_dir: &Path, r: &runs::RunSummary) -> (String, Option<u32>) {
+    match plan_lock::running(state_dir, &r.plan) {
+        Some(pid) if !r.finished() => (format!("running (pid {pid})"), Some(pid)),
+        _ => (r.state(), None),
+    }
+}
+
 fn status(s: &SelectArgs, json: bool) -> i32 {
-    let all = match runs::list(&s.state.state_dir) {
+    let state_dir = &s.state.state_dir;
+    let listing = match &s.plan_name {
+        Some(p) => runs::of_plan(state_dir, p),
+        None => runs::list(state_dir),
+    };
+    let listing = match listing {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ferry failover status: {e}");
             return EXIT_FAILED;
         }
     };
+    let warned = warn("failover status", &listing);
+    let all = &listing.runs;
     let mut latest: Vec<&runs::RunSummary> = Vec::new();
     for r in all.iter().rev() {
         if s.plan_name.as_ref().is_none_or(|p| &r.plan == p)
@@ -556,19 +587,28 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
             latest.push(r);
         }
     }
-    let code = if latest.iter().any(|r| !r.finished()) {
+    let code = if warned || latest.iter().any(|r| !r.finished()) {
         EXIT_FAILED
     } else {
         EXIT_OK
     };
     if json {
-        let v: Vec<_> = latest.iter().map(|r| r.to_json()).collect();
+        let v: Vec<_> = latest
+            .iter()
+            .map(|r| {
+                let mut v = r.to_json();
+                let (state, pid) = live_state(state_dir, r);
+                v["state"] = state.into();
+                v["running_pid"] = pid.into();
+                v
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return code;
     }
     if latest.is_empty() {
-        println!("no runs in {}", s.state.state_dir.display());
-        return EXIT_OK;
+        println!("no runs in {}", state_dir.display());
+        return code;
     }
     let rows: Vec<Vec<String>> = latest
         .iter()
@@ -576,7 +616,7 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
             vec![
                 r.plan.clone(),
                 format!("{:?}", r.direction).to_lowercase(),
-                r.state(),
+                live_state(state_dir, r).0,
                 r.active.clone().unwrap_or_else(|| "-".into()),
                 r.run_id.clone(),
             ]
@@ -623,10 +663,33 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
         }
     };
     let me = Holder::me(&format!("{cmd} {}", r.plan));
-    let _lock = match lock(state_dir, &r.plan, &me, cmd) {
+    let _lock = match lock(state_dir, &r.plan, &me, &format!("failover {cmd}")) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // What was read before the lock may be stale: another controller may have finished or
+    // taken the run meanwhile. Only what the journal says under the lock counts.
+    let r = match runs::unfinished(state_dir, Some(&r.plan)) {
+        Ok(now) => match now.into_iter().find(|x| x.run_id == r.run_id) {
+            Some(x) => x,
+            None => {
+                println!("nothing to {cmd}: run {} finished meanwhile", r.run_id);
+                return EXIT_OK;
+            }
+        },
+        Err(e) => {
+            eprintln!("ferry failover {cmd}: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    if let Some(d) = &r.damaged {
+        eprintln!(
+            "ferry failover {cmd}: run {} has a damaged journal ({d}); it cannot be resumed or aborted safely: check the sites (`ferry status`), then move {} out of runs/",
+            r.run_id,
+            r.path.display()
+        );
+        return EXIT_FAILED;
+    }
     let sites = match Plan::parse(&r.plan_text).and_then(|p| sites_for(&p, r.mode)) {
         Ok(s) => s,
         Err(e) => {
@@ -655,13 +718,15 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
 }
 
 fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {
-    let all = match runs::list(state_dir) {
+    let listing = match runs::list(state_dir) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ferry failover history: {e}");
             return EXIT_FAILED;
         }
     };
+    warn("failover history", &listing);
+    let all = listing.runs;
     if let Some(id) = run {
         let Some(r) = all.iter().find(|r| r.run_id == id) else {
             eprintln!(

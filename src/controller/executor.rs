@@ -102,8 +102,7 @@ impl<'a> Executor<'a> {
         progress: Box<dyn FnMut(Progress) + 'a>,
     ) -> Result<Self, ExecError> {
         let dir = runs_dir(state_dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ExecError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        super::statedir::private_dir(&dir).map_err(|e| ExecError::Invalid(e.to_string()))?;
         let run_id = format!(
             "{}-{}-{}",
             super::journal::now_ms(),

@@ -8,13 +8,20 @@
 //! - Replay works from any prefix. A last line without its newline is a torn write (the
 //!   controller died inside `write`): it is dropped and the file truncated before appending.
 //!   Any other bad line is corruption and names its line.
-//! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds.
+//! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds. An append writes only
+//!   when the file is exactly what this [`Journal`] has read and written (checked under an
+//!   exclusive `flock` of the journal): a second process appending to the same run is refused
+//!   ([`JournalError::Conflict`]), so no seq is ever written twice.
+//! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
+//!   version) as far as it is legal and says where and why it stops, so `status` and
+//!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
 //!
 //! Never does: decide what to run (that is [`super::executor`]) or take the lock
 //! ([`super::lock`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +163,9 @@ pub enum JournalError {
     },
     #[error("journal: record {record} is not legal in phase {phase:?}")]
     Illegal { phase: Phase, record: String },
+    /// Another process wrote to (or is writing) this run's journal.
+    #[error("journal {path}: {detail}; another process writes this run: stop it, then check `ferry failover status`")]
+    Conflict { path: PathBuf, detail: String },
     /// Test-only crash injection fired.
     #[error("injected crash at record {0}")]
     Crashed(u64),
@@ -274,6 +284,8 @@ pub enum Crash {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// Bytes of the file this journal has read or written: all of it, unless someone else wrote.
+    len: u64,
     entries: Vec<Entry>,
     phase: Phase,
     steps: usize,
@@ -294,9 +306,11 @@ impl Journal {
             path: path.to_owned(),
             source,
         };
+        // 0600: the first record carries the plan, with hook environments and HTTP bodies.
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(0o600)
             .open(path)
             .map_err(io)?;
         if let Some(dir) = path.parent() {
@@ -305,6 +319,7 @@ impl Journal {
         Ok(Self {
             path: path.to_owned(),
             file,
+            len: 0,
             entries: Vec::new(),
             phase: Phase::Empty,
             steps: 0,
@@ -327,6 +342,7 @@ impl Journal {
         Ok(Self {
             path: path.to_owned(),
             file,
+            len: good_len,
             entries,
             phase,
             steps,
@@ -378,8 +394,38 @@ impl Journal {
             path: self.path.clone(),
             source,
         };
+        // The plan lock keeps a second controller away; this keeps its records out even if
+        // it got in (a lock removed under it, an older ferry): the flock makes the length
+        // check and the write one step for every process that appends. The lock is on this
+        // open file description, shared with the clone, and released when the clone drops.
+        let guard = nix::fcntl::Flock::lock(
+            self.file.try_clone().map_err(io)?,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .map_err(|(_, e)| match e {
+            nix::errno::Errno::EWOULDBLOCK => JournalError::Conflict {
+                path: self.path.clone(),
+                detail: format!("another process is appending to it (seq {seq} was due)"),
+            },
+            e => JournalError::Io {
+                path: self.path.clone(),
+                source: e.into(),
+            },
+        })?;
+        let on_disk = guard.metadata().map_err(io)?.len();
+        if on_disk != self.len {
+            return Err(JournalError::Conflict {
+                path: self.path.clone(),
+                detail: format!(
+                    "{on_disk} bytes on disk where this run wrote {}: seq {seq} would be written twice",
+                    self.len
+                ),
+            });
+        }
         self.file.write_all(line.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;
+        drop(guard);
+        self.len += line.len() as u64;
         self.phase = phase;
         self.steps = steps;
         self.entries.push(entry);
@@ -392,6 +438,27 @@ impl Journal {
 
 /// Entries, phase, step count and the length of the good part of the file.
 pub fn replay(path: &Path) -> Result<(Vec<Entry>, Phase, usize, u64), JournalError> {
+    let r = replay_prefix(path)?;
+    match r.damage {
+        Some(e) => Err(e),
+        None => Ok((r.entries, r.phase, r.steps, r.good_len)),
+    }
+}
+
+/// A journal read as far as it is legal.
+#[derive(Debug)]
+pub struct Replay {
+    pub entries: Vec<Entry>,
+    pub phase: Phase,
+    pub steps: usize,
+    /// Bytes up to the end of the last legal record.
+    pub good_len: u64,
+    /// Why the file does not go on legally past `good_len` (a torn last line is not damage).
+    pub damage: Option<JournalError>,
+}
+
+/// The longest legal prefix of the journal at `path`; fails only when it cannot be read.
+pub fn replay_prefix(path: &Path) -> Result<Replay, JournalError> {
     let text = std::fs::read(path).map_err(|source| JournalError::Io {
         path: path.to_owned(),
         source,
@@ -412,24 +479,50 @@ pub fn replay(path: &Path) -> Result<(Vec<Entry>, Phase, usize, u64), JournalErr
             line: line_no,
             detail,
         };
-        let entry: Entry = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
-        if entry.seq != entries.len() as u64 {
-            return Err(corrupt(format!(
-                "seq {} where {} was due",
-                entry.seq,
-                entries.len()
-            )));
+        let checked = serde_json::from_slice::<Entry>(line)
+            .map_err(|e| corrupt(e.to_string()))
+            .and_then(|entry| {
+                if entry.seq != entries.len() as u64 {
+                    return Err(corrupt(format!(
+                        "seq {} where {} was due (written by two processes?)",
+                        entry.seq,
+                        entries.len()
+                    )));
+                }
+                let s = match &entry.record {
+                    Record::RunStarted { steps: s, .. } => s.len(),
+                    _ => steps,
+                };
+                let next = phase
+                    .next(s, &entry.record)
+                    .ok_or_else(|| corrupt(format!("record not legal in phase {phase:?}")))?;
+                Ok((entry, next, s))
+            });
+        match checked {
+            Ok((entry, next, s)) => {
+                entries.push(entry);
+                phase = next;
+                steps = s;
+                pos += nl + 1;
+            }
+            Err(e) => {
+                return Ok(Replay {
+                    entries,
+                    phase,
+                    steps,
+                    good_len: pos as u64,
+                    damage: Some(e),
+                })
+            }
         }
-        if let Record::RunStarted { steps: s, .. } = &entry.record {
-            steps = s.len();
-        }
-        phase = phase
-            .next(steps, &entry.record)
-            .ok_or_else(|| corrupt(format!("record not legal in phase {phase:?}")))?;
-        entries.push(entry);
-        pos += nl + 1;
     }
-    Ok((entries, phase, steps, pos as u64))
+    Ok(Replay {
+        entries,
+        phase,
+        steps,
+        good_len: pos as u64,
+        damage: None,
+    })
 }
 
 #[cfg(test)]
@@ -531,5 +624,86 @@ mod tests {
         std::fs::write(&path, text.replace("step_started", "step_done")).unwrap();
         let e = Journal::open(&path).err().unwrap().to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_second_writer_of_the_same_run_is_refused_and_no_seq_is_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut a = Journal::create(&path).unwrap();
+        a.append(started(2)).unwrap();
+        // Two controllers that both opened the run (as after a racy takeover).
+        let mut b = Journal::open(&path).unwrap();
+        let resumed = || Record::Resumed { by: holder() };
+        a.append(resumed()).unwrap();
+        let e = b.append(resumed()).expect_err("b must be refused");
+        assert!(matches!(e, JournalError::Conflict { .. }), "{e}");
+        assert!(
+            e.to_string().contains("seq 1 would be written twice"),
+            "{e}"
+        );
+        let (entries, _, _, _) = replay(&path).unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+        // The first writer goes on; a reopened journal sees everything.
+        a.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        assert_eq!(Journal::open(&path).unwrap().entries().len(), 3);
+    }
+
+    #[test]
+    fn an_append_while_another_process_appends_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        // Another open file description holding the journal's flock: another writer mid-append.
+        let other = nix::fcntl::Flock::lock(
+            File::open(&path).unwrap(),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap();
+        let e = j
+            .append(Record::Resumed { by: holder() })
+            .expect_err("refused while another appends");
+        assert!(
+            e.to_string().contains("another process is appending"),
+            "{e}"
+        );
+        drop(other);
+        j.append(Record::Resumed { by: holder() }).unwrap();
+        assert_eq!(replay(&path).unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn a_journal_with_a_seq_written_twice_replays_its_legal_prefix_and_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(2)).unwrap();
+        j.append(Record::Resumed { by: holder() }).unwrap();
+        drop(j);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = text.lines().nth(1).unwrap().to_owned();
+        std::fs::write(&path, format!("{text}{second}\n")).unwrap();
+        let e = replay(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("line 3") && e.contains("seq 1 where 2 was due"),
+            "{e}"
+        );
+        assert!(Journal::open(&path).is_err());
+        let r = replay_prefix(&path).unwrap();
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(
+            r.phase,
+            Phase::Forward {
+                next: 0,
+                open: None
+            }
+        );
+        assert!(r.damage.unwrap().to_string().contains("line 3"));
     }
 }

@@ -13,14 +13,94 @@
 //!   other leased routes that are not this controller's business).
 //! - The interval is a third of the shortest lease, so two renewals in a row may fail before a
 //!   lease runs out ([`renew_interval`]).
+//! - Each renewal round ([`tick`]) reads only the journals of its own plan
+//!   ([`super::runs::of_plan`]): a journal of another plan that cannot be read costs nothing
+//!   here. One of its own plan that cannot be read makes the active site unknown, and renewing
+//!   a guess could keep a fenced site alive, so that round renews nothing and says which file.
 //!
 //! Never does: announce or withdraw (a renewal only extends leases the speaker already holds).
 
+use std::path::Path;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use super::journal::{Direction, Mode};
-use super::runs::RunSummary;
+use super::runs::{self, RunSummary};
+use super::sites::ApiSites;
 use super::Plan;
+use crate::api::types::LeaseReport;
+
+/// Lease renewal at a site: the speaker API in production, a fake in unit tests.
+pub trait Renew {
+    fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String>;
+}
+
+impl Renew for ApiSites {
+    fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String> {
+        ApiSites::renew_leases(self, site, prefixes)
+    }
+}
+
+/// What one renewal round did.
+#[derive(Debug)]
+pub struct Tick {
+    /// The sites to renew, or why they are unknown (then nothing was renewed).
+    pub targets: Result<Vec<String>, String>,
+    /// Per site renewed at, in plan order.
+    pub renewals: Vec<(String, Renewal)>,
+}
+
+/// How a renewal at one site went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    Renewed,
+    /// The site answered but holds no leased route of the plan (nothing to renew there).
+    NoLease,
+    Failed(String),
+}
+
+impl Tick {
+    /// Every renewal that was due was asked for and answered.
+    pub fn ok(&self) -> bool {
+        self.targets.is_ok()
+            && self
+                .renewals
+                .iter()
+                .all(|(_, r)| !matches!(r, Renewal::Failed(_)))
+    }
+}
+
+/// One renewal round for `plan`: read its runs in `state_dir`, renew at [`sites_to_renew`].
+pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
+    let targets = match runs::of_plan(state_dir, &plan.name) {
+        Ok(l) if l.unreadable.is_empty() => Ok(sites_to_renew(plan, &l.runs)),
+        Ok(l) => {
+            let files: Vec<String> = l.unreadable.iter().map(|u| u.to_string()).collect();
+            Err(format!(
+                "plan {}: cannot read its run journal {}; which site holds the subnets is unknown, so no lease of plan {} is renewed until the file is repaired or moved out of runs/",
+                plan.name,
+                files.join("; "),
+                plan.name
+            ))
+        }
+        Err(e) => Err(format!("plan {}: cannot read the runs: {e}", plan.name)),
+    };
+    let prefixes = plan.all_prefixes();
+    let renewals = targets
+        .iter()
+        .flatten()
+        .map(|site| {
+            let r = match sites.renew_leases(site, &prefixes) {
+                Ok(r) if !r.leases.iter().any(|l| prefixes.contains(&l.prefix)) => Renewal::NoLease,
+                Ok(_) => Renewal::Renewed,
+                Err(e) => Renewal::Failed(e),
+            };
+            (site.clone(), r)
+        })
+        .collect();
+    Tick { targets, renewals }
+}
 
 /// The sites whose leases of the plan's subnets are to be renewed now, in plan order, given
 /// the runs of the state directory (any order, any plan).
@@ -128,6 +208,7 @@ subnets = ["198.51.100.0/24"]
             step_count: 1,
             takeovers: Vec::new(),
             plan_text: String::new(),
+            damaged: None,
         }
     }
 
@@ -172,6 +253,81 @@ subnets = ["198.51.100.0/24"]
             Some("dc2"),
         )];
         assert_eq!(sites_to_renew(&p, &done), ["dc2"]);
+    }
+
+    /// Records the sites it was asked to renew at; every site holds the plan's leases.
+    #[derive(Default)]
+    struct FakeRenew(std::cell::RefCell<Vec<String>>);
+
+    impl Renew for FakeRenew {
+        fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String> {
+            self.0.borrow_mut().push(site.to_owned());
+            Ok(LeaseReport {
+                leases: prefixes
+                    .iter()
+                    .map(|p| crate::api::types::LeaseInfo {
+                        prefix: *p,
+                        lease_secs: 30,
+                        expires_in_ms: 30_000,
+                    })
+                    .collect(),
+                ..LeaseReport::default()
+            })
+        }
+    }
+
+    /// A finished failover of `plan` to dc2 in `state/runs/`.
+    fn finished_failover(state: &Path, plan: &str, ms: u64) {
+        use crate::controller::journal::{Journal, Record};
+        let dir = state.join("runs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut j = Journal::create(&dir.join(format!("{ms}-{plan}-failover.jsonl"))).unwrap();
+        j.append(Record::RunStarted {
+            run_id: format!("{ms}-{plan}-failover"),
+            plan: plan.into(),
+            direction: Direction::Failover,
+            mode: Mode::Planned,
+            steps: Vec::new(),
+            by: Holder::me("test"),
+            plan_text: String::new(),
+        })
+        .unwrap();
+        j.append(Record::RunFinished {
+            outcome: Outcome::Completed,
+            active: "dc2".into(),
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_journal_of_another_plan_costs_this_plan_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(Some(30), Some(30));
+        finished_failover(dir.path(), "web", 1);
+        std::fs::write(dir.path().join("runs/2-db-failover.jsonl"), "not json\n").unwrap();
+        let fake = FakeRenew::default();
+        let t = tick(&p, dir.path(), &fake);
+        assert_eq!(t.targets, Ok(vec!["dc2".to_string()]));
+        assert_eq!(t.renewals, [("dc2".to_string(), Renewal::Renewed)]);
+        assert!(t.ok());
+        assert_eq!(*fake.0.borrow(), ["dc2"]);
+    }
+
+    #[test]
+    fn a_corrupt_journal_of_this_plan_renews_nothing_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(Some(30), Some(30));
+        finished_failover(dir.path(), "web", 1);
+        std::fs::write(dir.path().join("runs/3-web-failback.jsonl"), "not json\n").unwrap();
+        let fake = FakeRenew::default();
+        let t = tick(&p, dir.path(), &fake);
+        let e = t.targets.as_ref().unwrap_err();
+        assert!(
+            e.contains("3-web-failback.jsonl") && e.contains("line 1"),
+            "{e}"
+        );
+        assert!(!t.ok());
+        assert!(fake.0.borrow().is_empty());
     }
 
     #[test]

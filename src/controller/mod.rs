@@ -8,6 +8,7 @@
 //! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
 //! - [`keeper`]: which sites' leases `ferry failover keep` renews, and how often.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
+//! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
@@ -19,6 +20,7 @@ pub mod lock;
 pub mod plan;
 pub mod runs;
 pub mod sites;
+pub mod statedir;
 pub mod step;
 
 pub use executor::{End, ExecError, Executor, Progress};

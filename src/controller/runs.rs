@@ -1,13 +1,24 @@
 //! The runs kept in a state directory, for `status`, `resume`, `abort` and `history`.
 //!
-//! Every run is one journal file `runs/<run_id>.jsonl`; nothing else is needed to tell what
-//! happened, and nothing is ever deleted here (the audit trail).
+//! Every run is one journal file `runs/<run_id>.jsonl` (`<ms>-<plan>-<direction>`); nothing
+//! else is needed to tell what happened, and nothing is ever deleted here (the audit trail).
+//!
+//! Contract:
+//! - One bad journal costs only its own run: [`list`] and [`of_plan`] return every run they
+//!   could read plus the journals they could not ([`Listing::unreadable`]), never an error for
+//!   the whole directory because of one file.
+//! - A journal that stops being legal part way (say, a seq written twice) is still a run: its
+//!   legal prefix with [`RunSummary::damaged`] saying where and why. It counts as unfinished
+//!   (resume and abort refuse it, new runs of its plan wait), so someone looks at it.
+//! - [`of_plan`] reads only the journals whose file name names that plan, so the keeper and
+//!   the controller of one plan never stop on another plan's journal.
+//!
 //! Never does: write a journal (see [`super::executor`]).
 
 use std::path::{Path, PathBuf};
 
 use super::executor::runs_dir;
-use super::journal::{replay, Direction, Entry, Mode, Outcome, Phase, Record};
+use super::journal::{replay_prefix, Direction, Entry, Mode, Outcome, Phase, Record};
 use super::lock::Holder;
 
 /// One step of a run as history shows it.
@@ -38,11 +49,14 @@ pub struct RunSummary {
     pub takeovers: Vec<Holder>,
     /// The plan as the run read it.
     pub plan_text: String,
+    /// The journal goes on past its legal part: where and why (the run is shown as far as it
+    /// is legal).
+    pub damaged: Option<String>,
 }
 
 impl RunSummary {
     pub fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Finished(_))
+        self.damaged.is_none() && matches!(self.phase, Phase::Finished(_))
     }
 
     /// The run for `--json` output: everything history shows.
@@ -60,6 +74,7 @@ impl RunSummary {
             "finished": self.finished(),
             "active": self.active,
             "warning": self.unfenced(),
+            "damaged": self.damaged,
             "steps": self.steps,
             "taken_over_by": self.takeovers,
             "journal": self.path,
@@ -83,6 +98,9 @@ impl RunSummary {
     }
 
     pub fn state(&self) -> String {
+        if self.damaged.is_some() {
+            return "damaged journal (see the warning)".into();
+        }
         match self.phase {
             Phase::Finished(Outcome::Completed) => "completed".into(),
             Phase::Finished(Outcome::RolledBack) => "rolled back".into(),
@@ -121,6 +139,7 @@ impl RunSummary {
             step_count: names.len(),
             takeovers: Vec::new(),
             plan_text: plan_text.clone(),
+            damaged: None,
         };
         let name = |i: usize| names.get(i).cloned().unwrap_or_default();
         for e in entries {
@@ -160,36 +179,142 @@ impl RunSummary {
     }
 }
 
-/// Every run in `state_dir`, oldest first. Unreadable journals are reported, not skipped.
-pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>, String> {
+/// A journal that could not be read at all.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
+}
+
+/// The runs that could be read, oldest first, and the journals that could not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub runs: Vec<RunSummary>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Listing {
+    /// One warning per unreadable or damaged journal, with what to do.
+    pub fn warnings(&self) -> Vec<String> {
+        let bad = self.unreadable.iter().map(|u| {
+            format!("cannot read the run journal {u}; its run is not shown: repair the file or move it out of runs/")
+        });
+        let damaged = self.runs.iter().filter_map(|r| {
+            r.damaged.as_ref().map(|d| {
+                format!(
+                    "run {} of plan {} has a damaged journal ({d}); shown as far as it is legal, {}. Resume and abort refuse it: check the sites (`ferry status`), then move {} out of runs/ to let plan {} run again",
+                    r.run_id,
+                    r.plan,
+                    r.state_of_prefix(),
+                    r.path.display(),
+                    r.plan
+                )
+            })
+        });
+        bad.chain(damaged).collect()
+    }
+}
+
+impl RunSummary {
+    /// The state of the legal prefix of a damaged journal.
+    fn state_of_prefix(&self) -> String {
+        let whole = Self {
+            damaged: None,
+            ..self.clone()
+        };
+        format!("where it was {}", whole.state())
+    }
+}
+
+/// Every run in `state_dir`.
+pub fn list(state_dir: &Path) -> Result<Listing, String> {
+    read(state_dir, None)
+}
+
+/// The runs of `plan` only: the journals whose file name names it.
+pub fn of_plan(state_dir: &Path, plan: &str) -> Result<Listing, String> {
+    read(state_dir, Some(plan))
+}
+
+/// The plan a journal's file name names (`<ms>-<plan>-<failover|failback>.jsonl`).
+pub fn plan_of_file(path: &Path) -> Option<&str> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".jsonl")?;
+    let (ms, rest) = stem.split_once('-')?;
+    if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.strip_suffix("-failover")
+        .or_else(|| rest.strip_suffix("-failback"))
+}
+
+fn read(state_dir: &Path, plan: Option<&str>) -> Result<Listing, String> {
     let dir = runs_dir(state_dir);
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     };
     let mut paths: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter(|p| plan.is_none_or(|plan| plan_of_file(p) == Some(plan)))
         .collect();
     paths.sort();
-    let mut runs = Vec::new();
+    let mut out = Listing::default();
     for p in paths {
-        let (entries, phase, _, _) = replay(&p).map_err(|e| e.to_string())?;
-        if let Some(s) = RunSummary::from_entries(&p, &entries, phase) {
-            runs.push(s);
+        let r = match replay_prefix(&p) {
+            Ok(r) => r,
+            Err(e) => {
+                out.unreadable.push(Unreadable {
+                    path: p,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match RunSummary::from_entries(&p, &r.entries, r.phase) {
+            Some(mut s) => {
+                s.damaged = r.damage.map(|e| e.to_string());
+                if plan.is_none_or(|plan| s.plan == plan) {
+                    out.runs.push(s);
+                }
+            }
+            // Created, then the controller died before its first record: nothing was done.
+            None if r.entries.is_empty() && r.damage.is_none() => {}
+            None => out.unreadable.push(Unreadable {
+                path: p,
+                error: r
+                    .damage
+                    .map_or("it does not start with run_started".into(), |e| {
+                        e.to_string()
+                    }),
+            }),
         }
     }
-    runs.sort_by_key(|r| r.started_ms);
-    Ok(runs)
+    out.runs.sort_by_key(|r| r.started_ms);
+    Ok(out)
 }
 
-/// The unfinished runs, of one plan when `plan` is given.
+/// The unfinished runs, of one plan when `plan` is given. A journal that cannot be read may
+/// hold an unfinished run, so it is an error here (naming the file).
 pub fn unfinished(state_dir: &Path, plan: Option<&str>) -> Result<Vec<RunSummary>, String> {
-    Ok(list(state_dir)?
-        .into_iter()
-        .filter(|r| !r.finished() && plan.is_none_or(|p| r.plan == p))
-        .collect())
+    let l = match plan {
+        Some(p) => of_plan(state_dir, p)?,
+        None => list(state_dir)?,
+    };
+    if let Some(u) = l.unreadable.first() {
+        return Err(format!(
+            "cannot read the run journal {u}: it may hold an unfinished run; repair the file or move it out of runs/{}",
+            if plan.is_none() { " (or name the plan with --plan-name)" } else { "" }
+        ));
+    }
+    Ok(l.runs.into_iter().filter(|r| !r.finished()).collect())
 }
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), for history and status.
@@ -217,6 +342,19 @@ pub fn utc(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_is_read_from_the_file_name() {
+        let p = |s: &str| plan_of_file(Path::new(s)).map(str::to_owned);
+        assert_eq!(p("runs/1796-web-failover.jsonl").as_deref(), Some("web"));
+        assert_eq!(
+            p("1796-a-failover-failback.jsonl").as_deref(),
+            Some("a-failover")
+        );
+        assert_eq!(p("1796-web.jsonl"), None);
+        assert_eq!(p("x-web-failover.jsonl"), None);
+        assert_eq!(p("1796-web-failover.json"), None);
+    }
 
     #[test]
     fn utc_dates() {
