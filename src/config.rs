@@ -5,6 +5,8 @@
 //! (`md5_password`) never appear in `Debug` output or errors: a parse error that points at a
 //! line that may hold one (it names a password, key or token, or continues such a value)
 //! gives the position and message without quoting the line or the value.
+//! A config that holds `md5_password` must be readable by its owner only
+//! ([`ConfigError::Exposed`] otherwise, naming the mode and the `chmod` that fixes it).
 //! Never does: open sockets or files other than the config itself.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +25,19 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The file holds a secret and others than its owner may read it.
+    #[error("config {} holds md5_password but is open to group or others (mode {mode:04o}): run `chmod 600 {}`", path.display(), path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+}
+
+/// The permission bits of a file that others than its owner may use (`None`: owner only), for
+/// files that hold secrets (a config with `md5_password`, a token file): like ssh with its
+/// keys, those are refused rather than used, since anyone who can read them can sign BGP
+/// segments or drive the API.
+pub fn exposed_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -467,10 +482,23 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        let config = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
-        })
+        })?;
+        if config.neighbors.iter().any(|n| n.md5_password.is_some()) {
+            let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            if let Some(mode) = exposed_mode(&meta) {
+                return Err(ConfigError::Exposed {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+        }
+        Ok(config)
     }
 
     /// Parse and check; the error text carries toml's line and column and the key.
@@ -654,6 +682,29 @@ hold_time = 9
         // A line without a secret is quoted as toml quotes it.
         let e = Config::parse(&GOOD.replace("hold_time = 9", "hold_time = \"x9\"")).unwrap_err();
         assert!(e.contains("hold_time = \"x9\""), "{e}");
+    }
+
+    /// A config with a secret that group or others may read is refused, naming the file, its
+    /// mode and the fix; owner-only, or without a secret, it loads.
+    #[test]
+    fn a_config_with_a_secret_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        let chmod = |m: u32| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
+        std::fs::write(&path, format!("{GOOD}md5_password = \"s3cret\"\n")).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            chmod(mode).unwrap();
+            let e = Config::load(&path).unwrap_err().to_string();
+            let want = format!("(mode {mode:04o}): run `chmod 600 {}`", path.display());
+            assert!(e.contains(&want) && e.contains("md5_password"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        chmod(0o600).unwrap();
+        assert!(Config::load(&path).is_ok());
+        std::fs::write(&path, GOOD).unwrap();
+        chmod(0o644).unwrap();
+        assert!(Config::load(&path).is_ok(), "no secret, no rule");
     }
 
     #[test]

@@ -357,3 +357,73 @@ fn kill_9_during_a_burst_loses_no_acknowledged_route() {
         sent.len()
     );
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The speaker creates its state_dir 0700 and every file in it 0600: the desired routes and
+/// leases are the site's routing intent, for its operator only.
+#[test]
+fn the_state_dir_is_private() {
+    let speaker = Speaker::start(SpeakerSpec::default());
+    speaker.cli_ok(&["announce", "198.51.100.0/24"]);
+    speaker.cli_ok(&["announce", "203.0.113.0/24", "--lease", "60"]);
+    let dir = speaker.state_dir();
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let names: Vec<String> = files(&dir).into_keys().collect();
+    for want in ["lock", "routes.json", "routes.journal", "leases.json"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    for name in names {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
+}
+
+/// Files that hold secrets and that group or others may read are refused before the speaker
+/// starts anything, with the file, its mode and the fix: a token file (exit 1) and a config
+/// with md5_password (exit 2, bad input).
+#[test]
+fn secrets_others_can_read_are_refused_with_the_chmod_that_fixes_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123\n").expect("token");
+    let base = "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"@API@\"\nstate_dir = \"@STATE@\"\n";
+    let with_tcp = base.replace(
+        "state_dir",
+        &format!(
+            "api_tcp = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\nstate_dir",
+            free_port(Ipv4Addr::LOCALHOST),
+            token.display()
+        ),
+    );
+    let out = speaker_must_fail(&with_tcp, &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let want = format!(
+        "speaker.api_token_file {} is open to group or others (mode 0644): run `chmod 600 {}`",
+        token.display(),
+        token.display()
+    );
+    assert!(out.stderr.contains(&want), "{}", out.stderr);
+    assert!(!out.stderr.contains("API listening"), "{}", out.stderr);
+
+    // speaker_must_fail writes its config 0644.
+    let with_md5 = format!(
+        "{base}\n[[neighbor]]\naddress = \"127.0.0.9\"\nremote_as = 65001\nmd5_password = \"s3cret-md5\"\n"
+    );
+    let out = speaker_must_fail(&with_md5, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "holds md5_password but is open to group or others (mode 0644): run `chmod 600 "
+        ) && out.stderr.contains("ferry.toml`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3cret-md5"), "{}", out.stderr);
+}

@@ -74,6 +74,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Held until `serve` returns (or the process dies): a second speaker on this directory
     // would compact away and rewrite the journal this one appends to.
     let _state_lock = lock_state_dir(&config)?;
+    // Before any session starts: a token file the speaker refuses must not leave it half up.
+    let api_token = match (config.speaker.api_tcp, &config.speaker.api_token_file) {
+        (Some(_), Some(file)) => Some(read_api_token(file)?),
+        _ => None,
+    };
     // A routes file from an earlier run: this start is a restart (R bit for graceful restart).
     let restarted = config
         .speaker
@@ -226,17 +231,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
     tracing::info!(socket = %api_path.display(), "API listening");
-    if let (Some(addr), Some(token_file)) = (config.speaker.api_tcp, &config.speaker.api_token_file)
-    {
-        let token = std::fs::read_to_string(token_file)
-            .with_context(|| format!("speaker.api_token_file {}", token_file.display()))?
-            .trim()
-            .to_owned();
-        anyhow::ensure!(
-            token.len() >= 16,
-            "speaker.api_token_file {}: token shorter than 16 characters",
-            token_file.display()
-        );
+    if let (Some(addr), Some(token)) = (config.speaker.api_tcp, api_token) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("speaker.api_tcp {addr}: cannot bind"))?;
@@ -329,6 +324,30 @@ fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
     ))
     .context("speaker.state_dir: cannot name this speaker in the lock")?;
     Ok(lock)
+}
+
+/// The TCP API's bearer token from `file`, which only its owner may read (anyone who can
+/// read it can drive the speaker).
+fn read_api_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let name = || format!("speaker.api_token_file {}", file.display());
+    let meta = std::fs::metadata(file).with_context(name)?;
+    if let Some(mode) = crate::config::exposed_mode(&meta) {
+        anyhow::bail!(
+            "{} is open to group or others (mode {mode:04o}): run `chmod 600 {}`",
+            name(),
+            file.display()
+        );
+    }
+    let token = std::fs::read_to_string(file)
+        .with_context(name)?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        token.len() >= 16,
+        "{}: token shorter than 16 characters",
+        name()
+    );
+    Ok(token)
 }
 
 /// Run a neighbor's driver, with its connection's reader and writer, on a thread of its own:
