@@ -4,51 +4,22 @@
 //! Invariant every test here checks: a route whose announce was answered 200 (the CLI exited
 //! 0) is among the desired routes after any later restart, and a route whose announce was
 //! refused is not; the state files always load.
+//! Also: the state_dir is private (0700, files 0600), and files holding secrets that others
+//! may read (a token file, a config with md5_password) stop the speaker before it starts.
 //! Failures injected: a second `ferry speaker` on the same config (with and without `listen`);
 //! ENOSPC on a 256 KiB tmpfs mounted over `state_dir` (root only; unmounted on drop); SIGKILL at
-//! random points of a burst.
+//! random points of a burst; files chmod 0644.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
-
-/// `ferry speaker --config PATH` that must exit on its own: its exit code and output.
-fn speaker_exits(config: &Path) -> CliOut {
-    let mut child = Command::new(FERRY)
-        .arg("speaker")
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry speaker");
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "the second speaker kept running beside the first:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
-    CliOut {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// Every file of a directory with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -111,7 +82,7 @@ fn a_second_speaker_on_the_same_state_dir_is_refused_and_touches_nothing() {
     std::fs::write(&without_listen, text).expect("write config");
 
     for config in [a.config_path(), without_listen] {
-        let out = speaker_exits(&config);
+        let out = speaker_must_exit(&config);
         assert_eq!(out.code, 1, "{config:?}: {out:?}");
         for want in [
             "another speaker is running on it".to_string(),
@@ -390,19 +361,15 @@ fn the_state_dir_is_private() {
 /// with md5_password (exit 2, bad input).
 #[test]
 fn secrets_others_can_read_are_refused_with_the_chmod_that_fixes_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "0123456789abcdef0123\n").expect("token");
-    let base = "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"@API@\"\nstate_dir = \"@STATE@\"\n";
-    let with_tcp = base.replace(
-        "state_dir",
-        &format!(
-            "api_tcp = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\nstate_dir",
-            free_port(Ipv4Addr::LOCALHOST),
-            token.display()
-        ),
-    );
-    let out = speaker_must_fail(&with_tcp, &[]);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)));
+    let speaker = Speaker::prepare(SpeakerSpec {
+        api_tcp: Some((addr, "0123456789abcdef0123".into())),
+        ..SpeakerSpec::default()
+    });
+    let token = speaker.dir.path().join("token");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let out = speaker_must_exit(&speaker.config_path());
     assert_eq!(out.code, 1, "{out:?}");
     let want = format!(
         "speaker.api_token_file {} is open to group or others (mode 0644): run `chmod 600 {}`",
@@ -411,8 +378,10 @@ fn secrets_others_can_read_are_refused_with_the_chmod_that_fixes_it() {
     );
     assert!(out.stderr.contains(&want), "{}", out.stderr);
     assert!(!out.stderr.contains("API listening"), "{}", out.stderr);
+    assert!(!speaker.state_dir().join("routes.json").exists());
 
     // speaker_must_fail writes its config 0644.
+    let base = "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"@API@\"\nstate_dir = \"@STATE@\"\n";
     let with_md5 = format!(
         "{base}\n[[neighbor]]\naddress = \"127.0.0.9\"\nremote_as = 65001\nmd5_password = \"s3cret-md5\"\n"
     );

@@ -316,13 +316,16 @@ fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
         ),
         Err(e) => return Err(e).context("speaker.state_dir: cannot take the lock"),
     };
-    lock.describe(&format!(
+    // The name is for the refusals of others; the lock holds without it (a full disk must
+    // not keep the speaker from starting with the routes it acknowledged).
+    if let Err(e) = lock.describe(&format!(
         "pid {}, started {}, api {}",
         std::process::id(),
         crate::controller::runs::utc(crate::speaker::lease::now_ms()),
         config.speaker.api.display()
-    ))
-    .context("speaker.state_dir: cannot name this speaker in the lock")?;
+    )) {
+        tracing::warn!(error = %e, "cannot name this speaker in the state_dir lock; a second speaker is still refused, without the name");
+    }
     Ok(lock)
 }
 

@@ -804,6 +804,12 @@ mod tests {
             snapshot,
             "snapshot not rewritten"
         );
+        // The state is the site's routing intent: for the speaker's user only.
+        for f in [s.path(), journal.clone()] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", f.display());
+        }
         let lines = fs::read_to_string(&journal).unwrap();
         assert_eq!(lines.lines().count(), 21);
         assert!(lines
@@ -1206,24 +1212,5 @@ mod tests {
         let loaded = RouteStore::load(fs.path()).unwrap();
         assert_eq!(loaded.routes(), s.routes());
         assert_eq!(loaded.len(), 4);
-    }
-
-    /// The state is the site's routing intent: files only the speaker's user can read.
-    #[test]
-    fn state_files_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = RouteStore::load(dir.path()).unwrap();
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
-            .unwrap();
-        s.apply(Change::Announce(vec![route("203.0.113.0/24")]))
-            .unwrap();
-        for f in [ROUTES_FILE, JOURNAL_FILE] {
-            let mode = fs::metadata(dir.path().join(f))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{f}: {mode:o}");
-        }
     }
 }

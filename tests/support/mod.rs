@@ -391,10 +391,16 @@ pub fn speaker_must_fail(config: &str, state_dir_files: &[(&str, &str)]) -> CliO
     }
     let path = dir.path().join("ferry.toml");
     std::fs::write(&path, text).expect("config");
+    speaker_must_exit(&path)
+}
+
+/// Run `ferry speaker --config PATH` and wait for it to exit on its own (it must refuse to
+/// start, or to run beside another speaker); panics if it still runs after [`WAIT`].
+pub fn speaker_must_exit(path: &Path) -> CliOut {
     let mut child = Command::new(FERRY)
         .arg("speaker")
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -406,7 +412,8 @@ pub fn speaker_must_fail(config: &str, state_dir_files: &[(&str, &str)]) -> CliO
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
             panic!(
-                "ferry speaker kept running with a config it should refuse:\n{}",
+                "ferry speaker {} kept running; it should have refused to:\n{}",
+                path.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
