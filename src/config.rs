@@ -2,7 +2,11 @@
 //!
 //! Every value is checked while it is read, so an error names the key, the bad value and the
 //! line (toml reports the position of the value); unknown keys are rejected by name. Secrets
-//! (`md5_password`) never appear in `Debug` output or errors.
+//! (`md5_password`) never appear in `Debug` output or errors: a parse error that points at a
+//! line that may hold one (it names a password, key or token, or continues such a value)
+//! gives the position and message without quoting the line or the value.
+//! A config that holds `md5_password` must be readable by its owner only
+//! ([`ConfigError::Exposed`] otherwise, naming the mode and the `chmod` that fixes it).
 //! Never does: open sockets or files other than the config itself.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,6 +25,19 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The file holds a secret and others than its owner may read it.
+    #[error("config {} holds md5_password but is open to group or others (mode {mode:04o}): run `chmod 600 {}`", path.display(), path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+}
+
+/// The permission bits of a file that others than its owner may use (`None`: owner only), for
+/// files that hold secrets (a config with `md5_password`, a token file): like ssh with its
+/// keys, those are refused rather than used, since anyone who can read them can sign BGP
+/// segments or drive the API.
+pub fn exposed_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,19 +375,104 @@ pub enum FamilyName {
     Ipv6,
 }
 
-/// toml's message quotes the offending source line; for a secret that line is the secret, so
-/// errors about `md5_password` give only the position and the message.
+/// Words that make a config line secret: it names a password, key or token (or a typo of
+/// one: an unknown-key error quotes the line as well).
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "pasword",
+    "secret",
+    "token",
+    "md5",
+    "key",
+    "psk",
+    "credential",
+];
+
+/// Which lines (0-based) may hold a secret: each line naming one of [`SECRET_WORDS`], and the
+/// lines its value continues on (a multi-line array, inline table or string), judged by open
+/// brackets and triple quotes. A bracket inside a string may mark a line too many, which only
+/// hides a harmless line.
+fn secret_lines(text: &str) -> Vec<bool> {
+    let mut out = Vec::new();
+    let mut depth: usize = 0;
+    let mut in_multiline = false;
+    for line in text.split('\n') {
+        let lower = line.to_ascii_lowercase();
+        let continues = depth > 0 || in_multiline;
+        let secret = continues || SECRET_WORDS.iter().any(|w| lower.contains(w));
+        if secret {
+            let value = if continues {
+                line
+            } else {
+                line.split_once('=').map_or("", |(_, v)| v)
+            };
+            depth += value.matches(['[', '{']).count();
+            depth = depth.saturating_sub(value.matches([']', '}']).count());
+            let triples = value.matches(r#"""""#).count() + value.matches("'''").count();
+            in_multiline ^= triples % 2 == 1;
+        }
+        out.push(secret);
+    }
+    out
+}
+
+/// `message` with each quoted part (`...` or "...") that is not a plain key name replaced:
+/// toml quotes the offending value in some messages ("invalid type: integer `123`").
+fn hide_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(['`', '"']) {
+        let q = &rest[i..i + 1];
+        out.push_str(&rest[..i]);
+        let Some(len) = rest[i + 1..].find(q) else {
+            out.push_str(q);
+            out.push_str("<hidden>");
+            return out;
+        };
+        let inner = &rest[i + 1..i + 1 + len];
+        let key_name = inner.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        out.push_str(q);
+        out.push_str(if key_name { inner } else { "<hidden>" });
+        out.push_str(q);
+        rest = &rest[i + 2 + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// toml's error quotes the source line it points at; when that line may hold a secret
+/// ([`secret_lines`]) the error gives only the position and the message, with quoted values
+/// hidden. Decided by the line, not by the message's wording: a syntax error (unterminated
+/// string, unquoted value) does not name the key.
 fn render_toml_error(text: &str, e: &toml::de::Error) -> String {
-    if !e.message().contains("md5_password") {
+    let secret = secret_lines(text);
+    let Some(span) = e.span() else {
+        return if secret.contains(&true) {
+            hide_quoted_values(&e.to_string())
+        } else {
+            e.to_string()
+        };
+    };
+    let at = span.start.min(text.len());
+    // A span may start inside a multi-octet character; count from the boundary before it.
+    let at = (0..=at)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    let before = &text[..at];
+    let line = before.matches('\n').count();
+    if !secret.get(line).copied().unwrap_or(false) {
         return e.to_string();
     }
-    let at = e.span().map_or(0, |s| s.start).min(text.len());
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!(
-        "TOML parse error at line {line}, column {column}: {}",
-        e.message()
+        "TOML parse error at line {}, column {column} (the line is not shown: it may hold a secret): {}",
+        line + 1,
+        hide_quoted_values(e.message().trim_end())
     )
 }
 
@@ -380,10 +482,23 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        let config = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
-        })
+        })?;
+        if config.neighbors.iter().any(|n| n.md5_password.is_some()) {
+            let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            if let Some(mode) = exposed_mode(&meta) {
+                return Err(ConfigError::Exposed {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+        }
+        Ok(config)
     }
 
     /// Parse and check; the error text carries toml's line and column and the key.
@@ -516,6 +631,80 @@ hold_time = 9
         let long = "k".repeat(81);
         let e = Config::parse(&format!("{GOOD}md5_password = \"{long}\"\n")).unwrap_err();
         assert!(e.contains("81 octets") && !e.contains(&long), "{e}");
+    }
+
+    /// A parse error never prints a line that may hold a secret, whatever toml's message says
+    /// (a syntax error does not name the key): it keeps the position and the message, with
+    /// quoted values hidden. Other lines are still quoted.
+    #[test]
+    fn parse_errors_never_print_a_secret_line() {
+        let secret = "Sup3r-s3cret-Value";
+        let cases = [
+            (
+                "unterminated string",
+                format!("md5_password = \"{secret}\n"),
+            ),
+            ("unquoted value", format!("md5_password = {secret}\n")),
+            ("array", format!("md5_password = [\"{secret}\"]\n")),
+            ("wrong type", "md5_password = 98765432123\n".to_owned()),
+            (
+                "inline table",
+                format!("md5_password = {{ v = \"{secret}\" }}\n"),
+            ),
+            (
+                "multi-line array",
+                format!("md5_password = [\n  \"{secret}\",\n]\n"),
+            ),
+            (
+                "unterminated multi-line string",
+                format!("md5_password = \"\"\"\n{secret}\n"),
+            ),
+            ("typo of the key", format!("md5_pasword = \"{secret}\"\n")),
+            (
+                "too long",
+                format!("md5_password = \"{}\"\n", secret.repeat(5)),
+            ),
+        ];
+        for (case, line) in cases {
+            let e = Config::parse(&format!("{GOOD}{line}")).unwrap_err();
+            eprintln!("{case}: {e}");
+            assert!(
+                !e.contains("s3cret") && !e.contains("98765432123"),
+                "{case}: {e}"
+            );
+            assert!(e.contains("line 1"), "{case}: the position: {e}");
+        }
+        let e = Config::parse(&format!("{GOOD}md5_password = 98765432123\n")).unwrap_err();
+        assert!(
+            e.contains("line 12, column 16") && e.contains("invalid type: integer"),
+            "{e}"
+        );
+        // A line without a secret is quoted as toml quotes it.
+        let e = Config::parse(&GOOD.replace("hold_time = 9", "hold_time = \"x9\"")).unwrap_err();
+        assert!(e.contains("hold_time = \"x9\""), "{e}");
+    }
+
+    /// A config with a secret that group or others may read is refused, naming the file, its
+    /// mode and the fix; owner-only, or without a secret, it loads.
+    #[test]
+    fn a_config_with_a_secret_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        let chmod = |m: u32| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
+        std::fs::write(&path, format!("{GOOD}md5_password = \"s3cret\"\n")).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            chmod(mode).unwrap();
+            let e = Config::load(&path).unwrap_err().to_string();
+            let want = format!("(mode {mode:04o}): run `chmod 600 {}`", path.display());
+            assert!(e.contains(&want) && e.contains("md5_password"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        chmod(0o600).unwrap();
+        assert!(Config::load(&path).is_ok());
+        std::fs::write(&path, GOOD).unwrap();
+        chmod(0o644).unwrap();
+        assert!(Config::load(&path).is_ok(), "no secret, no rule");
     }
 
     #[test]

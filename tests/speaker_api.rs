@@ -446,7 +446,7 @@ fn config_errors_stop_the_speaker_naming_key_and_line() {
     // A TCP API token shorter than 16 characters: refused at start (exit 1), file named.
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("short-token");
-    std::fs::write(&token, "short\n").unwrap();
+    write_private(&token, "short\n");
     let with_tcp = CONFIG.replace(
         "state_dir",
         &format!(

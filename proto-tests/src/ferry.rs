@@ -15,6 +15,8 @@
 //! on the target directory, so they never race on the file.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -191,7 +193,16 @@ impl<'l> Ferry<'l> {
         let dir = lab.tempdir(&format!("ferry-{tag}"));
         let log = dir.join("speaker.log");
         let conf = dir.join("ferry.toml");
-        std::fs::write(&conf, config.render(&dir)).expect("write ferry.toml");
+        // Owner-only: the speaker refuses a config with md5_password that others can read.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&conf)
+            .expect("create ferry.toml");
+        f.write_all(config.render(&dir).as_bytes())
+            .expect("write ferry.toml");
         let mut c = ns.command(&bin.display().to_string());
         c.arg("speaker").arg("--config").arg(&conf);
         c.env("FERRY_LOG", "info").env_remove("FERRY_API");

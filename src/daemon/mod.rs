@@ -4,6 +4,9 @@
 //! announces them again without operator action), start one driver task per neighbor
 //! ([`peer`]), the listener for inbound sessions and the API. On SIGTERM or SIGINT every session
 //! is closed with Cease/Administrative Shutdown and a shutdown message (RFC 8203/9003).
+//! Exactly one speaker runs on a `state_dir`: it holds `state_dir/lock` (an flock the kernel
+//! releases when the process dies) from before it reads the directory until it exits; a second
+//! one exits 1 naming the holder, having read and written nothing there.
 //! Never does: decide routes on its own; they come from the store, changed through the API.
 
 mod addresses;
@@ -24,6 +27,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::server::{bind_unix, serve_tcp, serve_unix};
 use crate::config::{Config, FamilyName};
+use crate::filelock::{FileLock, LockError};
 use crate::session::{Session, SessionConfig};
 use crate::speaker::store::RouteStore;
 use crate::speaker::AdjRibIn;
@@ -67,13 +71,14 @@ fn session_config(
 
 /// Run until SIGTERM/SIGINT. Errors at start-up name what to fix.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // RouteStore::load wants the directory to exist; on a fresh host it does not yet.
-    std::fs::create_dir_all(&config.speaker.state_dir).with_context(|| {
-        format!(
-            "speaker.state_dir {}: cannot create",
-            config.speaker.state_dir.display()
-        )
-    })?;
+    // Held until `serve` returns (or the process dies): a second speaker on this directory
+    // would compact away and rewrite the journal this one appends to.
+    let _state_lock = lock_state_dir(&config)?;
+    // Before any session starts: a token file the speaker refuses must not leave it half up.
+    let api_token = match (config.speaker.api_tcp, &config.speaker.api_token_file) {
+        (Some(_), Some(file)) => Some(read_api_token(file)?),
+        _ => None,
+    };
     // A routes file from an earlier run: this start is a restart (R bit for graceful restart).
     let restarted = config
         .speaker
@@ -226,17 +231,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
     tracing::info!(socket = %api_path.display(), "API listening");
-    if let (Some(addr), Some(token_file)) = (config.speaker.api_tcp, &config.speaker.api_token_file)
-    {
-        let token = std::fs::read_to_string(token_file)
-            .with_context(|| format!("speaker.api_token_file {}", token_file.display()))?
-            .trim()
-            .to_owned();
-        anyhow::ensure!(
-            token.len() >= 16,
-            "speaker.api_token_file {}: token shorter than 16 characters",
-            token_file.display()
-        );
+    if let (Some(addr), Some(token)) = (config.speaker.api_tcp, api_token) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("speaker.api_tcp {addr}: cannot bind"))?;
@@ -287,6 +282,75 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
     let _ = std::fs::remove_file(&api_path);
     Ok(())
+}
+
+/// The lock file inside `state_dir` that one speaker holds for its life.
+pub const STATE_LOCK_FILE: &str = "lock";
+
+/// Create `state_dir` (0700: the desired routes are the site's routing intent) and take its
+/// lock, before anything in it is read or written. A second speaker on the same directory
+/// gets an error naming the holder and has touched nothing (the lock file is opened without
+/// truncation and only the holder writes it).
+fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &config.speaker.state_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("speaker.state_dir {}: cannot create", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("speaker.state_dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o7777), "state_dir is open to group or others; chmod 700 it");
+    }
+    let mut lock = match FileLock::try_acquire(&dir.join(STATE_LOCK_FILE)) {
+        Ok(l) => l,
+        Err(LockError::Held { path, holder }) => anyhow::bail!(
+            "speaker.state_dir {}: another speaker is running on it ({holder}; lock {}); \
+             stop that one first, or give this one a state_dir of its own; nothing was changed",
+            dir.display(),
+            path.display()
+        ),
+        Err(e) => return Err(e).context("speaker.state_dir: cannot take the lock"),
+    };
+    // The name is for the refusals of others; the lock holds without it (a full disk must
+    // not keep the speaker from starting with the routes it acknowledged).
+    if let Err(e) = lock.describe(&format!(
+        "pid {}, started {}, api {}",
+        std::process::id(),
+        crate::controller::runs::utc(crate::speaker::lease::now_ms()),
+        config.speaker.api.display()
+    )) {
+        tracing::warn!(error = %e, "cannot name this speaker in the state_dir lock; a second speaker is still refused, without the name");
+    }
+    Ok(lock)
+}
+
+/// The TCP API's bearer token from `file`, which only its owner may read (anyone who can
+/// read it can drive the speaker).
+fn read_api_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let name = || format!("speaker.api_token_file {}", file.display());
+    let meta = std::fs::metadata(file).with_context(name)?;
+    if let Some(mode) = crate::config::exposed_mode(&meta) {
+        anyhow::bail!(
+            "{} is open to group or others (mode {mode:04o}): run `chmod 600 {}`",
+            name(),
+            file.display()
+        );
+    }
+    let token = std::fs::read_to_string(file)
+        .with_context(name)?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        token.len() >= 16,
+        "{}: token shorter than 16 characters",
+        name()
+    );
+    Ok(token)
 }
 
 /// Run a neighbor's driver, with its connection's reader and writer, on a thread of its own:

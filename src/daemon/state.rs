@@ -315,6 +315,7 @@ enum Order {
 
 /// The API error for a change the store could not write.
 fn not_written(error: &crate::speaker::store::StoreError) -> ApiError {
+    tracing::error!(%error, "change refused: the desired routes could not be written");
     ApiError::Internal(format!(
         "{error}; the change was not applied (the peers got it and were told to forget it \
          again; should the state file hold it anyway, a restart loads it): check the state \
@@ -423,6 +424,7 @@ impl Control for Shared {
         let mut leases = lock(&self.leases);
         let resp = self.change(Change::Announce(routes.clone()))?;
         leases.renew(routes.iter(), now_ms()).map_err(|e| {
+            tracing::error!(error = %e, "routes announced, but their leases could not be written");
             ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
         })?;
         drop(leases);
@@ -614,7 +616,18 @@ impl Control for Shared {
             "# TYPE ferry_lease_expiries_total counter\nferry_lease_expiries_total {}",
             self.lease_expiries.load(Ordering::Relaxed)
         );
-        let leased = lock(&self.leases).len();
+        let (leased, lease_failures) = {
+            let l = lock(&self.leases);
+            (l.len(), l.write_failures())
+        };
+        let _ = writeln!(
+            m,
+            "# HELP ferry_state_write_failures_total Writes to state_dir that failed (each refused its change, or a compaction waits for the next try).\n\
+             # TYPE ferry_state_write_failures_total counter\n\
+             ferry_state_write_failures_total{{file=\"routes\"}} {}\n\
+             ferry_state_write_failures_total{{file=\"leases\"}} {lease_failures}",
+            lock(&self.store).write_failures()
+        );
         let _ = writeln!(
             m,
             "# HELP ferry_leased_routes Routes announced with a lease.\n# TYPE ferry_leased_routes gauge\nferry_leased_routes {leased}"
@@ -825,6 +838,12 @@ mod tests {
             generations.push(generation);
         }
         assert_eq!(generations, vec![2, 1, 2, 1]);
+        // Both failures are counted where an operator looks.
+        let m = s.metrics();
+        assert!(
+            m.contains("ferry_state_write_failures_total{file=\"routes\"} 2"),
+            "{m}"
+        );
 
         std::fs::remove_dir(&journal).unwrap();
         s.announce(vec![b.clone()]).unwrap();

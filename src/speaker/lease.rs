@@ -12,6 +12,9 @@
 //!   withdraws the route at start ([`Leases::expired`]). A leased route without a deadline
 //!   (a crash between writing `routes.json` and `leases.json`) counts as expired: the safe
 //!   side for fencing.
+//! - A failed write (a full disk) changes nothing: the old file stays, a partial temporary file
+//!   is removed, the caller gets the error naming the file, [`Leases::write_failures`] counts
+//!   it. The file is mode 0600.
 //! - An announce of a leased route starts (renews) its lease; a renewal moves the deadline to
 //!   now + `lease_secs`; an expired route is gone from the desired routes, and renewing it is
 //!   an error: the controller must announce it again, knowingly.
@@ -23,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +56,8 @@ struct FileJson {
 pub struct Leases {
     dir: PathBuf,
     until: BTreeMap<IpNet, u64>,
+    /// Writes of `leases.json` that failed, for the metrics.
+    write_failures: u64,
 }
 
 impl Leases {
@@ -76,6 +82,7 @@ impl Leases {
         Ok(Self {
             dir: dir.to_owned(),
             until,
+            write_failures: 0,
         })
     }
 
@@ -87,6 +94,11 @@ impl Leases {
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<u64> {
         self.until.values().min().copied()
+    }
+
+    /// How many writes of `leases.json` failed since it was loaded.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures
     }
 
     pub fn len(&self) -> usize {
@@ -142,7 +154,8 @@ impl Leases {
 
     fn replace(&mut self, next: BTreeMap<IpNet, u64>) -> io::Result<()> {
         if next != self.until {
-            self.persist(&next)?;
+            self.persist(&next)
+                .inspect_err(|_| self.write_failures += 1)?;
             self.until = next;
         }
         Ok(())
@@ -156,15 +169,22 @@ impl Leases {
         .map_err(io::Error::other)?;
         text.push(b'\n');
         let tmp = self.dir.join(LEASES_TMP_FILE);
-        let mut f = OpenOptions::new()
+        let written = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, self.dir.join(LEASES_FILE))?;
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&text)?;
+                f.sync_all()
+            })
+            .and_then(|()| fs::rename(&tmp, self.dir.join(LEASES_FILE)));
+        if let Err(e) = written {
+            // A partial file on a full disk would hold the space the route journal needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(io::Error::new(e.kind(), format!("{}: {e}", tmp.display())));
+        }
         File::open(&self.dir)?.sync_all()
     }
 }
@@ -213,5 +233,39 @@ mod tests {
         std::fs::write(dir.path().join(LEASES_FILE), "{\"version\": 1,").unwrap();
         let e = Leases::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("leases.json is corrupt at line 1"), "{e}");
+    }
+
+    /// A write that fails changes nothing: the error names the file, the deadlines in memory
+    /// and on disk stay, no temporary file is left to hold space, and the next write works
+    /// once the cause is gone; the file is private.
+    #[test]
+    fn a_failed_write_changes_nothing_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Leases::load(dir.path()).unwrap();
+        let a = route("198.51.100.0/24", Some(10));
+        l.renew([&a], 1_000).unwrap();
+        let file = dir.path().join(LEASES_FILE);
+        let mode = fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let before = fs::read(&file).unwrap();
+        // The rename cannot replace a directory (as root too).
+        fs::remove_file(&file).unwrap();
+        fs::create_dir(&file).unwrap();
+        let e = l.renew([&a], 5_000).unwrap_err().to_string();
+        assert!(e.contains(LEASES_TMP_FILE), "{e}");
+        assert_eq!(l.until(&a.prefix), Some(11_000));
+        assert_eq!(l.write_failures(), 1);
+        assert!(
+            !dir.path().join(LEASES_TMP_FILE).exists(),
+            "temporary file left"
+        );
+        fs::remove_dir(&file).unwrap();
+        l.renew([&a], 5_000).unwrap();
+        assert_eq!(
+            Leases::load(dir.path()).unwrap().until(&a.prefix),
+            Some(15_000)
+        );
+        assert_ne!(fs::read(&file).unwrap(), before);
     }
 }

@@ -24,7 +24,15 @@
 //!   snapshot's generation are skipped (a crash between the snapshot's rename and the
 //!   journal's removal), a gap or a corrupt complete line is an error naming the journal and
 //!   the line, and a last line without its newline is ignored (its append never returned, so
-//!   it was never acknowledged). A journal found at load is compacted into the snapshot.
+//!   it was never acknowledged). A journal found at load is compacted into the snapshot; when
+//!   that write fails (a full disk) the store still loads, and its next change writes a
+//!   snapshot.
+//! - A write that fails (ENOSPC, EFBIG, EIO, half way or not) fails its change and leaves files
+//!   that load to the last acknowledged state: a partial snapshot is removed, the journal is cut
+//!   back to its last complete line and, opened with O_APPEND, takes the next line right
+//!   there. A later change succeeds once the disk has room again. [`RouteStore::write_failures`]
+//!   counts the failures.
+//! - The files are created mode 0600 (the daemon creates the directory 0700).
 //! - `generation` increases by one on every persisted change, and is stored in the file.
 //!
 //! File format (`version` is the format, `generation` the change counter), one route a line;
@@ -45,6 +53,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::prefix_text::PrefixText;
@@ -271,8 +280,11 @@ pub struct RouteStore {
     generation: u64,
     /// `routes.json` exists and holds `snapshot_bytes` octets.
     snapshot: Option<u64>,
-    /// The open journal and its length; `None`: no journal (the next append creates it).
+    /// The open journal (O_APPEND) and its length; `None`: no journal (the next append
+    /// creates it).
     journal: Option<(File, u64)>,
+    /// Writes that failed (appends, snapshots, compactions), for the metrics.
+    write_failures: u64,
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -321,6 +333,7 @@ impl RouteStore {
                     generation: 0,
                     snapshot: None,
                     journal: None,
+                    write_failures: 0,
                 };
                 s.replay_journal()?;
                 return Ok(s);
@@ -352,6 +365,7 @@ impl RouteStore {
             generation: file.generation,
             snapshot: Some(text.len() as u64),
             journal: None,
+            write_failures: 0,
         };
         s.replay_journal()?;
         Ok(s)
@@ -403,7 +417,17 @@ impl RouteStore {
             }
             self.generation = entry.generation;
         }
-        self.compact()
+        // A full disk must not keep the speaker from starting with the routes it
+        // acknowledged: they are all in the files just read. Without a fresh snapshot the
+        // next change writes one (and only then drops the journal), so nothing is appended
+        // to a journal that may end in a torn line.
+        if let Err(e) = self.compact() {
+            self.write_failures += 1;
+            tracing::warn!(error = %e, "cannot compact the route journal at start; the next change writes a snapshot");
+            self.snapshot = None;
+            self.journal = None;
+        }
+        Ok(())
     }
 
     /// Compact the journal into a new snapshot if it outgrew the snapshot (and
@@ -413,9 +437,15 @@ impl RouteStore {
     pub fn compact_if_due(&mut self) -> Result<bool, StoreError> {
         let due = self.compaction_due();
         if due {
-            self.compact()?;
+            self.compact().inspect_err(|_| self.write_failures += 1)?;
         }
         Ok(due)
+    }
+
+    /// How many writes of the state failed since the store was loaded (each answered with an
+    /// error, or, for compactions, retried later).
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures
     }
 
     /// The journal outgrew the snapshot (and [`MIN_COMPACT`]).
@@ -445,6 +475,11 @@ impl RouteStore {
 
     /// Append one change to the journal durably; on failure the journal is cut back to its
     /// last complete line (or dropped, so that the next change writes a snapshot).
+    ///
+    /// The journal is opened with O_APPEND: after a write that failed half way (ENOSPC, EFBIG,
+    /// EIO) and the cut back, the file offset of a plain descriptor would stay past the end,
+    /// and the next append would leave a run of NUL octets before its line, a corrupt line
+    /// that stops the next start. With O_APPEND every write lands at the end as it is now.
     fn append(&mut self, entry: &JournalOut<'_>) -> Result<(), StoreError> {
         let path = self.journal_path();
         let mut line = serde_json::to_vec(entry).map_err(|e| StoreError::Io {
@@ -454,10 +489,14 @@ impl RouteStore {
         })?;
         line.push(b'\n');
         if self.journal.is_none() {
+            // std refuses `append(true)` with `truncate(true)`; the flag does the same. A
+            // leftover journal here holds only changes the snapshot has.
             let f = OpenOptions::new()
                 .create(true)
                 .truncate(true)
                 .write(true)
+                .custom_flags(nix::libc::O_APPEND)
+                .mode(0o600)
                 .open(&path)
                 .map_err(io_err("create", &path))?;
             // The new file's directory entry must be durable before anything in it counts.
@@ -588,6 +627,7 @@ impl RouteStore {
                 Ok(len) => len,
                 Err(e) => {
                     drop(next);
+                    self.write_failures += 1;
                     return Err(Box::new(CommitFailed { error: e, applied }));
                 }
             };
@@ -612,6 +652,7 @@ impl RouteStore {
                     .collect(),
             });
             if let Err(error) = written {
+                self.write_failures += 1;
                 return Err(Box::new(CommitFailed { error, applied }));
             }
             insert_sorted(&mut self.routes, applied.announced);
@@ -641,16 +682,23 @@ impl RouteStore {
         text.extend_from_slice(b"\n]}\n");
         let tmp = self.dir.join(ROUTES_TMP_FILE);
         let path = self.path();
-        let mut f = OpenOptions::new()
+        let written = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(&text).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
+            .map_err(io_err("create", &tmp))
+            .and_then(|mut f| {
+                f.write_all(&text).map_err(io_err("write", &tmp))?;
+                f.sync_all().map_err(io_err("fsync", &tmp))
+            })
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename into place", &path)));
+        if let Err(e) = written {
+            // A partial snapshot on a full disk would hold the space the journal needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         // The rename is durable only once the directory entry is.
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -756,6 +804,12 @@ mod tests {
             snapshot,
             "snapshot not rewritten"
         );
+        // The state is the site's routing intent: for the speaker's user only.
+        for f in [s.path(), journal.clone()] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", f.display());
+        }
         let lines = fs::read_to_string(&journal).unwrap();
         assert_eq!(lines.lines().count(), 21);
         assert!(lines
@@ -1012,5 +1066,151 @@ mod tests {
             assert_eq!(s.routes(), &model);
         }
         assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), &model);
+    }
+
+    /// A 256 KiB tmpfs on a temp dir (root only), so that writes fail with ENOSPC half way;
+    /// unmounted on drop. `None` (test skipped, said on stderr) when it cannot be mounted.
+    struct TinyFs(tempfile::TempDir);
+
+    impl TinyFs {
+        fn mount() -> Option<Self> {
+            let dir = tempfile::Builder::new()
+                .prefix("ferry-store-tinyfs-")
+                .tempdir()
+                .unwrap();
+            let ok = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    "size=256k,mode=700",
+                    "ferry-store-test",
+                ])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("skipped: cannot mount a tmpfs (needs root)");
+                return None;
+            }
+            Some(Self(dir))
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+
+        /// Take every free page; returns the file that holds them (remove it to free them).
+        fn fill(&self) -> PathBuf {
+            let path = self.path().join("filler");
+            let mut f = File::create(&path).unwrap();
+            while f.write(&[0xaa; 4096]).is_ok_and(|n| n > 0) {}
+            path
+        }
+    }
+
+    impl Drop for TinyFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    /// A route whose journal line is ~1 KiB, so that a full page leaves room for part of it.
+    fn long_route(i: u32) -> Route {
+        let mut r = route(&format!("2001:db8:{i:x}::/48"));
+        r.communities = (0..100)
+            .map(|c| crate::wire::Community::new(65000, c))
+            .collect();
+        r
+    }
+
+    /// ENOSPC half way through a journal line: the change fails, the journal is cut back to
+    /// its last complete line, and once space is back the next line lands right after it (not
+    /// after a run of NUL octets where the failed write's offset had moved): every change that
+    /// returned `Ok`, and none other, loads again.
+    #[test]
+    fn an_append_that_fails_half_way_leaves_a_journal_the_next_append_and_load_can_use() {
+        let Some(fs) = TinyFs::mount() else { return };
+        let mut s = RouteStore::load(fs.path()).unwrap();
+        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+            .unwrap();
+        s.apply(Change::Announce(vec![long_route(0)])).unwrap();
+        let journal = fs.path().join(JOURNAL_FILE);
+        let filler = fs.fill();
+        let mut acked = vec![route("198.51.100.0/24").prefix, long_route(0).prefix];
+        let mut i = 1;
+        let (good_len, err) = loop {
+            let len = fs::metadata(&journal).unwrap().len();
+            match s.apply(Change::Announce(vec![long_route(i)])) {
+                Ok(_) => acked.push(long_route(i).prefix),
+                Err(e) => break (len, e),
+            }
+            i += 1;
+            assert!(i < 100, "the tmpfs never filled");
+        };
+        assert!(err.to_string().contains("append to"), "{err}");
+        assert_ne!(
+            good_len % 4096,
+            0,
+            "the failed line had room for a part of it"
+        );
+        assert_eq!(fs::metadata(&journal).unwrap().len(), good_len, "cut back");
+        assert_eq!(s.write_failures(), 1);
+        let refused = long_route(i).prefix;
+        assert!(s.get(&refused).is_none());
+
+        fs::remove_file(filler).unwrap();
+        let next = long_route(i + 1);
+        s.apply(Change::Announce(vec![next.clone()])).unwrap();
+        acked.push(next.prefix);
+        let text = fs::read(&journal).unwrap();
+        assert!(!text.contains(&0), "NUL octets in the journal");
+        drop(s);
+        let loaded = RouteStore::load(fs.path()).unwrap();
+        let got: Vec<IpNet> = loaded.routes().keys().copied().collect();
+        acked.sort();
+        assert_eq!(got, acked);
+    }
+
+    /// A full disk at start: the journal cannot be compacted, but the store loads every
+    /// acknowledged route (a speaker that cannot start withdraws them all), leaves no partial
+    /// snapshot behind, refuses changes until space is back, then writes a snapshot.
+    #[test]
+    fn a_full_disk_at_load_still_loads_and_the_next_change_writes_a_snapshot() {
+        let Some(fs) = TinyFs::mount() else { return };
+        let mut s = RouteStore::load(fs.path()).unwrap();
+        for i in 0..3 {
+            s.apply(Change::Announce(vec![long_route(i)])).unwrap();
+        }
+        let want = s.routes().clone();
+        drop(s);
+        let filler = fs.fill();
+        let mut s = RouteStore::load(fs.path()).unwrap();
+        assert_eq!(s.routes(), &want);
+        assert_eq!(s.write_failures(), 1, "the compaction failed");
+        assert!(
+            !fs.path().join(ROUTES_TMP_FILE).exists(),
+            "partial snapshot left"
+        );
+        let e = s.apply(Change::Announce(vec![long_route(9)])).unwrap_err();
+        assert!(e.to_string().contains(ROUTES_TMP_FILE), "{e}");
+        assert!(
+            !fs.path().join(ROUTES_TMP_FILE).exists(),
+            "partial snapshot left"
+        );
+        assert_eq!(RouteStore::load(fs.path()).unwrap().routes(), &want);
+
+        fs::remove_file(filler).unwrap();
+        s.apply(Change::Announce(vec![long_route(9)])).unwrap();
+        assert!(
+            !fs.path().join(JOURNAL_FILE).exists(),
+            "a snapshot, not an append"
+        );
+        let loaded = RouteStore::load(fs.path()).unwrap();
+        assert_eq!(loaded.routes(), s.routes());
+        assert_eq!(loaded.len(), 4);
     }
 }

@@ -181,20 +181,27 @@ pub struct Speaker {
 impl Speaker {
     /// Write the config and start the speaker; returns once its API socket answers.
     pub fn start(spec: SpeakerSpec) -> Self {
+        let mut s = Self::prepare(spec);
+        s.spawn();
+        s
+    }
+
+    /// Write the config (and token file, 0600 as the speaker requires) without starting the
+    /// speaker, for tests that set up its directories first; [`Speaker::spawn`] starts it.
+    pub fn prepare(spec: SpeakerSpec) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ferry-it-")
             .tempdir()
             .expect("temp dir");
-        let mut s = Self {
+        let s = Self {
             dir,
             child: None,
             spec,
         };
         std::fs::write(s.config_path(), s.spec.toml(s.dir.path())).expect("write config");
         if let Some((_, token)) = &s.spec.api_tcp {
-            std::fs::write(s.dir.path().join("token"), format!("{token}\n")).expect("token");
+            write_private(&s.dir.path().join("token"), &format!("{token}\n"));
         }
-        s.spawn();
         s
     }
 
@@ -357,6 +364,21 @@ impl Drop for Speaker {
     }
 }
 
+/// Write a file only its owner may read (mode 0600), as the speaker requires of files that
+/// hold secrets (token files, configs with `md5_password`).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 /// Run `ferry speaker --config` on a config text and wait for it to exit (it must not start).
 pub fn speaker_must_fail(config: &str, state_dir_files: &[(&str, &str)]) -> CliOut {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -369,10 +391,16 @@ pub fn speaker_must_fail(config: &str, state_dir_files: &[(&str, &str)]) -> CliO
     }
     let path = dir.path().join("ferry.toml");
     std::fs::write(&path, text).expect("config");
+    speaker_must_exit(&path)
+}
+
+/// Run `ferry speaker --config PATH` and wait for it to exit on its own (it must refuse to
+/// start, or to run beside another speaker); panics if it still runs after [`WAIT`].
+pub fn speaker_must_exit(path: &Path) -> CliOut {
     let mut child = Command::new(FERRY)
         .arg("speaker")
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -384,7 +412,8 @@ pub fn speaker_must_fail(config: &str, state_dir_files: &[(&str, &str)]) -> CliO
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
             panic!(
-                "ferry speaker kept running with a config it should refuse:\n{}",
+                "ferry speaker {} kept running; it should have refused to:\n{}",
+                path.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
