@@ -9,7 +9,8 @@
 //! speaker process stays up, and the broken peer comes back on its own); max-prefix sends
 //! Cease/1 with AFI, SAFI and the limit as data (RFC 4486 §4); a peer that stops sending
 //! KEEPALIVEs gets Hold Timer Expired; an UPDATE above 4,096 octets is refused only by a
-//! speaker that did not advertise extended messages (RFC 8654 §4).
+//! speaker that did not advertise extended messages (RFC 8654 §4); the NOTIFICATION for a
+//! 65,535-octet ROUTE-REFRESH is cut to the size the peer takes and its Length field is true.
 //! Failures injected: the raw peer (tests/support) sends hand-built bytes after Established —
 //! corrupt headers, UPDATEs with broken lengths or attributes, an OPEN out of state, a bad
 //! ROUTE-REFRESH — or stops its KEEPALIVEs.
@@ -415,4 +416,54 @@ fn an_update_above_4096_octets_is_accepted_when_we_advertised_extended_messages(
     }
     let received = speaker.cli_ok(&["routes", "--received", "--json"]).stdout;
     assert!(received.contains("198.51.100.0/24"), "{received}");
+}
+
+/// A ROUTE-REFRESH of 65,535 octets (legal length once we advertised extended messages, but a
+/// BoRR must be 4 octets: RFC 7313 §5) gets 7/1 with the message as data, cut so the
+/// NOTIFICATION fits the size the peer can receive: 4,096 octets from a peer that did not
+/// advertise extended messages, 65,535 from one that did (RFC 8654 §4). The Length field says
+/// exactly the octets that arrived, and nothing follows the NOTIFICATION on the wire.
+#[test]
+fn notification_for_a_maximal_route_refresh_fits_the_message_size_and_its_length_is_true() {
+    for (ip, peer_extended, want_len) in [
+        (Ipv4Addr::new(127, 0, 0, 17), false, 4096),
+        (Ipv4Addr::new(127, 0, 0, 18), true, 65535),
+    ] {
+        let mut peer = RawPeer::listen(ip);
+        let _speaker = Speaker::start(SpeakerSpec::with(vec![NeighborSpec::active(peer.addr())]));
+        peer.accept();
+        let mut open = peer.open();
+        if peer_extended {
+            open.params[0].push(ferry::wire::Capability::ExtendedMessage);
+        }
+        peer.send(&Message::Open(open));
+        assert!(matches!(peer.next().msg, Ok(Message::Open(_))));
+        peer.send(&Message::Keepalive);
+        assert!(peer.next().is_keepalive());
+        peer.initial_sync(2);
+
+        let mut body = vec![0, 1, 1, 1]; // IPv4 unicast BoRR ...
+        body.resize(65535 - 19, 0xab); // ... with 65,512 octets too many
+        let rr = msg(ROUTE_REFRESH, &body);
+        assert_eq!(rr.len(), 65535);
+        peer.send_raw(&rr);
+        let r = peer.wait_for("NOTIFICATION", WAIT, |r| {
+            !r.is_keepalive() && r.update().is_none()
+        });
+        peer.wait_closed();
+        let b = &r.bytes;
+        assert_eq!(
+            b.len(),
+            want_len,
+            "extended {peer_extended}: octets received"
+        );
+        let length = usize::from(u16::from_be_bytes([b[16], b[17]]));
+        assert_eq!(length, b.len(), "extended {peer_extended}: Length field");
+        assert_eq!(&b[18..21], &[3, 7, 1], "NOTIFICATION 7/1");
+        // The data is the head of the offending message.
+        assert_eq!(&b[21..], &rr[..want_len - 21]);
+        let all = peer.received();
+        let i = all.iter().position(|x| x.at == r.at && x.bytes == r.bytes);
+        assert_eq!(i, Some(all.len() - 1), "messages after the NOTIFICATION");
+    }
 }
