@@ -467,3 +467,41 @@ fn notification_for_a_maximal_route_refresh_fits_the_message_size_and_its_length
         assert_eq!(i, Some(all.len() - 1), "messages after the NOTIFICATION");
     }
 }
+
+/// RFC 7607 §2: an UPDATE whose AS_PATH holds AS 0 is malformed, handled as RFC 7606 §7.2 says
+/// (treat-as-withdraw): the route the peer announced before is withdrawn, nothing is sent back
+/// and the session stays up. An AGGREGATOR with AS 0 is only discarded (RFC 7606 §7.7).
+#[test]
+fn as_zero_in_as_path_withdraws_the_route_and_keeps_the_session() {
+    let ip = Ipv4Addr::new(127, 0, 0, 19);
+    let (speaker, mut peer) = established_pair(ip);
+    let received = |s: &Speaker| s.status()[0]["prefixes_received"].clone();
+    let wait_received = |s: &Speaker, n: u64| {
+        let deadline = Instant::now() + WAIT;
+        while received(s) != n {
+            assert!(Instant::now() < deadline, "prefixes_received never {n}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    peer.send_raw(&update(&[], &base_attrs(ip), &NLRI));
+    wait_received(&speaker, 1);
+
+    let with_zero = [
+        attr(T, 1, &[0]),
+        attr(T, 2, &[2, 2, 0, 0, 0xfd, 0xe9, 0, 0, 0, 0]),
+        attr(T, 3, &ip.octets()),
+    ]
+    .concat();
+    peer.send_raw(&update(&[], &with_zero, &NLRI));
+    peer.expect_quiet(Duration::from_millis(500));
+    let status = speaker.status();
+    assert_eq!(status[0]["state"], "Established", "{status:?}");
+    assert_eq!(status[0]["prefixes_received"], 0, "{status:?}");
+    assert!(status[0]["last_error"].is_null(), "{status:?}");
+
+    // AGGREGATOR 0 192.0.2.1: the attribute goes, the route stays.
+    let aggregator = attr(O | T, 7, &[0, 0, 0, 0, 192, 0, 2, 1]);
+    peer.send_raw(&update(&[], &[base_attrs(ip), aggregator].concat(), &NLRI));
+    wait_received(&speaker, 1);
+    assert_eq!(speaker.status()[0]["state"], "Established");
+}
