@@ -622,3 +622,27 @@ fn measure_rss_of_the_hostile_flood_without_a_budget() {
     );
     eprintln!("no budget: RSS before {before} kB, after {rss} kB, peak {peak} kB");
 }
+
+/// RFC 7607 §2: a peer whose OPEN claims AS 0 gets OPEN Message Error / Bad Peer AS (2/2) with
+/// the My AS field as data, and no session.
+#[test]
+fn an_open_from_as_0_gets_bad_peer_as() {
+    let ip = Ipv4Addr::new(127, 0, 0, 22);
+    let mut peer = RawPeer::listen(ip);
+    let speaker = Speaker::start(SpeakerSpec::with(vec![NeighborSpec::active(peer.addr())]));
+    peer.accept();
+    peer.asn = 0;
+    peer.send(&Message::Open(peer.open()));
+    assert!(
+        matches!(peer.next().msg, Ok(Message::Open(_))),
+        "the speaker's OPEN"
+    );
+    let (_, bytes) = peer.expect_notification();
+    assert_eq!(hex::encode(bytes), hex::encode(notification(2, 2, &[0, 0])));
+    peer.wait_closed();
+    let status = wait_down(&speaker, ip);
+    assert!(
+        status["last_error"].as_str().unwrap().contains("RFC 7607"),
+        "{status}"
+    );
+}

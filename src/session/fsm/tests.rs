@@ -1279,3 +1279,17 @@ fn the_notification_that_ends_a_session_is_encoded_with_the_negotiated_size() {
     h.ev(Event::TcpConnectionAcknowledged);
     assert_eq!(h.s.context(), Context::default());
 }
+
+#[test]
+fn open_sent_open_from_as_0_is_bad_peer_as_rfc7607() {
+    let mut h = Harness::to_open_sent(cfg());
+    // The peer's OPEN as it arrives: the codec refuses My AS 0 and the session sends 2/2.
+    let mut bytes = Message::Open(peer_open_with(65001, 90, vec![]))
+        .to_bytes(&Context::default())
+        .to_vec();
+    bytes[20..22].copy_from_slice(&[0, 0]);
+    let e = Message::decode(&bytes, &Context::default()).unwrap_err();
+    let a = h.ev(Event::DecodeError(e));
+    assert_eq!(notification_wire(&a), wire(2, 2, &[0, 0]));
+    assert_eq!(h.s.state(), State::Idle);
+}
