@@ -90,6 +90,11 @@ pub struct NeighborConfig {
     /// Received prefixes above this end the session with Cease/1 (RFC 4486).
     #[serde(default = "default_max_prefixes")]
     pub max_prefixes: u32,
+    /// Octets of received path attributes this peer may hold: its distinct attribute sets,
+    /// each counted once (encoded size + 64). Above it the session ends with Cease/8 Out of
+    /// Resources (RFC 4486), as max_prefixes bounds the count of routes but not their size.
+    #[serde(default = "default_max_attribute_bytes")]
+    pub max_attribute_bytes: AttributeBytes,
     pub description: Option<String>,
     /// Extended messages (RFC 8654): advertise the capability, so that with a peer that
     /// advertises it too UPDATEs may be up to 65,535 octets instead of 4,096 (fewer, larger
@@ -265,6 +270,35 @@ fn default_families() -> Vec<FamilyName> {
 }
 fn default_max_prefixes() -> u32 {
     1_000_000
+}
+
+/// Default `max_attribute_bytes`, 512 MiB: a synthetic full table (800,000 prefixes, 272,583
+/// sets) counts 29 MB, 106 octets a set (proto-tests/tests/attribute_budget.rs), so a table
+/// with several times its sets and their size still fits; one hostile peer is held to about
+/// half a GB of attributes instead of tens of GB.
+pub const DEFAULT_MAX_ATTRIBUTE_BYTES: u64 = 512 << 20;
+/// Smallest `max_attribute_bytes`: the attributes of one 65,535-octet UPDATE, many times over.
+pub const MIN_MAX_ATTRIBUTE_BYTES: u64 = 1 << 20;
+
+fn default_max_attribute_bytes() -> AttributeBytes {
+    AttributeBytes(DEFAULT_MAX_ATTRIBUTE_BYTES)
+}
+
+/// A per-peer budget of received path attribute octets, at least 1 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct AttributeBytes(pub u64);
+
+impl TryFrom<i64> for AttributeBytes {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u64::try_from(v) {
+            Ok(b) if b >= MIN_MAX_ATTRIBUTE_BYTES => Ok(AttributeBytes(b)),
+            _ => Err(format!(
+                "max_attribute_bytes {v} is below {MIN_MAX_ATTRIBUTE_BYTES} (1 MiB): one peer's attributes need at least that; the default is {DEFAULT_MAX_ATTRIBUTE_BYTES}"
+            )),
+        }
+    }
 }
 
 /// A 4-octet AS number other than 0 and AS_TRANS (RFC 7607, RFC 6793 §9).
@@ -582,6 +616,21 @@ hold_time = 9
         assert!(e.contains("AS 0") && e.contains("line 3"), "{e}");
         let e = Config::parse(&GOOD.replace("192.0.2.2", "192.0.2.999")).unwrap_err();
         assert!(e.contains("line 9"), "{e}");
+    }
+
+    #[test]
+    fn max_attribute_bytes_defaults_and_refuses_less_than_1_mib() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.neighbors[0].max_attribute_bytes.0, 512 << 20);
+        let c = Config::parse(&format!("{GOOD}max_attribute_bytes = 16777216\n")).unwrap();
+        assert_eq!(c.neighbors[0].max_attribute_bytes.0, 16 << 20);
+        for bad in ["1000", "-1"] {
+            let e = Config::parse(&format!("{GOOD}max_attribute_bytes = {bad}\n")).unwrap_err();
+            assert!(
+                e.contains(&format!("max_attribute_bytes {bad} is below")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

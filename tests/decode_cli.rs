@@ -281,3 +281,45 @@ fn input_ending_inside_a_message_exits_2() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("ends inside a message"), "{}", r.stderr);
 }
+
+/// RFC 7607 §2: AS 0 as the peer AS of an OPEN is Bad Peer AS (exit 1); AS 0 in an UPDATE's
+/// AS_PATH makes the UPDATE treat-as-withdraw (RFC 7606 §7.2; exit 0 with its rfc7606 list).
+#[test]
+fn as_zero_is_reported_as_rfc7607_says() {
+    // OPEN: version 4, My AS 0, hold 90, id 192.0.2.1, no optional parameters.
+    let open = "ffffffffffffffffffffffffffffffff001d01040000005ac000020100";
+    let r = decode(&[open], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let e = &r.lines[0]["error"];
+    assert_eq!(
+        (e["code"].as_u64(), e["subcode"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(e["subcode_name"], "Bad Peer AS");
+    assert_eq!(e["field"], "my_as");
+    assert!(e["detail"].as_str().unwrap().contains("RFC 7607"), "{e}");
+
+    // UPDATE for 198.51.100.0/24 with AS_PATH [65001 0].
+    let update = concat!(
+        "ffffffffffffffffffffffffffffffff",
+        "0033",
+        "02",
+        "0000",
+        "0018",
+        "40010100",
+        "40020a",
+        "02020000fde900000000",
+        "400304c0000201",
+        "18c63364",
+    );
+    let r = decode(&[update], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let issues = r.lines[0]["rfc7606"].as_array().expect("rfc7606 list");
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0]["action"], "treat-as-withdraw");
+    assert_eq!(issues[0]["attribute"], 2);
+    assert!(
+        issues[0]["detail"].as_str().unwrap().contains("AS 0"),
+        "{issues:?}"
+    );
+}

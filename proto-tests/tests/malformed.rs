@@ -1,5 +1,6 @@
 //! The codec against malformed input: one table row per error case of RFC 4271 §6.1-6.3,
-//! RFC 7606 §3-7, RFC 7313 §5, RFC 6793 §6, RFC 8092 §6, RFC 4760 §7 and RFC 9072 §2.
+//! RFC 7606 §3-7, RFC 7313 §5, RFC 6793 §6, RFC 7607 §2, RFC 8092 §6, RFC 4760 §7 and
+//! RFC 9072 §2.
 //!
 //! Every row starts from a valid base message and changes one thing. Its expected outcome is
 //! exact: either the NOTIFICATION that resets the session (code, subcode, data) and the field the
@@ -387,6 +388,12 @@ fn open_rows() -> Vec<Row> {
             open_opt(&one_param(&h("02 01 00"))), notify(2, 0, &[], "capability")),
         row("RFC 5492 §4: an unknown capability is kept, not an error",
             open_opt(&one_param(&h("80 02 0a0b"))), Want::Ok),
+        row("RFC 7607 §2: My AS 0 is Bad Peer AS, data the field",
+            { let mut o = base_open(); o[HEADER + 1..HEADER + 3].copy_from_slice(&[0, 0]); o },
+            notify(2, 2, &[0, 0], "my_as")),
+        row("RFC 7607 §2: 4-octet AS capability with AS 0 is Bad Peer AS, data the AS",
+            open_opt(&one_param(&h("01 04 0001 00 01  41 04 00000000"))),
+            notify(2, 2, &[0, 0, 0, 0], "four_octet_as")),
         row("RFC 9072 §2: extended optional parameters decode", open_opt(&ext), Want::Ok),
         row("RFC 9072 §2: extended parameter length overrun is Unspecific",
             open_opt(&ext_overrun), notify(2, 0, &[], "opt_param_len")),
@@ -462,6 +469,13 @@ fn attribute_rows() -> Vec<Row> {
             TWO, update_attrs(&[origin(), as_path2(), next_hop()]), Want::Ok),
         row_ctx("RFC 7606 §7.2: 2-octet session, segment of 2 ASNs with 1 present: treat-as-withdraw",
             TWO, update_attrs(&[origin(), attr(T, 2, &h("02 02 fde9")), next_hop()]), issue(Withdraw, 2)),
+        row("RFC 7607 §2, RFC 7606 §7.2: AS_PATH sequence holding AS 0: treat-as-withdraw",
+            update_attrs(&[origin(), attr(T, 2, &h("02 02 0000fde9 00000000")), next_hop()]), issue(Withdraw, 2)),
+        row("RFC 7607 §2, RFC 7606 §7.2: AS_PATH set holding AS 0: treat-as-withdraw",
+            update_attrs(&[origin(), attr(T, 2, &h("02 01 0000fde9 01 02 00000000 0000fdea")), next_hop()]),
+            issue(Withdraw, 2)),
+        row_ctx("RFC 7607 §2, RFC 7606 §7.2: 2-octet AS_PATH holding AS 0: treat-as-withdraw",
+            TWO, update_attrs(&[origin(), attr(T, 2, &h("02 02 fde9 0000")), next_hop()]), issue(Withdraw, 2)),
         row("RFC 4271 §5.1.2: an empty AS_PATH (iBGP origination) is fine",
             update_attrs(&[origin(), attr(T, 2, &[]), next_hop()]), Want::Ok),
         // NEXT_HOP (RFC 7606 §7.3)
@@ -499,6 +513,11 @@ fn attribute_rows() -> Vec<Row> {
             update_plus(&attr(O | T, 7, &h("fde9 c0000201"))), issue(Discard, 7)),
         row_ctx("RFC 7606 §7.7: AGGREGATOR length 8 on a 2-octet session: attribute discard",
             TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 7, &h("0000fde9 c0000201"))]),
+            issue(Discard, 7)),
+        row("RFC 7607 §2, RFC 7606 §7.7: AGGREGATOR with AS 0: attribute discard",
+            update_plus(&attr(O | T, 7, &h("00000000 c0000201"))), issue(Discard, 7)),
+        row_ctx("RFC 7607 §2, RFC 7606 §7.7: 2-octet AGGREGATOR with AS 0: attribute discard",
+            TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 7, &h("0000 c0000201"))]),
             issue(Discard, 7)),
         row_ctx("RFC 4271 §5.1.7: AGGREGATOR length 6 on a 2-octet session decodes",
             TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 7, &h("fde9 c0000201"))]),
@@ -538,6 +557,12 @@ fn attribute_rows() -> Vec<Row> {
         row_ctx("RFC 6793 §6: AS4_PATH segment type 9: attribute discard",
             TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 17, &h("09 01 fa56ea01"))]),
             issue(Discard, 17)),
+        row_ctx("RFC 7607 §2, RFC 6793 §6: AS4_PATH holding AS 0: attribute discard",
+            TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 17, &h("02 02 fa56ea01 00000000"))]),
+            issue(Discard, 17)),
+        row_ctx("RFC 7607 §2, RFC 6793 §6: AS4_AGGREGATOR with AS 0: attribute discard",
+            TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 18, &h("00000000 c0000201"))]),
+            issue(Discard, 18)),
         row_ctx("RFC 6793 §6: AS4_AGGREGATOR length 6: attribute discard",
             TWO, update_attrs(&[origin(), as_path2(), next_hop(), attr(O | T, 18, &h("fde9 c0000201"))]),
             issue(Discard, 18)),

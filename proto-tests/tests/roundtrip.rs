@@ -136,7 +136,8 @@ fn capability() -> impl Strategy<Value = Capability> {
         Just(Capability::ExtendedMessage),
         role.prop_map(Capability::Role),
         graceful_restart,
-        any::<u32>().prop_map(Capability::FourOctetAs),
+        // AS 0 is Bad Peer AS (RFC 7607 §2), not a round trip.
+        (1u32..=u32::MAX).prop_map(Capability::FourOctetAs),
         vec((afi(), safi(), any::<u8>()), 0..5).prop_map(|v| {
             Capability::AddPath(
                 v.into_iter()
@@ -161,7 +162,7 @@ fn capability() -> impl Strategy<Value = Capability> {
 
 fn open() -> impl Strategy<Value = Open> {
     (
-        any::<u16>(),
+        1u16..=u16::MAX, // My AS 0 is Bad Peer AS (RFC 7607 §2)
         any::<u16>().prop_filter("hold time 1 or 2", |h| *h != 1 && *h != 2),
         (1u32..=u32::MAX).prop_map(Ipv4Addr::from),
         vec(vec(capability(), 0..6), 0..=3),
@@ -188,11 +189,12 @@ fn open() -> impl Strategy<Value = Open> {
 // UPDATE
 // ---------------------------------------------------------------------------------------------
 
+/// Any ASN but 0, which makes a path or aggregator malformed (RFC 7607 §2).
 fn asn(four: bool) -> BoxedStrategy<u32> {
     if four {
-        any::<u32>().boxed()
+        (1u32..=u32::MAX).boxed()
     } else {
-        (0u32..=0xffff).boxed()
+        (1u32..=0xffff).boxed()
     }
 }
 
@@ -308,8 +310,8 @@ fn known_attributes(four: bool) -> impl Strategy<Value = Vec<AttributeValue>> {
             vec(any::<[u8; 8]>().prop_map(ExtendedCommunity), 1..6)
                 .prop_map(AttributeValue::ExtendedCommunities),
         ),
-        option::of(as_path(any::<u32>().boxed()).prop_map(AttributeValue::As4Path)),
-        option::of(aggregator(any::<u32>().boxed()).prop_map(AttributeValue::As4Aggregator)),
+        option::of(as_path(asn(true)).prop_map(AttributeValue::As4Path)),
+        option::of(aggregator(asn(true)).prop_map(AttributeValue::As4Aggregator)),
         option::of(
             vec(
                 any::<[u32; 3]>().prop_map(|[global, local1, local2]| LargeCommunity {

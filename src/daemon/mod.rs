@@ -124,7 +124,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 state: "Idle".into(),
                 ..Default::default()
             }),
-            rib_in: Mutex::new(AdjRibIn::new(n.max_prefixes as usize)),
+            rib_in: Mutex::new({
+                let mut rib = AdjRibIn::new(n.max_prefixes as usize);
+                rib.set_attribute_budget(usize::try_from(n.max_attribute_bytes.0).ok());
+                rib
+            }),
             updates_sent: Default::default(),
             updates_received: Default::default(),
             input: tx,

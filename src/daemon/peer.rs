@@ -39,6 +39,7 @@ use crate::session::{Action, Event, Session};
 use crate::speaker::export::PeerExport;
 use crate::speaker::graceful::{self, Helper};
 use crate::speaker::update_group::MemberId;
+use crate::speaker::RibInRefusal;
 use crate::wire::Message;
 
 /// How long a closing connection may take to flush its last messages (e.g. a NOTIFICATION).
@@ -554,9 +555,24 @@ impl Driver {
                 Action::DeliverUpdate(update) => {
                     let result = lock(&self.peer.rib_in)
                         .apply(&update, self.session.context().four_octet_as);
-                    if let Err(exceeded) = result {
-                        tracing::warn!(peer = %self.address(), %exceeded, "max-prefix exceeded");
-                        let n = exceeded.notification();
+                    if let Err(refusal) = result {
+                        match &refusal {
+                            RibInRefusal::MaxPrefix(e) => {
+                                tracing::warn!(peer = %self.address(), exceeded = %e, "max-prefix exceeded");
+                            }
+                            RibInRefusal::AttributeBudget(e) => {
+                                tracing::warn!(
+                                    peer = %self.address(),
+                                    budget = e.budget,
+                                    usage = e.usage,
+                                    "attribute budget exceeded: peer {} would hold {} octets of path attributes, over max_attribute_bytes = {}; closing with Cease/Out of Resources",
+                                    self.address(),
+                                    e.usage,
+                                    e.budget
+                                );
+                            }
+                        }
+                        let n = refusal.notification();
                         let more = self.session.handle(Instant::now(), Event::Reset(n));
                         queue.extend(more);
                     } else if self.helper.deadline.is_some()

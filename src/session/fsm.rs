@@ -209,6 +209,11 @@ pub struct Session {
     connect_retry_counter: u32,
     peer_open: Option<Open>,
     negotiated: Option<Negotiated>,
+    /// The codec context of the current connection's outgoing messages. It outlives
+    /// `negotiated` until the next connection: the NOTIFICATION that takes a session down is
+    /// encoded by the driver after `handle` returned, and must still be sized for what the
+    /// peer negotiated (RFC 8654 §4).
+    send_context: Context,
     out: Vec<Action>,
 }
 
@@ -226,6 +231,7 @@ impl Session {
             connect_retry_counter: 0,
             peer_open: None,
             negotiated: None,
+            send_context: Context::default(),
             out: Vec::new(),
         })
     }
@@ -264,13 +270,11 @@ impl Session {
         self.negotiated.as_ref()
     }
 
-    /// The codec context to decode and encode with: the negotiated one once the peer's
-    /// OPEN is accepted, else the default (OPEN and KEEPALIVE do not depend on it).
+    /// The codec context to encode with: the negotiated one once the peer's OPEN is accepted
+    /// (and, after the session went down, until the next connection), else the default (OPEN
+    /// and KEEPALIVE do not depend on it).
     pub fn context(&self) -> Context {
-        self.negotiated
-            .as_ref()
-            .map(Negotiated::context)
-            .unwrap_or_default()
+        self.send_context
     }
 
     /// The codec context to decode received messages with ([`Negotiated::receive_context`]).
@@ -432,6 +436,7 @@ impl Session {
             return;
         }
         self.connected = true;
+        self.send_context = Context::default();
         self.timers.stop(Timer::ConnectRetry);
         match self.config.delay_open {
             Some(delay) => self.timers.start(Timer::DelayOpen, now, delay),
@@ -589,6 +594,7 @@ impl Session {
             }
         };
         self.peer_open = Some(open);
+        self.send_context = negotiated.context();
         self.negotiated = Some(negotiated);
         if delayed {
             self.send(now, Message::Open(self.local_open.clone()));

@@ -11,6 +11,14 @@
 //!   than the limit.
 //! - Identical attribute sets are interned: every prefix received with the same attributes
 //!   points at one `Arc<ReceivedAttrs>`; a set is freed when its last prefix goes.
+//! - Attribute budget: max-prefix bounds how many prefixes a peer holds, not the memory they
+//!   hold (one /32 may carry a 64 KB COMMUNITIES). [`AdjRibIn::attribute_bytes`] is the cost
+//!   of the distinct sets held (each counted once per peer, interned or not: encoded octets
+//!   plus [`SET_OVERHEAD`]); an UPDATE whose new sets would take it over the budget is not
+//!   applied at all, and [`AttributeBudgetExceeded`] carries what the session needs for
+//!   Cease/Out of Resources ([`RibInRefusal::notification`]). The sets an UPDATE frees by
+//!   replacing routes are not credited before the check, so a peer at its budget may be
+//!   refused one set early.
 //! - Representation (sized for a full table, ~1M prefixes): an attribute set is kept only as
 //!   its encoding (the interning key; 4-octet AS form plus the session's AS width) and decoded
 //!   again when someone looks ([`ReceivedAttrs::attributes`], [`AdjRibIn::routes`]); IPv4
@@ -178,6 +186,47 @@ impl Borrow<[u8]> for Interned {
     }
 }
 
+/// What [`AdjRibIn::attribute_bytes`] adds per distinct set besides its encoded octets: an
+/// estimate, on 64-bit targets, of the `Arc` allocation (counts and boxed-slice pointer), the
+/// intern set's slot and the allocator's headers.
+pub const SET_OVERHEAD: usize = 64;
+
+/// The peer's attribute sets would take more memory than its budget: send Cease / Out of
+/// Resources.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer's path attributes would take {usage} octets, over its max_attribute_bytes budget of {budget}; the session is closed with Cease/Out of Resources")]
+pub struct AttributeBudgetExceeded {
+    pub budget: usize,
+    /// What [`AdjRibIn::attribute_bytes`] would be had the UPDATE been applied.
+    pub usage: usize,
+}
+
+/// Why an UPDATE was refused; the session is closed with [`RibInRefusal::notification`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RibInRefusal {
+    #[error(transparent)]
+    MaxPrefix(#[from] MaxPrefixExceeded),
+    #[error(transparent)]
+    AttributeBudget(#[from] AttributeBudgetExceeded),
+}
+
+impl RibInRefusal {
+    pub fn notification(&self) -> Notification {
+        match self {
+            Self::MaxPrefix(e) => e.notification(),
+            // RFC 4486 §4 gives "Out of Resources" for a speaker that ends a session because
+            // it runs out of resources such as memory: the budget is this peer's share of
+            // memory. Maximum Number of Prefixes Reached (1) would be wrong: its data names a
+            // prefix limit the peer did not reach. RFC 4486 defines no data for subcode 8.
+            Self::AttributeBudget(_) => Notification {
+                code: cease::CODE,
+                subcode: cease::OUT_OF_RESOURCES,
+                data: bytes::Bytes::new(),
+            },
+        }
+    }
+}
+
 /// The peer went over its limit: send Cease / Maximum Number of Prefixes Reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("peer would have {count} {family} prefixes, over the limit of {limit}; the session is closed with Cease/Maximum Number of Prefixes Reached")]
@@ -270,8 +319,16 @@ pub struct AdjRibIn {
     stale: HashSet<IpNet>,
     interned: HashSet<Interned, SeededHasher>,
     limits: BTreeMap<Family, usize>,
+    /// Cost of the distinct sets held: key octets plus [`SET_OVERHEAD`] each.
+    attribute_bytes: usize,
+    attribute_budget: Option<usize>,
     /// Reused buffer for interning keys.
     scratch: BytesMut,
+}
+
+/// What one set counts against the attribute budget.
+fn set_cost(a: &ReceivedAttrs) -> usize {
+    a.key.len() + SET_OVERHEAD
 }
 
 impl AdjRibIn {
@@ -301,6 +358,21 @@ impl AdjRibIn {
 
     pub fn max_prefix(&self, family: Family) -> Option<usize> {
         self.limits.get(&family).copied()
+    }
+
+    /// Limit the memory of the distinct attribute sets held; `None` removes the limit. Takes
+    /// effect at the next UPDATE.
+    pub fn set_attribute_budget(&mut self, budget: Option<usize>) {
+        self.attribute_budget = budget;
+    }
+
+    pub fn attribute_budget(&self) -> Option<usize> {
+        self.attribute_budget
+    }
+
+    /// What the distinct attribute sets held count against the budget.
+    pub fn attribute_bytes(&self) -> usize {
+        self.attribute_bytes
     }
 
     pub fn len(&self) -> usize {
@@ -370,6 +442,7 @@ impl AdjRibIn {
         self.v6.clear();
         self.stale.clear();
         self.interned.clear();
+        self.attribute_bytes = 0;
     }
 
     /// Session down with graceful restart (helper mode): keep the routes, marked stale.
@@ -401,8 +474,8 @@ impl AdjRibIn {
     /// Drop the RIB's use of `attrs`; frees the set when no prefix uses it any more.
     fn release(&mut self, attrs: Arc<ReceivedAttrs>) {
         // Ours and the intern set's: no other prefix uses it.
-        if Arc::strong_count(&attrs) == 2 {
-            self.interned.remove(&attrs.key[..]);
+        if Arc::strong_count(&attrs) == 2 && self.interned.remove(&attrs.key[..]) {
+            self.attribute_bytes -= set_cost(&attrs);
         }
     }
 
@@ -421,18 +494,53 @@ impl AdjRibIn {
         true
     }
 
-    /// The interned set of `update`'s attributes (for its MP_REACH NLRI when `mp`).
-    fn intern(&mut self, update: &Update, mp: bool, four_octet_as: bool) -> Arc<ReceivedAttrs> {
+    /// The set of `update`'s attributes (for its MP_REACH NLRI when `mp`): the interned one
+    /// if held, else a new one not interned yet (`true`).
+    fn lookup(
+        &mut self,
+        update: &Update,
+        mp: bool,
+        four_octet_as: bool,
+    ) -> (Arc<ReceivedAttrs>, bool) {
         self.scratch.clear();
         encode_key(update, mp, four_octet_as, &mut self.scratch);
         if let Some(a) = self.interned.get(&self.scratch[..]) {
-            return a.0.clone();
+            return (a.0.clone(), false);
         }
         let a = Arc::new(ReceivedAttrs {
             key: self.scratch[..].into(),
         });
+        (a, true)
+    }
+
+    /// Intern a set [`Self::lookup`] built; an equal set interned meanwhile wins.
+    fn intern(&mut self, a: Arc<ReceivedAttrs>) -> Arc<ReceivedAttrs> {
+        if let Some(held) = self.interned.get(&a.key[..]) {
+            return held.0.clone();
+        }
+        self.attribute_bytes += set_cost(&a);
         self.interned.insert(Interned(a.clone()));
         a
+    }
+
+    /// Refuse an UPDATE whose new sets would take the attribute memory over the budget.
+    fn check_budget(
+        &self,
+        sets: &[(Arc<ReceivedAttrs>, bool)],
+    ) -> Result<(), AttributeBudgetExceeded> {
+        let Some(budget) = self.attribute_budget else {
+            return Ok(());
+        };
+        let new: usize = sets
+            .iter()
+            .filter(|(_, new)| *new)
+            .map(|(a, _)| set_cost(a))
+            .sum();
+        let usage = self.attribute_bytes + new;
+        if new > 0 && usage > budget {
+            return Err(AttributeBudgetExceeded { budget, usage });
+        }
+        Ok(())
     }
 
     fn insert(&mut self, prefix: IpNet, attrs: Arc<ReceivedAttrs>) {
@@ -498,7 +606,7 @@ impl AdjRibIn {
         &mut self,
         update: &Update,
         four_octet_as: bool,
-    ) -> Result<RibInChange, MaxPrefixExceeded> {
+    ) -> Result<RibInChange, RibInRefusal> {
         let mut change = RibInChange {
             end_of_rib: update.end_of_rib_family(),
             ..RibInChange::default()
@@ -532,6 +640,13 @@ impl AdjRibIn {
             }
         }
         self.check_limits(&withdraw, &announce)?;
+        // Each group's set is built once, before anything changes, so a refused UPDATE
+        // leaves the RIB as it was.
+        let sets: Vec<(Arc<ReceivedAttrs>, bool)> = announce
+            .iter()
+            .map(|(_, mp, _)| self.lookup(update, *mp, four_octet_as))
+            .collect();
+        self.check_budget(&sets)?;
         if !withdraw.is_empty() {
             withdraw.sort();
             withdraw.dedup();
@@ -546,8 +661,8 @@ impl AdjRibIn {
                 }
             }
         }
-        for (_, mp, set) in announce {
-            let attrs = self.intern(update, mp, four_octet_as);
+        for ((_, _, set), (attrs, _)) in announce.into_iter().zip(sets) {
+            let attrs = self.intern(attrs);
             for p in set {
                 self.insert(p, attrs.clone());
                 change.announced.push(p);
@@ -762,11 +877,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e,
-            MaxPrefixExceeded {
+            RibInRefusal::MaxPrefix(MaxPrefixExceeded {
                 family: Family::Ipv6Unicast,
                 limit: 2,
                 count: 4
-            }
+            })
         );
         assert_eq!(rib.count(Family::Ipv6Unicast), 2);
         let n = e.notification();
@@ -788,7 +903,89 @@ mod tests {
         let e = rib
             .apply(&announce_v4(&["203.0.113.0/24"], &[65001], &[]), FOUR)
             .unwrap_err();
+        let RibInRefusal::MaxPrefix(e) = e else {
+            panic!("{e}")
+        };
         assert_eq!((e.family, e.limit, e.count), (Family::Ipv4Unicast, 1, 2));
+    }
+
+    /// An announcement of `prefix` whose COMMUNITIES make its set `n` communities long.
+    fn with_communities(prefix: &str, first: u32, n: u32) -> Update {
+        let c: Vec<Community> = (first..first + n).map(Community).collect();
+        announce_v4(&[prefix], &[65001], &c)
+    }
+
+    #[test]
+    fn attribute_budget_counts_each_set_once_and_frees_it_with_its_last_route() {
+        let mut rib = AdjRibIn::unlimited();
+        rib.apply(&with_communities("198.51.100.0/24", 1, 100), FOUR)
+            .unwrap();
+        let one = rib.attribute_bytes();
+        let key = rib
+            .get(&"198.51.100.0/24".parse().unwrap())
+            .unwrap()
+            .key
+            .len();
+        assert!(key > 400, "100 communities are 400 octets; key {key}");
+        assert_eq!(one, key + SET_OVERHEAD);
+        // Shared: the same set for another prefix costs nothing more.
+        rib.apply(&with_communities("203.0.113.0/24", 1, 100), FOUR)
+            .unwrap();
+        assert_eq!(rib.attribute_bytes(), one);
+        // A second set adds its own cost; replacing a set's only route frees it.
+        rib.apply(&with_communities("192.0.2.0/24", 1000, 100), FOUR)
+            .unwrap();
+        assert_eq!(rib.attribute_bytes(), 2 * one);
+        rib.apply(&with_communities("192.0.2.0/24", 1, 100), FOUR)
+            .unwrap();
+        assert_eq!(rib.attribute_bytes(), one);
+        let w = Update {
+            withdrawn: vec![v4("198.51.100.0/24"), v4("203.0.113.0/24")],
+            ..Update::default()
+        };
+        rib.apply(&w, FOUR).unwrap();
+        assert_eq!(rib.attribute_bytes(), one, "192.0.2.0/24 still holds it");
+        rib.clear();
+        assert_eq!(rib.attribute_bytes(), 0);
+    }
+
+    #[test]
+    fn attribute_budget_refuses_the_update_whole_and_builds_the_cease() {
+        let mut rib = AdjRibIn::unlimited();
+        rib.apply(&with_communities("198.51.100.0/24", 1, 100), FOUR)
+            .unwrap();
+        let one = rib.attribute_bytes();
+        rib.set_attribute_budget(Some(2 * one + 10));
+        rib.apply(&with_communities("203.0.113.0/24", 1000, 100), FOUR)
+            .unwrap();
+        // A third set would not fit: nothing of the UPDATE is applied, not even its withdraw.
+        let mut third = with_communities("192.0.2.0/24", 2000, 100);
+        third.withdrawn = vec![v4("198.51.100.0/24")];
+        let e = rib.apply(&third, FOUR).unwrap_err();
+        assert_eq!(
+            e,
+            RibInRefusal::AttributeBudget(AttributeBudgetExceeded {
+                budget: 2 * one + 10,
+                usage: 3 * one
+            })
+        );
+        assert_eq!(rib.len(), 2);
+        assert_eq!(rib.attribute_bytes(), 2 * one);
+        let n = e.notification();
+        assert_eq!((n.code, n.subcode, n.data.len()), (6, 8, 0));
+        // Routes that reuse a held set and withdrawals are always taken.
+        rib.apply(&with_communities("192.0.2.0/24", 1, 100), FOUR)
+            .unwrap();
+        assert_eq!(rib.len(), 3);
+        let w = Update {
+            withdrawn: vec![v4("203.0.113.0/24")],
+            ..Update::default()
+        };
+        rib.apply(&w, FOUR).unwrap();
+        // Now it fits; it replaces the last routes of the first set, which is freed.
+        rib.apply(&third, FOUR).unwrap();
+        assert_eq!(rib.len(), 1);
+        assert_eq!(rib.attribute_bytes(), one);
     }
 
     #[test]

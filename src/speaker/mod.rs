@@ -47,7 +47,10 @@ pub mod sorted_walk;
 pub mod store;
 pub mod update_group;
 
-pub use adj_rib_in::{AdjRibIn, MaxPrefixExceeded, ReceivedAttrs, ReceivedRoute, RibInChange};
+pub use adj_rib_in::{
+    AdjRibIn, AttributeBudgetExceeded, MaxPrefixExceeded, ReceivedAttrs, ReceivedRoute,
+    RibInChange, RibInRefusal,
+};
 pub use adj_rib_out::{AdjRibOut, SyncReport};
 pub use desired_log::{DesiredLog, Retired};
 pub use export::{AttrSet, ExportError, NextHop, PeerExport, DEFAULT_LOCAL_PREF};

@@ -6,8 +6,8 @@
 //! +-----------------+-----------------+--------------------------------+
 //! ```
 //!
-//! Malformed paths (a segment that overruns, has no ASNs or an unknown type) are RFC 7606 §7.2
-//! errors; the caller picks the action (treat-as-withdraw for AS_PATH, attribute discard for
+//! Malformed paths (a segment that overruns, has no ASNs or an unknown type, or an AS 0
+//! anywhere: RFC 7607 §2) are RFC 7606 §7.2 errors; the caller picks the action (treat-as-withdraw for AS_PATH, attribute discard for
 //! AS4_PATH per RFC 6793 §6). [`AsPath::merge_as4`] reconstructs the path of a 2-octet session
 //! (RFC 6793 §4.2.3).
 
@@ -96,7 +96,7 @@ impl AsPath {
                     rest.len()
                 ));
             };
-            let asns = if width == 4 {
+            let asns: Vec<u32> = if width == 4 {
                 raw.chunks_exact(4)
                     .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
                     .collect()
@@ -105,6 +105,14 @@ impl AsPath {
                     .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
                     .collect()
             };
+            // RFC 7607 §2: an AS_PATH or AS4_PATH containing AS 0 is malformed.
+            if let Some(i) = asns.iter().position(|&a| a == 0) {
+                return Err(format!(
+                    "segment {} ASN {} is AS 0, which is reserved (RFC 7607 §2)",
+                    segments.len() + 1,
+                    i + 1
+                ));
+            }
             segments.push(Segment { kind, asns });
             value = &rest[n..];
         }

@@ -200,7 +200,7 @@ pub(crate) fn decode_value(
         }
         attr::AGGREGATOR => {
             want_len(type_code, value, as_width + 4)?;
-            AttributeValue::Aggregator(decode_aggregator(value, as_width))
+            AttributeValue::Aggregator(decode_aggregator(type_code, value, as_width)?)
         }
         attr::COMMUNITIES => {
             want_multiple(type_code, value, 4)?;
@@ -243,7 +243,7 @@ pub(crate) fn decode_value(
         }
         attr::AS4_AGGREGATOR => {
             want_len(type_code, value, 8)?;
-            AttributeValue::As4Aggregator(decode_aggregator(value, 4))
+            AttributeValue::As4Aggregator(decode_aggregator(type_code, value, 4)?)
         }
         attr::LARGE_COMMUNITIES => {
             want_multiple(type_code, value, 12)?;
@@ -265,16 +265,21 @@ pub(crate) fn decode_value(
     })
 }
 
-fn decode_aggregator(value: &[u8], width: usize) -> Aggregator {
+/// AGGREGATOR or AS4_AGGREGATOR; AS 0 makes it malformed (RFC 7607 §2), which RFC 7606 §7.7
+/// and RFC 6793 §6 handle by discarding the attribute.
+fn decode_aggregator(type_code: u8, value: &[u8], width: usize) -> Result<Aggregator, AttrFault> {
     let asn = if width == 4 {
         u32_of(value)
     } else {
         u32::from(u16::from_be_bytes([value[0], value[1]]))
     };
-    Aggregator {
+    if asn == 0 {
+        return Err(fault(type_code, "AS 0 is reserved (RFC 7607 §2)".into()));
+    }
+    Ok(Aggregator {
         asn,
         address: ipv4_of(&value[width..]),
-    }
+    })
 }
 
 impl AttributeValue {

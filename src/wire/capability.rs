@@ -15,7 +15,8 @@
 //! RFC 8538), 4-octet AS (RFC 6793), ADD-PATH (RFC 7911, parsed only), enhanced route refresh
 //! (RFC 7313), FQDN (draft-walton-bgp-hostname-capability). Any other code is kept as raw bytes.
 //! A known capability of the wrong length is a malformed optional parameter: OPEN Message Error,
-//! subcode 0 (RFC 4271 §6.2). Never does: decide what a capability means for the session.
+//! subcode 0 (RFC 4271 §6.2). A 4-octet AS capability carrying AS 0 is Bad Peer AS (RFC 7607
+//! §2). Never does: decide what a capability means for the session.
 
 use bytes::{BufMut, BytesMut};
 
@@ -243,7 +244,19 @@ impl Capability {
             }
             code::FOUR_OCTET_AS => {
                 exact_len("four-octet-as", at, value, 4)?;
-                Self::FourOctetAs(u32::from_be_bytes([value[0], value[1], value[2], value[3]]))
+                let asn = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+                // RFC 7607 §2: zero as the peer AS in an OPEN MUST be answered with Bad Peer
+                // AS; the data is the field as received, as for My AS.
+                if asn == 0 {
+                    return Err(DecodeError::new(
+                        ErrorKind::BadPeerAs,
+                        "four_octet_as",
+                        at + 2,
+                        "4-octet AS capability carries AS 0, which is reserved (RFC 7607 §2)",
+                    )
+                    .with_data(value.to_vec()));
+                }
+                Self::FourOctetAs(asn)
             }
             code::ADD_PATH => {
                 multiple_of("add-path", at, value, 4)?;

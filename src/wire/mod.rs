@@ -125,19 +125,36 @@ impl Message {
         })
     }
 
+    /// The largest this message may be when sent in `ctx`: OPEN and KEEPALIVE never exceed
+    /// 4096 octets, the others may reach 65535 once extended messages are negotiated
+    /// (RFC 8654 §4).
+    pub fn max_len(&self, ctx: &Context) -> usize {
+        match self {
+            Self::Open(_) | Self::Keepalive => MAX_MESSAGE_LEN,
+            _ => ctx.max_message_len(),
+        }
+    }
+
     pub fn encoded_len(&self, ctx: &Context) -> usize {
         HEADER_LEN
             + match self {
                 Self::Open(o) => o.body_len(),
                 Self::Update(u) => u.body_len(ctx.four_octet_as),
-                Self::Notification(n) => n.body_len(),
+                Self::Notification(n) => n.body_len(self.max_len(ctx) - HEADER_LEN),
                 Self::Keepalive => 0,
                 Self::RouteRefresh(r) => r.body_len(),
             }
     }
 
-    /// Append the message to `buf`. The caller keeps messages within the negotiated size
-    /// (the UPDATE packer does; see [`Update`]).
+    /// Append the message to `buf`. A NOTIFICATION's data is cut so the message fits the
+    /// negotiated size; the caller keeps the other messages within it (the UPDATE packer does;
+    /// see [`Update`]).
+    ///
+    /// This is the one place a message's Length field is written, and it never disagrees with
+    /// the octets written: a Length that wrapped (`65556 as u16` is 20) would make the peer
+    /// read the rest of the message as further messages of our sending. A message longer than
+    /// a Length field can say is a bug of ours: debug builds panic, release builds write
+    /// nothing rather than a lying header.
     pub fn encode(&self, ctx: &Context, buf: &mut BytesMut) {
         let start = buf.len();
         // The length is patched in afterwards: computing it first would walk every attribute twice.
@@ -145,17 +162,21 @@ impl Message {
         match self {
             Self::Open(o) => o.encode_body(buf),
             Self::Update(u) => u.encode_body(ctx.four_octet_as, buf),
-            Self::Notification(n) => n.encode_body(buf),
+            Self::Notification(n) => n.encode_body(self.max_len(ctx) - HEADER_LEN, buf),
             Self::Keepalive => {}
             Self::RouteRefresh(r) => r.encode_body(buf),
         }
         let len = buf.len() - start;
         debug_assert!(
             len <= MAX_EXTENDED_MESSAGE_LEN,
-            "{:?} of {len} octets",
+            "{:?} of {len} octets does not fit a Length field",
             self.kind()
         );
-        buf[start + 16..start + 18].copy_from_slice(&(len as u16).to_be_bytes());
+        let Ok(length) = u16::try_from(len) else {
+            buf.truncate(start);
+            return;
+        };
+        buf[start + 16..start + 18].copy_from_slice(&length.to_be_bytes());
         debug_assert_eq!(
             len,
             self.encoded_len(ctx),
@@ -169,5 +190,95 @@ impl Message {
         let mut buf = BytesMut::with_capacity(self.encoded_len(ctx));
         self.encode(ctx, &mut buf);
         buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn big_notification(data_len: usize) -> Message {
+        Message::Notification(Notification {
+            code: 7,
+            subcode: 1,
+            data: Bytes::from(vec![0xab; data_len]),
+        })
+    }
+
+    /// The length written in the header, and the octets written.
+    fn framed(msg: &Message, ctx: &Context) -> (usize, usize) {
+        let bytes = msg.to_bytes(ctx);
+        (
+            usize::from(u16::from_be_bytes([bytes[16], bytes[17]])),
+            bytes.len(),
+        )
+    }
+
+    #[test]
+    fn notification_data_is_cut_to_the_negotiated_message_size() {
+        // The data of a ROUTE-REFRESH error is the whole 65535-octet message (RFC 7313 §5).
+        let msg = big_notification(MAX_EXTENDED_MESSAGE_LEN);
+        let plain = Context::default();
+        assert_eq!(framed(&msg, &plain), (4096, 4096));
+        assert_eq!(msg.encoded_len(&plain), 4096);
+        let extended = Context {
+            extended_message: true,
+            ..Context::default()
+        };
+        assert_eq!(framed(&msg, &extended), (65535, 65535));
+        assert_eq!(msg.encoded_len(&extended), 65535);
+        // What is kept is the head of the data, and the message still decodes.
+        let bytes = msg.to_bytes(&plain);
+        let Message::Notification(n) = Message::decode(&bytes, &plain).unwrap() else {
+            panic!("not a NOTIFICATION");
+        };
+        assert_eq!((n.code, n.subcode, n.data.len()), (7, 1, 4096 - 21));
+    }
+
+    #[test]
+    fn notification_that_fits_is_sent_whole() {
+        let msg = big_notification(4096 - 21);
+        assert_eq!(framed(&msg, &Context::default()), (4096, 4096));
+        let msg = big_notification(3);
+        assert_eq!(framed(&msg, &Context::default()), (24, 24));
+    }
+
+    #[test]
+    fn route_refresh_error_for_a_maximal_message_encodes_within_the_limit() {
+        let mut m = header::MARKER.to_vec();
+        m.extend_from_slice(&65535u16.to_be_bytes());
+        m.push(MessageType::RouteRefresh.code());
+        m.extend_from_slice(&[0, 1, 1, 1]); // IPv4 unicast BoRR, then too much
+        m.resize(65535, 0);
+        let extended = Context {
+            extended_message: true,
+            ..Context::default()
+        };
+        let err = Message::decode(&m, &extended).unwrap_err();
+        assert_eq!(err.data.len(), 65535);
+        for ctx in [Context::default(), extended] {
+            let n = Message::Notification(err.notification());
+            let (length, written) = framed(&n, &ctx);
+            assert_eq!(length, written);
+            assert_eq!(written, ctx.max_message_len());
+        }
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "does not fit a Length field")]
+    fn a_message_too_long_for_its_length_field_is_caught() {
+        let mut u = Update::default();
+        for type_code in [98, 99] {
+            u.attributes.push(PathAttribute {
+                flags: 0xc0,
+                value: AttributeValue::Unknown {
+                    type_code,
+                    data: vec![0; 40_000],
+                },
+            });
+        }
+        Message::Update(u).to_bytes(&Context::default());
     }
 }

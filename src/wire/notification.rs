@@ -107,14 +107,24 @@ impl Notification {
         }
     }
 
-    pub(crate) fn body_len(&self) -> usize {
-        2 + self.data.len()
+    /// Octets of data sent when the body may take at most `max_body` octets. The data often
+    /// echoes the peer's own message (RFC 4271 §6.1, RFC 7313 §5), which may be as long as the
+    /// largest message: sent whole, the NOTIFICATION would exceed the message size limit
+    /// (RFC 4271 §4.1, RFC 8654 §4), so the tail that does not fit is dropped.
+    fn data_len_within(&self, max_body: usize) -> usize {
+        self.data.len().min(max_body.saturating_sub(2))
     }
 
-    pub(crate) fn encode_body(&self, buf: &mut BytesMut) {
+    /// Body length once the data is cut to fit `max_body` octets.
+    pub(crate) fn body_len(&self, max_body: usize) -> usize {
+        2 + self.data_len_within(max_body)
+    }
+
+    /// Write code, subcode and as much data as fits in `max_body` octets of body.
+    pub(crate) fn encode_body(&self, max_body: usize, buf: &mut BytesMut) {
         buf.put_u8(self.code);
         buf.put_u8(self.subcode);
-        buf.put_slice(&self.data);
+        buf.put_slice(&self.data[..self.data_len_within(max_body)]);
     }
 }
 

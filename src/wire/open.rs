@@ -19,7 +19,8 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 //!
-//! The codec checks what the message alone can show (RFC 4271 §6.2): version 4, hold time not 1
+//! The codec checks what the message alone can show (RFC 4271 §6.2): version 4, a peer AS other
+//! than 0 in My AS and in the 4-octet AS capability (RFC 7607 §2: Bad Peer AS), hold time not 1
 //! or 2, a non-zero BGP identifier (RFC 6286 §2.2), only capability parameters. Checks against
 //! configuration (peer AS, role mismatch, required capabilities) belong to the session.
 //! Capabilities keep their grouping into optional parameters so a message re-encodes exactly.
@@ -113,6 +114,17 @@ impl Open {
             .with_data(u16::from(BGP_VERSION).to_be_bytes().to_vec()));
         }
         let my_as = u16::from_be_bytes([body[1], body[2]]);
+        // RFC 7607 §2: AS 0 as the peer AS MUST get Bad Peer AS, whatever is configured. The
+        // data is the field as received, as the session sends for any other Bad Peer AS.
+        if my_as == 0 {
+            return Err(DecodeError::new(
+                ErrorKind::BadPeerAs,
+                "my_as",
+                20,
+                "My AS 0 is reserved (RFC 7607 §2)",
+            )
+            .with_data(body[1..3].to_vec()));
+        }
         let hold_time = u16::from_be_bytes([body[3], body[4]]);
         if hold_time == 1 || hold_time == 2 {
             return Err(DecodeError::new(

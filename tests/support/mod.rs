@@ -688,6 +688,11 @@ impl RawPeer {
             .unwrap_or_else(|e| panic!("raw peer {}: write: {e}", self.ip));
     }
 
+    /// [`Self::send_raw`] for a peer that expects the speaker to close the connection on it.
+    pub fn try_send_raw(&self, bytes: &[u8]) -> std::io::Result<()> {
+        (&self.conn().stream).write_all(bytes)
+    }
+
     /// Exchange OPEN and KEEPALIVE; returns the speaker's OPEN once both sides are Established.
     /// From then on a thread sends a KEEPALIVE every hold_time / 3 seconds.
     pub fn handshake(&mut self) -> Open {

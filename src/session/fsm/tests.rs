@@ -1253,3 +1253,43 @@ fn speaker_reset_sends_its_notification_and_restarts_after_connect_retry() {
         "automatic restart scheduled"
     );
 }
+
+#[test]
+fn the_notification_that_ends_a_session_is_encoded_with_the_negotiated_size() {
+    let mut h = Harness::to_open_sent(SessionConfig {
+        extended_message: true,
+        ..cfg()
+    });
+    h.msg(Message::Open(peer_open_with(
+        65001,
+        90,
+        vec![Capability::ExtendedMessage],
+    )));
+    h.msg(Message::Keepalive);
+    assert_eq!(h.s.state(), State::Established);
+    let e = DecodeError::new(ErrorKind::RouteRefreshInvalidLength, "length", 16, "x")
+        .with_data(vec![0xab; 65535]);
+    let a = h.ev(Event::DecodeError(e));
+    // The driver encodes the NOTIFICATION after `handle` returned, with `context()`: the
+    // session is Idle by then, yet the peer still takes 65535-octet messages (RFC 8654 §4).
+    let n = sent(&a).pop().unwrap();
+    assert_eq!(n.to_bytes(&h.s.context()).len(), 65535);
+    // A new connection starts from the default again until its OPENs are exchanged.
+    h.advance(5 * S);
+    h.ev(Event::TcpConnectionAcknowledged);
+    assert_eq!(h.s.context(), Context::default());
+}
+
+#[test]
+fn open_sent_open_from_as_0_is_bad_peer_as_rfc7607() {
+    let mut h = Harness::to_open_sent(cfg());
+    // The peer's OPEN as it arrives: the codec refuses My AS 0 and the session sends 2/2.
+    let mut bytes = Message::Open(peer_open_with(65001, 90, vec![]))
+        .to_bytes(&Context::default())
+        .to_vec();
+    bytes[20..22].copy_from_slice(&[0, 0]);
+    let e = Message::decode(&bytes, &Context::default()).unwrap_err();
+    let a = h.ev(Event::DecodeError(e));
+    assert_eq!(notification_wire(&a), wire(2, 2, &[0, 0]));
+    assert_eq!(h.s.state(), State::Idle);
+}
