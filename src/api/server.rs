@@ -9,7 +9,6 @@
 //! `POST /v1/lease/renew`, `GET /metrics` (Prometheus text format).
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -280,21 +279,7 @@ async fn metrics(State(c): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Bind the Unix socket, replacing a stale one, readable and writable by the owner only.
-pub fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
+pub use super::unix_socket::{bind_unix, BindError};
 
 /// Serve on a bound Unix socket until `shutdown` resolves.
 pub async fn serve_unix(
