@@ -60,7 +60,9 @@ pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, BindError> {
         .map_err(io_err(&staged, "cannot set the mode"))?;
     if stale {
         match std::fs::remove_file(path) {
-            Ok(()) => tracing::info!(socket = %path.display(), "replaced the stale API socket of a speaker that is gone"),
+            Ok(()) => {
+                tracing::info!(socket = %path.display(), "replaced the stale API socket of a speaker that is gone")
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(path, "cannot remove the stale socket")(e)),
         }
@@ -139,7 +141,9 @@ fn check_existing(path: &Path) -> Result<bool, BindError> {
         Probe::Listening => Err(BindError::Live(path.to_owned())),
         Probe::Refused => Ok(true),
         Probe::Gone => Ok(false),
-        Probe::Failed(e) => Err(io_err(path, "cannot tell whether a speaker listens there")(e)),
+        Probe::Failed(e) => Err(io_err(path, "cannot tell whether a speaker listens there")(
+            e,
+        )),
     }
 }
 
@@ -212,7 +216,16 @@ mod tests {
         let p = d.path().join("api.sock");
         std::fs::write(&p, "precious\n").unwrap();
         let e = bind_unix(&p).unwrap_err();
-        assert!(matches!(e, BindError::NotASocket { kind: "regular file", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                BindError::NotASocket {
+                    kind: "regular file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains(&p.display().to_string()), "{e}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "precious\n");
         assert!(leftovers(d.path()).is_empty());
@@ -227,7 +240,10 @@ mod tests {
         std::os::unix::fs::symlink(&target, &p).unwrap();
         let e = bind_unix(&p).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
-        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
 
         let q = d.path().join("sockdir");
@@ -262,7 +278,10 @@ mod tests {
         let d = dir();
         let p = d.path().join("api.sock");
         drop(std::os::unix::net::UnixListener::bind(&p).unwrap());
-        assert!(std::fs::symlink_metadata(&p).is_ok(), "stale socket left behind");
+        assert!(
+            std::fs::symlink_metadata(&p).is_ok(),
+            "stale socket left behind"
+        );
         let l = bind_unix(&p).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
