@@ -1,0 +1,578 @@
+//! The speaker's API under hostile clients and a hostile filesystem, against the real binary.
+//!
+//! Proves:
+//! - 1,000 idle TCP connections (never a byte sent) do not starve the API: an authenticated TCP
+//!   request and a Unix-socket request are answered, and their latency is measured (median,
+//!   p99), with the speaker at a typical 1024-fd limit and at the 128-fd limit of the report;
+//!   the speaker's open fds stay within its API budgets (a quarter plus an eighth of the limit).
+//! - A client that sends half a request head and stalls (TCP or Unix) is disconnected after the
+//!   header-read timeout, and so is one that sends nothing.
+//! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
+//!   backs off and answers again once fds are free.
+//! - The API socket path: a regular file there is kept with its content and the speaker exits 1
+//!   naming it; a live speaker's socket is not taken over; a stale socket (nobody listens) is
+//!   replaced; the socket is 0600 even under umask 000, and arrives at its path by rename.
+//!
+//! Failures injected: idle and half-open connections from this process, `prlimit` on the
+//! speaker, files and sockets placed at the `api` path before start.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const TOKEN: &str = "ferry-faults-token-0123456789";
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// A speaker started through a wrapper (`prlimit`, a shell with a umask); killed on drop.
+struct Wrapped {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    tcp: SocketAddr,
+}
+
+impl Wrapped {
+    /// Write the config (Unix socket, TCP API with [`TOKEN`]) and run `wrapper... ferry
+    /// speaker --config FILE`; waits for both listeners unless `expect_start` is false.
+    fn start(wrapper: &[&str], expect_start: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-it-faults-")
+            .tempdir()
+            .expect("temp dir");
+        let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
+        Self::start_in(dir, tcp, wrapper, expect_start)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        tcp: SocketAddr,
+        wrapper: &[&str],
+        expect_start: bool,
+    ) -> Self {
+        let d = dir.path();
+        std::fs::write(d.join("token"), format!("{TOKEN}\n")).expect("token");
+        let config = format!(
+            "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\napi_tcp = \"{tcp}\"\napi_token_file = \"{}\"\n",
+            d.join("api.sock").display(),
+            d.join("state").display(),
+            d.join("token").display()
+        );
+        std::fs::write(d.join("ferry.toml"), config).expect("config");
+        let log = std::fs::File::create(d.join("speaker.log")).expect("log");
+        let mut cmd = if let Some((first, rest)) = wrapper.split_first() {
+            let mut c = Command::new(first);
+            c.args(rest).arg(FERRY);
+            c
+        } else {
+            Command::new(FERRY)
+        };
+        let child = cmd
+            .arg("speaker")
+            .arg("--config")
+            .arg(d.join("ferry.toml"))
+            .env("FERRY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferry speaker");
+        let mut s = Self {
+            dir,
+            child: Some(child),
+            tcp,
+        };
+        if expect_start {
+            s.wait_ready();
+        }
+        s
+    }
+
+    fn api(&self) -> PathBuf {
+        self.dir.path().join("api.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("speaker.log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if request(&Via::Unix(&self.api()), "/v1/peers").is_ok()
+                && request(&Via::Tcp(self.tcp), "/v1/peers").is_ok()
+            {
+                return;
+            }
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                panic!("speaker exited with {st} at start:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "API not up:\n{}", self.log());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait for the process to exit by itself; its exit code.
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return st.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "speaker kept running:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Open file descriptors of the speaker process.
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Wrapped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if thread::panicking() {
+            eprintln!("---- speaker log ----\n{}", self.log());
+        }
+    }
+}
+
+enum Via<'a> {
+    Unix(&'a Path),
+    Tcp(SocketAddr),
+}
+
+/// One `GET` with the bearer token and `Connection: close`, read to the end; every wait is
+/// bounded by 2 s. Ok(status line) or the error.
+fn request(via: &Via<'_>, path: &str) -> std::io::Result<String> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    let t = Some(Duration::from_secs(2));
+    let mut answer = Vec::new();
+    match via {
+        Via::Unix(p) => {
+            let mut s = UnixStream::connect(p)?;
+            s.set_read_timeout(t)?;
+            s.set_write_timeout(t)?;
+            s.write_all(req.as_bytes())?;
+            s.read_to_end(&mut answer)?;
+        }
+        Via::Tcp(a) => {
+            let mut s = TcpStream::connect_timeout(a, Duration::from_secs(2))?;
+            s.set_read_timeout(t)?;
+            s.set_write_timeout(t)?;
+            s.write_all(req.as_bytes())?;
+            s.read_to_end(&mut answer)?;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or("").to_owned();
+    if status.starts_with("HTTP/1.1 200") {
+        Ok(status)
+    } else {
+        Err(std::io::Error::other(format!("answer: {text:?}")))
+    }
+}
+
+/// `n` requests one after the other; (median, p99) latency, panicking on any failure.
+fn latencies(via: &Via<'_>, n: usize) -> (Duration, Duration) {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|i| {
+            let t = Instant::now();
+            if let Err(e) = request(via, "/v1/peers") {
+                panic!("request {i} failed after {:?}: {e}", t.elapsed());
+            }
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    let p99 = v[(n * 99).div_ceil(100) - 1];
+    (v[n / 2], p99)
+}
+
+/// 1,000 idle TCP connections, then 200 requests on each listener; figures printed, the
+/// assertion bound is loose (the build machine is shared), the target is 10 ms.
+fn idle_flood(nofile: u64) {
+    let limit = format!("--nofile={nofile}:{nofile}");
+    let s = Wrapped::start(&["prlimit", &limit, "--"], true);
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            TcpStream::connect_timeout(&s.tcp, Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect();
+    // Let the speaker accept them all (or close what is over its budget).
+    thread::sleep(Duration::from_millis(300));
+    let fds = s.fds();
+    let started = Instant::now();
+    let (tcp_med, tcp_p99) = latencies(&Via::Tcp(s.tcp), 200);
+    let (unix_med, unix_p99) = latencies(&Via::Unix(&s.api()), 200);
+    eprintln!(
+        "nofile {nofile}: speaker fds with 1000 idle TCP connections: {fds}; \
+         TCP (authenticated) median {tcp_med:?} p99 {tcp_p99:?}; Unix median {unix_med:?} p99 {unix_p99:?}"
+    );
+    assert!(
+        started.elapsed() < HEADER_TIMEOUT,
+        "measured within the header timeout, while the idle connections are held"
+    );
+    for (what, p99) in [("TCP", tcp_p99), ("Unix", unix_p99)] {
+        assert!(p99 < Duration::from_millis(200), "{what} p99 {p99:?}");
+    }
+    // The TCP budget is at most a quarter of the fd limit, the Unix one an eighth: the
+    // flood never holds the fds the rest of the speaker needs.
+    assert!(
+        fds as u64 <= nofile / 4 + nofile / 8 + 32,
+        "speaker holds {fds} fds of {nofile}"
+    );
+    assert!(
+        s.log().contains("API connection budget full"),
+        "{}",
+        s.log()
+    );
+
+    // Churn: the flood keeps opening new idle connections (each evicts an older one) while
+    // the requests are made.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let (stop, tcp) = (stop.clone(), s.tcp);
+        thread::spawn(move || {
+            let mut held = std::collections::VecDeque::from(idle);
+            let mut opened = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(c) = TcpStream::connect_timeout(&tcp, Duration::from_secs(2)) {
+                    held.push_back(c);
+                    held.pop_front();
+                    opened += 1;
+                }
+            }
+            opened
+        })
+    };
+    let started = Instant::now();
+    let (tcp_med, tcp_p99) = latencies(&Via::Tcp(s.tcp), 200);
+    let (unix_med, unix_p99) = latencies(&Via::Unix(&s.api()), 200);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = flooder.join().unwrap();
+    eprintln!(
+        "nofile {nofile}, flood opening {:.0} connections/s: TCP (authenticated) median {tcp_med:?} \
+         p99 {tcp_p99:?}; Unix median {unix_med:?} p99 {unix_p99:?}",
+        opened as f64 / took.as_secs_f64()
+    );
+    for (what, p99) in [("TCP", tcp_p99), ("Unix", unix_p99)] {
+        assert!(
+            p99 < Duration::from_millis(500),
+            "{what} p99 under churn {p99:?}"
+        );
+    }
+}
+
+/// The speaker's header-read timeout (src/api/listen.rs HEADER_READ_TIMEOUT).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_thousand_idle_tcp_connections_do_not_starve_the_api_at_1024_fds() {
+    idle_flood(1024);
+}
+
+#[test]
+fn a_thousand_idle_tcp_connections_do_not_starve_the_api_at_128_fds() {
+    idle_flood(128);
+}
+
+/// Read until the peer closes; how long that took (None: still open after `max`).
+fn closed_within(mut s: impl Read, max: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(t.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(t.elapsed()),
+            Err(_) if t.elapsed() >= max => return None,
+            Err(_) => {}
+        }
+        if t.elapsed() >= max {
+            return None;
+        }
+    }
+}
+
+#[test]
+fn a_stalled_half_request_head_is_disconnected_after_the_header_read_timeout() {
+    let s = Wrapped::start(&[], true);
+    let half = b"GET /v1/peers HTTP/1.1\r\nHost: localhost\r\nAuthoriz";
+    let max = HEADER_TIMEOUT + Duration::from_secs(5);
+    let tick = Some(Duration::from_millis(200));
+
+    let mut tcp = TcpStream::connect(s.tcp).unwrap();
+    tcp.set_read_timeout(tick).unwrap();
+    tcp.write_all(half).unwrap();
+    let mut unix = UnixStream::connect(s.api()).unwrap();
+    unix.set_read_timeout(tick).unwrap();
+    unix.write_all(half).unwrap();
+    let silent = TcpStream::connect(s.tcp).unwrap();
+    silent.set_read_timeout(tick).unwrap();
+
+    let t = thread::spawn(move || closed_within(tcp, max));
+    let u = thread::spawn(move || closed_within(unix, max));
+    let q = closed_within(silent, max);
+    for (what, took) in [
+        ("TCP half head", t.join().unwrap()),
+        ("Unix half head", u.join().unwrap()),
+        ("TCP silent", q),
+    ] {
+        let took = took.unwrap_or_else(|| panic!("{what}: still open after {max:?}"));
+        eprintln!("{what}: closed after {took:?}");
+        assert!(
+            took >= HEADER_TIMEOUT - Duration::from_millis(300),
+            "{what}: closed too early ({took:?})"
+        );
+    }
+    // The server is fine afterwards.
+    request(&Via::Tcp(s.tcp), "/v1/peers").unwrap();
+}
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let s = Wrapped::start(&[], true);
+    let pid = s.pid().to_string();
+    // Leave the speaker a handful of fds above what it holds now.
+    let tight = s.fds() + 4;
+    let set = |soft: &str| {
+        let st = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={soft}:")])
+            .status()
+            .expect("run prlimit");
+        assert!(st.success());
+    };
+    set(&tight.to_string());
+    let flood: Vec<TcpStream> = (0..50)
+        .filter_map(|_| TcpStream::connect_timeout(&s.tcp, Duration::from_secs(2)).ok())
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while !s.log().contains("API accept failed") {
+        assert!(Instant::now() < deadline, "no EMFILE seen:\n{}", s.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s.log().contains("Too many open files"), "{}", s.log());
+    // Give the fds back: the loop must pick up again on its own.
+    drop(flood);
+    set("1024");
+    let t = Instant::now();
+    let deadline = t + WAIT;
+    loop {
+        let ok = request(&Via::Unix(&s.api()), "/v1/peers").is_ok()
+            && request(&Via::Tcp(s.tcp), "/v1/peers").is_ok();
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "API did not recover:\n{}",
+            s.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("answering again {:?} after the fds were freed", t.elapsed());
+}
+
+// ----- the socket path ------------------------------------------------------------------------
+
+#[test]
+fn a_regular_file_at_the_api_path_is_kept_and_named() {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-it-faults-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("api.sock");
+    std::fs::write(&path, "not a socket\n").unwrap();
+    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
+    let mut s = Wrapped::start_in(dir, tcp, &[], false);
+    assert_eq!(s.wait_exit(), 1);
+    let log = s.log();
+    assert!(
+        log.contains(&format!("{} exists and is a regular file", path.display())),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket\n");
+}
+
+#[test]
+fn a_live_speakers_socket_is_not_taken_over() {
+    let first = Wrapped::start(&[], true);
+    // A second speaker (own state_dir) pointed at the first one's socket.
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-it-faults-")
+        .tempdir()
+        .unwrap();
+    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
+    let config_api = first.api();
+    let mut second = {
+        let d = dir.path();
+        std::fs::write(d.join("token"), format!("{TOKEN}\n")).unwrap();
+        std::fs::write(
+            d.join("ferry.toml"),
+            format!(
+                "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\n",
+                config_api.display(),
+                d.join("state").display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(FERRY)
+            .arg("speaker")
+            .arg("--config")
+            .arg(d.join("ferry.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (out, tcp)
+    };
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(st) = second.0.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = second.0.kill();
+            panic!("second speaker kept running on a live socket");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    second
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another speaker listens on {}",
+            config_api.display()
+        )),
+        "{stderr}"
+    );
+    // The first one still owns its socket.
+    request(&Via::Unix(&first.api()), "/v1/peers").unwrap();
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-it-faults-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("api.sock");
+    // A socket nobody listens on (what a SIGKILLed speaker leaves).
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
+    let s = Wrapped::start_in(dir, tcp, &[], true);
+    request(&Via::Unix(&s.api()), "/v1/peers").unwrap();
+}
+
+#[test]
+fn the_socket_is_0600_under_umask_000_and_arrives_by_rename() {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-it-faults-")
+        .tempdir()
+        .unwrap();
+    let events = InotifyLog::watch(dir.path());
+    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
+    let s = Wrapped::start_in(
+        dir,
+        tcp,
+        &["sh", "-c", "umask 000; exec \"$0\" \"$@\""],
+        true,
+    );
+    let mode = std::fs::metadata(s.api()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let api = events.finish();
+    // Never created at its path (where it would be reachable before its chmod): moved in.
+    assert!(
+        api.iter().any(|e| e == "MOVED_TO api.sock"),
+        "events for the api dir: {api:?}"
+    );
+    assert!(
+        !api.iter().any(|e| e == "CREATE api.sock"),
+        "events for the api dir: {api:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ferry-api-"))
+        .collect();
+    assert!(left.is_empty(), "staging dirs left: {left:?}");
+}
+
+/// `inotifywait`-free directory event log: the kernel's inotify through nix.
+struct InotifyLog {
+    fd: nix::sys::inotify::Inotify,
+}
+
+impl InotifyLog {
+    fn watch(dir: &Path) -> Self {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).expect("inotify");
+        fd.add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+            .expect("watch");
+        Self { fd }
+    }
+
+    /// "CREATE name" / "MOVED_TO name" for everything seen so far.
+    fn finish(self) -> Vec<String> {
+        use nix::sys::inotify::AddWatchFlags;
+        let mut out = Vec::new();
+        while let Ok(evs) = self.fd.read_events() {
+            for e in evs {
+                let name = e
+                    .name
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let kind = if e.mask.contains(AddWatchFlags::IN_MOVED_TO) {
+                    "MOVED_TO"
+                } else {
+                    "CREATE"
+                };
+                out.push(format!("{kind} {name}"));
+            }
+        }
+        out
+    }
+}
