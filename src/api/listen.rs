@@ -5,11 +5,13 @@
 //!   TCP connections can never take the slots (or the file descriptors) the Unix socket's local
 //!   operator needs. The budgets are clamped to a fraction of `RLIMIT_NOFILE` ([`Limits::tcp`],
 //!   [`Limits::unix`]) so that all API connections together stay well below the fd limit.
-//! - A new connection over budget takes the slot of the oldest *idle* connection (no request in
-//!   flight: still waiting for its first request head, or kept alive between requests), which is
-//!   closed; if every connection has a request in flight, the new one is closed at once. The
-//!   accept loop never waits for a slot, so whoever connects last with a real request gets in:
-//!   idle connections cost an attacker a connection each and buy nothing.
+//! - A new connection over budget takes the slot of the oldest *idle* connection, which is
+//!   closed; if there is none, the new one is closed at once. Idle: no request in flight, and
+//!   the connection has found its socket empty at least once (a read returned Pending): it is
+//!   waiting for its first request head, or kept alive between requests. A client that sent its
+//!   request with the connection is so never evicted before the server has read it, however
+//!   fast a flood connects. The accept loop never waits for a slot: idle connections cost an
+//!   attacker a connection each and buy nothing.
 //! - hyper runs with a timer: a request head must arrive complete within
 //!   [`Limits::header_read_timeout`] of the moment the server starts waiting for it (the
 //!   connection's start, or the end of the previous response). hyper restarts that timer when a
@@ -37,7 +39,11 @@ use axum::Router;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tower_service::Service;
@@ -157,6 +163,11 @@ pub async fn serve<L: Accept>(
                             over_budget.note(|n| tracing::warn!(listener = name, evicted = n, max_connections = limits.max_connections, "API connection budget full: closed the oldest idle connections to admit new ones"));
                         }
                         conns.spawn(serve_connection(io, slot, app.clone(), limits, stop_rx.clone()));
+                        // Let the new connection read once before the next accept: what its
+                        // client sent with the connection is then in flight (kept), and an
+                        // empty socket makes it idle (evictable). Without this, a burst of
+                        // accepts fills the budget with connections that are neither.
+                        tokio::task::yield_now().await;
                     }
                     Admission::Refused => {
                         drop(io);
@@ -231,7 +242,13 @@ async fn serve_connection<I>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(
+            TokioIo::new(Watched {
+                io,
+                state: slot.state.clone(),
+            }),
+            service,
+        );
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -252,7 +269,66 @@ async fn serve_connection<I>(
 #[derive(Default)]
 struct ConnState {
     in_flight: AtomicUsize,
+    /// A read found the socket empty: from then on, with no request in flight, it waits on
+    /// the client and may be evicted.
+    waited: AtomicBool,
     evict: Notify,
+}
+
+impl ConnState {
+    fn idle(&self) -> bool {
+        self.waited.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// The connection's stream, noting when a read finds nothing to read.
+struct Watched<I> {
+    io: I,
+    state: Arc<ConnState>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if r.is_pending() {
+            self.state.waited.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Counts a request in flight while alive.
@@ -336,13 +412,9 @@ impl Registry {
         Self::evict_locked(&mut self.lock())
     }
 
-    /// Close the oldest connection without a request in flight; false if there is none.
+    /// Close the oldest idle connection ([`ConnState::idle`]); false if there is none.
     fn evict_locked(conns: &mut BTreeMap<u64, Arc<ConnState>>) -> bool {
-        let Some(id) = conns
-            .iter()
-            .find(|(_, c)| c.in_flight.load(Ordering::SeqCst) == 0)
-            .map(|(id, _)| *id)
-        else {
+        let Some(id) = conns.iter().find(|(_, c)| c.idle()).map(|(id, _)| *id) else {
             return false;
         };
         if let Some(victim) = conns.remove(&id) {
@@ -390,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_budget_evicts_the_oldest_idle_connection_and_refuses_when_all_are_busy() {
+    fn a_full_budget_evicts_the_oldest_idle_connection_and_refuses_when_none_is_idle() {
         let r = Arc::new(Registry::new(2));
         let Admission::Admitted { slot: a, .. } = r.admit() else {
             panic!("first refused")
@@ -398,6 +470,9 @@ mod tests {
         let Admission::Admitted { slot: b, .. } = r.admit() else {
             panic!("second refused")
         };
+        for s in [&a.state, &b.state] {
+            s.waited.store(true, Ordering::SeqCst);
+        }
         let busy_b = InFlight::begin(&b.state);
         // Full: a (idle) goes, b (busy) stays.
         let Admission::Admitted { slot: c, evicted } = r.admit() else {
@@ -405,6 +480,12 @@ mod tests {
         };
         assert!(evicted);
         assert!(!r.lock().contains_key(&a.id) && r.lock().contains_key(&b.id));
+        // c has not read yet: it is not idle, whatever it may have sent.
+        assert!(
+            matches!(r.admit(), Admission::Refused),
+            "b busy, c not read yet"
+        );
+        c.state.waited.store(true, Ordering::SeqCst);
         let _busy_c = InFlight::begin(&c.state);
         assert!(matches!(r.admit(), Admission::Refused), "all busy");
         drop(busy_b);
