@@ -22,8 +22,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,138 +32,29 @@ use support::*;
 const TOKEN: &str = "ferry-faults-token-0123456789";
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-/// A speaker started through a wrapper (`prlimit`, a shell with a umask); killed on drop.
-struct Wrapped {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    tcp: SocketAddr,
+/// A speaker with the TCP API (token [`TOKEN`]) under `wrapper`; returns once both listeners
+/// answer.
+fn start(wrapper: &[&str]) -> (Speaker, SocketAddr) {
+    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
+    let s = Speaker::start(SpeakerSpec {
+        api_tcp: Some((tcp, TOKEN.to_owned())),
+        wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
+        ..SpeakerSpec::default()
+    });
+    // The TCP listener starts after the Unix socket.
+    let deadline = Instant::now() + WAIT;
+    while request(&Via::Tcp(tcp), "/v1/peers").is_err() {
+        assert!(Instant::now() < deadline, "TCP API not up:\n{}", s.log());
+        thread::sleep(Duration::from_millis(10));
+    }
+    (s, tcp)
 }
 
-impl Wrapped {
-    /// Write the config (Unix socket, TCP API with [`TOKEN`]) and run `wrapper... ferry
-    /// speaker --config FILE`; waits for both listeners unless `expect_start` is false.
-    fn start(wrapper: &[&str], expect_start: bool) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-it-faults-")
-            .tempdir()
-            .expect("temp dir");
-        let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
-        Self::start_in(dir, tcp, wrapper, expect_start)
-    }
-
-    fn start_in(
-        dir: tempfile::TempDir,
-        tcp: SocketAddr,
-        wrapper: &[&str],
-        expect_start: bool,
-    ) -> Self {
-        let d = dir.path();
-        std::fs::write(d.join("token"), format!("{TOKEN}\n")).expect("token");
-        let config = format!(
-            "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\napi_tcp = \"{tcp}\"\napi_token_file = \"{}\"\n",
-            d.join("api.sock").display(),
-            d.join("state").display(),
-            d.join("token").display()
-        );
-        std::fs::write(d.join("ferry.toml"), config).expect("config");
-        let log = std::fs::File::create(d.join("speaker.log")).expect("log");
-        let mut cmd = if let Some((first, rest)) = wrapper.split_first() {
-            let mut c = Command::new(first);
-            c.args(rest).arg(FERRY);
-            c
-        } else {
-            Command::new(FERRY)
-        };
-        let child = cmd
-            .arg("speaker")
-            .arg("--config")
-            .arg(d.join("ferry.toml"))
-            .env("FERRY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ferry speaker");
-        let mut s = Self {
-            dir,
-            child: Some(child),
-            tcp,
-        };
-        if expect_start {
-            s.wait_ready();
-        }
-        s
-    }
-
-    fn api(&self) -> PathBuf {
-        self.dir.path().join("api.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("speaker.log")).unwrap_or_default()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if request(&Via::Unix(&self.api()), "/v1/peers").is_ok()
-                && request(&Via::Tcp(self.tcp), "/v1/peers").is_ok()
-            {
-                return;
-            }
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                panic!("speaker exited with {st} at start:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "API not up:\n{}", self.log());
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Wait for the process to exit by itself; its exit code.
-    fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(st) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return st.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "speaker kept running:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Open file descriptors of the speaker process.
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Wrapped {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if thread::panicking() {
-            eprintln!("---- speaker log ----\n{}", self.log());
-        }
-    }
+/// Open file descriptors of the speaker process.
+fn fds(s: &Speaker) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", s.pid()))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 enum Via<'a> {
@@ -224,18 +115,18 @@ fn latencies(via: &Via<'_>, n: usize) -> (Duration, Duration) {
 /// assertion bound is loose (the build machine is shared), the target is 10 ms.
 fn idle_flood(nofile: u64) {
     let limit = format!("--nofile={nofile}:{nofile}");
-    let s = Wrapped::start(&["prlimit", &limit, "--"], true);
+    let (s, tcp) = start(&["prlimit", &limit, "--"]);
     let idle: Vec<TcpStream> = (0..1000)
         .map(|i| {
-            TcpStream::connect_timeout(&s.tcp, Duration::from_secs(2))
+            TcpStream::connect_timeout(&tcp, Duration::from_secs(2))
                 .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
         })
         .collect();
     // Let the speaker accept them all (or close what is over its budget).
     thread::sleep(Duration::from_millis(300));
-    let fds = s.fds();
+    let fds = fds(&s);
     let started = Instant::now();
-    let (tcp_med, tcp_p99) = latencies(&Via::Tcp(s.tcp), 200);
+    let (tcp_med, tcp_p99) = latencies(&Via::Tcp(tcp), 200);
     let (unix_med, unix_p99) = latencies(&Via::Unix(&s.api()), 200);
     eprintln!(
         "nofile {nofile}: speaker fds with 1000 idle TCP connections: {fds}; \
@@ -264,7 +155,7 @@ fn idle_flood(nofile: u64) {
     // the requests are made.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooder = {
-        let (stop, tcp) = (stop.clone(), s.tcp);
+        let stop = stop.clone();
         thread::spawn(move || {
             let mut held = std::collections::VecDeque::from(idle);
             let mut opened = 0u64;
@@ -279,7 +170,7 @@ fn idle_flood(nofile: u64) {
         })
     };
     let started = Instant::now();
-    let (tcp_med, tcp_p99) = latencies(&Via::Tcp(s.tcp), 200);
+    let (tcp_med, tcp_p99) = latencies(&Via::Tcp(tcp), 200);
     let (unix_med, unix_p99) = latencies(&Via::Unix(&s.api()), 200);
     let took = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -330,18 +221,18 @@ fn closed_within(mut s: impl Read, max: Duration) -> Option<Duration> {
 
 #[test]
 fn a_stalled_half_request_head_is_disconnected_after_the_header_read_timeout() {
-    let s = Wrapped::start(&[], true);
+    let (s, addr) = start(&[]);
     let half = b"GET /v1/peers HTTP/1.1\r\nHost: localhost\r\nAuthoriz";
     let max = HEADER_TIMEOUT + Duration::from_secs(5);
     let tick = Some(Duration::from_millis(200));
 
-    let mut tcp = TcpStream::connect(s.tcp).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(tick).unwrap();
     tcp.write_all(half).unwrap();
     let mut unix = UnixStream::connect(s.api()).unwrap();
     unix.set_read_timeout(tick).unwrap();
     unix.write_all(half).unwrap();
-    let silent = TcpStream::connect(s.tcp).unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
     silent.set_read_timeout(tick).unwrap();
 
     let t = thread::spawn(move || closed_within(tcp, max));
@@ -360,15 +251,15 @@ fn a_stalled_half_request_head_is_disconnected_after_the_header_read_timeout() {
         );
     }
     // The server is fine afterwards.
-    request(&Via::Tcp(s.tcp), "/v1/peers").unwrap();
+    request(&Via::Tcp(addr), "/v1/peers").unwrap();
 }
 
 #[test]
 fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
-    let s = Wrapped::start(&[], true);
+    let (s, tcp) = start(&[]);
     let pid = s.pid().to_string();
     // Leave the speaker a handful of fds above what it holds now.
-    let tight = s.fds() + 4;
+    let tight = fds(&s) + 4;
     let set = |soft: &str| {
         let st = Command::new("prlimit")
             .args(["--pid", &pid, &format!("--nofile={soft}:")])
@@ -378,7 +269,7 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     };
     set(&tight.to_string());
     let flood: Vec<TcpStream> = (0..50)
-        .filter_map(|_| TcpStream::connect_timeout(&s.tcp, Duration::from_secs(2)).ok())
+        .filter_map(|_| TcpStream::connect_timeout(&tcp, Duration::from_secs(2)).ok())
         .collect();
     let deadline = Instant::now() + WAIT;
     while !s.log().contains("API accept failed") {
@@ -393,7 +284,7 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     let deadline = t + WAIT;
     loop {
         let ok = request(&Via::Unix(&s.api()), "/v1/peers").is_ok()
-            && request(&Via::Tcp(s.tcp), "/v1/peers").is_ok();
+            && request(&Via::Tcp(tcp), "/v1/peers").is_ok();
         if ok {
             break;
         }
@@ -409,117 +300,52 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
 
 // ----- the socket path ------------------------------------------------------------------------
 
+/// A speaker config whose `api` is `api` (`@STATE@` for the state dir of `speaker_must_fail`).
+fn config_with_api(api: &str) -> String {
+    format!(
+        "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"\napi = \"{api}\"\nstate_dir = \"@STATE@\"\n"
+    )
+}
+
 #[test]
-fn a_regular_file_at_the_api_path_is_kept_and_named() {
-    let dir = tempfile::Builder::new()
-        .prefix("ferry-it-faults-")
-        .tempdir()
-        .unwrap();
-    let path = dir.path().join("api.sock");
-    std::fs::write(&path, "not a socket\n").unwrap();
-    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
-    let mut s = Wrapped::start_in(dir, tcp, &[], false);
-    assert_eq!(s.wait_exit(), 1);
-    let log = s.log();
-    assert!(
-        log.contains(&format!("{} exists and is a regular file", path.display())),
-        "{log}"
+fn a_regular_file_at_the_api_path_stops_the_start_naming_it() {
+    let out = speaker_must_fail(
+        &config_with_api("@STATE@/api.sock"),
+        &[("api.sock", "not a socket\n")],
     );
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket\n");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("/state/api.sock exists and is a regular file, not a socket"),
+        "{out:?}"
+    );
+    // (That the file keeps its content: src/api/unix_socket.rs unit tests.)
 }
 
 #[test]
 fn a_live_speakers_socket_is_not_taken_over() {
-    let first = Wrapped::start(&[], true);
-    // A second speaker (own state_dir) pointed at the first one's socket.
-    let dir = tempfile::Builder::new()
-        .prefix("ferry-it-faults-")
-        .tempdir()
-        .unwrap();
-    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
-    let config_api = first.api();
-    let mut second = {
-        let d = dir.path();
-        std::fs::write(d.join("token"), format!("{TOKEN}\n")).unwrap();
-        std::fs::write(
-            d.join("ferry.toml"),
-            format!(
-                "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\n",
-                config_api.display(),
-                d.join("state").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(FERRY)
-            .arg("speaker")
-            .arg("--config")
-            .arg(d.join("ferry.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        (out, tcp)
-    };
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(st) = second.0.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = second.0.kill();
-            panic!("second speaker kept running on a live socket");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    second
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let (first, _) = start(&[]);
+    // A second speaker, with its own state_dir, pointed at the first one's socket.
+    let out = speaker_must_fail(&config_with_api(&first.api().to_string_lossy()), &[]);
+    assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        stderr.contains(&format!(
+        out.stderr.contains(&format!(
             "another speaker listens on {}",
-            config_api.display()
+            first.api().display()
         )),
-        "{stderr}"
+        "{out:?}"
     );
     // The first one still owns its socket.
     request(&Via::Unix(&first.api()), "/v1/peers").unwrap();
 }
 
 #[test]
-fn a_stale_socket_is_replaced() {
-    let dir = tempfile::Builder::new()
-        .prefix("ferry-it-faults-")
-        .tempdir()
-        .unwrap();
-    let path = dir.path().join("api.sock");
-    // A socket nobody listens on (what a SIGKILLed speaker leaves).
-    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
-    let s = Wrapped::start_in(dir, tcp, &[], true);
-    request(&Via::Unix(&s.api()), "/v1/peers").unwrap();
-}
-
-#[test]
 fn the_socket_is_0600_under_umask_000_and_arrives_by_rename() {
-    let dir = tempfile::Builder::new()
-        .prefix("ferry-it-faults-")
-        .tempdir()
-        .unwrap();
-    let events = InotifyLog::watch(dir.path());
-    let tcp = SocketAddr::new(IpAddr::V4(LO), free_port(LO));
-    let s = Wrapped::start_in(
-        dir,
-        tcp,
-        &["sh", "-c", "umask 000; exec \"$0\" \"$@\""],
-        true,
-    );
+    let (mut s, _) = start(&["sh", "-c", "umask 000; exec \"$0\" \"$@\""]);
+    // Watch its dir from the start of a second run (same config, same umask).
+    s.kill9();
+    let events = InotifyLog::watch(s.dir.path());
+    s.spawn();
     let mode = std::fs::metadata(s.api()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
     let api = events.finish();
