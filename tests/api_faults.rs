@@ -4,14 +4,15 @@
 //! - 1,000 idle TCP connections (never a byte sent) do not starve the API: an authenticated TCP
 //!   request and a Unix-socket request are answered, and their latency is measured (median,
 //!   p99), with the speaker at a typical 1024-fd limit and at the 128-fd limit of the report;
-//!   the speaker's open fds stay within its API budgets (a quarter plus an eighth of the limit).
+//!   the speaker's open fds stay within its API budgets (a quarter plus an eighth of the limit);
+//!   again while the flood keeps reconnecting (each new idle connection evicts an older one).
 //! - A client that sends half a request head and stalls (TCP or Unix) is disconnected after the
 //!   header-read timeout, and so is one that sends nothing.
 //! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
 //!   backs off and answers again once fds are free.
-//! - The API socket path: a regular file there is kept with its content and the speaker exits 1
-//!   naming it; a live speaker's socket is not taken over; a stale socket (nobody listens) is
-//!   replaced; the socket is 0600 even under umask 000, and arrives at its path by rename.
+//! - The API socket path: a regular file there stops the start (exit 1) naming it; a live
+//!   speaker's socket is not taken over; the socket is 0600 even under umask 000 and arrives at
+//!   its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
 //!
 //! Failures injected: idle and half-open connections from this process, `prlimit` on the
 //! speaker, files and sockets placed at the `api` path before start.
