@@ -139,7 +139,7 @@ pub async fn serve<L: Accept>(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    tracing::debug!(
+    tracing::info!(
         listener = name,
         max_connections = limits.max_connections,
         header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
