@@ -7,7 +7,8 @@
 //!   the speaker's open fds stay within its API budgets (a quarter plus an eighth of the limit);
 //!   again while the flood keeps reconnecting (each new idle connection evicts an older one).
 //! - A client that sends half a request head and stalls (TCP or Unix) is disconnected after the
-//!   header-read timeout, and so is one that sends nothing.
+//!   header-read timeout, and so is one that sends nothing; an events stream (a response in
+//!   flight) outlives that timeout and keeps delivering.
 //! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
 //!   backs off and answers again once fds are free.
 //! - The API socket path: a regular file there stops the start (exit 1) naming it; a live
@@ -401,5 +402,33 @@ impl InotifyLog {
             }
         }
         out
+    }
+}
+
+#[test]
+fn an_events_stream_outlives_the_header_read_timeout() {
+    let (s, _) = start(&[]);
+    let mut events = UnixStream::connect(s.api()).unwrap();
+    events
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // A response in flight is not idle: nothing may close it while the client reads.
+    let open_for = HEADER_TIMEOUT + Duration::from_secs(1);
+    assert_eq!(closed_within(&mut events, open_for), None, "stream closed");
+    // And it still delivers: an announce shows up on it.
+    let out = s.cli(&["announce", "198.51.100.0/24", "--next-hop", "192.0.2.10"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let deadline = Instant::now() + WAIT;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("desired_changed") {
+        assert!(Instant::now() < deadline, "no event: {seen:?}");
+        if let Ok(n) = events.read(&mut buf) {
+            assert!(n > 0, "stream closed: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
     }
 }
