@@ -9,7 +9,6 @@
 //! `POST /v1/lease/renew`, `GET /metrics` (Prometheus text format).
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -27,6 +26,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::error::ApiError;
+use super::listen::{self, Limits};
 use super::types::{
     AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse,
     WithdrawRequest,
@@ -280,34 +280,20 @@ async fn metrics(State(c): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Bind the Unix socket, replacing a stale one, readable and writable by the owner only.
-pub fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
+pub use super::unix_socket::{bind_unix, BindError};
 
-/// Serve on a bound Unix socket until `shutdown` resolves.
+/// Serve on a bound Unix socket until `shutdown` resolves, with its own connection budget
+/// ([`Limits::unix`]) apart from TCP's.
 pub async fn serve_unix(
     listener: tokio::net::UnixListener,
     control: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(control))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve(listener, "unix", router(control), Limits::unix(), shutdown).await
 }
 
-/// Serve on TCP; every request must carry `Authorization: Bearer TOKEN`.
+/// Serve on TCP until `shutdown` resolves; every request must carry `Authorization: Bearer
+/// TOKEN`. Connection budget, header-read and idle timeouts: [`Limits::tcp`].
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     token: String,
@@ -329,9 +315,7 @@ pub async fn serve_tcp(
             }
         }
     }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve(listener, "tcp", app, Limits::tcp(), shutdown).await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -124,6 +124,8 @@ pub struct SpeakerSpec {
     /// BGP identifier (192.0.2.1 when absent); speakers peering with each other over iBGP need
     /// distinct ones (RFC 6286 §2.2).
     pub router_id: Option<Ipv4Addr>,
+    /// A command the speaker runs under, e.g. `["prlimit", "--nofile=128:128", "--"]`.
+    pub wrapper: Vec<String>,
 }
 
 impl SpeakerSpec {
@@ -238,7 +240,15 @@ impl Speaker {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(FERRY)
+        let mut cmd = match self.spec.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(FERRY);
+                c
+            }
+            None => Command::new(FERRY),
+        };
+        let child = cmd
             .arg("speaker")
             .arg("--config")
             .arg(self.config_path())

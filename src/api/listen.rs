@@ -1,0 +1,498 @@
+//! The API's accept loop and connection limits: one loop per listener (Unix socket, TCP).
+//!
+//! Contract:
+//! - Each listener has its own connection budget ([`Limits::max_connections`]), so a flood of
+//!   TCP connections can never take the slots (or the file descriptors) the Unix socket's local
+//!   operator needs. The budgets are clamped to a fraction of `RLIMIT_NOFILE` ([`Limits::tcp`],
+//!   [`Limits::unix`]) so that all API connections together stay well below the fd limit.
+//! - A new connection over budget takes the slot of the oldest *idle* connection, which is
+//!   closed; if there is none, the new one is closed at once. Idle: no request in flight, and
+//!   the connection has found its socket empty at least once (a read returned Pending): it is
+//!   waiting for its first request head, or kept alive between requests. A client that sent its
+//!   request with the connection is so never evicted before the server has read it, however
+//!   fast a flood connects. The accept loop never waits for a slot: idle connections cost an
+//!   attacker a connection each and buy nothing.
+//! - hyper runs with a timer: a request head must arrive complete within
+//!   [`Limits::header_read_timeout`] of the moment the server starts waiting for it (the
+//!   connection's start, or the end of the previous response). hyper restarts that timer when a
+//!   kept-alive connection goes idle, so the same bound is the keep-alive idle timeout
+//!   ([`Limits::idle_timeout`] is the same value, named for the reader).
+//! - An accept error never ends the loop. Out of file descriptors (`EMFILE`, `ENFILE`) or kernel
+//!   memory: the oldest idle connection of this listener is closed to free one, the loop sleeps
+//!   [`ACCEPT_BACKOFF`] (the pending connection stays in the backlog) and tries again; the
+//!   warning is logged at most once a second with a count.
+//! - A request with a response still streaming (`/v1/events`) counts as in flight until its body
+//!   ends: such connections are never evicted and never timed out here.
+//!
+//! Never: blocks the accept loop on a slow client, or parses HTTP itself.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::Router;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tower_service::Service;
+
+/// Longest wait for a complete request head (and so also the keep-alive idle time): generous
+/// for a client on the same host or across a WAN, short enough that a client which sends half
+/// a head and stalls gives its slot back soon.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most TCP connections at once, before clamping to the fd limit.
+pub const MAX_TCP_CONNECTIONS: usize = 256;
+/// Most Unix-socket connections at once, before clamping to the fd limit.
+pub const MAX_UNIX_CONNECTIONS: usize = 64;
+/// Pause after an accept error such as `EMFILE`: the pending connection stays queued, so
+/// retrying at once would spin.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// One listener's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    /// The keep-alive idle timeout; hyper's header timer enforces it, so it equals
+    /// `header_read_timeout`.
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    /// The TCP listener's: [`MAX_TCP_CONNECTIONS`], at most a quarter of the fd limit.
+    pub fn tcp() -> Self {
+        Self::with_cap(clamp(MAX_TCP_CONNECTIONS, fd_limit(), 4))
+    }
+
+    /// The Unix socket's: [`MAX_UNIX_CONNECTIONS`], at most an eighth of the fd limit.
+    pub fn unix() -> Self {
+        Self::with_cap(clamp(MAX_UNIX_CONNECTIONS, fd_limit(), 8))
+    }
+
+    fn with_cap(max_connections: usize) -> Self {
+        Self {
+            max_connections,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            idle_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// `cap`, but at most `fds / divisor` and at least 4 (a speaker with a tiny fd limit still
+/// answers its operator).
+fn clamp(cap: usize, fds: Option<u64>, divisor: u64) -> usize {
+    let Some(fds) = fds else { return cap };
+    let share = usize::try_from(fds / divisor).unwrap_or(usize::MAX);
+    cap.min(share).max(4)
+}
+
+/// The soft `RLIMIT_NOFILE`, if known and finite.
+fn fd_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft != RLIM_INFINITY => Some(soft),
+        _ => None,
+    }
+}
+
+/// A listener the loop accepts from.
+pub trait Accept: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> io::Result<Self::Io> {
+        let (s, _) = tokio::net::TcpListener::accept(self).await?;
+        // Responses are small and written whole: do not hold the last segment back.
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> io::Result<Self::Io> {
+        Ok(tokio::net::UnixListener::accept(self).await?.0)
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, then finish the requests in flight
+/// (connections close after their current response). `name` labels the log lines.
+pub async fn serve<L: Accept>(
+    listener: L,
+    name: &'static str,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    tracing::info!(
+        listener = name,
+        max_connections = limits.max_connections,
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        "API connection limits"
+    );
+    let registry = Arc::new(Registry::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut over_budget = LogGate::default();
+    let mut accept_failed = LogGate::default();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            // Reap finished connection tasks so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok(io) => match registry.admit() {
+                    Admission::Admitted { slot, evicted } => {
+                        if evicted {
+                            over_budget.note(|n| tracing::warn!(listener = name, evicted = n, max_connections = limits.max_connections, "API connection budget full: closed the oldest idle connections to admit new ones"));
+                        }
+                        conns.spawn(serve_connection(io, slot, app.clone(), limits, stop_rx.clone()));
+                        // Let the new connection read once before the next accept: what its
+                        // client sent with the connection is then in flight (kept), and an
+                        // empty socket makes it idle (evictable). Without this, a burst of
+                        // accepts fills the budget with connections that are neither.
+                        tokio::task::yield_now().await;
+                    }
+                    Admission::Refused => {
+                        drop(io);
+                        over_budget.note(|n| tracing::warn!(listener = name, refused = n, max_connections = limits.max_connections, "API connection budget full of requests in flight: closed new connections"));
+                    }
+                },
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    // Out of fds: closing an idle connection of ours frees one for the next
+                    // accept (the pending connection waits in the backlog meanwhile).
+                    let freed = is_resource_exhaustion(&e) && registry.evict_oldest_idle();
+                    accept_failed.note(|n| tracing::warn!(listener = name, error = %e, failures = n, closed_idle = freed, backoff_ms = ACCEPT_BACKOFF.as_millis() as u64, "API accept failed; backing off and going on"));
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Errors that concern only the connection being accepted: go on at once.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error().map(Errno::from_raw).is_some_and(|n| {
+        matches!(
+            n,
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM
+        )
+    })
+}
+
+/// One connection: hyper's HTTP/1.1 server with a timer, stopped early when the slot is
+/// evicted, drained when the server shuts down.
+async fn serve_connection<I>(
+    io: I,
+    slot: Slot,
+    app: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = slot.state.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let busy = InFlight::begin(&state);
+        let mut app = app.clone();
+        async move {
+            let resp = app.call(req.map(Body::new)).await?;
+            // In flight until the body is sent (or dropped): a streaming response keeps it.
+            Ok::<_, Infallible>(resp.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _ = &busy;
+                    frame
+                }))
+            }))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(
+            TokioIo::new(Watched {
+                io,
+                state: slot.state.clone(),
+            }),
+            service,
+        );
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+        }
+        // Dropping the connection closes it.
+        () = slot.state.evict.notified() => {}
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// What a connection shares with the registry.
+#[derive(Default)]
+struct ConnState {
+    in_flight: AtomicUsize,
+    /// A read found the socket empty: from then on, with no request in flight, it waits on
+    /// the client and may be evicted.
+    waited: AtomicBool,
+    evict: Notify,
+}
+
+impl ConnState {
+    fn idle(&self) -> bool {
+        self.waited.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// The connection's stream, noting when a read finds nothing to read.
+struct Watched<I> {
+    io: I,
+    state: Arc<ConnState>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if r.is_pending() {
+            self.state.waited.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Counts a request in flight while alive.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn begin(state: &Arc<ConnState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The connections of one listener, oldest first.
+struct Registry {
+    cap: usize,
+    next_id: AtomicU64,
+    conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
+}
+
+enum Admission {
+    Admitted { slot: Slot, evicted: bool },
+    Refused,
+}
+
+/// A connection's place in the budget; gives it back on drop.
+struct Slot {
+    id: u64,
+    state: Arc<ConnState>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl Registry {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ConnState>>> {
+        // The map stays consistent under a panic elsewhere: every change is one call.
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(self: &Arc<Self>) -> Admission {
+        let mut conns = self.lock();
+        let mut evicted = false;
+        if conns.len() >= self.cap {
+            if !Self::evict_locked(&mut conns) {
+                return Admission::Refused;
+            }
+            evicted = true;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState::default());
+        conns.insert(id, state.clone());
+        Admission::Admitted {
+            slot: Slot {
+                id,
+                state,
+                registry: self.clone(),
+            },
+            evicted,
+        }
+    }
+
+    fn evict_oldest_idle(&self) -> bool {
+        Self::evict_locked(&mut self.lock())
+    }
+
+    /// Close the oldest idle connection ([`ConnState::idle`]); false if there is none.
+    fn evict_locked(conns: &mut BTreeMap<u64, Arc<ConnState>>) -> bool {
+        let Some(id) = conns.iter().find(|(_, c)| c.idle()).map(|(id, _)| *id) else {
+            return false;
+        };
+        if let Some(victim) = conns.remove(&id) {
+            // notify_one keeps the wake-up if the task is not waiting yet.
+            victim.evict.notify_one();
+        }
+        true
+    }
+}
+
+/// Logs an event at most once a second, with how many happened since the last line: a flood
+/// must not turn into a flood of log lines.
+#[derive(Default)]
+struct LogGate {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl LogGate {
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            log(self.count);
+            self.count = 0;
+            self.last = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_are_clamped_to_a_share_of_the_fd_limit() {
+        assert_eq!(clamp(256, Some(1024), 4), 256);
+        assert_eq!(clamp(256, Some(128), 4), 32);
+        assert_eq!(clamp(64, Some(128), 8), 16);
+        assert_eq!(clamp(64, Some(8), 8), 4, "never below 4");
+        assert_eq!(clamp(256, None, 4), 256);
+    }
+
+    #[test]
+    fn a_full_budget_evicts_the_oldest_idle_connection_and_refuses_when_none_is_idle() {
+        let r = Arc::new(Registry::new(2));
+        let Admission::Admitted { slot: a, .. } = r.admit() else {
+            panic!("first refused")
+        };
+        let Admission::Admitted { slot: b, .. } = r.admit() else {
+            panic!("second refused")
+        };
+        for s in [&a.state, &b.state] {
+            s.waited.store(true, Ordering::SeqCst);
+        }
+        let busy_b = InFlight::begin(&b.state);
+        // Full: a (idle) goes, b (busy) stays.
+        let Admission::Admitted { slot: c, evicted } = r.admit() else {
+            panic!("third refused")
+        };
+        assert!(evicted);
+        assert!(!r.lock().contains_key(&a.id) && r.lock().contains_key(&b.id));
+        // c has not read yet: it is not idle, whatever it may have sent.
+        assert!(
+            matches!(r.admit(), Admission::Refused),
+            "b busy, c not read yet"
+        );
+        c.state.waited.store(true, Ordering::SeqCst);
+        let _busy_c = InFlight::begin(&c.state);
+        assert!(matches!(r.admit(), Admission::Refused), "all busy");
+        drop(busy_b);
+        assert!(matches!(
+            r.admit(),
+            Admission::Admitted { evicted: true, .. }
+        ));
+        assert!(!r.lock().contains_key(&b.id));
+    }
+}
