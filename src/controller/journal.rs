@@ -9,6 +9,10 @@
 //!   controller died inside `write`): it is dropped and the file truncated before appending.
 //!   Any other bad line is corruption and names its line.
 //! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds.
+//! - A hook's process is recorded (`hook_spawned`) after it starts and before it is waited
+//!   for, inside its open step or compensation: after a crash, `resume` and `abort` end what
+//!   is left of it before anything runs again. Journals written before that record existed
+//!   read as before.
 //!
 //! Never does: decide what to run (that is [`super::executor`]) or take the lock
 //! ([`super::lock`]).
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::hook::HookProcess;
 use super::lock::Holder;
 
 /// Which way a run moves the subnets.
@@ -67,6 +72,13 @@ pub enum Record {
         step: usize,
         ms: u64,
         note: Option<String>,
+    },
+    /// A command of the open step (`undo`: of the open compensation) runs as `process`.
+    HookSpawned {
+        step: usize,
+        #[serde(default)]
+        undo: bool,
+        process: HookProcess,
     },
     StepFailed {
         step: usize,
@@ -179,6 +191,18 @@ impl Phase {
                     open: Some(next),
                 }
             }
+            (
+                p @ Forward { open: Some(s), .. },
+                R::HookSpawned {
+                    step, undo: false, ..
+                },
+            ) if *step == s => p,
+            (
+                p @ Rollback { open: Some(s), .. },
+                R::HookSpawned {
+                    step, undo: true, ..
+                },
+            ) if *step == s => p,
             (Forward { open: Some(s), .. }, R::StepDone { step, .. }) if *step == s => Forward {
                 next: s + 1,
                 open: None,
@@ -531,5 +555,65 @@ mod tests {
         std::fs::write(&path, text.replace("step_started", "step_done")).unwrap();
         let e = Journal::open(&path).err().unwrap().to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn hook_processes_are_recorded_only_inside_their_open_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        let spawned = |step, undo| Record::HookSpawned {
+            step,
+            undo,
+            process: HookProcess {
+                pid: 77,
+                pgid: 77,
+                boot_id: Some("b".into()),
+                start_ticks: Some(5),
+            },
+        };
+        assert!(j.append(spawned(0, false)).is_err(), "no step open");
+        j.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        assert!(j.append(spawned(0, true)).is_err(), "not compensating");
+        j.append(spawned(0, false)).unwrap();
+        j.append(spawned(0, false)).unwrap();
+        assert_eq!(
+            j.phase(),
+            Phase::Forward {
+                next: 0,
+                open: Some(0)
+            }
+        );
+        j.append(Record::RollbackStarted { reason: "x".into() })
+            .unwrap();
+        j.append(Record::CompensateStarted { step: 0 }).unwrap();
+        j.append(spawned(0, true)).unwrap();
+        let (entries, phase, _, _) = replay(&path).unwrap();
+        assert_eq!(entries.len(), 7);
+        assert_eq!(entries[3].record, spawned(0, false));
+        assert_eq!(
+            phase,
+            Phase::Rollback {
+                remaining: 1,
+                open: Some(0)
+            }
+        );
+        // The optional fields may be absent (written without /proc).
+        let line =
+            r#"{"seq":0,"at_ms":0,"record":"hook_spawned","step":0,"process":{"pid":9,"pgid":9}}"#;
+        let e: Entry = serde_json::from_str(line).unwrap();
+        assert!(matches!(
+            e.record,
+            Record::HookSpawned {
+                undo: false,
+                process: HookProcess { boot_id: None, .. },
+                ..
+            }
+        ));
     }
 }

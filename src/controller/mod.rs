@@ -9,10 +9,13 @@
 //! - [`keeper`]: which sites' leases `ferry failover keep` renews, and how often.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
+//! - [`hook`]: commands in their own process group, dying with the controller; ending the
+//!   leftovers of a dead controller's hook.
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
 
 pub mod executor;
+pub mod hook;
 pub mod journal;
 pub mod keeper;
 pub mod lock;

@@ -3,20 +3,21 @@
 //! - [`Sites`]: the speaker operations of one named site (announce, withdraw, peers, the routes
 //!   it announces, the routes it received). [`ApiSites`] is the real one over
 //!   [`crate::api::Client`], each call with a timeout.
-//! - [`Probes`]: hooks, one attempt of a probe, and the clock. [`SystemProbes`] runs commands
-//!   (own process group, killed as a group on timeout), plain HTTP/1.1 calls and TCP connects.
+//! - [`Probes`]: hooks, one attempt of a probe, ending a dead controller's leftover hook, and
+//!   the clock. [`SystemProbes`] runs commands ([`super::hook`]: own process group, dying with
+//!   the controller, killed as a group on timeout), plain HTTP/1.1 calls and TCP
+//!   connects.
 //!
 //! Never does: decide what to do next (that is [`super::executor`]); retry on its own.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use super::hook::{self, HookProcess, OnSpawn};
 use super::plan::{Hook, HttpCall, Plan, Probe};
 use crate::api::{
     ChangeResponse, Client, Endpoint, LeaseRenewRequest, LeaseReport, PeerStatus, ReceivedRoute,
@@ -35,7 +36,17 @@ pub trait Sites {
 /// Hooks, probes and time.
 pub trait Probes {
     /// Run a hook (or its `undo` command); `env` is added to the hook's own environment.
-    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String>;
+    /// A command's process goes to `on_spawn` before the hook is waited for.
+    fn hook(
+        &self,
+        hook: &Hook,
+        undo: bool,
+        env: &[(String, String)],
+        on_spawn: OnSpawn<'_>,
+    ) -> Result<(), String>;
+    /// End what is still alive of a hook that a dead controller started ([`hook::end_group`]):
+    /// `Ok(Some(what))` when something was ended.
+    fn end_orphan(&self, p: &HookProcess) -> Result<Option<String>, String>;
     /// One attempt of a probe, bounded by `timeout`.
     fn probe(
         &self,
@@ -147,17 +158,27 @@ impl Sites for ApiSites {
 pub struct SystemProbes;
 
 impl Probes for SystemProbes {
-    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String> {
+    fn hook(
+        &self,
+        hook: &Hook,
+        undo: bool,
+        env: &[(String, String)],
+        on_spawn: OnSpawn<'_>,
+    ) -> Result<(), String> {
         let timeout = Duration::from_millis(hook.timeout_ms);
         let mut env: Vec<(String, String)> = env.to_vec();
         env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         match (undo, &hook.command, &hook.http, &hook.undo) {
-            (true, _, _, Some(u)) => run_command(u, &env, timeout),
+            (true, _, _, Some(u)) => hook::run_command(u, &env, timeout, on_spawn),
             (true, _, _, None) => Ok(()),
-            (false, Some(c), _, _) => run_command(c, &env, timeout),
+            (false, Some(c), _, _) => hook::run_command(c, &env, timeout, on_spawn),
             (false, None, Some(h), _) => http_call(h, timeout),
             (false, None, None, _) => Err("hook has neither command nor http".into()),
         }
+    }
+
+    fn end_orphan(&self, p: &HookProcess) -> Result<Option<String>, String> {
+        hook::end_group(p, hook::ORPHAN_GRACE)
     }
 
     fn probe(
@@ -167,7 +188,9 @@ impl Probes for SystemProbes {
         env: &[(String, String)],
     ) -> Result<(), String> {
         match probe {
-            Probe::Command(c) => run_command(c, env, timeout),
+            // Checks are not journaled: they die with the controller, and a leftover of one
+            // only reads.
+            Probe::Command(c) => hook::run_command(c, env, timeout, &|_| Ok(())),
             Probe::Http(url) => http_call(
                 &HttpCall {
                     url: url.clone(),
@@ -196,75 +219,6 @@ impl Probes for SystemProbes {
 
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d);
-    }
-}
-
-/// Run `argv` in its own process group; kill the group after `timeout`. The error carries the
-/// exit status and the end of stderr.
-pub fn run_command(
-    argv: &[String],
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
-    use std::os::unix::process::CommandExt as _;
-    let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let shown = argv.join(" ");
-    let mut child = Command::new(prog)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let pid = child.id();
-    // stderr is read on the side: a hook that leaves a daemon behind holding it must not make
-    // the hook look hung; the hook is done when its process exits.
-    let mut err = child.stderr.take();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(s) = err.as_mut() {
-            let _ = s.take(64 * 1024).read_to_string(&mut text);
-        }
-        let _ = tx.send(text);
-    });
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = match done_rx.recv_timeout(timeout) {
-        Ok(Ok(st)) => st,
-        Ok(Err(e)) => return Err(format!("{shown}: {e}")),
-        Err(_) => {
-            // The whole group: a shell's children too.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            return Err(format!(
-                "{shown}: did not finish within {} ms",
-                timeout.as_millis()
-            ));
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let stderr = rx
-        .recv_timeout(Duration::from_millis(100))
-        .unwrap_or_default();
-    let tail: String = {
-        let t = stderr.trim();
-        let skip = t.chars().count().saturating_sub(300);
-        t.chars().skip(skip).collect()
-    };
-    if tail.is_empty() {
-        Err(format!("{shown}: {status}"))
-    } else {
-        Err(format!("{shown}: {status}: {tail}"))
     }
 }
 
@@ -325,35 +279,6 @@ fn http_call(call: &HttpCall, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(s: &str) -> Vec<String> {
-        vec!["sh".into(), "-c".into(), s.into()]
-    }
-
-    #[test]
-    fn commands_report_status_and_stderr_and_time_out_as_a_group() {
-        let t = Duration::from_secs(5);
-        assert!(run_command(&argv("exit 0"), &[], t).is_ok());
-        let e = run_command(&argv("echo no VM here >&2; exit 3"), &[], t).unwrap_err();
-        assert!(
-            e.contains("exit status: 3") && e.contains("no VM here"),
-            "{e}"
-        );
-        let env = [("FERRY_TO".to_string(), "dc2".to_string())];
-        assert!(run_command(&argv("test \"$FERRY_TO\" = dc2"), &env, t).is_ok());
-        let start = Instant::now();
-        let e = run_command(&argv("sleep 10; true"), &[], Duration::from_millis(200)).unwrap_err();
-        assert!(e.contains("did not finish within 200 ms"), "{e}");
-        assert!(start.elapsed() < Duration::from_secs(2));
-        // A daemon left behind holding stderr does not make the hook hang.
-        let start = Instant::now();
-        run_command(&argv("sleep 3 & exit 0"), &[], t).unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
-    }
 
     #[test]
     fn http_hooks_check_the_status() {
