@@ -11,11 +11,13 @@
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //! - [`hook`]: commands in their own process group, dying with the controller; ending the
 //!   leftovers of a dead controller's hook.
+//! - [`http`]: HTTP(S) hooks and checks with one deadline per call.
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
 
 pub mod executor;
 pub mod hook;
+pub mod http;
 pub mod journal;
 pub mod keeper;
 pub mod lock;

@@ -35,7 +35,7 @@
 //! stage = "cutover"
 //! group = "web"                 # optional: only for that group
 //! command = ["/usr/local/bin/cutover", "--plan", "web"]
-//! env = { SITE = "dc2" }        # or http = { url = "http://...", method = "POST" }
+//! env = { SITE = "dc2" }        # or http = { url = "https://...", method = "POST", ca_file = "ca.pem" }
 //! timeout_ms = 60000
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
 //! [[health_check]]
@@ -183,16 +183,21 @@ fn hook_timeout() -> u64 {
     60_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpCall {
-    /// `http://host:port/path` (plain HTTP on the management network).
+    /// `http://host:port/path` or `https://...` (see [`super::http`]).
     pub url: String,
     #[serde(default = "post")]
     pub method: String,
     pub body: Option<String>,
     /// The status that means success; any 2xx when absent.
     pub expect_status: Option<u16>,
+    /// PEM file of the CAs that sign the server's certificate (instead of the public roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and its key, for servers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 fn post() -> String {
@@ -206,8 +211,10 @@ pub struct HealthCheck {
     pub group: Option<Spanned<String>>,
     /// `host:port` that must accept a TCP connection.
     pub tcp: Option<String>,
-    /// `http://host:port/path` that must answer 2xx to a GET.
+    /// `http(s)://host:port/path` that must answer 2xx to a GET.
     pub http: Option<String>,
+    /// For an `https://` check: PEM file of the CAs that sign the server's certificate.
+    pub ca_file: Option<PathBuf>,
     /// A host that must answer `ping -c 1` (ICMP through the system's ping).
     pub icmp: Option<String>,
     pub command: Option<Vec<String>>,
@@ -252,7 +259,7 @@ fn verify_interval() -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp(String),
-    Http(String),
+    Http(HttpCall),
     Command(Vec<String>),
 }
 
@@ -262,7 +269,15 @@ impl HealthCheck {
             return Probe::Tcp(a.clone());
         }
         if let Some(u) = &self.http {
-            return Probe::Http(u.clone());
+            return Probe::Http(HttpCall {
+                url: u.clone(),
+                method: "GET".into(),
+                body: None,
+                expect_status: None,
+                ca_file: self.ca_file.clone(),
+                client_cert: None,
+                client_key: None,
+            });
         }
         if let Some(h) = &self.icmp {
             let argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", h.as_str()];
@@ -569,11 +584,13 @@ struct Tables {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} is not http://HOST:PORT/PATH"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not http(s)://HOST:PORT/PATH: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{url:?} is not http(s)://HOST:PORT/PATH"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
     }
     Ok(())
@@ -696,13 +713,27 @@ command = ["true"]
                 .unwrap()
                 .health_checks[0]
                 .probe(),
-            Probe::Http("http://198.51.100.10:8080/health".into())
+            Probe::Http(HttpCall {
+                url: "http://198.51.100.10:8080/health".into(),
+                method: "GET".into(),
+                body: None,
+                expect_status: None,
+                ca_file: None,
+                client_cert: None,
+                client_key: None,
+            })
         );
         match one("icmp = \"198.51.100.10\"").unwrap().health_checks[0].probe() {
             Probe::Command(argv) => assert_eq!(argv[0], "ping"),
             other => panic!("{other:?}"),
         }
-        assert!(one("http = \"https://x\"").unwrap_err().contains("http"));
+        assert!(one("http = \"ftp://x\"").unwrap_err().contains("http"));
+        assert!(one("http = \"https:///path\"").is_err());
+        let p = one("http = \"https://vc.example/health\"\nca_file = \"/etc/ca.pem\"").unwrap();
+        match p.health_checks[0].probe() {
+            Probe::Http(c) => assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem"))),
+            other => panic!("{other:?}"),
+        }
         assert!(one("").unwrap_err().contains("exactly one"));
     }
 }

@@ -5,20 +5,20 @@
 //!   [`crate::api::Client`], each call with a timeout.
 //! - [`Probes`]: hooks, one attempt of a probe, ending a dead controller's leftover hook, and
 //!   the clock. [`SystemProbes`] runs commands ([`super::hook`]: own process group, dying with
-//!   the controller, killed as a group on timeout), plain HTTP/1.1 calls and TCP
-//!   connects.
+//!   the controller, killed as a group on timeout), HTTP(S) calls ([`super::http`]: one
+//!   deadline for the whole call) and TCP connects.
 //!
 //! Never does: decide what to do next (that is [`super::executor`]); retry on its own.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::hook::{self, HookProcess, OnSpawn};
-use super::plan::{Hook, HttpCall, Plan, Probe};
+use super::http;
+use super::plan::{Hook, Plan, Probe};
 use crate::api::{
     ChangeResponse, Client, Endpoint, LeaseRenewRequest, LeaseReport, PeerStatus, ReceivedRoute,
 };
@@ -172,7 +172,7 @@ impl Probes for SystemProbes {
             (true, _, _, Some(u)) => hook::run_command(u, &env, timeout, on_spawn),
             (true, _, _, None) => Ok(()),
             (false, Some(c), _, _) => hook::run_command(c, &env, timeout, on_spawn),
-            (false, None, Some(h), _) => http_call(h, timeout),
+            (false, None, Some(h), _) => http::call(h, timeout),
             (false, None, None, _) => Err("hook has neither command nor http".into()),
         }
     }
@@ -191,22 +191,18 @@ impl Probes for SystemProbes {
             // Checks are not journaled: they die with the controller, and a leftover of one
             // only reads.
             Probe::Command(c) => hook::run_command(c, env, timeout, &|_| Ok(())),
-            Probe::Http(url) => http_call(
-                &HttpCall {
-                    url: url.clone(),
-                    method: "GET".into(),
-                    body: None,
-                    expect_status: None,
-                },
-                timeout,
-            ),
+            Probe::Http(call) => http::call(call, timeout),
             Probe::Tcp(addr) => {
-                let sa = addr
-                    .to_socket_addrs()
-                    .map_err(|e| format!("tcp {addr}: {e}"))?
-                    .next()
-                    .ok_or_else(|| format!("tcp {addr}: no address"))?;
-                TcpStream::connect_timeout(&sa, timeout)
+                let t0 = Instant::now();
+                let sa = resolve(addr, timeout)?;
+                let left = timeout.saturating_sub(t0.elapsed());
+                if left.is_zero() {
+                    return Err(format!(
+                        "tcp {addr}: no connection within {} ms",
+                        timeout.as_millis()
+                    ));
+                }
+                TcpStream::connect_timeout(&sa, left)
                     .map(|_| ())
                     .map_err(|e| format!("tcp {addr}: {e}"))
             }
@@ -222,89 +218,23 @@ impl Probes for SystemProbes {
     }
 }
 
-/// One plain HTTP/1.1 request; success is `expect_status` or any 2xx.
-fn http_call(call: &HttpCall, timeout: Duration) -> Result<(), String> {
-    let url = &call.url;
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: not http://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let sa = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("{url}: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    let body = call.body.clone().unwrap_or_default();
-    let req = format!(
-        "{} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        call.method,
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("{url}: {e}"))?;
-    // The status line may arrive in pieces.
-    let mut head = Vec::with_capacity(64);
-    let mut chunk = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 4096 {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("{url}: {e}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or("");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{url}: not an HTTP answer: {line:?}"))?;
-    let ok = match call.expect_status {
-        Some(want) => status == want,
-        None => (200..300).contains(&status),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{url}: HTTP {status}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_hooks_check_the_status() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for (i, s) in l.incoming().take(2).enumerate() {
-                let mut s = s.unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf);
-                let status = if i == 0 { "204 No Content" } else { "500 Oops" };
-                // The status line in two pieces, as a slow server may send it.
-                let _ = s.write_all(b"HTTP/1.1 ");
-                std::thread::sleep(Duration::from_millis(20));
-                let _ = write!(s, "{status}\r\nContent-Length: 0\r\n\r\n");
-            }
-        });
-        let call = HttpCall {
-            url: format!("http://{addr}/cutover"),
-            method: "POST".into(),
-            body: Some("{}".into()),
-            expect_status: None,
-        };
-        let t = Duration::from_secs(5);
-        http_call(&call, t).unwrap();
-        let e = http_call(&call, t).unwrap_err();
-        assert!(e.contains("HTTP 500"), "{e}");
+/// The first address of `host:port`, looked up on a side thread so that a name server that
+/// never answers cannot hold the probe past `timeout` (the thread ends when the system's
+/// resolver gives up).
+fn resolve(addr: &str, timeout: Duration) -> Result<SocketAddr, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = addr.to_owned();
+    std::thread::spawn(move || {
+        let r = name.to_socket_addrs().map(|mut a| a.next());
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(Some(sa))) => Ok(sa),
+        Ok(Ok(None)) => Err(format!("tcp {addr}: no address")),
+        Ok(Err(e)) => Err(format!("tcp {addr}: {e}")),
+        Err(_) => Err(format!(
+            "tcp {addr}: name lookup did not finish within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
