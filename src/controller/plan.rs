@@ -491,8 +491,16 @@ impl Plan {
             self.group_ref(&format!("hook {:?} group", h.name), &h.group)?;
             match (&h.command, &h.http) {
                 (Some(c), None) if !c.is_empty() => {}
-                (None, Some(call)) => check_url(&call.url)
-                    .map_err(|e| format!("hook {:?} http.url: {e}", h.name))?,
+                (None, Some(call)) => {
+                    check_url(&call.url)
+                        .map_err(|e| format!("hook {:?} http.url: {e}", h.name))?;
+                    if call.client_cert.is_some() != call.client_key.is_some() {
+                        return Err(format!(
+                            "hook {:?}: http.client_cert and http.client_key go together",
+                            h.name
+                        ));
+                    }
+                }
                 _ => {
                     return Err(format!(
                         "hook {:?}: give exactly one of command = [\"prog\", \"arg\"...] or http = {{ url = ... }}",
@@ -536,6 +544,11 @@ impl Plan {
             }
             if let Some(u) = &c.http {
                 check_url(u).map_err(|e| format!("health_check {:?} http: {e}", c.name))?;
+            } else if c.ca_file.is_some() {
+                return Err(format!(
+                    "health_check {:?}: ca_file is for http = \"https://...\" checks",
+                    c.name
+                ));
             }
             if c.rise == 0 || c.fall == Some(0) || c.timeout_ms == 0 || c.interval_ms == 0 {
                 return Err(format!(
@@ -673,6 +686,29 @@ command = ["true"]
     }
 
     #[test]
+    fn https_hooks_take_a_ca_file_and_a_client_certificate() {
+        let with = |http: &str| {
+            Plan::parse(&PLAN.replace(
+                "command = [\"true\"]\n\n[[health",
+                &format!("http = {{ url = \"https://vc.example/api/cutover\"{http} }}\n\n[[health"),
+            ))
+        };
+        let p = with(
+            ", ca_file = \"/etc/ferry/ca.pem\", client_cert = \"c.pem\", client_key = \"k.pem\"",
+        )
+        .unwrap();
+        let call = p.hooks[0].http.as_ref().unwrap();
+        assert_eq!(call.ca_file, Some(PathBuf::from("/etc/ferry/ca.pem")));
+        assert_eq!(call.client_key, Some(PathBuf::from("k.pem")));
+        let e = with(", client_cert = \"c.pem\"").unwrap_err();
+        assert!(
+            e.contains("client_cert and http.client_key go together") && e.contains("line 20"),
+            "{e}"
+        );
+        assert!(with("").is_ok());
+    }
+
+    #[test]
     fn site_attributes_make_the_route() {
         let text = PLAN.replace(
             "next_hop = \"192.0.2.20\"",
@@ -728,6 +764,8 @@ command = ["true"]
             other => panic!("{other:?}"),
         }
         assert!(one("http = \"ftp://x\"").unwrap_err().contains("http"));
+        let e = one("tcp = \"198.51.100.10:443\"\nca_file = \"/etc/ca.pem\"").unwrap_err();
+        assert!(e.contains("ca_file is for http"), "{e}");
         assert!(one("http = \"https:///path\"").is_err());
         let p = one("http = \"https://vc.example/health\"\nca_file = \"/etc/ca.pem\"").unwrap();
         match p.health_checks[0].probe() {
