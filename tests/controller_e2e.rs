@@ -520,7 +520,14 @@ wait
         [format!("start {second}"), format!("end {second}")],
         "the orphan never finished beside the rerun: {all:?}"
     );
-    eprintln!("hook died {died_ms} ms after its controller");
+    let ended = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("ended process group"));
+    eprintln!(
+        "hook died {died_ms} ms after its controller; resume: {}",
+        ended.unwrap_or_default()
+    );
 }
 
 /// The run's own time (first to last journal record) in ms, from `history`.
