@@ -157,6 +157,20 @@ subnets = [{}]
 }
 
 impl Setup {
+    /// `ferry failover` of the plan, in the background, its output discarded.
+    fn spawn_failover(&self) -> std::process::Child {
+        Command::new(FERRY)
+            .args(["failover", "--yes", "--plan"])
+            .arg(self.plan())
+            .arg("--state-dir")
+            .arg(self.state())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn plan(&self) -> PathBuf {
         self.dir.path().join("plan.toml")
     }
@@ -364,18 +378,8 @@ command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep
         mark.display()
     );
     let mut s = setup([5, 6], &one(), &hook);
-    let plan = s.plan();
     let state = s.state();
-    let mut child = Command::new(FERRY)
-        .args(["failover", "--yes", "--plan"])
-        .arg(&plan)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_failover();
     let deadline = Instant::now() + WAIT;
     while !(journal_has(&state, "\"name\":\"hook cutover\"") && mark.exists()) {
         assert!(Instant::now() < deadline, "the hook never started");
@@ -454,17 +458,8 @@ wait
         script.display()
     );
     let s = setup([40, 41], &one(), &hook);
-    let (plan, state) = (s.plan(), s.state());
-    let mut child = Command::new(FERRY)
-        .args(["failover", "--yes", "--plan"])
-        .arg(&plan)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let state = s.state();
+    let mut child = s.spawn_failover();
     let lines = || -> Vec<String> {
         std::fs::read_to_string(&log)
             .unwrap_or_default()

@@ -575,22 +575,31 @@ fn a_crash_after_every_record_of_a_make_before_break_run_healthy_or_not() {
     }
 }
 
+/// The seq of the first record of an uninterrupted healthy failover of `p` that `is` picks.
+fn seq_in_a_full_run(p: &Plan, is: impl Fn(&[Step], &Record) -> bool) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = FakeSites::new(p);
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    ex.drive().unwrap();
+    let seq = ex
+        .journal
+        .entries()
+        .iter()
+        .position(|e| is(&ex.steps, &e.record));
+    seq.expect("no such record") as u64
+}
+
 #[test]
 fn abort_of_a_crashed_run_rolls_back_every_started_step() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(PLAN);
+    let seq = seq_in_a_full_run(
+        &p,
+        |_, r| matches!(r, Record::StepStarted { name, .. } if name == "announce web"),
+    );
     let sites = FakeSites::new(&p);
     let probes = FakeProbes::new(true);
-    let seq = {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
-        ex.drive().unwrap();
-        let seq = ex.journal.entries().iter().position(
-            |e| matches!(&e.record, Record::StepStarted { name, .. } if name == "announce web"),
-        );
-        seq.unwrap() as u64
-    };
-    let sites = FakeSites::new(&p);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
     // Crash just after "announce web" is on record as started (web already withdrawn at dc1).
     ex.journal.crash = Some(Crash::After(seq));
@@ -633,20 +642,12 @@ fn a_route_the_routers_filter_fails_the_preflight_and_nothing_moves() {
 fn resume_ends_the_hook_the_dead_controller_left_before_running_it_again() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(PLAN);
+    let seq = seq_in_a_full_run(
+        &p,
+        |steps, r| matches!(r, Record::HookSpawned { step, .. } if steps[*step].name == "hook cutover-web"),
+    );
     let sites = FakeSites::new(&p);
     let probes = FakeProbes::new(true);
-    let seq = {
-        let dir = tempfile::tempdir().unwrap();
-        let probes = FakeProbes::new(true);
-        let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
-        ex.drive().unwrap();
-        let steps = ex.steps.clone();
-        let seq = ex.journal.entries().iter().position(|e| {
-            matches!(&e.record, Record::HookSpawned { step, .. } if steps[*step].name == "hook cutover-web")
-        });
-        seq.unwrap() as u64
-    };
-    let sites = FakeSites::new(&p);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
     // Crash just after the cutover hook's process is on record (the hook runs on, orphaned).
     ex.journal.crash = Some(Crash::After(seq));
