@@ -323,17 +323,26 @@ mod tests {
             };
             (c, p)
         };
+        let both_run = |p: &HookProcess| {
+            let t = Instant::now();
+            while live_members(p).len() < 2 {
+                assert!(
+                    t.elapsed() < Duration::from_secs(5),
+                    "sh and sleep never ran"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
         let (mut c, p) = spawn("sleep 30 & wait");
-        std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(live_members(&p).len(), 2, "sh and sleep");
+        both_run(&p);
         let note = end_group(&p, Duration::from_secs(2)).unwrap().unwrap();
         assert!(note.contains("SIGTERM"), "{note}");
         let _ = c.wait();
         assert!(live_members(&p).is_empty());
         assert_eq!(end_group(&p, ORPHAN_GRACE).unwrap(), None);
 
-        let (mut c, p) = spawn("trap '' TERM; sleep 30 & trap '' TERM; wait; sleep 30");
-        std::thread::sleep(Duration::from_millis(100));
+        let (mut c, p) = spawn("trap '' TERM; sleep 30 & wait; sleep 30");
+        both_run(&p);
         let t = Instant::now();
         let note = end_group(&p, Duration::from_millis(300)).unwrap().unwrap();
         let _ = c.wait();
