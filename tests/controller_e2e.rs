@@ -16,7 +16,8 @@
 //! make-before-break announces at the recovery before withdrawing at the primary; a plan that
 //! says `on_failure = "stop"` stops, refuses a new run, and `abort` rolls back (exit 0);
 //! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing, on a
-//! terminal (`script`) it asks and "n" changes nothing; with the
+//! terminal (`script`) it asks and "n" changes nothing; a hook dies with a `kill -9`ed
+//! controller and `resume` ends its background work before running it again; with the
 //! primary speaker dead a planned failover fails its preflight and `--unplanned` completes; the
 //! controller's overhead for one subnet with instant hooks, and ten subnets in one group
 //! against one, are measured and bounded.
@@ -161,6 +162,20 @@ subnets = [{}]
 }
 
 impl Setup {
+    /// `ferry failover` of the plan, in the background, its output discarded.
+    fn spawn_failover(&self) -> std::process::Child {
+        Command::new(FERRY)
+            .args(["failover", "--yes", "--plan"])
+            .arg(self.plan())
+            .arg("--state-dir")
+            .arg(self.state())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn plan(&self) -> PathBuf {
         self.dir.path().join("plan.toml")
     }
@@ -368,18 +383,8 @@ command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep
         mark.display()
     );
     let mut s = setup([5, 6], &one(), &hook);
-    let plan = s.plan();
     let state = s.state();
-    let mut child = Command::new(FERRY)
-        .args(["failover", "--yes", "--plan"])
-        .arg(&plan)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_failover();
     let deadline = Instant::now() + WAIT;
     while !(journal_has(&state, "\"name\":\"hook cutover\"") && mark.exists()) {
         assert!(Instant::now() < deadline, "the hook never started");
@@ -431,6 +436,118 @@ command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep
     expect_announced(&mut s.dc2.peer, &one(), NH2);
     let out = s.ferry(&["failover", "resume"]);
     assert!(out.stdout.contains("nothing to resume"), "{out:?}");
+}
+
+/// Whether `pid` is a live process (a zombie is not: the container's init may never reap it).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| {
+            let rest = &t[t.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Issue 15 item 5. Failure injected: SIGKILL of the controller while its cutover hook runs,
+/// the hook having put the cutover's work in the background (a grandchild of the
+/// controller). Proves: the hook's own process dies with the controller (PDEATHSIG);
+/// `resume` ends the grandchild, which the death signal does not reach, before it runs the
+/// hook again; the two copies never overlap (the hook appends "start PID" and "end PID").
+#[test]
+fn a_killed_controllers_hook_dies_with_it_and_resume_never_runs_two_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hook.log");
+    let mark = dir.path().join("first-run-done");
+    let script = dir.path().join("cutover.sh");
+    // The first run leaves its work (3 s) to a background subshell and waits for it; a
+    // rerun does its work (0.5 s) itself.
+    std::fs::write(
+        &script,
+        format!(
+            r#"LOG={log}
+echo "start $$" >> "$LOG"
+if [ -e {mark} ]; then sleep 0.5; echo "end $$" >> "$LOG"; exit 0; fi
+touch {mark}
+( sleep 3; echo "end $$" >> "$LOG" ) &
+echo "sub $!" >> "$LOG"
+wait
+"#,
+            log = log.display(),
+            mark = mark.display()
+        ),
+    )
+    .unwrap();
+    let hook = format!(
+        "\n[[hook]]\nname = \"cutover\"\nstage = \"cutover\"\ncommand = [\"sh\", \"{}\"]\n",
+        script.display()
+    );
+    let s = setup([40, 41], &one(), &hook);
+    let state = s.state();
+    let mut child = s.spawn_failover();
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    while !lines().iter().any(|l| l.starts_with("sub ")) {
+        assert!(Instant::now() < deadline, "the hook never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let first = lines();
+    let pid_of = |l: &str| -> u32 { l.split_whitespace().nth(1).unwrap().parse().unwrap() };
+    let (hook_pid, sub_pid) = (pid_of(&first[0]), pid_of(&first[1]));
+    assert!(
+        journal_has(&state, "\"record\":\"hook_spawned\""),
+        "the hook's process is journaled"
+    );
+    assert!(journal_has(&state, &format!("\"pgid\":{hook_pid}")));
+
+    child.kill().unwrap(); // SIGKILL
+    let killed = Instant::now();
+    child.wait().unwrap();
+    while alive(hook_pid) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "the hook outlived its controller by 2 s"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let died_ms = killed.elapsed().as_millis();
+
+    let out = s.ferry(&["failover", "resume"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("ended process group {hook_pid}")),
+        "{out:?}"
+    );
+    assert!(!alive(sub_pid), "the grandchild survived resume");
+    s.assert_active(&s.dc2, &s.dc1);
+    // Past the time the orphan would have finished its work.
+    thread::sleep(
+        Duration::from_secs(3).saturating_sub(killed.elapsed()) + Duration::from_millis(500),
+    );
+    let all = lines();
+    assert_eq!(all.len(), 4, "{all:?}");
+    let second = pid_of(&all[2]);
+    assert_ne!(second, hook_pid);
+    assert_eq!(
+        all[2..],
+        [format!("start {second}"), format!("end {second}")],
+        "the orphan never finished beside the rerun: {all:?}"
+    );
+    let ended = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("ended process group"));
+    eprintln!(
+        "hook died {died_ms} ms after its controller; resume: {}",
+        ended.unwrap_or_default()
+    );
 }
 
 /// The run's own time (first to last journal record) in ms, from `history`.

@@ -255,6 +255,7 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
         mode,
         sites: &sites,
         probes: &SystemProbes,
+        spawned: &|_| Ok(()),
     };
     print_sites(p, &sites);
     step::preflight(&cx)?;
@@ -486,6 +487,7 @@ fn printer(n: usize) -> Box<dyn FnMut(Progress)> {
                 }
             }
             Progress::RollingBack { reason } => println!("rolling back: {reason}"),
+            Progress::Note(text) => println!("{text}"),
         }
         let _ = std::io::stdout().flush();
     })

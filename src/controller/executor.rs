@@ -13,13 +13,19 @@
 //!   make-before-break plan: break-before-make withdraws first, and rollback runs in reverse,
 //!   so it keeps the same property.
 //! - A run ends with `run_finished` naming the site that announces the subnets.
+//! - A hook command's process is journaled before it is waited for; `resume` and `abort`
+//!   first end whatever is left of the hooks of the action the dead controller had open
+//!   (their process groups), and refuse to go on while any of it survives, so a hook never
+//!   runs beside its own orphan.
 //!
 //! Never does: take the lock (the caller holds it for the executor's lifetime); talk to a
 //! speaker except through [`Sites`].
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::hook::HookProcess;
 use super::journal::{Direction, Journal, JournalError, Mode, Outcome, Phase, Record};
 use super::lock::Holder;
 use super::plan::{OnFailure, Plan};
@@ -44,6 +50,8 @@ pub enum Progress {
     RollingBack {
         reason: String,
     },
+    /// Something done outside the steps, worth a line (a dead controller's hook ended).
+    Note(String),
 }
 
 /// How `drive` returned.
@@ -192,6 +200,7 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            spawned: &|_| Ok(()),
         }
     }
 
@@ -244,9 +253,49 @@ impl<'a> Executor<'a> {
             ))),
             _ => {
                 self.journal.append(Record::Resumed { by })?;
-                Ok(())
+                self.end_orphans()
             }
         }
+    }
+
+    /// The hook processes of the step or compensation that was open when the last
+    /// controller stopped: those recorded after the last end record.
+    fn orphans(&self) -> Vec<HookProcess> {
+        let entries = self.journal.entries();
+        let since = entries
+            .iter()
+            .rposition(|e| {
+                matches!(
+                    e.record,
+                    Record::StepDone { .. }
+                        | Record::StepFailed { .. }
+                        | Record::CompensateDone { .. }
+                        | Record::CompensateFailed { .. }
+                )
+            })
+            .map_or(0, |i| i + 1);
+        entries[since..]
+            .iter()
+            .filter_map(|e| match &e.record {
+                Record::HookSpawned { process, .. } => Some(process.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// End what is left of them before anything runs again (the step would run beside it).
+    fn end_orphans(&mut self) -> Result<(), ExecError> {
+        for p in self.orphans() {
+            match self.probes.end_orphan(&p) {
+                Ok(None) => {}
+                Ok(Some(what)) => {
+                    tracing::warn!(run = %self.run_id, pgid = p.pgid, "{what}");
+                    (self.progress)(Progress::Note(what));
+                }
+                Err(e) => return Err(ExecError::Invalid(format!("run {}: {e}", self.run_id))),
+            }
+        }
+        Ok(())
     }
 
     /// Run until the journal says finished or stopped.
@@ -271,7 +320,7 @@ impl<'a> Executor<'a> {
                             name: self.steps[i].name.clone(),
                         })?;
                     }
-                    let (ms, r) = self.run(i, false);
+                    let (ms, r) = self.run(i, false)?;
                     match r {
                         Ok(note) => self
                             .journal
@@ -312,7 +361,7 @@ impl<'a> Executor<'a> {
                     if open.is_none() {
                         self.journal.append(Record::CompensateStarted { step: i })?;
                     }
-                    let (ms, r) = self.run(i, true);
+                    let (ms, r) = self.run(i, true)?;
                     match r {
                         Ok(_) => self
                             .journal
@@ -327,7 +376,13 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn run(&mut self, i: usize, undo: bool) -> (u64, Result<Option<String>, String>) {
+    /// Apply (or compensate) step `i`. The outer error: the journal could not record a hook's
+    /// process (the hook was killed); the run stops there as at any journal failure.
+    fn run(
+        &mut self,
+        i: usize,
+        undo: bool,
+    ) -> Result<(u64, Result<Option<String>, String>), ExecError> {
         let name = self.steps[i].name.clone();
         (self.progress)(Progress::Started {
             step: i,
@@ -335,12 +390,41 @@ impl<'a> Executor<'a> {
             undo,
         });
         let t = Instant::now();
-        let cx = self.ctx();
+        // The journal is written from inside the step (the hook's process, before it is
+        // waited for), while the step borrows the plan: split the borrows.
+        let journal = RefCell::new(&mut self.journal);
+        let failed = RefCell::new(None);
+        let spawned = |p: &HookProcess| {
+            let r = journal
+                .borrow_mut()
+                .append(Record::HookSpawned {
+                    step: i,
+                    undo,
+                    process: p.clone(),
+                })
+                .map(|_| ());
+            r.map_err(|e| {
+                let text = e.to_string();
+                *failed.borrow_mut() = Some(e);
+                text
+            })
+        };
+        let cx = Ctx {
+            plan: &self.plan,
+            direction: self.direction,
+            mode: self.mode,
+            sites: self.sites,
+            probes: self.probes,
+            spawned: &spawned,
+        };
         let r = if undo {
             self.steps[i].compensate(&cx)
         } else {
             self.steps[i].apply(&cx)
         };
+        if let Some(e) = failed.into_inner() {
+            return Err(e.into());
+        }
         let elapsed = t.elapsed();
         (self.progress)(Progress::Finished {
             step: i,
@@ -349,7 +433,7 @@ impl<'a> Executor<'a> {
             elapsed,
             result: r.clone(),
         });
-        (elapsed.as_millis() as u64, r)
+        Ok((elapsed.as_millis() as u64, r))
     }
 
     fn failure(&self, step: usize) -> String {

@@ -15,6 +15,11 @@
 //! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
 //!   version) as far as it is legal and says where and why it stops, so `status` and
 //!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
+//! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds.
+//! - A hook's process is recorded (`hook_spawned`) after it starts and before it is waited
+//!   for, inside its open step or compensation: after a crash, `resume` and `abort` end what
+//!   is left of it before anything runs again. Journals written before that record existed
+//!   read as before.
 //!
 //! Never does: decide what to run (that is [`super::executor`]) or take the lock
 //! ([`super::lock`]).
@@ -26,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::hook::HookProcess;
 use super::lock::Holder;
 
 /// Which way a run moves the subnets.
@@ -74,6 +80,13 @@ pub enum Record {
         step: usize,
         ms: u64,
         note: Option<String>,
+    },
+    /// A command of the open step (`undo`: of the open compensation) runs as `process`.
+    HookSpawned {
+        step: usize,
+        #[serde(default)]
+        undo: bool,
+        process: HookProcess,
     },
     StepFailed {
         step: usize,
@@ -189,6 +202,18 @@ impl Phase {
                     open: Some(next),
                 }
             }
+            (
+                p @ Forward { open: Some(s), .. },
+                R::HookSpawned {
+                    step, undo: false, ..
+                },
+            ) if *step == s => p,
+            (
+                p @ Rollback { open: Some(s), .. },
+                R::HookSpawned {
+                    step, undo: true, ..
+                },
+            ) if *step == s => p,
             (Forward { open: Some(s), .. }, R::StepDone { step, .. }) if *step == s => Forward {
                 next: s + 1,
                 open: None,
@@ -705,5 +730,65 @@ mod tests {
             }
         );
         assert!(r.damage.unwrap().to_string().contains("line 3"));
+    }
+
+    #[test]
+    fn hook_processes_are_recorded_only_inside_their_open_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        let spawned = |step, undo| Record::HookSpawned {
+            step,
+            undo,
+            process: HookProcess {
+                pid: 77,
+                pgid: 77,
+                boot_id: Some("b".into()),
+                start_ticks: Some(5),
+            },
+        };
+        assert!(j.append(spawned(0, false)).is_err(), "no step open");
+        j.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        assert!(j.append(spawned(0, true)).is_err(), "not compensating");
+        j.append(spawned(0, false)).unwrap();
+        j.append(spawned(0, false)).unwrap();
+        assert_eq!(
+            j.phase(),
+            Phase::Forward {
+                next: 0,
+                open: Some(0)
+            }
+        );
+        j.append(Record::RollbackStarted { reason: "x".into() })
+            .unwrap();
+        j.append(Record::CompensateStarted { step: 0 }).unwrap();
+        j.append(spawned(0, true)).unwrap();
+        let (entries, phase, _, _) = replay(&path).unwrap();
+        assert_eq!(entries.len(), 7);
+        assert_eq!(entries[3].record, spawned(0, false));
+        assert_eq!(
+            phase,
+            Phase::Rollback {
+                remaining: 1,
+                open: Some(0)
+            }
+        );
+        // The optional fields may be absent (written without /proc).
+        let line =
+            r#"{"seq":0,"at_ms":0,"record":"hook_spawned","step":0,"process":{"pid":9,"pgid":9}}"#;
+        let e: Entry = serde_json::from_str(line).unwrap();
+        assert!(matches!(
+            e.record,
+            Record::HookSpawned {
+                undo: false,
+                process: HookProcess { boot_id: None, .. },
+                ..
+            }
+        ));
     }
 }

@@ -10,10 +10,15 @@
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
+//! - [`hook`]: commands in their own process group, dying with the controller; ending the
+//!   leftovers of a dead controller's hook.
+//! - [`http`]: HTTP(S) hooks and checks with one deadline per call.
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
 
 pub mod executor;
+pub mod hook;
+pub mod http;
 pub mod journal;
 pub mod keeper;
 pub mod lock;

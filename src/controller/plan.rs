@@ -35,7 +35,7 @@
 //! stage = "cutover"
 //! group = "web"                 # optional: only for that group
 //! command = ["/usr/local/bin/cutover", "--plan", "web"]
-//! env = { SITE = "dc2" }        # or http = { url = "http://...", method = "POST" }
+//! env = { SITE = "dc2" }        # or http = { url = "https://...", method = "POST", ca_file = "ca.pem" }
 //! timeout_ms = 60000
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
 //! [[health_check]]
@@ -183,16 +183,21 @@ fn hook_timeout() -> u64 {
     60_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpCall {
-    /// `http://host:port/path` (plain HTTP on the management network).
+    /// `http://host:port/path` or `https://...` (see [`super::http`]).
     pub url: String,
     #[serde(default = "post")]
     pub method: String,
     pub body: Option<String>,
     /// The status that means success; any 2xx when absent.
     pub expect_status: Option<u16>,
+    /// PEM file of the CAs that sign the server's certificate (instead of the public roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and its key, for servers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 fn post() -> String {
@@ -206,8 +211,10 @@ pub struct HealthCheck {
     pub group: Option<Spanned<String>>,
     /// `host:port` that must accept a TCP connection.
     pub tcp: Option<String>,
-    /// `http://host:port/path` that must answer 2xx to a GET.
+    /// `http(s)://host:port/path` that must answer 2xx to a GET.
     pub http: Option<String>,
+    /// For an `https://` check: PEM file of the CAs that sign the server's certificate.
+    pub ca_file: Option<PathBuf>,
     /// A host that must answer `ping -c 1` (ICMP through the system's ping).
     pub icmp: Option<String>,
     pub command: Option<Vec<String>>,
@@ -252,7 +259,7 @@ fn verify_interval() -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp(String),
-    Http(String),
+    Http(HttpCall),
     Command(Vec<String>),
 }
 
@@ -262,7 +269,15 @@ impl HealthCheck {
             return Probe::Tcp(a.clone());
         }
         if let Some(u) = &self.http {
-            return Probe::Http(u.clone());
+            return Probe::Http(HttpCall {
+                url: u.clone(),
+                method: "GET".into(),
+                body: None,
+                expect_status: None,
+                ca_file: self.ca_file.clone(),
+                client_cert: None,
+                client_key: None,
+            });
         }
         if let Some(h) = &self.icmp {
             let argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", h.as_str()];
@@ -476,8 +491,16 @@ impl Plan {
             self.group_ref(&format!("hook {:?} group", h.name), &h.group)?;
             match (&h.command, &h.http) {
                 (Some(c), None) if !c.is_empty() => {}
-                (None, Some(call)) => check_url(&call.url)
-                    .map_err(|e| format!("hook {:?} http.url: {e}", h.name))?,
+                (None, Some(call)) => {
+                    check_url(&call.url)
+                        .map_err(|e| format!("hook {:?} http.url: {e}", h.name))?;
+                    if call.client_cert.is_some() != call.client_key.is_some() {
+                        return Err(format!(
+                            "hook {:?}: http.client_cert and http.client_key go together",
+                            h.name
+                        ));
+                    }
+                }
                 _ => {
                     return Err(format!(
                         "hook {:?}: give exactly one of command = [\"prog\", \"arg\"...] or http = {{ url = ... }}",
@@ -521,6 +544,11 @@ impl Plan {
             }
             if let Some(u) = &c.http {
                 check_url(u).map_err(|e| format!("health_check {:?} http: {e}", c.name))?;
+            } else if c.ca_file.is_some() {
+                return Err(format!(
+                    "health_check {:?}: ca_file is for http = \"https://...\" checks",
+                    c.name
+                ));
             }
             if c.rise == 0 || c.fall == Some(0) || c.timeout_ms == 0 || c.interval_ms == 0 {
                 return Err(format!(
@@ -569,11 +597,13 @@ struct Tables {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} is not http://HOST:PORT/PATH"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not http(s)://HOST:PORT/PATH: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{url:?} is not http(s)://HOST:PORT/PATH"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
     }
     Ok(())
@@ -656,6 +686,29 @@ command = ["true"]
     }
 
     #[test]
+    fn https_hooks_take_a_ca_file_and_a_client_certificate() {
+        let with = |http: &str| {
+            Plan::parse(&PLAN.replace(
+                "command = [\"true\"]\n\n[[health",
+                &format!("http = {{ url = \"https://vc.example/api/cutover\"{http} }}\n\n[[health"),
+            ))
+        };
+        let p = with(
+            ", ca_file = \"/etc/ferry/ca.pem\", client_cert = \"c.pem\", client_key = \"k.pem\"",
+        )
+        .unwrap();
+        let call = p.hooks[0].http.as_ref().unwrap();
+        assert_eq!(call.ca_file, Some(PathBuf::from("/etc/ferry/ca.pem")));
+        assert_eq!(call.client_key, Some(PathBuf::from("k.pem")));
+        let e = with(", client_cert = \"c.pem\"").unwrap_err();
+        assert!(
+            e.contains("client_cert and http.client_key go together") && e.contains("line 20"),
+            "{e}"
+        );
+        assert!(with("").is_ok());
+    }
+
+    #[test]
     fn site_attributes_make_the_route() {
         let text = PLAN.replace(
             "next_hop = \"192.0.2.20\"",
@@ -696,13 +749,29 @@ command = ["true"]
                 .unwrap()
                 .health_checks[0]
                 .probe(),
-            Probe::Http("http://198.51.100.10:8080/health".into())
+            Probe::Http(HttpCall {
+                url: "http://198.51.100.10:8080/health".into(),
+                method: "GET".into(),
+                body: None,
+                expect_status: None,
+                ca_file: None,
+                client_cert: None,
+                client_key: None,
+            })
         );
         match one("icmp = \"198.51.100.10\"").unwrap().health_checks[0].probe() {
             Probe::Command(argv) => assert_eq!(argv[0], "ping"),
             other => panic!("{other:?}"),
         }
-        assert!(one("http = \"https://x\"").unwrap_err().contains("http"));
+        assert!(one("http = \"ftp://x\"").unwrap_err().contains("http"));
+        let e = one("tcp = \"198.51.100.10:443\"\nca_file = \"/etc/ca.pem\"").unwrap_err();
+        assert!(e.contains("ca_file is for http"), "{e}");
+        assert!(one("http = \"https:///path\"").is_err());
+        let p = one("http = \"https://vc.example/health\"\nca_file = \"/etc/ca.pem\"").unwrap();
+        match p.health_checks[0].probe() {
+            Probe::Http(c) => assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem"))),
+            other => panic!("{other:?}"),
+        }
         assert!(one("").unwrap_err().contains("exactly one"));
     }
 }

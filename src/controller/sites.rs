@@ -3,21 +3,22 @@
 //! - [`Sites`]: the speaker operations of one named site (announce, withdraw, peers, the routes
 //!   it announces, the routes it received). [`ApiSites`] is the real one over
 //!   [`crate::api::Client`], each call with a timeout.
-//! - [`Probes`]: hooks, one attempt of a probe, and the clock. [`SystemProbes`] runs commands
-//!   (own process group, killed as a group on timeout), plain HTTP/1.1 calls and TCP connects.
+//! - [`Probes`]: hooks, one attempt of a probe, ending a dead controller's leftover hook, and
+//!   the clock. [`SystemProbes`] runs commands ([`super::hook`]: own process group, dying with
+//!   the controller, killed as a group on timeout), HTTP(S) calls ([`super::http`]: one
+//!   deadline for the whole call) and TCP connects.
 //!
 //! Never does: decide what to do next (that is [`super::executor`]); retry on its own.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::plan::{Hook, HttpCall, Plan, Probe};
+use super::hook::{self, HookProcess, OnSpawn};
+use super::http;
+use super::plan::{Hook, Plan, Probe};
 use crate::api::{
     ChangeResponse, Client, Endpoint, LeaseRenewRequest, LeaseReport, PeerStatus, ReceivedRoute,
 };
@@ -35,7 +36,17 @@ pub trait Sites {
 /// Hooks, probes and time.
 pub trait Probes {
     /// Run a hook (or its `undo` command); `env` is added to the hook's own environment.
-    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String>;
+    /// A command's process goes to `on_spawn` before the hook is waited for.
+    fn hook(
+        &self,
+        hook: &Hook,
+        undo: bool,
+        env: &[(String, String)],
+        on_spawn: OnSpawn<'_>,
+    ) -> Result<(), String>;
+    /// End what is still alive of a hook that a dead controller started ([`hook::end_group`]):
+    /// `Ok(Some(what))` when something was ended.
+    fn end_orphan(&self, p: &HookProcess) -> Result<Option<String>, String>;
     /// One attempt of a probe, bounded by `timeout`.
     fn probe(
         &self,
@@ -147,17 +158,27 @@ impl Sites for ApiSites {
 pub struct SystemProbes;
 
 impl Probes for SystemProbes {
-    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String> {
+    fn hook(
+        &self,
+        hook: &Hook,
+        undo: bool,
+        env: &[(String, String)],
+        on_spawn: OnSpawn<'_>,
+    ) -> Result<(), String> {
         let timeout = Duration::from_millis(hook.timeout_ms);
         let mut env: Vec<(String, String)> = env.to_vec();
         env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         match (undo, &hook.command, &hook.http, &hook.undo) {
-            (true, _, _, Some(u)) => run_command(u, &env, timeout),
+            (true, _, _, Some(u)) => hook::run_command(u, &env, timeout, on_spawn),
             (true, _, _, None) => Ok(()),
-            (false, Some(c), _, _) => run_command(c, &env, timeout),
-            (false, None, Some(h), _) => http_call(h, timeout),
+            (false, Some(c), _, _) => hook::run_command(c, &env, timeout, on_spawn),
+            (false, None, Some(h), _) => http::call(h, timeout),
             (false, None, None, _) => Err("hook has neither command nor http".into()),
         }
+    }
+
+    fn end_orphan(&self, p: &HookProcess) -> Result<Option<String>, String> {
+        hook::end_group(p, hook::ORPHAN_GRACE)
     }
 
     fn probe(
@@ -167,23 +188,21 @@ impl Probes for SystemProbes {
         env: &[(String, String)],
     ) -> Result<(), String> {
         match probe {
-            Probe::Command(c) => run_command(c, env, timeout),
-            Probe::Http(url) => http_call(
-                &HttpCall {
-                    url: url.clone(),
-                    method: "GET".into(),
-                    body: None,
-                    expect_status: None,
-                },
-                timeout,
-            ),
+            // Checks are not journaled: they die with the controller, and a leftover of one
+            // only reads.
+            Probe::Command(c) => hook::run_command(c, env, timeout, &|_| Ok(())),
+            Probe::Http(call) => http::call(call, timeout),
             Probe::Tcp(addr) => {
-                let sa = addr
-                    .to_socket_addrs()
-                    .map_err(|e| format!("tcp {addr}: {e}"))?
-                    .next()
-                    .ok_or_else(|| format!("tcp {addr}: no address"))?;
-                TcpStream::connect_timeout(&sa, timeout)
+                let t0 = Instant::now();
+                let sa = resolve(addr, timeout)?;
+                let left = timeout.saturating_sub(t0.elapsed());
+                if left.is_zero() {
+                    return Err(format!(
+                        "tcp {addr}: no connection within {} ms",
+                        timeout.as_millis()
+                    ));
+                }
+                TcpStream::connect_timeout(&sa, left)
                     .map(|_| ())
                     .map_err(|e| format!("tcp {addr}: {e}"))
             }
@@ -199,187 +218,23 @@ impl Probes for SystemProbes {
     }
 }
 
-/// Run `argv` in its own process group; kill the group after `timeout`. The error carries the
-/// exit status and the end of stderr.
-pub fn run_command(
-    argv: &[String],
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
-    use std::os::unix::process::CommandExt as _;
-    let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let shown = argv.join(" ");
-    let mut child = Command::new(prog)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let pid = child.id();
-    // stderr is read on the side: a hook that leaves a daemon behind holding it must not make
-    // the hook look hung; the hook is done when its process exits.
-    let mut err = child.stderr.take();
-    let (tx, rx) = mpsc::channel();
+/// The first address of `host:port`, looked up on a side thread so that a name server that
+/// never answers cannot hold the probe past `timeout` (the thread ends when the system's
+/// resolver gives up).
+fn resolve(addr: &str, timeout: Duration) -> Result<SocketAddr, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = addr.to_owned();
     std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(s) = err.as_mut() {
-            let _ = s.take(64 * 1024).read_to_string(&mut text);
-        }
-        let _ = tx.send(text);
+        let r = name.to_socket_addrs().map(|mut a| a.next());
+        let _ = tx.send(r);
     });
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = match done_rx.recv_timeout(timeout) {
-        Ok(Ok(st)) => st,
-        Ok(Err(e)) => return Err(format!("{shown}: {e}")),
-        Err(_) => {
-            // The whole group: a shell's children too.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            return Err(format!(
-                "{shown}: did not finish within {} ms",
-                timeout.as_millis()
-            ));
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let stderr = rx
-        .recv_timeout(Duration::from_millis(100))
-        .unwrap_or_default();
-    let tail: String = {
-        let t = stderr.trim();
-        let skip = t.chars().count().saturating_sub(300);
-        t.chars().skip(skip).collect()
-    };
-    if tail.is_empty() {
-        Err(format!("{shown}: {status}"))
-    } else {
-        Err(format!("{shown}: {status}: {tail}"))
-    }
-}
-
-/// One plain HTTP/1.1 request; success is `expect_status` or any 2xx.
-fn http_call(call: &HttpCall, timeout: Duration) -> Result<(), String> {
-    let url = &call.url;
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: not http://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let sa = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("{url}: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    let body = call.body.clone().unwrap_or_default();
-    let req = format!(
-        "{} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        call.method,
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("{url}: {e}"))?;
-    // The status line may arrive in pieces.
-    let mut head = Vec::with_capacity(64);
-    let mut chunk = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 4096 {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("{url}: {e}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or("");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{url}: not an HTTP answer: {line:?}"))?;
-    let ok = match call.expect_status {
-        Some(want) => status == want,
-        None => (200..300).contains(&status),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{url}: HTTP {status}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn argv(s: &str) -> Vec<String> {
-        vec!["sh".into(), "-c".into(), s.into()]
-    }
-
-    #[test]
-    fn commands_report_status_and_stderr_and_time_out_as_a_group() {
-        let t = Duration::from_secs(5);
-        assert!(run_command(&argv("exit 0"), &[], t).is_ok());
-        let e = run_command(&argv("echo no VM here >&2; exit 3"), &[], t).unwrap_err();
-        assert!(
-            e.contains("exit status: 3") && e.contains("no VM here"),
-            "{e}"
-        );
-        let env = [("FERRY_TO".to_string(), "dc2".to_string())];
-        assert!(run_command(&argv("test \"$FERRY_TO\" = dc2"), &env, t).is_ok());
-        let start = Instant::now();
-        let e = run_command(&argv("sleep 10; true"), &[], Duration::from_millis(200)).unwrap_err();
-        assert!(e.contains("did not finish within 200 ms"), "{e}");
-        assert!(start.elapsed() < Duration::from_secs(2));
-        // A daemon left behind holding stderr does not make the hook hang.
-        let start = Instant::now();
-        run_command(&argv("sleep 3 & exit 0"), &[], t).unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
-    }
-
-    #[test]
-    fn http_hooks_check_the_status() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for (i, s) in l.incoming().take(2).enumerate() {
-                let mut s = s.unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf);
-                let status = if i == 0 { "204 No Content" } else { "500 Oops" };
-                // The status line in two pieces, as a slow server may send it.
-                let _ = s.write_all(b"HTTP/1.1 ");
-                std::thread::sleep(Duration::from_millis(20));
-                let _ = write!(s, "{status}\r\nContent-Length: 0\r\n\r\n");
-            }
-        });
-        let call = HttpCall {
-            url: format!("http://{addr}/cutover"),
-            method: "POST".into(),
-            body: Some("{}".into()),
-            expect_status: None,
-        };
-        let t = Duration::from_secs(5);
-        http_call(&call, t).unwrap();
-        let e = http_call(&call, t).unwrap_err();
-        assert!(e.contains("HTTP 500"), "{e}");
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(Some(sa))) => Ok(sa),
+        Ok(Ok(None)) => Err(format!("tcp {addr}: no address")),
+        Ok(Err(e)) => Err(format!("tcp {addr}: {e}")),
+        Err(_) => Err(format!(
+            "tcp {addr}: name lookup did not finish within {} ms",
+            timeout.as_millis()
+        )),
     }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::hook::OnSpawn;
 use super::journal::{Direction, Mode};
 use super::plan::{Order, Plan, Probe, Site, Stage};
 use super::sites::{Probes, Sites};
@@ -54,6 +55,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     pub sites: &'a dyn Sites,
     pub probes: &'a dyn Probes,
+    /// Told each hook command's process before it is waited for (the executor journals it).
+    pub spawned: OnSpawn<'a>,
 }
 
 impl Ctx<'_> {
@@ -198,7 +201,7 @@ impl Step {
             StepKind::Hook { hook, group } => {
                 let h = &cx.plan.hooks[*hook];
                 cx.probes
-                    .hook(h, false, &cx.env(self, *group))
+                    .hook(h, false, &cx.env(self, *group), cx.spawned)
                     .map(|_| None)
             }
             StepKind::Drain => {
@@ -243,7 +246,9 @@ impl Step {
                 if h.undo.is_none() {
                     return Ok(None);
                 }
-                cx.probes.hook(h, true, &cx.env(self, *group)).map(|_| None)
+                cx.probes
+                    .hook(h, true, &cx.env(self, *group), cx.spawned)
+                    .map(|_| None)
             }
             StepKind::Drain => {
                 let from = cx.from();

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use super::*;
 use crate::api::{PeerStatus, ReceivedRoute};
+use crate::controller::hook::HookProcess;
 use crate::controller::journal::Crash;
 use crate::controller::plan::{Hook, Probe};
 use crate::speaker::Route;
@@ -173,6 +174,9 @@ struct FakeProbes {
     clock: Cell<Duration>,
     healthy: Cell<bool>,
     hooks: RefCell<Vec<String>>,
+    /// The fake pids of the hooks started, and those `end_orphan` was asked to end.
+    spawned: RefCell<Vec<u32>>,
+    ended: RefCell<Vec<u32>>,
 }
 
 impl FakeProbes {
@@ -182,12 +186,29 @@ impl FakeProbes {
             clock: Cell::new(Duration::ZERO),
             healthy: Cell::new(healthy),
             hooks: RefCell::default(),
+            spawned: RefCell::default(),
+            ended: RefCell::default(),
         }
     }
 }
 
 impl Probes for FakeProbes {
-    fn hook(&self, hook: &Hook, undo: bool, env: &[(String, String)]) -> Result<(), String> {
+    fn hook(
+        &self,
+        hook: &Hook,
+        undo: bool,
+        env: &[(String, String)],
+        on_spawn: crate::controller::hook::OnSpawn<'_>,
+    ) -> Result<(), String> {
+        // Every hook reports a process, as a command does.
+        let pid = 40_000 + self.spawned.borrow().len() as u32;
+        on_spawn(&HookProcess {
+            pid,
+            pgid: pid,
+            boot_id: None,
+            start_ticks: None,
+        })?;
+        self.spawned.borrow_mut().push(pid);
         let dir = &env.iter().find(|(k, _)| k == "FERRY_DIRECTION").unwrap().1;
         self.hooks.borrow_mut().push(format!(
             "{}{} {dir}",
@@ -195,6 +216,10 @@ impl Probes for FakeProbes {
             hook.name
         ));
         Ok(())
+    }
+    fn end_orphan(&self, p: &HookProcess) -> Result<Option<String>, String> {
+        self.ended.borrow_mut().push(p.pid);
+        Ok(Some(format!("ended {}", p.pgid)))
     }
     fn probe(&self, _: &Probe, _: Duration, _: &[(String, String)]) -> Result<(), String> {
         self.sleep(Duration::from_millis(1));
@@ -550,15 +575,33 @@ fn a_crash_after_every_record_of_a_make_before_break_run_healthy_or_not() {
     }
 }
 
+/// The seq of the first record of an uninterrupted healthy failover of `p` that `is` picks.
+fn seq_in_a_full_run(p: &Plan, is: impl Fn(&[Step], &Record) -> bool) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = FakeSites::new(p);
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    ex.drive().unwrap();
+    let seq = ex
+        .journal
+        .entries()
+        .iter()
+        .position(|e| is(&ex.steps, &e.record));
+    seq.expect("no such record") as u64
+}
+
 #[test]
 fn abort_of_a_crashed_run_rolls_back_every_started_step() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(PLAN);
+    let seq = seq_in_a_full_run(
+        &p,
+        |_, r| matches!(r, Record::StepStarted { name, .. } if name == "announce web"),
+    );
     let sites = FakeSites::new(&p);
     let probes = FakeProbes::new(true);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
     // Crash just after "announce web" is on record as started (web already withdrawn at dc1).
-    let seq = 1 + 2 * 7;
     ex.journal.crash = Some(Crash::After(seq));
     assert!(ex.drive().is_err());
     let path = ex.journal.path().to_owned();
@@ -593,4 +636,57 @@ fn a_route_the_routers_filter_fails_the_preflight_and_nothing_moves() {
     }
     only(&sites, &p, "dc1");
     assert!(probes.hooks.borrow().is_empty(), "no hook ran");
+}
+
+#[test]
+fn resume_ends_the_hook_the_dead_controller_left_before_running_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let seq = seq_in_a_full_run(
+        &p,
+        |steps, r| matches!(r, Record::HookSpawned { step, .. } if steps[*step].name == "hook cutover-web"),
+    );
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(true);
+    let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
+    // Crash just after the cutover hook's process is on record (the hook runs on, orphaned).
+    ex.journal.crash = Some(Crash::After(seq));
+    assert!(ex.drive().is_err());
+    let rec = &ex.journal.entries()[seq as usize].record;
+    let Record::HookSpawned {
+        step,
+        undo,
+        process,
+    } = rec
+    else {
+        panic!("{rec:?}");
+    };
+    assert!(!undo);
+    assert_eq!(ex.steps[*step].name, "hook cutover-web");
+    let orphan = process.pid;
+    let path = ex.journal.path().to_owned();
+    drop(ex);
+    assert!(probes.ended.borrow().is_empty());
+    let notes = RefCell::new(Vec::new());
+    let mut ex = Executor::open(
+        &path,
+        &sites,
+        &probes,
+        Box::new(|p| {
+            if let Progress::Note(n) = p {
+                notes.borrow_mut().push(n)
+            }
+        }),
+    )
+    .unwrap();
+    let hooks_before = probes.spawned.borrow().len();
+    assert!(matches!(
+        ex.resume(Holder::me("t")).unwrap(),
+        End::Completed { .. }
+    ));
+    // Only the open step's hook, once, and before the step ran again.
+    assert_eq!(*probes.ended.borrow(), [orphan]);
+    assert!(probes.spawned.borrow().len() > hooks_before);
+    drop(ex);
+    assert_eq!(*notes.borrow(), [format!("ended {orphan}")]);
 }
