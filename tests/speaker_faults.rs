@@ -14,8 +14,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
@@ -147,46 +146,6 @@ fn get_metrics(api: &Path) -> String {
     let (status, body) = http(Target::Unix(api), "GET", "/metrics", &[], "");
     assert_eq!(status, 200, "{body}");
     body
-}
-
-/// A 256 KiB tmpfs over a directory (root only), unmounted on drop.
-struct TinyFs(PathBuf);
-
-impl TinyFs {
-    fn mount(dir: &Path) -> Option<Self> {
-        std::fs::create_dir_all(dir).expect("mount point");
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                "size=256k,mode=700",
-                "ferry-faults-test",
-            ])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: cannot mount a tmpfs (needs root)");
-            return None;
-        }
-        Some(Self(dir.to_owned()))
-    }
-
-    /// Take every free page; returns the file holding them.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        while f.write(&[0xaa; 4096]).is_ok_and(|n| n > 0) {}
-        path
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// The disk under `state_dir` fills up: announces get 500 naming the cause (ENOSPC), the

@@ -338,9 +338,10 @@ pub fn run(args: LabArgs) -> i32 {
                         }
                         Some(v) => {
                             println!(
-                                "VIOLATED at step {} (seed {}): {}: {}",
-                                v.step, rep.seed, v.invariant, v.detail
+                                "VIOLATED at step {} (seed {}; {}): {}: {}",
+                                v.step, rep.seed, v.fault, v.invariant, v.detail
                             );
+                            println!("logs: {}", out.join("logs").display());
                             EXIT_FAILED
                         }
                     }

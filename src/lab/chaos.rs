@@ -12,7 +12,10 @@
 //! - `none`: only the move.
 //!
 //! After each step (faults healed, the move done) these invariants are checked, and the run
-//! stops at the first one violated, naming it, the step and the seed:
+//! stops at the first one violated, naming it, the step, its fault and the seed, and keeps the
+//! speakers' and routers' logs in `OUT/logs/`. A fault that cannot be healed (`fault-healed`:
+//! a speaker or bgpd that does not start again) or a move whose calls fail (`moved`) is a
+//! violation too.
 //! 1. `acknowledged`: the active site's speaker holds both of the subnet's routes (IPv4 and
 //!    IPv6) it acknowledged, the other site's holds neither: a restarted speaker lost nothing
 //!    and resurrected nothing (read back through each speaker's API).
@@ -57,8 +60,21 @@ pub struct ChaosOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
     pub step: usize,
+    /// The step's fault and move, as drawn.
+    pub fault: String,
     pub invariant: &'static str,
     pub detail: String,
+}
+
+impl Violation {
+    fn new(invariant: &'static str, detail: String) -> Self {
+        Self {
+            step: 0,
+            fault: String::new(),
+            invariant,
+            detail,
+        }
+    }
 }
 
 /// What a run did; written to `chaos.json` in the output directory.
@@ -185,25 +201,15 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
         say.line(&format!(
             "step {step}: fault {fault:?}, then move {order:?}"
         ));
-        inject(&mut bench, fault)?;
         if fault != Fault::None {
             *rep.faults.entry(fault.class()).or_default() += 1;
         }
-        // Recover first: a move starts from a lab whose sessions are up.
-        let active = bench.lab.state.active.unwrap_or(Site::Primary);
-        if let Err(v) = check(&bench, active, &baseline, opts, &mut rep.checks_passed) {
-            rep.violation = Some(Violation { step, ..v });
+        if let Err(mut v) = one_step(&mut bench, fault, order, &baseline, opts, &mut rep) {
+            v.step = step;
+            v.fault = format!("{fault:?}, then move {order:?}");
+            rep.violation = Some(v);
+            keep_logs(&bench.lab, &opts.out);
             break;
-        }
-        if let Some(order) = order {
-            let to = active.other();
-            let name = format!("chaos-{step}-{}", to.name());
-            bench.planned(&name, to, order, opts.move_bound)?;
-            rep.moves += 1;
-            if let Err(v) = check(&bench, to, &baseline, opts, &mut rep.checks_passed) {
-                rep.violation = Some(Violation { step, ..v });
-                break;
-            }
         }
     }
     rep.seconds = started.elapsed().as_secs_f64();
@@ -211,6 +217,58 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
     // The guard takes the lab down; `down` here would race it.
     drop(bench);
     Ok(rep)
+}
+
+/// Inject `fault`, check the lab recovered, then make the move (if any) and check again. A
+/// fault that cannot be injected or healed (a speaker or bgpd that does not start again) and a
+/// move whose calls fail are violations too: the lab did not take the fault.
+fn one_step(
+    bench: &mut Bench,
+    fault: Fault,
+    order: Option<Order>,
+    baseline: &BTreeMap<String, usize>,
+    opts: &ChaosOptions,
+    rep: &mut ChaosReport,
+) -> std::result::Result<(), Violation> {
+    inject(bench, fault).map_err(|e| Violation::new("fault-healed", e.to_string()))?;
+    // Recover first: a move starts from a lab whose sessions are up.
+    let active = bench.lab.state.active.unwrap_or(Site::Primary);
+    check(bench, active, baseline, opts, &mut rep.checks_passed)?;
+    if let Some(order) = order {
+        let to = active.other();
+        let name = format!("chaos-{}-{}", rep.steps, to.name());
+        bench
+            .planned(&name, to, order, opts.move_bound)
+            .map_err(|e| Violation::new("moved", e.to_string()))?;
+        rep.moves += 1;
+        check(bench, to, baseline, opts, &mut rep.checks_passed)?;
+    }
+    Ok(())
+}
+
+/// Copy the speakers' logs and the routers' bgpd logs into `out/logs/` before the lab (and its
+/// runtime directory) goes: what the first violation left behind is what explains it.
+fn keep_logs(lab: &Lab, out: &Path) {
+    let logs = out.join("logs");
+    if std::fs::create_dir_all(&logs).is_err() {
+        return;
+    }
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for sp in &lab.topo.speakers {
+        files.push((
+            format!("{}-speaker.log", sp.name),
+            lab.dir.join(&sp.name).join("speaker.log"),
+        ));
+    }
+    for r in &lab.topo.routers {
+        files.push((
+            format!("{}-bgpd.log", r.name),
+            lab.dir.join(&r.name).join("bgpd.log"),
+        ));
+    }
+    for (name, from) in files {
+        let _ = std::fs::copy(from, logs.join(name));
+    }
 }
 
 fn inject(bench: &mut Bench, fault: Fault) -> Result<()> {
@@ -274,11 +332,7 @@ fn check(
     opts: &ChaosOptions,
     passed: &mut usize,
 ) -> std::result::Result<(), Violation> {
-    let violation = |invariant, detail: String| Violation {
-        step: 0,
-        invariant,
-        detail,
-    };
+    let violation = Violation::new;
     let lab = &bench.lab;
     let subnet = [lab.topo.prefix, lab.topo.prefix6];
     for site in [Site::Primary, Site::Recovery] {
