@@ -432,3 +432,21 @@ fn an_events_stream_outlives_the_header_read_timeout() {
         }
     }
 }
+
+#[test]
+fn the_speaker_raises_its_soft_fd_limit_to_the_hard_limit() {
+    let (s, _) = start(&["prlimit", "--nofile=256:4096", "--"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{limits}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  SOFT  HARD  files"
+    assert_eq!(fields[3..5], ["4096", "4096"], "{line}");
+    assert!(
+        s.log().contains("raised the open-file limit"),
+        "{}",
+        s.log()
+    );
+}
