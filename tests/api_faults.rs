@@ -67,34 +67,69 @@ enum Via<'a> {
 /// One `GET` with the bearer token and `Connection: close`, read to the end; every wait is
 /// bounded by 2 s. Ok(status line) or the error.
 fn request(via: &Via<'_>, path: &str) -> std::io::Result<String> {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    );
-    let t = Some(Duration::from_secs(2));
-    let mut answer = Vec::new();
-    match via {
-        Via::Unix(p) => {
-            let mut s = UnixStream::connect(p)?;
-            s.set_read_timeout(t)?;
-            s.set_write_timeout(t)?;
-            s.write_all(req.as_bytes())?;
-            s.read_to_end(&mut answer)?;
-        }
-        Via::Tcp(a) => {
-            let mut s = TcpStream::connect_timeout(a, Duration::from_secs(2))?;
-            s.set_read_timeout(t)?;
-            s.set_write_timeout(t)?;
-            s.write_all(req.as_bytes())?;
-            s.read_to_end(&mut answer)?;
-        }
-    }
-    let text = String::from_utf8_lossy(&answer);
+    let text = exchange(via, "GET", path, b"", Duration::from_secs(2))?;
     let status = text.lines().next().unwrap_or("").to_owned();
     if status.starts_with("HTTP/1.1 200") {
         Ok(status)
     } else {
         Err(std::io::Error::other(format!("answer: {text:?}")))
     }
+}
+
+/// One request with the bearer token and `Connection: close` (a `POST` carries `body`), read
+/// to the end; every read and write is bounded by `t`. The whole answer, head and body.
+fn exchange(
+    via: &Via<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    t: Duration,
+) -> std::io::Result<String> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n"
+    )
+    .into_bytes();
+    if method == "POST" {
+        req.extend_from_slice(
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    let t = Some(t);
+    let mut answer = Vec::new();
+    match via {
+        Via::Unix(p) => {
+            let mut s = UnixStream::connect(p)?;
+            s.set_read_timeout(t)?;
+            s.set_write_timeout(t)?;
+            s.write_all(&req)?;
+            s.read_to_end(&mut answer)?;
+        }
+        Via::Tcp(a) => {
+            let mut s = TcpStream::connect_timeout(a, Duration::from_secs(2))?;
+            s.set_read_timeout(t)?;
+            s.set_write_timeout(t)?;
+            s.write_all(&req)?;
+            s.read_to_end(&mut answer)?;
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{listener="tcp"}`) in the
+/// speaker's `/metrics`.
+fn metric(via: &Via<'_>, name: &str) -> u64 {
+    let text = exchange(via, "GET", "/metrics", b"", Duration::from_secs(2)).expect("GET /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// `n` requests one after the other; (median, p99) latency, panicking on any failure.
@@ -151,6 +186,20 @@ fn idle_flood(nofile: u64) {
         s.log().contains("API connection budget full"),
         "{}",
         s.log()
+    );
+    // And /metrics counts them, on the listener they were made to.
+    let evicted = metric(
+        &Via::Unix(&s.api()),
+        "ferry_api_connections_evicted_total{listener=\"tcp\"}",
+    );
+    eprintln!("nofile {nofile}: evicted TCP connections: {evicted}");
+    assert!(evicted > 0, "no eviction counted");
+    assert_eq!(
+        metric(
+            &Via::Tcp(tcp),
+            "ferry_api_connections_evicted_total{listener=\"unix\"}"
+        ),
+        0
     );
 
     // Churn: the flood keeps opening new idle connections (each evicts an older one) while
@@ -431,6 +480,161 @@ fn an_events_stream_outlives_the_header_read_timeout() {
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     }
+}
+
+// ----- request bodies -------------------------------------------------------------------------
+
+/// The speaker's base deadline for a whole request body (src/api/listen.rs BODY_READ_TIMEOUT).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers (with the token) of a `POST /v1/announce` announcing 1000 body bytes, then 10 of
+/// them.
+const STALLED_BODY: &[u8] = b"POST /v1/announce HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ferry-faults-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"routes\":";
+
+/// Read everything until the peer closes or `max` passes: (what was read, when it closed).
+fn read_until_closed(mut s: impl Read, max: Duration) -> (String, Option<Duration>) {
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return (
+                    String::from_utf8_lossy(&got).into_owned(),
+                    Some(t.elapsed()),
+                )
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (
+                    String::from_utf8_lossy(&got).into_owned(),
+                    Some(t.elapsed()),
+                )
+            }
+            Err(_) => {}
+        }
+        if t.elapsed() >= max {
+            return (String::from_utf8_lossy(&got).into_owned(), None);
+        }
+    }
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_and_the_connection_is_closed() {
+    let (s, addr) = start(&[]);
+    let max = BODY_TIMEOUT + Duration::from_secs(5);
+    let tick = Some(Duration::from_millis(200));
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(tick).unwrap();
+    tcp.write_all(STALLED_BODY).unwrap();
+    let mut unix = UnixStream::connect(s.api()).unwrap();
+    unix.set_read_timeout(tick).unwrap();
+    unix.write_all(STALLED_BODY).unwrap();
+    let t = thread::spawn(move || read_until_closed(tcp, max));
+    let u = read_until_closed(unix, max);
+    for (what, (answer, took)) in [("TCP", t.join().unwrap()), ("Unix", u)] {
+        let took = took.unwrap_or_else(|| panic!("{what}: still open after {max:?}: {answer:?}"));
+        eprintln!("{what}: stalled body answered and closed after {took:?}");
+        assert!(
+            took >= BODY_TIMEOUT - Duration::from_millis(300),
+            "{what}: closed too early ({took:?}): {answer:?}"
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{what}: answer {answer:?}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{what}: answer {answer:?}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{what}: body {body:?} is not JSON: {e}"));
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(error.contains("request body"), "{what}: {error:?}");
+    }
+    // Nothing was announced, and the speaker is fine.
+    request(&Via::Tcp(addr), "/v1/peers").unwrap();
+    let out = s.cli_ok(&["routes", "--json"]);
+    assert_eq!(out.stdout.trim(), "[]", "{out:?}");
+    assert_eq!(
+        metric(
+            &Via::Unix(&s.api()),
+            "ferry_api_body_timeouts_total{listener=\"tcp\"}"
+        ),
+        1
+    );
+}
+
+/// 100,000 routes, one request: about 5 MB of JSON.
+fn big_announce() -> Vec<u8> {
+    let routes: Vec<serde_json::Value> = (0..100_000u32)
+        .map(|i| {
+            serde_json::json!({
+                "prefix": format!("2001:db8:{:x}:{:x}::/64", 0x100 + (i >> 16), i & 0xffff),
+                "next_hop": "2001:db8::1"
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "routes": routes })).unwrap()
+}
+
+#[test]
+fn a_100000_route_announce_in_one_request_is_within_the_body_deadline() {
+    let (_s, addr) = start(&[]);
+    let body = big_announce();
+    let t = Instant::now();
+    let answer = exchange(
+        &Via::Tcp(addr),
+        "POST",
+        "/v1/announce",
+        &body,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    eprintln!(
+        "{} octets of announce answered in {:?}",
+        body.len(),
+        t.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("\"changed\":100000"), "{answer:?}");
+}
+
+#[test]
+fn every_slot_in_flight_refuses_new_connections_and_counts_them() {
+    // 128 fds: a TCP budget of 32 connections.
+    let (s, addr) = start(&["prlimit", "--nofile=128:128", "--"]);
+    let stalled: Vec<TcpStream> = (0..32)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(STALLED_BODY).unwrap();
+            c
+        })
+        .collect();
+    // Every slot now holds a request in flight: nothing may be evicted for a newcomer.
+    thread::sleep(Duration::from_millis(300));
+    let mut refused = TcpStream::connect(addr).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut refused, Duration::from_secs(3));
+    assert!(closed.is_some(), "over budget but kept: {answer:?}");
+    let via = Via::Unix(&s.api());
+    assert!(
+        metric(
+            &via,
+            "ferry_api_connections_refused_total{listener=\"tcp\"}"
+        ) >= 1
+    );
+    assert_eq!(
+        metric(
+            &via,
+            "ferry_api_connections_evicted_total{listener=\"tcp\"}"
+        ),
+        0
+    );
+    drop(stalled);
 }
 
 #[test]

@@ -229,11 +229,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let api_path = config.speaker.api.clone();
     let control: Arc<dyn crate::api::Control> = shared.clone();
+    // One set for both listeners: /metrics on either shows both.
+    let api_counters = Arc::new(crate::api::listen::ApiCounters::default());
     let listener = bind_unix(&api_path)
         .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
     let unix = tokio::spawn(serve_unix(
         listener,
         control.clone(),
+        api_counters.clone(),
         stopped(stop_rx.clone()),
     ));
     tracing::info!(socket = %api_path.display(), "API listening");
@@ -246,7 +249,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             listener,
             token,
             control.clone(),
-                stopped(stop_rx.clone()),
+            api_counters.clone(),
+            stopped(stop_rx.clone()),
         ));
     }
 
