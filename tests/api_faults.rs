@@ -9,13 +9,21 @@
 //! - A client that sends half a request head and stalls (TCP or Unix) is disconnected after the
 //!   header-read timeout, and so is one that sends nothing; an events stream (a response in
 //!   flight) outlives that timeout and keeps delivering.
+//! - A client that sends headers and stalls its body (TCP with the token, or Unix) gets 408
+//!   with a JSON error after the 10 s body deadline and is disconnected; a trickle of a byte
+//!   every 200 ms does not extend it, while a 3.4 MB body paced at 300 kB/s (11 s, longer than
+//!   the base deadline) and a 100,000-route announce at full speed pass.
+//! - `/metrics` counts per listener the connections evicted (after an idle flood), refused
+//!   (every slot holding a stalled body) and the 408s.
+//! - The speaker raises its soft fd limit to the hard one at start (`prlimit 256:4096`).
 //! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
 //!   backs off and answers again once fds are free.
 //! - The API socket path: a regular file there stops the start (exit 1) naming it; a live
 //!   speaker's socket is not taken over; the socket is 0600 even under umask 000 and arrives at
 //!   its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
 //!
-//! Failures injected: idle and half-open connections from this process, `prlimit` on the
+//! Failures injected: idle and half-open connections and stalled or trickled request bodies
+//! from this process, `prlimit` on the
 //! speaker, files and sockets placed at the `api` path before start.
 
 mod support;
@@ -599,6 +607,100 @@ fn a_100000_route_announce_in_one_request_is_within_the_body_deadline() {
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert!(answer.contains("\"changed\":100000"), "{answer:?}");
+}
+
+/// Headers for a `POST /v1/announce` of `len` octets with the token.
+fn announce_head(len: usize) -> String {
+    format!(
+        "POST /v1/announce HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[test]
+fn the_body_deadline_grows_with_octets_received_not_with_time_or_promises() {
+    let (s, addr) = start(&[]);
+    // A trickle: one octet every 200 ms of a 1000-octet body. Each octet buys 1 µs, so it is
+    // cut at the 10 s base, however long it would keep going.
+    let mut drip = UnixStream::connect(s.api()).unwrap();
+    drip.write_all(announce_head(1000).as_bytes()).unwrap();
+    let dripper = thread::spawn(move || {
+        let t = Instant::now();
+        let reader = drip.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = thread::spawn(move || {
+            let got = read_until_closed(reader, BODY_TIMEOUT + Duration::from_secs(5));
+            let _ = tx.send(());
+            got
+        });
+        for _ in 0..1000 {
+            if rx.try_recv().is_ok() || drip.write_all(b" ").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        (r.join().unwrap(), t)
+    });
+
+    // Paced: 3.4 MB at 300 kB/s, 11 s in all, past the 10 s base but well within
+    // 10 s + 3.2 s for what it sends; it must be served.
+    let body = {
+        let routes: Vec<serde_json::Value> = (0..55_000u32)
+            .map(|i| {
+                serde_json::json!({
+                    "prefix": format!("2001:db8:{:x}:{:x}::/64", 0x200 + (i >> 16), i & 0xffff),
+                    "next_hop": "2001:db8::1"
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "routes": routes })).unwrap()
+    };
+    let mut paced = TcpStream::connect(addr).unwrap();
+    paced
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    paced
+        .write_all(announce_head(body.len()).as_bytes())
+        .unwrap();
+    let t = Instant::now();
+    let rate = 300_000.0;
+    for (i, chunk) in body.chunks(30_000).enumerate() {
+        // Keep to the schedule: chunk i leaves at i * 0.1 s.
+        let due = Duration::from_secs_f64((i * 30_000) as f64 / rate);
+        if let Some(wait) = due.checked_sub(t.elapsed()) {
+            thread::sleep(wait);
+        }
+        paced.write_all(chunk).unwrap();
+    }
+    let sent_in = t.elapsed();
+    let mut answer = String::new();
+    paced.read_to_string(&mut answer).unwrap();
+    eprintln!(
+        "paced: {} octets sent in {sent_in:?}, answered after {:?}",
+        body.len(),
+        t.elapsed()
+    );
+    assert!(
+        sent_in > BODY_TIMEOUT,
+        "not paced slowly enough: {sent_in:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "paced: {answer:?}");
+    assert!(answer.contains("\"changed\":55000"), "paced: {answer:?}");
+
+    let ((answer, closed), t) = dripper.join().unwrap();
+    let took = closed.unwrap_or_else(|| panic!("trickle still open: {answer:?}"));
+    eprintln!(
+        "trickle: answered and closed after {took:?} ({:?} since its head)",
+        t.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "trickle: {answer:?}");
+    assert!(
+        took < BODY_TIMEOUT + Duration::from_secs(2),
+        "trickle extended its deadline: {took:?}"
+    );
 }
 
 #[test]
