@@ -592,6 +592,25 @@ mod tests {
     }
 
     #[test]
+    fn counters_render_as_prometheus_counters_labelled_by_listener() {
+        let c = ApiCounters::default();
+        c.tcp.evicted.fetch_add(3, Ordering::Relaxed);
+        c.unix.refused.fetch_add(1, Ordering::Relaxed);
+        let mut text = String::new();
+        c.render(&mut text);
+        for line in [
+            "# TYPE ferry_api_connections_evicted_total counter",
+            "ferry_api_connections_evicted_total{listener=\"tcp\"} 3",
+            "ferry_api_connections_evicted_total{listener=\"unix\"} 0",
+            "ferry_api_connections_refused_total{listener=\"unix\"} 1",
+            "ferry_api_body_timeouts_total{listener=\"tcp\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 3);
+    }
+
+    #[test]
     fn a_full_budget_evicts_the_oldest_idle_connection_and_refuses_when_none_is_idle() {
         let r = Arc::new(Registry::new(2));
         let Admission::Admitted { slot: a, .. } = r.admit() else {
