@@ -9,13 +9,21 @@
 //! - A client that sends half a request head and stalls (TCP or Unix) is disconnected after the
 //!   header-read timeout, and so is one that sends nothing; an events stream (a response in
 //!   flight) outlives that timeout and keeps delivering.
+//! - A client that sends headers and stalls its body (TCP with the token, or Unix) gets 408
+//!   with a JSON error after the 10 s body deadline and is disconnected; a trickle of a byte
+//!   every 200 ms does not extend it, while a 3.4 MB body paced at 300 kB/s (11 s, longer than
+//!   the base deadline) and a 100,000-route announce at full speed pass.
+//! - `/metrics` counts per listener the connections evicted (after an idle flood), refused
+//!   (every slot holding a stalled body) and the 408s.
+//! - The speaker raises its soft fd limit to the hard one at start (`prlimit 256:4096`).
 //! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
 //!   backs off and answers again once fds are free.
 //! - The API socket path: a regular file there stops the start (exit 1) naming it; a live
 //!   speaker's socket is not taken over; the socket is 0600 even under umask 000 and arrives at
 //!   its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
 //!
-//! Failures injected: idle and half-open connections from this process, `prlimit` on the
+//! Failures injected: idle and half-open connections and stalled or trickled request bodies
+//! from this process, `prlimit` on the
 //! speaker, files and sockets placed at the `api` path before start.
 
 mod support;
@@ -67,34 +75,69 @@ enum Via<'a> {
 /// One `GET` with the bearer token and `Connection: close`, read to the end; every wait is
 /// bounded by 2 s. Ok(status line) or the error.
 fn request(via: &Via<'_>, path: &str) -> std::io::Result<String> {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    );
-    let t = Some(Duration::from_secs(2));
-    let mut answer = Vec::new();
-    match via {
-        Via::Unix(p) => {
-            let mut s = UnixStream::connect(p)?;
-            s.set_read_timeout(t)?;
-            s.set_write_timeout(t)?;
-            s.write_all(req.as_bytes())?;
-            s.read_to_end(&mut answer)?;
-        }
-        Via::Tcp(a) => {
-            let mut s = TcpStream::connect_timeout(a, Duration::from_secs(2))?;
-            s.set_read_timeout(t)?;
-            s.set_write_timeout(t)?;
-            s.write_all(req.as_bytes())?;
-            s.read_to_end(&mut answer)?;
-        }
-    }
-    let text = String::from_utf8_lossy(&answer);
+    let text = exchange(via, "GET", path, b"", Duration::from_secs(2))?;
     let status = text.lines().next().unwrap_or("").to_owned();
     if status.starts_with("HTTP/1.1 200") {
         Ok(status)
     } else {
         Err(std::io::Error::other(format!("answer: {text:?}")))
     }
+}
+
+/// One request with the bearer token and `Connection: close` (a `POST` carries `body`), read
+/// to the end; every read and write is bounded by `t`. The whole answer, head and body.
+fn exchange(
+    via: &Via<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    t: Duration,
+) -> std::io::Result<String> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n"
+    )
+    .into_bytes();
+    if method == "POST" {
+        req.extend_from_slice(
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    let t = Some(t);
+    let mut answer = Vec::new();
+    match via {
+        Via::Unix(p) => {
+            let mut s = UnixStream::connect(p)?;
+            s.set_read_timeout(t)?;
+            s.set_write_timeout(t)?;
+            s.write_all(&req)?;
+            s.read_to_end(&mut answer)?;
+        }
+        Via::Tcp(a) => {
+            let mut s = TcpStream::connect_timeout(a, Duration::from_secs(2))?;
+            s.set_read_timeout(t)?;
+            s.set_write_timeout(t)?;
+            s.write_all(&req)?;
+            s.read_to_end(&mut answer)?;
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{listener="tcp"}`) in the
+/// speaker's `/metrics`.
+fn metric(via: &Via<'_>, name: &str) -> u64 {
+    let text = exchange(via, "GET", "/metrics", b"", Duration::from_secs(2)).expect("GET /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// `n` requests one after the other; (median, p99) latency, panicking on any failure.
@@ -151,6 +194,20 @@ fn idle_flood(nofile: u64) {
         s.log().contains("API connection budget full"),
         "{}",
         s.log()
+    );
+    // And /metrics counts them, on the listener they were made to.
+    let evicted = metric(
+        &Via::Unix(&s.api()),
+        "ferry_api_connections_evicted_total{listener=\"tcp\"}",
+    );
+    eprintln!("nofile {nofile}: evicted TCP connections: {evicted}");
+    assert!(evicted > 0, "no eviction counted");
+    assert_eq!(
+        metric(
+            &Via::Tcp(tcp),
+            "ferry_api_connections_evicted_total{listener=\"unix\"}"
+        ),
+        0
     );
 
     // Churn: the flood keeps opening new idle connections (each evicts an older one) while
@@ -431,4 +488,271 @@ fn an_events_stream_outlives_the_header_read_timeout() {
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     }
+}
+
+// ----- request bodies -------------------------------------------------------------------------
+
+/// The speaker's base deadline for a whole request body (src/api/listen.rs BODY_READ_TIMEOUT).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers (with the token) of a `POST /v1/announce` announcing 1000 body bytes, then 10 of
+/// them.
+const STALLED_BODY: &[u8] = b"POST /v1/announce HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ferry-faults-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"routes\":";
+
+/// Read everything until the peer closes or `max` passes: (what was read, when it closed).
+fn read_until_closed(mut s: impl Read, max: Duration) -> (String, Option<Duration>) {
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return (
+                    String::from_utf8_lossy(&got).into_owned(),
+                    Some(t.elapsed()),
+                )
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (
+                    String::from_utf8_lossy(&got).into_owned(),
+                    Some(t.elapsed()),
+                )
+            }
+            Err(_) => {}
+        }
+        if t.elapsed() >= max {
+            return (String::from_utf8_lossy(&got).into_owned(), None);
+        }
+    }
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_and_the_connection_is_closed() {
+    let (s, addr) = start(&[]);
+    let max = BODY_TIMEOUT + Duration::from_secs(5);
+    let tick = Some(Duration::from_millis(200));
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(tick).unwrap();
+    tcp.write_all(STALLED_BODY).unwrap();
+    let mut unix = UnixStream::connect(s.api()).unwrap();
+    unix.set_read_timeout(tick).unwrap();
+    unix.write_all(STALLED_BODY).unwrap();
+    let t = thread::spawn(move || read_until_closed(tcp, max));
+    let u = read_until_closed(unix, max);
+    for (what, (answer, took)) in [("TCP", t.join().unwrap()), ("Unix", u)] {
+        let took = took.unwrap_or_else(|| panic!("{what}: still open after {max:?}: {answer:?}"));
+        eprintln!("{what}: stalled body answered and closed after {took:?}");
+        assert!(
+            took >= BODY_TIMEOUT - Duration::from_millis(300),
+            "{what}: closed too early ({took:?}): {answer:?}"
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{what}: answer {answer:?}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{what}: answer {answer:?}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{what}: body {body:?} is not JSON: {e}"));
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(error.contains("request body"), "{what}: {error:?}");
+    }
+    // Nothing was announced, and the speaker is fine.
+    request(&Via::Tcp(addr), "/v1/peers").unwrap();
+    let out = s.cli_ok(&["routes", "--json"]);
+    assert_eq!(out.stdout.trim(), "[]", "{out:?}");
+    assert_eq!(
+        metric(
+            &Via::Unix(&s.api()),
+            "ferry_api_body_timeouts_total{listener=\"tcp\"}"
+        ),
+        1
+    );
+}
+
+/// 100,000 routes, one request: about 5 MB of JSON.
+fn big_announce() -> Vec<u8> {
+    let routes: Vec<serde_json::Value> = (0..100_000u32)
+        .map(|i| {
+            serde_json::json!({
+                "prefix": format!("2001:db8:{:x}:{:x}::/64", 0x100 + (i >> 16), i & 0xffff),
+                "next_hop": "2001:db8::1"
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "routes": routes })).unwrap()
+}
+
+#[test]
+fn a_100000_route_announce_in_one_request_is_within_the_body_deadline() {
+    let (_s, addr) = start(&[]);
+    let body = big_announce();
+    let t = Instant::now();
+    let answer = exchange(
+        &Via::Tcp(addr),
+        "POST",
+        "/v1/announce",
+        &body,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    eprintln!(
+        "{} octets of announce answered in {:?}",
+        body.len(),
+        t.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("\"changed\":100000"), "{answer:?}");
+}
+
+/// Headers for a `POST /v1/announce` of `len` octets with the token.
+fn announce_head(len: usize) -> String {
+    format!(
+        "POST /v1/announce HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[test]
+fn the_body_deadline_grows_with_octets_received_not_with_time_or_promises() {
+    let (s, addr) = start(&[]);
+    // A trickle: one octet every 200 ms of a 1000-octet body. Each octet buys 1 µs, so it is
+    // cut at the 10 s base, however long it would keep going.
+    let mut drip = UnixStream::connect(s.api()).unwrap();
+    drip.write_all(announce_head(1000).as_bytes()).unwrap();
+    let dripper = thread::spawn(move || {
+        let t = Instant::now();
+        let reader = drip.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = thread::spawn(move || {
+            let got = read_until_closed(reader, BODY_TIMEOUT + Duration::from_secs(5));
+            let _ = tx.send(());
+            got
+        });
+        for _ in 0..1000 {
+            if rx.try_recv().is_ok() || drip.write_all(b" ").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        (r.join().unwrap(), t)
+    });
+
+    // Paced: 3.4 MB at 300 kB/s, 11 s in all, past the 10 s base but well within
+    // 10 s + 3.2 s for what it sends; it must be served.
+    let body = {
+        let routes: Vec<serde_json::Value> = (0..55_000u32)
+            .map(|i| {
+                serde_json::json!({
+                    "prefix": format!("2001:db8:{:x}:{:x}::/64", 0x200 + (i >> 16), i & 0xffff),
+                    "next_hop": "2001:db8::1"
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "routes": routes })).unwrap()
+    };
+    let mut paced = TcpStream::connect(addr).unwrap();
+    paced
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    paced
+        .write_all(announce_head(body.len()).as_bytes())
+        .unwrap();
+    let t = Instant::now();
+    let rate = 300_000.0;
+    for (i, chunk) in body.chunks(30_000).enumerate() {
+        // Keep to the schedule: chunk i leaves at i * 0.1 s.
+        let due = Duration::from_secs_f64((i * 30_000) as f64 / rate);
+        if let Some(wait) = due.checked_sub(t.elapsed()) {
+            thread::sleep(wait);
+        }
+        paced.write_all(chunk).unwrap();
+    }
+    let sent_in = t.elapsed();
+    let mut answer = String::new();
+    paced.read_to_string(&mut answer).unwrap();
+    eprintln!(
+        "paced: {} octets sent in {sent_in:?}, answered after {:?}",
+        body.len(),
+        t.elapsed()
+    );
+    assert!(
+        sent_in > BODY_TIMEOUT,
+        "not paced slowly enough: {sent_in:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "paced: {answer:?}");
+    assert!(answer.contains("\"changed\":55000"), "paced: {answer:?}");
+
+    let ((answer, closed), t) = dripper.join().unwrap();
+    let took = closed.unwrap_or_else(|| panic!("trickle still open: {answer:?}"));
+    eprintln!(
+        "trickle: answered and closed after {took:?} ({:?} since its head)",
+        t.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "trickle: {answer:?}");
+    assert!(
+        took < BODY_TIMEOUT + Duration::from_secs(2),
+        "trickle extended its deadline: {took:?}"
+    );
+}
+
+#[test]
+fn every_slot_in_flight_refuses_new_connections_and_counts_them() {
+    // 128 fds: a TCP budget of 32 connections.
+    let (s, addr) = start(&["prlimit", "--nofile=128:128", "--"]);
+    let stalled: Vec<TcpStream> = (0..32)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(STALLED_BODY).unwrap();
+            c
+        })
+        .collect();
+    // Every slot now holds a request in flight: nothing may be evicted for a newcomer.
+    thread::sleep(Duration::from_millis(300));
+    let mut refused = TcpStream::connect(addr).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut refused, Duration::from_secs(3));
+    assert!(closed.is_some(), "over budget but kept: {answer:?}");
+    let via = Via::Unix(&s.api());
+    assert!(
+        metric(
+            &via,
+            "ferry_api_connections_refused_total{listener=\"tcp\"}"
+        ) >= 1
+    );
+    assert_eq!(
+        metric(
+            &via,
+            "ferry_api_connections_evicted_total{listener=\"tcp\"}"
+        ),
+        0
+    );
+    drop(stalled);
+}
+
+#[test]
+fn the_speaker_raises_its_soft_fd_limit_to_the_hard_limit() {
+    let (s, _) = start(&["prlimit", "--nofile=256:4096", "--"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{limits}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  SOFT  HARD  files"
+    assert_eq!(fields[3..5], ["4096", "4096"], "{line}");
+    assert!(
+        s.log().contains("raised the open-file limit"),
+        "{}",
+        s.log()
+    );
 }

@@ -15,6 +15,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("missing or wrong bearer token: send `Authorization: Bearer <token from speaker.api_token_file>`")]
     Unauthorized,
+    /// The client did not send the whole request body in time; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The speaker could not do it (e.g. persisting the desired routes failed).
     #[error("{0}")]
     Internal(String),
@@ -26,6 +29,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -21,6 +21,12 @@
 //!   memory: the oldest idle connection of this listener is closed to free one, the loop sleeps
 //!   [`ACCEPT_BACKOFF`] (the pending connection stays in the backlog) and tries again; the
 //!   warning is logged at most once a second with a count.
+//! - A request body must arrive whole within [`Limits::body_read_timeout`] plus a second per
+//!   MiB received ([`super::body_deadline`]); a client that sends headers and stalls its body
+//!   gets 408 with a JSON error and the connection is closed (a request in flight is never
+//!   evicted, so without this it would hold its slot for ever).
+//! - Per listener, the connections evicted to make room, refused over budget, and request
+//!   bodies timed out are counted ([`ApiCounters`], rendered into `/metrics`).
 //! - A request with a response still streaming (`/v1/events`) counts as in flight until its body
 //!   ends: such connections are never evicted and never timed out here.
 //!
@@ -35,6 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
 use axum::Router;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -48,10 +56,16 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tower_service::Service;
 
+use super::body_deadline::TimedBody;
+use super::error::ApiError;
+
 /// Longest wait for a complete request head (and so also the keep-alive idle time): generous
 /// for a client on the same host or across a WAN, short enough that a client which sends half
 /// a head and stalls gives its slot back soon.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Base deadline for a whole request body (plus a second per MiB received, see
+/// [`super::body_deadline`]): a client on the same host sends a 5 MB announce in milliseconds.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most TCP connections at once, before clamping to the fd limit.
 pub const MAX_TCP_CONNECTIONS: usize = 256;
 /// Most Unix-socket connections at once, before clamping to the fd limit.
@@ -68,6 +82,8 @@ pub struct Limits {
     /// The keep-alive idle timeout; hyper's header timer enforces it, so it equals
     /// `header_read_timeout`.
     pub idle_timeout: Duration,
+    /// Base deadline for receiving a whole request body ([`super::body_deadline`]).
+    pub body_read_timeout: Duration,
 }
 
 impl Limits {
@@ -86,6 +102,7 @@ impl Limits {
             max_connections,
             header_read_timeout: HEADER_READ_TIMEOUT,
             idle_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
         }
     }
 }
@@ -104,6 +121,84 @@ fn fd_limit() -> Option<u64> {
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, _)) if soft != RLIM_INFINITY => Some(soft),
         _ => None,
+    }
+}
+
+/// Which listener: labels log lines and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Unix,
+    Tcp,
+}
+
+impl Listener {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unix => "unix",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// What one listener counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// Idle connections closed to make room (budget full, or out of fds).
+    pub evicted: AtomicU64,
+    /// New connections closed at once: the budget was full of requests in flight.
+    pub refused: AtomicU64,
+    /// Requests answered 408: the body did not arrive in time.
+    pub body_timeouts: AtomicU64,
+}
+
+/// The counters of both listeners; one per speaker, shared by its listeners and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    pub unix: ListenerCounters,
+    pub tcp: ListenerCounters,
+}
+
+impl ApiCounters {
+    pub fn of(&self, listener: Listener) -> &ListenerCounters {
+        match listener {
+            Listener::Unix => &self.unix,
+            Listener::Tcp => &self.tcp,
+        }
+    }
+
+    /// Prometheus text format, one counter family per kind, labelled by listener.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let family =
+            |out: &mut String, name: &str, help: &str, get: fn(&ListenerCounters) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for l in [Listener::Unix, Listener::Tcp] {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{listener=\"{}\"}} {}",
+                        l.name(),
+                        get(self.of(l))
+                    );
+                }
+            };
+        family(
+            out,
+            "ferry_api_connections_evicted_total",
+            "API connections closed to make room for new ones (the oldest idle first).",
+            |c| c.evicted.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "ferry_api_connections_refused_total",
+            "New API connections closed at once: the budget was full of requests in flight.",
+            |c| c.refused.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "ferry_api_body_timeouts_total",
+            "API requests answered 408: the body did not arrive within its deadline.",
+            |c| c.body_timeouts.load(Ordering::Relaxed),
+        );
     }
 }
 
@@ -131,18 +226,22 @@ impl Accept for tokio::net::UnixListener {
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves, then finish the requests in flight
-/// (connections close after their current response). `name` labels the log lines.
+/// (connections close after their current response). `which` labels the log lines and picks
+/// this listener's `counters`.
 pub async fn serve<L: Accept>(
     listener: L,
-    name: &'static str,
+    which: Listener,
     app: Router,
     limits: Limits,
+    counters: Arc<ApiCounters>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let name = which.name();
     tracing::info!(
         listener = name,
         max_connections = limits.max_connections,
         header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        body_read_timeout_ms = limits.body_read_timeout.as_millis() as u64,
         "API connection limits"
     );
     let registry = Arc::new(Registry::new(limits.max_connections));
@@ -160,9 +259,10 @@ pub async fn serve<L: Accept>(
                 Ok(io) => match registry.admit() {
                     Admission::Admitted { slot, evicted } => {
                         if evicted {
+                            counters.of(which).evicted.fetch_add(1, Ordering::Relaxed);
                             over_budget.note(|n| tracing::warn!(listener = name, evicted = n, max_connections = limits.max_connections, "API connection budget full: closed the oldest idle connections to admit new ones"));
                         }
-                        conns.spawn(serve_connection(io, slot, app.clone(), limits, stop_rx.clone()));
+                        conns.spawn(serve_connection(io, slot, app.clone(), limits, Arc::clone(&counters), which, stop_rx.clone()));
                         // Let the new connection read once before the next accept: what its
                         // client sent with the connection is then in flight (kept), and an
                         // empty socket makes it idle (evictable). Without this, a burst of
@@ -171,6 +271,7 @@ pub async fn serve<L: Accept>(
                     }
                     Admission::Refused => {
                         drop(io);
+                        counters.of(which).refused.fetch_add(1, Ordering::Relaxed);
                         over_budget.note(|n| tracing::warn!(listener = name, refused = n, max_connections = limits.max_connections, "API connection budget full of requests in flight: closed new connections"));
                     }
                 },
@@ -179,6 +280,9 @@ pub async fn serve<L: Accept>(
                     // Out of fds: closing an idle connection of ours frees one for the next
                     // accept (the pending connection waits in the backlog meanwhile).
                     let freed = is_resource_exhaustion(&e) && registry.evict_oldest_idle();
+                    if freed {
+                        counters.of(which).evicted.fetch_add(1, Ordering::Relaxed);
+                    }
                     accept_failed.note(|n| tracing::warn!(listener = name, error = %e, failures = n, closed_idle = freed, backoff_ms = ACCEPT_BACKOFF.as_millis() as u64, "API accept failed; backing off and going on"));
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
@@ -220,6 +324,8 @@ async fn serve_connection<I>(
     slot: Slot,
     app: Router,
     limits: Limits,
+    counters: Arc<ApiCounters>,
+    which: Listener,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -228,8 +334,32 @@ async fn serve_connection<I>(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let busy = InFlight::begin(&state);
         let mut app = app.clone();
+        let counters = counters.clone();
+        let late = Arc::new(AtomicBool::new(false));
+        let req = req.map(|b| Body::new(TimedBody::new(b, limits.body_read_timeout, late.clone())));
         async move {
-            let resp = app.call(req.map(Body::new)).await?;
+            let resp = app.call(req).await?;
+            if late.load(Ordering::SeqCst) {
+                // Whatever the handler made of the failed read (axum: a plain-text 400), the
+                // client is told what happened; the rest of its body is never read, so the
+                // connection cannot be reused.
+                counters
+                    .of(which)
+                    .body_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    listener = which.name(),
+                    "request body not received in time: 408"
+                );
+                let mut resp = ApiError::RequestTimeout(format!(
+                    "request body not received in time: send it whole within {} s, plus 1 s per MiB",
+                    limits.body_read_timeout.as_secs()
+                ))
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Ok::<_, Infallible>(resp);
+            }
             // In flight until the body is sent (or dropped): a streaming response keeps it.
             Ok::<_, Infallible>(resp.map(|body| {
                 Body::new(body.map_frame(move |frame| {
@@ -459,6 +589,25 @@ mod tests {
         assert_eq!(clamp(64, Some(128), 8), 16);
         assert_eq!(clamp(64, Some(8), 8), 4, "never below 4");
         assert_eq!(clamp(256, None, 4), 256);
+    }
+
+    #[test]
+    fn counters_render_as_prometheus_counters_labelled_by_listener() {
+        let c = ApiCounters::default();
+        c.tcp.evicted.fetch_add(3, Ordering::Relaxed);
+        c.unix.refused.fetch_add(1, Ordering::Relaxed);
+        let mut text = String::new();
+        c.render(&mut text);
+        for line in [
+            "# TYPE ferry_api_connections_evicted_total counter",
+            "ferry_api_connections_evicted_total{listener=\"tcp\"} 3",
+            "ferry_api_connections_evicted_total{listener=\"unix\"} 0",
+            "ferry_api_connections_refused_total{listener=\"unix\"} 1",
+            "ferry_api_body_timeouts_total{listener=\"tcp\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 3);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::error::ApiError;
-use super::listen::{self, Limits};
+use super::listen::{self, ApiCounters, Limits, Listener};
 use super::types::{
     AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse,
     WithdrawRequest,
@@ -76,7 +76,8 @@ type Shared = Arc<dyn Control>;
 /// Largest request body: a bulk announce of 100,000 routes fits.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-pub fn router(control: Shared) -> Router {
+/// The API's routes; `/metrics` adds the listeners' `counters` to the speaker's own.
+pub fn router(control: Shared, counters: Arc<ApiCounters>) -> Router {
     Router::new()
         .route("/v1/peers", get(peers))
         .route("/v1/routes", get(routes))
@@ -90,6 +91,7 @@ pub fn router(control: Shared) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::Extension(counters))
         .with_state(control)
 }
 
@@ -272,12 +274,13 @@ async fn events(State(c): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(c): State<Shared>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        c.metrics(),
-    )
-        .into_response()
+async fn metrics(
+    State(c): State<Shared>,
+    axum::Extension(counters): axum::Extension<Arc<ApiCounters>>,
+) -> Response {
+    let mut text = c.metrics();
+    counters.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 pub use super::unix_socket::{bind_unix, BindError};
@@ -287,9 +290,19 @@ pub use super::unix_socket::{bind_unix, BindError};
 pub async fn serve_unix(
     listener: tokio::net::UnixListener,
     control: Shared,
+    counters: Arc<ApiCounters>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listen::serve(listener, "unix", router(control), Limits::unix(), shutdown).await
+    let app = router(control, counters.clone());
+    listen::serve(
+        listener,
+        Listener::Unix,
+        app,
+        Limits::unix(),
+        counters,
+        shutdown,
+    )
+    .await
 }
 
 /// Serve on TCP until `shutdown` resolves; every request must carry `Authorization: Bearer
@@ -298,24 +311,37 @@ pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     token: String,
     control: Shared,
+    counters: Arc<ApiCounters>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = Arc::new(token);
-    let app = router(control).layer(middleware::from_fn(move |req: Request, next: Next| {
-        let token = token.clone();
-        async move {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match given {
-                Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => next.run(req).await,
-                _ => ApiError::Unauthorized.into_response(),
+    let app = router(control, counters.clone()).layer(middleware::from_fn(
+        move |req: Request, next: Next| {
+            let token = token.clone();
+            async move {
+                let given = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                match given {
+                    Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => {
+                        next.run(req).await
+                    }
+                    _ => ApiError::Unauthorized.into_response(),
+                }
             }
-        }
-    }));
-    listen::serve(listener, "tcp", app, Limits::tcp(), shutdown).await
+        },
+    ));
+    listen::serve(
+        listener,
+        Listener::Tcp,
+        app,
+        Limits::tcp(),
+        counters,
+        shutdown,
+    )
+    .await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

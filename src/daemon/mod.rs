@@ -71,6 +71,8 @@ fn session_config(
 
 /// Run until SIGTERM/SIGINT. Errors at start-up name what to fix.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // First: the API's connection budgets are shares of this limit, read when they start.
+    raise_fd_limit();
     // Held until `serve` returns (or the process dies): a second speaker on this directory
     // would compact away and rewrite the journal this one appends to.
     let _state_lock = lock_state_dir(&config)?;
@@ -227,11 +229,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let api_path = config.speaker.api.clone();
     let control: Arc<dyn crate::api::Control> = shared.clone();
+    // One set for both listeners: /metrics on either shows both.
+    let api_counters = Arc::new(crate::api::listen::ApiCounters::default());
     let listener = bind_unix(&api_path)
         .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
     let unix = tokio::spawn(serve_unix(
         listener,
         control.clone(),
+        api_counters.clone(),
         stopped(stop_rx.clone()),
     ));
     tracing::info!(socket = %api_path.display(), "API listening");
@@ -244,6 +249,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             listener,
             token,
             control.clone(),
+            api_counters.clone(),
             stopped(stop_rx.clone()),
         ));
     }
@@ -286,6 +292,49 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
     let _ = std::fs::remove_file(&api_path);
     Ok(())
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit, as most daemons do: the soft default
+/// (1024) is kept low for programs using `select(2)`, which the speaker does not, and its
+/// sessions and API connection budgets (a share of the soft limit) need the room. The hard
+/// limit is the operator's; an unlimited one is taken as the kernel's `fs.nr_open`. The
+/// speaker starts no child processes, so none inherits the raised limit. Logged either way.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit (RLIMIT_NOFILE); keeping it");
+            return;
+        }
+    };
+    let target = if hard == RLIM_INFINITY {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(soft)
+    } else {
+        hard
+    };
+    if soft == RLIM_INFINITY || soft >= target {
+        tracing::info!(
+            soft,
+            hard,
+            "open-file limit (RLIMIT_NOFILE) already at its hard limit"
+        );
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => tracing::info!(
+            from = soft,
+            to = target,
+            hard,
+            "raised the open-file limit (RLIMIT_NOFILE) to the hard limit"
+        ),
+        Err(e) => {
+            tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE); keeping it")
+        }
+    }
 }
 
 /// The lock file inside `state_dir` that one speaker holds for its life.
