@@ -425,8 +425,9 @@ const SECRET_WORDS: &[&str] = &[
 
 /// Which lines (0-based) may hold a secret: each line naming one of [`SECRET_WORDS`], and the
 /// lines its value continues on (a multi-line array, inline table or string), judged by open
-/// brackets and triple quotes. A bracket inside a string may mark a line too many, which only
-/// hides a harmless line.
+/// brackets and triple quotes. Brackets inside strings are counted too, so a value such as
+/// `md5_password = "a[b"` marks every later line secret until a `]` closes it: that only hides
+/// harmless lines from an error message, never shows a secret one.
 fn secret_lines(text: &str) -> Vec<bool> {
     let mut out = Vec::new();
     let mut depth: usize = 0;

@@ -99,14 +99,6 @@ impl FileLock {
     }
 }
 
-/// What a lock file currently says of its holder, and whether it is held. For status output.
-pub fn read_holder(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +116,11 @@ mod tests {
         drop(a);
         assert!(path.exists(), "the lock file is never removed");
         let b = FileLock::try_acquire(&path).unwrap();
-        assert_eq!(read_holder(b.path()).as_deref(), Some("pid 1 (test)"));
+        let text = std::fs::read_to_string(b.path()).unwrap();
+        assert_eq!(
+            text, "pid 1 (test)",
+            "the last holder's name stays until replaced"
+        );
     }
 
     #[test]

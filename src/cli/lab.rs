@@ -23,6 +23,35 @@ pub struct InstanceArg {
     pub instance: String,
 }
 
+/// What `lab test` and `lab chaos` share: a lab of their own for the run, its report, the bound.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Instance name (default: t<pid> for test, c<pid> for chaos: unique per run).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Directory for the report (report.json, timeline.svg, probes.csv; chaos.json and logs/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seconds a planned move may take to converge.
+    #[arg(long, default_value_t = 5)]
+    pub bound: u64,
+    /// Print live progress too.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl RunArgs {
+    /// The instance name (given, or `prefix` and this process's pid) and the output directory.
+    fn instance_and_out(&self, prefix: &str) -> (String, PathBuf) {
+        let instance = self
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("{prefix}{}", std::process::id()));
+        let out = self.out.clone().unwrap_or_else(|| default_out(&instance));
+        (instance, out)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build the three-site lab (namespaces, FRR routers, Ferry speakers); idempotent.
@@ -59,17 +88,8 @@ pub enum LabCommand {
     },
     /// Run the failover scenarios; prints `N passed, M failed`, exit 1 on any failure.
     Test {
-        /// Instance name (default: t<pid>, unique per run).
-        #[arg(long)]
-        instance: Option<String>,
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Seconds a move may take to converge.
-        #[arg(long, default_value_t = 5)]
-        bound: u64,
-        /// Print live progress too.
-        #[arg(long)]
-        verbose: bool,
+        #[command(flatten)]
+        run: RunArgs,
         /// Run one group of scenarios only.
         #[arg(long, value_name = "GROUP",
               value_parser = clap::builder::PossibleValuesParser::new(crate::lab::scenarios::GROUPS))]
@@ -86,20 +106,11 @@ pub enum LabCommand {
         /// Minutes to keep starting steps (fractions allowed, e.g. 0.5).
         #[arg(long, default_value_t = 5.0, value_parser = minutes)]
         minutes: f64,
-        /// Instance name (default: c<pid>, unique per run).
-        #[arg(long)]
-        instance: Option<String>,
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Seconds a planned move may take to converge.
-        #[arg(long, default_value_t = 5)]
-        bound: u64,
+        #[command(flatten)]
+        run: RunArgs,
         /// Seconds the lab may take to recover from a healed fault (sessions back up).
         #[arg(long, default_value_t = 60)]
         recover: u64,
-        /// Print every step and the lab's progress.
-        #[arg(long)]
-        verbose: bool,
     },
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
@@ -258,15 +269,9 @@ pub fn run(args: LabArgs) -> i32 {
                 Err(e) => fail(&e),
             }
         }
-        LabCommand::Test {
-            instance,
-            out,
-            bound,
-            verbose,
-            only,
-        } => {
-            let instance = instance.unwrap_or_else(|| format!("t{}", std::process::id()));
-            let out = out.unwrap_or_else(|| default_out(&instance));
+        LabCommand::Test { run, only } => {
+            let (instance, out) = run.instance_and_out("t");
+            let RunArgs { bound, verbose, .. } = run;
             down_on_signal(instance.clone());
             match scenarios::test(
                 &instance,
@@ -295,14 +300,11 @@ pub fn run(args: LabArgs) -> i32 {
         LabCommand::Chaos {
             seed,
             minutes,
-            instance,
-            out,
-            bound,
+            run,
             recover,
-            verbose,
         } => {
-            let instance = instance.unwrap_or_else(|| format!("c{}", std::process::id()));
-            let out = out.unwrap_or_else(|| default_out(&instance));
+            let (instance, out) = run.instance_and_out("c");
+            let RunArgs { bound, verbose, .. } = run;
             down_on_signal(instance.clone());
             let opts = chaos::ChaosOptions {
                 seed,

@@ -128,7 +128,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }),
             rib_in: Mutex::new({
                 let mut rib = AdjRibIn::new(n.max_prefixes as usize);
-                rib.set_attribute_budget(usize::try_from(n.max_attribute_bytes.0).ok());
+                // Over usize (32-bit targets only): as much as the address space allows.
+                rib.set_attribute_budget(Some(
+                    usize::try_from(n.max_attribute_bytes.0).unwrap_or(usize::MAX),
+                ));
                 rib
             }),
             updates_sent: Default::default(),

@@ -274,15 +274,7 @@ fn keep_logs(lab: &Lab, out: &Path) {
 fn inject(bench: &mut Bench, fault: Fault) -> Result<()> {
     match fault {
         Fault::SpeakerKill { site, down_for } => {
-            let name = bench.lab.topo.speaker(site).name.clone();
-            let pid = bench
-                .lab
-                .state
-                .process(&name)
-                .map(|p| p.pid)
-                .ok_or_else(|| LabError::step("speaker-kill", format!("no pid of {name}")))?;
-            proc::signal(pid, "KILL");
-            proc::wait_gone(pid, Duration::from_secs(2));
+            bench.lab.kill_speaker(site)?;
             std::thread::sleep(down_for);
             bench.lab.start_speaker(site)
         }

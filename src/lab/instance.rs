@@ -331,6 +331,19 @@ impl Lab {
         crate::cli::block_on(c.get("/v1/peers")).map_err(|e| LabError::step("speaker API", e))
     }
 
+    /// SIGKILL the speaker at `site` and wait (2 s at most) until it is gone: a crash, not a
+    /// shutdown (no NOTIFICATION, its socket and state left as they are).
+    pub fn kill_speaker(&self, site: Site) -> Result<()> {
+        let name = &self.topo.speaker(site).name;
+        let pid =
+            self.state.process(name).map(|p| p.pid).ok_or_else(|| {
+                LabError::step(format!("killing speaker {name}"), "no pid recorded")
+            })?;
+        proc::signal(pid, "KILL");
+        proc::wait_gone(pid, Duration::from_secs(2));
+        Ok(())
+    }
+
     /// The routes `site`'s speaker holds (what it acknowledged), read through its API.
     pub fn routes(&self, site: Site) -> Result<Vec<crate::speaker::route::Route>> {
         let c = self.client(site);

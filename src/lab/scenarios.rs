@@ -316,17 +316,9 @@ pub fn speaker_kill_restart(
     bound: Duration,
 ) -> Result<RestartCost> {
     let name = "speaker kill and restart";
-    let sp = bench.lab.topo.speaker(site).name.clone();
-    let pid = bench
-        .lab
-        .state
-        .process(&sp)
-        .map(|p| p.pid)
-        .ok_or_else(|| LabError::step(name, "no speaker pid"))?;
     let gap_mark = bench.prober.live().steady_since;
     let t0 = now_us();
-    proc::signal(pid, "KILL");
-    proc::wait_gone(pid, Duration::from_secs(2));
+    bench.lab.kill_speaker(site)?;
     std::thread::sleep(down_for);
     bench.lab.start_speaker_with(site, neighbor_extra)?;
     let up = bench.wait_serving(site, bound + Duration::from_secs(10));
