@@ -18,9 +18,10 @@
 //! - The speaker raises its soft fd limit to the hard one at start (`prlimit 256:4096`).
 //! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
 //!   backs off and answers again once fds are free.
-//! - The API socket path: a regular file there stops the start (exit 1) naming it; a live
-//!   speaker's socket is not taken over; the socket is 0600 even under umask 000 and arrives at
-//!   its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
+//! - The API socket path: a regular file there stops the start (exit 1) naming it; a second
+//!   speaker on a live speaker's api path exits 1 naming the path and the first one's pid, even
+//!   when it finds a stale socket there (the `<api>.lock` flock); the socket is 0600 even under
+//!   umask 000 and arrives at its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
 //!
 //! Failures injected: idle and half-open connections and stalled or trickled request bodies
 //! from this process, `prlimit` on the
@@ -382,18 +383,33 @@ fn a_regular_file_at_the_api_path_stops_the_start_naming_it() {
 }
 
 #[test]
-fn a_live_speakers_socket_is_not_taken_over() {
+fn a_second_speaker_on_the_same_api_path_exits_naming_the_path_and_the_first_pid() {
     let (first, _) = start(&[]);
-    // A second speaker, with its own state_dir, pointed at the first one's socket.
+    // A second speaker, with its own state_dir, pointed at the first one's socket: it stops at
+    // the `<api>.lock` the first holds, before it probes or removes anything.
     let out = speaker_must_fail(&config_with_api(&first.api().to_string_lossy()), &[]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!(
-            "another speaker listens on {}",
-            first.api().display()
+            "another speaker uses the api path {} (pid {};",
+            first.api().display(),
+            first.pid()
         )),
         "{out:?}"
     );
+    // The moment of the race after a crash: the second finds a stale socket where the first's
+    // live one will be. It must still not remove it (that would cut the first off).
+    let api = first.api();
+    let away = api.with_extension("away");
+    std::fs::rename(&api, &away).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&api).unwrap());
+    let out = speaker_must_fail(&config_with_api(&api.to_string_lossy()), &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("another speaker uses the api path"),
+        "{out:?}"
+    );
+    std::fs::rename(&away, &api).unwrap();
     // The first one still owns its socket.
     request(&Via::Unix(&first.api()), "/v1/peers").unwrap();
 }
@@ -421,7 +437,10 @@ fn the_socket_is_0600_under_umask_000_and_arrives_by_rename() {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".ferry-api-"))
+        .filter(|n| {
+            n.strip_prefix(".f")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     assert!(left.is_empty(), "staging dirs left: {left:?}");
 }
