@@ -13,6 +13,9 @@
 //!   with a JSON error after the 10 s body deadline and is disconnected; a trickle of a byte
 //!   every 200 ms does not extend it, while a 3.4 MB body paced at 300 kB/s (11 s, longer than
 //!   the base deadline) and a 100,000-route announce at full speed pass.
+//! - Event streams hold at most half a listener's budget (8 of 16 at 128 fds): with the whole
+//!   Unix budget asked for as streams, 8 stream, 8 get 503 naming the limit, and a request is
+//!   still answered 200; a connection refused over budget gets a short 503, not a reset.
 //! - `/metrics` counts per listener the connections evicted (after an idle flood), refused
 //!   (every slot holding a stalled body) and the 408s.
 //! - The speaker raises its soft fd limit to the hard one at start (`prlimit 256:4096`).
@@ -509,6 +512,94 @@ fn an_events_stream_outlives_the_header_read_timeout() {
     }
 }
 
+/// Send `GET /v1/events` on `c` and read the answer's head (and, when it has a
+/// `content-length`, its body); every read bounded by 2 s.
+fn open_events(c: &mut UnixStream) -> String {
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) => panic!("closed after {text:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{e} after {text:?}"),
+        }
+    }
+}
+
+#[test]
+fn event_streams_hold_at_most_half_the_unix_budget_so_requests_still_get_in() {
+    // 128 fds: a Unix budget of 16 connections, 8 of which may stream.
+    let (s, _) = start(&["prlimit", "--nofile=128:128", "--"]);
+    let api = s.api();
+    let mut streaming = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..16 {
+        let mut c = UnixStream::connect(&api).unwrap();
+        let answer = open_events(&mut c);
+        if answer.starts_with("HTTP/1.1 200") {
+            streaming.push(c);
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 503"), "stream {i}: {answer:?}");
+            assert!(
+                answer.contains(
+                    "too many open streams: at most 8 of this listener's 16 connections may stream"
+                ),
+                "stream {i}: {answer:?}"
+            );
+            refused.push(c);
+        }
+    }
+    assert_eq!((streaming.len(), refused.len()), (8, 8));
+    // Every slot is taken (8 streams, 8 kept-alive refusals): a request still gets in.
+    let t = Instant::now();
+    request(&Via::Unix(&api), "/v1/peers").unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    eprintln!(
+        "request with 8 streams open and the Unix budget full: {:?}",
+        t.elapsed()
+    );
+    let mut ninth = UnixStream::connect(&api).unwrap();
+    let answer = open_events(&mut ninth);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert_eq!(
+        metric(
+            &Via::Unix(&api),
+            "ferry_api_streams_refused_total{listener=\"unix\"}"
+        ),
+        9
+    );
+    // A stream that ends gives its place back.
+    drop(streaming.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut c = UnixStream::connect(&api).unwrap();
+        if open_events(&mut c).starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's place never came back"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // ----- request bodies -------------------------------------------------------------------------
 
 /// The speaker's base deadline for a whole request body (src/api/listen.rs BODY_READ_TIMEOUT).
@@ -741,6 +832,12 @@ fn every_slot_in_flight_refuses_new_connections_and_counts_them() {
         .unwrap();
     let (answer, closed) = read_until_closed(&mut refused, Duration::from_secs(3));
     assert!(closed.is_some(), "over budget but kept: {answer:?}");
+    // Answered, not reset: a short 503 that names the budget.
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+            && answer.contains("all 32 API connections of this listener have a request in flight"),
+        "{answer:?}"
+    );
     let via = Via::Unix(&s.api());
     assert!(
         metric(
