@@ -553,4 +553,23 @@ mod tests {
         drop(owned);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "theirs\n");
     }
+
+    #[tokio::test]
+    async fn a_symlink_at_the_lock_path_is_not_followed() {
+        let d = dir();
+        let p = d.path().join("api.sock");
+        let target = d.path().join("precious");
+        std::fs::write(&target, "keep\n").unwrap();
+        std::os::unix::fs::symlink(&target, lock_path(&p)).unwrap();
+        let e = bind_unix(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: cannot take the lock",
+                lock_path(&p).display()
+            )),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+        assert!(std::fs::symlink_metadata(&p).is_err(), "no socket bound");
+    }
 }
