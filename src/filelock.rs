@@ -8,6 +8,7 @@
 //!   one stale.
 //! - The holder may write what it is doing into the file ([`FileLock::describe`]); a refused
 //!   caller reads it back in [`LockError::Held`] to name the holder.
+//! - A symbolic link at the path is never followed (`O_NOFOLLOW`): the open fails.
 //! - The file is never removed, by the holder or by anyone else: removing a lock file while
 //!   another process waits on it would let a third take a second lock on a new inode.
 //! - The lock is released when the [`FileLock`] is dropped (or its process ends).
@@ -57,6 +58,8 @@ impl FileLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            // A symlink planted at the path would make the holder truncate its target.
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
             .map_err(io)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

@@ -13,14 +13,18 @@
 //!   with a JSON error after the 10 s body deadline and is disconnected; a trickle of a byte
 //!   every 200 ms does not extend it, while a 3.4 MB body paced at 300 kB/s (11 s, longer than
 //!   the base deadline) and a 100,000-route announce at full speed pass.
+//! - Event streams hold at most half a listener's budget (8 of 16 at 128 fds): with the whole
+//!   Unix budget asked for as streams, 8 stream, 8 get 503 naming the limit, and a request is
+//!   still answered 200; a connection refused over budget gets a short 503, not a reset.
 //! - `/metrics` counts per listener the connections evicted (after an idle flood), refused
 //!   (every slot holding a stalled body) and the 408s.
 //! - The speaker raises its soft fd limit to the hard one at start (`prlimit 256:4096`).
 //! - Out of file descriptors (`prlimit` lowered on the running speaker): the accept loop logs,
 //!   backs off and answers again once fds are free.
-//! - The API socket path: a regular file there stops the start (exit 1) naming it; a live
-//!   speaker's socket is not taken over; the socket is 0600 even under umask 000 and arrives at
-//!   its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
+//! - The API socket path: a regular file there stops the start (exit 1) naming it; a second
+//!   speaker on a live speaker's api path exits 1 naming the path and the first one's pid, even
+//!   when it finds a stale socket there (the `<api>.lock` flock); the socket is 0600 even under
+//!   umask 000 and arrives at its path by rename (inotify). Kept content and stale sockets: src/api/unix_socket.rs tests.
 //!
 //! Failures injected: idle and half-open connections and stalled or trickled request bodies
 //! from this process, `prlimit` on the
@@ -382,18 +386,33 @@ fn a_regular_file_at_the_api_path_stops_the_start_naming_it() {
 }
 
 #[test]
-fn a_live_speakers_socket_is_not_taken_over() {
+fn a_second_speaker_on_the_same_api_path_exits_naming_the_path_and_the_first_pid() {
     let (first, _) = start(&[]);
-    // A second speaker, with its own state_dir, pointed at the first one's socket.
+    // A second speaker, with its own state_dir, pointed at the first one's socket: it stops at
+    // the `<api>.lock` the first holds, before it probes or removes anything.
     let out = speaker_must_fail(&config_with_api(&first.api().to_string_lossy()), &[]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!(
-            "another speaker listens on {}",
-            first.api().display()
+            "another speaker uses the api path {} (pid {};",
+            first.api().display(),
+            first.pid()
         )),
         "{out:?}"
     );
+    // The moment of the race after a crash: the second finds a stale socket where the first's
+    // live one will be. It must still not remove it (that would cut the first off).
+    let api = first.api();
+    let away = api.with_extension("away");
+    std::fs::rename(&api, &away).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&api).unwrap());
+    let out = speaker_must_fail(&config_with_api(&api.to_string_lossy()), &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("another speaker uses the api path"),
+        "{out:?}"
+    );
+    std::fs::rename(&away, &api).unwrap();
     // The first one still owns its socket.
     request(&Via::Unix(&first.api()), "/v1/peers").unwrap();
 }
@@ -421,7 +440,10 @@ fn the_socket_is_0600_under_umask_000_and_arrives_by_rename() {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".ferry-api-"))
+        .filter(|n| {
+            n.strip_prefix(".f")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     assert!(left.is_empty(), "staging dirs left: {left:?}");
 }
@@ -487,6 +509,94 @@ fn an_events_stream_outlives_the_header_read_timeout() {
             assert!(n > 0, "stream closed: {seen:?}");
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
+    }
+}
+
+/// Send `GET /v1/events` on `c` and read the answer's head (and, when it has a
+/// `content-length`, its body); every read bounded by 2 s.
+fn open_events(c: &mut UnixStream) -> String {
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) => panic!("closed after {text:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{e} after {text:?}"),
+        }
+    }
+}
+
+#[test]
+fn event_streams_hold_at_most_half_the_unix_budget_so_requests_still_get_in() {
+    // 128 fds: a Unix budget of 16 connections, 8 of which may stream.
+    let (s, _) = start(&["prlimit", "--nofile=128:128", "--"]);
+    let api = s.api();
+    let mut streaming = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..16 {
+        let mut c = UnixStream::connect(&api).unwrap();
+        let answer = open_events(&mut c);
+        if answer.starts_with("HTTP/1.1 200") {
+            streaming.push(c);
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 503"), "stream {i}: {answer:?}");
+            assert!(
+                answer.contains(
+                    "too many open streams: at most 8 of this listener's 16 connections may stream"
+                ),
+                "stream {i}: {answer:?}"
+            );
+            refused.push(c);
+        }
+    }
+    assert_eq!((streaming.len(), refused.len()), (8, 8));
+    // Every slot is taken (8 streams, 8 kept-alive refusals): a request still gets in.
+    let t = Instant::now();
+    request(&Via::Unix(&api), "/v1/peers").unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    eprintln!(
+        "request with 8 streams open and the Unix budget full: {:?}",
+        t.elapsed()
+    );
+    let mut ninth = UnixStream::connect(&api).unwrap();
+    let answer = open_events(&mut ninth);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert_eq!(
+        metric(
+            &Via::Unix(&api),
+            "ferry_api_streams_refused_total{listener=\"unix\"}"
+        ),
+        9
+    );
+    // A stream that ends gives its place back.
+    drop(streaming.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut c = UnixStream::connect(&api).unwrap();
+        if open_events(&mut c).starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's place never came back"
+        );
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -722,6 +832,12 @@ fn every_slot_in_flight_refuses_new_connections_and_counts_them() {
         .unwrap();
     let (answer, closed) = read_until_closed(&mut refused, Duration::from_secs(3));
     assert!(closed.is_some(), "over budget but kept: {answer:?}");
+    // Answered, not reset: a short 503 that names the budget.
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+            && answer.contains("all 32 API connections of this listener have a request in flight"),
+        "{answer:?}"
+    );
     let via = Via::Unix(&s.api());
     assert!(
         metric(

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The client did not send the whole request body in time; the connection is closed.
     #[error("{0}")]
     RequestTimeout(String),
+    /// A limit of the server is reached (e.g. too many open event streams); try again later.
+    #[error("{0}")]
+    Unavailable(String),
     /// The speaker could not do it (e.g. persisting the desired routes failed).
     #[error("{0}")]
     Internal(String),
@@ -30,6 +33,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -6,7 +6,9 @@
 //!   operator needs. The budgets are clamped to a fraction of `RLIMIT_NOFILE` ([`Limits::tcp`],
 //!   [`Limits::unix`]) so that all API connections together stay well below the fd limit.
 //! - A new connection over budget takes the slot of the oldest *idle* connection, which is
-//!   closed; if there is none, the new one is closed at once. Idle: no request in flight, and
+//!   closed; if there is none, the new one is answered a short `503` (written only if the
+//!   socket takes it at once, after discarding what the client already sent so the close is
+//!   not a reset) and closed. Idle: no request in flight, and
 //!   the connection has found its socket empty at least once (a read returned Pending): it is
 //!   waiting for its first request head, or kept alive between requests. A client that sent its
 //!   request with the connection is so never evicted before the server has read it, however
@@ -28,7 +30,10 @@
 //! - Per listener, the connections evicted to make room, refused over budget, and request
 //!   bodies timed out are counted ([`ApiCounters`], rendered into `/metrics`).
 //! - A request with a response still streaming (`/v1/events`) counts as in flight until its body
-//!   ends: such connections are never evicted and never timed out here.
+//!   ends: such connections are never evicted and never timed out here. So that they can never
+//!   fill the budget and lock requests out, long-lived responses (marked [`LongLived`] by their
+//!   handler) may hold at most half of it ([`Limits::max_streams`]); one more is answered `503`
+//!   with a JSON error naming the limit (and counted).
 //!
 //! Never: blocks the accept loop on a slow client, or parses HTTP itself.
 
@@ -86,6 +91,11 @@ pub struct Limits {
     pub body_read_timeout: Duration,
 }
 
+/// Response extension a handler sets on a response that stays open (an event stream): it then
+/// takes one of the listener's [`Limits::max_streams`] places, or is replaced by a `503`.
+#[derive(Debug, Clone, Copy)]
+pub struct LongLived;
+
 impl Limits {
     /// The TCP listener's: [`MAX_TCP_CONNECTIONS`], at most a quarter of the fd limit.
     pub fn tcp() -> Self {
@@ -95,6 +105,12 @@ impl Limits {
     /// The Unix socket's: [`MAX_UNIX_CONNECTIONS`], at most an eighth of the fd limit.
     pub fn unix() -> Self {
         Self::with_cap(clamp(MAX_UNIX_CONNECTIONS, fd_limit(), 8))
+    }
+
+    /// Most long-lived responses at once: half the budget (at least 1), so the other half is
+    /// always there for requests.
+    pub fn max_streams(&self) -> usize {
+        (self.max_connections / 2).max(1)
     }
 
     fn with_cap(max_connections: usize) -> Self {
@@ -149,6 +165,8 @@ pub struct ListenerCounters {
     pub refused: AtomicU64,
     /// Requests answered 408: the body did not arrive in time.
     pub body_timeouts: AtomicU64,
+    /// Long-lived responses (event streams) answered 503: half the budget already streams.
+    pub streams_refused: AtomicU64,
 }
 
 /// The counters of both listeners; one per speaker, shared by its listeners and `/metrics`.
@@ -199,6 +217,12 @@ impl ApiCounters {
             "API requests answered 408: the body did not arrive within its deadline.",
             |c| c.body_timeouts.load(Ordering::Relaxed),
         );
+        family(
+            out,
+            "ferry_api_streams_refused_total",
+            "API event streams answered 503: half of the connection budget was already streaming.",
+            |c| c.streams_refused.load(Ordering::Relaxed),
+        );
     }
 }
 
@@ -206,6 +230,27 @@ impl ApiCounters {
 pub trait Accept: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+    /// Answer a connection refused over budget with `response` as far as it can be done without
+    /// waiting, then close it.
+    fn refuse(io: Self::Io, response: &[u8]);
+}
+
+/// Discard what the client has already sent (closing with unread data makes the kernel reset
+/// the connection, and the client may lose the answer), write `response` once, never waiting.
+fn refuse_now(
+    mut try_read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    try_write: impl FnOnce(&[u8]) -> io::Result<usize>,
+    response: &[u8],
+) {
+    let mut buf = [0u8; 4096];
+    // Bounded: a client streaming into a refused connection is not read for ever.
+    for _ in 0..4 {
+        match try_read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = try_write(response);
 }
 
 impl Accept for tokio::net::TcpListener {
@@ -216,6 +261,9 @@ impl Accept for tokio::net::TcpListener {
         let _ = s.set_nodelay(true);
         Ok(s)
     }
+    fn refuse(io: Self::Io, response: &[u8]) {
+        refuse_now(|b| io.try_read(b), |b| io.try_write(b), response);
+    }
 }
 
 impl Accept for tokio::net::UnixListener {
@@ -223,6 +271,21 @@ impl Accept for tokio::net::UnixListener {
     async fn accept(&self) -> io::Result<Self::Io> {
         Ok(tokio::net::UnixListener::accept(self).await?.0)
     }
+    fn refuse(io: Self::Io, response: &[u8]) {
+        refuse_now(|b| io.try_read(b), |b| io.try_write(b), response);
+    }
+}
+
+/// The whole `503` for a connection over budget: short enough to fit any socket buffer.
+fn over_budget_response(max_connections: usize) -> Vec<u8> {
+    let body = format!(
+        "{{\"error\":\"all {max_connections} API connections of this listener have a request in flight; try again shortly\"}}"
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves, then finish the requests in flight
@@ -244,7 +307,8 @@ pub async fn serve<L: Accept>(
         body_read_timeout_ms = limits.body_read_timeout.as_millis() as u64,
         "API connection limits"
     );
-    let registry = Arc::new(Registry::new(limits.max_connections));
+    let registry = Arc::new(Registry::new(limits.max_connections, limits.max_streams()));
+    let refusal = over_budget_response(limits.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut over_budget = LogGate::default();
@@ -270,7 +334,7 @@ pub async fn serve<L: Accept>(
                         tokio::task::yield_now().await;
                     }
                     Admission::Refused => {
-                        drop(io);
+                        L::refuse(io, &refusal);
                         counters.of(which).refused.fetch_add(1, Ordering::Relaxed);
                         over_budget.note(|n| tracing::warn!(listener = name, refused = n, max_connections = limits.max_connections, "API connection budget full of requests in flight: closed new connections"));
                     }
@@ -331,8 +395,10 @@ async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = slot.state.clone();
+    let registry = slot.registry.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let busy = InFlight::begin(&state);
+        let registry = registry.clone();
         let mut app = app.clone();
         let counters = counters.clone();
         let late = Arc::new(AtomicBool::new(false));
@@ -360,10 +426,30 @@ async fn serve_connection<I>(
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return Ok::<_, Infallible>(resp);
             }
+            // A stream holds its place until its body is dropped, like `busy` below.
+            let stream = match resp.extensions().get::<LongLived>() {
+                None => None,
+                Some(LongLived) => match registry.open_stream() {
+                    Some(permit) => Some(permit),
+                    None => {
+                        // Dropping `resp` ends the handler's stream before it sent anything.
+                        counters
+                            .of(which)
+                            .streams_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(listener = which.name(), "event stream refused: 503");
+                        return Ok(ApiError::Unavailable(format!(
+                            "too many open streams: at most {} of this listener's {} connections may stream (half, so requests always find room); close one or try again later",
+                            registry.max_streams, registry.cap
+                        ))
+                        .into_response());
+                    }
+                },
+            };
             // In flight until the body is sent (or dropped): a streaming response keeps it.
             Ok::<_, Infallible>(resp.map(|body| {
                 Body::new(body.map_frame(move |frame| {
-                    let _ = &busy;
+                    let _ = (&busy, &stream);
                     frame
                 }))
             }))
@@ -480,6 +566,9 @@ impl Drop for InFlight {
 /// The connections of one listener, oldest first.
 struct Registry {
     cap: usize,
+    /// Most long-lived responses at once ([`Limits::max_streams`]).
+    max_streams: usize,
+    streams: AtomicUsize,
     next_id: AtomicU64,
     conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
 }
@@ -496,6 +585,15 @@ struct Slot {
     registry: Arc<Registry>,
 }
 
+/// One open long-lived response; gives its place back on drop.
+struct StreamPermit(Arc<Registry>);
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
@@ -503,9 +601,11 @@ impl Drop for Slot {
 }
 
 impl Registry {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, max_streams: usize) -> Self {
         Self {
             cap: cap.max(1),
+            max_streams,
+            streams: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(BTreeMap::new()),
         }
@@ -536,6 +636,16 @@ impl Registry {
             },
             evicted,
         }
+    }
+
+    /// A place for one more long-lived response, or None if [`Self::max_streams`] are open.
+    fn open_stream(self: &Arc<Self>) -> Option<StreamPermit> {
+        self.streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_streams).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamPermit(self.clone()))
     }
 
     fn evict_oldest_idle(&self) -> bool {
@@ -607,12 +717,12 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 3);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 4);
     }
 
     #[test]
     fn a_full_budget_evicts_the_oldest_idle_connection_and_refuses_when_none_is_idle() {
-        let r = Arc::new(Registry::new(2));
+        let r = Arc::new(Registry::new(2, 1));
         let Admission::Admitted { slot: a, .. } = r.admit() else {
             panic!("first refused")
         };
@@ -643,5 +753,41 @@ mod tests {
             Admission::Admitted { evicted: true, .. }
         ));
         assert!(!r.lock().contains_key(&b.id));
+    }
+
+    #[test]
+    fn streams_take_at_most_half_the_budget_and_give_their_place_back() {
+        let limits = Limits::with_cap(16);
+        assert_eq!(limits.max_streams(), 8);
+        assert_eq!(Limits::with_cap(1).max_streams(), 1);
+        let r = Arc::new(Registry::new(16, limits.max_streams()));
+        let open: Vec<_> = (0..8)
+            .map(|_| r.open_stream().expect("within half"))
+            .collect();
+        assert!(r.open_stream().is_none(), "a ninth stream of 16");
+        drop(open);
+        assert!(r.open_stream().is_some(), "places given back");
+    }
+
+    #[test]
+    fn the_over_budget_answer_is_a_complete_503() {
+        let text = String::from_utf8(over_budget_response(16)).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("all 16 API connections"),
+            "{v}"
+        );
     }
 }

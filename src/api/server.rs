@@ -267,11 +267,14 @@ async fn events(State(c): State<Shared>) -> Response {
             Some(Ok(format!("{{\"event\":\"lagged\",\"missed\":{n}}}\n")))
         }
     });
-    (
+    let mut resp = (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response();
+    // Open until the client leaves: counted against the listener's stream share.
+    resp.extensions_mut().insert(listen::LongLived);
+    resp
 }
 
 async fn metrics(

@@ -234,7 +234,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let control: Arc<dyn crate::api::Control> = shared.clone();
     // One set for both listeners: /metrics on either shows both.
     let api_counters = Arc::new(crate::api::listen::ApiCounters::default());
-    let listener = bind_unix(&api_path)
+    // `_api_socket` holds `<api>.lock` until the speaker ends; its drop removes our socket.
+    let (listener, _api_socket) = bind_unix(&api_path)
         .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
     let unix = tokio::spawn(serve_unix(
         listener,
@@ -293,7 +294,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
-    let _ = std::fs::remove_file(&api_path);
     Ok(())
 }
 
