@@ -12,10 +12,12 @@
 //!   when the file is exactly what this [`Journal`] has read and written (checked under an
 //!   exclusive `flock` of the journal): a second process appending to the same run is refused
 //!   ([`JournalError::Conflict`]), so no seq is ever written twice.
+//! - An append whose write or fsync fails (a full disk half way through the line) cuts the
+//!   file back to its last whole record, still under the flock, and returns the I/O error
+//!   ([`crate::line_append`]); the same [`Journal`] appends again once the disk has room.
 //! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
 //!   version) as far as it is legal and says where and why it stops, so `status` and
 //!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
-//! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds.
 //! - A hook's process is recorded (`hook_spawned`) after it starts and before it is waited
 //!   for, inside its open step or compensation: after a crash, `resume` and `abort` end what
 //!   is left of it before anything runs again. Journals written before that record existed
@@ -25,7 +27,6 @@
 //! ([`super::lock`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -447,8 +448,23 @@ impl Journal {
                 ),
             });
         }
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        // Cut back under the flock: the bytes past `self.len` are this append's own.
+        if let Err(failed) = crate::line_append::append_line(&self.file, self.len, line.as_bytes())
+        {
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                source: match failed.cut_back {
+                    Ok(()) => failed.source,
+                    Err(cut) => std::io::Error::new(
+                        failed.source.kind(),
+                        format!(
+                            "{}; cutting the partial record back failed too ({cut}): `ferry failover resume` drops it",
+                            failed.source
+                        ),
+                    ),
+                },
+            });
+        }
         drop(guard);
         self.len += line.len() as u64;
         self.phase = phase;
@@ -553,6 +569,7 @@ pub fn replay_prefix(path: &Path) -> Result<Replay, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn holder() -> Holder {
         Holder::me("test")
@@ -730,6 +747,55 @@ mod tests {
             }
         );
         assert!(r.damage.unwrap().to_string().contains("line 3"));
+    }
+
+    /// A record big enough that a full page leaves room for only part of its line.
+    fn long_resumed() -> Record {
+        let mut by = holder();
+        by.doing = "x".repeat(1500);
+        Record::Resumed { by }
+    }
+
+    /// ENOSPC half way through a line (a 64 KiB tmpfs): the append fails with the I/O error,
+    /// the file is cut back to its last whole line, and once space is back the same
+    /// [`Journal`] appends again (no "another process" conflict), seq after seq.
+    #[test]
+    fn an_append_that_fails_half_way_is_cut_back_and_the_next_append_goes_on() {
+        let Some(fs) = crate::test_fs::TinyFs::mount("64k") else {
+            return;
+        };
+        let path = fs.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        let filler = fs.fill();
+        let mut n = 1;
+        let (good_len, e) = loop {
+            let len = std::fs::metadata(&path).unwrap().len();
+            match j.append(long_resumed()) {
+                Ok(_) => n += 1,
+                Err(e) => break (len, e),
+            }
+            assert!(n < 100, "the tmpfs never filled");
+        };
+        assert!(matches!(e, JournalError::Io { .. }), "{e}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            good_len,
+            "cut back"
+        );
+        assert_eq!(j.entries().len(), n);
+
+        std::fs::remove_file(filler).unwrap();
+        j.append(long_resumed()).unwrap();
+        j.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        let (entries, _, _, _) = replay(&path).unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (0..n as u64 + 2).collect::<Vec<_>>());
+        assert!(!std::fs::read(&path).unwrap().contains(&0), "NUL octets");
     }
 
     #[test]
