@@ -6,7 +6,9 @@
 //!   appended and when a file is replayed; a record that does not fit is refused, so a journal
 //!   on disk is always a legal prefix of a run.
 //! - Replay works from any prefix. A last line without its newline is a torn write (the
-//!   controller died inside `write`): it is dropped and the file truncated before appending.
+//!   controller died inside `write`): it is dropped and the file truncated before appending,
+//!   by [`Journal::open`] under the journal's flock, so it never cuts a whole record another
+//!   process wrote while the file was being read.
 //!   Any other bad line is corruption and names its line.
 //! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds. An append writes only
 //!   when the file is exactly what this [`Journal`] has read and written (checked under an
@@ -354,17 +356,37 @@ impl Journal {
     }
 
     /// Replay an existing journal, checking every transition; drops a torn last line.
+    ///
+    /// The replay and the cut happen under the journal's flock, so a record another process
+    /// appends meanwhile is either read (it is whole) or not yet begun; only a tail without a
+    /// newline (a writer that died inside `write`) is ever cut.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (entries, phase, steps, good_len) = replay(path)?;
         let io = |source| JournalError::Io {
             path: path.to_owned(),
             source,
         };
         let file = OpenOptions::new().append(true).open(path).map_err(io)?;
-        if file.metadata().map_err(io)?.len() != good_len {
+        let guard = lock_briefly(path, &file)?;
+        let (entries, phase, steps, good_len) = replay(path)?;
+        let on_disk = guard.metadata().map_err(io)?.len();
+        if on_disk != good_len {
+            // `replay` stops before a last line without its newline and nowhere else; read
+            // under the flock, the file cannot have grown since, but check the tail itself
+            // rather than trust that.
+            let text = std::fs::read(path).map_err(io)?;
+            let tail = text.get(good_len as usize..).unwrap_or_default();
+            if text.len() as u64 != on_disk || tail.contains(&b'\n') {
+                return Err(JournalError::Conflict {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "it changed while it was read ({on_disk} bytes, {good_len} replayed)"
+                    ),
+                });
+            }
             file.set_len(good_len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
+        drop(guard);
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -474,6 +496,37 @@ impl Journal {
             return Err(JournalError::Crashed(seq));
         }
         Ok(self.entries.last().expect("just pushed"))
+    }
+}
+
+/// The journal's flock on `file`'s open file description (released when the guard drops).
+/// An append holds it for one write and fsync, so a holder is waited for up to a second;
+/// longer means a writer that is stuck or not ours to wait for: a conflict.
+fn lock_briefly(path: &Path, file: &File) -> Result<nix::fcntl::Flock<File>, JournalError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let clone = file.try_clone().map_err(|source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        match nix::fcntl::Flock::lock(clone, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(guard) => return Ok(guard),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(JournalError::Conflict {
+                    path: path.to_owned(),
+                    detail: "another process has been appending to it for over a second".into(),
+                })
+            }
+            Err((_, e)) => {
+                return Err(JournalError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                })
+            }
+        }
     }
 }
 
@@ -747,6 +800,53 @@ mod tests {
             }
         );
         assert!(r.damage.unwrap().to_string().contains("line 3"));
+    }
+
+    /// Invariant: a record whose append returned `Ok` (written and fsync'd) is never lost, even
+    /// when another process opens the journal meanwhile (`open` replays, then cuts a torn
+    /// tail: it must never cut a whole record written after it read the file). One thread
+    /// appends while another opens the journal again and again; every acknowledged record
+    /// is in the file at the end, and appends refused while the opener held the journal are
+    /// the only ones missing.
+    #[test]
+    fn open_while_another_writer_appends_never_cuts_an_acknowledged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut a = Journal::create(&path).unwrap();
+        a.append(started(1)).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let opener = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut opened = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match Journal::open(&path) {
+                        Ok(_) => opened += 1,
+                        Err(JournalError::Conflict { .. }) => {}
+                        Err(e) => panic!("open: {e}"),
+                    }
+                }
+                opened
+            })
+        };
+        let mut acked = 1;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while acked < 400 && std::time::Instant::now() < deadline {
+            match a.append(Record::Resumed { by: holder() }) {
+                Ok(_) => acked += 1,
+                Err(JournalError::Conflict { detail, .. })
+                    if detail.contains("another process is appending") => {}
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = opener.join();
+                    panic!("after {acked} records: {e}");
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let opened = opener.join().unwrap();
+        assert!(opened > 0, "the opener never got in");
+        assert_eq!(replay(&path).unwrap().0.len(), acked);
     }
 
     /// A record big enough that a full page leaves room for only part of its line.
