@@ -6,7 +6,8 @@
 //! lock file 0600 even under umask 022; a looser existing directory or journal is tightened
 //! and a warning names it with its old mode; a journal with a seq written twice is still shown
 //! by `failover status` and `history` (its legal part, with a warning naming the line), while
-//! `abort` and a new run refuse it; another plan's journal that cannot be read does not stop a
+//! `abort` and a new run refuse it and name `ferry failover repair`, which closes the run with
+//! the site the operator names and keeps the damaged file; another plan's journal that cannot be read does not stop a
 //! run of this plan.
 //! Failures injected: a 0755 state directory with a 0644 journal; a duplicated journal line;
 //! a journal that is not JSON.
@@ -163,7 +164,7 @@ fn a_journal_with_a_seq_written_twice_is_still_shown_with_a_warning_and_refused_
         &["failover", "--yes", "--plan", plan.to_str().unwrap()],
     );
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("unfinished"), "{out:?}");
+    assert!(out.stderr.contains("damaged run journal"), "{out:?}");
     assert_eq!(journals(&state).len(), 1, "no new run started");
 }
 
@@ -184,4 +185,102 @@ fn another_plans_unreadable_journal_does_not_stop_a_run_of_this_plan() {
         out.stderr.contains("1-db-failover.jsonl") && out.stdout.contains("rolled back"),
         "{out:?}"
     );
+}
+
+/// The way out of a damaged journal is a command, never moving files by hand: `status`,
+/// `abort` and a new run name `ferry failover repair` (a new run also prints the damage), and
+/// `repair --active SITE` keeps the damaged file as `.damaged`, writes a fresh journal that
+/// ends with the site the operator named, and lets the plan run again.
+#[test]
+fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    failover(dir.path());
+    let journal = journals(&state).pop().unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let line2 = text.lines().nth(1).unwrap();
+    let damaged = format!("{text}{line2}\n");
+    std::fs::write(&journal, &damaged).unwrap();
+    let repair = "ferry failover repair --plan-name web --active SITE";
+    let plan = dir.path().join("plan.toml");
+    let plan = plan.to_str().unwrap();
+
+    for args in [
+        &["failover", "status"][..],
+        &["failover", "abort"],
+        &["failover", "resume"],
+        &["failover", "--yes", "--plan", plan],
+    ] {
+        let out = ferry(&state, args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(repair) && !out.stderr.contains("out of runs/"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("seq 1 where"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+
+    let out = ferry(
+        &state,
+        &[
+            "failover",
+            "repair",
+            "--plan-name",
+            "web",
+            "--active",
+            "dc9",
+        ],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--active dc9"), "{out:?}");
+
+    let out = ferry(
+        &state,
+        &[
+            "failover",
+            "repair",
+            "--plan-name",
+            "web",
+            "--active",
+            "dc1",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let evidence = PathBuf::from(format!("{}.damaged", journal.display()));
+    assert!(
+        out.stdout.contains(&evidence.display().to_string()) && out.stdout.contains("dc1"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&evidence).unwrap(), damaged);
+    assert_eq!(mode(&journal), 0o600);
+
+    let out = ferry(&state, &["failover", "status", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v[0]["active"], "dc1", "{v:?}");
+    assert!(
+        v[0]["state"].as_str().unwrap().contains("repaired"),
+        "{v:?}"
+    );
+
+    let out = ferry(
+        &state,
+        &[
+            "failover",
+            "repair",
+            "--plan-name",
+            "web",
+            "--active",
+            "dc1",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("nothing to repair"), "{out:?}");
+    // The plan runs again (and, with no speakers, rolls back).
+    failover(dir.path());
 }

@@ -20,6 +20,8 @@
 //! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
 //!   version) as far as it is legal and says where and why it stops, so `status` and
 //!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
+//! - `repaired` closes a run from any phase after its start: written only by
+//!   [`super::repair`], at the end of a fresh copy of a damaged journal's legal part.
 //! - A hook's process is recorded (`hook_spawned`) after it starts and before it is waited
 //!   for, inside its open step or compensation: after a crash, `resume` and `abort` end what
 //!   is left of it before anything runs again. Journals written before that record existed
@@ -60,6 +62,9 @@ pub enum Mode {
 pub enum Outcome {
     Completed,
     RolledBack,
+    /// Closed by `ferry failover repair` after the journal was damaged: the operator checked
+    /// the sites and named the active one.
+    Repaired,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +132,15 @@ pub enum Record {
         outcome: Outcome,
         /// The site announcing the subnets now.
         active: String,
+    },
+    /// `ferry failover repair` closed the run: its journal went on illegally past the records
+    /// before this one (`damage` says how); the damaged file is kept as `evidence`.
+    Repaired {
+        /// The site announcing the subnets now, as the operator confirmed it.
+        active: String,
+        by: Holder,
+        damage: String,
+        evidence: PathBuf,
     },
 }
 
@@ -290,6 +304,9 @@ impl Phase {
                     ..
                 },
             ) => Finished(Outcome::RolledBack),
+            // The operator closes a damaged run wherever its legal part ended, even after
+            // its end (a line duplicated past `run_finished`).
+            (p, R::Repaired { .. }) if p != Empty => Finished(Outcome::Repaired),
             // A takeover changes nothing else; it is there for the audit trail.
             (
                 p @ (Forward { .. } | Failed { .. } | Rollback { .. } | Stopped { .. }),
