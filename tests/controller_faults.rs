@@ -9,8 +9,10 @@
 //! `abort` and a new run refuse it and name `ferry failover repair`, which closes the run with
 //! the site the operator names and keeps the damaged file; another plan's journal that cannot be read does not stop a
 //! run of this plan.
+//! A controller run as a normal user warns about a loose root-owned journal it cannot tighten
+//! and runs anyway.
 //! Failures injected: a 0755 state directory with a 0644 journal; a duplicated journal line;
-//! a journal that is not JSON.
+//! a journal that is not JSON; a 0644 journal owned by root under a controller run as nobody.
 
 mod support;
 
@@ -283,4 +285,66 @@ fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
     assert!(out.stdout.contains("nothing to repair"), "{out:?}");
     // The plan runs again (and, with no speakers, rolls back).
     failover(dir.path());
+}
+
+/// A controller run as a normal user whose `runs/` holds a loose journal root created (someone
+/// ran `ferry failover` as root once): it cannot tighten that file (EPERM, not its owner), so
+/// it warns naming the file, its mode and its owner, and runs the plan anyway. Needs root (to
+/// create the root-owned file and to run `ferry` as nobody); skipped otherwise, unless
+/// FIT_REQUIRE=1.
+#[test]
+fn a_loose_journal_of_another_owner_is_named_in_a_warning_and_the_run_goes_on() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
+            panic!("needs root (FIT_REQUIRE=1)");
+        }
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("state");
+    failover(dir.path()); // as root: its journal is root's
+    let journal = journals(&state).pop().unwrap();
+    std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let nobody = 65534;
+    for d in [&state, &state.join("runs"), &state.join("locks")] {
+        std::os::unix::fs::chown(d, Some(nobody), Some(nobody)).unwrap();
+    }
+    for e in std::fs::read_dir(state.join("locks")).unwrap() {
+        std::os::unix::fs::chown(e.unwrap().path(), Some(nobody), Some(nobody)).unwrap();
+    }
+    let plan = dir.path().join("plan.toml");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", FERRY])
+        .args(["failover", "--yes", "--plan"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rolled back"),
+        "the run went on: {stdout}\n{stderr}"
+    );
+    let name = journal.display().to_string();
+    assert!(
+        stderr.contains(&format!("{name} is mode 0644"))
+            && stderr.contains("owned by uid 0")
+            && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert_eq!(mode(&journal), 0o644, "left as it was");
+    assert_eq!(journals(&state).len(), 2, "the new run has its journal");
 }
