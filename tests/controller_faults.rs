@@ -123,17 +123,25 @@ fn state_runs_and_locks_are_private_and_loose_ones_are_tightened_with_a_warning(
     }
 }
 
+/// A failover of the plan in `dir` whose journal then gets its second line again (what two
+/// controllers that both took over a run left behind: a second record with seq 1). Returns
+/// the journal and its damaged text.
+fn damaged_run(dir: &Path) -> (PathBuf, String) {
+    failover(dir);
+    let journal = journals(&dir.join("state")).pop().unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let line2 = text.lines().nth(1).unwrap();
+    let damaged = format!("{text}{line2}\n");
+    std::fs::write(&journal, &damaged).unwrap();
+    (journal, damaged)
+}
+
 #[test]
 fn a_journal_with_a_seq_written_twice_is_still_shown_with_a_warning_and_refused_for_abort() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    failover(dir.path());
-    let journal = journals(&state).pop().unwrap();
-    // What two controllers that both took over a run left behind: a second record with seq 1.
-    let text = std::fs::read_to_string(&journal).unwrap();
-    let line2 = text.lines().nth(1).unwrap();
-    let lines = text.lines().count();
-    std::fs::write(&journal, format!("{text}{line2}\n")).unwrap();
+    let (journal, damaged) = damaged_run(dir.path());
+    let lines = damaged.lines().count() - 1;
 
     let out = ferry(&state, &["failover", "status"]);
     assert_eq!(out.code, 1, "{out:?}");
@@ -197,13 +205,8 @@ fn another_plans_unreadable_journal_does_not_stop_a_run_of_this_plan() {
 fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    failover(dir.path());
-    let journal = journals(&state).pop().unwrap();
-    let text = std::fs::read_to_string(&journal).unwrap();
-    let line2 = text.lines().nth(1).unwrap();
-    let damaged = format!("{text}{line2}\n");
-    std::fs::write(&journal, &damaged).unwrap();
-    let repair = "ferry failover repair --plan-name web --active SITE";
+    let (journal, damaged) = damaged_run(dir.path());
+    let command = "ferry failover repair --plan-name web --active SITE";
     let plan = dir.path().join("plan.toml");
     let plan = plan.to_str().unwrap();
 
@@ -216,7 +219,7 @@ fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
         let out = ferry(&state, args);
         assert_eq!(out.code, 1, "{args:?}: {out:?}");
         assert!(
-            out.stderr.contains(repair) && !out.stderr.contains("out of runs/"),
+            out.stderr.contains(command) && !out.stderr.contains("out of runs/"),
             "{args:?}: {}",
             out.stderr
         );
@@ -227,31 +230,17 @@ fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
         );
     }
 
-    let out = ferry(
-        &state,
-        &[
-            "failover",
-            "repair",
-            "--plan-name",
-            "web",
-            "--active",
-            "dc9",
-        ],
-    );
+    let repair = |site: &str| {
+        ferry(
+            &state,
+            &["failover", "repair", "--plan-name", "web", "--active", site],
+        )
+    };
+    let out = repair("dc9");
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--active dc9"), "{out:?}");
 
-    let out = ferry(
-        &state,
-        &[
-            "failover",
-            "repair",
-            "--plan-name",
-            "web",
-            "--active",
-            "dc1",
-        ],
-    );
+    let out = repair("dc1");
     assert_eq!(out.code, 0, "{out:?}");
     let evidence = PathBuf::from(format!("{}.damaged", journal.display()));
     assert!(
@@ -270,17 +259,7 @@ fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
         "{v:?}"
     );
 
-    let out = ferry(
-        &state,
-        &[
-            "failover",
-            "repair",
-            "--plan-name",
-            "web",
-            "--active",
-            "dc1",
-        ],
-    );
+    let out = repair("dc1");
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("nothing to repair"), "{out:?}");
     // The plan runs again (and, with no speakers, rolls back).
