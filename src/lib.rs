@@ -14,6 +14,8 @@
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
 //! - [`line_append`]: one line appended durably, or the file cut back as it was (the
 //!   speaker's route journal and the controller's run journal).
+//! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
+//!   controller state).
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
 //!   one controller per plan).
 //! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (`unsafe`, as is only
@@ -37,6 +39,7 @@ pub mod filelock;
 pub mod inspect;
 pub mod lab;
 pub mod line_append;
+pub mod private_fs;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;

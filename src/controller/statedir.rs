@@ -16,11 +16,8 @@
 //! files (symlinks in `runs/` or `locks/` are left alone and named in a warning).
 
 use std::fs::Permissions;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// Mode bits that let the group or others in.
-const NOT_OWNER: u32 = 0o077;
 
 #[derive(Debug, thiserror::Error)]
 #[error("state directory {path}: {source}")]
@@ -39,11 +36,7 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> StateDirError + '_ {
 
 /// Creates `dir` (and its missing parents) with mode 0700; an existing `dir` is left as it is.
 pub fn private_dir(dir: &Path) -> Result<(), StateDirError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(err(dir))
+    crate::private_fs::create_dir(dir).map_err(err(dir))
 }
 
 /// Makes `state_dir`, `runs/` and `locks/` private (see the module docs); the warnings say
@@ -77,10 +70,9 @@ pub fn prepare(state_dir: &Path) -> Result<Vec<String>, StateDirError> {
 
 fn tighten(path: &Path, mode: u32, warnings: &mut Vec<String>) -> Result<(), StateDirError> {
     let meta = std::fs::metadata(path).map_err(err(path))?;
-    let old = meta.permissions().mode() & 0o7777;
-    if old & NOT_OWNER == 0 {
+    let Some(old) = crate::private_fs::exposed_mode(&meta) else {
         return Ok(());
-    }
+    };
     match std::fs::set_permissions(path, Permissions::from_mode(mode)) {
         Ok(()) => warnings.push(format!(
             "{} was mode {old:04o}, readable beyond its owner; set to {mode:04o}",
