@@ -140,7 +140,7 @@ fn damaged_run(dir: &Path) -> (PathBuf, String) {
 fn a_journal_with_a_seq_written_twice_is_still_shown_with_a_warning_and_refused_for_abort() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (journal, damaged) = damaged_run(dir.path());
+    let (_, damaged) = damaged_run(dir.path());
     let lines = damaged.lines().count() - 1;
 
     let out = ferry(&state, &["failover", "status"]);

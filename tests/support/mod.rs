@@ -987,4 +987,5 @@ pub fn http(
 /// is skipped with a message, or fails under FIT_REQUIRE=1 (CI).
 #[path = "../../src/test_fs.rs"]
 mod test_fs;
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use test_fs::TinyFs;
