@@ -135,9 +135,10 @@ fn repair_one(
         r.entries.first().map(|e| &e.record),
         Some(Record::RunStarted { .. })
     );
-    let legal = match has_start {
-        true => text.get(..r.good_len as usize).unwrap_or_default(),
-        false => &[][..],
+    let legal = if has_start {
+        text.get(..r.good_len as usize).unwrap_or_default()
+    } else {
+        &[][..]
     };
     let tmp = with_suffix(path, ".repair");
     match std::fs::remove_file(&tmp) {
@@ -188,9 +189,10 @@ fn started_from_name(path: &Path, plan: &str, by: &Holder) -> Record {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     Record::RunStarted {
-        direction: match run_id.ends_with("-failback") {
-            true => Direction::Failback,
-            false => Direction::Failover,
+        direction: if run_id.ends_with("-failback") {
+            Direction::Failback
+        } else {
+            Direction::Failover
         },
         run_id,
         plan: plan.to_owned(),
