@@ -2,9 +2,10 @@
 //! status|resume|abort|repair|history`: argument parsing, confirmation, progress and summaries. The
 //! work is done by [`crate::controller`].
 //!
-//! Exit codes: 0 completed (or nothing to do; for `abort`, rolled back), 1 the run failed,
-//! rolled back, stopped for the operator, or another controller holds the plan; 2 bad usage or
-//! a bad plan.
+//! Exit codes: 0 completed (or nothing to do; for `abort`, rolled back; for `repair`, the
+//! damaged runs closed), 1 the run failed, rolled back, stopped for the operator, or another
+//! controller holds the plan; 2 bad usage, a bad plan, or a `repair --active` that is not a
+//! site of the plan.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
