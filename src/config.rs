@@ -30,16 +30,6 @@ pub enum ConfigError {
     Exposed { path: PathBuf, mode: u32 },
 }
 
-/// The permission bits of a file that others than its owner may use (`None`: owner only), for
-/// files that hold secrets (a config with `md5_password`, a token file): like ssh with its
-/// keys, those are refused rather than used, since anyone who can read them can sign BGP
-/// segments or drive the API.
-pub fn exposed_mode(meta: &std::fs::Metadata) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = meta.permissions().mode() & 0o7777;
-    (mode & 0o077 != 0).then_some(mode)
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -521,12 +511,14 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        // Like ssh with its keys, a secret others may read is refused rather than used:
+        // anyone who can read it can sign BGP segments.
         if config.neighbors.iter().any(|n| n.md5_password.is_some()) {
             let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
                 source,
             })?;
-            if let Some(mode) = exposed_mode(&meta) {
+            if let Some(mode) = crate::private_fs::exposed_mode(&meta) {
                 return Err(ConfigError::Exposed {
                     path: path.to_owned(),
                     mode,

@@ -12,6 +12,10 @@
 //! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
 //! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
+//! - [`line_append`]: one line appended durably, or the file cut back as it was (the
+//!   speaker's route journal and the controller's run journal).
+//! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
+//!   controller state).
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
 //!   one controller per plan).
 //! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (`unsafe`, as is only
@@ -34,7 +38,11 @@ pub mod daemon;
 pub mod filelock;
 pub mod inspect;
 pub mod lab;
+pub mod line_append;
+pub mod private_fs;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;
+#[cfg(test)]
+pub(crate) mod test_fs;
 pub mod wire;

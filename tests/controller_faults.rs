@@ -6,10 +6,13 @@
 //! lock file 0600 even under umask 022; a looser existing directory or journal is tightened
 //! and a warning names it with its old mode; a journal with a seq written twice is still shown
 //! by `failover status` and `history` (its legal part, with a warning naming the line), while
-//! `abort` and a new run refuse it; another plan's journal that cannot be read does not stop a
+//! `abort` and a new run refuse it and name `ferry failover repair`, which closes the run with
+//! the site the operator names and keeps the damaged file; another plan's journal that cannot be read does not stop a
 //! run of this plan.
+//! A controller run as a normal user warns about a loose root-owned journal it cannot tighten
+//! and runs anyway.
 //! Failures injected: a 0755 state directory with a 0644 journal; a duplicated journal line;
-//! a journal that is not JSON.
+//! a journal that is not JSON; a 0644 journal owned by root under a controller run as nobody.
 
 mod support;
 
@@ -120,17 +123,25 @@ fn state_runs_and_locks_are_private_and_loose_ones_are_tightened_with_a_warning(
     }
 }
 
+/// A failover of the plan in `dir` whose journal then gets its second line again (what two
+/// controllers that both took over a run left behind: a second record with seq 1). Returns
+/// the journal and its damaged text.
+fn damaged_run(dir: &Path) -> (PathBuf, String) {
+    failover(dir);
+    let journal = journals(&dir.join("state")).pop().unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let line2 = text.lines().nth(1).unwrap();
+    let damaged = format!("{text}{line2}\n");
+    std::fs::write(&journal, &damaged).unwrap();
+    (journal, damaged)
+}
+
 #[test]
 fn a_journal_with_a_seq_written_twice_is_still_shown_with_a_warning_and_refused_for_abort() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    failover(dir.path());
-    let journal = journals(&state).pop().unwrap();
-    // What two controllers that both took over a run left behind: a second record with seq 1.
-    let text = std::fs::read_to_string(&journal).unwrap();
-    let line2 = text.lines().nth(1).unwrap();
-    let lines = text.lines().count();
-    std::fs::write(&journal, format!("{text}{line2}\n")).unwrap();
+    let (_, damaged) = damaged_run(dir.path());
+    let lines = damaged.lines().count() - 1;
 
     let out = ferry(&state, &["failover", "status"]);
     assert_eq!(out.code, 1, "{out:?}");
@@ -163,7 +174,7 @@ fn a_journal_with_a_seq_written_twice_is_still_shown_with_a_warning_and_refused_
         &["failover", "--yes", "--plan", plan.to_str().unwrap()],
     );
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("unfinished"), "{out:?}");
+    assert!(out.stderr.contains("damaged run journal"), "{out:?}");
     assert_eq!(journals(&state).len(), 1, "no new run started");
 }
 
@@ -184,4 +195,135 @@ fn another_plans_unreadable_journal_does_not_stop_a_run_of_this_plan() {
         out.stderr.contains("1-db-failover.jsonl") && out.stdout.contains("rolled back"),
         "{out:?}"
     );
+}
+
+/// The way out of a damaged journal is a command, never moving files by hand: `status`,
+/// `abort` and a new run name `ferry failover repair` (a new run also prints the damage), and
+/// `repair --active SITE` keeps the damaged file as `.damaged`, writes a fresh journal that
+/// ends with the site the operator named, and lets the plan run again.
+#[test]
+fn a_damaged_journal_is_closed_by_repair_and_every_message_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (journal, damaged) = damaged_run(dir.path());
+    let command = "ferry failover repair --plan-name web --active SITE";
+    let plan = dir.path().join("plan.toml");
+    let plan = plan.to_str().unwrap();
+
+    for args in [
+        &["failover", "status"][..],
+        &["failover", "abort"],
+        &["failover", "resume"],
+        &["failover", "--yes", "--plan", plan],
+    ] {
+        let out = ferry(&state, args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(command) && !out.stderr.contains("out of runs/"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("seq 1 where"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+
+    let repair = |site: &str| {
+        ferry(
+            &state,
+            &["failover", "repair", "--plan-name", "web", "--active", site],
+        )
+    };
+    let out = repair("dc9");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--active dc9"), "{out:?}");
+
+    let out = repair("dc1");
+    assert_eq!(out.code, 0, "{out:?}");
+    let evidence = PathBuf::from(format!("{}.damaged", journal.display()));
+    assert!(
+        out.stdout.contains(&evidence.display().to_string()) && out.stdout.contains("dc1"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&evidence).unwrap(), damaged);
+    assert_eq!(mode(&journal), 0o600);
+
+    let out = ferry(&state, &["failover", "status", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v[0]["active"], "dc1", "{v:?}");
+    assert!(
+        v[0]["state"].as_str().unwrap().contains("repaired"),
+        "{v:?}"
+    );
+
+    let out = repair("dc1");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("nothing to repair"), "{out:?}");
+    // The plan runs again (and, with no speakers, rolls back).
+    failover(dir.path());
+}
+
+/// A controller run as a normal user whose `runs/` holds a loose journal root created (someone
+/// ran `ferry failover` as root once): it cannot tighten that file (EPERM, not its owner), so
+/// it warns naming the file, its mode and its owner, and runs the plan anyway. Needs root (to
+/// create the root-owned file and to run `ferry` as nobody); skipped otherwise, unless
+/// FIT_REQUIRE=1.
+#[test]
+fn a_loose_journal_of_another_owner_is_named_in_a_warning_and_the_run_goes_on() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
+            panic!("needs root (FIT_REQUIRE=1)");
+        }
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("state");
+    failover(dir.path()); // as root: its journal is root's
+    let journal = journals(&state).pop().unwrap();
+    std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let nobody = 65534;
+    for d in [&state, &state.join("runs"), &state.join("locks")] {
+        std::os::unix::fs::chown(d, Some(nobody), Some(nobody)).unwrap();
+    }
+    for e in std::fs::read_dir(state.join("locks")).unwrap() {
+        std::os::unix::fs::chown(e.unwrap().path(), Some(nobody), Some(nobody)).unwrap();
+    }
+    let plan = dir.path().join("plan.toml");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", FERRY])
+        .args(["failover", "--yes", "--plan"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rolled back"),
+        "the run went on: {stdout}\n{stderr}"
+    );
+    let name = journal.display().to_string();
+    assert!(
+        stderr.contains(&format!("{name} is mode 0644"))
+            && stderr.contains("owned by uid 0")
+            && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert_eq!(mode(&journal), 0o644, "left as it was");
+    assert_eq!(journals(&state).len(), 2, "the new run has its journal");
 }

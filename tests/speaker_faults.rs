@@ -155,7 +155,7 @@ fn get_metrics(api: &Path) -> String {
 #[test]
 fn a_full_state_disk_refuses_changes_loses_nothing_and_recovers() {
     let mut speaker = Speaker::prepare(SpeakerSpec::default());
-    let Some(fs) = TinyFs::mount(&speaker.state_dir()) else {
+    let Some(fs) = TinyFs::mount_on(&speaker.state_dir(), "256k") else {
         return;
     };
     speaker.spawn();

@@ -1,10 +1,11 @@
 //! `ferry plan check`, `ferry failover`, `ferry failback` and `ferry failover
-//! status|resume|abort|history`: argument parsing, confirmation, progress and summaries. The
+//! status|resume|abort|repair|history`: argument parsing, confirmation, progress and summaries. The
 //! work is done by [`crate::controller`].
 //!
-//! Exit codes: 0 completed (or nothing to do; for `abort`, rolled back), 1 the run failed,
-//! rolled back, stopped for the operator, or another controller holds the plan; 2 bad usage or
-//! a bad plan.
+//! Exit codes: 0 completed (or nothing to do; for `abort`, rolled back; for `repair`, the
+//! damaged runs closed), 1 the run failed, rolled back, stopped for the operator, or another
+//! controller holds the plan; 2 bad usage, a bad plan, or a `repair --active` that is not a
+//! site of the plan.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use clap::{Args, Subcommand};
 use super::{table, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::controller::journal::now_ms;
 use crate::controller::lock::{self as plan_lock, Holder, Lock};
+use crate::controller::repair;
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
 use crate::controller::{
@@ -98,6 +100,21 @@ pub enum FailoverAction {
         /// Renew once and exit: 0 when every renewal succeeded, 1 otherwise.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Close the runs of a plan whose journals are damaged or cannot be read, once you have
+    /// checked which site announces the subnets (`ferry status` at each site). Each damaged
+    /// journal is kept as `<run>.jsonl.damaged`; a fresh journal takes its place: its legal
+    /// records, then one saying that --active announces the subnets. Status, new runs and
+    /// `failover keep` go by that site from then on.
+    Repair {
+        /// The plan whose runs to close (its `name`).
+        #[arg(long = "plan-name")]
+        plan_name: String,
+        /// The site that announces the plan's subnets now, as you checked it.
+        #[arg(long)]
+        active: String,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -324,6 +341,11 @@ pub fn failover(args: FailoverArgs) -> i32 {
         Some(FailoverAction::Resume(s)) => take_over(&s, false),
         Some(FailoverAction::Keep { plan, once, state }) => keep(&plan, once, &state),
         Some(FailoverAction::Abort(s)) => take_over(&s, true),
+        Some(FailoverAction::Repair {
+            plan_name,
+            active,
+            state,
+        }) => repair(&plan_name, &active, &state.state_dir),
         Some(FailoverAction::History { run, json, state }) => {
             history(&state.state_dir, run.as_deref(), json)
         }
@@ -404,6 +426,17 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         Err(code) => return code,
     };
     match runs::unfinished(state_dir, Some(&p.name)) {
+        Ok(u) if u.iter().any(|r| r.damaged.is_some()) => {
+            if let Ok(l) = runs::of_plan(state_dir, &p.name) {
+                warn(cmd, &l);
+            }
+            eprintln!(
+                "ferry {cmd}: plan {} has a damaged run journal; close it with {} first",
+                p.name,
+                repair::command(&p.name)
+            );
+            return EXIT_FAILED;
+        }
         Ok(u) if !u.is_empty() => {
             eprintln!(
                 "ferry {cmd}: run {} of plan {} is unfinished ({}); `ferry failover resume` or `ferry failover abort` first",
@@ -686,9 +719,9 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
     };
     if let Some(d) = &r.damaged {
         eprintln!(
-            "ferry failover {cmd}: run {} has a damaged journal ({d}); it cannot be resumed or aborted safely: check the sites (`ferry status`), then move {} out of runs/",
+            "ferry failover {cmd}: run {} has a damaged journal ({d}); it cannot be resumed or aborted safely: check which site announces the subnets (`ferry status`), then close the run with {}",
             r.run_id,
-            r.path.display()
+            repair::command(&r.plan)
         );
         return EXIT_FAILED;
     }
@@ -717,6 +750,42 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
         &r.run_id,
         started,
     )
+}
+
+/// `ferry failover repair`: under the plan's lock, close its damaged runs with `active`.
+fn repair(plan: &str, active: &str, state_dir: &Path) -> i32 {
+    let cmd = "failover repair";
+    let me = Holder::me(&format!("repair {plan}"));
+    let lock = match lock(state_dir, plan, &me, cmd) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match repair::repair(state_dir, plan, active, &me, &lock) {
+        Ok(done) if done.is_empty() => {
+            println!("nothing to repair: plan {plan} has no damaged run journal");
+            EXIT_OK
+        }
+        Ok(done) => {
+            for r in done {
+                println!(
+                    "repaired {}: {} legal records kept, closed with {active} announcing the subnets; the damaged journal is kept as {} ({})",
+                    r.journal.display(),
+                    r.kept,
+                    r.evidence.display(),
+                    r.damage
+                );
+            }
+            EXIT_OK
+        }
+        Err(e @ repair::RepairError::UnknownSite { .. }) => {
+            eprintln!("ferry {cmd}: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            EXIT_FAILED
+        }
+    }
 }
 
 fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {

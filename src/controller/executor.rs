@@ -468,12 +468,14 @@ impl<'a> Executor<'a> {
             .iter()
             .rev()
             .find_map(|e| match &e.record {
-                Record::RunFinished { active, .. } => Some(active.clone()),
+                Record::RunFinished { active, .. } | Record::Repaired { active, .. } => {
+                    Some(active.clone())
+                }
                 _ => None,
             })
             .unwrap_or_default();
         match outcome {
-            Outcome::Completed => End::Completed { active },
+            Outcome::Completed | Outcome::Repaired => End::Completed { active },
             Outcome::RolledBack => End::RolledBack {
                 active,
                 reason: self

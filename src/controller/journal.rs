@@ -6,16 +6,22 @@
 //!   appended and when a file is replayed; a record that does not fit is refused, so a journal
 //!   on disk is always a legal prefix of a run.
 //! - Replay works from any prefix. A last line without its newline is a torn write (the
-//!   controller died inside `write`): it is dropped and the file truncated before appending.
+//!   controller died inside `write`): it is dropped and the file truncated before appending,
+//!   by [`Journal::open`] under the journal's flock, so it never cuts a whole record another
+//!   process wrote while the file was being read.
 //!   Any other bad line is corruption and names its line.
 //! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds. An append writes only
 //!   when the file is exactly what this [`Journal`] has read and written (checked under an
 //!   exclusive `flock` of the journal): a second process appending to the same run is refused
 //!   ([`JournalError::Conflict`]), so no seq is ever written twice.
+//! - An append whose write or fsync fails (a full disk half way through the line) cuts the
+//!   file back to its last whole record, still under the flock, and returns the I/O error
+//!   ([`crate::line_append`]); the same [`Journal`] appends again once the disk has room.
 //! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
 //!   version) as far as it is legal and says where and why it stops, so `status` and
 //!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
-//! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds.
+//! - `repaired` closes a run from any phase after its start: written only by
+//!   [`super::repair`], at the end of a fresh copy of a damaged journal's legal part.
 //! - A hook's process is recorded (`hook_spawned`) after it starts and before it is waited
 //!   for, inside its open step or compensation: after a crash, `resume` and `abort` end what
 //!   is left of it before anything runs again. Journals written before that record existed
@@ -25,7 +31,6 @@
 //! ([`super::lock`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -57,6 +62,9 @@ pub enum Mode {
 pub enum Outcome {
     Completed,
     RolledBack,
+    /// Closed by `ferry failover repair` after the journal was damaged: the operator checked
+    /// the sites and named the active one.
+    Repaired,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +132,15 @@ pub enum Record {
         outcome: Outcome,
         /// The site announcing the subnets now.
         active: String,
+    },
+    /// `ferry failover repair` closed the run: its journal went on illegally past the records
+    /// before this one (`damage` says how); the damaged file is kept as `evidence`.
+    Repaired {
+        /// The site announcing the subnets now, as the operator confirmed it.
+        active: String,
+        by: Holder,
+        damage: String,
+        evidence: PathBuf,
     },
 }
 
@@ -287,6 +304,9 @@ impl Phase {
                     ..
                 },
             ) => Finished(Outcome::RolledBack),
+            // The operator closes a damaged run wherever its legal part ended, even after
+            // its end (a line duplicated past `run_finished`).
+            (p, R::Repaired { .. }) if p != Empty => Finished(Outcome::Repaired),
             // A takeover changes nothing else; it is there for the audit trail.
             (
                 p @ (Forward { .. } | Failed { .. } | Rollback { .. } | Stopped { .. }),
@@ -353,17 +373,37 @@ impl Journal {
     }
 
     /// Replay an existing journal, checking every transition; drops a torn last line.
+    ///
+    /// The replay and the cut happen under the journal's flock, so a record another process
+    /// appends meanwhile is either read (it is whole) or not yet begun; only a tail without a
+    /// newline (a writer that died inside `write`) is ever cut.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (entries, phase, steps, good_len) = replay(path)?;
         let io = |source| JournalError::Io {
             path: path.to_owned(),
             source,
         };
         let file = OpenOptions::new().append(true).open(path).map_err(io)?;
-        if file.metadata().map_err(io)?.len() != good_len {
+        let guard = lock_briefly(path, &file)?;
+        let (entries, phase, steps, good_len) = replay(path)?;
+        let on_disk = guard.metadata().map_err(io)?.len();
+        if on_disk != good_len {
+            // `replay` stops before a last line without its newline and nowhere else; read
+            // under the flock, the file cannot have grown since, but check the tail itself
+            // rather than trust that.
+            let text = std::fs::read(path).map_err(io)?;
+            let tail = text.get(good_len as usize..).unwrap_or_default();
+            if text.len() as u64 != on_disk || tail.contains(&b'\n') {
+                return Err(JournalError::Conflict {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "it changed while it was read ({on_disk} bytes, {good_len} replayed)"
+                    ),
+                });
+            }
             file.set_len(good_len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
+        drop(guard);
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -447,8 +487,23 @@ impl Journal {
                 ),
             });
         }
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        // Cut back under the flock: the bytes past `self.len` are this append's own.
+        if let Err(failed) = crate::line_append::append_line(&self.file, self.len, line.as_bytes())
+        {
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                source: match failed.cut_back {
+                    Ok(()) => failed.source,
+                    Err(cut) => std::io::Error::new(
+                        failed.source.kind(),
+                        format!(
+                            "{}; cutting the partial record back failed too ({cut}): `ferry failover resume` drops it",
+                            failed.source
+                        ),
+                    ),
+                },
+            });
+        }
         drop(guard);
         self.len += line.len() as u64;
         self.phase = phase;
@@ -458,6 +513,37 @@ impl Journal {
             return Err(JournalError::Crashed(seq));
         }
         Ok(self.entries.last().expect("just pushed"))
+    }
+}
+
+/// The journal's flock on `file`'s open file description (released when the guard drops).
+/// An append holds it for one write and fsync, so a holder is waited for up to a second;
+/// longer means a writer that is stuck or not ours to wait for: a conflict.
+fn lock_briefly(path: &Path, file: &File) -> Result<nix::fcntl::Flock<File>, JournalError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let clone = file.try_clone().map_err(|source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        match nix::fcntl::Flock::lock(clone, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(guard) => return Ok(guard),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(JournalError::Conflict {
+                    path: path.to_owned(),
+                    detail: "another process has been appending to it for over a second".into(),
+                })
+            }
+            Err((_, e)) => {
+                return Err(JournalError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                })
+            }
+        }
     }
 }
 
@@ -553,6 +639,7 @@ pub fn replay_prefix(path: &Path) -> Result<Replay, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn holder() -> Holder {
         Holder::me("test")
@@ -730,6 +817,102 @@ mod tests {
             }
         );
         assert!(r.damage.unwrap().to_string().contains("line 3"));
+    }
+
+    /// Invariant: a record whose append returned `Ok` (written and fsync'd) is never lost, even
+    /// when another process opens the journal meanwhile (`open` replays, then cuts a torn
+    /// tail: it must never cut a whole record written after it read the file). One thread
+    /// appends while another opens the journal again and again; every acknowledged record
+    /// is in the file at the end, and appends refused while the opener held the journal are
+    /// the only ones missing.
+    #[test]
+    fn open_while_another_writer_appends_never_cuts_an_acknowledged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut a = Journal::create(&path).unwrap();
+        a.append(started(1)).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let opener = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut opened = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match Journal::open(&path) {
+                        Ok(_) => opened += 1,
+                        Err(JournalError::Conflict { .. }) => {}
+                        Err(e) => panic!("open: {e}"),
+                    }
+                }
+                opened
+            })
+        };
+        let mut acked = 1;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while acked < 400 && std::time::Instant::now() < deadline {
+            match a.append(Record::Resumed { by: holder() }) {
+                Ok(_) => acked += 1,
+                Err(JournalError::Conflict { detail, .. })
+                    if detail.contains("another process is appending") => {}
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = opener.join();
+                    panic!("after {acked} records: {e}");
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let opened = opener.join().unwrap();
+        assert!(opened > 0, "the opener never got in");
+        assert_eq!(replay(&path).unwrap().0.len(), acked);
+    }
+
+    /// A record big enough that a full page leaves room for only part of its line.
+    fn long_resumed() -> Record {
+        let mut by = holder();
+        by.doing = "x".repeat(1500);
+        Record::Resumed { by }
+    }
+
+    /// ENOSPC half way through a line (a 64 KiB tmpfs): the append fails with the I/O error,
+    /// the file is cut back to its last whole line, and once space is back the same
+    /// [`Journal`] appends again (no "another process" conflict), seq after seq.
+    #[test]
+    fn an_append_that_fails_half_way_is_cut_back_and_the_next_append_goes_on() {
+        let Some(fs) = crate::test_fs::TinyFs::mount("64k") else {
+            return;
+        };
+        let path = fs.path().join("run.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(started(1)).unwrap();
+        let filler = fs.fill();
+        let mut n = 1;
+        let (good_len, e) = loop {
+            let len = std::fs::metadata(&path).unwrap().len();
+            match j.append(long_resumed()) {
+                Ok(_) => n += 1,
+                Err(e) => break (len, e),
+            }
+            assert!(n < 100, "the tmpfs never filled");
+        };
+        assert!(matches!(e, JournalError::Io { .. }), "{e}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            good_len,
+            "cut back"
+        );
+        assert_eq!(j.entries().len(), n);
+
+        std::fs::remove_file(filler).unwrap();
+        j.append(long_resumed()).unwrap();
+        j.append(Record::StepStarted {
+            step: 0,
+            name: "s0".into(),
+        })
+        .unwrap();
+        let (entries, _, _, _) = replay(&path).unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (0..n as u64 + 2).collect::<Vec<_>>());
+        assert!(!std::fs::read(&path).unwrap().contains(&0), "NUL octets");
     }
 
     #[test]

@@ -78,10 +78,11 @@ pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
         Ok(l) => {
             let files: Vec<String> = l.unreadable.iter().map(|u| u.to_string()).collect();
             Err(format!(
-                "plan {}: cannot read its run journal {}; which site holds the subnets is unknown, so no lease of plan {} is renewed until the file is repaired or moved out of runs/",
+                "plan {}: cannot read its run journal {}; which site holds the subnets is unknown, so no lease of plan {} is renewed until {} closes the run",
                 plan.name,
                 files.join("; "),
-                plan.name
+                plan.name,
+                super::repair::command(&plan.name)
             ))
         }
         Err(e) => Err(format!("plan {}: cannot read the runs: {e}", plan.name)),
@@ -289,7 +290,7 @@ subnets = ["198.51.100.0/24"]
             mode: Mode::Planned,
             steps: Vec::new(),
             by: Holder::me("test"),
-            plan_text: String::new(),
+            plan_text: self::plan(Some(30), Some(30)).text,
         })
         .unwrap();
         j.append(Record::RunFinished {
@@ -323,11 +324,86 @@ subnets = ["198.51.100.0/24"]
         let t = tick(&p, dir.path(), &fake);
         let e = t.targets.as_ref().unwrap_err();
         assert!(
-            e.contains("3-web-failback.jsonl") && e.contains("line 1"),
+            e.contains("3-web-failback.jsonl")
+                && e.contains("line 1")
+                && e.contains("ferry failover repair --plan-name web --active SITE"),
             "{e}"
         );
         assert!(!t.ok());
         assert!(fake.0.borrow().is_empty());
+    }
+
+    /// A completed planned failover to dc2 whose journal later got a line twice: while it is
+    /// damaged the keeper renews both sites (the active one is unknown); `repair --active dc2`
+    /// closes it, keeps the damaged file beside it, and from then on only dc2 is renewed (not
+    /// dc1, which moving the file out of runs/ by hand used to give: production withdrawn).
+    #[test]
+    fn a_repaired_run_renews_the_site_the_operator_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(Some(30), Some(30));
+        finished_failover(dir.path(), "web", 1);
+        let journal = dir.path().join("runs/1-web-failover.jsonl");
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let last = text.lines().last().unwrap().to_owned();
+        std::fs::write(&journal, format!("{text}{last}\n")).unwrap();
+        let renewed = |dir: &Path| {
+            let fake = FakeRenew::default();
+            let t = tick(&p, dir, &fake);
+            assert!(t.ok(), "{t:?}");
+            fake.0.take()
+        };
+        assert_eq!(renewed(dir.path()), ["dc1", "dc2"], "damaged: both");
+
+        let me = Holder::me("repair web");
+        let lock = crate::controller::lock::Lock::acquire(dir.path(), "web", &me).unwrap();
+        let e = crate::controller::repair::repair(dir.path(), "web", "dc9", &me, &lock)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--active dc9") && e.contains("dc1, dc2"), "{e}");
+        let done = crate::controller::repair::repair(dir.path(), "web", "dc2", &me, &lock).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].kept, 2);
+        let evidence = dir.path().join("runs/1-web-failover.jsonl.damaged");
+        assert_eq!(done[0].evidence, evidence);
+        assert_eq!(
+            std::fs::read_to_string(&evidence).unwrap(),
+            format!("{text}{last}\n")
+        );
+        assert_eq!(renewed(dir.path()), ["dc2"], "repaired: the named site");
+
+        let l = runs::of_plan(dir.path(), "web").unwrap();
+        assert!(l.warnings().is_empty(), "{:?}", l.warnings());
+        assert_eq!(
+            l.runs[0].state(),
+            "repaired (the operator named the active site)"
+        );
+        assert!(
+            crate::controller::repair::repair(dir.path(), "web", "dc2", &me, &lock)
+                .unwrap()
+                .is_empty(),
+            "nothing left to repair"
+        );
+    }
+
+    /// A journal of this plan that cannot be read at all (no legal `run_started`) is closed
+    /// too, with a start made from its file name.
+    #[test]
+    fn an_unreadable_journal_is_repaired_from_its_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(Some(30), Some(30));
+        finished_failover(dir.path(), "web", 1);
+        std::fs::write(dir.path().join("runs/3-web-failback.jsonl"), "not json\n").unwrap();
+        let me = Holder::me("repair web");
+        let lock = crate::controller::lock::Lock::acquire(dir.path(), "web", &me).unwrap();
+        let done = crate::controller::repair::repair(dir.path(), "web", "dc1", &me, &lock).unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(done[0].damage.contains("line 1"), "{:?}", done[0]);
+        let fake = FakeRenew::default();
+        let t = tick(&p, dir.path(), &fake);
+        assert_eq!(t.targets, Ok(vec!["dc1".to_string()]));
+        let l = runs::of_plan(dir.path(), "web").unwrap();
+        assert_eq!(l.runs.len(), 2);
+        assert_eq!(l.runs[1].direction, Direction::Failback);
     }
 
     #[test]

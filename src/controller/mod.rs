@@ -7,6 +7,7 @@
 //! - [`lock`]: one controller per plan, the holder named.
 //! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
 //! - [`keeper`]: which sites' leases `ferry failover keep` renews, and how often.
+//! - [`repair`]: closes a damaged run with a record of the active site the operator named.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
@@ -23,6 +24,7 @@ pub mod journal;
 pub mod keeper;
 pub mod lock;
 pub mod plan;
+pub mod repair;
 pub mod runs;
 pub mod sites;
 pub mod statedir;

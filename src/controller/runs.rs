@@ -9,7 +9,8 @@
 //!   the whole directory because of one file.
 //! - A journal that stops being legal part way (say, a seq written twice) is still a run: its
 //!   legal prefix with [`RunSummary::damaged`] saying where and why. It counts as unfinished
-//!   (resume and abort refuse it, new runs of its plan wait), so someone looks at it.
+//!   (resume and abort refuse it, new runs of its plan wait), so someone looks at it; the
+//!   warnings name the way out, `ferry failover repair` ([`super::repair`]).
 //! - [`of_plan`] reads only the journals whose file name names that plan, so the keeper and
 //!   the controller of one plan never stop on another plan's journal.
 //!
@@ -104,6 +105,9 @@ impl RunSummary {
         match self.phase {
             Phase::Finished(Outcome::Completed) => "completed".into(),
             Phase::Finished(Outcome::RolledBack) => "rolled back".into(),
+            Phase::Finished(Outcome::Repaired) => {
+                "repaired (the operator named the active site)".into()
+            }
             Phase::Stopped { .. } => "stopped (resume or abort)".into(),
             Phase::Empty => "empty".into(),
             _ => "interrupted (resume or abort)".into(),
@@ -171,7 +175,9 @@ impl RunSummary {
                     &format!("UNDO FAILED: {error}"),
                 )),
                 Record::Resumed { by } => s.takeovers.push(by.clone()),
-                Record::RunFinished { active, .. } => s.active = Some(active.clone()),
+                Record::RunFinished { active, .. } | Record::Repaired { active, .. } => {
+                    s.active = Some(active.clone())
+                }
                 _ => {}
             }
         }
@@ -203,17 +209,20 @@ impl Listing {
     /// One warning per unreadable or damaged journal, with what to do.
     pub fn warnings(&self) -> Vec<String> {
         let bad = self.unreadable.iter().map(|u| {
-            format!("cannot read the run journal {u}; its run is not shown: repair the file or move it out of runs/")
+            let plan = plan_of_file(&u.path).unwrap_or("PLAN");
+            format!(
+                "cannot read the run journal {u}; its run is not shown: check which site announces the subnets (`ferry status`), then close the run with {}",
+                super::repair::command(plan)
+            )
         });
         let damaged = self.runs.iter().filter_map(|r| {
             r.damaged.as_ref().map(|d| {
                 format!(
-                    "run {} of plan {} has a damaged journal ({d}); shown as far as it is legal, {}. Resume and abort refuse it: check the sites (`ferry status`), then move {} out of runs/ to let plan {} run again",
+                    "run {} of plan {} has a damaged journal ({d}); shown as far as it is legal, {}. Resume and abort refuse it: check which site announces the subnets (`ferry status`), then close the run with {} (the damaged file is kept beside it)",
                     r.run_id,
                     r.plan,
                     r.state_of_prefix(),
-                    r.path.display(),
-                    r.plan
+                    super::repair::command(&r.plan)
                 )
             })
         });
@@ -310,8 +319,8 @@ pub fn unfinished(state_dir: &Path, plan: Option<&str>) -> Result<Vec<RunSummary
     };
     if let Some(u) = l.unreadable.first() {
         return Err(format!(
-            "cannot read the run journal {u}: it may hold an unfinished run; repair the file or move it out of runs/{}",
-            if plan.is_none() { " (or name the plan with --plan-name)" } else { "" }
+            "cannot read the run journal {u}: it may hold an unfinished run; check which site announces the subnets (`ferry status`), then close it with {}",
+            super::repair::command(plan.or(plan_of_file(&u.path)).unwrap_or("PLAN"))
         ));
     }
     Ok(l.runs.into_iter().filter(|r| !r.finished()).collect())

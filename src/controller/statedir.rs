@@ -8,17 +8,16 @@
 //!   that its group or others may use, and any file in `runs/` or `locks/` they may read, is
 //!   tightened (0700, 0600) and a warning names it with its old mode. Tightening rather than
 //!   refusing: a refusal would stop `abort` in the middle of a failover over a mode, while
-//!   tightening ends the exposure at once and says so.
+//!   tightening ends the exposure at once and says so. One that cannot be tightened (EPERM:
+//!   another owner's, say root's while the controller runs as a user) is left as it is, and
+//!   the warning names it with its mode and owner.
 //!
 //! Never does: change the owner, or follow a symlink out of the state directory when tightening
 //! files (symlinks in `runs/` or `locks/` are left alone and named in a warning).
 
 use std::fs::Permissions;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// Mode bits that let the group or others in.
-const NOT_OWNER: u32 = 0o077;
 
 #[derive(Debug, thiserror::Error)]
 #[error("state directory {path}: {source}")]
@@ -37,11 +36,7 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> StateDirError + '_ {
 
 /// Creates `dir` (and its missing parents) with mode 0700; an existing `dir` is left as it is.
 pub fn private_dir(dir: &Path) -> Result<(), StateDirError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(err(dir))
+    crate::private_fs::create_dir(dir).map_err(err(dir))
 }
 
 /// Makes `state_dir`, `runs/` and `locks/` private (see the module docs); the warnings say
@@ -74,17 +69,23 @@ pub fn prepare(state_dir: &Path) -> Result<Vec<String>, StateDirError> {
 }
 
 fn tighten(path: &Path, mode: u32, warnings: &mut Vec<String>) -> Result<(), StateDirError> {
-    let old = std::fs::metadata(path)
-        .map_err(err(path))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if old & NOT_OWNER != 0 {
-        std::fs::set_permissions(path, Permissions::from_mode(mode)).map_err(err(path))?;
-        warnings.push(format!(
+    let meta = std::fs::metadata(path).map_err(err(path))?;
+    let Some(old) = crate::private_fs::exposed_mode(&meta) else {
+        return Ok(());
+    };
+    match std::fs::set_permissions(path, Permissions::from_mode(mode)) {
+        Ok(()) => warnings.push(format!(
             "{} was mode {old:04o}, readable beyond its owner; set to {mode:04o}",
             path.display()
-        ));
+        )),
+        // Not ours to change (created by root, say, while this controller runs as a user):
+        // refusing would stop `abort` mid-failover over a mode; say who can fix it instead.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => warnings.push(format!(
+            "{} is mode {old:04o}, readable beyond its owner, and owned by uid {}, not by this controller's user, so it cannot be tightened: as its owner or root, chmod {mode:o} it",
+            path.display(),
+            meta.uid(),
+        )),
+        Err(e) => return Err(err(path)(e)),
     }
     Ok(())
 }

@@ -348,19 +348,13 @@ pub const STATE_LOCK_FILE: &str = "lock";
 /// gets an error naming the holder and has touched nothing (the lock file is opened without
 /// truncation and only the holder writes it).
 fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = &config.speaker.state_dir;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    crate::private_fs::create_dir(dir)
         .with_context(|| format!("speaker.state_dir {}: cannot create", dir.display()))?;
-    let mode = std::fs::metadata(dir)
-        .with_context(|| format!("speaker.state_dir {}", dir.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o7777), "state_dir is open to group or others; chmod 700 it");
+    let meta =
+        std::fs::metadata(dir).with_context(|| format!("speaker.state_dir {}", dir.display()))?;
+    if let Some(mode) = crate::private_fs::exposed_mode(&meta) {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "state_dir is open to group or others; chmod 700 it");
     }
     let mut lock = match FileLock::try_acquire(&dir.join(STATE_LOCK_FILE)) {
         Ok(l) => l,
@@ -390,7 +384,7 @@ fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
 fn read_api_token(file: &std::path::Path) -> anyhow::Result<String> {
     let name = || format!("speaker.api_token_file {}", file.display());
     let meta = std::fs::metadata(file).with_context(name)?;
-    if let Some(mode) = crate::config::exposed_mode(&meta) {
+    if let Some(mode) = crate::private_fs::exposed_mode(&meta) {
         anyhow::bail!(
             "{} is open to group or others (mode {mode:04o}): run `chmod 600 {}`",
             name(),

@@ -508,21 +508,17 @@ impl RouteStore {
         let Some((f, len)) = self.journal.as_mut() else {
             return Ok(());
         };
-        let written = f
-            .write_all(&line)
-            .and_then(|()| f.sync_data())
-            .map_err(io_err("append to", &path));
-        match written {
+        match crate::line_append::append_line(f, *len, &line) {
             Ok(()) => {
                 *len += line.len() as u64;
                 Ok(())
             }
-            Err(e) => {
-                if f.set_len(*len).and_then(|()| f.sync_data()).is_err() {
+            Err(failed) => {
+                if failed.cut_back.is_err() {
                     self.journal = None;
                     self.snapshot = None;
                 }
-                Err(e)
+                Err(io_err("append to", &path)(failed.source))
             }
         }
     }
@@ -710,6 +706,7 @@ impl RouteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_fs::TinyFs;
 
     fn route(p: &str) -> Route {
         Route::new(p.parse().unwrap()).unwrap()
@@ -1068,56 +1065,6 @@ mod tests {
         assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), &model);
     }
 
-    /// A 256 KiB tmpfs on a temp dir (root only), so that writes fail with ENOSPC half way;
-    /// unmounted on drop. `None` (test skipped, said on stderr) when it cannot be mounted.
-    struct TinyFs(tempfile::TempDir);
-
-    impl TinyFs {
-        fn mount() -> Option<Self> {
-            let dir = tempfile::Builder::new()
-                .prefix("ferry-store-tinyfs-")
-                .tempdir()
-                .unwrap();
-            let ok = std::process::Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    "size=256k,mode=700",
-                    "ferry-store-test",
-                ])
-                .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!("skipped: cannot mount a tmpfs (needs root)");
-                return None;
-            }
-            Some(Self(dir))
-        }
-
-        fn path(&self) -> &Path {
-            self.0.path()
-        }
-
-        /// Take every free page; returns the file that holds them (remove it to free them).
-        fn fill(&self) -> PathBuf {
-            let path = self.path().join("filler");
-            let mut f = File::create(&path).unwrap();
-            while f.write(&[0xaa; 4096]).is_ok_and(|n| n > 0) {}
-            path
-        }
-    }
-
-    impl Drop for TinyFs {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(self.0.path())
-                .status();
-        }
-    }
-
     /// A route whose journal line is ~1 KiB, so that a full page leaves room for part of it.
     fn long_route(i: u32) -> Route {
         let mut r = route(&format!("2001:db8:{i:x}::/48"));
@@ -1133,7 +1080,9 @@ mod tests {
     /// returned `Ok`, and none other, loads again.
     #[test]
     fn an_append_that_fails_half_way_leaves_a_journal_the_next_append_and_load_can_use() {
-        let Some(fs) = TinyFs::mount() else { return };
+        let Some(fs) = TinyFs::mount("256k") else {
+            return;
+        };
         let mut s = RouteStore::load(fs.path()).unwrap();
         s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
             .unwrap();
@@ -1180,7 +1129,9 @@ mod tests {
     /// snapshot behind, refuses changes until space is back, then writes a snapshot.
     #[test]
     fn a_full_disk_at_load_still_loads_and_the_next_change_writes_a_snapshot() {
-        let Some(fs) = TinyFs::mount() else { return };
+        let Some(fs) = TinyFs::mount("256k") else {
+            return;
+        };
         let mut s = RouteStore::load(fs.path()).unwrap();
         for i in 0..3 {
             s.apply(Change::Announce(vec![long_route(i)])).unwrap();

@@ -982,49 +982,10 @@ pub fn http(
 // A small disk that fills up
 // ---------------------------------------------------------------------------------------------
 
-/// A 256 KiB tmpfs mounted on a directory of the test's (a state directory, say), unmounted
-/// (lazily) when dropped. Needs root: without it the test is skipped with a message, or fails
-/// under FIT_REQUIRE=1 (CI), so a full-disk test never passes without having run.
-pub struct TinyFs(PathBuf);
-
-impl TinyFs {
-    pub fn mount(dir: &Path) -> Option<Self> {
-        std::fs::create_dir_all(dir).expect("mount point");
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                "size=256k,mode=700",
-                "ferry-test-tinyfs",
-            ])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-                panic!(
-                    "cannot mount a tmpfs on {} (needs root; FIT_REQUIRE=1)",
-                    dir.display()
-                );
-            }
-            eprintln!("skipped: cannot mount a tmpfs (needs root)");
-            return None;
-        }
-        Some(Self(dir.to_owned()))
-    }
-
-    /// Take every free page; returns the file holding them.
-    pub fn fill(&self) -> PathBuf {
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        while f.write(&[0xaa; 4096]).is_ok_and(|n| n > 0) {}
-        path
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+/// A tmpfs mounted on a directory of the test's (a state directory, say), unmounted (lazily)
+/// when dropped: the library's own test helper, the one copy. Needs root: without it the test
+/// is skipped with a message, or fails under FIT_REQUIRE=1 (CI).
+#[path = "../../src/test_fs.rs"]
+mod test_fs;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use test_fs::TinyFs;
