@@ -490,8 +490,16 @@ fn render_toml_error(text: &str, e: &toml::de::Error) -> String {
         .unwrap_or(0);
     let before = &text[..at];
     let line = before.matches('\n').count();
-    if !secret.get(line).copied().unwrap_or(false) {
-        return e.to_string();
+    // toml quotes the line it counts the error on, which is not always the one the span's
+    // start falls on (an error at the end of the text is shown on the last line): judge by
+    // what its message would show, too.
+    let shown = e.to_string();
+    let shows_secret = text
+        .split('\n')
+        .zip(&secret)
+        .any(|(l, s)| *s && !l.trim().is_empty() && shown.contains(l.trim()));
+    if !shows_secret && !secret.get(line).copied().unwrap_or(false) {
+        return shown;
     }
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!(
@@ -702,6 +710,12 @@ hold_time = 9
                 format!("md5_password = \"\"\"\n{secret}\n"),
             ),
             ("typo of the key", format!("md5_pasword = \"{secret}\"\n")),
+            // Found by the `config` fuzz target: toml shows an error at the end of the text
+            // on the last line, not on the (empty) line after the last newline.
+            (
+                "a multi-line literal string opened earlier, error at the end",
+                format!("description = ''''x\nmd5_password = \"{secret}\n"),
+            ),
             (
                 "too long",
                 format!("md5_password = \"{}\"\n", secret.repeat(5)),
