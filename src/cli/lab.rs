@@ -111,6 +111,11 @@ pub enum LabCommand {
         /// Seconds the lab may take to recover from a healed fault (sessions back up).
         #[arg(long, default_value_t = 60)]
         recover: u64,
+        /// Make the moves with the failover controller (`ferry failover`, state in
+        /// OUT/controller/) and also draw `controller-kill`: SIGKILL of it mid-move, then
+        /// `resume` or `abort`; the active site is then the one its journal names.
+        #[arg(long)]
+        controller: bool,
     },
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
@@ -302,6 +307,7 @@ pub fn run(args: LabArgs) -> i32 {
             minutes,
             run,
             recover,
+            controller,
         } => {
             let (instance, out) = run.instance_and_out("c");
             let RunArgs { bound, verbose, .. } = run;
@@ -313,6 +319,7 @@ pub fn run(args: LabArgs) -> i32 {
                 recover_bound: Duration::from_secs(recover),
                 out: out.clone(),
                 verbose,
+                controller,
             };
             println!("chaos seed {seed}, {minutes} min, lab {instance}");
             match chaos::run(&instance, &opts) {

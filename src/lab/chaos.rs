@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::chaos_ctl::Controller;
 use super::instance::Lab;
 use super::moves::Order;
 use super::scenarios::{Bench, DownGuard, Say};
@@ -54,6 +55,8 @@ pub struct ChaosOptions {
     pub recover_bound: Duration,
     pub out: PathBuf,
     pub verbose: bool,
+    /// Moves through the failover controller (`ferry failover`), which may then be killed.
+    pub controller: bool,
 }
 
 /// The first invariant that did not hold.
@@ -94,9 +97,22 @@ pub struct ChaosReport {
 /// One drawn fault.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
-    SpeakerKill { site: Site, down_for: Duration },
-    BgpdKill { site: Site },
-    LinkCut { site: Site, down_for: Duration },
+    SpeakerKill {
+        site: Site,
+        down_for: Duration,
+    },
+    BgpdKill {
+        site: Site,
+    },
+    LinkCut {
+        site: Site,
+        down_for: Duration,
+    },
+    /// SIGKILL of the controller `after` its move started, then `abort` or resume.
+    ControllerKill {
+        after: Duration,
+        abort: bool,
+    },
     None,
 }
 
@@ -106,6 +122,7 @@ impl Fault {
             Fault::SpeakerKill { .. } => "speaker-kill",
             Fault::BgpdKill { .. } => "bgpd-kill",
             Fault::LinkCut { .. } => "link-cut",
+            Fault::ControllerKill { .. } => "controller-kill",
             Fault::None => "none",
         }
     }
@@ -145,8 +162,19 @@ impl Draw {
         }
     }
 
+    /// A fault of the lab's own moves (no controller to kill).
     pub fn fault(&mut self) -> Fault {
-        match self.below(4) {
+        self.fault_among(4)
+    }
+
+    /// A fault when the controller makes the moves: `controller-kill` drawn too. The other
+    /// classes keep their numbers, so `fault` of a seed is unchanged.
+    pub fn fault_with_controller(&mut self) -> Fault {
+        self.fault_among(5)
+    }
+
+    fn fault_among(&mut self, classes: u64) -> Fault {
+        match self.below(classes) {
             0 => Fault::SpeakerKill {
                 site: self.site(),
                 down_for: self.millis(0, 1500),
@@ -155,6 +183,10 @@ impl Draw {
             2 => Fault::LinkCut {
                 site: self.site(),
                 down_for: self.millis(500, 3000),
+            },
+            4 => Fault::ControllerKill {
+                after: self.millis(0, 3000),
+                abort: self.below(2) == 0,
             },
             _ => Fault::None,
         }
@@ -181,6 +213,10 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
     };
     lab.up(&|m| say.line(m))?;
     let mut bench = Bench::start(lab, &opts.out, say)?;
+    let ctl = match opts.controller {
+        true => Some(hand_to_controller(&mut bench, opts)?),
+        false => None,
+    };
     let baseline = process_counts(&bench.lab);
     let started = Instant::now();
     let mut draw = Draw::new(opts.seed);
@@ -196,7 +232,10 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
     while started.elapsed() < opts.duration {
         rep.steps += 1;
         let step = rep.steps;
-        let fault = draw.fault();
+        let fault = match ctl {
+            Some(_) => draw.fault_with_controller(),
+            None => draw.fault(),
+        };
         let order = draw.moves();
         say.line(&format!(
             "step {step}: fault {fault:?}, then move {order:?}"
@@ -204,7 +243,15 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
         if fault != Fault::None {
             *rep.faults.entry(fault.class()).or_default() += 1;
         }
-        if let Err(mut v) = one_step(&mut bench, fault, order, &baseline, opts, &mut rep) {
+        if let Err(mut v) = one_step(
+            &mut bench,
+            ctl.as_ref(),
+            fault,
+            order,
+            &baseline,
+            opts,
+            &mut rep,
+        ) {
             v.step = step;
             v.fault = format!("{fault:?}, then move {order:?}");
             rep.violation = Some(v);
@@ -224,6 +271,7 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
 /// move whose calls fail are violations too: the lab did not take the fault.
 fn one_step(
     bench: &mut Bench,
+    ctl: Option<&Controller>,
     fault: Fault,
     order: Option<Order>,
     baseline: &BTreeMap<String, usize>,
@@ -232,18 +280,136 @@ fn one_step(
 ) -> std::result::Result<(), Violation> {
     inject(bench, fault).map_err(|e| Violation::new("fault-healed", e.to_string()))?;
     // Recover first: a move starts from a lab whose sessions are up.
-    let active = bench.lab.state.active.unwrap_or(Site::Primary);
+    let active = match ctl {
+        Some(c) => journal_active(c)?,
+        None => bench.lab.state.active.unwrap_or(Site::Primary),
+    };
     check(bench, active, baseline, opts, &mut rep.checks_passed)?;
-    if let Some(order) = order {
-        let to = active.other();
-        let name = format!("chaos-{}-{}", rep.steps, to.name());
-        bench
-            .planned(&name, to, order, opts.move_bound)
-            .map_err(|e| Violation::new("moved", e.to_string()))?;
+    // The controller can only be killed in a move: that fault always brings one.
+    let order = match fault {
+        Fault::ControllerKill { .. } => order.or(Some(Order::BreakBeforeMake)),
+        _ => order,
+    };
+    let Some(order) = order else {
+        return Ok(());
+    };
+    let to = active.other();
+    let now = match ctl {
+        None => {
+            let name = format!("chaos-{}-{}", rep.steps, to.name());
+            bench
+                .planned(&name, to, order, opts.move_bound)
+                .map_err(|e| Violation::new("moved", e.to_string()))?;
+            to
+        }
+        Some(c) => {
+            controller_move(c, bench.say, fault, to, opts)
+                .map_err(|e| Violation::new("moved", e.to_string()))?;
+            let now = journal_active(c)?;
+            // Only a killed controller's run may end where it started (aborted, or killed
+            // before its journal began); a plain move that did not arrive is a failed move.
+            if now != to && !matches!(fault, Fault::ControllerKill { .. }) {
+                return Err(Violation::new(
+                    "moved",
+                    format!("the controller's journal says {now} is active after a move to {to}"),
+                ));
+            }
+            now
+        }
+    };
+    if now == to {
         rep.moves += 1;
-        check(bench, to, baseline, opts, &mut rep.checks_passed)?;
     }
+    check(bench, now, baseline, opts, &mut rep.checks_passed)?;
     Ok(())
+}
+
+/// Give the active VM's responder to the controller's hooks (see [`Controller::take_over_vm`])
+/// and wait until the probes are answered by it again.
+fn hand_to_controller(bench: &mut Bench, opts: &ChaosOptions) -> Result<Controller> {
+    let ctl = Controller::new(&bench.lab, &opts.out)?;
+    ctl.take_over_vm(&mut bench.lab, Site::Primary)?;
+    if !bench.converges_to(Site::Primary, Duration::from_secs(10)) {
+        return Err(LabError::step(
+            "controller's responder",
+            "the primary VM started by the plan's hook does not answer the probes",
+        ));
+    }
+    bench.say.line(&format!(
+        "moves through the controller: plan {}, state {}",
+        ctl.plan.display(),
+        ctl.state_dir.display()
+    ));
+    Ok(ctl)
+}
+
+/// The active site as the controller's journal says (an unreadable or unfinished journal is
+/// a violation of `acknowledged`: nobody could tell which site should announce).
+fn journal_active(c: &Controller) -> std::result::Result<Site, Violation> {
+    c.active()
+        .map_err(|e| Violation::new("acknowledged", e.to_string()))
+}
+
+/// One move by the controller; with `controller-kill`, SIGKILL it `after` its start (if it is
+/// still running), then resume or abort its run.
+fn controller_move(
+    c: &Controller,
+    say: Say,
+    fault: Fault,
+    to: Site,
+    opts: &ChaosOptions,
+) -> Result<()> {
+    // Two 5 s hooks and a 20 s verification, on a loaded machine.
+    let bound = opts.move_bound.max(Duration::from_secs(60));
+    let Fault::ControllerKill { after, abort } = fault else {
+        let out = c.move_to(to, bound)?;
+        say.line(&format!("  controller: {}", last_word(&out)));
+        return Ok(());
+    };
+    let mut child = c.spawn_move(to)?;
+    let started = Instant::now();
+    let mut done = None;
+    while started.elapsed() < after {
+        done = child
+            .try_wait()
+            .map_err(|e| LabError::step("waiting for ferry failover", e))?;
+        if done.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match done {
+        Some(status) => say.line(&format!(
+            "  controller finished ({status}) before its SIGKILL at {} ms",
+            after.as_millis()
+        )),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            say.line(&format!(
+                "  controller SIGKILLed {} ms into the move",
+                after.as_millis()
+            ));
+        }
+    }
+    let out = c.finish(abort, bound)?;
+    say.line(&format!(
+        "  controller {}: {}",
+        if abort { "abort" } else { "resume" },
+        last_word(&out)
+    ));
+    Ok(())
+}
+
+/// The controller's verdict: its output's line that says how the run ended.
+fn last_word(out: &str) -> &str {
+    out.lines()
+        .find(|l| {
+            ["completed in", "rolled back in", "nothing to"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .unwrap_or("(no verdict printed)")
 }
 
 /// Copy the speakers' logs and the routers' bgpd logs into `out/logs/` before the lab (and its
@@ -295,7 +461,8 @@ fn inject(bench: &mut Bench, fault: Fault) -> Result<()> {
             proc::ip(&["-n", &ns, "link", "set", &ifname, "up"])?;
             Ok(())
         }
-        Fault::None => Ok(()),
+        // Injected in the move, by `controller_move`.
+        Fault::ControllerKill { .. } | Fault::None => Ok(()),
     }
 }
 
@@ -389,6 +556,13 @@ fn check(
                 }
             })
     };
+    let orphans = Controller::hook_orphans(&lab.instance);
+    if !orphans.is_empty() {
+        return Err(violation(
+            "no-leak",
+            format!("processes {orphans:?} started by a controller's hook still run"),
+        ));
+    }
     for (ns, n) in &process_counts(lab) {
         let like = role_of(ns).and_then(vm_ns).unwrap_or_else(|| ns.clone());
         let before = baseline.get(&like).copied().unwrap_or(0);
@@ -437,6 +611,10 @@ mod tests {
         let classes: std::collections::BTreeSet<_> =
             run(7).iter().map(|(f, _)| f.class()).collect();
         assert_eq!(classes.len(), 4, "{classes:?}");
+        assert!(
+            !classes.contains("controller-kill"),
+            "no controller to kill"
+        );
         for (f, _) in run(7) {
             match f {
                 Fault::SpeakerKill { down_for, .. } => {
@@ -448,5 +626,29 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn with_the_controller_every_class_and_both_endings_are_drawn() {
+        let run = |seed| {
+            let mut d = Draw::new(seed);
+            (0..200)
+                .map(|_| (d.fault_with_controller(), d.moves()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        let classes: std::collections::BTreeSet<_> =
+            run(7).iter().map(|(f, _)| f.class()).collect();
+        assert_eq!(classes.len(), 5, "{classes:?}");
+        let kills: Vec<_> = run(7)
+            .into_iter()
+            .filter_map(|(f, _)| match f {
+                Fault::ControllerKill { after, abort } => Some((after, abort)),
+                _ => None,
+            })
+            .collect();
+        assert!(kills.iter().all(|(a, _)| *a <= Duration::from_secs(3)));
+        assert!(kills.iter().any(|(_, abort)| *abort), "abort drawn");
+        assert!(kills.iter().any(|(_, abort)| !abort), "resume drawn");
     }
 }
