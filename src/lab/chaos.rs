@@ -88,6 +88,9 @@ pub struct ChaosReport {
     pub moves: usize,
     /// Faults injected, per class.
     pub faults: BTreeMap<&'static str, usize>,
+    /// `controller-kill`s that found the controller still moving (the others came after it
+    /// finished: nothing to resume or abort).
+    pub killed_mid_move: usize,
     /// Invariant checks that held.
     pub checks_passed: usize,
     pub seconds: f64,
@@ -225,6 +228,7 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
         steps: 0,
         moves: 0,
         faults: BTreeMap::new(),
+        killed_mid_move: 0,
         checks_passed: 0,
         seconds: 0.0,
         violation: None,
@@ -303,8 +307,11 @@ fn one_step(
             to
         }
         Some(c) => {
-            controller_move(c, bench.say, fault, to, opts)
-                .map_err(|e| Violation::new("moved", e.to_string()))?;
+            if controller_move(c, bench.say, fault, to, opts)
+                .map_err(|e| Violation::new("moved", e.to_string()))?
+            {
+                rep.killed_mid_move += 1;
+            }
             let now = journal_active(c)?;
             // Only a killed controller's run may end where it started (aborted, or killed
             // before its journal began); a plain move that did not arrive is a failed move.
@@ -351,20 +358,20 @@ fn journal_active(c: &Controller) -> std::result::Result<Site, Violation> {
 }
 
 /// One move by the controller; with `controller-kill`, SIGKILL it `after` its start (if it is
-/// still running), then resume or abort its run.
+/// still running), then resume or abort its run. Whether it was killed while moving.
 fn controller_move(
     c: &Controller,
     say: Say,
     fault: Fault,
     to: Site,
     opts: &ChaosOptions,
-) -> Result<()> {
+) -> Result<bool> {
     // Two 5 s hooks and a 20 s verification, on a loaded machine.
     let bound = opts.move_bound.max(Duration::from_secs(60));
     let Fault::ControllerKill { after, abort } = fault else {
         let out = c.move_to(to, bound)?;
         say.line(&format!("  controller: {}", last_word(&out)));
-        return Ok(());
+        return Ok(false);
     };
     let mut child = c.spawn_move(to)?;
     let started = Instant::now();
@@ -378,6 +385,7 @@ fn controller_move(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let killed = done.is_none();
     match done {
         Some(status) => say.line(&format!(
             "  controller finished ({status}) before its SIGKILL at {} ms",
@@ -398,7 +406,7 @@ fn controller_move(
         if abort { "abort" } else { "resume" },
         last_word(&out)
     ));
-    Ok(())
+    Ok(killed)
 }
 
 /// The controller's verdict: its output's line that says how the run ended.

@@ -64,8 +64,14 @@ impl Controller {
         let pick = |var: &str| format!("case ${var} in {p}) v={vm1};; *) v={vm2};; esac;");
         let kill = |var: &str| format!("{} ip netns pids $v | xargs -r kill -9", pick(var));
         // A VM takes a while to stop and to boot: the hooks wait, so a controller killed in
-        // the first seconds of a move dies inside a hook (and leaves its `sleep` behind).
-        let stop_hook = format!("{}; sleep {STOP_SECS}", kill("FERRY_FROM"));
+        // the first seconds of a move dies inside a hook. The stop hook also runs a helper
+        // (a 10 s `sleep`) that it ends itself when it finishes: a hook killed with the
+        // controller leaves it behind for 10 s, longer than resume or abort take, so the
+        // no-leak check sees it unless resume/abort ends the dead hook's process group.
+        let stop_hook = format!(
+            "{}; sleep 10 & w=$!; sleep {STOP_SECS}; kill $w",
+            kill("FERRY_FROM")
+        );
         // setsid: the responder is the VM, not a child of the hook (the controller kills its
         // hooks' process group on resume).
         let start = |var: &str| {
