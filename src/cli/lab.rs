@@ -96,7 +96,7 @@ pub enum LabCommand {
         only: Option<String>,
     },
     /// Failovers and failbacks while random faults are injected (speaker or bgpd SIGKILL, link
-    /// cut); checks after every step that the acknowledged routes are where the moves put them,
+    /// cut; with --controller also SIGKILL of the controller mid-move); checks after every step that the acknowledged routes are where the moves put them,
     /// the third site routes to the active site, the probes are answered, no process leaks.
     /// Prints the seed and the first violated invariant (exit 1); writes chaos.json.
     Chaos {

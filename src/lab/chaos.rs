@@ -9,7 +9,16 @@
 //! - `bgpd-kill`: SIGKILL of one site router's bgpd, restarted and configured again;
 //! - `link-cut`: the link between one site's router and the third site's taken down for
 //!   0.5-3 s, then up again;
+//! - `controller-kill` (only with `--controller`): SIGKILL of the controller 0-3 s into the
+//!   step's move (every such step moves), then `ferry failover resume` or `abort`, drawn;
 //! - `none`: only the move.
+//!
+//! With `--controller` the moves are made by the failover controller ([`super::chaos_ctl`]:
+//! `ferry failover` / `failback` subprocesses, a plan written for the lab, journals in
+//! `OUT/controller/`), and the active site is the one its journal names; without it, by the
+//! lab's own calls to the speakers ([`super::moves`]), and the draw of a seed is as before.
+//! The controller's plan is break-before-make: there the drawn order only says whether a move
+//! follows.
 //!
 //! After each step (faults healed, the move done) these invariants are checked, and the run
 //! stops at the first one violated, naming it, the step, its fault and the seed, and keeps the
@@ -18,17 +27,22 @@
 //! violation too.
 //! 1. `acknowledged`: the active site's speaker holds both of the subnet's routes (IPv4 and
 //!    IPv6) it acknowledged, the other site's holds neither: a restarted speaker lost nothing
-//!    and resurrected nothing (read back through each speaker's API).
+//!    and resurrected nothing (read back through each speaker's API). With the controller, the
+//!    active site is the one its journal says; a journal left unfinished (after resume or
+//!    abort) or unreadable violates this too.
 //! 2. `routed`: within the recovery bound every BGP session of the lab (routers and speakers)
 //!    is Established again and the third site's kernel routes the subnet via the active site.
 //! 3. `served`: the client's probes are answered by the active site's VM again.
 //! 4. `no-leak`: no namespace of the lab holds more processes than after `up` (the VM
-//!    namespaces compared by role: the active site's VM runs the responder).
+//!    namespaces compared by role: the active site's VM runs the responder), and no process a
+//!    plan hook started runs outside the lab (a killed hook's child that resume or abort did
+//!    not end).
 //!
-//! Never does: inject a fault in the middle of a move (the make-before-break window, where
-//! both sites announce on purpose, is not checked), kill the controller or fill a state disk
-//! (the lab runs no controller; full disks are covered by the speaker's fault tests), or touch
-//! anything outside the lab's own namespaces and processes.
+//! Never does: inject a fault other than `controller-kill` in the middle of a move (the
+//! make-before-break window, where both sites announce on purpose, is not checked), check
+//! anything while a killed controller's run is unfinished, fill a state disk (covered by the
+//! speaker's fault tests), or touch anything outside the lab's own namespaces and processes
+//! (and, with the controller, the output directory).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
