@@ -96,7 +96,8 @@ pub enum LabCommand {
         only: Option<String>,
     },
     /// Failovers and failbacks while random faults are injected (speaker or bgpd SIGKILL, link
-    /// cut; with --controller also SIGKILL of the controller mid-move); checks after every step that the acknowledged routes are where the moves put them,
+    /// cut; with --controller also SIGKILL of the controller mid-move and a full state disk);
+    /// checks after every step that the acknowledged routes are where the moves put them,
     /// the third site routes to the active site, the probes are answered, no process leaks.
     /// Prints the seed and the first violated invariant (exit 1); writes chaos.json.
     Chaos {
@@ -111,9 +112,11 @@ pub enum LabCommand {
         /// Seconds the lab may take to recover from a healed fault (sessions back up).
         #[arg(long, default_value_t = 60)]
         recover: u64,
-        /// Make the moves with the failover controller (`ferry failover`, state in
-        /// OUT/controller/) and also draw `controller-kill`: SIGKILL of it mid-move, then
-        /// `resume` or `abort`; the active site is then the one its journal names.
+        /// Make the moves with the failover controller (`ferry failover`, state on a tmpfs
+        /// mounted on OUT/controller/, journals kept in OUT/journals/) and also draw
+        /// `controller-kill` (SIGKILL of it mid-move, then `resume` or `abort`) and
+        /// `disk-full` (its state disk filled before or during a move, then `resume`); the
+        /// active site is then the one its journal names.
         #[arg(long)]
         controller: bool,
     },

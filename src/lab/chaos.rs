@@ -11,6 +11,9 @@
 //!   0.5-3 s, then up again;
 //! - `controller-kill` (only with `--controller`): SIGKILL of the controller 0-3 s into the
 //!   step's move (every such step moves), then `ferry failover resume` or `abort`, drawn;
+//! - `disk-full` (only with `--controller`): the controller's state disk (a tmpfs) filled
+//!   either before the step's move (the controller must refuse, nothing moves) or 0-3 s into
+//!   it; freed once the controller has exited, then `resume`;
 //! - `none`: only the move.
 //!
 //! With `--controller` the moves are made by the failover controller ([`super::chaos_ctl`]:
@@ -40,9 +43,10 @@
 //!
 //! Never does: inject a fault other than `controller-kill` in the middle of a move (the
 //! make-before-break window, where both sites announce on purpose, is not checked), check
-//! anything while a killed controller's run is unfinished, fill a state disk (covered by the
-//! speaker's fault tests), or touch anything outside the lab's own namespaces and processes
-//! (and, with the controller, the output directory).
+//! anything while an interrupted controller's run is unfinished, fill a speaker's state disk
+//! (covered by the speaker's fault tests), or touch anything outside the lab's own namespaces
+//! and processes (and, with the controller, the output directory and the tmpfs it mounts
+//! there).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,6 +109,9 @@ pub struct ChaosReport {
     /// `controller-kill`s that found the controller still moving (the others came after it
     /// finished: nothing to resume or abort).
     pub killed_mid_move: usize,
+    /// `disk-full`s that met the controller: a move refused on a full disk, or a disk filled
+    /// while the controller was moving.
+    pub disk_full_met: usize,
     /// Invariant checks that held.
     pub checks_passed: usize,
     pub seconds: f64,
@@ -130,6 +137,12 @@ pub enum Fault {
         after: Duration,
         abort: bool,
     },
+    /// The controller's state disk filled `after` its move started (`before`: filled before
+    /// it starts), freed once the controller has exited, then resume.
+    DiskFull {
+        before: bool,
+        after: Duration,
+    },
     None,
 }
 
@@ -140,6 +153,7 @@ impl Fault {
             Fault::BgpdKill { .. } => "bgpd-kill",
             Fault::LinkCut { .. } => "link-cut",
             Fault::ControllerKill { .. } => "controller-kill",
+            Fault::DiskFull { .. } => "disk-full",
             Fault::None => "none",
         }
     }
@@ -184,10 +198,10 @@ impl Draw {
         self.fault_among(4)
     }
 
-    /// A fault when the controller makes the moves: `controller-kill` drawn too. The other
-    /// classes keep their numbers, so `fault` of a seed is unchanged.
+    /// A fault when the controller makes the moves: `controller-kill` and `disk-full` drawn
+    /// too. The other classes keep their numbers, so `fault` of a seed is unchanged.
     pub fn fault_with_controller(&mut self) -> Fault {
-        self.fault_among(5)
+        self.fault_among(6)
     }
 
     fn fault_among(&mut self, classes: u64) -> Fault {
@@ -204,6 +218,10 @@ impl Draw {
             4 => Fault::ControllerKill {
                 after: self.millis(0, 3000),
                 abort: self.below(2) == 0,
+            },
+            5 => Fault::DiskFull {
+                before: self.below(2) == 0,
+                after: self.millis(0, 3000),
             },
             _ => Fault::None,
         }
@@ -243,6 +261,7 @@ pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
         moves: 0,
         faults: BTreeMap::new(),
         killed_mid_move: 0,
+        disk_full_met: 0,
         checks_passed: 0,
         seconds: 0.0,
         violation: None,
@@ -303,10 +322,12 @@ fn one_step(
         None => bench.lab.state.active.unwrap_or(Site::Primary),
     };
     check(bench, active, baseline, opts, &mut rep.checks_passed)?;
-    // The controller can only be killed in a move: that fault always brings one.
-    let order = match fault {
-        Fault::ControllerKill { .. } => order.or(Some(Order::BreakBeforeMake)),
-        _ => order,
+    // The controller can only be killed (or find its disk full) in a move: those faults
+    // always bring one.
+    let in_move = matches!(fault, Fault::ControllerKill { .. } | Fault::DiskFull { .. });
+    let order = match in_move {
+        true => order.or(Some(Order::BreakBeforeMake)),
+        false => order,
     };
     let Some(order) = order else {
         return Ok(());
@@ -324,12 +345,16 @@ fn one_step(
             if controller_move(c, bench.say, fault, to, opts)
                 .map_err(|e| Violation::new("moved", e.to_string()))?
             {
-                rep.killed_mid_move += 1;
+                match fault {
+                    Fault::DiskFull { .. } => rep.disk_full_met += 1,
+                    _ => rep.killed_mid_move += 1,
+                }
             }
             let now = journal_active(c)?;
-            // Only a killed controller's run may end where it started (aborted, or killed
-            // before its journal began); a plain move that did not arrive is a failed move.
-            if now != to && !matches!(fault, Fault::ControllerKill { .. }) {
+            // Only an interrupted controller's run may end where it started (aborted, rolled
+            // back, or stopped before its journal began); a plain move that did not arrive
+            // is a failed move.
+            if now != to && !in_move {
                 return Err(Violation::new(
                     "moved",
                     format!("the controller's journal says {now} is active after a move to {to}"),
@@ -371,8 +396,11 @@ fn journal_active(c: &Controller) -> std::result::Result<Site, Violation> {
         .map_err(|e| Violation::new("acknowledged", e.to_string()))
 }
 
-/// One move by the controller; with `controller-kill`, SIGKILL it `after` its start (if it is
-/// still running), then resume or abort its run. Whether it was killed while moving.
+/// One move by the controller. With `controller-kill` it is SIGKILLed `after` its start, then
+/// its run resumed or aborted; with `disk-full` its state disk is filled `after` its start,
+/// freed once it has exited, then its run resumed (or, `before`, filled before it starts).
+/// Whether the fault met the controller: still moving (one that finished first was not
+/// interrupted), or refusing to start on the full disk.
 fn controller_move(
     c: &Controller,
     say: Say,
@@ -382,37 +410,88 @@ fn controller_move(
 ) -> Result<bool> {
     // Two 5 s hooks and a 20 s verification, on a loaded machine.
     let bound = opts.move_bound.max(Duration::from_secs(60));
-    let Fault::ControllerKill { after, abort } = fault else {
-        let out = c.move_to(to, bound)?;
-        say.line(&format!("  controller: {}", last_word(&out)));
-        return Ok(false);
+    let (after, abort) = match fault {
+        Fault::ControllerKill { after, abort } => (after, abort),
+        Fault::DiskFull { before: true, .. } => {
+            c.disk.fill()?;
+            let r = c.move_to(to, bound);
+            c.disk.free()?;
+            let refused = match r {
+                Ok(out) => {
+                    say.line(&format!(
+                        "  controller on a full state disk: {}",
+                        last_word(&out)
+                    ));
+                    false
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    let why = e.lines().find(|l| l.contains("No space")).unwrap_or(&e);
+                    say.line(&format!("  controller on a full state disk refused: {why}"));
+                    true
+                }
+            };
+            let out = c.finish(false, bound)?;
+            say.line(&format!("  controller resume: {}", last_word(&out)));
+            return Ok(refused);
+        }
+        Fault::DiskFull { after, .. } => (after, false),
+        _ => {
+            let out = c.move_to(to, bound)?;
+            say.line(&format!("  controller: {}", last_word(&out)));
+            return Ok(false);
+        }
     };
-    let mut child = c.spawn_move(to)?;
-    let started = Instant::now();
-    let mut done = None;
-    while started.elapsed() < after {
-        done = child
-            .try_wait()
-            .map_err(|e| LabError::step("waiting for ferry failover", e))?;
-        if done.is_some() {
-            break;
+    let log = opts.out.join("interrupted-move.log");
+    let mut child = c.spawn_move(to, &log)?;
+    let wait = |child: &mut std::process::Child, within: Duration| {
+        let started = Instant::now();
+        loop {
+            let done = child
+                .try_wait()
+                .map_err(|e| LabError::step("waiting for ferry failover", e))?;
+            if done.is_some() || started.elapsed() >= within {
+                return Ok(done);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let killed = done.is_none();
-    match done {
-        Some(status) => say.line(&format!(
-            "  controller finished ({status}) before its SIGKILL at {} ms",
+    };
+    let done = wait(&mut child, after)?;
+    let interrupted = done.is_none();
+    if let Some(status) = done {
+        say.line(&format!(
+            "  controller finished ({status}) before the fault at {} ms",
             after.as_millis()
-        )),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            say.line(&format!(
-                "  controller SIGKILLed {} ms into the move",
-                after.as_millis()
-            ));
-        }
+        ));
+    } else if let Fault::DiskFull { .. } = fault {
+        c.disk.fill()?;
+        let ended = wait(&mut child, bound);
+        let freed = c.disk.free();
+        let status = match ended? {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::step(
+                    "ferry failover on a full state disk",
+                    format!("still running {} s after the disk filled", bound.as_secs()),
+                ));
+            }
+        };
+        freed?;
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        say.line(&format!(
+            "  state disk filled {} ms into the move: controller {status}: {}",
+            after.as_millis(),
+            said.lines().last().unwrap_or("")
+        ));
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+        say.line(&format!(
+            "  controller SIGKILLed {} ms into the move",
+            after.as_millis()
+        ));
     }
     let out = c.finish(abort, bound)?;
     say.line(&format!(
@@ -420,7 +499,7 @@ fn controller_move(
         if abort { "abort" } else { "resume" },
         last_word(&out)
     ));
-    Ok(killed)
+    Ok(interrupted)
 }
 
 /// The controller's verdict: its output's line that says how the run ended.
@@ -484,7 +563,7 @@ fn inject(bench: &mut Bench, fault: Fault) -> Result<()> {
             Ok(())
         }
         // Injected in the move, by `controller_move`.
-        Fault::ControllerKill { .. } | Fault::None => Ok(()),
+        Fault::ControllerKill { .. } | Fault::DiskFull { .. } | Fault::None => Ok(()),
     }
 }
 
@@ -637,6 +716,10 @@ mod tests {
             !classes.contains("controller-kill"),
             "no controller to kill"
         );
+        assert!(
+            !classes.contains("disk-full"),
+            "no controller's disk to fill"
+        );
         for (f, _) in run(7) {
             match f {
                 Fault::SpeakerKill { down_for, .. } => {
@@ -661,7 +744,7 @@ mod tests {
         assert_eq!(run(7), run(7));
         let classes: std::collections::BTreeSet<_> =
             run(7).iter().map(|(f, _)| f.class()).collect();
-        assert_eq!(classes.len(), 5, "{classes:?}");
+        assert_eq!(classes.len(), 6, "{classes:?}");
         let kills: Vec<_> = run(7)
             .into_iter()
             .filter_map(|(f, _)| match f {
@@ -672,5 +755,10 @@ mod tests {
         assert!(kills.iter().all(|(a, _)| *a <= Duration::from_secs(3)));
         assert!(kills.iter().any(|(_, abort)| *abort), "abort drawn");
         assert!(kills.iter().any(|(_, abort)| !abort), "resume drawn");
+        for (f, _) in run(7) {
+            if let Fault::DiskFull { after, .. } = f {
+                assert!(after <= Duration::from_secs(3));
+            }
+        }
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Contract:
 //! - [`Controller::new`] writes one plan for the lab (`OUT/chaos-plan.toml`) and keeps the
-//!   controller's state (journals, locks) in `OUT/controller/`. The plan's hooks stop and start
+//!   controller's state (journals, locks) in `OUT/controller/`, a 16 MiB tmpfs
+//!   ([`StateDisk`], for the `disk-full` fault); its journals are copied to `OUT/journals/`
+//!   when the controller is dropped. The plan's hooks stop and start
 //!   the VMs' responders with the same `--tag` (the site's name) and port as
 //!   [`super::Lab::start_responder`], so the lab's prober tells the VMs apart as before; its
 //!   verification waits for the third site's kernel route via the new site.
@@ -20,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::instance::Lab;
+use super::statedisk::StateDisk;
 use super::topology::Site;
 use super::{proc, LabError, Result};
 use crate::controller::runs;
@@ -38,6 +41,7 @@ fn mark(instance: &str) -> String {
 
 pub struct Controller {
     exe: PathBuf,
+    pub disk: StateDisk,
     pub plan: PathBuf,
     pub state_dir: PathBuf,
     /// The shell command that starts `site`'s VM responder (the plan's start hook).
@@ -50,8 +54,7 @@ impl Controller {
         let exe =
             std::env::current_exe().map_err(|e| LabError::step("finding the ferry binary", e))?;
         let state_dir = out.join("controller");
-        crate::private_fs::create_dir(&state_dir)
-            .map_err(|e| LabError::step(format!("creating {}", state_dir.display()), e))?;
+        let disk = StateDisk::mount(&state_dir, "16m", &out.join("journals"))?;
         let t = &lab.topo;
         let vm_ns = |site: Site| {
             t.vm(site)
@@ -157,6 +160,7 @@ interval_ms = 20
         let start_vm = start("FERRY_TO");
         Ok(Self {
             exe,
+            disk,
             plan,
             state_dir,
             start_vm,
@@ -205,14 +209,20 @@ interval_ms = 20
         proc::run(&mut self.command(&args), timeout)
     }
 
-    /// Start the move to `to` in the background (to be killed).
-    pub fn spawn_move(&self, to: Site) -> Result<Child> {
+    /// Start the move to `to` in the background (to be killed, or to meet a full disk); its
+    /// stdout and stderr go to `log`.
+    pub fn spawn_move(&self, to: Site, log: &Path) -> Result<Child> {
         let args = self.move_args(to);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let file = std::fs::File::create(log)
+            .map_err(|e| LabError::step(format!("creating {}", log.display()), e))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| LabError::step(format!("opening {}", log.display()), e))?;
         self.command(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(file)
+            .stderr(err)
             .spawn()
             .map_err(|e| LabError::step("starting ferry failover", e))
     }

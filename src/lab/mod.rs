@@ -17,7 +17,7 @@
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
-//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller,
+//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
 //! invariants checked after each step).
 
 pub mod chaos;
@@ -32,6 +32,7 @@ pub mod proc;
 pub mod report;
 pub mod scenarios;
 pub mod state;
+pub mod statedisk;
 pub mod topology;
 pub mod watch;
 
