@@ -166,6 +166,12 @@ fn default_out(instance: &str) -> PathBuf {
 
 /// On Ctrl-C or SIGTERM, take the instance down before exiting.
 fn down_on_signal(instance: String) {
+    down_and_unmount_on_signal(instance, None)
+}
+
+/// [`down_on_signal`], and also lazily unmount `mount` (chaos's controller state disk: the
+/// process exits without running its drop).
+fn down_and_unmount_on_signal(instance: String, mount: Option<PathBuf>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -186,6 +192,9 @@ fn down_on_signal(instance: String) {
         });
         eprintln!("ferry lab: interrupted; taking lab {instance} down");
         let _ = instance::down(&instance);
+        if let Some(m) = mount {
+            let _ = std::process::Command::new("umount").arg("-l").arg(m).status();
+        }
         std::process::exit(130);
     });
 }
@@ -314,7 +323,8 @@ pub fn run(args: LabArgs) -> i32 {
         } => {
             let (instance, out) = run.instance_and_out("c");
             let RunArgs { bound, verbose, .. } = run;
-            down_on_signal(instance.clone());
+            let disk = controller.then(|| out.join("controller"));
+            down_and_unmount_on_signal(instance.clone(), disk);
             let opts = chaos::ChaosOptions {
                 seed,
                 duration: Duration::from_secs_f64(minutes * 60.0),
