@@ -193,7 +193,10 @@ fn down_and_unmount_on_signal(instance: String, mount: Option<PathBuf>) {
         eprintln!("ferry lab: interrupted; taking lab {instance} down");
         let _ = instance::down(&instance);
         if let Some(m) = mount {
-            let _ = std::process::Command::new("umount").arg("-l").arg(m).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .status();
         }
         std::process::exit(130);
     });
