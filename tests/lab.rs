@@ -1,8 +1,10 @@
 //! `ferry lab` end to end, as CI runs it (root, FRR installed): the scenario suite passes and
 //! prints its summary; graceful shutdown (RFC 8326) loses no probe where a plain withdraw
 //! does; `up`/`down` are idempotent; a failed `up` leaves nothing behind; without root the lab
-//! refuses with exit 2; `ferry lab chaos` with a short seed finds no violation. Each test uses its own instance name and takes its
-//! instance down in a Drop guard, also when an assertion fails.
+//! refuses with exit 2; `ferry lab chaos` with a short seed finds no violation, also with its
+//! moves made by the failover controller, SIGKILLed mid-move or meeting a full state disk. Each test uses
+//! its own instance name and takes its instance down in a Drop guard, also when an assertion
+//! fails.
 //! Skipped (with a message) when not root or FRR is missing, unless FIT_REQUIRE=1.
 
 use std::path::Path;
@@ -125,6 +127,77 @@ fn chaos_with_a_short_seed_finds_no_violation() {
     }
     assert!(namespaces(&inst).is_empty(), "namespaces left behind");
     assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+}
+
+/// `ferry lab chaos --controller --seed 231` for 45 s: every move is a `ferry failover` or
+/// `failback` subprocess with a plan written for the lab; seed 231 draws in its first steps a
+/// `controller-kill` (SIGKILL 437 ms into a move, inside the stop hook, then resume) and a
+/// `disk-full` before a move (the controller must refuse: ENOSPC on its journal), then link
+/// cuts, bgpd and speaker kills and disks filled mid-move. After every step the speakers hold
+/// the routes of the site the controller's journal names, the sessions, the third site's
+/// route and the probes recover, no process leaks (a hook's orphan included). Fails on any
+/// violation, on a run in which no fault met the controller, and if the lab (or the state
+/// disk's mount) is left behind.
+#[test]
+fn chaos_through_the_controller_survives_its_sigkill_and_a_full_disk() {
+    if !support::lab_can_run() {
+        return;
+    }
+    let inst = instance("cc");
+    let _down = Down(inst.clone());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = ferry(&[
+        "lab",
+        "chaos",
+        "--controller",
+        "--seed",
+        "231",
+        "--minutes",
+        "0.75",
+        "--instance",
+        &inst,
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("violations: 0"), "{stdout}");
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("chaos.json")).unwrap()).unwrap();
+    assert!(rep["violation"].is_null(), "{rep}");
+    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
+    assert!(
+        rep["faults"]["controller-kill"].as_u64() >= Some(1),
+        "{rep}"
+    );
+    assert!(rep["killed_mid_move"].as_u64() >= Some(1), "{rep}");
+    assert!(rep["faults"]["disk-full"].as_u64() >= Some(1), "{rep}");
+    assert!(rep["disk_full_met"].as_u64() >= Some(1), "{rep}");
+    // The moves went through the controller: its journals are kept.
+    let journals = std::fs::read_dir(out_dir.path().join("journals"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        })
+        .count();
+    assert!(
+        journals as u64 >= rep["moves"].as_u64().unwrap(),
+        "{journals} journals: {rep}"
+    );
+    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
+    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let state = out_dir.path().join("controller");
+    assert!(
+        !mounts.contains(state.to_str().unwrap()),
+        "state disk still mounted"
+    );
 }
 
 /// RFC 8326 in the lab: `--only graceful-shutdown` takes down the site r3 uses five times with a

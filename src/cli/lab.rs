@@ -96,7 +96,8 @@ pub enum LabCommand {
         only: Option<String>,
     },
     /// Failovers and failbacks while random faults are injected (speaker or bgpd SIGKILL, link
-    /// cut); checks after every step that the acknowledged routes are where the moves put them,
+    /// cut; with --controller also SIGKILL of the controller mid-move and a full state disk);
+    /// checks after every step that the acknowledged routes are where the moves put them,
     /// the third site routes to the active site, the probes are answered, no process leaks.
     /// Prints the seed and the first violated invariant (exit 1); writes chaos.json.
     Chaos {
@@ -111,6 +112,13 @@ pub enum LabCommand {
         /// Seconds the lab may take to recover from a healed fault (sessions back up).
         #[arg(long, default_value_t = 60)]
         recover: u64,
+        /// Make the moves with the failover controller (`ferry failover`, state on a tmpfs
+        /// mounted on OUT/controller/, journals kept in OUT/journals/) and also draw
+        /// `controller-kill` (SIGKILL of it mid-move, then `resume` or `abort`) and
+        /// `disk-full` (its state disk filled before or during a move, then `resume`); the
+        /// active site is then the one its journal names.
+        #[arg(long)]
+        controller: bool,
     },
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
@@ -158,6 +166,12 @@ fn default_out(instance: &str) -> PathBuf {
 
 /// On Ctrl-C or SIGTERM, take the instance down before exiting.
 fn down_on_signal(instance: String) {
+    down_and_unmount_on_signal(instance, None)
+}
+
+/// [`down_on_signal`], and also lazily unmount `mount` (chaos's controller state disk: the
+/// process exits without running its drop).
+fn down_and_unmount_on_signal(instance: String, mount: Option<PathBuf>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -178,6 +192,12 @@ fn down_on_signal(instance: String) {
         });
         eprintln!("ferry lab: interrupted; taking lab {instance} down");
         let _ = instance::down(&instance);
+        if let Some(m) = mount {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .status();
+        }
         std::process::exit(130);
     });
 }
@@ -302,10 +322,12 @@ pub fn run(args: LabArgs) -> i32 {
             minutes,
             run,
             recover,
+            controller,
         } => {
             let (instance, out) = run.instance_and_out("c");
             let RunArgs { bound, verbose, .. } = run;
-            down_on_signal(instance.clone());
+            let disk = controller.then(|| out.join("controller"));
+            down_and_unmount_on_signal(instance.clone(), disk);
             let opts = chaos::ChaosOptions {
                 seed,
                 duration: Duration::from_secs_f64(minutes * 60.0),
@@ -313,6 +335,7 @@ pub fn run(args: LabArgs) -> i32 {
                 recover_bound: Duration::from_secs(recover),
                 out: out.clone(),
                 verbose,
+                controller,
             };
             println!("chaos seed {seed}, {minutes} min, lab {instance}");
             match chaos::run(&instance, &opts) {

@@ -17,10 +17,11 @@
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
-//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults,
+//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
 //! invariants checked after each step).
 
 pub mod chaos;
+pub mod chaos_ctl;
 pub mod frr;
 pub mod gshut;
 pub mod instance;
@@ -31,6 +32,7 @@ pub mod proc;
 pub mod report;
 pub mod scenarios;
 pub mod state;
+pub mod statedisk;
 pub mod topology;
 pub mod watch;
 
