@@ -401,7 +401,7 @@ pub enum FamilyName {
 
 /// Words that make a config line secret: it names a password, key or token (or a typo of
 /// one: an unknown-key error quotes the line as well).
-const SECRET_WORDS: &[&str] = &[
+pub const SECRET_WORDS: &[&str] = &[
     "password",
     "passwd",
     "pasword",

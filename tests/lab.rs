@@ -42,6 +42,41 @@ fn instance(tag: &str) -> String {
     format!("{tag}{}", std::process::id() % 100_000)
 }
 
+/// `ferry lab ARGS --instance INST --out OUT`; asserts exit 0 and returns stdout.
+fn lab_run_ok(args: &[&str], inst: &str, out: &Path) -> String {
+    let mut all = vec!["lab"];
+    all.extend(args);
+    all.extend(["--instance", inst, "--out", out.to_str().unwrap()]);
+    let o = ferry(&all);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+/// Nothing of the instance is left: no namespace, no runtime directory.
+fn assert_left_nothing(inst: &str) {
+    assert!(namespaces(inst).is_empty(), "namespaces left behind");
+    assert!(!Path::new("/run/ferry-lab").join(inst).exists());
+}
+
+/// `ferry lab chaos ARGS` ran without a violation and made at least two moves; its chaos.json.
+fn chaos_ok(args: &[&str], inst: &str, out: &Path) -> serde_json::Value {
+    let mut all = vec!["chaos"];
+    all.extend(args);
+    let stdout = lab_run_ok(&all, inst, out);
+    assert!(stdout.contains("violations: 0"), "{stdout}");
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("chaos.json")).unwrap()).unwrap();
+    assert!(rep["violation"].is_null(), "{rep}");
+    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
+    rep
+}
+
 #[test]
 fn scenario_suite_passes_and_prints_its_summary() {
     if !support::lab_can_run() {
@@ -50,21 +85,7 @@ fn scenario_suite_passes_and_prints_its_summary() {
     let inst = instance("it");
     let _down = Down(inst.clone());
     let out_dir = tempfile::tempdir().unwrap();
-    let out = ferry(&[
-        "lab",
-        "test",
-        "--instance",
-        &inst,
-        "--out",
-        out_dir.path().to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = lab_run_ok(&["test"], &inst, out_dir.path());
     let summary = stdout.lines().last().unwrap_or_default();
     let (passed, failed) = summary
         .split_once(" passed, ")
@@ -76,8 +97,7 @@ fn scenario_suite_passes_and_prints_its_summary() {
             .unwrap();
     assert!(report["summary"]["loss_ms"]["median"].as_f64().unwrap() > 0.0);
     assert!(out_dir.path().join("timeline.svg").exists());
-    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
-    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+    assert_left_nothing(&inst);
 }
 
 /// `ferry lab chaos --seed 1` for 40 s: speaker and bgpd SIGKILLs and link cuts between
@@ -93,31 +113,8 @@ fn chaos_with_a_short_seed_finds_no_violation() {
     let inst = instance("ch");
     let _down = Down(inst.clone());
     let out_dir = tempfile::tempdir().unwrap();
-    let out = ferry(&[
-        "lab",
-        "chaos",
-        "--seed",
-        "1",
-        "--minutes",
-        "0.67",
-        "--instance",
-        &inst,
-        "--out",
-        out_dir.path().to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("violations: 0"), "{stdout}");
-    let rep: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.path().join("chaos.json")).unwrap()).unwrap();
+    let rep = chaos_ok(&["--seed", "1", "--minutes", "0.67"], &inst, out_dir.path());
     assert_eq!(rep["seed"], 1);
-    assert!(rep["violation"].is_null(), "{rep}");
-    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
     let faults = rep["faults"].as_object().unwrap();
     for class in ["speaker-kill", "bgpd-kill", "link-cut"] {
         assert!(
@@ -125,8 +122,7 @@ fn chaos_with_a_short_seed_finds_no_violation() {
             "{class}: {rep}"
         );
     }
-    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
-    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+    assert_left_nothing(&inst);
 }
 
 /// `ferry lab chaos --controller --seed 231` for 45 s: every move is a `ferry failover` or
@@ -146,31 +142,11 @@ fn chaos_through_the_controller_survives_its_sigkill_and_a_full_disk() {
     let inst = instance("cc");
     let _down = Down(inst.clone());
     let out_dir = tempfile::tempdir().unwrap();
-    let out = ferry(&[
-        "lab",
-        "chaos",
-        "--controller",
-        "--seed",
-        "231",
-        "--minutes",
-        "0.75",
-        "--instance",
+    let rep = chaos_ok(
+        &["--controller", "--seed", "231", "--minutes", "0.75"],
         &inst,
-        "--out",
-        out_dir.path().to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{stderr}",
-        out.status
+        out_dir.path(),
     );
-    assert!(stdout.contains("violations: 0"), "{stdout}");
-    let rep: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.path().join("chaos.json")).unwrap()).unwrap();
-    assert!(rep["violation"].is_null(), "{rep}");
-    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
     assert!(
         rep["faults"]["controller-kill"].as_u64() >= Some(1),
         "{rep}"
@@ -190,8 +166,7 @@ fn chaos_through_the_controller_survives_its_sigkill_and_a_full_disk() {
         journals as u64 >= rep["moves"].as_u64().unwrap(),
         "{journals} journals: {rep}"
     );
-    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
-    assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
+    assert_left_nothing(&inst);
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     let state = out_dir.path().join("controller");
     assert!(
@@ -214,22 +189,10 @@ fn graceful_shutdown_loses_less_than_a_plain_withdraw() {
     let inst = instance("gs");
     let _down = Down(inst.clone());
     let out_dir = tempfile::tempdir().unwrap();
-    let out = ferry(&[
-        "lab",
-        "test",
-        "--only",
-        "graceful-shutdown",
-        "--instance",
+    let stdout = lab_run_ok(
+        &["test", "--only", "graceful-shutdown"],
         &inst,
-        "--out",
-        out_dir.path().to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{stderr}",
-        out.status
+        out_dir.path(),
     );
     assert!(
         stdout.contains("PASS graceful-shutdown-loses-less"),
@@ -271,7 +234,7 @@ fn graceful_shutdown_loses_less_than_a_plain_withdraw() {
     // r3 moved before the VM stopped when draining, after it otherwise.
     assert!(median("graceful_route_moved_ms") < 0.0, "{c:#}");
     assert!(median("plain_route_moved_ms") > 0.0, "{c:#}");
-    assert!(namespaces(&inst).is_empty(), "namespaces left behind");
+    assert_left_nothing(&inst);
 }
 
 #[test]

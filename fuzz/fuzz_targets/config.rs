@@ -11,7 +11,7 @@
 //!   same length, the message no longer contains it).
 #![no_main]
 
-use ferry::config::Config;
+use ferry::config::{Config, SECRET_WORDS};
 use libfuzzer_sys::fuzz_target;
 
 /// The values of `key = value` lines whose key names a secret (not a file that holds one):
@@ -50,19 +50,9 @@ const REDACTION: &str = "(the line is not shown: it may hold a secret) <hidden>"
 /// Whether every line holding `value` names a secret: a value that also stands on a plain
 /// line (in a comment, say) may be quoted from there.
 fn only_on_secret_lines(text: &str, value: &str) -> bool {
-    const WORDS: [&str; 8] = [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "md5",
-        "key",
-        "psk",
-        "credential",
-    ];
     text.lines().filter(|l| l.contains(value)).all(|l| {
         let l = l.to_ascii_lowercase();
-        WORDS.iter().any(|w| l.contains(w))
+        SECRET_WORDS.iter().any(|w| l.contains(w))
     })
 }
 
