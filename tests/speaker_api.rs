@@ -159,8 +159,8 @@ fn the_api_socket_is_private_to_its_owner() {
 fn metrics_are_prometheus_text_with_the_session_state() {
     let ip = Ipv4Addr::new(127, 0, 0, 13);
     let (speaker, _peer) = established_pair(ip);
-    let client = ferry::api::Client::new(ferry::api::Endpoint::Unix(speaker.api()), None);
-    let text = runtime().block_on(client.get_text("/metrics")).unwrap();
+    let client = ferry::api::blocking::Speaker::unix(speaker.api()).unwrap();
+    let text = client.metrics().unwrap();
     assert!(
         text.contains("# TYPE ferry_peer_established gauge"),
         "{text}"

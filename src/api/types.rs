@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::{Deserialize, Serialize};
 
+pub use crate::session::State as SessionState;
 use crate::speaker::prefix_parse::plain_prefix;
 use crate::speaker::Route;
 
@@ -18,8 +19,9 @@ pub struct PeerStatus {
     pub address: IpAddr,
     pub remote_as: u32,
     pub description: Option<String>,
-    /// RFC 4271 state name: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
-    pub state: String,
+    /// RFC 4271 state, named as the RFC does: Idle, Connect, Active, OpenSent, OpenConfirm,
+    /// Established.
+    pub state: SessionState,
     /// Seconds since the session reached Established (absent when it is not).
     pub uptime_secs: Option<u64>,
     pub prefixes_sent: u64,
@@ -101,7 +103,7 @@ pub struct ResetResponse {
     pub hard: bool,
     /// The session state when the reset was asked for; a session that is not up has nothing
     /// to reset (it keeps trying to connect).
-    pub state: String,
+    pub state: SessionState,
 }
 
 /// Announce (or re-announce with new attributes) routes, atomically.
@@ -178,7 +180,7 @@ pub struct ChangeResponse {
 pub struct ReceivedRoute {
     pub peer: IpAddr,
     pub prefix: IpNet,
-    pub next_hop: Option<String>,
+    pub next_hop: Option<IpAddr>,
     pub as_path: String,
     pub origin: String,
     pub med: Option<u32>,
@@ -196,8 +198,8 @@ pub struct ReceivedRoute {
 pub enum Event {
     PeerState {
         peer: IpAddr,
-        from: String,
-        to: String,
+        from: SessionState,
+        to: SessionState,
         reason: Option<String>,
     },
     /// UPDATEs left the socket for `peer`.
@@ -213,6 +215,11 @@ pub enum Event {
     /// Leased routes whose lease was not renewed in time: withdrawn by the speaker.
     LeaseExpired {
         prefixes: Vec<IpNet>,
+    },
+    /// This subscriber fell behind and `missed` events were dropped for it: what it knows may
+    /// be stale (read the state again).
+    Lagged {
+        missed: u64,
     },
 }
 
@@ -248,4 +255,27 @@ pub struct LeaseReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// The request field the error is about (`routes[0].prefix`), when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Session states travel by their RFC 4271 names ("Established").
+impl Serialize for SessionState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        use SessionState::*;
+        [Idle, Connect, Active, OpenSent, OpenConfirm, Established]
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                de::Error::invalid_value(Unexpected::Str(&name), &"an RFC 4271 state name")
+            })
+    }
 }

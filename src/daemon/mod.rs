@@ -123,7 +123,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         peers.push(Arc::new(PeerShared {
             config: n.clone(),
             status: Mutex::new(PeerCounters {
-                state: "Idle".into(),
+                state: crate::session::State::Idle,
                 ..Default::default()
             }),
             rib_in: Mutex::new({

@@ -53,7 +53,7 @@ pub fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 #[derive(Debug, Default)]
 pub struct PeerCounters {
-    pub state: String,
+    pub state: crate::session::State,
     pub established_at: Option<Instant>,
     pub prefixes_sent: u64,
     pub last_error: Option<String>,
@@ -362,7 +362,7 @@ impl Control for Shared {
                     address: p.config.address,
                     remote_as: p.config.remote_as.0,
                     description: p.config.description.clone(),
-                    state: s.state.clone(),
+                    state: s.state,
                     uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
                     prefixes_sent: s.prefixes_sent,
                     prefixes_received: lock(&p.rib_in).len() as u64,
@@ -400,7 +400,7 @@ impl Control for Shared {
                 ReceivedRoute {
                     peer: p.config.address,
                     prefix: r.prefix,
-                    next_hop: r.next_hop.map(|n| n.to_string()),
+                    next_hop: r.next_hop,
                     as_path: r.as_path.to_string(),
                     origin: r.origin.map_or("-", |o| o.name()).to_owned(),
                     med: r.med,
@@ -517,7 +517,7 @@ impl Control for Shared {
             .ok_or_else(|| {
                 ApiError::NotFound(format!("peer {peer} is not a configured neighbor"))
             })?;
-        let state = lock(&p.status).state.clone();
+        let state = lock(&p.status).state;
         p.input
             .try_send(super::peer::PeerInput::Reset { hard })
             .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
@@ -545,7 +545,7 @@ impl Control for Shared {
         );
         let _ = writeln!(m, "# TYPE ferry_peer_established gauge");
         for p in &self.peers {
-            let up = u8::from(lock(&p.status).state == "Established");
+            let up = u8::from(lock(&p.status).state == crate::session::State::Established);
             let _ = writeln!(
                 m,
                 "ferry_peer_established{{peer=\"{}\"}} {up}",

@@ -47,8 +47,9 @@ use crate::wire::{
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
 
 /// The six states of RFC 4271 §8.2.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum State {
+    #[default]
     Idle,
     Connect,
     Active,
