@@ -332,3 +332,53 @@ impl Events {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16, body: &str) -> SpeakerError {
+        let s = Speaker::new(Endpoint::Unix("/x.sock".into()), None);
+        s.refusal(StatusCode::from_u16(status).unwrap(), body.as_bytes())
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        let e = kind(
+            400,
+            r#"{"error":"request body field `routes[0].prefix`: bad","field":"routes[0].prefix"}"#,
+        );
+        assert_eq!(
+            e,
+            SpeakerError::Rejected {
+                status: 400,
+                field: Some("routes[0].prefix".into()),
+                message: "request body field `routes[0].prefix`: bad".into()
+            }
+        );
+        assert!(matches!(
+            kind(404, r#"{"error":"no"}"#),
+            SpeakerError::Rejected {
+                status: 404,
+                field: None,
+                ..
+            }
+        ));
+        assert!(
+            matches!(kind(409, r#"{"error":"held"}"#), SpeakerError::Conflict { message } if message == "held")
+        );
+        assert!(matches!(
+            kind(503, r#"{"error":"full"}"#),
+            SpeakerError::Busy { .. }
+        ));
+        assert!(
+            matches!(kind(500, r#"{"error":"disk"}"#), SpeakerError::Internal { message, .. } if message == "disk")
+        );
+        // Not our error body (a proxy's page): the status and the text.
+        assert!(
+            matches!(kind(502, "<html>"), SpeakerError::Internal { message, .. } if message.contains("502") && message.contains("<html>"))
+        );
+        assert!(kind(401, "{}").is_rejected());
+        assert!(!kind(500, "{}").is_unreachable());
+    }
+}
