@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{table, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::controller::claim::{self, Claim};
+use crate::controller::claim::{self, Claim, TakeOver, TakeOverRefused};
 use crate::controller::journal::now_ms;
 use crate::controller::lock::{self as plan_lock, Holder};
 use crate::controller::repair;
@@ -211,14 +211,7 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
         spawned: &|_| Ok(()),
     };
     print_sites(p, &sites);
-    step::preflight(&cx)?;
-    if let Some(obs) = p.verify.as_ref().and_then(|v| v.observer.as_ref()) {
-        use crate::controller::sites::Sites as _;
-        sites
-            .received(obs.get_ref())
-            .map_err(|e| format!("verify.observer: {e}"))?;
-    }
-    Ok(())
+    step::dry_run(&cx).map(|_| ())
 }
 
 /// One line per site: its role, sessions up, and how many of the plan's subnets it announces.
@@ -395,19 +388,26 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     finish(cmd, false, end, state_dir, &ex.run_id, started)
 }
 
-/// Say a claim's warnings; the claim, or the error said and the exit code.
+/// Say a claim's warnings; the claim, or the refusal said and the exit code.
 fn claimed(c: Result<Claim, claim::Refused>, cmd: &str) -> Result<Claim, i32> {
-    let warnings = match &c {
-        Ok(c) => &c.warnings,
-        Err(r) => &r.warnings,
-    };
-    for w in warnings {
+    match c {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("ferry {cmd}: warning: {w}");
+            }
+            Ok(c)
+        }
+        Err(r) => Err(refused(cmd, r)),
+    }
+}
+
+/// Say a refusal (its warnings first); the exit code.
+fn refused(cmd: &str, r: claim::Refused) -> i32 {
+    for w in &r.warnings {
         eprintln!("ferry {cmd}: warning: {w}");
     }
-    c.map_err(|r| {
-        eprintln!("ferry {cmd}: {}", r.error);
-        EXIT_FAILED
-    })
+    eprintln!("ferry {cmd}: {}", r.error);
+    EXIT_FAILED
 }
 
 /// Live progress: one line per step, with its elapsed time and result.
@@ -581,62 +581,32 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
 fn take_over(s: &SelectArgs, abort: bool) -> i32 {
     let cmd = if abort { "abort" } else { "resume" };
     let state_dir = &s.state.state_dir;
-    let open = match runs::unfinished(state_dir, s.plan_name.as_deref()) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("ferry failover {cmd}: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    let r = match open.as_slice() {
-        [] => {
+    let (claim, r) = match claim::unfinished_run(state_dir, s.plan_name.as_deref(), cmd) {
+        Ok(TakeOver::NoRun) => {
             println!(
                 "nothing to {cmd}: no unfinished run in {}",
                 state_dir.display()
             );
             return EXIT_OK;
         }
-        [r] => r,
-        many => {
-            let plans: Vec<_> = many.iter().map(|r| r.plan.as_str()).collect();
+        Ok(TakeOver::FinishedMeanwhile { run_id }) => {
+            println!("nothing to {cmd}: run {run_id} finished meanwhile");
+            return EXIT_OK;
+        }
+        Ok(TakeOver::Run { claim, run }) => (claim, run),
+        Err(TakeOverRefused::SeveralPlans(plans)) => {
             eprintln!(
                 "ferry failover {cmd}: unfinished runs of several plans ({}); choose with --plan-name",
                 plans.join(", ")
             );
             return EXIT_USAGE;
         }
+        Err(TakeOverRefused::Refused(r)) => return refused(&format!("failover {cmd}"), r),
     };
-    let me = Holder::me(&format!("{cmd} {}", r.plan));
-    let _claim = match claimed(
-        claim::plan(state_dir, &r.plan, &me),
-        &format!("failover {cmd}"),
-    ) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    // What was read before the lock may be stale: another controller may have finished or
-    // taken the run meanwhile. Only what the journal says under the lock counts.
-    let r = match runs::unfinished(state_dir, Some(&r.plan)) {
-        Ok(now) => match now.into_iter().find(|x| x.run_id == r.run_id) {
-            Some(x) => x,
-            None => {
-                println!("nothing to {cmd}: run {} finished meanwhile", r.run_id);
-                return EXIT_OK;
-            }
-        },
-        Err(e) => {
-            eprintln!("ferry failover {cmd}: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    if let Some(d) = &r.damaged {
-        eprintln!(
-            "ferry failover {cmd}: run {} has a damaged journal ({d}); it cannot be resumed or aborted safely: check which site announces the subnets (`ferry status`), then close the run with {}",
-            r.run_id,
-            repair::command(&r.plan)
-        );
+    let Ok(claim) = claimed(Ok(claim), &format!("failover {cmd}")) else {
         return EXIT_FAILED;
-    }
+    };
+    let me = claim.holder.clone();
     let sites = match Plan::parse(&r.plan_text).and_then(|p| sites_for(&p, r.mode)) {
         Ok(s) => s,
         Err(e) => {

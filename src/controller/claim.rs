@@ -20,6 +20,8 @@ use super::{repair, runs, statedir};
 /// The plan is ours until this drops.
 pub struct Claim {
     pub lock: Lock,
+    /// Who holds it (recorded in the lock file and the journal).
+    pub holder: Holder,
     /// What could not be made private, and unreadable files of other runs, for the operator.
     pub warnings: Vec<String>,
 }
@@ -45,7 +47,11 @@ impl Refused {
 pub fn plan(state_dir: &Path, plan: &str, me: &Holder) -> Result<Claim, Refused> {
     let warnings = statedir::prepare(state_dir).map_err(Refused::new)?;
     match Lock::acquire(state_dir, plan, me) {
-        Ok(lock) => Ok(Claim { lock, warnings }),
+        Ok(lock) => Ok(Claim {
+            lock,
+            holder: me.clone(),
+            warnings,
+        }),
         Err(e) => Err(Refused {
             error: e.to_string(),
             warnings,
@@ -89,4 +95,75 @@ pub fn new_run(state_dir: &Path, plan_name: &str, me: &Holder) -> Result<Claim, 
         );
     }
     Ok(claim)
+}
+
+/// What [`unfinished_run`] found.
+pub enum TakeOver {
+    /// No unfinished run to take over.
+    NoRun,
+    /// The run was unfinished when looked at, but finished before the lock was ours.
+    FinishedMeanwhile { run_id: String },
+    /// The run, read again under its plan's lock, which `claim` holds.
+    Run {
+        claim: Claim,
+        run: Box<runs::RunSummary>,
+    },
+}
+
+/// Why a run cannot be taken over.
+#[derive(Debug)]
+pub enum TakeOverRefused {
+    /// Unfinished runs of several plans and none chosen (a usage error).
+    SeveralPlans(Vec<String>),
+    /// The lock, the state directory or the journal said no.
+    Refused(Refused),
+}
+
+/// Take the one unfinished run (of `plan`, when given) to resume or abort it: its plan's
+/// lock taken by a holder doing `doing`, the run read again under the lock (another controller
+/// may have finished it meanwhile), and refused if its journal is damaged (only
+/// `ferry failover repair` may close it).
+pub fn unfinished_run(
+    state_dir: &Path,
+    plan: Option<&str>,
+    doing: &str,
+) -> Result<TakeOver, TakeOverRefused> {
+    let refused = |e: String| TakeOverRefused::Refused(Refused::new(e));
+    let open = runs::unfinished(state_dir, plan).map_err(refused)?;
+    let r = match open.as_slice() {
+        [] => return Ok(TakeOver::NoRun),
+        [r] => r,
+        many => {
+            return Err(TakeOverRefused::SeveralPlans(
+                many.iter().map(|r| r.plan.clone()).collect(),
+            ))
+        }
+    };
+    let me = Holder::me(&format!("{doing} {}", r.plan));
+    let claim = self::plan(state_dir, &r.plan, &me).map_err(TakeOverRefused::Refused)?;
+    let now = runs::unfinished(state_dir, Some(&r.plan)).map_err(|e| {
+        TakeOverRefused::Refused(Refused {
+            error: e,
+            warnings: claim.warnings.clone(),
+        })
+    })?;
+    let Some(run) = now.into_iter().find(|x| x.run_id == r.run_id) else {
+        return Ok(TakeOver::FinishedMeanwhile {
+            run_id: r.run_id.clone(),
+        });
+    };
+    if let Some(d) = &run.damaged {
+        return Err(TakeOverRefused::Refused(Refused {
+            error: format!(
+                "run {} has a damaged journal ({d}); it cannot be resumed or aborted safely: check which site announces the subnets (`ferry status`), then close the run with {}",
+                run.run_id,
+                repair::command(&run.plan)
+            ),
+            warnings: claim.warnings.clone(),
+        }));
+    }
+    Ok(TakeOver::Run {
+        claim,
+        run: Box::new(run),
+    })
 }

@@ -340,6 +340,18 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
 }
 
+/// A dry run (`--dry-run`, `ferry plan check`): the preflight, and the observer, when the plan
+/// has one, answers. Changes nothing.
+pub fn dry_run(cx: &Ctx<'_>) -> Result<Option<String>, String> {
+    let note = preflight(cx)?;
+    if let Some(obs) = cx.plan.verify.as_ref().and_then(|v| v.observer.as_ref()) {
+        cx.sites
+            .received(obs.get_ref())
+            .map_err(|e| format!("verify.observer: {e}"))?;
+    }
+    Ok(note)
+}
+
 /// Before anything moves, the observer must see every prefix via `from`: a router that
 /// receives but filters the route (FRR's `(Policy)`) is a failed preflight, not a silent
 /// success later. Polls for up to the verification timeout.
