@@ -885,7 +885,10 @@ mod tests {
         );
         assert_eq!(rib.count(Family::Ipv6Unicast), 2);
         let n = e.notification();
-        assert_eq!((n.code, n.subcode), (6, 1));
+        assert_eq!(
+            (n.code, n.subcode),
+            (cease::CODE, cease::MAX_PREFIXES_REACHED)
+        );
         assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0, 2]);
         // A withdraw in the same UPDATE makes room.
         let mut swap = announce_v6(&["2001:db8:3::/48"]);
@@ -972,7 +975,10 @@ mod tests {
         assert_eq!(rib.len(), 2);
         assert_eq!(rib.attribute_bytes(), 2 * one);
         let n = e.notification();
-        assert_eq!((n.code, n.subcode, n.data.len()), (6, 8, 0));
+        assert_eq!(
+            (n.code, n.subcode, n.data.len()),
+            (cease::CODE, cease::OUT_OF_RESOURCES, 0)
+        );
         // Routes that reuse a held set and withdrawals are always taken.
         rib.apply(&with_communities("192.0.2.0/24", 1, 100), FOUR)
             .unwrap();
