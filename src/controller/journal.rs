@@ -16,7 +16,8 @@
 //!   ([`JournalError::Conflict`]), so no seq is ever written twice.
 //! - An append whose write or fsync fails (a full disk half way through the line) cuts the
 //!   file back to its last whole record, still under the flock, and returns the I/O error
-//!   ([`crate::line_append`]); the same [`Journal`] appends again once the disk has room.
+//!   ([`crate::durable::append_line`]); the same [`Journal`] appends again once the disk has
+//!   room.
 //! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
 //!   version) as far as it is legal and says where and why it stops, so `status` and
 //!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
@@ -488,8 +489,7 @@ impl Journal {
             });
         }
         // Cut back under the flock: the bytes past `self.len` are this append's own.
-        if let Err(failed) = crate::line_append::append_line(&self.file, self.len, line.as_bytes())
-        {
+        if let Err(failed) = crate::durable::append_line(&self.file, self.len, line.as_bytes()) {
             return Err(JournalError::Io {
                 path: self.path.clone(),
                 source: match failed.cut_back {

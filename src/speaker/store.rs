@@ -508,7 +508,7 @@ impl RouteStore {
         let Some((f, len)) = self.journal.as_mut() else {
             return Ok(());
         };
-        match crate::line_append::append_line(f, *len, &line) {
+        match crate::durable::append_line(f, *len, &line) {
             Ok(()) => {
                 *len += line.len() as u64;
                 Ok(())

@@ -1,0 +1,12 @@
+//! Durable files, written one way: the speaker's route store and leases, the controller's run
+//! journals and their repair, the lab's state file.
+//!
+//! - [`append`]: one line appended and fdatasynced, or the file cut back to its last whole
+//!   line ([`append_line`], [`cut_back`]).
+//!
+//! Never does: choose file names or modes, lock files, or map errors to a caller's messages
+//! (each caller keeps its own error type; the errors here carry the path and the step).
+
+pub mod append;
+
+pub use append::{append_line, cut_back, AppendFailed};
