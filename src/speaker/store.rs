@@ -24,14 +24,14 @@
 //!   snapshot's generation are skipped (a crash between the snapshot's rename and the
 //!   journal's removal), a gap or a corrupt complete line is an error naming the journal and
 //!   the line, and a last line without its newline is ignored (its append never returned, so
-//!   it was never acknowledged). A journal found at load is compacted into the snapshot; when
-//!   that write fails (a full disk) the store still loads, and its next change writes a
-//!   snapshot.
+//!   it was never acknowledged): the torn-tail rule of [`crate::durable::lines`]. A journal
+//!   found at load is compacted into the snapshot; when that write fails (a full disk) the
+//!   store still loads, and its next change writes a snapshot.
 //! - A write that fails (ENOSPC, EFBIG, EIO, half way or not) fails its change and leaves files
 //!   that load to the last acknowledged state: a partial snapshot is removed, the journal is cut
-//!   back to its last complete line and, opened with O_APPEND, takes the next line right
-//!   there. A later change succeeds once the disk has room again. [`RouteStore::write_failures`]
-//!   counts the failures.
+//!   back to its last complete line ([`crate::durable::append_line`]) and, opened with
+//!   O_APPEND, takes the next line right there. A later change succeeds once the disk has room
+//!   again. [`RouteStore::write_failures`] counts the failures.
 //! - The files are created mode 0600 (the daemon creates the directory 0700).
 //! - `generation` increases by one on every persisted change, and is stored in the file.
 //!
@@ -59,6 +59,7 @@ use std::path::{Path, PathBuf};
 use super::prefix_text::PrefixText;
 use super::route::{check_prefix, Route, RouteError};
 use super::sorted_walk::{take_if_next, walk_beats_search};
+use crate::durable;
 use crate::wire::Origin;
 
 /// The file inside the state directory.
@@ -383,25 +384,26 @@ impl RouteStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("read", &path)(e)),
         };
-        // Only newline-terminated lines were ever acknowledged.
-        let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        for (i, line) in text[..complete].split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let corrupt = |column: usize, message: String| StoreError::Corrupt {
+        // Only newline-terminated lines were ever acknowledged: the reader drops a torn tail.
+        for read in durable::json_lines::<JournalEntry>(&text) {
+            let corrupt = |line: usize, column: usize, message: String| StoreError::Corrupt {
                 path: path.clone(),
-                line: i + 1,
+                line,
                 column,
                 message,
             };
-            let entry: JournalEntry =
-                serde_json::from_slice(line).map_err(|e| corrupt(e.column(), e.to_string()))?;
+            let (entry, line) = match read {
+                Ok(r) => (r.value, r.line),
+                Err(bad) => {
+                    return Err(corrupt(bad.line, bad.error.column(), bad.error.to_string()))
+                }
+            };
             if entry.generation <= self.generation {
                 continue; // already in the snapshot
             }
             if entry.generation != self.generation + 1 {
                 return Err(corrupt(
+                    line,
                     1,
                     format!(
                         "generation {} follows generation {}: changes are missing",
@@ -508,7 +510,7 @@ impl RouteStore {
         let Some((f, len)) = self.journal.as_mut() else {
             return Ok(());
         };
-        match crate::durable::append_line(f, *len, &line) {
+        match durable::append_line(f, *len, &line) {
             Ok(()) => {
                 *len += line.len() as u64;
                 Ok(())
