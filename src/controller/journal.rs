@@ -362,7 +362,7 @@ impl Journal {
             .open(path)
             .map_err(io)?;
         if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            durable::sync_dir(dir).map_err(io)?;
         }
         Ok(Self {
             path: path.to_owned(),
