@@ -7,10 +7,9 @@
 //!   on disk is always a legal prefix of a run.
 //! - Replay works from any prefix. A last line without its newline is a torn write (the
 //!   controller died inside `write`; the torn-tail rule of [`crate::durable::lines`]): it is
-//!   dropped and the file truncated before appending,
-//!   by [`Journal::open`] under the journal's flock, so it never cuts a whole record another
-//!   process wrote while the file was being read.
-//!   Any other bad line is corruption and names its line.
+//!   dropped and the file truncated before appending, by [`Journal::open`] under the
+//!   journal's flock, so it never cuts a whole record another process wrote while the file
+//!   was being read. Any other bad line is corruption and names its line.
 //! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds. An append writes only
 //!   when the file is exactly what this [`Journal`] has read and written (checked under an
 //!   exclusive `flock` of the journal): a second process appending to the same run is refused
