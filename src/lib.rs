@@ -12,8 +12,9 @@
 //! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
 //! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
-//! - [`line_append`]: one line appended durably, or the file cut back as it was (the
-//!   speaker's route journal and the controller's run journal).
+//! - [`durable`]: durable files, one way each: a line appended or cut back, a JSON-lines
+//!   journal read with the torn-tail rule, a file replaced atomically (the speaker's routes
+//!   and leases, the controller's run journals, the lab's state).
 //! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
 //!   controller state).
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
@@ -35,10 +36,10 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod durable;
 pub mod filelock;
 pub mod inspect;
 pub mod lab;
-pub mod line_append;
 pub mod private_fs;
 pub mod session;
 pub mod sockopt;
