@@ -1,6 +1,6 @@
 //! [`Speaker`]: the typed client ([`super::Speaker`]) for callers that are not async (the CLI,
-//! the controller, the lab, tests). It owns one current-thread runtime for its whole life
-//! instead of building one per call.
+//! the controller, the lab, tests). It owns (or shares with other clients) one current-thread
+//! runtime for its whole life instead of building one per call.
 //!
 //! Contract: the same methods, errors and timeouts as the async client; each call blocks the
 //! calling thread until it is answered or its timeout passes. Must not be called from inside
@@ -20,6 +20,15 @@ use super::types::{
 };
 use crate::speaker::Route;
 
+/// The current-thread runtime blocking clients run on.
+pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|e| format!("cannot start the API client's runtime: {e}"))
+}
+
 /// A blocking client of one speaker's API.
 pub struct Speaker {
     inner: speaker::Speaker,
@@ -30,14 +39,13 @@ impl Speaker {
     /// Wrap the async client; fails only if the runtime cannot be made (out of threads or
     /// file descriptors).
     pub fn new(inner: speaker::Speaker) -> Result<Self, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the API client's runtime: {e}"))?;
-        Ok(Self {
-            inner,
-            rt: Arc::new(rt),
-        })
+        Ok(Self::sharing(inner, runtime()?))
+    }
+
+    /// Wrap the async client on a runtime shared with other clients (from [`runtime`]): a
+    /// controller talking to several sites needs one, not one per site.
+    pub fn sharing(inner: speaker::Speaker, rt: Arc<tokio::runtime::Runtime>) -> Self {
+        Self { inner, rt }
     }
 
     /// [`speaker::Speaker::connect`], blocking.

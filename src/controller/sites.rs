@@ -93,12 +93,15 @@ pub struct ApiSites {
 impl ApiSites {
     /// Clients for every site of `plan`, each request bounded by `timeout`.
     pub fn new(plan: &Plan, timeout: Duration) -> Result<Self, String> {
+        let rt = blocking::runtime()?;
         let mut speakers = BTreeMap::new();
         for s in &plan.sites {
             let speaker = Speaker::connect(&s.api, s.api_token_file.as_deref())
-                .and_then(|sp| blocking::Speaker::new(sp.with_timeout(timeout)))
                 .map_err(|e| format!("site {:?}: {e}", s.name))?;
-            speakers.insert(s.name.clone(), speaker);
+            speakers.insert(
+                s.name.clone(),
+                blocking::Speaker::sharing(speaker.with_timeout(timeout), rt.clone()),
+            );
         }
         Ok(Self { speakers })
     }
