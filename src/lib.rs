@@ -6,10 +6,13 @@
 //! - [`speaker`]: desired routes (persisted), per-peer Adj-RIB-Out with UPDATE packing and
 //!   Adj-RIB-In; pure logic, no sockets.
 //! - [`inspect`]: `ferry decode`: reads hex, raw or pcap input and renders messages as JSON.
-//! - [`cli`]: argument parsing and output; no business logic.
+//! - [`cli`]: argument parsing and output; no business logic (that is in [`controller`],
+//!   [`lab`] and [`api`], which never call back into it).
 //!
 //! - [`config`]: the speaker's TOML config, checked while read.
-//! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
+//! - [`api`]: HTTP/JSON control API (server, types) and [`api::Speaker`], the one typed client
+//!   (async, and [`api::blocking::Speaker`]) everything else talks to a speaker through; holds
+//!   no state.
 //! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
 //! - [`durable`]: durable files, one way each: a line appended or cut back, a JSON-lines
@@ -25,10 +28,12 @@
 //!   listener, the API, shutdown.
 //!
 //! - [`lab`]: `ferry lab`: the three-site FRR lab in network namespaces, failovers and their
-//!   convergence reports.
+//!   convergence reports; drives speakers through [`api::blocking::Speaker`] and, for chaos
+//!   with the controller, runs `ferry failover` and reads its run listing.
 //!
 //! - [`controller`]: `ferry failover`: plans, journaled steps with compensation, resume and
-//!   rollback; reaches the sites only through their speakers' API.
+//!   rollback, the plan's claim (lock, unfinished runs) and the lease keeper's loop; reaches
+//!   the sites only through their speakers' API ([`api::blocking::Speaker`]).
 
 pub mod api;
 pub mod bfd;

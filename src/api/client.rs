@@ -1,5 +1,5 @@
 //! Where a speaker's API is ([`Endpoint`]) and one HTTP/1.1 exchange with it over a Unix
-//! socket or TCP, bounded by one deadline ([`Transport`]). The typed client on top is
+//! socket or TCP, bounded by one deadline (`Transport`). The typed client on top is
 //! [`super::Speaker`]; nothing else speaks HTTP to a speaker.
 
 use std::path::PathBuf;
