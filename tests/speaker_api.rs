@@ -111,6 +111,31 @@ fn bad_requests_are_400_naming_the_problem_and_unknown_endpoints_404() {
     assert!(e.contains("`prefixes[1]`"), "{e}");
     assert!(e.contains("\"198.51.100.0/33\""), "{e}");
 
+    // The body says which field, for clients to act on without parsing the text.
+    for (path, body, field) in [
+        (
+            "/v1/withdraw",
+            r#"{"prefixes": ["198.51.100.0/33"]}"#,
+            "prefixes[0]",
+        ),
+        (
+            "/v1/announce",
+            r#"{"routes": [{"prefix": "198.51.100.1/24"}]}"#,
+            "routes[0]",
+        ),
+        ("/v1/announce", r#"{"routes": []}"#, "routes"),
+        ("/v1/withdraw", r#"{"all": "yes"}"#, "all"),
+    ] {
+        let (status, v) = post(&speaker, path, body);
+        assert_eq!(status, 400, "{body} -> {v}");
+        assert_eq!(v["field"], field, "{body} -> {v}");
+    }
+    let (_, v) = post(&speaker, "/v1/announce", "not json");
+    assert!(
+        v.get("field").is_none(),
+        "no field for a body that is not JSON: {v}"
+    );
+
     let e = bad_request(
         &speaker,
         "/v1/announce",
