@@ -6,12 +6,14 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Unexpected, Visitor};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::session::State as SessionState;
+use crate::speaker::attrs::{AttributesText, Field, Form};
 use crate::speaker::prefix_parse::plain_prefix;
-use crate::speaker::Route;
+use crate::speaker::{Attributes, Route};
 
 /// One neighbor as `ferry status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,21 +177,76 @@ pub struct ChangeResponse {
     pub generation: u64,
 }
 
-/// A route received from a peer (Adj-RIB-In).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A route received from a peer (Adj-RIB-In). JSON: `peer`, `prefix`, `next_hop`, `as_path`
+/// (text), the attributes in full (their text forms, scalars before lists), `stale`; unknown
+/// keys are ignored.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedRoute {
     pub peer: IpAddr,
     pub prefix: IpNet,
     pub next_hop: Option<IpAddr>,
     pub as_path: String,
-    pub origin: String,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
-    pub communities: Vec<String>,
-    pub large_communities: Vec<String>,
+    pub attrs: Attributes,
     /// Kept from the peer's previous session while it restarts (graceful restart helper).
-    #[serde(default)]
     pub stale: bool,
+}
+
+impl Serialize for ReceivedRoute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("peer", &self.peer)?;
+        m.serialize_entry("prefix", &self.prefix)?;
+        m.serialize_entry("next_hop", &self.next_hop)?;
+        m.serialize_entry("as_path", &self.as_path)?;
+        let mut fields = Field::ALL;
+        fields.sort_by_key(|f| f.is_list());
+        for f in fields {
+            self.attrs.write_field(f, &mut m, Form::Full)?;
+        }
+        m.serialize_entry("stale", &self.stale)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ReceivedRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ReceivedRoute;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a received route")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReceivedRoute, A::Error> {
+                let (mut peer, mut prefix, mut next_hop, mut as_path, mut stale) =
+                    (None, None, None, None, None);
+                let mut attrs = AttributesText::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "peer" => peer = Some(map.next_value()?),
+                        "prefix" => prefix = Some(map.next_value()?),
+                        "next_hop" => next_hop = Some(map.next_value()?),
+                        "as_path" => as_path = Some(map.next_value()?),
+                        "stale" => stale = Some(map.next_value()?),
+                        k => match Field::from_name(k) {
+                            Some(f) => attrs.read(f, &mut map)?,
+                            None => {
+                                map.next_value::<de::IgnoredAny>()?;
+                            }
+                        },
+                    }
+                }
+                Ok(ReceivedRoute {
+                    peer: peer.ok_or_else(|| de::Error::missing_field("peer"))?,
+                    prefix: prefix.ok_or_else(|| de::Error::missing_field("prefix"))?,
+                    next_hop: next_hop.flatten(),
+                    as_path: as_path.ok_or_else(|| de::Error::missing_field("as_path"))?,
+                    attrs: attrs.parse().map_err(de::Error::custom)?,
+                    stale: stale.unwrap_or(false),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Something the controller may wait on; streamed as one JSON object per line.

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use super::{report, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::api::{ChangeResponse, LeaseReport, WithdrawRequest};
 use crate::speaker::route::{parse_origin, parse_prefix};
-use crate::speaker::Route;
+use crate::speaker::{Attributes, Route};
 use crate::wire::{Community, LargeCommunity};
 
 #[derive(Debug, Args)]
@@ -125,11 +125,13 @@ fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
             let mut route = Route::new(parse_prefix(p).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
             route.next_hop = next_hop;
-            route.origin = origin;
-            route.communities = communities.clone();
-            route.large_communities = large.clone();
-            route.med = args.med;
-            route.local_pref = args.local_pref;
+            route.attrs = Attributes {
+                origin,
+                med: args.med,
+                local_pref: args.local_pref,
+                communities: communities.clone(),
+                large_communities: large.clone(),
+            };
             route.prepend = args.prepend;
             route.lease_secs = args.lease;
             route.validate().map_err(|e| e.to_string())?;
@@ -356,6 +358,16 @@ pub(crate) fn lease_summary(r: &LeaseReport) -> String {
     )
 }
 
+/// The MED, COMMUNITIES and LARGE cells of a route's row.
+fn attr_cells(a: &Attributes) -> [String; 3] {
+    let words = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(" ");
+    [
+        a.med.map(|m| m.to_string()).unwrap_or_default(),
+        words(&mut a.communities.iter().map(ToString::to_string)),
+        words(&mut a.large_communities.iter().map(ToString::to_string)),
+    ]
+}
+
 pub fn list(args: RoutesArgs) -> i32 {
     let client = match args.api.client_for("routes") {
         Ok(c) => c,
@@ -373,10 +385,10 @@ pub fn list(args: RoutesArgs) -> i32 {
                             r.prefix.to_string(),
                             r.next_hop.map(|a| a.to_string()).unwrap_or_default(),
                             r.as_path.clone(),
-                            r.med.map(|m| m.to_string()).unwrap_or_default(),
-                            r.communities.join(" "),
-                            r.large_communities.join(" "),
                         ]
+                        .into_iter()
+                        .chain(attr_cells(&r.attrs))
+                        .collect()
                     })
                     .collect::<Vec<_>>();
                 println!(
@@ -417,21 +429,14 @@ pub fn list(args: RoutesArgs) -> i32 {
             let rows = routes
                 .iter()
                 .map(|r| {
+                    let [med, communities, large] = attr_cells(&r.attrs);
                     vec![
                         r.prefix.to_string(),
                         r.next_hop.map_or("self".into(), |n| n.to_string()),
-                        r.med.map(|m| m.to_string()).unwrap_or_default(),
+                        med,
                         r.prepend.to_string(),
-                        r.communities
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        r.large_communities
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" "),
+                        communities,
+                        large,
                         lease_cell(r),
                     ]
                 })

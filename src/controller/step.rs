@@ -32,7 +32,6 @@ use super::plan::{Order, Plan, Probe, Site, Stage};
 use super::sites::{Probes, SiteError, Sites};
 use crate::api::SessionState;
 use crate::speaker::Route;
-use crate::wire::Community;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
@@ -216,9 +215,7 @@ impl Step {
                 let from = cx.from();
                 let mut routes = cx.routes(from, &cx.plan.all_prefixes())?;
                 for r in &mut routes {
-                    if !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
-                        r.communities.push(Community::GRACEFUL_SHUTDOWN);
-                    }
+                    r.attrs.mark_graceful_shutdown();
                 }
                 cx.sites.announce(&from.name, &routes)?;
                 let wait = cx.plan.drain.as_ref().map_or(0, |d| d.wait_ms);

@@ -57,10 +57,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::prefix_text::PrefixText;
-use super::route::{check_prefix, Route, RouteError};
+use super::route::{check_prefix, Form, Route, RouteError};
 use super::sorted_walk::{take_if_next, walk_beats_search};
 use crate::durable;
-use crate::wire::Origin;
 
 /// The file inside the state directory.
 pub const ROUTES_FILE: &str = "routes.json";
@@ -238,39 +237,8 @@ struct Stored<'a>(&'a Route);
 
 impl Serialize for Stored<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("prefix", PrefixText::prefix(&r.prefix).as_str())?;
-        if let Some(nh) = &r.next_hop {
-            m.serialize_entry("next_hop", PrefixText::addr(nh).as_str())?;
-        }
-        if r.origin != Origin::Igp {
-            m.serialize_entry("origin", r.origin.name())?;
-        }
-        if !r.communities.is_empty() {
-            let c: Vec<String> = r.communities.iter().map(ToString::to_string).collect();
-            m.serialize_entry("communities", &c)?;
-        }
-        if !r.large_communities.is_empty() {
-            let c: Vec<String> = r
-                .large_communities
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            m.serialize_entry("large_communities", &c)?;
-        }
-        if let Some(v) = r.med {
-            m.serialize_entry("med", &v)?;
-        }
-        if let Some(v) = r.local_pref {
-            m.serialize_entry("local_pref", &v)?;
-        }
-        if r.prepend != 0 {
-            m.serialize_entry("prepend", &r.prepend)?;
-        }
-        if let Some(v) = r.lease_secs {
-            m.serialize_entry("lease_secs", &v)?;
-        }
+        self.0.write_fields(&mut m, Form::Compact)?;
         m.end()
     }
 }
@@ -702,7 +670,7 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.generation(), 0);
         let mut r = route("198.51.100.0/24");
-        r.med = Some(5);
+        r.attrs.med = Some(5);
         let a = s
             .apply(Change::Announce(vec![r.clone(), route("2001:db8:1::/48")]))
             .unwrap();
@@ -731,7 +699,7 @@ mod tests {
         )
         .unwrap();
         let mut egp = route("2001:db8:2::/48");
-        egp.origin = Origin::Egp;
+        egp.attrs.origin = crate::wire::Origin::Egp;
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
         let plain = [route("198.51.100.0/24"), route("2001:db8:1::/48")];
@@ -746,7 +714,7 @@ mod tests {
         assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), s.routes());
         // Journal: a new route with a non-default origin, a replaced one, a withdrawn one.
         let mut full2 = full.clone();
-        full2.med = None;
+        full2.attrs.med = None;
         s.apply(Change::Announce(vec![egp.clone(), full2.clone()]))
             .unwrap();
         s.apply(Change::Withdraw(vec![plain[1].prefix])).unwrap();
@@ -1033,7 +1001,7 @@ mod tests {
                     .iter()
                     .map(|p| {
                         let mut r = Route::new(*p).unwrap();
-                        r.med = Some(first);
+                        r.attrs.med = Some(first);
                         r
                     })
                     .collect();
@@ -1055,7 +1023,7 @@ mod tests {
     /// A route whose journal line is ~1 KiB, so that a full page leaves room for part of it.
     fn long_route(i: u32) -> Route {
         let mut r = route(&format!("2001:db8:{i:x}::/48"));
-        r.communities = (0..100)
+        r.attrs.communities = (0..100)
             .map(|c| crate::wire::Community::new(65000, c))
             .collect();
         r

@@ -350,7 +350,7 @@ fn planned_failover_then_failback() {
         .announced("dc1")
         .unwrap()
         .iter()
-        .all(|r| r.communities.is_empty()));
+        .all(|r| r.attrs.communities.is_empty()));
     assert_eq!(
         probes.hooks.borrow().clone(),
         [
@@ -387,7 +387,7 @@ fn failing_health_check_rolls_back_with_the_primary_announcing() {
         .announced("dc1")
         .unwrap()
         .iter()
-        .all(|r| r.communities.is_empty()));
+        .all(|r| r.attrs.communities.is_empty()));
     assert!(probes
         .hooks
         .borrow()
@@ -613,7 +613,7 @@ fn crash_and_resume(text: &str, healthy: bool, crash: Crash) {
                     .announced(active)
                     .unwrap()
                     .iter()
-                    .all(|r| r.communities.is_empty()),
+                    .all(|r| r.attrs.communities.is_empty()),
                 "{ctx}: drained routes left behind"
             );
             // The journal on disk replays to the same end.

@@ -97,23 +97,13 @@ impl Control for Shared {
             .iter()
             .filter(|p| peer.is_none_or(|a| a == p.config.address))
         {
-            out.extend(lock(&p.rib_in).routes().into_iter().map(|r| {
-                ReceivedRoute {
-                    peer: p.config.address,
-                    prefix: r.prefix,
-                    next_hop: r.next_hop,
-                    as_path: r.as_path.to_string(),
-                    origin: r.origin.map_or("-", |o| o.name()).to_owned(),
-                    med: r.med,
-                    local_pref: r.local_pref,
-                    communities: r.communities.iter().map(ToString::to_string).collect(),
-                    large_communities: r
-                        .large_communities
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                    stale: r.stale,
-                }
+            out.extend(lock(&p.rib_in).routes().into_iter().map(|r| ReceivedRoute {
+                peer: p.config.address,
+                prefix: r.prefix,
+                next_hop: r.next_hop,
+                as_path: r.as_path.to_string(),
+                attrs: r.attrs,
+                stale: r.stale,
             }));
         }
         Ok(out)

@@ -15,7 +15,6 @@ use super::{lock, write, Shared};
 use crate::api::{ApiError, ChangeResponse, Event};
 use crate::speaker::store::{Applied, Change, RouteStore};
 use crate::speaker::{Retired, Route};
-use crate::wire::Community;
 
 impl Shared {
     /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
@@ -31,8 +30,8 @@ impl Shared {
         let draining = lock(&self.draining);
         let changes = changes.into_iter().map(|(p, route)| {
             let route = route.map(|mut r| {
-                if draining.contains(&p) && !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
-                    r.communities.push(Community::GRACEFUL_SHUTDOWN);
+                if draining.contains(&p) {
+                    r.attrs.mark_graceful_shutdown();
                 }
                 r
             });
