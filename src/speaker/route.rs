@@ -526,7 +526,13 @@ mod tests {
         let e = from_json(r#"{"prefix":"198.51.100.0/24","origin":"bgp"}"#).unwrap_err();
         assert!(e.starts_with("origin \"bgp\""), "{e}");
         let e = from_json(r#"{"prefix":"198.51.100.0/24","nexthop":"192.0.2.1"}"#).unwrap_err();
-        assert!(e.contains("unknown field `nexthop`"), "{e}");
+        assert!(e.starts_with("unknown field `nexthop`, expected one of `prefix`, `next_hop`, `origin`, `communities`, `large_communities`, `med`, `local_pref`, `prepend`, `lease_secs`"), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","med":1,"med":2}"#).unwrap_err();
+        assert!(e.starts_with("duplicate field `med`"), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","prefix":"192.0.2.0/24"}"#).unwrap_err();
+        assert!(e.starts_with("duplicate field `prefix`"), "{e}");
+        let e = from_json(r#"{"next_hop":"192.0.2.1"}"#).unwrap_err();
+        assert!(e.starts_with("missing field `prefix`"), "{e}");
         let e = from_json(r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2"}"#).unwrap_err();
         assert!(e.starts_with("next_hop \"192.0.2\""), "{e}");
     }
