@@ -24,7 +24,6 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
-use super::route::RouteError;
 use crate::wire::{AttributeValue, Community, LargeCommunity, Origin, PathAttribute};
 
 /// Most standard communities on one route. With [`MAX_LARGE_COMMUNITIES`] and the prepend
@@ -55,6 +54,32 @@ impl Default for Attributes {
             local_pref: None,
             communities: Vec::new(),
             large_communities: Vec::new(),
+        }
+    }
+}
+
+/// Why attributes were refused; names the field and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrError {
+    #[error("origin {value:?} is not one of igp, egp, incomplete")]
+    BadOrigin { value: String },
+    /// A value of a list field that does not parse; `message` names it.
+    #[error("{}: {message}", field.name())]
+    BadText { field: Field, message: String },
+    #[error("{}: {count} values exceed the maximum of {max}", field.name())]
+    TooMany {
+        field: Field,
+        count: usize,
+        max: usize,
+    },
+}
+
+impl AttrError {
+    /// The field the error is about.
+    pub fn field(&self) -> Field {
+        match self {
+            Self::BadOrigin { .. } => Field::Origin,
+            Self::BadText { field, .. } | Self::TooMany { field, .. } => *field,
         }
     }
 }
@@ -139,7 +164,7 @@ impl<T: fmt::Display> Serialize for DisplayText<'_, T> {
 
 impl Attributes {
     /// Refuse more communities than fit an UPDATE.
-    pub fn validate(&self) -> Result<(), RouteError> {
+    pub fn validate(&self) -> Result<(), AttrError> {
         for (field, count, max) in [
             (Field::Communities, self.communities.len(), MAX_COMMUNITIES),
             (
@@ -149,11 +174,7 @@ impl Attributes {
             ),
         ] {
             if count > max {
-                return Err(RouteError::TooMany {
-                    field: field.name(),
-                    count,
-                    max,
-                });
+                return Err(AttrError::TooMany { field, count, max });
             }
         }
         Ok(())
@@ -301,19 +322,9 @@ impl AttributesText {
 
     /// The attributes the text names (not yet [`Attributes::validate`]d: received routes may
     /// carry more than we send). Text is trimmed; errors name the field and the value.
-    pub fn parse(self) -> Result<Attributes, RouteError> {
-        let communities = self
-            .communities
-            .iter()
-            .map(|c| c.trim().parse::<Community>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| RouteError::BadCommunity(e.to_string()))?;
-        let large_communities = self
-            .large_communities
-            .iter()
-            .map(|c| c.trim().parse::<LargeCommunity>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| RouteError::BadLargeCommunity(e.to_string()))?;
+    pub fn parse(self) -> Result<Attributes, AttrError> {
+        let communities = parse_all(&self.communities, Field::Communities)?;
+        let large_communities = parse_all(&self.large_communities, Field::LargeCommunities)?;
         Ok(Attributes {
             origin: self
                 .origin
@@ -327,8 +338,23 @@ impl AttributesText {
     }
 }
 
+/// Every text of a list field, trimmed; the first bad one is the error.
+fn parse_all<T: std::str::FromStr>(texts: &[String], field: Field) -> Result<Vec<T>, AttrError>
+where
+    T::Err: fmt::Display,
+{
+    texts
+        .iter()
+        .map(|t| t.trim().parse::<T>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AttrError::BadText {
+            field,
+            message: e.to_string(),
+        })
+}
+
 /// An origin by name, any case; `?` is incomplete, as routers print it.
-pub fn parse_origin(s: &str) -> Result<Origin, RouteError> {
+pub fn parse_origin(s: &str) -> Result<Origin, AttrError> {
     [
         ("igp", Origin::Igp),
         ("egp", Origin::Egp),
@@ -338,7 +364,7 @@ pub fn parse_origin(s: &str) -> Result<Origin, RouteError> {
     .into_iter()
     .find(|(name, _)| s.eq_ignore_ascii_case(name))
     .map(|(_, origin)| origin)
-    .ok_or_else(|| RouteError::BadOrigin {
+    .ok_or_else(|| AttrError::BadOrigin {
         value: s.to_owned(),
     })
 }
@@ -400,11 +426,11 @@ mod tests {
             ..AttributesText::default()
         };
         let e = bad.parse().unwrap_err();
-        assert_eq!(e.field(), "large_communities");
+        assert_eq!(e.field(), Field::LargeCommunities);
         assert!(e
             .to_string()
             .starts_with("large_communities: large community \"1:2\""));
-        assert_eq!(parse_origin("bgp").unwrap_err().field(), "origin");
+        assert_eq!(parse_origin("bgp").unwrap_err().field(), Field::Origin);
     }
 
     #[test]
@@ -414,7 +440,7 @@ mod tests {
             ..Attributes::default()
         };
         let e = a.validate().unwrap_err();
-        assert_eq!(e.field(), "communities");
+        assert_eq!(e.field(), Field::Communities);
         assert_eq!(
             e.to_string(),
             "communities: 257 values exceed the maximum of 256"

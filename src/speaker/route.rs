@@ -33,7 +33,8 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 pub use super::attrs::{
-    parse_origin, Attributes, AttributesText, Field, Form, MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES,
+    parse_origin, AttrError, Attributes, AttributesText, Field, Form, MAX_COMMUNITIES,
+    MAX_LARGE_COMMUNITIES,
 };
 use super::prefix_text::PrefixText;
 
@@ -81,22 +82,12 @@ pub enum RouteError {
         next_hop: IpAddr,
         reason: &'static str,
     },
-    #[error("origin {value:?} is not one of igp, egp, incomplete")]
-    BadOrigin { value: String },
-    #[error("communities: {0}")]
-    BadCommunity(String),
-    #[error("large_communities: {0}")]
-    BadLargeCommunity(String),
+    #[error(transparent)]
+    Attribute(#[from] AttrError),
     #[error("prepend {value} exceeds the maximum of {max}")]
     PrependTooLarge { value: u32, max: u8 },
     #[error("lease_secs {value} is outside 1-{MAX_LEASE_SECS}")]
     BadLease { value: u32 },
-    #[error("{field}: {count} values exceed the maximum of {max}")]
-    TooMany {
-        field: &'static str,
-        count: usize,
-        max: usize,
-    },
 }
 
 impl RouteError {
@@ -109,12 +100,9 @@ impl RouteError {
             Self::BadNextHop { .. } | Self::NextHopFamily { .. } | Self::UnusableNextHop { .. } => {
                 "next_hop"
             }
-            Self::BadOrigin { .. } => "origin",
-            Self::BadCommunity(_) => "communities",
-            Self::BadLargeCommunity(_) => "large_communities",
+            Self::Attribute(e) => e.field().name(),
             Self::PrependTooLarge { .. } => "prepend",
             Self::BadLease { .. } => "lease_secs",
-            Self::TooMany { field, .. } => field,
         }
     }
 }

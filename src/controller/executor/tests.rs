@@ -14,7 +14,7 @@ use crate::controller::hook::HookProcess;
 use crate::controller::journal::Crash;
 use crate::controller::plan::{Hook, Probe};
 use crate::controller::sites::SiteError;
-use crate::speaker::Route;
+use crate::speaker::{Attributes, Route};
 
 const PLAN: &str = r#"name = "web"
 primary = "dc1"
@@ -183,14 +183,13 @@ impl Sites for FakeSites {
             .iter()
             .flat_map(|s| rib.get(*s).into_iter().flat_map(|r| r.values()))
             .filter(|r| !self.filtered.borrow().contains(&r.prefix))
-            .map(|r| {
-                serde_json::from_value::<ReceivedRoute>(serde_json::json!({
-                    "peer": "127.0.0.9", "prefix": r.prefix,
-                    "next_hop": r.next_hop.map(|n| n.to_string()),
-                    "as_path": "65100", "origin": "igp", "med": null, "local_pref": null,
-                    "communities": [], "large_communities": []
-                }))
-                .unwrap()
+            .map(|r| ReceivedRoute {
+                peer: "127.0.0.9".parse().unwrap(),
+                prefix: r.prefix,
+                next_hop: r.next_hop,
+                as_path: "65100".into(),
+                attrs: Attributes::default(),
+                stale: false,
             })
             .collect())
     }
