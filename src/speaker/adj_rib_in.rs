@@ -29,7 +29,6 @@
 //! - Graceful restart helper (RFC 4724 §4.2): [`AdjRibIn::mark_stale`] when the session drops
 //!   instead of [`AdjRibIn::clear`]; a re-announced route is fresh again; End-of-RIB for a
 //!   family sweeps that family's stale routes; [`AdjRibIn::sweep_stale`] for the restart timer.
-//!
 //! - A received route's pass-through attributes are one [`Attributes`]; its ORIGIN is always
 //!   the one received (an UPDATE without one is treat-as-withdraw, RFC 7606 §3 d).
 //!
