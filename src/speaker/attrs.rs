@@ -199,21 +199,33 @@ impl Attributes {
         let full = form == Form::Full;
         let key = field.name();
         match field {
-            Field::Origin if full || self.origin != Origin::Igp => {
-                m.serialize_entry(key, self.origin.name())
+            Field::Origin => {
+                if full || self.origin != Origin::Igp {
+                    m.serialize_entry(key, self.origin.name())?;
+                }
             }
-            Field::Communities if full || !self.communities.is_empty() => {
-                m.serialize_entry(key, &Texts(&self.communities))
+            Field::Communities => {
+                if full || !self.communities.is_empty() {
+                    m.serialize_entry(key, &Texts(&self.communities))?;
+                }
             }
-            Field::LargeCommunities if full || !self.large_communities.is_empty() => {
-                m.serialize_entry(key, &Texts(&self.large_communities))
+            Field::LargeCommunities => {
+                if full || !self.large_communities.is_empty() {
+                    m.serialize_entry(key, &Texts(&self.large_communities))?;
+                }
             }
-            Field::Med if full || self.med.is_some() => m.serialize_entry(key, &self.med),
-            Field::LocalPref if full || self.local_pref.is_some() => {
-                m.serialize_entry(key, &self.local_pref)
+            Field::Med => {
+                if full || self.med.is_some() {
+                    m.serialize_entry(key, &self.med)?;
+                }
             }
-            _ => Ok(()),
+            Field::LocalPref => {
+                if full || self.local_pref.is_some() {
+                    m.serialize_entry(key, &self.local_pref)?;
+                }
+            }
         }
+        Ok(())
     }
 
     /// Write every field, in [`Field::ALL`] order.
@@ -227,21 +239,27 @@ impl Attributes {
     /// when set (LOCAL_PREF as given: export decides whether the peer gets one). Not in type
     /// code order with the caller's own; the caller sorts.
     pub fn push_path_attributes(&self, out: &mut Vec<PathAttribute>) {
+        // Every field by name, so a new one cannot be left off the wire unnoticed.
+        let Self {
+            origin,
+            med,
+            local_pref,
+            communities,
+            large_communities,
+        } = self;
         let mut push = |v| out.push(PathAttribute::new(v));
-        push(AttributeValue::Origin(self.origin));
-        if let Some(m) = self.med {
-            push(AttributeValue::Med(m));
+        push(AttributeValue::Origin(*origin));
+        if let Some(m) = med {
+            push(AttributeValue::Med(*m));
         }
-        if let Some(l) = self.local_pref {
-            push(AttributeValue::LocalPref(l));
+        if let Some(l) = local_pref {
+            push(AttributeValue::LocalPref(*l));
         }
-        if !self.communities.is_empty() {
-            push(AttributeValue::Communities(self.communities.clone()));
+        if !communities.is_empty() {
+            push(AttributeValue::Communities(communities.clone()));
         }
-        if !self.large_communities.is_empty() {
-            push(AttributeValue::LargeCommunities(
-                self.large_communities.clone(),
-            ));
+        if !large_communities.is_empty() {
+            push(AttributeValue::LargeCommunities(large_communities.clone()));
         }
     }
 
@@ -267,17 +285,24 @@ impl Attributes {
 impl fmt::Display for Attributes {
     /// `origin igp community 65001:1 large-community 65001:1:2 med 5 local-pref 200`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "origin {}", self.origin.name())?;
-        for c in &self.communities {
+        let Self {
+            origin,
+            med,
+            local_pref,
+            communities,
+            large_communities,
+        } = self;
+        write!(f, "origin {}", origin.name())?;
+        for c in communities {
             write!(f, " community {c}")?;
         }
-        for c in &self.large_communities {
+        for c in large_communities {
             write!(f, " large-community {c}")?;
         }
-        if let Some(m) = self.med {
+        if let Some(m) = med {
             write!(f, " med {m}")?;
         }
-        if let Some(l) = self.local_pref {
+        if let Some(l) = local_pref {
             write!(f, " local-pref {l}")?;
         }
         Ok(())

@@ -525,6 +525,28 @@ mod tests {
         assert!(e.starts_with("next_hop \"192.0.2\""), "{e}");
     }
 
+    /// The store's form (what the previous release wrote and this one must read and write the
+    /// same): only what differs from the defaults.
+    #[test]
+    fn compact_form_skips_defaults() {
+        struct Compact<'a>(&'a Route);
+        impl Serialize for Compact<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(None)?;
+                self.0.write_fields(&mut m, Form::Compact)?;
+                m.end()
+            }
+        }
+        let full = r#"{"prefix":"203.0.113.0/24","next_hop":"192.0.2.1","origin":"incomplete","communities":["65000:1","no-export"],"large_communities":["4200000000:1:2"],"med":7,"local_pref":200,"prepend":2,"lease_secs":30}"#;
+        let r = from_json(full).unwrap();
+        assert_eq!(serde_json::to_string(&Compact(&r)).unwrap(), full);
+        let plain = Route::new("2001:db8:1::/48".parse().unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Compact(&plain)).unwrap(),
+            r#"{"prefix":"2001:db8:1::/48"}"#
+        );
+    }
+
     #[test]
     fn lease_is_optional_in_json_and_bounded() {
         let r = from_json(r#"{"prefix":"198.51.100.0/24","lease_secs":30}"#).unwrap();
