@@ -374,7 +374,7 @@ impl<'de> Deserialize<'de> for Route {
         impl<'de> Visitor<'de> for RouteVisitor {
             type Value = Route;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("struct RouteJson")
+                f.write_str("a route object such as {\"prefix\": \"198.51.100.0/24\"}")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Route, A::Error> {
                 let mut prefix: Option<String> = None;
@@ -413,7 +413,7 @@ impl<'de> Deserialize<'de> for Route {
                 .map_err(de::Error::custom)
             }
         }
-        d.deserialize_struct("RouteJson", &KEYS[..], RouteVisitor)
+        d.deserialize_struct("Route", &KEYS[..], RouteVisitor)
     }
 }
 
