@@ -37,6 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use testkit::rng::Rng;
 
 use bytes::BytesMut;
 use ferry::api::{AnnounceRequest, ChangeResponse, Client, Endpoint, PeerStatus, WithdrawRequest};
@@ -52,22 +53,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(10);
 const PEER_ASN: u32 = 65001;
 const LOCAL_ASN: u32 = 65100;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn attribute_set(rng: &mut Rng) -> Vec<PathAttribute> {
     let hops = 2 + rng.below(5) as usize;
@@ -134,7 +119,7 @@ fn prefixes(rng: &mut Rng, n: usize) -> Vec<Ipv4Net> {
 /// The encoded table (UPDATEs then End-of-RIB) and how many UPDATEs it has.
 fn table(n: usize) -> (Vec<u8>, usize) {
     let sets = (n * 273 / 800).max(1);
-    let mut rng = Rng(0x5eed_f0e5 ^ n as u64);
+    let mut rng = Rng::new(0x5eed_f0e5 ^ n as u64);
     let ctx = Context::default();
     let attr_sets: Vec<Vec<PathAttribute>> = (0..sets).map(|_| attribute_set(&mut rng)).collect();
     let mut by_set: Vec<Vec<Ipv4Net>> = vec![Vec::new(); sets];

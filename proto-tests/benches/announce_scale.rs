@@ -42,10 +42,11 @@ use proto_tests::bench::{
     env_num, median, package_version, prefixes, topology, vm_hwm_kib, Receiver, RECEIVER_AS,
     RECEIVER_IP, SENDER_AS, SENDER_ID, SENDER_IP,
 };
-use proto_tests::daemons::{Family, Peer};
 use proto_tests::fanout::{CommandSender, Me, SenderKind};
 use proto_tests::ingest::{cpu_secs, Bins};
-use proto_tests::netns::{can_run_with, program_exists, Lab};
+use testkit::daemons::{Family, Peer};
+use testkit::netns::Lab;
+use testkit::root::{can_run_with, program_exists};
 
 const POLL: Duration = Duration::from_millis(2);
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use proto_tests::bench::{env_num, median, package_version, prefixes};
 use proto_tests::fanout::{fanout_once, FanoutRun, SenderKind};
 use proto_tests::ingest::Bins;
-use proto_tests::netns::{can_run_with, program_exists};
+use testkit::root::{can_run_with, program_exists};
 
 fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())

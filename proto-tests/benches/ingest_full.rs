@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use proto_tests::bench::{env_num, median, package_version};
 use proto_tests::ingest::{ingest_once, write_table, Bins, IngestRun, ReceiverKind};
-use proto_tests::netns::{can_run_with, program_exists};
+use testkit::root::{can_run_with, program_exists};
 
 fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())

@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{BgpdVty, Frr, FrrConfig};
-use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{poll, BgpDaemon, Family, Peer, Route};
-use crate::netns::{run, Lab, Netns};
+use testkit::cmd::run;
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{BgpdVty, Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{BgpDaemon, Family, Peer, Route};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
 
 pub const RECEIVER_AS: u32 = 65001;
 pub const SENDER_AS: u32 = 65002;
@@ -370,7 +372,7 @@ fn start_ferry<'l>(
             return Some(Err(format!(
                 "ferry exited: {:?}\n{}",
                 lab.exit_status(pid),
-                crate::daemons::tail_file(&log, 20)
+                testkit::daemons::tail_file(&log, 20)
             )));
         }
         let (status, body) = http_unix(&api, "GET", "/v1/routes", None).ok()?;
@@ -387,7 +389,7 @@ fn start_ferry<'l>(
         None => Err(format!(
             "ferry API did not list {} routes after {LOAD_TIMEOUT:?}\n{}",
             prefixes.len(),
-            crate::daemons::tail_file(&log, 20)
+            testkit::daemons::tail_file(&log, 20)
         )),
     }
 }
@@ -525,7 +527,7 @@ fn start_exabgp<'l>(lab: &'l Lab, ns: &Netns, prefixes: &[String]) -> Result<Sen
         Some(true) => Ok(Sender::ExaBgp { pid, dir, log }),
         _ => Err(format!(
             "exabgp did not load its configuration\n{}",
-            crate::daemons::tail_file(&log, 20)
+            testkit::daemons::tail_file(&log, 20)
         )),
     }
 }

@@ -27,12 +27,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bench::{http_unix, vm_hwm_kib, write_mrt_ipv6};
-use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{Frr, FrrConfig};
-use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{Family, Peer, Route};
 use crate::ingest::{cpu_secs, spawn_ferry, spawn_line_reader, Bins};
-use crate::netns::{Lab, Netns};
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{Family, Peer, Route};
+use testkit::netns::{Lab, Netns};
 
 pub const SENDER_AS: u32 = 65020;
 pub const SINK_AS: u32 = 65030;
@@ -302,7 +302,7 @@ fn bird_routes(b: &Bird, c: &BirdConfig, prefixes: &[String]) -> Result<(), Stri
     let mut c = c.clone();
     c.routes = prefixes.iter().map(|p| Route::new(p)).collect();
     let conf = b.dir().join("bird.conf");
-    std::fs::write(&conf, c.render(crate::daemons::BgpDaemon::log_path(b)))
+    std::fs::write(&conf, c.render(testkit::daemons::BgpDaemon::log_path(b)))
         .map_err(|e| format!("{}: {e}", conf.display()))?;
     let out = b.birdc(&["configure"])?;
     if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
@@ -323,7 +323,7 @@ fn frr_networks(f: &Frr, asn: u32, prefixes: &[String], neg: &str) -> Result<(),
     text.push_str(" exit-address-family\nexit\n");
     let file = f.dir().join("networks.conf");
     std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let out = crate::netns::run(
+    let out = testkit::cmd::run(
         std::process::Command::new("vtysh")
             .arg("--vty_socket")
             .arg(f.dir())

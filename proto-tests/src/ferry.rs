@@ -24,8 +24,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::daemons::{dump_lines, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
-use crate::netns::{run, Lab, Netns};
+use testkit::cmd::run;
+use testkit::daemons::{dump_lines, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
 
 /// The `ferry` binary to run (see the module docs). Panics with what to do if there is none.
 pub fn ferry_bin() -> PathBuf {
@@ -326,7 +328,7 @@ pub fn parse_received(v: &[Value], family: Family) -> Rib {
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .map(crate::daemons::normalize_community)
+                .map(testkit::daemons::normalize_community)
                 .collect()
         };
         let num = |k: &str| r.get(k).and_then(Value::as_u64).map(|n| n as u32);

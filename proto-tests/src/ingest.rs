@@ -34,11 +34,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bench::{http_unix, vm_hwm_kib};
-use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{Frr, FrrConfig};
-use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{poll, Family, Peer};
-use crate::netns::{run, Lab, Netns};
+use testkit::cmd::run;
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{Family, Peer};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
 
 pub const RECEIVER_AS: u32 = 65001;
 pub const BLASTER_AS: u32 = 65010;
@@ -295,9 +297,9 @@ impl<'l> Receiver<'l> {
     }
 
     fn log_tail(&self) -> String {
-        use crate::daemons::BgpDaemon;
+        use testkit::daemons::BgpDaemon;
         match self {
-            Receiver::Ferry { log, .. } => crate::daemons::tail_file(log, 10),
+            Receiver::Ferry { log, .. } => testkit::daemons::tail_file(log, 10),
             Receiver::Bird(b) => b.log_tail(10),
             Receiver::Frr(f) => f.log_tail(10),
             Receiver::GoBgp(g) => g.log_tail(10),
@@ -501,7 +503,7 @@ pub fn spawn_ferry(
     if up != Some(true) {
         return Err(format!(
             "ferry did not come up\n{}",
-            crate::daemons::tail_file(&log, 20)
+            testkit::daemons::tail_file(&log, 20)
         ));
     }
     Ok((pid, log))

@@ -40,20 +40,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Whether the FRR lab can run here (root and FRR installed). CI sets FIT_REQUIRE=1
 /// (scripts/test.sh) so the lab tests cannot be skipped silently there.
-pub fn lab_can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let frr = Path::new("/usr/lib/frr/bgpd").exists();
-    if !(root && frr) {
-        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-            panic!("cannot run the lab: needs root and FRR (FIT_REQUIRE=1)");
-        }
-        eprintln!("skipped: needs root and FRR (apt-get install frr)");
-    }
-    root && frr
-}
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use testkit::root::lab_can_run;
 
 // ---------------------------------------------------------------------------------------------
 // Ports

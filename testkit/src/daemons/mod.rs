@@ -13,7 +13,9 @@ pub mod gobgp;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::poll::poll;
 
 /// Address family (unicast).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -273,23 +275,6 @@ pub trait BgpDaemon {
     }
 }
 
-/// Calls `f` until it returns Some (first at once, then every 100-500 ms) or `timeout` passes.
-pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        std::thread::sleep(delay.min(deadline - now));
-        delay = (delay * 3 / 2).min(Duration::from_millis(500));
-    }
-}
-
 /// Last `lines` lines of a file ("(unreadable: ...)" if it cannot be read).
 pub fn tail_file(path: &Path, lines: usize) -> String {
     match std::fs::read_to_string(path) {
@@ -321,6 +306,7 @@ pub fn normalize_community(c: &str) -> String {
     }
 }
 
-pub(crate) fn dump_lines(out: &mut String, title: &str, body: &str) {
+/// Appends a titled section to a state dump.
+pub fn dump_lines(out: &mut String, title: &str, body: &str) {
     let _ = writeln!(out, "== {title}\n{}", body.trim_end());
 }

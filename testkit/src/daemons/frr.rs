@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
-use crate::netns::{run, Lab, Netns};
+use crate::cmd::run;
+use crate::netns::{Lab, Netns};
 
 /// FRR configuration builder.
 #[derive(Clone, Debug)]

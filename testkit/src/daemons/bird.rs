@@ -12,7 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
-use crate::netns::{run, Lab, Netns};
+use crate::cmd::run;
+use crate::netns::{Lab, Netns};
 
 /// BIRD configuration builder.
 #[derive(Clone, Debug)]
