@@ -29,7 +29,9 @@ use crate::api::{ChangeResponse, Client, Endpoint, PeerStatus};
 const SESSIONS_UP: Duration = Duration::from_secs(45);
 const ROUTE_UP: Duration = Duration::from_secs(20);
 
-pub struct Lab {
+/// One running three-site lab (`fl-<instance>-*` namespaces, its routers and speakers), as
+/// `up` built it or `attach` found it.
+pub struct LabInstance {
     pub topo: Topology,
     pub instance: String,
     pub dir: PathBuf,
@@ -67,7 +69,7 @@ pub fn preflight() -> Result<()> {
     frr::check_installed()
 }
 
-impl Lab {
+impl LabInstance {
     pub fn new(instance: &str, topology_dir: Option<PathBuf>) -> Result<Self> {
         check_instance(instance)?;
         let topo = match &topology_dir {

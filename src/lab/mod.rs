@@ -36,7 +36,7 @@ pub mod statedisk;
 pub mod topology;
 pub mod watch;
 
-pub use instance::Lab;
+pub use instance::LabInstance;
 
 /// Where every instance keeps its runtime files.
 pub const RUN_ROOT: &str = "/run/ferry-lab";
