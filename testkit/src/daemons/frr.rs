@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::frr_daemon;
 use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
 use crate::cmd::run;
 use crate::netns::{Lab, Netns};
@@ -203,31 +204,19 @@ impl<'l> Frr<'l> {
         let log = dir.join("bgpd.log");
         std::fs::write(dir.join("bgpd.conf"), config.render(&log)).expect("write bgpd.conf");
         // bgpd drops privileges to user frr (the vty group frrvty rules out running as root)
-        let _ = run(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
+        let _ = frr_daemon::chown(&dir);
         let d = |f: &str| dir.join(f).display().to_string();
+        let command = |daemon: &str, config: &str| {
+            let mut c = ns.command(&frr_daemon::binary(daemon).display().to_string());
+            frr_daemon::args(&mut c, &dir, daemon, &dir.join(config));
+            c
+        };
         let mut pids = Vec::new();
         if config.zebra {
-            let mut c = ns.command("/usr/lib/frr/zebra");
-            c.args([
-                "-f",
-                &d("zebra.conf"),
-                "-i",
-                &d("zebra.pid"),
-                "-z",
-                &d("zserv.api"),
-            ])
-            .args([
-                "--vty_socket",
-                &d(""),
-                "-P",
-                "0",
-                "--log",
-                &format!("file:{}", d("zebra.log")),
-            ]);
+            let mut c = command("zebra", "zebra.conf");
+            c.args(["--log", &format!("file:{}", d("zebra.log"))]);
             std::fs::write(dir.join("zebra.conf"), "hostname fit-zebra\n").expect("zebra.conf");
-            let _ = run(Command::new("chown")
-                .args(["frr:frr"])
-                .arg(dir.join("zebra.conf")));
+            let _ = frr_daemon::chown(&dir);
             pids.push(lab.spawn("zebra", c, &dir.join("zebra.out")));
             let sock = dir.join("zserv.api");
             if poll(Duration::from_secs(10), || sock.exists().then_some(())).is_none() {
@@ -248,34 +237,12 @@ impl<'l> Frr<'l> {
                 let _ = writeln!(conf, "{l}");
             }
             std::fs::write(dir.join("bfdd.conf"), conf).expect("bfdd.conf");
-            let _ = run(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
-            let mut c = ns.command("/usr/lib/frr/bfdd");
-            c.args([
-                "-f",
-                &d("bfdd.conf"),
-                "-i",
-                &d("bfdd.pid"),
-                "-z",
-                &d("zserv.api"),
-                "--bfdctl",
-                &d("bfdd.sock"),
-                "--vty_socket",
-                &d(""),
-                "-P",
-                "0",
-            ]);
+            let _ = frr_daemon::chown(&dir);
+            let mut c = command("bfdd", "bfdd.conf");
+            c.args(["--bfdctl", &d("bfdd.sock")]);
             pids.push(lab.spawn("bfdd", c, &dir.join("bfdd.out")));
         }
-        let mut c = ns.command("/usr/lib/frr/bgpd");
-        c.args([
-            "-f",
-            &d("bgpd.conf"),
-            "-i",
-            &d("bgpd.pid"),
-            "-z",
-            &d("zserv.api"),
-        ])
-        .args(["--vty_socket", &d(""), "-P", "0"]);
+        let mut c = command("bgpd", "bgpd.conf");
         if !config.zebra {
             c.arg("-Z");
         }
@@ -317,12 +284,11 @@ impl<'l> Frr<'l> {
 
     /// Runs vtysh commands (`-c` each, in order); Ok(stdout).
     pub fn vtysh_cmds(&self, cmds: &[&str]) -> Result<String, String> {
-        let mut c = Command::new("vtysh");
-        c.arg("--vty_socket").arg(&self.dir);
-        for cmd in cmds {
-            c.args(["-c", cmd]);
-        }
-        let out = run(&mut c)?;
+        let out = run(frr_daemon::vtysh_args(
+            &mut Command::new("vtysh"),
+            &self.dir,
+            cmds,
+        ))?;
         // vtysh exits 0 on some errors and prints them
         if out.starts_with('%') {
             return Err(format!("vtysh {cmds:?}: {out}"));

@@ -8,6 +8,7 @@
 pub mod bird;
 pub mod exabgp;
 pub mod frr;
+pub mod frr_daemon;
 pub mod gobgp;
 
 use std::collections::BTreeMap;
