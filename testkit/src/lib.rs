@@ -22,5 +22,6 @@ pub mod poll;
 pub mod rng;
 pub mod root;
 pub mod signal;
+pub mod speaker;
 
 pub use netns::Lab;
