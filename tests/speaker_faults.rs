@@ -17,9 +17,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
-use testkit::rng::Rng;
 
 use support::*;
+use testkit::rng::Rng;
 
 /// Every file of a directory with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {

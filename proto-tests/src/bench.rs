@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::ferry::{write_config, FerryConfig};
 use testkit::cmd::run;
 use testkit::daemons::bird::{Bird, BirdConfig};
 use testkit::daemons::frr::{BgpdVty, Frr, FrrConfig};
@@ -348,16 +349,16 @@ fn start_ferry<'l>(
         .collect();
     let file = serde_json::json!({"version": 1, "generation": 1, "routes": routes});
     std::fs::write(state.join("routes.json"), file.to_string()).map_err(|e| e.to_string())?;
-    let api = dir.join("ferry.sock");
-    let config = format!(
-        "[speaker]\nasn = {SENDER_AS}\nrouter_id = \"{SENDER_ID}\"\nlisten = \"[{SENDER_IP}]:179\"\n\
-         api = \"{}\"\nstate_dir = \"{}\"\n\n[[neighbor]]\naddress = \"{RECEIVER_IP}\"\n\
-         remote_as = {RECEIVER_AS}\nhold_time = {HOLD}\npassive = true\nfamilies = [\"ipv6\"]\n",
-        api.display(),
-        state.display()
-    );
-    let conf = dir.join("ferry.toml");
-    std::fs::write(&conf, config).map_err(|e| e.to_string())?;
+    let mut fc = FerryConfig::new(SENDER_AS, SENDER_ID).listen(&format!("[{SENDER_IP}]:179"));
+    fc.connect_retry = 5;
+    fc.neighbors = vec![Peer::new(RECEIVER_IP, RECEIVER_AS)
+        .passive()
+        .hold_time(HOLD)
+        .families(&[Family::Ipv6])];
+    let mut config = fc.config(&dir);
+    config.speaker.api = dir.join("ferry.sock");
+    let api = config.speaker.api.clone();
+    let conf = write_config(&dir, &config)?;
     let log = dir.join("ferry.log");
     let mut c = ns.command(&ferry_bin.display().to_string());
     c.args(["speaker", "--config"]).arg(&conf);

@@ -183,6 +183,13 @@ impl FerryConfig {
     }
 }
 
+/// Writes `config` as DIR/ferry.toml, owner-only; returns its path.
+pub fn write_config(dir: &Path, config: &Config) -> Result<PathBuf, String> {
+    let path = dir.join("ferry.toml");
+    speaker::write_config(&path, config)?;
+    Ok(path)
+}
+
 /// A running `ferry speaker`.
 pub struct Ferry<'l> {
     lab: &'l Lab,

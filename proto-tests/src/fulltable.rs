@@ -15,7 +15,6 @@
 //! private AS (which would be dropped by loop detection) and no path is rejected as reserved.
 
 use std::net::Ipv4Addr;
-use testkit::rng::Rng;
 
 use bytes::BytesMut;
 use ferry::wire::{
@@ -23,6 +22,7 @@ use ferry::wire::{
     PathAttribute, Update, MAX_MESSAGE_LEN,
 };
 use ipnet::Ipv4Net;
+use testkit::rng::Rng;
 
 /// Size and seed of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

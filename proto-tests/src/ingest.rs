@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bench::{http_unix, vm_hwm_kib};
+use crate::ferry::{write_config, FerryConfig};
 use testkit::cmd::run;
 use testkit::daemons::bird::{Bird, BirdConfig};
 use testkit::daemons::frr::{Frr, FrrConfig};
@@ -218,16 +219,16 @@ impl<'l> Receiver<'l> {
         Ok(match kind {
             ReceiverKind::Ferry => {
                 let dir = lab.tempdir("ferry-r");
-                let api = dir.join("api.sock");
-                let conf = format!(
-                    "[speaker]\nasn = {RECEIVER_AS}\nrouter_id = \"{id}\"\nlisten = \"{RECEIVER_IP}:179\"\n\
-                     api = \"{}\"\nstate_dir = \"{}\"\n\n[[neighbor]]\naddress = \"{BLASTER_IP}\"\n\
-                     remote_as = {BLASTER_AS}\nhold_time = {HOLD}\npassive = true\nfamilies = [\"ipv4\"]\n",
-                    api.display(),
-                    dir.join("state").display()
-                );
-                let path = dir.join("ferry.toml");
-                std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut fc =
+                    FerryConfig::new(RECEIVER_AS, id).listen(&format!("{RECEIVER_IP}:179"));
+                fc.connect_retry = 5;
+                fc.neighbors = vec![Peer {
+                    local_address: None,
+                    ..peer
+                }];
+                let conf = fc.config(&dir);
+                let path = write_config(&dir, &conf)?;
+                let api = conf.speaker.api;
                 let (pid, log) = spawn_ferry(lab, ns, ferry_bin, &path, &api, &dir)?;
                 Receiver::Ferry { pid, api, log }
             }

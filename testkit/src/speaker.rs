@@ -59,32 +59,39 @@ pub struct SpeakerProcess {
     /// How the child ended, once it has (after `try_wait` saw it).
     exited: Option<ExitStatus>,
     api: PathBuf,
-    log: PathBuf,
+    log: Option<PathBuf>,
 }
 
 impl SpeakerProcess {
     /// Runs `cmd` (the ferry binary, maybe behind a wrapper or `ip netns exec`) with `speaker
-    /// --config CONFIG`, `FERRY_LOG=info`, stdout discarded and stderr appended to `log`; waits
-    /// up to `timeout` for the API socket `api`. Err(why, with the log) if the speaker exits or
-    /// the socket does not answer in time.
+    /// --config CONFIG`, `FERRY_LOG=info` unless `cmd` sets it, stdout discarded and stderr
+    /// appended to `log` (with None: this process's stderr); waits up to `timeout` for the API
+    /// socket `api`. Err(why, with the log) if the speaker exits or the socket does not answer
+    /// in time.
     pub fn start(
         mut cmd: Command,
         config: &Path,
         api: &Path,
-        log: &Path,
+        log: Option<&Path>,
         timeout: Duration,
     ) -> Result<SpeakerProcess, String> {
         let _ = std::fs::remove_file(api);
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = match log {
+            Some(log) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map_err(|e| format!("{}: {e}", log.display()))?
+                .into(),
+            None => Stdio::inherit(),
+        };
+        if !cmd.get_envs().any(|(k, _)| k == "FERRY_LOG") {
+            cmd.env("FERRY_LOG", "info");
+        }
         let child = cmd
             .arg("speaker")
             .arg("--config")
             .arg(config)
-            .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
@@ -94,7 +101,7 @@ impl SpeakerProcess {
             child: Some(child),
             exited: None,
             api: api.to_owned(),
-            log: log.to_owned(),
+            log: log.map(Path::to_owned),
         };
         let deadline = Instant::now() + timeout;
         loop {
@@ -126,9 +133,12 @@ impl SpeakerProcess {
         &self.api
     }
 
-    /// What the speaker logged so far.
+    /// What the speaker logged so far (nothing when its stderr is ours).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
     }
 
     /// The exit status once the speaker has exited (then it is no longer ours to signal).

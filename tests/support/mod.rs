@@ -239,7 +239,7 @@ impl Speaker {
             cmd,
             &self.config_path(),
             &self.api(),
-            &self.log_path(),
+            Some(&self.log_path()),
             WAIT,
         )
         .unwrap_or_else(|e| panic!("{e}"));
