@@ -14,7 +14,6 @@
 //! missing or older than the sources. Parallel test processes are serialised by cargo's own lock
 //! on the target directory, so they never race on the file.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -27,7 +26,7 @@ use serde_json::Value;
 use testkit::speaker;
 
 use testkit::cmd::run;
-use testkit::daemons::{dump_lines, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use testkit::daemons::{dump_commands, dump_exited, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
 use testkit::netns::{Lab, Netns};
 use testkit::poll::poll;
 
@@ -205,8 +204,7 @@ impl<'l> Ferry<'l> {
     /// (10 s) until its API socket accepts connections.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &FerryConfig) -> Ferry<'l> {
         let bin = ferry_bin();
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("ferry-{tag}"));
+        let dir = lab.daemon_dir("ferry", ns);
         let log = dir.join("speaker.log");
         let conf = dir.join("ferry.toml");
         // Owner-only: the speaker refuses a config with md5_password that others can read.
@@ -362,22 +360,13 @@ impl BgpDaemon for Ferry<'_> {
 
     fn state_dump(&self) -> String {
         let mut s = String::new();
-        if !self.lab.is_running(self.pid) {
-            let _ = writeln!(
-                s,
-                "ferry speaker exited: {:?}",
-                self.lab.exit_status(self.pid)
-            );
-        }
-        for args in [
-            &["status", "--json"][..],
-            &["routes", "--json"][..],
-            &["routes", "--received", "--json"][..],
-        ] {
-            let out = self.cli(args).unwrap_or_else(|e| e);
-            let out: String = out.lines().take(80).collect::<Vec<_>>().join("\n");
-            dump_lines(&mut s, &format!("ferry {}", args.join(" ")), &out);
-        }
+        dump_exited(&mut s, self.lab, self.pid, "ferry speaker");
+        let cmds: [&[&str]; 3] = [
+            &["status", "--json"],
+            &["routes", "--json"],
+            &["routes", "--received", "--json"],
+        ];
+        dump_commands(&mut s, "ferry", &cmds, 80, |a| self.cli(a));
         s
     }
 

@@ -366,6 +366,12 @@ impl Lab {
         dir
     }
 
+    /// A fresh directory for daemon `kind` in `ns`: `<prefix>-<kind>-<ns short name>`.
+    pub fn daemon_dir(&self, kind: &str, ns: &Netns) -> PathBuf {
+        let tag = ns.name().rsplit('-').next().unwrap_or("x");
+        self.tempdir(&format!("{kind}-{tag}"))
+    }
+
     /// Spawns `cmd` (usually from [`Netns::command`]) with stdin from /dev/null and stdout and
     /// stderr appended to `log`; the lab stops it on drop. Returns the PID.
     pub fn spawn(&self, what: &str, mut cmd: Command, log: &Path) -> u32 {

@@ -16,7 +16,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::frr_daemon;
-use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use super::{
+    dump_commands, dump_exited, dump_lines, normalize_community, poll, BgpDaemon, Family, Peer,
+    Rib, RibRoute, Route,
+};
 use crate::cmd::run;
 use crate::netns::{Lab, Netns};
 
@@ -199,8 +202,7 @@ impl<'l> Frr<'l> {
     /// Starts FRR in `ns` with its files in a lab temp dir named `frr-<ns suffix>`. Waits (10 s)
     /// until vtysh answers.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &FrrConfig) -> Frr<'l> {
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("frr-{tag}"));
+        let dir = lab.daemon_dir("frr", ns);
         let log = dir.join("bgpd.log");
         std::fs::write(dir.join("bgpd.conf"), config.render(&log)).expect("write bgpd.conf");
         // bgpd drops privileges to user frr (the vty group frrvty rules out running as root)
@@ -499,20 +501,15 @@ impl BgpDaemon for Frr<'_> {
     fn state_dump(&self) -> String {
         let mut s = String::new();
         for p in &self.pids {
-            if !self.lab.is_running(*p) {
-                let _ = writeln!(s, "process {p} exited: {:?}", self.lab.exit_status(*p));
-            }
+            dump_exited(&mut s, self.lab, *p, &format!("process {p}"));
         }
-        for cmd in [
-            "show bgp summary",
-            "show bgp neighbors",
-            "show bgp ipv4 unicast",
-            "show bgp ipv6 unicast",
-        ] {
-            let out = self.vtysh(cmd).unwrap_or_else(|e| e);
-            let out: String = out.lines().take(60).collect::<Vec<_>>().join("\n");
-            dump_lines(&mut s, cmd, &out);
-        }
+        let cmds: [&[&str]; 4] = [
+            &["show bgp summary"],
+            &["show bgp neighbors"],
+            &["show bgp ipv4 unicast"],
+            &["show bgp ipv6 unicast"],
+        ];
+        dump_commands(&mut s, "vtysh -c", &cmds, 60, |a| self.vtysh(a[0]));
         dump_lines(
             &mut s,
             "bgpd stdout",

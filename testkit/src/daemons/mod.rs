@@ -307,6 +307,29 @@ pub fn normalize_community(c: &str) -> String {
     }
 }
 
+/// Appends "`what` exited: STATUS" to a state dump when the lab's process `pid` has exited.
+pub fn dump_exited(out: &mut String, lab: &crate::netns::Lab, pid: u32, what: &str) {
+    if !lab.is_running(pid) {
+        let _ = writeln!(out, "{what} exited: {:?}", lab.exit_status(pid));
+    }
+}
+
+/// Appends each command's output (its first `lines` lines, or the error) to a state dump,
+/// titled `<program> <args>`.
+pub fn dump_commands(
+    out: &mut String,
+    program: &str,
+    commands: &[&[&str]],
+    lines: usize,
+    run: impl Fn(&[&str]) -> Result<String, String>,
+) {
+    for args in commands {
+        let text = run(args).unwrap_or_else(|e| e);
+        let text: String = text.lines().take(lines).collect::<Vec<_>>().join("\n");
+        dump_lines(out, &format!("{program} {}", args.join(" ")), &text);
+    }
+}
+
 /// Appends a titled section to a state dump.
 pub fn dump_lines(out: &mut String, title: &str, body: &str) {
     let _ = writeln!(out, "== {title}\n{}", body.trim_end());
