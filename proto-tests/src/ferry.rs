@@ -302,7 +302,7 @@ impl<'l> Ferry<'l> {
     /// Shutdown and the message "ferry speaker shutting down") and waits (10 s) for it to
     /// exit; returns the exit status ("exit status: 0").
     pub fn terminate(&self) -> String {
-        let _ = run(Command::new("kill").args(["-TERM", &self.pid.to_string()]));
+        testkit::signal::signal(self.pid, "TERM");
         poll(Duration::from_secs(10), || self.lab.exit_status(self.pid))
             .unwrap_or_else(|| self.fail("ferry speaker still running 10 s after SIGTERM"))
     }
