@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ferry::api::{AnnounceRequest, ChangeResponse, Client, Endpoint, WithdrawRequest};
+use ferry::api::{Endpoint, SessionState};
 use ferry::config::{Asn, Config, NeighborConfig, RouterId, SpeakerConfig};
 use ferry::speaker::Route;
 use ferry::wire::{split_frame, Capability, Context, Message, MpNlri, Open, MAX_MESSAGE_LEN};
@@ -154,11 +154,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let client = Client::new(Endpoint::Unix(sock.clone()), None);
+    let client = ferry::api::Speaker::new(Endpoint::Unix(sock.clone()), None);
     rt.block_on(async {
         loop {
-            let peers: Vec<ferry::api::PeerStatus> = client.get("/v1/peers").await.expect("peers");
-            if peers.iter().all(|p| p.state == "Established") {
+            let peers = client.peers().await.expect("peers");
+            if peers.iter().all(|p| p.state == SessionState::Established) {
                 break;
             }
             assert!(
@@ -178,26 +178,10 @@ fn main() {
     rt.block_on(async {
         for i in 0..n {
             let t0 = Instant::now();
-            let resp: ChangeResponse = if i % 2 == 0 {
-                client
-                    .post(
-                        "/v1/announce",
-                        &AnnounceRequest {
-                            routes: vec![route.clone()],
-                        },
-                    )
-                    .await
+            let resp = if i % 2 == 0 {
+                client.announce(vec![route.clone()]).await
             } else {
-                client
-                    .post(
-                        "/v1/withdraw",
-                        &WithdrawRequest {
-                            prefixes: vec![route.prefix],
-                            all: false,
-                            graceful_secs: None,
-                        },
-                    )
-                    .await
+                client.withdraw(vec![route.prefix]).await
             }
             .expect("API call");
             to_answer.push(t0.elapsed());
@@ -218,7 +202,7 @@ fn main() {
 }
 
 /// The bulk section (see the module doc).
-fn bulk(rt: &tokio::runtime::Runtime, client: &Client, rx: &mpsc::Receiver<Arrival>) {
+fn bulk(rt: &tokio::runtime::Runtime, client: &ferry::api::Speaker, rx: &mpsc::Receiver<Arrival>) {
     let (n, rounds) = (
         env_usize("FERRY_BENCH_BULK", 10_000),
         env_usize("FERRY_BENCH_BULK_ROUNDS", 9),
@@ -241,18 +225,10 @@ fn bulk(rt: &tokio::runtime::Runtime, client: &Client, rx: &mpsc::Receiver<Arriv
         for announce in [true, false] {
             let t0 = Instant::now();
             rt.block_on(async {
-                let r: ChangeResponse = if announce {
-                    let body = AnnounceRequest {
-                        routes: routes.clone(),
-                    };
-                    client.post("/v1/announce", &body).await
+                let r = if announce {
+                    client.announce(routes.clone()).await
                 } else {
-                    let body = WithdrawRequest {
-                        prefixes: prefixes.clone(),
-                        all: false,
-                        graceful_secs: None,
-                    };
-                    client.post("/v1/withdraw", &body).await
+                    client.withdraw(prefixes.clone()).await
                 }
                 .expect("bulk API call");
                 assert_eq!(r.changed, n);

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry::api::{AnnounceRequest, ChangeResponse, Client, Endpoint, WithdrawRequest};
+use ferry::api::Endpoint;
 use ferry::config::{Asn, Config, HoldTime, NeighborConfig, RouterId, Seconds, SpeakerConfig};
 use ferry::speaker::Route;
 use ferry::wire::{Afi, Capability, Context, Message, Open, Safi};
@@ -284,27 +284,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut client = Client::new(Endpoint::Unix(sock.clone()), None);
-    client.timeout = Duration::from_secs(120);
-    let announce = |rs: Vec<Route>| {
-        let r: ChangeResponse = rt
-            .block_on(client.post("/v1/announce", &AnnounceRequest { routes: rs }))
-            .expect("announce");
-        r
-    };
-    let withdraw = |ps: Vec<IpNet>| {
-        let r: ChangeResponse = rt
-            .block_on(client.post(
-                "/v1/withdraw",
-                &WithdrawRequest {
-                    prefixes: ps,
-                    all: false,
-                    graceful_secs: None,
-                },
-            ))
-            .expect("withdraw");
-        r
-    };
+    let client = ferry::api::Speaker::new(Endpoint::Unix(sock.clone()), None)
+        .with_timeout(Duration::from_secs(120));
+    let announce = |rs: Vec<Route>| rt.block_on(client.announce(rs)).expect("announce");
+    let withdraw = |ps: Vec<IpNet>| rt.block_on(client.withdraw(ps)).expect("withdraw");
     let rss_start = status_kb(pid, "VmRSS:");
 
     // Fan-out of 10,000 prefixes to 50 peers.

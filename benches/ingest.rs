@@ -39,7 +39,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ferry::api::{AnnounceRequest, ChangeResponse, Client, Endpoint, PeerStatus, WithdrawRequest};
+use ferry::api::{Endpoint, PeerStatus, SessionState, Speaker};
 use ferry::config::{Asn, Config, FamilyName, NeighborConfig, RouterId, Seconds, SpeakerConfig};
 use ferry::speaker::Route;
 use ferry::wire::{
@@ -338,8 +338,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn ferry_received(rt: &tokio::runtime::Runtime, client: &Client) -> u64 {
-    let peers: Vec<PeerStatus> = rt.block_on(client.get("/v1/peers")).expect("GET /v1/peers");
+fn ferry_received(rt: &tokio::runtime::Runtime, client: &Speaker) -> u64 {
+    let peers: Vec<PeerStatus> = rt.block_on(client.peers()).expect("GET /v1/peers");
     peers
         .iter()
         .find(|p| p.address == Ipv4Addr::new(127, 0, 0, 2))
@@ -390,7 +390,7 @@ fn run_ferry(table: &Arc<Vec<u8>>, n: usize) -> Outcome {
     let f = start_ferry(None);
     let sock = raw_flooder(f.listen);
     let rt = runtime();
-    let client = Client::new(Endpoint::Unix(f.api.clone()), None);
+    let client = Speaker::new(Endpoint::Unix(f.api.clone()), None);
     flood_and_wait(
         sock,
         table,
@@ -516,34 +516,18 @@ fn latency_peer(listener: TcpListener, updates: mpsc::Sender<Instant>) {
 /// One announce or withdraw of 198.51.100.0/24; the time until its UPDATE reached the peer.
 fn one_call(
     rt: &tokio::runtime::Runtime,
-    client: &Client,
+    client: &Speaker,
     rx: &mpsc::Receiver<Instant>,
     announce: bool,
 ) -> Duration {
     let route = Route::new("198.51.100.0/24".parse().expect("prefix")).expect("route");
     let t0 = Instant::now();
-    let resp: ChangeResponse = rt
+    let resp = rt
         .block_on(async {
             if announce {
-                client
-                    .post(
-                        "/v1/announce",
-                        &AnnounceRequest {
-                            routes: vec![route.clone()],
-                        },
-                    )
-                    .await
+                client.announce(vec![route.clone()]).await
             } else {
-                client
-                    .post(
-                        "/v1/withdraw",
-                        &WithdrawRequest {
-                            prefixes: vec![route.prefix],
-                            all: false,
-                            graceful_secs: None,
-                        },
-                    )
-                    .await
+                client.withdraw(vec![route.prefix]).await
             }
         })
         .expect("API call");
@@ -555,12 +539,12 @@ fn one_call(
 }
 
 /// The flooding neighbor 127.0.0.2: its state and prefixes received.
-fn flooder_status(rt: &tokio::runtime::Runtime, client: &Client) -> (String, u64) {
-    let peers: Vec<PeerStatus> = rt.block_on(client.get("/v1/peers")).expect("GET /v1/peers");
+fn flooder_status(rt: &tokio::runtime::Runtime, client: &Speaker) -> (String, u64) {
+    let peers: Vec<PeerStatus> = rt.block_on(client.peers()).expect("GET /v1/peers");
     peers
         .iter()
         .find(|p| p.address == Ipv4Addr::new(127, 0, 0, 2))
-        .map(|p| (p.state.clone(), p.prefixes_received))
+        .map(|p| (p.state.to_string(), p.prefixes_received))
         .unwrap_or_default()
 }
 
@@ -582,14 +566,13 @@ fn run_flood_latency(table: &Arc<Vec<u8>>, n: usize, calls: usize, rounds: usize
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || latency_peer(listener, tx));
     let rt = runtime();
-    let client = Client::new(Endpoint::Unix(f.api.clone()), None);
+    let client = Speaker::new(Endpoint::Unix(f.api.clone()), None);
     let deadline = Instant::now() + WAIT;
     loop {
-        let peers: Vec<PeerStatus> = rt.block_on(client.get("/v1/peers")).expect("peers");
-        if peers
-            .iter()
-            .any(|p| p.address == Ipv4Addr::new(127, 0, 0, 3) && p.state == "Established")
-        {
+        let peers: Vec<PeerStatus> = rt.block_on(client.peers()).expect("peers");
+        if peers.iter().any(|p| {
+            p.address == Ipv4Addr::new(127, 0, 0, 3) && p.state == SessionState::Established
+        }) {
             break;
         }
         assert!(Instant::now() < deadline, "second peer not Established");

@@ -6,14 +6,18 @@
 //! - [`speaker`]: desired routes (persisted), per-peer Adj-RIB-Out with UPDATE packing and
 //!   Adj-RIB-In; pure logic, no sockets.
 //! - [`inspect`]: `ferry decode`: reads hex, raw or pcap input and renders messages as JSON.
-//! - [`cli`]: argument parsing and output; no business logic.
+//! - [`cli`]: argument parsing and output; no business logic (that is in [`controller`],
+//!   [`lab`] and [`api`], which never call back into it).
 //!
 //! - [`config`]: the speaker's TOML config, checked while read.
-//! - [`api`]: HTTP/JSON control API (server, client, types); holds no state.
+//! - [`api`]: HTTP/JSON control API (server, types) and [`api::Speaker`], the one typed client
+//!   (async, and [`api::blocking::Speaker`]) everything else talks to a speaker through; holds
+//!   no state.
 //! - [`bfd`]: BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) per neighbor: codec,
 //!   sans-I/O session, a UDP driver; a session going Down takes its BGP session down.
-//! - [`line_append`]: one line appended durably, or the file cut back as it was (the
-//!   speaker's route journal and the controller's run journal).
+//! - [`durable`]: durable files, one way each: a line appended or cut back, a JSON-lines
+//!   journal read with the torn-tail rule, a file replaced atomically (the speaker's routes
+//!   and leases, the controller's run journals, the lab's state).
 //! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
 //!   controller state).
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
@@ -24,10 +28,12 @@
 //!   listener, the API, shutdown.
 //!
 //! - [`lab`]: `ferry lab`: the three-site FRR lab in network namespaces, failovers and their
-//!   convergence reports.
+//!   convergence reports; drives speakers through [`api::blocking::Speaker`] and, for chaos
+//!   with the controller, runs `ferry failover` and reads its run listing.
 //!
 //! - [`controller`]: `ferry failover`: plans, journaled steps with compensation, resume and
-//!   rollback; reaches the sites only through their speakers' API.
+//!   rollback, the plan's claim (lock, unfinished runs) and the lease keeper's loop; reaches
+//!   the sites only through their speakers' API ([`api::blocking::Speaker`]).
 
 pub mod api;
 pub mod bfd;
@@ -35,10 +41,10 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod durable;
 pub mod filelock;
 pub mod inspect;
 pub mod lab;
-pub mod line_append;
 pub mod private_fs;
 pub mod session;
 pub mod sockopt;

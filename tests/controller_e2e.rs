@@ -830,6 +830,67 @@ fn unplanned_failover_with_the_primary_speaker_dead() {
     assert!(out.stdout.contains("dc1 already announces"), "{out:?}");
 }
 
+/// An unplanned run skips a losing site only when it does not answer: a primary that answers
+/// and refuses (here a wrong bearer token on its TCP API) fails the run and nothing moves.
+#[test]
+fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
+    let ip = Ipv4Addr::new(127, 0, 31, 40);
+    let addr = std::net::SocketAddr::new(ip.into(), free_port(ip));
+    let dc1 = Speaker::start(SpeakerSpec {
+        api_tcp: Some((addr, "the-primarys-own-token".into())),
+        ..SpeakerSpec::default()
+    });
+    let dc2 = Speaker::start(SpeakerSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-token");
+    write_private(&wrong, "not-the-primarys-token\n");
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+[[site]]
+name = "dc1"
+api = "http://{addr}"
+api_token_file = "{}"
+next_hop = "{NH1}"
+[[site]]
+name = "dc2"
+api = "{}"
+next_hop = "{NH2}"
+[[group]]
+name = "web"
+subnets = ["198.51.100.0/24"]
+"#,
+            wrong.display(),
+            dc2.api().display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = ferry_cli(
+        &[
+            "failover",
+            "--unplanned",
+            "--yes",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("bearer token"), "{out:?}");
+    assert!(!said.contains("skipped (unplanned)"), "{out:?}");
+    assert!(dc2.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
+    drop(dc1);
+}
+
 /// The plan's sites in leased mode (`lease_secs` in both [[site]] tables).
 fn lease_plan(s: &Setup, secs: u32) {
     let text = std::fs::read_to_string(s.plan()).unwrap();

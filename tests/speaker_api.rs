@@ -111,6 +111,31 @@ fn bad_requests_are_400_naming_the_problem_and_unknown_endpoints_404() {
     assert!(e.contains("`prefixes[1]`"), "{e}");
     assert!(e.contains("\"198.51.100.0/33\""), "{e}");
 
+    // The body says which field, for clients to act on without parsing the text.
+    for (path, body, field) in [
+        (
+            "/v1/withdraw",
+            r#"{"prefixes": ["198.51.100.0/33"]}"#,
+            "prefixes[0]",
+        ),
+        (
+            "/v1/announce",
+            r#"{"routes": [{"prefix": "198.51.100.1/24"}]}"#,
+            "routes[0]",
+        ),
+        ("/v1/announce", r#"{"routes": []}"#, "routes"),
+        ("/v1/withdraw", r#"{"all": "yes"}"#, "all"),
+    ] {
+        let (status, v) = post(&speaker, path, body);
+        assert_eq!(status, 400, "{body} -> {v}");
+        assert_eq!(v["field"], field, "{body} -> {v}");
+    }
+    let (_, v) = post(&speaker, "/v1/announce", "not json");
+    assert!(
+        v.get("field").is_none(),
+        "no field for a body that is not JSON: {v}"
+    );
+
     let e = bad_request(
         &speaker,
         "/v1/announce",
@@ -159,8 +184,8 @@ fn the_api_socket_is_private_to_its_owner() {
 fn metrics_are_prometheus_text_with_the_session_state() {
     let ip = Ipv4Addr::new(127, 0, 0, 13);
     let (speaker, _peer) = established_pair(ip);
-    let client = ferry::api::Client::new(ferry::api::Endpoint::Unix(speaker.api()), None);
-    let text = runtime().block_on(client.get_text("/metrics")).unwrap();
+    let client = ferry::api::blocking::Speaker::unix(speaker.api()).unwrap();
+    let text = client.metrics().unwrap();
     assert!(
         text.contains("# TYPE ferry_peer_established gauge"),
         "{text}"

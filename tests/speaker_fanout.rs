@@ -51,8 +51,8 @@ struct Tally {
 }
 
 fn metric(speaker: &Speaker, name: &str) -> u64 {
-    let client = ferry::api::Client::new(ferry::api::Endpoint::Unix(speaker.api()), None);
-    let text = runtime().block_on(client.get_text("/metrics")).unwrap();
+    let client = ferry::api::blocking::Speaker::unix(speaker.api()).unwrap();
+    let text = client.metrics().unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

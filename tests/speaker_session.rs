@@ -372,36 +372,19 @@ fn status_and_received_routes_report_what_is_on_the_wire() {
 #[test]
 fn timing_announce_to_update_at_the_peer() {
     let (speaker, mut peer) = established_pair(PEER_V4);
-    let client = ferry::api::Client::new(ferry::api::Endpoint::Unix(speaker.api()), None);
-    let rt = runtime();
+    let client = ferry::api::blocking::Speaker::unix(speaker.api()).unwrap();
     let route: ferry::speaker::Route =
         serde_json::from_str(r#"{"prefix":"198.51.100.0/24"}"#).unwrap();
     let mut announce = Vec::new();
     let mut withdraw = Vec::new();
     for _ in 0..50 {
         let t0 = Instant::now();
-        let _: ferry::api::ChangeResponse = rt
-            .block_on(client.post(
-                "/v1/announce",
-                &ferry::api::AnnounceRequest {
-                    routes: vec![route.clone()],
-                },
-            ))
-            .unwrap();
+        client.announce(vec![route.clone()]).unwrap();
         let r = peer.next_update();
         assert_eq!(r.update().unwrap().nlri.len(), 1);
         announce.push(r.at - t0);
         let t0 = Instant::now();
-        let _: ferry::api::ChangeResponse = rt
-            .block_on(client.post(
-                "/v1/withdraw",
-                &ferry::api::WithdrawRequest {
-                    prefixes: vec![route.prefix],
-                    all: false,
-                    graceful_secs: None,
-                },
-            ))
-            .unwrap();
+        client.withdraw(vec![route.prefix]).unwrap();
         let r = peer.next_update();
         assert_eq!(r.update().unwrap().withdrawn.len(), 1);
         withdraw.push(r.at - t0);

@@ -1,17 +1,16 @@
-//! The API client used by the CLI and the controller: HTTP/1.1 over a Unix socket or TCP,
-//! with a timeout on every request.
+//! Where a speaker's API is ([`Endpoint`]) and one HTTP/1.1 exchange with it over a Unix
+//! socket or TCP, bounded by one deadline (`Transport`). The typed client on top is
+//! [`super::Speaker`]; nothing else speaks HTTP to a speaker.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use super::types::ErrorBody;
 
 /// Where the speaker's API is: a Unix socket path, or `http://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,147 +49,110 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot reach the speaker at {endpoint}: {detail} (is `ferry speaker` running? set --api or FERRY_API)")]
-    Connect { endpoint: String, detail: String },
-    #[error("the speaker at {endpoint} did not answer within {secs} s")]
-    Timeout { endpoint: String, secs: u64 },
-    /// The speaker answered with an error.
-    #[error("{message}")]
-    Api { status: u16, message: String },
-    #[error("unexpected answer from the speaker at {endpoint}: {detail}")]
-    Protocol { endpoint: String, detail: String },
-}
-
-impl ClientError {
-    /// Bad input (400) is a usage error for the CLI's exit code; the rest are failures.
-    pub fn is_bad_request(&self) -> bool {
-        matches!(self, Self::Api { status: 400, .. })
-    }
-}
-
+/// One HTTP exchange with a speaker over its endpoint, bounded by one deadline; what the typed
+/// [`super::Speaker`] is built on. Answers are returned whatever their status.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(super) struct Transport {
     pub endpoint: Endpoint,
     pub token: Option<String>,
     pub timeout: Duration,
 }
 
-impl Client {
-    pub fn new(endpoint: Endpoint, token: Option<String>) -> Self {
-        Self {
-            endpoint,
-            token,
-            timeout: Duration::from_secs(30),
-        }
-    }
+/// Why no answer came back.
+#[derive(Debug)]
+pub(super) enum TransportError {
+    /// Could not connect, or the connection broke before an answer.
+    Unreachable(String),
+    /// No answer within the deadline.
+    TimedOut,
+    /// Could not build the request (a bug of ours, not the speaker's).
+    Request(String),
+}
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None).await
-    }
-
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| self.protocol(e.to_string()))?;
-        self.call(Method::POST, path, Some(bytes)).await
-    }
-
-    /// GET returning the raw body text (for `/metrics`).
-    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let (status, body) = self.send(Method::GET, path, None).await?;
-        self.check(status, &body)?;
-        String::from_utf8(body.to_vec()).map_err(|e| self.protocol(e.to_string()))
-    }
-
-    async fn call<T: DeserializeOwned>(
+impl Transport {
+    /// Send `method path` with an optional JSON body; the status and the whole answer body.
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<T, ClientError> {
-        let (status, body) = self.send(method, path, body).await?;
-        self.check(status, &body)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| self.protocol(format!("{e} in {}", String::from_utf8_lossy(&body))))
-    }
-
-    fn check(&self, status: StatusCode, body: &[u8]) -> Result<(), ClientError> {
-        if status.is_success() {
-            return Ok(());
-        }
-        let message = serde_json::from_slice::<ErrorBody>(body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(body)));
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            message,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
+        tokio::time::timeout(self.timeout, async {
+            let mut sender = self.connect().await?;
+            let resp = sender
+                .send_request(self.request(method, path, body)?)
+                .await
+                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| TransportError::Unreachable(e.to_string()))?
+                .to_bytes();
+            Ok((status, bytes))
         })
+        .await
+        .map_err(|_| TransportError::TimedOut)?
     }
 
-    fn protocol(&self, detail: String) -> ClientError {
-        ClientError::Protocol {
-            endpoint: self.endpoint.to_string(),
-            detail,
-        }
+    /// Send `GET path` and return the answer's status and its body, to be read as it comes
+    /// (the event stream). Only the connection and the head are bounded by the deadline.
+    pub async fn open(&self, path: &str) -> Result<(StatusCode, Incoming), TransportError> {
+        tokio::time::timeout(self.timeout, async {
+            let mut sender = self.connect().await?;
+            let resp = sender
+                .send_request(self.request(Method::GET, path, None)?)
+                .await
+                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            Ok((resp.status(), resp.into_body()))
+        })
+        .await
+        .map_err(|_| TransportError::TimedOut)?
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
-        let endpoint = self.endpoint.to_string();
-        let secs = self.timeout.as_secs();
-        tokio::time::timeout(self.timeout, self.send_inner(method, path, body))
-            .await
-            .map_err(|_| ClientError::Timeout { endpoint, secs })?
-    }
-
-    async fn send_inner(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
-        let connect_err = |e: std::io::Error| ClientError::Connect {
-            endpoint: self.endpoint.to_string(),
-            detail: e.to_string(),
-        };
-        let (host, io) = match &self.endpoint {
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+        let unreachable = |e: String| TransportError::Unreachable(e);
+        let (sender, conn) = match &self.endpoint {
             Endpoint::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path)
                     .await
-                    .map_err(connect_err)?;
-                ("localhost".to_owned(), Io::Unix(s))
+                    .map_err(|e| unreachable(e.to_string()))?;
+                let (a, c) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                (a, Conn::Unix(c))
             }
             Endpoint::Tcp { authority } => {
                 let s = tokio::net::TcpStream::connect(authority.as_str())
                     .await
-                    .map_err(connect_err)?;
+                    .map_err(|e| unreachable(e.to_string()))?;
                 let _ = s.set_nodelay(true);
-                (authority.clone(), Io::Tcp(s))
+                let (a, c) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                (a, Conn::Tcp(c))
             }
         };
-        let (mut sender, conn) = match io {
-            Io::Unix(s) => hyper::client::conn::http1::handshake(TokioIo::new(s))
-                .await
-                .map(|(a, c)| (a, Conn::Unix(c))),
-            Io::Tcp(s) => hyper::client::conn::http1::handshake(TokioIo::new(s))
-                .await
-                .map(|(a, c)| (a, Conn::Tcp(c))),
-        }
-        .map_err(|e| self.protocol(e.to_string()))?;
         tokio::spawn(async move {
             let _ = match conn {
                 Conn::Unix(c) => c.await,
                 Conn::Tcp(c) => c.await,
             };
         });
+        Ok(sender)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, TransportError> {
+        let host = match &self.endpoint {
+            Endpoint::Unix(_) => "localhost",
+            Endpoint::Tcp { authority } => authority.as_str(),
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -201,27 +163,9 @@ impl Client {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| self.protocol(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| self.protocol(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.protocol(e.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
+        req.body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| TransportError::Request(e.to_string()))
     }
-}
-
-enum Io {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
 }
 
 enum Conn {

@@ -11,6 +11,10 @@ pub enum ApiError {
     /// The request is wrong; the message says which field and why.
     #[error("{0}")]
     BadRequest(String),
+    /// One field of the request is wrong: `field` is its path in the body (`routes[0].prefix`)
+    /// or the query/path parameter; the message says why.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("missing or wrong bearer token: send `Authorization: Bearer <token from speaker.api_token_file>`")]
@@ -29,7 +33,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -45,6 +49,10 @@ impl IntoResponse for ApiError {
             self.status(),
             Json(ErrorBody {
                 error: self.to_string(),
+                field: match &self {
+                    Self::Invalid { field, .. } => Some(field.clone()),
+                    _ => None,
+                },
             }),
         )
             .into_response()

@@ -109,7 +109,10 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         if path == "." {
             ApiError::BadRequest(format!("request body: {inner}"))
         } else {
-            ApiError::BadRequest(format!("request body field `{path}`: {inner}"))
+            ApiError::Invalid {
+                message: format!("request body field `{path}`: {inner}"),
+                field: path,
+            }
         }
     })
 }
@@ -132,16 +135,20 @@ async fn received(
     State(c): State<Shared>,
     query: Result<Query<ReceivedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ReceivedRoute>>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(|e| ApiError::Invalid {
+        field: "peer".into(),
+        message: format!("query: {}", e.body_text()),
+    })?;
     Ok(Json(c.received(q.peer)?))
 }
 
 async fn announce(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeResponse>, ApiError> {
     let req: AnnounceRequest = parse_body(&body)?;
     if req.routes.is_empty() {
-        return Err(ApiError::BadRequest(
-            "request body field `routes`: empty list".into(),
-        ));
+        return Err(ApiError::Invalid {
+            field: "routes".into(),
+            message: "request body field `routes`: empty list".into(),
+        });
     }
     blocking(move || c.announce(req.routes)).await
 }
@@ -155,9 +162,10 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
             ))
         }
         (false, true) => {
-            return Err(ApiError::BadRequest(
-                "request body field `prefixes`: empty list (or `\"all\": true`)".into(),
-            ))
+            return Err(ApiError::Invalid {
+                field: "prefixes".into(),
+                message: "request body field `prefixes`: empty list (or `\"all\": true`)".into(),
+            })
         }
         _ => {}
     }
@@ -168,10 +176,13 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
         return blocking(move || c.withdraw(req.prefixes)).await;
     };
     if !(1..=super::types::MAX_GRACEFUL_SECS).contains(&secs) {
-        return Err(ApiError::BadRequest(format!(
-            "request body field `graceful_secs`: {secs} is outside 1-{}",
-            super::types::MAX_GRACEFUL_SECS
-        )));
+        return Err(ApiError::Invalid {
+            field: "graceful_secs".into(),
+            message: format!(
+                "request body field `graceful_secs`: {secs} is outside 1-{}",
+                super::types::MAX_GRACEFUL_SECS
+            ),
+        });
     }
     if req.all {
         // The drain and the withdrawal cover the routes announced now (read off the async
@@ -245,9 +256,10 @@ async fn reset_peer(
     axum::extract::Path(addr): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<ResetResponse>, ApiError> {
-    let peer: IpAddr = addr
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("peer {addr:?} is not an IP address")))?;
+    let peer: IpAddr = addr.parse().map_err(|_| ApiError::Invalid {
+        field: "peer".into(),
+        message: format!("peer {addr:?} is not an IP address"),
+    })?;
     let req: ResetRequest = if body.is_empty() {
         ResetRequest::default()
     } else {
@@ -263,8 +275,13 @@ async fn events(State(c): State<Shared>) -> Response {
             Ok::<_, std::convert::Infallible>(line)
         }),
         // A consumer that fell behind is told so, instead of silently missing events.
-        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-            Some(Ok(format!("{{\"event\":\"lagged\",\"missed\":{n}}}\n")))
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
+            serde_json::to_string(&Event::Lagged { missed })
+                .ok()
+                .map(|mut line| {
+                    line.push('\n');
+                    Ok(line)
+                })
         }
     });
     let mut resp = (

@@ -6,11 +6,14 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Unexpected, Visitor};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
+pub use crate::session::State as SessionState;
+use crate::speaker::attrs::{AttributesText, Field, Form};
 use crate::speaker::prefix_parse::plain_prefix;
-use crate::speaker::Route;
+use crate::speaker::{Attributes, Route};
 
 /// One neighbor as `ferry status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,8 +21,9 @@ pub struct PeerStatus {
     pub address: IpAddr,
     pub remote_as: u32,
     pub description: Option<String>,
-    /// RFC 4271 state name: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
-    pub state: String,
+    /// RFC 4271 state, named as the RFC does: Idle, Connect, Active, OpenSent, OpenConfirm,
+    /// Established.
+    pub state: SessionState,
     /// Seconds since the session reached Established (absent when it is not).
     pub uptime_secs: Option<u64>,
     pub prefixes_sent: u64,
@@ -101,7 +105,7 @@ pub struct ResetResponse {
     pub hard: bool,
     /// The session state when the reset was asked for; a session that is not up has nothing
     /// to reset (it keeps trying to connect).
-    pub state: String,
+    pub state: SessionState,
 }
 
 /// Announce (or re-announce with new attributes) routes, atomically.
@@ -173,21 +177,76 @@ pub struct ChangeResponse {
     pub generation: u64,
 }
 
-/// A route received from a peer (Adj-RIB-In).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A route received from a peer (Adj-RIB-In). JSON: `peer`, `prefix`, `next_hop`, `as_path`
+/// (text), the attributes in full (their text forms, scalars before lists), `stale`; unknown
+/// keys are ignored.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedRoute {
     pub peer: IpAddr,
     pub prefix: IpNet,
-    pub next_hop: Option<String>,
+    pub next_hop: Option<IpAddr>,
     pub as_path: String,
-    pub origin: String,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
-    pub communities: Vec<String>,
-    pub large_communities: Vec<String>,
+    pub attrs: Attributes,
     /// Kept from the peer's previous session while it restarts (graceful restart helper).
-    #[serde(default)]
     pub stale: bool,
+}
+
+impl Serialize for ReceivedRoute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("peer", &self.peer)?;
+        m.serialize_entry("prefix", &self.prefix)?;
+        m.serialize_entry("next_hop", &self.next_hop)?;
+        m.serialize_entry("as_path", &self.as_path)?;
+        let mut fields = Field::ALL;
+        fields.sort_by_key(|f| f.is_list());
+        for f in fields {
+            self.attrs.write_field(f, &mut m, Form::Full)?;
+        }
+        m.serialize_entry("stale", &self.stale)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ReceivedRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ReceivedRoute;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a received route")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReceivedRoute, A::Error> {
+                let (mut peer, mut prefix, mut next_hop, mut as_path, mut stale) =
+                    (None, None, None, None, None);
+                let mut attrs = AttributesText::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "peer" => peer = Some(map.next_value()?),
+                        "prefix" => prefix = Some(map.next_value()?),
+                        "next_hop" => next_hop = Some(map.next_value()?),
+                        "as_path" => as_path = Some(map.next_value()?),
+                        "stale" => stale = Some(map.next_value()?),
+                        k => match Field::from_name(k) {
+                            Some(f) => attrs.read(f, &mut map)?,
+                            None => {
+                                map.next_value::<de::IgnoredAny>()?;
+                            }
+                        },
+                    }
+                }
+                Ok(ReceivedRoute {
+                    peer: peer.ok_or_else(|| de::Error::missing_field("peer"))?,
+                    prefix: prefix.ok_or_else(|| de::Error::missing_field("prefix"))?,
+                    next_hop: next_hop.flatten(),
+                    as_path: as_path.ok_or_else(|| de::Error::missing_field("as_path"))?,
+                    attrs: attrs.parse().map_err(de::Error::custom)?,
+                    stale: stale.unwrap_or(false),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Something the controller may wait on; streamed as one JSON object per line.
@@ -196,8 +255,8 @@ pub struct ReceivedRoute {
 pub enum Event {
     PeerState {
         peer: IpAddr,
-        from: String,
-        to: String,
+        from: SessionState,
+        to: SessionState,
         reason: Option<String>,
     },
     /// UPDATEs left the socket for `peer`.
@@ -213,6 +272,11 @@ pub enum Event {
     /// Leased routes whose lease was not renewed in time: withdrawn by the speaker.
     LeaseExpired {
         prefixes: Vec<IpNet>,
+    },
+    /// This subscriber fell behind and `missed` events were dropped for it: what it knows may
+    /// be stale (read the state again).
+    Lagged {
+        missed: u64,
     },
 }
 
@@ -248,4 +312,58 @@ pub struct LeaseReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// The request field the error is about (`routes[0].prefix`), when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Session states travel by their RFC 4271 names ("Established").
+impl Serialize for SessionState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        use SessionState::*;
+        [Idle, Connect, Active, OpenSent, OpenConfirm, Established]
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                de::Error::invalid_value(Unexpected::Str(&name), &"an RFC 4271 state name")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of `GET /v1/routes/received` as the previous release wrote it, key order
+    /// included, reads back to the same value and is written again byte for byte.
+    #[test]
+    fn received_route_json_is_unchanged() {
+        let text = r#"{"peer":"192.0.2.2","prefix":"198.51.100.0/24","next_hop":"192.0.2.2","as_path":"65002 65002","origin":"incomplete","med":50,"local_pref":null,"communities":["64512:100","no-export"],"large_communities":["65002:1:2"],"stale":false}"#;
+        let r: ReceivedRoute = serde_json::from_str(text).unwrap();
+        assert_eq!(r.attrs.med, Some(50));
+        assert_eq!(r.attrs.origin, crate::wire::Origin::Incomplete);
+        assert_eq!(r.attrs.large_communities[0].to_string(), "65002:1:2");
+        assert_eq!(serde_json::to_string(&r).unwrap(), text);
+        // Unknown keys are ignored, absent stale is false, a bad community names its field.
+        let r: ReceivedRoute = serde_json::from_str(
+            r#"{"peer":"192.0.2.2","prefix":"198.51.100.0/24","as_path":"","origin":"igp","new":1}"#,
+        )
+        .unwrap();
+        assert!(!r.stale && r.next_hop.is_none() && r.attrs.communities.is_empty());
+        let e = serde_json::from_str::<ReceivedRoute>(
+            r#"{"peer":"192.0.2.2","prefix":"198.51.100.0/24","as_path":"","communities":["x"]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("communities: community \"x\""),
+            "{e}"
+        );
+    }
 }

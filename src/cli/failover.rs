@@ -14,14 +14,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{table, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::controller::claim::{self, Claim, TakeOver, TakeOverRefused};
 use crate::controller::journal::now_ms;
-use crate::controller::lock::{self as plan_lock, Holder, Lock};
+use crate::controller::lock::{self as plan_lock, Holder};
 use crate::controller::repair;
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
-use crate::controller::{
-    keeper, runs, statedir, Direction, End, ExecError, Executor, Mode, Plan, Progress,
-};
+use crate::controller::{keeper, runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/ferry/controller";
 
@@ -173,9 +172,7 @@ pub fn plan(args: PlanArgs) -> i32 {
     }
 }
 
-/// `ferry failover keep`: renew at [`keeper::sites_to_renew`] every [`keeper::renew_interval`].
-/// A failed renewal is reported and retried at the next tick; the loop never gives up, since
-/// stopping would fence the active site.
+/// `ferry failover keep`: [`keeper::run`], its news on stderr.
 fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
     let p = match Plan::load(plan_path) {
         Ok(p) => p,
@@ -184,75 +181,14 @@ fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let Some(every) = keeper::renew_interval(&p) else {
-        eprintln!(
-            "ferry failover keep: plan {}: no [[site]] has lease_secs, so there are no leases to keep",
-            p.name
-        );
-        return EXIT_USAGE;
-    };
-    // A request must not outlast the tick, or one dead site would delay the others' renewals.
-    let sites = match ApiSites::new(&p, every.min(Duration::from_secs(3))) {
-        Ok(s) => s,
+    let say = &mut |line: String| eprintln!("ferry failover keep: {line}");
+    match keeper::run(&p, &state.state_dir, once, say) {
+        Ok(true) => EXIT_OK,
+        Ok(false) => EXIT_FAILED,
         Err(e) => {
             eprintln!("ferry failover keep: {e}");
-            return EXIT_USAGE;
+            EXIT_USAGE
         }
-    };
-    let mut last: Option<Vec<String>> = None;
-    let mut last_error: Option<String> = None;
-    let mut problems: std::collections::BTreeMap<String, keeper::Renewal> = Default::default();
-    loop {
-        let started = std::time::Instant::now();
-        let t = keeper::tick(&p, &state.state_dir, &sites);
-        let ok = t.ok();
-        let targets = match &t.targets {
-            Ok(targets) => {
-                last_error = None;
-                targets.clone()
-            }
-            Err(e) => {
-                // Loud: this plan's leases run out unless someone repairs the journal.
-                if last_error.as_ref() != Some(e) {
-                    eprintln!("ferry failover keep: ERROR: {e}");
-                    last_error = Some(e.clone());
-                }
-                Vec::new()
-            }
-        };
-        if last.as_ref() != Some(&targets) {
-            eprintln!(
-                "ferry failover keep: plan {}: renewing leases every {} ms at {}",
-                p.name,
-                every.as_millis(),
-                if targets.is_empty() {
-                    "no site".to_string()
-                } else {
-                    targets.join(", ")
-                }
-            );
-            last = Some(targets.clone());
-        }
-        for (site, renewal) in t.renewals {
-            // Say each change once, not every tick.
-            if problems.get(&site) != Some(&renewal) {
-                match &renewal {
-                    keeper::Renewal::Renewed => {
-                        eprintln!("ferry failover keep: site {site}: leases renewed")
-                    }
-                    keeper::Renewal::NoLease => eprintln!(
-                        "ferry failover keep: site {site} holds no leased route of plan {}",
-                        p.name
-                    ),
-                    keeper::Renewal::Failed(e) => eprintln!("ferry failover keep: {e}"),
-                }
-                problems.insert(site, renewal);
-            }
-        }
-        if once {
-            return if ok { EXIT_OK } else { EXIT_FAILED };
-        }
-        std::thread::sleep(every.saturating_sub(started.elapsed()));
     }
 }
 
@@ -275,14 +211,7 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
         spawned: &|_| Ok(()),
     };
     print_sites(p, &sites);
-    step::preflight(&cx)?;
-    if let Some(obs) = p.verify.as_ref().and_then(|v| v.observer.as_ref()) {
-        use crate::controller::sites::Sites as _;
-        sites
-            .received(obs.get_ref())
-            .map_err(|e| format!("verify.observer: {e}"))?;
-    }
-    Ok(())
+    step::dry_run(&cx).map(|_| ())
 }
 
 /// One line per site: its role, sessions up, and how many of the plan's subnets it announces.
@@ -305,7 +234,10 @@ fn print_sites(p: &Plan, sites: &ApiSites) {
                 (Ok(peers), Ok(routes)) => (
                     format!(
                         "{}/{} Established",
-                        peers.iter().filter(|x| x.state == "Established").count(),
+                        peers
+                            .iter()
+                            .filter(|x| x.state == crate::api::SessionState::Established)
+                            .count(),
                         peers.len()
                     ),
                     format!(
@@ -421,35 +353,10 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     }
     let state_dir = &args.state.state_dir;
     let me = Holder::me(&format!("{cmd} {}", p.name));
-    let _lock = match lock(state_dir, &p.name, &me, cmd) {
-        Ok(l) => l,
+    let _claim = match claimed(claim::new_run(state_dir, &p.name, &me), cmd) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    match runs::unfinished(state_dir, Some(&p.name)) {
-        Ok(u) if u.iter().any(|r| r.damaged.is_some()) => {
-            if let Ok(l) = runs::of_plan(state_dir, &p.name) {
-                warn(cmd, &l);
-            }
-            eprintln!(
-                "ferry {cmd}: plan {} has a damaged run journal; close it with {} first",
-                p.name,
-                repair::command(&p.name)
-            );
-            return EXIT_FAILED;
-        }
-        Ok(u) if !u.is_empty() => {
-            eprintln!(
-                "ferry {cmd}: run {} of plan {} is unfinished ({}); `ferry failover resume` or `ferry failover abort` first",
-                u[0].run_id, p.name, u[0].state()
-            );
-            return EXIT_FAILED;
-        }
-        Err(e) => {
-            eprintln!("ferry {cmd}: {e}");
-            return EXIT_FAILED;
-        }
-        Ok(_) => {}
-    }
     let sites = match sites_for(&p, mode) {
         Ok(s) => s,
         Err(e) => {
@@ -481,24 +388,26 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     finish(cmd, false, end, state_dir, &ex.run_id, started)
 }
 
-/// Make the state directory private, then take the plan's lock (refused, naming the holder,
-/// while another controller runs the plan).
-fn lock(state_dir: &Path, plan: &str, me: &Holder, cmd: &str) -> Result<Lock, i32> {
-    match statedir::prepare(state_dir) {
-        Ok(warnings) => {
-            for w in warnings {
+/// Say a claim's warnings; the claim, or the refusal said and the exit code.
+fn claimed(c: Result<Claim, claim::Refused>, cmd: &str) -> Result<Claim, i32> {
+    match c {
+        Ok(c) => {
+            for w in &c.warnings {
                 eprintln!("ferry {cmd}: warning: {w}");
             }
+            Ok(c)
         }
-        Err(e) => {
-            eprintln!("ferry {cmd}: {e}");
-            return Err(EXIT_FAILED);
-        }
+        Err(r) => Err(refused(cmd, r)),
     }
-    Lock::acquire(state_dir, plan, me).map_err(|e| {
-        eprintln!("ferry {cmd}: {e}");
-        EXIT_FAILED
-    })
+}
+
+/// Say a refusal (its warnings first); the exit code.
+fn refused(cmd: &str, r: claim::Refused) -> i32 {
+    for w in &r.warnings {
+        eprintln!("ferry {cmd}: warning: {w}");
+    }
+    eprintln!("ferry {cmd}: {}", r.error);
+    EXIT_FAILED
 }
 
 /// Live progress: one line per step, with its elapsed time and result.
@@ -672,59 +581,32 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
 fn take_over(s: &SelectArgs, abort: bool) -> i32 {
     let cmd = if abort { "abort" } else { "resume" };
     let state_dir = &s.state.state_dir;
-    let open = match runs::unfinished(state_dir, s.plan_name.as_deref()) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("ferry failover {cmd}: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    let r = match open.as_slice() {
-        [] => {
+    let (claim, r) = match claim::unfinished_run(state_dir, s.plan_name.as_deref(), cmd) {
+        Ok(TakeOver::NoRun) => {
             println!(
                 "nothing to {cmd}: no unfinished run in {}",
                 state_dir.display()
             );
             return EXIT_OK;
         }
-        [r] => r,
-        many => {
-            let plans: Vec<_> = many.iter().map(|r| r.plan.as_str()).collect();
+        Ok(TakeOver::FinishedMeanwhile { run_id }) => {
+            println!("nothing to {cmd}: run {run_id} finished meanwhile");
+            return EXIT_OK;
+        }
+        Ok(TakeOver::Run { claim, run }) => (claim, run),
+        Err(TakeOverRefused::SeveralPlans(plans)) => {
             eprintln!(
                 "ferry failover {cmd}: unfinished runs of several plans ({}); choose with --plan-name",
                 plans.join(", ")
             );
             return EXIT_USAGE;
         }
+        Err(TakeOverRefused::Refused(r)) => return refused(&format!("failover {cmd}"), r),
     };
-    let me = Holder::me(&format!("{cmd} {}", r.plan));
-    let _lock = match lock(state_dir, &r.plan, &me, &format!("failover {cmd}")) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    // What was read before the lock may be stale: another controller may have finished or
-    // taken the run meanwhile. Only what the journal says under the lock counts.
-    let r = match runs::unfinished(state_dir, Some(&r.plan)) {
-        Ok(now) => match now.into_iter().find(|x| x.run_id == r.run_id) {
-            Some(x) => x,
-            None => {
-                println!("nothing to {cmd}: run {} finished meanwhile", r.run_id);
-                return EXIT_OK;
-            }
-        },
-        Err(e) => {
-            eprintln!("ferry failover {cmd}: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    if let Some(d) = &r.damaged {
-        eprintln!(
-            "ferry failover {cmd}: run {} has a damaged journal ({d}); it cannot be resumed or aborted safely: check which site announces the subnets (`ferry status`), then close the run with {}",
-            r.run_id,
-            repair::command(&r.plan)
-        );
+    let Ok(claim) = claimed(Ok(claim), &format!("failover {cmd}")) else {
         return EXIT_FAILED;
-    }
+    };
+    let me = claim.holder.clone();
     let sites = match Plan::parse(&r.plan_text).and_then(|p| sites_for(&p, r.mode)) {
         Ok(s) => s,
         Err(e) => {
@@ -756,11 +638,11 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
 fn repair(plan: &str, active: &str, state_dir: &Path) -> i32 {
     let cmd = "failover repair";
     let me = Holder::me(&format!("repair {plan}"));
-    let lock = match lock(state_dir, plan, &me, cmd) {
-        Ok(l) => l,
+    let claim = match claimed(claim::plan(state_dir, plan, &me), cmd) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    match repair::repair(state_dir, plan, active, &me, &lock) {
+    match repair::repair(state_dir, plan, active, &me, &claim.lock) {
         Ok(done) if done.is_empty() => {
             println!("nothing to repair: plan {plan} has no damaged run journal");
             EXIT_OK

@@ -13,7 +13,7 @@ mod table;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::{Client, ClientError, Endpoint};
+use crate::api::{blocking, SpeakerError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -70,22 +70,17 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    pub fn client(&self) -> Result<Client, String> {
-        let endpoint = Endpoint::parse(&self.api).map_err(|e| format!("--api: {e}"))?;
-        let token = match &self.api_token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("--api-token-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        Ok(Client::new(endpoint, token))
+    pub fn client(&self) -> Result<blocking::Speaker, String> {
+        let speaker = crate::api::Speaker::connect(&self.api, self.api_token_file.as_deref())
+            .map_err(|e| match e.strip_prefix("api_token_file ") {
+                Some(rest) => format!("--api-token-file {rest}"),
+                None => format!("--api: {e}"),
+            })?;
+        blocking::Speaker::new(speaker)
     }
 
     /// The client, or the usage error already printed for `command` and its exit code.
-    pub fn client_for(&self, command: &str) -> Result<Client, i32> {
+    pub fn client_for(&self, command: &str) -> Result<blocking::Speaker, i32> {
         self.client().map_err(|e| {
             eprintln!("ferry {command}: {e}");
             EXIT_USAGE
@@ -93,23 +88,14 @@ impl ApiArgs {
     }
 }
 
-/// Exit code for a failed API call: the speaker refusing bad input is a usage error.
-pub(crate) fn report(command: &str, e: &ClientError) -> i32 {
+/// Exit code for a failed API call: the speaker refusing bad input (400) is a usage error.
+pub(crate) fn report(command: &str, e: &SpeakerError) -> i32 {
     eprintln!("ferry {command}: {e}");
-    if e.is_bad_request() {
+    if matches!(e, SpeakerError::Rejected { status: 400, .. }) {
         EXIT_USAGE
     } else {
         EXIT_FAILED
     }
-}
-
-/// A current-thread runtime for the client commands.
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
 }
 
 /// Run the parsed command; returns the process exit code.

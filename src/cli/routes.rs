@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use clap::Args;
 use ipnet::IpNet;
 
-use super::{block_on, report, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::api::{AnnounceRequest, ChangeResponse, LeaseReport, ReceivedRoute, WithdrawRequest};
+use super::{report, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::api::{ChangeResponse, LeaseReport, WithdrawRequest};
 use crate::speaker::route::{parse_origin, parse_prefix};
-use crate::speaker::Route;
+use crate::speaker::{Attributes, Route};
 use crate::wire::{Community, LargeCommunity};
 
 #[derive(Debug, Args)]
@@ -125,11 +125,13 @@ fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
             let mut route = Route::new(parse_prefix(p).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
             route.next_hop = next_hop;
-            route.origin = origin;
-            route.communities = communities.clone();
-            route.large_communities = large.clone();
-            route.med = args.med;
-            route.local_pref = args.local_pref;
+            route.attrs = Attributes {
+                origin,
+                med: args.med,
+                local_pref: args.local_pref,
+                communities: communities.clone(),
+                large_communities: large.clone(),
+            };
             route.prepend = args.prepend;
             route.lease_secs = args.lease;
             route.validate().map_err(|e| e.to_string())?;
@@ -161,7 +163,7 @@ pub fn announce(args: AnnounceArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match block_on(client.post::<_, ChangeResponse>("/v1/announce", &AnnounceRequest { routes })) {
+    match client.announce(routes) {
         Ok(resp) => {
             print_change(args.json, "announced", &resp);
             EXIT_OK
@@ -227,20 +229,18 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let mut client = match args.api.client_for("withdraw") {
-        Ok(c) => c,
+    // A graceful withdrawal answers after its wait.
+    let wait = std::time::Duration::from_secs(args.graceful.map_or(0, u64::from));
+    let client = match args.api.client_for("withdraw") {
+        Ok(c) => c.with_timeout(crate::api::speaker::DEFAULT_TIMEOUT + wait),
         Err(code) => return code,
     };
-    if let Some(secs) = args.graceful {
-        // The answer comes after the wait.
-        client.timeout += std::time::Duration::from_secs(u64::from(secs));
-    }
     let req = WithdrawRequest {
         prefixes,
         all: args.all,
         graceful_secs: args.graceful,
     };
-    match block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &req)) {
+    match client.change(&req) {
         Ok(resp) => {
             print_change(args.json, "withdrawn", &resp);
             EXIT_OK
@@ -301,12 +301,9 @@ pub fn lease(args: LeaseArgs) -> i32 {
                     return EXIT_USAGE;
                 }
             };
-            block_on(client.post::<_, LeaseReport>(
-                "/v1/lease/renew",
-                &crate::api::LeaseRenewRequest { prefixes },
-            ))
+            client.renew(prefixes)
         }
-        None => block_on(client.get::<LeaseReport>("/v1/leases")),
+        None => client.leases(),
     };
     match result {
         Ok(r) if json => print_json(&r),
@@ -361,17 +358,23 @@ pub(crate) fn lease_summary(r: &LeaseReport) -> String {
     )
 }
 
+/// The MED, COMMUNITIES and LARGE cells of a route's row.
+fn attr_cells(a: &Attributes) -> [String; 3] {
+    let words = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(" ");
+    [
+        a.med.map(|m| m.to_string()).unwrap_or_default(),
+        words(&mut a.communities.iter().map(ToString::to_string)),
+        words(&mut a.large_communities.iter().map(ToString::to_string)),
+    ]
+}
+
 pub fn list(args: RoutesArgs) -> i32 {
     let client = match args.api.client_for("routes") {
         Ok(c) => c,
         Err(code) => return code,
     };
     if args.received {
-        let path = match args.peer {
-            Some(p) => format!("/v1/routes/received?peer={p}"),
-            None => "/v1/routes/received".to_owned(),
-        };
-        return match block_on(client.get::<Vec<ReceivedRoute>>(&path)) {
+        return match client.received(args.peer) {
             Ok(routes) if args.json => print_json(&routes),
             Ok(routes) => {
                 let rows = routes
@@ -380,12 +383,12 @@ pub fn list(args: RoutesArgs) -> i32 {
                         vec![
                             r.peer.to_string(),
                             r.prefix.to_string(),
-                            r.next_hop.clone().unwrap_or_default(),
+                            r.next_hop.map(|a| a.to_string()).unwrap_or_default(),
                             r.as_path.clone(),
-                            r.med.map(|m| m.to_string()).unwrap_or_default(),
-                            r.communities.join(" "),
-                            r.large_communities.join(" "),
                         ]
+                        .into_iter()
+                        .chain(attr_cells(&r.attrs))
+                        .collect()
                     })
                     .collect::<Vec<_>>();
                 println!(
@@ -408,11 +411,11 @@ pub fn list(args: RoutesArgs) -> i32 {
             Err(e) => report("routes", &e),
         };
     }
-    match block_on(client.get::<Vec<Route>>("/v1/routes")) {
+    match client.announced() {
         Ok(routes) if args.json => print_json(&routes),
         Ok(routes) => {
             // Best effort: a speaker without leases answers with none.
-            let leases = block_on(client.get::<LeaseReport>("/v1/leases")).unwrap_or_default();
+            let leases = client.leases().unwrap_or_default();
             let lease_cell = |r: &Route| match r.lease_secs {
                 None => "-".to_owned(),
                 Some(secs) => leases
@@ -426,21 +429,14 @@ pub fn list(args: RoutesArgs) -> i32 {
             let rows = routes
                 .iter()
                 .map(|r| {
+                    let [med, communities, large] = attr_cells(&r.attrs);
                     vec![
                         r.prefix.to_string(),
                         r.next_hop.map_or("self".into(), |n| n.to_string()),
-                        r.med.map(|m| m.to_string()).unwrap_or_default(),
+                        med,
                         r.prepend.to_string(),
-                        r.communities
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        r.large_communities
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" "),
+                        communities,
+                        large,
                         lease_cell(r),
                     ]
                 })

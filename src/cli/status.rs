@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{block_on, report, table, ApiArgs, EXIT_OK};
+use super::{report, table, ApiArgs, EXIT_OK};
 use crate::api::PeerStatus;
 
 #[derive(Debug, Args)]
@@ -77,9 +77,7 @@ pub fn reset(args: ResetArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let path = format!("/v1/peers/{}/reset", args.peer);
-    let req = crate::api::ResetRequest { hard: args.hard };
-    match block_on(client.post::<_, crate::api::ResetResponse>(&path, &req)) {
+    match client.reset(args.peer, args.hard) {
         Ok(r) if args.json => {
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
             EXIT_OK
@@ -98,7 +96,7 @@ pub fn run(args: StatusArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match block_on(client.get::<Vec<PeerStatus>>("/v1/peers")) {
+    match client.peers() {
         Ok(peers) if args.json => {
             println!(
                 "{}",
@@ -114,7 +112,7 @@ pub fn run(args: StatusArgs) -> i32 {
                     vec![
                         p.address.to_string(),
                         p.remote_as.to_string(),
-                        p.state.clone(),
+                        p.state.to_string(),
                         uptime(p.uptime_secs),
                         p.prefixes_sent.to_string(),
                         p.prefixes_received.to_string(),
@@ -147,7 +145,7 @@ pub fn run(args: StatusArgs) -> i32 {
                     &rows
                 )
             );
-            if let Ok(leases) = block_on(client.get::<crate::api::LeaseReport>("/v1/leases")) {
+            if let Ok(leases) = client.leases() {
                 if !leases.leases.is_empty() || leases.expiries_total > 0 {
                     println!("{}", super::routes::lease_summary(&leases));
                 }

@@ -6,17 +6,18 @@
 //!   appended and when a file is replayed; a record that does not fit is refused, so a journal
 //!   on disk is always a legal prefix of a run.
 //! - Replay works from any prefix. A last line without its newline is a torn write (the
-//!   controller died inside `write`): it is dropped and the file truncated before appending,
-//!   by [`Journal::open`] under the journal's flock, so it never cuts a whole record another
-//!   process wrote while the file was being read.
-//!   Any other bad line is corruption and names its line.
+//!   controller died inside `write`; the torn-tail rule of [`crate::durable::lines`]): it is
+//!   dropped and the file truncated before appending, by [`Journal::open`] under the
+//!   journal's flock, so it never cuts a whole record another process wrote while the file
+//!   was being read. Any other bad line is corruption and names its line.
 //! - `seq` counts records from 0; `at_ms` is Unix time in milliseconds. An append writes only
 //!   when the file is exactly what this [`Journal`] has read and written (checked under an
 //!   exclusive `flock` of the journal): a second process appending to the same run is refused
 //!   ([`JournalError::Conflict`]), so no seq is ever written twice.
 //! - An append whose write or fsync fails (a full disk half way through the line) cuts the
 //!   file back to its last whole record, still under the flock, and returns the I/O error
-//!   ([`crate::line_append`]); the same [`Journal`] appends again once the disk has room.
+//!   ([`crate::durable::append_line`]); the same [`Journal`] appends again once the disk has
+//!   room.
 //! - [`replay_prefix`] reads a damaged journal (say, one with a seq written twice by an older
 //!   version) as far as it is legal and says where and why it stops, so `status` and
 //!   `history` can still show it; [`replay`] and [`Journal::open`] refuse it.
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hook::HookProcess;
 use super::lock::Holder;
+use crate::durable;
 
 /// Which way a run moves the subnets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,7 +361,7 @@ impl Journal {
             .open(path)
             .map_err(io)?;
         if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            durable::sync_dir(dir).map_err(io)?;
         }
         Ok(Self {
             path: path.to_owned(),
@@ -400,8 +402,7 @@ impl Journal {
                     ),
                 });
             }
-            file.set_len(good_len).map_err(io)?;
-            file.sync_all().map_err(io)?;
+            durable::cut_back(&file, good_len).map_err(io)?;
         }
         drop(guard);
         Ok(Self {
@@ -488,8 +489,7 @@ impl Journal {
             });
         }
         // Cut back under the flock: the bytes past `self.len` are this append's own.
-        if let Err(failed) = crate::line_append::append_line(&self.file, self.len, line.as_bytes())
-        {
+        if let Err(failed) = durable::append_line(&self.file, self.len, line.as_bytes()) {
             return Err(JournalError::Io {
                 path: self.path.clone(),
                 source: match failed.cut_back {
@@ -577,22 +577,19 @@ pub fn replay_prefix(path: &Path) -> Result<Replay, JournalError> {
     let mut entries = Vec::new();
     let mut phase = Phase::Empty;
     let mut steps = 0;
-    let mut pos = 0usize;
-    let mut line_no = 0;
-    while pos < text.len() {
-        line_no += 1;
-        let Some(nl) = text[pos..].iter().position(|b| *b == b'\n') else {
-            break; // torn last write
-        };
-        let line = &text[pos..pos + nl];
-        let corrupt = |detail: String| JournalError::Corrupt {
+    // Up to the end of the last legal record; the reader never yields a torn last write.
+    let mut good_len = 0;
+    for read in durable::json_lines::<Entry>(&text) {
+        let corrupt = |line: usize, detail: String| JournalError::Corrupt {
             path: path.to_owned(),
-            line: line_no,
+            line,
             detail,
         };
-        let checked = serde_json::from_slice::<Entry>(line)
-            .map_err(|e| corrupt(e.to_string()))
-            .and_then(|entry| {
+        let checked = read
+            .map_err(|bad| corrupt(bad.line, bad.error.to_string()))
+            .and_then(|r| {
+                let (entry, line, end) = (r.value, r.line, r.end);
+                let corrupt = |detail| corrupt(line, detail);
                 if entry.seq != entries.len() as u64 {
                     return Err(corrupt(format!(
                         "seq {} where {} was due (written by two processes?)",
@@ -607,21 +604,21 @@ pub fn replay_prefix(path: &Path) -> Result<Replay, JournalError> {
                 let next = phase
                     .next(s, &entry.record)
                     .ok_or_else(|| corrupt(format!("record not legal in phase {phase:?}")))?;
-                Ok((entry, next, s))
+                Ok((entry, next, s, end))
             });
         match checked {
-            Ok((entry, next, s)) => {
+            Ok((entry, next, s, end)) => {
                 entries.push(entry);
                 phase = next;
                 steps = s;
-                pos += nl + 1;
+                good_len = end;
             }
             Err(e) => {
                 return Ok(Replay {
                     entries,
                     phase,
                     steps,
-                    good_len: pos as u64,
+                    good_len,
                     damage: Some(e),
                 })
             }
@@ -631,7 +628,7 @@ pub fn replay_prefix(path: &Path) -> Result<Replay, JournalError> {
         entries,
         phase,
         steps,
-        good_len: pos as u64,
+        good_len,
         damage: None,
     })
 }

@@ -20,24 +20,25 @@
 //!
 //! Never does: announce or withdraw (a renewal only extends leases the speaker already holds).
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::journal::{Direction, Mode};
 use super::runs::{self, RunSummary};
-use super::sites::ApiSites;
+use super::sites::{ApiSites, SiteError};
 use super::Plan;
 use crate::api::types::LeaseReport;
 
 /// Lease renewal at a site: the speaker API in production, a fake in unit tests.
 pub trait Renew {
-    fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String>;
+    fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, SiteError>;
 }
 
 impl Renew for ApiSites {
-    fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String> {
+    fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, SiteError> {
         ApiSites::renew_leases(self, site, prefixes)
     }
 }
@@ -71,6 +72,79 @@ impl Tick {
     }
 }
 
+/// The keeper loop: a renewal round ([`tick`]) every [`renew_interval`] against the plan's
+/// speakers, forever, or once with `once` (then the result says whether every renewal that
+/// was due was answered). `say` gets a line each time something changes (the sites renewed,
+/// a site's outcome, an unreadable journal), not every round. A failed renewal is retried at
+/// the next round; the loop never gives up, since stopping would fence the active site.
+/// Errors: the plan has no leases to keep, or its sites' API settings are wrong.
+pub fn run(
+    plan: &Plan,
+    state_dir: &Path,
+    once: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<bool, String> {
+    let Some(every) = renew_interval(plan) else {
+        return Err(format!(
+            "plan {}: no [[site]] has lease_secs, so there are no leases to keep",
+            plan.name
+        ));
+    };
+    // A request must not outlast the round, or one dead site would delay the others'.
+    let sites = ApiSites::new(plan, every.min(Duration::from_secs(3)))?;
+    let mut last_targets: Option<Vec<String>> = None;
+    let mut last_error: Option<String> = None;
+    let mut last_renewal: BTreeMap<String, Renewal> = BTreeMap::new();
+    loop {
+        let started = Instant::now();
+        let t = tick(plan, state_dir, &sites);
+        let ok = t.ok();
+        let targets = match &t.targets {
+            Ok(targets) => {
+                last_error = None;
+                targets.clone()
+            }
+            Err(e) => {
+                // Loud: this plan's leases run out unless someone repairs the journal.
+                if last_error.as_ref() != Some(e) {
+                    say(format!("ERROR: {e}"));
+                    last_error = Some(e.clone());
+                }
+                Vec::new()
+            }
+        };
+        if last_targets.as_ref() != Some(&targets) {
+            say(format!(
+                "plan {}: renewing leases every {} ms at {}",
+                plan.name,
+                every.as_millis(),
+                if targets.is_empty() {
+                    "no site".to_string()
+                } else {
+                    targets.join(", ")
+                }
+            ));
+            last_targets = Some(targets);
+        }
+        for (site, renewal) in t.renewals {
+            if last_renewal.get(&site) != Some(&renewal) {
+                say(match &renewal {
+                    Renewal::Renewed => format!("site {site}: leases renewed"),
+                    Renewal::NoLease => {
+                        format!("site {site} holds no leased route of plan {}", plan.name)
+                    }
+                    Renewal::Failed(e) => e.clone(),
+                });
+                last_renewal.insert(site, renewal);
+            }
+        }
+        if once {
+            return Ok(ok);
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+}
+
 /// One renewal round for `plan`: read its runs in `state_dir`, renew at [`sites_to_renew`].
 pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
     let targets = match runs::of_plan(state_dir, &plan.name) {
@@ -95,7 +169,7 @@ pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
             let r = match sites.renew_leases(site, &prefixes) {
                 Ok(r) if !r.leases.iter().any(|l| prefixes.contains(&l.prefix)) => Renewal::NoLease,
                 Ok(_) => Renewal::Renewed,
-                Err(e) => Renewal::Failed(e),
+                Err(e) => Renewal::Failed(e.to_string()),
             };
             (site.clone(), r)
         })
@@ -261,7 +335,7 @@ subnets = ["198.51.100.0/24"]
     struct FakeRenew(std::cell::RefCell<Vec<String>>);
 
     impl Renew for FakeRenew {
-        fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String> {
+        fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, SiteError> {
             self.0.borrow_mut().push(site.to_owned());
             Ok(LeaseReport {
                 leases: prefixes

@@ -5,8 +5,10 @@
 //! - [`step`]: the steps a plan becomes, each with an idempotent `apply` and a `compensate`.
 //! - [`journal`]: the append-only, fsync'd run record and its legal transitions (one `match`).
 //! - [`lock`]: one controller per plan, the holder named.
+//! - [`claim`]: taking a plan before changing anything: private state directory, the lock,
+//!   and no unfinished or damaged run in the way of a new one.
 //! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
-//! - [`keeper`]: which sites' leases `ferry failover keep` renews, and how often.
+//! - [`keeper`]: which sites' leases `ferry failover keep` renews, how often, and its loop.
 //! - [`repair`]: closes a damaged run with a record of the active site the operator named.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
@@ -17,6 +19,7 @@
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
 
+pub mod claim;
 pub mod executor;
 pub mod hook;
 pub mod http;

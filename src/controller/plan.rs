@@ -59,6 +59,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::speaker::attrs::AttributesText;
 use crate::speaker::Route;
 
 #[derive(Debug, thiserror::Error)]
@@ -303,17 +304,19 @@ impl Site {
             IpNet::V4(_) => &self.next_hop,
             IpNet::V6(_) => &self.next_hop6,
         };
-        let v = serde_json::json!({
-            "prefix": prefix.to_string(),
-            "next_hop": next_hop,
-            "communities": self.communities,
-            "large_communities": self.large_communities,
-            "med": self.med,
-            "local_pref": self.local_pref,
-            "prepend": self.prepend,
-            "lease_secs": self.lease_secs,
-        });
-        serde_json::from_value(v).map_err(|e| format!("site {:?}: {e}", self.name))
+        let mut attrs = AttributesText::default();
+        attrs.communities.clone_from(&self.communities);
+        attrs.large_communities.clone_from(&self.large_communities);
+        attrs.med = self.med;
+        attrs.local_pref = self.local_pref;
+        Route::from_text(
+            &prefix.to_string(),
+            next_hop.as_deref(),
+            attrs,
+            self.prepend,
+            self.lease_secs,
+        )
+        .map_err(|e| format!("site {:?}: {e}", self.name))
     }
 }
 
@@ -720,8 +723,8 @@ command = ["true"]
             .route("198.51.100.0/24".parse().unwrap())
             .unwrap();
         assert_eq!(r.next_hop, Some("192.0.2.20".parse().unwrap()));
-        assert_eq!(r.communities[0].to_string(), "65002:7");
-        assert_eq!((r.med, r.lease_secs), (Some(5), Some(30)));
+        assert_eq!(r.attrs.communities[0].to_string(), "65002:7");
+        assert_eq!((r.attrs.med, r.lease_secs), (Some(5), Some(30)));
         let e = Plan::parse(&text.replace("lease_secs = 30", "lease_secs = 0")).unwrap_err();
         assert!(
             e.contains("lease_secs") && e.contains("[site] at line 11"),

@@ -12,7 +12,8 @@
 //!   any other ([`super::journal::Journal`]); the run then counts as finished, with that
 //!   active site, for status, new runs and the keeper.
 //! - The damaged file is kept, never deleted: hard-linked as `<run>.jsonl.damaged` (`.2`,
-//!   `.3`, ... when taken) before the fresh journal is renamed over it, so at every moment
+//!   `.3`, ... when taken) before the fresh journal, fsynced, is renamed over it and the
+//!   directory fsynced ([`crate::durable::rename_into_place`]), so at every moment
 //!   `runs/<run>.jsonl` is either the damaged file or the repaired one. A crash in between
 //!   leaves `<run>.jsonl.repair`, which nothing reads and the next repair replaces.
 //! - `active` must be a site of the plan when the plan's text is known from any of its runs.
@@ -20,15 +21,13 @@
 //! Never does: talk to the sites (the operator checks them first), or touch a run whose
 //! journal is legal.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::journal::{Direction, Journal, JournalError, Mode, Record};
 use super::lock::{Holder, Lock};
 use super::runs;
 use super::Plan;
+use crate::durable;
 
 /// What to run to close a damaged run of `plan`.
 pub fn command(plan: &str) -> String {
@@ -141,20 +140,7 @@ fn repair_one(
         &[][..]
     };
     let tmp = with_suffix(path, ".repair");
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
-        _ => {}
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(legal)
-        .and_then(|()| f.sync_all())
-        .map_err(io(&tmp))?;
-    drop(f);
+    durable::write_new(&tmp, legal, 0o600).map_err(replace_err)?;
     let mut j = Journal::open(&tmp)?;
     if !has_start {
         j.append(started_from_name(path, plan, by))?;
@@ -168,12 +154,7 @@ fn repair_one(
     })?;
     drop(j);
     std::fs::hard_link(path, &evidence).map_err(io(&evidence))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
+    durable::rename_into_place(&tmp, path).map_err(replace_err)?;
     Ok(Repaired {
         journal: path.to_owned(),
         evidence,
@@ -200,6 +181,14 @@ fn started_from_name(path: &Path, plan: &str, by: &Holder) -> Record {
         steps: Vec::new(),
         by: by.clone(),
         plan_text: String::new(),
+    }
+}
+
+/// A write or rename of the fresh journal that failed, naming the path it failed on.
+fn replace_err(e: durable::ReplaceError) -> RepairError {
+    RepairError::Io {
+        path: e.path,
+        source: e.source,
     }
 }
 

@@ -1,8 +1,9 @@
 //! What the executor asks of the world, behind two traits so its unit tests use fakes.
 //!
 //! - [`Sites`]: the speaker operations of one named site (announce, withdraw, peers, the routes
-//!   it announces, the routes it received). [`ApiSites`] is the real one over
-//!   [`crate::api::Client`], each call with a timeout.
+//!   it announces, the routes it received), failing with a typed [`SiteError`] that tells an
+//!   unreachable site from a refused request. [`ApiSites`] is the real one over
+//!   [`crate::api::blocking::Speaker`], each call with a timeout.
 //! - [`Probes`]: hooks, one attempt of a probe, ending a dead controller's leftover hook, and
 //!   the clock. [`SystemProbes`] runs commands ([`super::hook`]: own process group, dying with
 //!   the controller, killed as a group on timeout), HTTP(S) calls ([`super::http`]: one
@@ -19,18 +20,44 @@ use ipnet::IpNet;
 use super::hook::{self, HookProcess, OnSpawn};
 use super::http;
 use super::plan::{Hook, Plan, Probe};
-use crate::api::{
-    ChangeResponse, Client, Endpoint, LeaseRenewRequest, LeaseReport, PeerStatus, ReceivedRoute,
-};
+use crate::api::{blocking, LeaseReport, PeerStatus, ReceivedRoute, Speaker, SpeakerError};
 use crate::speaker::Route;
 
-/// Speaker operations by site name. Errors are text that names the site and what failed.
+/// A speaker operation at a named site that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SiteError {
+    #[error("no site {0:?} in the plan")]
+    NoSuchSite(String),
+    #[error("site {site}: {op}: {error}")]
+    Speaker {
+        site: String,
+        op: &'static str,
+        error: SpeakerError,
+    },
+}
+
+impl SiteError {
+    /// The site's speaker did not answer (down or cut off), as opposed to refusing or failing
+    /// the request.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Speaker { error, .. } if error.is_unreachable())
+    }
+}
+
+/// Steps record errors as text in the journal.
+impl From<SiteError> for String {
+    fn from(e: SiteError) -> Self {
+        e.to_string()
+    }
+}
+
+/// Speaker operations by site name, typed as [`crate::api::Speaker`]'s.
 pub trait Sites {
-    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String>;
-    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String>;
-    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, String>;
-    fn announced(&self, site: &str) -> Result<Vec<Route>, String>;
-    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, String>;
+    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), SiteError>;
+    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), SiteError>;
+    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError>;
+    fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError>;
+    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError>;
 }
 
 /// Hooks, probes and time.
@@ -58,99 +85,72 @@ pub trait Probes {
     fn sleep(&self, d: Duration);
 }
 
-/// The real sites: one API client per site of the plan.
+/// The real sites: one API client per site of the plan, each call with a timeout.
 pub struct ApiSites {
-    clients: BTreeMap<String, Client>,
-    rt: tokio::runtime::Runtime,
+    speakers: BTreeMap<String, blocking::Speaker>,
 }
 
 impl ApiSites {
     /// Clients for every site of `plan`, each request bounded by `timeout`.
     pub fn new(plan: &Plan, timeout: Duration) -> Result<Self, String> {
-        let mut clients = BTreeMap::new();
+        let rt = blocking::runtime()?;
+        let mut speakers = BTreeMap::new();
         for s in &plan.sites {
-            let endpoint =
-                Endpoint::parse(&s.api).map_err(|e| format!("site {:?}: {e}", s.name))?;
-            let token = match &s.api_token_file {
-                Some(p) => Some(
-                    std::fs::read_to_string(p)
-                        .map_err(|e| {
-                            format!("site {:?}: api_token_file {}: {e}", s.name, p.display())
-                        })?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => None,
-            };
-            let mut c = Client::new(endpoint, token);
-            c.timeout = timeout;
-            clients.insert(s.name.clone(), c);
+            let speaker = Speaker::connect(&s.api, s.api_token_file.as_deref())
+                .map_err(|e| format!("site {:?}: {e}", s.name))?;
+            speakers.insert(
+                s.name.clone(),
+                blocking::Speaker::sharing(speaker.with_timeout(timeout), rt.clone()),
+            );
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
-        Ok(Self { clients, rt })
+        Ok(Self { speakers })
     }
 
     /// Renew the leases of `prefixes` at `site` (the fencing keeper); the speaker's report of
     /// its leases afterwards.
-    pub fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, String> {
-        let c = self.client(site)?;
-        let body = LeaseRenewRequest {
-            prefixes: prefixes.to_vec(),
-        };
-        self.rt
-            .block_on(c.post::<_, LeaseReport>("/v1/lease/renew", &body))
-            .map_err(|e| format!("site {site}: lease renew: {e}"))
+    pub fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, SiteError> {
+        self.call(site, "lease renew", |s| s.renew(prefixes.to_vec()))
     }
 
-    fn client(&self, site: &str) -> Result<&Client, String> {
-        self.clients
+    fn call<T>(
+        &self,
+        site: &str,
+        op: &'static str,
+        f: impl FnOnce(&blocking::Speaker) -> Result<T, SpeakerError>,
+    ) -> Result<T, SiteError> {
+        let speaker = self
+            .speakers
             .get(site)
-            .ok_or_else(|| format!("no site {site:?} in the plan"))
+            .ok_or_else(|| SiteError::NoSuchSite(site.to_owned()))?;
+        f(speaker).map_err(|error| SiteError::Speaker {
+            site: site.to_owned(),
+            op,
+            error,
+        })
     }
 }
 
 impl Sites for ApiSites {
-    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String> {
-        let c = self.client(site)?;
-        // JSON rather than the request structs: fields added to them later take their defaults.
-        let body = serde_json::json!({ "routes": routes });
-        self.rt
-            .block_on(c.post::<_, ChangeResponse>("/v1/announce", &body))
+    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), SiteError> {
+        self.call(site, "announce", |s| s.announce(routes.to_vec()))
             .map(|_| ())
-            .map_err(|e| format!("site {site}: announce: {e}"))
     }
 
-    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String> {
-        let c = self.client(site)?;
-        let body = serde_json::json!({ "prefixes": prefixes });
-        self.rt
-            .block_on(c.post::<_, ChangeResponse>("/v1/withdraw", &body))
+    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), SiteError> {
+        self.call(site, "withdraw", |s| s.withdraw(prefixes.to_vec()))
             .map(|_| ())
-            .map_err(|e| format!("site {site}: withdraw: {e}"))
     }
 
-    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, String> {
-        let c = self.client(site)?;
-        self.rt
-            .block_on(c.get("/v1/peers"))
-            .map_err(|e| format!("site {site}: {e}"))
+    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError> {
+        self.call(site, "peers", |s| s.peers())
     }
 
-    fn announced(&self, site: &str) -> Result<Vec<Route>, String> {
-        let c = self.client(site)?;
-        self.rt
-            .block_on(c.get("/v1/routes"))
-            .map_err(|e| format!("site {site}: {e}"))
+    fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError> {
+        self.call(site, "routes", |s| s.announced())
     }
 
-    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, String> {
-        let c = self.client(site)?;
-        self.rt
-            .block_on(c.get("/v1/routes/received"))
-            .map_err(|e| format!("site {site}: {e}"))
+    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError> {
+        self.call(site, "received routes", |s| s.received(None))
     }
 }
 

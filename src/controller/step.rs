@@ -15,8 +15,10 @@
 //! - Compensations: announce at `to` <-> withdraw at `to`; withdraw at `from` <-> announce at
 //!   `from` with its normal attributes; drain <-> the same; hooks run their `undo` if given;
 //!   checks have none.
-//! - Unplanned mode: steps at `from` are best effort (an unreachable `from` is noted, not a
-//!   failure); drain and stop-primary hooks are not built; preflight checks `to` only.
+//! - Unplanned mode: steps at `from` are best effort: an unreachable `from` is noted, not a
+//!   failure, but a `from` that answers and refuses (or fails) a request fails the step;
+//!   drain and stop-primary hooks are not built; preflight checks `to` only when `from` does
+//!   not answer.
 //!
 //! Never does: write the journal or choose what runs next ([`super::executor`]).
 
@@ -27,9 +29,9 @@ use ipnet::IpNet;
 use super::hook::OnSpawn;
 use super::journal::{Direction, Mode};
 use super::plan::{Order, Plan, Probe, Site, Stage};
-use super::sites::{Probes, Sites};
+use super::sites::{Probes, SiteError, Sites};
+use crate::api::SessionState;
 use crate::speaker::Route;
-use crate::wire::Community;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
@@ -110,12 +112,17 @@ impl Ctx<'_> {
         ]
     }
 
-    /// Best effort at `from` in unplanned mode: an error becomes a note.
-    fn at_from(&self, r: Result<(), String>) -> Result<Option<String>, String> {
+    /// Best effort at `from` in unplanned mode: a site that does not answer is noted and
+    /// skipped (it is down or cut off; its leases fence it). A site that answers and refuses
+    /// or fails the request fails the step in either mode: it is up and would keep
+    /// announcing.
+    fn at_from(&self, r: Result<(), SiteError>) -> Result<Option<String>, String> {
         match (r, self.mode) {
             (Ok(()), _) => Ok(None),
-            (Err(e), Mode::Unplanned) => Ok(Some(format!("skipped (unplanned): {e}"))),
-            (Err(e), Mode::Planned) => Err(e),
+            (Err(e), Mode::Unplanned) if e.is_unreachable() => {
+                Ok(Some(format!("skipped (unplanned): {e}")))
+            }
+            (Err(e), _) => Err(e.to_string()),
         }
     }
 }
@@ -208,9 +215,7 @@ impl Step {
                 let from = cx.from();
                 let mut routes = cx.routes(from, &cx.plan.all_prefixes())?;
                 for r in &mut routes {
-                    if !r.communities.contains(&Community::GRACEFUL_SHUTDOWN) {
-                        r.communities.push(Community::GRACEFUL_SHUTDOWN);
-                    }
+                    r.attrs.mark_graceful_shutdown();
                 }
                 cx.sites.announce(&from.name, &routes)?;
                 let wait = cx.plan.drain.as_ref().map_or(0, |d| d.wait_ms);
@@ -221,7 +226,7 @@ impl Step {
             StepKind::Announce { group } => {
                 let to = cx.to();
                 let routes = cx.routes(to, &cx.plan.groups[*group].prefixes)?;
-                cx.sites.announce(&to.name, &routes).map(|_| None)
+                Ok(cx.sites.announce(&to.name, &routes).map(|_| None)?)
             }
             StepKind::Withdraw { group } => {
                 if cx.plan.order == Order::MakeBeforeBreak && cx.plan.overlap_ms > 0 {
@@ -258,8 +263,8 @@ impl Step {
             StepKind::Announce { group } => {
                 let to = cx.to();
                 cx.sites
-                    .withdraw(&to.name, &cx.plan.groups[*group].prefixes)
-                    .map(|_| None)
+                    .withdraw(&to.name, &cx.plan.groups[*group].prefixes)?;
+                Ok(None)
             }
             StepKind::Withdraw { group } => {
                 let from = cx.from();
@@ -277,18 +282,18 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     for (site, should_announce) in [(cx.from(), true), (cx.to(), false)] {
         let peers = match cx.sites.peers(&site.name) {
             Ok(p) => p,
-            Err(e) if should_announce && cx.mode == Mode::Unplanned => {
+            Err(e) if should_announce && cx.mode == Mode::Unplanned && e.is_unreachable() => {
                 notes.push(format!("{} unreachable (unplanned): {e}", site.name));
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if peers.is_empty() {
             return Err(format!("site {}: the speaker has no neighbors", site.name));
         }
         let down: Vec<String> = peers
             .iter()
-            .filter(|p| p.state != "Established")
+            .filter(|p| p.state != SessionState::Established)
             .map(|p| format!("{} is {}", p.address, p.state))
             .collect();
         if !down.is_empty() {
@@ -332,6 +337,18 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
 }
 
+/// A dry run (`--dry-run`, `ferry plan check`): the preflight, and the observer, when the plan
+/// has one, answers. Changes nothing.
+pub fn dry_run(cx: &Ctx<'_>) -> Result<Option<String>, String> {
+    let note = preflight(cx)?;
+    if let Some(obs) = cx.plan.verify.as_ref().and_then(|v| v.observer.as_ref()) {
+        cx.sites
+            .received(obs.get_ref())
+            .map_err(|e| format!("verify.observer: {e}"))?;
+    }
+    Ok(note)
+}
+
 /// Before anything moves, the observer must see every prefix via `from`: a router that
 /// receives but filters the route (FRR's `(Policy)`) is a failed preflight, not a silent
 /// success later. Polls for up to the verification timeout.
@@ -365,7 +382,7 @@ fn observer_sees_from(
 }
 
 fn next_hop(r: &crate::api::ReceivedRoute) -> Option<std::net::IpAddr> {
-    r.next_hop.as_deref().and_then(|s| s.parse().ok())
+    r.next_hop
 }
 
 fn health(
@@ -432,6 +449,7 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
             (Some(obs), _) => cx
                 .sites
                 .received(obs.get_ref())
+                .map_err(String::from)
                 .and_then(|routes| observed(cx, prefixes, &routes)),
             (None, Some(cmd)) => cx.probes.probe(
                 &Probe::Command(cmd.clone()),

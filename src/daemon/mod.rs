@@ -71,6 +71,9 @@ fn session_config(
 
 /// Run until SIGTERM/SIGINT. Errors at start-up name what to fix.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything starts: a SIGTERM that comes while the speaker is starting must stop it
+    // the same clean way (Cease to every peer), not kill it by the default action.
+    let stop_signals = StopSignals::install();
     // First: the API's connection budgets are shares of this limit, read when they start.
     raise_fd_limit();
     // Held until `serve` returns (or the process dies): a second speaker on this directory
@@ -123,7 +126,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         peers.push(Arc::new(PeerShared {
             config: n.clone(),
             status: Mutex::new(PeerCounters {
-                state: "Idle".into(),
+                state: crate::session::State::Idle,
                 ..Default::default()
             }),
             rib_in: Mutex::new({
@@ -258,7 +261,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
 
-    wait_for_signal().await;
+    stop_signals.wait().await;
     if let Some(secs) = config.speaker.shutdown_graceful_secs {
         let n = shared.drain_all();
         if n > 0 {
@@ -453,20 +456,35 @@ async fn compact_later(shared: Arc<Shared>) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
+/// SIGTERM and SIGINT, listened for from the start of [`serve`].
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
+    }
+
+    /// Until either signal has come (also if it came before this was called).
+    async fn wait(mut self) {
+        async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(self.term.as_mut()) => {}
+            _ = recv(self.interrupt.as_mut()) => {}
+        }
     }
 }
 

@@ -462,7 +462,7 @@ impl Driver {
                 self.conn = Some(c.conn);
                 self.outbound = false;
                 self.attempt = 0;
-                lock(&self.peer.status).state = self.session.state().to_string();
+                lock(&self.peer.status).state = self.session.state();
             }
         }
     }
@@ -508,11 +508,11 @@ impl Driver {
                 }
                 Action::StateChanged { from, to } => {
                     tracing::info!(peer = %self.address(), %from, %to, "session state");
-                    lock(&self.peer.status).state = to.to_string();
+                    lock(&self.peer.status).state = to;
                     self.shared.emit(ApiEvent::PeerState {
                         peer: self.address(),
-                        from: from.to_string(),
-                        to: to.to_string(),
+                        from,
+                        to,
                         reason: None,
                     });
                 }

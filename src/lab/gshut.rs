@@ -34,7 +34,7 @@ use super::report::{stat, Stat};
 use super::scenarios::Bench;
 use super::topology::Site;
 use super::{now_us, proc, LabError, Result};
-use crate::api::{ChangeResponse, Client, Endpoint};
+use crate::api::WithdrawRequest;
 
 /// The prober's interval (`ferry lab probe` default).
 const PROBE_INTERVAL_MS: f64 = 1.0;
@@ -251,16 +251,16 @@ fn repetition(
     }
     let start_us = now_us();
     let stop_us = if graceful {
-        let mut client = Client::new(Endpoint::Unix(bench.lab.speaker_socket(site)), None);
-        client.timeout = Duration::from_secs(u64::from(graceful_secs) + 10);
-        let body = serde_json::json!({
-            "prefixes": [bench.lab.topo.prefix, bench.lab.topo.prefix6],
-            "graceful_secs": graceful_secs,
-        });
+        let client = crate::api::blocking::Speaker::unix(bench.lab.speaker_socket(site))
+            .map_err(|e| LabError::step(name, e))?
+            .with_timeout(Duration::from_secs(u64::from(graceful_secs) + 10));
+        let req = WithdrawRequest {
+            prefixes: vec![bench.lab.topo.prefix, bench.lab.topo.prefix6],
+            all: false,
+            graceful_secs: Some(graceful_secs),
+        };
         let called = Instant::now();
-        let call = std::thread::spawn(move || {
-            crate::cli::block_on(client.post::<_, ChangeResponse>("/v1/withdraw", &body))
-        });
+        let call = std::thread::spawn(move || client.change(&req));
         // The VM goes when the drain ends, just before the speaker withdraws.
         let due = called + Duration::from_secs(u64::from(graceful_secs));
         if let Some(wait) = due.checked_duration_since(Instant::now()) {

@@ -13,9 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
-
-use serde_json::json;
 
 use super::frr::{self, Frr};
 use super::netns;
@@ -23,7 +22,8 @@ use super::proc::{self, in_ns};
 use super::state::{self, LabState};
 use super::topology::{Site, Topology};
 use super::{now_us, LabError, Result};
-use crate::api::{ChangeResponse, Client, Endpoint, PeerStatus};
+use crate::api::{blocking, PeerStatus, SessionState, SpeakerError};
+use crate::speaker::Route;
 
 /// Bounds of the waits in `up`.
 const SESSIONS_UP: Duration = Duration::from_secs(45);
@@ -38,6 +38,8 @@ pub struct LabInstance {
     pub state: LabState,
     /// Processes this `ferry` process started and can stop at once (responders), by name.
     children: HashMap<String, Child>,
+    /// The API client of each site's speaker (by [`Site`] order), made on first use.
+    speakers: [OnceLock<blocking::Speaker>; 3],
 }
 
 /// Instance names become part of namespace names: keep them short and plain.
@@ -88,6 +90,7 @@ impl LabInstance {
             dir: state::dir(instance),
             state,
             children: HashMap::new(),
+            speakers: Default::default(),
         })
     }
 
@@ -124,10 +127,16 @@ impl LabInstance {
             .join("ferry.sock")
     }
 
-    fn client(&self, site: Site) -> Client {
-        let mut c = Client::new(Endpoint::Unix(self.speaker_socket(site)), None);
-        c.timeout = Duration::from_secs(5);
-        c
+    /// The API client of `site`'s speaker (each call bounded by 5 s).
+    pub fn speaker(&self, site: Site) -> Result<&blocking::Speaker> {
+        let cell = &self.speakers[site as usize];
+        if let Some(s) = cell.get() {
+            return Ok(s);
+        }
+        let s = blocking::Speaker::unix(self.speaker_socket(site))
+            .map_err(|e| LabError::step("speaker API", e))?
+            .with_timeout(Duration::from_secs(5));
+        Ok(cell.get_or_init(|| s))
     }
 
     /// Bring the lab up (idempotent). `say` gets progress lines.
@@ -299,7 +308,7 @@ impl LabInstance {
             }
             for site in [Site::Primary, Site::Recovery] {
                 match self.peers(site) {
-                    Ok(p) if p.iter().all(|p| p.state == "Established") => {}
+                    Ok(p) if p.iter().all(|p| p.state == SessionState::Established) => {}
                     Ok(p) => {
                         last = format!(
                             "speaker at {site}: {:?}",
@@ -329,8 +338,9 @@ impl LabInstance {
     }
 
     pub fn peers(&self, site: Site) -> Result<Vec<PeerStatus>> {
-        let c = self.client(site);
-        crate::cli::block_on(c.get("/v1/peers")).map_err(|e| LabError::step("speaker API", e))
+        self.speaker(site)?
+            .peers()
+            .map_err(|e| LabError::step("speaker API", e))
     }
 
     /// SIGKILL the speaker at `site` and wait (2 s at most) until it is gone: a crash, not a
@@ -347,9 +357,10 @@ impl LabInstance {
     }
 
     /// The routes `site`'s speaker holds (what it acknowledged), read through its API.
-    pub fn routes(&self, site: Site) -> Result<Vec<crate::speaker::route::Route>> {
-        let c = self.client(site);
-        crate::cli::block_on(c.get("/v1/routes")).map_err(|e| LabError::step("speaker API", e))
+    pub fn routes(&self, site: Site) -> Result<Vec<Route>> {
+        self.speaker(site)?
+            .announced()
+            .map_err(|e| LabError::step("speaker API", e))
     }
 
     /// Start the VM's responder at `site` and wait until it answers.
@@ -415,26 +426,32 @@ impl LabInstance {
     /// the call (just before the request is sent).
     pub fn announce(&self, site: Site) -> Result<i64> {
         let sp = self.topo.speaker(site);
-        let body = json!({"routes": [
-            {"prefix": self.topo.prefix, "next_hop": sp.next_hop},
-            {"prefix": self.topo.prefix6, "next_hop": sp.next_hop6},
-        ]});
-        self.change(site, "/v1/announce", body)
+        let routes = [
+            (self.topo.prefix, sp.next_hop),
+            (self.topo.prefix6, sp.next_hop6),
+        ]
+        .into_iter()
+        .map(|(prefix, next_hop)| Route::new(prefix)?.with_next_hop(next_hop))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| LabError::Topology(format!("the {site} speaker's route: {e}")))?;
+        self.change(site, "announce", |s| s.announce(routes))
     }
 
     pub fn withdraw(&self, site: Site) -> Result<i64> {
-        let body = json!({"prefixes": [self.topo.prefix, self.topo.prefix6]});
-        self.change(site, "/v1/withdraw", body)
+        let prefixes = vec![self.topo.prefix, self.topo.prefix6];
+        self.change(site, "withdraw", |s| s.withdraw(prefixes))
     }
 
-    fn change(&self, site: Site, path: &str, body: serde_json::Value) -> Result<i64> {
-        let c = self.client(site);
-        let (at, r) = crate::cli::block_on(async {
-            let at = now_us();
-            let r: std::result::Result<ChangeResponse, _> = c.post(path, &body).await;
-            (at, r)
-        });
-        r.map_err(|e| LabError::step(format!("{path} at the {site} speaker"), e))?;
+    /// Make a change at `site`'s speaker; the time just before the request went out.
+    fn change<T>(
+        &self,
+        site: Site,
+        what: &str,
+        call: impl FnOnce(&blocking::Speaker) -> std::result::Result<T, SpeakerError>,
+    ) -> Result<i64> {
+        let speaker = self.speaker(site)?;
+        let at = now_us();
+        call(speaker).map_err(|e| LabError::step(format!("{what} at the {site} speaker"), e))?;
         Ok(at)
     }
 

@@ -73,9 +73,10 @@ pub struct Bench {
 impl Bench {
     /// Every session of `site`'s speaker is Established.
     pub fn sessions_up(&self, site: Site) -> bool {
-        self.lab
-            .peers(site)
-            .is_ok_and(|p| p.iter().all(|p| p.state == "Established"))
+        self.lab.peers(site).is_ok_and(|p| {
+            p.iter()
+                .all(|p| p.state == crate::api::SessionState::Established)
+        })
     }
 
     /// Wait up to `within` until `site`'s sessions are up and the third site routes via it.
@@ -557,14 +558,7 @@ pub fn test(
                 ));
             }
             bench.lab.start_speaker(Site::Primary)?;
-            let kept = crate::cli::block_on(
-                crate::api::Client::new(
-                    crate::api::Endpoint::Unix(bench.lab.speaker_socket(Site::Primary)),
-                    None,
-                )
-                .get::<Vec<crate::speaker::Route>>("/v1/routes"),
-            )
-            .map_err(|e| LabError::step(name, e))?;
+            let kept = bench.lab.routes(Site::Primary)?;
             if !kept.iter().any(|r| r.prefix == bench.lab.topo.prefix) {
                 return Err(LabError::step(
                     name,
@@ -693,16 +687,11 @@ pub fn test(
 fn peer_reset(bench: &Bench, site: Site, hard: bool, bound: Duration) -> Result<Option<f64>> {
     let name = "session reset";
     let peer = bench.lab.topo.speaker(site).peer;
-    let client = crate::api::Client::new(
-        crate::api::Endpoint::Unix(bench.lab.speaker_socket(site)),
-        None,
-    );
+    let speaker = bench.lab.speaker(site)?;
     let t0 = now_us();
-    crate::cli::block_on(client.post::<_, crate::api::ResetResponse>(
-        &format!("/v1/peers/{peer}/reset"),
-        &crate::api::ResetRequest { hard },
-    ))
-    .map_err(|e| LabError::step(name, e))?;
+    speaker
+        .reset(peer, hard)
+        .map_err(|e| LabError::step(name, e))?;
     // The session comes back after connect-retry (1 s in the lab).
     std::thread::sleep(Duration::from_millis(500));
     let up = bench.wait_serving(site, bound + Duration::from_secs(10));
@@ -739,15 +728,15 @@ fn lease_expiry(bench: &Bench, site: Site, lease: u64) -> Result<(bool, String)>
         ));
     }
     let sp = bench.lab.topo.speaker(site);
-    let body = serde_json::json!({"routes": [
-        {"prefix": bench.lab.topo.prefix, "next_hop": sp.next_hop, "lease_secs": lease},
-    ]});
-    let client = crate::api::Client::new(
-        crate::api::Endpoint::Unix(bench.lab.speaker_socket(site)),
-        None,
-    );
+    let mut route = crate::speaker::Route::new(bench.lab.topo.prefix)
+        .and_then(|r| r.with_next_hop(sp.next_hop))
+        .map_err(|e| LabError::step(name, e))?;
+    route.lease_secs = u32::try_from(lease).ok();
+    route.validate().map_err(|e| LabError::step(name, e))?;
+    let speaker = bench.lab.speaker(site)?;
     let t0 = std::time::Instant::now();
-    crate::cli::block_on(client.post::<_, crate::api::ChangeResponse>("/v1/announce", &body))
+    speaker
+        .announce(vec![route])
         .map_err(|e| LabError::step(name, e))?;
     let gone = proc::poll(
         Duration::from_secs(lease + 5),

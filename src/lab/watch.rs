@@ -1,5 +1,5 @@
 //! Watching the lab while it moves: a kernel route monitor (`ip -ts monitor route` in a
-//! router's namespace) and a subscriber to a speaker's `GET /v1/events` stream. Both stamp what
+//! router's namespace) and a subscriber to a speaker's event stream. Both stamp what
 //! they see on the run's one clock ([`super::now_us`]) and keep it for the analysis.
 //!
 //! Never does: change anything; both only read.
@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::proc::{self, in_ns};
 use super::topology::Site;
 use super::{now_us, LabError, Result};
-use crate::api::Event;
+use crate::api::{blocking, Event};
 
 /// One route change as `ip -ts monitor route` printed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,19 +216,11 @@ impl EventWatcher {
                 ready_tx.clone(),
             );
             std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    let mut ready = Some(ready);
-                    while !stop.load(Ordering::Relaxed) {
-                        let _ = stream(&socket, site, &events, &*on_event, &mut ready, &stop).await;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                });
+                let mut ready = Some(ready);
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = stream(&socket, site, &events, &*on_event, &mut ready, &stop);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             });
         }
         let mut opened = 0;
@@ -257,7 +249,8 @@ impl Drop for EventWatcher {
     }
 }
 
-async fn stream(
+/// Read `site`'s events until the stream ends or `stop`; says `ready` once it is open.
+fn stream(
     socket: &std::path::Path,
     site: Site,
     events: &Mutex<Vec<SpeakerEvent>>,
@@ -265,43 +258,25 @@ async fn stream(
     ready: &mut Option<std::sync::mpsc::Sender<()>>,
     stop: &AtomicBool,
 ) -> std::result::Result<(), String> {
-    use http_body_util::BodyExt as _;
-    let s = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::get("/v1/events")
-        .header(hyper::header::HOST, "localhost")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let speaker = blocking::Speaker::unix(socket)?.with_timeout(Duration::from_secs(5));
+    let mut stream = speaker.events().map_err(|e| e.to_string())?;
     if let Some(r) = ready.take() {
         let _ = r.send(());
     }
-    let mut body = resp.into_body();
-    let mut buf = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let frame = match tokio::time::timeout(Duration::from_millis(200), body.frame()).await {
-            Err(_) => continue,
-            Ok(None) => return Ok(()),
-            Ok(Some(f)) => f.map_err(|e| e.to_string())?,
-        };
-        let at_us = now_us();
-        let Ok(data) = frame.into_data() else {
+        let Some(event) = stream
+            .next_within(Duration::from_millis(200))
+            .map_err(|e| e.to_string())?
+        else {
             continue;
         };
-        buf.extend_from_slice(&data);
-        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            if let Ok(event) = serde_json::from_slice::<Event>(&line) {
-                let e = SpeakerEvent { at_us, site, event };
-                on_event(&e);
-                events.lock().map(|mut v| v.push(e)).ok();
-            }
-        }
+        let e = SpeakerEvent {
+            at_us: now_us(),
+            site,
+            event,
+        };
+        on_event(&e);
+        events.lock().map(|mut v| v.push(e)).ok();
     }
     Ok(())
 }

@@ -136,6 +136,9 @@ mod tests {
     #[test]
     fn notification_is_cease_collision_without_data() {
         let n = collision_notification();
-        assert_eq!((n.code, n.subcode, n.data.len()), (6, 7, 0));
+        assert_eq!(
+            (n.code, n.subcode, n.data.len()),
+            (cease::CODE, cease::CONNECTION_COLLISION_RESOLUTION, 0)
+        );
     }
 }

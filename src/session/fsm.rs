@@ -37,7 +37,10 @@ use super::collision::collision_notification;
 use super::config::{ConfigError, SessionConfig};
 use super::negotiate::{check_open, Negotiated};
 use super::timers::{Timer, TimerTable};
-use crate::wire::notification::cease;
+use crate::wire::notification::{
+    cease, fsm_error, hold_timer_expired, route_refresh_message_error, send_hold_timer_expired,
+    update_message_error, UNSPECIFIC,
+};
 use crate::wire::{
     Context, DecodeError, Family, Message, MessageType, Notification, Open, RefreshSubtype,
     RouteRefresh, Update,
@@ -47,8 +50,9 @@ use crate::wire::{
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
 
 /// The six states of RFC 4271 §8.2.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum State {
+    #[default]
     Idle,
     Connect,
     Active,
@@ -69,13 +73,13 @@ impl State {
         }
     }
 
-    /// RFC 6608 §3 subcode for an unexpected message in this state (0 elsewhere).
+    /// RFC 6608 §3 subcode for an unexpected message in this state (Unspecific elsewhere).
     fn fsm_error_subcode(self) -> u8 {
         match self {
-            Self::OpenSent => 1,
-            Self::OpenConfirm => 2,
-            Self::Established => 3,
-            _ => 0,
+            Self::OpenSent => fsm_error::UNEXPECTED_MESSAGE_IN_OPEN_SENT,
+            Self::OpenConfirm => fsm_error::UNEXPECTED_MESSAGE_IN_OPEN_CONFIRM,
+            Self::Established => fsm_error::UNEXPECTED_MESSAGE_IN_ESTABLISHED,
+            _ => UNSPECIFIC,
         }
     }
 }
@@ -507,15 +511,15 @@ impl Session {
             }
             (Timer::Hold, State::OpenSent | State::OpenConfirm | State::Established) => {
                 // §6.5: Hold Timer Expired, no subcode.
-                let n = notification(4, 0);
+                let n = notification(hold_timer_expired::CODE, UNSPECIFIC);
                 self.go_down(now, DownReason::HoldTimerExpired, Some(n), None, true);
             }
             (Timer::Keepalive, State::OpenConfirm | State::Established) => {
                 self.send(now, Message::Keepalive)
             }
             (Timer::SendHold, _) if self.connected => {
-                // RFC 9687 §4: Send Hold Timer Expired (code 8).
-                let n = notification(8, 0);
+                // RFC 9687 §4: Send Hold Timer Expired.
+                let n = notification(send_hold_timer_expired::CODE, UNSPECIFIC);
                 self.go_down(now, DownReason::SendHoldTimerExpired, Some(n), None, true);
             }
             _ => {}
@@ -571,7 +575,7 @@ impl Session {
 
     /// RFC 6608 §3: Finite State Machine Error with the state's subcode.
     fn unexpected(&mut self, now: Instant, state: State, kind: MessageType) {
-        let n = notification(5, state.fsm_error_subcode());
+        let n = notification(fsm_error::CODE, state.fsm_error_subcode());
         let reason = DownReason::UnexpectedMessage { state, kind };
         self.go_down(now, reason, Some(n), None, true);
     }
@@ -612,8 +616,8 @@ impl Session {
         }
         let (code, _) = err.kind.code_subcode();
         let body_of = match code {
-            3 => Some(MessageType::Update),
-            7 => Some(MessageType::RouteRefresh),
+            update_message_error::CODE => Some(MessageType::Update),
+            route_refresh_message_error::CODE => Some(MessageType::RouteRefresh),
             _ => None,
         };
         match (self.state, body_of) {

@@ -29,11 +29,14 @@
 //! - Graceful restart helper (RFC 4724 §4.2): [`AdjRibIn::mark_stale`] when the session drops
 //!   instead of [`AdjRibIn::clear`]; a re-announced route is fresh again; End-of-RIB for a
 //!   family sweeps that family's stale routes; [`AdjRibIn::sweep_stale`] for the restart timer.
+//! - A received route's pass-through attributes are one [`Attributes`]; its ORIGIN is always
+//!   the one received (an UPDATE without one is treat-as-withdraw, RFC 7606 §3 d).
 //!
 //! Never does: best-path selection, loop detection, import policy (Ferry announces; it keeps
 //! received routes to show them and to verify that peers reflect what it announced).
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -46,12 +49,12 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 
+use super::attrs::{Attributes, Form};
 use super::export::family_of;
 use crate::wire::mp::{MpNextHop, MpNlri};
 use crate::wire::notification::cease;
 use crate::wire::{
-    AsPath, AttributeValue, Community, Context, Family, LargeCommunity, Message, Notification,
-    Origin, PathAttribute, Update,
+    AsPath, AttributeValue, Context, Family, Message, Notification, PathAttribute, Update,
 };
 
 /// The attributes shared by the prefixes of one family of one UPDATE, kept as their encoding:
@@ -67,15 +70,11 @@ pub struct ReceivedAttrs {
 /// The decoded view of a [`ReceivedAttrs`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DecodedAttrs {
-    pub origin: Option<Origin>,
     /// The effective path: on a 2-octet session AS_PATH merged with AS4_PATH (RFC 6793 §4.2.3).
     pub as_path: AsPath,
     pub next_hop: Option<IpAddr>,
     pub next_hop_link_local: Option<Ipv6Addr>,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
-    pub communities: Vec<Community>,
-    pub large_communities: Vec<LargeCommunity>,
+    pub attrs: Attributes,
     pub attributes: Vec<PathAttribute>,
 }
 
@@ -135,13 +134,11 @@ impl ReceivedAttrs {
         };
         let mut d = DecodedAttrs {
             as_path: update.effective_as_path(four_octet_as).unwrap_or_default(),
-            communities: update.communities().to_vec(),
-            large_communities: update.large_communities().to_vec(),
+            attrs: Attributes::from_path_attributes(&update.attributes),
             ..DecodedAttrs::default()
         };
         for a in &update.attributes {
             match &a.value {
-                AttributeValue::Origin(o) => d.origin = Some(*o),
                 AttributeValue::NextHop(nh) => d.next_hop = Some(IpAddr::V4(*nh)),
                 AttributeValue::MpReach(m) => match &m.next_hop {
                     MpNextHop::Ipv4(v4) => d.next_hop = Some(IpAddr::V4(*v4)),
@@ -151,8 +148,6 @@ impl ReceivedAttrs {
                     }
                     MpNextHop::Other(_) => {}
                 },
-                AttributeValue::Med(m) => d.med = Some(*m),
-                AttributeValue::LocalPref(l) => d.local_pref = Some(*l),
                 _ => {}
             }
         }
@@ -265,38 +260,38 @@ pub struct RibInChange {
 }
 
 /// One received route, for `ferry routes --received` and the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedRoute {
-    #[serde(serialize_with = "display")]
     pub prefix: IpNet,
     pub next_hop: Option<IpAddr>,
     pub next_hop_link_local: Option<Ipv6Addr>,
-    #[serde(serialize_with = "display")]
     pub as_path: AsPath,
-    #[serde(serialize_with = "origin_name")]
-    pub origin: Option<Origin>,
-    #[serde(serialize_with = "display_all")]
-    pub communities: Vec<Community>,
-    #[serde(serialize_with = "display_all")]
-    pub large_communities: Vec<LargeCommunity>,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
+    pub attrs: Attributes,
     /// Kept from before a graceful restart and not yet refreshed.
     pub stale: bool,
 }
 
-fn display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+/// `{"prefix", "next_hop", "next_hop_link_local", "as_path", the attributes in full, "stale"}`,
+/// prefix and path as text.
+impl Serialize for ReceivedRoute {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("prefix", &Text(&self.prefix))?;
+        m.serialize_entry("next_hop", &self.next_hop)?;
+        m.serialize_entry("next_hop_link_local", &self.next_hop_link_local)?;
+        m.serialize_entry("as_path", &Text(&self.as_path))?;
+        self.attrs.write_fields(&mut m, Form::Full)?;
+        m.serialize_entry("stale", &self.stale)?;
+        m.end()
+    }
 }
 
-fn display_all<T: fmt::Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(ToString::to_string))
-}
+/// A value written as its `Display` text.
+struct Text<'a, T>(&'a T);
 
-fn origin_name<S: Serializer>(v: &Option<Origin>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(o) => s.serialize_str(o.name()),
-        None => s.serialize_none(),
+impl<T: fmt::Display> Serialize for Text<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
     }
 }
 
@@ -425,11 +420,7 @@ impl AdjRibIn {
                 next_hop: d.next_hop,
                 next_hop_link_local: d.next_hop_link_local,
                 as_path: d.as_path.clone(),
-                origin: d.origin,
-                communities: d.communities.clone(),
-                large_communities: d.large_communities.clone(),
-                med: d.med,
-                local_pref: d.local_pref,
+                attrs: d.attrs.clone(),
                 stale: self.stale.contains(&prefix),
             });
         }
@@ -691,7 +682,7 @@ fn prefixes(nlri: &MpNlri) -> impl Iterator<Item = IpNet> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Context, Message, MpReach, MpUnreach};
+    use crate::wire::{Community, Context, Message, MpReach, MpUnreach, Origin};
     use ipnet::{Ipv4Net, Ipv6Net};
 
     const FOUR: bool = true;
@@ -772,8 +763,8 @@ mod tests {
         assert_eq!(routes[0].prefix.to_string(), "198.51.100.0/24");
         assert_eq!(routes[0].next_hop, Some("192.0.2.2".parse().unwrap()));
         assert_eq!(routes[0].as_path.to_string(), "65001 65002");
-        assert_eq!(routes[0].communities, vec![c]);
-        assert_eq!(routes[0].med, Some(20));
+        assert_eq!(routes[0].attrs.communities, vec![c]);
+        assert_eq!(routes[0].attrs.med, Some(20));
         assert_eq!(routes[1].next_hop, Some("2001:db8::2".parse().unwrap()));
         assert_eq!(
             routes[1].next_hop_link_local,
@@ -885,7 +876,10 @@ mod tests {
         );
         assert_eq!(rib.count(Family::Ipv6Unicast), 2);
         let n = e.notification();
-        assert_eq!((n.code, n.subcode), (6, 1));
+        assert_eq!(
+            (n.code, n.subcode),
+            (cease::CODE, cease::MAX_PREFIXES_REACHED)
+        );
         assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0, 2]);
         // A withdraw in the same UPDATE makes room.
         let mut swap = announce_v6(&["2001:db8:3::/48"]);
@@ -972,7 +966,10 @@ mod tests {
         assert_eq!(rib.len(), 2);
         assert_eq!(rib.attribute_bytes(), 2 * one);
         let n = e.notification();
-        assert_eq!((n.code, n.subcode, n.data.len()), (6, 8, 0));
+        assert_eq!(
+            (n.code, n.subcode, n.data.len()),
+            (cease::CODE, cease::OUT_OF_RESOURCES, 0)
+        );
         // Routes that reuse a held set and withdrawals are always taken.
         rib.apply(&with_communities("192.0.2.0/24", 1, 100), FOUR)
             .unwrap();
@@ -1046,7 +1043,7 @@ mod tests {
         );
         let d = attrs.decode();
         assert_eq!(d.as_path.to_string(), "65001");
-        assert_eq!(d.origin, Some(Origin::Igp));
+        assert_eq!(d.attrs.origin, Origin::Igp);
         // The same attributes again reuse the set; nothing stale outside a restart.
         rib.apply(&announce_v6(&["2001:db8:3::/48"]), FOUR).unwrap();
         assert_eq!(rib.attribute_sets(), 1);

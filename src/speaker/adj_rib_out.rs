@@ -794,7 +794,7 @@ mod tests {
             0
         );
         let mut b2 = b.clone();
-        b2.communities = vec![Community::new(65001, 7)];
+        b2.attrs.communities = vec![Community::new(65001, 7)];
         rib.sync(&desired(&[a, b2]), &ebgp());
         let msgs = drain(&mut rib, &ctx);
         assert_eq!(msgs.len(), 1);
@@ -820,7 +820,7 @@ mod tests {
         let a = route("198.51.100.0/24");
         let b = route("203.0.113.0/24");
         let mut c = route("192.0.2.0/24");
-        c.communities = vec![Community::new(65001, 7)];
+        c.attrs.communities = vec![Community::new(65001, 7)];
         let v6 = route("2001:db8:1::/48");
         for r in [&a, &b, &c, &v6] {
             rib.update(r.prefix, Some(r), &ebgp()).unwrap();
@@ -834,16 +834,16 @@ mod tests {
         let set = |p: &str| sent[&p.parse::<IpNet>().unwrap()].clone();
         assert!(Arc::ptr_eq(&set("198.51.100.0/24"), &set("203.0.113.0/24")));
         assert_eq!(
-            set("192.0.2.0/24").communities,
+            set("192.0.2.0/24").attrs.communities,
             vec![Community::new(65001, 7)]
         );
-        assert!(set("198.51.100.0/24").communities.is_empty());
+        assert!(set("198.51.100.0/24").attrs.communities.is_empty());
         assert_eq!(set("2001:db8:1::/48").family, Family::Ipv6Unicast);
         assert_eq!(
-            set("198.51.100.128/25").local_pref,
+            set("198.51.100.128/25").attrs.local_pref,
             Some(DEFAULT_LOCAL_PREF)
         );
-        assert_eq!(set("198.51.100.0/24").local_pref, None);
+        assert_eq!(set("198.51.100.0/24").attrs.local_pref, None);
         assert_eq!(rib.attribute_sets(), 4);
     }
 
@@ -852,7 +852,7 @@ mod tests {
         let ctx = Context::default();
         let mut rib = AdjRibOut::new();
         let mut with_med = route("192.0.2.128/25");
-        with_med.med = Some(10);
+        with_med.attrs.med = Some(10);
         let routes = [
             route("198.51.100.0/24"),
             with_med,
@@ -1172,7 +1172,7 @@ mod tests {
     fn update_per_prefix_queues_what_a_full_sync_would() {
         let ctx = Context::default();
         let mut with_med = route("203.0.113.0/24");
-        with_med.med = Some(3);
+        with_med.attrs.med = Some(3);
         let steps: Vec<(IpNet, Option<Route>)> = vec![
             (
                 "198.51.100.0/24".parse().unwrap(),

@@ -231,7 +231,7 @@ mod tests {
             1
         );
         let mut r = route("203.0.113.0/24");
-        r.med = Some(5);
+        r.attrs.med = Some(5);
         assert_eq!(
             d.apply([
                 (net("203.0.113.0/24"), Some(r.clone())),

@@ -16,17 +16,18 @@
 //! - A route of a family the session did not negotiate is not exported (`Ok(None)`); next hop
 //!   self without a local address of the family is an [`ExportError`].
 //! - Attributes go on the wire in ascending type code order (RFC 4271 §5 recommends it).
+//! - The route's [`Attributes`] pass through as they are but for LOCAL_PREF; a new one needs
+//!   nothing here.
 //!
 //! Never does: decide which routes exist, or send anything.
 
 use ipnet::{IpNet, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::attrs::Attributes;
 use super::route::Route;
 use crate::wire::mp::MpNextHop;
-use crate::wire::{
-    AsPath, AttributeValue, Community, Family, LargeCommunity, MpReach, Origin, PathAttribute,
-};
+use crate::wire::{AsPath, AttributeValue, Family, MpReach, PathAttribute};
 
 /// LOCAL_PREF sent to iBGP peers when the route does not set one.
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
@@ -77,48 +78,32 @@ impl NextHop {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttrSet {
     pub family: Family,
-    pub origin: Origin,
+    /// The route's own, LOCAL_PREF as this peer gets it.
+    pub attrs: Attributes,
     pub as_path: AsPath,
     pub next_hop: NextHop,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
-    pub communities: Vec<Community>,
-    pub large_communities: Vec<LargeCommunity>,
 }
 
 impl AttrSet {
-    /// The path attributes of an UPDATE carrying this set. For IPv6 the MP_REACH_NLRI carries
-    /// `ipv6_nlri`; for IPv4 the NLRI goes in the UPDATE's NLRI field and `ipv6_nlri` is unused.
+    /// The path attributes of an UPDATE carrying this set, in type code order. For IPv6 the
+    /// MP_REACH_NLRI carries `ipv6_nlri`; for IPv4 the NLRI goes in the UPDATE's NLRI field and
+    /// `ipv6_nlri` is unused.
     pub fn path_attributes(&self, ipv6_nlri: Vec<Ipv6Net>) -> Vec<PathAttribute> {
         let mut attrs = Vec::with_capacity(8);
-        let mut push = |v| attrs.push(PathAttribute::new(v));
-        push(AttributeValue::Origin(self.origin));
-        push(AttributeValue::AsPath(self.as_path.clone()));
-        if let NextHop::V4(a) = self.next_hop {
-            if self.family == Family::Ipv4Unicast {
-                push(AttributeValue::NextHop(a));
+        self.attrs.push_path_attributes(&mut attrs);
+        attrs.push(PathAttribute::new(AttributeValue::AsPath(
+            self.as_path.clone(),
+        )));
+        match (self.family, self.next_hop) {
+            (Family::Ipv4Unicast, NextHop::V4(a)) => {
+                attrs.push(PathAttribute::new(AttributeValue::NextHop(a)));
             }
+            (Family::Ipv6Unicast, nh) => attrs.push(PathAttribute::new(AttributeValue::MpReach(
+                MpReach::ipv6(nh.mp(), ipv6_nlri),
+            ))),
+            (Family::Ipv4Unicast, NextHop::V6 { .. }) => {}
         }
-        if let Some(m) = self.med {
-            push(AttributeValue::Med(m));
-        }
-        if let Some(l) = self.local_pref {
-            push(AttributeValue::LocalPref(l));
-        }
-        if !self.communities.is_empty() {
-            push(AttributeValue::Communities(self.communities.clone()));
-        }
-        if self.family == Family::Ipv6Unicast {
-            push(AttributeValue::MpReach(MpReach::ipv6(
-                self.next_hop.mp(),
-                ipv6_nlri,
-            )));
-        }
-        if !self.large_communities.is_empty() {
-            push(AttributeValue::LargeCommunities(
-                self.large_communities.clone(),
-            ));
-        }
+        attrs.sort_by_key(|a| a.value.type_code());
         attrs
     }
 }
@@ -173,13 +158,12 @@ impl PeerExport {
         };
         Ok(Some(AttrSet {
             family,
-            origin: route.origin,
+            attrs: Attributes {
+                local_pref: ibgp.then(|| route.attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)),
+                ..route.attrs.clone()
+            },
             as_path,
             next_hop,
-            med: route.med,
-            local_pref: ibgp.then(|| route.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)),
-            communities: route.communities.clone(),
-            large_communities: route.large_communities.clone(),
         }))
     }
 }
@@ -222,12 +206,12 @@ mod tests {
     fn ebgp_prepends_and_sends_no_local_pref() {
         let mut r = route("198.51.100.0/24");
         r.prepend = 2;
-        r.local_pref = Some(300);
-        r.med = Some(7);
+        r.attrs.local_pref = Some(300);
+        r.attrs.med = Some(7);
         let s = ebgp().export(&r).unwrap().unwrap();
         assert_eq!(s.as_path, AsPath::sequence(&[65100, 65100, 65100]));
-        assert_eq!(s.local_pref, None);
-        assert_eq!(s.med, Some(7));
+        assert_eq!(s.attrs.local_pref, None);
+        assert_eq!(s.attrs.med, Some(7));
         assert_eq!(s.next_hop, NextHop::V4("192.0.2.1".parse().unwrap()));
     }
 
@@ -236,10 +220,10 @@ mod tests {
         let r = route("198.51.100.0/24");
         let s = ibgp().export(&r).unwrap().unwrap();
         assert_eq!(s.as_path, AsPath::default());
-        assert_eq!(s.local_pref, Some(DEFAULT_LOCAL_PREF));
+        assert_eq!(s.attrs.local_pref, Some(DEFAULT_LOCAL_PREF));
         let mut r2 = r.clone();
         r2.prepend = 1;
-        r2.local_pref = Some(50);
+        r2.attrs.local_pref = Some(50);
         let s2 = ibgp().export(&r2).unwrap().unwrap();
         assert_eq!(
             s2.as_path.segments,
@@ -248,7 +232,7 @@ mod tests {
                 asns: vec![65100]
             }]
         );
-        assert_eq!(s2.local_pref, Some(50));
+        assert_eq!(s2.attrs.local_pref, Some(50));
     }
 
     #[test]
@@ -321,7 +305,9 @@ mod tests {
         let b = ebgp().export(&route("203.0.113.0/24")).unwrap();
         assert_eq!(a, b);
         let mut r = route("203.0.113.0/24");
-        r.communities.push(Community::new(65001, 1));
+        r.attrs
+            .communities
+            .push(crate::wire::Community::new(65001, 1));
         assert_ne!(a, ebgp().export(&r).unwrap());
     }
 }

@@ -206,7 +206,10 @@ mod tests {
         let n = hard_reset("fenced");
         assert!(is_hard_reset(&n));
         let inner = n.hard_reset_inner().unwrap();
-        assert_eq!((inner.code, inner.subcode), (6, 4));
+        assert_eq!(
+            (inner.code, inner.subcode),
+            (cease::CODE, cease::ADMINISTRATIVE_RESET)
+        );
         assert_eq!(inner.shutdown_message().as_deref(), Some("fenced"));
     }
 

@@ -6,12 +6,12 @@
 //!
 //! Contract:
 //! - Deadlines are wall-clock milliseconds since the Unix epoch, persisted in
-//!   `state_dir/leases.json` (temp file, fsync, rename, fsync the directory) on every change,
-//!   so a lease keeps running across a speaker restart: a speaker that comes back within the
-//!   lease announces the route for the rest of the lease only; one that comes back after it
-//!   withdraws the route at start ([`Leases::expired`]). A leased route without a deadline
-//!   (a crash between writing `routes.json` and `leases.json`) counts as expired: the safe
-//!   side for fencing.
+//!   `state_dir/leases.json` on every change ([`crate::durable::replace()`]: temp file,
+//!   fsync, rename, fsync the directory), so a lease keeps running across a speaker restart:
+//!   a speaker that comes back within the lease announces the route for the rest of the
+//!   lease only; one that comes back after it withdraws the route at start
+//!   ([`Leases::expired`]). A leased route without a deadline (a crash between writing
+//!   `routes.json` and `leases.json`) counts as expired: the safe side for fencing.
 //! - A failed write (a full disk) changes nothing: the old file stays, a partial temporary file
 //!   is removed, the caller gets the error naming the file, [`Leases::write_failures`] counts
 //!   it. The file is mode 0600.
@@ -24,9 +24,8 @@
 //! Never does: read the clock (callers pass `now_ms`), talk to peers, withdraw routes itself.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,8 +33,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::Route;
+use crate::durable;
 
 pub const LEASES_FILE: &str = "leases.json";
+/// [`durable::temp_path`] of [`LEASES_FILE`].
+#[cfg(test)]
 const LEASES_TMP_FILE: &str = "leases.json.tmp";
 
 /// Milliseconds since the Unix epoch, the clock leases are kept in.
@@ -161,6 +163,8 @@ impl Leases {
         Ok(())
     }
 
+    /// Write `until` ([`durable::replace()`]); an error before the rename names the temporary
+    /// file (removed again, so that it does not hold the space the route journal needs).
     fn persist(&self, until: &BTreeMap<IpNet, u64>) -> io::Result<()> {
         let mut text = serde_json::to_vec(&FileJson {
             version: 1,
@@ -168,24 +172,15 @@ impl Leases {
         })
         .map_err(io::Error::other)?;
         text.push(b'\n');
-        let tmp = self.dir.join(LEASES_TMP_FILE);
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&text)?;
-                f.sync_all()
-            })
-            .and_then(|()| fs::rename(&tmp, self.dir.join(LEASES_FILE)));
-        if let Err(e) = written {
-            // A partial file on a full disk would hold the space the route journal needs.
-            let _ = fs::remove_file(&tmp);
-            return Err(io::Error::new(e.kind(), format!("{}: {e}", tmp.display())));
-        }
-        File::open(&self.dir)?.sync_all()
+        let path = self.dir.join(LEASES_FILE);
+        durable::replace(&path, &text, 0o600).map_err(|e| match e.step {
+            durable::Step::FsyncDir => e.source,
+            _ => {
+                let tmp = durable::temp_path(&path);
+                let source = e.source;
+                io::Error::new(source.kind(), format!("{}: {source}", tmp.display()))
+            }
+        })
     }
 }
 

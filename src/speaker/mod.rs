@@ -3,6 +3,9 @@
 //! the sessions and calls in here.
 //!
 //! Module map:
+//! - [`attrs`]: [`Attributes`], the path attributes a route carries unchanged (ORIGIN, MED,
+//!   LOCAL_PREF, communities): the one place that lists them, with their checks, text forms and
+//!   wire mapping.
 //! - [`route`]: [`Route`], one desired announcement, validated; its JSON form.
 //! - [`store`]: [`RouteStore`], the desired routes persisted atomically in
 //!   `state_dir/routes.json` before a change is acknowledged.
@@ -35,6 +38,7 @@
 
 pub mod adj_rib_in;
 pub mod adj_rib_out;
+pub mod attrs;
 pub mod desired_log;
 pub mod export;
 pub mod graceful;
@@ -52,6 +56,7 @@ pub use adj_rib_in::{
     RibInChange, RibInRefusal,
 };
 pub use adj_rib_out::{AdjRibOut, SyncReport};
+pub use attrs::Attributes;
 pub use desired_log::{DesiredLog, Retired};
 pub use export::{AttrSet, ExportError, NextHop, PeerExport, DEFAULT_LOCAL_PREF};
 pub use route::{parse_prefix, Route, RouteError, MAX_PREPEND};

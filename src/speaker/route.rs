@@ -4,7 +4,9 @@
 //! - A `Route` that exists is valid: its prefix has no host bits, its next hop (when given) is a
 //!   unicast address of the prefix's family, its prepend count is at most [`MAX_PREPEND`], it
 //!   has at most [`MAX_COMMUNITIES`] and [`MAX_LARGE_COMMUNITIES`] (so it always fits an UPDATE).
-//!   [`Route::new`] and deserialization are the only ways in and both run [`Route::validate`].
+//!   [`Route::new`], [`Route::from_text`] and deserialization are the only ways in and all run
+//!   [`Route::validate`]. The path attributes passed through unchanged are one
+//!   [`Attributes`] (`super::attrs`), which also holds their part of the JSON form.
 //! - Errors name the field and the bad value and, where one exists, the likely intended value
 //!   ("prefix 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?").
 //! - JSON form (state file and HTTP API), communities as text (RFC 1997 "A:B" or a well-known
@@ -23,36 +25,33 @@
 //! capability.
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
-use crate::wire::{Community, LargeCommunity, Origin};
+pub use super::attrs::{
+    parse_origin, AttrError, Attributes, AttributesText, Field, Form, MAX_COMMUNITIES,
+    MAX_LARGE_COMMUNITIES,
+};
+use super::prefix_text::PrefixText;
 
 /// Most extra copies of our ASN a route may ask for; more only hides a configuration mistake.
 pub const MAX_PREPEND: u8 = 32;
-/// Most standard communities on one route. With [`MAX_LARGE_COMMUNITIES`] and [`MAX_PREPEND`]
-/// this keeps every exported attribute set plus one prefix well inside a 4096-octet UPDATE.
-pub const MAX_COMMUNITIES: usize = 256;
-/// Most large communities on one route.
-pub const MAX_LARGE_COMMUNITIES: usize = 128;
 /// Longest lease a route may carry (a day); fencing wants seconds, not days.
 pub const MAX_LEASE_SECS: u32 = 86_400;
 
 /// A desired announcement. Fields are public for reading; build one with [`Route::new`] or
 /// the `with_*` helpers followed by [`Route::validate`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "RouteJson", into = "RouteJson")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
     pub prefix: IpNet,
     /// `None`: next hop self (the session's local address of the prefix's family).
     pub next_hop: Option<IpAddr>,
-    pub origin: Origin,
-    pub communities: Vec<Community>,
-    pub large_communities: Vec<LargeCommunity>,
-    pub med: Option<u32>,
-    /// Sent to iBGP peers only (RFC 4271 §5.1.5); `None` sends 100.
-    pub local_pref: Option<u32>,
+    /// The path attributes sent as they are.
+    pub attrs: Attributes,
     /// Extra copies of our ASN in the AS_PATH, 0 to [`MAX_PREPEND`].
     pub prepend: u8,
     /// Withdraw the route unless its lease is renewed within this many seconds (1 to
@@ -83,22 +82,12 @@ pub enum RouteError {
         next_hop: IpAddr,
         reason: &'static str,
     },
-    #[error("origin {value:?} is not one of igp, egp, incomplete")]
-    BadOrigin { value: String },
-    #[error("communities: {0}")]
-    BadCommunity(String),
-    #[error("large_communities: {0}")]
-    BadLargeCommunity(String),
+    #[error(transparent)]
+    Attribute(#[from] AttrError),
     #[error("prepend {value} exceeds the maximum of {max}")]
     PrependTooLarge { value: u32, max: u8 },
     #[error("lease_secs {value} is outside 1-{MAX_LEASE_SECS}")]
     BadLease { value: u32 },
-    #[error("{field}: {count} values exceed the maximum of {max}")]
-    TooMany {
-        field: &'static str,
-        count: usize,
-        max: usize,
-    },
 }
 
 impl RouteError {
@@ -111,12 +100,9 @@ impl RouteError {
             Self::BadNextHop { .. } | Self::NextHopFamily { .. } | Self::UnusableNextHop { .. } => {
                 "next_hop"
             }
-            Self::BadOrigin { .. } => "origin",
-            Self::BadCommunity(_) => "communities",
-            Self::BadLargeCommunity(_) => "large_communities",
+            Self::Attribute(e) => e.field().name(),
             Self::PrependTooLarge { .. } => "prepend",
             Self::BadLease { .. } => "lease_secs",
-            Self::TooMany { field, .. } => field,
         }
     }
 }
@@ -169,22 +155,14 @@ impl Route {
         let Route {
             prefix,
             next_hop,
-            origin,
-            communities,
-            large_communities,
-            med,
-            local_pref,
+            attrs,
             prepend,
             lease_secs: _,
         } = self;
         prefix.addr().is_ipv4() == other.prefix.addr().is_ipv4()
             && *next_hop == other.next_hop
-            && *origin == other.origin
-            && *med == other.med
-            && *local_pref == other.local_pref
             && *prepend == other.prepend
-            && *communities == other.communities
-            && *large_communities == other.large_communities
+            && *attrs == other.attrs
     }
 
     /// A route to `prefix` with next hop self, origin IGP and nothing else; validated.
@@ -192,11 +170,7 @@ impl Route {
         let r = Self {
             prefix,
             next_hop: None,
-            origin: Origin::Igp,
-            communities: Vec::new(),
-            large_communities: Vec::new(),
-            med: None,
-            local_pref: None,
+            attrs: Attributes::default(),
             prepend: 0,
             lease_secs: None,
         };
@@ -208,6 +182,37 @@ impl Route {
         self.next_hop = Some(next_hop);
         self.validate()?;
         Ok(self)
+    }
+
+    /// A route from its text form (JSON, a plan's site), checked in this order: prefix, next
+    /// hop, attributes, prepend, then [`Route::validate`].
+    pub fn from_text(
+        prefix: &str,
+        next_hop: Option<&str>,
+        attrs: AttributesText,
+        prepend: u32,
+        lease_secs: Option<u32>,
+    ) -> Result<Self, RouteError> {
+        let prefix = parse_prefix(prefix)?;
+        let next_hop = parse_next_hop(next_hop)?;
+        let attrs = attrs.parse()?;
+        // Wider than u8 so that 300 gets our message rather than serde's "invalid value".
+        let prepend = u8::try_from(prepend)
+            .ok()
+            .filter(|p| *p <= MAX_PREPEND)
+            .ok_or(RouteError::PrependTooLarge {
+                value: prepend,
+                max: MAX_PREPEND,
+            })?;
+        let r = Route {
+            prefix,
+            next_hop,
+            attrs,
+            prepend,
+            lease_secs,
+        };
+        r.validate()?;
+        Ok(r)
     }
 
     /// Check every invariant listed in the module contract.
@@ -243,18 +248,7 @@ impl Route {
                 });
             }
         }
-        for (field, count, max) in [
-            ("communities", self.communities.len(), MAX_COMMUNITIES),
-            (
-                "large_communities",
-                self.large_communities.len(),
-                MAX_LARGE_COMMUNITIES,
-            ),
-        ] {
-            if count > max {
-                return Err(RouteError::TooMany { field, count, max });
-            }
-        }
+        self.attrs.validate()?;
         if self.prepend > MAX_PREPEND {
             return Err(RouteError::PrependTooLarge {
                 value: u32::from(self.prepend),
@@ -269,6 +263,38 @@ impl Route {
         }
         Ok(())
     }
+
+    /// Write the route's JSON fields into `m`: every one ([`Form::Full`], the API) or those
+    /// that differ from their default ([`Form::Compact`], the store's files). `lease_secs` only
+    /// when set, in both.
+    pub fn write_fields<M: SerializeMap>(&self, m: &mut M, form: Form) -> Result<(), M::Error> {
+        let full = form == Form::Full;
+        m.serialize_entry("prefix", PrefixText::prefix(&self.prefix).as_str())?;
+        match &self.next_hop {
+            Some(nh) => m.serialize_entry("next_hop", PrefixText::addr(nh).as_str())?,
+            None if full => m.serialize_entry("next_hop", &None::<&str>)?,
+            None => {}
+        }
+        self.attrs.write_fields(m, form)?;
+        if full || self.prepend != 0 {
+            m.serialize_entry("prepend", &self.prepend)?;
+        }
+        if let Some(v) = self.lease_secs {
+            m.serialize_entry("lease_secs", &v)?;
+        }
+        Ok(())
+    }
+}
+
+/// A next hop as text: absent, empty or `self` is next hop self.
+pub fn parse_next_hop(s: Option<&str>) -> Result<Option<IpAddr>, RouteError> {
+    match s.map(str::trim) {
+        None | Some("self") | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<IpAddr>()
+            .map(Some)
+            .map_err(|_| RouteError::BadNextHop { value: s.into() }),
+    }
 }
 
 impl fmt::Display for Route {
@@ -279,19 +305,7 @@ impl fmt::Display for Route {
             Some(nh) => write!(f, "{nh}")?,
             None => f.write_str("self")?,
         }
-        write!(f, " origin {}", self.origin.name())?;
-        for c in &self.communities {
-            write!(f, " community {c}")?;
-        }
-        for c in &self.large_communities {
-            write!(f, " large-community {c}")?;
-        }
-        if let Some(m) = self.med {
-            write!(f, " med {m}")?;
-        }
-        if let Some(l) = self.local_pref {
-            write!(f, " local-pref {l}")?;
-        }
+        write!(f, " {}", self.attrs)?;
         if self.prepend > 0 {
             write!(f, " prepend {}", self.prepend)?;
         }
@@ -302,110 +316,104 @@ impl fmt::Display for Route {
     }
 }
 
-pub fn parse_origin(s: &str) -> Result<Origin, RouteError> {
-    [
-        ("igp", Origin::Igp),
-        ("egp", Origin::Egp),
-        ("incomplete", Origin::Incomplete),
-        ("?", Origin::Incomplete),
-    ]
-    .into_iter()
-    .find(|(name, _)| s.eq_ignore_ascii_case(name))
-    .map(|(_, origin)| origin)
-    .ok_or_else(|| RouteError::BadOrigin {
-        value: s.to_owned(),
-    })
-}
-
-/// The JSON shape: text where the user types text.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteJson {
-    prefix: String,
-    #[serde(default)]
-    next_hop: Option<String>,
-    /// `None`: IGP (no text to allocate for the usual case).
-    #[serde(default)]
-    origin: Option<String>,
-    #[serde(default)]
-    communities: Vec<String>,
-    #[serde(default)]
-    large_communities: Vec<String>,
-    #[serde(default)]
-    med: Option<u32>,
-    #[serde(default)]
-    local_pref: Option<u32>,
-    // Wider than u8 so that 300 gets our message rather than serde's "invalid value".
-    #[serde(default)]
-    prepend: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    lease_secs: Option<u32>,
-}
-
-impl TryFrom<RouteJson> for Route {
-    type Error = RouteError;
-
-    fn try_from(j: RouteJson) -> Result<Self, RouteError> {
-        let prefix = parse_prefix(&j.prefix)?;
-        let next_hop = match j.next_hop.as_deref().map(str::trim) {
-            None | Some("self") | Some("") => None,
-            Some(s) => Some(
-                s.parse::<IpAddr>()
-                    .map_err(|_| RouteError::BadNextHop { value: s.into() })?,
-            ),
-        };
-        let communities = j
-            .communities
-            .iter()
-            .map(|c| c.trim().parse::<Community>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| RouteError::BadCommunity(e.to_string()))?;
-        let large_communities = j
-            .large_communities
-            .iter()
-            .map(|c| c.trim().parse::<LargeCommunity>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| RouteError::BadLargeCommunity(e.to_string()))?;
-        let prepend = u8::try_from(j.prepend)
-            .ok()
-            .filter(|p| *p <= MAX_PREPEND)
-            .ok_or(RouteError::PrependTooLarge {
-                value: j.prepend,
-                max: MAX_PREPEND,
-            })?;
-        let r = Route {
-            prefix,
-            next_hop,
-            origin: j.origin.as_deref().map_or(Ok(Origin::Igp), parse_origin)?,
-            communities,
-            large_communities,
-            med: j.med,
-            local_pref: j.local_pref,
-            prepend,
-            lease_secs: j.lease_secs,
-        };
-        r.validate()?;
-        Ok(r)
+impl Serialize for Route {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        self.write_fields(&mut m, Form::Full)?;
+        m.end()
     }
 }
 
-impl From<Route> for RouteJson {
-    fn from(r: Route) -> Self {
-        Self {
-            prefix: r.prefix.to_string(),
-            next_hop: r.next_hop.map(|a| a.to_string()),
-            origin: Some(r.origin.name().into()),
-            communities: r.communities.iter().map(ToString::to_string).collect(),
-            large_communities: r
-                .large_communities
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            med: r.med,
-            local_pref: r.local_pref,
-            prepend: u32::from(r.prepend),
-            lease_secs: r.lease_secs,
+/// A key of a route's JSON object.
+enum Key {
+    Prefix,
+    NextHop,
+    Attr(Field),
+    Prepend,
+    LeaseSecs,
+}
+
+/// The keys of a route's JSON object, in the order it writes them (named by the error about
+/// an unknown one).
+static KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut k = vec!["prefix", "next_hop"];
+    k.extend(Field::ALL.map(Field::name));
+    k.extend(["prepend", "lease_secs"]);
+    k
+});
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("field identifier")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+                Ok(match s {
+                    "prefix" => Key::Prefix,
+                    "next_hop" => Key::NextHop,
+                    "prepend" => Key::Prepend,
+                    "lease_secs" => Key::LeaseSecs,
+                    _ => Key::Attr(
+                        Field::from_name(s).ok_or_else(|| E::unknown_field(s, &KEYS[..]))?,
+                    ),
+                })
+            }
         }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// Text where the user types text; unknown and repeated keys are refused; absent fields take
+/// their defaults; then [`Route::from_text`] checks it.
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RouteVisitor;
+        impl<'de> Visitor<'de> for RouteVisitor {
+            type Value = Route;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("struct RouteJson")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Route, A::Error> {
+                let mut prefix: Option<String> = None;
+                let mut next_hop: Option<Option<String>> = None;
+                let mut prepend: Option<u32> = None;
+                let mut lease_secs: Option<Option<u32>> = None;
+                let mut attrs = AttributesText::default();
+                fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+                    slot: &mut Option<T>,
+                    name: &'static str,
+                    map: &mut A,
+                ) -> Result<(), A::Error> {
+                    if slot.is_some() {
+                        return Err(de::Error::duplicate_field(name));
+                    }
+                    *slot = Some(map.next_value()?);
+                    Ok(())
+                }
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Prefix => once(&mut prefix, "prefix", &mut map)?,
+                        Key::NextHop => once(&mut next_hop, "next_hop", &mut map)?,
+                        Key::Attr(f) => attrs.read(f, &mut map)?,
+                        Key::Prepend => once(&mut prepend, "prepend", &mut map)?,
+                        Key::LeaseSecs => once(&mut lease_secs, "lease_secs", &mut map)?,
+                    }
+                }
+                let prefix = prefix.ok_or_else(|| de::Error::missing_field("prefix"))?;
+                Route::from_text(
+                    &prefix,
+                    next_hop.flatten().as_deref(),
+                    attrs,
+                    prepend.unwrap_or(0),
+                    lease_secs.flatten(),
+                )
+                .map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_struct("RouteJson", &KEYS[..], RouteVisitor)
     }
 }
 
@@ -471,10 +479,13 @@ mod tests {
         let text = r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2.1","origin":"incomplete","communities":["65001:100","graceful-shutdown"],"large_communities":["65001:1:2"],"med":10,"local_pref":200,"prepend":2}"#;
         let r = from_json(text).unwrap();
         assert_eq!(
-            r.communities,
-            vec![Community::new(65001, 100), Community::GRACEFUL_SHUTDOWN]
+            r.attrs.communities,
+            vec![
+                crate::wire::Community::new(65001, 100),
+                crate::wire::Community::GRACEFUL_SHUTDOWN
+            ]
         );
-        assert_eq!(r.origin, Origin::Incomplete);
+        assert_eq!(r.attrs.origin, crate::wire::Origin::Incomplete);
         assert_eq!(r.prepend, 2);
         assert_eq!(serde_json::to_string(&r).unwrap(), text);
     }
@@ -503,9 +514,37 @@ mod tests {
         let e = from_json(r#"{"prefix":"198.51.100.0/24","origin":"bgp"}"#).unwrap_err();
         assert!(e.starts_with("origin \"bgp\""), "{e}");
         let e = from_json(r#"{"prefix":"198.51.100.0/24","nexthop":"192.0.2.1"}"#).unwrap_err();
-        assert!(e.contains("unknown field `nexthop`"), "{e}");
+        assert!(e.starts_with("unknown field `nexthop`, expected one of `prefix`, `next_hop`, `origin`, `communities`, `large_communities`, `med`, `local_pref`, `prepend`, `lease_secs`"), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","med":1,"med":2}"#).unwrap_err();
+        assert!(e.starts_with("duplicate field `med`"), "{e}");
+        let e = from_json(r#"{"prefix":"198.51.100.0/24","prefix":"192.0.2.0/24"}"#).unwrap_err();
+        assert!(e.starts_with("duplicate field `prefix`"), "{e}");
+        let e = from_json(r#"{"next_hop":"192.0.2.1"}"#).unwrap_err();
+        assert!(e.starts_with("missing field `prefix`"), "{e}");
         let e = from_json(r#"{"prefix":"198.51.100.0/24","next_hop":"192.0.2"}"#).unwrap_err();
         assert!(e.starts_with("next_hop \"192.0.2\""), "{e}");
+    }
+
+    /// The store's form (what the previous release wrote and this one must read and write the
+    /// same): only what differs from the defaults.
+    #[test]
+    fn compact_form_skips_defaults() {
+        struct Compact<'a>(&'a Route);
+        impl Serialize for Compact<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(None)?;
+                self.0.write_fields(&mut m, Form::Compact)?;
+                m.end()
+            }
+        }
+        let full = r#"{"prefix":"203.0.113.0/24","next_hop":"192.0.2.1","origin":"incomplete","communities":["65000:1","no-export"],"large_communities":["4200000000:1:2"],"med":7,"local_pref":200,"prepend":2,"lease_secs":30}"#;
+        let r = from_json(full).unwrap();
+        assert_eq!(serde_json::to_string(&Compact(&r)).unwrap(), full);
+        let plain = Route::new("2001:db8:1::/48".parse().unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Compact(&plain)).unwrap(),
+            r#"{"prefix":"2001:db8:1::/48"}"#
+        );
     }
 
     #[test]

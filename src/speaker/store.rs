@@ -11,8 +11,8 @@
 //!   snapshot instead, and [`RouteStore::compact_if_due`] (called after a change was handed
 //!   on) writes a new one once the journal outgrew the snapshot (and [`MIN_COMPACT`] octets):
 //!   a temporary file in the same directory, fsynced, renamed over `routes.json`, the
-//!   directory fsynced, then the journal removed. A caller that
-//!   acknowledges on `Ok` therefore never acknowledges a state a crash could lose. On `Err`
+//!   directory fsynced ([`crate::durable::replace()`]), then the journal removed. A caller
+//!   that acknowledges on `Ok` therefore never acknowledges a state a crash could lose. On `Err`
 //!   the in-memory state is unchanged.
 //! - A batch that changes nothing (re-announce of an identical route, withdraw of a prefix never
 //!   announced) is not a change: no write, no new generation, empty [`Applied`].
@@ -24,14 +24,14 @@
 //!   snapshot's generation are skipped (a crash between the snapshot's rename and the
 //!   journal's removal), a gap or a corrupt complete line is an error naming the journal and
 //!   the line, and a last line without its newline is ignored (its append never returned, so
-//!   it was never acknowledged). A journal found at load is compacted into the snapshot; when
-//!   that write fails (a full disk) the store still loads, and its next change writes a
-//!   snapshot.
+//!   it was never acknowledged): the torn-tail rule of [`crate::durable::lines`]. A journal
+//!   found at load is compacted into the snapshot; when that write fails (a full disk) the
+//!   store still loads, and its next change writes a snapshot.
 //! - A write that fails (ENOSPC, EFBIG, EIO, half way or not) fails its change and leaves files
 //!   that load to the last acknowledged state: a partial snapshot is removed, the journal is cut
-//!   back to its last complete line and, opened with O_APPEND, takes the next line right
-//!   there. A later change succeeds once the disk has room again. [`RouteStore::write_failures`]
-//!   counts the failures.
+//!   back to its last complete line ([`crate::durable::append_line`]) and, opened with
+//!   O_APPEND, takes the next line right there. A later change succeeds once the disk has room
+//!   again. [`RouteStore::write_failures`] counts the failures.
 //! - The files are created mode 0600 (the daemon creates the directory 0700).
 //! - `generation` increases by one on every persisted change, and is stored in the file.
 //!
@@ -57,9 +57,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::prefix_text::PrefixText;
-use super::route::{check_prefix, Route, RouteError};
+use super::route::{check_prefix, Form, Route, RouteError};
 use super::sorted_walk::{take_if_next, walk_beats_search};
-use crate::wire::Origin;
+use crate::durable;
 
 /// The file inside the state directory.
 pub const ROUTES_FILE: &str = "routes.json";
@@ -68,7 +68,8 @@ pub const ROUTES_FILE: &str = "routes.json";
 pub const JOURNAL_FILE: &str = "routes.journal";
 /// The journal is compacted into the snapshot once it is larger than the snapshot and this.
 pub const MIN_COMPACT: u64 = 64 * 1024;
-/// The temporary file the next state is written to before the rename.
+/// The temporary file the next state is written to before the rename
+/// ([`durable::temp_path`] of [`ROUTES_FILE`]).
 pub const ROUTES_TMP_FILE: &str = "routes.json.tmp";
 /// The file format this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -236,39 +237,8 @@ struct Stored<'a>(&'a Route);
 
 impl Serialize for Stored<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("prefix", PrefixText::prefix(&r.prefix).as_str())?;
-        if let Some(nh) = &r.next_hop {
-            m.serialize_entry("next_hop", PrefixText::addr(nh).as_str())?;
-        }
-        if r.origin != Origin::Igp {
-            m.serialize_entry("origin", r.origin.name())?;
-        }
-        if !r.communities.is_empty() {
-            let c: Vec<String> = r.communities.iter().map(ToString::to_string).collect();
-            m.serialize_entry("communities", &c)?;
-        }
-        if !r.large_communities.is_empty() {
-            let c: Vec<String> = r
-                .large_communities
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            m.serialize_entry("large_communities", &c)?;
-        }
-        if let Some(v) = r.med {
-            m.serialize_entry("med", &v)?;
-        }
-        if let Some(v) = r.local_pref {
-            m.serialize_entry("local_pref", &v)?;
-        }
-        if r.prepend != 0 {
-            m.serialize_entry("prepend", &r.prepend)?;
-        }
-        if let Some(v) = r.lease_secs {
-            m.serialize_entry("lease_secs", &v)?;
-        }
+        self.0.write_fields(&mut m, Form::Compact)?;
         m.end()
     }
 }
@@ -323,7 +293,7 @@ impl RouteStore {
         let path = dir.join(ROUTES_FILE);
         fs::metadata(&dir).map_err(io_err("open state directory", &dir))?;
         // A temporary snapshot from a crash mid-write never became the state: drop it.
-        let _ = fs::remove_file(dir.join(ROUTES_TMP_FILE));
+        let _ = fs::remove_file(durable::temp_path(&path));
         let text = match fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -383,25 +353,26 @@ impl RouteStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("read", &path)(e)),
         };
-        // Only newline-terminated lines were ever acknowledged.
-        let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        for (i, line) in text[..complete].split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let corrupt = |column: usize, message: String| StoreError::Corrupt {
+        // Only newline-terminated lines were ever acknowledged: the reader drops a torn tail.
+        for read in durable::json_lines::<JournalEntry>(&text) {
+            let corrupt = |line: usize, column: usize, message: String| StoreError::Corrupt {
                 path: path.clone(),
-                line: i + 1,
+                line,
                 column,
                 message,
             };
-            let entry: JournalEntry =
-                serde_json::from_slice(line).map_err(|e| corrupt(e.column(), e.to_string()))?;
+            let (entry, line) = match read {
+                Ok(r) => (r.value, r.line),
+                Err(bad) => {
+                    return Err(corrupt(bad.line, bad.error.column(), bad.error.to_string()))
+                }
+            };
             if entry.generation <= self.generation {
                 continue; // already in the snapshot
             }
             if entry.generation != self.generation + 1 {
                 return Err(corrupt(
+                    line,
                     1,
                     format!(
                         "generation {} follows generation {}: changes are missing",
@@ -468,9 +439,7 @@ impl RouteStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("remove", &path)(e)),
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &self.dir))
+        durable::sync_dir(&self.dir).map_err(io_err("fsync directory", &self.dir))
     }
 
     /// Append one change to the journal durably; on failure the journal is cut back to its
@@ -500,15 +469,13 @@ impl RouteStore {
                 .open(&path)
                 .map_err(io_err("create", &path))?;
             // The new file's directory entry must be durable before anything in it counts.
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("fsync directory", &self.dir))?;
+            durable::sync_dir(&self.dir).map_err(io_err("fsync directory", &self.dir))?;
             self.journal = Some((f, 0));
         }
         let Some((f, len)) = self.journal.as_mut() else {
             return Ok(());
         };
-        match crate::line_append::append_line(f, *len, &line) {
+        match durable::append_line(f, *len, &line) {
             Ok(()) => {
                 *len += line.len() as u64;
                 Ok(())
@@ -658,8 +625,8 @@ impl RouteStore {
         Ok(())
     }
 
-    /// Write `routes` durably: temp file, fsync, rename, fsync the directory. Returns the
-    /// snapshot's size.
+    /// Write `routes` durably ([`durable::replace()`]: temp file, fsync, rename, fsync the
+    /// directory). Returns the snapshot's size.
     /// One route a line, in the stored form (see [`Stored`]).
     fn persist(&self, routes: &[&Route], generation: u64) -> Result<u64, StoreError> {
         let mut text = Vec::with_capacity(64 + routes.len() * 48);
@@ -676,29 +643,13 @@ impl RouteStore {
             })?;
         }
         text.extend_from_slice(b"\n]}\n");
-        let tmp = self.dir.join(ROUTES_TMP_FILE);
-        let path = self.path();
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))
-            .and_then(|mut f| {
-                f.write_all(&text).map_err(io_err("write", &tmp))?;
-                f.sync_all().map_err(io_err("fsync", &tmp))
-            })
-            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename into place", &path)));
-        if let Err(e) = written {
-            // A partial snapshot on a full disk would hold the space the journal needs.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        // The rename is durable only once the directory entry is.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &self.dir))?;
+        // A failed write removes its partial snapshot, which on a full disk would hold the
+        // space the journal needs.
+        durable::replace(&self.path(), &text, 0o600).map_err(|e| StoreError::Io {
+            action: e.step.action(),
+            path: e.path,
+            source: e.source,
+        })?;
         Ok(text.len() as u64)
     }
 }
@@ -719,13 +670,17 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.generation(), 0);
         let mut r = route("198.51.100.0/24");
-        r.med = Some(5);
+        r.attrs.med = Some(5);
         let a = s
             .apply(Change::Announce(vec![r.clone(), route("2001:db8:1::/48")]))
             .unwrap();
         assert_eq!(a.generation, 1);
         assert_eq!(a.announced.len(), 2);
         assert!(!dir.path().join(ROUTES_TMP_FILE).exists());
+        assert_eq!(
+            durable::temp_path(&s.path()),
+            dir.path().join(ROUTES_TMP_FILE)
+        );
         let s2 = RouteStore::load(dir.path()).unwrap();
         assert_eq!(s2.generation(), 1);
         assert_eq!(s2.routes(), s.routes());
@@ -744,7 +699,7 @@ mod tests {
         )
         .unwrap();
         let mut egp = route("2001:db8:2::/48");
-        egp.origin = Origin::Egp;
+        egp.attrs.origin = crate::wire::Origin::Egp;
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
         let plain = [route("198.51.100.0/24"), route("2001:db8:1::/48")];
@@ -759,7 +714,7 @@ mod tests {
         assert_eq!(RouteStore::load(dir.path()).unwrap().routes(), s.routes());
         // Journal: a new route with a non-default origin, a replaced one, a withdrawn one.
         let mut full2 = full.clone();
-        full2.med = None;
+        full2.attrs.med = None;
         s.apply(Change::Announce(vec![egp.clone(), full2.clone()]))
             .unwrap();
         s.apply(Change::Withdraw(vec![plain[1].prefix])).unwrap();
@@ -1046,7 +1001,7 @@ mod tests {
                     .iter()
                     .map(|p| {
                         let mut r = Route::new(*p).unwrap();
-                        r.med = Some(first);
+                        r.attrs.med = Some(first);
                         r
                     })
                     .collect();
@@ -1068,7 +1023,7 @@ mod tests {
     /// A route whose journal line is ~1 KiB, so that a full page leaves room for part of it.
     fn long_route(i: u32) -> Route {
         let mut r = route(&format!("2001:db8:{i:x}::/48"));
-        r.communities = (0..100)
+        r.attrs.communities = (0..100)
             .map(|c| crate::wire::Community::new(65000, c))
             .collect();
         r

@@ -408,6 +408,7 @@ impl Capability {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::notification::{open_message_error, UNSPECIFIC};
 
     fn round_trip(wire: &[u8]) -> Capability {
         let cap = Capability::decode_value(wire[0], &wire[2..], 0).unwrap();
@@ -449,7 +450,10 @@ mod tests {
     #[test]
     fn wrong_length_is_open_unspecific_naming_the_capability() {
         let e = Capability::decode_value(65, &[0, 0, 1], 40).unwrap_err();
-        assert_eq!(e.kind.code_subcode(), (2, 0));
+        assert_eq!(
+            e.kind.code_subcode(),
+            (open_message_error::CODE, UNSPECIFIC)
+        );
         assert_eq!(e.offset, 40);
         assert!(e.detail.contains("four-octet-as"), "{}", e.detail);
     }

@@ -10,7 +10,10 @@
 use bytes::Bytes;
 use std::fmt;
 
-use super::notification::Notification;
+use super::notification::{
+    message_header_error, open_message_error, route_refresh_message_error, update_message_error,
+    Notification, UNSPECIFIC,
+};
 
 /// Which RFC 4271 §6 (and later RFCs') error a malformed message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,30 +51,34 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// NOTIFICATION error code and subcode (IANA "BGP Error (Notification) Codes").
     pub fn code_subcode(self) -> (u8, u8) {
+        use message_header_error as h;
+        use open_message_error as o;
+        use route_refresh_message_error as r;
+        use update_message_error as u;
         use ErrorKind::*;
         match self {
-            ConnectionNotSynchronized => (1, 1),
-            BadMessageLength => (1, 2),
-            BadMessageType => (1, 3),
-            OpenUnspecific => (2, 0),
-            UnsupportedVersionNumber => (2, 1),
-            BadPeerAs => (2, 2),
-            BadBgpIdentifier => (2, 3),
-            UnsupportedOptionalParameter => (2, 4),
-            UnacceptableHoldTime => (2, 6),
-            UnsupportedCapability => (2, 7),
-            RoleMismatch => (2, 11),
-            MalformedAttributeList => (3, 1),
-            UnrecognizedWellKnownAttribute => (3, 2),
-            MissingWellKnownAttribute => (3, 3),
-            AttributeFlagsError => (3, 4),
-            AttributeLengthError => (3, 5),
-            InvalidOriginAttribute => (3, 6),
-            InvalidNextHopAttribute => (3, 8),
-            OptionalAttributeError => (3, 9),
-            InvalidNetworkField => (3, 10),
-            MalformedAsPath => (3, 11),
-            RouteRefreshInvalidLength => (7, 1),
+            ConnectionNotSynchronized => (h::CODE, h::CONNECTION_NOT_SYNCHRONIZED),
+            BadMessageLength => (h::CODE, h::BAD_MESSAGE_LENGTH),
+            BadMessageType => (h::CODE, h::BAD_MESSAGE_TYPE),
+            OpenUnspecific => (o::CODE, UNSPECIFIC),
+            UnsupportedVersionNumber => (o::CODE, o::UNSUPPORTED_VERSION_NUMBER),
+            BadPeerAs => (o::CODE, o::BAD_PEER_AS),
+            BadBgpIdentifier => (o::CODE, o::BAD_BGP_IDENTIFIER),
+            UnsupportedOptionalParameter => (o::CODE, o::UNSUPPORTED_OPTIONAL_PARAMETER),
+            UnacceptableHoldTime => (o::CODE, o::UNACCEPTABLE_HOLD_TIME),
+            UnsupportedCapability => (o::CODE, o::UNSUPPORTED_CAPABILITY),
+            RoleMismatch => (o::CODE, o::ROLE_MISMATCH),
+            MalformedAttributeList => (u::CODE, u::MALFORMED_ATTRIBUTE_LIST),
+            UnrecognizedWellKnownAttribute => (u::CODE, u::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE),
+            MissingWellKnownAttribute => (u::CODE, u::MISSING_WELL_KNOWN_ATTRIBUTE),
+            AttributeFlagsError => (u::CODE, u::ATTRIBUTE_FLAGS_ERROR),
+            AttributeLengthError => (u::CODE, u::ATTRIBUTE_LENGTH_ERROR),
+            InvalidOriginAttribute => (u::CODE, u::INVALID_ORIGIN_ATTRIBUTE),
+            InvalidNextHopAttribute => (u::CODE, u::INVALID_NEXT_HOP_ATTRIBUTE),
+            OptionalAttributeError => (u::CODE, u::OPTIONAL_ATTRIBUTE_ERROR),
+            InvalidNetworkField => (u::CODE, u::INVALID_NETWORK_FIELD),
+            MalformedAsPath => (u::CODE, u::MALFORMED_AS_PATH),
+            RouteRefreshInvalidLength => (r::CODE, r::INVALID_MESSAGE_LENGTH),
         }
     }
 }

@@ -126,6 +126,7 @@ pub fn split_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::notification::message_header_error as h;
 
     fn keepalive() -> Vec<u8> {
         let mut v = MARKER.to_vec();
@@ -154,7 +155,10 @@ mod tests {
         let mut m = keepalive();
         m[3] = 0;
         let e = decode_header(&m, MAX_MESSAGE_LEN).unwrap_err();
-        assert_eq!(e.kind.code_subcode(), (1, 1));
+        assert_eq!(
+            e.kind.code_subcode(),
+            (h::CODE, h::CONNECTION_NOT_SYNCHRONIZED)
+        );
         assert_eq!(e.offset, 3);
     }
 
@@ -163,7 +167,7 @@ mod tests {
         let mut m = keepalive();
         m[17] = 20;
         let e = decode_header(&m, MAX_MESSAGE_LEN).unwrap_err();
-        assert_eq!(e.kind.code_subcode(), (1, 2));
+        assert_eq!(e.kind.code_subcode(), (h::CODE, h::BAD_MESSAGE_LENGTH));
         assert_eq!(&e.data[..], &[0, 20]);
     }
 
@@ -185,7 +189,7 @@ mod tests {
         let mut m = keepalive();
         m[18] = 9;
         let e = decode_header(&m, MAX_MESSAGE_LEN).unwrap_err();
-        assert_eq!(e.kind.code_subcode(), (1, 3));
+        assert_eq!(e.kind.code_subcode(), (h::CODE, h::BAD_MESSAGE_TYPE));
         assert_eq!(&e.data[..], &[9]);
     }
 }

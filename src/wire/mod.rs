@@ -196,12 +196,13 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::notification::route_refresh_message_error as rr_error;
     use bytes::Bytes;
 
     fn big_notification(data_len: usize) -> Message {
         Message::Notification(Notification {
-            code: 7,
-            subcode: 1,
+            code: rr_error::CODE,
+            subcode: rr_error::INVALID_MESSAGE_LENGTH,
             data: Bytes::from(vec![0xab; data_len]),
         })
     }
@@ -233,7 +234,10 @@ mod tests {
         let Message::Notification(n) = Message::decode(&bytes, &plain).unwrap() else {
             panic!("not a NOTIFICATION");
         };
-        assert_eq!((n.code, n.subcode, n.data.len()), (7, 1, 4096 - 21));
+        assert_eq!(
+            (n.code, n.subcode, n.data.len()),
+            (rr_error::CODE, rr_error::INVALID_MESSAGE_LENGTH, 4096 - 21)
+        );
     }
 
     #[test]

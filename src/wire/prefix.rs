@@ -119,6 +119,7 @@ pub fn encode_ipv6(p: &Ipv6Net, buf: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::notification::update_message_error;
 
     #[test]
     fn ipv4_prefixes_round_trip_with_host_bits_kept() {
@@ -136,7 +137,13 @@ mod tests {
     #[test]
     fn ipv4_length_over_32_is_invalid_network_field() {
         let e = decode_ipv4(&[33, 1, 2, 3, 4, 5], "nlri", 30, &mut Vec::new()).unwrap_err();
-        assert_eq!(e.kind.code_subcode(), (3, 10));
+        assert_eq!(
+            e.kind.code_subcode(),
+            (
+                update_message_error::CODE,
+                update_message_error::INVALID_NETWORK_FIELD
+            )
+        );
         assert_eq!(e.offset, 30);
     }
 

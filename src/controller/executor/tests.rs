@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use super::*;
-use crate::api::{PeerStatus, ReceivedRoute};
+use crate::api::{PeerStatus, ReceivedRoute, SpeakerError};
 use crate::controller::hook::HookProcess;
 use crate::controller::journal::Crash;
 use crate::controller::plan::{Hook, Probe};
-use crate::speaker::Route;
+use crate::controller::sites::SiteError;
+use crate::speaker::{Attributes, Route};
 
 const PLAN: &str = r#"name = "web"
 primary = "dc1"
@@ -69,6 +70,7 @@ struct FakeSites {
     /// Prefixes seen announced at dc1 and dc2 at once.
     both: RefCell<BTreeSet<IpNet>>,
     down: RefCell<BTreeSet<String>>,
+    refuses_withdraw: RefCell<BTreeSet<String>>,
     /// Prefixes the observer never sees (a router filters them).
     filtered: RefCell<BTreeSet<IpNet>>,
 }
@@ -93,16 +95,40 @@ impl FakeSites {
             .unwrap_or_default()
     }
 
-    fn reachable(&self, site: &str) -> Result<(), String> {
+    fn reachable(&self, site: &str) -> Result<(), SiteError> {
+        let error = |error| SiteError::Speaker {
+            site: site.to_owned(),
+            op: "call",
+            error,
+        };
         if self.down.borrow().contains(site) {
-            return Err(format!("site {site}: unreachable"));
+            return Err(error(SpeakerError::Unreachable {
+                endpoint: format!("/x/{site}.sock"),
+                detail: "connection refused".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// A site that answers but refuses to withdraw (e.g. a wrong token).
+    fn may_withdraw(&self, site: &str) -> Result<(), SiteError> {
+        if self.refuses_withdraw.borrow().contains(site) {
+            return Err(SiteError::Speaker {
+                site: site.to_owned(),
+                op: "withdraw",
+                error: SpeakerError::Rejected {
+                    status: 401,
+                    field: None,
+                    message: "missing or wrong bearer token".into(),
+                },
+            });
         }
         Ok(())
     }
 }
 
 impl Sites for FakeSites {
-    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), String> {
+    fn announce(&self, site: &str, routes: &[Route]) -> Result<(), SiteError> {
         self.reachable(site)?;
         let mut rib = self.rib.borrow_mut();
         let t = rib.entry(site.into()).or_default();
@@ -120,8 +146,9 @@ impl Sites for FakeSites {
         self.both.borrow_mut().extend(a.intersection(&b));
         Ok(())
     }
-    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), String> {
+    fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), SiteError> {
         self.reachable(site)?;
+        self.may_withdraw(site)?;
         if let Some(t) = self.rib.borrow_mut().get_mut(site) {
             for p in prefixes {
                 t.remove(p);
@@ -129,7 +156,7 @@ impl Sites for FakeSites {
         }
         Ok(())
     }
-    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, String> {
+    fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError> {
         self.reachable(site)?;
         // From JSON so that fields added to PeerStatus later take their defaults.
         let peer: PeerStatus = serde_json::from_value(serde_json::json!({
@@ -140,7 +167,7 @@ impl Sites for FakeSites {
         .unwrap();
         Ok(vec![peer])
     }
-    fn announced(&self, site: &str) -> Result<Vec<Route>, String> {
+    fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError> {
         self.reachable(site)?;
         Ok(self
             .rib
@@ -150,20 +177,19 @@ impl Sites for FakeSites {
             .unwrap_or_default())
     }
     /// The observer sees what dc1 and dc2 announce, with their next hops.
-    fn received(&self, _site: &str) -> Result<Vec<ReceivedRoute>, String> {
+    fn received(&self, _site: &str) -> Result<Vec<ReceivedRoute>, SiteError> {
         let rib = self.rib.borrow();
         Ok(["dc1", "dc2"]
             .iter()
             .flat_map(|s| rib.get(*s).into_iter().flat_map(|r| r.values()))
             .filter(|r| !self.filtered.borrow().contains(&r.prefix))
-            .map(|r| {
-                serde_json::from_value::<ReceivedRoute>(serde_json::json!({
-                    "peer": "127.0.0.9", "prefix": r.prefix,
-                    "next_hop": r.next_hop.map(|n| n.to_string()),
-                    "as_path": "65100", "origin": "igp", "med": null, "local_pref": null,
-                    "communities": [], "large_communities": []
-                }))
-                .unwrap()
+            .map(|r| ReceivedRoute {
+                peer: "127.0.0.9".parse().unwrap(),
+                prefix: r.prefix,
+                next_hop: r.next_hop,
+                as_path: "65100".into(),
+                attrs: Attributes::default(),
+                stale: false,
             })
             .collect())
     }
@@ -323,7 +349,7 @@ fn planned_failover_then_failback() {
         .announced("dc1")
         .unwrap()
         .iter()
-        .all(|r| r.communities.is_empty()));
+        .all(|r| r.attrs.communities.is_empty()));
     assert_eq!(
         probes.hooks.borrow().clone(),
         [
@@ -360,7 +386,7 @@ fn failing_health_check_rolls_back_with_the_primary_announcing() {
         .announced("dc1")
         .unwrap()
         .iter()
-        .all(|r| r.communities.is_empty()));
+        .all(|r| r.attrs.communities.is_empty()));
     assert!(probes
         .hooks
         .borrow()
@@ -475,6 +501,50 @@ fn unplanned_failover_skips_the_unreachable_primary() {
     );
 }
 
+#[test]
+fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    sites.refuses_withdraw.borrow_mut().insert("dc1".into());
+    let probes = FakeProbes::new(true);
+    let mut ex = Executor::start(
+        dir.path(),
+        p.clone(),
+        Direction::Failover,
+        Mode::Unplanned,
+        Holder::me("t"),
+        &sites,
+        &probes,
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let end = ex.drive().unwrap();
+    assert!(!matches!(end, End::Completed { .. }), "{end:?}");
+    let failed: Vec<_> = ex
+        .journal
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::StepFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|e| e.contains("withdraw") && e.contains("bearer token")),
+        "{failed:?}"
+    );
+    // The primary is up and still announcing: the recovery site must not announce too.
+    assert!(
+        sites.announcing("dc2").is_empty(),
+        "{:?}",
+        sites.announcing("dc2")
+    );
+    assert!(sites.both.borrow().is_empty());
+}
+
 /// Records of an uninterrupted run of `text` with the given health.
 fn full_run_len(text: &str, healthy: bool) -> u64 {
     let dir = tempfile::tempdir().unwrap();
@@ -542,7 +612,7 @@ fn crash_and_resume(text: &str, healthy: bool, crash: Crash) {
                     .announced(active)
                     .unwrap()
                     .iter()
-                    .all(|r| r.communities.is_empty()),
+                    .all(|r| r.attrs.communities.is_empty()),
                 "{ctx}: drained routes left behind"
             );
             // The journal on disk replays to the same end.

@@ -482,7 +482,7 @@ fn delay_open_notification_from_peer_goes_idle() {
     let mut h = Harness::new(delay_cfg());
     h.ev(Event::ManualStart);
     h.ev(Event::TcpConnectionAcknowledged);
-    let n = notification(6, 5);
+    let n = notification(cease::CODE, cease::CONNECTION_REJECTED);
     let a = h.msg(Message::Notification(n.clone()));
     assert_eq!(sent(&a), vec![]);
     assert_eq!(down(&a).unwrap().2, Some(n));
@@ -810,7 +810,13 @@ fn open_confirm_sends_keepalives_until_hold_expires() {
     // The third keepalive and the hold expiry are both due at 9 s; the hold timer comes
     // first in the table and ends the session, so no pointless KEEPALIVE goes out.
     let a = h.advance(3 * S);
-    assert_eq!(sent(&a), vec![Message::Notification(notification(4, 0))]);
+    assert_eq!(
+        sent(&a),
+        vec![Message::Notification(notification(
+            hold_timer_expired::CODE,
+            UNSPECIFIC
+        ))]
+    );
     assert_eq!(h.s.state(), State::Idle);
 }
 
@@ -827,7 +833,10 @@ fn open_confirm_unexpected_messages_are_5_2() {
 #[test]
 fn open_confirm_notification_connection_loss_and_stop() {
     let mut h = Harness::to_open_confirm(cfg());
-    let a = h.msg(Message::Notification(notification(6, 4)));
+    let a = h.msg(Message::Notification(notification(
+        cease::CODE,
+        cease::ADMINISTRATIVE_RESET,
+    )));
     assert_eq!((sent(&a), h.s.state()), (vec![], State::Idle));
 
     let mut h = Harness::to_open_confirm(cfg());
@@ -914,7 +923,10 @@ fn established_keepalive_restarts_hold_timer() {
     h.flushed();
     assert_eq!(h.s.state(), State::Established);
     let a = h.advance(S);
-    assert!(sent(&a).contains(&Message::Notification(notification(4, 0))));
+    assert!(sent(&a).contains(&Message::Notification(notification(
+        hold_timer_expired::CODE,
+        UNSPECIFIC
+    ))));
     assert_eq!(notification_wire(&a), wire(4, 0, &[]));
     assert_eq!(transitions(&a), vec![(State::Established, State::Idle)]);
 }
@@ -984,7 +996,7 @@ fn established_decode_error_sends_its_notification_with_data() {
 #[test]
 fn established_notification_received_is_reported_without_reply() {
     let mut h = Harness::established(cfg());
-    let n = notification(6, 2);
+    let n = notification(cease::CODE, cease::ADMINISTRATIVE_SHUTDOWN);
     let a = h.msg(Message::Notification(n.clone()));
     assert_eq!(sent(&a), vec![]);
     assert_eq!(
@@ -1110,7 +1122,7 @@ fn jumping_far_ahead_handles_each_due_timer_in_order() {
         sent(&a),
         vec![
             Message::Keepalive,
-            Message::Notification(notification(4, 0))
+            Message::Notification(notification(hold_timer_expired::CODE, UNSPECIFIC))
         ]
     );
     assert_eq!(h.s.state(), State::Idle);
@@ -1235,8 +1247,8 @@ fn down_reasons_explain_themselves() {
 fn speaker_reset_sends_its_notification_and_restarts_after_connect_retry() {
     let mut h = Harness::established(cfg());
     let n = Notification {
-        code: 6,
-        subcode: 1,
+        code: cease::CODE,
+        subcode: cease::MAX_PREFIXES_REACHED,
         data: bytes::Bytes::from_static(&[0, 1, 1, 0, 0, 0, 10]),
     };
     let actions = h.ev(Event::Reset(n.clone()));

@@ -286,7 +286,7 @@ fn withdraw_before_send_cancels_and_only_the_latest_intent_is_sent() {
     announce(&mut d, &rs);
     d.apply([(rs[0].prefix, None)]);
     let mut changed = rs[1].clone();
-    changed.med = Some(9);
+    changed.attrs.med = Some(9);
     d.apply([(changed.prefix, Some(changed.clone()))]);
     for m in 1..=2 {
         let msgs = drain(&mut g, m, &d);

@@ -1,0 +1,384 @@
+//! [`Speaker`]: the typed client of one speaker's API, the only way the CLI, the controller,
+//! the lab, the tests and the benches talk to a speaker. [`super::blocking::Speaker`] is the
+//! same for callers without a runtime.
+//!
+//! Contract:
+//! - One method per operation; requests and answers are the server's own types
+//!   ([`super::types`]), so a field added there reaches both sides.
+//! - Every call is bounded by the client's timeout (connect, request and answer together).
+//! - Errors say what kind of failure it was ([`SpeakerError`]), so a caller can tell a site
+//!   that is down ([`SpeakerError::Unreachable`]) from one that refused the request
+//!   ([`SpeakerError::Rejected`]): the controller skips the first at a losing site in an
+//!   unplanned run and fails on the second.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::{Method, StatusCode};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::client::{Endpoint, Transport, TransportError};
+use super::types::{
+    AnnounceRequest, ChangeResponse, ErrorBody, Event, LeaseRenewRequest, LeaseReport, PeerStatus,
+    ReceivedRoute, ResetRequest, ResetResponse, WithdrawRequest,
+};
+use crate::speaker::Route;
+
+/// How long a call may take unless the caller says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a call to a speaker failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpeakerError {
+    /// No answer: the connection failed or broke, or nothing came back in time. The speaker
+    /// may be down, or cut off from us.
+    #[error("cannot reach the speaker at {endpoint}: {detail} (is `ferry speaker` running? set --api or FERRY_API)")]
+    Unreachable { endpoint: String, detail: String },
+    /// The speaker refused the request as wrong (HTTP 4xx other than 409): `field` names the
+    /// part of the request at fault when the speaker said which.
+    #[error("{message}")]
+    Rejected {
+        status: u16,
+        field: Option<String>,
+        message: String,
+    },
+    /// The request conflicts with the speaker's state (HTTP 409).
+    #[error("{message}")]
+    Conflict { message: String },
+    /// A limit of the speaker is reached (HTTP 503); the same request may work later.
+    #[error("{message}")]
+    Busy { message: String },
+    /// The speaker failed to do it (HTTP 500), or answered something that is not the API.
+    #[error("the speaker at {endpoint} failed: {message}")]
+    Internal { endpoint: String, message: String },
+}
+
+impl SpeakerError {
+    /// The request itself is wrong (for the CLI: a usage error).
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
+    }
+
+    /// No answer came back: the speaker may be down or cut off.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}
+
+/// A client of one speaker's API.
+#[derive(Debug, Clone)]
+pub struct Speaker {
+    transport: Transport,
+}
+
+impl Speaker {
+    pub fn new(endpoint: Endpoint, token: Option<String>) -> Self {
+        Self {
+            transport: Transport {
+                endpoint,
+                token,
+                timeout: DEFAULT_TIMEOUT,
+            },
+        }
+    }
+
+    /// The client for `api` (a Unix socket path or `http://HOST:PORT`) with the bearer token
+    /// read from `token_file`; the error names the bad value.
+    pub fn connect(api: &str, token_file: Option<&Path>) -> Result<Self, String> {
+        let endpoint = Endpoint::parse(api)?;
+        let token = match token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("api_token_file {}: {e}", p.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(Self::new(endpoint, token))
+    }
+
+    /// Bound every call by `timeout` instead of [`DEFAULT_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.transport.timeout = timeout;
+        self
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.transport.endpoint
+    }
+
+    /// The neighbors and their sessions (`GET /v1/peers`).
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
+        self.get("/v1/peers").await
+    }
+
+    /// The routes the speaker announces (`GET /v1/routes`).
+    pub async fn announced(&self) -> Result<Vec<Route>, SpeakerError> {
+        self.get("/v1/routes").await
+    }
+
+    /// The routes received from `peer`, or from every peer (`GET /v1/routes/received`).
+    pub async fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, SpeakerError> {
+        match peer {
+            Some(p) => self.get(&format!("/v1/routes/received?peer={p}")).await,
+            None => self.get("/v1/routes/received").await,
+        }
+    }
+
+    /// Announce `routes` (or re-announce them with new attributes), atomically; answers once
+    /// the change is on disk.
+    pub async fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
+        self.post("/v1/announce", &AnnounceRequest { routes }).await
+    }
+
+    /// Withdraw `prefixes`, atomically; unknown prefixes are no-ops.
+    pub async fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, SpeakerError> {
+        self.change(&WithdrawRequest {
+            prefixes,
+            all: false,
+            graceful_secs: None,
+        })
+        .await
+    }
+
+    /// Withdraw every announced route in one change.
+    pub async fn withdraw_all(&self) -> Result<ChangeResponse, SpeakerError> {
+        self.change(&WithdrawRequest {
+            prefixes: Vec::new(),
+            all: true,
+            graceful_secs: None,
+        })
+        .await
+    }
+
+    /// Any withdrawal, graceful shutdown (RFC 8326) included. A graceful one answers after
+    /// its wait: give the client a timeout longer than `graceful_secs`.
+    pub async fn change(&self, req: &WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
+        self.post("/v1/withdraw", req).await
+    }
+
+    /// The leased routes and their deadlines (`GET /v1/leases`).
+    pub async fn leases(&self) -> Result<LeaseReport, SpeakerError> {
+        self.get("/v1/leases").await
+    }
+
+    /// Renew the leases of `prefixes` (empty: every leased route).
+    pub async fn renew(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, SpeakerError> {
+        self.post("/v1/lease/renew", &LeaseRenewRequest { prefixes })
+            .await
+    }
+
+    /// End `peer`'s session now (Cease/Hard Reset when `hard`).
+    pub async fn reset(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, SpeakerError> {
+        self.post(&format!("/v1/peers/{peer}/reset"), &ResetRequest { hard })
+            .await
+    }
+
+    /// The metrics in Prometheus text format (`GET /metrics`).
+    pub async fn metrics(&self) -> Result<String, SpeakerError> {
+        let body = self.call(Method::GET, "/metrics", None).await?;
+        String::from_utf8(body.to_vec()).map_err(|e| self.internal(e.to_string()))
+    }
+
+    /// Subscribe to the speaker's events (`GET /v1/events`); they come as they happen.
+    pub async fn events(&self) -> Result<Events, SpeakerError> {
+        let (status, body) = self
+            .transport
+            .open("/v1/events")
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(self.refusal(status, &bytes));
+        }
+        Ok(Events {
+            body,
+            buf: Vec::new(),
+            endpoint: self.transport.endpoint.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SpeakerError> {
+        let body = self.call(Method::GET, path, None).await?;
+        self.parse(&body)
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, SpeakerError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| self.internal(e.to_string()))?;
+        let body = self.call(Method::POST, path, Some(bytes)).await?;
+        self.parse(&body)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, SpeakerError> {
+        let (status, body) = self
+            .transport
+            .send(method, path, body)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(self.refusal(status, &body))
+        }
+    }
+
+    fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, SpeakerError> {
+        serde_json::from_slice(body).map_err(|e| {
+            self.internal(format!(
+                "unexpected answer: {e} in {}",
+                String::from_utf8_lossy(body)
+            ))
+        })
+    }
+
+    /// What an error status means, with the speaker's own message.
+    fn refusal(&self, status: StatusCode, body: &[u8]) -> SpeakerError {
+        let (message, field) = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(e) => (e.error, e.field),
+            Err(_) => (
+                format!("HTTP {status}: {}", String::from_utf8_lossy(body)),
+                None,
+            ),
+        };
+        match status {
+            StatusCode::CONFLICT => SpeakerError::Conflict { message },
+            StatusCode::SERVICE_UNAVAILABLE => SpeakerError::Busy { message },
+            s if s.is_client_error() => SpeakerError::Rejected {
+                status: s.as_u16(),
+                field,
+                message,
+            },
+            _ => self.internal(message),
+        }
+    }
+
+    fn transport_error(&self, e: TransportError) -> SpeakerError {
+        let endpoint = self.transport.endpoint.to_string();
+        match e {
+            TransportError::Unreachable(detail) => SpeakerError::Unreachable { endpoint, detail },
+            TransportError::TimedOut => SpeakerError::Unreachable {
+                endpoint,
+                detail: format!("no answer within {} ms", self.transport.timeout.as_millis()),
+            },
+            TransportError::Request(message) => SpeakerError::Internal { endpoint, message },
+        }
+    }
+
+    fn internal(&self, message: String) -> SpeakerError {
+        SpeakerError::Internal {
+            endpoint: self.transport.endpoint.to_string(),
+            message,
+        }
+    }
+}
+
+/// A speaker's event stream, one [`Event`] at a time.
+pub struct Events {
+    body: Incoming,
+    buf: Vec<u8>,
+    endpoint: String,
+}
+
+impl Events {
+    /// The speaker this stream comes from.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The next event; `Ok(None)` when the speaker ended the stream. A line that is not an
+    /// event this client knows (a newer speaker's) is skipped.
+    pub async fn next(&mut self) -> Result<Option<Event>, SpeakerError> {
+        loop {
+            while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                if let Ok(event) = serde_json::from_slice::<Event>(&line) {
+                    return Ok(Some(event));
+                }
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(SpeakerError::Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        detail: format!("event stream broke: {e}"),
+                    })
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16, body: &str) -> SpeakerError {
+        let s = Speaker::new(Endpoint::Unix("/x.sock".into()), None);
+        s.refusal(StatusCode::from_u16(status).unwrap(), body.as_bytes())
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        let e = kind(
+            400,
+            r#"{"error":"request body field `routes[0].prefix`: bad","field":"routes[0].prefix"}"#,
+        );
+        assert_eq!(
+            e,
+            SpeakerError::Rejected {
+                status: 400,
+                field: Some("routes[0].prefix".into()),
+                message: "request body field `routes[0].prefix`: bad".into()
+            }
+        );
+        assert!(matches!(
+            kind(404, r#"{"error":"no"}"#),
+            SpeakerError::Rejected {
+                status: 404,
+                field: None,
+                ..
+            }
+        ));
+        assert!(
+            matches!(kind(409, r#"{"error":"held"}"#), SpeakerError::Conflict { message } if message == "held")
+        );
+        assert!(matches!(
+            kind(503, r#"{"error":"full"}"#),
+            SpeakerError::Busy { .. }
+        ));
+        assert!(
+            matches!(kind(500, r#"{"error":"disk"}"#), SpeakerError::Internal { message, .. } if message == "disk")
+        );
+        // Not our error body (a proxy's page): the status and the text.
+        assert!(
+            matches!(kind(502, "<html>"), SpeakerError::Internal { message, .. } if message.contains("502") && message.contains("<html>"))
+        );
+        assert!(kind(401, "{}").is_rejected());
+        assert!(!kind(500, "{}").is_unreachable());
+    }
+}

@@ -1,0 +1,246 @@
+//! The API's backend: [`Control`] answered from the shared state.
+//!
+//! Reads (peers, routes, leases) take each lock only for a short copy; changes go through
+//! [`super::publish`] under the leases lock, as every change of the desired routes does.
+//!
+//! Never does: hold state of its own, or format the metrics (see [`super::metrics`]).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use ipnet::IpNet;
+use tokio::sync::broadcast;
+
+use super::{lock, Shared};
+use crate::api::{
+    ApiError, ChangeResponse, Control, Event, GracefulRestartStatus, LeaseReport, PeerStatus,
+    ReceivedRoute, ResetResponse,
+};
+use crate::config::NeighborConfig;
+use crate::speaker::lease::now_ms;
+use crate::speaker::store::Change;
+use crate::speaker::Route;
+
+impl Shared {
+    /// Drain every announced route (SIGTERM with `shutdown_graceful_secs`); returns how many.
+    pub fn drain_all(&self) -> usize {
+        self.drain(self.announced_prefixes(), true).unwrap_or(0)
+    }
+
+    /// The prefixes of the desired routes, in order.
+    fn announced_prefixes(&self) -> Vec<IpNet> {
+        lock(&self.store).routes().keys().copied().collect()
+    }
+}
+
+impl Control for Shared {
+    fn peers(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let s = lock(&p.status);
+                let graceful_restart = s.gr.local.then(|| {
+                    let stale = lock(&p.rib_in).stale_count() as u64;
+                    GracefulRestartStatus {
+                        peer_capable: s.gr.peer,
+                        notification: s.gr.notification,
+                        state: if s.gr.stale_until.is_some() {
+                            "helping"
+                        } else if s.gr.peer {
+                            "ready"
+                        } else {
+                            "off"
+                        }
+                        .into(),
+                        stale_routes: stale,
+                        stale_timer_secs: s
+                            .gr
+                            .stale_until
+                            .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
+                    }
+                });
+                PeerStatus {
+                    address: p.config.address,
+                    remote_as: p.config.remote_as.0,
+                    description: p.config.description.clone(),
+                    state: s.state,
+                    uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
+                    prefixes_sent: s.prefixes_sent,
+                    prefixes_received: lock(&p.rib_in).len() as u64,
+                    last_error: s.last_error.clone(),
+                    graceful_restart,
+                    bfd: p.bfd.as_ref().map(|b| bfd_status(&p.config, &b.snapshot())),
+                    md5: p.config.md5_password.is_some(),
+                    ttl_security: p.config.ttl_security.map(|h| h.0),
+                    send_hold_time_secs: (p.config.send_hold_time.0 > 0)
+                        .then_some(p.config.send_hold_time.0),
+                }
+            })
+            .collect()
+    }
+
+    fn announced(&self) -> Vec<Route> {
+        lock(&self.store).routes().values().cloned().collect()
+    }
+
+    fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError> {
+        if let Some(addr) = peer {
+            if !self.peers.iter().any(|p| p.config.address == addr) {
+                return Err(ApiError::NotFound(format!(
+                    "peer {addr} is not a configured neighbor"
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for p in self
+            .peers
+            .iter()
+            .filter(|p| peer.is_none_or(|a| a == p.config.address))
+        {
+            out.extend(lock(&p.rib_in).routes().into_iter().map(|r| ReceivedRoute {
+                peer: p.config.address,
+                prefix: r.prefix,
+                next_hop: r.next_hop,
+                as_path: r.as_path.to_string(),
+                attrs: r.attrs,
+                stale: r.stale,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError> {
+        // Under the leases lock, so the lease task never sees a new leased route without
+        // its deadline. An announce (even an unchanged one) starts or renews the lease.
+        let mut leases = lock(&self.leases);
+        let resp = self.change(Change::Announce(routes.clone()))?;
+        leases.renew(routes.iter(), now_ms()).map_err(|e| {
+            tracing::error!(error = %e, "routes announced, but their leases could not be written");
+            ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
+        })?;
+        drop(leases);
+        // Only a leased route can move the next deadline earlier; waking the lease task for
+        // others would walk the whole table on every change.
+        if routes.iter().any(|r| r.lease_secs.is_some()) {
+            self.lease_wake.notify_one();
+        }
+        Ok(resp)
+    }
+
+    fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
+        self.withdraw_holding(&mut lock(&self.leases), prefixes)
+    }
+
+    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
+        // Listed under the leases lock, which every change of the desired routes holds: the
+        // list is the table as the change finds it.
+        let mut leases = lock(&self.leases);
+        self.withdraw_holding(&mut leases, self.announced_prefixes())
+    }
+
+    fn leases(&self) -> LeaseReport {
+        self.lease_report(&lock(&self.leases))
+    }
+
+    fn renew_leases(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, ApiError> {
+        let mut leases = lock(&self.leases);
+        let routes: Vec<Route> = {
+            let store = lock(&self.store);
+            if prefixes.is_empty() {
+                store
+                    .routes()
+                    .values()
+                    .filter(|r| r.lease_secs.is_some())
+                    .cloned()
+                    .collect()
+            } else {
+                let missing: Vec<String> = prefixes
+                    .iter()
+                    .filter(|p| store.get(p).is_none_or(|r| r.lease_secs.is_none()))
+                    .map(ToString::to_string)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(ApiError::NotFound(format!(
+                        "no leased route for {}: expired or never announced with a lease; announce it again",
+                        missing.join(", ")
+                    )));
+                }
+                prefixes
+                    .iter()
+                    .filter_map(|p| store.get(p).cloned())
+                    .collect()
+            }
+        };
+        leases
+            .renew(routes.iter(), now_ms())
+            .map_err(|e| ApiError::Internal(format!("cannot persist leases: {e}")))?;
+        Ok(self.lease_report(&leases))
+    }
+
+    fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
+        let store = lock(&self.store);
+        let present = prefixes.iter().filter(|p| store.get(p).is_some()).count();
+        {
+            let mut draining = lock(&self.draining);
+            for p in prefixes.iter().copied() {
+                if on {
+                    draining.insert(p);
+                } else {
+                    draining.remove(&p);
+                }
+            }
+        }
+        if on {
+            tracing::info!(
+                routes = present,
+                "graceful shutdown: announcing with GRACEFUL_SHUTDOWN"
+            );
+        }
+        self.publish(&store, prefixes);
+        Ok(present)
+    }
+
+    fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
+        let p = self
+            .peers
+            .iter()
+            .find(|p| p.config.address == peer)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("peer {peer} is not a configured neighbor"))
+            })?;
+        let state = lock(&p.status).state;
+        p.input
+            .try_send(crate::daemon::peer::PeerInput::Reset { hard })
+            .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
+        Ok(ResetResponse { peer, hard, state })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics_text()
+    }
+}
+
+/// `ferry status`'s view of a BFD session.
+fn bfd_status(config: &NeighborConfig, s: &crate::bfd::Snapshot) -> crate::api::BfdStatus {
+    let (min_tx_ms, min_rx_ms, multiplier) = config.bfd.map_or((0, 0, 0), |b| {
+        (b.min_tx_ms.0, b.min_rx_ms.0, b.multiplier.0)
+    });
+    crate::api::BfdStatus {
+        state: s.state.to_string(),
+        remote_state: s.remote_state.to_string(),
+        local_discriminator: s.local_discriminator,
+        remote_discriminator: s.remote_discriminator,
+        diagnostic: s.local_diag.to_string(),
+        remote_diagnostic: s.remote_diag.to_string(),
+        min_tx_ms,
+        min_rx_ms,
+        multiplier,
+        tx_interval_ms: s.tx_interval.as_millis() as u64,
+        detection_time_ms: s.detection_time.map(|d| d.as_millis() as u64),
+        transitions: s.transitions,
+    }
+}

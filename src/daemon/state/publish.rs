@@ -1,0 +1,280 @@
+//! Changing the desired routes and publishing them to the peer drivers.
+//!
+//! A change is checked by the store, handed to the drivers through the
+//! [`DesiredLog`](crate::speaker::DesiredLog) (with the drain overlay of RFC 8326 applied) and
+//! made durable, in the [`Order`] its caller needs; a change that cannot be written is
+//! published back, so nothing unacknowledged stays announced. The route journal is compacted
+//! later, off the drivers' way.
+//!
+//! Never does: touch leases (the caller holds the leases lock, see [`super::leases`]) or
+//! answer the API itself (see [`super::backend`]).
+
+use ipnet::IpNet;
+
+use super::{lock, write, Shared};
+use crate::api::{ApiError, ChangeResponse, Event};
+use crate::speaker::store::{Applied, Change, RouteStore};
+use crate::speaker::{Retired, Route};
+
+impl Shared {
+    /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
+    /// overlay applied; O(changed), not O(table).
+    pub(super) fn publish(&self, store: &RouteStore, prefixes: impl IntoIterator<Item = IpNet>) {
+        drop(self.publish_routes(prefixes.into_iter().map(|p| (p, store.get(&p).cloned()))));
+    }
+
+    /// Hand these changes (the route as stored now, `None`: withdrawn) to the drivers, with
+    /// the drain overlay applied; returns the routes the drivers no longer see, for the
+    /// caller to free once that is off the drivers' way.
+    fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> Retired {
+        let draining = lock(&self.draining);
+        let changes = changes.into_iter().map(|(p, route)| {
+            let route = route.map(|mut r| {
+                if draining.contains(&p) {
+                    r.attrs.mark_graceful_shutdown();
+                }
+                r
+            });
+            (p, route)
+        });
+        let (version, retired) = write(&self.desired_log).apply_retiring(changes);
+        self.desired.send_if_modified(|v| {
+            let changed = *v != version;
+            *v = version;
+            changed
+        });
+        retired
+    }
+
+    /// Compact the route journal into a new snapshot if it is due. The daemon's compaction
+    /// task calls this a moment after a change made it due, so the snapshot is not written
+    /// while the drivers send that change; the journal is durable meanwhile.
+    pub fn compact_journal(&self) {
+        if let Err(e) = lock(&self.store).compact_if_due() {
+            tracing::warn!(error = %e, "cannot compact the route journal; changes stay journaled");
+        }
+    }
+
+    /// Apply a change: checked, handed to the drivers, made durable, then answered. The
+    /// drivers get it before the store has written it, so the first UPDATEs are on the wire
+    /// while the journal is written and synced; the answer still waits for the sync. Should
+    /// the write fail, a second `desired_changed` (with the stored, earlier generation) says
+    /// the change is taken back, the drivers get the stored routes of those prefixes back, and
+    /// the call fails: nothing unacknowledged stays announced. A crash between the two leaves
+    /// no trace of the change once the speaker is back.
+    pub(super) fn change(&self, change: Change) -> Result<ChangeResponse, ApiError> {
+        self.change_in_order(change, Order::PublishFirst)
+    }
+
+    pub(super) fn change_in_order(
+        &self,
+        change: Change,
+        order: Order,
+    ) -> Result<ChangeResponse, ApiError> {
+        let mut store = lock(&self.store);
+        let applied = store.prepare(change).map_err(|e| {
+            if e.is_bad_input() {
+                ApiError::BadRequest(e.to_string())
+            } else {
+                ApiError::Internal(e.to_string())
+            }
+        })?;
+        let changed = applied.announced.len() + applied.withdrawn.len();
+        let generation = applied.generation;
+        if changed == 0 {
+            return Ok(ChangeResponse {
+                changed,
+                generation,
+            });
+        }
+        if order == Order::WriteFirst {
+            let prefixes: Vec<IpNet> = applied.prefixes().collect();
+            store.commit(applied).map_err(|f| not_written(&f.error))?;
+            self.emit(Event::DesiredChanged {
+                generation,
+                changed,
+            });
+            self.publish(&store, prefixes);
+        } else {
+            // Emit before the drivers see the change, so that the events stream keeps causal
+            // order: desired_changed, then the routes_sent it causes.
+            self.emit(Event::DesiredChanged {
+                generation,
+                changed,
+            });
+            // `applied` holds the routes as they will be stored: no lookup in the store.
+            let retired = self.publish_routes(applied_changes(&applied));
+            let committed = store.commit(applied);
+            // Freed after the write: the drivers are sending meanwhile.
+            drop(retired);
+            if let Err(failed) = committed {
+                // The events say it before the drivers act on it, as above: the state is
+                // back at the stored generation.
+                self.emit(Event::DesiredChanged {
+                    generation: store.generation(),
+                    changed,
+                });
+                self.publish(&store, failed.applied.prefixes());
+                return Err(not_written(&failed.error));
+            }
+        }
+        // Not now: a snapshot of a large table takes CPU the drivers need while they send
+        // this change (see `compact_journal`).
+        if store.compaction_due() {
+            self.compact_wake.notify_one();
+        }
+        Ok(ChangeResponse {
+            changed,
+            generation,
+        })
+    }
+}
+
+/// When the peers hear of a change: before the store has written it (the API's changes: the
+/// UPDATEs leave while the journal is synced) or after (lease expiry, retried every tick
+/// while the write fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    PublishFirst,
+    WriteFirst,
+}
+
+/// The API error for a change the store could not write.
+fn not_written(error: &crate::speaker::store::StoreError) -> ApiError {
+    tracing::error!(%error, "change refused: the desired routes could not be written");
+    ApiError::Internal(format!(
+        "{error}; the change was not applied (the peers got it and were told to forget it \
+         again; should the state file hold it anyway, a restart loads it): check the state \
+         directory's disk space and permissions, then retry"
+    ))
+}
+
+/// What a batch changed, as the desired log takes it: the new routes, then the gone prefixes.
+fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Route>)> + '_ {
+    applied
+        .announced
+        .iter()
+        .map(|r| (r.prefix, Some(r.clone())))
+        .chain(applied.withdrawn.iter().map(|p| (*p, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, RwLock};
+
+    use tokio::sync::{broadcast, watch};
+
+    use super::super::read;
+    use super::*;
+    use crate::api::Control as _;
+    use crate::speaker::lease::Leases;
+    use crate::speaker::{DesiredLog, UpdateGroups};
+
+    fn shared(dir: &std::path::Path) -> Shared {
+        let store = RouteStore::load(dir).unwrap();
+        let desired_log = DesiredLog::new(store.routes().values().cloned());
+        Shared {
+            store: Mutex::new(store),
+            desired: watch::channel(0).0,
+            desired_log: RwLock::new(desired_log),
+            groups: Mutex::new(UpdateGroups::default()),
+            next_member: Default::default(),
+            events: broadcast::channel(16).0,
+            peers: Vec::new(),
+            draining: Default::default(),
+            leases: Mutex::new(Leases::load(dir).unwrap()),
+            lease_wake: tokio::sync::Notify::new(),
+            compact_wake: tokio::sync::Notify::new(),
+            lease_expiries: Default::default(),
+            last_expiry: Mutex::new(None),
+        }
+    }
+
+    fn route(p: &str) -> Route {
+        Route::new(p.parse().unwrap()).unwrap()
+    }
+
+    /// What the drivers are told, in prefix order.
+    fn published(s: &Shared) -> Vec<IpNet> {
+        read(&s.desired_log).routes().map(|r| r.prefix).collect()
+    }
+
+    /// A speaker with `a` announced and written, whose next write fails: the first change
+    /// writes a snapshot, later ones append to the journal, and a directory where the journal
+    /// goes makes that fail (as root too). Returns the journal's path, to unblock it.
+    fn one_route_then_writes_fail() -> (tempfile::TempDir, Shared, Route, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = shared(dir.path());
+        let a = route("198.51.100.0/24");
+        s.announce(vec![a.clone()]).unwrap();
+        assert_eq!(published(&s), vec![a.prefix]);
+        let journal = dir.path().join(crate::speaker::store::JOURNAL_FILE);
+        std::fs::create_dir(&journal).unwrap();
+        (dir, s, a, journal)
+    }
+
+    /// The drivers get a change before it is written; when the write fails they get the
+    /// stored routes back, the call fails, and the next change that can be written goes out.
+    #[test]
+    fn a_change_that_cannot_be_written_is_published_back_and_fails() {
+        let (dir, s, a, journal) = one_route_then_writes_fail();
+        let mut events = s.events.subscribe();
+        let b = route("203.0.113.0/24");
+        let err = s.announce(vec![b.clone()]).unwrap_err();
+        assert!(format!("{err:?}").contains("not applied"), "{err:?}");
+        assert_eq!(published(&s), vec![a.prefix], "b is taken back");
+        let err = s.withdraw(vec![a.prefix]).unwrap_err();
+        assert!(format!("{err:?}").contains("not applied"), "{err:?}");
+        assert_eq!(published(&s), vec![a.prefix], "a is put back");
+        assert_eq!(lock(&s.store).generation(), 1);
+        // Each failed change: desired_changed for the change, then one for the undo.
+        let mut generations = Vec::new();
+        while let Ok(Event::DesiredChanged { generation, .. }) = events.try_recv() {
+            generations.push(generation);
+        }
+        assert_eq!(generations, vec![2, 1, 2, 1]);
+        // Both failures are counted where an operator looks.
+        let m = s.metrics();
+        assert!(
+            m.contains("ferry_state_write_failures_total{file=\"routes\"} 2"),
+            "{m}"
+        );
+
+        std::fs::remove_dir(&journal).unwrap();
+        s.announce(vec![b.clone()]).unwrap();
+        assert_eq!(published(&s), vec![a.prefix, b.prefix]);
+        drop(s);
+        let reloaded = RouteStore::load(dir.path()).unwrap();
+        assert_eq!(
+            reloaded.routes().keys().copied().collect::<Vec<_>>(),
+            vec![a.prefix, b.prefix]
+        );
+    }
+
+    /// A lease expiry is written before the peers hear of it: while the write fails (it is
+    /// retried every tick) the peers see nothing, not a withdraw and a re-announce each time.
+    #[test]
+    fn a_write_first_change_that_cannot_be_written_is_never_published() {
+        let (_dir, s, a, journal) = one_route_then_writes_fail();
+        let version = read(&s.desired_log).version();
+        let mut events = s.events.subscribe();
+        let err = s
+            .change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("not applied"), "{err:?}");
+        assert_eq!(read(&s.desired_log).version(), version, "nothing published");
+        assert_eq!(published(&s), vec![a.prefix]);
+        assert!(events.try_recv().is_err(), "no event");
+        std::fs::remove_dir(&journal).unwrap();
+        s.change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
+            .unwrap();
+        assert!(published(&s).is_empty());
+        assert!(matches!(
+            events.try_recv(),
+            Ok(Event::DesiredChanged {
+                generation: 2,
+                changed: 1
+            })
+        ));
+    }
+}
