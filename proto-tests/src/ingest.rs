@@ -57,6 +57,49 @@ pub struct Bins {
     pub blaster: PathBuf,
 }
 
+impl Bins {
+    /// `FERRY_BIN`, or the workspace's release build of ferry; `blaster` is the bench's own
+    /// `bgp_blaster` (`CARGO_BIN_EXE_bgp_blaster`).
+    pub fn from_env(blaster: &str) -> Bins {
+        Bins {
+            ferry: std::env::var_os("FERRY_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry")
+                }),
+            blaster: PathBuf::from(blaster),
+        }
+    }
+
+    /// The kinds of `all` named in the environment variable `var` (comma-separated; every
+    /// kind when it is unset or empty). Panics naming the programs of the chosen kinds that
+    /// are not there.
+    pub fn selected<K: Copy>(
+        &self,
+        var: &str,
+        all: &[K],
+        name: impl Fn(K) -> &'static str,
+        program: impl Fn(K, &Path) -> String,
+    ) -> Vec<K> {
+        let wanted = std::env::var(var).unwrap_or_default();
+        let kinds: Vec<K> = all
+            .iter()
+            .copied()
+            .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == name(*k)))
+            .collect();
+        let missing: Vec<String> = kinds
+            .iter()
+            .map(|k| program(*k, &self.ferry))
+            .filter(|p| !testkit::root::program_exists(p))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "missing: {missing:?} (build Ferry with `cargo build --release --bin ferry` or set FERRY_BIN)"
+        );
+        kinds
+    }
+}
+
 /// Which implementation receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReceiverKind {
