@@ -16,24 +16,17 @@
 //! Run: `cargo bench --bench announce_latency`.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ferry::api::{Endpoint, SessionState};
+use ferry::config::{Asn, Config, NeighborConfig, RouterId, SpeakerConfig};
 use ferry::speaker::Route;
 use ferry::wire::{split_frame, Capability, Context, Message, MpNlri, Open, MAX_MESSAGE_LEN};
-
-struct Speaker(Child);
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use testkit::speaker::{self, SpeakerProcess};
 
 /// What one UPDATE carried, and when it arrived.
 struct Arrival {
@@ -136,30 +129,26 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw peer");
     let port = listener.local_addr().expect("addr").port();
     let sock = dir.path().join("ferry.sock");
-    let config = format!(
-        "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\n\n\
-         [[neighbor]]\naddress = \"127.0.0.1\"\nport = {port}\nremote_as = 65001\nfamilies = [\"ipv4\", \"ipv6\"]\n",
-        sock.display(),
-        dir.path().display()
-    );
+    let mut neighbor = NeighborConfig::new(IpAddr::from([127, 0, 0, 1]), Asn(65001));
+    neighbor.port = port;
+    let config = Config {
+        speaker: SpeakerConfig::new(
+            Asn(65100),
+            RouterId(Ipv4Addr::new(192, 0, 2, 1)),
+            sock.clone(),
+            dir.path().to_owned(),
+        ),
+        neighbors: vec![neighbor],
+    };
     let config_path = dir.path().join("ferry.toml");
-    std::fs::write(&config_path, config).expect("write config");
+    speaker::write_config(&config_path, &config).expect("write config");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || raw_peer(listener, tx));
-    let _speaker = Speaker(
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["speaker", "--config"])
-            .arg(&config_path)
-            .env("FERRY_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ferry speaker"),
-    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.env("FERRY_LOG", "warn");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "speaker API did not come up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _speaker = SpeakerProcess::start(cmd, &config_path, &sock, None, Duration::from_secs(10))
+        .expect("start ferry speaker");
     // Wait for Established: the API reports it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

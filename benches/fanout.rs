@@ -18,27 +18,20 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry::api::Endpoint;
+use ferry::config::{Asn, Config, HoldTime, NeighborConfig, RouterId, Seconds, SpeakerConfig};
 use ferry::speaker::Route;
 use ferry::wire::{Afi, Capability, Context, Message, Open, Safi};
 use ipnet::{IpNet, Ipv6Net};
+use testkit::speaker::{self, SpeakerProcess};
 
 const SINKS: usize = 50;
 const WAIT: Duration = Duration::from_secs(120);
-
-struct Speaker(Child);
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One sink's view: prefixes held now, and when the count last changed (ns since `epoch`).
 #[derive(Default)]
@@ -246,36 +239,38 @@ fn main() {
             .expect("temp dir");
     let epoch = Instant::now();
     let sock = dir.path().join("ferry.sock");
-    let mut config = format!(
-        "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"{}\"\nstate_dir = \"{}\"\n",
-        sock.display(),
-        dir.path().display()
-    );
+    let mut config = Config {
+        speaker: SpeakerConfig::new(
+            Asn(65100),
+            RouterId(Ipv4Addr::new(192, 0, 2, 1)),
+            sock.clone(),
+            dir.path().to_owned(),
+        ),
+        neighbors: Vec::new(),
+    };
     let mut sinks = Vec::new();
     for i in 0..SINKS {
         let ip = Ipv4Addr::new(127, 0, 0, 10 + i as u8);
         let l = TcpListener::bind((ip, 0)).expect("bind sink");
         let port = l.local_addr().expect("addr").port();
-        config.push_str(&format!(
-            "\n[[neighbor]]\naddress = \"{ip}\"\nport = {port}\nremote_as = 65001\nhold_time = 240\nconnect_retry = 1\nlocal_address = \"127.0.0.1\"\n"
-        ));
+        let mut n = NeighborConfig::new(ip.into(), Asn(65001));
+        n.port = port;
+        n.hold_time = HoldTime(240);
+        n.connect_retry = Seconds(1);
+        n.local_address = Some(Ipv4Addr::LOCALHOST.into());
+        config.neighbors.push(n);
         let s = Arc::new(Sink::default());
         let s2 = s.clone();
         std::thread::spawn(move || sink(l, s2, epoch));
         sinks.push(s);
     }
     let config_path = dir.path().join("ferry.toml");
-    std::fs::write(&config_path, config).expect("write config");
-    let speaker = Speaker(
-        Command::new(&bin)
-            .args(["speaker", "--config"])
-            .arg(&config_path)
-            .env("FERRY_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ferry speaker"),
-    );
-    let pid = speaker.0.id();
+    speaker::write_config(&config_path, &config).expect("write config");
+    let mut cmd = Command::new(&bin);
+    cmd.env("FERRY_LOG", "warn");
+    let speaker = SpeakerProcess::start(cmd, &config_path, &sock, None, Duration::from_secs(30))
+        .expect("start ferry speaker");
+    let pid = speaker.pid().expect("speaker running");
     let deadline = Instant::now() + Duration::from_secs(30);
     while sinks
         .iter()

@@ -31,7 +31,7 @@
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,34 +40,21 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ferry::api::{Endpoint, PeerStatus, SessionState, Speaker};
+use ferry::config::{Asn, Config, FamilyName, NeighborConfig, RouterId, Seconds, SpeakerConfig};
 use ferry::speaker::Route;
 use ferry::wire::{
     split_frame, AsPath, AttributeValue, Capability, Community, Context, Family, LargeCommunity,
     Message, Open, Origin, PathAttribute, Update, MAX_MESSAGE_LEN,
 };
 use ipnet::Ipv4Net;
+use testkit::rng::Rng;
+use testkit::speaker::{self, SpeakerProcess};
 
 /// Every wait in this harness gives up after this long.
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(10);
 const PEER_ASN: u32 = 65001;
 const LOCAL_ASN: u32 = 65100;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn attribute_set(rng: &mut Rng) -> Vec<PathAttribute> {
     let hops = 2 + rng.below(5) as usize;
@@ -134,7 +121,7 @@ fn prefixes(rng: &mut Rng, n: usize) -> Vec<Ipv4Net> {
 /// The encoded table (UPDATEs then End-of-RIB) and how many UPDATEs it has.
 fn table(n: usize) -> (Vec<u8>, usize) {
     let sets = (n * 273 / 800).max(1);
-    let mut rng = Rng(0x5eed_f0e5 ^ n as u64);
+    let mut rng = Rng::new(0x5eed_f0e5 ^ n as u64);
     let ctx = Context::default();
     let attr_sets: Vec<Vec<PathAttribute>> = (0..sets).map(|_| attribute_set(&mut rng)).collect();
     let mut by_set: Vec<Vec<Ipv4Net>> = vec![Vec::new(); sets];
@@ -291,7 +278,7 @@ fn nix_free_connect(to: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 struct Ferry {
-    daemon: Daemon,
+    daemon: SpeakerProcess,
     api: PathBuf,
     listen: SocketAddr,
     _dir: tempfile::TempDir,
@@ -305,40 +292,37 @@ fn start_ferry(second_port: Option<u16>) -> Ferry {
             .expect("temp dir");
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let api = dir.path().join("api.sock");
-    let mut config = format!(
-        "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"192.0.2.1\"\nlisten = \"{listen}\"\n\
-         api = \"{}\"\nstate_dir = \"{}\"\n\n\
-         [[neighbor]]\naddress = \"127.0.0.2\"\nremote_as = {PEER_ASN}\npassive = true\n\
-         families = [\"ipv4\"]\nmax_prefixes = 2000000\n",
-        api.display(),
-        dir.path().join("state").display()
+    let mut flooder = NeighborConfig::new(IpAddr::from([127, 0, 0, 2]), Asn(PEER_ASN));
+    flooder.passive = true;
+    flooder.families = vec![FamilyName::Ipv4];
+    flooder.max_prefixes = 2_000_000;
+    let mut speaker = SpeakerConfig::new(
+        Asn(LOCAL_ASN),
+        RouterId(Ipv4Addr::new(192, 0, 2, 1)),
+        api.clone(),
+        dir.path().join("state"),
     );
+    speaker.listen = Some(listen);
+    let mut config = Config {
+        speaker,
+        neighbors: vec![flooder],
+    };
     if let Some(port) = second_port {
-        config.push_str(&format!(
-            "\n[[neighbor]]\naddress = \"127.0.0.3\"\nport = {port}\nremote_as = {PEER_ASN}\n\
-             local_address = \"127.0.0.1\"\nfamilies = [\"ipv4\"]\nconnect_retry = 1\n"
-        ));
+        let mut n = NeighborConfig::new(IpAddr::from([127, 0, 0, 3]), Asn(PEER_ASN));
+        n.port = port;
+        n.local_address = Some(IpAddr::from([127, 0, 0, 1]));
+        n.families = vec![FamilyName::Ipv4];
+        n.connect_retry = Seconds(1);
+        config.neighbors.push(n);
     }
     let config_path = dir.path().join("ferry.toml");
-    std::fs::write(&config_path, config).expect("write config");
-    let daemon = Daemon(
-        Command::new(
-            std::env::var("FERRY_INGEST_BIN")
-                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").into()),
-        )
-        .args(["speaker", "--config"])
-        .arg(&config_path)
-        .env("FERRY_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start ferry speaker"),
+    speaker::write_config(&config_path, &config).expect("write config");
+    let mut cmd = Command::new(
+        std::env::var("FERRY_INGEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").into()),
     );
-    let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(&api).is_err() {
-        assert!(Instant::now() < deadline, "speaker API did not come up");
-        std::thread::sleep(POLL);
-    }
+    cmd.env("FERRY_LOG", "warn");
+    let daemon =
+        SpeakerProcess::start(cmd, &config_path, &api, None, WAIT).expect("start ferry speaker");
     Ferry {
         daemon,
         api,
@@ -407,9 +391,13 @@ fn run_ferry(table: &Arc<Vec<u8>>, n: usize) -> Outcome {
     let sock = raw_flooder(f.listen);
     let rt = runtime();
     let client = Speaker::new(Endpoint::Unix(f.api.clone()), None);
-    flood_and_wait(sock, table, n, f.daemon.pid(), || {
-        ferry_received(&rt, &client)
-    })
+    flood_and_wait(
+        sock,
+        table,
+        n,
+        f.daemon.pid().expect("speaker running"),
+        || ferry_received(&rt, &client),
+    )
 }
 
 fn run_bird(table: &Arc<Vec<u8>>, n: usize) -> Option<Outcome> {

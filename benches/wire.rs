@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
+use testkit::rng::Rng;
 
 use ferry::wire::{
     split_frame, AsPath, AttributeValue, Community, Context, LargeCommunity, Message, Origin,
@@ -22,22 +23,6 @@ use ferry::wire::{
 };
 
 const PREFIXES: usize = 800_000;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn attribute_set(rng: &mut Rng) -> Vec<PathAttribute> {
     let hops = 2 + rng.below(5) as usize;
@@ -93,7 +78,7 @@ fn prefix(rng: &mut Rng, i: usize) -> Ipv4Net {
 
 /// Build the table as UPDATEs that each fit 4096 octets.
 fn table(sets: usize) -> Vec<Message> {
-    let mut rng = Rng(0x5eed_f0e5 ^ sets as u64);
+    let mut rng = Rng::new(0x5eed_f0e5 ^ sets as u64);
     let ctx = Context::default();
     let attr_sets: Vec<Vec<PathAttribute>> = (0..sets).map(|_| attribute_set(&mut rng)).collect();
     let mut by_set: Vec<Vec<Ipv4Net>> = vec![Vec::new(); sets];

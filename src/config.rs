@@ -7,13 +7,17 @@
 //! gives the position and message without quoting the line or the value.
 //! A config that holds `md5_password` must be readable by its owner only
 //! ([`ConfigError::Exposed`] otherwise, naming the mode and the `chmod` that fixes it).
+//! Every type also serializes, so a typed `Config` written with `toml::to_string` parses back
+//! to an equal one (tests and benches start speakers that way). A secret file
+//! (`api_token_file`) serializes as its path; `md5_password`, which the file itself holds,
+//! serializes as its value, so a written config that has one must be private as well.
 //! Never does: open sockets or files other than the config itself.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +34,7 @@ pub enum ConfigError {
     Exposed { path: PathBuf, mode: u32 },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub speaker: SpeakerConfig,
@@ -38,27 +42,31 @@ pub struct Config {
     pub neighbors: Vec<NeighborConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpeakerConfig {
     pub asn: Asn,
     pub router_id: RouterId,
     /// Accept sessions here (optional; peers may also be reached only actively).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
     /// Control socket (Unix domain socket path).
     pub api: PathBuf,
     /// Optional TCP listener for the API; requires `api_token_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_tcp: Option<SocketAddr>,
     /// File holding the bearer token the TCP API requires.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
     /// Desired routes survive restarts here.
     pub state_dir: PathBuf,
     /// On SIGTERM, re-announce every route with GRACEFUL_SHUTDOWN (RFC 8326) and wait this
     /// long before closing the sessions, so peers move traffic to other paths first.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_graceful_secs: Option<Seconds>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NeighborConfig {
     pub address: IpAddr,
@@ -71,6 +79,7 @@ pub struct NeighborConfig {
     #[serde(default)]
     pub passive: bool,
     /// Source address for the outgoing connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_address: Option<IpAddr>,
     /// Seconds between connection attempts (RFC 4271 §10 suggests 120; Ferry's sites want speed).
     #[serde(default = "default_connect_retry")]
@@ -85,6 +94,7 @@ pub struct NeighborConfig {
     /// Resources (RFC 4486), as max_prefixes bounds the count of routes but not their size.
     #[serde(default = "default_max_attribute_bytes")]
     pub max_attribute_bytes: AttributeBytes,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Extended messages (RFC 8654): advertise the capability, so that with a peer that
     /// advertises it too UPDATEs may be up to 65,535 octets instead of 4,096 (fewer, larger
@@ -98,11 +108,14 @@ pub struct NeighborConfig {
     pub graceful_restart: bool,
     /// Restart Time advertised with graceful restart: how long peers keep our routes while we
     /// restart (1-4095 s, default 120).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_time: Option<RestartTime>,
     /// TCP MD5 signature key (RFC 2385), 1-80 octets; both ends must agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub md5_password: Option<Md5Password>,
     /// GTSM (RFC 5082): send with TTL 255 and accept only packets from at most this many
     /// hops away (1-254; 1 = directly connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_security: Option<TtlHops>,
     /// RFC 9687 SendHoldTimer in seconds: a peer that accepts none of our data for this long
     /// is dropped. 0 turns it off; default 480 (8 minutes, the RFC's suggestion).
@@ -110,11 +123,12 @@ pub struct NeighborConfig {
     pub send_hold_time: SendHoldTime,
     /// BFD (RFC 5880 asynchronous mode, RFC 5881 single hop) for this neighbor; when its
     /// session goes Down, the BGP session is taken down at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdConfig>,
 }
 
 /// BFD timers of one neighbor (RFC 5880 §6.8.1 variables, in milliseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BfdConfig {
     /// Desired Min TX Interval: how often we would like to send (10-60000 ms, default 300).
@@ -142,7 +156,7 @@ fn default_send_hold_time() -> SendHoldTime {
 }
 
 /// A BFD interval in milliseconds, 10-60000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct BfdInterval(pub u32);
 
@@ -157,7 +171,7 @@ impl TryFrom<i64> for BfdInterval {
 }
 
 /// BFD Detect Mult, 2-255 (1 would declare Down on a single lost packet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct BfdMultiplier(pub u8);
 
@@ -172,7 +186,7 @@ impl TryFrom<i64> for BfdMultiplier {
 }
 
 /// A TCP MD5 key: 1-80 octets (Linux's TCP_MD5SIG_MAXKEYLEN). `Debug` hides it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub struct Md5Password(String);
 
@@ -202,7 +216,7 @@ impl TryFrom<String> for Md5Password {
 }
 
 /// GTSM hop count, 1-254 (RFC 5082 §3: accept TTL >= 256 - hops).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct TtlHops(pub u8);
 
@@ -224,7 +238,7 @@ impl TryFrom<i64> for TtlHops {
 }
 
 /// RFC 9687 send hold time in seconds: 0 (off) or 1-3600.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct SendHoldTime(pub u32);
 
@@ -275,7 +289,7 @@ fn default_max_attribute_bytes() -> AttributeBytes {
 }
 
 /// A per-peer budget of received path attribute octets, at least 1 MiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct AttributeBytes(pub u64);
 
@@ -292,7 +306,7 @@ impl TryFrom<i64> for AttributeBytes {
 }
 
 /// A 4-octet AS number other than 0 and AS_TRANS (RFC 7607, RFC 6793 §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct Asn(pub u32);
 
@@ -309,7 +323,7 @@ impl TryFrom<i64> for Asn {
 }
 
 /// A BGP identifier: a non-zero IPv4 address (RFC 6286 §2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub struct RouterId(pub Ipv4Addr);
 
@@ -327,7 +341,7 @@ impl TryFrom<String> for RouterId {
 }
 
 /// Hold time in seconds: 0 (no keepalives) or 3-65535 (RFC 4271 §4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct HoldTime(pub u16);
 
@@ -344,7 +358,7 @@ impl TryFrom<i64> for HoldTime {
 }
 
 /// A duration in whole seconds, 1-3600.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct Seconds(pub u32);
 
@@ -365,7 +379,7 @@ impl Seconds {
 }
 
 /// RFC 4724 §3 Restart Time: 12 bits; 0 would ask peers to drop our routes at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "i64")]
 pub struct RestartTime(pub u16);
 
@@ -384,7 +398,47 @@ impl TryFrom<i64> for RestartTime {
     }
 }
 
+impl SpeakerConfig {
+    /// A speaker with only the required keys set.
+    pub fn new(asn: Asn, router_id: RouterId, api: PathBuf, state_dir: PathBuf) -> Self {
+        Self {
+            asn,
+            router_id,
+            listen: None,
+            api,
+            api_tcp: None,
+            api_token_file: None,
+            state_dir,
+            shutdown_graceful_secs: None,
+        }
+    }
+}
+
 impl NeighborConfig {
+    /// A neighbor with only the required keys set, every other one at its default.
+    pub fn new(address: IpAddr, remote_as: Asn) -> Self {
+        Self {
+            address,
+            remote_as,
+            hold_time: default_hold_time(),
+            port: default_port(),
+            passive: false,
+            local_address: None,
+            connect_retry: default_connect_retry(),
+            families: default_families(),
+            max_prefixes: default_max_prefixes(),
+            max_attribute_bytes: default_max_attribute_bytes(),
+            description: None,
+            extended_messages: default_extended_messages(),
+            graceful_restart: false,
+            restart_time: None,
+            md5_password: None,
+            ttl_security: None,
+            send_hold_time: default_send_hold_time(),
+            bfd: None,
+        }
+    }
+
     /// The restart time to advertise, when graceful restart is on.
     pub fn restart_time(&self) -> Option<u16> {
         self.graceful_restart
@@ -392,7 +446,7 @@ impl NeighborConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FamilyName {
     Ipv4,
@@ -588,6 +642,102 @@ address = "192.0.2.2"
 remote_as = 4200000001
 hold_time = 9
 "#;
+
+    /// Every key set (including the optional ones), for the serialization round trip.
+    const FULL: &str = r#"
+[speaker]
+asn = 65100
+router_id = "192.0.2.1"
+listen = "[2001:db8::1]:179"
+api = "/run/ferry/ferry.sock"
+api_tcp = "127.0.0.1:8179"
+api_token_file = "/etc/ferry/token"
+state_dir = "/var/lib/ferry"
+shutdown_graceful_secs = 10
+
+[[neighbor]]
+address = "2001:db8::2"
+remote_as = 65001
+hold_time = 0
+port = 1179
+passive = true
+local_address = "2001:db8::1"
+connect_retry = 7
+families = ["ipv6"]
+max_prefixes = 10
+max_attribute_bytes = 2097152
+description = "site \"b\"\nsecond line"
+extended_messages = false
+graceful_restart = true
+restart_time = 30
+md5_password = "s3cret"
+ttl_security = 1
+send_hold_time = 0
+bfd = { min_tx_ms = 100, min_rx_ms = 200, multiplier = 5 }
+
+[[neighbor]]
+address = "192.0.2.3"
+remote_as = 4200000001
+"#;
+
+    /// The ```toml blocks of the README and docs/ that hold a `[speaker]` table.
+    fn documented_configs() -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        if let Ok(dir) = std::fs::read_dir(root.join("docs")) {
+            files.extend(dir.flatten().map(|e| e.path()));
+        }
+        let mut out = Vec::new();
+        for f in files {
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+                let block = block.split("```").next().unwrap_or("");
+                if block.contains("[speaker]") {
+                    out.push((format!("{} block {i}", f.display()), block.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// A config serialized with toml parses back to an equal one: the README's and docs'
+    /// examples, and one with every key set. The token file stays a path.
+    #[test]
+    fn serialized_config_parses_back_equal() {
+        let mut cases = documented_configs();
+        assert!(!cases.is_empty(), "the README documents a config");
+        cases.push(("GOOD".into(), GOOD.into()));
+        cases.push(("FULL".into(), FULL.into()));
+        for (name, text) in cases {
+            let c = Config::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let written = toml::to_string(&c).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let back = Config::parse(&written).unwrap_or_else(|e| panic!("{name}: {e}\n{written}"));
+            assert_eq!(back, c, "{name}:\n{written}");
+        }
+        let full = toml::to_string(&Config::parse(FULL).unwrap()).unwrap();
+        assert!(
+            full.contains("api_token_file = \"/etc/ferry/token\""),
+            "{full}"
+        );
+    }
+
+    /// The typed constructors agree with the defaults of the file format.
+    #[test]
+    fn constructors_agree_with_the_file_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        let mut n = NeighborConfig::new("192.0.2.2".parse().unwrap(), Asn(4_200_000_001));
+        n.hold_time = HoldTime(9);
+        assert_eq!(c.neighbors, vec![n]);
+        let s = SpeakerConfig::new(
+            Asn(65100),
+            RouterId(Ipv4Addr::new(192, 0, 2, 1)),
+            "/run/ferry/ferry.sock".into(),
+            "/var/lib/ferry".into(),
+        );
+        assert_eq!(c.speaker, s);
+    }
 
     #[test]
     fn design_example_parses_with_defaults() {

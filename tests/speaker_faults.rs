@@ -19,6 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use support::*;
+use testkit::rng::Rng;
 
 /// Every file of a directory with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -210,30 +211,16 @@ fn a_full_state_disk_refuses_changes_loses_nothing_and_recovers() {
     drop(fs);
 }
 
-/// A small xorshift generator: the kill test's timing, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Invariant: after `kill -9` at any point of a burst of announces, the speaker starts again,
 /// every route whose announce was answered 200 is desired, and every desired route was
 /// announced by someone. 20 rounds; each kills the speaker 0-250 ms into a burst of three
 /// clients announcing one route per request.
 #[test]
 fn kill_9_during_a_burst_loses_no_acknowledged_route() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
+    // the kill timing, reproducible from the printed seed
+    let seed = Rng::seed_from_time();
     eprintln!("seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut speaker = Speaker::start(SpeakerSpec::default());
     let mut acked = BTreeSet::new();
     let mut sent = BTreeSet::new();

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use proto_tests::bench::{
     env_num, median, package_version, prefixes, topology, vm_hwm_kib, Receiver, Sender, SenderKind,
 };
-use proto_tests::netns::{can_run_with, Lab};
+use testkit::netns::Lab;
+use testkit::root::can_run_with;
 
 const POLL: Duration = Duration::from_millis(25);
 
@@ -74,7 +75,7 @@ fn one_run(
         Err(e) => {
             r.errors.push(format!(
                 "announce: {e}\n--- sender log tail ---\n{}",
-                proto_tests::daemons::tail_file(&sender.log_path(), 10)
+                testkit::daemons::tail_file(&sender.log_path(), 10)
             ));
             r.rss_kib = vm_hwm_kib(sender.pid());
             return r;
@@ -122,7 +123,7 @@ fn main() {
             SenderKind::GoBgp => "gobgpd".into(),
             SenderKind::ExaBgp => "exabgp".into(),
         };
-        if !proto_tests::netns::program_exists(&prog) {
+        if !testkit::root::program_exists(&prog) {
             missing.push(prog);
         }
     }

@@ -42,10 +42,11 @@ use proto_tests::bench::{
     env_num, median, package_version, prefixes, topology, vm_hwm_kib, Receiver, RECEIVER_AS,
     RECEIVER_IP, SENDER_AS, SENDER_ID, SENDER_IP,
 };
-use proto_tests::daemons::{Family, Peer};
 use proto_tests::fanout::{CommandSender, Me, SenderKind};
 use proto_tests::ingest::{cpu_secs, Bins};
-use proto_tests::netns::{can_run_with, program_exists, Lab};
+use testkit::daemons::{Family, Peer};
+use testkit::netns::Lab;
+use testkit::root::can_run_with;
 
 const POLL: Duration = Duration::from_millis(2);
 
@@ -214,14 +215,7 @@ fn main() {
     if !can_run_with("announce_scale", &["vtysh", "birdc", "gobgp"]) {
         return;
     }
-    let bins = Bins {
-        ferry: std::env::var_os("FERRY_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry")
-            }),
-        blaster: PathBuf::from(env!("CARGO_BIN_EXE_bgp_blaster")),
-    };
+    let bins = Bins::from_env(env!("CARGO_BIN_EXE_bgp_blaster"));
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
         .split(',')
@@ -243,17 +237,12 @@ fn main() {
         std::fs::create_dir_all(dir)
             .unwrap_or_else(|e| panic!("BENCH_PCAP {}: {e}", dir.display()));
     }
-    let wanted = std::env::var("BENCH_SENDERS").unwrap_or_default();
-    let kinds: Vec<SenderKind> = SenderKind::ALL
-        .into_iter()
-        .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == k.name()))
-        .collect();
-    let missing: Vec<String> = kinds
-        .iter()
-        .map(|k| k.program(&bins.ferry))
-        .filter(|p| !program_exists(p))
-        .collect();
-    assert!(missing.is_empty(), "missing: {missing:?}");
+    let kinds = bins.selected(
+        "BENCH_SENDERS",
+        &SenderKind::ALL,
+        SenderKind::name,
+        SenderKind::program,
+    );
     println!(
         "announce_scale: sizes {sizes:?}, {rounds} rounds, senders {:?}, ferry {}",
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),

@@ -14,13 +14,12 @@
 //! `BENCH_TIMEOUT` (seconds per run, 180).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use proto_tests::bench::{env_num, median, package_version, prefixes};
 use proto_tests::fanout::{fanout_once, FanoutRun, SenderKind};
 use proto_tests::ingest::Bins;
-use proto_tests::netns::{can_run_with, program_exists};
+use testkit::root::can_run_with;
 
 fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())
@@ -30,29 +29,17 @@ fn main() {
     if !can_run_with("fanout", &["vtysh", "birdc", "gobgp"]) {
         return;
     }
-    let bins = Bins {
-        ferry: std::env::var_os("FERRY_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry")
-            }),
-        blaster: PathBuf::from(env!("CARGO_BIN_EXE_bgp_blaster")),
-    };
+    let bins = Bins::from_env(env!("CARGO_BIN_EXE_bgp_blaster"));
     let n = env_num("BENCH_N", 10_000) as usize;
     let peers = env_num("BENCH_PEERS", 50) as usize;
     let rounds = env_num("BENCH_ROUNDS", 3) as usize;
     let timeout = Duration::from_secs(env_num("BENCH_TIMEOUT", 180));
-    let wanted = std::env::var("BENCH_SENDERS").unwrap_or_default();
-    let kinds: Vec<SenderKind> = SenderKind::ALL
-        .into_iter()
-        .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == k.name()))
-        .collect();
-    let missing: Vec<String> = kinds
-        .iter()
-        .map(|k| k.program(&bins.ferry))
-        .filter(|p| !program_exists(p))
-        .collect();
-    assert!(missing.is_empty(), "missing: {missing:?}");
+    let kinds = bins.selected(
+        "BENCH_SENDERS",
+        &SenderKind::ALL,
+        SenderKind::name,
+        SenderKind::program,
+    );
     let prefixes = prefixes(n);
     println!(
         "fanout: {n} IPv6 /64s to {peers} sinks, {rounds} rounds, senders {:?}, ferry {}",

@@ -18,12 +18,11 @@
 //! (seconds per run, 300).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use proto_tests::bench::{env_num, median, package_version};
 use proto_tests::ingest::{ingest_once, write_table, Bins, IngestRun, ReceiverKind};
-use proto_tests::netns::{can_run_with, program_exists};
+use testkit::root::can_run_with;
 
 fn f2(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())
@@ -38,30 +37,15 @@ fn main() {
     if !can_run_with("ingest_full", &["vtysh", "birdc"]) {
         return;
     }
-    let bins = Bins {
-        ferry: std::env::var_os("FERRY_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry")
-            }),
-        blaster: PathBuf::from(env!("CARGO_BIN_EXE_bgp_blaster")),
-    };
+    let bins = Bins::from_env(env!("CARGO_BIN_EXE_bgp_blaster"));
     let n = env_num("BENCH_INGEST_N", 800_000) as usize;
     let rounds = env_num("BENCH_ROUNDS", 3) as usize;
     let timeout = Duration::from_secs(env_num("BENCH_TIMEOUT", 300));
-    let wanted = std::env::var("BENCH_RECEIVERS").unwrap_or_default();
-    let kinds: Vec<ReceiverKind> = ReceiverKind::ALL
-        .into_iter()
-        .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == k.name()))
-        .collect();
-    let missing: Vec<String> = kinds
-        .iter()
-        .map(|k| k.program(&bins.ferry))
-        .filter(|p| !program_exists(p))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "missing: {missing:?} (build Ferry with `cargo build --release --bin ferry` or set FERRY_BIN)"
+    let kinds = bins.selected(
+        "BENCH_RECEIVERS",
+        &ReceiverKind::ALL,
+        ReceiverKind::name,
+        ReceiverKind::program,
     );
     let dir = std::env::temp_dir().join(format!("fit-ingest-table-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -17,11 +17,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{BgpdVty, Frr, FrrConfig};
-use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{poll, BgpDaemon, Family, Peer, Route};
-use crate::netns::{run, Lab, Netns};
+use crate::ferry::{write_config, FerryConfig};
+use testkit::cmd::run;
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{BgpdVty, Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{BgpDaemon, Family, Peer, Route};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
 
 pub const RECEIVER_AS: u32 = 65001;
 pub const SENDER_AS: u32 = 65002;
@@ -346,16 +349,16 @@ fn start_ferry<'l>(
         .collect();
     let file = serde_json::json!({"version": 1, "generation": 1, "routes": routes});
     std::fs::write(state.join("routes.json"), file.to_string()).map_err(|e| e.to_string())?;
-    let api = dir.join("ferry.sock");
-    let config = format!(
-        "[speaker]\nasn = {SENDER_AS}\nrouter_id = \"{SENDER_ID}\"\nlisten = \"[{SENDER_IP}]:179\"\n\
-         api = \"{}\"\nstate_dir = \"{}\"\n\n[[neighbor]]\naddress = \"{RECEIVER_IP}\"\n\
-         remote_as = {RECEIVER_AS}\nhold_time = {HOLD}\npassive = true\nfamilies = [\"ipv6\"]\n",
-        api.display(),
-        state.display()
-    );
-    let conf = dir.join("ferry.toml");
-    std::fs::write(&conf, config).map_err(|e| e.to_string())?;
+    let mut fc = FerryConfig::new(SENDER_AS, SENDER_ID).listen(&format!("[{SENDER_IP}]:179"));
+    fc.connect_retry = 5;
+    fc.neighbors = vec![Peer::new(RECEIVER_IP, RECEIVER_AS)
+        .passive()
+        .hold_time(HOLD)
+        .families(&[Family::Ipv6])];
+    let mut config = fc.config(&dir);
+    config.speaker.api = dir.join("ferry.sock");
+    let api = config.speaker.api.clone();
+    let conf = write_config(&dir, &config)?;
     let log = dir.join("ferry.log");
     let mut c = ns.command(&ferry_bin.display().to_string());
     c.args(["speaker", "--config"]).arg(&conf);
@@ -370,7 +373,7 @@ fn start_ferry<'l>(
             return Some(Err(format!(
                 "ferry exited: {:?}\n{}",
                 lab.exit_status(pid),
-                crate::daemons::tail_file(&log, 20)
+                testkit::daemons::tail_file(&log, 20)
             )));
         }
         let (status, body) = http_unix(&api, "GET", "/v1/routes", None).ok()?;
@@ -387,7 +390,7 @@ fn start_ferry<'l>(
         None => Err(format!(
             "ferry API did not list {} routes after {LOAD_TIMEOUT:?}\n{}",
             prefixes.len(),
-            crate::daemons::tail_file(&log, 20)
+            testkit::daemons::tail_file(&log, 20)
         )),
     }
 }
@@ -525,7 +528,7 @@ fn start_exabgp<'l>(lab: &'l Lab, ns: &Netns, prefixes: &[String]) -> Result<Sen
         Some(true) => Ok(Sender::ExaBgp { pid, dir, log }),
         _ => Err(format!(
             "exabgp did not load its configuration\n{}",
-            crate::daemons::tail_file(&log, 20)
+            testkit::daemons::tail_file(&log, 20)
         )),
     }
 }

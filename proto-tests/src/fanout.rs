@@ -27,12 +27,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bench::{http_unix, vm_hwm_kib, write_mrt_ipv6};
-use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{Frr, FrrConfig};
-use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{Family, Peer, Route};
+use crate::ferry::{write_config, FerryConfig};
 use crate::ingest::{cpu_secs, spawn_ferry, spawn_line_reader, Bins};
-use crate::netns::{Lab, Netns};
+use ferry::config::FamilyName;
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{Family, Peer, Route};
+use testkit::netns::{Lab, Netns};
 
 pub const SENDER_AS: u32 = 65020;
 pub const SINK_AS: u32 = 65030;
@@ -149,22 +151,16 @@ impl<'l> CommandSender<'l> {
         let inner = match kind {
             SenderKind::Ferry => {
                 let dir = lab.tempdir("ferry-s");
-                let api = dir.join("api.sock");
-                let mut conf = format!(
-                    "[speaker]\nasn = {asn}\nrouter_id = \"{id}\"\nlisten = \"[{ip}]:179\"\n\
-                     api = \"{}\"\nstate_dir = \"{}\"\n",
-                    api.display(),
-                    dir.join("state").display()
-                );
-                for p in &peers {
-                    conf.push_str(&format!(
-                        "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = {}\n\
-                         passive = {}\nfamilies = [\"ipv6\"]\n",
-                        p.address, p.remote_as, p.hold_time, p.passive
-                    ));
+                let mut fc = FerryConfig::new(asn, id).listen(&format!("[{ip}]:179"));
+                fc.connect_retry = 5;
+                fc.neighbors = peers.clone();
+                let mut conf = fc.config(&dir);
+                for n in &mut conf.neighbors {
+                    n.local_address = None;
+                    n.families = vec![FamilyName::Ipv6];
                 }
-                let path = dir.join("ferry.toml");
-                std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
+                let path = write_config(&dir, &conf)?;
+                let api = conf.speaker.api;
                 let (pid, _log) = spawn_ferry(lab, ns, &bins.ferry, &path, &api, &dir)?;
                 Inner::Ferry { pid, api }
             }
@@ -302,7 +298,7 @@ fn bird_routes(b: &Bird, c: &BirdConfig, prefixes: &[String]) -> Result<(), Stri
     let mut c = c.clone();
     c.routes = prefixes.iter().map(|p| Route::new(p)).collect();
     let conf = b.dir().join("bird.conf");
-    std::fs::write(&conf, c.render(crate::daemons::BgpDaemon::log_path(b)))
+    std::fs::write(&conf, c.render(testkit::daemons::BgpDaemon::log_path(b)))
         .map_err(|e| format!("{}: {e}", conf.display()))?;
     let out = b.birdc(&["configure"])?;
     if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
@@ -323,7 +319,7 @@ fn frr_networks(f: &Frr, asn: u32, prefixes: &[String], neg: &str) -> Result<(),
     text.push_str(" exit-address-family\nexit\n");
     let file = f.dir().join("networks.conf");
     std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let out = crate::netns::run(
+    let out = testkit::cmd::run(
         std::process::Command::new("vtysh")
             .arg("--vty_socket")
             .arg(f.dir())

@@ -14,18 +14,21 @@
 //! missing or older than the sources. Parallel test processes are serialised by cargo's own lock
 //! on the target directory, so they never race on the file.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ferry::config::{
+    Asn, Config, FamilyName, HoldTime, NeighborConfig, RouterId, Seconds, SpeakerConfig,
+};
 use serde_json::Value;
+use testkit::speaker;
 
-use crate::daemons::{dump_lines, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
-use crate::netns::{run, Lab, Netns};
+use testkit::cmd::run;
+use testkit::daemons::{dump_commands, dump_exited, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
 
 /// The `ferry` binary to run (see the module docs). Panics with what to do if there is none.
 pub fn ferry_bin() -> PathBuf {
@@ -98,9 +101,8 @@ pub struct FerryConfig {
     pub neighbors: Vec<Peer>,
     /// `connect_retry` of every neighbor (seconds).
     pub connect_retry: u32,
-    /// Raw TOML lines (`key = value`) appended to the `[[neighbor]]` table of the neighbor
-    /// with that address, for keys the daemon-neutral [`Peer`] has no field for (e.g.
-    /// `md5_password`, `ttl_security`).
+    /// `key = value` lines set on the typed neighbor with that address, for keys the
+    /// daemon-neutral [`Peer`] has no field for (e.g. `md5_password`, `ttl_security`).
     pub neighbor_extra: Vec<(String, String)>,
 }
 
@@ -115,7 +117,7 @@ impl FerryConfig {
             neighbor_extra: Vec::new(),
         }
     }
-    /// Append `line` to the `[[neighbor]]` table of `address`.
+    /// Set the key of `line` (`key = value`) on the neighbor `address`.
     pub fn neighbor_line(mut self, address: &str, line: &str) -> FerryConfig {
         self.neighbor_extra
             .push((address.to_string(), line.to_string()));
@@ -130,48 +132,61 @@ impl FerryConfig {
         self
     }
 
-    /// The ferry.toml text; the API socket and state_dir are in `dir`.
-    pub fn render(&self, dir: &Path) -> String {
-        let mut s = String::new();
-        let w = &mut s;
-        let _ = writeln!(w, "[speaker]");
-        let _ = writeln!(w, "asn = {}", self.asn);
-        let _ = writeln!(w, "router_id = \"{}\"", self.router_id);
-        if let Some(l) = &self.listen {
-            let _ = writeln!(w, "listen = \"{l}\"");
-        }
-        let _ = writeln!(w, "api = \"{}\"", dir.join("api.sock").display());
-        let _ = writeln!(w, "state_dir = \"{}\"", dir.join("state").display());
-        for n in &self.neighbors {
-            let _ = writeln!(w, "\n[[neighbor]]");
-            let _ = writeln!(w, "address = \"{}\"", n.address);
-            let _ = writeln!(w, "remote_as = {}", n.remote_as);
-            let _ = writeln!(w, "hold_time = {}", n.hold_time);
-            let _ = writeln!(w, "connect_retry = {}", self.connect_retry);
-            if n.passive {
-                let _ = writeln!(w, "passive = true");
-            }
-            if let Some(l) = &n.local_address {
-                let _ = writeln!(w, "local_address = \"{l}\"");
-            }
-            if let Some(p) = n.port {
-                let _ = writeln!(w, "port = {p}");
-            }
-            let fams: Vec<String> = n
-                .families
-                .iter()
-                .map(|f| match f {
-                    Family::Ipv4 => "\"ipv4\"".to_string(),
-                    Family::Ipv6 => "\"ipv6\"".to_string(),
-                })
-                .collect();
-            let _ = writeln!(w, "families = [{}]", fams.join(", "));
-            for (_, l) in self.neighbor_extra.iter().filter(|(a, _)| *a == n.address) {
-                let _ = writeln!(w, "{l}");
-            }
-        }
-        s
+    /// The typed config; the API socket and state_dir are in `dir`.
+    pub fn config(&self, dir: &Path) -> Config {
+        let router_id: std::net::Ipv4Addr = self.router_id.parse().expect("router_id is IPv4");
+        let mut speaker = SpeakerConfig::new(
+            Asn(self.asn),
+            RouterId(router_id),
+            dir.join("api.sock"),
+            dir.join("state"),
+        );
+        speaker.listen = self
+            .listen
+            .as_ref()
+            .map(|l| l.parse().expect("listen is ADDR:PORT"));
+        let neighbors = self
+            .neighbors
+            .iter()
+            .map(|n| {
+                let address = n.address.parse().expect("neighbor address");
+                let mut c = NeighborConfig::new(address, Asn(n.remote_as));
+                c.hold_time = HoldTime(n.hold_time);
+                c.connect_retry = Seconds(self.connect_retry);
+                c.passive = n.passive;
+                c.local_address = n
+                    .local_address
+                    .as_ref()
+                    .map(|l| l.parse().expect("local address"));
+                if let Some(p) = n.port {
+                    c.port = p;
+                }
+                c.families = n
+                    .families
+                    .iter()
+                    .map(|f| match f {
+                        Family::Ipv4 => FamilyName::Ipv4,
+                        Family::Ipv6 => FamilyName::Ipv6,
+                    })
+                    .collect();
+                let extra: String = self
+                    .neighbor_extra
+                    .iter()
+                    .filter(|(a, _)| *a == n.address)
+                    .map(|(_, l)| format!("{l}\n"))
+                    .collect();
+                speaker::with_keys(&c, &extra).unwrap_or_else(|e| panic!("neighbor extra: {e}"))
+            })
+            .collect();
+        Config { speaker, neighbors }
     }
+}
+
+/// Writes `config` as DIR/ferry.toml, owner-only; returns its path.
+pub fn write_config(dir: &Path, config: &Config) -> Result<PathBuf, String> {
+    let path = dir.join("ferry.toml");
+    speaker::write_config(&path, config)?;
+    Ok(path)
 }
 
 /// A running `ferry speaker`.
@@ -189,20 +204,12 @@ impl<'l> Ferry<'l> {
     /// (10 s) until its API socket accepts connections.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &FerryConfig) -> Ferry<'l> {
         let bin = ferry_bin();
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("ferry-{tag}"));
+        let dir = lab.daemon_dir("ferry", ns);
         let log = dir.join("speaker.log");
         let conf = dir.join("ferry.toml");
         // Owner-only: the speaker refuses a config with md5_password that others can read.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&conf)
-            .expect("create ferry.toml");
-        f.write_all(config.render(&dir).as_bytes())
-            .expect("write ferry.toml");
+        let text =
+            speaker::write_config(&conf, &config.config(&dir)).unwrap_or_else(|e| panic!("{e}"));
         let mut c = ns.command(&bin.display().to_string());
         c.arg("speaker").arg("--config").arg(&conf);
         c.env("FERRY_LOG", "info").env_remove("FERRY_API");
@@ -220,15 +227,13 @@ impl<'l> Ferry<'l> {
             if !f.lab.is_running(f.pid) {
                 return Some(false);
             }
-            std::os::unix::net::UnixStream::connect(&api)
-                .ok()
-                .map(|_| true)
+            speaker::api_ready(&api).then_some(true)
         });
         if ok != Some(true) {
             f.fail(&format!(
                 "ferry speaker did not come up (API socket {})\n{}",
                 api.display(),
-                config.render(&f.dir)
+                text
             ));
         }
         f
@@ -297,7 +302,7 @@ impl<'l> Ferry<'l> {
     /// Shutdown and the message "ferry speaker shutting down") and waits (10 s) for it to
     /// exit; returns the exit status ("exit status: 0").
     pub fn terminate(&self) -> String {
-        let _ = run(Command::new("kill").args(["-TERM", &self.pid.to_string()]));
+        testkit::signal::signal(self.pid, "TERM");
         poll(Duration::from_secs(10), || self.lab.exit_status(self.pid))
             .unwrap_or_else(|| self.fail("ferry speaker still running 10 s after SIGTERM"))
     }
@@ -326,7 +331,7 @@ pub fn parse_received(v: &[Value], family: Family) -> Rib {
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .map(crate::daemons::normalize_community)
+                .map(testkit::daemons::normalize_community)
                 .collect()
         };
         let num = |k: &str| r.get(k).and_then(Value::as_u64).map(|n| n as u32);
@@ -355,22 +360,13 @@ impl BgpDaemon for Ferry<'_> {
 
     fn state_dump(&self) -> String {
         let mut s = String::new();
-        if !self.lab.is_running(self.pid) {
-            let _ = writeln!(
-                s,
-                "ferry speaker exited: {:?}",
-                self.lab.exit_status(self.pid)
-            );
-        }
-        for args in [
-            &["status", "--json"][..],
-            &["routes", "--json"][..],
-            &["routes", "--received", "--json"][..],
-        ] {
-            let out = self.cli(args).unwrap_or_else(|e| e);
-            let out: String = out.lines().take(80).collect::<Vec<_>>().join("\n");
-            dump_lines(&mut s, &format!("ferry {}", args.join(" ")), &out);
-        }
+        dump_exited(&mut s, self.lab, self.pid, "ferry speaker");
+        let cmds: [&[&str]; 3] = [
+            &["status", "--json"],
+            &["routes", "--json"],
+            &["routes", "--received", "--json"],
+        ];
+        dump_commands(&mut s, "ferry", &cmds, 80, |a| self.cli(a));
         s
     }
 
@@ -434,6 +430,7 @@ impl BgpDaemon for Ferry<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry::config::TtlHops;
 
     #[test]
     fn renders_config() {
@@ -444,8 +441,11 @@ mod tests {
                     .passive()
                     .families(&[Family::Ipv4, Family::Ipv6]),
             )
-            .render(Path::new("/tmp/x"));
+            .neighbor_line("192.0.2.2", "ttl_security = 1")
+            .config(Path::new("/tmp/x"));
+        let c = toml::to_string(&c).unwrap();
         let parsed = ferry::config::Config::parse(&c).unwrap_or_else(|e| panic!("{e}\n{c}"));
+        assert_eq!(parsed.neighbors[0].ttl_security, Some(TtlHops(1)));
         assert_eq!(parsed.neighbors.len(), 1);
         assert!(parsed.neighbors[0].passive);
         assert_eq!(parsed.neighbors[0].connect_retry.0, 1);

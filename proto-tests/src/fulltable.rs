@@ -22,6 +22,7 @@ use ferry::wire::{
     PathAttribute, Update, MAX_MESSAGE_LEN,
 };
 use ipnet::Ipv4Net;
+use testkit::rng::Rng;
 
 /// Size and seed of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,21 +56,6 @@ pub struct Table {
     pub wire: Vec<u8>,
     /// UPDATEs carrying prefixes (the End-of-RIB not counted).
     pub updates: usize,
-}
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A public-looking ASN: 1-399,999 without 23456 and 64512-65535.
@@ -119,7 +105,7 @@ fn attribute_set(rng: &mut Rng, sender_as: u32, next_hop: Ipv4Addr) -> Vec<PathA
 
 /// `n` distinct, pairwise disjoint prefixes (see the module docs); Err when they do not fit.
 pub fn prefixes(rng_seed: u64, n: usize) -> Result<Vec<Ipv4Net>, String> {
-    let mut rng = Rng(rng_seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(rng_seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(n);
     let mut cursor: u64 = 0x0100_0000;
     for _ in 0..n {
@@ -157,7 +143,7 @@ pub fn generate(spec: TableSpec, sender_as: u32, next_hop: Ipv4Addr) -> Result<T
             spec.sets, spec.prefixes
         ));
     }
-    let mut rng = Rng(spec.seed ^ spec.sets as u64);
+    let mut rng = Rng::new(spec.seed ^ spec.sets as u64);
     let ctx = Context::default();
     let attr_sets: Vec<Vec<PathAttribute>> = (0..spec.sets)
         .map(|_| attribute_set(&mut rng, sender_as, next_hop))

@@ -34,11 +34,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bench::{http_unix, vm_hwm_kib};
-use crate::daemons::bird::{Bird, BirdConfig};
-use crate::daemons::frr::{Frr, FrrConfig};
-use crate::daemons::gobgp::{GoBgp, GoBgpConfig};
-use crate::daemons::{poll, Family, Peer};
-use crate::netns::{run, Lab, Netns};
+use crate::ferry::{write_config, FerryConfig};
+use testkit::cmd::run;
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{Family, Peer};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
 
 pub const RECEIVER_AS: u32 = 65001;
 pub const BLASTER_AS: u32 = 65010;
@@ -52,6 +55,49 @@ const HOLD: u16 = 90;
 pub struct Bins {
     pub ferry: PathBuf,
     pub blaster: PathBuf,
+}
+
+impl Bins {
+    /// `FERRY_BIN`, or the workspace's release build of ferry; `blaster` is the bench's own
+    /// `bgp_blaster` (`CARGO_BIN_EXE_bgp_blaster`).
+    pub fn from_env(blaster: &str) -> Bins {
+        Bins {
+            ferry: std::env::var_os("FERRY_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry")
+                }),
+            blaster: PathBuf::from(blaster),
+        }
+    }
+
+    /// The kinds of `all` named in the environment variable `var` (comma-separated; every
+    /// kind when it is unset or empty). Panics naming the programs of the chosen kinds that
+    /// are not there.
+    pub fn selected<K: Copy>(
+        &self,
+        var: &str,
+        all: &[K],
+        name: impl Fn(K) -> &'static str,
+        program: impl Fn(K, &Path) -> String,
+    ) -> Vec<K> {
+        let wanted = std::env::var(var).unwrap_or_default();
+        let kinds: Vec<K> = all
+            .iter()
+            .copied()
+            .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == name(*k)))
+            .collect();
+        let missing: Vec<String> = kinds
+            .iter()
+            .map(|k| program(*k, &self.ferry))
+            .filter(|p| !testkit::root::program_exists(p))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "missing: {missing:?} (build Ferry with `cargo build --release --bin ferry` or set FERRY_BIN)"
+        );
+        kinds
+    }
 }
 
 /// Which implementation receives.
@@ -216,16 +262,16 @@ impl<'l> Receiver<'l> {
         Ok(match kind {
             ReceiverKind::Ferry => {
                 let dir = lab.tempdir("ferry-r");
-                let api = dir.join("api.sock");
-                let conf = format!(
-                    "[speaker]\nasn = {RECEIVER_AS}\nrouter_id = \"{id}\"\nlisten = \"{RECEIVER_IP}:179\"\n\
-                     api = \"{}\"\nstate_dir = \"{}\"\n\n[[neighbor]]\naddress = \"{BLASTER_IP}\"\n\
-                     remote_as = {BLASTER_AS}\nhold_time = {HOLD}\npassive = true\nfamilies = [\"ipv4\"]\n",
-                    api.display(),
-                    dir.join("state").display()
-                );
-                let path = dir.join("ferry.toml");
-                std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut fc =
+                    FerryConfig::new(RECEIVER_AS, id).listen(&format!("{RECEIVER_IP}:179"));
+                fc.connect_retry = 5;
+                fc.neighbors = vec![Peer {
+                    local_address: None,
+                    ..peer
+                }];
+                let conf = fc.config(&dir);
+                let path = write_config(&dir, &conf)?;
+                let api = conf.speaker.api;
                 let (pid, log) = spawn_ferry(lab, ns, ferry_bin, &path, &api, &dir)?;
                 Receiver::Ferry { pid, api, log }
             }
@@ -295,9 +341,9 @@ impl<'l> Receiver<'l> {
     }
 
     fn log_tail(&self) -> String {
-        use crate::daemons::BgpDaemon;
+        use testkit::daemons::BgpDaemon;
         match self {
-            Receiver::Ferry { log, .. } => crate::daemons::tail_file(log, 10),
+            Receiver::Ferry { log, .. } => testkit::daemons::tail_file(log, 10),
             Receiver::Bird(b) => b.log_tail(10),
             Receiver::Frr(f) => f.log_tail(10),
             Receiver::GoBgp(g) => g.log_tail(10),
@@ -501,7 +547,7 @@ pub fn spawn_ferry(
     if up != Some(true) {
         return Err(format!(
             "ferry did not come up\n{}",
-            crate::daemons::tail_file(&log, 20)
+            testkit::daemons::tail_file(&log, 20)
         ));
     }
     Ok((pid, log))

@@ -4,21 +4,19 @@
 //! Expected values are subsets: every key in the expected object must be present with a matching
 //! value; arrays must have the same length and match element by element.
 //!
-//! [`netns`] and [`daemons`] are the interop harness: network namespaces with veth pairs owned by
-//! a [`netns::Lab`] guard, and FRR, BIRD 2, GoBGP and ExaBGP started inside them; [`ferry`]
-//! starts the real `ferry speaker` in such a namespace and drives its CLI.
+//! The interop harness (namespaces, the [`testkit::Lab`] guard, FRR, BIRD 2, GoBGP and ExaBGP)
+//! is the workspace's test kit, `testkit`; [`ferry`] starts the real `ferry speaker` in such a
+//! namespace and drives its CLI, so it can stand where the interop tests expect a daemon.
 //!
 //! Benchmarks (issue 7): [`fulltable`] generates a synthetic full IPv4 table as pre-encoded
 //! UPDATEs, which the `bgp_blaster` binary writes to a receiver in [`ingest`] runs; [`fanout`]
 //! has one sender announce to 50 `bgp_blaster sink` sessions.
 
 pub mod bench;
-pub mod daemons;
 pub mod fanout;
 pub mod ferry;
 pub mod fulltable;
 pub mod ingest;
-pub mod netns;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proto_tests::bench::prefixes;
 use proto_tests::fanout::{fanout_once, SenderKind};
 use proto_tests::ingest::{ingest_once, write_table, Bins, ReceiverKind};
-use proto_tests::netns::can_run_with;
+use testkit::root::can_run_with;
 
 fn bins() -> Bins {
     Bins {

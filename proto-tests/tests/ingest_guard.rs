@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use proto_tests::bench::median;
 use proto_tests::ingest::{ingest_once, write_table, Bins, ReceiverKind};
-use proto_tests::netns::{can_run_with, program_exists};
+use testkit::root::{can_run_with, program_exists};
 
 const N: usize = 100_000;
 const ROUNDS: usize = 3;

@@ -34,11 +34,13 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use proto_tests::daemons::frr::{Frr, FrrConfig};
-use proto_tests::daemons::{poll, BgpDaemon, Peer};
 use proto_tests::ferry::{Ferry, FerryConfig};
-use proto_tests::netns::{can_run_with, Lab, Netns, Veth};
 use serde_json::Value;
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::{BgpDaemon, Peer};
+use testkit::netns::{Lab, Netns, Veth};
+use testkit::poll::poll;
+use testkit::root::can_run_with;
 
 const FERRY_AS: u32 = 65100;
 const PEER_AS: u32 = 65002;

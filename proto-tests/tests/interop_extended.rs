@@ -19,12 +19,14 @@
 
 use std::time::{Duration, Instant};
 
-use proto_tests::daemons::bird::{Bird, BirdConfig};
-use proto_tests::daemons::frr::{Frr, FrrConfig};
-use proto_tests::daemons::{poll, BgpDaemon, Family, Peer};
 use proto_tests::ferry::{Ferry, FerryConfig};
-use proto_tests::netns::{can_run_with, Lab, Netns};
 use serde_json::Value;
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::{BgpDaemon, Family, Peer};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
+use testkit::root::can_run_with;
 
 const WAIT: Duration = Duration::from_secs(20);
 const FERRY_AS: u32 = 65100;

@@ -20,13 +20,15 @@
 
 use std::time::{Duration, Instant};
 
-use proto_tests::daemons::bird::{Bird, BirdConfig};
-use proto_tests::daemons::exabgp::{ExaBgp, ExaBgpConfig};
-use proto_tests::daemons::frr::{Frr, FrrConfig};
-use proto_tests::daemons::gobgp::{GoBgp, GoBgpConfig};
-use proto_tests::daemons::{poll, BgpDaemon, Family, Peer, RibRoute, Route};
 use proto_tests::ferry::{Ferry, FerryConfig};
-use proto_tests::netns::{can_run_with, Lab, Netns};
+use testkit::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::exabgp::{ExaBgp, ExaBgpConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::{BgpDaemon, Family, Peer, RibRoute, Route};
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
+use testkit::root::can_run_with;
 
 const WAIT: Duration = Duration::from_secs(15);
 const FERRY_AS: u32 = 65100;
@@ -469,7 +471,7 @@ fn exabgp_ferry_active() {
 
     withdraw_ours(&ferry, &exabgp);
     // ExaBGP 4.2.21 cannot decode a Cease/2 that carries a shutdown message (a `bytes % str`
-    // TypeError in its Notification class, see proto_tests::daemons::exabgp): it answers
+    // TypeError in its Notification class, see testkit::daemons::exabgp): it answers
     // NOTIFICATION 1/0 and reports the session down with reason "peer reset, message
     // (notification sent (1,0)) error(Message header error / Unspecific / can not decode update
     // message of type "3")" — type 3 being the NOTIFICATION it received. The message text

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use proto_tests::daemons::bird::{Bird, BirdConfig};
+use testkit::daemons::bird::{Bird, BirdConfig};
 
-use proto_tests::daemons::exabgp::{ExaBgp, ExaBgpConfig};
-use proto_tests::daemons::frr::{Frr, FrrConfig};
-use proto_tests::daemons::gobgp::{GoBgp, GoBgpConfig};
+use testkit::daemons::exabgp::{ExaBgp, ExaBgpConfig};
+use testkit::daemons::frr::{Frr, FrrConfig};
+use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
 
-use proto_tests::daemons::{BgpDaemon, Family, Peer, RibRoute, Route};
-use proto_tests::netns::{can_run_with, Lab};
+use testkit::daemons::{BgpDaemon, Family, Peer, RibRoute, Route};
+use testkit::netns::Lab;
+use testkit::root::can_run_with;
 
 const WAIT: Duration = Duration::from_secs(20);
 const FRR_AS: u32 = 65001;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::lab::moves::Order;
-use crate::lab::{chaos, instance, scenarios, Lab, LabError};
+use crate::lab::{chaos, instance, scenarios, LabError, LabInstance};
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
@@ -205,7 +205,7 @@ fn down_and_unmount_on_signal(instance: String, mount: Option<PathBuf>) {
 pub fn run(args: LabArgs) -> i32 {
     match args.command {
         LabCommand::Up { instance, topology } => {
-            let mut lab = match Lab::new(&instance.instance, topology) {
+            let mut lab = match LabInstance::new(&instance.instance, topology) {
                 Ok(l) => l,
                 Err(e) => return fail(&e),
             };
@@ -245,7 +245,7 @@ pub fn run(args: LabArgs) -> i32 {
             if !crate::lab::is_root() {
                 return fail(&LabError::NotRoot);
             }
-            match Lab::attach(&instance.instance) {
+            match LabInstance::attach(&instance.instance) {
                 Ok(lab) => {
                     for l in lab.status_lines() {
                         println!("{l}");

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::chaos_ctl::Controller;
-use super::instance::Lab;
+use super::instance::LabInstance;
 use super::moves::Order;
 use super::scenarios::{Bench, DownGuard, Say};
 use super::topology::Site;
@@ -239,7 +239,7 @@ impl Draw {
 
 /// Run chaos on a new lab `instance`; the lab is taken down at the end, also on error.
 pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
-    let mut lab = Lab::new(instance, None)?;
+    let mut lab = LabInstance::new(instance, None)?;
     super::instance::preflight()?;
     let _guard = DownGuard(instance.into());
     let say = Say {
@@ -515,7 +515,7 @@ fn last_word(out: &str) -> &str {
 
 /// Copy the speakers' logs and the routers' bgpd logs into `out/logs/` before the lab (and its
 /// runtime directory) goes: what the first violation left behind is what explains it.
-fn keep_logs(lab: &Lab, out: &Path) {
+fn keep_logs(lab: &LabInstance, out: &Path) {
     let logs = out.join("logs");
     if std::fs::create_dir_all(&logs).is_err() {
         return;
@@ -568,7 +568,7 @@ fn inject(bench: &mut Bench, fault: Fault) -> Result<()> {
 }
 
 /// The namespace and interface of `site`'s router on its link to the third site's router.
-fn link_towards_third(lab: &Lab, site: Site) -> Result<(String, String)> {
+fn link_towards_third(lab: &LabInstance, site: Site) -> Result<(String, String)> {
     let router = lab.topo.router(site).name.clone();
     let third = lab.topo.router(Site::Third).name.clone();
     lab.topo
@@ -679,7 +679,7 @@ fn check(
 }
 
 /// Processes per namespace of the lab.
-fn process_counts(lab: &Lab) -> BTreeMap<String, usize> {
+fn process_counts(lab: &LabInstance) -> BTreeMap<String, usize> {
     netns::list(&lab.instance)
         .unwrap_or_default()
         .into_iter()

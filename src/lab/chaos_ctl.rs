@@ -8,7 +8,7 @@
 //!   ([`StateDisk`], for the `disk-full` fault); its journals are copied to `OUT/journals/`
 //!   when the controller is dropped. The plan's hooks stop and start
 //!   the VMs' responders with the same `--tag` (the site's name) and port as
-//!   [`super::Lab::start_responder`], so the lab's prober tells the VMs apart as before; its
+//!   [`super::LabInstance::start_responder`], so the lab's prober tells the VMs apart as before; its
 //!   verification waits for the third site's kernel route via the new site.
 //! - Every controller call has a timeout; a call that overruns is killed and reported.
 //! - [`Controller::active`] reads the journals (through [`crate::controller::runs`]): the last
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::instance::Lab;
+use super::instance::LabInstance;
 use super::statedisk::StateDisk;
 use super::topology::Site;
 use super::{proc, LabError, Result};
@@ -50,7 +50,7 @@ pub struct Controller {
 
 impl Controller {
     /// Write the plan for `lab` into `out` and create the controller's state directory.
-    pub fn new(lab: &Lab, out: &Path) -> Result<Self> {
+    pub fn new(lab: &LabInstance, out: &Path) -> Result<Self> {
         let exe =
             std::env::current_exe().map_err(|e| LabError::step("finding the ferry binary", e))?;
         let state_dir = out.join("controller");
@@ -170,7 +170,7 @@ interval_ms = 20
     /// Hand the active VM's responder over from the lab to the plan's hooks: stop the one the
     /// lab started and start it the way the start hook does, so a later `stop-vm` hook (which
     /// kills what runs in the VM's namespace) and the lab agree on who runs it.
-    pub fn take_over_vm(&self, lab: &mut Lab, site: Site) -> Result<()> {
+    pub fn take_over_vm(&self, lab: &mut LabInstance, site: Site) -> Result<()> {
         lab.stop_responder(site)?;
         proc::run(
             Command::new("sh")

@@ -1,37 +1,26 @@
-//! FRR routers: zebra, bgpd and staticd per router with explicit paths under the router's
-//! runtime directory (`-f`, `-i`, `-z`, `--vty_socket`, `--log file:`), the router's
-//! integrated `frr.conf` loaded with `vtysh --vty_socket DIR -f`, and vtysh queries.
+//! FRR routers: zebra, bgpd and staticd per router, daemonized, started the test kit's way
+//! (`testkit::daemons::frr_daemon`: explicit paths under the router's runtime directory) with
+//! an empty config and `--log file:`, then the router's integrated `frr.conf` loaded with
+//! `vtysh --vty_socket DIR -f`, and vtysh queries.
 //!
 //! Never does: use /etc/frr or /var/run/frr, or the packaged frr service.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::daemons::frr_daemon;
 
 use super::proc::{self, in_ns, run};
 use super::{LabError, Result};
 
 pub const DAEMONS: [&str; 3] = ["zebra", "bgpd", "staticd"];
-const BIN_DIR: &str = "/usr/lib/frr";
 /// bgpd's configured log file (microsecond timestamps) in the router's runtime directory.
 pub const UPDATES_LOG: &str = "bgpd-updates.log";
 
 /// FRR's binaries are where Debian's `frr` package puts them.
 pub fn check_installed() -> Result<()> {
-    for d in DAEMONS {
-        let p = Path::new(BIN_DIR).join(d);
-        if !p.exists() {
-            return Err(LabError::FrrMissing(p.display().to_string()));
-        }
-    }
-    if !["/usr/bin/vtysh", "/bin/vtysh"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
-        return Err(LabError::FrrMissing("vtysh".into()));
-    }
-    Ok(())
+    frr_daemon::check_installed(&DAEMONS).map_err(LabError::FrrMissing)
 }
 
 /// One router's FRR: its namespace and runtime directory.
@@ -44,7 +33,7 @@ pub struct Frr {
 
 impl Frr {
     pub fn pid_file(&self, daemon: &str) -> PathBuf {
-        self.dir.join(format!("{daemon}.pid"))
+        frr_daemon::pid_file(&self.dir, daemon)
     }
 
     /// Write the config, start the daemons, load the config. Waits up to 10 s per daemon.
@@ -55,12 +44,7 @@ impl Frr {
             .and_then(|()| std::fs::write(self.dir.join("empty.conf"), ""))
             .map_err(|e| LabError::step(step("writing its runtime directory"), e))?;
         // The daemons drop to user frr and must write their pid files, sockets and logs here.
-        run(
-            std::process::Command::new("chown")
-                .args(["-R", "frr:frr"])
-                .arg(&self.dir),
-            Duration::from_secs(5),
-        )?;
+        frr_daemon::chown(&self.dir).map_err(LabError::command)?;
         for d in DAEMONS {
             self.start_daemon(d)?;
         }
@@ -69,14 +53,10 @@ impl Frr {
 
     pub fn start_daemon(&self, daemon: &str) -> Result<()> {
         let dir = self.dir.display().to_string();
-        let mut cmd = in_ns(&self.ns, &format!("{BIN_DIR}/{daemon}"));
-        cmd.args(["-d", "-f"])
-            .arg(self.dir.join("empty.conf"))
-            .arg("-i")
-            .arg(self.pid_file(daemon))
-            .arg("-z")
-            .arg(self.dir.join("zserv.api"))
-            .args(["--vty_socket", &dir, "-P", "0", "--log-level", "debug"])
+        let mut cmd = in_ns(&self.ns, &frr_daemon::binary(daemon).display().to_string());
+        cmd.arg("-d");
+        frr_daemon::args(&mut cmd, &self.dir, daemon, &self.dir.join("empty.conf"))
+            .args(["--log-level", "debug"])
             .arg(format!("--log=file:{dir}/{daemon}.log"));
         run(&mut cmd, Duration::from_secs(10))?;
         let vty = self.dir.join(format!("{daemon}.vty"));
@@ -124,12 +104,10 @@ impl Frr {
 
     /// Run vtysh commands; returns their output.
     pub fn vtysh(&self, commands: &[&str]) -> Result<String> {
-        let mut cmd = in_ns(&self.ns, "vtysh");
-        cmd.arg("--vty_socket").arg(&self.dir);
-        for c in commands {
-            cmd.args(["-c", c]);
-        }
-        run(&mut cmd, Duration::from_secs(10))
+        run(
+            frr_daemon::vtysh_args(&mut in_ns(&self.ns, "vtysh"), &self.dir, commands),
+            Duration::from_secs(10),
+        )
     }
 
     /// (neighbor, state) of every IPv4 unicast session.

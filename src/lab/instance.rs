@@ -23,13 +23,16 @@ use super::state::{self, LabState};
 use super::topology::{Site, Topology};
 use super::{now_us, LabError, Result};
 use crate::api::{blocking, PeerStatus, SessionState, SpeakerError};
+use crate::config::{Asn, Config, HoldTime, NeighborConfig, RouterId, Seconds, SpeakerConfig};
 use crate::speaker::Route;
 
 /// Bounds of the waits in `up`.
 const SESSIONS_UP: Duration = Duration::from_secs(45);
 const ROUTE_UP: Duration = Duration::from_secs(20);
 
-pub struct Lab {
+/// One running three-site lab (`fl-<instance>-*` namespaces, its routers and speakers), as
+/// `up` built it or `attach` found it.
+pub struct LabInstance {
     pub topo: Topology,
     pub instance: String,
     pub dir: PathBuf,
@@ -69,7 +72,7 @@ pub fn preflight() -> Result<()> {
     frr::check_installed()
 }
 
-impl Lab {
+impl LabInstance {
     pub fn new(instance: &str, topology_dir: Option<PathBuf>) -> Result<Self> {
         check_instance(instance)?;
         let topo = match &topology_dir {
@@ -229,34 +232,37 @@ impl Lab {
         self.start_speaker_with(site, "")
     }
 
-    /// Start the speaker at `site` with `neighbor_extra` (TOML lines) added to its neighbor,
-    /// e.g. `graceful_restart = true`.
+    /// Start the speaker at `site` with `neighbor_extra` (TOML `key = value` lines) set on its
+    /// typed neighbor, e.g. `graceful_restart = true`.
     pub fn start_speaker_with(&mut self, site: Site, neighbor_extra: &str) -> Result<()> {
         let sp = self.topo.speaker(site).clone();
         let dir = self.dir.join(&sp.name);
-        let config = format!(
-            "[speaker]\nasn = {}\nrouter_id = \"{}\"\nlisten = \"{}:179\"\napi = \"{}\"\nstate_dir = \"{}\"\n\n\
-             [[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = 9\nconnect_retry = 1\ndescription = \"{}\"\n",
-            sp.asn,
-            sp.router_id,
-            sp.router_id,
-            self.speaker_socket(site).display(),
-            dir.join("state").display(),
-            sp.peer,
-            sp.peer_as,
-            self.topo.router(site).name,
+        let mut speaker = SpeakerConfig::new(
+            Asn(sp.asn),
+            RouterId(sp.router_id),
+            self.speaker_socket(site),
+            dir.join("state"),
         );
-        let config = format!("{config}{neighbor_extra}");
+        speaker.listen = Some(std::net::SocketAddr::new(IpAddr::V4(sp.router_id), 179));
+        let mut neighbor = NeighborConfig::new(sp.peer, Asn(sp.peer_as));
+        neighbor.hold_time = HoldTime(9);
+        neighbor.connect_retry = Seconds(1);
+        neighbor.description = Some(self.topo.router(site).name.clone());
+        let step = || format!("speaker {}", sp.name);
+        let neighbor = testkit::speaker::with_keys(&neighbor, neighbor_extra)
+            .map_err(|e| LabError::step(step(), e))?;
+        let config = Config {
+            speaker,
+            neighbors: vec![neighbor],
+        };
         let conf = dir.join("ferry.toml");
-        let log = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&conf, config))
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join("speaker.log"))
-            })
-            .map_err(|e| LabError::step(format!("speaker {}", sp.name), e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::step(step(), e))?;
+        testkit::speaker::write_config(&conf, &config).map_err(|e| LabError::step(step(), e))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("speaker.log"))
+            .map_err(|e| LabError::step(step(), e))?;
         let exe = super::ferry_exe();
         let ns = self.ns(&sp.name);
         let mut cmd = in_ns(&ns, &exe);

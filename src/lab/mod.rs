@@ -36,7 +36,7 @@ pub mod statedisk;
 pub mod topology;
 pub mod watch;
 
-pub use instance::Lab;
+pub use instance::LabInstance;
 
 /// Where every instance keeps its runtime files.
 pub const RUN_ROOT: &str = "/run/ferry-lab";
@@ -66,6 +66,14 @@ impl LabError {
         }
     }
 
+    /// A command that failed is a failed step named by its command line.
+    pub fn command(f: testkit::cmd::Failed) -> Self {
+        Self::Step {
+            step: f.command,
+            detail: f.detail,
+        }
+    }
+
     /// Bad usage (not root, bad topology) is exit 2; the rest is a failed operation.
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::NotRoot | Self::Topology(_))
@@ -91,8 +99,5 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// The effective user is root (owner of /proc/self is the effective uid).
-pub fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
+/// The effective user is root.
+pub use testkit::root::is_root;

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::instance::Lab;
+use super::instance::LabInstance;
 use super::probe::{Probe, Prober};
 use super::topology::{Site, Topology};
 use super::watch::{BgpChange, RouteChange, SpeakerEvent};
@@ -68,7 +68,7 @@ pub struct MoveRun {
 
 /// Run a planned move; `say` gets progress lines.
 pub fn run_move(
-    lab: &mut Lab,
+    lab: &mut LabInstance,
     prober: &Prober,
     spec: &MoveSpec,
     bound: Duration,
@@ -82,7 +82,7 @@ pub fn run_move(
     ));
     lab.start_responder(spec.to)?;
     let mut calls = Vec::new();
-    let call = |lab: &Lab, site: Site, action: &'static str| -> Result<Call> {
+    let call = |lab: &LabInstance, site: Site, action: &'static str| -> Result<Call> {
         let at_us = if action == "announce" {
             lab.announce(site)?
         } else {

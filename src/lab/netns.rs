@@ -1,15 +1,15 @@
-//! Namespaces, veth pairs, addresses and host routes, all through `ip`.
+//! The lab's namespaces, veth pairs, addresses and host routes, on the test kit's
+//! `testkit::netns` functions (all through `ip`).
 //!
 //! Contract: every namespace is `fl-<instance>-<node>`; a veth pair is created directly inside
 //! its two namespaces (`ip link add A netns X type veth peer name B netns Y`), so no interface
 //! or route ever appears in the root namespace. Deleting a namespace removes its veths.
 
-use std::time::Duration;
-
 use ipnet::IpNet;
 
-use super::proc::{self, ip};
-use super::Result;
+pub use testkit::netns::{exists, pids};
+
+use super::{LabError, Result};
 
 pub fn name(instance: &str, node: &str) -> String {
     format!("fl-{instance}-{node}")
@@ -17,83 +17,31 @@ pub fn name(instance: &str, node: &str) -> String {
 
 /// The namespaces of an instance that exist now.
 pub fn list(instance: &str) -> Result<Vec<String>> {
-    let prefix = format!("fl-{instance}-");
-    Ok(ip(&["netns", "list"])?
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_owned)
-        .collect())
-}
-
-pub fn exists(ns: &str) -> bool {
-    std::path::Path::new("/run/netns").join(ns).exists()
+    testkit::netns::list(&format!("fl-{instance}-")).map_err(LabError::command)
 }
 
 pub fn create(ns: &str) -> Result<()> {
-    if !exists(ns) {
-        ip(&["netns", "add", ns])?;
-    }
-    ip(&["-n", ns, "link", "set", "lo", "up"])?;
-    Ok(())
+    testkit::netns::create(ns).map_err(LabError::command)
 }
 
 pub fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
-    ip(&[
-        "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns", ns_b,
-    ])?;
-    Ok(())
+    testkit::netns::veth(ns_a, if_a, ns_b, if_b).map_err(LabError::command)
 }
 
+/// IPv6 addresses get no duplicate address detection: they are usable at once.
 pub fn address(ns: &str, ifname: &str, addr: &IpNet) -> Result<()> {
-    let a = addr.to_string();
-    let mut args = vec!["-n", ns, "addr", "add", &a, "dev", ifname];
-    if matches!(addr, IpNet::V6(_)) {
-        // No duplicate address detection: the address is usable at once.
-        args.push("nodad");
-    }
-    ip(&args)?;
-    Ok(())
+    testkit::netns::address(ns, ifname, &addr.to_string()).map_err(LabError::command)
 }
 
 pub fn up(ns: &str, ifname: &str) -> Result<()> {
-    ip(&["-n", ns, "link", "set", ifname, "up"])?;
-    Ok(())
+    testkit::netns::up(ns, ifname).map_err(LabError::command)
 }
 
 pub fn default_route(ns: &str, via: &std::net::IpAddr) -> Result<()> {
-    let v = via.to_string();
-    let family = if via.is_ipv6() { "-6" } else { "-4" };
-    ip(&["-n", ns, family, "route", "replace", "default", "via", &v])?;
-    Ok(())
-}
-
-/// Pids of every process in the namespace.
-pub fn pids(ns: &str) -> Vec<u32> {
-    ip(&["netns", "pids", ns])
-        .map(|out| out.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
+    testkit::netns::default_route(ns, via).map_err(LabError::command)
 }
 
 /// Stop every process in the namespace (they are the lab's: the namespace is), then delete it.
 pub fn destroy(ns: &str) -> Result<()> {
-    if !exists(ns) {
-        return Ok(());
-    }
-    for pid in pids(ns) {
-        proc::signal(pid, "TERM");
-    }
-    let gone = proc::poll(Duration::from_secs(3), Duration::from_millis(20), || {
-        pids(ns).is_empty()
-    });
-    if !gone {
-        for pid in pids(ns) {
-            proc::signal(pid, "KILL");
-        }
-        proc::poll(Duration::from_secs(2), Duration::from_millis(20), || {
-            pids(ns).is_empty()
-        });
-    }
-    ip(&["netns", "del", ns])?;
-    Ok(())
+    testkit::netns::destroy(ns).map_err(LabError::command)
 }

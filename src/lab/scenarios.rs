@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::frr::UPDATES_LOG;
-use super::instance::{down, Lab};
+use super::instance::{down, LabInstance};
 use super::moves::{analyze, run_move, MoveRun, MoveSpec, Order};
 use super::probe::Prober;
 use super::report::{self, Report};
@@ -61,7 +61,7 @@ impl Say {
 /// A lab being watched: prober in the client, a kernel route monitor in every router (the
 /// third site's says what it sees), speaker events; at the end, the routers' bgpd logs.
 pub struct Bench {
-    pub lab: Lab,
+    pub lab: LabInstance,
     prober: Prober,
     monitors: Vec<(String, RouteMonitor)>,
     events: EventWatcher,
@@ -86,7 +86,7 @@ impl Bench {
         })
     }
 
-    pub fn start(lab: Lab, dir: &Path, say: Say) -> Result<Self> {
+    pub fn start(lab: LabInstance, dir: &Path, say: Say) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LabError::step(format!("creating {}", dir.display()), e))?;
         let t = &lab.topo;
@@ -355,7 +355,7 @@ pub fn speaker_kill_restart(
 
 /// `ferry lab demo`: up, `moves` alternating planned moves (failover, failback, ...), report, down.
 pub fn demo(instance: &str, out: &Path, moves: usize, order: Order) -> Result<Report> {
-    let mut lab = Lab::new(instance, None)?;
+    let mut lab = LabInstance::new(instance, None)?;
     super::instance::preflight()?;
     let _guard = DownGuard(instance.into());
     let say = Say {
@@ -428,7 +428,7 @@ pub fn test(
         ));
     }
     let wants = |group: &str| only.is_none_or(|o| o == group);
-    let mut lab = Lab::new(instance, None)?;
+    let mut lab = LabInstance::new(instance, None)?;
     super::instance::preflight()?;
     let _guard = DownGuard(instance.into());
     let say = Say {

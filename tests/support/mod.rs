@@ -1,8 +1,9 @@
 //! Shared helpers of the speaker integration tests: the real `ferry` binary, real sockets.
 //!
-//! - [`Speaker`]: `ferry speaker --config FILE` as a child process with a generated config in
-//!   a temp dir (API socket, state_dir and log live there). Start waits for the API socket;
-//!   Drop kills it with SIGKILL and removes the dir (printing its log if the test failed).
+//! - [`Speaker`]: `ferry speaker --config FILE` as a child process (the test kit's
+//!   `SpeakerProcess`) with a typed config ([`SpeakerSpec::config`]) written in a temp dir (API
+//!   socket, state_dir and log live there). Start waits for the API socket; Drop kills it with
+//!   SIGKILL and removes the dir (printing its log if the test failed).
 //! - [`Cli`] output of `ferry announce|withdraw|status|routes` run with `FERRY_API` set.
 //! - [`RawPeer`]: a BGP peer written with `ferry::wire` only, on 127.0.0.0/8: it listens on a free
 //!   port (the speaker connects to it, `port = N`) or connects to the speaker's `listen`
@@ -14,21 +15,22 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ferry::config::{Asn, Config, HoldTime, NeighborConfig, RouterId, Seconds, SpeakerConfig};
 use ferry::wire::{
     split_frame, Afi, Capability, Context, Message, Notification, Open, Safi, Update,
     MAX_EXTENDED_MESSAGE_LEN,
 };
+use testkit::speaker::{self, SpeakerProcess};
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 /// The speaker's AS in every test.
@@ -40,20 +42,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Whether the FRR lab can run here (root and FRR installed). CI sets FIT_REQUIRE=1
 /// (scripts/test.sh) so the lab tests cannot be skipped silently there.
-pub fn lab_can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let frr = Path::new("/usr/lib/frr/bgpd").exists();
-    if !(root && frr) {
-        if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-            panic!("cannot run the lab: needs root and FRR (FIT_REQUIRE=1)");
-        }
-        eprintln!("skipped: needs root and FRR (apt-get install frr)");
-    }
-    root && frr
-}
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use testkit::root::lab_can_run;
 
 // ---------------------------------------------------------------------------------------------
 // Ports
@@ -136,47 +126,46 @@ impl SpeakerSpec {
         }
     }
 
-    fn toml(&self, dir: &Path) -> String {
-        let mut t = String::new();
-        let router_id = self.router_id.unwrap_or(Ipv4Addr::new(192, 0, 2, 1));
-        let _ = writeln!(
-            t,
-            "[speaker]\nasn = {LOCAL_ASN}\nrouter_id = \"{router_id}\""
+    /// The typed config: API socket and state_dir in `dir`, each neighbor's `extra` keys
+    /// set on it.
+    pub fn config(&self, dir: &Path) -> Config {
+        let mut speaker = SpeakerConfig::new(
+            Asn(LOCAL_ASN),
+            RouterId(self.router_id.unwrap_or(Ipv4Addr::new(192, 0, 2, 1))),
+            dir.join("api.sock"),
+            dir.join("state"),
         );
-        if let Some(l) = self.listen {
-            let _ = writeln!(t, "listen = \"{l}\"");
-        }
-        let _ = writeln!(t, "api = \"{}\"", dir.join("api.sock").display());
-        let _ = writeln!(t, "state_dir = \"{}\"", dir.join("state").display());
+        speaker.listen = self.listen;
         if let Some((addr, _)) = &self.api_tcp {
-            let _ = writeln!(t, "api_tcp = \"{addr}\"");
-            let _ = writeln!(t, "api_token_file = \"{}\"", dir.join("token").display());
+            speaker.api_tcp = Some(*addr);
+            speaker.api_token_file = Some(dir.join("token"));
         }
-        for n in &self.neighbors {
-            let _ = writeln!(
-                t,
-                "\n[[neighbor]]\naddress = \"{}\"\nremote_as = {}\nhold_time = {}\nconnect_retry = {}\nlocal_address = \"{}\"",
-                n.address, n.remote_as, n.hold_time, n.connect_retry, n.local_address
-            );
-            if let Some(p) = n.port {
-                let _ = writeln!(t, "port = {p}");
-            }
-            if n.passive {
-                let _ = writeln!(t, "passive = true");
-            }
-            if let Some(m) = n.max_prefixes {
-                let _ = writeln!(t, "max_prefixes = {m}");
-            }
-            t.push_str(&n.extra);
-        }
-        t
+        let neighbors = self
+            .neighbors
+            .iter()
+            .map(|n| {
+                let mut c = NeighborConfig::new(n.address, Asn(n.remote_as));
+                c.hold_time = HoldTime(n.hold_time);
+                c.connect_retry = Seconds(n.connect_retry);
+                c.local_address = Some(n.local_address);
+                c.passive = n.passive;
+                if let Some(p) = n.port {
+                    c.port = p;
+                }
+                if let Some(m) = n.max_prefixes {
+                    c.max_prefixes = m;
+                }
+                speaker::with_keys(&c, &n.extra).unwrap_or_else(|e| panic!("neighbor extra: {e}"))
+            })
+            .collect();
+        Config { speaker, neighbors }
     }
 }
 
 /// A running `ferry speaker`; SIGKILLed and its dir removed on drop.
 pub struct Speaker {
     pub dir: tempfile::TempDir,
-    child: Option<Child>,
+    process: Option<SpeakerProcess>,
     pub spec: SpeakerSpec,
 }
 
@@ -197,10 +186,11 @@ impl Speaker {
             .expect("temp dir");
         let s = Self {
             dir,
-            child: None,
+            process: None,
             spec,
         };
-        std::fs::write(s.config_path(), s.spec.toml(s.dir.path())).expect("write config");
+        speaker::write_config(&s.config_path(), &s.spec.config(s.dir.path()))
+            .unwrap_or_else(|e| panic!("{e}"));
         if let Some((_, token)) = &s.spec.api_tcp {
             write_private(&s.dir.path().join("token"), &format!("{token}\n"));
         }
@@ -228,19 +218,16 @@ impl Speaker {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("speaker running").id()
+        self.process
+            .as_ref()
+            .and_then(SpeakerProcess::pid)
+            .expect("speaker running")
     }
 
     /// Start the process (again) with the same config and state_dir.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "speaker already running");
-        let _ = std::fs::remove_file(self.api());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
-        let mut cmd = match self.spec.wrapper.split_first() {
+        assert!(self.process.is_none(), "speaker already running");
+        let cmd = match self.spec.wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
                 c.args(rest).arg(FERRY);
@@ -248,77 +235,40 @@ impl Speaker {
             }
             None => Command::new(FERRY),
         };
-        let child = cmd
-            .arg("speaker")
-            .arg("--config")
-            .arg(self.config_path())
-            .env("FERRY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ferry speaker");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if std::os::unix::net::UnixStream::connect(self.api()).is_ok() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                panic!(
-                    "ferry speaker exited with {status} at start:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "API socket {} did not appear within {WAIT:?}:\n{}",
-                self.api().display(),
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let p = SpeakerProcess::start(
+            cmd,
+            &self.config_path(),
+            &self.api(),
+            Some(&self.log_path()),
+            WAIT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.process = Some(p);
     }
 
     /// SIGKILL (no NOTIFICATION, no clean-up), and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.process.take() {
+            p.kill9();
         }
     }
 
     /// SIGTERM; the speaker keeps running until it has closed its sessions.
     pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        self.process.as_ref().expect("speaker running").sigterm();
     }
 
     /// Wait for the process to exit (after SIGTERM).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("speaker running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let p = self.process.as_mut().expect("speaker running");
+        let status = p.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
                 "speaker still running {timeout:?} after the signal:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+                p.log()
+            )
+        });
+        self.process = None;
+        status
     }
 
     /// `ferry ARGS` with `FERRY_API` pointing at this speaker.
@@ -377,16 +327,7 @@ impl Drop for Speaker {
 /// Write a file only its owner may read (mode 0600), as the speaker requires of files that
 /// hold secrets (token files, configs with `md5_password`).
 pub fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    f.write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    speaker::write_private(path, text).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Run `ferry speaker --config` on a config text and wait for it to exit (it must not start).

@@ -15,8 +15,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
-use crate::netns::{run, Lab, Netns};
+use super::frr_daemon;
+use super::{
+    dump_commands, dump_exited, dump_lines, normalize_community, poll, BgpDaemon, Family, Peer,
+    Rib, RibRoute, Route,
+};
+use crate::cmd::run;
+use crate::netns::{Lab, Netns};
 
 /// FRR configuration builder.
 #[derive(Clone, Debug)]
@@ -197,36 +202,23 @@ impl<'l> Frr<'l> {
     /// Starts FRR in `ns` with its files in a lab temp dir named `frr-<ns suffix>`. Waits (10 s)
     /// until vtysh answers.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &FrrConfig) -> Frr<'l> {
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("frr-{tag}"));
+        let dir = lab.daemon_dir("frr", ns);
         let log = dir.join("bgpd.log");
         std::fs::write(dir.join("bgpd.conf"), config.render(&log)).expect("write bgpd.conf");
         // bgpd drops privileges to user frr (the vty group frrvty rules out running as root)
-        let _ = run(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
+        let _ = frr_daemon::chown(&dir);
         let d = |f: &str| dir.join(f).display().to_string();
+        let command = |daemon: &str, config: &str| {
+            let mut c = ns.command(&frr_daemon::binary(daemon).display().to_string());
+            frr_daemon::args(&mut c, &dir, daemon, &dir.join(config));
+            c
+        };
         let mut pids = Vec::new();
         if config.zebra {
-            let mut c = ns.command("/usr/lib/frr/zebra");
-            c.args([
-                "-f",
-                &d("zebra.conf"),
-                "-i",
-                &d("zebra.pid"),
-                "-z",
-                &d("zserv.api"),
-            ])
-            .args([
-                "--vty_socket",
-                &d(""),
-                "-P",
-                "0",
-                "--log",
-                &format!("file:{}", d("zebra.log")),
-            ]);
+            let mut c = command("zebra", "zebra.conf");
+            c.args(["--log", &format!("file:{}", d("zebra.log"))]);
             std::fs::write(dir.join("zebra.conf"), "hostname fit-zebra\n").expect("zebra.conf");
-            let _ = run(Command::new("chown")
-                .args(["frr:frr"])
-                .arg(dir.join("zebra.conf")));
+            let _ = frr_daemon::chown(&dir);
             pids.push(lab.spawn("zebra", c, &dir.join("zebra.out")));
             let sock = dir.join("zserv.api");
             if poll(Duration::from_secs(10), || sock.exists().then_some(())).is_none() {
@@ -247,34 +239,12 @@ impl<'l> Frr<'l> {
                 let _ = writeln!(conf, "{l}");
             }
             std::fs::write(dir.join("bfdd.conf"), conf).expect("bfdd.conf");
-            let _ = run(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
-            let mut c = ns.command("/usr/lib/frr/bfdd");
-            c.args([
-                "-f",
-                &d("bfdd.conf"),
-                "-i",
-                &d("bfdd.pid"),
-                "-z",
-                &d("zserv.api"),
-                "--bfdctl",
-                &d("bfdd.sock"),
-                "--vty_socket",
-                &d(""),
-                "-P",
-                "0",
-            ]);
+            let _ = frr_daemon::chown(&dir);
+            let mut c = command("bfdd", "bfdd.conf");
+            c.args(["--bfdctl", &d("bfdd.sock")]);
             pids.push(lab.spawn("bfdd", c, &dir.join("bfdd.out")));
         }
-        let mut c = ns.command("/usr/lib/frr/bgpd");
-        c.args([
-            "-f",
-            &d("bgpd.conf"),
-            "-i",
-            &d("bgpd.pid"),
-            "-z",
-            &d("zserv.api"),
-        ])
-        .args(["--vty_socket", &d(""), "-P", "0"]);
+        let mut c = command("bgpd", "bgpd.conf");
         if !config.zebra {
             c.arg("-Z");
         }
@@ -316,12 +286,11 @@ impl<'l> Frr<'l> {
 
     /// Runs vtysh commands (`-c` each, in order); Ok(stdout).
     pub fn vtysh_cmds(&self, cmds: &[&str]) -> Result<String, String> {
-        let mut c = Command::new("vtysh");
-        c.arg("--vty_socket").arg(&self.dir);
-        for cmd in cmds {
-            c.args(["-c", cmd]);
-        }
-        let out = run(&mut c)?;
+        let out = run(frr_daemon::vtysh_args(
+            &mut Command::new("vtysh"),
+            &self.dir,
+            cmds,
+        ))?;
         // vtysh exits 0 on some errors and prints them
         if out.starts_with('%') {
             return Err(format!("vtysh {cmds:?}: {out}"));
@@ -532,20 +501,15 @@ impl BgpDaemon for Frr<'_> {
     fn state_dump(&self) -> String {
         let mut s = String::new();
         for p in &self.pids {
-            if !self.lab.is_running(*p) {
-                let _ = writeln!(s, "process {p} exited: {:?}", self.lab.exit_status(*p));
-            }
+            dump_exited(&mut s, self.lab, *p, &format!("process {p}"));
         }
-        for cmd in [
-            "show bgp summary",
-            "show bgp neighbors",
-            "show bgp ipv4 unicast",
-            "show bgp ipv6 unicast",
-        ] {
-            let out = self.vtysh(cmd).unwrap_or_else(|e| e);
-            let out: String = out.lines().take(60).collect::<Vec<_>>().join("\n");
-            dump_lines(&mut s, cmd, &out);
-        }
+        let cmds: [&[&str]; 4] = [
+            &["show bgp summary"],
+            &["show bgp neighbors"],
+            &["show bgp ipv4 unicast"],
+            &["show bgp ipv6 unicast"],
+        ];
+        dump_commands(&mut s, "vtysh -c", &cmds, 60, |a| self.vtysh(a[0]));
         dump_lines(
             &mut s,
             "bgpd stdout",

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use super::{
+    dump_commands, dump_exited, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute,
+    Route,
+};
 use crate::netns::{Lab, Netns};
 
 /// Port of GoBGP's gRPC API on the namespace's loopback.
@@ -116,8 +119,7 @@ pub struct GoBgp<'l> {
 impl<'l> GoBgp<'l> {
     /// Starts gobgpd in `ns`, waits (10 s) for its API, adds the routes, enables the neighbors.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &GoBgpConfig) -> GoBgp<'l> {
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("gobgp-{tag}"));
+        let dir = lab.daemon_dir("gobgp", ns);
         let log = dir.join("gobgpd.log");
         let conf = dir.join("gobgpd.toml");
         std::fs::write(&conf, config.render()).expect("write gobgpd.toml");
@@ -308,18 +310,13 @@ impl BgpDaemon for GoBgp<'_> {
 
     fn state_dump(&self) -> String {
         let mut s = String::new();
-        if !self.lab.is_running(self.pid) {
-            let _ = writeln!(s, "gobgpd exited: {:?}", self.lab.exit_status(self.pid));
-        }
-        for args in [
-            &["neighbor"][..],
-            &["global", "rib", "-a", "ipv4"][..],
-            &["global", "rib", "-a", "ipv6"][..],
-        ] {
-            let out = self.gobgp(args).unwrap_or_else(|e| e);
-            let out: String = out.lines().take(60).collect::<Vec<_>>().join("\n");
-            dump_lines(&mut s, &format!("gobgp {}", args.join(" ")), &out);
-        }
+        dump_exited(&mut s, self.lab, self.pid, "gobgpd");
+        let cmds: [&[&str]; 3] = [
+            &["neighbor"],
+            &["global", "rib", "-a", "ipv4"],
+            &["global", "rib", "-a", "ipv6"],
+        ];
+        dump_commands(&mut s, "gobgp", &cmds, 60, |a| self.gobgp(a));
         s
     }
 

@@ -14,103 +14,111 @@
 //! deletes the namespaces and removes the temporary directories (kept when `FIT_KEEP=1`).
 //! Namespaces left behind by a test process that was killed (`fit-*-<pid>-*` where `<pid>` is
 //! no longer running) are removed by the next [`Lab::new`].
+//!
+//! The free functions ([`create`], [`veth`], [`address`], [`destroy`], ...) work on namespaces
+//! by name for callers whose namespaces outlive the process (`ferry lab up` / `down`); they
+//! return errors instead of panicking. Never does: add a link, address or route to the root
+//! namespace.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether this process can run namespace tests: root and `ip` present. Prints a clear
-/// "skipped" line (to stderr, visible with `--nocapture` / nextest's output) and returns false
-/// otherwise. Set `FIT_REQUIRE=1` to turn a skip into a panic (so CI cannot silently skip).
-///
-/// ```no_run
-/// if !proto_tests::netns::can_run("frr_bird") { return; }
-/// ```
-pub fn can_run(test: &str) -> bool {
-    let reason = if !is_root() {
-        Some("not running as root".to_string())
-    } else if !program_exists("ip") {
-        Some("the `ip` command (iproute2) is missing".to_string())
-    } else {
-        None
-    };
-    match reason {
-        None => true,
-        Some(r) => {
-            if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-                panic!("{test}: cannot run interop test: {r} (FIT_REQUIRE=1)");
-            }
-            eprintln!("SKIPPED {test}: {r}; interop tests need root and network namespaces");
-            false
-        }
-    }
+use crate::cmd::{run, run_ok, run_timeout, Failed};
+use crate::poll::poll_every;
+use crate::signal::{signal, stop_child};
+
+/// Whether namespace `ns` exists.
+pub fn exists(ns: &str) -> bool {
+    Path::new("/run/netns").join(ns).exists()
 }
 
-/// Like [`can_run`], and also requires each of `programs` (looked up in PATH or as a path).
-pub fn can_run_with(test: &str, programs: &[&str]) -> bool {
-    if !can_run(test) {
-        return false;
-    }
-    for p in programs {
-        if !program_exists(p) {
-            if std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1") {
-                panic!("{test}: `{p}` is missing (FIT_REQUIRE=1)");
-            }
-            eprintln!("SKIPPED {test}: `{p}` is not installed");
-            return false;
-        }
-    }
-    true
+/// `ip ARGS...` with a 10 s timeout.
+pub fn ip(args: &[&str]) -> Result<String, Failed> {
+    run_timeout(Command::new("ip").args(args), Duration::from_secs(10))
 }
 
-fn is_root() -> bool {
-    // /proc/self/status: "Uid:\t<real>\t<effective>\t..."
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+/// The namespaces whose names start with `prefix` that exist now.
+pub fn list(prefix: &str) -> Result<Vec<String>, Failed> {
+    Ok(ip(&["netns", "list"])?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Creates namespace `ns` unless it exists, and sets its `lo` up.
+pub fn create(ns: &str) -> Result<(), Failed> {
+    if !exists(ns) {
+        ip(&["netns", "add", ns])?;
+    }
+    ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    Ok(())
+}
+
+/// A veth pair created directly inside its two namespaces (never in the root namespace).
+pub fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<(), Failed> {
+    ip(&[
+        "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns", ns_b,
+    ])?;
+    Ok(())
+}
+
+/// Adds `addr` (`ADDR/LEN`) to `ifname`; an IPv6 address gets `nodad`, usable at once.
+pub fn address(ns: &str, ifname: &str, addr: &str) -> Result<(), Failed> {
+    let mut args = vec!["-n", ns, "addr", "add", addr, "dev", ifname];
+    if addr.contains(':') {
+        args.push("nodad");
+    }
+    ip(&args)?;
+    Ok(())
+}
+
+/// Sets `ifname` in `ns` up.
+pub fn up(ns: &str, ifname: &str) -> Result<(), Failed> {
+    ip(&["-n", ns, "link", "set", ifname, "up"])?;
+    Ok(())
+}
+
+/// Replaces the default route of `via`'s family in `ns`.
+pub fn default_route(ns: &str, via: &std::net::IpAddr) -> Result<(), Failed> {
+    let v = via.to_string();
+    let family = if via.is_ipv6() { "-6" } else { "-4" };
+    ip(&["-n", ns, family, "route", "replace", "default", "via", &v])?;
+    Ok(())
+}
+
+/// Pids of every process in namespace `ns`.
+pub fn pids(ns: &str) -> Vec<u32> {
+    ip(&["netns", "pids", ns])
+        .map(|out| {
+            out.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
         })
-        .unwrap_or(false)
+        .unwrap_or_default()
 }
 
-/// Whether `program` is an executable path or found in PATH (plus the sbin directories).
-pub fn program_exists(program: &str) -> bool {
-    if program.contains('/') {
-        return Path::new(program).is_file();
+/// Stops every process in `ns` (SIGTERM, SIGKILL after 3 s; they are the caller's: the
+/// namespace is), then deletes it. A namespace that does not exist is fine.
+pub fn destroy(ns: &str) -> Result<(), Failed> {
+    if !exists(ns) {
+        return Ok(());
     }
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/lib/frr"])
-        .any(|d| Path::new(d).join(program).is_file());
-    found
-}
-
-/// Runs a command to completion; Ok(stdout) on exit status 0, Err(description with stderr).
-pub fn run(cmd: &mut Command) -> Result<String, String> {
-    let out: Output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{cmd:?}: {}\nstdout: {}\nstderr: {}",
-            out.status,
-            stdout.trim_end(),
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        ))
+    for pid in pids(ns) {
+        signal(pid, "TERM");
     }
-}
-
-/// Like [`run`], panicking on failure.
-pub fn run_ok(cmd: &mut Command) -> String {
-    run(cmd).unwrap_or_else(|e| panic!("{e}"))
+    let every = Duration::from_millis(20);
+    if !poll_every(Duration::from_secs(3), every, || pids(ns).is_empty()) {
+        for pid in pids(ns) {
+            signal(pid, "KILL");
+        }
+        poll_every(Duration::from_secs(2), every, || pids(ns).is_empty());
+    }
+    ip(&["netns", "del", ns])?;
+    Ok(())
 }
 
 /// A network namespace (just its name; the [`Lab`] that created it deletes it).
@@ -157,11 +165,7 @@ impl Netns {
 
     /// PIDs of the processes running inside the namespace.
     pub fn pids(&self) -> Vec<u32> {
-        run(Command::new("ip").args(["netns", "pids", &self.name]))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        pids(&self.name)
     }
 
     /// Whether interface `ifname` is operationally up (`LOWER_UP`) inside this namespace.
@@ -227,6 +231,9 @@ impl Veth {
         }
     }
 }
+
+/// How long a spawned process has between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 struct Spawned {
     what: String,
@@ -312,29 +319,13 @@ impl Lab {
             s
         };
         let (a_if, b_if) = (ifname(b), ifname(a));
-        run_ok(Command::new("ip").args([
-            "link",
-            "add",
-            &a_if,
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b_if,
-            "netns",
-            b.name(),
-        ]));
+        let must = |r: Result<(), Failed>| r.unwrap_or_else(|e| panic!("{e}"));
+        must(veth(a.name(), &a_if, b.name(), &b_if));
         for (ns, ifn, addrs) in [(a, &a_if, a_addrs), (b, &b_if, b_addrs)] {
             for addr in addrs {
-                if addr.contains(':') {
-                    ns.ip(&["addr", "add", addr, "dev", ifn, "nodad"]);
-                } else {
-                    ns.ip(&["addr", "add", addr, "dev", ifn]);
-                }
+                must(address(ns.name(), ifn, addr));
             }
-            ns.ip(&["link", "set", ifn, "up"]);
+            must(up(ns.name(), ifn));
         }
         // (pair() and callers wait with Veth::wait_up)
         let end = |ns: &Netns, ifn: &str, addrs: &[&str]| VethEnd {
@@ -373,6 +364,12 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         self.state.borrow_mut().dirs.push(dir.clone());
         dir
+    }
+
+    /// A fresh directory for daemon `kind` in `ns`: `<prefix>-<kind>-<ns short name>`.
+    pub fn daemon_dir(&self, kind: &str, ns: &Netns) -> PathBuf {
+        let tag = ns.name().rsplit('-').next().unwrap_or("x");
+        self.tempdir(&format!("{kind}-{tag}"))
     }
 
     /// Spawns `cmd` (usually from [`Netns::command`]) with stdin from /dev/null and stdout and
@@ -422,7 +419,7 @@ impl Lab {
         let mut st = self.state.borrow_mut();
         if let Some(i) = st.children.iter().position(|s| s.child.id() == pid) {
             let mut s = st.children.remove(i);
-            stop_child(&mut s);
+            stop_child(&s.what, &mut s.child, STOP_GRACE);
         }
     }
 
@@ -455,7 +452,7 @@ impl Lab {
             }
         }
         for s in st.children.iter_mut() {
-            stop_child(s);
+            stop_child(&s.what, &mut s.child, STOP_GRACE);
         }
         st.children.clear();
         // processes left inside our namespaces (daemon helpers, forks)
@@ -495,35 +492,6 @@ impl Drop for Lab {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn stop_child(s: &mut Spawned) {
-    if matches!(s.child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    signal(s.child.id(), "TERM");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if matches!(s.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!(
-        "lab: {} (pid {}) ignored SIGTERM; killing",
-        s.what,
-        s.child.id()
-    );
-    let _ = s.child.kill();
-    let _ = s.child.wait();
-}
-
 /// Deletes namespaces `fit-<x>-<pid>-<name>` whose test process `<pid>` is gone.
 fn reap_stale() {
     let Ok(list) = run(Command::new("ip").args(["netns", "list"])) else {
@@ -549,5 +517,37 @@ fn reap_stale() {
         }
         let _ = run(Command::new("ip").args(["netns", "del", name]));
         eprintln!("lab: removed stale namespace {name}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_removes_its_namespaces_on_drop_also_while_a_test_panics() {
+        if !crate::root::can_run("kit_lab_drop") {
+            return;
+        }
+        let names = {
+            let lab = Lab::new("kitdrop");
+            let (a, b, v) = lab.pair();
+            assert!(exists(a.name()) && exists(b.name()));
+            assert!(a.link_up(&v.a.ifname));
+            lab.namespaces()
+        };
+        assert!(names.iter().all(|n| !exists(n)), "{names:?} left behind");
+
+        let created = std::sync::Mutex::new(Vec::new());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let lab = Lab::new("kitpanic");
+            let ns = lab.netns("a");
+            created.lock().unwrap().push(ns.name().to_string());
+            panic!("a failing test");
+        }));
+        assert!(r.is_err());
+        let created = created.into_inner().unwrap();
+        assert_eq!(created.len(), 1);
+        assert!(!exists(&created[0]), "{} left behind", created[0]);
     }
 }

@@ -8,12 +8,15 @@
 pub mod bird;
 pub mod exabgp;
 pub mod frr;
+pub mod frr_daemon;
 pub mod gobgp;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::poll::poll;
 
 /// Address family (unicast).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -273,23 +276,6 @@ pub trait BgpDaemon {
     }
 }
 
-/// Calls `f` until it returns Some (first at once, then every 100-500 ms) or `timeout` passes.
-pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        std::thread::sleep(delay.min(deadline - now));
-        delay = (delay * 3 / 2).min(Duration::from_millis(500));
-    }
-}
-
 /// Last `lines` lines of a file ("(unreadable: ...)" if it cannot be read).
 pub fn tail_file(path: &Path, lines: usize) -> String {
     match std::fs::read_to_string(path) {
@@ -321,6 +307,30 @@ pub fn normalize_community(c: &str) -> String {
     }
 }
 
-pub(crate) fn dump_lines(out: &mut String, title: &str, body: &str) {
+/// Appends "`what` exited: STATUS" to a state dump when the lab's process `pid` has exited.
+pub fn dump_exited(out: &mut String, lab: &crate::netns::Lab, pid: u32, what: &str) {
+    if !lab.is_running(pid) {
+        let _ = writeln!(out, "{what} exited: {:?}", lab.exit_status(pid));
+    }
+}
+
+/// Appends each command's output (its first `lines` lines, or the error) to a state dump,
+/// titled `<program> <args>`.
+pub fn dump_commands(
+    out: &mut String,
+    program: &str,
+    commands: &[&[&str]],
+    lines: usize,
+    run: impl Fn(&[&str]) -> Result<String, String>,
+) {
+    for args in commands {
+        let text = run(args).unwrap_or_else(|e| e);
+        let text: String = text.lines().take(lines).collect::<Vec<_>>().join("\n");
+        dump_lines(out, &format!("{program} {}", args.join(" ")), &text);
+    }
+}
+
+/// Appends a titled section to a state dump.
+pub fn dump_lines(out: &mut String, title: &str, body: &str) {
     let _ = writeln!(out, "== {title}\n{}", body.trim_end());
 }

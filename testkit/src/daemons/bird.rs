@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
-use crate::netns::{run, Lab, Netns};
+use super::{
+    dump_commands, dump_exited, dump_lines, normalize_community, poll, BgpDaemon, Family, Peer,
+    Rib, RibRoute, Route,
+};
+use crate::cmd::run;
+use crate::netns::{Lab, Netns};
 
 /// BIRD configuration builder.
 #[derive(Clone, Debug)]
@@ -167,8 +171,7 @@ pub struct Bird<'l> {
 impl<'l> Bird<'l> {
     /// Checks the config (`bird -p`), starts BIRD in `ns` and waits (10 s) until birdc answers.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &BirdConfig) -> Bird<'l> {
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("bird-{tag}"));
+        let dir = lab.daemon_dir("bird", ns);
         let log = dir.join("bird.log");
         let conf = dir.join("bird.conf");
         std::fs::write(&conf, config.render(&log)).expect("write bird.conf");
@@ -331,17 +334,9 @@ impl BgpDaemon for Bird<'_> {
 
     fn state_dump(&self) -> String {
         let mut s = String::new();
-        if !self.lab.is_running(self.pid) {
-            let _ = writeln!(s, "bird exited: {:?}", self.lab.exit_status(self.pid));
-        }
-        for args in [
-            &["show", "protocols", "all"][..],
-            &["show", "route", "all"][..],
-        ] {
-            let out = self.birdc(args).unwrap_or_else(|e| e);
-            let out: String = out.lines().take(80).collect::<Vec<_>>().join("\n");
-            dump_lines(&mut s, &format!("birdc {}", args.join(" ")), &out);
-        }
+        dump_exited(&mut s, self.lab, self.pid, "bird");
+        let cmds: [&[&str]; 2] = [&["show", "protocols", "all"], &["show", "route", "all"]];
+        dump_commands(&mut s, "birdc", &cmds, 80, |a| self.birdc(a));
         dump_lines(
             &mut s,
             "bird stdout/stderr",

@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute, Route};
+use super::{
+    dump_exited, dump_lines, normalize_community, poll, BgpDaemon, Family, Peer, Rib, RibRoute,
+    Route,
+};
 use crate::netns::{Lab, Netns};
 
 /// The receive process: copies its stdin to the file. (Not `cat`: ExaBGP's pipe can be
@@ -187,8 +190,7 @@ impl<'l> ExaBgp<'l> {
     /// Starts ExaBGP in `ns` and waits (10 s) until it has loaded its configuration.
     pub fn start(lab: &'l Lab, ns: &Netns, config: &ExaBgpConfig) -> ExaBgp<'l> {
         use std::os::unix::fs::PermissionsExt;
-        let tag = ns.name().rsplit('-').next().unwrap_or("x");
-        let dir = lab.tempdir(&format!("exabgp-{tag}"));
+        let dir = lab.daemon_dir("exabgp", ns);
         let log = dir.join("exabgp.log");
         let received = dir.join("received.jsonl");
         let recv = dir.join("recv.py");
@@ -419,9 +421,7 @@ impl BgpDaemon for ExaBgp<'_> {
 
     fn state_dump(&self) -> String {
         let mut s = String::new();
-        if !self.lab.is_running(self.pid) {
-            let _ = writeln!(s, "exabgp exited: {:?}", self.lab.exit_status(self.pid));
-        }
+        dump_exited(&mut s, self.lab, self.pid, "exabgp");
         dump_lines(
             &mut s,
             "received.jsonl (tail)",
