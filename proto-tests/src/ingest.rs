@@ -33,8 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bench::{http_unix, vm_hwm_kib};
+use crate::bench::vm_hwm_kib;
 use crate::ferry::{write_config, FerryConfig};
+use ferry::api::blocking::Speaker;
 use testkit::cmd::run;
 use testkit::daemons::bird::{Bird, BirdConfig};
 use testkit::daemons::frr::{Frr, FrrConfig};
@@ -238,7 +239,7 @@ pub fn gobgp_received(v: &Value) -> Option<u64> {
 enum Receiver<'l> {
     Ferry {
         pid: u32,
-        api: PathBuf,
+        api: Speaker,
         log: PathBuf,
     },
     Bird(Bird<'l>),
@@ -273,6 +274,7 @@ impl<'l> Receiver<'l> {
                 let path = write_config(&dir, &conf)?;
                 let api = conf.speaker.api;
                 let (pid, log) = spawn_ferry(lab, ns, ferry_bin, &path, &api, &dir)?;
+                let api = Speaker::unix(&api)?;
                 Receiver::Ferry { pid, api, log }
             }
             ReceiverKind::Bird => Receiver::Bird(Bird::start(
@@ -313,17 +315,11 @@ impl<'l> Receiver<'l> {
     fn count(&self) -> Result<u64, String> {
         match self {
             Receiver::Ferry { api, .. } => {
-                let (status, body) = http_unix(api, "GET", "/v1/peers", None)?;
-                if status != 200 {
-                    return Err(format!("GET /v1/peers: {status} {body}"));
-                }
-                let v: Value = serde_json::from_str(&body)
-                    .map_err(|e| format!("GET /v1/peers: bad JSON ({e}): {body}"))?;
-                v.as_array()
-                    .and_then(|a| a.first())
-                    .and_then(|p| p.get("prefixes_received"))
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| format!("GET /v1/peers: no prefixes_received in {body}"))
+                let peers = api.peers().map_err(|e| e.to_string())?;
+                peers
+                    .first()
+                    .map(|p| p.prefixes_received)
+                    .ok_or_else(|| "the receiving speaker has no neighbor".to_string())
             }
             Receiver::Bird(b) => {
                 let out = bird_ctl(&b.dir().join("bird.ctl"), "show protocols all fit_p1")?;
@@ -540,9 +536,7 @@ pub fn spawn_ferry(
         if !lab.is_running(pid) {
             return Some(false);
         }
-        http_unix(api, "GET", "/v1/peers", None)
-            .ok()
-            .map(|(s, _)| s == 200)
+        Speaker::unix(api).ok()?.peers().ok().map(|_| true)
     });
     if up != Some(true) {
         return Err(format!(
