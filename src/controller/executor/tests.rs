@@ -287,6 +287,36 @@ fn start<'a>(
     .unwrap()
 }
 
+/// What `pick` takes from each record of the run's journal.
+fn records(ex: &Executor<'_>, pick: impl Fn(&Record) -> Option<String>) -> Vec<String> {
+    ex.journal
+        .entries()
+        .iter()
+        .filter_map(|e| pick(&e.record))
+        .collect()
+}
+
+/// A failover in `mode`.
+fn start_in<'a>(
+    dir: &Path,
+    plan: Plan,
+    mode: Mode,
+    sites: &'a FakeSites,
+    probes: &'a FakeProbes,
+) -> Executor<'a> {
+    Executor::start(
+        dir,
+        plan,
+        Direction::Failover,
+        mode,
+        Holder::me("test"),
+        sites,
+        probes,
+        Box::new(|_| {}),
+    )
+    .unwrap()
+}
+
 fn only(sites: &FakeSites, plan: &Plan, active: &str) {
     let all: BTreeSet<_> = plan.all_prefixes().into_iter().collect();
     let other = if active == "dc1" { "dc2" } else { "dc1" };
@@ -465,17 +495,7 @@ fn unplanned_failover_skips_the_unreachable_primary() {
     let sites = FakeSites::new(&p);
     sites.down.borrow_mut().insert("dc1".into());
     let probes = FakeProbes::new(true);
-    let mut ex = Executor::start(
-        dir.path(),
-        p.clone(),
-        Direction::Failover,
-        Mode::Unplanned,
-        Holder::me("t"),
-        &sites,
-        &probes,
-        Box::new(|_| {}),
-    )
-    .unwrap();
+    let mut ex = start_in(dir.path(), p.clone(), Mode::Unplanned, &sites, &probes);
     assert!(!ex
         .steps
         .iter()
@@ -486,15 +506,10 @@ fn unplanned_failover_skips_the_unreachable_primary() {
             active: "dc2".into()
         }
     );
-    let notes: Vec<_> = ex
-        .journal
-        .entries()
-        .iter()
-        .filter_map(|e| match &e.record {
-            Record::StepDone { note: Some(n), .. } => Some(n.clone()),
-            _ => None,
-        })
-        .collect();
+    let notes = records(&ex, |r| match r {
+        Record::StepDone { note: Some(n), .. } => Some(n.clone()),
+        _ => None,
+    });
     assert!(
         notes.iter().any(|n| n.contains("skipped (unplanned)")),
         "{notes:?}"
@@ -508,28 +523,13 @@ fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
     let sites = FakeSites::new(&p);
     sites.refuses_withdraw.borrow_mut().insert("dc1".into());
     let probes = FakeProbes::new(true);
-    let mut ex = Executor::start(
-        dir.path(),
-        p.clone(),
-        Direction::Failover,
-        Mode::Unplanned,
-        Holder::me("t"),
-        &sites,
-        &probes,
-        Box::new(|_| {}),
-    )
-    .unwrap();
+    let mut ex = start_in(dir.path(), p.clone(), Mode::Unplanned, &sites, &probes);
     let end = ex.drive().unwrap();
     assert!(!matches!(end, End::Completed { .. }), "{end:?}");
-    let failed: Vec<_> = ex
-        .journal
-        .entries()
-        .iter()
-        .filter_map(|e| match &e.record {
-            Record::StepFailed { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
+    let failed = records(&ex, |r| match r {
+        Record::StepFailed { error, .. } => Some(error.clone()),
+        _ => None,
+    });
     assert!(
         failed
             .iter()
