@@ -3,8 +3,9 @@
 //!
 //! Proves: every operation round-trips through the server's own types (announce, the routes
 //! announced, peers with their typed session state, received routes, leases, renew, reset,
-//! metrics, the event stream); each failure comes back as the right kind: nothing listening or
-//! a socket that never answers is `Unreachable` (within the client's timeout), a bad request is
+//! metrics, the event stream); each failure comes back as the right kind: nothing listening is
+//! `Unreachable`, a socket that takes the request and never answers is `NoAnswer` (within the
+//! client's timeout), a bad request is
 //! `Rejected` naming the field the speaker blamed, an unknown peer is `Rejected` 404, a wrong
 //! bearer token on the TCP API is `Rejected` 401, and event streams past the listener's share
 //! are `Busy` (503).
@@ -87,14 +88,15 @@ fn operations_round_trip_with_typed_answers() {
 }
 
 #[test]
-fn a_speaker_that_is_not_there_or_never_answers_is_unreachable() {
+fn a_speaker_that_is_not_there_is_unreachable_and_one_that_never_answers_is_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let missing = Client::unix(dir.path().join("none.sock")).unwrap();
     let e = missing.peers().unwrap_err();
     assert!(e.is_unreachable(), "{e:?}");
     assert!(e.to_string().contains("cannot reach the speaker"), "{e}");
 
-    // A socket that accepts (the kernel's backlog) and never answers.
+    // A socket that accepts (the kernel's backlog) and never answers: the request went out,
+    // so it may have been taken: no answer, not unreachable.
     let path = dir.path().join("mute.sock");
     let _mute = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let c = Client::unix(&path)
@@ -103,8 +105,13 @@ fn a_speaker_that_is_not_there_or_never_answers_is_unreachable() {
     let t0 = Instant::now();
     let e = c.announce(vec![route("198.51.100.0/24")]).unwrap_err();
     assert!(
-        matches!(&e, SpeakerError::Unreachable { detail, .. } if detail.contains("no answer within 300 ms")),
+        matches!(&e, SpeakerError::NoAnswer { detail, .. } if detail == "within 300 ms"),
         "{e:?}"
+    );
+    assert!(!e.is_unreachable() && e.is_no_answer());
+    assert!(
+        e.to_string().ends_with("did not answer within 300 ms"),
+        "{e}"
     );
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }

@@ -7,7 +7,6 @@
 //! an async runtime (use the async client there).
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,11 +45,6 @@ impl Speaker {
     /// controller talking to several sites needs one, not one per site.
     pub fn sharing(inner: speaker::Speaker, rt: Arc<tokio::runtime::Runtime>) -> Self {
         Self { inner, rt }
-    }
-
-    /// [`speaker::Speaker::connect`], blocking.
-    pub fn connect(api: &str, token_file: Option<&Path>) -> Result<Self, String> {
-        Self::new(speaker::Speaker::connect(api, token_file)?)
     }
 
     /// The client of the Unix socket `path`, without a token.
@@ -128,7 +122,7 @@ pub struct Events {
 
 impl Events {
     /// The next event, waiting at most `wait`: `Ok(None)` when none came in that time.
-    /// A stream the speaker ended is an `Unreachable` error.
+    /// A stream the speaker ended is a `NoAnswer` error.
     pub fn next_within(&mut self, wait: Duration) -> Result<Option<Event>, SpeakerError> {
         let next = self
             .rt
@@ -136,9 +130,9 @@ impl Events {
         match next {
             Err(_) => Ok(None),
             Ok(Ok(Some(e))) => Ok(Some(e)),
-            Ok(Ok(None)) => Err(SpeakerError::Unreachable {
+            Ok(Ok(None)) => Err(SpeakerError::NoAnswer {
                 endpoint: self.stream.endpoint().to_owned(),
-                detail: "the speaker ended the event stream".into(),
+                detail: "(it ended the event stream)".into(),
             }),
             Ok(Err(e)) => Err(e),
         }

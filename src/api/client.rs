@@ -61,76 +61,99 @@ pub(super) struct Transport {
 /// Why no answer came back.
 #[derive(Debug)]
 pub(super) enum TransportError {
-    /// Could not connect, or the connection broke before an answer.
-    Unreachable(String),
-    /// No answer within the deadline.
-    TimedOut,
-    /// Could not build the request (a bug of ours, not the speaker's).
-    Request(String),
+    /// Could not connect (refused, no such socket, no route, or not within the deadline):
+    /// nothing was sent.
+    NotConnected(String),
+    /// The request went out (or may have) and no whole answer came back: the connection broke,
+    /// or the deadline passed. The speaker may or may not have done it. The text completes
+    /// "did not answer ...".
+    NoAnswer(String),
+    /// Could not build the request, or may not connect at all (permission denied): our side's
+    /// fault, not the speaker's.
+    Local(String),
 }
 
 impl Transport {
     /// Send `method path` with an optional JSON body; the status and the whole answer body.
+    /// One deadline covers the connection, the request and the answer.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), TransportError> {
-        tokio::time::timeout(self.timeout, async {
-            let mut sender = self.connect().await?;
-            let resp = sender
-                .send_request(self.request(method, path, body)?)
-                .await
-                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut sender = self.connect(deadline).await?;
+        let request = self.request(method, path, body)?;
+        tokio::time::timeout_at(deadline, async {
+            let resp = sender.send_request(request).await.map_err(no_answer)?;
             let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| TransportError::Unreachable(e.to_string()))?
-                .to_bytes();
-            Ok((status, bytes))
+            let bytes = resp.into_body().collect().await.map_err(no_answer)?;
+            Ok((status, bytes.to_bytes()))
         })
         .await
-        .map_err(|_| TransportError::TimedOut)?
+        .map_err(|_| self.late())?
     }
 
     /// Send `GET path` and return the answer's status and its body, to be read as it comes
     /// (the event stream). Only the connection and the head are bounded by the deadline.
     pub async fn open(&self, path: &str) -> Result<(StatusCode, Incoming), TransportError> {
-        tokio::time::timeout(self.timeout, async {
-            let mut sender = self.connect().await?;
-            let resp = sender
-                .send_request(self.request(Method::GET, path, None)?)
-                .await
-                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut sender = self.connect(deadline).await?;
+        let request = self.request(Method::GET, path, None)?;
+        tokio::time::timeout_at(deadline, async {
+            let resp = sender.send_request(request).await.map_err(no_answer)?;
             Ok((resp.status(), resp.into_body()))
         })
         .await
-        .map_err(|_| TransportError::TimedOut)?
+        .map_err(|_| self.late())?
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
-        let unreachable = |e: String| TransportError::Unreachable(e);
+    /// The deadline passed after the request went out.
+    fn late(&self) -> TransportError {
+        TransportError::NoAnswer(format!("within {}", secs_text(self.timeout)))
+    }
+
+    /// Connect and shake hands by `deadline`.
+    async fn connect(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+        match tokio::time::timeout_at(deadline, self.connect_now()).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::NotConnected(format!(
+                "no connection within {}",
+                secs_text(self.timeout)
+            ))),
+        }
+    }
+
+    async fn connect_now(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+        let unreachable = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                TransportError::Local(format!("{}: {e}", self.endpoint))
+            }
+            _ => TransportError::NotConnected(e.to_string()),
+        };
+        let handshake = |e: hyper::Error| TransportError::NotConnected(e.to_string());
         let (sender, conn) = match &self.endpoint {
             Endpoint::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path)
                     .await
-                    .map_err(|e| unreachable(e.to_string()))?;
+                    .map_err(unreachable)?;
                 let (a, c) = hyper::client::conn::http1::handshake(TokioIo::new(s))
                     .await
-                    .map_err(|e| unreachable(e.to_string()))?;
+                    .map_err(handshake)?;
                 (a, Conn::Unix(c))
             }
             Endpoint::Tcp { authority } => {
                 let s = tokio::net::TcpStream::connect(authority.as_str())
                     .await
-                    .map_err(|e| unreachable(e.to_string()))?;
+                    .map_err(unreachable)?;
                 let _ = s.set_nodelay(true);
                 let (a, c) = hyper::client::conn::http1::handshake(TokioIo::new(s))
                     .await
-                    .map_err(|e| unreachable(e.to_string()))?;
+                    .map_err(handshake)?;
                 (a, Conn::Tcp(c))
             }
         };
@@ -164,7 +187,20 @@ impl Transport {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         req.body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| TransportError::Request(e.to_string()))
+            .map_err(|e| TransportError::Local(e.to_string()))
+    }
+}
+
+fn no_answer(e: hyper::Error) -> TransportError {
+    TransportError::NoAnswer(format!("(the connection broke: {e})"))
+}
+
+/// `10 s`, or `300 ms` below a second.
+fn secs_text(d: Duration) -> String {
+    if d.as_secs() > 0 && d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 

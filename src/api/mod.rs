@@ -20,5 +20,5 @@ pub mod unix_socket;
 pub use client::Endpoint;
 pub use error::ApiError;
 pub use server::Control;
-pub use speaker::{Events, Speaker, SpeakerError};
+pub use speaker::{Events, SettingsError, Speaker, SpeakerError};
 pub use types::*;

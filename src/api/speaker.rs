@@ -5,11 +5,14 @@
 //! Contract:
 //! - One method per operation; requests and answers are the server's own types
 //!   ([`super::types`]), so a field added there reaches both sides.
-//! - Every call is bounded by the client's timeout (connect, request and answer together).
+//! - Every call is bounded by the client's timeout (connect, request and answer together);
+//!   an event stream, once open, is read as long as the caller waits.
 //! - Errors say what kind of failure it was ([`SpeakerError`]), so a caller can tell a site
-//!   that is down ([`SpeakerError::Unreachable`]) from one that refused the request
-//!   ([`SpeakerError::Rejected`]): the controller skips the first at a losing site in an
-//!   unplanned run and fails on the second.
+//!   that took nothing ([`SpeakerError::Unreachable`]: no connection) from one that took the
+//!   request and never answered ([`SpeakerError::NoAnswer`]: done or not, nobody knows) and
+//!   from one that refused it ([`SpeakerError::Rejected`]). The controller skips the first at
+//!   a losing site in an unplanned run, the second only where leases fence the site, and fails
+//!   on the rest.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -36,10 +39,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why a call to a speaker failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpeakerError {
-    /// No answer: the connection failed or broke, or nothing came back in time. The speaker
-    /// may be down, or cut off from us.
+    /// Nothing was sent: no connection (refused, no such socket, no route, or none within
+    /// the timeout). The speaker is down, or cut off from us.
     #[error("cannot reach the speaker at {endpoint}: {detail} (is `ferry speaker` running? set --api or FERRY_API)")]
     Unreachable { endpoint: String, detail: String },
+    /// The request went out and no whole answer came back (the connection broke, or the
+    /// timeout passed): the speaker may or may not have done it.
+    #[error("the speaker at {endpoint} did not answer {detail}")]
+    NoAnswer { endpoint: String, detail: String },
     /// The speaker refused the request as wrong (HTTP 4xx other than 409): `field` names the
     /// part of the request at fault when the speaker said which.
     #[error("{message}")]
@@ -54,9 +61,10 @@ pub enum SpeakerError {
     /// A limit of the speaker is reached (HTTP 503); the same request may work later.
     #[error("{message}")]
     Busy { message: String },
-    /// The speaker failed to do it (HTTP 500), or answered something that is not the API.
-    #[error("the speaker at {endpoint} failed: {message}")]
-    Internal { endpoint: String, message: String },
+    /// The speaker failed to do it (HTTP 500), answered something that is not the API, or
+    /// this side could not make the call (e.g. no permission on the socket).
+    #[error("{message}")]
+    Internal { message: String },
 }
 
 impl SpeakerError {
@@ -65,10 +73,28 @@ impl SpeakerError {
         matches!(self, Self::Rejected { .. })
     }
 
-    /// No answer came back: the speaker may be down or cut off.
+    /// Nothing was sent: the speaker is down or cut off.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. })
     }
+
+    /// Sent, but no answer: done or not, nobody knows.
+    pub fn is_no_answer(&self) -> bool {
+        matches!(self, Self::NoAnswer { .. })
+    }
+}
+
+/// Why a client could not be made from its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The API address is not a socket path or `http://HOST:PORT`.
+    #[error("{0}")]
+    Api(String),
+    #[error("api_token_file {}: {error}", path.display())]
+    TokenFile {
+        path: std::path::PathBuf,
+        error: String,
+    },
 }
 
 /// A client of one speaker's API.
@@ -90,12 +116,15 @@ impl Speaker {
 
     /// The client for `api` (a Unix socket path or `http://HOST:PORT`) with the bearer token
     /// read from `token_file`; the error names the bad value.
-    pub fn connect(api: &str, token_file: Option<&Path>) -> Result<Self, String> {
-        let endpoint = Endpoint::parse(api)?;
+    pub fn connect(api: &str, token_file: Option<&Path>) -> Result<Self, SettingsError> {
+        let endpoint = Endpoint::parse(api).map_err(SettingsError::Api)?;
         let token = match token_file {
             Some(p) => Some(
                 std::fs::read_to_string(p)
-                    .map_err(|e| format!("api_token_file {}: {e}", p.display()))?
+                    .map_err(|e| SettingsError::TokenFile {
+                        path: p.to_owned(),
+                        error: e.to_string(),
+                    })?
                     .trim()
                     .to_owned(),
             ),
@@ -184,7 +213,12 @@ impl Speaker {
     /// The metrics in Prometheus text format (`GET /metrics`).
     pub async fn metrics(&self) -> Result<String, SpeakerError> {
         let body = self.call(Method::GET, "/metrics", None).await?;
-        String::from_utf8(body.to_vec()).map_err(|e| self.internal(e.to_string()))
+        String::from_utf8(body.to_vec()).map_err(|e| {
+            self.internal(format!(
+                "unexpected answer from the speaker at {}: {e}",
+                self.transport.endpoint
+            ))
+        })
     }
 
     /// Subscribe to the speaker's events (`GET /v1/events`); they come as they happen.
@@ -195,9 +229,11 @@ impl Speaker {
             .await
             .map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            let bytes = body
-                .collect()
+            // An error body that stalls must not hold the caller past its timeout.
+            let bytes = tokio::time::timeout(self.transport.timeout, body.collect())
                 .await
+                .ok()
+                .and_then(Result::ok)
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
             return Err(self.refusal(status, &bytes));
@@ -245,7 +281,8 @@ impl Speaker {
     fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, SpeakerError> {
         serde_json::from_slice(body).map_err(|e| {
             self.internal(format!(
-                "unexpected answer: {e} in {}",
+                "unexpected answer from the speaker at {}: {e} in {}",
+                self.transport.endpoint,
                 String::from_utf8_lossy(body)
             ))
         })
@@ -275,22 +312,22 @@ impl Speaker {
     fn transport_error(&self, e: TransportError) -> SpeakerError {
         let endpoint = self.transport.endpoint.to_string();
         match e {
-            TransportError::Unreachable(detail) => SpeakerError::Unreachable { endpoint, detail },
-            TransportError::TimedOut => SpeakerError::Unreachable {
-                endpoint,
-                detail: format!("no answer within {} ms", self.transport.timeout.as_millis()),
+            TransportError::NotConnected(detail) => SpeakerError::Unreachable { endpoint, detail },
+            TransportError::NoAnswer(detail) => SpeakerError::NoAnswer { endpoint, detail },
+            TransportError::Local(message) => SpeakerError::Internal {
+                message: format!("cannot call the speaker at {endpoint}: {message}"),
             },
-            TransportError::Request(message) => SpeakerError::Internal { endpoint, message },
         }
     }
 
     fn internal(&self, message: String) -> SpeakerError {
-        SpeakerError::Internal {
-            endpoint: self.transport.endpoint.to_string(),
-            message,
-        }
+        SpeakerError::Internal { message }
     }
 }
+
+/// Longest event line taken from a speaker (the longest real one, a `routes_sent` of a
+/// full UPDATE's prefixes, is well under this).
+const MAX_EVENT_LINE: usize = 1 << 20;
 
 /// A speaker's event stream, one [`Event`] at a time.
 pub struct Events {
@@ -306,7 +343,9 @@ impl Events {
     }
 
     /// The next event; `Ok(None)` when the speaker ended the stream. A line that is not an
-    /// event this client knows (a newer speaker's) is skipped.
+    /// event this client knows (a newer speaker's) is skipped. Waits as long as it takes: the
+    /// stream is open-ended, so bound the wait yourself (the blocking client's
+    /// [`super::blocking::Events::next_within`] does).
     pub async fn next(&mut self) -> Result<Option<Event>, SpeakerError> {
         loop {
             while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
@@ -315,12 +354,20 @@ impl Events {
                     return Ok(Some(event));
                 }
             }
+            if self.buf.len() > MAX_EVENT_LINE {
+                return Err(SpeakerError::Internal {
+                    message: format!(
+                        "unexpected answer from the speaker at {}: an event line longer than {MAX_EVENT_LINE} octets",
+                        self.endpoint
+                    ),
+                });
+            }
             match self.body.frame().await {
                 None => return Ok(None),
                 Some(Err(e)) => {
-                    return Err(SpeakerError::Unreachable {
+                    return Err(SpeakerError::NoAnswer {
                         endpoint: self.endpoint.clone(),
-                        detail: format!("event stream broke: {e}"),
+                        detail: format!("(the event stream broke: {e})"),
                     })
                 }
                 Some(Ok(frame)) => {

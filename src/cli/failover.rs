@@ -392,9 +392,7 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
 fn claimed(c: Result<Claim, claim::Refused>, cmd: &str) -> Result<Claim, i32> {
     match c {
         Ok(c) => {
-            for w in &c.warnings {
-                eprintln!("ferry {cmd}: warning: {w}");
-            }
+            say_warnings(cmd, &c.warnings);
             Ok(c)
         }
         Err(r) => Err(refused(cmd, r)),
@@ -403,11 +401,15 @@ fn claimed(c: Result<Claim, claim::Refused>, cmd: &str) -> Result<Claim, i32> {
 
 /// Say a refusal (its warnings first); the exit code.
 fn refused(cmd: &str, r: claim::Refused) -> i32 {
-    for w in &r.warnings {
-        eprintln!("ferry {cmd}: warning: {w}");
-    }
+    say_warnings(cmd, &r.warnings);
     eprintln!("ferry {cmd}: {}", r.error);
     EXIT_FAILED
+}
+
+fn say_warnings(cmd: &str, warnings: &[String]) {
+    for w in warnings {
+        eprintln!("ferry {cmd}: warning: {w}");
+    }
 }
 
 /// Live progress: one line per step, with its elapsed time and result.
@@ -589,7 +591,8 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
             );
             return EXIT_OK;
         }
-        Ok(TakeOver::FinishedMeanwhile { run_id }) => {
+        Ok(TakeOver::FinishedMeanwhile { run_id, warnings }) => {
+            say_warnings(&format!("failover {cmd}"), &warnings);
             println!("nothing to {cmd}: run {run_id} finished meanwhile");
             return EXIT_OK;
         }
@@ -603,9 +606,7 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
         }
         Err(TakeOverRefused::Refused(r)) => return refused(&format!("failover {cmd}"), r),
     };
-    let Ok(claim) = claimed(Ok(claim), &format!("failover {cmd}")) else {
-        return EXIT_FAILED;
-    };
+    say_warnings(&format!("failover {cmd}"), &claim.warnings);
     let me = claim.holder.clone();
     let sites = match Plan::parse(&r.plan_text).and_then(|p| sites_for(&p, r.mode)) {
         Ok(s) => s,

@@ -13,7 +13,8 @@ mod table;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::{blocking, SpeakerError};
+use crate::api::speaker::SettingsError;
+use crate::api::{blocking, Speaker, SpeakerError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -70,21 +71,23 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    pub fn client(&self) -> Result<blocking::Speaker, String> {
-        let speaker = crate::api::Speaker::connect(&self.api, self.api_token_file.as_deref())
-            .map_err(|e| match e.strip_prefix("api_token_file ") {
-                Some(rest) => format!("--api-token-file {rest}"),
-                None => format!("--api: {e}"),
-            })?;
-        blocking::Speaker::new(speaker)
-    }
-
-    /// The client, or the usage error already printed for `command` and its exit code.
+    /// The client, or the error already printed for `command` and its exit code: bad
+    /// `--api` or token file is a usage error, a client that cannot start a failure.
     pub fn client_for(&self, command: &str) -> Result<blocking::Speaker, i32> {
-        self.client().map_err(|e| {
+        let say = |e: String, code| {
             eprintln!("ferry {command}: {e}");
-            EXIT_USAGE
-        })
+            code
+        };
+        let speaker = Speaker::connect(&self.api, self.api_token_file.as_deref()).map_err(|e| {
+            let text = match e {
+                SettingsError::Api(e) => format!("--api: {e}"),
+                SettingsError::TokenFile { path, error } => {
+                    format!("--api-token-file {}: {error}", path.display())
+                }
+            };
+            say(text, EXIT_USAGE)
+        })?;
+        blocking::Speaker::new(speaker).map_err(|e| say(e, EXIT_FAILED))
     }
 }
 

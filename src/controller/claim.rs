@@ -102,7 +102,11 @@ pub enum TakeOver {
     /// No unfinished run to take over.
     NoRun,
     /// The run was unfinished when looked at, but finished before the lock was ours.
-    FinishedMeanwhile { run_id: String },
+    FinishedMeanwhile {
+        run_id: String,
+        /// What could not be made private, for the operator.
+        warnings: Vec<String>,
+    },
     /// The run, read again under its plan's lock, which `claim` holds.
     Run {
         claim: Claim,
@@ -150,6 +154,7 @@ pub fn unfinished_run(
     let Some(run) = now.into_iter().find(|x| x.run_id == r.run_id) else {
         return Ok(TakeOver::FinishedMeanwhile {
             run_id: r.run_id.clone(),
+            warnings: claim.warnings,
         });
     };
     if let Some(d) = &run.damaged {

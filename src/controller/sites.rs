@@ -28,19 +28,24 @@ use crate::speaker::Route;
 pub enum SiteError {
     #[error("no site {0:?} in the plan")]
     NoSuchSite(String),
-    #[error("site {site}: {op}: {error}")]
+    /// `op` is the change that failed ("announce"), `None` for a read.
+    #[error("site {site}: {}{error}", op.map(|o| format!("{o}: ")).unwrap_or_default())]
     Speaker {
         site: String,
-        op: &'static str,
+        op: Option<&'static str>,
         error: SpeakerError,
     },
 }
 
 impl SiteError {
-    /// The site's speaker did not answer (down or cut off), as opposed to refusing or failing
-    /// the request.
+    /// The site's speaker took nothing (no connection: down or cut off).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Speaker { error, .. } if error.is_unreachable())
+    }
+
+    /// The site took the request and never answered: done or not, nobody knows.
+    pub fn is_no_answer(&self) -> bool {
+        matches!(self, Self::Speaker { error, .. } if error.is_no_answer())
     }
 }
 
@@ -109,13 +114,13 @@ impl ApiSites {
     /// Renew the leases of `prefixes` at `site` (the fencing keeper); the speaker's report of
     /// its leases afterwards.
     pub fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, SiteError> {
-        self.call(site, "lease renew", |s| s.renew(prefixes.to_vec()))
+        self.call(site, Some("lease renew"), |s| s.renew(prefixes.to_vec()))
     }
 
     fn call<T>(
         &self,
         site: &str,
-        op: &'static str,
+        op: Option<&'static str>,
         f: impl FnOnce(&blocking::Speaker) -> Result<T, SpeakerError>,
     ) -> Result<T, SiteError> {
         let speaker = self
@@ -132,25 +137,25 @@ impl ApiSites {
 
 impl Sites for ApiSites {
     fn announce(&self, site: &str, routes: &[Route]) -> Result<(), SiteError> {
-        self.call(site, "announce", |s| s.announce(routes.to_vec()))
+        self.call(site, Some("announce"), |s| s.announce(routes.to_vec()))
             .map(|_| ())
     }
 
     fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), SiteError> {
-        self.call(site, "withdraw", |s| s.withdraw(prefixes.to_vec()))
+        self.call(site, Some("withdraw"), |s| s.withdraw(prefixes.to_vec()))
             .map(|_| ())
     }
 
     fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError> {
-        self.call(site, "peers", |s| s.peers())
+        self.call(site, None, |s| s.peers())
     }
 
     fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError> {
-        self.call(site, "routes", |s| s.announced())
+        self.call(site, None, |s| s.announced())
     }
 
     fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError> {
-        self.call(site, "received routes", |s| s.received(None))
+        self.call(site, None, |s| s.received(None))
     }
 }
 

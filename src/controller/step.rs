@@ -15,10 +15,11 @@
 //! - Compensations: announce at `to` <-> withdraw at `to`; withdraw at `from` <-> announce at
 //!   `from` with its normal attributes; drain <-> the same; hooks run their `undo` if given;
 //!   checks have none.
-//! - Unplanned mode: steps at `from` are best effort: an unreachable `from` is noted, not a
-//!   failure, but a `from` that answers and refuses (or fails) a request fails the step;
-//!   drain and stop-primary hooks are not built; preflight checks `to` only when `from` does
-//!   not answer.
+//! - Unplanned mode: steps at `from` are best effort: a `from` that takes no connection is
+//!   noted, not a failure; one that takes the request and never answers is noted only when
+//!   its routes are leased (the leases fence it), else the step fails; one that answers and
+//!   refuses (or fails) a request fails the step. Drain and stop-primary hooks are not built;
+//!   preflight checks `to` only when `from` is passed over.
 //!
 //! Never does: write the journal or choose what runs next ([`super::executor`]).
 
@@ -112,17 +113,33 @@ impl Ctx<'_> {
         ]
     }
 
-    /// Best effort at `from` in unplanned mode: a site that does not answer is noted and
-    /// skipped (it is down or cut off; its leases fence it). A site that answers and refuses
-    /// or fails the request fails the step in either mode: it is up and would keep
-    /// announcing.
+    /// Best effort at `from` in unplanned mode: what [`Ctx::may_skip`] allows is noted and
+    /// skipped; anything else fails the step in either mode.
     fn at_from(&self, r: Result<(), SiteError>) -> Result<Option<String>, String> {
-        match (r, self.mode) {
-            (Ok(()), _) => Ok(None),
-            (Err(e), Mode::Unplanned) if e.is_unreachable() => {
-                Ok(Some(format!("skipped (unplanned): {e}")))
-            }
-            (Err(e), _) => Err(e.to_string()),
+        match r {
+            Ok(()) => Ok(None),
+            Err(e) => match self.may_skip(&e) {
+                Some(why) => Ok(Some(format!("skipped (unplanned): {e}{why}"))),
+                None => Err(e.to_string()),
+            },
+        }
+    }
+
+    /// Whether an error at `from` may be passed over in an unplanned run, and what to add to
+    /// the note: a site that took nothing (no connection) is down or cut off; one that took
+    /// the request and never answered may be hung with its BGP sessions up, so only its
+    /// leases make passing it over safe. A site that answers and refuses or fails is up and
+    /// would keep announcing: never passed over.
+    fn may_skip(&self, e: &SiteError) -> Option<String> {
+        if self.mode != Mode::Unplanned {
+            return None;
+        }
+        match self.from().lease_secs {
+            _ if e.is_unreachable() => Some(String::new()),
+            Some(secs) if e.is_no_answer() => Some(format!(
+                "; its leases ({secs} s) withdraw the routes unless renewed"
+            )),
+            _ => None,
         }
     }
 }
@@ -226,7 +243,8 @@ impl Step {
             StepKind::Announce { group } => {
                 let to = cx.to();
                 let routes = cx.routes(to, &cx.plan.groups[*group].prefixes)?;
-                Ok(cx.sites.announce(&to.name, &routes).map(|_| None)?)
+                cx.sites.announce(&to.name, &routes)?;
+                Ok(None)
             }
             StepKind::Withdraw { group } => {
                 if cx.plan.order == Order::MakeBeforeBreak && cx.plan.overlap_ms > 0 {
@@ -282,7 +300,7 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     for (site, should_announce) in [(cx.from(), true), (cx.to(), false)] {
         let peers = match cx.sites.peers(&site.name) {
             Ok(p) => p,
-            Err(e) if should_announce && cx.mode == Mode::Unplanned && e.is_unreachable() => {
+            Err(e) if should_announce && cx.may_skip(&e).is_some() => {
                 notes.push(format!("{} unreachable (unplanned): {e}", site.name));
                 continue;
             }

@@ -24,7 +24,7 @@ use super::report::{self, Report};
 use super::topology::Site;
 use super::watch::{bgp_changes, EventWatcher, RouteMonitor};
 use super::{now_us, proc, LabError, Result};
-use crate::api::Event;
+use crate::api::{blocking, Event};
 
 /// The prober's record file in a run's output directory.
 pub const PROBES_FILE: &str = "probes.csv";
@@ -558,7 +558,10 @@ pub fn test(
                 ));
             }
             bench.lab.start_speaker(Site::Primary)?;
-            let kept = bench.lab.routes(Site::Primary)?;
+            // The API's default timeout: the speaker has just started.
+            let kept = blocking::Speaker::unix(bench.lab.speaker_socket(Site::Primary))
+                .and_then(|s| s.announced().map_err(|e| e.to_string()))
+                .map_err(|e| LabError::step(name, e))?;
             if !kept.iter().any(|r| r.prefix == bench.lab.topo.prefix) {
                 return Err(LabError::step(
                     name,
@@ -687,7 +690,8 @@ pub fn test(
 fn peer_reset(bench: &Bench, site: Site, hard: bool, bound: Duration) -> Result<Option<f64>> {
     let name = "session reset";
     let peer = bench.lab.topo.speaker(site).peer;
-    let speaker = bench.lab.speaker(site)?;
+    let speaker = blocking::Speaker::unix(bench.lab.speaker_socket(site))
+        .map_err(|e| LabError::step(name, e))?;
     let t0 = now_us();
     speaker
         .reset(peer, hard)
@@ -719,7 +723,7 @@ fn peer_reset(bench: &Bench, site: Site, hard: bool, bound: Duration) -> Result<
 
 /// Re-announce the subnet at `site` with a lease of `lease` seconds and never renew it: the
 /// third site's route must go within lease + 1 s (the BGP sessions stay up).
-fn lease_expiry(bench: &Bench, site: Site, lease: u64) -> Result<(bool, String)> {
+fn lease_expiry(bench: &Bench, site: Site, lease: u32) -> Result<(bool, String)> {
     let name = "leased announcement";
     if !bench.lab.route_via(site) {
         return Err(LabError::step(
@@ -731,22 +735,23 @@ fn lease_expiry(bench: &Bench, site: Site, lease: u64) -> Result<(bool, String)>
     let mut route = crate::speaker::Route::new(bench.lab.topo.prefix)
         .and_then(|r| r.with_next_hop(sp.next_hop))
         .map_err(|e| LabError::step(name, e))?;
-    route.lease_secs = u32::try_from(lease).ok();
+    route.lease_secs = Some(lease);
     route.validate().map_err(|e| LabError::step(name, e))?;
-    let speaker = bench.lab.speaker(site)?;
+    let speaker = blocking::Speaker::unix(bench.lab.speaker_socket(site))
+        .map_err(|e| LabError::step(name, e))?;
     let t0 = std::time::Instant::now();
     speaker
         .announce(vec![route])
         .map_err(|e| LabError::step(name, e))?;
     let gone = proc::poll(
-        Duration::from_secs(lease + 5),
+        Duration::from_secs(u64::from(lease) + 5),
         Duration::from_millis(10),
         || !bench.lab.route_via(site),
     );
     let took = t0.elapsed();
     let established = bench.sessions_up(site);
     Ok((
-        gone && established && took <= Duration::from_secs(lease + 1),
+        gone && established && took <= Duration::from_secs(u64::from(lease) + 1),
         format!(
             "third site's route gone {:.2} s after a {lease} s lease was granted and not renewed (session {})",
             took.as_secs_f64(),

@@ -216,9 +216,13 @@ impl EventWatcher {
                 ready_tx.clone(),
             );
             std::thread::spawn(move || {
+                let Ok(speaker) = blocking::Speaker::unix(&socket) else {
+                    return;
+                };
+                let speaker = speaker.with_timeout(Duration::from_secs(5));
                 let mut ready = Some(ready);
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = stream(&socket, site, &events, &*on_event, &mut ready, &stop);
+                    let _ = stream(&speaker, site, &events, &*on_event, &mut ready, &stop);
                     std::thread::sleep(Duration::from_millis(50));
                 }
             });
@@ -251,14 +255,13 @@ impl Drop for EventWatcher {
 
 /// Read `site`'s events until the stream ends or `stop`; says `ready` once it is open.
 fn stream(
-    socket: &std::path::Path,
+    speaker: &blocking::Speaker,
     site: Site,
     events: &Mutex<Vec<SpeakerEvent>>,
     on_event: &(dyn Fn(&SpeakerEvent) + Send + Sync),
     ready: &mut Option<std::sync::mpsc::Sender<()>>,
     stop: &AtomicBool,
 ) -> std::result::Result<(), String> {
-    let speaker = blocking::Speaker::unix(socket)?.with_timeout(Duration::from_secs(5));
     let mut stream = speaker.events().map_err(|e| e.to_string())?;
     if let Some(r) = ready.take() {
         let _ = r.send(());

@@ -71,6 +71,7 @@ struct FakeSites {
     both: RefCell<BTreeSet<IpNet>>,
     down: RefCell<BTreeSet<String>>,
     refuses_withdraw: RefCell<BTreeSet<String>>,
+    hangs_on_withdraw: RefCell<BTreeSet<String>>,
     /// Prefixes the observer never sees (a router filters them).
     filtered: RefCell<BTreeSet<IpNet>>,
 }
@@ -98,7 +99,7 @@ impl FakeSites {
     fn reachable(&self, site: &str) -> Result<(), SiteError> {
         let error = |error| SiteError::Speaker {
             site: site.to_owned(),
-            op: "call",
+            op: None,
             error,
         };
         if self.down.borrow().contains(site) {
@@ -110,12 +111,23 @@ impl FakeSites {
         Ok(())
     }
 
-    /// A site that answers but refuses to withdraw (e.g. a wrong token).
+    /// A site that answers but refuses to withdraw (e.g. a wrong token), or takes the
+    /// withdrawal and never answers (a hung API).
     fn may_withdraw(&self, site: &str) -> Result<(), SiteError> {
+        if self.hangs_on_withdraw.borrow().contains(site) {
+            return Err(SiteError::Speaker {
+                site: site.to_owned(),
+                op: Some("withdraw"),
+                error: SpeakerError::NoAnswer {
+                    endpoint: format!("/x/{site}.sock"),
+                    detail: "within 3 s".into(),
+                },
+            });
+        }
         if self.refuses_withdraw.borrow().contains(site) {
             return Err(SiteError::Speaker {
                 site: site.to_owned(),
-                op: "withdraw",
+                op: Some("withdraw"),
                 error: SpeakerError::Rejected {
                     status: 401,
                     field: None,
@@ -543,6 +555,49 @@ fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
         sites.announcing("dc2")
     );
     assert!(sites.both.borrow().is_empty());
+}
+
+#[test]
+fn unplanned_failover_passes_a_primary_that_never_answers_only_when_leases_fence_it() {
+    for leased in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = if leased {
+            PLAN.replace(
+                "next_hop = \"192.0.2.10\"",
+                "next_hop = \"192.0.2.10\"\nlease_secs = 30",
+            )
+        } else {
+            PLAN.to_owned()
+        };
+        let p = plan(&text);
+        assert_eq!(p.primary().lease_secs.is_some(), leased);
+        let sites = FakeSites::new(&p);
+        sites.hangs_on_withdraw.borrow_mut().insert("dc1".into());
+        let probes = FakeProbes::new(true);
+        let mut ex = start_in(dir.path(), p.clone(), Mode::Unplanned, &sites, &probes);
+        let end = ex.drive().unwrap();
+        if leased {
+            assert_eq!(
+                end,
+                End::Completed {
+                    active: "dc2".into()
+                }
+            );
+            let notes = records(&ex, |r| match r {
+                Record::StepDone { note: Some(n), .. } => Some(n.clone()),
+                _ => None,
+            });
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains("skipped (unplanned)") && n.contains("leases (30 s)")),
+                "{notes:?}"
+            );
+        } else {
+            assert!(!matches!(end, End::Completed { .. }), "{end:?}");
+            assert!(sites.announcing("dc2").is_empty());
+        }
+    }
 }
 
 /// Records of an uninterrupted run of `text` with the given health.
