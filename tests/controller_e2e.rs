@@ -18,7 +18,9 @@
 //! usage errors and bad plans exit 2 naming key and line, a dry run changes nothing, on a
 //! terminal (`script`) it asks and "n" changes nothing; a hook dies with a `kill -9`ed
 //! controller and `resume` ends its background work before running it again; with the
-//! primary speaker dead a planned failover fails its preflight and `--unplanned` completes; the
+//! primary speaker dead a planned failover fails its preflight and `--unplanned` completes; a
+//! primary that answers and refuses (wrong token) fails an unplanned run, and one that never
+//! answers (a hung socket) fails it unless leases fence it; the
 //! controller's overhead for one subnet with instant hooks, and ten subnets in one group
 //! against one, are measured and bounded.
 //! The fencing keeper renews the active site's lease while another plan's journal in the same
@@ -834,7 +836,7 @@ fn unplanned_failover_with_the_primary_speaker_dead() {
 /// and refuses (here a wrong bearer token on its TCP API) fails the run and nothing moves.
 #[test]
 fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
-    let ip = Ipv4Addr::new(127, 0, 31, 40);
+    let ip = Ipv4Addr::new(127, 0, 31, 42);
     let addr = std::net::SocketAddr::new(ip.into(), free_port(ip));
     let dc1 = Speaker::start(SpeakerSpec {
         api_tcp: Some((addr, "the-primarys-own-token".into())),
@@ -889,6 +891,34 @@ subnets = ["198.51.100.0/24"]
     assert!(!said.contains("skipped (unplanned)"), "{out:?}");
     assert!(dc2.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
     drop(dc1);
+}
+
+/// A primary whose API takes the request and never answers (a socket nobody serves: a hung
+/// speaker) may still have its BGP sessions up: an unplanned run fails on it unless leases
+/// fence it, and then passes it over saying so.
+#[test]
+fn unplanned_failover_passes_a_hung_primary_only_when_its_leases_fence_it() {
+    let s = setup([28, 29], &one(), "");
+    let hung = s.dir.path().join("hung.sock");
+    let _hung = std::os::unix::net::UnixListener::bind(&hung).unwrap();
+    let text = std::fs::read_to_string(s.plan()).unwrap().replace(
+        &s.dc1.speaker.api().display().to_string(),
+        hung.to_str().unwrap(),
+    );
+    std::fs::write(s.plan(), text).unwrap();
+    let out = s.ferry(&["failover", "--unplanned"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("did not answer within 3 s"), "{out:?}");
+    assert!(Setup::routes(&s.dc2).is_empty());
+
+    lease_plan(&s, 30);
+    let out = s.ferry(&["failover", "--unplanned"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("skipped (unplanned)") && out.stdout.contains("leases (30 s)"),
+        "{out:?}"
+    );
+    assert_eq!(Setup::routes(&s.dc2), one());
 }
 
 /// The plan's sites in leased mode (`lease_secs` in both [[site]] tables).
