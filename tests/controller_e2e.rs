@@ -40,6 +40,7 @@ use ferry::wire::iana::attr;
 use ferry::wire::AttributeValue;
 use ipnet::Ipv4Net;
 use support::*;
+use testkit::signal::{alive, signal};
 
 const NH1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const NH2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
@@ -425,9 +426,9 @@ command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep
     // The hook the dead controller started is still running: it must not hold the plan.
     let hook_pid = std::fs::read_to_string(&pidfile).unwrap();
     let out = s.ferry(&["failover", "resume"]);
-    let _ = Command::new("kill")
-        .args(["-KILL", hook_pid.trim()])
-        .status();
+    if let Ok(pid) = hook_pid.trim().parse() {
+        signal(pid, "KILL");
+    }
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         !out.stdout.contains("took over") && !out.stderr.contains("took over"),
@@ -438,17 +439,6 @@ command = ["sh", "-c", "echo $$ > {}; test -e {} && exit 0; touch {}; exec sleep
     expect_announced(&mut s.dc2.peer, &one(), NH2);
     let out = s.ferry(&["failover", "resume"]);
     assert!(out.stdout.contains("nothing to resume"), "{out:?}");
-}
-
-/// Whether `pid` is a live process (a zombie is not: the container's init may never reap it).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|t| {
-            let rest = &t[t.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
-        })
-        .unwrap_or(false)
 }
 
 /// Issue 15 item 5. Failure injected: SIGKILL of the controller while its cutover hook runs,

@@ -308,8 +308,8 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+    if let Some(pid) = testkit::signal::read_pid(&pidfile) {
+        testkit::signal::signal(pid, "KILL");
     }
     let out = ferry(&["failover", "resume", "--state-dir", &lab.state()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -326,7 +326,9 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
         .output()
         .unwrap();
     for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-        let _ = Command::new("kill").args(["-KILL", pid]).status();
+        if let Ok(pid) = pid.parse() {
+            testkit::signal::signal(pid, "KILL");
+        }
     }
     let out = lab.run("failover", &plan, &["--unplanned"]);
     assert!(out.status.success(), "{}", text(&out));
