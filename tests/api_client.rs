@@ -194,3 +194,92 @@ fn event_streams_past_the_listeners_share_are_busy() {
     // The speaker still answers ordinary calls.
     assert!(c.peers().unwrap().is_empty());
 }
+
+/// `ferry monitor` over the same client: a change shows as it happens, in JSON or in words,
+/// and a speaker that goes away ends the command with exit 1 naming it.
+#[test]
+fn ferry_monitor_follows_events_and_ends_when_the_speaker_goes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let ip = Ipv4Addr::new(127, 0, 47, 3);
+    let (mut speaker, mut peer) = established_pair(ip);
+    let monitor = |json: bool| {
+        let mut cmd = Command::new(FERRY);
+        cmd.arg("monitor")
+            .env("FERRY_API", speaker.api())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    };
+    let until = |rx: &std::sync::mpsc::Receiver<String>, want: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                if want(&l) {
+                    return l;
+                }
+                seen.push(l);
+            }
+        }
+        panic!("no such line within 10 s; saw {seen:?}");
+    };
+
+    let (mut json, json_rx) = monitor(true);
+    let (mut words, words_rx) = monitor(false);
+    // Both are subscribed once a change made now reaches them; retry until it does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0u8;
+    let line = loop {
+        n += 1;
+        speaker.cli_ok(&["announce", &format!("198.51.100.{n}/32")]);
+        let _ = peer.next_update();
+        if let Ok(l) = json_rx.recv_timeout(Duration::from_millis(500)) {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry monitor --json printed nothing"
+        );
+    };
+    let first: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(first["event"].is_string(), "{line}");
+    speaker.cli_ok(&["announce", "203.0.113.0/24"]);
+    let sent = until(&json_rx, &|l| {
+        l.contains("\"routes_sent\"") && l.contains("203.0.113.0/24")
+    });
+    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(v["peer"], ip.to_string());
+    let said = until(&words_rx, &|l| l.contains("announced 203.0.113.0/24"));
+    assert!(
+        said.contains(&format!("peer {ip}: sent 1 announced")),
+        "{said}"
+    );
+
+    speaker.kill9();
+    for (child, what) in [(&mut json, "--json"), (&mut words, "words")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "monitor ({what}) still running");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(1), "{what}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.contains("did not answer"), "{what}: {err}");
+    }
+}

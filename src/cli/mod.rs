@@ -6,6 +6,7 @@
 mod decode;
 mod failover;
 mod lab;
+mod monitor;
 mod routes;
 mod speaker;
 mod status;
@@ -43,6 +44,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show announced routes, or with --received the routes peers sent.
     Routes(routes::RoutesArgs),
+    /// Follow the speaker's events as they happen (sessions, routes sent, changes, leases).
+    Monitor(monitor::MonitorArgs),
     /// End a neighbor's session now (--hard: Cease/Hard Reset, peers drop our routes at once).
     Reset(status::ResetArgs),
     /// Leased routes (fencing): renew their leases, or show them.
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(args) => status::run(args),
         Command::Routes(args) => routes::list(args),
         Command::Reset(args) => status::reset(args),
+        Command::Monitor(args) => monitor::run(args),
         Command::Lease(args) => routes::lease(args),
         Command::Decode(args) => decode::run(args),
         Command::Lab(args) => lab::run(args),
