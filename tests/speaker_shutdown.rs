@@ -4,8 +4,9 @@
 //! (65535:0) added at once, withdraws it N seconds later and only then returns; the API keeps
 //! answering during the wait; the drain is not persisted (`ferry routes` never shows the
 //! community). With `[speaker] shutdown_graceful_secs = N`, SIGTERM re-announces every route
-//! with GRACEFUL_SHUTDOWN, waits N seconds, then sends the Cease.
-//! Failures injected: none (planned operations); SIGTERM for the second test.
+//! with GRACEFUL_SHUTDOWN, waits N seconds, then sends the Cease. SIGHUP is logged and changes
+//! nothing: no message to the peer, the speaker and its routes stay.
+//! Failures injected: none (planned operations); SIGTERM and SIGHUP.
 
 mod support;
 
@@ -162,4 +163,20 @@ fn sigterm_with_shutdown_graceful_secs_drains_before_the_cease() {
     // The drain was not persisted.
     let state = std::fs::read_to_string(speaker.state_dir().join("routes.json")).unwrap();
     assert!(!state.contains("graceful"), "{state}");
+}
+
+/// SIGHUP (a closed terminal, `systemctl reload`) must not end the speaker: it says that
+/// reload is not supported and keeps its sessions and routes.
+#[test]
+fn sighup_is_logged_and_the_speaker_keeps_running() {
+    let (speaker, mut peer) = established_pair(Ipv4Addr::new(127, 0, 47, 4));
+    speaker.cli_ok(&["announce", "198.51.100.0/24"]);
+    let _ = peer.next_update();
+    testkit::signal::signal(speaker.pid(), "HUP");
+    peer.expect_quiet(Duration::from_millis(500));
+    assert!(testkit::signal::alive(speaker.pid()), "{}", speaker.log());
+    assert!(speaker.log().contains("SIGHUP"), "{}", speaker.log());
+    speaker.wait_state(Ipv4Addr::new(127, 0, 47, 4).into(), "Established");
+    let routes = speaker.cli_ok(&["routes", "--json"]).stdout;
+    assert!(routes.contains("198.51.100.0/24"), "{routes}");
 }

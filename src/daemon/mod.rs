@@ -3,7 +3,8 @@
 //! Start-up: read the config, load the desired routes from `state_dir` (a restarted speaker
 //! announces them again without operator action), start one driver task per neighbor
 //! ([`peer`]), the listener for inbound sessions and the API. On SIGTERM or SIGINT every session
-//! is closed with Cease/Administrative Shutdown and a shutdown message (RFC 8203/9003).
+//! is closed with Cease/Administrative Shutdown and a shutdown message (RFC 8203/9003). SIGHUP
+//! is logged and changes nothing (reload is not supported yet).
 //! Exactly one speaker runs on a `state_dir`: it holds `state_dir/lock` (an flock the kernel
 //! releases when the process dies) from before it reads the directory until it exits; a second
 //! one exits 1 naming the holder, having read and written nothing there.
@@ -457,9 +458,14 @@ async fn compact_later(shared: Arc<Shared>) {
 }
 
 /// SIGTERM and SIGINT, listened for from the start of [`serve`].
+///
+/// SIGHUP is caught too: by default it would end the speaker (and every route with it) when a
+/// terminal closes or `systemctl reload` asks for a reload, which the speaker cannot do yet;
+/// it is logged and the speaker carries on with the configuration it has.
 struct StopSignals {
     term: Option<tokio::signal::unix::Signal>,
     interrupt: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
@@ -468,6 +474,7 @@ impl StopSignals {
         Self {
             term: signal(SignalKind::terminate()).ok(),
             interrupt: signal(SignalKind::interrupt()).ok(),
+            hangup: signal(SignalKind::hangup()).ok(),
         }
     }
 
@@ -481,9 +488,15 @@ impl StopSignals {
                 None => std::future::pending().await,
             }
         }
-        tokio::select! {
-            _ = recv(self.term.as_mut()) => {}
-            _ = recv(self.interrupt.as_mut()) => {}
+        loop {
+            tokio::select! {
+                _ = recv(self.term.as_mut()) => return,
+                _ = recv(self.interrupt.as_mut()) => return,
+                _ = recv(self.hangup.as_mut()) => tracing::warn!(
+                    "SIGHUP: reloading the configuration is not supported yet; the speaker keeps \
+                     running with the configuration it started with (restart it to apply a new one)"
+                ),
+            }
         }
     }
 }
