@@ -123,30 +123,11 @@ fn setup_observed(ips: [u8; 2], subnets: &[String], extra: &str, obs: Option<&Sp
         seen.extend(dc1.peer.next_update().update().unwrap().nlri.clone());
     }
     let dir = tempfile::tempdir().unwrap();
-    let list: Vec<String> = subnets.iter().map(|s| format!("{s:?}")).collect();
-    let plan = format!(
-        r#"name = "web"
-primary = "dc1"
-recovery = "dc2"
-order = "break-before-make"
-{extra}
-[[site]]
-name = "dc1"
-api = "{}"
-next_hop = "{NH1}"
-
-[[site]]
-name = "dc2"
-api = "{}"
-next_hop = "{NH2}"
-
-[[group]]
-name = "web"
-subnets = [{}]
-"#,
-        dc1.speaker.api().display(),
-        dc2.speaker.api().display(),
-        list.join(", ")
+    let plan = plan_text(
+        extra,
+        &dc1.speaker.api().display().to_string(),
+        &dc2.speaker.api().display().to_string(),
+        subnets,
     );
     let plan = match obs {
         Some(o) => format!(
@@ -162,6 +143,34 @@ subnets = [{}]
         dir,
         subnets: subnets.to_vec(),
     }
+}
+
+/// Plan "web": dc1 (primary, next hop NH1) and dc2 at the APIs given, one group of `subnets`,
+/// `extra` at the top level.
+fn plan_text(extra: &str, dc1_api: &str, dc2_api: &str, subnets: &[String]) -> String {
+    let list: Vec<String> = subnets.iter().map(|s| format!("{s:?}")).collect();
+    format!(
+        r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+{extra}
+[[site]]
+name = "dc1"
+api = "{dc1_api}"
+next_hop = "{NH1}"
+
+[[site]]
+name = "dc2"
+api = "{dc2_api}"
+next_hop = "{NH2}"
+
+[[group]]
+name = "web"
+subnets = [{}]
+"#,
+        list.join(", ")
+    )
 }
 
 impl Setup {
@@ -837,31 +846,21 @@ fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
     let wrong = dir.path().join("wrong-token");
     write_private(&wrong, "not-the-primarys-token\n");
     let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"name = "web"
-primary = "dc1"
-recovery = "dc2"
-order = "break-before-make"
-[[site]]
-name = "dc1"
-api = "http://{addr}"
-api_token_file = "{}"
-next_hop = "{NH1}"
-[[site]]
-name = "dc2"
-api = "{}"
-next_hop = "{NH2}"
-[[group]]
-name = "web"
-subnets = ["198.51.100.0/24"]
-"#,
-            wrong.display(),
-            dc2.api().display()
-        ),
+    let dc1_api = format!("http://{addr}");
+    let text = plan_text(
+        "",
+        &dc1_api,
+        &dc2.api().display().to_string(),
+        &["198.51.100.0/24".to_string()],
     )
-    .unwrap();
+    .replace(
+        &format!("api = \"{dc1_api}\""),
+        &format!(
+            "api = \"{dc1_api}\"\napi_token_file = \"{}\"",
+            wrong.display()
+        ),
+    );
+    std::fs::write(&plan, text).unwrap();
     let state = dir.path().join("state");
     let out = ferry_cli(
         &[

@@ -308,6 +308,14 @@ fn records(ex: &Executor<'_>, pick: impl Fn(&Record) -> Option<String>) -> Vec<S
         .collect()
 }
 
+/// The notes of the run's finished steps.
+fn notes(ex: &Executor<'_>) -> Vec<String> {
+    records(ex, |r| match r {
+        Record::StepDone { note: Some(n), .. } => Some(n.clone()),
+        _ => None,
+    })
+}
+
 /// A failover in `mode`.
 fn start_in<'a>(
     dir: &Path,
@@ -518,10 +526,7 @@ fn unplanned_failover_skips_the_unreachable_primary() {
             active: "dc2".into()
         }
     );
-    let notes = records(&ex, |r| match r {
-        Record::StepDone { note: Some(n), .. } => Some(n.clone()),
-        _ => None,
-    });
+    let notes = notes(&ex);
     assert!(
         notes.iter().any(|n| n.contains("skipped (unplanned)")),
         "{notes:?}"
@@ -583,10 +588,7 @@ fn unplanned_failover_passes_a_primary_that_never_answers_only_when_leases_fence
                     active: "dc2".into()
                 }
             );
-            let notes = records(&ex, |r| match r {
-                Record::StepDone { note: Some(n), .. } => Some(n.clone()),
-                _ => None,
-            });
+            let notes = notes(&ex);
             assert!(
                 notes
                     .iter()
