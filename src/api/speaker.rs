@@ -114,9 +114,9 @@ impl Speaker {
         }
     }
 
-    /// The client for `api` (a Unix socket path or `http://HOST:PORT`) with the bearer token
-    /// read from `token_file`; the error names the bad value.
-    pub fn connect(api: &str, token_file: Option<&Path>) -> Result<Self, SettingsError> {
+    /// The client for `api` (a Unix socket path or `http://HOST:PORT`) with the bearer token (no
+    /// connection is made yet) read from `token_file`; the error names the bad value.
+    pub fn from_settings(api: &str, token_file: Option<&Path>) -> Result<Self, SettingsError> {
         let endpoint = Endpoint::parse(api).map_err(SettingsError::Api)?;
         let token = match token_file {
             Some(p) => Some(

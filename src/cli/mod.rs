@@ -81,15 +81,16 @@ impl ApiArgs {
             eprintln!("ferry {command}: {e}");
             code
         };
-        let speaker = Speaker::connect(&self.api, self.api_token_file.as_deref()).map_err(|e| {
-            let text = match e {
-                SettingsError::Api(e) => format!("--api: {e}"),
-                SettingsError::TokenFile { path, error } => {
-                    format!("--api-token-file {}: {error}", path.display())
-                }
-            };
-            say(text, EXIT_USAGE)
-        })?;
+        let speaker =
+            Speaker::from_settings(&self.api, self.api_token_file.as_deref()).map_err(|e| {
+                let text = match e {
+                    SettingsError::Api(e) => format!("--api: {e}"),
+                    SettingsError::TokenFile { path, error } => {
+                        format!("--api-token-file {}: {error}", path.display())
+                    }
+                };
+                say(text, EXIT_USAGE)
+            })?;
         blocking::Speaker::new(speaker).map_err(|e| say(e, EXIT_FAILED))
     }
 }

@@ -101,7 +101,7 @@ impl ApiSites {
         let rt = blocking::runtime()?;
         let mut speakers = BTreeMap::new();
         for s in &plan.sites {
-            let speaker = Speaker::connect(&s.api, s.api_token_file.as_deref())
+            let speaker = Speaker::from_settings(&s.api, s.api_token_file.as_deref())
                 .map_err(|e| format!("site {:?}: {e}", s.name))?;
             speakers.insert(
                 s.name.clone(),
