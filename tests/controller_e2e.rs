@@ -90,7 +90,8 @@ fn observer(ips: [u8; 2], last: u8) -> Speaker {
 }
 
 /// As [`setup`]; with an observer, each site's speaker also peers with it and the plan
-/// verifies through its received routes.
+/// verifies through its received routes, telling the sites apart by next hop (iBGP passes
+/// the sites' next hops on unchanged, and both sites are in one AS).
 fn setup_observed(ips: [u8; 2], subnets: &[String], extra: &str, obs: Option<&Speaker>) -> Setup {
     let site = |last: u8| {
         let mut peer = RawPeer::listen(Ipv4Addr::new(127, 0, 31, last));
@@ -131,7 +132,7 @@ fn setup_observed(ips: [u8; 2], subnets: &[String], extra: &str, obs: Option<&Sp
     );
     let plan = match obs {
         Some(o) => format!(
-            "{plan}\n[[site]]\nname = \"obs\"\napi = \"{}\"\n\n[verify]\nobserver = \"obs\"\ntimeout_ms = 2000\ninterval_ms = 5\n",
+            "{plan}\n[[site]]\nname = \"obs\"\napi = \"{}\"\n\n[verify]\nobserver = \"obs\"\nmatch_next_hop = true\ntimeout_ms = 2000\ninterval_ms = 5\n",
             o.api().display()
         ),
         None => plan,

@@ -157,6 +157,9 @@ pub fn plan(args: PlanArgs) -> i32 {
         p.all_prefixes().len(),
         steps.len()
     );
+    if let Some(w) = crate::controller::observe::cannot_tell_apart(&p) {
+        eprintln!("ferry plan check: warning: {w}");
+    }
     if offline {
         return EXIT_OK;
     }

@@ -27,6 +27,8 @@
 //! next_hop = "192.0.2.10"       # next_hop6 for IPv6 subnets; absent: next hop self
 //! communities = ["65001:100"]   # also large_communities, med, local_pref, prepend,
 //! lease_secs = 30               # leased mode: withdrawn unless `ferry lease renew` comes
+//! origin_as = 65101             # with [verify] observer: the last AS of the AS path it sees
+//! verify_community = "65001:1"  # optional: added to this site's routes; the observer checks it
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
@@ -48,8 +50,28 @@
 //! [verify]                      # optional
 //! observer = "obs"              # a site whose received routes must show the move
 //! # command = ["vtysh", "-c", "show ip bgp 198.51.100.0/24"]
-//! timeout_ms = 10000
+//! # match_next_hop = true       # also compare next hops (only if nothing rewrites them)
+//! timeout_ms = 10000            # one deadline for the whole check of a group
+//! interval_ms = 100
 //! ```
+//!
+//! Verification by an observer. The observer is a Ferry speaker at a third site (where the
+//! clients are), peering with the routers that carry the subnet there, e.g. eBGP with the
+//! third site's edge router; it announces nothing and needs only its `[[site]]` with `api`.
+//! Before anything moves, the preflight requires it to see each subnet from the site losing
+//! it; after each group moves, it must see the subnet from the site gaining it and, in a
+//! planned run, no longer from the other. It recognises a site's route by what survives the
+//! routers in between ([`super::observe`]): `origin_as`, the last AS of the AS path (the site
+//! speaker's AS unless a router replaces it; a plan field because the speaker's API does not
+//! report its AS, and what counts is what reaches the observer), and `verify_community`, which
+//! the site then announces with its routes (routers must pass communities on; the site losing
+//! the subnet must already announce with it). Each of the two sites needs at least one of
+//! them, and `ferry plan check` warns when both sites look the same (same origin AS, no
+//! differing community). The next hop is compared only with `match_next_hop = true`: eBGP
+//! routers set their own next hop (next-hop-self), so by default it proves nothing. A router
+//! that holds a route of its own for the subnet does not pass for a site: its path ends in
+//! its own AS. A failed check names the observer and lists every path it holds for the
+//! subnet (AS path, next hop, communities).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +175,14 @@ pub struct Site {
     /// unless `ferry lease renew` reaches it within this many seconds, so a site cut off from
     /// its renewer stops attracting traffic.
     pub lease_secs: Option<u32>,
+    /// How `[verify] observer` recognises this site's routes: the last AS of their AS_PATH
+    /// as the observer receives them (this site's speaker's AS, unless a router on the way
+    /// replaces it). A plan field because the speaker's API does not report its AS, and
+    /// because what counts is what arrives at the observer, not what the speaker sends.
+    pub origin_as: Option<u32>,
+    /// A community ("ASN:VALUE", or "A:B:C" for a large one) this site adds to its
+    /// announcements, and that `[verify] observer` looks for on its routes.
+    pub verify_community: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +277,10 @@ pub struct Verify {
     pub timeout_ms: u64,
     #[serde(default = "verify_interval")]
     pub interval_ms: u64,
+    /// Also require the site's `next_hop` at the observer: only for observers that receive
+    /// the sites' routes with their next hops unchanged (iBGP, or a route server).
+    #[serde(default)]
+    pub match_next_hop: bool,
 }
 
 fn verify_timeout() -> u64 {
@@ -307,6 +341,14 @@ impl Site {
         let mut attrs = AttributesText::default();
         attrs.communities.clone_from(&self.communities);
         attrs.large_communities.clone_from(&self.large_communities);
+        if let Some(c) = &self.verify_community {
+            match super::observe::Tag::parse(c)
+                .map_err(|e| format!("site {:?} verify_community: {e}", self.name))?
+            {
+                super::observe::Tag::Standard(_) => attrs.communities.push(c.clone()),
+                super::observe::Tag::Large(_) => attrs.large_communities.push(c.clone()),
+            }
+        }
         attrs.med = self.med;
         attrs.local_pref = self.local_pref;
         Route::from_text(
@@ -572,12 +614,49 @@ impl Plan {
         }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
-                (Some(o), None) => self.site_ref("verify.observer", o)?,
+                (Some(o), None) => {
+                    self.site_ref("verify.observer", o)?;
+                    self.check_marks(o.get_ref()).map_err(at("verify", 0))?;
+                }
                 (None, Some(c)) if !c.is_empty() => {}
                 _ => {
                     return Err(at("verify", 0)(
                         "verify: give exactly one of observer = \"SITE\" or command = [...]".into(),
                     ))
+                }
+            }
+            if v.timeout_ms == 0 || v.interval_ms == 0 {
+                return Err(at("verify", 0)(
+                    "verify: timeout_ms and interval_ms must be above 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The observer must have something to recognise each moving site's routes by.
+    fn check_marks(&self, observer: &str) -> Result<(), String> {
+        for site in [self.primary(), self.recovery()] {
+            if site.name == observer {
+                return Err(format!(
+                    "verify.observer = {observer:?} is the {} site: the observer is a speaker at a third site",
+                    if site.name == *self.primary.get_ref() { "primary" } else { "recovery" }
+                ));
+            }
+            for p in self.all_prefixes() {
+                let marks = super::observe::Marks::of(self, site, p)?;
+                let by_next_hop = self.verify.as_ref().is_some_and(|v| v.match_next_hop);
+                if by_next_hop && marks.next_hop.is_none() {
+                    return Err(format!(
+                        "verify.match_next_hop = true, but site {:?} sets no next hop for {p} (next_hop, or next_hop6 for IPv6)",
+                        site.name
+                    ));
+                }
+                if marks.is_empty() {
+                    return Err(format!(
+                        "verify.observer = {observer:?}: site {:?} gives it nothing to recognise its routes by: set origin_as (the AS of its speaker, the last of the AS path the observer sees) or verify_community",
+                        site.name
+                    ));
                 }
             }
         }

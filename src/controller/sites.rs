@@ -62,7 +62,8 @@ pub trait Sites {
     fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), SiteError>;
     fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError>;
     fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError>;
-    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError>;
+    /// The routes `site` received, the request bounded by `within` (a step's deadline).
+    fn received(&self, site: &str, within: Duration) -> Result<Vec<ReceivedRoute>, SiteError>;
 }
 
 /// Hooks, probes and time.
@@ -93,6 +94,8 @@ pub trait Probes {
 /// The real sites: one API client per site of the plan, each call with a timeout.
 pub struct ApiSites {
     speakers: BTreeMap<String, blocking::Speaker>,
+    /// The bound of every call; [`Sites::received`] may be given less.
+    timeout: Duration,
 }
 
 impl ApiSites {
@@ -108,7 +111,7 @@ impl ApiSites {
                 blocking::Speaker::sharing(speaker.with_timeout(timeout), rt.clone()),
             );
         }
-        Ok(Self { speakers })
+        Ok(Self { speakers, timeout })
     }
 
     /// Renew the leases of `prefixes` at `site` (the fencing keeper); the speaker's report of
@@ -154,8 +157,9 @@ impl Sites for ApiSites {
         self.call(site, None, |s| s.announced())
     }
 
-    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError> {
-        self.call(site, None, |s| s.received(None))
+    fn received(&self, site: &str, within: Duration) -> Result<Vec<ReceivedRoute>, SiteError> {
+        let t = within.min(self.timeout);
+        self.call(site, None, |s| s.clone().with_timeout(t).received(None))
     }
 }
 

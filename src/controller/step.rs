@@ -23,15 +23,16 @@
 //!
 //! Never does: write the journal or choose what runs next ([`super::executor`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::hook::OnSpawn;
 use super::journal::{Direction, Mode};
+use super::observe::{self, Marks};
 use super::plan::{Order, Plan, Probe, Site, Stage};
 use super::sites::{Probes, SiteError, Sites};
-use crate::api::SessionState;
+use crate::api::{ReceivedRoute, SessionState};
 use crate::speaker::Route;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,17 +360,29 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
 /// has one, answers. Changes nothing.
 pub fn dry_run(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     let note = preflight(cx)?;
-    if let Some(obs) = cx.plan.verify.as_ref().and_then(|v| v.observer.as_ref()) {
-        cx.sites
-            .received(obs.get_ref())
-            .map_err(|e| format!("verify.observer: {e}"))?;
+    if let Some(v) = &cx.plan.verify {
+        if let Some(obs) = &v.observer {
+            cx.sites
+                .received(obs.get_ref(), Duration::from_millis(v.timeout_ms))
+                .map_err(|e| format!("verify.observer: {e}"))?;
+        }
     }
     Ok(note)
 }
 
-/// Before anything moves, the observer must see every prefix via `from`: a router that
-/// receives but filters the route (FRR's `(Policy)`) is a failed preflight, not a silent
-/// success later. Polls for up to the verification timeout.
+/// Whether `r` is `site`'s route: it carries `site`'s marks and not more of `other`'s. A
+/// route carrying as many of both (the plan's marks cannot tell the sites apart, which
+/// `ferry plan check` warns about) counts for `site` when `ties`.
+fn holds(site: &Marks, other: &Marks, r: &ReceivedRoute, ties: bool) -> bool {
+    site.matches(r)
+        && !(other.matches(r)
+            && (other.count() > site.count() || (!ties && other.count() == site.count())))
+}
+
+/// Before anything moves, the observer must see every prefix from `from` (by the marks the
+/// plan gives it, [`super::observe`]): a router that receives but filters the route (FRR's
+/// `(Policy)`), or strips the marks, is a failed preflight, not a silent success later.
+/// Polls for up to the verification timeout, each request bounded by the time left.
 fn observer_sees_from(
     cx: &Ctx<'_>,
     obs: &str,
@@ -379,28 +392,43 @@ fn observer_sees_from(
     let start = cx.probes.now();
     let timeout = Duration::from_millis(v.timeout_ms);
     loop {
-        let routes = cx.sites.received(obs)?;
-        let missing = prefixes.iter().find(|p| {
-            let want = cx.from().route(**p).ok().and_then(|r| r.next_hop);
-            !routes
+        let routes = cx.sites.received(obs, left(cx, start, timeout))?;
+        let mut missing = None;
+        for p in prefixes {
+            let from = Marks::of(cx.plan, cx.from(), *p)?;
+            let to = Marks::of(cx.plan, cx.to(), *p)?;
+            if !routes
                 .iter()
-                .any(|r| r.prefix == **p && (want.is_none() || next_hop(r) == want))
-        });
+                .any(|r| r.prefix == *p && holds(&from, &to, r, true))
+            {
+                missing = Some((*p, from));
+                break;
+            }
+        }
+        let elapsed = cx.probes.now() - start;
         match missing {
             None => return Ok(()),
-            Some(p) if cx.probes.now() - start >= timeout => {
+            Some((p, marks)) if elapsed >= timeout => {
                 return Err(format!(
-                    "observer {obs} does not see {p} via {}: the routers may refuse it (a policy filter?); fix that before moving",
-                    cx.from().name
+                    "observer {obs} does not see {p} from {} ({marks}) after {} ms; it sees {}. A router on the way filters the route or strips its marks, or the plan's marks are wrong (origin_as, verify_community); fix that before moving",
+                    cx.from().name,
+                    elapsed.as_millis(),
+                    observe::seen(&routes, p)
                 ))
             }
-            Some(_) => cx.probes.sleep(Duration::from_millis(v.interval_ms)),
+            Some(_) => cx
+                .probes
+                .sleep(Duration::from_millis(v.interval_ms).min(timeout - elapsed)),
         }
     }
 }
 
-fn next_hop(r: &crate::api::ReceivedRoute) -> Option<std::net::IpAddr> {
-    r.next_hop
+/// What is left of the step's `timeout` since `start` (at least 1 ms, so that a call made at
+/// the deadline fails by its own timeout rather than being given none).
+fn left(cx: &Ctx<'_>, start: Instant, timeout: Duration) -> Duration {
+    timeout
+        .saturating_sub(cx.probes.now() - start)
+        .max(Duration::from_millis(1))
 }
 
 fn health(
@@ -454,6 +482,8 @@ fn health(
     }
 }
 
+/// One deadline for the step: each command run and each request to the observer gets only
+/// what is left of `timeout_ms`, and the message reports the time it really took.
 fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, String> {
     let Some(v) = &cx.plan.verify else {
         return Ok(None);
@@ -462,56 +492,73 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
     let start = cx.probes.now();
     let timeout = Duration::from_millis(v.timeout_ms);
     let interval = Duration::from_millis(v.interval_ms);
+    let mut tries = 0u32;
     loop {
+        tries += 1;
+        let within = left(cx, start, timeout);
         let r = match (&v.observer, &v.command) {
             (Some(obs), _) => cx
                 .sites
-                .received(obs.get_ref())
+                .received(obs.get_ref(), within)
                 .map_err(String::from)
-                .and_then(|routes| observed(cx, prefixes, &routes)),
+                .and_then(|routes| observed(cx, obs.get_ref(), prefixes, &routes)),
             (None, Some(cmd)) => cx.probes.probe(
                 &Probe::Command(cmd.clone()),
-                timeout,
+                within,
                 &cx.env(step, Some(group)),
             ),
             (None, None) => Ok(()),
         };
+        let elapsed = cx.probes.now() - start;
         match r {
-            Ok(()) => {
-                let ms = (cx.probes.now() - start).as_millis();
-                return Ok(Some(format!("seen after {ms} ms")));
-            }
-            Err(e) if cx.probes.now() - start + interval > timeout => {
-                return Err(format!("not verified within {} ms: {e}", v.timeout_ms))
+            Ok(()) => return Ok(Some(format!("seen after {} ms", elapsed.as_millis()))),
+            Err(e) if elapsed + interval >= timeout => {
+                return Err(format!(
+                    "not verified after {} ms ({tries} tries, timeout_ms = {}): {e}",
+                    elapsed.as_millis(),
+                    v.timeout_ms
+                ))
             }
             Err(_) => cx.probes.sleep(interval),
         }
     }
 }
 
-/// The observer has every prefix via `to` (by next hop, when the plan sets one) and, in a
-/// planned run, none via `from`. Unplanned: `from` may be isolated from us yet still announcing
-/// (its lease fences it), so only the first half is required.
+/// The observer `obs` has every prefix from `to` (by the marks the plan gives it) and, in a
+/// planned run, none from `from`. Unplanned: `from` may be isolated from us yet still
+/// announcing (its lease fences it), so only the first half is required. When the plan's
+/// marks cannot tell the sites apart (`ferry plan check` warns), only the first half is
+/// checked either way.
 fn observed(
     cx: &Ctx<'_>,
+    obs: &str,
     prefixes: &[IpNet],
-    routes: &[crate::api::ReceivedRoute],
+    routes: &[ReceivedRoute],
 ) -> Result<(), String> {
-    let nh = next_hop;
     for p in prefixes {
-        let want = cx.to().route(*p)?.next_hop;
-        let gone = cx
-            .from()
-            .route(*p)?
-            .next_hop
-            .filter(|n| Some(*n) != want && cx.mode == Mode::Planned);
+        let to = Marks::of(cx.plan, cx.to(), *p)?;
+        let from = Marks::of(cx.plan, cx.from(), *p)?;
         let of_p: Vec<_> = routes.iter().filter(|r| r.prefix == *p).collect();
-        if !of_p.iter().any(|r| want.is_none() || nh(r) == want) {
-            return Err(format!("observer has no route to {p} via {}", cx.to().name));
+        if !of_p.iter().any(|r| holds(&to, &from, r, true)) {
+            return Err(format!(
+                "observer {obs} has no path for {p} from {} ({to}); it sees {}",
+                cx.to().name,
+                observe::seen(routes, *p)
+            ));
         }
-        if gone.is_some() && of_p.iter().any(|r| nh(r) == gone) {
-            return Err(format!("observer still has {p} via {}", cx.from().name));
+        if cx.mode == Mode::Planned
+            && from != to
+            && of_p.iter().any(|r| holds(&from, &to, r, false))
+        {
+            return Err(format!(
+                "observer {obs} still has {p} from {} ({from}); it sees {}",
+                cx.from().name,
+                observe::seen(routes, *p)
+            ));
         }
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
