@@ -333,6 +333,8 @@ observer = "obs"
         let e = Plan::parse(&PLAN.replace("origin_as = 65102", "verify_community = \"65102:x\""))
             .unwrap_err();
         assert!(e.contains("dc2") && e.contains("65102:x"), "{e}");
+        let e = Plan::parse(&PLAN.replace("origin_as = 65102", "origin_as = 0")).unwrap_err();
+        assert!(e.contains("site \"dc2\" origin_as = 0"), "{e}");
         let e = Plan::parse(&PLAN.replace("[verify]", "[verify]\ntimeout_ms = 0")).unwrap_err();
         assert!(
             e.contains("timeout_ms and interval_ms must be above 0"),

@@ -643,6 +643,12 @@ impl Plan {
                     if site.name == *self.primary.get_ref() { "primary" } else { "recovery" }
                 ));
             }
+            if site.origin_as == Some(0) {
+                return Err(format!(
+                    "site {:?} origin_as = 0: AS 0 never originates a route (RFC 7607); give its speaker's AS",
+                    site.name
+                ));
+            }
             for p in self.all_prefixes() {
                 let marks = super::observe::Marks::of(self, site, p)?;
                 let by_next_hop = self.verify.as_ref().is_some_and(|v| v.match_next_hop);

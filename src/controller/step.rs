@@ -391,8 +391,17 @@ fn observer_sees_from(
 ) -> Result<(), String> {
     let start = cx.probes.now();
     let timeout = Duration::from_millis(v.timeout_ms);
+    let interval = Duration::from_millis(v.interval_ms);
+    // What the observer showed the last time it answered.
+    let mut saw: Option<String> = None;
     loop {
-        let routes = cx.sites.received(obs, left(cx, start, timeout))?;
+        let routes = cx
+            .sites
+            .received(obs, left(cx, start, timeout))
+            .map_err(|e| match &saw {
+                Some(s) => format!("{e} (before that: {s})"),
+                None => e.to_string(),
+            })?;
         let mut missing = None;
         for p in prefixes {
             let from = Marks::of(cx.plan, cx.from(), *p)?;
@@ -401,25 +410,28 @@ fn observer_sees_from(
                 .iter()
                 .any(|r| r.prefix == *p && holds(&from, &to, r, true))
             {
-                missing = Some((*p, from));
+                missing = Some(format!(
+                    "observer {obs} does not see {p} from {} ({from}); it sees {}",
+                    cx.from().name,
+                    observe::seen(&routes, *p)
+                ));
                 break;
             }
         }
+        let Some(m) = missing else {
+            return Ok(());
+        };
+        // No request is made with less than an interval left: it would fail by its own
+        // timeout and hide what the observer showed.
         let elapsed = cx.probes.now() - start;
-        match missing {
-            None => return Ok(()),
-            Some((p, marks)) if elapsed >= timeout => {
-                return Err(format!(
-                    "observer {obs} does not see {p} from {} ({marks}) after {} ms; it sees {}. A router on the way filters the route or strips its marks, or the plan's marks are wrong (origin_as, verify_community); fix that before moving",
-                    cx.from().name,
-                    elapsed.as_millis(),
-                    observe::seen(&routes, p)
-                ))
-            }
-            Some(_) => cx
-                .probes
-                .sleep(Duration::from_millis(v.interval_ms).min(timeout - elapsed)),
+        if elapsed + interval >= timeout {
+            return Err(format!(
+                "{m} (after {} ms). A router on the way filters the route or strips its marks, or the plan's marks are wrong (origin_as, verify_community); fix that before moving",
+                elapsed.as_millis(),
+            ));
         }
+        saw = Some(m);
+        cx.probes.sleep(interval);
     }
 }
 
@@ -493,15 +505,18 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
     let timeout = Duration::from_millis(v.timeout_ms);
     let interval = Duration::from_millis(v.interval_ms);
     let mut tries = 0u32;
+    // What the observer showed the last time it answered, for a failure by a request error.
+    let mut saw: Option<String> = None;
     loop {
         tries += 1;
         let within = left(cx, start, timeout);
         let r = match (&v.observer, &v.command) {
-            (Some(obs), _) => cx
-                .sites
-                .received(obs.get_ref(), within)
-                .map_err(String::from)
-                .and_then(|routes| observed(cx, obs.get_ref(), prefixes, &routes)),
+            (Some(obs), _) => match cx.sites.received(obs.get_ref(), within) {
+                Ok(routes) => observed(cx, obs.get_ref(), prefixes, &routes).inspect_err(|e| {
+                    saw = Some(e.clone());
+                }),
+                Err(e) => Err(e.to_string()),
+            },
             (None, Some(cmd)) => cx.probes.probe(
                 &Probe::Command(cmd.clone()),
                 within,
@@ -513,11 +528,15 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
         match r {
             Ok(()) => return Ok(Some(format!("seen after {} ms", elapsed.as_millis()))),
             Err(e) if elapsed + interval >= timeout => {
+                let before = match saw {
+                    Some(s) if s != e => format!(" (before that: {s})"),
+                    _ => String::new(),
+                };
                 return Err(format!(
-                    "not verified after {} ms ({tries} tries, timeout_ms = {}): {e}",
+                    "not verified after {} ms ({tries} tries, timeout_ms = {}): {e}{before}",
                     elapsed.as_millis(),
                     v.timeout_ms
-                ))
+                ));
             }
             Err(_) => cx.probes.sleep(interval),
         }

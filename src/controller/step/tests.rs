@@ -312,15 +312,24 @@ fn an_observer_that_stops_answering_gets_only_the_time_left() {
     assert_eq!(clock.at.get(), Duration::from_millis(1000));
     assert!(
         e.starts_with("not verified after 1000 ms (4 tries, timeout_ms = 1000): site obs: ")
-            && e.contains("no answer within 700 ms"),
+            && e.contains("no answer within 700 ms (before that: observer obs has no path for 198.51.100.0/24 from dc2"),
         "{e}"
     );
 }
 
 fn preflight_with(seen: Vec<ReceivedRoute>) -> Result<Option<String>, String> {
+    preflight_answering(seen, usize::MAX).0
+}
+
+/// The preflight, the observer answering `answers` times; and the time each request got.
+fn preflight_answering(
+    seen: Vec<ReceivedRoute>,
+    answers: usize,
+) -> (Result<Option<String>, String>, Vec<u128>) {
     let plan = Plan::parse(PLAN).unwrap();
     let clock = Clock::new();
-    let obs = Observer::new(&clock, seen);
+    let mut obs = Observer::new(&clock, seen);
+    obs.answers = answers;
     let probes = Timed {
         clock: &clock,
         given: RefCell::default(),
@@ -333,15 +342,28 @@ fn preflight_with(seen: Vec<ReceivedRoute>) -> Result<Option<String>, String> {
         probes: &probes,
         spawned: &|_| Ok(()),
     };
-    preflight(&cx)
+    let r = preflight(&cx);
+    let asked = obs.asked.borrow().iter().map(|d| d.as_millis()).collect();
+    (r, asked)
 }
 
 #[test]
 fn the_preflight_finds_the_old_site_behind_next_hop_self_and_says_what_it_sees_when_not() {
     assert!(preflight_with(vec![path(DC1, &[])]).is_ok());
-    let e = preflight_with(vec![path(R3, &[])]).unwrap_err();
+    let (r, asked) = preflight_answering(vec![path(R3, &[])], usize::MAX);
+    let e = r.unwrap_err();
     assert!(
-        e.contains("observer obs does not see 198.51.100.0/24 from dc1 (origin AS 65101) after 1000 ms; it sees [as path 65003,"),
+        e.starts_with("observer obs does not see 198.51.100.0/24 from dc1 (origin AS 65101); it sees [as path 65003,")
+            && e.contains("(after 900 ms)"),
+        "{e}"
+    );
+    // One deadline, and no request with less than an interval of it left.
+    assert_eq!(asked, [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100]);
+    // An observer that stops answering: its error, and what it showed before.
+    let (r, _) = preflight_answering(vec![path(R3, &[])], 2);
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("no answer within 800 ms (before that: observer obs does not see 198.51.100.0/24 from dc1"),
         "{e}"
     );
     let e = preflight_with(vec![]).unwrap_err();
