@@ -644,6 +644,37 @@ fn an_observer_speaker_verifies_the_move_and_its_loss_rolls_back() {
     assert_eq!(out.code, 0, "{out:?}");
     s.assert_active(&s.dc1, &s.dc2);
 
+    // Without match_next_hop nothing tells the sites apart: refused; the same origin AS at
+    // both is allowed with a warning.
+    let text = std::fs::read_to_string(s.plan()).unwrap();
+    let other = s.dir.path().join("other.toml");
+    std::fs::write(&other, text.replace("match_next_hop = true\n", "")).unwrap();
+    let out = ferry_cli(
+        &["plan", "check", "--offline", other.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("site \"dc1\" gives it nothing to recognise its routes by"),
+        "{out:?}"
+    );
+    let same_as = text
+        .replace("match_next_hop = true\n", "")
+        .replace("api = ", "origin_as = 65000\napi = ");
+    std::fs::write(&other, same_as).unwrap();
+    let out = ferry_cli(
+        &["plan", "check", "--offline", other.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "warning: verify: observer obs cannot tell dc1 (origin AS 65000) from dc2 (origin AS 65000)"
+        ),
+        "{out:?}"
+    );
+
     // Without the observer nothing can be verified: the move is rolled back.
     obs.kill9();
     let out = s.ferry(&["failover"]);

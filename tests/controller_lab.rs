@@ -58,6 +58,27 @@ impl Drop for LabUp {
 }
 
 impl LabUp {
+    /// A lab instance named `prefix` and the pid, up on [`copy_topology`]'s copy, once the
+    /// other labs are down.
+    fn start(prefix: &str, observer: bool) -> Self {
+        let lab = LabUp {
+            instance: format!("{prefix}{}", std::process::id() % 1_000_000),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let topo = copy_topology(lab.dir.path(), observer);
+        wait_for_other_labs();
+        lab.up(&["--topology", topo.to_str().unwrap()]);
+        lab
+    }
+
+    /// A health check that passes when the VM of the site gaining the subnets runs.
+    fn healthy(&self) -> String {
+        format!(
+            "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{}-$v)\"",
+            self.instance
+        )
+    }
+
     /// `ferry lab up`, a second time if the first fails: under load (other labs coming up on
     /// two cores) the lab's own 5 s wait for a VM responder is sometimes too short, and a
     /// failed `up` removes what it created.
@@ -337,17 +358,9 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
     if !support::lab_can_run() {
         return;
     }
-    let lab = LabUp {
-        instance: format!("cf{}", std::process::id() % 1_000_000),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let topo = copy_topology(lab.dir.path(), false);
-    wait_for_other_labs();
-    lab.up(&["--topology", topo.to_str().unwrap()]);
+    let lab = LabUp::start("cf", false);
     let i = lab.instance.clone();
-    let healthy = format!(
-        "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{i}-$v)\""
-    );
+    let healthy = lab.healthy();
     let plan = lab.plan("lab", &healthy, "");
     let out = ferry(&["plan", "check", plan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -456,17 +469,9 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
     if !support::lab_can_run() {
         return;
     }
-    let lab = LabUp {
-        instance: format!("co{}", std::process::id() % 1_000_000),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let topo = copy_topology(lab.dir.path(), true);
-    wait_for_other_labs();
-    lab.up(&["--topology", topo.to_str().unwrap()]);
+    let lab = LabUp::start("co", true);
     let i = lab.instance.clone();
-    let healthy = format!(
-        "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{i}-$v)\""
-    );
+    let healthy = lab.healthy();
     let plan = lab.observed_plan("obs", &healthy, "");
     let out = ferry(&["plan", "check", plan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

@@ -201,11 +201,12 @@ fn differ<T: PartialEq>(x: Option<T>, y: Option<T>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::speaker::Attributes;
 
-    fn route(as_path: &str, nh: &str, communities: &[&str]) -> ReceivedRoute {
+    /// A path for 198.51.100.0/24 as an observer behind r3 (192.0.2.25) receives it.
+    pub fn route(as_path: &str, nh: &str, communities: &[&str]) -> ReceivedRoute {
         let attrs = Attributes {
             communities: communities.iter().map(|c| c.parse().unwrap()).collect(),
             ..Attributes::default()
@@ -274,10 +275,11 @@ mod tests {
 }
 
 #[cfg(test)]
-mod plan_tests {
+pub(crate) mod plan_tests {
     use super::*;
 
-    const PLAN: &str = r#"name = "web"
+    /// dc1 -> dc2 with an observer, the sites told apart by origin AS.
+    pub const PLAN: &str = r#"name = "web"
 primary = "dc1"
 recovery = "dc2"
 order = "break-before-make"
@@ -299,6 +301,8 @@ name = "web"
 subnets = ["198.51.100.0/24"]
 [verify]
 observer = "obs"
+timeout_ms = 1000
+interval_ms = 100
 "#;
 
     #[test]
@@ -335,7 +339,7 @@ observer = "obs"
         assert!(e.contains("dc2") && e.contains("65102:x"), "{e}");
         let e = Plan::parse(&PLAN.replace("origin_as = 65102", "origin_as = 0")).unwrap_err();
         assert!(e.contains("site \"dc2\" origin_as = 0"), "{e}");
-        let e = Plan::parse(&PLAN.replace("[verify]", "[verify]\ntimeout_ms = 0")).unwrap_err();
+        let e = Plan::parse(&PLAN.replace("timeout_ms = 1000", "timeout_ms = 0")).unwrap_err();
         assert!(
             e.contains("timeout_ms and interval_ms must be above 0"),
             "{e}"

@@ -66,6 +66,18 @@ pub trait Sites {
     fn received(&self, site: &str, within: Duration) -> Result<Vec<ReceivedRoute>, SiteError>;
 }
 
+/// An Established session, for the fake sites of unit tests: from JSON, so that fields added
+/// to [`PeerStatus`] later take their defaults.
+#[cfg(test)]
+pub(crate) fn established_peer() -> PeerStatus {
+    serde_json::from_value(serde_json::json!({
+        "address": "127.0.0.2", "remote_as": 65001, "description": null,
+        "state": "Established", "uptime_secs": 1, "prefixes_sent": 0,
+        "prefixes_received": 0, "last_error": null
+    }))
+    .expect("a PeerStatus")
+}
+
 /// Hooks, probes and time.
 pub trait Probes {
     /// Run a hook (or its `undo` command); `env` is added to the hook's own environment.

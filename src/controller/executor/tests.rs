@@ -172,14 +172,7 @@ impl Sites for FakeSites {
     }
     fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError> {
         self.reachable(site)?;
-        // From JSON so that fields added to PeerStatus later take their defaults.
-        let peer: PeerStatus = serde_json::from_value(serde_json::json!({
-            "address": "127.0.0.2", "remote_as": 65001, "description": null,
-            "state": "Established", "uptime_secs": 1, "prefixes_sent": 0,
-            "prefixes_received": 0, "last_error": null
-        }))
-        .unwrap();
-        Ok(vec![peer])
+        Ok(vec![crate::controller::sites::established_peer()])
     }
     fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError> {
         self.reachable(site)?;

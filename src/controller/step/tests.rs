@@ -9,35 +9,10 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::api::{PeerStatus, ReceivedRoute, SpeakerError};
 use crate::controller::hook::HookProcess;
+use crate::controller::observe::plan_tests::PLAN;
 use crate::controller::plan::{Hook, Plan, Probe};
 use crate::controller::sites::{Probes, SiteError, Sites};
-use crate::speaker::{Attributes, Route};
-
-const PLAN: &str = r#"name = "web"
-primary = "dc1"
-recovery = "dc2"
-order = "break-before-make"
-[[site]]
-name = "dc1"
-api = "/x/dc1.sock"
-next_hop = "198.51.100.10"
-origin_as = 65101
-[[site]]
-name = "dc2"
-api = "/x/dc2.sock"
-next_hop = "198.51.100.10"
-origin_as = 65102
-[[site]]
-name = "obs"
-api = "/x/obs.sock"
-[[group]]
-name = "web"
-subnets = ["198.51.100.0/24"]
-[verify]
-observer = "obs"
-timeout_ms = 1000
-interval_ms = 100
-"#;
+use crate::speaker::Route;
 
 /// A fake clock both fakes advance.
 struct Clock {
@@ -85,13 +60,7 @@ impl Sites for Observer<'_> {
         Err(SiteError::NoSuchSite(site.into()))
     }
     fn peers(&self, _: &str) -> Result<Vec<PeerStatus>, SiteError> {
-        let peer: PeerStatus = serde_json::from_value(serde_json::json!({
-            "address": "192.0.2.17", "remote_as": 65001, "description": null,
-            "state": "Established", "uptime_secs": 1, "prefixes_sent": 0,
-            "prefixes_received": 0, "last_error": null
-        }))
-        .unwrap();
-        Ok(vec![peer])
+        Ok(vec![crate::controller::sites::established_peer()])
     }
     fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError> {
         let p = Plan::parse(PLAN).unwrap();
@@ -156,18 +125,7 @@ impl Probes for Timed<'_> {
 
 /// A path at the observer one eBGP hop behind r3 (AS 65003), which sets itself as next hop.
 fn path(as_path: &str, communities: &[&str]) -> ReceivedRoute {
-    let attrs = Attributes {
-        communities: communities.iter().map(|c| c.parse().unwrap()).collect(),
-        ..Attributes::default()
-    };
-    ReceivedRoute {
-        peer: "192.0.2.25".parse().unwrap(),
-        prefix: "198.51.100.0/24".parse().unwrap(),
-        next_hop: Some("192.0.2.25".parse().unwrap()),
-        as_path: as_path.into(),
-        attrs,
-        stale: false,
-    }
+    crate::controller::observe::tests::route(as_path, "192.0.2.25", communities)
 }
 
 const DC1: &str = "65003 65001 65101";
