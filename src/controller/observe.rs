@@ -108,6 +108,18 @@ impl Marks {
     }
 }
 
+impl Marks {
+    /// Whether `r` is this site's route rather than the `other` site's: it carries these
+    /// marks and not more of the other's. A route carrying as many of both (the plan's marks
+    /// cannot tell the sites apart; `ferry plan check` warns) counts as this site's when
+    /// `ties`.
+    pub fn holds(&self, other: &Marks, r: &ReceivedRoute, ties: bool) -> bool {
+        self.matches(r)
+            && !(other.matches(r)
+                && (other.count() > self.count() || (!ties && other.count() == self.count())))
+    }
+}
+
 impl std::fmt::Display for Marks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
@@ -257,6 +269,27 @@ pub(crate) mod tests {
         assert!(matches!(large, Tag::Large(_)));
         assert!(Tag::parse("65102:x").unwrap_err().contains("65102:x"));
         assert!(Tag::parse("1:2:x").unwrap_err().contains("1:2:x"));
+    }
+
+    #[test]
+    fn a_route_with_both_sites_marks_is_the_site_with_more_of_them() {
+        let by_as = Marks {
+            origin_as: Some(65101),
+            tag: None,
+            next_hop: None,
+        };
+        let by_as_and_tag = Marks {
+            tag: Some(Tag::parse("65101:2").unwrap()),
+            ..by_as.clone()
+        };
+        let tagged = route("65003 65001 65101", "192.0.2.25", &["65101:2"]);
+        assert!(by_as_and_tag.holds(&by_as, &tagged, false));
+        assert!(!by_as.holds(&by_as_and_tag, &tagged, true));
+        let plain = route("65003 65001 65101", "192.0.2.25", &[]);
+        assert!(by_as.holds(&by_as_and_tag, &plain, false));
+        // The same marks at both: the route is either's only when ties count.
+        assert!(by_as.holds(&by_as, &plain, true));
+        assert!(!by_as.holds(&by_as, &plain, false));
     }
 
     #[test]

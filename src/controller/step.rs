@@ -370,15 +370,6 @@ pub fn dry_run(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     Ok(note)
 }
 
-/// Whether `r` is `site`'s route: it carries `site`'s marks and not more of `other`'s. A
-/// route carrying as many of both (the plan's marks cannot tell the sites apart, which
-/// `ferry plan check` warns about) counts for `site` when `ties`.
-fn holds(site: &Marks, other: &Marks, r: &ReceivedRoute, ties: bool) -> bool {
-    site.matches(r)
-        && !(other.matches(r)
-            && (other.count() > site.count() || (!ties && other.count() == site.count())))
-}
-
 /// Before anything moves, the observer must see every prefix from `from` (by the marks the
 /// plan gives it, [`super::observe`]): a router that receives but filters the route (FRR's
 /// `(Policy)`), or strips the marks, is a failed preflight, not a silent success later.
@@ -408,7 +399,7 @@ fn observer_sees_from(
             let to = Marks::of(cx.plan, cx.to(), *p)?;
             if !routes
                 .iter()
-                .any(|r| r.prefix == *p && holds(&from, &to, r, true))
+                .any(|r| r.prefix == *p && from.holds(&to, r, true))
             {
                 missing = Some(format!(
                     "observer {obs} does not see {p} from {} ({from}); it sees {}",
@@ -558,16 +549,14 @@ fn observed(
         let to = Marks::of(cx.plan, cx.to(), *p)?;
         let from = Marks::of(cx.plan, cx.from(), *p)?;
         let of_p: Vec<_> = routes.iter().filter(|r| r.prefix == *p).collect();
-        if !of_p.iter().any(|r| holds(&to, &from, r, true)) {
+        if !of_p.iter().any(|r| to.holds(&from, r, true)) {
             return Err(format!(
                 "observer {obs} has no path for {p} from {} ({to}); it sees {}",
                 cx.to().name,
                 observe::seen(routes, *p)
             ));
         }
-        if cx.mode == Mode::Planned
-            && from != to
-            && of_p.iter().any(|r| holds(&from, &to, r, false))
+        if cx.mode == Mode::Planned && from != to && of_p.iter().any(|r| from.holds(&to, r, false))
         {
             return Err(format!(
                 "observer {obs} still has {p} from {} ({from}); it sees {}",
