@@ -592,7 +592,8 @@ impl Config {
 
     /// Parse and check; the error text carries toml's line and column and the key.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| render_toml_error(text, &e))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| crate::suggest::did_you_mean(&render_toml_error(text, &e)))?;
         config.check()?;
         Ok(config)
     }
@@ -755,6 +756,15 @@ remote_as = 4200000001
     fn unknown_key_is_named_with_its_line() {
         let e = Config::parse(&GOOD.replace("hold_time = 9", "hold_tme = 9")).unwrap_err();
         assert!(e.contains("hold_tme") && e.contains("line 11"), "{e}");
+        assert!(e.contains("did you mean `hold_time`?"), "{e}");
+        let e = Config::parse(&GOOD.replace("router_id", "routerid")).unwrap_err();
+        assert!(e.contains("did you mean `router_id`?"), "{e}");
+        // A word near no key gets no guess.
+        let e = Config::parse(&GOOD.replace("hold_time = 9", "keepalive = 3")).unwrap_err();
+        assert!(
+            e.contains("keepalive") && !e.contains("did you mean"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -343,7 +343,8 @@ impl Plan {
 
     /// Parse and check; errors carry key, value and line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut plan: Plan = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut plan: Plan =
+            toml::from_str(text).map_err(|e| crate::suggest::did_you_mean(&e.to_string()))?;
         plan.text = text.to_owned();
         plan.check()?;
         Ok(plan)
@@ -375,8 +376,11 @@ impl Plan {
     fn site_ref(&self, key: &str, s: &Spanned<String>) -> Result<(), String> {
         if self.site(s.get_ref()).is_none() {
             let names: Vec<_> = self.sites.iter().map(|s| s.name.as_str()).collect();
+            let guess = crate::suggest::closest(s.get_ref(), &names)
+                .map(|n| format!("; did you mean {n:?}?"))
+                .unwrap_or_default();
             return Err(format!(
-                "{key} = {:?} at line {}: no [[site]] has that name (sites: {})",
+                "{key} = {:?} at line {}: no [[site]] has that name (sites: {}){guess}",
                 s.get_ref(),
                 self.at(s),
                 names.join(", ")
@@ -388,8 +392,12 @@ impl Plan {
     fn group_ref(&self, key: &str, g: &Option<Spanned<String>>) -> Result<(), String> {
         if let Some(g) = g {
             if !self.groups.iter().any(|x| &x.name == g.get_ref()) {
+                let names: Vec<_> = self.groups.iter().map(|x| x.name.as_str()).collect();
+                let guess = crate::suggest::closest(g.get_ref(), &names)
+                    .map(|n| format!("; did you mean {n:?}?"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "{key} = {:?} at line {}: no [[group]] has that name",
+                    "{key} = {:?} at line {}: no [[group]] has that name{guess}",
                     g.get_ref(),
                     self.at(g)
                 ));
@@ -659,6 +667,12 @@ command = ["true"]
         let e =
             Plan::parse(&PLAN.replace("next_hop = \"192.0.2.20\"", "nexthop = \"x\"")).unwrap_err();
         assert!(e.contains("nexthop") && e.contains("line 14"), "{e}");
+        assert!(e.contains("did you mean `next_hop`?"), "{e}");
+        let e = Plan::parse(&PLAN.replace("order =", "ordr =")).unwrap_err();
+        assert!(e.contains("did you mean `order`?"), "{e}");
+        let e =
+            Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc22\"")).unwrap_err();
+        assert!(e.contains("did you mean \"dc2\"?"), "{e}");
         let e = Plan::parse(&PLAN.replace("break-before-make", "sideways")).unwrap_err();
         assert!(e.contains("sideways") && e.contains("line 4"), "{e}");
         let e = Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc3\"")).unwrap_err();
