@@ -422,6 +422,10 @@ fn cli_rejects_bad_input_with_exit_2_before_contacting_the_speaker() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("cannot reach the speaker"), "{out:?}");
     assert!(out.stderr.contains(&*api), "names the address: {out:?}");
+    assert!(
+        out.stderr.contains("--api or FERRY_API"),
+        "names the option that sets it: {out:?}"
+    );
 }
 
 #[test]

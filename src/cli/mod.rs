@@ -97,7 +97,11 @@ impl ApiArgs {
 
 /// Exit code for a failed API call: the speaker refusing bad input (400) is a usage error.
 pub(crate) fn report(command: &str, e: &SpeakerError) -> i32 {
-    eprintln!("ferry {command}: {e}");
+    if e.is_unreachable() {
+        eprintln!("ferry {command}: {e}; --api or FERRY_API says where it listens");
+    } else {
+        eprintln!("ferry {command}: {e}");
+    }
     if matches!(e, SpeakerError::Rejected { status: 400, .. }) {
         EXIT_USAGE
     } else {
