@@ -12,6 +12,11 @@
 //!
 //! Never does: contact a speaker or run a hook (see [`super::executor`]).
 //!
+//! The format (a valid plan: tests/examples.rs checks it, as it checks the plans of
+//! examples/plan/). Hooks and health checks with a `group` run for that group, after its
+//! stop-primary and cutover hooks; without one they are plan-wide and run before any group
+//! moves, so a check of VMs that a group's cutover recovers needs that group.
+//!
 //! ```toml
 //! name = "web"
 //! primary = "dc1"
@@ -27,6 +32,15 @@
 //! next_hop = "192.0.2.10"       # next_hop6 for IPv6 subnets; absent: next hop self
 //! communities = ["65001:100"]   # also large_communities, med, local_pref, prepend,
 //! lease_secs = 30               # leased mode: withdrawn unless `ferry lease renew` comes
+//! [[site]]
+//! name = "dc2"
+//! api = "http://192.0.2.20:8179"
+//! api_token_file = "/etc/ferry/dc2-token"
+//! next_hop = "192.0.2.20"
+//! lease_secs = 30
+//! [[site]]                      # an observer: neither primary nor recovery
+//! name = "obs"
+//! api = "/run/ferry/obs.sock"
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
@@ -40,6 +54,7 @@
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
 //! [[health_check]]
 //! name = "web-tcp"
+//! group = "web"                 # after the web group's cutover
 //! tcp = "198.51.100.10:80"      # or http = "http://...", icmp = "198.51.100.10", command = [...]
 //! interval_ms = 500
 //! rise = 2
