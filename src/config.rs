@@ -1,4 +1,5 @@
-//! The speaker's configuration file (TOML), as DESIGN.md specifies it.
+//! The speaker's configuration file (TOML): README.md shows the keys, examples/speaker/ whole
+//! configs (docs/design.md, "Contracts users rely on", for the rules of errors).
 //!
 //! Every value is checked while it is read, so an error names the key, the bad value and the
 //! line (toml reports the position of the value); unknown keys are rejected by name. Secrets

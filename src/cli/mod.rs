@@ -1,7 +1,7 @@
 //! Command-line interface: clap definitions and output. No business logic: each command calls
 //! into the library (the API client, the speaker daemon, the decoder) and prints what it returns.
 //!
-//! Exit codes (DESIGN.md): 0 ok, 1 operation failed, 2 bad usage or bad input.
+//! Exit codes (docs/design.md, "Contracts users rely on"): 0 ok, 1 operation failed, 2 bad usage or bad input.
 
 mod decode;
 mod failover;
