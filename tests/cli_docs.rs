@@ -45,6 +45,7 @@ fn placeholder(word: &str) -> Option<&'static str> {
         "NAME" => "web",
         "SITE" => "dc2",
         "SHELL" => "bash",
+        "GROUP" => "planned",
         _ => return None,
     })
 }

@@ -176,3 +176,24 @@ fn a_health_check_before_its_vms_cutover_is_caught() {
     let e = check_plan(&plan).unwrap_err();
     assert!(e.contains("\"web-http\" runs before cutover hook"), "{e}");
 }
+
+#[test]
+fn the_neighbor_fragments_in_the_docs_are_valid() {
+    // docs/*.md show [[neighbor]] tables on their own; each must parse under a [speaker].
+    let speaker = "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"/run/ferry/ferry.sock\"\nstate_dir = \"/var/lib/ferry\"\n";
+    let mut seen = 0;
+    for e in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for block in text.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap();
+            if !block.trim_start().starts_with("[[neighbor]]") {
+                continue;
+            }
+            seen += 1;
+            Config::parse(&format!("{speaker}{block}"))
+                .unwrap_or_else(|e| panic!("{}: {e}\n{block}", path.display()));
+        }
+    }
+    assert!(seen >= 3, "only {seen} [[neighbor]] fragments found");
+}
