@@ -97,8 +97,10 @@ fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_str(&text);
-        return serde_path_to_error::deserialize(de)
-            .map_err(|e| format!("--file {}: at {}: {}", path.display(), e.path(), e.inner()));
+        return serde_path_to_error::deserialize(de).map_err(|e| {
+            let inner = crate::suggest::did_you_mean(&e.inner().to_string());
+            format!("--file {}: at {}: {inner}", path.display(), e.path())
+        });
     }
     let communities = args
         .community
@@ -492,6 +494,23 @@ mod tests {
         let path = dir.path().join("w.json");
         std::fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn announce_file_with_a_misspelt_field_names_the_nearest_one() {
+        use clap::Parser as _;
+        let (_d, p) = file(r#"[{"prefix": "198.51.100.0/24", "comunities": ["65000:1"]}]"#);
+        let cli =
+            crate::cli::Cli::try_parse_from(["ferry", "announce", "--file", p.to_str().unwrap()])
+                .unwrap();
+        let crate::cli::Command::Announce(args) = cli.command else {
+            panic!("not announce")
+        };
+        let e = routes_from_args(&args).unwrap_err();
+        assert!(
+            e.contains("[0].comunities") && e.contains("did you mean `communities`?"),
+            "{e}"
+        );
     }
 
     #[test]
