@@ -760,6 +760,9 @@ remote_as = 4200000001
         assert!(e.contains("did you mean `hold_time`?"), "{e}");
         let e = Config::parse(&GOOD.replace("router_id", "routerid")).unwrap_err();
         assert!(e.contains("did you mean `router_id`?"), "{e}");
+        // British spelling of a table; a misspelt value of a fixed set.
+        let e = Config::parse(&GOOD.replace("[[neighbor]]", "[[neighbour]]")).unwrap_err();
+        assert!(e.contains("did you mean `neighbor`?"), "{e}");
         // A word near no key gets no guess.
         let e = Config::parse(&GOOD.replace("hold_time = 9", "keepalive = 3")).unwrap_err();
         assert!(
@@ -891,6 +894,12 @@ remote_as = 4200000001
             );
             assert!(e.contains("line 1"), "{case}: the position: {e}");
         }
+        // The typo of the secret's key gets its suggestion, still without the value.
+        let e = Config::parse(&format!("{GOOD}md5_pasword = \"{secret}\"\n")).unwrap_err();
+        assert!(
+            e.contains("did you mean `md5_password`?") && !e.contains("s3cret"),
+            "{e}"
+        );
         let e = Config::parse(&format!("{GOOD}md5_password = 98765432123\n")).unwrap_err();
         assert!(
             e.contains("line 12, column 16") && e.contains("invalid type: integer"),
