@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Seconds a planned move may take to converge.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub bound: u64,
     /// Print live progress too.
     #[arg(long)]
@@ -111,7 +111,7 @@ pub enum LabCommand {
         #[command(flatten)]
         run: RunArgs,
         /// Seconds the lab may take to recover from a healed fault (sessions back up).
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         recover: u64,
         /// Make the moves with the failover controller (`ferry failover`, state on a tmpfs
         /// mounted on OUT/controller/, journals kept in OUT/journals/) and also draw

@@ -56,7 +56,8 @@ pub enum Command {
     Decode(decode::DecodeArgs),
     /// Failover plans: `ferry plan check PLAN`.
     Plan(failover::PlanArgs),
-    /// Run a failover plan (primary -> recovery), or status|resume|abort|history of runs.
+    /// Run a failover plan (primary -> recovery), or manage its runs (status, resume, abort,
+    /// keep, repair, history).
     Failover(failover::FailoverArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
