@@ -762,6 +762,7 @@ fn usage_errors_exit_2_and_a_dry_run_changes_nothing() {
             out.stderr.contains("ordre") && out.stderr.contains("line 4"),
             "{out:?}"
         );
+        assert!(out.stderr.contains("did you mean `order`?"), "{out:?}");
     }
 }
 
@@ -842,6 +843,12 @@ fn unplanned_failover_with_the_primary_speaker_dead() {
     let out = s.ferry(&["failover"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("cannot reach the speaker"), "{out:?}");
+    // The fix it names is the plan's, not options `ferry failover` does not have.
+    assert!(
+        out.stdout.contains("`api` of the plan's [[site]] \"dc1\"")
+            && !out.stdout.contains("--api"),
+        "{out:?}"
+    );
     assert!(Setup::routes(&s.dc2).is_empty());
     let t = Instant::now();
     let out = s.ferry(&["failover", "--unplanned"]);

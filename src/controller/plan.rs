@@ -12,6 +12,11 @@
 //!
 //! Never does: contact a speaker or run a hook (see [`super::executor`]).
 //!
+//! The format (a valid plan: tests/examples.rs checks it, as it checks the plans of
+//! examples/plan/). Hooks and health checks with a `group` run for that group, after its
+//! stop-primary and cutover hooks; without one they are plan-wide and run before any group
+//! moves, so a check of VMs that a group's cutover recovers needs that group.
+//!
 //! ```toml
 //! name = "web"
 //! primary = "dc1"
@@ -29,6 +34,16 @@
 //! lease_secs = 30               # leased mode: withdrawn unless `ferry lease renew` comes
 //! origin_as = 65101             # with [verify] observer: the last AS of the AS path it sees
 //! verify_community = "65001:1"  # optional: added to this site's routes; the observer checks it
+//! [[site]]
+//! name = "dc2"
+//! api = "http://192.0.2.20:8179"
+//! api_token_file = "/etc/ferry/dc2-token"
+//! next_hop = "192.0.2.20"
+//! lease_secs = 30
+//! origin_as = 65102
+//! [[site]]                      # an observer: neither primary nor recovery
+//! name = "obs"
+//! api = "/run/ferry/obs.sock"
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
@@ -42,6 +57,7 @@
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
 //! [[health_check]]
 //! name = "web-tcp"
+//! group = "web"                 # after the web group's cutover
 //! tcp = "198.51.100.10:80"      # or http = "http://...", icmp = "198.51.100.10", command = [...]
 //! interval_ms = 500
 //! rise = 2
@@ -385,7 +401,8 @@ impl Plan {
 
     /// Parse and check; errors carry key, value and line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut plan: Plan = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut plan: Plan =
+            toml::from_str(text).map_err(|e| crate::suggest::did_you_mean(&e.to_string()))?;
         plan.text = text.to_owned();
         plan.check()?;
         Ok(plan)
@@ -417,8 +434,11 @@ impl Plan {
     fn site_ref(&self, key: &str, s: &Spanned<String>) -> Result<(), String> {
         if self.site(s.get_ref()).is_none() {
             let names: Vec<_> = self.sites.iter().map(|s| s.name.as_str()).collect();
+            let guess = crate::suggest::closest(s.get_ref(), &names)
+                .map(|n| format!("; did you mean {n:?}?"))
+                .unwrap_or_default();
             return Err(format!(
-                "{key} = {:?} at line {}: no [[site]] has that name (sites: {})",
+                "{key} = {:?} at line {}: no [[site]] has that name (sites: {}){guess}",
                 s.get_ref(),
                 self.at(s),
                 names.join(", ")
@@ -430,8 +450,12 @@ impl Plan {
     fn group_ref(&self, key: &str, g: &Option<Spanned<String>>) -> Result<(), String> {
         if let Some(g) = g {
             if !self.groups.iter().any(|x| &x.name == g.get_ref()) {
+                let names: Vec<_> = self.groups.iter().map(|x| x.name.as_str()).collect();
+                let guess = crate::suggest::closest(g.get_ref(), &names)
+                    .map(|n| format!("; did you mean {n:?}?"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "{key} = {:?} at line {}: no [[group]] has that name",
+                    "{key} = {:?} at line {}: no [[group]] has that name{guess}",
                     g.get_ref(),
                     self.at(g)
                 ));
@@ -744,6 +768,12 @@ command = ["true"]
         let e =
             Plan::parse(&PLAN.replace("next_hop = \"192.0.2.20\"", "nexthop = \"x\"")).unwrap_err();
         assert!(e.contains("nexthop") && e.contains("line 14"), "{e}");
+        assert!(e.contains("did you mean `next_hop`?"), "{e}");
+        let e = Plan::parse(&PLAN.replace("order =", "ordr =")).unwrap_err();
+        assert!(e.contains("did you mean `order`?"), "{e}");
+        let e =
+            Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc22\"")).unwrap_err();
+        assert!(e.contains("did you mean \"dc2\"?"), "{e}");
         let e = Plan::parse(&PLAN.replace("break-before-make", "sideways")).unwrap_err();
         assert!(e.contains("sideways") && e.contains("line 4"), "{e}");
         let e = Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc3\"")).unwrap_err();

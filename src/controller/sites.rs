@@ -29,7 +29,8 @@ pub enum SiteError {
     #[error("no site {0:?} in the plan")]
     NoSuchSite(String),
     /// `op` is the change that failed ("announce"), `None` for a read.
-    #[error("site {site}: {}{error}", op.map(|o| format!("{o}: ")).unwrap_or_default())]
+    #[error("site {site}: {}{error}{}", op.map(|o| format!("{o}: ")).unwrap_or_default(),
+            if error.is_unreachable() { format!(" (its address is `api` of the plan's [[site]] {site:?})") } else { String::new() })]
     Speaker {
         site: String,
         op: Option<&'static str>,

@@ -1,7 +1,7 @@
 //! The steps of a run, built from the plan as data, each with an idempotent `apply` and a
 //! `compensate` that undoes it.
 //!
-//! Order (DESIGN.md, "Failover, step by step"), `from` losing the subnets, `to` gaining them:
+//! Order (docs/design.md, "Failover, step by step"), `from` losing the subnets, `to` gaining them:
 //! preflight; pre-check hooks; optional drain of `from` (GRACEFUL_SHUTDOWN, RFC 8326, then the
 //! plan's wait); plan-wide stop-primary and cutover hooks and health checks; then per group, in
 //! plan order: its stop-primary and cutover hooks, its health checks, the move (announce at `to`
