@@ -203,6 +203,18 @@ fn ferry_reload_resets_only_the_changed_neighbor_and_closes_a_removed_one() {
     assert_eq!(status.len(), 2, "{status:?}");
     speaker.wait_state(IpAddr::V4(b), "Established");
 
+    // A description changes in place: no message to the peer.
+    speaker.spec.neighbors[0].extra = "description = \"site a, rack 7\"".into();
+    rewrite_config(&speaker);
+    let out = speaker.cli_ok(&["reload"]);
+    assert!(
+        out.stdout
+            .contains(&format!("updated: {a} (description changed)")),
+        "{out:?}"
+    );
+    peer_a.expect_quiet(Duration::from_millis(300));
+    assert_eq!(peer_status(&speaker, a)["description"], "site a, rack 7");
+
     // Nothing changed: nothing happens.
     let out = speaker.cli_ok(&["reload"]);
     assert!(out.stdout.contains("unchanged: 2"), "{out:?}");
@@ -295,4 +307,62 @@ fn neighbor_disable_sends_cease_with_the_message_and_survives_a_restart() {
     let out = speaker.cli(&["neighbor", "disable", "192.0.2.200"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("not a configured neighbor"), "{out:?}");
+}
+
+/// `log_level` in the config applies on a reload: at "warn" an info line of the speaker is no
+/// longer written while a warning still is; back at "info" it is again.
+#[test]
+fn a_reload_changes_the_log_level() {
+    let a = Ipv4Addr::new(127, 0, 48, 10);
+    let (speaker, mut peer) = established_pair(a);
+    let addr = a.to_string();
+    let base = speaker.spec.config(speaker.dir.path());
+    let with_level = |level: &str| {
+        let mut c = base.clone();
+        c.speaker.log_level = Some(ferry::config::LogLevel(level.into()));
+        testkit::speaker::write_config(&speaker.config_path(), &c)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    with_level("warn");
+    speaker.cli_ok(&["reload"]);
+    let mark = speaker.log().len();
+    speaker.cli_ok(&["neighbor", "disable", &addr]);
+    peer.expect_notification();
+    let log = wait_log(&speaker, "neighbor disabled by the operator");
+    let after = &log[mark..];
+    assert!(after.contains("WARN"), "{after}");
+    assert!(
+        !after.contains("neighbor admin state set by the operator"),
+        "an info line at log level warn:\n{after}"
+    );
+
+    with_level("info");
+    speaker.cli_ok(&["reload"]);
+    speaker.cli_ok(&["neighbor", "enable", &addr]);
+    wait_log(&speaker, "neighbor admin state set by the operator");
+    peer.accept();
+    peer.handshake();
+}
+
+/// The API refuses a shutdown communication longer than RFC 9003 allows, naming the field.
+#[test]
+fn the_api_refuses_a_shutdown_message_over_255_octets() {
+    let a = Ipv4Addr::new(127, 0, 48, 11);
+    let (speaker, mut peer) = established_pair(a);
+    let client = ferry::api::blocking::Speaker::new(
+        ferry::api::Speaker::from_settings(&speaker.api().to_string_lossy(), None).unwrap(),
+    )
+    .unwrap();
+    let e = client
+        .disable(IpAddr::V4(a), Some("ü".repeat(128)))
+        .unwrap_err();
+    match &e {
+        ferry::api::SpeakerError::Rejected { status, field, .. } => {
+            assert_eq!((*status, field.as_deref()), (400, Some("message")), "{e}");
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    assert!(e.to_string().contains("256 octets"), "{e}");
+    peer.expect_quiet(Duration::from_millis(300));
+    assert_eq!(peer_status(&speaker, a)["state"], "Established");
 }

@@ -348,7 +348,8 @@ impl Driver {
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
         if self.disabled {
-            tracing::info!(peer = %self.address(), "refusing inbound connection: the neighbor is disabled");
+            // Debug: a peer that keeps connecting would fill the log once a second.
+            tracing::debug!(peer = %self.address(), "refusing inbound connection: the neighbor is disabled");
             return;
         }
         // Accepted on the listener's runtime: registered with this driver's own instead, so
