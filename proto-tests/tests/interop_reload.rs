@@ -267,3 +267,73 @@ fn neighbor_disable_sends_cease_with_the_message_to_frr() {
     let st = ferry.peer_status(PEER_IP).unwrap_or_default();
     assert!(st.get("admin_down").is_none(), "{st}");
 }
+
+/// A neighbor with `md5_password` added by a reload, passive (FRR connects to Ferry's
+/// listener): the session comes up only if the reload installed its key on the listening
+/// socket (Linux drops a signed SYN the listener has no key for). A reload that changes the key
+/// resets that session and replaces the listener's key: FRR with the old key stays out for
+/// 5 s, and comes up once it has the new one. The first session is untouched throughout.
+#[test]
+fn reload_installs_and_replaces_md5_keys_on_the_listener() {
+    if !can_run_with(
+        "reload_installs_and_replaces_md5_keys_on_the_listener",
+        FRR_PROGS,
+    ) {
+        return;
+    }
+    let (lab, a, b) = lab("reloadmd5");
+    let frr = Frr::start(
+        &lab,
+        &b,
+        &FrrConfig::new(PEER_AS, PEER_IP)
+            .peer(Peer::new(FERRY_IP, FERRY_AS).passive())
+            .peer(Peer::new(FERRY_IP2, FERRY_AS))
+            .extra_router(&format!("neighbor {FERRY_IP2} timers connect 1"))
+            .extra_router(&format!("neighbor {FERRY_IP2} password first-key-1")),
+    );
+    let one = FerryConfig::new(FERRY_AS, FERRY_IP)
+        .listen("0.0.0.0:179")
+        .neighbor(ferry_neighbor(PEER_IP, FERRY_IP));
+    let ferry = Ferry::start(&lab, &a, &one);
+    frr.wait_established(FERRY_IP, UP);
+    let before = session_facts(&frr, FERRY_IP);
+
+    let with_key = |key: &str| {
+        one.clone()
+            .neighbor(ferry_neighbor(PEER_IP2, FERRY_IP2).passive())
+            .neighbor_line(PEER_IP2, &format!("md5_password = \"{key}\""))
+    };
+    ferry.write_config(&with_key("first-key-1"));
+    ferry.sighup();
+    frr.wait_established(FERRY_IP2, UP);
+
+    ferry.write_config(&with_key("second-key-2"));
+    let out = ferry.cli_ok(&["reload"]);
+    assert!(
+        out.contains(&format!("reset: {PEER_IP2} (md5_password changed)")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("second-key-2"),
+        "the key in the output: {out}"
+    );
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if frr.is_established(FERRY_IP2) {
+            frr.fail("Established with the old key after the key changed");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    frr.configure(&[
+        &format!("router bgp {PEER_AS}"),
+        &format!("neighbor {FERRY_IP2} password second-key-2"),
+        "exit",
+    ])
+    .unwrap_or_else(|e| frr.fail(&e));
+    frr.wait_established(FERRY_IP2, UP);
+    assert_eq!(
+        session_facts(&frr, FERRY_IP),
+        before,
+        "first session touched"
+    );
+}
