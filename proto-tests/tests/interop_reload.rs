@@ -17,6 +17,10 @@
 //!   keeps connecting (active, `timers connect 1`) and is refused for 5 s; the state survives
 //!   a Ferry restart (still refused for 5 s); `enable` brings the session back and FRR holds
 //!   the route again.
+//! * `reload_installs_and_replaces_md5_keys_on_the_listener`: a passive neighbor with
+//!   `md5_password` added by SIGHUP comes up as FRR connects (only if its key is on the
+//!   listener); a changed key resets that session and FRR with the old key stays out until it
+//!   has the new one.
 //!
 //! Needs root and FRR (skips otherwise, fails with FIT_REQUIRE=1).
 

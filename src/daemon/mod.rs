@@ -293,9 +293,12 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         }
     }
     tracing::info!("stopping: closing sessions with Cease/Administrative Shutdown");
-    for p in &shared.peers() {
-        running::stop(p, SHUTDOWN_MESSAGE).await;
-    }
+    let all: Vec<_> = shared
+        .peers()
+        .into_iter()
+        .map(|p| (p, SHUTDOWN_MESSAGE.to_string()))
+        .collect();
+    running::stop_all(&all).await;
     // Let the writers flush the NOTIFICATIONs.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);

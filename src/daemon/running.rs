@@ -106,21 +106,30 @@ pub fn spawn(s: Started, shared: &Arc<Shared>, local_asn: u32) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("neighbor {address}: cannot start: {e}"))
 }
 
-/// Close a neighbor's session with Cease/Administrative Shutdown and `message`, and end its
-/// driver; waits at most [`STOP_WAIT`] for it.
-pub async fn stop(peer: &PeerShared, message: &str) {
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    if peer
-        .input
-        .send(PeerInput::Stop {
-            message: Some(message.into()),
+/// Close each neighbor's session with Cease/Administrative Shutdown and its message, and end
+/// its driver; all at once, waiting at most [`STOP_WAIT`] in all (a reload of many neighbors
+/// answers within the API client's timeout).
+pub async fn stop_all(peers: &[(Arc<PeerShared>, String)]) {
+    let mut done = Vec::new();
+    for (peer, message) in peers {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let stop = PeerInput::Stop {
+            message: Some(message.clone()),
             done: done_tx,
-        })
-        .await
-        .is_ok()
-    {
-        let _ = tokio::time::timeout(STOP_WAIT, done_rx).await;
+        };
+        if tokio::time::timeout(STOP_WAIT, peer.input.send(stop))
+            .await
+            .is_ok_and(|sent| sent.is_ok())
+        {
+            done.push(done_rx);
+        }
     }
+    let _ = tokio::time::timeout(STOP_WAIT, async {
+        for rx in done {
+            let _ = rx.await;
+        }
+    })
+    .await;
 }
 
 impl Running {
@@ -145,6 +154,11 @@ impl Running {
             .cloned()
             .collect();
         super::security::preflight(&starting).map_err(|e| format!("{e}; nothing was changed"))?;
+        // Every session's settings before any BFD session starts (those cannot be undone).
+        for n in &starting {
+            Session::new(super::session_config(&new, n, false))
+                .map_err(|e| format!("neighbor {}: {e}; nothing was changed", n.address))?;
+        }
         let mut started = Vec::new();
         for n in &starting {
             started.push(
@@ -185,13 +199,17 @@ impl Running {
             *list = kept;
             gone
         };
-        for p in &old {
-            let message = stopping
-                .iter()
-                .find(|(a, _)| *a == p.config.address)
-                .map_or(REMOVED_MESSAGE, |(_, m)| m.as_str());
-            stop(p, message).await;
-        }
+        let old: Vec<(Arc<PeerShared>, String)> = old
+            .into_iter()
+            .map(|p| {
+                let message = stopping
+                    .iter()
+                    .find(|(a, _)| *a == p.config.address)
+                    .map_or(REMOVED_MESSAGE.to_string(), |(_, m)| m.clone());
+                (p, message)
+            })
+            .collect();
+        stop_all(&old).await;
         for n in &plan.removed {
             tracing::warn!(peer = %n.address, "reload: neighbor removed, its session closed");
             resp.removed.push(n.address);
