@@ -222,21 +222,26 @@ impl<'l> Ferry<'l> {
             bin,
             pid,
         };
-        let api = f.api();
-        let ok = poll(Duration::from_secs(10), || {
-            if !f.lab.is_running(f.pid) {
-                return Some(false);
-            }
-            speaker::api_ready(&api).then_some(true)
-        });
-        if ok != Some(true) {
+        if !f.api_comes_up() {
             f.fail(&format!(
                 "ferry speaker did not come up (API socket {})\n{}",
-                api.display(),
+                f.api().display(),
                 text
             ));
         }
         f
+    }
+
+    /// Whether the API socket answers within 10 s (false at once if the speaker exited).
+    fn api_comes_up(&self) -> bool {
+        let api = self.api();
+        let ok = poll(Duration::from_secs(10), || {
+            if !self.lab.is_running(self.pid) {
+                return Some(false);
+            }
+            speaker::api_ready(&api).then_some(true)
+        });
+        ok == Some(true)
     }
 
     pub fn netns(&self) -> &Netns {
@@ -324,14 +329,7 @@ impl<'l> Ferry<'l> {
             .arg(self.dir.join("ferry.toml"));
         c.env("FERRY_LOG", "info").env_remove("FERRY_API");
         self.pid = self.lab.spawn("ferry speaker", c, &self.log);
-        let api = self.api();
-        let ok = poll(Duration::from_secs(10), || {
-            if !self.lab.is_running(self.pid) {
-                return Some(false);
-            }
-            speaker::api_ready(&api).then_some(true)
-        });
-        if ok != Some(true) {
+        if !self.api_comes_up() {
             self.fail("ferry speaker did not come back after a restart");
         }
     }

@@ -91,16 +91,19 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> boo
     false
 }
 
-/// Neither side Established at any sample during `d`.
-fn stays_down(ferry: &Ferry, frr: &Frr, d: Duration) {
+/// FRR's session with `frr_peer` is not Established at any sample during `d`, nor, with
+/// `ferry_peer`, Ferry's.
+fn stays_down(frr: &Frr, frr_peer: &str, ferry: Option<(&Ferry, &str)>, d: Duration) {
     let t0 = Instant::now();
     while t0.elapsed() < d {
-        if frr.is_established(FERRY_IP) {
-            frr.fail(&format!("Established after {:?}", t0.elapsed()));
+        if frr.is_established(frr_peer) {
+            frr.fail(&format!("{frr_peer} Established after {:?}", t0.elapsed()));
         }
-        let st = ferry.peer_status(PEER_IP).unwrap_or_default();
-        if st["state"] == "Established" {
-            ferry.fail(&format!("Established after {:?}: {st}", t0.elapsed()));
+        if let Some((ferry, peer)) = ferry {
+            let st = ferry.peer_status(peer).unwrap_or_default();
+            if st["state"] == "Established" {
+                ferry.fail(&format!("Established after {:?}: {st}", t0.elapsed()));
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -258,12 +261,22 @@ fn neighbor_disable_sends_cease_with_the_message_to_frr() {
         n["lastNotificationReason"], "Cease/Administrative Shutdown",
         "FRR's neighbor JSON: {n}"
     );
-    stays_down(&ferry, &frr, Duration::from_secs(5));
+    stays_down(
+        &frr,
+        FERRY_IP,
+        Some((&ferry, PEER_IP)),
+        Duration::from_secs(5),
+    );
     let st = ferry.peer_status(PEER_IP).unwrap_or_default();
     assert_eq!(st["admin_down"]["message"], message, "{st}");
 
     ferry.restart();
-    stays_down(&ferry, &frr, Duration::from_secs(5));
+    stays_down(
+        &frr,
+        FERRY_IP,
+        Some((&ferry, PEER_IP)),
+        Duration::from_secs(5),
+    );
 
     ferry.cli_ok(&["neighbor", "enable", PEER_IP]);
     frr.wait_established(FERRY_IP, UP);
@@ -321,13 +334,8 @@ fn reload_installs_and_replaces_md5_keys_on_the_listener() {
         !out.contains("second-key-2"),
         "the key in the output: {out}"
     );
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
-        if frr.is_established(FERRY_IP2) {
-            frr.fail("Established with the old key after the key changed");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // With the old key.
+    stays_down(&frr, FERRY_IP2, None, Duration::from_secs(5));
     frr.configure(&[
         &format!("router bgp {PEER_AS}"),
         &format!("neighbor {FERRY_IP2} password second-key-2"),

@@ -281,10 +281,7 @@ async fn reset_peer(
     axum::extract::Path(addr): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<ResetResponse>, ApiError> {
-    let peer: IpAddr = addr.parse().map_err(|_| ApiError::Invalid {
-        field: "peer".into(),
-        message: format!("peer {addr:?} is not an IP address"),
-    })?;
+    let peer = peer_param(&addr)?;
     let req: ResetRequest = if body.is_empty() {
         ResetRequest::default()
     } else {
@@ -293,6 +290,7 @@ async fn reset_peer(
     Ok(Json(c.reset_peer(peer, req.hard)?))
 }
 
+/// The `{addr}` of a peer's path.
 fn peer_param(addr: &str) -> Result<IpAddr, ApiError> {
     addr.parse().map_err(|_| ApiError::Invalid {
         field: "peer".into(),

@@ -154,22 +154,7 @@ pub fn prepare_listener(
         tracing::info!(peer = %n.address, %listen, "TCP MD5 signature key installed on the listener (RFC 2385)");
     }
     if let Some(n) = neighbors.iter().find(|n| n.ttl_security.is_some()) {
-        let err = |what: &str| {
-            let what = what.to_string();
-            move |source| OptionError {
-                neighbor: n.address,
-                option: "ttl_security",
-                what,
-                source,
-            }
-        };
-        // The kernel answers a SYN with the listener's TTL: a GTSM peer drops a SYN-ACK that
-        // is not sent with 255. A higher TTL harms no other neighbor.
-        sockopt::set_ttl(listener, GTSM_SEND_TTL)
-            .map_err(err("cannot make the listener send with TTL 255"))?;
-        sockopt::set_save_syn(listener).map_err(err(
-            "cannot make the listener keep SYNs (to check their TTL)",
-        ))?;
+        listener_gtsm(listener, n)?;
     }
     if let Some(min) = listener_min_ttl(neighbors) {
         let n = neighbors
@@ -185,6 +170,27 @@ pub fn prepare_listener(
         tracing::info!(%listen, min_ttl = min, "GTSM: every neighbor uses ttl_security, the listener drops SYNs with a lower TTL (RFC 5082)");
     }
     Ok(())
+}
+
+/// The listener's part of GTSM once any neighbor (`n`, named in errors) uses it. The kernel
+/// answers a SYN with the listener's TTL: a GTSM peer drops a SYN-ACK that is not sent with
+/// 255 (a higher TTL harms no other neighbor); the SYNs are kept so that each accepted
+/// connection's TTL can be checked ([`secure_accepted`]).
+fn listener_gtsm(listener: &TcpListener, n: &NeighborConfig) -> Result<(), OptionError> {
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |source| OptionError {
+            neighbor: n.address,
+            option: "ttl_security",
+            what,
+            source,
+        }
+    };
+    sockopt::set_ttl(listener, GTSM_SEND_TTL)
+        .map_err(err("cannot make the listener send with TTL 255"))?;
+    sockopt::set_save_syn(listener).map_err(err(
+        "cannot make the listener keep SYNs (to check their TTL)",
+    ))
 }
 
 /// Bring a listener prepared for the neighbors `old` ([`prepare_listener`]) in line with
@@ -221,20 +227,7 @@ pub fn update_listener(
     }
     if let Some(n) = new.iter().find(|n| n.ttl_security.is_some()) {
         if !old.iter().any(|o| o.ttl_security.is_some()) {
-            let err = |what: &str| {
-                let what = what.to_string();
-                move |source| OptionError {
-                    neighbor: n.address,
-                    option: "ttl_security",
-                    what,
-                    source,
-                }
-            };
-            sockopt::set_ttl(listener, GTSM_SEND_TTL)
-                .map_err(err("cannot make the listener send with TTL 255"))?;
-            sockopt::set_save_syn(listener).map_err(err(
-                "cannot make the listener keep SYNs (to check their TTL)",
-            ))?;
+            listener_gtsm(listener, n)?;
         }
     }
     let (was, now) = (listener_min_ttl(old), listener_min_ttl(new));
