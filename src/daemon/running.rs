@@ -226,9 +226,12 @@ impl Running {
         }
         let asn = new.speaker.asn.0;
         for s in started {
-            let address = s.peer.config.address;
-            write(&self.shared.peer_list).push(s.peer.clone());
+            let peer = s.peer.clone();
+            let address = peer.config.address;
+            // Listed first: an inbound connection that comes as the driver starts finds it.
+            write(&self.shared.peer_list).push(peer.clone());
             if let Err(e) = spawn(s, &self.shared, asn) {
+                write(&self.shared.peer_list).retain(|p| !Arc::ptr_eq(p, &peer));
                 tracing::error!(peer = %address, error = %e, "reload: neighbor not started");
                 continue;
             }
