@@ -15,8 +15,8 @@
 //!   one, and nothing started.
 //! * `ferry neighbor disable --message` sends Cease/Administrative Shutdown with the message
 //!   and the session stays Idle (with connect_retry = 1 it would retry every second); `status`
-//!   shows it disabled with the message; a restarted speaker keeps it down; `enable` brings it
-//!   back.
+//!   and `/metrics` (`ferry_peer_admin_down`) show it disabled with the message; a restarted
+//!   speaker keeps it down; `enable` brings it back.
 //!
 //! Failures injected: config files rewritten under the running speaker; SIGTERM and restart.
 
@@ -42,6 +42,15 @@ fn peer_status(speaker: &Speaker, peer: Ipv4Addr) -> serde_json::Value {
         .into_iter()
         .find(|p| p["address"] == peer.to_string())
         .unwrap_or_else(|| panic!("{peer} not in status"))
+}
+
+/// The typed client for the speaker's API socket.
+fn client(speaker: &Speaker) -> ferry::api::blocking::Speaker {
+    ferry::api::blocking::Speaker::new(
+        ferry::api::Speaker::from_settings(&speaker.api().to_string_lossy(), None)
+            .expect("API settings"),
+    )
+    .expect("client")
 }
 
 /// Wait until the speaker's log contains `text`.
@@ -276,6 +285,11 @@ fn neighbor_disable_sends_cease_with_the_message_and_survives_a_restart() {
     stays(&speaker, a, "Idle", Duration::from_secs(3));
     let st = peer_status(&speaker, a);
     assert_eq!(st["admin_down"]["message"], "maintenance ticket 42", "{st}");
+    let metrics = client(&speaker).metrics().unwrap();
+    assert!(
+        metrics.contains(&format!("ferry_peer_admin_down{{peer=\"{a}\"}} 1")),
+        "{metrics}"
+    );
     let text = speaker.cli_ok(&["status"]).stdout;
     assert!(
         text.contains("Idle (disabled)") && text.contains("maintenance ticket 42"),
@@ -302,6 +316,11 @@ fn neighbor_disable_sends_cease_with_the_message_and_survives_a_restart() {
     peer.handshake();
     speaker.wait_state(IpAddr::V4(a), "Established");
     assert!(peer_status(&speaker, a).get("admin_down").is_none());
+    let metrics = client(&speaker).metrics().unwrap();
+    assert!(
+        metrics.contains(&format!("ferry_peer_admin_down{{peer=\"{a}\"}} 0")),
+        "{metrics}"
+    );
 
     // Unknown neighbor: not found, exit 1.
     let out = speaker.cli(&["neighbor", "disable", "192.0.2.200"]);
@@ -349,11 +368,7 @@ fn a_reload_changes_the_log_level() {
 fn the_api_refuses_a_shutdown_message_over_255_octets() {
     let a = Ipv4Addr::new(127, 0, 48, 11);
     let (speaker, mut peer) = established_pair(a);
-    let client = ferry::api::blocking::Speaker::new(
-        ferry::api::Speaker::from_settings(&speaker.api().to_string_lossy(), None).unwrap(),
-    )
-    .unwrap();
-    let e = client
+    let e = client(&speaker)
         .disable(IpAddr::V4(a), Some("ü".repeat(128)))
         .unwrap_err();
     match &e {

@@ -91,6 +91,18 @@ impl Shared {
                 p.config.address
             );
         }
+        let _ = writeln!(
+            m,
+            "# HELP ferry_peer_admin_down 1 while the operator keeps the neighbor down (ferry neighbor disable).\n# TYPE ferry_peer_admin_down gauge"
+        );
+        for p in &self.peers() {
+            let down = u8::from(lock(&self.admin).get(p.config.address).is_some());
+            let _ = writeln!(
+                m,
+                "ferry_peer_admin_down{{peer=\"{}\"}} {down}",
+                p.config.address
+            );
+        }
         security_metrics(&mut m, &self.peers());
         bfd_metrics(&mut m, &self.peers());
         let _ = writeln!(
