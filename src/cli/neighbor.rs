@@ -24,6 +24,7 @@ pub enum NeighborCommand {
         /// Shutdown communication the peer logs (at most 255 octets of UTF-8).
         #[arg(long, value_name = "TEXT")]
         message: Option<String>,
+        /// Print the speaker's answer as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -33,6 +34,7 @@ pub enum NeighborCommand {
     Enable {
         /// The neighbor's address.
         peer: IpAddr,
+        /// Print the speaker's answer as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -93,6 +95,7 @@ pub fn run(args: NeighborArgs) -> i32 {
 
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
+    /// Print the speaker's answer (what was added, removed, reset, updated) as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
