@@ -65,6 +65,24 @@ pub struct SpeakerConfig {
     /// long before closing the sessions, so peers move traffic to other paths first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_graceful_secs: Option<Seconds>,
+    /// What the speaker logs, as a tracing filter (`info`, `debug`, `info,ferry::daemon=debug`).
+    /// Unset: the `FERRY_LOG` environment variable, else `info`. A reload applies a change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+}
+
+/// A log filter in the syntax of `tracing_subscriber::EnvFilter`, checked when read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct LogLevel(pub String);
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        tracing_subscriber::EnvFilter::try_new(&v)
+            .map_err(|e| format!("log_level {v:?} is not a log filter ({e}); e.g. \"info\" or \"info,ferry::daemon=debug\""))?;
+        Ok(LogLevel(v))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -411,6 +429,7 @@ impl SpeakerConfig {
             api_token_file: None,
             state_dir,
             shutdown_graceful_secs: None,
+            log_level: None,
         }
     }
 }
@@ -656,6 +675,7 @@ api_tcp = "127.0.0.1:8179"
 api_token_file = "/etc/ferry/token"
 state_dir = "/var/lib/ferry"
 shutdown_graceful_secs = 10
+log_level = "info,ferry::daemon=debug"
 
 [[neighbor]]
 address = "2001:db8::2"
@@ -959,6 +979,19 @@ remote_as = 4200000001
         let c = Config::parse(&GOOD.replace("state_dir", "shutdown_graceful_secs = 5\nstate_dir"))
             .unwrap();
         assert_eq!(c.speaker.shutdown_graceful_secs, Some(Seconds(5)));
+    }
+
+    #[test]
+    fn log_level_is_a_checked_filter() {
+        let c =
+            Config::parse(&GOOD.replace("state_dir", "log_level = \"debug\"\nstate_dir")).unwrap();
+        assert_eq!(c.speaker.log_level, Some(LogLevel("debug".into())));
+        let e = Config::parse(&GOOD.replace("state_dir", "log_level = \"info,[bad\"\nstate_dir"))
+            .unwrap_err();
+        assert!(
+            e.contains("log_level") && e.contains("info,[bad") && e.contains("line 6"),
+            "{e}"
+        );
     }
 
     #[test]

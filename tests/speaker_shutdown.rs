@@ -4,8 +4,9 @@
 //! (65535:0) added at once, withdraws it N seconds later and only then returns; the API keeps
 //! answering during the wait; the drain is not persisted (`ferry routes` never shows the
 //! community). With `[speaker] shutdown_graceful_secs = N`, SIGTERM re-announces every route
-//! with GRACEFUL_SHUTDOWN, waits N seconds, then sends the Cease. SIGHUP is logged and changes
-//! nothing: no message to the peer, the speaker and its routes stay.
+//! with GRACEFUL_SHUTDOWN, waits N seconds, then sends the Cease. SIGHUP with an unchanged
+//! config reloads it and changes nothing: no message to the peer, the speaker and its routes
+//! stay (reloads that change things: speaker_reload.rs).
 //! Failures injected: none (planned operations); SIGTERM and SIGHUP.
 
 mod support;
@@ -165,14 +166,21 @@ fn sigterm_with_shutdown_graceful_secs_drains_before_the_cease() {
     assert!(!state.contains("graceful"), "{state}");
 }
 
-/// SIGHUP (a closed terminal, `systemctl reload`) must not end the speaker: it says that
-/// reload is not supported and keeps its sessions and routes.
+/// SIGHUP (a closed terminal, `systemctl reload`) must not end the speaker: it reloads the
+/// config, which here is unchanged, so it changes nothing: no message to the peer, the session
+/// and the routes stay.
 #[test]
-fn sighup_is_logged_and_the_speaker_keeps_running() {
+fn sighup_with_an_unchanged_config_changes_nothing() {
     let (speaker, mut peer) = established_pair(Ipv4Addr::new(127, 0, 47, 4));
     speaker.cli_ok(&["announce", "198.51.100.0/24"]);
     let _ = peer.next_update();
     testkit::signal::signal(speaker.pid(), "HUP");
+    testkit::poll::wait_for("the reload in the log", WAIT, || {
+        speaker
+            .log()
+            .contains("reload: nothing changed")
+            .then_some(())
+    });
     peer.expect_quiet(Duration::from_millis(500));
     assert!(testkit::signal::alive(speaker.pid()), "{}", speaker.log());
     assert!(speaker.log().contains("SIGHUP"), "{}", speaker.log());

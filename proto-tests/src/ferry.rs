@@ -222,21 +222,26 @@ impl<'l> Ferry<'l> {
             bin,
             pid,
         };
-        let api = f.api();
-        let ok = poll(Duration::from_secs(10), || {
-            if !f.lab.is_running(f.pid) {
-                return Some(false);
-            }
-            speaker::api_ready(&api).then_some(true)
-        });
-        if ok != Some(true) {
+        if !f.api_comes_up() {
             f.fail(&format!(
                 "ferry speaker did not come up (API socket {})\n{}",
-                api.display(),
+                f.api().display(),
                 text
             ));
         }
         f
+    }
+
+    /// Whether the API socket answers within 10 s (false at once if the speaker exited).
+    fn api_comes_up(&self) -> bool {
+        let api = self.api();
+        let ok = poll(Duration::from_secs(10), || {
+            if !self.lab.is_running(self.pid) {
+                return Some(false);
+            }
+            speaker::api_ready(&api).then_some(true)
+        });
+        ok == Some(true)
     }
 
     pub fn netns(&self) -> &Netns {
@@ -296,6 +301,37 @@ impl<'l> Ferry<'l> {
             .ok()
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
+    }
+
+    /// Rewrites `DIR/ferry.toml` with `config` (the speaker reads it on a reload).
+    pub fn write_config(&self, config: &FerryConfig) {
+        write_config(&self.dir, &config.config(&self.dir)).unwrap_or_else(|e| self.fail(&e));
+    }
+
+    /// SIGHUP: the speaker reloads `DIR/ferry.toml`.
+    pub fn sighup(&self) {
+        testkit::signal::signal(self.pid, "HUP");
+    }
+
+    /// Whether the speaker's log contains `text`.
+    pub fn log_contains(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains(text))
+    }
+
+    /// SIGTERM, then the speaker started again on the same config and state_dir; waits (10 s)
+    /// until its API socket answers.
+    pub fn restart(&mut self) {
+        let status = self.terminate();
+        eprintln!("ferry speaker stopped for a restart: {status}");
+        let mut c = self.ns.command(&self.bin.display().to_string());
+        c.arg("speaker")
+            .arg("--config")
+            .arg(self.dir.join("ferry.toml"));
+        c.env("FERRY_LOG", "info").env_remove("FERRY_API");
+        self.pid = self.lab.spawn("ferry speaker", c, &self.log);
+        if !self.api_comes_up() {
+            self.fail("ferry speaker did not come back after a restart");
+        }
     }
 
     /// Stops the speaker with SIGTERM (it closes every session with Cease/Administrative

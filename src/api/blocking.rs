@@ -102,6 +102,22 @@ impl Speaker {
         self.rt.block_on(self.inner.reset(peer, hard))
     }
 
+    pub fn reload(&self) -> Result<super::ReloadResponse, SpeakerError> {
+        self.rt.block_on(self.inner.reload())
+    }
+
+    pub fn disable(
+        &self,
+        peer: IpAddr,
+        message: Option<String>,
+    ) -> Result<super::AdminResponse, SpeakerError> {
+        self.rt.block_on(self.inner.disable(peer, message))
+    }
+
+    pub fn enable(&self, peer: IpAddr) -> Result<super::AdminResponse, SpeakerError> {
+        self.rt.block_on(self.inner.enable(peer))
+    }
+
     pub fn metrics(&self) -> Result<String, SpeakerError> {
         self.rt.block_on(self.inner.metrics())
     }

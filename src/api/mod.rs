@@ -12,6 +12,7 @@ pub mod body_deadline;
 pub mod client;
 pub mod error;
 pub mod listen;
+pub mod neighbor_types;
 pub mod server;
 pub mod speaker;
 pub mod types;
@@ -19,6 +20,9 @@ pub mod unix_socket;
 
 pub use client::Endpoint;
 pub use error::ApiError;
+pub use neighbor_types::{
+    AdminDown, AdminResponse, DisableRequest, ReloadResponse, ReloadedNeighbor,
+};
 pub use server::Control;
 pub use speaker::{Events, SettingsError, Speaker, SpeakerError};
 pub use types::*;

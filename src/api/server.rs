@@ -6,7 +6,9 @@
 //! Routes: `GET /v1/peers`, `GET /v1/routes`, `GET /v1/routes/received[?peer=ADDR]`,
 //! `POST /v1/announce`, `POST /v1/withdraw`, `GET /v1/events` (newline-delimited JSON),
 //! `POST /v1/peers/{addr}/reset` (`{"hard": true}` for Cease/Hard Reset), `GET /v1/leases`,
-//! `POST /v1/lease/renew`, `GET /metrics` (Prometheus text format).
+//! `POST /v1/lease/renew`, `GET /metrics` (Prometheus text format), `POST /v1/reload` (re-read
+//! the config file), `POST /v1/peers/{addr}/disable` (`{"message": "..."}`, RFC 9003) and
+//! `POST /v1/peers/{addr}/enable`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ use tokio_stream::StreamExt;
 
 use super::error::ApiError;
 use super::listen::{self, ApiCounters, Limits, Listener};
+use super::neighbor_types::{
+    check_shutdown_message, AdminResponse, DisableRequest, ReloadResponse,
+};
 use super::types::{
     AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse,
     WithdrawRequest,
@@ -69,6 +74,23 @@ pub trait Control: Send + Sync + 'static {
             "peer {peer}: reset not supported"
         )))
     }
+    /// Re-read the config file and apply it (see `daemon::reload`); a config that cannot be
+    /// applied is refused with the reason and changes nothing. Blocks until applied.
+    fn reload(&self) -> Result<ReloadResponse, ApiError> {
+        Err(ApiError::NotFound("reload not supported".into()))
+    }
+    /// Take `peer` down (`Some(message)`: disable, with its shutdown communication if any) or
+    /// bring it back (`None`: enable); persisted before it is acted on.
+    fn set_admin(
+        &self,
+        peer: IpAddr,
+        disable: Option<Option<String>>,
+    ) -> Result<AdminResponse, ApiError> {
+        let _ = disable;
+        Err(ApiError::NotFound(format!(
+            "peer {peer}: disable/enable not supported"
+        )))
+    }
 }
 
 type Shared = Arc<dyn Control>;
@@ -86,6 +108,9 @@ pub fn router(control: Shared, counters: Arc<ApiCounters>) -> Router {
         .route("/v1/withdraw", post(withdraw))
         .route("/v1/events", get(events))
         .route("/v1/peers/{addr}/reset", post(reset_peer))
+        .route("/v1/peers/{addr}/disable", post(disable_peer))
+        .route("/v1/peers/{addr}/enable", post(enable_peer))
+        .route("/v1/reload", post(reload))
         .route("/v1/leases", get(leases))
         .route("/v1/lease/renew", post(renew_leases))
         .route("/metrics", get(metrics))
@@ -257,16 +282,64 @@ async fn reset_peer(
     axum::extract::Path(addr): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<ResetResponse>, ApiError> {
-    let peer: IpAddr = addr.parse().map_err(|_| ApiError::Invalid {
-        field: "peer".into(),
-        message: format!("peer {addr:?} is not an IP address"),
-    })?;
+    let peer = peer_param(&addr)?;
     let req: ResetRequest = if body.is_empty() {
         ResetRequest::default()
     } else {
         parse_body(&body)?
     };
     Ok(Json(c.reset_peer(peer, req.hard)?))
+}
+
+/// The `{addr}` of a peer's path.
+fn peer_param(addr: &str) -> Result<IpAddr, ApiError> {
+    addr.parse().map_err(|_| ApiError::Invalid {
+        field: "peer".into(),
+        message: format!("peer {addr:?} is not an IP address"),
+    })
+}
+
+async fn disable_peer(
+    State(c): State<Shared>,
+    axum::extract::Path(addr): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<AdminResponse>, ApiError> {
+    let peer = peer_param(&addr)?;
+    let req: DisableRequest = if body.is_empty() {
+        DisableRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    if let Some(m) = &req.message {
+        check_shutdown_message(m).map_err(|e| ApiError::Invalid {
+            field: "message".into(),
+            message: format!("request body field `message`: {e}"),
+        })?;
+    }
+    // Persisting fsyncs: off the async workers.
+    tokio::task::spawn_blocking(move || c.set_admin(peer, Some(req.message)))
+        .await
+        .map_err(|e| ApiError::Internal(format!("disable task failed: {e}")))?
+        .map(Json)
+}
+
+async fn enable_peer(
+    State(c): State<Shared>,
+    axum::extract::Path(addr): axum::extract::Path<String>,
+) -> Result<Json<AdminResponse>, ApiError> {
+    let peer = peer_param(&addr)?;
+    tokio::task::spawn_blocking(move || c.set_admin(peer, None))
+        .await
+        .map_err(|e| ApiError::Internal(format!("enable task failed: {e}")))?
+        .map(Json)
+}
+
+async fn reload(State(c): State<Shared>) -> Result<Json<ReloadResponse>, ApiError> {
+    // Waits for the speaker's main task, which applies reloads one at a time.
+    tokio::task::spawn_blocking(move || c.reload())
+        .await
+        .map_err(|e| ApiError::Internal(format!("reload task failed: {e}")))?
+        .map(Json)
 }
 
 async fn events(State(c): State<Shared>) -> Response {

@@ -215,6 +215,31 @@ impl Speaker {
     }
 
     /// The metrics in Prometheus text format (`GET /metrics`).
+    /// Re-read the speaker's config file and apply it (`POST /v1/reload`); a config the
+    /// speaker refuses is `Rejected` with the reason, and nothing changed.
+    pub async fn reload(&self) -> Result<super::ReloadResponse, SpeakerError> {
+        self.post("/v1/reload", &serde_json::json!({})).await
+    }
+
+    /// Take a neighbor down with an optional shutdown communication (RFC 9003), persisted.
+    pub async fn disable(
+        &self,
+        peer: IpAddr,
+        message: Option<String>,
+    ) -> Result<super::AdminResponse, SpeakerError> {
+        self.post(
+            &format!("/v1/peers/{peer}/disable"),
+            &super::DisableRequest { message },
+        )
+        .await
+    }
+
+    /// Bring a disabled neighbor back.
+    pub async fn enable(&self, peer: IpAddr) -> Result<super::AdminResponse, SpeakerError> {
+        self.post(&format!("/v1/peers/{peer}/enable"), &serde_json::json!({}))
+            .await
+    }
+
     pub async fn metrics(&self) -> Result<String, SpeakerError> {
         let body = self.call(Method::GET, "/metrics", None).await?;
         String::from_utf8(body.to_vec()).map_err(|e| {

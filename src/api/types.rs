@@ -45,6 +45,9 @@ pub struct PeerStatus {
     /// RFC 9687 send hold time in seconds; absent when off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_hold_time_secs: Option<u32>,
+    /// Taken down by the operator (`ferry neighbor disable`); absent when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_down: Option<super::neighbor_types::AdminDown>,
 }
 
 /// The BFD session of one neighbor as `ferry status` shows it.

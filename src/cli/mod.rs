@@ -7,6 +7,7 @@ mod decode;
 mod failover;
 mod lab;
 mod monitor;
+mod neighbor;
 mod routes;
 mod speaker;
 mod status;
@@ -48,6 +49,11 @@ pub enum Command {
     Monitor(monitor::MonitorArgs),
     /// End a neighbor's session now (--hard: Cease/Hard Reset, peers drop our routes at once).
     Reset(status::ResetArgs),
+    /// Take a neighbor down administratively (Cease with a message, kept down across
+    /// restarts), or bring it back: `ferry neighbor disable|enable PEER`.
+    Neighbor(neighbor::NeighborArgs),
+    /// Make the speaker re-read its config file and apply what changed (as SIGHUP does).
+    Reload(neighbor::ReloadArgs),
     /// Leased routes (fencing): renew their leases, or show them.
     Lease(routes::LeaseArgs),
     /// The FRR lab: three sites in network namespaces, failovers and their convergence (root).
@@ -120,6 +126,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Routes(args) => routes::list(args),
         Command::Reset(args) => status::reset(args),
         Command::Monitor(args) => monitor::run(args),
+        Command::Neighbor(args) => neighbor::run(args),
+        Command::Reload(args) => neighbor::reload(args),
         Command::Lease(args) => routes::lease(args),
         Command::Decode(args) => decode::run(args),
         Command::Lab(args) => lab::run(args),

@@ -114,7 +114,10 @@ pub fn run(args: StatusArgs) -> i32 {
                     vec![
                         p.address.to_string(),
                         p.remote_as.to_string(),
-                        p.state.to_string(),
+                        match p.admin_down {
+                            Some(_) => format!("{} (disabled)", p.state),
+                            None => p.state.to_string(),
+                        },
                         uptime(p.uptime_secs),
                         p.prefixes_sent.to_string(),
                         p.prefixes_received.to_string(),
@@ -147,6 +150,18 @@ pub fn run(args: StatusArgs) -> i32 {
                     &rows
                 )
             );
+            for p in &peers {
+                if let Some(d) = &p.admin_down {
+                    let why = d
+                        .message
+                        .as_deref()
+                        .map_or(String::new(), |m| format!(": \"{m}\""));
+                    println!(
+                        "{} disabled by the operator since {}{why}",
+                        p.address, d.since
+                    );
+                }
+            }
             if let Ok(leases) = client.leases() {
                 if !leases.leases.is_empty() || leases.expiries_total > 0 {
                     println!("{}", super::routes::lease_summary(&leases));

@@ -4,22 +4,31 @@
 //! announces them again without operator action), start one driver task per neighbor
 //! ([`peer`]), the listener for inbound sessions and the API. On SIGTERM or SIGINT every session
 //! is closed with Cease/Administrative Shutdown and a shutdown message (RFC 8203/9003). SIGHUP
-//! is logged and changes nothing (reload is not supported yet).
+//! and `POST /v1/reload` re-read the config file and apply what changed to the running
+//! neighbors ([`reload`] decides, [`running`] applies; a config that cannot be applied is
+//! refused and the running one stays). Neighbors the operator disabled ([`admin`]) stay Idle,
+//! also across restarts.
 //! Exactly one speaker runs on a `state_dir`: it holds `state_dir/lock` (an flock the kernel
 //! releases when the process dies) from before it reads the directory until it exits; a second
 //! one exits 1 naming the holder, having read and written nothing there.
 //! Never does: decide routes on its own; they come from the store, changed through the API.
 
 mod addresses;
+pub mod admin;
+pub mod check;
 mod collision;
 mod conn;
 mod peer;
 mod priority;
+pub mod reload;
+mod running;
 mod security;
 mod state;
 
-use std::collections::HashMap;
+pub use running::{log_filter, LogControl};
+
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,13 +38,13 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::api::server::{bind_unix, serve_tcp, serve_unix};
 use crate::config::{Config, FamilyName};
 use crate::filelock::{FileLock, LockError};
-use crate::session::{Session, SessionConfig};
+use crate::session::SessionConfig;
 use crate::speaker::store::RouteStore;
-use crate::speaker::AdjRibIn;
 use crate::wire::Family;
 
 use peer::{Driver, PeerInput};
-use state::{PeerCounters, PeerShared, Shared};
+use running::Running;
+use state::Shared;
 
 /// The message peers see in the Cease when the speaker stops.
 pub const SHUTDOWN_MESSAGE: &str = "ferry speaker shutting down";
@@ -70,11 +79,12 @@ fn session_config(
     sc
 }
 
-/// Run until SIGTERM/SIGINT. Errors at start-up name what to fix.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Run until SIGTERM/SIGINT. Errors at start-up name what to fix. `path` is the file `config`
+/// came from (a reload reads it again); `log` sets the log filter on a reload.
+pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Result<()> {
     // Before anything starts: a SIGTERM that comes while the speaker is starting must stop it
     // the same clean way (Cease to every peer), not kill it by the default action.
-    let stop_signals = StopSignals::install();
+    let mut signals = Signals::install();
     // First: the API's connection budgets are shares of this limit, read when they start.
     raise_fd_limit();
     // Held until `serve` returns (or the process dies): a second speaker on this directory
@@ -100,6 +110,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(routes = store.len(), generation = store.generation(), dir = %config.speaker.state_dir.display(), "desired routes loaded");
     let leases = crate::speaker::lease::Leases::load(&config.speaker.state_dir)
         .context("loading route leases")?;
+    let admin = admin::AdminStates::load(&config.speaker.state_dir)
+        .context("loading the neighbors' admin states")?;
     let desired_log = crate::speaker::DesiredLog::new(store.routes().values().cloned());
     let (desired_tx, _) = watch::channel(desired_log.version());
     let (events, _) = broadcast::channel(4096);
@@ -114,37 +126,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let bfd = crate::bfd::Bfd::new();
-    let mut peers = Vec::new();
-    let mut sessions = Vec::new();
+    let mut started = Vec::new();
     for n in &config.neighbors {
-        let (tx, rx) = mpsc::channel(16);
-        let bfd_handle = match &n.bfd {
-            Some(c) => Some(start_bfd(&bfd, n, c, tx.clone())?),
-            None => None,
-        };
-        let session = Session::new(session_config(&config, n, restarted))
-            .map_err(|e| anyhow::anyhow!("neighbor {}: {e}", n.address))?;
-        peers.push(Arc::new(PeerShared {
-            config: n.clone(),
-            status: Mutex::new(PeerCounters {
-                state: crate::session::State::Idle,
-                ..Default::default()
-            }),
-            rib_in: Mutex::new({
-                let mut rib = AdjRibIn::new(n.max_prefixes as usize);
-                // Over usize (32-bit targets only): as much as the address space allows.
-                rib.set_attribute_budget(Some(
-                    usize::try_from(n.max_attribute_bytes.0).unwrap_or(usize::MAX),
-                ));
-                rib
-            }),
-            updates_sent: Default::default(),
-            updates_received: Default::default(),
-            input: tx,
-            bfd: bfd_handle,
-        }));
-        sessions.push((session, rx));
+        started.push(running::start(&config, n, restarted, &bfd)?);
     }
+    let (reloads_tx, mut reloads_rx) = mpsc::channel::<state::ReloadAsk>(4);
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
         desired: desired_tx,
@@ -152,27 +138,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         groups: Mutex::new(crate::speaker::UpdateGroups::default()),
         next_member: Default::default(),
         events,
-        peers: peers.clone(),
+        peer_list: std::sync::RwLock::new(started.iter().map(|s| s.peer.clone()).collect()),
         draining: Default::default(),
         leases: Mutex::new(leases),
         lease_wake: tokio::sync::Notify::new(),
         compact_wake: tokio::sync::Notify::new(),
         lease_expiries: Default::default(),
         last_expiry: Mutex::new(None),
+        admin: Mutex::new(admin),
+        reloads: reloads_tx,
     });
     // Leases that ran out while the speaker was down go before any session starts.
     shared.expire_leases(true);
     tokio::spawn(expire_leases(shared.clone()));
     tokio::spawn(compact_later(shared.clone()));
 
-    let mut inputs: HashMap<IpAddr, mpsc::Sender<PeerInput>> = HashMap::new();
-    for (peer, (session, rx)) in peers.iter().zip(sessions) {
-        inputs.insert(peer.config.address, peer.input.clone());
-        let driver = Driver::new(session, peer.clone(), shared.clone(), config.speaker.asn.0);
-        spawn_driver(driver, rx)
-            .with_context(|| format!("neighbor {}: cannot start", peer.config.address))?;
+    for s in started {
+        running::spawn(s, &shared, config.speaker.asn.0)?;
     }
 
+    let mut bgp_listener = None;
     if let Some(addr) = config.speaker.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -181,12 +166,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         security::prepare_listener(&listener, addr, &config.neighbors)
             .map_err(|e| anyhow::anyhow!("speaker.listen {addr}: {e}; not starting"))?;
         tracing::info!(%addr, "listening for BGP sessions");
-        let routes = inputs.clone();
-        let neighbors: HashMap<IpAddr, crate::config::NeighborConfig> = config
-            .neighbors
-            .iter()
-            .map(|n| (n.address, n.clone()))
-            .collect();
+        let listener = Arc::new(listener);
+        bgp_listener = Some((listener.clone(), addr));
+        let shared = shared.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -198,23 +180,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                             }
                             v4 => v4,
                         };
-                        match routes.get(&ip) {
-                            Some(tx) => {
+                        // The neighbors as the last reload left them.
+                        match shared.peer(ip) {
+                            Some(peer) => {
                                 // GTSM before the driver reads or writes a byte (RFC 5082 §3).
-                                if let Some(n) = neighbors.get(&ip) {
-                                    match security::secure_accepted(&stream, n) {
-                                        Ok(()) => {}
-                                        Err(e @ security::InboundError::TooFar { .. }) => {
-                                            tracing::warn!(%remote, error = %e, "GTSM: inbound connection refused (RFC 5082)");
-                                            continue;
-                                        }
-                                        Err(e) => {
-                                            tracing::error!(%remote, error = %e, "inbound connection closed: its security options could not be set");
-                                            continue;
-                                        }
+                                match security::secure_accepted(&stream, &peer.config) {
+                                    Ok(()) => {}
+                                    Err(e @ security::InboundError::TooFar { .. }) => {
+                                        tracing::warn!(%remote, error = %e, "GTSM: inbound connection refused (RFC 5082)");
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(%remote, error = %e, "inbound connection closed: its security options could not be set");
+                                        continue;
                                     }
                                 }
-                                let _ = tx.send(PeerInput::Inbound(stream)).await;
+                                let _ = peer.input.send(PeerInput::Inbound(stream)).await;
                             }
                             None => {
                                 tracing::warn!(%remote, "connection from an address that is not a neighbor: closed")
@@ -262,7 +243,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
 
-    stop_signals.wait().await;
+    let mut running = Running {
+        config,
+        path,
+        shared: shared.clone(),
+        bfd,
+        listener: bgp_listener,
+        log,
+    };
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Hangup => {
+                    tracing::info!(config = %running.path.display(), "SIGHUP: reloading the configuration");
+                    if let Err(e) = running.reload().await {
+                        tracing::error!(error = %e, "reload refused: the running configuration stays");
+                    }
+                }
+            },
+            Some(ask) = reloads_rx.recv() => {
+                tracing::info!(config = %running.path.display(), "API: reloading the configuration");
+                let result = running.reload().await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "reload refused: the running configuration stays");
+                }
+                let _ = ask.send(result);
+            }
+        }
+    }
+    // Reload requests from here on are answered "stopping".
+    drop(reloads_rx);
+    let config = running.config;
     if let Some(secs) = config.speaker.shutdown_graceful_secs {
         let n = shared.drain_all();
         if n > 0 {
@@ -275,25 +287,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     // RFC 5882 §3.2: AdminDown first, so peers do not read our leaving as a path failure.
-    for p in &shared.peers {
+    for p in &shared.peers() {
         if let Some(b) = &p.bfd {
             b.admin_down().await;
         }
     }
     tracing::info!("stopping: closing sessions with Cease/Administrative Shutdown");
-    for tx in inputs.values() {
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        if tx
-            .send(PeerInput::Stop {
-                message: Some(SHUTDOWN_MESSAGE.into()),
-                done: done_tx,
-            })
-            .await
-            .is_ok()
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(2), done_rx).await;
-        }
-    }
+    let all: Vec<_> = shared
+        .peers()
+        .into_iter()
+        .map(|p| (p, SHUTDOWN_MESSAGE.to_string()))
+        .collect();
+    running::stop_all(&all).await;
     // Let the writers flush the NOTIFICATIONs.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
@@ -457,18 +462,24 @@ async fn compact_later(shared: Arc<Shared>) {
     }
 }
 
-/// SIGTERM and SIGINT, listened for from the start of [`serve`].
-///
-/// SIGHUP is caught too: by default it would end the speaker (and every route with it) when a
-/// terminal closes or `systemctl reload` asks for a reload, which the speaker cannot do yet;
-/// it is logged and the speaker carries on with the configuration it has.
-struct StopSignals {
+/// What a signal asks of the speaker.
+enum Signal {
+    /// SIGTERM, SIGINT: close the sessions and exit.
+    Stop,
+    /// SIGHUP: reload the configuration (by default it would end the speaker, and every
+    /// route with it, when a terminal closes).
+    Hangup,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, listened for from the start of [`serve`] (a signal that came
+/// before [`Signals::next`] is called is not lost).
+struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     interrupt: Option<tokio::signal::unix::Signal>,
     hangup: Option<tokio::signal::unix::Signal>,
 }
 
-impl StopSignals {
+impl Signals {
     fn install() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
         Self {
@@ -478,8 +489,8 @@ impl StopSignals {
         }
     }
 
-    /// Until either signal has come (also if it came before this was called).
-    async fn wait(mut self) {
+    /// The next signal.
+    async fn next(&mut self) -> Signal {
         async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
@@ -488,15 +499,10 @@ impl StopSignals {
                 None => std::future::pending().await,
             }
         }
-        loop {
-            tokio::select! {
-                _ = recv(self.term.as_mut()) => return,
-                _ = recv(self.interrupt.as_mut()) => return,
-                _ = recv(self.hangup.as_mut()) => tracing::warn!(
-                    "SIGHUP: reloading the configuration is not supported yet; the speaker keeps \
-                     running with the configuration it started with (restart it to apply a new one)"
-                ),
-            }
+        tokio::select! {
+            _ = recv(self.term.as_mut()) => Signal::Stop,
+            _ = recv(self.interrupt.as_mut()) => Signal::Stop,
+            _ = recv(self.hangup.as_mut()) => Signal::Hangup,
         }
     }
 }

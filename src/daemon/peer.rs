@@ -76,6 +76,14 @@ pub enum PeerInput {
     BfdDown {
         diag: String,
     },
+    /// The operator took the neighbor down (`ferry neighbor disable`): close the session with
+    /// Cease/Administrative Shutdown and `message` as its shutdown communication (RFC 4486 §4,
+    /// RFC 9003 §2), then stay Idle, refusing inbound connections, until [`PeerInput::Enable`].
+    Disable {
+        message: Option<String>,
+    },
+    /// Start the session again after a [`PeerInput::Disable`] (a ManualStart, RFC 4271 §8.1.2).
+    Enable,
 }
 
 /// Shutdown communication of an operator reset.
@@ -106,6 +114,8 @@ pub struct Driver {
     contender: Option<Contender>,
     /// This driver's thread's class: lowered while the peer floods.
     priority: Priority,
+    /// Taken down by the operator: Idle, no connections, until enabled.
+    disabled: bool,
 }
 
 impl Driver {
@@ -114,6 +124,7 @@ impl Driver {
         peer: Arc<PeerShared>,
         shared: Arc<Shared>,
         local_asn: u32,
+        disabled: bool,
     ) -> Self {
         let desired = shared.desired.subscribe();
         Self {
@@ -133,6 +144,7 @@ impl Driver {
             outbound: false,
             contender: None,
             priority: Priority::default(),
+            disabled,
         }
     }
 
@@ -145,8 +157,12 @@ impl Driver {
         let (conn_tx, mut conn_rx) = mpsc::channel::<(u64, ConnEvent)>(64);
         let (connect_tx, mut connect_rx) = mpsc::channel::<(u64, std::io::Result<TcpStream>)>(4);
         self.publish_gr();
-        let actions = self.session.handle(Instant::now(), Event::ManualStart);
-        self.execute(actions, &conn_tx, &connect_tx);
+        if self.disabled {
+            tracing::info!(peer = %self.address(), "neighbor disabled by the operator: staying Idle until enabled");
+        } else {
+            let actions = self.session.handle(Instant::now(), Event::ManualStart);
+            self.execute(actions, &conn_tx, &connect_tx);
+        }
         loop {
             let deadline = [
                 self.session.poll_timeout(),
@@ -243,6 +259,11 @@ impl Driver {
                             let _ = done.send(());
                             return;
                         }
+                        Some(PeerInput::Reset { .. }) if self.disabled => {
+                            tracing::info!(peer = %self.address(), "reset ignored: the neighbor is disabled");
+                        }
+                        Some(PeerInput::Disable { message }) => self.disable(message, &conn_tx, &connect_tx),
+                        Some(PeerInput::Enable) => self.enable(&conn_tx, &connect_tx),
                         Some(PeerInput::Reset { hard }) => {
                             let n = if hard {
                                 graceful::hard_reset(RESET_MESSAGE)
@@ -284,12 +305,53 @@ impl Driver {
         }
     }
 
+    /// `ferry neighbor disable`: ManualStop (Cease/Administrative Shutdown with the message
+    /// once an OPEN was sent, RFC 4271 §8.1.2, RFC 9003 §2), a contender dropped, and no
+    /// restart: ManualStop leaves the session Idle with no timer.
+    fn disable(
+        &mut self,
+        message: Option<String>,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        self.disabled = true;
+        self.contender = None;
+        self.attempt = 0; // an outbound connect still in flight no longer counts
+        tracing::warn!(peer = %self.address(), message = message.as_deref().unwrap_or(""), state = %self.session.state(), "neighbor disabled by the operator: closing the session with Cease/Administrative Shutdown");
+        let actions = self
+            .session
+            .handle(Instant::now(), Event::ManualStop { message });
+        self.execute(actions, conn_tx, connect_tx);
+        self.leave_group();
+        lock(&self.peer.status).last_error = Some("disabled by the operator".into());
+    }
+
+    /// `ferry neighbor enable`: a ManualStart, as at the speaker's start.
+    fn enable(
+        &mut self,
+        conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
+        connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
+    ) {
+        if !std::mem::take(&mut self.disabled) {
+            return;
+        }
+        tracing::info!(peer = %self.address(), "neighbor enabled by the operator: starting the session");
+        lock(&self.peer.status).last_error = None;
+        let actions = self.session.handle(Instant::now(), Event::ManualStart);
+        self.execute(actions, conn_tx, connect_tx);
+    }
+
     fn on_inbound(
         &mut self,
         stream: TcpStream,
         conn_tx: &mpsc::Sender<(u64, ConnEvent)>,
         connect_tx: &mpsc::Sender<(u64, std::io::Result<TcpStream>)>,
     ) {
+        if self.disabled {
+            // Debug: a peer that keeps connecting would fill the log once a second.
+            tracing::debug!(peer = %self.address(), "refusing inbound connection: the neighbor is disabled");
+            return;
+        }
         // Accepted on the listener's runtime: registered with this driver's own instead, so
         // that its readiness is polled on this thread, at this thread's priority.
         let stream = match stream.into_std().and_then(TcpStream::from_std) {

@@ -154,22 +154,7 @@ pub fn prepare_listener(
         tracing::info!(peer = %n.address, %listen, "TCP MD5 signature key installed on the listener (RFC 2385)");
     }
     if let Some(n) = neighbors.iter().find(|n| n.ttl_security.is_some()) {
-        let err = |what: &str| {
-            let what = what.to_string();
-            move |source| OptionError {
-                neighbor: n.address,
-                option: "ttl_security",
-                what,
-                source,
-            }
-        };
-        // The kernel answers a SYN with the listener's TTL: a GTSM peer drops a SYN-ACK that
-        // is not sent with 255. A higher TTL harms no other neighbor.
-        sockopt::set_ttl(listener, GTSM_SEND_TTL)
-            .map_err(err("cannot make the listener send with TTL 255"))?;
-        sockopt::set_save_syn(listener).map_err(err(
-            "cannot make the listener keep SYNs (to check their TTL)",
-        ))?;
+        listener_gtsm(listener, n)?;
     }
     if let Some(min) = listener_min_ttl(neighbors) {
         let n = neighbors
@@ -183,6 +168,77 @@ pub fn prepare_listener(
             source,
         })?;
         tracing::info!(%listen, min_ttl = min, "GTSM: every neighbor uses ttl_security, the listener drops SYNs with a lower TTL (RFC 5082)");
+    }
+    Ok(())
+}
+
+/// The listener's part of GTSM once any neighbor (`n`, named in errors) uses it. The kernel
+/// answers a SYN with the listener's TTL: a GTSM peer drops a SYN-ACK that is not sent with
+/// 255 (a higher TTL harms no other neighbor); the SYNs are kept so that each accepted
+/// connection's TTL can be checked ([`secure_accepted`]).
+fn listener_gtsm(listener: &TcpListener, n: &NeighborConfig) -> Result<(), OptionError> {
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |source| OptionError {
+            neighbor: n.address,
+            option: "ttl_security",
+            what,
+            source,
+        }
+    };
+    sockopt::set_ttl(listener, GTSM_SEND_TTL)
+        .map_err(err("cannot make the listener send with TTL 255"))?;
+    sockopt::set_save_syn(listener).map_err(err(
+        "cannot make the listener keep SYNs (to check their TTL)",
+    ))
+}
+
+/// Bring a listener prepared for the neighbors `old` ([`prepare_listener`]) in line with
+/// `new` after a reload: MD5 keys of neighbors gone, or whose key changed, are removed and new
+/// ones installed; the GTSM settings follow the new set (a TTL of 255 and saved SYNs, once
+/// set, stay: they harm no neighbor). Neighbors whose options did not change are not touched,
+/// so their inbound sessions never see the listener without their key.
+pub fn update_listener(
+    listener: &TcpListener,
+    listen: SocketAddr,
+    old: &[NeighborConfig],
+    new: &[NeighborConfig],
+) -> Result<(), OptionError> {
+    let same_key = |a: &NeighborConfig, list: &[NeighborConfig]| {
+        list.iter()
+            .any(|b| b.address == a.address && b.md5_password == a.md5_password)
+    };
+    for o in old.iter().filter(|o| o.md5_password.is_some()) {
+        if !same_key(o, new) && listener_reaches(listen, o.address) {
+            sockopt::set_tcp_md5(listener, o.address, b"").map_err(|source| OptionError {
+                neighbor: o.address,
+                option: "md5_password",
+                what: "cannot remove the TCP MD5 signature key from the listener".into(),
+                source,
+            })?;
+            tracing::info!(peer = %o.address, %listen, "TCP MD5 signature key removed from the listener");
+        }
+    }
+    for n in new.iter().filter(|n| n.md5_password.is_some()) {
+        if !same_key(n, old) && listener_reaches(listen, n.address) {
+            md5(listener, n)?;
+            tracing::info!(peer = %n.address, %listen, "TCP MD5 signature key installed on the listener (RFC 2385)");
+        }
+    }
+    if let Some(n) = new.iter().find(|n| n.ttl_security.is_some()) {
+        if !old.iter().any(|o| o.ttl_security.is_some()) {
+            listener_gtsm(listener, n)?;
+        }
+    }
+    let (was, now) = (listener_min_ttl(old), listener_min_ttl(new));
+    if was != now {
+        sockopt::set_min_ttl(listener, now.unwrap_or(0)).map_err(|source| OptionError {
+            neighbor: IpAddr::from([0, 0, 0, 0]),
+            option: "ttl_security",
+            what: format!("cannot set the listener's minimum TTL {}", now.unwrap_or(0)),
+            source,
+        })?;
+        tracing::info!(%listen, min_ttl = now.unwrap_or(0), "GTSM: the listener's minimum TTL follows the reloaded neighbors");
     }
     Ok(())
 }

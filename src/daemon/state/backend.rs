@@ -35,7 +35,7 @@ impl Shared {
 
 impl Control for Shared {
     fn peers(&self) -> Vec<PeerStatus> {
-        self.peers
+        self.peers()
             .iter()
             .map(|p| {
                 let s = lock(&p.status);
@@ -62,7 +62,7 @@ impl Control for Shared {
                 PeerStatus {
                     address: p.config.address,
                     remote_as: p.config.remote_as.0,
-                    description: p.config.description.clone(),
+                    description: lock(&p.description).clone(),
                     state: s.state,
                     uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
                     prefixes_sent: s.prefixes_sent,
@@ -74,6 +74,7 @@ impl Control for Shared {
                     ttl_security: p.config.ttl_security.map(|h| h.0),
                     send_hold_time_secs: (p.config.send_hold_time.0 > 0)
                         .then_some(p.config.send_hold_time.0),
+                    admin_down: self.admin_down(p.config.address),
                 }
             })
             .collect()
@@ -85,7 +86,7 @@ impl Control for Shared {
 
     fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError> {
         if let Some(addr) = peer {
-            if !self.peers.iter().any(|p| p.config.address == addr) {
+            if !self.peers().iter().any(|p| p.config.address == addr) {
                 return Err(ApiError::NotFound(format!(
                     "peer {addr} is not a configured neighbor"
                 )));
@@ -93,7 +94,7 @@ impl Control for Shared {
         }
         let mut out = Vec::new();
         for p in self
-            .peers
+            .peers()
             .iter()
             .filter(|p| peer.is_none_or(|a| a == p.config.address))
         {
@@ -201,18 +202,26 @@ impl Control for Shared {
     }
 
     fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
-        let p = self
-            .peers
-            .iter()
-            .find(|p| p.config.address == peer)
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("peer {peer} is not a configured neighbor"))
-            })?;
+        let p = self.peer(peer).ok_or_else(|| {
+            ApiError::NotFound(format!("peer {peer} is not a configured neighbor"))
+        })?;
         let state = lock(&p.status).state;
         p.input
             .try_send(crate::daemon::peer::PeerInput::Reset { hard })
             .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
         Ok(ResetResponse { peer, hard, state })
+    }
+
+    fn reload(&self) -> Result<crate::api::ReloadResponse, ApiError> {
+        self.ask_reload()
+    }
+
+    fn set_admin(
+        &self,
+        peer: IpAddr,
+        disable: Option<Option<String>>,
+    ) -> Result<crate::api::AdminResponse, ApiError> {
+        self.set_admin_state(peer, disable)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -30,7 +30,7 @@ impl Shared {
             "# HELP ferry_peer_established 1 when the session is Established."
         );
         let _ = writeln!(m, "# TYPE ferry_peer_established gauge");
-        for p in &self.peers {
+        for p in &self.peers() {
             let up = u8::from(lock(&p.status).state == crate::session::State::Established);
             let _ = writeln!(
                 m,
@@ -39,7 +39,7 @@ impl Shared {
             );
         }
         let _ = writeln!(m, "# TYPE ferry_peer_prefixes_sent gauge");
-        for p in &self.peers {
+        for p in &self.peers() {
             let _ = writeln!(
                 m,
                 "ferry_peer_prefixes_sent{{peer=\"{}\"}} {}",
@@ -48,7 +48,7 @@ impl Shared {
             );
         }
         let _ = writeln!(m, "# TYPE ferry_peer_prefixes_received gauge");
-        for p in &self.peers {
+        for p in &self.peers() {
             let _ = writeln!(
                 m,
                 "ferry_peer_prefixes_received{{peer=\"{}\"}} {}",
@@ -57,7 +57,7 @@ impl Shared {
             );
         }
         let _ = writeln!(m, "# TYPE ferry_peer_updates_sent_total counter");
-        for p in &self.peers {
+        for p in &self.peers() {
             let _ = writeln!(
                 m,
                 "ferry_peer_updates_sent_total{{peer=\"{}\"}} {}",
@@ -70,7 +70,7 @@ impl Shared {
             "# HELP ferry_peer_stale_routes Routes kept from a restarting peer (graceful restart helper)."
         );
         let _ = writeln!(m, "# TYPE ferry_peer_stale_routes gauge");
-        for p in &self.peers {
+        for p in &self.peers() {
             let _ = writeln!(
                 m,
                 "ferry_peer_stale_routes{{peer=\"{}\"}} {}",
@@ -83,7 +83,7 @@ impl Shared {
             "# HELP ferry_peer_graceful_restart_helping 1 while the peer's stale routes wait for its End-of-RIB or restart timer."
         );
         let _ = writeln!(m, "# TYPE ferry_peer_graceful_restart_helping gauge");
-        for p in &self.peers {
+        for p in &self.peers() {
             let helping = u8::from(lock(&p.status).gr.stale_until.is_some());
             let _ = writeln!(
                 m,
@@ -91,8 +91,20 @@ impl Shared {
                 p.config.address
             );
         }
-        security_metrics(&mut m, &self.peers);
-        bfd_metrics(&mut m, &self.peers);
+        let _ = writeln!(
+            m,
+            "# HELP ferry_peer_admin_down 1 while the operator keeps the neighbor down (ferry neighbor disable).\n# TYPE ferry_peer_admin_down gauge"
+        );
+        for p in &self.peers() {
+            let down = u8::from(lock(&self.admin).get(p.config.address).is_some());
+            let _ = writeln!(
+                m,
+                "ferry_peer_admin_down{{peer=\"{}\"}} {down}",
+                p.config.address
+            );
+        }
+        security_metrics(&mut m, &self.peers());
+        bfd_metrics(&mut m, &self.peers());
         let _ = writeln!(
             m,
             "# HELP ferry_lease_expiries_total Leased routes withdrawn because their lease was not renewed."
@@ -119,7 +131,7 @@ impl Shared {
             "# HELP ferry_leased_routes Routes announced with a lease.\n# TYPE ferry_leased_routes gauge\nferry_leased_routes {leased}"
         );
         let _ = writeln!(m, "# TYPE ferry_peer_updates_received_total counter");
-        for p in &self.peers {
+        for p in &self.peers() {
             let _ = writeln!(
                 m,
                 "ferry_peer_updates_received_total{{peer=\"{}\"}} {}",

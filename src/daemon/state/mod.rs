@@ -11,13 +11,15 @@
 //!
 //! One concern per file: [`publish`] changes the desired routes and hands them to the
 //! drivers, [`leases`] withdraws routes whose lease ran out, [`backend`] answers the API
-//! ([`crate::api::Control`]) and [`metrics`] writes the Prometheus text.
+//! ([`crate::api::Control`]), [`neighbors`] its reload and disable/enable, and [`metrics`]
+//! writes the Prometheus text.
 //!
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
 mod leases;
 mod metrics;
+mod neighbors;
 mod publish;
 
 use std::collections::BTreeSet;
@@ -28,6 +30,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use tokio::sync::{broadcast, watch};
 
+use super::admin::AdminStates;
 use crate::api::Event;
 use crate::config::NeighborConfig;
 use crate::speaker::lease::Leases;
@@ -79,6 +82,8 @@ pub struct GrView {
 
 pub struct PeerShared {
     pub config: NeighborConfig,
+    /// The config's `description`, which a reload changes without touching the session.
+    pub description: Mutex<Option<String>>,
     pub status: Mutex<PeerCounters>,
     pub rib_in: Mutex<AdjRibIn>,
     pub updates_sent: AtomicU64,
@@ -99,7 +104,9 @@ pub struct Shared {
     /// Ids for update group members, one per established session.
     pub next_member: AtomicU64,
     pub events: broadcast::Sender<Event>,
-    pub peers: Vec<Arc<PeerShared>>,
+    /// The running neighbors; a reload replaces the list (see `daemon::reload`). Read through
+    /// [`Shared::peers`], a copy, so no lock is held while a peer is looked at.
+    pub peer_list: RwLock<Vec<Arc<PeerShared>>>,
     /// Prefixes being drained (RFC 8326): published with GRACEFUL_SHUTDOWN added, never
     /// persisted.
     pub draining: Mutex<BTreeSet<IpNet>>,
@@ -111,9 +118,29 @@ pub struct Shared {
     pub compact_wake: tokio::sync::Notify,
     pub lease_expiries: AtomicU64,
     pub last_expiry: Mutex<Option<(Vec<IpNet>, Instant)>>,
+    /// Neighbors the operator disabled, as persisted in `state_dir` (see `daemon::admin`).
+    pub admin: Mutex<AdminStates>,
+    /// Reload requests to the speaker's main task, which applies them one at a time.
+    pub reloads: tokio::sync::mpsc::Sender<ReloadAsk>,
 }
 
+/// A reload asked for through the API, and where its outcome goes.
+pub type ReloadAsk = tokio::sync::oneshot::Sender<Result<crate::api::ReloadResponse, String>>;
+
 impl Shared {
+    /// The running neighbors, in configuration order.
+    pub fn peers(&self) -> Vec<Arc<PeerShared>> {
+        read(&self.peer_list).clone()
+    }
+
+    /// The running neighbor at `address`.
+    pub fn peer(&self, address: std::net::IpAddr) -> Option<Arc<PeerShared>> {
+        read(&self.peer_list)
+            .iter()
+            .find(|p| p.config.address == address)
+            .cloned()
+    }
+
     pub fn emit(&self, event: Event) {
         // No subscriber is fine.
         let _ = self.events.send(event);

@@ -180,13 +180,15 @@ mod tests {
             groups: Mutex::new(UpdateGroups::default()),
             next_member: Default::default(),
             events: broadcast::channel(16).0,
-            peers: Vec::new(),
+            peer_list: RwLock::new(Vec::new()),
             draining: Default::default(),
             leases: Mutex::new(Leases::load(dir).unwrap()),
             lease_wake: tokio::sync::Notify::new(),
             compact_wake: tokio::sync::Notify::new(),
             lease_expiries: Default::default(),
             last_expiry: Mutex::new(None),
+            admin: Mutex::new(crate::daemon::admin::AdminStates::load(dir).unwrap()),
+            reloads: tokio::sync::mpsc::channel(1).0,
         }
     }
 
