@@ -58,6 +58,9 @@ pub struct SpeakerConfig {
     /// File holding the bearer token the TCP API requires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
+    /// Optional TCP listener that serves only `GET /metrics`, without a token (read-only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Desired routes survive restarts here.
     pub state_dir: PathBuf,
     /// On SIGTERM, re-announce every route with GRACEFUL_SHUTDOWN (RFC 8326) and wait this
@@ -408,6 +411,7 @@ impl SpeakerConfig {
             api,
             api_tcp: None,
             api_token_file: None,
+            metrics_listen: None,
             state_dir,
             shutdown_graceful_secs: None,
         }
@@ -652,6 +656,7 @@ listen = "[2001:db8::1]:179"
 api = "/run/ferry/ferry.sock"
 api_tcp = "127.0.0.1:8179"
 api_token_file = "/etc/ferry/token"
+metrics_listen = "127.0.0.1:9179"
 state_dir = "/var/lib/ferry"
 shutdown_graceful_secs = 10
 

@@ -11,13 +11,13 @@
 //!
 //! One concern per file: [`publish`] changes the desired routes and hands them to the
 //! drivers, [`leases`] withdraws routes whose lease ran out, [`backend`] answers the API
-//! ([`crate::api::Control`]) and [`metrics`] writes the Prometheus text.
+//! ([`crate::api::Control`]) and [`metrics`] collects the metrics at each scrape.
 //!
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
 mod leases;
-mod metrics;
+pub mod metrics;
 mod publish;
 
 use std::collections::BTreeSet;
