@@ -2,7 +2,8 @@
 # Build the Debian package from the release binary that is already built (cargo deb
 # --no-build), install it with apt as a user would, check what it installed (the binary, man
 # pages, completions, units, the ferry user and directories), purge it and check that nothing
-# of it is left. Needs root (apt, dpkg) and cargo-deb (scripts/install-deps.sh installs it).
+# of it is left. Needs root or sudo (apt, ip netns) and cargo-deb (scripts/install-deps.sh
+# installs it).
 #
 #   scripts/package-test.sh            build, install, check, purge
 #   scripts/package-test.sh --build    only build target/debian/ferry_*.deb
@@ -13,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 say() { echo "package-test: $*" >&2; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 fail() {
     say "FAILED: $*"
     exit 1
@@ -55,10 +58,10 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # Purge on every way out, so a failed check never leaves the package installed.
 purged=no
-cleanup() { [ "$purged" = yes ] || apt-get purge -y -qq ferry >/dev/null 2>&1 || true; }
+cleanup() { [ "$purged" = yes ] || $SUDO apt-get purge -y -qq ferry >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-apt-get install -y -qq --no-install-recommends "./$DEB" >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "./$DEB" >/dev/null
 dpkg-query -L ferry >"$DIST/installed.txt"
 
 # The binary.
@@ -104,15 +107,17 @@ ls /usr/share/doc/ferry/examples/* >/dev/null 2>&1 || fail "no examples in /usr/
 if command -v setpriv >/dev/null && command -v ip >/dev/null; then
     ns="ferry-pkg-$$"
     run=$(mktemp -d /tmp/ferry-pkg.XXXXXX)
+    log=$(mktemp /tmp/ferry-pkg-log.XXXXXX)
     spk=""
     stop_speaker() {
-        [ -n "$spk" ] && kill "$spk" 2>/dev/null && wait "$spk" 2>/dev/null
-        ip netns del "$ns" 2>/dev/null || true
-        rm -rf "$run"
+        [ -n "$spk" ] && $SUDO kill "$spk" 2>/dev/null && wait "$spk" 2>/dev/null
+        $SUDO ip netns del "$ns" 2>/dev/null || true
+        $SUDO rm -rf "$run"
+        rm -f "$log"
     }
     trap 'stop_speaker; cleanup' EXIT
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
+    $SUDO ip netns add "$ns"
+    $SUDO ip -n "$ns" link set lo up
     cat >"$run/ferry.toml" <<CONF
 [speaker]
 asn = 64512
@@ -128,32 +133,31 @@ remote_as = 64513
 passive = true
 md5_password = "package-test-key"
 CONF
-    chown -R ferry:ferry "$run"
-    chmod 700 "$run"
     chmod 600 "$run/ferry.toml"
-    ip netns exec "$ns" setpriv --reuid=ferry --regid=ferry --clear-groups --no-new-privs \
+    $SUDO chown -R ferry:ferry "$run"
+    $SUDO ip netns exec "$ns" setpriv --reuid=ferry --regid=ferry --clear-groups --no-new-privs \
         --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service \
         --bounding-set=-all,+net_bind_service \
-        /usr/bin/ferry speaker --config "$run/ferry.toml" 2>"$run/speaker.log" &
+        /usr/bin/ferry speaker --config "$run/ferry.toml" 2>"$log" &
     spk=$!
     metrics=""
     for _ in $(seq 50); do
-        metrics=$(ip netns exec "$ns" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9179 &&
+        metrics=$($SUDO ip netns exec "$ns" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9179 &&
             printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && timeout 5 cat <&3' 2>/dev/null) && break
-        kill -0 "$spk" 2>/dev/null || break
+        $SUDO kill -0 "$spk" 2>/dev/null || break
         sleep 0.1
     done
     grep -q 'ferry_peer_md5{peer="127.0.0.2"} 1' <<<"$metrics" ||
-        fail "the speaker as the ferry user did not come up: $(cat "$run/speaker.log")"
-    ip netns exec "$ns" ss -Hltn 'sport = :179' | grep -q 127.0.0.1:179 ||
-        fail "the speaker as the ferry user does not listen on port 179: $(cat "$run/speaker.log")"
+        fail "the speaker as the ferry user did not come up: $(cat "$log")"
+    $SUDO ip netns exec "$ns" ss -Hltn 'sport = :179' | grep -q 127.0.0.1:179 ||
+        fail "the speaker as the ferry user does not listen on port 179: $(cat "$log")"
     stop_speaker
     spk=""
     trap cleanup EXIT
 fi
 
 # Purge: every file the package installed is gone, and so are its directories.
-apt-get purge -y -qq ferry >/dev/null
+$SUDO apt-get purge -y -qq ferry >/dev/null
 purged=yes
 if dpkg-query -W -f='${Status}' ferry 2>/dev/null | grep -q "installed"; then
     fail "ferry is still known to dpkg: $(dpkg-query -W -f='${Status}' ferry)"
