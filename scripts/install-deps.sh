@@ -1,41 +1,72 @@
 #!/usr/bin/env bash
-# Install what Ferry's build, tests and demo need on a fresh Debian 12 / Ubuntu machine:
-# the BGP daemons the interop tests and captures run against (FRR, BIRD 2, GoBGP, ExaBGP),
-# packet tools, and cargo-nextest. Idempotent; needs root (or sudo) for apt.
+# Install what Ferry's tests need on a fresh Debian 12 / Ubuntu machine: the BGP daemons the
+# interop tests and captures run against (FRR, BIRD 2, GoBGP, ExaBGP), packet tools, and
+# cargo-nextest. `--demo` installs only what `ferry lab demo` needs (FRR and iproute2).
+# Idempotent; needs root (or sudo) for apt.
+#
+# It says what it installs before it does. Services: the tests and the lab start their own
+# daemons with their own configs and paths, so a service the host already runs (a real FRR,
+# BIRD, ...) is never stopped or disabled. Only a daemon this script has just installed for the
+# tests is kept stopped, since its packaged service would only hold ports and files.
 set -euo pipefail
+
+demo=0
+if [ "${1:-}" = "--demo" ]; then demo=1; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 python3 ca-certificates)
+if [ "$demo" -eq 1 ]; then
+    PACKAGES=(frr iproute2 procps)
+else
+    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing: ${missing[*]}" >&2
+    echo "install-deps: installing with apt-get: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     # tshark asks whether non-root users may capture; answer no without a prompt.
-    echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+    if [[ " ${missing[*]} " == *" tshark "* ]]; then
+        echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+    fi
     for attempt in 1 2 3; do
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" && break
-        echo "apt attempt $attempt failed; retrying" >&2
+        echo "install-deps: apt attempt $attempt failed; retrying" >&2
         sleep 5
     done
+    if [ "$demo" -eq 0 ]; then
+        # Services of daemons installed just now, for the tests: keep them stopped.
+        for p in "${missing[@]}"; do
+            case "$p" in
+                frr) svc=frr ;;
+                bird2) svc=bird ;;
+                gobgpd) svc=gobgpd ;;
+                exabgp) svc=exabgp ;;
+                *) continue ;;
+            esac
+            echo "install-deps: $svc was installed just now for the tests: disabling its service" >&2
+            $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        done
+    fi
+else
+    echo "install-deps: already installed: ${PACKAGES[*]}" >&2
 fi
-# The daemons are started by the tests with their own configs; the packaged services would only
-# hold ports and files, so keep them stopped.
-for svc in frr bird gobgpd exabgp; do
-    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
-done
 
 if ! command -v cargo >/dev/null; then
-    echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+    echo "install-deps: cargo not found. Ferry needs Rust 1.91 or later; get it with rustup:" >&2
+    echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh   (see https://rustup.rs)" >&2
+    echo "then open a new shell (or: . \"\$HOME/.cargo/env\") and run this again." >&2
     exit 1
 fi
-rustup component add clippy rustfmt >/dev/null 2>&1 || true
-if ! cargo nextest --version >/dev/null 2>&1; then
-    cargo install cargo-nextest --locked
+if [ "$demo" -eq 0 ]; then
+    rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        echo "install-deps: installing cargo-nextest (cargo install)" >&2
+        cargo install cargo-nextest --locked
+    fi
 fi
 # The Debian package test (scripts/package-test.sh): man to find the pages, cargo-deb (pinned,
 # so the package is built the same way everywhere) to build it.

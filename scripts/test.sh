@@ -12,6 +12,11 @@ cargo build --bin ferry
 mkdir -p target/test-bin
 cp target/debug/ferry target/test-bin/ferry
 export FERRY_BIN="$PWD/target/test-bin/ferry"
+# The example plans as a user checks them (tests/examples.rs also loads every example through
+# the library's parsers).
+for plan in examples/plan/*.toml; do
+    "$FERRY_BIN" plan check --offline "$plan" >/dev/null
+done
 # The ingest regression guard (proto-tests/tests/ingest_guard.rs) compares Ferry with BIRD and
 # needs an optimised build: a debug build is an order of magnitude slower.
 cargo build --release --bin ferry

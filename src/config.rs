@@ -1,4 +1,5 @@
-//! The speaker's configuration file (TOML), as DESIGN.md specifies it.
+//! The speaker's configuration file (TOML): README.md shows the keys, examples/speaker/ whole
+//! configs (docs/design.md, "Contracts users rely on", for the rules of errors).
 //!
 //! Every value is checked while it is read, so an error names the key, the bad value and the
 //! line (toml reports the position of the value); unknown keys are rejected by name. Secrets
@@ -596,7 +597,8 @@ impl Config {
 
     /// Parse and check; the error text carries toml's line and column and the key.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| render_toml_error(text, &e))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| crate::suggest::did_you_mean(&render_toml_error(text, &e)))?;
         config.check()?;
         Ok(config)
     }
@@ -771,6 +773,18 @@ remote_as = 4200000001
     fn unknown_key_is_named_with_its_line() {
         let e = Config::parse(&GOOD.replace("hold_time = 9", "hold_tme = 9")).unwrap_err();
         assert!(e.contains("hold_tme") && e.contains("line 11"), "{e}");
+        assert!(e.contains("did you mean `hold_time`?"), "{e}");
+        let e = Config::parse(&GOOD.replace("router_id", "routerid")).unwrap_err();
+        assert!(e.contains("did you mean `router_id`?"), "{e}");
+        // British spelling of a table; a misspelt value of a fixed set.
+        let e = Config::parse(&GOOD.replace("[[neighbor]]", "[[neighbour]]")).unwrap_err();
+        assert!(e.contains("did you mean `neighbor`?"), "{e}");
+        // A word near no key gets no guess.
+        let e = Config::parse(&GOOD.replace("hold_time = 9", "keepalive = 3")).unwrap_err();
+        assert!(
+            e.contains("keepalive") && !e.contains("did you mean"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -896,6 +910,12 @@ remote_as = 4200000001
             );
             assert!(e.contains("line 1"), "{case}: the position: {e}");
         }
+        // The typo of the secret's key gets its suggestion, still without the value.
+        let e = Config::parse(&format!("{GOOD}md5_pasword = \"{secret}\"\n")).unwrap_err();
+        assert!(
+            e.contains("did you mean `md5_password`?") && !e.contains("s3cret"),
+            "{e}"
+        );
         let e = Config::parse(&format!("{GOOD}md5_password = 98765432123\n")).unwrap_err();
         assert!(
             e.contains("line 12, column 16") && e.contains("invalid type: integer"),

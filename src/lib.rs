@@ -20,6 +20,7 @@
 //!   and leases, the controller's run journals, the lab's state).
 //! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
 //!   controller state).
+//! - [`suggest`]: "did you mean `hold_time`?" for a misspelt key or value in a config or plan.
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
 //!   one controller per plan).
 //! - [`sockopt`]: socket options for TCP MD5, GTSM and BFD TTL checks (`unsafe`, as is only
@@ -49,6 +50,7 @@ pub mod private_fs;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;
+pub mod suggest;
 #[cfg(test)]
 pub(crate) mod test_fs;
 pub mod wire;

@@ -90,7 +90,8 @@ fn observer(ips: [u8; 2], last: u8) -> Speaker {
 }
 
 /// As [`setup`]; with an observer, each site's speaker also peers with it and the plan
-/// verifies through its received routes.
+/// verifies through its received routes, telling the sites apart by next hop (iBGP passes
+/// the sites' next hops on unchanged, and both sites are in one AS).
 fn setup_observed(ips: [u8; 2], subnets: &[String], extra: &str, obs: Option<&Speaker>) -> Setup {
     let site = |last: u8| {
         let mut peer = RawPeer::listen(Ipv4Addr::new(127, 0, 31, last));
@@ -131,7 +132,7 @@ fn setup_observed(ips: [u8; 2], subnets: &[String], extra: &str, obs: Option<&Sp
     );
     let plan = match obs {
         Some(o) => format!(
-            "{plan}\n[[site]]\nname = \"obs\"\napi = \"{}\"\n\n[verify]\nobserver = \"obs\"\ntimeout_ms = 2000\ninterval_ms = 5\n",
+            "{plan}\n[[site]]\nname = \"obs\"\napi = \"{}\"\n\n[verify]\nobserver = \"obs\"\nmatch_next_hop = true\ntimeout_ms = 2000\ninterval_ms = 5\n",
             o.api().display()
         ),
         None => plan,
@@ -643,6 +644,37 @@ fn an_observer_speaker_verifies_the_move_and_its_loss_rolls_back() {
     assert_eq!(out.code, 0, "{out:?}");
     s.assert_active(&s.dc1, &s.dc2);
 
+    // Without match_next_hop nothing tells the sites apart: refused; the same origin AS at
+    // both is allowed with a warning.
+    let text = std::fs::read_to_string(s.plan()).unwrap();
+    let other = s.dir.path().join("other.toml");
+    std::fs::write(&other, text.replace("match_next_hop = true\n", "")).unwrap();
+    let out = ferry_cli(
+        &["plan", "check", "--offline", other.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("site \"dc1\" gives it nothing to recognise its routes by"),
+        "{out:?}"
+    );
+    let same_as = text
+        .replace("match_next_hop = true\n", "")
+        .replace("api = ", "origin_as = 65000\napi = ");
+    std::fs::write(&other, same_as).unwrap();
+    let out = ferry_cli(
+        &["plan", "check", "--offline", other.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "warning: verify: observer obs cannot tell dc1 (origin AS 65000) from dc2 (origin AS 65000)"
+        ),
+        "{out:?}"
+    );
+
     // Without the observer nothing can be verified: the move is rolled back.
     obs.kill9();
     let out = s.ferry(&["failover"]);
@@ -730,6 +762,7 @@ fn usage_errors_exit_2_and_a_dry_run_changes_nothing() {
             out.stderr.contains("ordre") && out.stderr.contains("line 4"),
             "{out:?}"
         );
+        assert!(out.stderr.contains("did you mean `order`?"), "{out:?}");
     }
 }
 
@@ -810,6 +843,12 @@ fn unplanned_failover_with_the_primary_speaker_dead() {
     let out = s.ferry(&["failover"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("cannot reach the speaker"), "{out:?}");
+    // The fix it names is the plan's, not options `ferry failover` does not have.
+    assert!(
+        out.stdout.contains("`api` of the plan's [[site]] \"dc1\"")
+            && !out.stdout.contains("--api"),
+        "{out:?}"
+    );
     assert!(Setup::routes(&s.dc2).is_empty());
     let t = Instant::now();
     let out = s.ferry(&["failover", "--unplanned"]);

@@ -12,7 +12,12 @@
 //! accepting /28s of the subnet (a copy of the topology, `--topology`), the overhead of one
 //! subnet against ten in one group with hooks that take no time.
 //! Failures injected: a failing health-check command, SIGKILL of the controller, SIGKILL of
-//! the primary speaker. Skipped when not root or FRR is missing, unless FIT_REQUIRE=1.
+//! the primary speaker.
+//!
+//! A second lab instance has an observer speaker at the third site behind r3 (next-hop-self)
+//! and proves that `[verify] observer` tells the sites apart by origin AS or community and is
+//! not fooled by a filter or by r3's own route (see its test's doc).
+//! Skipped when not root or FRR is missing, unless FIT_REQUIRE=1.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -53,6 +58,27 @@ impl Drop for LabUp {
 }
 
 impl LabUp {
+    /// A lab instance named `prefix` and the pid, up on [`copy_topology`]'s copy, once the
+    /// other labs are down.
+    fn start(prefix: &str, observer: bool) -> Self {
+        let lab = LabUp {
+            instance: format!("{prefix}{}", std::process::id() % 1_000_000),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let topo = copy_topology(lab.dir.path(), observer);
+        wait_for_other_labs();
+        lab.up(&["--topology", topo.to_str().unwrap()]);
+        lab
+    }
+
+    /// A health check that passes when the VM of the site gaining the subnets runs.
+    fn healthy(&self) -> String {
+        format!(
+            "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{}-$v)\"",
+            self.instance
+        )
+    }
+
     /// `ferry lab up`, a second time if the first fails: under load (other labs coming up on
     /// two cores) the lab's own 5 s wait for a VM responder is sometimes too short, and a
     /// failed `up` removes what it created.
@@ -143,6 +169,41 @@ interval_ms = 10
         path
     }
 
+    /// As [`LabUp::plan`], verified by the observer at the third site (sp3) instead of a
+    /// command, the sites told apart by origin AS (their speakers' ASes).
+    fn observed_plan(&self, name: &str, health: &str, extra: &str) -> PathBuf {
+        let path = self.plan(name, health, extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (head, _) = text.split_once("\n[verify]\n").unwrap();
+        let head = head
+            .replace(
+                "name = \"primary\"\napi",
+                "name = \"primary\"\norigin_as = 65101\napi",
+            )
+            .replace(
+                "name = \"recovery\"\napi",
+                "name = \"recovery\"\norigin_as = 65102\napi",
+            );
+        let text = format!(
+            "{head}\n[[site]]\nname = \"sp3\"\napi = \"/run/ferry-lab/{}/sp3/ferry.sock\"\n\n[verify]\nobserver = \"sp3\"\ntimeout_ms = 10000\ninterval_ms = 20\n",
+            self.instance
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// vtysh commands at r3; panics with the output when vtysh fails.
+    fn r3(&self, commands: &[&str]) {
+        let mut cmd = Command::new("vtysh");
+        testkit::daemons::frr_daemon::vtysh_args(
+            &mut cmd,
+            Path::new(&format!("/run/ferry-lab/{}/r3", self.instance)),
+            commands,
+        );
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{commands:?}: {}", text(&out));
+    }
+
     fn run(&self, cmd: &str, plan: &Path, more: &[&str]) -> Output {
         let mut args = vec![cmd, "--yes", "--plan", plan.to_str().unwrap()];
         let state = self.state();
@@ -225,33 +286,81 @@ fn ms_after(out: &str, marker: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after {marker:?} in {out}")) as u64
 }
 
+/// A copy of the built-in topology in `dir`, its site routers accepting /28s of the subnet
+/// from the speakers; with `observer`, also a `ferry speaker` at the third site (sp3, AS 65103)
+/// peering eBGP with r3, which sends it every route with itself as next hop (next-hop-self)
+/// and takes nothing from it.
+fn copy_topology(dir: &Path, observer: bool) -> PathBuf {
+    let topo = dir.join("topology");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
+    for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
+        let to = topo.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let mut text = std::fs::read_to_string(src.join(f)).unwrap().replace(
+            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24",
+            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24 le 28",
+        );
+        if observer && f == "topology.toml" {
+            text.push_str(OBSERVER_NODE);
+        }
+        if observer && f == "r3/frr.conf" {
+            text = text
+                .replacen("router bgp 65003\n", &format!("{OBSERVER_POLICY}router bgp 65003\n"), 1)
+                .replacen(
+                    " neighbor 192.0.2.5 timers connect 2\n",
+                    " neighbor 192.0.2.5 timers connect 2\n neighbor 192.0.2.26 remote-as 65103\n neighbor 192.0.2.26 description sp3 (observer)\n neighbor 192.0.2.26 timers 3 9\n neighbor 192.0.2.26 timers connect 2\n",
+                    1,
+                )
+                .replace(
+                    "  neighbor 192.0.2.5 route-map PERMIT-ALL out\n",
+                    "  neighbor 192.0.2.5 route-map PERMIT-ALL out\n  neighbor 192.0.2.26 activate\n  neighbor 192.0.2.26 next-hop-self\n  neighbor 192.0.2.26 route-map DENY-ALL in\n  neighbor 192.0.2.26 route-map TO-OBSERVER out\n",
+                );
+            assert_eq!(
+                text.matches("192.0.2.26 next-hop-self").count(),
+                2,
+                "{text}"
+            );
+        }
+        std::fs::write(to, text).unwrap();
+    }
+    topo
+}
+
+/// The observer speaker at the third site and its link to r3.
+const OBSERVER_NODE: &str = r#"
+[[speaker]]
+name = "sp3"
+site = "third"
+asn = 65103
+router_id = "192.0.2.26"
+peer = "192.0.2.25"
+peer_as = 65003
+next_hop = "192.0.2.26"
+next_hop6 = "2001:db8:0:13::2"
+
+[[link]]
+a = { node = "r3", ifname = "eth-sp", addrs = ["192.0.2.25/30", "2001:db8:0:13::1/64"] }
+b = { node = "sp3", ifname = "eth0", addrs = ["192.0.2.26/30", "2001:db8:0:13::2/64"] }
+"#;
+
+/// r3's policy toward the observer. TO-OBSERVER passes everything until the test adds a
+/// clause that drops paths originated by the recovery speaker (AS 65102).
+const OBSERVER_POLICY: &str = "bgp as-path access-list FROM-RECOVERY seq 5 permit _65102$
+route-map TO-OBSERVER permit 10
+exit
+route-map DENY-ALL deny 10
+exit
+!
+";
+
 #[test]
 fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
     if !support::lab_can_run() {
         return;
     }
-    let lab = LabUp {
-        instance: format!("cf{}", std::process::id() % 1_000_000),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    // The built-in topology, its site routers accepting /28s of the subnet from the speakers.
-    let topo = lab.dir.path().join("topology");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
-    for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
-        let to = topo.join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        let text = std::fs::read_to_string(src.join(f)).unwrap().replace(
-            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24",
-            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24 le 28",
-        );
-        std::fs::write(to, text).unwrap();
-    }
-    wait_for_other_labs();
-    lab.up(&["--topology", topo.to_str().unwrap()]);
+    let lab = LabUp::start("cf", false);
     let i = lab.instance.clone();
-    let healthy = format!(
-        "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{i}-$v)\""
-    );
+    let healthy = lab.healthy();
     let plan = lab.plan("lab", &healthy, "");
     let out = ferry(&["plan", "check", plan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -338,6 +447,253 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
         text(&out)
     );
     assert_eq!(lab.answering(), "recovery");
+}
+
+/// The observer (sp3) one eBGP hop behind r3, which applies next-hop-self toward it: the
+/// sites are told apart by origin AS.
+///
+/// Proves, in one lab instance: `plan check` passes without a warning; a failover and a
+/// failback are verified though every path the observer holds has r3 as next hop; with r3
+/// filtering the recovery's paths toward the observer (an as-path clause added to its
+/// policy), verification fails naming the observer and what it sees, and the run rolls back
+/// with the primary VM answering; with r3 originating the subnet itself (a static route and
+/// `network`, added by a cutover hook and removed by its undo) verification is not fooled by
+/// r3's own path; a verify command that fails once and then hangs is cut at the step's
+/// deadline, and the failure reports the time it really took; with the sites told apart by
+/// `verify_community` alone, r3 stripping communities toward the observer fails the preflight
+/// (showing the path without them), and once it passes them on a failover and a failback are
+/// verified.
+/// Failures injected: r3's policy and its own route, changed with vtysh; a hanging command.
+#[test]
+fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in_the_lab() {
+    if !support::lab_can_run() {
+        return;
+    }
+    let lab = LabUp::start("co", true);
+    let i = lab.instance.clone();
+    let healthy = lab.healthy();
+    let plan = lab.observed_plan("obs", &healthy, "");
+    let out = ferry(&["plan", "check", plan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+
+    // What the observer holds: the subnet from the primary's speaker, r3 as next hop.
+    let sp3 = format!("/run/ferry-lab/{i}/sp3/ferry.sock");
+    let out = ferry(&["routes", "--received", "--json", "--api", &sp3]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let subnet = v
+        .iter()
+        .find(|r| r["prefix"] == "198.51.100.0/24")
+        .unwrap_or_else(|| panic!("{v:?}"));
+    assert_eq!(subnet["next_hop"], "192.0.2.25", "{v:?}");
+    assert_eq!(subnet["as_path"], "65003 65001 65101", "{v:?}");
+
+    let out = lab.run("failover", &plan, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verify vm ... ok"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(lab.answering(), "recovery");
+    let out = lab.run("failback", &plan, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.answering(), "primary");
+
+    // r3 drops the recovery's paths toward the observer.
+    let filter = |on: bool| {
+        let clause = "route-map TO-OBSERVER deny 5";
+        let no = format!("no {clause}");
+        let mut cmds = vec!["configure terminal"];
+        if on {
+            cmds.extend([clause, "match as-path FROM-RECOVERY"]);
+        } else {
+            cmds.push(&no);
+        }
+        cmds.extend(["end", "clear bgp * soft out"]);
+        lab.r3(&cmds);
+    };
+    filter(true);
+    let out = lab.run("failover", &plan, &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("rolled back")
+            && all.contains(
+                "observer sp3 has no path for 198.51.100.0/24 from recovery (origin AS 65102); it sees "
+            ),
+        "{all}"
+    );
+    eprintln!("lab, r3 filtering the recovery's paths toward the observer:\n{all}");
+    assert_eq!(lab.answering(), "primary");
+    filter(false);
+
+    // r3 holds a route of its own for the subnet, from a cutover hook (undone on rollback).
+    let r3 = |cmds: &[&str]| {
+        let mut v = vec![
+            "vtysh".to_string(),
+            "--vty_socket".into(),
+            format!("/run/ferry-lab/{i}/r3"),
+        ];
+        for c in cmds {
+            v.extend(["-c".to_string(), (*c).to_string()]);
+        }
+        let quoted: Vec<String> = v.iter().map(|a| format!("{a:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let own = format!(
+        "\n[[hook]]\nname = \"r3-own-route\"\nstage = \"cutover\"\ncommand = {}\nundo = {}\n",
+        r3(&[
+            "configure terminal",
+            "ip route 198.51.100.0/24 blackhole",
+            "router bgp 65003",
+            "address-family ipv4 unicast",
+            "network 198.51.100.0/24",
+        ]),
+        r3(&[
+            "configure terminal",
+            "router bgp 65003",
+            "address-family ipv4 unicast",
+            "no network 198.51.100.0/24",
+            "exit-address-family",
+            "exit",
+            "no ip route 198.51.100.0/24 blackhole",
+        ]),
+    );
+    let own_plan = lab.observed_plan("own", &healthy, &own);
+    let out = lab.run("failover", &own_plan, &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("rolled back")
+            && all.contains("observer sp3 has no path for 198.51.100.0/24 from recovery")
+            && all.contains("it sees [as path 65003, next hop 192.0.2.25"),
+        "{all}"
+    );
+    eprintln!("lab, r3 originating the subnet itself:\n{all}");
+    assert_eq!(lab.answering(), "primary");
+
+    // A verify command that fails after a second, then hangs: cut at the 2 s deadline.
+    let mark = lab.dir.path().join("verified-once");
+    let hangs = lab.plan("hangs", &healthy, "");
+    let text_of = std::fs::read_to_string(&hangs).unwrap();
+    let (head, _) = text_of.split_once("\n[verify]\n").unwrap();
+    let cmd = format!(
+        "test -e {m} && exec sleep 30; touch {m}; sleep 1; exit 1",
+        m = mark.display()
+    );
+    std::fs::write(
+        &hangs,
+        format!("{head}\n[verify]\ncommand = [\"sh\", \"-c\", {cmd:?}]\ntimeout_ms = 2000\ninterval_ms = 10\n"),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let out = lab.run("failover", &hangs, &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let took = ms_after(&all, "not verified after");
+    eprintln!(
+        "lab: a hanging verify command with timeout_ms = 2000 failed the step after {took} ms (whole run {} ms)",
+        t0.elapsed().as_millis()
+    );
+    assert!((2000..2500).contains(&took), "{all}");
+    assert!(all.contains("rolled back"), "{all}");
+    assert_eq!(lab.answering(), "primary");
+
+    // Told apart by verify_community alone: the primary first re-announces with its own.
+    for (prefix, nh) in [
+        ("198.51.100.0/24", "198.51.100.10"),
+        ("2001:db8:100::/64", "2001:db8:100::10"),
+    ] {
+        let api = format!("/run/ferry-lab/{i}/sp1/ferry.sock");
+        let out = ferry(&[
+            "announce",
+            prefix,
+            "--next-hop",
+            nh,
+            "--community",
+            "65101:1",
+            "--api",
+            &api,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let tagged = lab.observed_plan("tagged", &healthy, "");
+    let t = std::fs::read_to_string(&tagged)
+        .unwrap()
+        .replace("origin_as = 65101", "verify_community = \"65101:1\"")
+        .replace("origin_as = 65102", "verify_community = \"65102:1\"");
+    std::fs::write(&tagged, t).unwrap();
+    let communities = |want: &[&str]| observer_communities(&sp3, want);
+    communities(&["65101:1"]);
+    // r3 strips communities toward the observer: the preflight fails, showing the path as it
+    // arrives.
+    let strip = |on: bool| {
+        let set = if on {
+            "set community none"
+        } else {
+            "no set community none"
+        };
+        lab.r3(&[
+            "configure terminal",
+            "route-map TO-OBSERVER permit 10",
+            set,
+            "end",
+            "clear bgp * soft out",
+        ]);
+    };
+    strip(true);
+    communities(&[]);
+    let out = ferry(&["plan", "check", tagged.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("observer sp3 does not see 198.51.100.0/24 from primary (community 65101:1)")
+            && all.contains(
+                "it sees [as path 65003 65001 65101, next hop 192.0.2.25, from peer 192.0.2.25]"
+            ),
+        "{all}"
+    );
+    eprintln!("lab, r3 stripping communities toward the observer:\n{all}");
+    strip(false);
+    communities(&["65101:1"]);
+    let out = ferry(&["plan", "check", tagged.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lab.run("failover", &tagged, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.answering(), "recovery");
+    communities(&["65102:1"]);
+    let out = lab.run("failback", &tagged, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.answering(), "primary");
+}
+
+/// Wait (10 s at most) until the observer's path for 198.51.100.0/24 carries exactly `want`.
+fn observer_communities(api: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ferry(&["routes", "--received", "--json", "--api", api]);
+        assert!(out.status.success(), "{}", text(&out));
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Option<Vec<String>> = v
+            .iter()
+            .find(|r| r["prefix"] == "198.51.100.0/24")
+            .and_then(|r| r["communities"].as_array())
+            .map(|c| {
+                c.iter()
+                    .filter_map(|c| c.as_str().map(String::from))
+                    .collect()
+            });
+        if got.as_deref().is_some_and(|g| g == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {want:?}, observer holds {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The ten /28s of the subnet's first 160 addresses; the VM (198.51.100.10) is in the first.

@@ -1,4 +1,5 @@
-//! `ferry decode` as a user runs it: hex arguments, hex on stdin, `--raw FILE`, `--pcap FILE`,
+//! `ferry decode` as a user runs it: hex arguments, hex on stdin, `--raw FILE`, `--pcap FILE`
+//! (each also `-` for stdin),
 //! and the exit codes of docs/decode-json.md (0 decoded, 1 a message would reset the session,
 //! 2 bad input).
 
@@ -16,6 +17,11 @@ struct Run {
 
 /// Run `ferry decode ARGS`, feeding `stdin` when given.
 fn decode(args: &[&str], stdin: Option<&str>) -> Run {
+    decode_bytes(args, stdin.map(str::as_bytes))
+}
+
+/// Run `ferry decode ARGS`, feeding `stdin` (any bytes) when given.
+fn decode_bytes(args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("decode")
         .args(args)
@@ -30,7 +36,7 @@ fn decode(args: &[&str], stdin: Option<&str>) -> Run {
         .expect("run ferry");
     if let Some(text) = stdin {
         let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
+        pipe.write_all(text).expect("write stdin");
     }
     let out = child.wait_with_output().expect("wait for ferry");
     let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
@@ -137,6 +143,13 @@ fn raw_file_of_back_to_back_messages() {
     let r = decode(&["--raw", path.to_str().unwrap()], None);
     std::fs::remove_file(&path).ok();
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let piped = decode_bytes(&["--raw", "-"], Some(&bytes));
+    assert_eq!(
+        (piped.code, &piped.lines),
+        (0, &r.lines),
+        "{}",
+        piped.stderr
+    );
     let types: Vec<&str> = r
         .lines
         .iter()
@@ -177,6 +190,10 @@ fn every_captured_session_pcap_decodes_with_directions() {
             .collect();
         let r = decode(&["--pcap", pcap.to_str().unwrap()], None);
         assert_eq!(r.code, 0, "{}: {}", pcap.display(), r.stderr);
+        // The same capture piped in (`tcpdump -w - | ferry decode --pcap -`) decodes the same.
+        let piped = decode_bytes(&["--pcap", "-"], Some(&std::fs::read(&pcap).unwrap()));
+        assert_eq!(piped.code, 0, "{}: {}", pcap.display(), piped.stderr);
+        assert_eq!(piped.lines, r.lines, "{}", pcap.display());
         assert_eq!(r.lines.len(), want.len(), "{}", pcap.display());
         for line in &r.lines {
             let direction = line["direction"]

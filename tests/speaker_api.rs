@@ -76,6 +76,14 @@ fn bad_requests_are_400_naming_the_problem_and_unknown_endpoints_404() {
         r#"{"routes": [{"prefix": "198.51.100.0/24"}], "dry_run": true}"#,
     );
     assert!(e.contains("unknown field `dry_run`"), "{e}");
+    assert!(!e.contains("did you mean"), "no key is near dry_run: {e}");
+
+    let e = bad_request(
+        &speaker,
+        "/v1/announce",
+        r#"{"routes": [{"prefix": "198.51.100.0/24", "nexthop": "192.0.2.1"}]}"#,
+    );
+    assert!(e.contains("did you mean `next_hop`?"), "{e}");
 
     let e = bad_request(
         &speaker,
@@ -422,6 +430,10 @@ fn cli_rejects_bad_input_with_exit_2_before_contacting_the_speaker() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("cannot reach the speaker"), "{out:?}");
     assert!(out.stderr.contains(&*api), "names the address: {out:?}");
+    assert!(
+        out.stderr.contains("--api or FERRY_API"),
+        "names the option that sets it: {out:?}"
+    );
 }
 
 #[test]

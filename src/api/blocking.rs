@@ -28,7 +28,8 @@ pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>, String> {
         .map_err(|e| format!("cannot start the API client's runtime: {e}"))
 }
 
-/// A blocking client of one speaker's API.
+/// A blocking client of one speaker's API; a clone shares the runtime.
+#[derive(Clone)]
 pub struct Speaker {
     inner: speaker::Speaker,
     rt: Arc<tokio::runtime::Runtime>,

@@ -41,7 +41,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum SpeakerError {
     /// Nothing was sent: no connection (refused, no such socket, no route, or none within
     /// the timeout). The speaker is down, or cut off from us.
-    #[error("cannot reach the speaker at {endpoint}: {detail} (is `ferry speaker` running? set --api or FERRY_API)")]
+    /// The message names no option: which one sets the address depends on the caller (the
+    /// CLI's `--api`, a plan's `[[site]] api`), so the caller adds it.
+    #[error(
+        "cannot reach the speaker at {endpoint}: {detail} (is `ferry speaker` running there?)"
+    )]
     Unreachable { endpoint: String, detail: String },
     /// The request went out and no whole answer came back (the connection broke, or the
     /// timeout passed): the speaker may or may not have done it.

@@ -12,10 +12,11 @@ pub struct DecodeArgs {
     /// Messages as hex; several arguments are joined. `-` or nothing reads hex from stdin.
     #[arg(conflicts_with_all = ["raw", "pcap"])]
     pub hex: Vec<String>,
-    /// A file of raw message bytes, back to back.
+    /// A file of raw message bytes, back to back (`-`: stdin).
     #[arg(long, value_name = "FILE", conflicts_with = "pcap")]
     pub raw: Option<PathBuf>,
-    /// A pcap capture; every TCP connection on port 179 is reassembled and decoded.
+    /// A pcap capture (`-`: stdin, e.g. from `tcpdump -w -`, decoded when it ends); every TCP
+    /// connection on port 179 is reassembled and decoded.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// Decode AS_PATH and AGGREGATOR with 2-octet ASNs whatever the OPENs say.
@@ -23,7 +24,15 @@ pub struct DecodeArgs {
     pub as2: bool,
 }
 
+/// The bytes of `path`, or of stdin for `-`.
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, String> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        return Ok(bytes);
+    }
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 

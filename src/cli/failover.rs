@@ -35,7 +35,10 @@ pub enum PlanCommand {
     /// Validate a plan; unless --offline, also check the speakers: sessions Established, the
     /// primary announces every subnet and the recovery site none.
     Check {
+        /// The plan file (TOML).
         plan: PathBuf,
+        /// Check the file only (syntax, fields, values, that every name it uses is defined);
+        /// reach no speaker.
         #[arg(long)]
         offline: bool,
     },
@@ -119,6 +122,7 @@ pub enum FailoverAction {
     },
     /// Every run: who, when, plan, outcome; with --run, each step and its timing.
     History {
+        /// One run's id (as `history` lists it): show each of its steps and their timing.
         #[arg(long)]
         run: Option<String>,
         /// The runs (or the one run) as JSON, with every step.
@@ -157,6 +161,9 @@ pub fn plan(args: PlanArgs) -> i32 {
         p.all_prefixes().len(),
         steps.len()
     );
+    if let Some(w) = crate::controller::observe::cannot_tell_apart(&p) {
+        eprintln!("ferry plan check: warning: {w}");
+    }
     if offline {
         return EXIT_OK;
     }

@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Seconds a planned move may take to converge.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub bound: u64,
     /// Print live progress too.
     #[arg(long)]
@@ -74,6 +74,7 @@ pub enum LabCommand {
     },
     /// Up, a planned failover and failback with live progress, the report, down.
     Demo {
+        /// Lab instance: its namespaces are fl-<INSTANCE>-<node>.
         #[arg(long, default_value = "demo")]
         instance: String,
         /// Directory for report.json, timeline.svg and probes.csv.
@@ -110,7 +111,7 @@ pub enum LabCommand {
         #[command(flatten)]
         run: RunArgs,
         /// Seconds the lab may take to recover from a healed fault (sessions back up).
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         recover: u64,
         /// Make the moves with the failover controller (`ferry failover`, state on a tmpfs
         /// mounted on OUT/controller/, journals kept in OUT/journals/) and also draw
@@ -123,18 +124,23 @@ pub enum LabCommand {
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
     Probe {
+        /// The responder's address (the VM's, ADDR:PORT).
         #[arg(long)]
         target: std::net::SocketAddr,
+        /// CSV file for each probe's send time and answer.
         #[arg(long)]
         out: PathBuf,
+        /// Microseconds between probes.
         #[arg(long, default_value_t = 1000)]
         interval_us: u64,
     },
     /// (internal) Answer probes with a site tag.
     #[command(hide = true)]
     Responder {
+        /// The site name written into every answer.
         #[arg(long)]
         tag: String,
+        /// UDP port to answer on.
         #[arg(long, default_value_t = 7007)]
         port: u16,
     },

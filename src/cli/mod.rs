@@ -1,7 +1,7 @@
 //! Command-line interface: clap definitions and output. No business logic: each command calls
 //! into the library (the API client, the speaker daemon, the decoder) and prints what it returns.
 //!
-//! Exit codes (DESIGN.md): 0 ok, 1 operation failed, 2 bad usage or bad input.
+//! Exit codes (docs/design.md, "Contracts users rely on"): 0 ok, 1 operation failed, 2 bad usage or bad input.
 
 mod decode;
 mod failover;
@@ -57,7 +57,8 @@ pub enum Command {
     Decode(decode::DecodeArgs),
     /// Failover plans: `ferry plan check PLAN`.
     Plan(failover::PlanArgs),
-    /// Run a failover plan (primary -> recovery), or status|resume|abort|history of runs.
+    /// Run a failover plan (primary -> recovery), or manage its runs (status, resume, abort,
+    /// keep, repair, history).
     Failover(failover::FailoverArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
@@ -102,7 +103,11 @@ impl ApiArgs {
 
 /// Exit code for a failed API call: the speaker refusing bad input (400) is a usage error.
 pub(crate) fn report(command: &str, e: &SpeakerError) -> i32 {
-    eprintln!("ferry {command}: {e}");
+    if e.is_unreachable() {
+        eprintln!("ferry {command}: {e}; --api or FERRY_API says where it listens");
+    } else {
+        eprintln!("ferry {command}: {e}");
+    }
     if matches!(e, SpeakerError::Rejected { status: 400, .. }) {
         EXIT_USAGE
     } else {

@@ -29,6 +29,7 @@ pub struct AnnounceArgs {
     /// Large community A:B:C; repeatable.
     #[arg(long, value_name = "A:B:C")]
     pub large_community: Vec<String>,
+    /// MULTI_EXIT_DISC (MED), 0-4294967295: lower is preferred by the peers.
     #[arg(long, value_name = "N")]
     pub med: Option<u32>,
     /// LOCAL_PREF, sent to iBGP peers only.
@@ -44,6 +45,7 @@ pub struct AnnounceArgs {
     /// (or POST /v1/lease/renew) renews it within this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub lease: Option<u32>,
+    /// Print the speaker's answer (the change and what it did) as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -52,6 +54,7 @@ pub struct AnnounceArgs {
 
 #[derive(Debug, Args)]
 pub struct WithdrawArgs {
+    /// Prefixes to withdraw, e.g. 198.51.100.0/24.
     #[arg(required_unless_present_any = ["file", "all"])]
     pub prefixes: Vec<String>,
     /// Withdraw every announced route, in one atomic change (e.g. to empty a site).
@@ -66,6 +69,7 @@ pub struct WithdrawArgs {
     /// many seconds (1-3600), then withdraw; returns when the withdrawal is done.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub graceful: Option<u32>,
+    /// Print the speaker's answer (the change and what it did) as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -80,6 +84,7 @@ pub struct RoutesArgs {
     /// Only routes received from this peer (with --received).
     #[arg(long, requires = "received")]
     pub peer: Option<IpAddr>,
+    /// Print the routes as JSON (the API's objects) instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -92,8 +97,10 @@ fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_str(&text);
-        return serde_path_to_error::deserialize(de)
-            .map_err(|e| format!("--file {}: at {}: {}", path.display(), e.path(), e.inner()));
+        return serde_path_to_error::deserialize(de).map_err(|e| {
+            let inner = crate::suggest::did_you_mean(&e.inner().to_string());
+            format!("--file {}: at {}: {inner}", path.display(), e.path())
+        });
     }
     let communities = args
         .community
@@ -259,7 +266,9 @@ pub struct LeaseArgs {
 pub enum LeaseCommand {
     /// Renew the leases of these prefixes (none given: every leased route).
     Renew {
+        /// Leased prefixes to renew, e.g. 198.51.100.0/24 (none: every leased route).
         prefixes: Vec<String>,
+        /// Print the lease report as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -267,6 +276,7 @@ pub enum LeaseCommand {
     },
     /// Show the leased routes, their deadlines and the expiries so far.
     Status {
+        /// Print the lease report as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -484,6 +494,23 @@ mod tests {
         let path = dir.path().join("w.json");
         std::fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn announce_file_with_a_misspelt_field_names_the_nearest_one() {
+        use clap::Parser as _;
+        let (_d, p) = file(r#"[{"prefix": "198.51.100.0/24", "comunities": ["65000:1"]}]"#);
+        let cli =
+            crate::cli::Cli::try_parse_from(["ferry", "announce", "--file", p.to_str().unwrap()])
+                .unwrap();
+        let crate::cli::Command::Announce(args) = cli.command else {
+            panic!("not announce")
+        };
+        let e = routes_from_args(&args).unwrap_err();
+        assert!(
+            e.contains("[0].comunities") && e.contains("did you mean `communities`?"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,14 +9,18 @@ use crate::config::Config;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
 #[derive(Debug, Args)]
 pub struct SpeakerArgs {
+    /// The speaker's TOML config ([speaker] and [[neighbor]] tables; examples/ has some).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Log lines on stderr as text, or as one JSON object per line (level from FERRY_LOG).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

@@ -7,6 +7,7 @@ use crate::api::PeerStatus;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Print the neighbors as JSON (the API's objects) instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -65,6 +66,7 @@ pub struct ResetArgs {
     /// Cease/Hard Reset (RFC 8538): the peer drops our routes at once even with graceful restart.
     #[arg(long)]
     pub hard: bool,
+    /// Print the speaker's answer as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

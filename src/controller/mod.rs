@@ -12,6 +12,8 @@
 //! - [`repair`]: closes a damaged run with a record of the active site the operator named.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
+//! - [`observe`]: which site a route the verification's observer received comes from
+//!   (origin AS, verify community; next hop only when asked), and what it sees, in words.
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //! - [`hook`]: commands in their own process group, dying with the controller; ending the
 //!   leftovers of a dead controller's hook.
@@ -26,6 +28,7 @@ pub mod http;
 pub mod journal;
 pub mod keeper;
 pub mod lock;
+pub mod observe;
 pub mod plan;
 pub mod repair;
 pub mod runs;

@@ -12,6 +12,11 @@
 //!
 //! Never does: contact a speaker or run a hook (see [`super::executor`]).
 //!
+//! The format (a valid plan: tests/examples.rs checks it, as it checks the plans of
+//! examples/plan/). Hooks and health checks with a `group` run for that group, after its
+//! stop-primary and cutover hooks; without one they are plan-wide and run before any group
+//! moves, so a check of VMs that a group's cutover recovers needs that group.
+//!
 //! ```toml
 //! name = "web"
 //! primary = "dc1"
@@ -27,6 +32,18 @@
 //! next_hop = "192.0.2.10"       # next_hop6 for IPv6 subnets; absent: next hop self
 //! communities = ["65001:100"]   # also large_communities, med, local_pref, prepend,
 //! lease_secs = 30               # leased mode: withdrawn unless `ferry lease renew` comes
+//! origin_as = 65101             # with [verify] observer: the last AS of the AS path it sees
+//! verify_community = "65001:1"  # optional: added to this site's routes; the observer checks it
+//! [[site]]
+//! name = "dc2"
+//! api = "http://192.0.2.20:8179"
+//! api_token_file = "/etc/ferry/dc2-token"
+//! next_hop = "192.0.2.20"
+//! lease_secs = 30
+//! origin_as = 65102
+//! [[site]]                      # an observer: neither primary nor recovery
+//! name = "obs"
+//! api = "/run/ferry/obs.sock"
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
@@ -40,6 +57,7 @@
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
 //! [[health_check]]
 //! name = "web-tcp"
+//! group = "web"                 # after the web group's cutover
 //! tcp = "198.51.100.10:80"      # or http = "http://...", icmp = "198.51.100.10", command = [...]
 //! interval_ms = 500
 //! rise = 2
@@ -48,8 +66,28 @@
 //! [verify]                      # optional
 //! observer = "obs"              # a site whose received routes must show the move
 //! # command = ["vtysh", "-c", "show ip bgp 198.51.100.0/24"]
-//! timeout_ms = 10000
+//! # match_next_hop = true       # also compare next hops (only if nothing rewrites them)
+//! timeout_ms = 10000            # one deadline for the whole check of a group
+//! interval_ms = 100
 //! ```
+//!
+//! Verification by an observer. The observer is a Ferry speaker at a third site (where the
+//! clients are), peering with the routers that carry the subnet there, e.g. eBGP with the
+//! third site's edge router; it announces nothing and needs only its `[[site]]` with `api`.
+//! Before anything moves, the preflight requires it to see each subnet from the site losing
+//! it; after each group moves, it must see the subnet from the site gaining it and, in a
+//! planned run, no longer from the other. It recognises a site's route by what survives the
+//! routers in between ([`super::observe`]): `origin_as`, the last AS of the AS path (the site
+//! speaker's AS unless a router replaces it; a plan field because the speaker's API does not
+//! report its AS, and what counts is what reaches the observer), and `verify_community`, which
+//! the site then announces with its routes (routers must pass communities on; the site losing
+//! the subnet must already announce with it). Each of the two sites needs at least one of
+//! them, and `ferry plan check` warns when both sites look the same (same origin AS, no
+//! differing community). The next hop is compared only with `match_next_hop = true`: eBGP
+//! routers set their own next hop (next-hop-self), so by default it proves nothing. A router
+//! that holds a route of its own for the subnet does not pass for a site: its path ends in
+//! its own AS. A failed check names the observer and lists every path it holds for the
+//! subnet (AS path, next hop, communities).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +191,14 @@ pub struct Site {
     /// unless `ferry lease renew` reaches it within this many seconds, so a site cut off from
     /// its renewer stops attracting traffic.
     pub lease_secs: Option<u32>,
+    /// How `[verify] observer` recognises this site's routes: the last AS of their AS_PATH
+    /// as the observer receives them (this site's speaker's AS, unless a router on the way
+    /// replaces it). A plan field because the speaker's API does not report its AS, and
+    /// because what counts is what arrives at the observer, not what the speaker sends.
+    pub origin_as: Option<u32>,
+    /// A community ("ASN:VALUE", or "A:B:C" for a large one) this site adds to its
+    /// announcements, and that `[verify] observer` looks for on its routes.
+    pub verify_community: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +293,10 @@ pub struct Verify {
     pub timeout_ms: u64,
     #[serde(default = "verify_interval")]
     pub interval_ms: u64,
+    /// Also require the site's `next_hop` at the observer: only for observers that receive
+    /// the sites' routes with their next hops unchanged (iBGP, or a route server).
+    #[serde(default)]
+    pub match_next_hop: bool,
 }
 
 fn verify_timeout() -> u64 {
@@ -307,6 +357,14 @@ impl Site {
         let mut attrs = AttributesText::default();
         attrs.communities.clone_from(&self.communities);
         attrs.large_communities.clone_from(&self.large_communities);
+        if let Some(c) = &self.verify_community {
+            match super::observe::Tag::parse(c)
+                .map_err(|e| format!("site {:?} verify_community: {e}", self.name))?
+            {
+                super::observe::Tag::Standard(_) => attrs.communities.push(c.clone()),
+                super::observe::Tag::Large(_) => attrs.large_communities.push(c.clone()),
+            }
+        }
         attrs.med = self.med;
         attrs.local_pref = self.local_pref;
         Route::from_text(
@@ -343,7 +401,8 @@ impl Plan {
 
     /// Parse and check; errors carry key, value and line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut plan: Plan = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut plan: Plan =
+            toml::from_str(text).map_err(|e| crate::suggest::did_you_mean(&e.to_string()))?;
         plan.text = text.to_owned();
         plan.check()?;
         Ok(plan)
@@ -375,8 +434,11 @@ impl Plan {
     fn site_ref(&self, key: &str, s: &Spanned<String>) -> Result<(), String> {
         if self.site(s.get_ref()).is_none() {
             let names: Vec<_> = self.sites.iter().map(|s| s.name.as_str()).collect();
+            let guess = crate::suggest::closest(s.get_ref(), &names)
+                .map(|n| format!("; did you mean {n:?}?"))
+                .unwrap_or_default();
             return Err(format!(
-                "{key} = {:?} at line {}: no [[site]] has that name (sites: {})",
+                "{key} = {:?} at line {}: no [[site]] has that name (sites: {}){guess}",
                 s.get_ref(),
                 self.at(s),
                 names.join(", ")
@@ -388,8 +450,12 @@ impl Plan {
     fn group_ref(&self, key: &str, g: &Option<Spanned<String>>) -> Result<(), String> {
         if let Some(g) = g {
             if !self.groups.iter().any(|x| &x.name == g.get_ref()) {
+                let names: Vec<_> = self.groups.iter().map(|x| x.name.as_str()).collect();
+                let guess = crate::suggest::closest(g.get_ref(), &names)
+                    .map(|n| format!("; did you mean {n:?}?"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "{key} = {:?} at line {}: no [[group]] has that name",
+                    "{key} = {:?} at line {}: no [[group]] has that name{guess}",
                     g.get_ref(),
                     self.at(g)
                 ));
@@ -572,12 +638,55 @@ impl Plan {
         }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
-                (Some(o), None) => self.site_ref("verify.observer", o)?,
+                (Some(o), None) => {
+                    self.site_ref("verify.observer", o)?;
+                    self.check_marks(o.get_ref()).map_err(at("verify", 0))?;
+                }
                 (None, Some(c)) if !c.is_empty() => {}
                 _ => {
                     return Err(at("verify", 0)(
                         "verify: give exactly one of observer = \"SITE\" or command = [...]".into(),
                     ))
+                }
+            }
+            if v.timeout_ms == 0 || v.interval_ms == 0 {
+                return Err(at("verify", 0)(
+                    "verify: timeout_ms and interval_ms must be above 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The observer must have something to recognise each moving site's routes by.
+    fn check_marks(&self, observer: &str) -> Result<(), String> {
+        for site in [self.primary(), self.recovery()] {
+            if site.name == observer {
+                return Err(format!(
+                    "verify.observer = {observer:?} is the {} site: the observer is a speaker at a third site",
+                    if site.name == *self.primary.get_ref() { "primary" } else { "recovery" }
+                ));
+            }
+            if site.origin_as == Some(0) {
+                return Err(format!(
+                    "site {:?} origin_as = 0: AS 0 never originates a route (RFC 7607); give its speaker's AS",
+                    site.name
+                ));
+            }
+            for p in self.all_prefixes() {
+                let marks = super::observe::Marks::of(self, site, p)?;
+                let by_next_hop = self.verify.as_ref().is_some_and(|v| v.match_next_hop);
+                if by_next_hop && marks.next_hop.is_none() {
+                    return Err(format!(
+                        "verify.match_next_hop = true, but site {:?} sets no next hop for {p} (next_hop, or next_hop6 for IPv6)",
+                        site.name
+                    ));
+                }
+                if marks.is_empty() {
+                    return Err(format!(
+                        "verify.observer = {observer:?}: site {:?} gives it nothing to recognise its routes by: set origin_as (the AS of its speaker, the last of the AS path the observer sees) or verify_community",
+                        site.name
+                    ));
                 }
             }
         }
@@ -659,6 +768,12 @@ command = ["true"]
         let e =
             Plan::parse(&PLAN.replace("next_hop = \"192.0.2.20\"", "nexthop = \"x\"")).unwrap_err();
         assert!(e.contains("nexthop") && e.contains("line 14"), "{e}");
+        assert!(e.contains("did you mean `next_hop`?"), "{e}");
+        let e = Plan::parse(&PLAN.replace("order =", "ordr =")).unwrap_err();
+        assert!(e.contains("did you mean `order`?"), "{e}");
+        let e =
+            Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc22\"")).unwrap_err();
+        assert!(e.contains("did you mean \"dc2\"?"), "{e}");
         let e = Plan::parse(&PLAN.replace("break-before-make", "sideways")).unwrap_err();
         assert!(e.contains("sideways") && e.contains("line 4"), "{e}");
         let e = Plan::parse(&PLAN.replace("recovery = \"dc2\"", "recovery = \"dc3\"")).unwrap_err();

@@ -29,7 +29,8 @@ pub enum SiteError {
     #[error("no site {0:?} in the plan")]
     NoSuchSite(String),
     /// `op` is the change that failed ("announce"), `None` for a read.
-    #[error("site {site}: {}{error}", op.map(|o| format!("{o}: ")).unwrap_or_default())]
+    #[error("site {site}: {}{error}{}", op.map(|o| format!("{o}: ")).unwrap_or_default(),
+            if error.is_unreachable() { format!(" (its address is `api` of the plan's [[site]] {site:?})") } else { String::new() })]
     Speaker {
         site: String,
         op: Option<&'static str>,
@@ -62,7 +63,20 @@ pub trait Sites {
     fn withdraw(&self, site: &str, prefixes: &[IpNet]) -> Result<(), SiteError>;
     fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError>;
     fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError>;
-    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError>;
+    /// The routes `site` received, the request bounded by `within` (a step's deadline).
+    fn received(&self, site: &str, within: Duration) -> Result<Vec<ReceivedRoute>, SiteError>;
+}
+
+/// An Established session, for the fake sites of unit tests: from JSON, so that fields added
+/// to [`PeerStatus`] later take their defaults.
+#[cfg(test)]
+pub(crate) fn established_peer() -> PeerStatus {
+    serde_json::from_value(serde_json::json!({
+        "address": "127.0.0.2", "remote_as": 65001, "description": null,
+        "state": "Established", "uptime_secs": 1, "prefixes_sent": 0,
+        "prefixes_received": 0, "last_error": null
+    }))
+    .expect("a PeerStatus")
 }
 
 /// Hooks, probes and time.
@@ -93,6 +107,8 @@ pub trait Probes {
 /// The real sites: one API client per site of the plan, each call with a timeout.
 pub struct ApiSites {
     speakers: BTreeMap<String, blocking::Speaker>,
+    /// The bound of every call; [`Sites::received`] may be given less.
+    timeout: Duration,
 }
 
 impl ApiSites {
@@ -108,7 +124,7 @@ impl ApiSites {
                 blocking::Speaker::sharing(speaker.with_timeout(timeout), rt.clone()),
             );
         }
-        Ok(Self { speakers })
+        Ok(Self { speakers, timeout })
     }
 
     /// Renew the leases of `prefixes` at `site` (the fencing keeper); the speaker's report of
@@ -154,8 +170,9 @@ impl Sites for ApiSites {
         self.call(site, None, |s| s.announced())
     }
 
-    fn received(&self, site: &str) -> Result<Vec<ReceivedRoute>, SiteError> {
-        self.call(site, None, |s| s.received(None))
+    fn received(&self, site: &str, within: Duration) -> Result<Vec<ReceivedRoute>, SiteError> {
+        let t = within.min(self.timeout);
+        self.call(site, None, |s| s.clone().with_timeout(t).received(None))
     }
 }
 

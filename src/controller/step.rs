@@ -1,7 +1,7 @@
 //! The steps of a run, built from the plan as data, each with an idempotent `apply` and a
 //! `compensate` that undoes it.
 //!
-//! Order (DESIGN.md, "Failover, step by step"), `from` losing the subnets, `to` gaining them:
+//! Order (docs/design.md, "Failover, step by step"), `from` losing the subnets, `to` gaining them:
 //! preflight; pre-check hooks; optional drain of `from` (GRACEFUL_SHUTDOWN, RFC 8326, then the
 //! plan's wait); plan-wide stop-primary and cutover hooks and health checks; then per group, in
 //! plan order: its stop-primary and cutover hooks, its health checks, the move (announce at `to`
@@ -23,15 +23,16 @@
 //!
 //! Never does: write the journal or choose what runs next ([`super::executor`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::hook::OnSpawn;
 use super::journal::{Direction, Mode};
+use super::observe::{self, Marks};
 use super::plan::{Order, Plan, Probe, Site, Stage};
 use super::sites::{Probes, SiteError, Sites};
-use crate::api::SessionState;
+use crate::api::{ReceivedRoute, SessionState};
 use crate::speaker::Route;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,17 +360,20 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
 /// has one, answers. Changes nothing.
 pub fn dry_run(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     let note = preflight(cx)?;
-    if let Some(obs) = cx.plan.verify.as_ref().and_then(|v| v.observer.as_ref()) {
-        cx.sites
-            .received(obs.get_ref())
-            .map_err(|e| format!("verify.observer: {e}"))?;
+    if let Some(v) = &cx.plan.verify {
+        if let Some(obs) = &v.observer {
+            cx.sites
+                .received(obs.get_ref(), Duration::from_millis(v.timeout_ms))
+                .map_err(|e| format!("verify.observer: {e}"))?;
+        }
     }
     Ok(note)
 }
 
-/// Before anything moves, the observer must see every prefix via `from`: a router that
-/// receives but filters the route (FRR's `(Policy)`) is a failed preflight, not a silent
-/// success later. Polls for up to the verification timeout.
+/// Before anything moves, the observer must see every prefix from `from` (by the marks the
+/// plan gives it, [`super::observe`]): a router that receives but filters the route (FRR's
+/// `(Policy)`), or strips the marks, is a failed preflight, not a silent success later.
+/// Polls for up to the verification timeout, each request bounded by the time left.
 fn observer_sees_from(
     cx: &Ctx<'_>,
     obs: &str,
@@ -378,29 +382,56 @@ fn observer_sees_from(
 ) -> Result<(), String> {
     let start = cx.probes.now();
     let timeout = Duration::from_millis(v.timeout_ms);
+    let interval = Duration::from_millis(v.interval_ms);
+    // What the observer showed the last time it answered.
+    let mut saw: Option<String> = None;
     loop {
-        let routes = cx.sites.received(obs)?;
-        let missing = prefixes.iter().find(|p| {
-            let want = cx.from().route(**p).ok().and_then(|r| r.next_hop);
-            !routes
+        let routes = cx
+            .sites
+            .received(obs, left(cx, start, timeout))
+            .map_err(|e| match &saw {
+                Some(s) => format!("{e} (before that: {s})"),
+                None => e.to_string(),
+            })?;
+        let mut missing = None;
+        for p in prefixes {
+            let from = Marks::of(cx.plan, cx.from(), *p)?;
+            let to = Marks::of(cx.plan, cx.to(), *p)?;
+            if !routes
                 .iter()
-                .any(|r| r.prefix == **p && (want.is_none() || next_hop(r) == want))
-        });
-        match missing {
-            None => return Ok(()),
-            Some(p) if cx.probes.now() - start >= timeout => {
-                return Err(format!(
-                    "observer {obs} does not see {p} via {}: the routers may refuse it (a policy filter?); fix that before moving",
-                    cx.from().name
-                ))
+                .any(|r| r.prefix == *p && from.holds(&to, r, true))
+            {
+                missing = Some(format!(
+                    "observer {obs} does not see {p} from {} ({from}); it sees {}",
+                    cx.from().name,
+                    observe::seen(&routes, *p)
+                ));
+                break;
             }
-            Some(_) => cx.probes.sleep(Duration::from_millis(v.interval_ms)),
         }
+        let Some(m) = missing else {
+            return Ok(());
+        };
+        // No request is made with less than an interval left: it would fail by its own
+        // timeout and hide what the observer showed.
+        let elapsed = cx.probes.now() - start;
+        if elapsed + interval >= timeout {
+            return Err(format!(
+                "{m} (after {} ms). A router on the way filters the route or strips its marks, or the plan's marks are wrong (origin_as, verify_community); fix that before moving",
+                elapsed.as_millis(),
+            ));
+        }
+        saw = Some(m);
+        cx.probes.sleep(interval);
     }
 }
 
-fn next_hop(r: &crate::api::ReceivedRoute) -> Option<std::net::IpAddr> {
-    r.next_hop
+/// What is left of the step's `timeout` since `start` (at least 1 ms, so that a call made at
+/// the deadline fails by its own timeout rather than being given none).
+fn left(cx: &Ctx<'_>, start: Instant, timeout: Duration) -> Duration {
+    timeout
+        .saturating_sub(cx.probes.now() - start)
+        .max(Duration::from_millis(1))
 }
 
 fn health(
@@ -454,6 +485,8 @@ fn health(
     }
 }
 
+/// One deadline for the step: each command run and each request to the observer gets only
+/// what is left of `timeout_ms`, and the message reports the time it really took.
 fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, String> {
     let Some(v) = &cx.plan.verify else {
         return Ok(None);
@@ -462,56 +495,78 @@ fn verify(cx: &Ctx<'_>, step: &Step, group: usize) -> Result<Option<String>, Str
     let start = cx.probes.now();
     let timeout = Duration::from_millis(v.timeout_ms);
     let interval = Duration::from_millis(v.interval_ms);
+    let mut tries = 0u32;
+    // What the observer showed the last time it answered, for a failure by a request error.
+    let mut saw: Option<String> = None;
     loop {
+        tries += 1;
+        let within = left(cx, start, timeout);
         let r = match (&v.observer, &v.command) {
-            (Some(obs), _) => cx
-                .sites
-                .received(obs.get_ref())
-                .map_err(String::from)
-                .and_then(|routes| observed(cx, prefixes, &routes)),
+            (Some(obs), _) => match cx.sites.received(obs.get_ref(), within) {
+                Ok(routes) => observed(cx, obs.get_ref(), prefixes, &routes).inspect_err(|e| {
+                    saw = Some(e.clone());
+                }),
+                Err(e) => Err(e.to_string()),
+            },
             (None, Some(cmd)) => cx.probes.probe(
                 &Probe::Command(cmd.clone()),
-                timeout,
+                within,
                 &cx.env(step, Some(group)),
             ),
             (None, None) => Ok(()),
         };
+        let elapsed = cx.probes.now() - start;
         match r {
-            Ok(()) => {
-                let ms = (cx.probes.now() - start).as_millis();
-                return Ok(Some(format!("seen after {ms} ms")));
-            }
-            Err(e) if cx.probes.now() - start + interval > timeout => {
-                return Err(format!("not verified within {} ms: {e}", v.timeout_ms))
+            Ok(()) => return Ok(Some(format!("seen after {} ms", elapsed.as_millis()))),
+            Err(e) if elapsed + interval >= timeout => {
+                let before = match saw {
+                    Some(s) if s != e => format!(" (before that: {s})"),
+                    _ => String::new(),
+                };
+                return Err(format!(
+                    "not verified after {} ms ({tries} tries, timeout_ms = {}): {e}{before}",
+                    elapsed.as_millis(),
+                    v.timeout_ms
+                ));
             }
             Err(_) => cx.probes.sleep(interval),
         }
     }
 }
 
-/// The observer has every prefix via `to` (by next hop, when the plan sets one) and, in a
-/// planned run, none via `from`. Unplanned: `from` may be isolated from us yet still announcing
-/// (its lease fences it), so only the first half is required.
+/// The observer `obs` has every prefix from `to` (by the marks the plan gives it) and, in a
+/// planned run, none from `from`. Unplanned: `from` may be isolated from us yet still
+/// announcing (its lease fences it), so only the first half is required. When the plan's
+/// marks cannot tell the sites apart (`ferry plan check` warns), only the first half is
+/// checked either way.
 fn observed(
     cx: &Ctx<'_>,
+    obs: &str,
     prefixes: &[IpNet],
-    routes: &[crate::api::ReceivedRoute],
+    routes: &[ReceivedRoute],
 ) -> Result<(), String> {
-    let nh = next_hop;
     for p in prefixes {
-        let want = cx.to().route(*p)?.next_hop;
-        let gone = cx
-            .from()
-            .route(*p)?
-            .next_hop
-            .filter(|n| Some(*n) != want && cx.mode == Mode::Planned);
+        let to = Marks::of(cx.plan, cx.to(), *p)?;
+        let from = Marks::of(cx.plan, cx.from(), *p)?;
         let of_p: Vec<_> = routes.iter().filter(|r| r.prefix == *p).collect();
-        if !of_p.iter().any(|r| want.is_none() || nh(r) == want) {
-            return Err(format!("observer has no route to {p} via {}", cx.to().name));
+        if !of_p.iter().any(|r| to.holds(&from, r, true)) {
+            return Err(format!(
+                "observer {obs} has no path for {p} from {} ({to}); it sees {}",
+                cx.to().name,
+                observe::seen(routes, *p)
+            ));
         }
-        if gone.is_some() && of_p.iter().any(|r| nh(r) == gone) {
-            return Err(format!("observer still has {p} via {}", cx.from().name));
+        if cx.mode == Mode::Planned && from != to && of_p.iter().any(|r| from.holds(&to, r, false))
+        {
+            return Err(format!(
+                "observer {obs} still has {p} from {} ({from}); it sees {}",
+                cx.from().name,
+                observe::seen(routes, *p)
+            ));
         }
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

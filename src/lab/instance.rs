@@ -212,7 +212,7 @@ impl LabInstance {
                 }
             }
         }
-        for site in [Site::Primary, Site::Recovery] {
+        for site in self.topo.speaker_sites() {
             self.start_speaker(site)?;
         }
         say("waiting for every BGP session to be Established");
@@ -310,7 +310,7 @@ impl LabInstance {
                     }
                 }
             }
-            for site in [Site::Primary, Site::Recovery] {
+            for site in self.topo.speaker_sites() {
                 match self.peers(site) {
                     Ok(p) if p.iter().all(|p| p.state == SessionState::Established) => {}
                     Ok(p) => {

@@ -1,5 +1,6 @@
-//! `ferry lab`: the three-site topology of DESIGN.md built from network namespaces on one Linux
-//! host, with real FRR routers, real `ferry speaker`s, a prober and per-move convergence reports.
+//! `ferry lab`: the three-site topology (docs/design.md, "The lab") built from network
+//! namespaces on one Linux host, with real FRR routers, real `ferry speaker`s, a prober and
+//! per-move convergence reports.
 //!
 //! Contract:
 //! - Every namespace is `fl-<instance>-<node>`; links are veth pairs created directly inside

@@ -2,7 +2,8 @@
 //!
 //! Contract: a [`Topology`] that exists is consistent: node names are unique and short enough
 //! for namespace and interface names, every link end names a node, there is exactly one router
-//! per site among primary/recovery/third, one speaker and one VM per VM site, one client, and
+//! per site among primary/recovery/third, one speaker and one VM per VM site, at most one
+//! speaker at the third site (an observer for the controller's verification), one client, and
 //! every router has its FRR config text loaded. Unknown keys are rejected by name.
 //! Never does: touch the system.
 
@@ -211,6 +212,15 @@ impl Topology {
                 return Err(format!("a host with role vm must be at the {site} site"));
             }
         }
+        if self
+            .speakers
+            .iter()
+            .filter(|s| s.site == Site::Third)
+            .count()
+            > 1
+        {
+            return Err("at most one speaker (an observer) may be at the third site".into());
+        }
         if self.client().is_none() {
             return Err("a host with role client is needed".into());
         }
@@ -238,6 +248,14 @@ impl Topology {
             .iter()
             .find(|s| s.site == site)
             .expect("checked: one speaker per VM site")
+    }
+
+    /// The sites that have a speaker: both VM sites, and the third when it has an observer.
+    pub fn speaker_sites(&self) -> Vec<Site> {
+        [Site::Primary, Site::Recovery, Site::Third]
+            .into_iter()
+            .filter(|site| self.speakers.iter().any(|s| s.site == *site))
+            .collect()
     }
 
     pub fn vm(&self, site: Site) -> Option<&Host> {
@@ -311,5 +329,30 @@ mod tests {
         let bad = BUILTIN_TOPOLOGY.replace("node = \"vm2\"", "node = \"vm9\"");
         let e = Topology::parse(&bad, configs).unwrap_err();
         assert!(e.to_string().contains("vm9"), "{e}");
+    }
+
+    #[test]
+    fn one_observer_speaker_may_sit_at_the_third_site() {
+        let configs: BTreeMap<_, _> = BUILTIN_CONFIGS
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        let t = Topology::parse(BUILTIN_TOPOLOGY, configs.clone()).unwrap();
+        assert_eq!(t.speaker_sites(), [Site::Primary, Site::Recovery]);
+        let observer = |name: &str| {
+            format!(
+                "\n[[speaker]]\nname = \"{name}\"\nsite = \"third\"\nasn = 65103\nrouter_id = \"192.0.2.26\"\npeer = \"192.0.2.25\"\npeer_as = 65003\nnext_hop = \"192.0.2.26\"\nnext_hop6 = \"2001:db8:0:13::2\"\n"
+            )
+        };
+        let one = format!("{BUILTIN_TOPOLOGY}{}", observer("sp3"));
+        let t = Topology::parse(&one, configs.clone()).unwrap();
+        assert_eq!(
+            t.speaker_sites(),
+            [Site::Primary, Site::Recovery, Site::Third]
+        );
+        assert_eq!(t.speaker(Site::Third).name, "sp3");
+        let two = format!("{one}{}", observer("sp4"));
+        let e = Topology::parse(&two, configs).unwrap_err();
+        assert!(e.to_string().contains("at most one speaker"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A route announced with `lease_secs` ([`super::Route::lease_secs`]) is withdrawn by the
 //! speaker itself when nobody renews its lease in time, so that a site cut off from its
-//! controller stops attracting the subnet (DESIGN.md, unplanned failover).
+//! controller stops attracting the subnet (docs/design.md, "Failover, step by step": unplanned).
 //!
 //! Contract:
 //! - Deadlines are wall-clock milliseconds since the Unix epoch, persisted in

@@ -14,7 +14,7 @@ use crate::controller::hook::HookProcess;
 use crate::controller::journal::Crash;
 use crate::controller::plan::{Hook, Probe};
 use crate::controller::sites::SiteError;
-use crate::speaker::{Attributes, Route};
+use crate::speaker::Route;
 
 const PLAN: &str = r#"name = "web"
 primary = "dc1"
@@ -26,10 +26,12 @@ wait_ms = 1000
 name = "dc1"
 api = "/x/dc1.sock"
 next_hop = "192.0.2.10"
+origin_as = 65101
 [[site]]
 name = "dc2"
 api = "/x/dc2.sock"
 next_hop = "192.0.2.20"
+origin_as = 65102
 [[site]]
 name = "obs"
 api = "/x/obs.sock"
@@ -170,14 +172,7 @@ impl Sites for FakeSites {
     }
     fn peers(&self, site: &str) -> Result<Vec<PeerStatus>, SiteError> {
         self.reachable(site)?;
-        // From JSON so that fields added to PeerStatus later take their defaults.
-        let peer: PeerStatus = serde_json::from_value(serde_json::json!({
-            "address": "127.0.0.2", "remote_as": 65001, "description": null,
-            "state": "Established", "uptime_secs": 1, "prefixes_sent": 0,
-            "prefixes_received": 0, "last_error": null
-        }))
-        .unwrap();
-        Ok(vec![peer])
+        Ok(vec![crate::controller::sites::established_peer()])
     }
     fn announced(&self, site: &str) -> Result<Vec<Route>, SiteError> {
         self.reachable(site)?;
@@ -188,19 +183,25 @@ impl Sites for FakeSites {
             .map(|r| r.values().cloned().collect())
             .unwrap_or_default())
     }
-    /// The observer sees what dc1 and dc2 announce, with their next hops.
-    fn received(&self, _site: &str) -> Result<Vec<ReceivedRoute>, SiteError> {
+    /// The observer sees what dc1 and dc2 announce one eBGP hop behind a router (AS 65003)
+    /// that sets itself as next hop.
+    fn received(&self, _site: &str, _: Duration) -> Result<Vec<ReceivedRoute>, SiteError> {
         let rib = self.rib.borrow();
-        Ok(["dc1", "dc2"]
+        Ok([("dc1", "65003 65001 65101"), ("dc2", "65003 65002 65102")]
             .iter()
-            .flat_map(|s| rib.get(*s).into_iter().flat_map(|r| r.values()))
-            .filter(|r| !self.filtered.borrow().contains(&r.prefix))
-            .map(|r| ReceivedRoute {
+            .flat_map(|(s, path)| {
+                rib.get(*s)
+                    .into_iter()
+                    .flat_map(|r| r.values())
+                    .map(move |r| (r, path))
+            })
+            .filter(|(r, _)| !self.filtered.borrow().contains(&r.prefix))
+            .map(|(r, path)| ReceivedRoute {
                 peer: "127.0.0.9".parse().unwrap(),
                 prefix: r.prefix,
-                next_hop: r.next_hop,
-                as_path: "65100".into(),
-                attrs: Attributes::default(),
+                next_hop: Some("192.0.2.25".parse().unwrap()),
+                as_path: (*path).into(),
+                attrs: r.attrs.clone(),
                 stale: false,
             })
             .collect())

@@ -1,0 +1,112 @@
+//! examples/plan/lab.toml, for real: the example plan of the FRR lab, run by `ferry failover`
+//! and `ferry failback` in a lab of this test's own (the example's instance name `lab`
+//! replaced by this test's, and `ferry` by the binary under test; nothing else changed).
+//!
+//! Proves that the plan a user is told to try passes `plan check` against the lab's live
+//! speakers, moves the subnet to the recovery site (the plan's own verification waits for the
+//! third site's router to route it there, and this test reads that route itself), and moves
+//! it back. Skipped when not root or FRR is missing, unless FIT_REQUIRE=1.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn ferry(args: &[&str]) -> Output {
+    Command::new(FERRY)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The lab instance, taken down on drop (also when an assertion fails).
+struct Lab(String);
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = ferry(&["lab", "down", "--instance", &self.0]);
+    }
+}
+
+/// The third site's route to the subnet: its `via` address.
+fn third_site_via(instance: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", &format!("fl-{instance}-r3"), "-4", "route", "show"])
+        .arg("198.51.100.0/24")
+        .output()
+        .expect("ip route");
+    let route = String::from_utf8_lossy(&out.stdout).into_owned();
+    route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .unwrap_or("none")
+        .to_owned()
+}
+
+#[test]
+fn the_lab_example_plan_fails_over_and_back() {
+    if !testkit::root::lab_can_run() {
+        return;
+    }
+    let instance = format!("ex{}", std::process::id() % 1_000_000);
+    let lab = Lab(instance.clone());
+    let dir = tempfile::tempdir().unwrap();
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plan/lab.toml");
+    let mut plan = std::fs::read_to_string(example).unwrap();
+    for (from, to) in [
+        (
+            "/run/ferry-lab/lab/".to_owned(),
+            format!("/run/ferry-lab/{instance}/"),
+        ),
+        ("fl-lab-".to_owned(), format!("fl-{instance}-")),
+        ("setsid ferry ".to_owned(), format!("setsid {FERRY} ")),
+    ] {
+        assert!(plan.contains(&from), "the example no longer has {from:?}");
+        plan = plan.replace(&from, &to);
+    }
+    let plan_path = dir.path().join("lab.toml");
+    std::fs::write(&plan_path, plan).unwrap();
+    let plan_arg = plan_path.to_str().unwrap();
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().unwrap();
+
+    // Under load a lab's own waits are sometimes too short; `up` undoes a failed attempt.
+    let up = ["lab", "up", "--instance", &lab.0];
+    let first = ferry(&up);
+    if !first.status.success() {
+        eprintln!("lab up failed once, retrying:\n{}", text(&first));
+        let again = ferry(&up);
+        assert!(again.status.success(), "{}", text(&again));
+    }
+    // r3 reaches the subnet through r1 (primary, 192.0.2.1) or r2 (recovery, 192.0.2.5).
+    assert_eq!(third_site_via(&instance), "192.0.2.1");
+
+    let out = ferry(&["plan", "check", plan_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ready for failover"),
+        "{}",
+        text(&out)
+    );
+
+    let run = |cmd: &str| ferry(&[cmd, "--yes", "--plan", plan_arg, "--state-dir", state_arg]);
+    let out = run("failover");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(third_site_via(&instance), "192.0.2.5", "{}", text(&out));
+
+    let out = run("failback");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(third_site_via(&instance), "192.0.2.1", "{}", text(&out));
+}
