@@ -34,14 +34,11 @@ mkdir -p "$DIST/completions" "$DIST/man" "$DIST/examples"
 "$BIN" completions fish >"$DIST/completions/ferry.fish"
 "$BIN" man --dir "$DIST/man"
 gzip -9n "$DIST"/man/*.1
-# The examples of the source tree (examples/, every file, sub-folders flattened into
-# `dir-file` names); dist/examples/ only when there are none.
+# Every file of examples/, laid out as in the source tree (examples/README.md links them by
+# relative path).
 examples=examples
-if [ -z "$(find examples -type f 2>/dev/null | head -1)" ]; then examples=dist/examples; fi
-(cd "$examples" && find . -type f | sort) | while read -r f; do
-    f=${f#./}
-    cp "$examples/$f" "$DIST/examples/${f//\//-}"
-done
+[ -n "$(find "$examples" -type f 2>/dev/null | head -1)" ] || fail "no files in $examples/"
+cp -R "$examples/." "$DIST/examples/"
 
 rm -f target/debian/ferry_*.deb
 # The release profile keeps line tables for profiling; the package gets a stripped binary.
@@ -98,7 +95,9 @@ for d in /var/lib/ferry /var/lib/ferry/speaker /var/lib/ferry/controller; do
     [ "$(stat -c %U:%G "$d" 2>/dev/null)" = ferry:ferry ] || fail "$d is not ferry's"
 done
 [ "$(stat -c %U:%G:%a /etc/ferry)" = root:ferry:750 ] || fail "/etc/ferry: $(stat -c %U:%G:%a /etc/ferry)"
-ls /usr/share/doc/ferry/examples/* >/dev/null 2>&1 || fail "no examples in /usr/share/doc/ferry/examples"
+(cd "$examples" && find . -type f) | while read -r f; do
+    cmp -s "$examples/$f" "/usr/share/doc/ferry/examples/$f" || fail "example $f not in /usr/share/doc/ferry/examples"
+done
 
 # The speaker as the unit runs it: the ferry user, no capability but CAP_NET_BIND_SERVICE, no
 # new privileges; it must bind port 179 and key its listening socket for TCP MD5. In a network
