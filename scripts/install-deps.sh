@@ -67,13 +67,14 @@ if [ "$demo" -eq 0 ]; then
         echo "install-deps: installing cargo-nextest (cargo install)" >&2
         cargo install cargo-nextest --locked
     fi
-fi
-# The Debian package test (scripts/package-test.sh): man to find the pages, cargo-deb (pinned,
-# so the package is built the same way everywhere) to build it.
-if ! command -v man >/dev/null; then
-    $SUDO apt-get install -y -qq --no-install-recommends man-db
-fi
-CARGO_DEB_VERSION=3.8.0
-if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION"; then
-    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+    # The Debian package test (scripts/package-test.sh): man to find the pages, cargo-deb
+    # (pinned, so the package is built the same way everywhere) to build it.
+    if ! command -v man >/dev/null; then
+        $SUDO apt-get install -y -qq --no-install-recommends man-db
+    fi
+    CARGO_DEB_VERSION=3.8.0
+    if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION"; then
+        echo "install-deps: installing cargo-deb $CARGO_DEB_VERSION (cargo install)" >&2
+        cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+    fi
 fi
