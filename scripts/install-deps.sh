@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what Ferry's tests need on a fresh Debian 12 / Ubuntu machine: the BGP daemons the
 # interop tests and captures run against (FRR, BIRD 2, GoBGP, ExaBGP), packet tools, and
-# cargo-nextest. `--demo` installs only what `ferry lab demo` needs (FRR and iproute2).
+# cargo-nextest and cargo-deb. `--demo` installs only what `ferry lab demo` needs (FRR and iproute2).
 # Idempotent; needs root (or sudo) for apt.
 #
 # It says what it installs before it does. Services: the tests and the lab start their own
@@ -19,7 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 if [ "$demo" -eq 1 ]; then
     PACKAGES=(frr iproute2 procps)
 else
-    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates)
+    # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
+    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -66,5 +67,12 @@ if [ "$demo" -eq 0 ]; then
     if ! cargo nextest --version >/dev/null 2>&1; then
         echo "install-deps: installing cargo-nextest (cargo install)" >&2
         cargo install cargo-nextest --locked
+    fi
+    # The Debian package test (scripts/package-test.sh) builds with cargo-deb, pinned so the
+    # package is built the same way everywhere.
+    CARGO_DEB_VERSION=3.8.0
+    if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION"; then
+        echo "install-deps: installing cargo-deb $CARGO_DEB_VERSION (cargo install)" >&2
+        cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
     fi
 fi

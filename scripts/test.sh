@@ -22,6 +22,8 @@ done
 cargo build --release --bin ferry
 cp target/release/ferry target/test-bin/ferry-release
 export FERRY_RELEASE_BIN="$PWD/target/test-bin/ferry-release"
+# The Debian package from that release binary: built, installed with apt, checked, purged.
+scripts/package-test.sh
 FIT_REQUIRE=1 cargo nextest run --workspace --no-fail-fast -E 'not binary(ingest_guard)'
 # The ingest guard times Ferry against BIRD: alone, so that the other tests' load does not
 # skew the ratio.

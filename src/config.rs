@@ -59,6 +59,9 @@ pub struct SpeakerConfig {
     /// File holding the bearer token the TCP API requires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
+    /// Optional TCP listener that serves only `GET /metrics`, without a token (read-only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Desired routes survive restarts here.
     pub state_dir: PathBuf,
     /// On SIGTERM, re-announce every route with GRACEFUL_SHUTDOWN (RFC 8326) and wait this
@@ -427,6 +430,7 @@ impl SpeakerConfig {
             api,
             api_tcp: None,
             api_token_file: None,
+            metrics_listen: None,
             state_dir,
             shutdown_graceful_secs: None,
             log_level: None,
@@ -623,6 +627,17 @@ impl Config {
         if self.speaker.api_tcp.is_some() && self.speaker.api_token_file.is_none() {
             return Err("speaker.api_tcp is set but speaker.api_token_file is not: the TCP API requires a bearer token".into());
         }
+        if let Some(m) = self.speaker.metrics_listen {
+            let taken = [
+                ("speaker.api_tcp", self.speaker.api_tcp),
+                ("speaker.listen", self.speaker.listen),
+            ];
+            if let Some((key, _)) = taken.iter().find(|(_, a)| *a == Some(m)) {
+                return Err(format!(
+                    "speaker.metrics_listen {m} is also {key}: give the metrics an address of their own (or leave metrics_listen out: the API serves /metrics too)"
+                ));
+            }
+        }
         for (i, n) in self.neighbors.iter().enumerate() {
             if self.neighbors[..i].iter().any(|m| m.address == n.address) {
                 return Err(format!("neighbor.address {} appears twice", n.address));
@@ -673,6 +688,7 @@ listen = "[2001:db8::1]:179"
 api = "/run/ferry/ferry.sock"
 api_tcp = "127.0.0.1:8179"
 api_token_file = "/etc/ferry/token"
+metrics_listen = "127.0.0.1:9179"
 state_dir = "/var/lib/ferry"
 shutdown_graceful_secs = 10
 log_level = "info,ferry::daemon=debug"
@@ -1000,5 +1016,22 @@ remote_as = 4200000001
         assert!(Config::parse(&dup).unwrap_err().contains("appears twice"));
         let tcp = GOOD.replace("state_dir", "api_tcp = \"127.0.0.1:8179\"\nstate_dir");
         assert!(Config::parse(&tcp).unwrap_err().contains("api_token_file"));
+        let same = GOOD.replace(
+            "state_dir",
+            "api_tcp = \"127.0.0.1:8179\"\napi_token_file = \"/t\"\nmetrics_listen = \"127.0.0.1:8179\"\nstate_dir",
+        );
+        let e = Config::parse(&same).unwrap_err();
+        assert!(
+            e.contains("speaker.metrics_listen 127.0.0.1:8179 is also speaker.api_tcp"),
+            "{e}"
+        );
+        let own = same.replace(
+            "metrics_listen = \"127.0.0.1:8179\"",
+            "metrics_listen = \"127.0.0.1:9179\"",
+        );
+        assert_eq!(
+            Config::parse(&own).unwrap().speaker.metrics_listen,
+            Some("127.0.0.1:9179".parse().unwrap())
+        );
     }
 }

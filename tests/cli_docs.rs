@@ -108,8 +108,9 @@ fn expand(ws: &[String]) -> Vec<Vec<String>> {
 }
 
 /// The `ferry ...` commands in the `sh` blocks of a Markdown text, with their line numbers:
-/// each line's part before `#`, split at `;` and `|` pipes (so `tcpdump ... | ferry decode`
-/// yields the ferry part).
+/// each line's part before `#`, split at `;`, `&&` and `|` pipes (so `tcpdump ... | ferry
+/// decode` yields the ferry part), each without its output redirection (`ferry completions
+/// bash > FILE`: the `>` is the shell's, not an argument).
 fn commands(markdown: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut in_sh = false;
@@ -123,8 +124,12 @@ fn commands(markdown: &str) -> Vec<(usize, String)> {
             continue;
         }
         let code = t.split(" #").next().unwrap_or("").trim_start_matches("$ ");
-        for part in code.split([';']).flat_map(|p| p.split(" | ")) {
-            let part = part.trim();
+        for part in code
+            .split([';'])
+            .flat_map(|p| p.split(" | "))
+            .flat_map(|p| p.split(" && "))
+        {
+            let part = part.split(" > ").next().unwrap_or("").trim();
             if part.starts_with("ferry ") {
                 out.push((i + 1, part.to_owned()));
             }

@@ -75,6 +75,8 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TCP_CONNECTIONS: usize = 256;
 /// Most Unix-socket connections at once, before clamping to the fd limit.
 pub const MAX_UNIX_CONNECTIONS: usize = 64;
+/// Most connections at once on `speaker.metrics_listen` (scrapers), before clamping.
+pub const MAX_METRICS_CONNECTIONS: usize = 16;
 /// Pause after an accept error such as `EMFILE`: the pending connection stays queued, so
 /// retrying at once would spin.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -105,6 +107,12 @@ impl Limits {
     /// The Unix socket's: [`MAX_UNIX_CONNECTIONS`], at most an eighth of the fd limit.
     pub fn unix() -> Self {
         Self::with_cap(clamp(MAX_UNIX_CONNECTIONS, fd_limit(), 8))
+    }
+
+    /// The metrics listener's: [`MAX_METRICS_CONNECTIONS`], at most a sixteenth of the fd
+    /// limit.
+    pub fn metrics() -> Self {
+        Self::with_cap(clamp(MAX_METRICS_CONNECTIONS, fd_limit(), 16))
     }
 
     /// Most long-lived responses at once: half the budget (at least 1), so the other half is
@@ -145,13 +153,18 @@ fn fd_limit() -> Option<u64> {
 pub enum Listener {
     Unix,
     Tcp,
+    /// `speaker.metrics_listen`: serves only `GET /metrics`, without a token.
+    Metrics,
 }
 
 impl Listener {
+    pub const ALL: [Listener; 3] = [Self::Unix, Self::Tcp, Self::Metrics];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Unix => "unix",
             Self::Tcp => "tcp",
+            Self::Metrics => "metrics",
         }
     }
 }
@@ -169,11 +182,12 @@ pub struct ListenerCounters {
     pub streams_refused: AtomicU64,
 }
 
-/// The counters of both listeners; one per speaker, shared by its listeners and `/metrics`.
+/// The counters of every listener; one per speaker, shared by its listeners and `/metrics`.
 #[derive(Debug, Default)]
 pub struct ApiCounters {
     pub unix: ListenerCounters,
     pub tcp: ListenerCounters,
+    pub metrics: ListenerCounters,
 }
 
 impl ApiCounters {
@@ -181,48 +195,45 @@ impl ApiCounters {
         match listener {
             Listener::Unix => &self.unix,
             Listener::Tcp => &self.tcp,
+            Listener::Metrics => &self.metrics,
         }
     }
+}
 
-    /// Prometheus text format, one counter family per kind, labelled by listener.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let family =
-            |out: &mut String, name: &str, help: &str, get: fn(&ListenerCounters) -> u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for l in [Listener::Unix, Listener::Tcp] {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{listener=\"{}\"}} {}",
-                        l.name(),
-                        get(self.of(l))
-                    );
-                }
+/// One counter family per kind, labelled by listener (`unix`, `tcp`, `metrics`), read at scrape
+/// time.
+impl prometheus_client::collector::Collector for ApiCounters {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        let mut family =
+            |name: &str, help: &str, get: fn(&ListenerCounters) -> u64| -> std::fmt::Result {
+                super::metrics::counter_family(
+                    &mut enc,
+                    name,
+                    help,
+                    "listener",
+                    Listener::ALL.map(|l| (l.name(), get(self.of(l)))),
+                )
             };
         family(
-            out,
-            "ferry_api_connections_evicted_total",
+            "ferry_api_connections_evicted",
             "API connections closed to make room for new ones (the oldest idle first).",
             |c| c.evicted.load(Ordering::Relaxed),
-        );
+        )?;
         family(
-            out,
-            "ferry_api_connections_refused_total",
+            "ferry_api_connections_refused",
             "New API connections closed at once: the budget was full of requests in flight.",
             |c| c.refused.load(Ordering::Relaxed),
-        );
+        )?;
         family(
-            out,
-            "ferry_api_body_timeouts_total",
+            "ferry_api_body_timeouts",
             "API requests answered 408: the body did not arrive within its deadline.",
             |c| c.body_timeouts.load(Ordering::Relaxed),
-        );
+        )?;
         family(
-            out,
-            "ferry_api_streams_refused_total",
+            "ferry_api_streams_refused",
             "API event streams answered 503: half of the connection budget was already streaming.",
             |c| c.streams_refused.load(Ordering::Relaxed),
-        );
+        )
     }
 }
 
@@ -706,10 +717,12 @@ mod tests {
         let c = ApiCounters::default();
         c.tcp.evicted.fetch_add(3, Ordering::Relaxed);
         c.unix.refused.fetch_add(1, Ordering::Relaxed);
-        let mut text = String::new();
-        c.render(&mut text);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(c));
+        let (_, text) = super::super::metrics::encode(&registry, None).unwrap();
         for line in [
             "# TYPE ferry_api_connections_evicted_total counter",
+            "ferry_api_connections_evicted_total{listener=\"metrics\"} 0",
             "ferry_api_connections_evicted_total{listener=\"tcp\"} 3",
             "ferry_api_connections_evicted_total{listener=\"unix\"} 0",
             "ferry_api_connections_refused_total{listener=\"unix\"} 1",

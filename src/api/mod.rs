@@ -2,7 +2,7 @@
 //!
 //! [`types`] are the bodies, [`server`] serves them from a [`server::Control`] implementation,
 //! [`listen`] accepts connections within limits ([`body_deadline`] times request bodies),
-//! [`unix_socket`] binds the socket safely, [`error`] maps errors to HTTP statuses in one place.
+//! [`unix_socket`] binds the socket safely, [`metrics`] encodes `/metrics`, [`error`] maps errors to HTTP statuses in one place.
 //! [`Speaker`] is the typed client everything else uses to talk to a speaker (over
 //! [`client`]'s transport), [`blocking::Speaker`] the same without async. Never holds state of
 //! its own.
@@ -12,6 +12,7 @@ pub mod body_deadline;
 pub mod client;
 pub mod error;
 pub mod listen;
+pub mod metrics;
 pub mod neighbor_types;
 pub mod server;
 pub mod speaker;

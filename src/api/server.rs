@@ -6,10 +6,13 @@
 //! Routes: `GET /v1/peers`, `GET /v1/routes`, `GET /v1/routes/received[?peer=ADDR]`,
 //! `POST /v1/announce`, `POST /v1/withdraw`, `GET /v1/events` (newline-delimited JSON),
 //! `POST /v1/peers/{addr}/reset` (`{"hard": true}` for Cease/Hard Reset), `GET /v1/leases`,
-//! `POST /v1/lease/renew`, `GET /metrics` (Prometheus text format), `POST /v1/reload` (re-read
-//! the config file), `POST /v1/peers/{addr}/disable` (`{"message": "..."}`, RFC 9003) and
-//! `POST /v1/peers/{addr}/enable`.
+//! `POST /v1/lease/renew`, `GET /metrics` (OpenMetrics or Prometheus text, see
+//! [`super::metrics`]), `POST /v1/reload` (re-read the config file),
+//! `POST /v1/peers/{addr}/disable` (`{"message": "..."}`, RFC 9003) and
+//! `POST /v1/peers/{addr}/enable`. [`serve_metrics`] serves only `GET /metrics`, without a
+//! token, for `speaker.metrics_listen`.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -50,7 +53,6 @@ pub trait Control: Send + Sync + 'static {
     /// Withdraw every announced route in one change (the routes held when it is applied).
     fn withdraw_all(&self) -> Result<ChangeResponse, ApiError>;
     fn subscribe(&self) -> broadcast::Receiver<Event>;
-    fn metrics(&self) -> String;
     /// Graceful shutdown (RFC 8326): `on` re-announces these prefixes (those announced) with
     /// GRACEFUL_SHUTDOWN added, without persisting it; `off` ends that. Returns how many of
     /// the prefixes are announced.
@@ -98,8 +100,11 @@ type Shared = Arc<dyn Control>;
 /// Largest request body: a bulk announce of 100,000 routes fits.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// The API's routes; `/metrics` adds the listeners' `counters` to the speaker's own.
-pub fn router(control: Shared, counters: Arc<ApiCounters>) -> Router {
+/// What `/metrics` encodes on every scrape (the speaker builds it once, with its collectors).
+pub type Metrics = Arc<prometheus_client::registry::Registry>;
+
+/// The API's routes; `/metrics` encodes `metrics`.
+pub fn router(control: Shared, metrics: Metrics) -> Router {
     Router::new()
         .route("/v1/peers", get(peers))
         .route("/v1/routes", get(routes))
@@ -113,10 +118,10 @@ pub fn router(control: Shared, counters: Arc<ApiCounters>) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/leases", get(leases))
         .route("/v1/lease/renew", post(renew_leases))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(get_metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::Extension(counters))
+        .layer(axum::Extension(metrics))
         .with_state(control)
 }
 
@@ -368,13 +373,43 @@ async fn events(State(c): State<Shared>) -> Response {
     resp
 }
 
-async fn metrics(
-    State(c): State<Shared>,
-    axum::Extension(counters): axum::Extension<Arc<ApiCounters>>,
+async fn get_metrics(
+    axum::Extension(registry): axum::Extension<Metrics>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let mut text = c.metrics();
-    counters.render(&mut text);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    match super::metrics::encode(&registry, accept) {
+        Ok((content_type, text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
+        Err(fmt::Error) => {
+            ApiError::Internal("metrics could not be encoded".into()).into_response()
+        }
+    }
+}
+
+/// Serve only `GET /metrics` on TCP until `shutdown` resolves, without a token: the metrics
+/// are read-only, so a scraper needs no credential that could announce. Anything else is 404.
+/// Connection budget and timeouts: [`Limits::metrics`].
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    counters: Arc<ApiCounters>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(get_metrics))
+        .fallback(|| async {
+            ApiError::NotFound("only GET /metrics is served on this address".into())
+        })
+        .layer(axum::Extension(metrics));
+    listen::serve(
+        listener,
+        Listener::Metrics,
+        app,
+        Limits::metrics(),
+        counters,
+        shutdown,
+    )
+    .await
 }
 
 pub use super::unix_socket::{bind_unix, BindError};
@@ -384,10 +419,11 @@ pub use super::unix_socket::{bind_unix, BindError};
 pub async fn serve_unix(
     listener: tokio::net::UnixListener,
     control: Shared,
+    metrics: Metrics,
     counters: Arc<ApiCounters>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(control, counters.clone());
+    let app = router(control, metrics);
     listen::serve(
         listener,
         Listener::Unix,
@@ -405,12 +441,13 @@ pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     token: String,
     control: Shared,
+    metrics: Metrics,
     counters: Arc<ApiCounters>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = Arc::new(token);
-    let app = router(control, counters.clone()).layer(middleware::from_fn(
-        move |req: Request, next: Next| {
+    let app =
+        router(control, metrics).layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
             async move {
                 let given = req
@@ -425,8 +462,7 @@ pub async fn serve_tcp(
                     _ => ApiError::Unauthorized.into_response(),
                 }
             }
-        },
-    ));
+        }));
     listen::serve(
         listener,
         Listener::Tcp,

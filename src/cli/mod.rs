@@ -5,6 +5,7 @@
 
 mod decode;
 mod failover;
+mod generate;
 mod lab;
 mod monitor;
 mod neighbor;
@@ -67,6 +68,10 @@ pub enum Command {
     Failover(failover::FailoverArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one per subcommand with --dir DIR.
+    Man(generate::ManArgs),
 }
 
 /// How to reach a speaker's API.
@@ -134,5 +139,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(args) => failover::plan(args),
         Command::Failover(args) => failover::failover(args),
         Command::Failback(args) => failover::failback(args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::api::server::{bind_unix, serve_tcp, serve_unix};
+use crate::api::server::{bind_unix, serve_metrics, serve_tcp, serve_unix};
 use crate::config::{Config, FamilyName};
 use crate::filelock::{FileLock, LockError};
 use crate::session::SessionConfig;
@@ -217,14 +217,19 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
     };
     let api_path = config.speaker.api.clone();
     let control: Arc<dyn crate::api::Control> = shared.clone();
-    // One set for both listeners: /metrics on either shows both.
+    // One set for every listener: /metrics on any shows them all.
     let api_counters = Arc::new(crate::api::listen::ApiCounters::default());
+    let metrics = Arc::new(state::metrics::registry(
+        shared.clone(),
+        api_counters.clone(),
+    ));
     // `_api_socket` holds `<api>.lock` until the speaker ends; its drop removes our socket.
     let (listener, _api_socket) = bind_unix(&api_path)
         .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
     let unix = tokio::spawn(serve_unix(
         listener,
         control.clone(),
+        metrics.clone(),
         api_counters.clone(),
         stopped(stop_rx.clone()),
     ));
@@ -238,6 +243,19 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
             listener,
             token,
             control.clone(),
+            metrics.clone(),
+            api_counters.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+    if let Some(addr) = config.speaker.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("speaker.metrics_listen {addr}: cannot bind"))?;
+        tracing::info!(%addr, "metrics listening on TCP (GET /metrics only, no token)");
+        tokio::spawn(serve_metrics(
+            listener,
+            metrics.clone(),
             api_counters.clone(),
             stopped(stop_rx.clone()),
         ));

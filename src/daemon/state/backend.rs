@@ -227,10 +227,6 @@ impl Control for Shared {
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
-
-    fn metrics(&self) -> String {
-        self.metrics_text()
-    }
 }
 
 /// `ferry status`'s view of a BFD session.

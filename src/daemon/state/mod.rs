@@ -12,13 +12,13 @@
 //! One concern per file: [`publish`] changes the desired routes and hands them to the
 //! drivers, [`leases`] withdraws routes whose lease ran out, [`backend`] answers the API
 //! ([`crate::api::Control`]), [`neighbors`] its reload and disable/enable, and [`metrics`]
-//! writes the Prometheus text.
+//! collects the metrics at each scrape.
 //!
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
 mod leases;
-mod metrics;
+pub mod metrics;
 mod neighbors;
 mod publish;
 

@@ -160,7 +160,7 @@ fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Rou
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Mutex, RwLock};
+    use std::sync::{Arc, Mutex, RwLock};
 
     use tokio::sync::{broadcast, watch};
 
@@ -204,9 +204,9 @@ mod tests {
     /// A speaker with `a` announced and written, whose next write fails: the first change
     /// writes a snapshot, later ones append to the journal, and a directory where the journal
     /// goes makes that fail (as root too). Returns the journal's path, to unblock it.
-    fn one_route_then_writes_fail() -> (tempfile::TempDir, Shared, Route, std::path::PathBuf) {
+    fn one_route_then_writes_fail() -> (tempfile::TempDir, Arc<Shared>, Route, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let s = shared(dir.path());
+        let s = Arc::new(shared(dir.path()));
         let a = route("198.51.100.0/24");
         s.announce(vec![a.clone()]).unwrap();
         assert_eq!(published(&s), vec![a.prefix]);
@@ -236,7 +236,7 @@ mod tests {
         }
         assert_eq!(generations, vec![2, 1, 2, 1]);
         // Both failures are counted where an operator looks.
-        let m = s.metrics();
+        let m = super::super::metrics::text(&s);
         assert!(
             m.contains("ferry_state_write_failures_total{file=\"routes\"} 2"),
             "{m}"
