@@ -12,11 +12,25 @@ cargo build --bin ferry
 mkdir -p target/test-bin
 cp target/debug/ferry target/test-bin/ferry
 export FERRY_BIN="$PWD/target/test-bin/ferry"
-# The example plans as a user checks them (tests/examples.rs also loads every example through
-# the library's parsers).
+# The examples as a user checks them (tests/examples.rs also loads every example through the
+# library's parsers). A speaker config with a secret must be 0600, which git does not keep, and
+# its /etc, /run and /var paths are the deployment's: each is checked as a private copy whose
+# paths point into a scratch directory.
 for plan in examples/plan/*.toml; do
     "$FERRY_BIN" plan check --offline "$plan" >/dev/null
 done
+example_dir=$(mktemp -d)
+trap 'rm -rf "$example_dir"' EXIT
+mkdir -p "$example_dir/etc/ferry" "$example_dir/run/ferry" "$example_dir/var/lib/ferry"
+install -m 0600 /dev/null "$example_dir/etc/ferry/api-token"
+echo "example-token-for-the-check" >"$example_dir/etc/ferry/api-token"
+for config in examples/speaker/*.toml; do
+    sed -e "s#\"/etc/#\"$example_dir/etc/#" -e "s#\"/run/#\"$example_dir/run/#" \
+        -e "s#\"/var/#\"$example_dir/var/#" "$config" >"$example_dir/speaker.toml"
+    chmod 0600 "$example_dir/speaker.toml"
+    "$FERRY_BIN" speaker --config "$example_dir/speaker.toml" --check >/dev/null
+done
+rm -rf "$example_dir"
 # The ingest regression guard (proto-tests/tests/ingest_guard.rs) compares Ferry with BIRD and
 # needs an optimised build: a debug build is an order of magnitude slower.
 cargo build --release --bin ferry
