@@ -8,11 +8,16 @@
 //! Exactly one speaker runs on a `state_dir`: it holds `state_dir/lock` (an flock the kernel
 //! releases when the process dies) from before it reads the directory until it exits; a second
 //! one exits 1 naming the holder, having read and written nothing there.
+//! Under systemd (`NOTIFY_SOCKET` set) it tells the service manager `READY=1` once the API
+//! listens and the routes are loaded, the Established sessions as `STATUS=` when their count
+//! changes, `WATCHDOG=1` when the unit has a watchdog, and `STOPPING=1` when a stop begins
+//! ([`notify`]).
 //! Never does: decide routes on its own; they come from the store, changed through the API.
 
 mod addresses;
 mod collision;
 mod conn;
+pub mod notify;
 mod peer;
 mod priority;
 mod security;
@@ -77,6 +82,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let stop_signals = StopSignals::install();
     // First: the API's connection budgets are shares of this limit, read when they start.
     raise_fd_limit();
+    // Read once, before anything can fail: a NOTIFY_SOCKET that cannot be used is logged and
+    // the speaker runs without the service manager's view of it.
+    let notifier = notify::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "systemd notification off");
+        notify::Notifier::off()
+    });
     // Held until `serve` returns (or the process dies): a second speaker on this directory
     // would compact away and rewrite the journal this one appends to.
     let _state_lock = lock_state_dir(&config)?;
@@ -262,7 +273,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
 
+    // The API listens and the routes are loaded: ready (systemd `Type=notify`).
+    let notifier = Arc::new(notifier);
+    notifier.ready(&notify::sessions_status(
+        shared.established(),
+        shared.peers.len(),
+    ));
+    tokio::spawn(report_sessions(shared.clone(), notifier.clone()));
+    if let Some(every) = notify::watchdog_from_env() {
+        tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog on");
+        tokio::spawn(watchdog(notifier.clone(), every));
+    }
+
     stop_signals.wait().await;
+    notifier.stopping("stopping: closing sessions");
     if let Some(secs) = config.speaker.shutdown_graceful_secs {
         let n = shared.drain_all();
         if n > 0 {
@@ -299,6 +323,40 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
     Ok(())
+}
+
+/// Tell the service manager how many sessions are Established whenever that count changes.
+async fn report_sessions(shared: Arc<Shared>, notifier: Arc<notify::Notifier>) {
+    if !notifier.is_on() {
+        return;
+    }
+    let mut events = shared.events.subscribe();
+    let mut last = shared.established();
+    loop {
+        match events.recv().await {
+            Ok(crate::api::Event::PeerState { .. })
+            | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        let up = shared.established();
+        if up != last {
+            last = up;
+            notifier.status(&notify::sessions_status(up, shared.peers.len()));
+        }
+    }
+}
+
+/// `WATCHDOG=1` every `every` (half the manager's timeout), from the runtime the API and the
+/// lease task run on: a runtime that stops running tasks stops the pings, and the manager
+/// restarts the speaker.
+async fn watchdog(notifier: Arc<notify::Notifier>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        notifier.watchdog();
+    }
 }
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit, as most daemons do: the soft default

@@ -114,6 +114,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// How many sessions are Established now.
+    pub fn established(&self) -> usize {
+        self.peers
+            .iter()
+            .filter(|p| lock(&p.status).state == crate::session::State::Established)
+            .count()
+    }
+
     pub fn emit(&self, event: Event) {
         // No subscriber is fine.
         let _ = self.events.send(event);
