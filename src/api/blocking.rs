@@ -15,7 +15,8 @@ use ipnet::IpNet;
 use super::client::Endpoint;
 use super::speaker::{self, SpeakerError};
 use super::types::{
-    ChangeResponse, Event, LeaseReport, PeerStatus, ReceivedRoute, ResetResponse, WithdrawRequest,
+    AnnouncedRoute, ChangeResponse, Event, LeaseReport, PeerStatus, ReceivedRoute, ResetResponse,
+    WithdrawRequest,
 };
 use crate::speaker::Route;
 
@@ -67,6 +68,10 @@ impl Speaker {
 
     pub fn announced(&self) -> Result<Vec<Route>, SpeakerError> {
         self.rt.block_on(self.inner.announced())
+    }
+
+    pub fn announced_changes(&self) -> Result<Vec<AnnouncedRoute>, SpeakerError> {
+        self.rt.block_on(self.inner.announced_changes())
     }
 
     pub fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, SpeakerError> {

@@ -28,8 +28,8 @@ use serde::Serialize;
 
 use super::client::{Endpoint, Transport, TransportError};
 use super::types::{
-    AnnounceRequest, ChangeResponse, ErrorBody, Event, LeaseRenewRequest, LeaseReport, PeerStatus,
-    ReceivedRoute, ResetRequest, ResetResponse, WithdrawRequest,
+    AnnounceRequest, AnnouncedRoute, ChangeResponse, ErrorBody, Event, LeaseRenewRequest,
+    LeaseReport, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse, WithdrawRequest,
 };
 use crate::speaker::Route;
 
@@ -150,6 +150,16 @@ impl Speaker {
 
     /// The routes the speaker announces (`GET /v1/routes`).
     pub async fn announced(&self) -> Result<Vec<Route>, SpeakerError> {
+        Ok(self
+            .announced_changes()
+            .await?
+            .into_iter()
+            .map(|a| a.route)
+            .collect())
+    }
+
+    /// [`Speaker::announced`] with when and by whom each route was last changed.
+    pub async fn announced_changes(&self) -> Result<Vec<AnnouncedRoute>, SpeakerError> {
         self.get("/v1/routes").await
     }
 

@@ -168,6 +168,42 @@ fn prefix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> 
 /// Longest graceful-shutdown wait a withdraw may ask for.
 pub const MAX_GRACEFUL_SECS: u32 = 3600;
 
+/// A desired route as `GET /v1/routes` lists it: the route's JSON object, with `changed`
+/// (when and by whom it was last changed: `{"at", "at_ms", "by"}`) added when the speaker
+/// recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnouncedRoute {
+    pub route: Route,
+    pub changed: Option<crate::speaker::stamp::Stamp>,
+}
+
+impl Serialize for AnnouncedRoute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        self.route
+            .write_fields(&mut m, crate::speaker::route::Form::Full)?;
+        if let Some(c) = &self.changed {
+            m.serialize_entry("changed", c)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AnnouncedRoute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::deserialize(d)?;
+        let changed = map
+            .remove("changed")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("changed: {e}")))?;
+        let route = Route::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(Self { route, changed })
+    }
+}
+
 /// The outcome of an announce or withdraw: persisted before this is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeResponse {

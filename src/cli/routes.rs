@@ -411,9 +411,9 @@ pub fn list(args: RoutesArgs) -> i32 {
             Err(e) => report("routes", &e),
         };
     }
-    match client.announced() {
+    match client.announced_changes() {
         Ok(routes) if args.json => print_json(&routes),
-        Ok(routes) => {
+        Ok(changes) => {
             // Best effort: a speaker without leases answers with none.
             let leases = client.leases().unwrap_or_default();
             let lease_cell = |r: &Route| match r.lease_secs {
@@ -426,9 +426,10 @@ pub fn list(args: RoutesArgs) -> i32 {
                         format!("{secs}s ({:.1}s left)", l.expires_in_ms as f64 / 1000.0)
                     }),
             };
-            let rows = routes
+            let rows = changes
                 .iter()
-                .map(|r| {
+                .map(|a| {
+                    let r = &a.route;
                     let [med, communities, large] = attr_cells(&r.attrs);
                     vec![
                         r.prefix.to_string(),
@@ -438,6 +439,9 @@ pub fn list(args: RoutesArgs) -> i32 {
                         communities,
                         large,
                         lease_cell(r),
+                        a.changed
+                            .as_ref()
+                            .map_or("-".into(), |c| format!("{} by {}", c.at_text(), c.by)),
                     ]
                 })
                 .collect::<Vec<_>>();
@@ -451,7 +455,8 @@ pub fn list(args: RoutesArgs) -> i32 {
                         "PREPEND",
                         "COMMUNITIES",
                         "LARGE",
-                        "LEASE"
+                        "LEASE",
+                        "CHANGED"
                     ],
                     &rows
                 )

@@ -31,7 +31,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::api::server::{bind_unix, serve_tcp, serve_unix};
+use crate::api::server::{serve_tcp, serve_unix};
+use crate::api::unix_socket::bind_unix_for;
 use crate::config::{Config, FamilyName};
 use crate::filelock::{FileLock, LockError};
 use crate::session::{Session, SessionConfig};
@@ -250,7 +251,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One set for both listeners: /metrics on either shows both.
     let api_counters = Arc::new(crate::api::listen::ApiCounters::default());
     // `_api_socket` holds `<api>.lock` until the speaker ends; its drop removes our socket.
-    let (listener, _api_socket) = bind_unix(&api_path)
+    let group = api_group(&config)?;
+    let (listener, _api_socket) = bind_unix_for(&api_path, group)
         .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
     let unix = tokio::spawn(serve_unix(
         listener,
@@ -439,6 +441,23 @@ fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
         tracing::warn!(error = %e, "cannot name this speaker in the state_dir lock; a second speaker is still refused, without the name");
     }
     Ok(lock)
+}
+
+/// The group `speaker.api_group` names, if set; a name the system does not know is an error.
+fn api_group(config: &Config) -> anyhow::Result<Option<nix::unistd::Gid>> {
+    let Some(name) = &config.speaker.api_group else {
+        return Ok(None);
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => {
+            tracing::info!(group = %name, gid = g.gid.as_raw(), "API socket: mode 0660 for this group");
+            Ok(Some(g.gid))
+        }
+        Ok(None) => anyhow::bail!(
+            "speaker.api_group {name:?}: no such group (create it with `groupadd {name}`, or remove the key)"
+        ),
+        Err(e) => anyhow::bail!("speaker.api_group {name:?}: cannot look it up: {e}"),
+    }
 }
 
 /// The TCP API's bearer token from `file`, which only its owner may read (anyone who can

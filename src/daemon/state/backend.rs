@@ -11,10 +11,11 @@ use std::time::Instant;
 use ipnet::IpNet;
 use tokio::sync::broadcast;
 
-use super::{lock, Shared};
+use super::{lock, Shared, AUDIT_PREFIXES};
+use crate::api::caller::shortlist;
 use crate::api::{
-    ApiError, ChangeResponse, Control, Event, GracefulRestartStatus, LeaseReport, PeerStatus,
-    ReceivedRoute, ResetResponse,
+    AnnouncedRoute, ApiError, Caller, ChangeResponse, Control, Event, GracefulRestartStatus,
+    LeaseReport, PeerStatus, ReceivedRoute, ResetResponse,
 };
 use crate::config::NeighborConfig;
 use crate::speaker::lease::now_ms;
@@ -24,7 +25,12 @@ use crate::speaker::Route;
 impl Shared {
     /// Drain every announced route (SIGTERM with `shutdown_graceful_secs`); returns how many.
     pub fn drain_all(&self) -> usize {
-        self.drain(self.announced_prefixes(), true).unwrap_or(0)
+        self.drain(
+            self.announced_prefixes(),
+            true,
+            &Caller::Speaker("shutting down (shutdown_graceful_secs)"),
+        )
+        .unwrap_or(0)
     }
 
     /// The prefixes of the desired routes, in order.
@@ -83,6 +89,18 @@ impl Control for Shared {
         lock(&self.store).routes().values().cloned().collect()
     }
 
+    fn announced_changes(&self) -> Vec<AnnouncedRoute> {
+        let store = lock(&self.store);
+        store
+            .routes()
+            .values()
+            .map(|r| AnnouncedRoute {
+                route: r.clone(),
+                changed: store.stamp(&r.prefix).cloned(),
+            })
+            .collect()
+    }
+
     fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError> {
         if let Some(addr) = peer {
             if !self.peers.iter().any(|p| p.config.address == addr) {
@@ -109,11 +127,11 @@ impl Control for Shared {
         Ok(out)
     }
 
-    fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError> {
+    fn announce(&self, routes: Vec<Route>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
         // Under the leases lock, so the lease task never sees a new leased route without
         // its deadline. An announce (even an unchanged one) starts or renews the lease.
         let mut leases = lock(&self.leases);
-        let resp = self.change(Change::Announce(routes.clone()))?;
+        let resp = self.change(Change::Announce(routes.clone()), caller)?;
         leases.renew(routes.iter(), now_ms()).map_err(|e| {
             tracing::error!(error = %e, "routes announced, but their leases could not be written");
             ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
@@ -127,22 +145,22 @@ impl Control for Shared {
         Ok(resp)
     }
 
-    fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
-        self.withdraw_holding(&mut lock(&self.leases), prefixes)
+    fn withdraw(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
+        self.withdraw_holding(&mut lock(&self.leases), prefixes, caller)
     }
 
-    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
+    fn withdraw_all(&self, caller: &Caller) -> Result<ChangeResponse, ApiError> {
         // Listed under the leases lock, which every change of the desired routes holds: the
         // list is the table as the change finds it.
         let mut leases = lock(&self.leases);
-        self.withdraw_holding(&mut leases, self.announced_prefixes())
+        self.withdraw_holding(&mut leases, self.announced_prefixes(), caller)
     }
 
     fn leases(&self) -> LeaseReport {
         self.lease_report(&lock(&self.leases))
     }
 
-    fn renew_leases(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, ApiError> {
+    fn renew_leases(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<LeaseReport, ApiError> {
         let mut leases = lock(&self.leases);
         let routes: Vec<Route> = {
             let store = lock(&self.store);
@@ -174,10 +192,12 @@ impl Control for Shared {
         leases
             .renew(routes.iter(), now_ms())
             .map_err(|e| ApiError::Internal(format!("cannot persist leases: {e}")))?;
+        let renewed: Vec<IpNet> = routes.iter().map(|r| r.prefix).collect();
+        tracing::info!(target: "ferry::audit", %caller, action = "lease renew", renewed = renewed.len(), prefixes = %shortlist(renewed.iter(), AUDIT_PREFIXES), "audit: lease renew by {caller}");
         Ok(self.lease_report(&leases))
     }
 
-    fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
+    fn drain(&self, prefixes: Vec<IpNet>, on: bool, caller: &Caller) -> Result<usize, ApiError> {
         let store = lock(&self.store);
         let present = prefixes.iter().filter(|p| store.get(p).is_some()).count();
         {
@@ -196,11 +216,18 @@ impl Control for Shared {
                 "graceful shutdown: announcing with GRACEFUL_SHUTDOWN"
             );
         }
+        let action = if on { "drain" } else { "drain end" };
+        tracing::info!(target: "ferry::audit", %caller, action, routes = present, prefixes = %shortlist(prefixes.iter(), AUDIT_PREFIXES), "audit: {action} by {caller}");
         self.publish(&store, prefixes);
         Ok(present)
     }
 
-    fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
+    fn reset_peer(
+        &self,
+        peer: IpAddr,
+        hard: bool,
+        caller: &Caller,
+    ) -> Result<ResetResponse, ApiError> {
         let p = self
             .peers
             .iter()
@@ -212,6 +239,8 @@ impl Control for Shared {
         p.input
             .try_send(crate::daemon::peer::PeerInput::Reset { hard })
             .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
+        let action = if hard { "hard reset" } else { "reset" };
+        tracing::info!(target: "ferry::audit", %caller, action, %peer, "audit: {action} of {peer} by {caller}");
         Ok(ResetResponse { peer, hard, state })
     }
 

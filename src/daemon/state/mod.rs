@@ -13,6 +13,11 @@
 //! drivers, [`leases`] withdraws routes whose lease ran out, [`backend`] answers the API
 //! ([`crate::api::Control`]) and [`metrics`] writes the Prometheus text.
 //!
+//! Audit: every change an API caller (or the speaker itself) makes is logged at info with the
+//! target `ferry::audit`, the caller ([`crate::api::Caller`]), the action and what it changed;
+//! changes of the desired routes also record the caller and the time in the route journal.
+//! A reload (when the speaker gains one) logs the same way: `action = "reload"`.
+//!
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
@@ -33,6 +38,9 @@ use crate::config::NeighborConfig;
 use crate::speaker::lease::Leases;
 use crate::speaker::store::RouteStore;
 use crate::speaker::{AdjRibIn, DesiredLog, UpdateGroups};
+
+/// How many prefixes an audit line names before it says how many more.
+pub const AUDIT_PREFIXES: usize = 8;
 
 /// The version of the [`DesiredLog`] the drivers are told about.
 pub type Desired = u64;
