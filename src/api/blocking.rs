@@ -82,6 +82,10 @@ impl Speaker {
         self.rt.block_on(self.inner.announce(routes))
     }
 
+    pub fn announce_dry_run(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
+        self.rt.block_on(self.inner.announce_dry_run(routes))
+    }
+
     pub fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, SpeakerError> {
         self.rt.block_on(self.inner.withdraw(prefixes))
     }

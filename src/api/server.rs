@@ -46,6 +46,17 @@ pub trait Control: Send + Sync + 'static {
     fn withdraw(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<ChangeResponse, ApiError>;
     /// Withdraw every announced route in one change (the routes held when it is applied).
     fn withdraw_all(&self, caller: &Caller) -> Result<ChangeResponse, ApiError>;
+    /// What `announce` (with `routes`) or `withdraw` (of `prefixes`; `all`: every route) would
+    /// change, checked the same way; changes nothing.
+    fn dry_run(
+        &self,
+        routes: Option<Vec<Route>>,
+        prefixes: Vec<IpNet>,
+        all: bool,
+    ) -> Result<ChangeResponse, ApiError> {
+        let _ = (routes, prefixes, all);
+        Err(ApiError::NotFound("dry runs not supported".into()))
+    }
     /// The desired routes with when and by whom each was last changed.
     fn announced_changes(&self) -> Vec<AnnouncedRoute> {
         self.announced()
@@ -171,6 +182,9 @@ async fn announce(
             message: "request body field `routes`: empty list".into(),
         });
     }
+    if req.dry_run {
+        return blocking(move || c.dry_run(Some(req.routes), Vec::new(), false)).await;
+    }
     blocking(move || c.announce(req.routes, &caller)).await
 }
 
@@ -193,6 +207,10 @@ async fn withdraw(
             })
         }
         _ => {}
+    }
+    if req.dry_run {
+        // What the withdrawal would take; a graceful one would drain the same routes first.
+        return blocking(move || c.dry_run(None, req.prefixes, req.all)).await;
     }
     let Some(secs) = req.graceful_secs else {
         if req.all {

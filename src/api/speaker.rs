@@ -174,7 +174,30 @@ impl Speaker {
     /// Announce `routes` (or re-announce them with new attributes), atomically; answers once
     /// the change is on disk.
     pub async fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
-        self.post("/v1/announce", &AnnounceRequest { routes }).await
+        self.post(
+            "/v1/announce",
+            &AnnounceRequest {
+                routes,
+                dry_run: false,
+            },
+        )
+        .await
+    }
+
+    /// What announcing `routes` would change (`dry_run`), changing nothing: checked as an
+    /// announce is (bad routes, `allowed_prefixes`).
+    pub async fn announce_dry_run(
+        &self,
+        routes: Vec<Route>,
+    ) -> Result<ChangeResponse, SpeakerError> {
+        self.post(
+            "/v1/announce",
+            &AnnounceRequest {
+                routes,
+                dry_run: true,
+            },
+        )
+        .await
     }
 
     /// Withdraw `prefixes`, atomically; unknown prefixes are no-ops.
@@ -183,6 +206,7 @@ impl Speaker {
             prefixes,
             all: false,
             graceful_secs: None,
+            dry_run: false,
         })
         .await
     }
@@ -193,6 +217,7 @@ impl Speaker {
             prefixes: Vec::new(),
             all: true,
             graceful_secs: None,
+            dry_run: false,
         })
         .await
     }

@@ -113,6 +113,9 @@ pub struct ResetResponse {
 #[serde(deny_unknown_fields)]
 pub struct AnnounceRequest {
     pub routes: Vec<Route>,
+    /// Check the routes and answer what would change, changing nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Withdraw prefixes, atomically. Unknown prefixes are no-ops. Either `prefixes` (not empty)
@@ -135,6 +138,9 @@ pub struct WithdrawRequest {
     /// announced, as they were before the request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_secs: Option<u32>,
+    /// Answer what would change, changing nothing (and waiting for nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A list of prefixes in a request body: the plain forms by the fast parser
@@ -211,6 +217,18 @@ pub struct ChangeResponse {
     pub changed: usize,
     /// Generation of the desired-routes file after the change.
     pub generation: u64,
+    /// Present on a dry run: what the change would do. Nothing was changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+}
+
+/// What a change would do (`"dry_run": true`): the routes it would announce (new or with
+/// other attributes) and the prefixes it would withdraw, in prefix order; `generation` in
+/// the [`ChangeResponse`] is the one it would get.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DryRun {
+    pub announce: Vec<IpNet>,
+    pub withdraw: Vec<IpNet>,
 }
 
 /// A route received from a peer (Adj-RIB-In). JSON: `peer`, `prefix`, `next_hop`, `as_path`

@@ -2,13 +2,16 @@
 
 use clap::Args;
 
-use super::{report, table, ApiArgs, EXIT_OK};
+use super::{report, table, ApiArgs, EXIT_NOT_ESTABLISHED, EXIT_OK};
 use crate::api::PeerStatus;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
+    /// Exit 0 even when a session is not Established (the default then is 3).
+    #[arg(long)]
+    pub exit_zero: bool,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -96,13 +99,29 @@ pub fn run(args: StatusArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // The listing is printed either way; the code says whether every session is up.
+    let health = |peers: &[PeerStatus]| {
+        let down = peers
+            .iter()
+            .filter(|p| p.state != crate::api::SessionState::Established)
+            .count();
+        if down > 0 && !args.exit_zero {
+            eprintln!(
+                "ferry status: {down} of {} session(s) not Established (exit {EXIT_NOT_ESTABLISHED})",
+                peers.len()
+            );
+            EXIT_NOT_ESTABLISHED
+        } else {
+            EXIT_OK
+        }
+    };
     match client.peers() {
         Ok(peers) if args.json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&peers).unwrap_or_default()
             );
-            EXIT_OK
+            health(&peers)
         }
         Ok(peers) => {
             let rows = peers
@@ -150,7 +169,7 @@ pub fn run(args: StatusArgs) -> i32 {
                     println!("{}", super::routes::lease_summary(&leases));
                 }
             }
-            EXIT_OK
+            health(&peers)
         }
         Err(e) => report("status", &e),
     }

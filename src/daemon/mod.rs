@@ -171,6 +171,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         compact_wake: tokio::sync::Notify::new(),
         lease_expiries: Default::default(),
         last_expiry: Mutex::new(None),
+        allowed_prefixes: std::sync::RwLock::new(config.speaker.allowed_prefixes.clone()),
     });
     // Leases that ran out while the speaker was down go before any session starts.
     shared.expire_leases(true);

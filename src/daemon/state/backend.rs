@@ -33,6 +33,34 @@ impl Shared {
         .unwrap_or(0)
     }
 
+    /// `speaker.allowed_prefixes`: every route must lie within one of them. The error names
+    /// the first route outside, its place in the request and the list.
+    fn check_allowed(&self, routes: &[Route]) -> Result<(), ApiError> {
+        let allowed = crate::daemon::state::read(&self.allowed_prefixes);
+        let Some(list) = allowed.as_ref() else {
+            return Ok(());
+        };
+        let Some((i, r)) = routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !list.iter().any(|a| a.contains(&r.prefix)))
+        else {
+            return Ok(());
+        };
+        let list_text = list
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ApiError::Invalid {
+            field: format!("routes[{i}].prefix"),
+            message: format!(
+                "prefix {} is outside speaker.allowed_prefixes [{list_text}]; nothing was announced",
+                r.prefix
+            ),
+        })
+    }
+
     /// The prefixes of the desired routes, in order.
     fn announced_prefixes(&self) -> Vec<IpNet> {
         lock(&self.store).routes().keys().copied().collect()
@@ -127,7 +155,24 @@ impl Control for Shared {
         Ok(out)
     }
 
+    fn dry_run(
+        &self,
+        routes: Option<Vec<Route>>,
+        prefixes: Vec<IpNet>,
+        all: bool,
+    ) -> Result<ChangeResponse, ApiError> {
+        match routes {
+            Some(routes) => {
+                self.check_allowed(&routes)?;
+                self.preview(Change::Announce(routes))
+            }
+            None if all => self.preview(Change::Withdraw(self.announced_prefixes())),
+            None => self.preview(Change::Withdraw(prefixes)),
+        }
+    }
+
     fn announce(&self, routes: Vec<Route>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
+        self.check_allowed(&routes)?;
         // Under the leases lock, so the lease task never sees a new leased route without
         // its deadline. An announce (even an unchanged one) starts or renews the lease.
         let mut leases = lock(&self.leases);

@@ -119,6 +119,9 @@ pub struct Shared {
     pub compact_wake: tokio::sync::Notify,
     pub lease_expiries: AtomicU64,
     pub last_expiry: Mutex<Option<(Vec<IpNet>, Instant)>>,
+    /// `speaker.allowed_prefixes`: announcements outside these are refused (`None`: any).
+    /// Behind a lock so a reload can change it.
+    pub allowed_prefixes: RwLock<Option<Vec<IpNet>>>,
 }
 
 impl Shared {

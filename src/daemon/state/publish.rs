@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use super::{lock, write, Shared};
 use crate::api::Caller;
-use crate::api::{ApiError, ChangeResponse, Event};
+use crate::api::{ApiError, ChangeResponse, DryRun, Event};
 use crate::speaker::stamp::Stamp;
 use crate::speaker::store::{Applied, Change, RouteStore};
 use crate::speaker::{Retired, Route};
@@ -93,6 +93,26 @@ impl Shared {
         self.change_in_order(change, Order::PublishFirst, caller)
     }
 
+    /// What `change` would do, checked as [`Shared::change`] checks it, changing nothing.
+    pub(super) fn preview(&self, change: Change) -> Result<ChangeResponse, ApiError> {
+        let store = lock(&self.store);
+        let applied = store.prepare(change).map_err(|e| {
+            if e.is_bad_input() {
+                ApiError::BadRequest(e.to_string())
+            } else {
+                ApiError::Internal(e.to_string())
+            }
+        })?;
+        Ok(ChangeResponse {
+            changed: applied.announced.len() + applied.withdrawn.len(),
+            generation: applied.generation,
+            dry_run: Some(DryRun {
+                announce: applied.announced.iter().map(|r| r.prefix).collect(),
+                withdraw: applied.withdrawn,
+            }),
+        })
+    }
+
     pub(super) fn change_in_order(
         &self,
         change: Change,
@@ -118,6 +138,7 @@ impl Shared {
             return Ok(ChangeResponse {
                 changed,
                 generation,
+                dry_run: None,
             });
         }
         let stamp = Stamp::now(caller.to_string());
@@ -164,6 +185,7 @@ impl Shared {
         Ok(ChangeResponse {
             changed,
             generation,
+            dry_run: None,
         })
     }
 }
@@ -227,6 +249,7 @@ mod tests {
             compact_wake: tokio::sync::Notify::new(),
             lease_expiries: Default::default(),
             last_expiry: Mutex::new(None),
+            allowed_prefixes: RwLock::new(None),
         }
     }
 
