@@ -93,12 +93,12 @@ fn every_change_is_logged_and_recorded_with_its_caller() {
     speaker.cli_ok(&["lease", "renew", "198.51.100.0/24"]);
     log_line(&speaker, &["audit: lease renew by", &me]);
     speaker.cli_ok(&["reset", &peer.ip.to_string()]);
-    log_line(&speaker, &["audit: reset of 127.0.0.113 by", &me]);
+    log_line(&speaker, &["audit: reset by", &me, "peer 127.0.0.113"]);
     speaker.cli_ok(&["withdraw", "--graceful", "1", "203.0.113.0/24"]);
     log_line(&speaker, &["audit: drain by", &me]);
     log_line(
         &speaker,
-        &["audit: withdraw by", &me, "withdrawn=203.0.113.0/24"],
+        &["audit: withdraw by", &me, "withdrawn [203.0.113.0/24]"],
     );
     log_line(&speaker, &["audit: drain end by", &me]);
 

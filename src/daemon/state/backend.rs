@@ -11,7 +11,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use tokio::sync::broadcast;
 
-use super::{lock, Shared, AUDIT_PREFIXES};
+use super::{audit, lock, Shared, AUDIT_PREFIXES};
 use crate::api::caller::shortlist;
 use crate::api::{
     AnnouncedRoute, ApiError, Caller, ChangeResponse, Control, Event, GracefulRestartStatus,
@@ -238,7 +238,15 @@ impl Control for Shared {
             .renew(routes.iter(), now_ms())
             .map_err(|e| ApiError::Internal(format!("cannot persist leases: {e}")))?;
         let renewed: Vec<IpNet> = routes.iter().map(|r| r.prefix).collect();
-        tracing::info!(target: "ferry::audit", %caller, action = "lease renew", renewed = renewed.len(), prefixes = %shortlist(renewed.iter(), AUDIT_PREFIXES), "audit: lease renew by {caller}");
+        audit(
+            caller,
+            "lease renew",
+            format_args!(
+                "{} renewed [{}]",
+                renewed.len(),
+                shortlist(renewed.iter(), AUDIT_PREFIXES)
+            ),
+        );
         Ok(self.lease_report(&leases))
     }
 
@@ -262,7 +270,14 @@ impl Control for Shared {
             );
         }
         let action = if on { "drain" } else { "drain end" };
-        tracing::info!(target: "ferry::audit", %caller, action, routes = present, prefixes = %shortlist(prefixes.iter(), AUDIT_PREFIXES), "audit: {action} by {caller}");
+        audit(
+            caller,
+            action,
+            format_args!(
+                "{present} announced of [{}]",
+                shortlist(prefixes.iter(), AUDIT_PREFIXES)
+            ),
+        );
         self.publish(&store, prefixes);
         Ok(present)
     }
@@ -285,7 +300,11 @@ impl Control for Shared {
             .try_send(crate::daemon::peer::PeerInput::Reset { hard })
             .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
         let action = if hard { "hard reset" } else { "reset" };
-        tracing::info!(target: "ferry::audit", %caller, action, %peer, "audit: {action} of {peer} by {caller}");
+        audit(
+            caller,
+            action,
+            format_args!("peer {peer} (session was {state})"),
+        );
         Ok(ResetResponse { peer, hard, state })
     }
 

@@ -42,6 +42,14 @@ use crate::speaker::{AdjRibIn, DesiredLog, UpdateGroups};
 /// How many prefixes an audit line names before it says how many more.
 pub const AUDIT_PREFIXES: usize = 8;
 
+/// The one audit line: `audit: ACTION by CALLER: WHAT` at info, target `ferry::audit`, with
+/// the caller and the action as fields too. Every change the API or the speaker makes goes
+/// through here; a reload logs `audit(caller, "reload", ...)` (the caller of a SIGHUP is
+/// `Caller::Speaker("SIGHUP")`).
+pub fn audit(caller: &crate::api::Caller, action: &str, what: std::fmt::Arguments<'_>) {
+    tracing::info!(target: "ferry::audit", %caller, action, "audit: {action} by {caller}: {what}");
+}
+
 /// The version of the [`DesiredLog`] the drivers are told about.
 pub type Desired = u64;
 

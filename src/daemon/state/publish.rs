@@ -15,7 +15,7 @@ use super::{lock, write, Shared};
 use crate::api::Caller;
 use crate::api::{ApiError, ChangeResponse, DryRun, Event};
 use crate::speaker::stamp::Stamp;
-use crate::speaker::store::{Applied, Change, RouteStore};
+use crate::speaker::store::{Applied, Change, RouteStore, StoreError};
 use crate::speaker::{Retired, Route};
 
 /// The changed prefixes of an audit line, at most [`AUDIT_PREFIXES`] of each kind named.
@@ -24,7 +24,7 @@ struct AuditLine {
     withdrawn: String,
 }
 
-use super::AUDIT_PREFIXES;
+use super::{audit, AUDIT_PREFIXES};
 
 impl AuditLine {
     fn of(applied: &Applied) -> Self {
@@ -96,13 +96,7 @@ impl Shared {
     /// What `change` would do, checked as [`Shared::change`] checks it, changing nothing.
     pub(super) fn preview(&self, change: Change) -> Result<ChangeResponse, ApiError> {
         let store = lock(&self.store);
-        let applied = store.prepare(change).map_err(|e| {
-            if e.is_bad_input() {
-                ApiError::BadRequest(e.to_string())
-            } else {
-                ApiError::Internal(e.to_string())
-            }
-        })?;
+        let applied = store.prepare(change).map_err(refused)?;
         Ok(ChangeResponse {
             changed: applied.announced.len() + applied.withdrawn.len(),
             generation: applied.generation,
@@ -124,17 +118,15 @@ impl Shared {
             Change::Withdraw(_) => "withdraw",
         };
         let mut store = lock(&self.store);
-        let applied = store.prepare(change).map_err(|e| {
-            if e.is_bad_input() {
-                ApiError::BadRequest(e.to_string())
-            } else {
-                ApiError::Internal(e.to_string())
-            }
-        })?;
+        let applied = store.prepare(change).map_err(refused)?;
         let changed = applied.announced.len() + applied.withdrawn.len();
         let generation = applied.generation;
         if changed == 0 {
-            tracing::info!(target: "ferry::audit", %caller, action, changed, generation, "audit: {action} by {caller}: nothing changed");
+            audit(
+                caller,
+                action,
+                format_args!("nothing changed (generation {generation})"),
+            );
             return Ok(ChangeResponse {
                 changed,
                 generation,
@@ -142,7 +134,7 @@ impl Shared {
             });
         }
         let stamp = Stamp::now(caller.to_string());
-        let audit = AuditLine::of(&applied);
+        let what = AuditLine::of(&applied);
         if order == Order::WriteFirst {
             let prefixes: Vec<IpNet> = applied.prefixes().collect();
             store
@@ -176,7 +168,14 @@ impl Shared {
                 return Err(not_written(&failed.error));
             }
         }
-        tracing::info!(target: "ferry::audit", %caller, action, changed, generation, announced = %audit.announced, withdrawn = %audit.withdrawn, "audit: {action} by {caller}");
+        audit(
+            caller,
+            action,
+            format_args!(
+                "{changed} changed (generation {generation}); announced [{}]; withdrawn [{}]",
+                what.announced, what.withdrawn
+            ),
+        );
         // Not now: a snapshot of a large table takes CPU the drivers need while they send
         // this change (see `compact_journal`).
         if store.compaction_due() {
@@ -187,6 +186,15 @@ impl Shared {
             generation,
             dry_run: None,
         })
+    }
+}
+
+/// A change the store refused: bad input (400) or its own failure (500).
+fn refused(e: StoreError) -> ApiError {
+    if e.is_bad_input() {
+        ApiError::BadRequest(e.to_string())
+    } else {
+        ApiError::Internal(e.to_string())
     }
 }
 
