@@ -754,14 +754,20 @@ impl RouteStore {
             })?;
         }
         text.extend_from_slice(b"\n]");
-        let mut groups: HashMap<&Stamp, Vec<StoredPrefix>> = HashMap::new();
+        // Grouped by the stamp's place in memory (one per change, shared by its routes), so a
+        // large table costs a pointer hash per route, not a string hash.
+        let mut groups: HashMap<*const Stamp, (&Stamp, Vec<StoredPrefix>)> = HashMap::new();
         for r in routes {
             if let Some(s) = stamp_of(&r.prefix) {
-                groups.entry(s).or_default().push(StoredPrefix(r.prefix));
+                groups
+                    .entry(std::ptr::from_ref(s))
+                    .or_insert_with(|| (s, Vec::new()))
+                    .1
+                    .push(StoredPrefix(r.prefix));
             }
         }
         if !groups.is_empty() {
-            let mut groups: Vec<_> = groups.into_iter().collect();
+            let mut groups: Vec<_> = groups.into_values().collect();
             groups.sort_unstable_by(|a, b| (a.0.at_ms, &a.0.by).cmp(&(b.0.at_ms, &b.0.by)));
             text.extend_from_slice(b", \"changes\": [");
             for (i, (stamp, prefixes)) in groups.iter().enumerate() {
