@@ -277,12 +277,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     // The API listens and the routes are loaded: ready (systemd `Type=notify`).
+    // Subscribed before the count is read: a session that comes up in between is an event
+    // the reporter sees.
     let notifier = Arc::new(notifier);
-    notifier.ready(&notify::sessions_status(
-        shared.established(),
-        shared.peers.len(),
+    let session_events = shared.events.subscribe();
+    let up = shared.established();
+    notifier.ready(&notify::sessions_status(up, shared.peers.len()));
+    tokio::spawn(report_sessions(
+        shared.clone(),
+        notifier.clone(),
+        session_events,
+        up,
     ));
-    tokio::spawn(report_sessions(shared.clone(), notifier.clone()));
     if let Some(every) = notify::watchdog_from_env() {
         tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog on");
         tokio::spawn(watchdog(notifier.clone(), every));
@@ -328,13 +334,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tell the service manager how many sessions are Established whenever that count changes.
-async fn report_sessions(shared: Arc<Shared>, notifier: Arc<notify::Notifier>) {
+/// Tell the service manager how many sessions are Established whenever that count changes
+/// (`last`: the count it was told).
+async fn report_sessions(
+    shared: Arc<Shared>,
+    notifier: Arc<notify::Notifier>,
+    mut events: broadcast::Receiver<crate::api::Event>,
+    mut last: usize,
+) {
     if !notifier.is_on() {
         return;
     }
-    let mut events = shared.events.subscribe();
-    let mut last = shared.established();
     loop {
         match events.recv().await {
             Ok(crate::api::Event::PeerState { .. })
