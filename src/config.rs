@@ -68,6 +68,14 @@ pub struct SpeakerConfig {
     /// long before closing the sessions, so peers move traffic to other paths first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_graceful_secs: Option<Seconds>,
+    /// A group whose members may use the control socket: the socket is then mode 0660 and
+    /// owned by this group (without it: 0600, the speaker's user only). Resolved at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_group: Option<String>,
+    /// When set, announcements of prefixes outside these (each announced prefix must lie
+    /// within one of them) are refused with an error naming the prefix and this list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_prefixes: Option<Vec<ipnet::IpNet>>,
     /// What the speaker logs, as a tracing filter (`info`, `debug`, `info,ferry::daemon=debug`).
     /// Unset: the `FERRY_LOG` environment variable, else `info`. A reload applies a change.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -434,6 +442,8 @@ impl SpeakerConfig {
             state_dir,
             shutdown_graceful_secs: None,
             log_level: None,
+            api_group: None,
+            allowed_prefixes: None,
         }
     }
 }
@@ -587,6 +597,25 @@ fn render_toml_error(text: &str, e: &toml::de::Error) -> String {
     )
 }
 
+/// A group name as useradd(8) accepts it: letters, digits, `_`, `-`, `.`, not starting with `-`,
+/// at most 32 characters (a trailing `$` is allowed, for Samba machine accounts).
+fn check_group_name(name: &str) -> Result<(), String> {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    let ok = !body.is_empty()
+        && name.len() <= 32
+        && !body.starts_with('-')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "speaker.api_group {name:?} is not a group name (letters, digits, `_`, `-`, `.`; at most 32)"
+        ))
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -624,6 +653,19 @@ impl Config {
 
     /// Rules that span several keys.
     fn check(&self) -> Result<(), String> {
+        if let Some(g) = &self.speaker.api_group {
+            check_group_name(g)?;
+        }
+        if let Some(list) = &self.speaker.allowed_prefixes {
+            for p in list {
+                if p.trunc() != *p {
+                    return Err(format!(
+                        "speaker.allowed_prefixes: {p} has host bits set; did you mean {}?",
+                        p.trunc()
+                    ));
+                }
+            }
+        }
         if self.speaker.api_tcp.is_some() && self.speaker.api_token_file.is_none() {
             return Err("speaker.api_tcp is set but speaker.api_token_file is not: the TCP API requires a bearer token".into());
         }
@@ -692,6 +734,8 @@ metrics_listen = "127.0.0.1:9179"
 state_dir = "/var/lib/ferry"
 shutdown_graceful_secs = 10
 log_level = "info,ferry::daemon=debug"
+api_group = "ferry"
+allowed_prefixes = ["198.51.100.0/24", "2001:db8::/32"]
 
 [[neighbor]]
 address = "2001:db8::2"
@@ -1033,5 +1077,29 @@ remote_as = 4200000001
             Config::parse(&own).unwrap().speaker.metrics_listen,
             Some("127.0.0.1:9179".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn api_group_and_allowed_prefixes_are_checked() {
+        let with =
+            |keys: &str| Config::parse(&GOOD.replace("state_dir", &format!("{keys}\nstate_dir")));
+        let c =
+            with("api_group = \"ferry-ops\"\nallowed_prefixes = [\"198.51.100.0/24\"]").unwrap();
+        assert_eq!(c.speaker.api_group.as_deref(), Some("ferry-ops"));
+        assert_eq!(
+            c.speaker.allowed_prefixes,
+            Some(vec!["198.51.100.0/24".parse().unwrap()])
+        );
+        let e = with("api_group = \"no group\"").unwrap_err();
+        assert!(e.contains("speaker.api_group \"no group\""), "{e}");
+        let e = with("api_group = \"-x\"").unwrap_err();
+        assert!(e.contains("not a group name"), "{e}");
+        let e = with("allowed_prefixes = [\"198.51.100.1/24\"]").unwrap_err();
+        assert!(
+            e.contains("198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24"),
+            "{e}"
+        );
+        let e = with("allowed_prefixes = [\"nope\"]").unwrap_err();
+        assert!(e.contains("allowed_prefixes"), "{e}");
     }
 }

@@ -131,6 +131,7 @@ fn refusals_name_the_field_and_status() {
             prefixes: vec!["198.51.100.0/24".parse().unwrap()],
             all: false,
             graceful_secs: Some(0),
+            dry_run: false,
         })
         .unwrap_err();
     assert!(

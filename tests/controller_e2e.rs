@@ -294,6 +294,17 @@ fn planned_failover_and_failback_move_the_subnet() {
     assert_eq!(row("dc1")[1], "primary");
     assert_eq!(row("dc1")[3..], ["1/1", "Established", "1/1"]);
     assert_eq!(row("dc2")[3..], ["1/1", "Established", "0/1"]);
+    let out = ferry_cli(
+        &["plan", "check", "--json", s.plan().to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (v["speakers"].as_str(), v["subnets"].as_u64()),
+        (Some("ready"), Some(1)),
+        "{v}"
+    );
 
     let out = s.ferry(&["failover"]);
     assert_eq!(out.code, 0, "{out:?}");

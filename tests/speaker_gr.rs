@@ -178,8 +178,10 @@ fn helper_keeps_stale_routes_until_end_of_rib_of_the_new_session() {
     let st = &speaker.status()[0];
     assert_eq!(st["graceful_restart"]["state"], "helping", "{st}");
     assert_eq!(st["graceful_restart"]["stale_routes"], 2, "{st}");
-    let text = speaker.cli_ok(&["status"]).stdout;
-    assert!(text.contains("helping (2 stale, "), "{text}");
+    // The session is down while helping: the listing, and exit 3.
+    let out = speaker.cli(&["status"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stdout.contains("helping (2 stale, "), "{out:?}");
     let (_, metrics) = http(Target::Unix(&speaker.api()), "GET", "/metrics", &[], "");
     assert!(
         metrics.contains("ferry_peer_stale_routes{peer=\"127.0.0.62\"} 2"),

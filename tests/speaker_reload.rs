@@ -105,6 +105,8 @@ fn sighup_with_a_good_config_adds_a_neighbor_and_leaves_the_others_alone() {
     assert_eq!(st["prefixes_sent"], 1, "{st}");
     let log = wait_log(&speaker, "reload: applied");
     assert!(log.contains("reload: neighbor added"), "{log}");
+    // The audit trail names who asked: the signal.
+    wait_log(&speaker, "audit: reload by speaker: SIGHUP");
 }
 
 #[test]
@@ -271,6 +273,12 @@ fn neighbor_disable_sends_cease_with_the_message_and_survives_a_restart() {
         "maintenance ticket 42",
     ]);
     assert!(out.stdout.contains("disabled"), "{out:?}");
+    // The audit line names the calling user (SO_PEERCRED) and the message.
+    let line = wait_log(
+        &speaker,
+        &format!("audit: disable by uid {}", nix::unistd::getuid()),
+    );
+    assert!(line.contains("maintenance ticket 42"), "{line}");
     let (n, _) = peer.expect_notification();
     assert_eq!(
         (n.code, n.subcode),
@@ -290,6 +298,7 @@ fn neighbor_disable_sends_cease_with_the_message_and_survives_a_restart() {
         metrics.contains(&format!("ferry_peer_admin_down{{peer=\"{a}\"}} 1")),
         "{metrics}"
     );
+    // Disabled on purpose: `status` does not count it as down (exit 0, not 3).
     let text = speaker.cli_ok(&["status"]).stdout;
     assert!(
         text.contains("Idle (disabled)") && text.contains("maintenance ticket 42"),
@@ -312,6 +321,10 @@ fn neighbor_disable_sends_cease_with_the_message_and_survives_a_restart() {
 
     let out = speaker.cli_ok(&["neighbor", "enable", &addr]);
     assert!(out.stdout.contains("enabled"), "{out:?}");
+    wait_log(
+        &speaker,
+        &format!("audit: enable by uid {}", nix::unistd::getuid()),
+    );
     peer.accept();
     peer.handshake();
     speaker.wait_state(IpAddr::V4(a), "Established");
@@ -380,4 +393,36 @@ fn the_api_refuses_a_shutdown_message_over_255_octets() {
     assert!(e.to_string().contains("256 octets"), "{e}");
     peer.expect_quiet(Duration::from_millis(300));
     assert_eq!(peer_status(&speaker, a)["state"], "Established");
+}
+
+/// `allowed_prefixes` is one of the keys a reload applies at once: after `ferry reload` with a
+/// list, an announcement outside it is refused naming the prefix, one inside goes out; the
+/// reload is in the audit trail with its caller.
+#[test]
+fn a_reload_sets_allowed_prefixes() {
+    let a = Ipv4Addr::new(127, 0, 48, 12);
+    let (speaker, mut peer) = established_pair(a);
+    speaker.cli_ok(&["announce", "203.0.113.0/24"]);
+    let _ = peer.next_update();
+
+    let mut c = speaker.spec.config(speaker.dir.path());
+    c.speaker.allowed_prefixes = Some(vec!["198.51.100.0/24".parse().unwrap()]);
+    testkit::speaker::write_config(&speaker.config_path(), &c).unwrap_or_else(|e| panic!("{e}"));
+    speaker.cli_ok(&["reload"]);
+    wait_log(&speaker, "audit: reload by uid");
+
+    let out = speaker.cli(&["announce", "203.0.113.128/25"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("203.0.113.128/25") && out.stderr.contains("198.51.100.0/24"),
+        "the error names the prefix and the list: {out:?}"
+    );
+    speaker.cli_ok(&["announce", "198.51.100.0/24"]);
+    let r = peer.next_update();
+    let u = r.update().unwrap();
+    assert!(
+        u.nlri.iter().any(|p| p.to_string() == "198.51.100.0/24"),
+        "{:?}",
+        u.nlri
+    );
 }

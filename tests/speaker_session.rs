@@ -227,7 +227,7 @@ fn withdraw_all_takes_back_every_route_in_one_change() {
     sent.sort();
     assert_eq!(sent, [net("198.51.100.0/24"), net("203.0.113.0/24")]);
 
-    let out = speaker.cli_ok(&["withdraw", "--all"]);
+    let out = speaker.cli_ok(&["withdraw", "--all", "--yes"]);
     assert!(out.stdout.contains("2 prefix(es) changed"), "{out:?}");
     let mut gone = peer.next_update().update().unwrap().withdrawn.clone();
     gone.sort();
@@ -236,7 +236,7 @@ fn withdraw_all_takes_back_every_route_in_one_change() {
     let routes = speaker.cli_ok(&["routes", "--json"]);
     assert_eq!(routes.stdout.trim(), "[]", "{routes:?}");
 
-    let out = speaker.cli_ok(&["withdraw", "--all"]);
+    let out = speaker.cli_ok(&["withdraw", "--all", "--yes"]);
     assert!(out.stdout.contains("0 prefix(es) changed"), "{out:?}");
     peer.expect_quiet(Duration::from_millis(300));
 

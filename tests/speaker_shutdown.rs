@@ -112,7 +112,7 @@ fn withdraw_all_graceful_drains_every_route_then_withdraws_them() {
     speaker.cli_ok(&["announce", "198.51.100.0/24", "203.0.113.0/24"]);
     assert_eq!(peer.next_update().update().unwrap().nlri.len(), 2);
 
-    let out = speaker.cli_ok(&["withdraw", "--all", "--graceful", "1"]);
+    let out = speaker.cli_ok(&["withdraw", "--all", "--yes", "--graceful", "1"]);
     assert!(out.stdout.contains("2 prefix(es) changed"), "{out:?}");
     let drained = peer.next_update();
     let u = drained.update().unwrap();

@@ -282,7 +282,8 @@ impl<'l> Ferry<'l> {
 
     /// `ferry status --json`: one object per neighbor.
     pub fn status(&self) -> Vec<Value> {
-        self.cli_json(&["status"])
+        // The listing, whether or not every session is up (that is exit 3 otherwise).
+        self.cli_json(&["status", "--exit-zero"])
             .ok()
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()

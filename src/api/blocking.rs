@@ -15,7 +15,8 @@ use ipnet::IpNet;
 use super::client::Endpoint;
 use super::speaker::{self, SpeakerError};
 use super::types::{
-    ChangeResponse, Event, LeaseReport, PeerStatus, ReceivedRoute, ResetResponse, WithdrawRequest,
+    AnnouncedRoute, ChangeResponse, Event, LeaseReport, PeerStatus, ReceivedRoute, ResetResponse,
+    WithdrawRequest,
 };
 use crate::speaker::Route;
 
@@ -70,12 +71,20 @@ impl Speaker {
         self.rt.block_on(self.inner.announced())
     }
 
+    pub fn announced_changes(&self) -> Result<Vec<AnnouncedRoute>, SpeakerError> {
+        self.rt.block_on(self.inner.announced_changes())
+    }
+
     pub fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, SpeakerError> {
         self.rt.block_on(self.inner.received(peer))
     }
 
     pub fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
         self.rt.block_on(self.inner.announce(routes))
+    }
+
+    pub fn announce_dry_run(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
+        self.rt.block_on(self.inner.announce_dry_run(routes))
     }
 
     pub fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, SpeakerError> {

@@ -62,6 +62,7 @@ use tokio::task::JoinSet;
 use tower_service::Service;
 
 use super::body_deadline::TimedBody;
+use super::caller::Caller;
 use super::error::ApiError;
 
 /// Longest wait for a complete request head (and so also the keep-alive idle time): generous
@@ -240,7 +241,8 @@ impl prometheus_client::collector::Collector for ApiCounters {
 /// A listener the loop accepts from.
 pub trait Accept: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+    /// The connection and who is on its other end (for the audit log).
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Caller)>> + Send;
     /// Answer a connection refused over budget with `response` as far as it can be done without
     /// waiting, then close it.
     fn refuse(io: Self::Io, response: &[u8]);
@@ -266,11 +268,11 @@ fn refuse_now(
 
 impl Accept for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
-    async fn accept(&self) -> io::Result<Self::Io> {
-        let (s, _) = tokio::net::TcpListener::accept(self).await?;
+    async fn accept(&self) -> io::Result<(Self::Io, Caller)> {
+        let (s, remote) = tokio::net::TcpListener::accept(self).await?;
         // Responses are small and written whole: do not hold the last segment back.
         let _ = s.set_nodelay(true);
-        Ok(s)
+        Ok((s, Caller::Tcp { remote }))
     }
     fn refuse(io: Self::Io, response: &[u8]) {
         refuse_now(|b| io.try_read(b), |b| io.try_write(b), response);
@@ -279,8 +281,10 @@ impl Accept for tokio::net::TcpListener {
 
 impl Accept for tokio::net::UnixListener {
     type Io = tokio::net::UnixStream;
-    async fn accept(&self) -> io::Result<Self::Io> {
-        Ok(tokio::net::UnixListener::accept(self).await?.0)
+    async fn accept(&self) -> io::Result<(Self::Io, Caller)> {
+        let (s, _) = tokio::net::UnixListener::accept(self).await?;
+        let caller = Caller::of_unix(&s);
+        Ok((s, caller))
     }
     fn refuse(io: Self::Io, response: &[u8]) {
         refuse_now(|b| io.try_read(b), |b| io.try_write(b), response);
@@ -331,13 +335,13 @@ pub async fn serve<L: Accept>(
             // Reap finished connection tasks so the set does not grow.
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok(io) => match registry.admit() {
+                Ok((io, caller)) => match registry.admit() {
                     Admission::Admitted { slot, evicted } => {
                         if evicted {
                             counters.of(which).evicted.fetch_add(1, Ordering::Relaxed);
                             over_budget.note(|n| tracing::warn!(listener = name, evicted = n, max_connections = limits.max_connections, "API connection budget full: closed the oldest idle connections to admit new ones"));
                         }
-                        conns.spawn(serve_connection(io, slot, app.clone(), limits, Arc::clone(&counters), which, stop_rx.clone()));
+                        conns.spawn(serve_connection(io, caller, slot, app.clone(), limits, Arc::clone(&counters), which, stop_rx.clone()));
                         // Let the new connection read once before the next accept: what its
                         // client sent with the connection is then in flight (kept), and an
                         // empty socket makes it idle (evictable). Without this, a burst of
@@ -394,8 +398,10 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 /// One connection: hyper's HTTP/1.1 server with a timer, stopped early when the slot is
 /// evicted, drained when the server shuts down.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection<I>(
     io: I,
+    caller: Caller,
     slot: Slot,
     app: Router,
     limits: Limits,
@@ -413,7 +419,10 @@ async fn serve_connection<I>(
         let mut app = app.clone();
         let counters = counters.clone();
         let late = Arc::new(AtomicBool::new(false));
-        let req = req.map(|b| Body::new(TimedBody::new(b, limits.body_read_timeout, late.clone())));
+        let mut req =
+            req.map(|b| Body::new(TimedBody::new(b, limits.body_read_timeout, late.clone())));
+        // Every handler can name who asked (the audit log, the route journal).
+        req.extensions_mut().insert(caller.clone());
         async move {
             let resp = app.call(req).await?;
             if late.load(Ordering::SeqCst) {

@@ -9,6 +9,7 @@
 
 pub mod blocking;
 pub mod body_deadline;
+pub mod caller;
 pub mod client;
 pub mod error;
 pub mod listen;
@@ -19,6 +20,7 @@ pub mod speaker;
 pub mod types;
 pub mod unix_socket;
 
+pub use caller::Caller;
 pub use client::Endpoint;
 pub use error::ApiError;
 pub use neighbor_types::{

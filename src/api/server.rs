@@ -22,7 +22,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -30,14 +30,15 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
+use super::caller::Caller;
 use super::error::ApiError;
 use super::listen::{self, ApiCounters, Limits, Listener};
 use super::neighbor_types::{
     check_shutdown_message, AdminResponse, DisableRequest, ReloadResponse,
 };
 use super::types::{
-    AnnounceRequest, ChangeResponse, Event, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse,
-    WithdrawRequest,
+    AnnounceRequest, AnnouncedRoute, ChangeResponse, Event, PeerStatus, ReceivedRoute,
+    ResetRequest, ResetResponse, WithdrawRequest,
 };
 use super::types::{LeaseRenewRequest, LeaseReport};
 use crate::speaker::Route;
@@ -47,17 +48,39 @@ pub trait Control: Send + Sync + 'static {
     fn peers(&self) -> Vec<PeerStatus>;
     fn announced(&self) -> Vec<Route>;
     fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError>;
-    /// Persist, then send; returns once the desired routes are on disk.
-    fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError>;
-    fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError>;
+    /// Persist, then send; returns once the desired routes are on disk. Every change names
+    /// its `caller` (the audit log and the route journal record it).
+    fn announce(&self, routes: Vec<Route>, caller: &Caller) -> Result<ChangeResponse, ApiError>;
+    fn withdraw(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<ChangeResponse, ApiError>;
     /// Withdraw every announced route in one change (the routes held when it is applied).
-    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError>;
+    fn withdraw_all(&self, caller: &Caller) -> Result<ChangeResponse, ApiError>;
+    /// What `announce` (with `routes`) or `withdraw` (of `prefixes`; `all`: every route) would
+    /// change, checked the same way; changes nothing.
+    fn dry_run(
+        &self,
+        routes: Option<Vec<Route>>,
+        prefixes: Vec<IpNet>,
+        all: bool,
+    ) -> Result<ChangeResponse, ApiError> {
+        let _ = (routes, prefixes, all);
+        Err(ApiError::NotFound("dry runs not supported".into()))
+    }
+    /// The desired routes with when and by whom each was last changed.
+    fn announced_changes(&self) -> Vec<AnnouncedRoute> {
+        self.announced()
+            .into_iter()
+            .map(|route| AnnouncedRoute {
+                route,
+                changed: None,
+            })
+            .collect()
+    }
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     /// Graceful shutdown (RFC 8326): `on` re-announces these prefixes (those announced) with
     /// GRACEFUL_SHUTDOWN added, without persisting it; `off` ends that. Returns how many of
     /// the prefixes are announced.
-    fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
-        let _ = (prefixes, on);
+    fn drain(&self, prefixes: Vec<IpNet>, on: bool, caller: &Caller) -> Result<usize, ApiError> {
+        let _ = (prefixes, on, caller);
         Err(ApiError::NotFound("graceful shutdown not supported".into()))
     }
     /// The leased routes and their deadlines.
@@ -65,20 +88,26 @@ pub trait Control: Send + Sync + 'static {
         LeaseReport::default()
     }
     /// Renew the leases of `prefixes` (empty: all); an unknown or unleased prefix is NotFound.
-    fn renew_leases(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, ApiError> {
-        let _ = prefixes;
+    fn renew_leases(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<LeaseReport, ApiError> {
+        let _ = (prefixes, caller);
         Err(ApiError::NotFound("leases not supported".into()))
     }
     /// End the session with `peer` (Cease/Administrative Reset, or Hard Reset).
-    fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
-        let _ = hard;
+    fn reset_peer(
+        &self,
+        peer: IpAddr,
+        hard: bool,
+        caller: &Caller,
+    ) -> Result<ResetResponse, ApiError> {
+        let _ = (hard, caller);
         Err(ApiError::NotFound(format!(
             "peer {peer}: reset not supported"
         )))
     }
     /// Re-read the config file and apply it (see `daemon::reload`); a config that cannot be
     /// applied is refused with the reason and changes nothing. Blocks until applied.
-    fn reload(&self) -> Result<ReloadResponse, ApiError> {
+    fn reload(&self, caller: &Caller) -> Result<ReloadResponse, ApiError> {
+        let _ = caller;
         Err(ApiError::NotFound("reload not supported".into()))
     }
     /// Take `peer` down (`Some(message)`: disable, with its shutdown communication if any) or
@@ -87,8 +116,9 @@ pub trait Control: Send + Sync + 'static {
         &self,
         peer: IpAddr,
         disable: Option<Option<String>>,
+        caller: &Caller,
     ) -> Result<AdminResponse, ApiError> {
-        let _ = disable;
+        let _ = (disable, caller);
         Err(ApiError::NotFound(format!(
             "peer {peer}: disable/enable not supported"
         )))
@@ -152,8 +182,8 @@ async fn peers(State(c): State<Shared>) -> Json<Vec<PeerStatus>> {
     Json(c.peers())
 }
 
-async fn routes(State(c): State<Shared>) -> Json<Vec<Route>> {
-    Json(c.announced())
+async fn routes(State(c): State<Shared>) -> Json<Vec<AnnouncedRoute>> {
+    Json(c.announced_changes())
 }
 
 #[derive(Deserialize)]
@@ -173,7 +203,11 @@ async fn received(
     Ok(Json(c.received(q.peer)?))
 }
 
-async fn announce(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeResponse>, ApiError> {
+async fn announce(
+    State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<ChangeResponse>, ApiError> {
     let req: AnnounceRequest = parse_body(&body)?;
     if req.routes.is_empty() {
         return Err(ApiError::Invalid {
@@ -181,10 +215,17 @@ async fn announce(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
             message: "request body field `routes`: empty list".into(),
         });
     }
-    blocking(move || c.announce(req.routes)).await
+    if req.dry_run {
+        return blocking(move || c.dry_run(Some(req.routes), Vec::new(), false)).await;
+    }
+    blocking(move || c.announce(req.routes, &caller)).await
 }
 
-async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeResponse>, ApiError> {
+async fn withdraw(
+    State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<ChangeResponse>, ApiError> {
     let mut req: WithdrawRequest = parse_body(&body)?;
     match (req.all, req.prefixes.is_empty()) {
         (true, false) => {
@@ -200,11 +241,15 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
         }
         _ => {}
     }
+    if req.dry_run {
+        // What the withdrawal would take; a graceful one would drain the same routes first.
+        return blocking(move || c.dry_run(None, req.prefixes, req.all)).await;
+    }
     let Some(secs) = req.graceful_secs else {
         if req.all {
-            return blocking(move || c.withdraw_all()).await;
+            return blocking(move || c.withdraw_all(&caller)).await;
         }
-        return blocking(move || c.withdraw(req.prefixes)).await;
+        return blocking(move || c.withdraw(req.prefixes, &caller)).await;
     };
     if !(1..=super::types::MAX_GRACEFUL_SECS).contains(&secs) {
         return Err(ApiError::Invalid {
@@ -227,7 +272,7 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
         if req.prefixes.is_empty() {
             // Nothing to drain or withdraw: changed 0 and the generation, without the wait
             // (and without taking back a route announced since).
-            return blocking(move || c.withdraw(Vec::new())).await;
+            return blocking(move || c.withdraw(Vec::new(), &caller)).await;
         }
     }
     // Its own task: a client that hangs up mid-wait must not leave the routes drained and
@@ -235,20 +280,20 @@ async fn withdraw(State(c): State<Shared>, body: Bytes) -> Result<Json<ChangeRes
     let task = tokio::spawn(async move {
         let prefixes = req.prefixes;
         let drained = {
-            let (c, p) = (c.clone(), prefixes.clone());
-            tokio::task::spawn_blocking(move || c.drain(p, true))
+            let (c, p, caller) = (c.clone(), prefixes.clone(), caller.clone());
+            tokio::task::spawn_blocking(move || c.drain(p, true, &caller))
                 .await
                 .map_err(|e| ApiError::Internal(format!("drain task failed: {e}")))??
         };
         if drained > 0 {
             tokio::time::sleep(std::time::Duration::from_secs(u64::from(secs))).await;
         }
-        let (c2, p) = (c.clone(), prefixes.clone());
-        let result = tokio::task::spawn_blocking(move || c2.withdraw(p))
+        let (c2, p, caller2) = (c.clone(), prefixes.clone(), caller.clone());
+        let result = tokio::task::spawn_blocking(move || c2.withdraw(p, &caller2))
             .await
             .map_err(|e| ApiError::Internal(format!("change task failed: {e}")))?;
         // Withdrawn or not, the drain ends here.
-        let _ = c.drain(prefixes, false);
+        let _ = c.drain(prefixes, false, &caller);
         result
     });
     task.await
@@ -270,13 +315,17 @@ async fn leases(State(c): State<Shared>) -> Json<LeaseReport> {
     Json(c.leases())
 }
 
-async fn renew_leases(State(c): State<Shared>, body: Bytes) -> Result<Json<LeaseReport>, ApiError> {
+async fn renew_leases(
+    State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<LeaseReport>, ApiError> {
     let req: LeaseRenewRequest = if body.is_empty() {
         LeaseRenewRequest::default()
     } else {
         parse_body(&body)?
     };
-    tokio::task::spawn_blocking(move || c.renew_leases(req.prefixes))
+    tokio::task::spawn_blocking(move || c.renew_leases(req.prefixes, &caller))
         .await
         .map_err(|e| ApiError::Internal(format!("renew task failed: {e}")))?
         .map(Json)
@@ -284,6 +333,7 @@ async fn renew_leases(State(c): State<Shared>, body: Bytes) -> Result<Json<Lease
 
 async fn reset_peer(
     State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
     axum::extract::Path(addr): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<ResetResponse>, ApiError> {
@@ -293,7 +343,7 @@ async fn reset_peer(
     } else {
         parse_body(&body)?
     };
-    Ok(Json(c.reset_peer(peer, req.hard)?))
+    Ok(Json(c.reset_peer(peer, req.hard, &caller)?))
 }
 
 /// The `{addr}` of a peer's path.
@@ -306,6 +356,7 @@ fn peer_param(addr: &str) -> Result<IpAddr, ApiError> {
 
 async fn disable_peer(
     State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
     axum::extract::Path(addr): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<AdminResponse>, ApiError> {
@@ -322,7 +373,7 @@ async fn disable_peer(
         })?;
     }
     // Persisting fsyncs: off the async workers.
-    tokio::task::spawn_blocking(move || c.set_admin(peer, Some(req.message)))
+    tokio::task::spawn_blocking(move || c.set_admin(peer, Some(req.message), &caller))
         .await
         .map_err(|e| ApiError::Internal(format!("disable task failed: {e}")))?
         .map(Json)
@@ -330,18 +381,22 @@ async fn disable_peer(
 
 async fn enable_peer(
     State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
     axum::extract::Path(addr): axum::extract::Path<String>,
 ) -> Result<Json<AdminResponse>, ApiError> {
     let peer = peer_param(&addr)?;
-    tokio::task::spawn_blocking(move || c.set_admin(peer, None))
+    tokio::task::spawn_blocking(move || c.set_admin(peer, None, &caller))
         .await
         .map_err(|e| ApiError::Internal(format!("enable task failed: {e}")))?
         .map(Json)
 }
 
-async fn reload(State(c): State<Shared>) -> Result<Json<ReloadResponse>, ApiError> {
+async fn reload(
+    State(c): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ReloadResponse>, ApiError> {
     // Waits for the speaker's main task, which applies reloads one at a time.
-    tokio::task::spawn_blocking(move || c.reload())
+    tokio::task::spawn_blocking(move || c.reload(&caller))
         .await
         .map_err(|e| ApiError::Internal(format!("reload task failed: {e}")))?
         .map(Json)

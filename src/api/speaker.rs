@@ -28,8 +28,8 @@ use serde::Serialize;
 
 use super::client::{Endpoint, Transport, TransportError};
 use super::types::{
-    AnnounceRequest, ChangeResponse, ErrorBody, Event, LeaseRenewRequest, LeaseReport, PeerStatus,
-    ReceivedRoute, ResetRequest, ResetResponse, WithdrawRequest,
+    AnnounceRequest, AnnouncedRoute, ChangeResponse, ErrorBody, Event, LeaseRenewRequest,
+    LeaseReport, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse, WithdrawRequest,
 };
 use crate::speaker::Route;
 
@@ -154,6 +154,16 @@ impl Speaker {
 
     /// The routes the speaker announces (`GET /v1/routes`).
     pub async fn announced(&self) -> Result<Vec<Route>, SpeakerError> {
+        Ok(self
+            .announced_changes()
+            .await?
+            .into_iter()
+            .map(|a| a.route)
+            .collect())
+    }
+
+    /// [`Speaker::announced`] with when and by whom each route was last changed.
+    pub async fn announced_changes(&self) -> Result<Vec<AnnouncedRoute>, SpeakerError> {
         self.get("/v1/routes").await
     }
 
@@ -168,7 +178,30 @@ impl Speaker {
     /// Announce `routes` (or re-announce them with new attributes), atomically; answers once
     /// the change is on disk.
     pub async fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
-        self.post("/v1/announce", &AnnounceRequest { routes }).await
+        self.post(
+            "/v1/announce",
+            &AnnounceRequest {
+                routes,
+                dry_run: false,
+            },
+        )
+        .await
+    }
+
+    /// What announcing `routes` would change (`dry_run`), changing nothing: checked as an
+    /// announce is (bad routes, `allowed_prefixes`).
+    pub async fn announce_dry_run(
+        &self,
+        routes: Vec<Route>,
+    ) -> Result<ChangeResponse, SpeakerError> {
+        self.post(
+            "/v1/announce",
+            &AnnounceRequest {
+                routes,
+                dry_run: true,
+            },
+        )
+        .await
     }
 
     /// Withdraw `prefixes`, atomically; unknown prefixes are no-ops.
@@ -177,6 +210,7 @@ impl Speaker {
             prefixes,
             all: false,
             graceful_secs: None,
+            dry_run: false,
         })
         .await
     }
@@ -187,6 +221,7 @@ impl Speaker {
             prefixes: Vec::new(),
             all: true,
             graceful_secs: None,
+            dry_run: false,
         })
         .await
     }

@@ -116,6 +116,9 @@ pub struct ResetResponse {
 #[serde(deny_unknown_fields)]
 pub struct AnnounceRequest {
     pub routes: Vec<Route>,
+    /// Check the routes and answer what would change, changing nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Withdraw prefixes, atomically. Unknown prefixes are no-ops. Either `prefixes` (not empty)
@@ -138,6 +141,9 @@ pub struct WithdrawRequest {
     /// announced, as they were before the request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_secs: Option<u32>,
+    /// Answer what would change, changing nothing (and waiting for nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A list of prefixes in a request body: the plain forms by the fast parser
@@ -171,6 +177,42 @@ fn prefix_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> 
 /// Longest graceful-shutdown wait a withdraw may ask for.
 pub const MAX_GRACEFUL_SECS: u32 = 3600;
 
+/// A desired route as `GET /v1/routes` lists it: the route's JSON object, with `changed`
+/// (when and by whom it was last changed: `{"at", "at_ms", "by"}`) added when the speaker
+/// recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnouncedRoute {
+    pub route: Route,
+    pub changed: Option<crate::speaker::stamp::Stamp>,
+}
+
+impl Serialize for AnnouncedRoute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        self.route
+            .write_fields(&mut m, crate::speaker::route::Form::Full)?;
+        if let Some(c) = &self.changed {
+            m.serialize_entry("changed", c)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AnnouncedRoute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::deserialize(d)?;
+        let changed = map
+            .remove("changed")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("changed: {e}")))?;
+        let route = Route::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(Self { route, changed })
+    }
+}
+
 /// The outcome of an announce or withdraw: persisted before this is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeResponse {
@@ -178,6 +220,18 @@ pub struct ChangeResponse {
     pub changed: usize,
     /// Generation of the desired-routes file after the change.
     pub generation: u64,
+    /// Present on a dry run: what the change would do. Nothing was changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+}
+
+/// What a change would do (`"dry_run": true`): the routes it would announce (new or with
+/// other attributes) and the prefixes it would withdraw, in prefix order; `generation` in
+/// the [`ChangeResponse`] is the one it would get.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DryRun {
+    pub announce: Vec<IpNet>,
+    pub withdraw: Vec<IpNet>,
 }
 
 /// A route received from a peer (Adj-RIB-In). JSON: `peer`, `prefix`, `next_hop`, `as_path`

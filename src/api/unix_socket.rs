@@ -21,6 +21,8 @@
 //!   path is the directory plus `/.f<n>/s` (6 to 8 octets), so it fits whenever the real path
 //!   does and the socket's file name has 7 octets or more; otherwise the error says that only
 //!   the staging path does not fit ([`BindError::StagingTooLong`]).
+//! - With a group ([`bind_unix_for`], the config's `api_group`) the socket is mode 0660 and
+//!   owned by that group instead, set the same way before it is placed.
 //! - Dropping the [`ApiSocket`] removes the socket only if the path still holds the very socket
 //!   this speaker bound (same device and inode), then releases the lock.
 //!
@@ -126,7 +128,16 @@ pub fn lock_path(path: &Path) -> PathBuf {
 /// Bind the Unix socket at `path` (mode 0600), replacing only a stale socket of a dead speaker;
 /// the [`ApiSocket`] must be kept for as long as the listener serves.
 pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, ApiSocket), BindError> {
-    let (listener, owned) = bind_std(path)?;
+    bind_unix_for(path, None)
+}
+
+/// [`bind_unix`]; with `group` the socket is mode 0660 and owned by that group (set in the
+/// private staging directory, so it is never reachable with other rights).
+pub fn bind_unix_for(
+    path: &Path,
+    group: Option<nix::unistd::Gid>,
+) -> Result<(tokio::net::UnixListener, ApiSocket), BindError> {
+    let (listener, owned) = bind_std(path, group)?;
     listener
         .set_nonblocking(true)
         .map_err(io_err(path, "cannot make the socket non-blocking"))?;
@@ -135,7 +146,10 @@ pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, ApiSocket), B
     Ok((listener, owned))
 }
 
-fn bind_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, ApiSocket), BindError> {
+fn bind_std(
+    path: &Path,
+    group: Option<nix::unistd::Gid>,
+) -> Result<(std::os::unix::net::UnixListener, ApiSocket), BindError> {
     use std::os::unix::fs::MetadataExt;
     let len = path.as_os_str().len();
     if len > MAX_PATH {
@@ -178,7 +192,16 @@ fn bind_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, ApiSocket)
     let staged = tmp.join("s");
     let listener = std::os::unix::net::UnixListener::bind(&staged)
         .map_err(io_err(&staged, "cannot bind the staging socket"))?;
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+    let mode = match group {
+        Some(gid) => {
+            nix::unistd::chown(&staged, None, Some(gid)).map_err(|e| {
+                io_err(&staged, "cannot give the socket to speaker.api_group")(e.into())
+            })?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
         .map_err(io_err(&staged, "cannot set the mode"))?;
     let meta = std::fs::symlink_metadata(&staged).map_err(io_err(&staged, "cannot inspect"))?;
     if stale {
@@ -499,7 +522,7 @@ mod tests {
                     let (p, start) = (p.clone(), start.clone());
                     std::thread::spawn(move || {
                         start.wait();
-                        bind_std(&p)
+                        bind_std(&p, None)
                     })
                 })
                 .collect::<Vec<_>>()

@@ -41,6 +41,10 @@ pub enum PlanCommand {
         /// reach no speaker.
         #[arg(long)]
         offline: bool,
+        /// One JSON object: the plan's figures and the speakers' readiness (`"speakers":
+        /// "ready"`, `"not checked"` with --offline, or the error).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -143,7 +147,11 @@ pub struct SelectArgs {
 }
 
 pub fn plan(args: PlanArgs) -> i32 {
-    let PlanCommand::Check { plan, offline } = args.command;
+    let PlanCommand::Check {
+        plan,
+        offline,
+        json,
+    } = args.command;
     let p = match Plan::load(&plan) {
         Ok(p) => p,
         Err(e) => {
@@ -152,6 +160,35 @@ pub fn plan(args: PlanArgs) -> i32 {
         }
     };
     let steps = step::build(&p, Mode::Planned);
+    if json {
+        let speakers = if offline {
+            Ok("not checked".to_owned())
+        } else {
+            check_speakers_printing(&p, Direction::Failover, Mode::Planned, false)
+                .map(|()| "ready".to_owned())
+        };
+        let mut v = serde_json::json!({
+            "plan": p.name,
+            "primary": p.primary().name,
+            "recovery": p.recovery().name,
+            "groups": p.groups.len(),
+            "subnets": p.all_prefixes().len(),
+            "steps": steps.len(),
+            "valid": true,
+        });
+        let code = match speakers {
+            Ok(s) => {
+                v["speakers"] = s.into();
+                EXIT_OK
+            }
+            Err(e) => {
+                v["speakers"] = e.to_string().into();
+                EXIT_FAILED
+            }
+        };
+        println!("{v}");
+        return code;
+    }
     println!(
         "plan {}: {} -> {}, {} groups, {} subnets, {} steps: valid",
         p.name,
@@ -208,6 +245,16 @@ fn sites_for(p: &Plan, mode: Mode) -> Result<ApiSites, String> {
 }
 
 fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), String> {
+    check_speakers_printing(p, direction, mode, true)
+}
+
+/// [`check_speakers`]; `table`: print the sites' table first.
+fn check_speakers_printing(
+    p: &Plan,
+    direction: Direction,
+    mode: Mode,
+    table: bool,
+) -> Result<(), String> {
     let sites = sites_for(p, mode)?;
     let cx = Ctx {
         plan: p,
@@ -217,7 +264,9 @@ fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), Stri
         probes: &SystemProbes,
         spawned: &|_| Ok(()),
     };
-    print_sites(p, &sites);
+    if table {
+        print_sites(p, &sites);
+    }
     step::dry_run(&cx).map(|_| ())
 }
 

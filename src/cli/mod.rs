@@ -1,7 +1,11 @@
 //! Command-line interface: clap definitions and output. No business logic: each command calls
 //! into the library (the API client, the speaker daemon, the decoder) and prints what it returns.
 //!
-//! Exit codes (docs/design.md, "Contracts users rely on"): 0 ok, 1 operation failed, 2 bad usage or bad input.
+//! Exit codes (docs/design.md, "Contracts users rely on"): 0 ok, 1 operation failed, 2 bad
+//! usage or bad input, and for `ferry status` 3 ([`EXIT_NOT_ESTABLISHED`]): the listing was
+//! printed, and at least one configured session that is not disabled (`ferry neighbor
+//! disable`) is not Established (`--exit-zero` answers 0 for that).
+//! `ferry withdraw --all` asks on a terminal; not confirmed is 1, no terminal and no `--yes` 2.
 
 mod decode;
 mod failover;
@@ -22,6 +26,8 @@ use crate::api::{blocking, Speaker, SpeakerError};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+/// `ferry status`: some configured session is not Established (scripts and health checks).
+pub const EXIT_NOT_ESTABLISHED: i32 = 3;
 
 #[derive(Debug, Parser)]
 #[command(

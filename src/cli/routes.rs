@@ -45,6 +45,9 @@ pub struct AnnounceArgs {
     /// (or POST /v1/lease/renew) renews it within this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub lease: Option<u32>,
+    /// Print what would change (checked by the speaker as a real announce is), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print the speaker's answer (the change and what it did) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +72,12 @@ pub struct WithdrawArgs {
     /// many seconds (1-3600), then withdraw; returns when the withdrawal is done.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub graceful: Option<u32>,
+    /// Print what would be withdrawn, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --all: do not ask for confirmation (required when not run from a terminal).
+    #[arg(long, requires = "all")]
+    pub yes: bool,
     /// Print the speaker's answer (the change and what it did) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -150,12 +159,30 @@ fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
 fn print_change(json: bool, verb: &str, resp: &ChangeResponse) {
     if json {
         println!("{}", serde_json::to_string(resp).unwrap_or_default());
+    } else if let Some(d) = &resp.dry_run {
+        println!("{}", dry_run_text(d, resp));
     } else {
         println!(
             "{verb}: {} prefix(es) changed (desired-state generation {})",
             resp.changed, resp.generation
         );
     }
+}
+
+/// A dry run in words: each prefix that would be announced or withdrawn, then the count.
+fn dry_run_text(d: &crate::api::DryRun, resp: &ChangeResponse) -> String {
+    let mut s = String::new();
+    for p in &d.announce {
+        s.push_str(&format!("would announce {p}\n"));
+    }
+    for p in &d.withdraw {
+        s.push_str(&format!("would withdraw {p}\n"));
+    }
+    s.push_str(&format!(
+        "dry run: {} prefix(es) would change (to desired-state generation {}); nothing was changed",
+        resp.changed, resp.generation
+    ));
+    s
 }
 
 pub fn announce(args: AnnounceArgs) -> i32 {
@@ -170,7 +197,12 @@ pub fn announce(args: AnnounceArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match client.announce(routes) {
+    let result = if args.dry_run {
+        client.announce_dry_run(routes)
+    } else {
+        client.announce(routes)
+    };
+    match result {
         Ok(resp) => {
             print_change(args.json, "announced", &resp);
             EXIT_OK
@@ -246,13 +278,55 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
         prefixes,
         all: args.all,
         graceful_secs: args.graceful,
+        dry_run: args.dry_run,
     };
+    if args.all && !args.dry_run && !args.yes {
+        if let Err(code) = confirm_withdraw_all(&client, &req) {
+            return code;
+        }
+    }
     match client.change(&req) {
         Ok(resp) => {
             print_change(args.json, "withdrawn", &resp);
             EXIT_OK
         }
         Err(e) => report("withdraw", &e),
+    }
+}
+
+/// `withdraw --all` without `--yes`: on a terminal, say what would go and ask; otherwise
+/// refuse. `Err` is the exit code (nothing was changed).
+fn confirm_withdraw_all(
+    client: &crate::api::blocking::Speaker,
+    req: &WithdrawRequest,
+) -> Result<(), i32> {
+    use std::io::{IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "ferry withdraw: --all withdraws every announced route; not a terminal to ask on: confirm with --yes (or see what would go with --dry-run)"
+        );
+        return Err(EXIT_USAGE);
+    }
+    let preview = WithdrawRequest {
+        dry_run: true,
+        ..req.clone()
+    };
+    let n = match client.change(&preview) {
+        Ok(r) => r.changed,
+        Err(e) => return Err(report("withdraw", &e)),
+    };
+    print!(
+        "withdraw all {n} announced route(s) at {}? [y/N] ",
+        client.endpoint()
+    );
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        eprintln!("ferry withdraw: not confirmed; nothing was withdrawn");
+        Err(EXIT_FAILED)
     }
 }
 
@@ -421,9 +495,9 @@ pub fn list(args: RoutesArgs) -> i32 {
             Err(e) => report("routes", &e),
         };
     }
-    match client.announced() {
+    match client.announced_changes() {
         Ok(routes) if args.json => print_json(&routes),
-        Ok(routes) => {
+        Ok(changes) => {
             // Best effort: a speaker without leases answers with none.
             let leases = client.leases().unwrap_or_default();
             let lease_cell = |r: &Route| match r.lease_secs {
@@ -436,9 +510,10 @@ pub fn list(args: RoutesArgs) -> i32 {
                         format!("{secs}s ({:.1}s left)", l.expires_in_ms as f64 / 1000.0)
                     }),
             };
-            let rows = routes
+            let rows = changes
                 .iter()
-                .map(|r| {
+                .map(|a| {
+                    let r = &a.route;
                     let [med, communities, large] = attr_cells(&r.attrs);
                     vec![
                         r.prefix.to_string(),
@@ -448,6 +523,9 @@ pub fn list(args: RoutesArgs) -> i32 {
                         communities,
                         large,
                         lease_cell(r),
+                        a.changed
+                            .as_ref()
+                            .map_or("-".into(), |c| format!("{} by {}", c.at_text(), c.by)),
                     ]
                 })
                 .collect::<Vec<_>>();
@@ -461,7 +539,8 @@ pub fn list(args: RoutesArgs) -> i32 {
                         "PREPEND",
                         "COMMUNITIES",
                         "LARGE",
-                        "LEASE"
+                        "LEASE",
+                        "CHANGED"
                     ],
                     &rows
                 )

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{report, table, ApiArgs, EXIT_OK};
+use super::{report, table, ApiArgs, EXIT_NOT_ESTABLISHED, EXIT_OK};
 use crate::api::PeerStatus;
 
 #[derive(Debug, Args)]
@@ -10,6 +10,9 @@ pub struct StatusArgs {
     /// Print the neighbors as JSON (the API's objects) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Exit 0 even when a session is not Established (the default then is 3).
+    #[arg(long)]
+    pub exit_zero: bool,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -98,13 +101,30 @@ pub fn run(args: StatusArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // The listing is printed either way; the code says whether every session is up. A
+    // neighbor the operator disabled (`ferry neighbor disable`) is down on purpose: not counted.
+    let health = |peers: &[PeerStatus]| {
+        let down = peers
+            .iter()
+            .filter(|p| p.state != crate::api::SessionState::Established && p.admin_down.is_none())
+            .count();
+        if down > 0 && !args.exit_zero {
+            eprintln!(
+                "ferry status: {down} of {} session(s) not Established (exit {EXIT_NOT_ESTABLISHED})",
+                peers.len()
+            );
+            EXIT_NOT_ESTABLISHED
+        } else {
+            EXIT_OK
+        }
+    };
     match client.peers() {
         Ok(peers) if args.json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&peers).unwrap_or_default()
             );
-            EXIT_OK
+            health(&peers)
         }
         Ok(peers) => {
             let rows = peers
@@ -167,7 +187,7 @@ pub fn run(args: StatusArgs) -> i32 {
                     println!("{}", super::routes::lease_summary(&leases));
                 }
             }
-            EXIT_OK
+            health(&peers)
         }
         Err(e) => report("status", &e),
     }

@@ -11,6 +11,10 @@
 //! Exactly one speaker runs on a `state_dir`: it holds `state_dir/lock` (an flock the kernel
 //! releases when the process dies) from before it reads the directory until it exits; a second
 //! one exits 1 naming the holder, having read and written nothing there.
+//! Under systemd (`NOTIFY_SOCKET` set) it tells the service manager `READY=1` once the API
+//! listens and the routes are loaded, the Established sessions as `STATUS=` when their count
+//! changes, `WATCHDOG=1` when the unit has a watchdog, and `STOPPING=1` when a stop begins
+//! ([`notify`]).
 //! Never does: decide routes on its own; they come from the store, changed through the API.
 
 mod addresses;
@@ -18,6 +22,7 @@ pub mod admin;
 pub mod check;
 mod collision;
 mod conn;
+pub mod notify;
 mod peer;
 mod priority;
 pub mod reload;
@@ -35,7 +40,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::api::server::{bind_unix, serve_metrics, serve_tcp, serve_unix};
+use crate::api::server::{serve_metrics, serve_tcp, serve_unix};
+use crate::api::unix_socket::bind_unix_for;
 use crate::config::{Config, FamilyName};
 use crate::filelock::{FileLock, LockError};
 use crate::session::SessionConfig;
@@ -87,6 +93,12 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
     let mut signals = Signals::install();
     // First: the API's connection budgets are shares of this limit, read when they start.
     raise_fd_limit();
+    // Read once, before anything can fail: a NOTIFY_SOCKET that cannot be used is logged and
+    // the speaker runs without the service manager's view of it.
+    let notifier = notify::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "systemd notification off");
+        notify::Notifier::off()
+    });
     // Held until `serve` returns (or the process dies): a second speaker on this directory
     // would compact away and rewrite the journal this one appends to.
     let _state_lock = lock_state_dir(&config)?;
@@ -147,6 +159,7 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         last_expiry: Mutex::new(None),
         admin: Mutex::new(admin),
         reloads: reloads_tx,
+        allowed_prefixes: std::sync::RwLock::new(config.speaker.allowed_prefixes.clone()),
     });
     // Leases that ran out while the speaker was down go before any session starts.
     shared.expire_leases(true);
@@ -224,7 +237,8 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         api_counters.clone(),
     ));
     // `_api_socket` holds `<api>.lock` until the speaker ends; its drop removes our socket.
-    let (listener, _api_socket) = bind_unix(&api_path)
+    let group = api_group(&config)?;
+    let (listener, _api_socket) = bind_unix_for(&api_path, group)
         .with_context(|| format!("speaker.api {}: cannot bind", api_path.display()))?;
     let unix = tokio::spawn(serve_unix(
         listener,
@@ -261,6 +275,24 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         ));
     }
 
+    // The API listens and the routes are loaded: ready (systemd `Type=notify`).
+    // Subscribed before the count is read: a session that comes up in between is an event
+    // the reporter sees.
+    let notifier = Arc::new(notifier);
+    let session_events = shared.events.subscribe();
+    let up = shared.established();
+    notifier.ready(&notify::sessions_status(up, shared.peers().len()));
+    tokio::spawn(report_sessions(
+        shared.clone(),
+        notifier.clone(),
+        session_events,
+        up,
+    ));
+    if let Some(every) = notify::watchdog_from_env() {
+        tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog on");
+        tokio::spawn(watchdog(notifier.clone(), every));
+    }
+
     let mut running = Running {
         config,
         path,
@@ -275,8 +307,13 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
                 Signal::Stop => break,
                 Signal::Hangup => {
                     tracing::info!(config = %running.path.display(), "SIGHUP: reloading the configuration");
-                    if let Err(e) = running.reload().await {
-                        tracing::error!(error = %e, "reload refused: the running configuration stays");
+                    let sighup = crate::api::Caller::Speaker("SIGHUP");
+                    match running.reload().await {
+                        Ok(r) => state::audit(&sighup, "reload", format_args!("{} applied", r.config)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload refused: the running configuration stays");
+                            state::audit(&sighup, "reload", format_args!("refused: {e}"));
+                        }
                     }
                 }
             },
@@ -292,6 +329,7 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
     }
     // Reload requests from here on are answered "stopping".
     drop(reloads_rx);
+    notifier.stopping("stopping: closing sessions");
     let config = running.config;
     if let Some(secs) = config.speaker.shutdown_graceful_secs {
         let n = shared.drain_all();
@@ -322,6 +360,44 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), unix).await;
     Ok(())
+}
+
+/// Tell the service manager how many sessions are Established whenever that count changes
+/// (`last`: the count it was told).
+async fn report_sessions(
+    shared: Arc<Shared>,
+    notifier: Arc<notify::Notifier>,
+    mut events: broadcast::Receiver<crate::api::Event>,
+    mut last: usize,
+) {
+    if !notifier.is_on() {
+        return;
+    }
+    loop {
+        match events.recv().await {
+            Ok(crate::api::Event::PeerState { .. })
+            | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        let up = shared.established();
+        if up != last {
+            last = up;
+            notifier.status(&notify::sessions_status(up, shared.peers().len()));
+        }
+    }
+}
+
+/// `WATCHDOG=1` every `every` (half the manager's timeout), from the runtime the API and the
+/// lease task run on: a runtime that stops running tasks stops the pings, and the manager
+/// restarts the speaker.
+async fn watchdog(notifier: Arc<notify::Notifier>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        notifier.watchdog();
+    }
 }
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit, as most daemons do: the soft default
@@ -404,6 +480,23 @@ fn lock_state_dir(config: &Config) -> anyhow::Result<FileLock> {
         tracing::warn!(error = %e, "cannot name this speaker in the state_dir lock; a second speaker is still refused, without the name");
     }
     Ok(lock)
+}
+
+/// The group `speaker.api_group` names, if set; a name the system does not know is an error.
+fn api_group(config: &Config) -> anyhow::Result<Option<nix::unistd::Gid>> {
+    let Some(name) = &config.speaker.api_group else {
+        return Ok(None);
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => {
+            tracing::info!(group = %name, gid = g.gid.as_raw(), "API socket: mode 0660 for this group");
+            Ok(Some(g.gid))
+        }
+        Ok(None) => anyhow::bail!(
+            "speaker.api_group {name:?}: no such group (create it with `groupadd {name}`, or remove the key)"
+        ),
+        Err(e) => anyhow::bail!("speaker.api_group {name:?}: cannot look it up: {e}"),
+    }
 }
 
 /// The TCP API's bearer token from `file`, which only its owner may read (anyone who can

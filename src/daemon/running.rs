@@ -280,6 +280,10 @@ impl Running {
                         }
                     }
                 }
+                "allowed_prefixes" => {
+                    *write(&self.shared.allowed_prefixes) = new.speaker.allowed_prefixes.clone();
+                    tracing::info!(allowed = ?new.speaker.allowed_prefixes, "reload: allowed_prefixes set");
+                }
                 other => tracing::info!(key = other, "reload: speaker setting changed"),
             }
         }

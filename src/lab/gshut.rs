@@ -258,6 +258,7 @@ fn repetition(
             prefixes: vec![bench.lab.topo.prefix, bench.lab.topo.prefix6],
             all: false,
             graceful_secs: Some(graceful_secs),
+            dry_run: false,
         };
         let called = Instant::now();
         let call = std::thread::spawn(move || client.change(&req));

@@ -26,6 +26,7 @@
 //! - [`seeded_hash`]: [`seeded_hash::SeededHasher`], the fast seeded hash of the hot maps.
 //! - [`sorted_walk`]: when a sorted batch is applied to a sorted table by one walk beside it,
 //!   and the step that keeps the two in line (the store, the desired log, the Adj-RIB-Out).
+//! - [`stamp`]: [`stamp::Stamp`], when and by whom a desired route was last changed.
 //! - [`prefix_text`]: [`prefix_text::PrefixText`], a prefix's text without `core::fmt`, for
 //!   the store's files.
 //!
@@ -48,6 +49,7 @@ pub mod prefix_text;
 pub mod route;
 pub mod seeded_hash;
 pub mod sorted_walk;
+pub mod stamp;
 pub mod store;
 pub mod update_group;
 

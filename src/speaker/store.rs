@@ -50,15 +50,17 @@
 use ipnet::IpNet;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::prefix_text::PrefixText;
 use super::route::{check_prefix, Form, Route, RouteError};
 use super::sorted_walk::{take_if_next, walk_beats_search};
+use super::stamp::Stamp;
 use crate::durable;
 
 /// The file inside the state directory.
@@ -144,22 +146,40 @@ impl StoreError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileJson {
     version: u32,
     generation: u64,
     routes: Vec<Route>,
+    /// When and by whom the routes were last changed, grouped by change (absent in files
+    /// written before the stamps were kept: those routes have none).
+    #[serde(default)]
+    changes: Vec<StampGroup>,
+}
+
+/// The routes of one change in the snapshot: `{"at_ms": .., "by": "..", "prefixes": [..]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StampGroup {
+    at_ms: u64,
+    by: String,
+    prefixes: Vec<IpNet>,
 }
 
 /// One line of `routes.journal`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JournalEntry {
     generation: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// When (Unix ms) and by whom (absent in lines written before they were recorded).
+    #[serde(default)]
+    at_ms: Option<u64>,
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
     announce: Vec<Route>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     withdraw: Vec<IpNet>,
 }
 
@@ -167,6 +187,10 @@ struct JournalEntry {
 #[derive(Serialize)]
 struct JournalOut<'a> {
     generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     announce: Vec<Stored<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -247,6 +271,9 @@ impl Serialize for Stored<'_> {
 pub struct RouteStore {
     dir: PathBuf,
     routes: BTreeMap<IpNet, Route>,
+    /// When and by whom each route was last changed, where known (changes recorded without a
+    /// stamp, and files written before stamps were kept, leave a route without one).
+    stamps: HashMap<IpNet, Arc<Stamp>>,
     generation: u64,
     /// `routes.json` exists and holds `snapshot_bytes` octets.
     snapshot: Option<u64>,
@@ -300,6 +327,7 @@ impl RouteStore {
                 let mut s = Self {
                     dir,
                     routes: BTreeMap::new(),
+                    stamps: HashMap::new(),
                     generation: 0,
                     snapshot: None,
                     journal: None,
@@ -329,9 +357,20 @@ impl RouteStore {
                 return Err(StoreError::DuplicateInFile { path, prefix });
             }
         }
+        let mut stamps = HashMap::new();
+        for g in file.changes {
+            let stamp = Arc::new(Stamp {
+                at_ms: g.at_ms,
+                by: g.by,
+            });
+            for p in g.prefixes.into_iter().filter(|p| routes.contains_key(p)) {
+                stamps.insert(p, stamp.clone());
+            }
+        }
         let mut s = Self {
             dir,
             routes,
+            stamps,
             generation: file.generation,
             snapshot: Some(text.len() as u64),
             journal: None,
@@ -380,10 +419,19 @@ impl RouteStore {
                     ),
                 ));
             }
+            let stamp = match (entry.at_ms, entry.by) {
+                (Some(at_ms), Some(by)) => Some(Arc::new(Stamp { at_ms, by })),
+                _ => None,
+            };
             for r in entry.announce {
+                match &stamp {
+                    Some(s) => self.stamps.insert(r.prefix, s.clone()),
+                    None => self.stamps.remove(&r.prefix),
+                };
                 self.routes.insert(r.prefix, r);
             }
             for p in entry.withdraw {
+                self.stamps.remove(&p);
                 self.routes.remove(&p);
             }
             self.generation = entry.generation;
@@ -429,7 +477,7 @@ impl RouteStore {
     /// Write the snapshot of the current state and drop the journal.
     fn compact(&mut self) -> Result<(), StoreError> {
         let all: Vec<&Route> = self.routes.values().collect();
-        let len = self.persist(&all, self.generation)?;
+        let len = self.persist(&all, self.generation, |p| self.stamps.get(p).map(|s| &**s))?;
         drop(all);
         self.snapshot = Some(len);
         self.journal = None;
@@ -511,6 +559,11 @@ impl RouteStore {
         self.routes.get(prefix)
     }
 
+    /// When and by whom the route of `prefix` was last changed, if recorded.
+    pub fn stamp(&self, prefix: &IpNet) -> Option<&Stamp> {
+        self.stamps.get(prefix).map(|s| &**s)
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }
@@ -521,8 +574,18 @@ impl RouteStore {
 
     /// Apply one batch; see the module contract for atomicity and durability.
     pub fn apply(&mut self, change: Change) -> Result<Applied, StoreError> {
+        self.apply_by(change, None)
+    }
+
+    /// [`RouteStore::apply`], recording `stamp` with the change.
+    pub fn apply_by(
+        &mut self,
+        change: Change,
+        stamp: Option<Stamp>,
+    ) -> Result<Applied, StoreError> {
         let applied = self.prepare(change)?;
-        self.commit(applied.clone()).map_err(|f| f.error)?;
+        self.commit_by(applied.clone(), stamp)
+            .map_err(|f| f.error)?;
         Ok(applied)
     }
 
@@ -576,6 +639,17 @@ impl RouteStore {
     /// the in-memory state (the routes move into the table); on `Err` neither changed and the
     /// batch comes back. An empty batch is no change.
     pub fn commit(&mut self, applied: Applied) -> Result<(), Box<CommitFailed>> {
+        self.commit_by(applied, None)
+    }
+
+    /// [`RouteStore::commit`], recording `stamp` (when and by whom) with the change: in the
+    /// journal line or the snapshot, and as the changed routes' [`RouteStore::stamp`]. Without
+    /// one the announced routes have no stamp.
+    pub fn commit_by(
+        &mut self,
+        applied: Applied,
+        stamp: Option<Stamp>,
+    ) -> Result<(), Box<CommitFailed>> {
         if applied.is_empty() {
             return Ok(());
         }
@@ -586,7 +660,20 @@ impl RouteStore {
         );
         if self.snapshot.is_none() {
             let next = merged(&self.routes, &applied);
-            let len = match self.persist(&next, generation) {
+            let is_new = |p: &IpNet| {
+                applied
+                    .announced
+                    .binary_search_by_key(p, |r| r.prefix)
+                    .is_ok()
+            };
+            let stamp_of = |p: &IpNet| {
+                if is_new(p) {
+                    stamp.as_ref()
+                } else {
+                    self.stamps.get(p).map(|s| &**s)
+                }
+            };
+            let len = match self.persist(&next, generation, stamp_of) {
                 Ok(len) => len,
                 Err(e) => {
                     drop(next);
@@ -595,6 +682,7 @@ impl RouteStore {
                 }
             };
             drop(next);
+            self.restamp(&applied, stamp);
             insert_sorted(&mut self.routes, applied.announced);
             remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
@@ -606,6 +694,8 @@ impl RouteStore {
         } else {
             let written = self.append(&JournalOut {
                 generation,
+                at_ms: stamp.as_ref().map(|s| s.at_ms),
+                by: stamp.as_ref().map(|s| s.by.as_str()),
                 announce: applied.announced.iter().map(Stored).collect(),
                 withdraw: applied
                     .withdrawn
@@ -618,6 +708,7 @@ impl RouteStore {
                 self.write_failures += 1;
                 return Err(Box::new(CommitFailed { error, applied }));
             }
+            self.restamp(&applied, stamp);
             insert_sorted(&mut self.routes, applied.announced);
             remove_sorted(&mut self.routes, &applied.withdrawn);
             self.generation = generation;
@@ -625,10 +716,30 @@ impl RouteStore {
         Ok(())
     }
 
+    /// The changed routes' stamps after `applied` was made durable.
+    fn restamp(&mut self, applied: &Applied, stamp: Option<Stamp>) {
+        let stamp = stamp.map(Arc::new);
+        for r in &applied.announced {
+            match &stamp {
+                Some(s) => self.stamps.insert(r.prefix, s.clone()),
+                None => self.stamps.remove(&r.prefix),
+            };
+        }
+        for p in &applied.withdrawn {
+            self.stamps.remove(p);
+        }
+    }
+
     /// Write `routes` durably ([`durable::replace()`]: temp file, fsync, rename, fsync the
     /// directory). Returns the snapshot's size.
-    /// One route a line, in the stored form (see [`Stored`]).
-    fn persist(&self, routes: &[&Route], generation: u64) -> Result<u64, StoreError> {
+    /// One route a line, in the stored form (see [`Stored`]), then the routes' stamps
+    /// (`stamp_of`) grouped by change, oldest first.
+    fn persist<'a>(
+        &self,
+        routes: &[&Route],
+        generation: u64,
+        stamp_of: impl Fn(&IpNet) -> Option<&'a Stamp>,
+    ) -> Result<u64, StoreError> {
         let mut text = Vec::with_capacity(64 + routes.len() * 48);
         let _ = write!(
             text,
@@ -642,7 +753,48 @@ impl RouteStore {
                 source: io::Error::other(e),
             })?;
         }
-        text.extend_from_slice(b"\n]}\n");
+        text.extend_from_slice(b"\n]");
+        // Grouped by the stamp's place in memory (one per change, shared by its routes), so a
+        // large table costs a pointer hash per route, not a string hash.
+        let mut groups: HashMap<*const Stamp, (&Stamp, Vec<StoredPrefix>)> = HashMap::new();
+        for r in routes {
+            if let Some(s) = stamp_of(&r.prefix) {
+                groups
+                    .entry(std::ptr::from_ref(s))
+                    .or_insert_with(|| (s, Vec::new()))
+                    .1
+                    .push(StoredPrefix(r.prefix));
+            }
+        }
+        if !groups.is_empty() {
+            let mut groups: Vec<_> = groups.into_values().collect();
+            groups.sort_unstable_by(|a, b| (a.0.at_ms, &a.0.by).cmp(&(b.0.at_ms, &b.0.by)));
+            text.extend_from_slice(b", \"changes\": [");
+            for (i, (stamp, prefixes)) in groups.iter().enumerate() {
+                text.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+                #[derive(Serialize)]
+                struct GroupOut<'g> {
+                    at_ms: u64,
+                    by: &'g str,
+                    prefixes: &'g [StoredPrefix],
+                }
+                serde_json::to_writer(
+                    &mut text,
+                    &GroupOut {
+                        at_ms: stamp.at_ms,
+                        by: &stamp.by,
+                        prefixes,
+                    },
+                )
+                .map_err(|e| StoreError::Io {
+                    action: "serialize routes for",
+                    path: self.path(),
+                    source: io::Error::other(e),
+                })?;
+            }
+            text.extend_from_slice(b"\n]");
+        }
+        text.extend_from_slice(b"}\n");
         // A failed write removes its partial snapshot, which on a full disk would hold the
         // space the journal needs.
         durable::replace(&self.path(), &text, 0o600).map_err(|e| StoreError::Io {
@@ -734,6 +886,84 @@ mod tests {
         let got: Vec<Route> = s3.routes().values().cloned().collect();
         assert_eq!(got, vec![route("192.0.2.0/24"), plain[0].clone(), full]);
         assert_eq!(s3.routes(), s2.routes());
+    }
+
+    /// Each change's stamp (when, by whom) is written with it, in the journal and in the
+    /// snapshot, and comes back with the routes it changed; a change without one leaves its
+    /// routes without, and a withdrawal takes the stamp with the route.
+    #[test]
+    fn stamps_survive_journal_snapshot_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RouteStore::load(dir.path()).unwrap();
+        let by = |who: &str, at_ms| Stamp {
+            at_ms,
+            by: who.into(),
+        };
+        let (a, b, c) = (
+            route("198.51.100.0/24"),
+            route("203.0.113.0/24"),
+            route("2001:db8:1::/48"),
+        );
+        // Snapshot, then journal lines.
+        s.apply_by(
+            Change::Announce(vec![a.clone(), b.clone()]),
+            Some(by("uid 1 (x)", 1000)),
+        )
+        .unwrap();
+        s.apply_by(
+            Change::Announce(vec![c.clone()]),
+            Some(by("tcp 192.0.2.9:1", 2000)),
+        )
+        .unwrap();
+        let mut b2 = b.clone();
+        b2.attrs.med = Some(9);
+        s.apply(Change::Announce(vec![b2.clone()])).unwrap();
+        let journal = fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert!(
+            journal.contains(r#"{"generation":2,"at_ms":2000,"by":"tcp 192.0.2.9:1","announce""#),
+            "{journal}"
+        );
+        let check = |s: &RouteStore| {
+            assert_eq!(s.stamp(&a.prefix), Some(&by("uid 1 (x)", 1000)));
+            assert_eq!(s.stamp(&b.prefix), None, "changed without a stamp");
+            assert_eq!(s.stamp(&c.prefix), Some(&by("tcp 192.0.2.9:1", 2000)));
+        };
+        check(&s);
+        // Load replays the journal, then compacts it into a snapshot: both keep the stamps.
+        let s2 = RouteStore::load(dir.path()).unwrap();
+        check(&s2);
+        assert!(!dir.path().join(JOURNAL_FILE).exists());
+        let text = fs::read_to_string(s2.path()).unwrap();
+        assert!(text.contains(r#""changes": ["#), "{text}");
+        let mut s3 = RouteStore::load(dir.path()).unwrap();
+        check(&s3);
+        s3.apply_by(Change::Withdraw(vec![a.prefix]), Some(by("uid 2", 3000)))
+            .unwrap();
+        s3.apply_by(Change::Announce(vec![a.clone()]), None)
+            .unwrap();
+        assert_eq!(s3.stamp(&a.prefix), None);
+        assert_eq!(RouteStore::load(dir.path()).unwrap().stamp(&a.prefix), None);
+    }
+
+    /// Files written before stamps were kept (no `changes`, journal lines without `at_ms` and
+    /// `by`) load as before, their routes without stamps.
+    #[test]
+    fn files_without_stamps_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(ROUTES_FILE),
+            "{\"version\": 1, \"generation\": 1, \"routes\": [\n  {\"prefix\":\"198.51.100.0/24\"}\n]}\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join(JOURNAL_FILE),
+            "{\"generation\":2,\"announce\":[{\"prefix\":\"203.0.113.0/24\"}]}\n",
+        )
+        .unwrap();
+        let s = RouteStore::load(dir.path()).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.generation(), 2);
+        assert!(s.routes().keys().all(|p| s.stamp(p).is_none()));
     }
 
     #[test]

@@ -283,10 +283,19 @@ impl Speaker {
         out
     }
 
-    /// `ferry status --json` parsed.
+    /// `ferry status --json` parsed; its exit code must say whether every session is
+    /// Established (0) or not (3).
     pub fn status(&self) -> Vec<serde_json::Value> {
-        let out = self.cli_ok(&["status", "--json"]);
-        serde_json::from_str(&out.stdout).expect("status --json is JSON")
+        let out = self.cli(&["status", "--json"]);
+        let peers: Vec<serde_json::Value> =
+            serde_json::from_str(&out.stdout).expect("status --json is JSON");
+        let all_up = peers.iter().all(|p| p["state"] == "Established");
+        assert_eq!(
+            out.code,
+            if all_up { 0 } else { 3 },
+            "ferry status: exit code does not match the sessions: {out:?}"
+        );
+        peers
     }
 
     /// Wait until every neighbor's state is `state` per `ferry status --json`.

@@ -11,10 +11,11 @@ use std::time::Instant;
 use ipnet::IpNet;
 use tokio::sync::broadcast;
 
-use super::{lock, Shared};
+use super::{audit, lock, Shared, AUDIT_PREFIXES};
+use crate::api::caller::shortlist;
 use crate::api::{
-    ApiError, ChangeResponse, Control, Event, GracefulRestartStatus, LeaseReport, PeerStatus,
-    ReceivedRoute, ResetResponse,
+    AnnouncedRoute, ApiError, Caller, ChangeResponse, Control, Event, GracefulRestartStatus,
+    LeaseReport, PeerStatus, ReceivedRoute, ResetResponse,
 };
 use crate::config::NeighborConfig;
 use crate::speaker::lease::now_ms;
@@ -24,7 +25,40 @@ use crate::speaker::Route;
 impl Shared {
     /// Drain every announced route (SIGTERM with `shutdown_graceful_secs`); returns how many.
     pub fn drain_all(&self) -> usize {
-        self.drain(self.announced_prefixes(), true).unwrap_or(0)
+        self.drain(
+            self.announced_prefixes(),
+            true,
+            &Caller::Speaker("shutting down (shutdown_graceful_secs)"),
+        )
+        .unwrap_or(0)
+    }
+
+    /// `speaker.allowed_prefixes`: every route must lie within one of them. The error names
+    /// the first route outside, its place in the request and the list.
+    fn check_allowed(&self, routes: &[Route]) -> Result<(), ApiError> {
+        let allowed = crate::daemon::state::read(&self.allowed_prefixes);
+        let Some(list) = allowed.as_ref() else {
+            return Ok(());
+        };
+        let Some((i, r)) = routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !list.iter().any(|a| a.contains(&r.prefix)))
+        else {
+            return Ok(());
+        };
+        let list_text = list
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ApiError::Invalid {
+            field: format!("routes[{i}].prefix"),
+            message: format!(
+                "prefix {} is outside speaker.allowed_prefixes [{list_text}]; nothing was announced",
+                r.prefix
+            ),
+        })
     }
 
     /// The prefixes of the desired routes, in order.
@@ -84,6 +118,18 @@ impl Control for Shared {
         lock(&self.store).routes().values().cloned().collect()
     }
 
+    fn announced_changes(&self) -> Vec<AnnouncedRoute> {
+        let store = lock(&self.store);
+        store
+            .routes()
+            .values()
+            .map(|r| AnnouncedRoute {
+                route: r.clone(),
+                changed: store.stamp(&r.prefix).cloned(),
+            })
+            .collect()
+    }
+
     fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError> {
         if let Some(addr) = peer {
             if !self.peers().iter().any(|p| p.config.address == addr) {
@@ -110,11 +156,28 @@ impl Control for Shared {
         Ok(out)
     }
 
-    fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, ApiError> {
+    fn dry_run(
+        &self,
+        routes: Option<Vec<Route>>,
+        prefixes: Vec<IpNet>,
+        all: bool,
+    ) -> Result<ChangeResponse, ApiError> {
+        match routes {
+            Some(routes) => {
+                self.check_allowed(&routes)?;
+                self.preview(Change::Announce(routes))
+            }
+            None if all => self.preview(Change::Withdraw(self.announced_prefixes())),
+            None => self.preview(Change::Withdraw(prefixes)),
+        }
+    }
+
+    fn announce(&self, routes: Vec<Route>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
+        self.check_allowed(&routes)?;
         // Under the leases lock, so the lease task never sees a new leased route without
         // its deadline. An announce (even an unchanged one) starts or renews the lease.
         let mut leases = lock(&self.leases);
-        let resp = self.change(Change::Announce(routes.clone()))?;
+        let resp = self.change(Change::Announce(routes.clone()), caller)?;
         leases.renew(routes.iter(), now_ms()).map_err(|e| {
             tracing::error!(error = %e, "routes announced, but their leases could not be written");
             ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
@@ -128,22 +191,22 @@ impl Control for Shared {
         Ok(resp)
     }
 
-    fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, ApiError> {
-        self.withdraw_holding(&mut lock(&self.leases), prefixes)
+    fn withdraw(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
+        self.withdraw_holding(&mut lock(&self.leases), prefixes, caller)
     }
 
-    fn withdraw_all(&self) -> Result<ChangeResponse, ApiError> {
+    fn withdraw_all(&self, caller: &Caller) -> Result<ChangeResponse, ApiError> {
         // Listed under the leases lock, which every change of the desired routes holds: the
         // list is the table as the change finds it.
         let mut leases = lock(&self.leases);
-        self.withdraw_holding(&mut leases, self.announced_prefixes())
+        self.withdraw_holding(&mut leases, self.announced_prefixes(), caller)
     }
 
     fn leases(&self) -> LeaseReport {
         self.lease_report(&lock(&self.leases))
     }
 
-    fn renew_leases(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, ApiError> {
+    fn renew_leases(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<LeaseReport, ApiError> {
         let mut leases = lock(&self.leases);
         let routes: Vec<Route> = {
             let store = lock(&self.store);
@@ -175,10 +238,20 @@ impl Control for Shared {
         leases
             .renew(routes.iter(), now_ms())
             .map_err(|e| ApiError::Internal(format!("cannot persist leases: {e}")))?;
+        let renewed: Vec<IpNet> = routes.iter().map(|r| r.prefix).collect();
+        audit(
+            caller,
+            "lease renew",
+            format_args!(
+                "{} renewed [{}]",
+                renewed.len(),
+                shortlist(renewed.iter(), AUDIT_PREFIXES)
+            ),
+        );
         Ok(self.lease_report(&leases))
     }
 
-    fn drain(&self, prefixes: Vec<IpNet>, on: bool) -> Result<usize, ApiError> {
+    fn drain(&self, prefixes: Vec<IpNet>, on: bool, caller: &Caller) -> Result<usize, ApiError> {
         let store = lock(&self.store);
         let present = prefixes.iter().filter(|p| store.get(p).is_some()).count();
         {
@@ -197,11 +270,25 @@ impl Control for Shared {
                 "graceful shutdown: announcing with GRACEFUL_SHUTDOWN"
             );
         }
+        let action = if on { "drain" } else { "drain end" };
+        audit(
+            caller,
+            action,
+            format_args!(
+                "{present} announced of [{}]",
+                shortlist(prefixes.iter(), AUDIT_PREFIXES)
+            ),
+        );
         self.publish(&store, prefixes);
         Ok(present)
     }
 
-    fn reset_peer(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, ApiError> {
+    fn reset_peer(
+        &self,
+        peer: IpAddr,
+        hard: bool,
+        caller: &Caller,
+    ) -> Result<ResetResponse, ApiError> {
         let p = self.peer(peer).ok_or_else(|| {
             ApiError::NotFound(format!("peer {peer} is not a configured neighbor"))
         })?;
@@ -209,19 +296,44 @@ impl Control for Shared {
         p.input
             .try_send(crate::daemon::peer::PeerInput::Reset { hard })
             .map_err(|e| ApiError::Internal(format!("peer {peer}: driver busy or gone: {e}")))?;
+        let action = if hard { "hard reset" } else { "reset" };
+        audit(
+            caller,
+            action,
+            format_args!("peer {peer} (session was {state})"),
+        );
         Ok(ResetResponse { peer, hard, state })
     }
 
-    fn reload(&self) -> Result<crate::api::ReloadResponse, ApiError> {
-        self.ask_reload()
+    fn reload(&self, caller: &Caller) -> Result<crate::api::ReloadResponse, ApiError> {
+        let result = self.ask_reload();
+        match &result {
+            Ok(r) => audit(caller, "reload", format_args!("{} applied", r.config)),
+            Err(e) => audit(caller, "reload", format_args!("refused: {e}")),
+        }
+        result
     }
 
     fn set_admin(
         &self,
         peer: IpAddr,
         disable: Option<Option<String>>,
+        caller: &Caller,
     ) -> Result<crate::api::AdminResponse, ApiError> {
-        self.set_admin_state(peer, disable)
+        let action = if disable.is_some() {
+            "disable"
+        } else {
+            "enable"
+        };
+        let what = match &disable {
+            Some(Some(message)) => format!("peer {peer} (message {message:?})"),
+            _ => format!("peer {peer}"),
+        };
+        let result = self.set_admin_state(peer, disable);
+        if result.is_ok() {
+            audit(caller, action, format_args!("{what}"));
+        }
+        result
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 
 use super::publish::Order;
 use super::{lock, Shared};
-use crate::api::{ApiError, ChangeResponse, Event, LeaseInfo, LeaseReport};
+use crate::api::{ApiError, Caller, ChangeResponse, Event, LeaseInfo, LeaseReport};
 use crate::speaker::lease::{now_ms, Leases};
 use crate::speaker::store::Change;
 
@@ -28,7 +28,12 @@ impl Shared {
         if !expired.is_empty() {
             // Written before the peers hear of it: a failed write retried every tick must not
             // withdraw and re-announce the routes to every peer each time.
-            match self.change_in_order(Change::Withdraw(expired.clone()), Order::WriteFirst) {
+            let by = Caller::Speaker(if at_start {
+                "lease ran out while the speaker was down"
+            } else {
+                "lease not renewed in time"
+            });
+            match self.change_in_order(Change::Withdraw(expired.clone()), Order::WriteFirst, &by) {
                 Ok(_) => {
                     if let Err(e) = leases.forget(&expired) {
                         tracing::error!(error = %e, "cannot persist leases");
@@ -80,8 +85,9 @@ impl Shared {
         &self,
         leases: &mut Leases,
         prefixes: Vec<IpNet>,
+        caller: &Caller,
     ) -> Result<ChangeResponse, ApiError> {
-        let resp = self.change(Change::Withdraw(prefixes.clone()))?;
+        let resp = self.change(Change::Withdraw(prefixes.clone()), caller)?;
         if let Err(e) = leases.forget(&prefixes) {
             // Harmless: a lease of a route that is gone is never looked at.
             tracing::warn!(error = %e, "cannot persist leases");

@@ -14,6 +14,11 @@
 //! ([`crate::api::Control`]), [`neighbors`] its reload and disable/enable, and [`metrics`]
 //! collects the metrics at each scrape.
 //!
+//! Audit: every change an API caller (or the speaker itself) makes is logged at info with the
+//! target `ferry::audit`, the caller ([`crate::api::Caller`]), the action and what it changed;
+//! changes of the desired routes also record the caller and the time in the route journal.
+//! A reload (when the speaker gains one) logs the same way: `action = "reload"`.
+//!
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
@@ -36,6 +41,17 @@ use crate::config::NeighborConfig;
 use crate::speaker::lease::Leases;
 use crate::speaker::store::RouteStore;
 use crate::speaker::{AdjRibIn, DesiredLog, UpdateGroups};
+
+/// How many prefixes an audit line names before it says how many more.
+pub const AUDIT_PREFIXES: usize = 8;
+
+/// The one audit line: `audit: ACTION by CALLER: WHAT` at info, target `ferry::audit`, with
+/// the caller and the action as fields too. Every change the API or the speaker makes goes
+/// through here; a reload logs `audit(caller, "reload", ...)` (the caller of a SIGHUP is
+/// `Caller::Speaker("SIGHUP")`).
+pub fn audit(caller: &crate::api::Caller, action: &str, what: std::fmt::Arguments<'_>) {
+    tracing::info!(target: "ferry::audit", %caller, action, "audit: {action} by {caller}: {what}");
+}
 
 /// The version of the [`DesiredLog`] the drivers are told about.
 pub type Desired = u64;
@@ -122,6 +138,9 @@ pub struct Shared {
     pub admin: Mutex<AdminStates>,
     /// Reload requests to the speaker's main task, which applies them one at a time.
     pub reloads: tokio::sync::mpsc::Sender<ReloadAsk>,
+    /// `speaker.allowed_prefixes`: announcements outside these are refused (`None`: any).
+    /// Behind a lock so a reload can change it.
+    pub allowed_prefixes: RwLock<Option<Vec<IpNet>>>,
 }
 
 /// A reload asked for through the API, and where its outcome goes.
@@ -139,6 +158,14 @@ impl Shared {
             .iter()
             .find(|p| p.config.address == address)
             .cloned()
+    }
+
+    /// How many sessions are Established now.
+    pub fn established(&self) -> usize {
+        self.peers()
+            .iter()
+            .filter(|p| lock(&p.status).state == crate::session::State::Established)
+            .count()
     }
 
     pub fn emit(&self, event: Event) {

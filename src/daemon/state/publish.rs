@@ -12,9 +12,29 @@
 use ipnet::IpNet;
 
 use super::{lock, write, Shared};
-use crate::api::{ApiError, ChangeResponse, Event};
-use crate::speaker::store::{Applied, Change, RouteStore};
+use crate::api::Caller;
+use crate::api::{ApiError, ChangeResponse, DryRun, Event};
+use crate::speaker::stamp::Stamp;
+use crate::speaker::store::{Applied, Change, RouteStore, StoreError};
 use crate::speaker::{Retired, Route};
+
+/// The changed prefixes of an audit line, at most [`AUDIT_PREFIXES`] of each kind named.
+struct AuditLine {
+    announced: String,
+    withdrawn: String,
+}
+
+use super::{audit, AUDIT_PREFIXES};
+
+impl AuditLine {
+    fn of(applied: &Applied) -> Self {
+        use crate::api::caller::shortlist;
+        Self {
+            announced: shortlist(applied.announced.iter().map(|r| r.prefix), AUDIT_PREFIXES),
+            withdrawn: shortlist(applied.withdrawn.iter(), AUDIT_PREFIXES),
+        }
+    }
+}
 
 impl Shared {
     /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
@@ -62,34 +82,64 @@ impl Shared {
     /// the change is taken back, the drivers get the stored routes of those prefixes back, and
     /// the call fails: nothing unacknowledged stays announced. A crash between the two leaves
     /// no trace of the change once the speaker is back.
-    pub(super) fn change(&self, change: Change) -> Result<ChangeResponse, ApiError> {
-        self.change_in_order(change, Order::PublishFirst)
+    ///
+    /// `caller` is recorded with the change (the route journal, the routes' stamps) and named
+    /// in the audit line logged once it is durable.
+    pub(super) fn change(
+        &self,
+        change: Change,
+        caller: &Caller,
+    ) -> Result<ChangeResponse, ApiError> {
+        self.change_in_order(change, Order::PublishFirst, caller)
+    }
+
+    /// What `change` would do, checked as [`Shared::change`] checks it, changing nothing.
+    pub(super) fn preview(&self, change: Change) -> Result<ChangeResponse, ApiError> {
+        let store = lock(&self.store);
+        let applied = store.prepare(change).map_err(refused)?;
+        Ok(ChangeResponse {
+            changed: applied.announced.len() + applied.withdrawn.len(),
+            generation: applied.generation,
+            dry_run: Some(DryRun {
+                announce: applied.announced.iter().map(|r| r.prefix).collect(),
+                withdraw: applied.withdrawn,
+            }),
+        })
     }
 
     pub(super) fn change_in_order(
         &self,
         change: Change,
         order: Order,
+        caller: &Caller,
     ) -> Result<ChangeResponse, ApiError> {
+        let action = match &change {
+            Change::Announce(_) => "announce",
+            Change::Withdraw(_) => "withdraw",
+        };
         let mut store = lock(&self.store);
-        let applied = store.prepare(change).map_err(|e| {
-            if e.is_bad_input() {
-                ApiError::BadRequest(e.to_string())
-            } else {
-                ApiError::Internal(e.to_string())
-            }
-        })?;
+        let applied = store.prepare(change).map_err(refused)?;
         let changed = applied.announced.len() + applied.withdrawn.len();
         let generation = applied.generation;
         if changed == 0 {
+            audit(
+                caller,
+                action,
+                format_args!("nothing changed (generation {generation})"),
+            );
             return Ok(ChangeResponse {
                 changed,
                 generation,
+                dry_run: None,
             });
         }
+        let stamp = Stamp::now(caller.to_string());
+        let what = AuditLine::of(&applied);
         if order == Order::WriteFirst {
             let prefixes: Vec<IpNet> = applied.prefixes().collect();
-            store.commit(applied).map_err(|f| not_written(&f.error))?;
+            store
+                .commit_by(applied, Some(stamp))
+                .map_err(|f| not_written(&f.error))?;
             self.emit(Event::DesiredChanged {
                 generation,
                 changed,
@@ -104,7 +154,7 @@ impl Shared {
             });
             // `applied` holds the routes as they will be stored: no lookup in the store.
             let retired = self.publish_routes(applied_changes(&applied));
-            let committed = store.commit(applied);
+            let committed = store.commit_by(applied, Some(stamp));
             // Freed after the write: the drivers are sending meanwhile.
             drop(retired);
             if let Err(failed) = committed {
@@ -118,6 +168,14 @@ impl Shared {
                 return Err(not_written(&failed.error));
             }
         }
+        audit(
+            caller,
+            action,
+            format_args!(
+                "{changed} changed (generation {generation}); announced [{}]; withdrawn [{}]",
+                what.announced, what.withdrawn
+            ),
+        );
         // Not now: a snapshot of a large table takes CPU the drivers need while they send
         // this change (see `compact_journal`).
         if store.compaction_due() {
@@ -126,7 +184,17 @@ impl Shared {
         Ok(ChangeResponse {
             changed,
             generation,
+            dry_run: None,
         })
+    }
+}
+
+/// A change the store refused: bad input (400) or its own failure (500).
+fn refused(e: StoreError) -> ApiError {
+    if e.is_bad_input() {
+        ApiError::BadRequest(e.to_string())
+    } else {
+        ApiError::Internal(e.to_string())
     }
 }
 
@@ -160,6 +228,8 @@ fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Rou
 
 #[cfg(test)]
 mod tests {
+    /// The caller of the tests' changes.
+    const T: Caller = Caller::Speaker("test");
     use std::sync::{Arc, Mutex, RwLock};
 
     use tokio::sync::{broadcast, watch};
@@ -189,6 +259,7 @@ mod tests {
             last_expiry: Mutex::new(None),
             admin: Mutex::new(crate::daemon::admin::AdminStates::load(dir).unwrap()),
             reloads: tokio::sync::mpsc::channel(1).0,
+            allowed_prefixes: RwLock::new(None),
         }
     }
 
@@ -208,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(shared(dir.path()));
         let a = route("198.51.100.0/24");
-        s.announce(vec![a.clone()]).unwrap();
+        s.announce(vec![a.clone()], &T).unwrap();
         assert_eq!(published(&s), vec![a.prefix]);
         let journal = dir.path().join(crate::speaker::store::JOURNAL_FILE);
         std::fs::create_dir(&journal).unwrap();
@@ -222,10 +293,10 @@ mod tests {
         let (dir, s, a, journal) = one_route_then_writes_fail();
         let mut events = s.events.subscribe();
         let b = route("203.0.113.0/24");
-        let err = s.announce(vec![b.clone()]).unwrap_err();
+        let err = s.announce(vec![b.clone()], &T).unwrap_err();
         assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(published(&s), vec![a.prefix], "b is taken back");
-        let err = s.withdraw(vec![a.prefix]).unwrap_err();
+        let err = s.withdraw(vec![a.prefix], &T).unwrap_err();
         assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(published(&s), vec![a.prefix], "a is put back");
         assert_eq!(lock(&s.store).generation(), 1);
@@ -243,7 +314,7 @@ mod tests {
         );
 
         std::fs::remove_dir(&journal).unwrap();
-        s.announce(vec![b.clone()]).unwrap();
+        s.announce(vec![b.clone()], &T).unwrap();
         assert_eq!(published(&s), vec![a.prefix, b.prefix]);
         drop(s);
         let reloaded = RouteStore::load(dir.path()).unwrap();
@@ -261,14 +332,14 @@ mod tests {
         let version = read(&s.desired_log).version();
         let mut events = s.events.subscribe();
         let err = s
-            .change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
+            .change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst, &T)
             .unwrap_err();
         assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(read(&s.desired_log).version(), version, "nothing published");
         assert_eq!(published(&s), vec![a.prefix]);
         assert!(events.try_recv().is_err(), "no event");
         std::fs::remove_dir(&journal).unwrap();
-        s.change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst)
+        s.change_in_order(Change::Withdraw(vec![a.prefix]), Order::WriteFirst, &T)
             .unwrap();
         assert!(published(&s).is_empty());
         assert!(matches!(
