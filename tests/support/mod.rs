@@ -283,13 +283,15 @@ impl Speaker {
         out
     }
 
-    /// `ferry status --json` parsed; its exit code must say whether every session is
-    /// Established (0) or not (3).
+    /// `ferry status --json` parsed; its exit code must say whether every session that is not
+    /// disabled (`ferry neighbor disable`) is Established (0) or not (3).
     pub fn status(&self) -> Vec<serde_json::Value> {
         let out = self.cli(&["status", "--json"]);
         let peers: Vec<serde_json::Value> =
             serde_json::from_str(&out.stdout).expect("status --json is JSON");
-        let all_up = peers.iter().all(|p| p["state"] == "Established");
+        let all_up = peers
+            .iter()
+            .all(|p| p["state"] == "Established" || p.get("admin_down").is_some());
         assert_eq!(
             out.code,
             if all_up { 0 } else { 3 },
