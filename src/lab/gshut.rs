@@ -260,7 +260,7 @@ fn repetition(
             graceful_secs: Some(graceful_secs),
         };
         let called = Instant::now();
-        let call = std::thread::spawn(move || client.change(&req));
+        let call = std::thread::spawn(move || client.change(req));
         // The VM goes when the drain ends, just before the speaker withdraws.
         let due = called + Duration::from_secs(u64::from(graceful_secs));
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
