@@ -7,6 +7,7 @@ mod decode;
 mod failover;
 mod lab;
 mod monitor;
+mod route_file;
 mod routes;
 mod speaker;
 mod status;
