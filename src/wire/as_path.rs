@@ -79,7 +79,8 @@ impl AsPath {
 
     /// Decode with ASNs of `width` octets (2 or 4). The error text names the bad value.
     pub fn decode(mut value: &[u8], width: usize) -> Result<Self, String> {
-        let mut segments = Vec::new();
+        // Nearly every path is one AS_SEQUENCE: room for exactly that.
+        let mut segments = Vec::with_capacity(1);
         while !value.is_empty() {
             let [kind, count, rest @ ..] = value else {
                 return Err(format!("{} stray octet at the end", value.len()));
