@@ -171,6 +171,9 @@ impl Update {
     }
 
     /// Decode the whole message `msg` (header included; framing already checked it).
+    // Inlined into `Message::decode`, so the UPDATE is built where it ends up rather than
+    // returned and moved (a stalled copy per message).
+    #[inline]
     pub(crate) fn decode(msg: &[u8], four_octet_as: bool) -> Result<Self, DecodeError> {
         let body = &msg[HEADER_LEN..];
         let wlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
@@ -348,11 +351,15 @@ impl Update {
                 );
                 continue;
             }
-            match attribute::decode_value(type_code, value, base + value_at, four_octet_as) {
-                Ok(v) => self.attributes.push(PathAttribute {
-                    flags: flags_octet,
-                    value: v,
-                }),
+            match attribute::decode_into(
+                type_code,
+                flags_octet,
+                value,
+                base + value_at,
+                four_octet_as,
+                &mut self.attributes,
+            ) {
+                Ok(()) => {}
                 Err(AttrFault::Rfc7606(action, detail)) => {
                     self.issue(action, type_code, at, detail)
                 }
