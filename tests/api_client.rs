@@ -127,7 +127,7 @@ fn refusals_name_the_field_and_status() {
         "{e:?}"
     );
     let e = c
-        .change(&WithdrawRequest {
+        .change(WithdrawRequest {
             prefixes: vec!["198.51.100.0/24".parse().unwrap()],
             all: false,
             graceful_secs: Some(0),

@@ -509,3 +509,137 @@ fn a_lease_expiry_is_an_event() {
     let e = wait_event(&rx, "lease_expired", |v| v["event"] == "lease_expired");
     assert_eq!(e["prefixes"], serde_json::json!(["198.51.100.0/24"]), "{e}");
 }
+
+/// The prefixes `ferry routes --json` lists, with each route's JSON.
+fn announced(speaker: &Speaker) -> Vec<Value> {
+    let out = speaker.cli_ok(&["routes", "--json"]);
+    match json(&out.stdout) {
+        Value::Array(routes) => routes,
+        other => panic!("routes --json is not an array: {other}"),
+    }
+}
+
+fn prefixes_of(routes: &[Value]) -> Vec<String> {
+    routes
+        .iter()
+        .map(|r| r["prefix"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `ferry ARGS` reading `input` on standard input.
+fn cli_with_stdin(speaker: &Speaker, args: &[&str], input: &str) -> CliOut {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(FERRY)
+        .args(args)
+        .env_remove("FERRY_API_TOKEN_FILE")
+        .env("FERRY_API", speaker.api())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ferry");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `--file` takes text with columns, a JSON array and JSON lines (from stdin with `-`), and
+/// the speaker holds exactly what they say; withdraw takes the same file. A bad line is
+/// refused with its number before anything is sent.
+#[test]
+fn cli_file_takes_text_json_and_json_lines() {
+    let speaker = Speaker::start(SpeakerSpec::default());
+    let text = speaker.dir.path().join("routes.txt");
+    std::fs::write(
+        &text,
+        "# site A\n\n198.51.100.0/24\n203.0.113.0/24 next_hop=192.0.2.7 med=10 \
+         communities=65000:1,no-export  # edge\n",
+    )
+    .unwrap();
+    let out = speaker.cli_ok(&["announce", "--json", "--file", &text.to_string_lossy()]);
+    assert!(out.stdout.contains("\"changed\":2"), "{out:?}");
+    let routes = announced(&speaker);
+    assert_eq!(prefixes_of(&routes), ["198.51.100.0/24", "203.0.113.0/24"]);
+    let edge = &routes[1];
+    assert_eq!(edge["next_hop"], "192.0.2.7");
+    assert_eq!(edge["med"], 10);
+    assert_eq!(
+        edge["communities"],
+        serde_json::json!(["65000:1", "no-export"])
+    );
+    assert_eq!(routes[0]["med"], Value::Null);
+
+    // JSON lines on standard input, re-announcing one route with another MED.
+    let out = cli_with_stdin(
+        &speaker,
+        &["announce", "--file", "-"],
+        "{\"prefix\": \"203.0.113.0/24\", \"med\": 20}\n\"2001:db8:1::/48\"\n",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let routes = announced(&speaker);
+    assert_eq!(
+        prefixes_of(&routes),
+        ["198.51.100.0/24", "203.0.113.0/24", "2001:db8:1::/48"]
+    );
+    assert_eq!(routes[1]["med"], 20);
+
+    // A bad line: exit 2, the line named, nothing changed.
+    let bad = speaker.dir.path().join("bad.txt");
+    std::fs::write(&bad, "192.0.2.0/24\n10.0\n").unwrap();
+    let out = speaker.cli(&["announce", "--file", &bad.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("line 2, column 1: prefix \"10.0\" is not an IP prefix like"),
+        "{out:?}"
+    );
+    assert_eq!(announced(&speaker).len(), 3);
+
+    // The text file withdraws what it announced (its columns ignored); a JSON array the rest.
+    speaker.cli_ok(&["withdraw", "--file", &text.to_string_lossy()]);
+    assert_eq!(prefixes_of(&announced(&speaker)), ["2001:db8:1::/48"]);
+    let out = cli_with_stdin(
+        &speaker,
+        &["withdraw", "--file", "-"],
+        "[\"2001:db8:1::/48\"]",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(announced(&speaker).is_empty());
+}
+
+/// A bulk file goes to the speaker as a body written while it is sent (many frames, chunked):
+/// every route arrives, with its attributes, and the same file withdraws them all.
+#[test]
+fn cli_file_streams_a_bulk_file_whole() {
+    let speaker = Speaker::start(SpeakerSpec::default());
+    let n = 20_000u32;
+    let file = speaker.dir.path().join("bulk.txt");
+    let text: String = (0..n)
+        .map(|i| format!("2001:db8:{i:x}::/48 next_hop=2001:db8::1 med={i}\n"))
+        .collect();
+    std::fs::write(&file, &text).unwrap();
+    // Well over one frame of the body (64 KiB) even in the compact form.
+    assert!(text.len() > 4 * 65_536);
+    let out = speaker.cli_ok(&["announce", "--json", "--file", &file.to_string_lossy()]);
+    assert!(out.stdout.contains(&format!("\"changed\":{n}")), "{out:?}");
+    let routes = announced(&speaker);
+    assert_eq!(routes.len(), n as usize);
+    let last = routes
+        .iter()
+        .find(|r| r["prefix"] == format!("2001:db8:{:x}::/48", n - 1))
+        .expect("the last line's route");
+    assert_eq!(last["med"], n - 1);
+    assert_eq!(last["next_hop"], "2001:db8::1");
+    let out = speaker.cli_ok(&["withdraw", "--json", "--file", &file.to_string_lossy()]);
+    assert!(out.stdout.contains(&format!("\"changed\":{n}")), "{out:?}");
+    assert!(announced(&speaker).is_empty());
+}

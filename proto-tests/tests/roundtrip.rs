@@ -209,7 +209,7 @@ fn as_path(asn: BoxedStrategy<u32>) -> impl Strategy<Value = AsPath> {
         (kind, vec(asn, 1..12)).prop_map(|(kind, asns)| Segment { kind, asns }),
         0..4,
     )
-    .prop_map(|segments| AsPath { segments })
+    .prop_map(AsPath::from_segments)
 }
 
 fn aggregator(asn: BoxedStrategy<u32>) -> impl Strategy<Value = Aggregator> {

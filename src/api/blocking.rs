@@ -95,7 +95,7 @@ impl Speaker {
         self.rt.block_on(self.inner.withdraw_all())
     }
 
-    pub fn change(&self, req: &WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
+    pub fn change(&self, req: WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
         self.rt.block_on(self.inner.change(req))
     }
 

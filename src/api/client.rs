@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+
+use super::request_body::RequestBody;
 
 /// Where the speaker's API is: a Unix socket path, or `http://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +76,14 @@ pub(super) enum TransportError {
 }
 
 impl Transport {
-    /// Send `method path` with an optional JSON body; the status and the whole answer body.
-    /// One deadline covers the connection, the request and the answer.
+    /// Send `method path` with an optional JSON body (whole or written as it goes); the
+    /// status and the whole answer body. One deadline covers the connection, the request and
+    /// the answer.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<RequestBody>,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut sender = self.connect(deadline).await?;
@@ -118,7 +121,7 @@ impl Transport {
     async fn connect(
         &self,
         deadline: tokio::time::Instant,
-    ) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    ) -> Result<SendRequest<RequestBody>, TransportError> {
         match tokio::time::timeout_at(deadline, self.connect_now()).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::NotConnected(format!(
@@ -128,7 +131,7 @@ impl Transport {
         }
     }
 
-    async fn connect_now(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    async fn connect_now(&self) -> Result<SendRequest<RequestBody>, TransportError> {
         let unreachable = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 TransportError::Local(format!("{}: {e}", self.endpoint))
@@ -170,8 +173,8 @@ impl Transport {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Request<Full<Bytes>>, TransportError> {
+        body: Option<RequestBody>,
+    ) -> Result<Request<RequestBody>, TransportError> {
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost",
             Endpoint::Tcp { authority } => authority.as_str(),
@@ -186,7 +189,7 @@ impl Transport {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        req.body(Full::new(Bytes::from(body.unwrap_or_default())))
+        req.body(body.unwrap_or_else(RequestBody::empty))
             .map_err(|e| TransportError::Local(e.to_string()))
     }
 }
@@ -205,8 +208,8 @@ fn secs_text(d: Duration) -> String {
 }
 
 enum Conn {
-    Unix(hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Full<Bytes>>),
-    Tcp(hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>),
+    Unix(hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, RequestBody>),
+    Tcp(hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, RequestBody>),
 }
 
 #[cfg(test)]

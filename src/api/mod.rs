@@ -4,7 +4,7 @@
 //! [`listen`] accepts connections within limits ([`body_deadline`] times request bodies),
 //! [`unix_socket`] binds the socket safely, [`metrics`] encodes `/metrics`, [`error`] maps errors to HTTP statuses in one place.
 //! [`Speaker`] is the typed client everything else uses to talk to a speaker (over
-//! [`client`]'s transport), [`blocking::Speaker`] the same without async. Never holds state of
+//! [`client`]'s transport, bulk bodies written as they are sent by [`request_body`]), [`blocking::Speaker`] the same without async. Never holds state of
 //! its own.
 
 pub mod blocking;
@@ -15,6 +15,7 @@ pub mod error;
 pub mod listen;
 pub mod metrics;
 pub mod neighbor_types;
+pub mod request_body;
 pub mod server;
 pub mod speaker;
 pub mod types;

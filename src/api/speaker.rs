@@ -27,10 +27,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::client::{Endpoint, Transport, TransportError};
+use super::request_body::RequestBody;
 use super::types::{
     AnnounceRequest, AnnouncedRoute, ChangeResponse, ErrorBody, Event, LeaseRenewRequest,
     LeaseReport, PeerStatus, ReceivedRoute, ResetRequest, ResetResponse, WithdrawRequest,
 };
+use crate::speaker::attrs::Form;
+use crate::speaker::prefix_text::PrefixText;
 use crate::speaker::Route;
 
 /// How long a call may take unless the caller says otherwise.
@@ -177,15 +180,20 @@ impl Speaker {
 
     /// Announce `routes` (or re-announce them with new attributes), atomically; answers once
     /// the change is on disk.
+    /// A large set is written as it is sent ([`RequestBody::json_array`]), in the compact
+    /// form the server reads alike (fields at their default left out).
     pub async fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
-        self.post(
-            "/v1/announce",
-            &AnnounceRequest {
-                routes,
-                dry_run: false,
-            },
-        )
-        .await
+        // `AnnounceRequest { routes, dry_run: false }`, written route by route (`dry_run` false
+        // is its default and left out; a field added to the type stops this from compiling
+        // until it is written here too).
+        let AnnounceRequest { routes, dry_run: _ } = AnnounceRequest {
+            routes,
+            dry_run: false,
+        };
+        let body = RequestBody::json_array("{\"routes\":[", routes, write_route, "]}".into())
+            .map_err(|e| self.internal(e.to_string()))?;
+        let answer = self.call(Method::POST, "/v1/announce", Some(body)).await?;
+        self.parse(&answer)
     }
 
     /// What announcing `routes` would change (`dry_run`), changing nothing: checked as an
@@ -206,7 +214,7 @@ impl Speaker {
 
     /// Withdraw `prefixes`, atomically; unknown prefixes are no-ops.
     pub async fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, SpeakerError> {
-        self.change(&WithdrawRequest {
+        self.change(WithdrawRequest {
             prefixes,
             all: false,
             graceful_secs: None,
@@ -217,7 +225,7 @@ impl Speaker {
 
     /// Withdraw every announced route in one change.
     pub async fn withdraw_all(&self) -> Result<ChangeResponse, SpeakerError> {
-        self.change(&WithdrawRequest {
+        self.change(WithdrawRequest {
             prefixes: Vec::new(),
             all: true,
             graceful_secs: None,
@@ -228,8 +236,34 @@ impl Speaker {
 
     /// Any withdrawal, graceful shutdown (RFC 8326) included. A graceful one answers after
     /// its wait: give the client a timeout longer than `graceful_secs`.
-    pub async fn change(&self, req: &WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
-        self.post("/v1/withdraw", req).await
+    /// A long list of prefixes is written as it is sent ([`RequestBody::json_array`]).
+    pub async fn change(&self, req: WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
+        if req.prefixes.is_empty() {
+            return self.post("/v1/withdraw", &req).await;
+        }
+        // The other fields as the type writes them (`{}`, `{"graceful_secs":5}` or
+        // `{"dry_run":true}`), after the prefixes.
+        let WithdrawRequest {
+            prefixes,
+            all,
+            graceful_secs,
+            dry_run,
+        } = req;
+        let rest = serde_json::to_string(&WithdrawRequest {
+            prefixes: Vec::new(),
+            all,
+            graceful_secs,
+            dry_run,
+        })
+        .map_err(|e| self.internal(e.to_string()))?;
+        let tail = match rest.strip_prefix('{') {
+            Some("}") | None => "]}".to_owned(),
+            Some(fields) => format!("],{fields}"),
+        };
+        let body = RequestBody::json_array("{\"prefixes\":[", prefixes, write_prefix, tail)
+            .map_err(|e| self.internal(e.to_string()))?;
+        let answer = self.call(Method::POST, "/v1/withdraw", Some(body)).await?;
+        self.parse(&answer)
     }
 
     /// The leased routes and their deadlines (`GET /v1/leases`).
@@ -320,7 +354,9 @@ impl Speaker {
         body: &B,
     ) -> Result<T, SpeakerError> {
         let bytes = serde_json::to_vec(body).map_err(|e| self.internal(e.to_string()))?;
-        let body = self.call(Method::POST, path, Some(bytes)).await?;
+        let body = self
+            .call(Method::POST, path, Some(RequestBody::whole(bytes)))
+            .await?;
         self.parse(&body)
     }
 
@@ -328,7 +364,7 @@ impl Speaker {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<RequestBody>,
     ) -> Result<Bytes, SpeakerError> {
         let (status, body) = self
             .transport
@@ -442,6 +478,25 @@ impl Events {
             }
         }
     }
+}
+
+/// One route of an announce body, in the compact form (the server fills in the defaults).
+fn write_route(route: &Route, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    struct Compact<'a>(&'a Route);
+    impl Serialize for Compact<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(None)?;
+            self.0.write_fields(&mut m, Form::Compact)?;
+            m.end()
+        }
+    }
+    serde_json::to_writer(buf, &Compact(route))
+}
+
+/// One prefix of a withdraw body.
+fn write_prefix(prefix: &IpNet, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(buf, PrefixText::prefix(prefix).as_str())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod generate;
 mod lab;
 mod monitor;
 mod neighbor;
+mod route_file;
 mod routes;
 mod speaker;
 mod status;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ipnet::IpNet;
 
-use super::{report, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{report, route_file, table, ApiArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::api::{ChangeResponse, LeaseReport, WithdrawRequest};
 use crate::speaker::route::{parse_origin, parse_prefix};
 use crate::speaker::{Attributes, Route};
@@ -17,7 +17,9 @@ pub struct AnnounceArgs {
     /// Prefixes to announce, e.g. 198.51.100.0/24 or 2001:db8:100::/64.
     #[arg(required_unless_present = "file")]
     pub prefixes: Vec<String>,
-    /// A JSON file with an array of routes (see docs/api.md), announced in one atomic change.
+    /// A file of routes, announced in one atomic change: one prefix a line with optional
+    /// KEY=VALUE columns (`198.51.100.0/24 next_hop=192.0.2.1 med=10 communities=65000:1`),
+    /// a JSON array of prefixes or route objects (docs/api.md), or JSON lines; `-` is stdin.
     #[arg(long, value_name = "FILE", conflicts_with = "prefixes")]
     pub file: Option<PathBuf>,
     /// Next hop (default: the session's own address).
@@ -63,9 +65,8 @@ pub struct WithdrawArgs {
     /// Withdraw every announced route, in one atomic change (e.g. to empty a site).
     #[arg(long, conflicts_with_all = ["prefixes", "file"])]
     pub all: bool,
-    /// A JSON file with an array of prefixes ("198.51.100.0/24") or of routes (only their
-    /// `prefix` is used, so the file given to `announce --file` works), withdrawn in one
-    /// atomic change.
+    /// A file of prefixes, withdrawn in one atomic change: any format `announce --file` takes
+    /// (only each entry's prefix is used, so the same file works); `-` is stdin.
     #[arg(long, value_name = "FILE", conflicts_with = "prefixes")]
     pub file: Option<PathBuf>,
     /// Graceful shutdown (RFC 8326): re-announce with GRACEFUL_SHUTDOWN (65535:0), wait this
@@ -103,13 +104,7 @@ pub struct RoutesArgs {
 /// Build the routes from the command line; errors name the argument and the value.
 fn routes_from_args(args: &AnnounceArgs) -> Result<Vec<Route>, String> {
     if let Some(path) = &args.file {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
-        let de = &mut serde_json::Deserializer::from_str(&text);
-        return serde_path_to_error::deserialize(de).map_err(|e| {
-            let inner = crate::suggest::did_you_mean(&e.inner().to_string());
-            format!("--file {}: at {}: {inner}", path.display(), e.path())
-        });
+        return route_file::read_path(path);
     }
     let communities = args
         .community
@@ -211,49 +206,9 @@ pub fn announce(args: AnnounceArgs) -> i32 {
     }
 }
 
-/// The prefixes of a `withdraw --file`: an array of prefix strings or route objects.
-fn prefixes_from_file(path: &std::path::Path) -> Result<Vec<IpNet>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
-    let items: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "--file {}: not a JSON array of prefixes or routes: {e}",
-            path.display()
-        )
-    })?;
-    if items.is_empty() {
-        return Err(format!("--file {}: empty array", path.display()));
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let text = match item {
-                serde_json::Value::String(s) => s.as_str(),
-                serde_json::Value::Object(o) => match o.get("prefix") {
-                    Some(serde_json::Value::String(s)) => s.as_str(),
-                    _ => {
-                        return Err(format!(
-                            "--file {}: [{i}]: a route object needs a string field `prefix`",
-                            path.display()
-                        ))
-                    }
-                },
-                other => {
-                    return Err(format!(
-                        "--file {}: [{i}]: {other} is neither a prefix string nor a route object",
-                        path.display()
-                    ))
-                }
-            };
-            parse_prefix(text).map_err(|e| format!("--file {}: [{i}]: {e}", path.display()))
-        })
-        .collect()
-}
-
 pub fn withdraw(args: WithdrawArgs) -> i32 {
     let parsed = match &args.file {
-        Some(path) => prefixes_from_file(path),
+        Some(path) => route_file::read_path(path),
         None if args.all => Ok(Vec::new()),
         None => args
             .prefixes
@@ -285,7 +240,7 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
             return code;
         }
     }
-    match client.change(&req) {
+    match client.change(req) {
         Ok(resp) => {
             print_change(args.json, "withdrawn", &resp);
             EXIT_OK
@@ -311,7 +266,7 @@ fn confirm_withdraw_all(
         dry_run: true,
         ..req.clone()
     };
-    let n = match client.change(&preview) {
+    let n = match client.change(preview) {
         Ok(r) => r.changed,
         Err(e) => return Err(report("withdraw", &e)),
     };
@@ -561,68 +516,5 @@ fn print_json<T: serde::Serialize>(v: &T) -> i32 {
             eprintln!("ferry: cannot render JSON: {e}");
             EXIT_FAILED
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.json");
-        std::fs::write(&path, text).unwrap();
-        (dir, path)
-    }
-
-    #[test]
-    fn announce_file_with_a_misspelt_field_names_the_nearest_one() {
-        use clap::Parser as _;
-        let (_d, p) = file(r#"[{"prefix": "198.51.100.0/24", "comunities": ["65000:1"]}]"#);
-        let cli =
-            crate::cli::Cli::try_parse_from(["ferry", "announce", "--file", p.to_str().unwrap()])
-                .unwrap();
-        let crate::cli::Command::Announce(args) = cli.command else {
-            panic!("not announce")
-        };
-        let e = routes_from_args(&args).unwrap_err();
-        assert!(
-            e.contains("[0].comunities") && e.contains("did you mean `communities`?"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn withdraw_file_takes_prefixes_or_route_objects_and_names_the_bad_item() {
-        let (_d, p) = file(r#"["198.51.100.0/24", {"prefix": "2001:db8:1::/48", "med": 5}]"#);
-        assert_eq!(
-            prefixes_from_file(&p).unwrap(),
-            vec![
-                "198.51.100.0/24".parse::<IpNet>().unwrap(),
-                "2001:db8:1::/48".parse().unwrap()
-            ]
-        );
-        let (_d, p) = file(r#"["198.51.100.0/24", "198.51.100.1/24"]"#);
-        let e = prefixes_from_file(&p).unwrap_err();
-        assert!(
-            e.contains("[1]") && e.contains("did you mean 198.51.100.0/24"),
-            "{e}"
-        );
-        let (_d, p) = file(r#"[{"next_hop": "192.0.2.1"}]"#);
-        let e = prefixes_from_file(&p).unwrap_err();
-        assert!(
-            e.contains("[0]: a route object needs a string field `prefix`"),
-            "{e}"
-        );
-        let (_d, p) = file("[7]");
-        assert!(prefixes_from_file(&p)
-            .unwrap_err()
-            .contains("[0]: 7 is neither"));
-        let (_d, p) = file("[]");
-        assert!(prefixes_from_file(&p).unwrap_err().contains("empty array"));
-        let (_d, p) = file(r#"{"prefixes": []}"#);
-        assert!(prefixes_from_file(&p)
-            .unwrap_err()
-            .contains("not a JSON array of prefixes or routes"));
     }
 }

@@ -27,8 +27,7 @@ fn safi(s: Safi) -> Value {
 }
 
 fn as_path(p: &AsPath) -> Value {
-    p.segments
-        .iter()
+    p.segments()
         .map(|s| json!({"type": s.kind.name(), "asns": s.asns}))
         .collect()
 }

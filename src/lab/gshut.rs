@@ -261,7 +261,7 @@ fn repetition(
             dry_run: false,
         };
         let called = Instant::now();
-        let call = std::thread::spawn(move || client.change(&req));
+        let call = std::thread::spawn(move || client.change(req));
         // The VM goes when the drain ends, just before the speaker withdraws.
         let due = called + Duration::from_secs(u64::from(graceful_secs));
         if let Some(wait) = due.checked_duration_since(Instant::now()) {

@@ -178,7 +178,6 @@ pub fn family_of(prefix: &IpNet) -> Family {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Segment;
 
     fn ebgp() -> PeerExport {
         PeerExport {
@@ -226,10 +225,10 @@ mod tests {
         r2.attrs.local_pref = Some(50);
         let s2 = ibgp().export(&r2).unwrap().unwrap();
         assert_eq!(
-            s2.as_path.segments,
-            vec![Segment {
+            s2.as_path.segments().collect::<Vec<_>>(),
+            [crate::wire::SegmentRef {
                 kind: crate::wire::SegmentType::Sequence,
-                asns: vec![65100]
+                asns: &[65100]
             }]
         );
         assert_eq!(s2.attrs.local_pref, Some(50));

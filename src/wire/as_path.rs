@@ -52,6 +52,7 @@ impl SegmentType {
     }
 }
 
+/// One segment, owned: how a path is built from parts ([`AsPath::from_segments`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Segment {
     pub kind: SegmentType,
@@ -59,27 +60,65 @@ pub struct Segment {
     pub asns: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One segment of a path, as [`AsPath::segments`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRef<'a> {
+    pub kind: SegmentType,
+    /// 1 to 255 ASNs.
+    pub asns: &'a [u32],
+}
+
+/// An AS path, held flat: each segment is a head word (type code << 8 | ASN count, the count
+/// 1-255) followed by its ASNs, so a path is one allocation, not one per segment plus one (a
+/// decoded full table has a path per UPDATE). Built only by [`AsPath::push`] and
+/// [`AsPath::decode`], which keep the heads right.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct AsPath {
-    pub segments: Vec<Segment>,
+    words: Vec<u32>,
 }
 
 impl AsPath {
     /// A single AS_SEQUENCE (split into segments of at most 255 ASNs).
     pub fn sequence(asns: &[u32]) -> Self {
-        let segments = asns
-            .chunks(255)
-            .map(|c| Segment {
-                kind: SegmentType::Sequence,
-                asns: c.to_vec(),
-            })
-            .collect();
-        Self { segments }
+        let mut p = Self {
+            words: Vec::with_capacity(asns.len() + asns.len().div_ceil(255)),
+        };
+        p.push(SegmentType::Sequence, asns);
+        p
+    }
+
+    /// The path of these segments (an empty one left out; a long one split at 255 ASNs).
+    pub fn from_segments(segments: impl IntoIterator<Item = Segment>) -> Self {
+        let mut p = Self::default();
+        for s in segments {
+            p.push(s.kind, &s.asns);
+        }
+        p
+    }
+
+    /// Append `asns` as segments of `kind` of at most 255 ASNs each (none when empty).
+    pub fn push(&mut self, kind: SegmentType, asns: &[u32]) {
+        for chunk in asns.chunks(255) {
+            self.words
+                .push(u32::from(kind.code()) << 8 | chunk.len() as u32);
+            self.words.extend_from_slice(chunk);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// The segments in order.
+    pub fn segments(&self) -> Segments<'_> {
+        Segments { rest: &self.words }
     }
 
     /// Decode with ASNs of `width` octets (2 or 4). The error text names the bad value.
     pub fn decode(mut value: &[u8], width: usize) -> Result<Self, String> {
-        let mut segments = Vec::new();
+        // Exactly the room a one-segment path needs (nearly every path), enough for most.
+        let mut words = Vec::with_capacity(value.len() / width + 1);
+        let mut segment = 0;
         while !value.is_empty() {
             let [kind, count, rest @ ..] = value else {
                 return Err(format!("{} stray octet at the end", value.len()));
@@ -96,39 +135,42 @@ impl AsPath {
                     rest.len()
                 ));
             };
-            let asns: Vec<u32> = if width == 4 {
-                raw.chunks_exact(4)
-                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
+            segment += 1;
+            words.push(u32::from(kind.code()) << 8 | u32::from(*count));
+            let first = words.len();
+            if width == 4 {
+                words.extend(
+                    raw.chunks_exact(4)
+                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+                );
             } else {
-                raw.chunks_exact(2)
-                    .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-                    .collect()
-            };
+                words.extend(
+                    raw.chunks_exact(2)
+                        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))),
+                );
+            }
             // RFC 7607 §2: an AS_PATH or AS4_PATH containing AS 0 is malformed.
-            if let Some(i) = asns.iter().position(|&a| a == 0) {
+            if let Some(i) = words[first..].iter().position(|&a| a == 0) {
                 return Err(format!(
-                    "segment {} ASN {} is AS 0, which is reserved (RFC 7607 §2)",
-                    segments.len() + 1,
+                    "segment {segment} ASN {} is AS 0, which is reserved (RFC 7607 §2)",
                     i + 1
                 ));
             }
-            segments.push(Segment { kind, asns });
             value = &rest[n..];
         }
-        Ok(Self { segments })
+        Ok(Self { words })
     }
 
     pub fn encoded_len(&self, width: usize) -> usize {
-        self.segments.iter().map(|s| 2 + width * s.asns.len()).sum()
+        self.segments().map(|s| 2 + width * s.asns.len()).sum()
     }
 
     /// ASNs that do not fit 2 octets become AS_TRANS when `width` is 2 (RFC 6793 §4.2.2).
     pub fn encode(&self, width: usize, buf: &mut BytesMut) {
-        for s in &self.segments {
+        for s in self.segments() {
             buf.put_u8(s.kind.code());
             buf.put_u8(s.asns.len() as u8);
-            for &asn in &s.asns {
+            for &asn in s.asns {
                 if width == 4 {
                     buf.put_u32(asn);
                 } else {
@@ -141,8 +183,7 @@ impl AsPath {
     /// Path length for best-path selection and RFC 6793 merging: a set counts one,
     /// confederation segments count none (RFC 5065 §5.3).
     pub fn path_len(&self) -> usize {
-        self.segments
-            .iter()
+        self.segments()
             .map(|s| match s.kind {
                 SegmentType::Sequence => s.asns.len(),
                 SegmentType::Set => 1,
@@ -159,36 +200,74 @@ impl AsPath {
             return self.clone();
         }
         let mut keep = n - n4;
-        let mut segments = Vec::new();
-        for s in &self.segments {
+        let mut out = AsPath::default();
+        for s in self.segments() {
             if keep == 0 {
                 break;
             }
             match s.kind {
                 SegmentType::Sequence => {
                     let take = keep.min(s.asns.len());
-                    segments.push(Segment {
-                        kind: s.kind,
-                        asns: s.asns[..take].to_vec(),
-                    });
+                    out.push(s.kind, &s.asns[..take]);
                     keep -= take;
                 }
                 SegmentType::Set => {
-                    segments.push(s.clone());
+                    out.push(s.kind, s.asns);
                     keep -= 1;
                 }
-                SegmentType::ConfedSequence | SegmentType::ConfedSet => segments.push(s.clone()),
+                SegmentType::ConfedSequence | SegmentType::ConfedSet => out.push(s.kind, s.asns),
             }
         }
-        segments.extend(as4.segments.iter().cloned());
-        AsPath { segments }
+        out.words.extend_from_slice(&as4.words);
+        out
+    }
+}
+
+/// The segments of an [`AsPath`], in order.
+#[derive(Debug, Clone)]
+pub struct Segments<'a> {
+    rest: &'a [u32],
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = SegmentRef<'a>;
+
+    fn next(&mut self) -> Option<SegmentRef<'a>> {
+        let (&head, after) = self.rest.split_first()?;
+        let count = (head & 0xff) as usize;
+        // The heads are written by `push` and `decode` only, so these always hold.
+        let kind = SegmentType::from_code((head >> 8) as u8)?;
+        let asns = after.get(..count)?;
+        self.rest = &after[count..];
+        Some(SegmentRef { kind, asns })
+    }
+}
+
+/// In segment order, each compared by type, then ASNs: the order of a list of [`Segment`]s.
+impl Ord for AsPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.segments()
+            .map(|s| (s.kind, s.asns))
+            .cmp(other.segments().map(|s| (s.kind, s.asns)))
+    }
+}
+
+impl PartialOrd for AsPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for AsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.segments()).finish()
     }
 }
 
 impl fmt::Display for AsPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for s in &self.segments {
+        for s in self.segments() {
             let asns: Vec<String> = s.asns.iter().map(u32::to_string).collect();
             let text = match s.kind {
                 SegmentType::Sequence => asns.join(" "),
@@ -238,6 +317,42 @@ mod tests {
             .unwrap_err()
             .contains("needs 4 octets"));
         assert!(AsPath::decode(&[2], 2).unwrap_err().contains("stray"));
+    }
+
+    #[test]
+    fn segments_come_back_as_built_and_order_as_segment_lists_do() {
+        let parts = vec![
+            Segment {
+                kind: SegmentType::Sequence,
+                asns: vec![65001, 65002],
+            },
+            Segment {
+                kind: SegmentType::Set,
+                asns: vec![65003],
+            },
+        ];
+        let p = AsPath::from_segments(parts.clone());
+        let back: Vec<Segment> = p
+            .segments()
+            .map(|s| Segment {
+                kind: s.kind,
+                asns: s.asns.to_vec(),
+            })
+            .collect();
+        assert_eq!(back, parts);
+        assert_eq!(p.path_len(), 3);
+        // 300 ASNs are two segments of 255 and 45.
+        let long = AsPath::sequence(&(1..=300).collect::<Vec<u32>>());
+        assert_eq!(
+            long.segments().map(|s| s.asns.len()).collect::<Vec<_>>(),
+            [255, 45]
+        );
+        assert!(AsPath::sequence(&[]).is_empty());
+        // A shorter first segment that is greater sorts after, as a list of segments would.
+        let a = AsPath::sequence(&[2]);
+        let b = AsPath::sequence(&[1, 5]);
+        assert!(a > b);
+        assert!(AsPath::default() < b);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod update;
 
 use bytes::BytesMut;
 
-pub use as_path::{AsPath, Segment, SegmentType};
+pub use as_path::{AsPath, Segment, SegmentRef, SegmentType};
 pub use attribute::{Aggregator, AttributeValue, Origin, PathAttribute};
 pub use capability::Capability;
 pub use community::{Community, ExtendedCommunity, LargeCommunity};

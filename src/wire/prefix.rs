@@ -47,7 +47,9 @@ pub fn decode_ipv4(
     out: &mut Vec<Ipv4Net>,
 ) -> Result<(), DecodeError> {
     // A prefix takes at least one octet: reserving for the worst case stays within the message.
-    out.reserve(buf.len() / 2);
+    // Filled as a local (its length in a register, not reloaded from `out` after each write),
+    // then appended: this runs for every UPDATE.
+    let mut local = Vec::with_capacity(buf.len() / 2);
     let mut i = 0;
     while i < buf.len() {
         let len = buf[i];
@@ -62,9 +64,14 @@ pub fn decode_ipv4(
         octets[..n].copy_from_slice(bytes);
         // Cannot fail: len <= 32 was checked above.
         if let Ok(p) = Ipv4Net::new(Ipv4Addr::from(octets), len) {
-            out.push(p);
+            local.push(p);
         }
         i += 1 + n;
+    }
+    if out.is_empty() {
+        *out = local;
+    } else {
+        out.append(&mut local);
     }
     Ok(())
 }

@@ -46,6 +46,25 @@ pub struct Update {
     pub issues: Vec<AttributeIssue>,
 }
 
+/// The attribute type codes met so far in an UPDATE: 32 octets, not a 256-entry array, as
+/// this is set up for every UPDATE decoded.
+#[derive(Debug, Default)]
+struct Seen([u64; 4]);
+
+impl Seen {
+    /// Add `code`; whether it was there already.
+    fn insert(&mut self, code: u8) -> bool {
+        let (word, bit) = (usize::from(code >> 6), 1u64 << (code & 63));
+        let had = self.0[word] & bit != 0;
+        self.0[word] |= bit;
+        had
+    }
+
+    fn contains(&self, code: u8) -> bool {
+        self.0[usize::from(code >> 6)] & (1u64 << (code & 63)) != 0
+    }
+}
+
 fn malformed_list(field: &'static str, at: usize, detail: String) -> DecodeError {
     DecodeError::new(ErrorKind::MalformedAttributeList, field, at, detail)
 }
@@ -152,6 +171,9 @@ impl Update {
     }
 
     /// Decode the whole message `msg` (header included; framing already checked it).
+    // Inlined into `Message::decode`, so the UPDATE is built where it ends up rather than
+    // returned and moved (a stalled copy per message).
+    #[inline]
     pub(crate) fn decode(msg: &[u8], four_octet_as: bool) -> Result<Self, DecodeError> {
         let body = &msg[HEADER_LEN..];
         let wlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
@@ -217,8 +239,8 @@ impl Update {
         raw: &[u8],
         base: usize,
         four_octet_as: bool,
-    ) -> Result<[bool; 256], DecodeError> {
-        let mut seen = [false; 256];
+    ) -> Result<Seen, DecodeError> {
+        let mut seen = Seen::default();
         let mut i = 0;
         while i < raw.len() {
             let at = base + i;
@@ -270,7 +292,7 @@ impl Update {
             };
             i = value_at + len;
             let whole = &raw[at - base..i];
-            if std::mem::replace(&mut seen[usize::from(type_code)], true) {
+            if seen.insert(type_code) {
                 // RFC 7606 §3 g: MP_REACH/MP_UNREACH twice resets; other repeats are discarded.
                 if matches!(type_code, attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI) {
                     return Err(malformed_list(
@@ -329,11 +351,15 @@ impl Update {
                 );
                 continue;
             }
-            match attribute::decode_value(type_code, value, base + value_at, four_octet_as) {
-                Ok(v) => self.attributes.push(PathAttribute {
-                    flags: flags_octet,
-                    value: v,
-                }),
+            match attribute::decode_into(
+                type_code,
+                flags_octet,
+                value,
+                base + value_at,
+                four_octet_as,
+                &mut self.attributes,
+            ) {
+                Ok(()) => {}
                 Err(AttrFault::Rfc7606(action, detail)) => {
                     self.issue(action, type_code, at, detail)
                 }
@@ -348,17 +374,18 @@ impl Update {
     }
 
     /// RFC 4271 §5 and RFC 7606 §3 d: ORIGIN and AS_PATH with any NLRI, NEXT_HOP with classic NLRI.
-    fn check_mandatory(&mut self, seen: &[bool; 256], at: usize) {
+    fn check_mandatory(&mut self, seen: &Seen, at: usize) {
         let reach = self.mp_reach().is_some_and(|m| !m.nlri.is_empty());
         if self.nlri.is_empty() && !reach {
             return;
         }
-        let mut required = vec![attr::ORIGIN, attr::AS_PATH];
-        if !self.nlri.is_empty() {
-            required.push(attr::NEXT_HOP);
-        }
-        for code in required {
-            if !seen[usize::from(code)] {
+        // No list to allocate: this runs for every UPDATE.
+        let next_hop = (!self.nlri.is_empty()).then_some(attr::NEXT_HOP);
+        for code in [Some(attr::ORIGIN), Some(attr::AS_PATH), next_hop]
+            .into_iter()
+            .flatten()
+        {
+            if !seen.contains(code) {
                 self.issue(
                     Rfc7606Action::TreatAsWithdraw,
                     code,
