@@ -178,7 +178,11 @@ impl FerryConfig {
                 speaker::with_keys(&c, &extra).unwrap_or_else(|e| panic!("neighbor extra: {e}"))
             })
             .collect();
-        Config { speaker, neighbors }
+        Config {
+            speaker,
+            neighbors,
+            health_checks: Vec::new(),
+        }
     }
 }
 

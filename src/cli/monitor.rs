@@ -106,6 +106,20 @@ fn describe(e: &Event) -> String {
         Event::LeaseExpired { prefixes } => {
             format!("lease expired, withdrawn: {}", list(prefixes))
         }
+        Event::HealthChanged {
+            name,
+            from,
+            to,
+            routes,
+            error,
+        } => format!(
+            "health check {name}: {from} -> {to}; routes {}{}",
+            list(routes),
+            error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
         Event::Lagged { missed } => {
             format!("missed {missed} events (this monitor fell behind); check `ferry status`")
         }
