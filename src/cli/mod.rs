@@ -50,6 +50,8 @@ pub enum Command {
     Withdraw(routes::WithdrawArgs),
     /// Show the speaker's neighbors and their sessions.
     Status(status::StatusArgs),
+    /// Show the speaker's health checks (`[[health_check]]`) and their states.
+    Health(status::HealthArgs),
     /// Show announced routes, or with --received the routes peers sent.
     Routes(routes::RoutesArgs),
     /// Follow the speaker's events as they happen (sessions, routes sent, changes, leases).
@@ -134,6 +136,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Announce(args) => routes::announce(args),
         Command::Withdraw(args) => routes::withdraw(args),
         Command::Status(args) => status::run(args),
+        Command::Health(args) => status::health(args),
         Command::Routes(args) => routes::list(args),
         Command::Reset(args) => status::reset(args),
         Command::Monitor(args) => monitor::run(args),

@@ -363,7 +363,7 @@ mod tests {
     fn health_transitions_withdraw_or_deprefer_the_governed_routes() {
         use crate::daemon::health::{machine::Health, Gate};
         let dir = tempfile::tempdir().unwrap();
-        let s = shared(dir.path());
+        let s = Arc::new(shared(dir.path()));
         let config = |extra: &str| {
             crate::config::Config::parse(&format!(
                 "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"/x\"\nstate_dir = \"/y\"\n\
@@ -411,6 +411,12 @@ mod tests {
         );
         let st = s.health_statuses();
         assert_eq!((st[0].state.as_str(), st[0].transitions), ("down", 2));
+        let m = super::super::metrics::text(&s);
+        assert!(m.contains("ferry_health_check_up{check=\"web\"} 0"), "{m}");
+        assert!(
+            m.contains("ferry_health_check_transitions_total{check=\"web\"} 2"),
+            "{m}"
+        );
 
         // De-prefer: the route stays, with the prepend, MED and community added.
         let deprefer =
