@@ -364,7 +364,7 @@ pub struct HealthStatus {
     /// Seconds in this state.
     pub since_secs: u64,
     pub transitions: u64,
-    /// The last failed probe's error (cleared by the next state change to up).
+    /// The last probe's error (`None` once a probe succeeds).
     pub last_error: Option<String>,
 }
 
