@@ -10,6 +10,10 @@
 //!   probes the route is at FRR again. A route outside the check's prefixes stays at FRR
 //!   throughout. Before the first success nothing governed is announced: a check whose
 //!   service is not there at start keeps the route from FRR.
+//! * `a_flapping_service_is_held_down`: `hold_down_ms = 3000`; the service goes and comes
+//!   straight back once the check fell: the route stays away from FRR (sampled every 100 ms)
+//!   for the hold-down (less 600 ms for seeing the fall late), however many probes pass
+//!   meanwhile, then returns.
 //! * `health_check_deprefers_on_fall`: `on_fall = "deprefer"` with `prepend = 2` and a MED:
 //!   on fall FRR keeps the route with an AS path two ASNs longer and the MED; on rise it is
 //!   back as announced.
@@ -217,5 +221,48 @@ fn health_check_deprefers_on_fall() {
     let _service = Service::start(&a, addr);
     let r = frr.wait_route_where(GOVERNED, UP, &|r| r.as_path.len() == 1);
     assert_eq!(r.med, None, "{r:?}");
+    assert_eq!(state(&ferry), "up");
+}
+
+#[test]
+fn a_flapping_service_is_held_down() {
+    if !can_run_with("a_flapping_service_is_held_down", FRR_PROGS) {
+        return;
+    }
+    let (lab, a, b) = lab("healthhd");
+    let addr: SocketAddr = "127.0.0.1:18083".parse().unwrap();
+    let frr = Frr::start(&lab, &b, &frr_config());
+    let service = Service::start(&a, addr);
+    let ferry = Ferry::start(&lab, &a, &ferry_config(check(addr, "hold_down_ms = 3000")));
+    frr.wait_established(FERRY_IP, UP);
+    ferry.cli_ok(&["announce", GOVERNED]);
+    frr.wait_route(GOVERNED, UP);
+
+    drop(service);
+    let fell = (0..100)
+        .find(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            state(&ferry) == "down"
+        })
+        .unwrap_or_else(|| ferry.fail("the check did not fall"));
+    let t_fall = Instant::now();
+    let _service = Service::start(&a, addr);
+    frr.wait_no_route(GOVERNED, UP);
+    // Probes pass every 200 ms from now on (rise 2 alone would bring the route back within
+    // about 400 ms); the hold-down keeps it away until 3 s after the fall. `t_fall` is when
+    // the fall was seen, a little after it happened: 600 ms of margin for a loaded machine.
+    const HELD: Duration = Duration::from_millis(2400);
+    while t_fall.elapsed() < HELD {
+        assert!(
+            !frr.rib_ipv4().contains_key(GOVERNED),
+            "route back {:?} after the fall, inside the hold-down",
+            t_fall.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    frr.wait_route(GOVERNED, UP);
+    let back = t_fall.elapsed();
+    eprintln!("held down: route back at FRR {back:?} after the fall (poll {fell})");
+    assert!(back >= HELD, "{back:?}");
     assert_eq!(state(&ferry), "up");
 }
