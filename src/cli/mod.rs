@@ -54,7 +54,8 @@ pub enum Command {
     Health(status::HealthArgs),
     /// Show announced routes, or with --received the routes peers sent.
     Routes(routes::RoutesArgs),
-    /// Follow the speaker's events as they happen (sessions, routes sent, changes, leases).
+    /// Follow the speaker's events as they happen (sessions, routes sent, changes, leases,
+    /// health checks).
     Monitor(monitor::MonitorArgs),
     /// End a neighbor's session now (--hard: Cease/Hard Reset, peers drop our routes at once).
     Reset(status::ResetArgs),

@@ -153,5 +153,14 @@ mod tests {
             describe(&e),
             "peer 192.0.2.2: sent 1 announced, 0 withdrawn; announced 198.51.100.0/24"
         );
+        // As docs/api.md shows it on the wire.
+        let e: Event = serde_json::from_str(
+            r#"{"event": "health_changed", "name": "web", "from": "up", "to": "down", "routes": ["198.51.100.0/24"], "error": "tcp 127.0.0.1:443: Connection refused (os error 111)"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&e),
+            "health check web: up -> down; routes 198.51.100.0/24 (tcp 127.0.0.1:443: Connection refused (os error 111))"
+        );
     }
 }
