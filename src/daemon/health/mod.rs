@@ -177,6 +177,8 @@ pub async fn run(shared: Arc<Shared>, index: usize, config: HealthCheckConfig) {
         Duration::from_millis(config.hold_down_ms.into()),
     );
     let config = Arc::new(config);
+    // One small string per configured check, for the life of the process (checks are set up
+    // once, at start: a reload cannot add any).
     let caller = Caller::Speaker(Box::leak(
         format!("health check {}", config.name).into_boxed_str(),
     ));
@@ -206,5 +208,58 @@ pub async fn run(shared: Arc<Shared>, index: usize, config: HealthCheckConfig) {
             continue;
         };
         shared.health_moved(index, to, result.err(), now, &caller);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(prefix: &str, degrade: Degrade, state: Health) -> Gate {
+        Gate {
+            name: prefix.into(),
+            kind: "tcp",
+            target: String::new(),
+            prefixes: vec![prefix.parse().unwrap()],
+            degrade,
+            state,
+            since: Instant::now(),
+            transitions: 0,
+            last_error: None,
+        }
+    }
+
+    fn route(p: &str) -> Route {
+        Route::new(p.parse().unwrap()).unwrap()
+    }
+
+    /// Only failing checks whose prefixes cover the route act on it; of two, a withdraw wins
+    /// and de-preferences add up (prepend capped at MAX_PREPEND).
+    #[test]
+    fn the_overlay_of_failing_checks() {
+        let deprefer = |prepend| Degrade::Deprefer {
+            prepend,
+            med: Some(7),
+            community: None,
+        };
+        let r = route("198.51.100.0/25");
+        let up = gate("198.51.100.0/24", Degrade::Withdraw, Health::Up);
+        let elsewhere = gate("203.0.113.0/24", Degrade::Withdraw, Health::Down);
+        assert_eq!(overlay(&[up, elsewhere], r.clone()), Some(r.clone()));
+        let init = gate("198.51.100.0/24", Degrade::Withdraw, Health::Init);
+        assert_eq!(overlay(&[init.clone()], r.clone()), None, "init withholds");
+        let d = gate("198.51.100.0/24", deprefer(20), Health::Down);
+        assert_eq!(
+            overlay(&[d.clone(), init], r.clone()),
+            None,
+            "withdraw wins"
+        );
+        let both = overlay(&[d.clone(), d], r.clone()).unwrap();
+        assert_eq!(both.prepend, crate::speaker::route::MAX_PREPEND);
+        assert_eq!(both.attrs.med, Some(7));
+        // A route wider than the check's prefix is not governed.
+        let wide = route("198.51.100.0/23");
+        let narrow = gate("198.51.100.0/24", Degrade::Withdraw, Health::Down);
+        assert_eq!(overlay(&[narrow], wide.clone()), Some(wide));
     }
 }
