@@ -247,7 +247,11 @@ mod tests {
         let elsewhere = gate("203.0.113.0/24", Degrade::Withdraw, Health::Down);
         assert_eq!(overlay(&[up, elsewhere], r.clone()), Some(r.clone()));
         let init = gate("198.51.100.0/24", Degrade::Withdraw, Health::Init);
-        assert_eq!(overlay(&[init.clone()], r.clone()), None, "init withholds");
+        assert_eq!(
+            overlay(std::slice::from_ref(&init), r.clone()),
+            None,
+            "init withholds"
+        );
         let d = gate("198.51.100.0/24", deprefer(20), Health::Down);
         assert_eq!(
             overlay(&[d.clone(), init], r.clone()),
