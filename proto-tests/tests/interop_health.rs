@@ -16,7 +16,8 @@
 //!   meanwhile, then returns.
 //! * `health_check_deprefers_on_fall`: `on_fall = "deprefer"` with `prepend = 2` and a MED:
 //!   on fall FRR keeps the route with an AS path two ASNs longer and the MED; on rise it is
-//!   back as announced.
+//!   back as announced. A `ferry reload` with the check changed is refused (exit 2, restart
+//!   needed) and the running check goes on.
 //!
 //! Needs root and FRR (skips otherwise, fails with FIT_REQUIRE=1).
 
@@ -222,6 +223,25 @@ fn health_check_deprefers_on_fall() {
     let r = frr.wait_route_where(GOVERNED, UP, &|r| r.as_path.len() == 1);
     assert_eq!(r.med, None, "{r:?}");
     assert_eq!(state(&ferry), "up");
+
+    // A reload that changes the check is refused (restart), and the check runs on.
+    ferry.write_config(&ferry_config(check(
+        addr,
+        "on_fall = \"deprefer\"\nmed = 5",
+    )));
+    let e = ferry.cli(&["reload"]).unwrap_err();
+    assert!(
+        e.contains("exit status: 2") && e.contains("health_check changed"),
+        "{e}"
+    );
+    let v = ferry
+        .cli_json(&["health"])
+        .unwrap_or_else(|e| ferry.fail(&e));
+    assert_eq!(
+        (v[0]["state"].as_str(), v[0]["on_fall"].as_str()),
+        (Some("up"), Some("deprefer")),
+        "{v}"
+    );
 }
 
 #[test]
