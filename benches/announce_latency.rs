@@ -139,6 +139,7 @@ fn main() {
             dir.path().to_owned(),
         ),
         neighbors: vec![neighbor],
+        health_checks: Vec::new(),
     };
     let config_path = dir.path().join("ferry.toml");
     speaker::write_config(&config_path, &config).expect("write config");

@@ -247,6 +247,7 @@ fn main() {
             dir.path().to_owned(),
         ),
         neighbors: Vec::new(),
+        health_checks: Vec::new(),
     };
     let mut sinks = Vec::new();
     for i in 0..SINKS {

@@ -306,6 +306,7 @@ fn start_ferry(second_port: Option<u16>) -> Ferry {
     let mut config = Config {
         speaker,
         neighbors: vec![flooder],
+        health_checks: Vec::new(),
     };
     if let Some(port) = second_port {
         let mut n = NeighborConfig::new(IpAddr::from([127, 0, 0, 3]), Asn(PEER_ASN));

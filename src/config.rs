@@ -41,6 +41,182 @@ pub struct Config {
     pub speaker: SpeakerConfig,
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<NeighborConfig>,
+    /// Health checks that govern announced routes (see `daemon::health`); a reload refuses
+    /// a change of them (restart).
+    #[serde(
+        default,
+        rename = "health_check",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub health_checks: Vec<HealthCheckConfig>,
+}
+
+/// One `[[health_check]]`: a probe run every `interval_ms`; while it fails (`fall` failures
+/// in a row) the routes within `prefixes` are withdrawn, or de-preferred with `med` and/or
+/// `community` when `on_fall = "deprefer"`; `rise` successes in a row (and `hold_down_ms`
+/// since the fall) bring them back as configured. Exactly one of `tcp`, `http`, `command`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    pub name: String,
+    /// The announced routes equal to or inside one of these are governed by the check.
+    pub prefixes: Vec<ipnet::IpNet>,
+    /// `ip:port` that must accept a TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SocketAddr>,
+    /// `http://` or `https://` URL that must answer a GET with 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// Program and arguments that must exit 0 (no shell). ICMP: `["ping", "-c1", "-W1", HOST]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: HealthMs,
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: HealthMs,
+    #[serde(default = "default_rise")]
+    pub rise: HealthCount,
+    #[serde(default = "default_fall")]
+    pub fall: HealthCount,
+    /// After a fall, the routes stay down at least this long (flap damping).
+    #[serde(default)]
+    pub hold_down_ms: u32,
+    #[serde(default)]
+    pub on_fall: OnFall,
+    /// `on_fall = "deprefer"`: extra copies of our ASN in the AS_PATH while the check fails
+    /// (added to the route's own `prepend`, capped at 32 in all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepend: Option<u8>,
+    /// `on_fall = "deprefer"`: the MED the routes carry while the check fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+    /// `on_fall = "deprefer"`: a community (`ASN:VALUE`) added while the check fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community: Option<String>,
+}
+
+/// What a failing health check does to its routes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFall {
+    #[default]
+    Withdraw,
+    Deprefer,
+}
+
+/// A health check period in milliseconds, 10-3600000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "i64")]
+pub struct HealthMs(pub u32);
+
+impl TryFrom<i64> for HealthMs {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match v {
+            10..=3_600_000 => Ok(HealthMs(v as u32)),
+            _ => Err(format!("health_check time {v} ms is outside 10-3600000")),
+        }
+    }
+}
+
+/// A rise or fall count, 1-100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "i64")]
+pub struct HealthCount(pub u32);
+
+impl TryFrom<i64> for HealthCount {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match v {
+            1..=100 => Ok(HealthCount(v as u32)),
+            _ => Err(format!("health_check rise/fall {v} is outside 1-100")),
+        }
+    }
+}
+
+fn default_health_interval() -> HealthMs {
+    HealthMs(2000)
+}
+fn default_health_timeout() -> HealthMs {
+    HealthMs(1000)
+}
+fn default_rise() -> HealthCount {
+    HealthCount(2)
+}
+fn default_fall() -> HealthCount {
+    HealthCount(3)
+}
+
+impl HealthCheckConfig {
+    /// The rules between this check's keys; errors name the check and the key.
+    fn check(&self) -> Result<(), String> {
+        let n = &self.name;
+        let kinds = [
+            self.tcp.is_some(),
+            self.http.is_some(),
+            self.command.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(format!(
+                "health_check {n:?}: set exactly one of tcp, http, command"
+            ));
+        }
+        if let Some(url) = &self.http {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "health_check {n:?}: http {url:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
+        if let Some(argv) = &self.command {
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err(format!(
+                    "health_check {n:?}: command is empty; give the program and its arguments, e.g. [\"/usr/bin/check\", \"--quiet\"]"
+                ));
+            }
+        }
+        if self.prefixes.is_empty() {
+            return Err(format!(
+                "health_check {n:?}: prefixes is empty; name the routes it governs"
+            ));
+        }
+        for p in &self.prefixes {
+            if p.trunc() != *p {
+                return Err(format!(
+                    "health_check {n:?}: prefixes: {p} has host bits set; did you mean {}?",
+                    p.trunc()
+                ));
+            }
+        }
+        if self.timeout_ms.0 > self.interval_ms.0 {
+            return Err(format!(
+                "health_check {n:?}: timeout_ms {} is longer than interval_ms {}",
+                self.timeout_ms.0, self.interval_ms.0
+            ));
+        }
+        if let Some(c) = &self.community {
+            c.parse::<crate::wire::community::Community>()
+                .map_err(|e| format!("health_check {n:?}: community {c:?}: {e}"))?;
+        }
+        if let Some(p) = self.prepend {
+            let max = crate::speaker::route::MAX_PREPEND;
+            if p == 0 || p > max {
+                return Err(format!(
+                    "health_check {n:?}: prepend {p} is outside 1-{max}"
+                ));
+            }
+        }
+        let deprefers = self.prepend.is_some() || self.med.is_some() || self.community.is_some();
+        match self.on_fall {
+            OnFall::Deprefer if !deprefers => Err(format!(
+                "health_check {n:?}: on_fall = \"deprefer\" needs prepend, med or community (what the routes carry while failing)"
+            )),
+            OnFall::Withdraw if deprefers => Err(format!(
+                "health_check {n:?}: prepend/med/community apply only with on_fall = \"deprefer\" (on_fall is \"withdraw\")"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -680,6 +856,15 @@ impl Config {
                 ));
             }
         }
+        for (i, h) in self.health_checks.iter().enumerate() {
+            if h.name.is_empty() {
+                return Err(format!("health_check #{}: name is empty", i + 1));
+            }
+            if self.health_checks[..i].iter().any(|o| o.name == h.name) {
+                return Err(format!("health_check name {:?} appears twice", h.name));
+            }
+            h.check()?;
+        }
         for (i, n) in self.neighbors.iter().enumerate() {
             if self.neighbors[..i].iter().any(|m| m.address == n.address) {
                 return Err(format!("neighbor.address {} appears twice", n.address));
@@ -1101,5 +1286,77 @@ remote_as = 4200000001
         );
         let e = with("allowed_prefixes = [\"nope\"]").unwrap_err();
         assert!(e.contains("allowed_prefixes"), "{e}");
+    }
+
+    #[test]
+    fn health_checks_are_checked_and_round_trip() {
+        let check = |body: &str| {
+            Config::parse(&format!(
+                "{GOOD}\n[[health_check]]\nname = \"web\"\nprefixes = [\"203.0.113.0/24\"]\n{body}\n"
+            ))
+        };
+        let c = check("tcp = \"127.0.0.1:8080\"\nrise = 3\nfall = 2\nhold_down_ms = 5000").unwrap();
+        let h = &c.health_checks[0];
+        assert_eq!(h.tcp, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!((h.rise.0, h.fall.0, h.hold_down_ms), (3, 2, 5000));
+        assert_eq!((h.interval_ms.0, h.timeout_ms.0), (2000, 1000));
+        assert_eq!(h.on_fall, OnFall::Withdraw);
+        // Written and read back: equal (tests start speakers from typed configs).
+        assert_eq!(Config::parse(&toml::to_string(&c).unwrap()).unwrap(), c);
+        let d = check("http = \"http://127.0.0.1/\"\non_fall = \"deprefer\"\nprepend = 3\nmed = 500\ncommunity = \"65000:666\"").unwrap();
+        assert_eq!(d.health_checks[0].prepend, Some(3));
+
+        let refused = [
+            ("", "exactly one of tcp, http, command"),
+            (
+                "tcp = \"127.0.0.1:1\"\ncommand = [\"true\"]",
+                "exactly one of",
+            ),
+            ("http = \"ftp://x\"", "http \"ftp://x\" is not an http"),
+            ("command = []", "command is empty"),
+            (
+                "tcp = \"127.0.0.1:1\"\ninterval_ms = 100\ntimeout_ms = 200",
+                "timeout_ms 200 is longer than interval_ms 100",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\nrise = 0",
+                "rise/fall 0 is outside 1-100",
+            ),
+            ("tcp = \"127.0.0.1:1\"\ninterval_ms = 5", "5 ms is outside"),
+            (
+                "tcp = \"127.0.0.1:1\"\non_fall = \"deprefer\"",
+                "needs prepend, med or community",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\nmed = 5",
+                "only with on_fall = \"deprefer\"",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\non_fall = \"deprefer\"\ncommunity = \"x\"",
+                "community \"x\"",
+            ),
+            (
+                "tcp = \"127.0.0.1:1\"\non_fall = \"deprefer\"\nprepend = 40",
+                "prepend 40 is outside 1-32",
+            ),
+            ("tcp = \"127.0.0.1:1\"\non_fall = \"drop\"", "on_fall"),
+            ("tcp = \"127.0.0.1:1\"\nintervall_ms = 5", "intervall_ms"),
+        ];
+        for (body, want) in refused {
+            let e = check(body).unwrap_err();
+            assert!(e.contains(want), "{body:?}: {e}");
+            assert!(
+                e.contains("health_check") || e.contains("on_fall") || e.contains("intervall"),
+                "{e}"
+            );
+        }
+        let e = Config::parse(&format!(
+            "{GOOD}\n[[health_check]]\nname = \"a\"\nprefixes = [\"203.0.113.1/24\"]\ntcp = \"127.0.0.1:1\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("did you mean 203.0.113.0/24"), "{e}");
+        let twice = "[[health_check]]\nname = \"a\"\nprefixes = [\"203.0.113.0/24\"]\ntcp = \"127.0.0.1:1\"\n";
+        let e = Config::parse(&format!("{GOOD}\n{twice}{twice}")).unwrap_err();
+        assert!(e.contains("name \"a\" appears twice"), "{e}");
     }
 }

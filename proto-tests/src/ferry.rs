@@ -104,6 +104,8 @@ pub struct FerryConfig {
     /// `key = value` lines set on the typed neighbor with that address, for keys the
     /// daemon-neutral [`Peer`] has no field for (e.g. `md5_password`, `ttl_security`).
     pub neighbor_extra: Vec<(String, String)>,
+    /// `[[health_check]]` entries, as written.
+    pub health_checks: Vec<ferry::config::HealthCheckConfig>,
 }
 
 impl FerryConfig {
@@ -115,7 +117,13 @@ impl FerryConfig {
             neighbors: Vec::new(),
             connect_retry: 1,
             neighbor_extra: Vec::new(),
+            health_checks: Vec::new(),
         }
+    }
+    /// Add a `[[health_check]]`.
+    pub fn health_check(mut self, c: ferry::config::HealthCheckConfig) -> FerryConfig {
+        self.health_checks.push(c);
+        self
     }
     /// Set the key of `line` (`key = value`) on the neighbor `address`.
     pub fn neighbor_line(mut self, address: &str, line: &str) -> FerryConfig {
@@ -178,7 +186,11 @@ impl FerryConfig {
                 speaker::with_keys(&c, &extra).unwrap_or_else(|e| panic!("neighbor extra: {e}"))
             })
             .collect();
-        Config { speaker, neighbors }
+        Config {
+            speaker,
+            neighbors,
+            health_checks: self.health_checks.clone(),
+        }
     }
 }
 

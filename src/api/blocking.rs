@@ -99,6 +99,10 @@ impl Speaker {
         self.rt.block_on(self.inner.change(req))
     }
 
+    pub fn health(&self) -> Result<Vec<crate::api::HealthStatus>, SpeakerError> {
+        self.rt.block_on(self.inner.health())
+    }
+
     pub fn leases(&self) -> Result<LeaseReport, SpeakerError> {
         self.rt.block_on(self.inner.leases())
     }

@@ -83,6 +83,10 @@ pub trait Control: Send + Sync + 'static {
         let _ = (prefixes, on, caller);
         Err(ApiError::NotFound("graceful shutdown not supported".into()))
     }
+    /// The health checks and their states.
+    fn health(&self) -> Vec<super::types::HealthStatus> {
+        Vec::new()
+    }
     /// The leased routes and their deadlines.
     fn leases(&self) -> LeaseReport {
         LeaseReport::default()
@@ -147,6 +151,7 @@ pub fn router(control: Shared, metrics: Metrics) -> Router {
         .route("/v1/peers/{addr}/enable", post(enable_peer))
         .route("/v1/reload", post(reload))
         .route("/v1/leases", get(leases))
+        .route("/v1/health", get(health))
         .route("/v1/lease/renew", post(renew_leases))
         .route("/metrics", get(get_metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
@@ -309,6 +314,10 @@ async fn blocking(
         .await
         .map_err(|e| ApiError::Internal(format!("change task failed: {e}")))?
         .map(Json)
+}
+
+async fn health(State(c): State<Shared>) -> Json<Vec<super::types::HealthStatus>> {
+    Json(c.health())
 }
 
 async fn leases(State(c): State<Shared>) -> Json<LeaseReport> {

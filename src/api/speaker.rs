@@ -267,6 +267,11 @@ impl Speaker {
     }
 
     /// The leased routes and their deadlines (`GET /v1/leases`).
+    /// The health checks and their states (`GET /v1/health`).
+    pub async fn health(&self) -> Result<Vec<crate::api::HealthStatus>, SpeakerError> {
+        self.get("/v1/health").await
+    }
+
     pub async fn leases(&self) -> Result<LeaseReport, SpeakerError> {
         self.get("/v1/leases").await
     }

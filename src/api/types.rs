@@ -330,11 +330,42 @@ pub enum Event {
     LeaseExpired {
         prefixes: Vec<IpNet>,
     },
+    /// A health check changed state (`init`, `up`, `down`); `routes` are the announced routes
+    /// it governs, now withdrawn or de-preferred (not up) or back as configured (up).
+    HealthChanged {
+        name: String,
+        from: String,
+        to: String,
+        routes: Vec<IpNet>,
+        /// The failed probe's error, when the check failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// This subscriber fell behind and `missed` events were dropped for it: what it knows may
     /// be stale (read the state again).
     Lagged {
         missed: u64,
     },
+}
+
+/// One health check (`GET /v1/health`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub name: String,
+    /// `tcp`, `http` or `command`.
+    pub kind: String,
+    /// The address, URL or command line probed.
+    pub target: String,
+    /// `init` (no result yet), `up` or `down`.
+    pub state: String,
+    pub prefixes: Vec<IpNet>,
+    /// `withdraw` or `deprefer`: what happens to the routes while the check is not up.
+    pub on_fall: String,
+    /// Seconds in this state.
+    pub since_secs: u64,
+    pub transitions: u64,
+    /// The last probe's error (`None` once a probe succeeds).
+    pub last_error: Option<String>,
 }
 
 /// Renew the leases of these prefixes (empty or absent: every leased route).

@@ -51,9 +51,12 @@ pub enum Command {
     Withdraw(routes::WithdrawArgs),
     /// Show the speaker's neighbors and their sessions.
     Status(status::StatusArgs),
+    /// Show the speaker's health checks (`[[health_check]]`) and their states.
+    Health(status::HealthArgs),
     /// Show announced routes, or with --received the routes peers sent.
     Routes(routes::RoutesArgs),
-    /// Follow the speaker's events as they happen (sessions, routes sent, changes, leases).
+    /// Follow the speaker's events as they happen (sessions, routes sent, changes, leases,
+    /// health checks).
     Monitor(monitor::MonitorArgs),
     /// End a neighbor's session now (--hard: Cease/Hard Reset, peers drop our routes at once).
     Reset(status::ResetArgs),
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Announce(args) => routes::announce(args),
         Command::Withdraw(args) => routes::withdraw(args),
         Command::Status(args) => status::run(args),
+        Command::Health(args) => status::health(args),
         Command::Routes(args) => routes::list(args),
         Command::Reset(args) => status::reset(args),
         Command::Monitor(args) => monitor::run(args),

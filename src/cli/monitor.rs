@@ -106,6 +106,20 @@ fn describe(e: &Event) -> String {
         Event::LeaseExpired { prefixes } => {
             format!("lease expired, withdrawn: {}", list(prefixes))
         }
+        Event::HealthChanged {
+            name,
+            from,
+            to,
+            routes,
+            error,
+        } => format!(
+            "health check {name}: {from} -> {to}; routes {}{}",
+            list(routes),
+            error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
         Event::Lagged { missed } => {
             format!("missed {missed} events (this monitor fell behind); check `ferry status`")
         }
@@ -138,6 +152,15 @@ mod tests {
         assert_eq!(
             describe(&e),
             "peer 192.0.2.2: sent 1 announced, 0 withdrawn; announced 198.51.100.0/24"
+        );
+        // As docs/api.md shows it on the wire.
+        let e: Event = serde_json::from_str(
+            r#"{"event": "health_changed", "name": "web", "from": "up", "to": "down", "routes": ["198.51.100.0/24"], "error": "tcp 127.0.0.1:443: Connection refused (os error 111)"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&e),
+            "health check web: up -> down; routes 198.51.100.0/24 (tcp 127.0.0.1:443: Connection refused (os error 111))"
         );
     }
 }

@@ -187,9 +187,80 @@ pub fn run(args: StatusArgs) -> i32 {
                     println!("{}", super::routes::lease_summary(&leases));
                 }
             }
+            if let Ok(checks) = client.health() {
+                if !checks.is_empty() {
+                    println!("{}", health_table(&checks));
+                }
+            }
             health(&peers)
         }
         Err(e) => report("status", &e),
+    }
+}
+
+/// The health checks as a table (`ferry status`, `ferry health`).
+fn health_table(checks: &[crate::api::HealthStatus]) -> String {
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            let prefixes: Vec<String> = c.prefixes.iter().map(ToString::to_string).collect();
+            vec![
+                c.name.clone(),
+                format!("{} {}", c.kind, c.target),
+                c.state.clone(),
+                uptime(Some(c.since_secs)),
+                c.on_fall.clone(),
+                prefixes.join(","),
+                c.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "HEALTH CHECK",
+            "PROBE",
+            "STATE",
+            "FOR",
+            "ON FALL",
+            "PREFIXES",
+            "LAST ERROR",
+        ],
+        &rows,
+    )
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Print the checks as JSON (the API's objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `ferry health`: the speaker's health checks; exit 0 (the states are data, not an error).
+pub fn health(args: HealthArgs) -> i32 {
+    let client = match args.api.client_for("health") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.health() {
+        Ok(checks) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&checks).unwrap_or_default()
+            );
+            EXIT_OK
+        }
+        Ok(checks) if checks.is_empty() => {
+            println!("no health checks configured");
+            EXIT_OK
+        }
+        Ok(checks) => {
+            println!("{}", health_table(&checks));
+            EXIT_OK
+        }
+        Err(e) => report("health", &e),
     }
 }
 

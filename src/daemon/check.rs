@@ -74,5 +74,25 @@ pub fn check(config: &Config) -> Result<String, String> {
             flags.join(", ")
         );
     }
+    if !config.health_checks.is_empty() {
+        let _ = writeln!(out, "health checks: {}", config.health_checks.len());
+    }
+    for h in &config.health_checks {
+        let now = std::time::Instant::now();
+        let g = super::health::Gate::new(h, now).status(now);
+        let prefixes: Vec<String> = h.prefixes.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  {} {} {} every {} ms (rise {}, fall {}): {} {}",
+            h.name,
+            g.kind,
+            g.target,
+            h.interval_ms.0,
+            h.rise.0,
+            h.fall.0,
+            g.on_fall,
+            prefixes.join(",")
+        );
+    }
     Ok(out)
 }

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod check;
 mod collision;
 mod conn;
+pub mod health;
 pub mod notify;
 mod peer;
 mod priority;
@@ -124,7 +125,18 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         .context("loading route leases")?;
     let admin = admin::AdminStates::load(&config.speaker.state_dir)
         .context("loading the neighbors' admin states")?;
-    let desired_log = crate::speaker::DesiredLog::new(store.routes().values().cloned());
+    // Every check starts at `init` (not up): the routes it governs wait for its first success.
+    let gates: Vec<health::Gate> = config
+        .health_checks
+        .iter()
+        .map(|c| health::Gate::new(c, std::time::Instant::now()))
+        .collect();
+    let desired_log = crate::speaker::DesiredLog::new(
+        store
+            .routes()
+            .values()
+            .filter_map(|r| health::overlay(&gates, r.clone())),
+    );
     let (desired_tx, _) = watch::channel(desired_log.version());
     let (events, _) = broadcast::channel(4096);
 
@@ -160,11 +172,15 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         admin: Mutex::new(admin),
         reloads: reloads_tx,
         allowed_prefixes: std::sync::RwLock::new(config.speaker.allowed_prefixes.clone()),
+        health: Mutex::new(gates),
     });
     // Leases that ran out while the speaker was down go before any session starts.
     shared.expire_leases(true);
     tokio::spawn(expire_leases(shared.clone()));
     tokio::spawn(compact_later(shared.clone()));
+    for (i, c) in config.health_checks.iter().enumerate() {
+        tokio::spawn(health::run(shared.clone(), i, c.clone()));
+    }
 
     for s in started {
         running::spawn(s, &shared, config.speaker.asn.0)?;

@@ -13,6 +13,8 @@
 //!   reset: its session is closed with Cease/Administrative Shutdown naming the changed keys
 //!   (RFC 9003) and started again with the new settings; a `description` change applies
 //!   without touching the session. Every other session is left alone.
+//! - `[[health_check]]` entries need a restart: a new config that adds, removes or changes one
+//!   is refused (the running checks and their states stay).
 //! - BFD sessions cannot be stopped while the speaker runs: removing or resetting a neighbor
 //!   that has `bfd` needs a restart and is refused (adding one, or adding `bfd` to a neighbor,
 //!   is fine).
@@ -95,6 +97,12 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, String> {
             restart.join(", speaker.")
         ));
     }
+    if old.health_checks != new.health_checks {
+        return Err(
+            "health_check changed: health checks need a restart of the speaker (their probes and states are set up at start); nothing was changed"
+                .into(),
+        );
+    }
     let find = |list: &[NeighborConfig], a: IpAddr| list.iter().find(|n| n.address == a).cloned();
     let mut p = Plan {
         speaker,
@@ -153,7 +161,32 @@ mod tests {
                 "/var/lib/ferry".into(),
             ),
             neighbors,
+            health_checks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_changed_health_check_needs_a_restart() {
+        let old = config(vec![n("192.0.2.2")]);
+        let mut new = old.clone();
+        new.health_checks = crate::config::Config::parse(
+            r#"
+[speaker]
+asn = 65100
+router_id = "192.0.2.1"
+api = "/run/ferry/ferry.sock"
+state_dir = "/var/lib/ferry"
+[[health_check]]
+name = "web"
+prefixes = ["203.0.113.0/24"]
+tcp = "127.0.0.1:80"
+"#,
+        )
+        .unwrap()
+        .health_checks;
+        let err = plan(&old, &new).unwrap_err();
+        assert!(err.contains("health_check changed"), "{err}");
+        assert!(err.contains("restart"), "{err}");
     }
 
     #[test]

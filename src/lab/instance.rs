@@ -254,6 +254,7 @@ impl LabInstance {
         let config = Config {
             speaker,
             neighbors: vec![neighbor],
+            health_checks: Vec::new(),
         };
         let conf = dir.join("ferry.toml");
         std::fs::create_dir_all(&dir).map_err(|e| LabError::step(step(), e))?;

@@ -148,6 +148,24 @@ impl Netns {
         c
     }
 
+    /// A TCP listener bound to `addr` inside this namespace, owned by the calling test (a
+    /// socket stays in the namespace it was created in): a thread enters the namespace
+    /// (setns), binds and ends. Drop the listener to make the address refuse connections.
+    pub fn tcp_listener(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<std::net::TcpListener, String> {
+        let path = Path::new("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {}: {e}", path.display()))?;
+            std::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the setns thread panicked".to_string())?
+    }
+
     /// Runs `program args...` inside the namespace; Ok(stdout) or Err(description).
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String, String> {
         run(self.command(program).args(args))

@@ -158,7 +158,11 @@ impl SpeakerSpec {
                 speaker::with_keys(&c, &n.extra).unwrap_or_else(|e| panic!("neighbor extra: {e}"))
             })
             .collect();
-        Config { speaker, neighbors }
+        Config {
+            speaker,
+            neighbors,
+            health_checks: Vec::new(),
+        }
     }
 }
 

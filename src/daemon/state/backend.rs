@@ -202,6 +202,10 @@ impl Control for Shared {
         self.withdraw_holding(&mut leases, self.announced_prefixes(), caller)
     }
 
+    fn health(&self) -> Vec<crate::api::HealthStatus> {
+        self.health_statuses()
+    }
+
     fn leases(&self) -> LeaseReport {
         self.lease_report(&lock(&self.leases))
     }

@@ -229,6 +229,29 @@ fn encode_speaker(s: &Shared, enc: &mut DescriptorEncoder) -> fmt::Result {
     if rows.iter().any(|r| r.md5) {
         md5_drops(enc)?;
     }
+    // Health checks (`[[health_check]]`), labelled by name; nothing when none is configured.
+    let checks: Vec<(String, bool, u64)> = lock(&s.health)
+        .iter()
+        .map(|g| {
+            let up = g.state == crate::daemon::health::machine::Health::Up;
+            (g.name.clone(), up, g.transitions)
+        })
+        .collect();
+    gauge_family(
+        enc,
+        "ferry_health_check_up",
+        "1 while the health check is up (its routes announced as configured); 0 while it fails or before its first result.",
+        None,
+        "check",
+        checks.iter().map(|(n, up, _)| (n.as_str(), u64::from(*up))),
+    )?;
+    counter_family(
+        enc,
+        "ferry_health_check_transitions",
+        "Times the health check changed state (init, up, down).",
+        "check",
+        checks.iter().map(|(n, _, t)| (n.as_str(), *t)),
+    )?;
     // BFD only for the peers that have it configured.
     gauge_family(
         enc,

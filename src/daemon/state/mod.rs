@@ -3,7 +3,7 @@
 //! The desired routes live in the [`RouteStore`] (persisted before a change is acknowledged,
 //! published while it is persisted, and published back should that fail) and are published to
 //! the peer drivers as changes: the changed prefixes go into the
-//! [`DesiredLog`] (drain overlay applied) and its new version into a watch channel, so a change
+//! [`DesiredLog`] (drain and health overlays applied) and its new version into a watch channel, so a change
 //! of k prefixes costs O(k log n), not a copy of the table, and each update group applies only
 //! the delta. The drivers share the [`UpdateGroups`] (lock order: `desired_log`, then
 //! `groups`; the API side takes `store`, `draining`, then `desired_log`). Each
@@ -11,7 +11,7 @@
 //!
 //! One concern per file: [`publish`] changes the desired routes and hands them to the
 //! drivers, [`leases`] withdraws routes whose lease ran out, [`backend`] answers the API
-//! ([`crate::api::Control`]), [`neighbors`] its reload and disable/enable, and [`metrics`]
+//! ([`crate::api::Control`]), [`neighbors`] its reload and disable/enable, [`health`] the health checks' transitions, and [`metrics`]
 //! collects the metrics at each scrape.
 //!
 //! Audit: every change an API caller (or the speaker itself) makes is logged at info with the
@@ -22,6 +22,7 @@
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
+mod health;
 mod leases;
 pub mod metrics;
 mod neighbors;
@@ -141,6 +142,10 @@ pub struct Shared {
     /// `speaker.allowed_prefixes`: announcements outside these are refused (`None`: any).
     /// Behind a lock so a reload can change it.
     pub allowed_prefixes: RwLock<Option<Vec<IpNet>>>,
+    /// The health checks (`daemon::health`), in config order: their states decide the health
+    /// overlay applied when routes are published. Lock order: `draining`, then `health`;
+    /// never held while `store` is taken.
+    pub health: Mutex<Vec<super::health::Gate>>,
 }
 
 /// A reload asked for through the API, and where its outcome goes.

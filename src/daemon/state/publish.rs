@@ -44,17 +44,21 @@ impl Shared {
     }
 
     /// Hand these changes (the route as stored now, `None`: withdrawn) to the drivers, with
-    /// the drain overlay applied; returns the routes the drivers no longer see, for the
+    /// the health overlay (a failing check withdraws or de-prefers) and the drain overlay
+    /// applied; returns the routes the drivers no longer see, for the
     /// caller to free once that is off the drivers' way.
     fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> Retired {
         let draining = lock(&self.draining);
+        let health = lock(&self.health);
         let changes = changes.into_iter().map(|(p, route)| {
-            let route = route.map(|mut r| {
-                if draining.contains(&p) {
-                    r.attrs.mark_graceful_shutdown();
-                }
-                r
-            });
+            let route = route
+                .and_then(|r| crate::daemon::health::overlay(&health, r))
+                .map(|mut r| {
+                    if draining.contains(&p) {
+                        r.attrs.mark_graceful_shutdown();
+                    }
+                    r
+                });
             (p, route)
         });
         let (version, retired) = write(&self.desired_log).apply_retiring(changes);
@@ -260,6 +264,7 @@ mod tests {
             admin: Mutex::new(crate::daemon::admin::AdminStates::load(dir).unwrap()),
             reloads: tokio::sync::mpsc::channel(1).0,
             allowed_prefixes: RwLock::new(None),
+            health: Mutex::new(Vec::new()),
         }
     }
 
@@ -349,5 +354,92 @@ mod tests {
                 changed: 1
             })
         ));
+    }
+
+    /// A health check's transitions move its routes at the drivers (withdraw, or de-prefer),
+    /// never the stored routes; a route outside its prefixes is untouched, and a route
+    /// announced while the check fails gets the overlay too.
+    #[test]
+    fn health_transitions_withdraw_or_deprefer_the_governed_routes() {
+        use crate::daemon::health::{machine::Health, Gate};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(shared(dir.path()));
+        let config = |extra: &str| {
+            crate::config::Config::parse(&format!(
+                "[speaker]\nasn = 65100\nrouter_id = \"192.0.2.1\"\napi = \"/x\"\nstate_dir = \"/y\"\n\
+                 [[health_check]]\nname = \"web\"\nprefixes = [\"203.0.113.0/24\"]\ntcp = \"127.0.0.1:1\"\n{extra}"
+            ))
+            .unwrap()
+            .health_checks
+            .remove(0)
+        };
+        let now = std::time::Instant::now();
+        *lock(&s.health) = vec![Gate::new(&config(""), now)];
+        let web = route("203.0.113.0/25");
+        let other = route("198.51.100.0/24");
+        s.announce(vec![web.clone(), other.clone()], &T).unwrap();
+        assert_eq!(
+            published(&s),
+            vec![other.prefix],
+            "init withholds the governed route"
+        );
+        let mut events = s.events.subscribe();
+        s.health_moved(0, Health::Up, None, now, &T);
+        assert_eq!(published(&s), vec![other.prefix, web.prefix]);
+        s.health_moved(0, Health::Down, Some("tcp: refused".into()), now, &T);
+        assert_eq!(published(&s), vec![other.prefix]);
+        assert_eq!(lock(&s.store).len(), 2, "the store keeps both");
+        let moved: Vec<Event> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+        assert_eq!(
+            moved,
+            vec![
+                Event::HealthChanged {
+                    name: "web".into(),
+                    from: "init".into(),
+                    to: "up".into(),
+                    routes: vec![web.prefix],
+                    error: None
+                },
+                Event::HealthChanged {
+                    name: "web".into(),
+                    from: "up".into(),
+                    to: "down".into(),
+                    routes: vec![web.prefix],
+                    error: Some("tcp: refused".into())
+                }
+            ]
+        );
+        let st = s.health_statuses();
+        assert_eq!((st[0].state.as_str(), st[0].transitions), ("down", 2));
+        let m = super::super::metrics::text(&s);
+        assert!(m.contains("ferry_health_check_up{check=\"web\"} 0"), "{m}");
+        assert!(
+            m.contains("ferry_health_check_transitions_total{check=\"web\"} 2"),
+            "{m}"
+        );
+
+        // De-prefer: the route stays, with the prepend, MED and community added.
+        let deprefer =
+            config("on_fall = \"deprefer\"\nprepend = 2\nmed = 900\ncommunity = \"65000:666\"");
+        *lock(&s.health) = vec![Gate::new(&deprefer, now)];
+        s.health_moved(0, Health::Down, None, now, &T);
+        let seen = |p: IpNet| {
+            read(&s.desired_log)
+                .routes()
+                .find(|r| r.prefix == p)
+                .cloned()
+                .unwrap()
+        };
+        let d = seen(web.prefix);
+        assert_eq!((d.prepend, d.attrs.med), (2, Some(900)));
+        assert_eq!(d.attrs.communities, vec!["65000:666".parse().unwrap()]);
+        assert_eq!(seen(other.prefix), other, "outside the check: untouched");
+        // Announced while failing: de-preferred too.
+        let late = route("203.0.113.128/25");
+        s.announce(vec![late.clone()], &T).unwrap();
+        assert_eq!(seen(late.prefix).attrs.med, Some(900));
+        s.health_moved(0, Health::Up, None, now, &T);
+        assert_eq!(seen(web.prefix), web);
+        assert_eq!(seen(late.prefix), late);
     }
 }
