@@ -320,8 +320,33 @@ fn planned_failover_and_failback_move_the_subnet() {
         "after the move the primary no longer announces: {out:?}"
     );
 
-    let out = s.ferry(&["failback"]);
+    // The failback as a program reads it: JSON lines only on stdout.
+    let out = s.ferry(&["failback", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
+    let events = json_lines(&out.stdout);
+    assert_eq!(events[0]["event"], "plan", "{out:?}");
+    assert_eq!(
+        (events[0]["from"].as_str(), events[0]["to"].as_str()),
+        (Some("dc2"), Some("dc1"))
+    );
+    let steps = events[0]["steps"].as_array().unwrap().len();
+    let finished: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .collect();
+    assert_eq!(finished.len(), steps, "{out:?}");
+    assert!(finished.iter().all(|e| e["ok"] == true), "{out:?}");
+    let end = events.last().unwrap();
+    assert_eq!(
+        (
+            end["event"].as_str(),
+            end["outcome"].as_str(),
+            end["active"].as_str()
+        ),
+        (Some("end"), Some("completed"), Some("dc1")),
+        "{out:?}"
+    );
+    assert_eq!(end["run"]["direction"], "failback", "{end}");
     s.assert_active(&s.dc1, &s.dc2);
     expect_withdrawn(&mut s.dc2.peer, &one());
     expect_announced(&mut s.dc1.peer, &one(), NH1);
@@ -378,6 +403,40 @@ fn failing_health_check_rolls_back_with_the_primary_announcing() {
     s.assert_active(&s.dc1, &s.dc2);
     s.dc1.peer.expect_quiet(Duration::from_millis(300));
     s.dc2.peer.expect_quiet(Duration::from_millis(10));
+
+    // Again with --json: the failed step, the rollback and the outcome as JSON lines.
+    let out = s.ferry(&["failover", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let events = json_lines(&out.stdout);
+    assert!(
+        events.iter().any(|e| e["event"] == "step_finished"
+            && e["ok"] == false
+            && e["name"].as_str().is_some_and(|n| n.contains("vm-up"))),
+        "{out:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "rolling_back"),
+        "{out:?}"
+    );
+    let end = events.last().unwrap();
+    assert_eq!(
+        (
+            end["outcome"].as_str(),
+            end["active"].as_str(),
+            end["exit_code"].as_i64()
+        ),
+        (Some("rolled_back"), Some("dc1"), Some(1)),
+        "{out:?}"
+    );
+    s.assert_active(&s.dc1, &s.dc2);
+}
+
+/// `--json` output: every stdout line one JSON object.
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
 }
 
 fn journal_has(state: &Path, what: &str) -> bool {

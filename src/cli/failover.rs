@@ -69,8 +69,22 @@ pub struct RunArgs {
     /// The site losing the subnets may be down: its steps are best effort, with short timeouts.
     #[arg(long)]
     pub unplanned: bool,
+    /// JSON lines instead of text: the plan, each step's start and end, the run's outcome
+    /// (with the run as `failover status --json` shows it). Prompts go to stderr.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// `resume` and `abort`: which run, and how to print.
+#[derive(Debug, Args)]
+pub struct TakeOverArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// JSON lines instead of text, as `ferry failover --json` prints them.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,9 +107,9 @@ pub enum FailoverAction {
         json: bool,
     },
     /// Finish an interrupted or stopped run (after a crash, or when the operator fixed the cause).
-    Resume(SelectArgs),
+    Resume(TakeOverArgs),
     /// Roll back an unfinished run.
-    Abort(SelectArgs),
+    Abort(TakeOverArgs),
     /// Keep the leases of the plan's subnets renewed at the site that holds them (fencing):
     /// every third of the shortest `lease_secs`, until stopped. When this process, its host or
     /// its path to a site is gone, that site's speaker withdraws the subnets by itself.
@@ -121,6 +135,9 @@ pub enum FailoverAction {
         /// The site that announces the plan's subnets now, as you checked it.
         #[arg(long)]
         active: String,
+        /// The repaired journals as JSON (an array).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -326,14 +343,15 @@ pub fn failover(args: FailoverArgs) -> i32 {
     match args.action {
         None => run(args.run, Direction::Failover, "failover"),
         Some(FailoverAction::Status { select, json }) => status(&select, json),
-        Some(FailoverAction::Resume(s)) => take_over(&s, false),
+        Some(FailoverAction::Resume(t)) => take_over(&t.select, false, Out(t.json)),
         Some(FailoverAction::Keep { plan, once, state }) => keep(&plan, once, &state),
-        Some(FailoverAction::Abort(s)) => take_over(&s, true),
+        Some(FailoverAction::Abort(t)) => take_over(&t.select, true, Out(t.json)),
         Some(FailoverAction::Repair {
             plan_name,
             active,
+            json,
             state,
-        }) => repair(&plan_name, &active, &state.state_dir),
+        }) => repair(&plan_name, &active, &state.state_dir, Out(json)),
         Some(FailoverAction::History { run, json, state }) => {
             history(&state.state_dir, run.as_deref(), json)
         }
@@ -344,7 +362,30 @@ pub fn failback(args: RunArgs) -> i32 {
     run(args, Direction::Failback, "failback")
 }
 
+/// How a run command prints: text for people, or JSON lines (`--json`) for programs. Errors
+/// and warnings go to stderr as text either way.
+#[derive(Debug, Clone, Copy)]
+struct Out(bool);
+
+impl Out {
+    /// A line for people: printed unless `--json`.
+    fn text(self, line: std::fmt::Arguments<'_>) {
+        if !self.0 {
+            println!("{line}");
+        }
+    }
+
+    /// One JSON line: printed with `--json`.
+    fn event(self, v: serde_json::Value) {
+        if self.0 {
+            println!("{v}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
 fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
+    let out = Out(args.json);
     let Some(path) = &args.plan else {
         eprintln!("ferry {cmd}: --plan PLAN is required");
         return EXIT_USAGE;
@@ -366,29 +407,43 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         Direction::Failover => (p.primary(), p.recovery()),
         Direction::Failback => (p.recovery(), p.primary()),
     };
-    println!(
-        "{cmd} of plan {}{}: {} -> {} ({}), {} steps:",
+    let order = match p.order {
+        crate::controller::plan::Order::BreakBeforeMake => "break-before-make",
+        crate::controller::plan::Order::MakeBeforeBreak => "make-before-break",
+    };
+    out.text(format_args!(
+        "{cmd} of plan {}{}: {} -> {} ({order}), {} steps:",
         p.name,
         if args.unplanned { " (unplanned)" } else { "" },
         from.name,
         to.name,
-        match p.order {
-            crate::controller::plan::Order::BreakBeforeMake => "break-before-make",
-            crate::controller::plan::Order::MakeBeforeBreak => "make-before-break",
-        },
         steps.len()
-    );
+    ));
     for (i, s) in steps.iter().enumerate() {
-        println!("  {:>2}. {}", i + 1, s.name);
+        out.text(format_args!("  {:>2}. {}", i + 1, s.name));
     }
+    out.event(serde_json::json!({
+        "event": "plan",
+        "command": cmd,
+        "plan": p.name,
+        "unplanned": args.unplanned,
+        "from": from.name,
+        "to": to.name,
+        "order": order,
+        "steps": steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+    }));
     if args.dry_run {
-        return match check_speakers(&p, direction, mode) {
+        return match check_speakers_printing(&p, direction, mode, !out.0) {
             Ok(()) => {
-                println!("dry run: preflight passed; nothing changed");
+                out.text(format_args!("dry run: preflight passed; nothing changed"));
+                out.event(serde_json::json!({"event": "dry_run", "preflight": "passed"}));
                 EXIT_OK
             }
             Err(e) => {
                 eprintln!("ferry {cmd}: dry run: preflight failed: {e}");
+                out.event(
+                    serde_json::json!({"event": "dry_run", "preflight": "failed", "error": e}),
+                );
                 EXIT_FAILED
             }
         };
@@ -398,12 +453,19 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
             eprintln!("ferry {cmd}: not a terminal: confirm with --yes");
             return EXIT_USAGE;
         }
-        print!("proceed with the {cmd}? [y/N] ");
-        let _ = std::io::stdout().flush();
+        // With --json, stdout is for the JSON lines: the question goes to stderr.
+        let question = format!("proceed with the {cmd}? [y/N] ");
+        if out.0 {
+            eprint!("{question}");
+        } else {
+            print!("{question}");
+            let _ = std::io::stdout().flush();
+        }
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not confirmed; nothing changed");
+            out.text(format_args!("not confirmed; nothing changed"));
+            out.event(serde_json::json!({"event": "end", "outcome": "not_confirmed"}));
             return EXIT_OK;
         }
     }
@@ -430,7 +492,7 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         me.clone(),
         &sites,
         &SystemProbes,
-        printer(n),
+        printer(n, out),
     );
     let mut ex = match ex {
         Ok(ex) => ex,
@@ -439,9 +501,18 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
             return EXIT_FAILED;
         }
     };
-    println!("run {} ({})", ex.run_id, ex.journal.path().display());
+    out.text(format_args!(
+        "run {} ({})",
+        ex.run_id,
+        ex.journal.path().display()
+    ));
+    out.event(serde_json::json!({
+        "event": "run",
+        "run_id": ex.run_id,
+        "journal": ex.journal.path(),
+    }));
     let end = ex.drive();
-    finish(cmd, false, end, state_dir, &ex.run_id, started)
+    finish(cmd, false, end, state_dir, &ex.run_id, started, out)
 }
 
 /// Say a claim's warnings; the claim, or the refusal said and the exit code.
@@ -468,9 +539,14 @@ fn say_warnings(cmd: &str, warnings: &[String]) {
     }
 }
 
-/// Live progress: one line per step, with its elapsed time and result.
-fn printer(n: usize) -> Box<dyn FnMut(Progress)> {
+/// Live progress: one line per step, with its elapsed time and result; with `--json`, one
+/// JSON line per event.
+fn printer(n: usize, out: Out) -> Box<dyn FnMut(Progress)> {
     Box::new(move |p| {
+        if out.0 {
+            out.event(progress_json(n, p));
+            return;
+        }
         match p {
             Progress::Started { step, name, undo } => {
                 let verb = if undo { "undo " } else { "" };
@@ -493,6 +569,35 @@ fn printer(n: usize) -> Box<dyn FnMut(Progress)> {
     })
 }
 
+/// A progress event as one JSON object (`--json`); `step` counts from 1, as the text does.
+fn progress_json(n: usize, p: Progress) -> serde_json::Value {
+    match p {
+        Progress::Started { step, name, undo } => serde_json::json!({
+            "event": "step_started", "step": step + 1, "of": n, "name": name, "undo": undo,
+        }),
+        Progress::Finished {
+            step,
+            name,
+            undo,
+            elapsed,
+            result,
+        } => {
+            let (ok, note, error) = match result {
+                Ok(note) => (true, note, None),
+                Err(e) => (false, None, Some(e)),
+            };
+            serde_json::json!({
+                "event": "step_finished", "step": step + 1, "of": n, "name": name, "undo": undo,
+                "elapsed_ms": elapsed.as_secs_f64() * 1000.0, "ok": ok, "note": note, "error": error,
+            })
+        }
+        Progress::RollingBack { reason } => {
+            serde_json::json!({"event": "rolling_back", "reason": reason})
+        }
+        Progress::Note(text) => serde_json::json!({"event": "note", "text": text}),
+    }
+}
+
 /// `abort`: a rollback is what was asked for, so it exits 0.
 fn finish(
     cmd: &str,
@@ -501,34 +606,52 @@ fn finish(
     state_dir: &Path,
     run_id: &str,
     started: u64,
+    out: Out,
 ) -> i32 {
     let total = now_ms().saturating_sub(started);
-    let code = match &end {
+    let (code, outcome, active, reason) = match &end {
         Ok(End::Completed { active }) => {
-            println!("{cmd} completed in {total} ms: {active} announces the subnets");
-            EXIT_OK
+            out.text(format_args!(
+                "{cmd} completed in {total} ms: {active} announces the subnets"
+            ));
+            (EXIT_OK, "completed", Some(active.clone()), None)
         }
         Ok(End::RolledBack { active, reason }) => {
-            println!("{cmd} rolled back in {total} ms: {active} announces the subnets; {reason}");
-            if abort {
-                EXIT_OK
-            } else {
-                EXIT_FAILED
-            }
+            out.text(format_args!(
+                "{cmd} rolled back in {total} ms: {active} announces the subnets; {reason}"
+            ));
+            let code = if abort { EXIT_OK } else { EXIT_FAILED };
+            (
+                code,
+                "rolled_back",
+                Some(active.clone()),
+                Some(reason.clone()),
+            )
         }
         Ok(End::Stopped { reason }) => {
-            println!("{cmd} stopped for the operator: {reason}; `ferry failover resume` retries, `ferry failover abort` rolls back");
-            EXIT_FAILED
+            out.text(format_args!("{cmd} stopped for the operator: {reason}; `ferry failover resume` retries, `ferry failover abort` rolls back"));
+            (EXIT_FAILED, "stopped", None, Some(reason.clone()))
         }
         Err(e) => {
             eprintln!("ferry {cmd}: {e}; the journal says where it stopped: `ferry failover resume` or `abort`");
-            EXIT_FAILED
+            (EXIT_FAILED, "error", None, Some(e.to_string()))
         }
     };
-    if let Ok(all) = runs::list(state_dir) {
-        if let Some(r) = all.runs.iter().find(|r| r.run_id == run_id) {
-            print_steps(r);
-        }
+    let run = runs::list(state_dir)
+        .ok()
+        .and_then(|all| all.runs.into_iter().find(|r| r.run_id == run_id));
+    if out.0 {
+        out.event(serde_json::json!({
+            "event": "end",
+            "outcome": outcome,
+            "active": active,
+            "reason": reason,
+            "total_ms": total,
+            "exit_code": code,
+            "run": run.as_ref().map(|r| r.to_json()),
+        }));
+    } else if let Some(r) = &run {
+        print_steps(r);
     }
     code
 }
@@ -636,20 +759,24 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
     code
 }
 
-fn take_over(s: &SelectArgs, abort: bool) -> i32 {
+fn take_over(s: &SelectArgs, abort: bool, out: Out) -> i32 {
     let cmd = if abort { "abort" } else { "resume" };
     let state_dir = &s.state.state_dir;
     let (claim, r) = match claim::unfinished_run(state_dir, s.plan_name.as_deref(), cmd) {
         Ok(TakeOver::NoRun) => {
-            println!(
+            out.text(format_args!(
                 "nothing to {cmd}: no unfinished run in {}",
                 state_dir.display()
-            );
+            ));
+            out.event(serde_json::json!({"event": "end", "outcome": "nothing_to_do", "exit_code": EXIT_OK}));
             return EXIT_OK;
         }
         Ok(TakeOver::FinishedMeanwhile { run_id, warnings }) => {
             say_warnings(&format!("failover {cmd}"), &warnings);
-            println!("nothing to {cmd}: run {run_id} finished meanwhile");
+            out.text(format_args!(
+                "nothing to {cmd}: run {run_id} finished meanwhile"
+            ));
+            out.event(serde_json::json!({"event": "end", "outcome": "nothing_to_do", "run_id": run_id, "exit_code": EXIT_OK}));
             return EXIT_OK;
         }
         Ok(TakeOver::Run { claim, run }) => (claim, run),
@@ -672,14 +799,23 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
         }
     };
     let started = now_ms();
-    let mut ex = match Executor::open(&r.path, &sites, &SystemProbes, printer(r.step_count)) {
+    let mut ex = match Executor::open(&r.path, &sites, &SystemProbes, printer(r.step_count, out)) {
         Ok(ex) => ex,
         Err(e) => {
             eprintln!("ferry failover {cmd}: {e}");
             return EXIT_FAILED;
         }
     };
-    println!("{cmd} run {} ({}): {}", ex.run_id, r.plan, r.state());
+    out.text(format_args!(
+        "{cmd} run {} ({}): {}",
+        ex.run_id,
+        r.plan,
+        r.state()
+    ));
+    out.event(serde_json::json!({
+        "event": "run", "command": format!("failover {cmd}"), "run_id": ex.run_id,
+        "plan": r.plan, "state": r.state(),
+    }));
     let end = if abort { ex.abort(me) } else { ex.resume(me) };
     finish(
         &format!("failover {cmd}"),
@@ -688,11 +824,12 @@ fn take_over(s: &SelectArgs, abort: bool) -> i32 {
         state_dir,
         &r.run_id,
         started,
+        out,
     )
 }
 
 /// `ferry failover repair`: under the plan's lock, close its damaged runs with `active`.
-fn repair(plan: &str, active: &str, state_dir: &Path) -> i32 {
+fn repair(plan: &str, active: &str, state_dir: &Path, out: Out) -> i32 {
     let cmd = "failover repair";
     let me = Holder::me(&format!("repair {plan}"));
     let claim = match claimed(claim::plan(state_dir, plan, &me), cmd) {
@@ -700,6 +837,19 @@ fn repair(plan: &str, active: &str, state_dir: &Path) -> i32 {
         Err(code) => return code,
     };
     match repair::repair(state_dir, plan, active, &me, &claim.lock) {
+        Ok(done) if out.0 => {
+            let v: Vec<_> = done
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "journal": r.journal, "kept": r.kept, "evidence": r.evidence,
+                        "damage": r.damage.to_string(), "active": active,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            EXIT_OK
+        }
         Ok(done) if done.is_empty() => {
             println!("nothing to repair: plan {plan} has no damaged run journal");
             EXIT_OK
