@@ -244,23 +244,50 @@ fn up_and_down_are_idempotent_and_leave_nothing() {
     }
     let inst = instance("ud");
     let _down = Down(inst.clone());
-    for _ in 0..2 {
-        let out = ferry(&["lab", "up", "--instance", &inst]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = ferry(&["lab", "up", "--instance", &inst]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Again, as a program asks: stdout is one JSON object, the progress went to stderr.
+    let out = ferry(&["lab", "up", "--instance", &inst, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let up: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lab up --json");
+    assert!(
+        up["speaker_api"]["primary"]
+            .as_str()
+            .is_some_and(|p| Path::new(p).exists()),
+        "{up}"
+    );
     assert_eq!(namespaces(&inst).len(), 8);
     let status = ferry(&["lab", "status", "--instance", &inst]);
     assert!(status.status.success());
     assert!(String::from_utf8_lossy(&status.stdout).contains("via 192.0.2.1"));
+    let status = ferry(&["lab", "status", "--instance", &inst, "--json"]);
+    assert!(status.status.success());
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    assert_eq!(st["complete"], true, "{st}");
+    assert!(
+        st["status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("via 192.0.2.1"))),
+        "{st}"
+    );
+    let mut removed = Vec::new();
     for _ in 0..2 {
-        assert!(ferry(&["lab", "down", "--instance", &inst])
-            .status
-            .success());
+        let out = ferry(&["lab", "down", "--instance", &inst, "--json"]);
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("down --json");
+        removed.push(v["removed"].as_array().unwrap().len());
     }
+    assert!(removed[0] > 0 && removed[1] == 0, "{removed:?}");
     assert!(namespaces(&inst).is_empty());
     assert!(!Path::new("/run/ferry-lab").join(&inst).exists());
 }

@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Print live progress too.
     #[arg(long)]
     pub verbose: bool,
+    /// The outcome as one JSON object on stdout; the lines for people go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl RunArgs {
@@ -61,16 +64,25 @@ pub enum LabCommand {
         /// A topology directory (topology.toml and the router configs) instead of the built-in one.
         #[arg(long, value_name = "DIR")]
         topology: Option<PathBuf>,
+        /// The speakers' API sockets as one JSON object; progress goes to stderr.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove the lab: every namespace, process and runtime file; idempotent.
     Down {
         #[command(flatten)]
         instance: InstanceArg,
+        /// What was removed, as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Show namespaces, processes, BGP sessions and the third site's route.
     Status {
         #[command(flatten)]
         instance: InstanceArg,
+        /// The lab's state (nodes, processes, files) and the status lines as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Up, a planned failover and failback with live progress, the report, down.
     Demo {
@@ -86,6 +98,9 @@ pub enum LabCommand {
         /// Withdraw at the old site before announcing at the new one.
         #[arg(long)]
         break_before_make: bool,
+        /// The report as one JSON object on stdout; progress goes to stderr.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the failover scenarios; prints `N passed, M failed`, exit 1 on any failure.
     Test {
@@ -210,30 +225,51 @@ fn down_and_unmount_on_signal(instance: String, mount: Option<PathBuf>) {
 
 pub fn run(args: LabArgs) -> i32 {
     match args.command {
-        LabCommand::Up { instance, topology } => {
+        LabCommand::Up {
+            instance,
+            topology,
+            json,
+        } => {
+            if json {
+                crate::lab::human_to_stderr();
+            }
             let mut lab = match LabInstance::new(&instance.instance, topology) {
                 Ok(l) => l,
                 Err(e) => return fail(&e),
             };
-            match lab.up(&|m| println!("{m}")) {
+            match lab.up(&|m| crate::lab::human(format_args!("{m}"))) {
                 Ok(()) => {
-                    println!(
-                        "speaker APIs: {} (primary), {} (recovery)",
-                        lab.speaker_socket(crate::lab::topology::Site::Primary)
-                            .display(),
-                        lab.speaker_socket(crate::lab::topology::Site::Recovery)
-                            .display()
-                    );
+                    let primary = lab.speaker_socket(crate::lab::topology::Site::Primary);
+                    let recovery = lab.speaker_socket(crate::lab::topology::Site::Recovery);
+                    if json {
+                        print_json(&serde_json::json!({
+                            "instance": instance.instance,
+                            "speaker_api": {"primary": primary, "recovery": recovery},
+                        }));
+                    } else {
+                        println!(
+                            "speaker APIs: {} (primary), {} (recovery)",
+                            primary.display(),
+                            recovery.display()
+                        );
+                    }
                     EXIT_OK
                 }
                 Err(e) => fail(&e),
             }
         }
-        LabCommand::Down { instance } => {
+        LabCommand::Down { instance, json } => {
             if let Err(e) = instance::check_instance(&instance.instance) {
                 return fail(&e);
             }
             match instance::down(&instance.instance) {
+                Ok(removed) if json => {
+                    print_json(&serde_json::json!({
+                        "instance": instance.instance,
+                        "removed": removed,
+                    }));
+                    EXIT_OK
+                }
                 Ok(removed) if removed.is_empty() => {
                     println!("lab {} is not up: nothing to remove", instance.instance);
                     EXIT_OK
@@ -247,14 +283,23 @@ pub fn run(args: LabArgs) -> i32 {
                 Err(e) => fail(&e),
             }
         }
-        LabCommand::Status { instance } => {
+        LabCommand::Status { instance, json } => {
             if !crate::lab::is_root() {
                 return fail(&LabError::NotRoot);
             }
             match LabInstance::attach(&instance.instance) {
                 Ok(lab) => {
-                    for l in lab.status_lines() {
-                        println!("{l}");
+                    if json {
+                        print_json(&serde_json::json!({
+                            "instance": instance.instance,
+                            "complete": lab.state.complete,
+                            "state": lab.state,
+                            "status": lab.status_lines(),
+                        }));
+                    } else {
+                        for l in lab.status_lines() {
+                            println!("{l}");
+                        }
                     }
                     if lab.state.complete {
                         EXIT_OK
@@ -270,7 +315,11 @@ pub fn run(args: LabArgs) -> i32 {
             out,
             moves,
             break_before_make,
+            json,
         } => {
+            if json {
+                crate::lab::human_to_stderr();
+            }
             let out = out.unwrap_or_else(|| default_out(&instance));
             down_on_signal(instance.clone());
             let order = if break_before_make {
@@ -281,11 +330,17 @@ pub fn run(args: LabArgs) -> i32 {
             match scenarios::demo(&instance, &out, moves.max(1), order) {
                 Ok(rep) => {
                     scenarios::print_summary(&rep);
-                    println!("report: {}/report.json", out.display());
-                    println!(
+                    crate::lab::human(format_args!("report: {}/report.json", out.display()));
+                    crate::lab::human(format_args!(
                         "timeline (open in a browser): {}/timeline.svg",
                         out.display()
-                    );
+                    ));
+                    if json {
+                        print_json(&serde_json::json!({
+                            "report_dir": out,
+                            "report": rep,
+                        }));
+                    }
                     if rep.summary.converged == rep.summary.moves {
                         EXIT_OK
                     } else {
@@ -297,7 +352,15 @@ pub fn run(args: LabArgs) -> i32 {
         }
         LabCommand::Test { run, only } => {
             let (instance, out) = run.instance_and_out("t");
-            let RunArgs { bound, verbose, .. } = run;
+            let RunArgs {
+                bound,
+                verbose,
+                json,
+                ..
+            } = run;
+            if json {
+                crate::lab::human_to_stderr();
+            }
             down_on_signal(instance.clone());
             match scenarios::test(
                 &instance,
@@ -309,8 +372,23 @@ pub fn run(args: LabArgs) -> i32 {
                 Ok((outcomes, rep)) => {
                     scenarios::print_summary(&rep);
                     let failed = outcomes.iter().filter(|o| !o.passed).count();
-                    println!("report: {}", out.display());
-                    println!("{} passed, {failed} failed", outcomes.len() - failed);
+                    crate::lab::human(format_args!("report: {}", out.display()));
+                    crate::lab::human(format_args!(
+                        "{} passed, {failed} failed",
+                        outcomes.len() - failed
+                    ));
+                    if json {
+                        let each: Vec<_> = outcomes
+                            .iter()
+                            .map(|o| serde_json::json!({"name": o.name, "passed": o.passed, "detail": o.detail}))
+                            .collect();
+                        print_json(&serde_json::json!({
+                            "passed": outcomes.len() - failed,
+                            "failed": failed,
+                            "scenarios": each,
+                            "report_dir": out,
+                        }));
+                    }
                     if failed == 0 {
                         EXIT_OK
                     } else {
@@ -318,7 +396,12 @@ pub fn run(args: LabArgs) -> i32 {
                     }
                 }
                 Err(e) => {
-                    println!("0 passed, 1 failed");
+                    crate::lab::human(format_args!("0 passed, 1 failed"));
+                    if json {
+                        print_json(&serde_json::json!({
+                            "passed": 0, "failed": 1, "error": e.to_string(), "report_dir": out,
+                        }));
+                    }
                     fail(&e)
                 }
             }
@@ -331,7 +414,15 @@ pub fn run(args: LabArgs) -> i32 {
             controller,
         } => {
             let (instance, out) = run.instance_and_out("c");
-            let RunArgs { bound, verbose, .. } = run;
+            let RunArgs {
+                bound,
+                verbose,
+                json,
+                ..
+            } = run;
+            if json {
+                crate::lab::human_to_stderr();
+            }
             let disk = controller.then(|| out.join("controller"));
             down_and_unmount_on_signal(instance.clone(), disk);
             let opts = chaos::ChaosOptions {
@@ -343,12 +434,20 @@ pub fn run(args: LabArgs) -> i32 {
                 verbose,
                 controller,
             };
-            println!("chaos seed {seed}, {minutes} min, lab {instance}");
+            crate::lab::human(format_args!(
+                "chaos seed {seed}, {minutes} min, lab {instance}"
+            ));
             match chaos::run(&instance, &opts) {
                 Ok(rep) => {
+                    if json {
+                        print_json(&serde_json::json!({
+                            "report_file": out.join("chaos.json"),
+                            "report": rep,
+                        }));
+                    }
                     let faults: Vec<String> =
                         rep.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                    println!(
+                    crate::lab::human(format_args!(
                         "seed {}: {} steps, {} moves, faults: {}; {} checks held in {:.0} s",
                         rep.seed,
                         rep.steps,
@@ -360,19 +459,19 @@ pub fn run(args: LabArgs) -> i32 {
                         },
                         rep.checks_passed,
                         rep.seconds
-                    );
-                    println!("report: {}", out.join("chaos.json").display());
+                    ));
+                    crate::lab::human(format_args!("report: {}", out.join("chaos.json").display()));
                     match rep.violation {
                         None => {
-                            println!("violations: 0");
+                            crate::lab::human(format_args!("violations: 0"));
                             EXIT_OK
                         }
                         Some(v) => {
-                            println!(
+                            crate::lab::human(format_args!(
                                 "VIOLATED at step {} (seed {}; {}): {}: {}",
                                 v.step, rep.seed, v.fault, v.invariant, v.detail
-                            );
-                            println!("logs: {}", out.join("logs").display());
+                            ));
+                            crate::lab::human(format_args!("logs: {}", out.join("logs").display()));
                             EXIT_FAILED
                         }
                     }
@@ -401,4 +500,9 @@ pub fn run(args: LabArgs) -> i32 {
             }
         },
     }
+}
+
+/// One JSON object on stdout (`--json`).
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

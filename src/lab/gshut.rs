@@ -372,13 +372,13 @@ pub fn print(c: &Comparison) {
         ),
     ] {
         if let Some(l) = loss {
-            println!(
+            crate::lab::human(format_args!(
                 "  {label:<18} loss median {:>6.1} ms  max {:>6.1} ms  (n={}); r3 moved median {} ms from the VM's stop",
                 l.median,
                 l.max,
                 l.n,
                 moved.as_ref().map_or("-".into(), |m| format!("{:+.0}", m.median))
-            );
+            ));
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - `up` and `down` are idempotent; `down` finds everything from the state file and from the
 //!   namespace prefix, so it also cleans up after a failed or interrupted `up`.
 //! - Every wait (a session, a route, a process, a command) has a timeout.
+//! - Lines for people (progress, summaries) go through [`human`]: to stdout, or to stderr once
+//!   [`human_to_stderr`] was called (`--json`, where stdout carries only JSON).
 //!
 //! Modules: [`topology`] (the TOML file), [`proc`] (commands with timeouts, processes in
 //! namespaces), [`netns`] (namespaces, veths, addresses), [`frr`] (daemons and vtysh),
@@ -38,6 +40,23 @@ pub mod topology;
 pub mod watch;
 
 pub use instance::LabInstance;
+
+/// Whether [`human`] writes to stderr (set once, by `--json`, before any lab work starts).
+static HUMAN_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, lines for people go to stderr: stdout is for the command's JSON.
+pub fn human_to_stderr() {
+    HUMAN_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A line for people: progress, a summary, a scenario's result.
+pub fn human(line: std::fmt::Arguments<'_>) {
+    if HUMAN_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
 
 /// Where every instance keeps its runtime files.
 pub const RUN_ROOT: &str = "/run/ferry-lab";

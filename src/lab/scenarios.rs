@@ -50,10 +50,10 @@ pub struct Say {
 impl Say {
     pub fn line(&self, msg: &str) {
         if self.verbose {
-            println!(
+            crate::lab::human(format_args!(
                 "[{:>8.3} s] {msg}",
                 (super::now_us() - self.t0) as f64 / 1e6
-            );
+            ));
         }
     }
 }
@@ -257,32 +257,35 @@ impl Bench {
 pub fn print_summary(rep: &Report) {
     for m in &rep.moves {
         match (m.loss_ms, &m.parts) {
-            (Some(l), Some(p)) => println!(
+            (Some(l), Some(p)) => crate::lab::human(format_args!(
                 "  {:<28} loss {l:>7.1} ms = cutover {:.2} + ferry {:.2} + routers {:.2} + data plane {:.2}",
                 m.name, p.cutover_ms, p.ferry_ms, p.routers_ms, p.dataplane_ms
-            ),
-            (Some(l), None) => println!("  {:<28} loss {l:>7.1} ms (parts unknown)", m.name),
-            _ => println!("  {:<28} no loss window found", m.name),
+            )),
+            (Some(l), None) => crate::lab::human(format_args!("  {:<28} loss {l:>7.1} ms (parts unknown)", m.name)),
+            _ => crate::lab::human(format_args!("  {:<28} no loss window found", m.name)),
         }
     }
     let s = &rep.summary;
     let f = |name: &str, st: &Option<report::Stat>| {
         if let Some(st) = st {
-            println!(
+            crate::lab::human(format_args!(
                 "  {name:<14} median {:>8.2} ms   max {:>8.2} ms   (n={})",
                 st.median, st.max, st.n
-            );
+            ));
         }
     };
-    println!("over {} moves ({} converged):", s.moves, s.converged);
+    crate::lab::human(format_args!(
+        "over {} moves ({} converged):",
+        s.moves, s.converged
+    ));
     f("loss window", &s.loss_ms);
     f("  cutover", &s.cutover_ms);
     f("  ferry", &s.ferry_ms);
     if let Some(st) = &s.ferry_ms {
-        println!(
+        crate::lab::human(format_args!(
             "    (ferry to the UPDATE's receipt at the site router in {} of {} moves, else to the speaker's event)",
             s.ferry_from_site_router_log, st.n
-        );
+        ));
     }
     f("  routers", &s.routers_ms);
     f("  data plane", &s.dataplane_ms);
@@ -439,7 +442,7 @@ pub fn test(
     let mut bench = Bench::start(lab, out, say)?;
     let mut outcomes = Vec::new();
     let mut record = |name: &str, passed: bool, detail: String| {
-        println!(
+        crate::lab::human(format_args!(
             "{} {name}{}",
             if passed { "PASS" } else { "FAIL" },
             if detail.is_empty() {
@@ -447,7 +450,7 @@ pub fn test(
             } else {
                 format!(": {detail}")
             }
-        );
+        ));
         outcomes.push(Outcome {
             name: name.into(),
             passed,
