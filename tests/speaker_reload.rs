@@ -258,6 +258,36 @@ fn speaker_check_validates_without_starting_anything() {
     let out = check(&path);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("hold_time 2"), "{out:?}");
+    // --json: one object, the same verdict and exit code.
+    let json = |path: &std::path::Path| {
+        let out = ferry_cli(
+            &[
+                "speaker",
+                "--config",
+                path.to_str().unwrap(),
+                "--check",
+                "--json",
+            ],
+            None,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+        (out.code, v)
+    };
+    let (code, v) = json(&path);
+    assert_eq!((code, &v["ok"]), (2, &serde_json::json!(false)), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("hold_time 2"), "{v}");
+    write_private(&path, &text);
+    let (code, v) = json(&path);
+    assert_eq!((code, &v["ok"]), (0, &serde_json::json!(true)), "{v}");
+    assert!(
+        v["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("127.0.48.8 AS 65001")),
+        "{v}"
+    );
 }
 
 #[test]

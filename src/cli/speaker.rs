@@ -29,10 +29,25 @@ pub struct SpeakerArgs {
     /// error otherwise. Starts nothing and writes nothing.
     #[arg(long)]
     pub check: bool,
+    /// With --check: the outcome as one JSON object (`ok`, the summary's lines or the error).
+    #[arg(long, requires = "check")]
+    pub json: bool,
 }
 
 pub fn run(args: SpeakerArgs) -> i32 {
-    let config = match Config::load(&args.config) {
+    let checked = Config::load(&args.config).map_err(|e| e.to_string());
+    if args.check && args.json {
+        let outcome = checked.and_then(|c| crate::daemon::check::check(&c));
+        let v = match &outcome {
+            Ok(summary) => serde_json::json!({
+                "config": args.config, "ok": true, "summary": summary.lines().collect::<Vec<_>>(),
+            }),
+            Err(e) => serde_json::json!({"config": args.config, "ok": false, "error": e}),
+        };
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return if outcome.is_ok() { EXIT_OK } else { EXIT_USAGE };
+    }
+    let config = match checked {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferry speaker: {e}");
