@@ -7,26 +7,15 @@
 //! third site's router to route it there, and this test reads that route itself), and moves
 //! it back. Skipped when not root or FRR is missing, unless FIT_REQUIRE=1.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+use support::{ferry_cli, CliOut, FERRY};
 
-fn ferry(args: &[&str]) -> Output {
-    Command::new(FERRY)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn ferry(args: &[&str]) -> CliOut {
+    ferry_cli(args, None)
 }
 
 /// The lab instance, taken down on drop (also when an assertion fails).
@@ -85,28 +74,24 @@ fn the_lab_example_plan_fails_over_and_back() {
     // Under load a lab's own waits are sometimes too short; `up` undoes a failed attempt.
     let up = ["lab", "up", "--instance", &lab.0];
     let first = ferry(&up);
-    if !first.status.success() {
-        eprintln!("lab up failed once, retrying:\n{}", text(&first));
+    if first.code != 0 {
+        eprintln!("lab up failed once, retrying:\n{first:?}");
         let again = ferry(&up);
-        assert!(again.status.success(), "{}", text(&again));
+        assert_eq!(again.code, 0, "{again:?}");
     }
     // r3 reaches the subnet through r1 (primary, 192.0.2.1) or r2 (recovery, 192.0.2.5).
     assert_eq!(third_site_via(&instance), "192.0.2.1");
 
     let out = ferry(&["plan", "check", plan_arg]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ready for failover"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("ready for failover"), "{out:?}");
 
     let run = |cmd: &str| ferry(&[cmd, "--yes", "--plan", plan_arg, "--state-dir", state_arg]);
     let out = run("failover");
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(third_site_via(&instance), "192.0.2.5", "{}", text(&out));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(third_site_via(&instance), "192.0.2.5", "{out:?}");
 
     let out = run("failback");
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(third_site_via(&instance), "192.0.2.1", "{}", text(&out));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(third_site_via(&instance), "192.0.2.1", "{out:?}");
 }
