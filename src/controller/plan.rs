@@ -251,6 +251,21 @@ fn post() -> String {
     "POST".into()
 }
 
+impl HttpCall {
+    /// A health probe: GET `url`, any 2xx is success, no client certificate.
+    pub fn get(url: String, ca_file: Option<PathBuf>) -> Self {
+        HttpCall {
+            url,
+            method: "GET".into(),
+            body: None,
+            expect_status: None,
+            ca_file,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
@@ -320,15 +335,7 @@ impl HealthCheck {
             return Probe::Tcp(a.clone());
         }
         if let Some(u) = &self.http {
-            return Probe::Http(HttpCall {
-                url: u.clone(),
-                method: "GET".into(),
-                body: None,
-                expect_status: None,
-                ca_file: self.ca_file.clone(),
-                client_cert: None,
-                client_key: None,
-            });
+            return Probe::Http(HttpCall::get(u.clone(), self.ca_file.clone()));
         }
         if let Some(h) = &self.icmp {
             let argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", h.as_str()];

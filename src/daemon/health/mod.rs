@@ -150,15 +150,7 @@ fn probe(c: &HealthCheckConfig, timeout: Duration) -> Result<(), String> {
             .map_err(|e| format!("tcp {addr}: {e}"));
     }
     if let Some(url) = &c.http {
-        let call = crate::controller::plan::HttpCall {
-            url: url.clone(),
-            method: "GET".into(),
-            body: None,
-            expect_status: None,
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-        };
+        let call = crate::controller::plan::HttpCall::get(url.clone(), None);
         return crate::controller::http::call(&call, timeout);
     }
     if let Some(argv) = &c.command {
