@@ -46,14 +46,18 @@ const HOLD: u16 = 90;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SenderKind {
     Ferry,
+    /// Ferry driven by its CLI: `ferry announce --file F` / `ferry withdraw --file F` with a
+    /// text file of one prefix a line (written before t0), as an operator's script would.
+    FerryFile,
     Bird,
     GoBgp,
     Frr,
 }
 
 impl SenderKind {
-    pub const ALL: [SenderKind; 4] = [
+    pub const ALL: [SenderKind; 5] = [
         SenderKind::Ferry,
+        SenderKind::FerryFile,
         SenderKind::Bird,
         SenderKind::GoBgp,
         SenderKind::Frr,
@@ -61,6 +65,7 @@ impl SenderKind {
     pub fn name(self) -> &'static str {
         match self {
             SenderKind::Ferry => "ferry",
+            SenderKind::FerryFile => "ferry-file",
             SenderKind::Bird => "bird",
             SenderKind::GoBgp => "gobgp",
             SenderKind::Frr => "frr",
@@ -68,7 +73,7 @@ impl SenderKind {
     }
     pub fn program(self, ferry_bin: &Path) -> String {
         match self {
-            SenderKind::Ferry => ferry_bin.display().to_string(),
+            SenderKind::Ferry | SenderKind::FerryFile => ferry_bin.display().to_string(),
             SenderKind::Bird => "bird".into(),
             SenderKind::GoBgp => "gobgpd".into(),
             SenderKind::Frr => "/usr/lib/frr/bgpd".into(),
@@ -119,7 +124,12 @@ pub struct CommandSender<'l> {
 }
 
 enum Inner<'l> {
-    Ferry { pid: u32, api: std::path::PathBuf },
+    Ferry {
+        pid: u32,
+        api: std::path::PathBuf,
+        /// The CLI and its routes file, for [`SenderKind::FerryFile`].
+        cli: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    },
     Bird(Bird<'l>, BirdConfig),
     GoBgp(GoBgp<'l>),
     Frr(Frr<'l>),
@@ -149,7 +159,7 @@ impl<'l> CommandSender<'l> {
     ) -> Result<Self, String> {
         let (asn, ip, id) = (me.asn, &me.ip, &me.id);
         let inner = match kind {
-            SenderKind::Ferry => {
+            SenderKind::Ferry | SenderKind::FerryFile => {
                 let dir = lab.tempdir("ferry-s");
                 let mut fc = FerryConfig::new(asn, id).listen(&format!("[{ip}]:179"));
                 fc.connect_retry = 5;
@@ -162,7 +172,9 @@ impl<'l> CommandSender<'l> {
                 let path = write_config(&dir, &conf)?;
                 let api = conf.speaker.api;
                 let (pid, _log) = spawn_ferry(lab, ns, &bins.ferry, &path, &api, &dir)?;
-                Inner::Ferry { pid, api }
+                let cli = (kind == SenderKind::FerryFile)
+                    .then(|| (bins.ferry.clone(), dir.join("routes.txt")));
+                Inner::Ferry { pid, api, cli }
             }
             SenderKind::Bird => {
                 let mut c = BirdConfig::new(asn, id);
@@ -198,6 +210,18 @@ impl<'l> CommandSender<'l> {
 
     /// Work done before t0 (files the command reads).
     pub fn prepare(&self, prefixes: &[String]) -> Result<(), String> {
+        if let Inner::Ferry {
+            cli: Some((_, file)),
+            ..
+        } = &self.inner
+        {
+            let mut text = String::with_capacity(prefixes.len() * 24);
+            for p in prefixes {
+                text.push_str(p);
+                text.push('\n');
+            }
+            std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
         if let Inner::GoBgp(g) = &self.inner {
             // the file lists every prefix, then repeats them (at least 50,000 entries in all):
             // gobgp 3.10's `mrt inject` can lose the records it sent last (see bench.rs)
@@ -217,6 +241,11 @@ impl<'l> CommandSender<'l> {
     /// The announce command; returns when it returned.
     pub fn announce(&self, prefixes: &[String]) -> Result<(), String> {
         match &self.inner {
+            Inner::Ferry {
+                api,
+                cli: Some((bin, file)),
+                ..
+            } => ferry_file(bin, "announce", file, api),
             Inner::Ferry { api, .. } => {
                 // What a client that holds the prefixes as text would send; a JSON value tree
                 // of 100k objects would cost the client more than Ferry's parse.
@@ -250,6 +279,11 @@ impl<'l> CommandSender<'l> {
     /// `gobgp global rib -a ipv6 del all`; FRR: N `no network` commands.
     pub fn withdraw(&self, prefixes: &[String]) -> Result<(), String> {
         match &self.inner {
+            Inner::Ferry {
+                api,
+                cli: Some((bin, file)),
+                ..
+            } => ferry_file(bin, "withdraw", file, api),
             Inner::Ferry { api, .. } => {
                 let body = if std::env::var("BENCH_FERRY_WITHDRAW").as_deref() == Ok("list") {
                     json_body("prefixes", prefixes, "\"", "\"")
@@ -269,6 +303,20 @@ impl<'l> CommandSender<'l> {
             Inner::Frr(f) => frr_networks(f, self.me.asn, prefixes, "no "),
         }
     }
+}
+
+/// `ferry COMMAND --file FILE --api API`, run here (the API is a Unix socket, reachable from
+/// any namespace).
+fn ferry_file(bin: &Path, command: &str, file: &Path, api: &Path) -> Result<(), String> {
+    testkit::cmd::run(
+        std::process::Command::new(bin)
+            .arg(command)
+            .arg("--file")
+            .arg(file)
+            .arg("--api")
+            .arg(api),
+    )
+    .map(|_| ())
 }
 
 /// `{"KEY":[BEFORE prefix AFTER,...]}` (prefixes are plain text, no escaping), written into one

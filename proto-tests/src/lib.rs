@@ -10,9 +10,11 @@
 //!
 //! Benchmarks (issue 7): [`fulltable`] generates a synthetic full IPv4 table as pre-encoded
 //! UPDATEs, which the `bgp_blaster` binary writes to a receiver in [`ingest`] runs; [`fanout`]
-//! has one sender announce to 50 `bgp_blaster sink` sessions.
+//! has one sender announce to 50 `bgp_blaster sink` sessions; [`cli_wire`] times one-line
+//! commands (Ferry's, GoBGP's, ExaBGP's) from their start to their UPDATE on the wire.
 
 pub mod bench;
+pub mod cli_wire;
 pub mod fanout;
 pub mod ferry;
 pub mod fulltable;
