@@ -24,6 +24,9 @@ pub fn check(config: &Config) -> Result<String, String> {
     } else {
         None
     };
+    if config.speaker.state_dir.exists() {
+        super::fences::FenceTable::load(&config.speaker.state_dir).map_err(|e| e.to_string())?;
+    }
     let s = &config.speaker;
     let mut out = String::new();
     let _ = writeln!(out, "speaker: AS {} router-id {}", s.asn.0, s.router_id.0);
