@@ -257,3 +257,79 @@ fn bad_fence_headers_are_400_naming_the_header_and_value() {
     // Nothing was held from the bad calls.
     assert!(client(&s, None).fences().unwrap().is_empty());
 }
+
+/// The controller's plumbing: `ApiSites::with_fence` and `keeper::run_fenced` send the fence
+/// to a real speaker, and a refusal comes back as `SpeakerError::Fenced` inside the site's error.
+#[test]
+fn the_controllers_sites_and_keeper_carry_the_fence() {
+    use ferry::controller::sites::{ApiSites, SiteError, Sites};
+    use ferry::controller::{keeper, plan::Plan};
+
+    let s = support::Speaker::start(SpeakerSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::parse(&format!(
+        r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+
+[[site]]
+name = "dc1"
+api = "{}"
+next_hop = "192.0.2.10"
+lease_secs = 30
+
+[[site]]
+name = "dc2"
+api = "{}"
+next_hop = "192.0.2.20"
+lease_secs = 30
+
+[[group]]
+name = "web"
+subnets = ["{OURS}"]
+"#,
+        s.api().display(),
+        dir.path().join("dc2-never-called.sock").display()
+    ))
+    .unwrap();
+    let web = |t| Fence::new("web", t).unwrap();
+    let leased = {
+        let mut r = route();
+        r.lease_secs = Some(30);
+        r
+    };
+    let new_leader = ApiSites::new(&plan, Duration::from_secs(5))
+        .unwrap()
+        .with_fence(web(5));
+    new_leader.announce("dc1", &[leased.clone()]).unwrap();
+    let old_leader = ApiSites::new(&plan, Duration::from_secs(5))
+        .unwrap()
+        .with_fence(web(4));
+    match old_leader.withdraw("dc1", &[leased.prefix]).unwrap_err() {
+        SiteError::Speaker {
+            error: SpeakerError::Fenced { held, offered, .. },
+            ..
+        } => assert_eq!((held, offered), (5, 4)),
+        other => panic!("{other:?}"),
+    }
+    assert!(old_leader.announce("dc1", &[leased.clone()]).is_err());
+    assert_eq!(client(&s, None).announced().unwrap().len(), 1);
+
+    // The keeper with the old token fails its renewal and says why; with the new one it renews.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut said = Vec::new();
+    let ok = keeper::run_fenced(&plan, &state, true, Some(web(4)), &mut |l| said.push(l)).unwrap();
+    assert!(!ok, "{said:?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("fence web") && l.contains("token 5")),
+        "{said:?}"
+    );
+    let mut said = Vec::new();
+    let ok = keeper::run_fenced(&plan, &state, true, Some(web(5)), &mut |l| said.push(l)).unwrap();
+    assert!(ok, "{said:?}");
+    let held = client(&s, None).fences().unwrap();
+    assert_eq!((held[0].token, held[0].refused), (5, 3), "{held:?}");
+}
