@@ -302,7 +302,9 @@ subnets = ["{OURS}"]
     let new_leader = ApiSites::new(&plan, Duration::from_secs(5))
         .unwrap()
         .with_fence(web(5));
-    new_leader.announce("dc1", &[leased.clone()]).unwrap();
+    new_leader
+        .announce("dc1", std::slice::from_ref(&leased))
+        .unwrap();
     let old_leader = ApiSites::new(&plan, Duration::from_secs(5))
         .unwrap()
         .with_fence(web(4));
@@ -313,7 +315,9 @@ subnets = ["{OURS}"]
         } => assert_eq!((held, offered), (5, 4)),
         other => panic!("{other:?}"),
     }
-    assert!(old_leader.announce("dc1", &[leased.clone()]).is_err());
+    assert!(old_leader
+        .announce("dc1", std::slice::from_ref(&leased))
+        .is_err());
     assert_eq!(client(&s, None).announced().unwrap().len(), 1);
 
     // The keeper with the old token fails its renewal and says why; with the new one it renews.
