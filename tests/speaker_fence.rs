@@ -211,6 +211,21 @@ fn require_fence_refuses_unfenced_calls_with_428_until_a_reload_turns_it_off() {
         .to_string()
         .contains("require_fence"));
 
+    let check = ferry_cli(
+        &[
+            "speaker",
+            "--config",
+            s.config_path().to_str().unwrap(),
+            "--check",
+        ],
+        None,
+    );
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(
+        check.stdout.contains("fencing: required") && check.stdout.contains("plan-a token 1"),
+        "{check:?}"
+    );
+
     // Reloaded off: an operator's call without a token works again.
     config.speaker.require_fence = false;
     testkit::speaker::write_config(&s.config_path(), &config).unwrap();
