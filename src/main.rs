@@ -1,9 +1,7 @@
 //! The `ferry` binary: parse arguments, run the command, exit with its code.
 
-use clap::Parser;
-
 fn main() {
-    let cli = match ferry::cli::Cli::try_parse() {
+    let cli = match ferry::cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -11,7 +11,8 @@
 //! cargo bench -p proto-tests --bench cli_to_wire
 //! ```
 //! Environment: `FERRY_BIN` (default `target/release/ferry`), `BENCH_ROUNDS` (30; two more
-//! are run first and not counted), `BENCH_SENDERS` (e.g. `ferry,gobgp`).
+//! are run first and not counted), `BENCH_SENDERS` (e.g. `ferry,gobgp`; `ferry-before` adds
+//! the build `FERRY_BIN_BEFORE` as one more sender, to compare two builds in one run).
 
 use std::collections::BTreeMap;
 
@@ -42,18 +43,28 @@ fn main() {
         .iter()
         .map(|k| Lab::new(&format!("cliwire-{}", k.name())))
         .collect();
+    let before_bin = std::env::var_os("FERRY_BIN_BEFORE").map(std::path::PathBuf::from);
     let benches: Vec<Bench> = kinds
         .iter()
         .zip(&labs)
-        .map(|(k, lab)| Bench::start(*k, lab, &ferry_bin).unwrap_or_else(|e| panic!("{}: {e}", k.name())))
+        .map(|(k, lab)| {
+            let bin = match (k, &before_bin) {
+                (Kind::FerryBefore, Some(b)) => b.clone(),
+                (Kind::FerryBefore, None) => panic!("ferry-before needs FERRY_BIN_BEFORE"),
+                _ => ferry_bin.clone(),
+            };
+            Bench::start(*k, lab, &bin).unwrap_or_else(|e| panic!("{}: {e}", k.name()))
+        })
         .collect();
     println!(
         "cli_to_wire: {rounds} rounds (+2 warm-up), ferry = {}, load average {}",
         ferry_bin.display(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
-    // (kind, announce?) -> (update ms, return ms) samples
-    let mut samples: BTreeMap<(&str, bool), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    // (kind, announce?) -> (update ms, return ms, return after the journal's fsync ms) samples
+    let mut samples: BTreeMap<(&str, bool), (Vec<f64>, Vec<f64>, Vec<f64>)> = BTreeMap::new();
     let mut parts: Vec<FerryParts> = Vec::new();
     for round in 0..rounds + 2 {
         for b in &benches {
@@ -65,6 +76,7 @@ fn main() {
                     let e = samples.entry((b.kind.name(), announce)).or_default();
                     e.0.push(t.update_ms);
                     e.1.push(t.return_ms);
+                    e.2.extend(t.after_fsync_ms);
                 }
             }
             if b.kind == Kind::Ferry {
@@ -80,23 +92,24 @@ fn main() {
         }
     }
     println!();
-    println!("| sender | command | median to UPDATE (ms) | p90 (ms) | median return (ms) | UPDATE vs Ferry |");
-    println!("|---|---|---|---|---|---|");
-    let ferry_med = |announce: bool| {
-        samples
-            .get(&("ferry", announce))
-            .map(|(u, _)| median(u))
-    };
+    println!("| sender | command | median to UPDATE (ms) | p90 (ms) | median return (ms) | return after fsync (ms) | UPDATE vs Ferry |");
+    println!("|---|---|---|---|---|---|---|");
+    let ferry_med = |announce: bool| samples.get(&("ferry", announce)).map(|(u, _, _)| median(u));
     for k in &kinds {
         for announce in [true, false] {
-            let Some((u, r)) = samples.get(&(k.name(), announce)) else {
+            let Some((u, r, f)) = samples.get(&(k.name(), announce)) else {
                 continue;
             };
             let ratio = ferry_med(announce)
                 .map(|f| format!("{:.2}x", median(u) / f))
                 .unwrap_or_else(|| "-".into());
+            let fsync = if f.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.3}", median(f))
+            };
             println!(
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {ratio} |",
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {fsync} | {ratio} |",
                 k.name(),
                 if announce { "announce" } else { "withdraw" },
                 median(u),
@@ -108,15 +121,43 @@ fn main() {
     if !parts.is_empty() {
         let col = |f: fn(&FerryParts) -> f64| median(&parts.iter().map(f).collect::<Vec<_>>());
         println!();
-        println!("Ferry's parts, medians of {} samples (announce and withdraw):", parts.len());
+        println!(
+            "Ferry's parts, medians of {} samples (announce and withdraw):",
+            parts.len()
+        );
         println!("| part | median (ms) |");
         println!("|---|---|");
-        println!("| new process floor (/bin/true) | {:.3} |", col(|p| p.exec_true));
-        println!("| `ferry --version` (process start + clap) | {:.3} |", col(|p| p.ferry_version));
-        println!("| clap parse of the command line | {:.3} |", col(|p| p.clap));
-        println!("| client runtime built + dropped | {:.3} |", col(|p| p.runtime));
-        println!("| library client: call -> UPDATE | {:.3} |", col(|p| p.api_update));
-        println!("| library client: call -> answer | {:.3} |", col(|p| p.api_answer));
-        println!("| append + fdatasync of a journal line | {:.3} |", col(|p| p.fsync));
+        println!(
+            "| new process floor (/bin/true) | {:.3} |",
+            col(|p| p.exec_true)
+        );
+        println!(
+            "| `ferry --version` (process start + clap) | {:.3} |",
+            col(|p| p.ferry_version)
+        );
+        println!(
+            "| clap: the whole tree parses the command line | {:.3} |",
+            col(|p| p.clap)
+        );
+        println!(
+            "| clap: the subcommand alone (`ferry::cli::parse_from`) | {:.3} |",
+            col(|p| p.clap_quick)
+        );
+        println!(
+            "| a current-thread tokio runtime built + dropped | {:.3} |",
+            col(|p| p.runtime)
+        );
+        println!(
+            "| blocking client in process: call -> UPDATE | {:.3} |",
+            col(|p| p.api_update)
+        );
+        println!(
+            "| blocking client in process: call -> answer | {:.3} |",
+            col(|p| p.api_answer)
+        );
+        println!(
+            "| append + fdatasync of a journal line | {:.3} |",
+            col(|p| p.fsync)
+        );
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bench::{topology, Receiver, RECEIVER_AS, RECEIVER_IP, SENDER_AS, SENDER_ID, SENDER_IP};
 use crate::ferry::{write_config, FerryConfig};
-use crate::ingest::spawn_ferry;
+use crate::ingest::spawn_ferry_logging;
 use ferry::config::FamilyName;
 use testkit::daemons::gobgp::{GoBgp, GoBgpConfig};
 use testkit::daemons::{Family, Peer};
@@ -41,6 +41,9 @@ pub const PREFIX: &str = "2001:db8:77::/48";
 pub enum Kind {
     /// `ferry announce P` / `ferry withdraw P` (a new process, API over the Unix socket).
     Ferry,
+    /// The same with another build of Ferry (`FERRY_BIN_BEFORE`), to compare two builds in
+    /// one run; only when named in `BENCH_SENDERS`.
+    FerryBefore,
     /// `gobgp global rib -a ipv6 add|del P` (a new process, gRPC to gobgpd on 127.0.0.1).
     GoBgp,
     /// `exabgpcli announce|withdraw route P next-hop self` (a new Python process, named pipes).
@@ -54,6 +57,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ferry => "ferry",
+            Kind::FerryBefore => "ferry-before",
             Kind::GoBgp => "gobgp",
             Kind::ExaBgpCli => "exabgpcli",
             Kind::ExaBgpPipe => "exabgp-pipe",
@@ -70,9 +74,10 @@ impl Kind {
             .map(|n| {
                 Kind::ALL
                     .into_iter()
+                    .chain([Kind::FerryBefore])
                     .find(|k| k.name() == n.trim())
                     .ok_or_else(|| {
-                        format!("BENCH_SENDERS: unknown sender {n:?} (ferry, gobgp, exabgpcli, exabgp-pipe)")
+                        format!("BENCH_SENDERS: unknown sender {n:?} (ferry, ferry-before, gobgp, exabgpcli, exabgp-pipe)")
                     })
             })
             .collect()
@@ -84,6 +89,9 @@ impl Kind {
 pub struct Timing {
     pub update_ms: f64,
     pub return_ms: f64,
+    /// Ferry: from the speaker's audit line of the change (logged as soon as the journal's
+    /// fdatasync returned) to the command's exit.
+    pub after_fsync_ms: Option<f64>,
 }
 
 /// Runs closures on a thread that has entered a namespace: processes spawned there start in
@@ -217,7 +225,11 @@ impl Capture {
     }
 
     /// The capture time of the first UPDATE at or after `t0`, waiting at most `timeout`.
-    pub fn first_update_after(&self, t0: SystemTime, timeout: Duration) -> Result<SystemTime, String> {
+    pub fn first_update_after(
+        &self,
+        t0: SystemTime,
+        timeout: Duration,
+    ) -> Result<SystemTime, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -247,7 +259,9 @@ pub fn parse_stamp(line: &str) -> Result<SystemTime, String> {
     let (s, ns) = stamp.split_once('.').ok_or_else(bad)?;
     let s: u64 = s.parse().map_err(|_| bad())?;
     if ns.len() != 9 {
-        return Err(format!("tcpdump time stamp {stamp:?} is not in nanoseconds"));
+        return Err(format!(
+            "tcpdump time stamp {stamp:?} is not in nanoseconds"
+        ));
     }
     let ns: u32 = ns.parse().map_err(|_| bad())?;
     Ok(UNIX_EPOCH + Duration::new(s, ns))
@@ -259,6 +273,8 @@ pub enum Daemon<'l> {
         api: PathBuf,
         bin: PathBuf,
         dir: PathBuf,
+        /// The speaker's log, with its audit lines.
+        log: PathBuf,
     },
     GoBgp(GoBgp<'l>),
     ExaBgp(ExaPipes),
@@ -306,9 +322,10 @@ impl<'l> Bench<'l> {
         let (r, s) = topology(lab);
         let receiver = Receiver::start(lab, &r);
         let daemon = match kind {
-            Kind::Ferry => {
+            Kind::Ferry | Kind::FerryBefore => {
                 let dir = lab.tempdir("ferry-s");
-                let mut fc = FerryConfig::new(SENDER_AS, SENDER_ID).listen(&format!("[{SENDER_IP}]:179"));
+                let mut fc =
+                    FerryConfig::new(SENDER_AS, SENDER_ID).listen(&format!("[{SENDER_IP}]:179"));
                 fc.neighbors = vec![frr_peer()];
                 let mut conf = fc.config(&dir);
                 for n in &mut conf.neighbors {
@@ -317,11 +334,21 @@ impl<'l> Bench<'l> {
                 }
                 let path = write_config(&dir, &conf)?;
                 let api = conf.speaker.api;
-                spawn_ferry(lab, &s, ferry_bin, &path, &api, &dir)?;
+                // The audit line of each change is logged just after its journal write.
+                let (_, log) = spawn_ferry_logging(
+                    lab,
+                    &s,
+                    ferry_bin,
+                    &path,
+                    &api,
+                    &dir,
+                    "warn,ferry::audit=info",
+                )?;
                 Daemon::Ferry {
                     api,
                     bin: ferry_bin.to_path_buf(),
                     dir,
+                    log,
                 }
             }
             Kind::GoBgp => {
@@ -331,7 +358,12 @@ impl<'l> Bench<'l> {
             Kind::ExaBgpCli | Kind::ExaBgpPipe => Daemon::ExaBgp(start_exabgp(lab, &s)?),
         };
         receiver.enable()?;
-        receiver.wait_count(Instant::now(), 0, Duration::from_millis(20), Duration::from_secs(60))?;
+        receiver.wait_count(
+            Instant::now(),
+            0,
+            Duration::from_millis(20),
+            Duration::from_secs(60),
+        )?;
         let capture = Capture::start(&s)?;
         let ns = NsThread::enter(&s)?;
         Ok(Bench {
@@ -357,9 +389,18 @@ impl<'l> Bench<'l> {
             }
             (Daemon::GoBgp(_), _) => {
                 let mut c = Command::new("gobgp");
-                c.args(["-u", "127.0.0.1", "-p", "50051", "global", "rib", "-a", "ipv6"])
-                    .arg(if announce { "add" } else { "del" })
-                    .arg(PREFIX);
+                c.args([
+                    "-u",
+                    "127.0.0.1",
+                    "-p",
+                    "50051",
+                    "global",
+                    "rib",
+                    "-a",
+                    "ipv6",
+                ])
+                .arg(if announce { "add" } else { "del" })
+                .arg(PREFIX);
                 Some(c)
             }
             (Daemon::ExaBgp(p), Kind::ExaBgpCli) => {
@@ -379,7 +420,9 @@ impl<'l> Bench<'l> {
         self.capture.clear();
         let (t0, returned) = match self.command(announce) {
             Some(mut c) => self.ns.run(move || {
-                c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
                 let t0 = SystemTime::now();
                 let start = Instant::now();
                 let out = c.output().map_err(|e| format!("{c:?}: {e}"))?;
@@ -400,17 +443,83 @@ impl<'l> Bench<'l> {
                 pipe_write(p, announce)?
             }
         };
-        let at = self.capture.first_update_after(t0, Duration::from_secs(10))?;
+        let at = self
+            .capture
+            .first_update_after(t0, Duration::from_secs(10))?;
         let update = at.duration_since(t0).unwrap_or_default();
+        let after_fsync_ms = match &self.daemon {
+            Daemon::Ferry { log, .. } => {
+                let written = last_audit(log, if announce { "announce" } else { "withdraw" })?;
+                let end = t0 + returned;
+                Some(match end.duration_since(written) {
+                    Ok(d) => d.as_secs_f64() * 1e3,
+                    Err(e) => -e.duration().as_secs_f64() * 1e3,
+                })
+            }
+            _ => None,
+        };
         let want = u64::from(announce);
         self.receiver
-            .wait_count(Instant::now(), want, Duration::from_millis(5), Duration::from_secs(10))
-            .map_err(|e| format!("{} {}: FRR: {e}", self.kind.name(), if announce { "announce" } else { "withdraw" }))?;
+            .wait_count(
+                Instant::now(),
+                want,
+                Duration::from_millis(5),
+                Duration::from_secs(10),
+            )
+            .map_err(|e| {
+                format!(
+                    "{} {}: FRR: {e}",
+                    self.kind.name(),
+                    if announce { "announce" } else { "withdraw" }
+                )
+            })?;
         Ok(Timing {
             update_ms: update.as_secs_f64() * 1e3,
             return_ms: returned.as_secs_f64() * 1e3,
+            after_fsync_ms,
         })
     }
+}
+
+/// The time stamp of the last `audit: ACTION` line in the speaker's log (text format,
+/// `2026-12-04T23:57:41.915573Z  INFO ferry::audit: audit: announce by ...`).
+fn last_audit(log: &Path, action: &str) -> Result<SystemTime, String> {
+    let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let needle = format!("audit: {action} by");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(&needle))
+        .ok_or_else(|| format!("{}: no {needle:?} line", log.display()))?;
+    let stamp = line.split_whitespace().next().unwrap_or("");
+    parse_rfc3339(stamp).ok_or_else(|| format!("{}: time stamp {stamp:?}", log.display()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` (UTC) -> that time.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|v| v.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|v| v.parse::<u64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || frac.len() > 9 {
+        return None;
+    }
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    // Days from 1970-01-01 (the civil-from-days inverse, proleptic Gregorian).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(UNIX_EPOCH + Duration::new(days * 86_400 + hh * 3600 + mm * 60 + ss, nanos))
 }
 
 /// Where a Ferry command's time goes, one sample of each part (milliseconds).
@@ -420,11 +529,15 @@ pub struct FerryParts {
     pub exec_true: f64,
     /// `ferry --version`: Ferry's own process start (loading, relocation) and clap.
     pub ferry_version: f64,
-    /// `Cli::try_parse_from` of the announce command line, in this process.
+    /// `Cli::try_parse_from` of the announce command line (the whole tree), in this process.
     pub clap: f64,
-    /// The client's runtime built and dropped, in this process.
+    /// `ferry::cli::parse_from` of the same line (the subcommand's definition alone).
+    pub clap_quick: f64,
+    /// A current-thread tokio runtime built and dropped, in this process: what the client
+    /// built for every command before it spoke HTTP over std sockets.
     pub runtime: f64,
-    /// The client (runtime, connect, HTTP) called in this process: call -> UPDATE captured.
+    /// The blocking client (connect, HTTP over std sockets) called in this process: call ->
+    /// UPDATE captured. The speaker's part plus the client's.
     pub api_update: f64,
     /// The same call -> its answer (the speaker answers after the journal's fdatasync).
     pub api_answer: f64,
@@ -436,13 +549,15 @@ impl Bench<'_> {
     /// One sample of each of [`FerryParts`], announcing (`true`) or withdrawing `PREFIX`
     /// through the library client for the API parts (FRR checked as in [`Bench::once`]).
     pub fn ferry_parts(&self, announce: bool) -> Result<FerryParts, String> {
-        let Daemon::Ferry { api, bin, dir } = &self.daemon else {
+        let (Daemon::Ferry { api, bin, dir, .. }, Kind::Ferry) = (&self.daemon, self.kind) else {
             return Err("ferry_parts needs the Ferry sender".into());
         };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let spawn_wait = |mut c: Command| {
             self.ns.run(move || {
-                c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
                 let t = Instant::now();
                 let st = c.status().map_err(|e| format!("{c:?}: {e}"))?;
                 if !st.success() {
@@ -467,6 +582,11 @@ impl Bench<'_> {
         let parsed = <ferry::cli::Cli as clap::Parser>::try_parse_from(&args);
         let clap = ms(t.elapsed());
         parsed.map_err(|e| format!("clap: {e}"))?;
+        let os_args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        let t = Instant::now();
+        let parsed = ferry::cli::parse_from(os_args);
+        let clap_quick = ms(t.elapsed());
+        parsed.map_err(|e| format!("clap: {e}"))?;
         let t = Instant::now();
         drop(ferry::api::blocking::runtime()?);
         let runtime = ms(t.elapsed());
@@ -478,7 +598,9 @@ impl Bench<'_> {
             let start = Instant::now();
             let client = ferry::api::blocking::Speaker::unix(&api)?;
             let r = if announce {
-                client.announce(vec![ferry::speaker::Route::new(prefix).map_err(|e| e.to_string())?])
+                client.announce(vec![
+                    ferry::speaker::Route::new(prefix).map_err(|e| e.to_string())?
+                ])
             } else {
                 client.withdraw(vec![prefix])
             };
@@ -486,10 +608,16 @@ impl Bench<'_> {
             r.map_err(|e| e.to_string())?;
             Ok::<_, String>((t0, took))
         })?;
-        let at = self.capture.first_update_after(t0, Duration::from_secs(10))?;
+        let at = self
+            .capture
+            .first_update_after(t0, Duration::from_secs(10))?;
         let want = u64::from(announce);
-        self.receiver
-            .wait_count(Instant::now(), want, Duration::from_millis(5), Duration::from_secs(10))?;
+        self.receiver.wait_count(
+            Instant::now(),
+            want,
+            Duration::from_millis(5),
+            Duration::from_secs(10),
+        )?;
         let fsync = {
             use std::io::Write;
             let p = dir.join("fsync-probe");
@@ -499,15 +627,18 @@ impl Bench<'_> {
                 .open(&p)
                 .map_err(|e| format!("{}: {e}", p.display()))?;
             let t = Instant::now();
-            f.write_all(b"{\"probe\":\"a journal line of about this length, 100 octets or so......\"}\n")
-                .and_then(|_| f.sync_data())
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+            f.write_all(
+                b"{\"probe\":\"a journal line of about this length, 100 octets or so......\"}\n",
+            )
+            .and_then(|_| f.sync_data())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
             ms(t.elapsed())
         };
         Ok(FerryParts {
             exec_true,
             ferry_version,
             clap,
+            clap_quick,
             runtime,
             api_update: ms(at.duration_since(t0).unwrap_or_default()),
             api_answer: ms(answered),
@@ -621,12 +752,26 @@ mod tests {
     fn stamps_parse_to_the_nanosecond() {
         let t = parse_stamp("1733350000.123456789 IP6 2001:db8:ffff::2.179 > x: tcp 45").unwrap();
         assert_eq!(t, UNIX_EPOCH + Duration::new(1_733_350_000, 123_456_789));
-        assert!(parse_stamp("1733350000.123456 IP6").unwrap_err().contains("nanoseconds"));
+        assert!(parse_stamp("1733350000.123456 IP6")
+            .unwrap_err()
+            .contains("nanoseconds"));
         assert!(parse_stamp("listening on any").is_err());
     }
 
     #[test]
+    fn log_stamps_parse() {
+        let t = parse_rfc3339("2024-12-04T23:57:41.915573Z").unwrap();
+        assert_eq!(t, UNIX_EPOCH + Duration::new(1_733_356_661, 915_573_000));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339("2024-12-04 23:57:41").is_none());
+    }
+
+    #[test]
     fn senders_from_names() {
-        assert_eq!(Kind::ALL.map(Kind::name), ["ferry", "gobgp", "exabgpcli", "exabgp-pipe"]);
+        assert_eq!(
+            Kind::ALL.map(Kind::name),
+            ["ferry", "gobgp", "exabgpcli", "exabgp-pipe"]
+        );
     }
 }

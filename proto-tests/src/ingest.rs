@@ -524,13 +524,24 @@ pub fn spawn_ferry(
     api: &Path,
     dir: &Path,
 ) -> Result<(u32, PathBuf), String> {
+    let filter = std::env::var("BENCH_FERRY_LOG").unwrap_or_else(|_| "warn".into());
+    spawn_ferry_logging(lab, ns, ferry_bin, config, api, dir, &filter)
+}
+
+/// [`spawn_ferry`] with the log filter `filter` (`FERRY_LOG`).
+pub fn spawn_ferry_logging(
+    lab: &Lab,
+    ns: &Netns,
+    ferry_bin: &Path,
+    config: &Path,
+    api: &Path,
+    dir: &Path,
+    filter: &str,
+) -> Result<(u32, PathBuf), String> {
     let log = dir.join("ferry.log");
     let mut c = ns.command(&ferry_bin.display().to_string());
     c.args(["speaker", "--config"]).arg(config);
-    c.env(
-        "FERRY_LOG",
-        std::env::var("BENCH_FERRY_LOG").unwrap_or_else(|_| "warn".into()),
-    );
+    c.env("FERRY_LOG", filter);
     let pid = lab.spawn("ferry", c, &log);
     let up = poll(Duration::from_secs(10), || {
         if !lab.is_running(pid) {

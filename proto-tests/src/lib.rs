@@ -11,7 +11,8 @@
 //! Benchmarks (issue 7): [`fulltable`] generates a synthetic full IPv4 table as pre-encoded
 //! UPDATEs, which the `bgp_blaster` binary writes to a receiver in [`ingest`] runs; [`fanout`]
 //! has one sender announce to 50 `bgp_blaster sink` sessions; [`cli_wire`] times one-line
-//! commands (Ferry's, GoBGP's, ExaBGP's) from their start to their UPDATE on the wire.
+//! commands (Ferry's, GoBGP's, ExaBGP's) from their start to their UPDATE on the wire;
+//! [`scale`] is one run of a bulk announce and withdraw by command.
 
 pub mod bench;
 pub mod cli_wire;
@@ -19,6 +20,7 @@ pub mod fanout;
 pub mod ferry;
 pub mod fulltable;
 pub mod ingest;
+pub mod scale;
 
 use std::path::{Path, PathBuf};
 

@@ -1,26 +1,28 @@
 //! [`Speaker`]: the typed client ([`super::Speaker`]) for callers that are not async (the CLI,
-//! the controller, the lab, tests). It owns (or shares with other clients) one current-thread
-//! runtime for its whole life instead of building one per call.
+//! the controller, the lab, tests). Each call is one HTTP exchange over std sockets on the
+//! calling thread (`super::client_sync`): no runtime, no extra thread. Only an event stream
+//! needs a runtime (hyper reads it); that current-thread runtime is built on the first
+//! [`Speaker::events`], or shared with other clients ([`Speaker::sharing`]).
 //!
 //! Contract: the same methods, errors and timeouts as the async client; each call blocks the
-//! calling thread until it is answered or its timeout passes. Must not be called from inside
-//! an async runtime (use the async client there).
+//! calling thread until it is answered or its timeout passes. [`Speaker::events`] must not be
+//! called from inside an async runtime (use the async client there).
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use super::client::Endpoint;
-use super::speaker::{self, SpeakerError};
+use super::speaker::{self, Call, SpeakerError};
 use super::types::{
     AnnouncedRoute, ChangeResponse, Event, LeaseReport, PeerStatus, ReceivedRoute, ResetResponse,
     WithdrawRequest,
 };
 use crate::speaker::Route;
 
-/// The current-thread runtime blocking clients run on.
+/// The current-thread runtime blocking event streams run on.
 pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -29,24 +31,30 @@ pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>, String> {
         .map_err(|e| format!("cannot start the API client's runtime: {e}"))
 }
 
-/// A blocking client of one speaker's API; a clone shares the runtime.
+/// A blocking client of one speaker's API; a clone shares the runtime (once there is one).
 #[derive(Clone)]
 pub struct Speaker {
     inner: speaker::Speaker,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<OnceLock<Arc<tokio::runtime::Runtime>>>,
 }
 
 impl Speaker {
-    /// Wrap the async client; fails only if the runtime cannot be made (out of threads or
-    /// file descriptors).
+    /// Wrap the async client. Builds nothing yet; the `Result` is kept for callers written
+    /// when this built a runtime (it cannot fail now).
     pub fn new(inner: speaker::Speaker) -> Result<Self, String> {
-        Ok(Self::sharing(inner, runtime()?))
+        Ok(Self {
+            inner,
+            rt: Arc::new(OnceLock::new()),
+        })
     }
 
-    /// Wrap the async client on a runtime shared with other clients (from [`runtime`]): a
-    /// controller talking to several sites needs one, not one per site.
+    /// Wrap the async client with a runtime shared with other clients (from [`runtime`]) for
+    /// its event streams: a controller talking to several sites needs one, not one per site.
     pub fn sharing(inner: speaker::Speaker, rt: Arc<tokio::runtime::Runtime>) -> Self {
-        Self { inner, rt }
+        Self {
+            inner,
+            rt: Arc::new(OnceLock::from(rt)),
+        }
     }
 
     /// The client of the Unix socket `path`, without a token.
@@ -69,64 +77,89 @@ impl Speaker {
         self.inner.endpoint()
     }
 
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, SpeakerError> {
+        self.inner.answer_blocking(Call::get(path))
+    }
+
     pub fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
-        self.rt.block_on(self.inner.peers())
+        self.get("/v1/peers")
     }
 
     pub fn announced(&self) -> Result<Vec<Route>, SpeakerError> {
-        self.rt.block_on(self.inner.announced())
+        Ok(self
+            .announced_changes()?
+            .into_iter()
+            .map(|a| a.route)
+            .collect())
     }
 
     pub fn announced_changes(&self) -> Result<Vec<AnnouncedRoute>, SpeakerError> {
-        self.rt.block_on(self.inner.announced_changes())
+        self.get("/v1/routes")
     }
 
     pub fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, SpeakerError> {
-        self.rt.block_on(self.inner.received(peer))
+        self.inner.answer_blocking(Call::received(peer))
     }
 
     pub fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
-        self.rt.block_on(self.inner.announce(routes))
+        self.inner
+            .answer_blocking(self.inner.announce_call(routes)?)
     }
 
     pub fn announce_dry_run(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
-        self.rt.block_on(self.inner.announce_dry_run(routes))
+        self.inner
+            .answer_blocking(self.inner.announce_dry_run_call(routes)?)
     }
 
     pub fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<ChangeResponse, SpeakerError> {
-        self.rt.block_on(self.inner.withdraw(prefixes))
+        self.change(WithdrawRequest {
+            prefixes,
+            all: false,
+            graceful_secs: None,
+            dry_run: false,
+        })
     }
 
     pub fn withdraw_all(&self) -> Result<ChangeResponse, SpeakerError> {
-        self.rt.block_on(self.inner.withdraw_all())
+        self.change(WithdrawRequest {
+            prefixes: Vec::new(),
+            all: true,
+            graceful_secs: None,
+            dry_run: false,
+        })
     }
 
     pub fn change(&self, req: WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
-        self.rt.block_on(self.inner.change(req))
+        self.inner.answer_blocking(self.inner.change_call(req)?)
     }
 
     pub fn health(&self) -> Result<Vec<crate::api::HealthStatus>, SpeakerError> {
-        self.rt.block_on(self.inner.health())
+        self.get("/v1/health")
     }
 
     pub fn leases(&self) -> Result<LeaseReport, SpeakerError> {
-        self.rt.block_on(self.inner.leases())
+        self.get("/v1/leases")
     }
 
     pub fn renew(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, SpeakerError> {
-        self.rt.block_on(self.inner.renew(prefixes))
+        self.inner.answer_blocking(self.inner.renew_call(prefixes)?)
     }
 
     pub fn fences(&self) -> Result<Vec<super::HeldFence>, SpeakerError> {
-        self.rt.block_on(self.inner.fences())
+        self.get("/v1/fences")
     }
 
     pub fn reset(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, SpeakerError> {
-        self.rt.block_on(self.inner.reset(peer, hard))
+        self.inner
+            .answer_blocking(self.inner.reset_call(peer, hard)?)
     }
 
     pub fn reload(&self) -> Result<super::ReloadResponse, SpeakerError> {
-        self.rt.block_on(self.inner.reload())
+        self.inner.answer_blocking(self.inner.post_call(
+            "/v1/reload".into(),
+            &serde_json::json!({}),
+            None,
+        )?)
     }
 
     pub fn disable(
@@ -134,23 +167,32 @@ impl Speaker {
         peer: IpAddr,
         message: Option<String>,
     ) -> Result<super::AdminResponse, SpeakerError> {
-        self.rt.block_on(self.inner.disable(peer, message))
+        self.inner
+            .answer_blocking(self.inner.disable_call(peer, message)?)
     }
 
     pub fn enable(&self, peer: IpAddr) -> Result<super::AdminResponse, SpeakerError> {
-        self.rt.block_on(self.inner.enable(peer))
+        self.inner.answer_blocking(self.inner.enable_call(peer)?)
     }
 
     pub fn metrics(&self) -> Result<String, SpeakerError> {
-        self.rt.block_on(self.inner.metrics())
+        let body = self.inner.call_blocking(Call::get("/metrics"))?;
+        self.inner.text(body)
+    }
+
+    /// The runtime event streams run on, built on first use.
+    fn runtime(&self) -> Result<Arc<tokio::runtime::Runtime>, SpeakerError> {
+        if let Some(rt) = self.rt.get() {
+            return Ok(rt.clone());
+        }
+        let rt = runtime().map_err(|message| SpeakerError::Internal { message })?;
+        Ok(self.rt.get_or_init(|| rt).clone())
     }
 
     pub fn events(&self) -> Result<Events, SpeakerError> {
-        let stream = self.rt.block_on(self.inner.events())?;
-        Ok(Events {
-            stream,
-            rt: self.rt.clone(),
-        })
+        let rt = self.runtime()?;
+        let stream = rt.block_on(self.inner.events())?;
+        Ok(Events { stream, rt })
     }
 }
 

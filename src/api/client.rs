@@ -206,7 +206,7 @@ fn no_answer(e: hyper::Error) -> TransportError {
 }
 
 /// `10 s`, or `300 ms` below a second.
-fn secs_text(d: Duration) -> String {
+pub(super) fn secs_text(d: Duration) -> String {
     if d.as_secs() > 0 && d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
     } else {

@@ -4,13 +4,14 @@
 //! [`listen`] accepts connections within limits ([`body_deadline`] times request bodies),
 //! [`unix_socket`] binds the socket safely, [`metrics`] encodes `/metrics`, [`error`] maps errors to HTTP statuses in one place.
 //! [`Speaker`] is the typed client everything else uses to talk to a speaker (over
-//! [`client`]'s transport, bulk bodies written as they are sent by [`request_body`]), [`blocking::Speaker`] the same without async. Never holds state of
+//! [`client`]'s transport, or `client_sync`'s std sockets for the blocking client, bulk bodies written as they are sent by [`request_body`]), [`blocking::Speaker`] the same without async. Never holds state of
 //! its own.
 
 pub mod blocking;
 pub mod body_deadline;
 pub mod caller;
 pub mod client;
+mod client_sync;
 pub mod error;
 pub mod fence;
 pub mod listen;

@@ -77,6 +77,20 @@ impl RequestBody {
     pub fn is_whole(&self) -> bool {
         self.rest.is_none()
     }
+
+    /// The length of a whole body; `None` for one written on demand.
+    pub fn whole_len(&self) -> Option<usize> {
+        self.is_whole()
+            .then(|| self.next.as_ref().map_or(0, Bytes::len))
+    }
+
+    /// The frames in order, written as they are taken (the blocking transport's way to send).
+    pub fn into_frames(self) -> impl Iterator<Item = Result<Bytes, serde_json::Error>> {
+        self.next
+            .map(Ok)
+            .into_iter()
+            .chain(self.rest.into_iter().flatten())
+    }
 }
 
 impl Body for RequestBody {

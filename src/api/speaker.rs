@@ -119,6 +119,32 @@ pub enum SettingsError {
     },
 }
 
+/// One call as data (method, path, body, fence), which either transport sends.
+pub(super) struct Call {
+    method: Method,
+    path: String,
+    body: Option<RequestBody>,
+    fence: Option<Fence>,
+}
+
+impl Call {
+    pub(super) fn get(path: &str) -> Call {
+        Call {
+            method: Method::GET,
+            path: path.to_owned(),
+            body: None,
+            fence: None,
+        }
+    }
+
+    pub(super) fn received(peer: Option<IpAddr>) -> Call {
+        match peer {
+            Some(p) => Call::get(&format!("/v1/routes/received?peer={p}")),
+            None => Call::get("/v1/routes/received"),
+        }
+    }
+}
+
 /// A client of one speaker's API.
 #[derive(Debug, Clone)]
 pub struct Speaker {
@@ -184,7 +210,7 @@ impl Speaker {
 
     /// The neighbors and their sessions (`GET /v1/peers`).
     pub async fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
-        self.get("/v1/peers").await
+        self.answer(Call::get("/v1/peers")).await
     }
 
     /// The routes the speaker announces (`GET /v1/routes`).
@@ -199,15 +225,12 @@ impl Speaker {
 
     /// [`Speaker::announced`] with when and by whom each route was last changed.
     pub async fn announced_changes(&self) -> Result<Vec<AnnouncedRoute>, SpeakerError> {
-        self.get("/v1/routes").await
+        self.answer(Call::get("/v1/routes")).await
     }
 
     /// The routes received from `peer`, or from every peer (`GET /v1/routes/received`).
     pub async fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, SpeakerError> {
-        match peer {
-            Some(p) => self.get(&format!("/v1/routes/received?peer={p}")).await,
-            None => self.get("/v1/routes/received").await,
-        }
+        self.answer(Call::received(peer)).await
     }
 
     /// Announce `routes` (or re-announce them with new attributes), atomically; answers once
@@ -215,24 +238,7 @@ impl Speaker {
     /// A large set is written as it is sent ([`RequestBody::json_array`]), in the compact
     /// form the server reads alike (fields at their default left out).
     pub async fn announce(&self, routes: Vec<Route>) -> Result<ChangeResponse, SpeakerError> {
-        // `AnnounceRequest { routes, dry_run: false }`, written route by route (`dry_run` false
-        // is its default and left out; a field added to the type stops this from compiling
-        // until it is written here too).
-        let AnnounceRequest { routes, dry_run: _ } = AnnounceRequest {
-            routes,
-            dry_run: false,
-        };
-        let body = RequestBody::json_array("{\"routes\":[", routes, write_route, "]}".into())
-            .map_err(|e| self.internal(e.to_string()))?;
-        let answer = self
-            .call(
-                Method::POST,
-                "/v1/announce",
-                Some(body),
-                self.fence.as_ref(),
-            )
-            .await?;
-        self.parse(&answer)
+        self.answer(self.announce_call(routes)?).await
     }
 
     /// What announcing `routes` would change (`dry_run`), changing nothing: checked as an
@@ -241,14 +247,7 @@ impl Speaker {
         &self,
         routes: Vec<Route>,
     ) -> Result<ChangeResponse, SpeakerError> {
-        self.post(
-            "/v1/announce",
-            &AnnounceRequest {
-                routes,
-                dry_run: true,
-            },
-        )
-        .await
+        self.answer(self.announce_dry_run_call(routes)?).await
     }
 
     /// Withdraw `prefixes`, atomically; unknown prefixes are no-ops.
@@ -277,77 +276,39 @@ impl Speaker {
     /// its wait: give the client a timeout longer than `graceful_secs`.
     /// A long list of prefixes is written as it is sent ([`RequestBody::json_array`]).
     pub async fn change(&self, req: WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
-        let fence = if req.dry_run {
-            None
-        } else {
-            self.fence.as_ref()
-        };
-        if req.prefixes.is_empty() {
-            return self.post_fenced("/v1/withdraw", &req, fence).await;
-        }
-        // The other fields as the type writes them (`{}`, `{"graceful_secs":5}` or
-        // `{"dry_run":true}`), after the prefixes.
-        let WithdrawRequest {
-            prefixes,
-            all,
-            graceful_secs,
-            dry_run,
-        } = req;
-        let rest = serde_json::to_string(&WithdrawRequest {
-            prefixes: Vec::new(),
-            all,
-            graceful_secs,
-            dry_run,
-        })
-        .map_err(|e| self.internal(e.to_string()))?;
-        let tail = match rest.strip_prefix('{') {
-            Some("}") | None => "]}".to_owned(),
-            Some(fields) => format!("],{fields}"),
-        };
-        let body = RequestBody::json_array("{\"prefixes\":[", prefixes, write_prefix, tail)
-            .map_err(|e| self.internal(e.to_string()))?;
-        let answer = self
-            .call(Method::POST, "/v1/withdraw", Some(body), fence)
-            .await?;
-        self.parse(&answer)
+        self.answer(self.change_call(req)?).await
+    }
+
+    /// The health checks and their states (`GET /v1/health`).
+    pub async fn health(&self) -> Result<Vec<crate::api::HealthStatus>, SpeakerError> {
+        self.answer(Call::get("/v1/health")).await
     }
 
     /// The leased routes and their deadlines (`GET /v1/leases`).
-    /// The health checks and their states (`GET /v1/health`).
-    pub async fn health(&self) -> Result<Vec<crate::api::HealthStatus>, SpeakerError> {
-        self.get("/v1/health").await
-    }
-
     pub async fn leases(&self) -> Result<LeaseReport, SpeakerError> {
-        self.get("/v1/leases").await
+        self.answer(Call::get("/v1/leases")).await
     }
 
     /// Renew the leases of `prefixes` (empty: every leased route).
     pub async fn renew(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, SpeakerError> {
-        self.post_fenced(
-            "/v1/lease/renew",
-            &LeaseRenewRequest { prefixes },
-            self.fence.as_ref(),
-        )
-        .await
+        self.answer(self.renew_call(prefixes)?).await
     }
 
     /// The fences the speaker holds and their highest tokens (`GET /v1/fences`).
     pub async fn fences(&self) -> Result<Vec<super::HeldFence>, SpeakerError> {
-        self.get("/v1/fences").await
+        self.answer(Call::get("/v1/fences")).await
     }
 
     /// End `peer`'s session now (Cease/Hard Reset when `hard`).
     pub async fn reset(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, SpeakerError> {
-        self.post(&format!("/v1/peers/{peer}/reset"), &ResetRequest { hard })
-            .await
+        self.answer(self.reset_call(peer, hard)?).await
     }
 
-    /// The metrics in Prometheus text format (`GET /metrics`).
     /// Re-read the speaker's config file and apply it (`POST /v1/reload`); a config the
     /// speaker refuses is `Rejected` with the reason, and nothing changed.
     pub async fn reload(&self) -> Result<super::ReloadResponse, SpeakerError> {
-        self.post("/v1/reload", &serde_json::json!({})).await
+        self.answer(self.post_call("/v1/reload".into(), &serde_json::json!({}), None)?)
+            .await
     }
 
     /// Take a neighbor down with an optional shutdown communication (RFC 9003), persisted.
@@ -356,27 +317,18 @@ impl Speaker {
         peer: IpAddr,
         message: Option<String>,
     ) -> Result<super::AdminResponse, SpeakerError> {
-        self.post(
-            &format!("/v1/peers/{peer}/disable"),
-            &super::DisableRequest { message },
-        )
-        .await
+        self.answer(self.disable_call(peer, message)?).await
     }
 
     /// Bring a disabled neighbor back.
     pub async fn enable(&self, peer: IpAddr) -> Result<super::AdminResponse, SpeakerError> {
-        self.post(&format!("/v1/peers/{peer}/enable"), &serde_json::json!({}))
-            .await
+        self.answer(self.enable_call(peer)?).await
     }
 
+    /// The metrics in Prometheus text format (`GET /metrics`).
     pub async fn metrics(&self) -> Result<String, SpeakerError> {
-        let body = self.call(Method::GET, "/metrics", None, None).await?;
-        String::from_utf8(body.to_vec()).map_err(|e| {
-            self.internal(format!(
-                "unexpected answer from the speaker at {}: {e}",
-                self.transport.endpoint
-            ))
-        })
+        let body = self.call(Call::get("/metrics")).await?;
+        self.text(body)
     }
 
     /// Subscribe to the speaker's events (`GET /v1/events`); they come as they happen.
@@ -403,45 +355,159 @@ impl Speaker {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SpeakerError> {
-        let body = self.call(Method::GET, path, None, None).await?;
-        self.parse(&body)
+    // What each call sends, for both transports.
+
+    pub(super) fn announce_call(&self, routes: Vec<Route>) -> Result<Call, SpeakerError> {
+        // `AnnounceRequest { routes, dry_run: false }`, written route by route (`dry_run` false
+        // is its default and left out; a field added to the type stops this from compiling
+        // until it is written here too).
+        let AnnounceRequest { routes, dry_run: _ } = AnnounceRequest {
+            routes,
+            dry_run: false,
+        };
+        let body = RequestBody::json_array("{\"routes\":[", routes, write_route, "]}".into())
+            .map_err(|e| self.internal(e.to_string()))?;
+        Ok(Call {
+            method: Method::POST,
+            path: "/v1/announce".into(),
+            body: Some(body),
+            fence: self.fence.clone(),
+        })
     }
 
-    /// A POST that changes nothing fenced (dry runs, resets, reloads).
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, SpeakerError> {
-        self.post_fenced(path, body, None).await
+    pub(super) fn announce_dry_run_call(&self, routes: Vec<Route>) -> Result<Call, SpeakerError> {
+        self.post_call(
+            "/v1/announce".into(),
+            &AnnounceRequest {
+                routes,
+                dry_run: true,
+            },
+            None,
+        )
     }
 
-    async fn post_fenced<B: Serialize, T: DeserializeOwned>(
+    pub(super) fn change_call(&self, req: WithdrawRequest) -> Result<Call, SpeakerError> {
+        let fence = if req.dry_run {
+            None
+        } else {
+            self.fence.clone()
+        };
+        if req.prefixes.is_empty() {
+            return self.post_call("/v1/withdraw".into(), &req, fence);
+        }
+        // The other fields as the type writes them (`{}`, `{"graceful_secs":5}` or
+        // `{"dry_run":true}`), after the prefixes.
+        let WithdrawRequest {
+            prefixes,
+            all,
+            graceful_secs,
+            dry_run,
+        } = req;
+        let rest = serde_json::to_string(&WithdrawRequest {
+            prefixes: Vec::new(),
+            all,
+            graceful_secs,
+            dry_run,
+        })
+        .map_err(|e| self.internal(e.to_string()))?;
+        let tail = match rest.strip_prefix('{') {
+            Some("}") | None => "]}".to_owned(),
+            Some(fields) => format!("],{fields}"),
+        };
+        let body = RequestBody::json_array("{\"prefixes\":[", prefixes, write_prefix, tail)
+            .map_err(|e| self.internal(e.to_string()))?;
+        Ok(Call {
+            method: Method::POST,
+            path: "/v1/withdraw".into(),
+            body: Some(body),
+            fence,
+        })
+    }
+
+    pub(super) fn renew_call(&self, prefixes: Vec<IpNet>) -> Result<Call, SpeakerError> {
+        self.post_call(
+            "/v1/lease/renew".into(),
+            &LeaseRenewRequest { prefixes },
+            self.fence.clone(),
+        )
+    }
+
+    pub(super) fn reset_call(&self, peer: IpAddr, hard: bool) -> Result<Call, SpeakerError> {
+        self.post_call(
+            format!("/v1/peers/{peer}/reset"),
+            &ResetRequest { hard },
+            None,
+        )
+    }
+
+    pub(super) fn disable_call(
         &self,
-        path: &str,
+        peer: IpAddr,
+        message: Option<String>,
+    ) -> Result<Call, SpeakerError> {
+        self.post_call(
+            format!("/v1/peers/{peer}/disable"),
+            &super::DisableRequest { message },
+            None,
+        )
+    }
+
+    pub(super) fn enable_call(&self, peer: IpAddr) -> Result<Call, SpeakerError> {
+        self.post_call(
+            format!("/v1/peers/{peer}/enable"),
+            &serde_json::json!({}),
+            None,
+        )
+    }
+
+    /// A POST of `body` serialized whole.
+    pub(super) fn post_call<B: Serialize>(
+        &self,
+        path: String,
         body: &B,
-        fence: Option<&Fence>,
-    ) -> Result<T, SpeakerError> {
+        fence: Option<Fence>,
+    ) -> Result<Call, SpeakerError> {
         let bytes = serde_json::to_vec(body).map_err(|e| self.internal(e.to_string()))?;
-        let body = self
-            .call(Method::POST, path, Some(RequestBody::whole(bytes)), fence)
-            .await?;
+        Ok(Call {
+            method: Method::POST,
+            path,
+            body: Some(RequestBody::whole(bytes)),
+            fence,
+        })
+    }
+
+    async fn answer<T: DeserializeOwned>(&self, call: Call) -> Result<T, SpeakerError> {
+        let body = self.call(call).await?;
         self.parse(&body)
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<RequestBody>,
-        fence: Option<&Fence>,
-    ) -> Result<Bytes, SpeakerError> {
+    async fn call(&self, call: Call) -> Result<Bytes, SpeakerError> {
         let (status, body) = self
             .transport
-            .send(method, path, body, fence)
+            .send(call.method, &call.path, call.body, call.fence.as_ref())
             .await
             .map_err(|e| self.transport_error(e))?;
+        self.answered(status, body)
+    }
+
+    /// [`Speaker::answer`] on this thread over std sockets: the blocking client's path.
+    pub(super) fn answer_blocking<T: DeserializeOwned>(
+        &self,
+        call: Call,
+    ) -> Result<T, SpeakerError> {
+        let body = self.call_blocking(call)?;
+        self.parse(&body)
+    }
+
+    pub(super) fn call_blocking(&self, call: Call) -> Result<Bytes, SpeakerError> {
+        let (status, body) = self
+            .transport
+            .send_blocking(call.method, &call.path, call.body, call.fence.as_ref())
+            .map_err(|e| self.transport_error(e))?;
+        self.answered(status, body)
+    }
+
+    fn answered(&self, status: StatusCode, body: Bytes) -> Result<Bytes, SpeakerError> {
         if status.is_success() {
             Ok(body)
         } else {
@@ -449,7 +515,16 @@ impl Speaker {
         }
     }
 
-    fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, SpeakerError> {
+    pub(super) fn text(&self, body: Bytes) -> Result<String, SpeakerError> {
+        String::from_utf8(body.to_vec()).map_err(|e| {
+            self.internal(format!(
+                "unexpected answer from the speaker at {}: {e}",
+                self.transport.endpoint
+            ))
+        })
+    }
+
+    pub(super) fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, SpeakerError> {
         serde_json::from_slice(body).map_err(|e| {
             self.internal(format!(
                 "unexpected answer from the speaker at {}: {e} in {}",

@@ -134,6 +134,45 @@ pub(crate) fn report(command: &str, e: &SpeakerError) -> i32 {
     }
 }
 
+/// The command line of this process, parsed. `ferry announce ...` and `ferry withdraw ...`
+/// (what scripts run in a failover's critical path) are parsed by their own subcommand's
+/// definition alone, the same one [`Cli`] holds: building the whole tree of subcommands cost
+/// a one-line command more than the speaker's whole part of it (issue 19). Anything that
+/// does not parse that way (`--help`, a usage error) is parsed again by [`Cli`], so help and
+/// error messages are the full parser's.
+pub fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os().collect())
+}
+
+/// [`parse`] of `args` (the program's name first).
+pub fn parse_from(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    if let Some(command) = parse_quick(&args) {
+        return Ok(Cli { command });
+    }
+    <Cli as Parser>::try_parse_from(args)
+}
+
+/// `announce`/`withdraw` by their own definition, or `None` when that is not all there is.
+fn parse_quick(args: &[std::ffi::OsString]) -> Option<Command> {
+    use clap::FromArgMatches as _;
+    let name = args.get(1)?.to_str()?;
+    let sub = match name {
+        "announce" => <routes::AnnounceArgs as Args>::augment_args(clap::Command::new("announce")),
+        "withdraw" => <routes::WithdrawArgs as Args>::augment_args(clap::Command::new("withdraw")),
+        _ => return None,
+    };
+    // The subcommand's name is taken as the program name; `ferry` is not in the way.
+    let matches = sub.try_get_matches_from(&args[1..]).ok()?;
+    match name {
+        "announce" => routes::AnnounceArgs::from_arg_matches(&matches)
+            .ok()
+            .map(Command::Announce),
+        _ => routes::WithdrawArgs::from_arg_matches(&matches)
+            .ok()
+            .map(Command::Withdraw),
+    }
+}
+
 /// Run the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -156,5 +195,46 @@ pub fn run(cli: Cli) -> i32 {
         Command::Failback(args) => failover::failback(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<std::ffi::OsString> {
+        line.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_quick_parse_is_the_full_one_or_steps_aside() {
+        let same = [
+            "ferry announce 198.51.100.0/24",
+            "ferry announce 198.51.100.0/24 2001:db8::/48 --api /tmp/x.sock --json",
+            "ferry announce 198.51.100.0/24 --med 10 --community 65000:1 --community no-export --prepend 2 --lease 30",
+            "ferry announce --file routes.txt --fence plan-a --fence-token 7 --api http://127.0.0.1:8179",
+            "ferry withdraw 198.51.100.0/24",
+            "ferry withdraw --all --yes --dry-run",
+            "ferry withdraw --file - --graceful 5 --api-token-file /tmp/t",
+        ];
+        for line in same {
+            let quick = parse_quick(&argv(line)).unwrap_or_else(|| panic!("{line}: not quick"));
+            let full = <Cli as Parser>::try_parse_from(argv(line))
+                .expect(line)
+                .command;
+            assert_eq!(format!("{quick:?}"), format!("{full:?}"), "{line}");
+        }
+        // Help, errors and other commands go to the full parser.
+        for line in [
+            "ferry announce --help",
+            "ferry announce",
+            "ferry announce 198.51.100.0/24 --file x",
+            "ferry withdraw --fence a",
+            "ferry withdraw --graceful 0 198.51.100.0/24",
+            "ferry status",
+            "ferry",
+        ] {
+            assert!(parse_quick(&argv(line)).is_none(), "{line}");
+        }
     }
 }

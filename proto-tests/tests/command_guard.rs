@@ -1,0 +1,181 @@
+//! CI regression guard for Ferry's commands as operators and scripts run them (issue 19
+//! items 1 and 3), as ratios to other daemons measured in the same run:
+//!
+//! * `ferry announce P` / `ferry withdraw P` as a new process, from its start to its UPDATE
+//!   captured in the speaker's namespace ([`proto_tests::cli_wire`]), against GoBGP's CLI
+//!   (`gobgp global rib add|del`) and ExaBGP's `exabgpcli`, alternating, medians of
+//!   [`WIRE_ROUNDS`] rounds each way. Fails when Ferry's median is above [`WIRE_RATIO`] times
+//!   the faster of the two.
+//! * 100,000 prefixes by `ferry announce --file` / `ferry withdraw --file` (a text file, one
+//!   prefix a line) to an FRR receiver against BIRD driven by `birdc configure`
+//!   ([`proto_tests::scale`]), alternating, medians of [`SCALE_ROUNDS`]. Fails when Ferry's
+//!   announce or withdraw median is above [`SCALE_RATIO`] times BIRD's, or its peak RSS above
+//!   [`RSS_RATIO`] times BIRD's.
+//!
+//! Needs a release build of Ferry (`FERRY_RELEASE_BIN`, as `ingest_guard`), root and the
+//! daemons; without them it skips, or fails under `FIT_REQUIRE=1`. `scripts/test.sh` runs it on
+//! its own after the rest of the suite, so that parallel tests do not skew the ratios.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proto_tests::bench::{median, prefixes};
+use proto_tests::cli_wire::{Bench, Kind};
+use proto_tests::fanout::SenderKind;
+use proto_tests::ingest::Bins;
+use proto_tests::scale::{one_run, Setup};
+use testkit::netns::Lab;
+use testkit::root::can_run_with;
+
+/// Rounds of announce + withdraw per sender (two more first, not counted).
+const WIRE_ROUNDS: usize = 10;
+/// Ferry's median command -> UPDATE at most this times the faster other CLI's.
+const WIRE_RATIO: f64 = 1.0;
+const SCALE_ROUNDS: usize = 2;
+/// Ferry's `--file` announce and withdraw medians at most this times BIRD's.
+const SCALE_RATIO: f64 = 1.3;
+/// Ferry's peak RSS at most this times BIRD's.
+const RSS_RATIO: f64 = 1.3;
+
+fn release_ferry(test: &str) -> Option<PathBuf> {
+    let require = std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1");
+    match std::env::var_os("FERRY_RELEASE_BIN").map(PathBuf::from) {
+        Some(p) if p.is_file() => Some(p),
+        Some(p) => panic!("FERRY_RELEASE_BIN={} is not a file", p.display()),
+        None if require => panic!(
+            "{test}: FERRY_RELEASE_BIN is not set (FIT_REQUIRE=1); scripts/test.sh builds \
+             `cargo build --release --bin ferry` and sets it"
+        ),
+        None => {
+            eprintln!("SKIPPED {test}: FERRY_RELEASE_BIN (a release ferry binary) is not set");
+            None
+        }
+    }
+}
+
+#[test]
+fn ferry_command_to_the_wire_ahead_of_gobgp_and_exabgp_clis() {
+    let test = "command_guard wire";
+    if !can_run_with(
+        test,
+        &["tcpdump", "bgpd", "gobgpd", "gobgp", "exabgp", "exabgpcli"],
+    ) {
+        return;
+    }
+    let Some(ferry) = release_ferry(test) else {
+        return;
+    };
+    let kinds = [Kind::Ferry, Kind::GoBgp, Kind::ExaBgpCli];
+    let labs: Vec<Lab> = kinds
+        .iter()
+        .map(|k| Lab::new(&format!("cmdguard-{}", k.name())))
+        .collect();
+    let benches: Vec<Bench> = kinds
+        .iter()
+        .zip(&labs)
+        .map(|(k, lab)| {
+            Bench::start(*k, lab, &ferry).unwrap_or_else(|e| panic!("{}: {e}", k.name()))
+        })
+        .collect();
+    let mut update: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for round in 0..WIRE_ROUNDS + 2 {
+        for (i, b) in benches.iter().enumerate() {
+            for announce in [true, false] {
+                let t = b
+                    .once(announce)
+                    .unwrap_or_else(|e| panic!("{} round {round}: {e}", b.kind.name()));
+                if round >= 2 {
+                    update[i].push(t.update_ms);
+                }
+            }
+        }
+    }
+    let med: Vec<f64> = update.iter().map(|v| median(v)).collect();
+    let others = med[1].min(med[2]);
+    eprintln!(
+        "command -> UPDATE medians: ferry {:.3} ms, gobgp {:.3} ms, exabgpcli {:.3} ms; ferry / \
+         faster other {:.2}",
+        med[0],
+        med[1],
+        med[2],
+        med[0] / others
+    );
+    assert!(
+        med[0] <= others * WIRE_RATIO,
+        "`ferry announce|withdraw` took {:.3} ms (median) to its UPDATE, more than {WIRE_RATIO} x \
+         the faster other CLI's {others:.3} ms",
+        med[0]
+    );
+}
+
+#[test]
+fn ferry_file_100k_within_bird() {
+    let test = "command_guard file";
+    if !can_run_with(test, &["bgpd", "vtysh", "bird", "birdc"]) {
+        return;
+    }
+    let Some(ferry) = release_ferry(test) else {
+        return;
+    };
+    let setup = Setup {
+        bins: Bins {
+            ferry,
+            blaster: PathBuf::from(env!("CARGO_BIN_EXE_bgp_blaster")),
+        },
+        timeout: Duration::from_secs(120),
+        settle: Duration::from_secs(2),
+        pcap_dir: None,
+    };
+    let list = prefixes(100_000);
+    let kinds = [SenderKind::FerryFile, SenderKind::Bird];
+    let mut runs = vec![Vec::new(), Vec::new()];
+    for round in 1..=SCALE_ROUNDS {
+        for (i, k) in kinds.iter().enumerate() {
+            let r = one_run(&setup, *k, &list, round);
+            eprintln!(
+                "round {round} {}: announce {:?} s, withdraw {:?} s, peak RSS {:?} KiB",
+                k.name(),
+                r.announce,
+                r.withdraw,
+                r.rss_kib
+            );
+            if let Some(e) = &r.error {
+                panic!("{} round {round}: {e}", k.name());
+            }
+            runs[i].push(r);
+        }
+    }
+    let med = |i: usize, f: fn(&proto_tests::scale::Run) -> Option<f64>| {
+        median(
+            &runs[i]
+                .iter()
+                .map(|r| f(r).expect("a run without error"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (fa, ba) = (med(0, |r| r.announce), med(1, |r| r.announce));
+    let (fw, bw) = (med(0, |r| r.withdraw), med(1, |r| r.withdraw));
+    let (fr, br) = (
+        med(0, |r| r.rss_kib.map(|v| v as f64)),
+        med(1, |r| r.rss_kib.map(|v| v as f64)),
+    );
+    eprintln!(
+        "100k by command: announce ferry {fa:.3} s, bird {ba:.3} s ({:.2}x); withdraw ferry \
+         {fw:.3} s, bird {bw:.3} s ({:.2}x); peak RSS ferry {fr:.0} KiB, bird {br:.0} KiB ({:.2}x)",
+        fa / ba,
+        fw / bw,
+        fr / br
+    );
+    assert!(
+        fa <= ba * SCALE_RATIO,
+        "`ferry announce --file` of 100k took {fa:.3} s, more than {SCALE_RATIO} x BIRD's {ba:.3} s"
+    );
+    assert!(
+        fw <= bw * SCALE_RATIO,
+        "`ferry withdraw --file` of 100k took {fw:.3} s, more than {SCALE_RATIO} x BIRD's {bw:.3} s"
+    );
+    assert!(
+        fr <= br * RSS_RATIO,
+        "Ferry's peak RSS with 100k routes {fr:.0} KiB is more than {RSS_RATIO} x BIRD's {br:.0} KiB"
+    );
+}
