@@ -41,7 +41,7 @@ fn main() {
     let rounds = env_num("BENCH_ROUNDS", 30) as usize;
     let labs: Vec<Lab> = kinds
         .iter()
-        .map(|k| Lab::new(&format!("cliwire-{}", k.name())))
+        .map(|k| Lab::new(k.lab_name()))
         .collect();
     let before_bin = std::env::var_os("FERRY_BIN_BEFORE").map(std::path::PathBuf::from);
     let benches: Vec<Bench> = kinds

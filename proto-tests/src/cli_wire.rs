@@ -18,7 +18,7 @@
 //! Never: touches addresses outside the lab's namespaces, or kills a process it did not start
 //! (the [`Lab`] stops the daemons; `tcpdump` is killed by its own PID on drop).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -54,6 +54,18 @@ pub enum Kind {
 
 impl Kind {
     pub const ALL: [Kind; 4] = [Kind::Ferry, Kind::GoBgp, Kind::ExaBgpCli, Kind::ExaBgpPipe];
+    /// A [`Lab`] name unique to the kind (labs keep 10 alphanumerics of their name, and
+    /// two labs of one process with the same ones would share namespaces).
+    pub fn lab_name(self) -> &'static str {
+        match self {
+            Kind::Ferry => "cwferry",
+            Kind::FerryBefore => "cwbefore",
+            Kind::GoBgp => "cwgobgp",
+            Kind::ExaBgpCli => "cwexacli",
+            Kind::ExaBgpPipe => "cwexapipe",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ferry => "ferry",
@@ -160,11 +172,13 @@ pub struct Capture {
     lines: mpsc::Receiver<String>,
 }
 
-/// The BPF filter: IPv6 segments from `SENDER_IP` port 179 whose first BGP message is an
-/// UPDATE (type 2, octet 18 of the message, after the TCP header of `(ip6[52] >> 4) * 4`).
+/// The BPF filter: IPv6 segments from `SENDER_IP` port 179 whose TCP payload is longer than
+/// a KEEPALIVE (19 octets): once the session is up (OPEN, End-of-RIB before the clock), the
+/// sender writes nothing else but UPDATEs. IPv6 payload length `ip6[4:2]` less the TCP
+/// header's `(ip6[52] >> 4) * 4`.
 fn update_filter() -> String {
     format!(
-        "ip6 and src host {SENDER_IP} and tcp src port 179 and ip6[40 + ((ip6[52] & 0xf0) >> 2) + 18] = 2"
+        "ip6 and src host {SENDER_IP} and tcp src port 179 and ip6[4:2] - ((ip6[52] & 0xf0) >> 2) > 19"
     )
 }
 
@@ -192,21 +206,42 @@ impl Capture {
             .spawn()
             .map_err(|e| format!("tcpdump: {e}"))?;
         let stdout = child.stdout.take().ok_or("tcpdump: no stdout")?;
-        let mut stderr = BufReader::new(child.stderr.take().ok_or("tcpdump: no stderr")?);
-        // tcpdump says "listening on ..." once the filter is in place.
-        let mut first = String::new();
-        let _ = stderr.read_line(&mut first);
-        if !first.contains("listening on") {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("tcpdump did not start: {first}{rest}"));
-        }
+        let stderr = BufReader::new(child.stderr.take().ok_or("tcpdump: no stderr")?);
+        // tcpdump says "listening on ..." once the filter is in place (after other notes,
+        // e.g. "verbose output suppressed"); its stderr is read on a thread so that a
+        // tcpdump that never says it cannot hold us past the timeout.
+        let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = stderr.read_to_string(&mut sink);
+            let mut seen = String::new();
+            let mut said = false;
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                if !said {
+                    if line.contains("listening on") {
+                        said = true;
+                        let _ = ready_tx.send(Ok(()));
+                    } else {
+                        seen.push_str(&line);
+                        seen.push('\n');
+                    }
+                }
+            }
+            if !said {
+                let _ = ready_tx.send(Err(seen));
+            }
         });
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = match outcome {
+                    Ok(Err(text)) => text,
+                    _ => "(nothing within 10 s)".into(),
+                };
+                return Err(format!("tcpdump did not start: {said}"));
+            }
+        }
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -650,6 +685,7 @@ impl Bench<'_> {
 /// Writes the command line into `exabgp.in` (what `echo ... > exabgp.in` does) with a reader
 /// of `exabgp.out` open meanwhile, so that ExaBGP's answer ("done") has somewhere to go.
 fn pipe_write(p: &ExaPipes, announce: bool) -> Result<(SystemTime, Duration), String> {
+    use std::io::Read;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let out_path = p.path("out");

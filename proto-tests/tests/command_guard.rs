@@ -68,7 +68,7 @@ fn ferry_command_to_the_wire_ahead_of_gobgp_and_exabgp_clis() {
     let kinds = [Kind::Ferry, Kind::GoBgp, Kind::ExaBgpCli];
     let labs: Vec<Lab> = kinds
         .iter()
-        .map(|k| Lab::new(&format!("cmdguard-{}", k.name())))
+        .map(|k| Lab::new(k.lab_name()))
         .collect();
     let benches: Vec<Bench> = kinds
         .iter()
