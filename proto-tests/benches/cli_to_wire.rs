@@ -39,10 +39,7 @@ fn main() {
         });
     let kinds = Kind::from_env().unwrap_or_else(|e| panic!("{e}"));
     let rounds = env_num("BENCH_ROUNDS", 30) as usize;
-    let labs: Vec<Lab> = kinds
-        .iter()
-        .map(|k| Lab::new(k.lab_name()))
-        .collect();
+    let labs: Vec<Lab> = kinds.iter().map(|k| Lab::new(k.lab_name())).collect();
     let before_bin = std::env::var_os("FERRY_BIN_BEFORE").map(std::path::PathBuf::from);
     let benches: Vec<Bench> = kinds
         .iter()
