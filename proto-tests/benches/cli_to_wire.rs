@@ -21,6 +21,9 @@ use proto_tests::cli_wire::{Bench, FerryParts, Kind};
 use testkit::netns::Lab;
 use testkit::root::can_run_with;
 
+/// Per (kind, announce?): update ms, return ms, return after the journal's fsync ms.
+type Samples = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 fn pct(v: &[f64], p: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -60,8 +63,7 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // (kind, announce?) -> (update ms, return ms, return after the journal's fsync ms) samples
-    let mut samples: BTreeMap<(&str, bool), (Vec<f64>, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut samples: BTreeMap<(&str, bool), Samples> = BTreeMap::new();
     let mut parts: Vec<FerryParts> = Vec::new();
     for round in 0..rounds + 2 {
         for b in &benches {

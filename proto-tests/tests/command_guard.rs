@@ -133,7 +133,7 @@ fn ferry_file_100k_within_bird() {
     };
     let list = prefixes(100_000);
     let kinds = [SenderKind::FerryFile, SenderKind::Bird];
-    let mut runs = vec![Vec::new(), Vec::new()];
+    let mut runs = [Vec::new(), Vec::new()];
     for round in 1..=SCALE_ROUNDS {
         for (i, k) in kinds.iter().enumerate() {
             let r = one_run(&setup, *k, &list, round);

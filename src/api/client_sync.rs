@@ -132,7 +132,11 @@ impl Transport {
         // Nothing goes out with a header that could split the request.
         let head = self.head(&method, path, body.as_ref(), fence)?;
         let mut stream = self.connect_blocking(&deadline)?;
-        write_request(&mut stream, &deadline, head, body)?;
+        if let Err(e) = write_request(&mut stream, &deadline, head, body) {
+            // A speaker that refuses a body before reading it all (too large, malformed)
+            // answers and closes: its answer says more than the broken pipe.
+            return read_answer(&mut stream, &deadline).map_err(|_| e);
+        }
         read_answer(&mut stream, &deadline)
     }
 
@@ -251,6 +255,8 @@ fn unix_connect(path: &Path, left: Duration) -> std::io::Result<UnixStream> {
         None,
     )
     .map_err(std::io::Error::from)?;
+    // At least 1 us: a zero timeval would mean no timeout at all.
+    let left = left.max(Duration::from_micros(1));
     let tv = nix::sys::time::TimeVal::new(
         left.as_secs().try_into().unwrap_or(i64::MAX),
         left.subsec_micros().into(),
