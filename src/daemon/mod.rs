@@ -258,6 +258,27 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         shared.clone(),
         api_counters.clone(),
     ));
+    // The TCP listeners are bound before the Unix socket appears, so that a client (or a
+    // test) that waits for the socket finds every API listener bound; a port that cannot be
+    // bound stops the start before the socket exists.
+    let tcp_api = match (config.speaker.api_tcp, api_token) {
+        (Some(addr), Some(token)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("speaker.api_tcp {addr}: cannot bind"))?;
+            Some((addr, listener, token))
+        }
+        _ => None,
+    };
+    let metrics_api = match config.speaker.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("speaker.metrics_listen {addr}: cannot bind"))?;
+            Some((addr, listener))
+        }
+        None => None,
+    };
     // `_api_socket` holds `<api>.lock` until the speaker ends; its drop removes our socket.
     let group = api_group(&config)?;
     let (listener, _api_socket) = bind_unix_for(&api_path, group)
@@ -270,10 +291,7 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         stopped(stop_rx.clone()),
     ));
     tracing::info!(socket = %api_path.display(), "API listening");
-    if let (Some(addr), Some(token)) = (config.speaker.api_tcp, api_token) {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("speaker.api_tcp {addr}: cannot bind"))?;
+    if let Some((addr, listener, token)) = tcp_api {
         tracing::info!(%addr, "API listening on TCP (bearer token required)");
         tokio::spawn(serve_tcp(
             listener,
@@ -284,10 +302,7 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
             stopped(stop_rx.clone()),
         ));
     }
-    if let Some(addr) = config.speaker.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("speaker.metrics_listen {addr}: cannot bind"))?;
+    if let Some((addr, listener)) = metrics_api {
         tracing::info!(%addr, "metrics listening on TCP (GET /metrics only, no token)");
         tokio::spawn(serve_metrics(
             listener,
