@@ -17,10 +17,13 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 if [ "$demo" -eq 1 ]; then
-    PACKAGES=(frr iproute2 procps)
+    # protobuf-compiler: the etcd client's gRPC code is generated at build time.
+    PACKAGES=(frr iproute2 procps protobuf-compiler)
 else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
-    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db)
+    # etcd-server, etcd-client (etcdctl): the HA controller tests run a three-member etcd.
+    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db
+        etcd-server etcd-client protobuf-compiler)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -46,6 +49,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
                 bird2) svc=bird ;;
                 gobgpd) svc=gobgpd ;;
                 exabgp) svc=exabgp ;;
+                etcd-server) svc=etcd ;;
                 *) continue ;;
             esac
             echo "install-deps: $svc was installed just now for the tests: disabling its service" >&2

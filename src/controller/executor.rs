@@ -111,6 +111,23 @@ impl<'a> Executor<'a> {
     ) -> Result<Self, ExecError> {
         let dir = runs_dir(state_dir);
         super::statedir::private_dir(&dir).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let create = |run_id: &str| Journal::create(&dir.join(format!("{run_id}.jsonl")));
+        Self::start_in(create, plan, direction, mode, by, sites, probes, progress)
+    }
+
+    /// [`Executor::start`] with the journal made by `create` from the new run's id (a store
+    /// other than the state directory, [`super::store`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in(
+        create: impl FnOnce(&str) -> Result<Journal, JournalError>,
+        plan: Plan,
+        direction: Direction,
+        mode: Mode,
+        by: Holder,
+        sites: &'a dyn Sites,
+        probes: &'a dyn Probes,
+        progress: Box<dyn FnMut(Progress) + 'a>,
+    ) -> Result<Self, ExecError> {
         let run_id = format!(
             "{}-{}-{}",
             super::journal::now_ms(),
@@ -120,7 +137,7 @@ impl<'a> Executor<'a> {
                 Direction::Failback => "failback",
             }
         );
-        let journal = Journal::create(&dir.join(format!("{run_id}.jsonl")))?;
+        let journal = create(&run_id)?;
         let steps = step::build(&plan, mode);
         let mut ex = Self {
             plan,
@@ -154,7 +171,17 @@ impl<'a> Executor<'a> {
         probes: &'a dyn Probes,
         progress: Box<dyn FnMut(Progress) + 'a>,
     ) -> Result<Self, ExecError> {
-        let journal = Journal::open(path)?;
+        Self::of_journal(Journal::open(path)?, sites, probes, progress)
+    }
+
+    /// Take over the run `journal` holds (read from any store).
+    pub fn of_journal(
+        journal: Journal,
+        sites: &'a dyn Sites,
+        probes: &'a dyn Probes,
+        progress: Box<dyn FnMut(Progress) + 'a>,
+    ) -> Result<Self, ExecError> {
+        let path = journal.path().to_owned();
         let Some(Record::RunStarted {
             run_id,
             direction,

@@ -147,7 +147,12 @@ pub fn run(
 
 /// One renewal round for `plan`: read its runs in `state_dir`, renew at [`sites_to_renew`].
 pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
-    let targets = match runs::of_plan(state_dir, &plan.name) {
+    tick_with(plan, runs::of_plan(state_dir, &plan.name), sites)
+}
+
+/// [`tick`] with the plan's runs as read from any store ([`super::store`]).
+pub fn tick_with(plan: &Plan, runs: Result<runs::Listing, String>, sites: &dyn Renew) -> Tick {
+    let targets = match runs {
         Ok(l) if l.unreadable.is_empty() => Ok(sites_to_renew(plan, &l.runs)),
         Ok(l) => {
             let files: Vec<String> = l.unreadable.iter().map(|u| u.to_string()).collect();

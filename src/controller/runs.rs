@@ -310,6 +310,38 @@ fn read(state_dir: &Path, plan: Option<&str>) -> Result<Listing, String> {
     Ok(out)
 }
 
+/// A run from records read out of a store other than the state directory (etcd), checked
+/// as a file's replay is: the legal prefix, with [`RunSummary::damaged`] saying where it
+/// stops. `None` when the first record is not `run_started`.
+pub fn summarize(label: &Path, entries: Vec<Entry>) -> Option<RunSummary> {
+    let mut phase = Phase::Empty;
+    let mut steps = 0;
+    let mut damage = None;
+    let mut legal = 0;
+    for (i, e) in entries.iter().enumerate() {
+        if let Record::RunStarted { steps: s, .. } = &e.record {
+            steps = s.len();
+        }
+        match phase.next(steps, &e.record) {
+            Some(p) if e.seq == i as u64 => {
+                phase = p;
+                legal = i + 1;
+            }
+            _ => {
+                damage = Some(format!(
+                    "record {} (seq {}) is not legal in phase {phase:?}",
+                    i + 1,
+                    e.seq
+                ));
+                break;
+            }
+        }
+    }
+    let mut s = RunSummary::from_entries(label, &entries[..legal], phase)?;
+    s.damaged = damage;
+    Some(s)
+}
+
 /// The unfinished runs, of one plan when `plan` is given. A journal that cannot be read may
 /// hold an unfinished run, so it is an error here (naming the file).
 pub fn unfinished(state_dir: &Path, plan: Option<&str>) -> Result<Vec<RunSummary>, String> {
