@@ -53,6 +53,54 @@ pub struct StateArgs {
     /// Where runs' journals and locks are kept.
     #[arg(long, env = "FERRY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// Keep journals, the plan lock and run history in etcd instead of --state-dir, shared by
+    /// a controller at each site: etcd://HOST:PORT[,HOST:PORT...] (docs/ha.md).
+    #[arg(long, env = "FERRY_STORE", value_name = "etcd://HOST:PORT,...")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd: Box<EtcdArgs>,
+}
+
+/// How to reach etcd when --store names it.
+#[derive(Debug, Args, Clone)]
+pub struct EtcdArgs {
+    /// etcd: the CA certificate (PEM) of the members' TLS; the endpoints are then https.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// etcd: this controller's client certificate (PEM), with --etcd-key.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd: the user to authenticate as, with --etcd-password-file.
+    #[arg(long, value_name = "NAME")]
+    pub etcd_user: Option<String>,
+    /// etcd: a file holding the user's password (one line).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+    /// etcd: the TTL of the plan lock's and the leadership's lease, in seconds: how long a
+    /// dead controller holds them (docs/ha.md, "lease arithmetic").
+    #[arg(long, value_name = "SECS", default_value_t = crate::controller::store::DEFAULT_TTL_SECS)]
+    pub etcd_ttl_secs: u64,
+}
+
+impl StateArgs {
+    /// The store these options name, checked.
+    pub fn spec(&self) -> Result<crate::controller::store::StoreSpec, String> {
+        crate::controller::store::StoreSpec::parse(
+            self.store.as_deref(),
+            &self.state_dir,
+            crate::controller::store::EtcdAuth {
+                ca: self.etcd.etcd_ca.clone(),
+                cert: self.etcd.etcd_cert.clone(),
+                key: self.etcd.etcd_key.clone(),
+                user: self.etcd.etcd_user.clone(),
+                password_file: self.etcd.etcd_password_file.clone(),
+            },
+            self.etcd.etcd_ttl_secs,
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +391,18 @@ pub fn failover(args: FailoverArgs) -> i32 {
     match args.action {
         None => run(args.run, Direction::Failover, "failover"),
         Some(FailoverAction::Status { select, json }) => status(&select, json),
+        Some(FailoverAction::Resume(t)) if t.select.state.store.is_some() => {
+            super::controller::take_over(&t.select, false)
+        }
+        Some(FailoverAction::Abort(t)) if t.select.state.store.is_some() => {
+            super::controller::take_over(&t.select, true)
+        }
+        Some(FailoverAction::Keep { state, .. } | FailoverAction::Repair { state, .. })
+            if state.store.is_some() =>
+        {
+            eprintln!("ferry failover: keep and repair work on --state-dir only; with --store, `ferry controller run` keeps the leases (docs/ha.md)");
+            EXIT_USAGE
+        }
         Some(FailoverAction::Resume(t)) => take_over(&t.select, false, Out(t.json)),
         Some(FailoverAction::Keep { plan, once, state }) => keep(&plan, once, &state),
         Some(FailoverAction::Abort(t)) => take_over(&t.select, true, Out(t.json)),
@@ -352,9 +412,7 @@ pub fn failover(args: FailoverArgs) -> i32 {
             json,
             state,
         }) => repair(&plan_name, &active, &state.state_dir, Out(json)),
-        Some(FailoverAction::History { run, json, state }) => {
-            history(&state.state_dir, run.as_deref(), json)
-        }
+        Some(FailoverAction::History { run, json, state }) => history(&state, run.as_deref(), json),
     }
 }
 
@@ -471,6 +529,9 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     }
     let state_dir = &args.state.state_dir;
     let me = Holder::me(&format!("{cmd} {}", p.name));
+    if args.state.store.is_some() {
+        return super::controller::run_in_store(&args.state, p, direction, mode, me, cmd, out.0);
+    }
     let _claim = match claimed(claim::new_run(state_dir, &p.name, &me), cmd) {
         Ok(c) => c,
         Err(code) => return code,
@@ -541,6 +602,10 @@ fn say_warnings(cmd: &str, warnings: &[String]) {
 
 /// Live progress: one line per step, with its elapsed time and result; with `--json`, one
 /// JSON line per event.
+pub(super) fn printer_for(n: usize, json: bool) -> Box<dyn FnMut(Progress)> {
+    printer(n, Out(json))
+}
+
 fn printer(n: usize, out: Out) -> Box<dyn FnMut(Progress)> {
     Box::new(move |p| {
         if out.0 {
@@ -692,6 +757,9 @@ fn live_state(state_dir: &Path, r: &runs::RunSummary) -> (String, Option<u32>) {
 fn status(s: &SelectArgs, json: bool) -> i32 {
     let state_dir = &s.state.state_dir;
     let listing = match &s.plan_name {
+        _ if s.state.store.is_some() => {
+            super::controller::listing(&s.state, s.plan_name.as_deref())
+        }
         Some(p) => runs::of_plan(state_dir, p),
         None => runs::list(state_dir),
     };
@@ -877,8 +945,14 @@ fn repair(plan: &str, active: &str, state_dir: &Path, out: Out) -> i32 {
     }
 }
 
-fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {
-    let listing = match runs::list(state_dir) {
+fn history(state: &StateArgs, run: Option<&str>, json: bool) -> i32 {
+    let state_dir = &state.state_dir;
+    let listing = if state.store.is_some() {
+        super::controller::listing(state, None)
+    } else {
+        runs::list(state_dir)
+    };
+    let listing = match listing {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ferry failover history: {e}");

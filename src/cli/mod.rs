@@ -7,6 +7,7 @@
 //! disable`) is not Established (`--exit-zero` answers 0 for that).
 //! `ferry withdraw --all` asks on a terminal; not confirmed is 1, no terminal and no `--yes` 2.
 
+mod controller;
 mod decode;
 mod failover;
 mod generate;
@@ -78,6 +79,8 @@ pub enum Command {
     Failover(failover::FailoverArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
+    /// HA controllers sharing etcd: `ferry controller run --plan PLAN --store etcd://...`.
+    Controller(controller::ControllerArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(generate::CompletionsArgs),
     /// Print the man page, or write one per subcommand with --dir DIR.
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(args) => failover::plan(args),
         Command::Failover(args) => failover::failover(args),
         Command::Failback(args) => failover::failback(args),
+        Command::Controller(args) => controller::run(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     }

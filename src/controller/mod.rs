@@ -9,8 +9,12 @@
 //!   and no unfinished or damaged run in the way of a new one.
 //! - [`executor`]: runs the steps, rolls back or stops on failure, resumes and aborts.
 //! - [`keeper`]: which sites' leases `ferry failover keep` renews, how often, and its loop.
+//! - [`leader`]: HA controllers: a plan taken through the store, and `ferry controller run`
+//!   (one leader per plan keeps the leases and finishes what a dead controller left).
 //! - [`repair`]: closes a damaged run with a record of the active site the operator named.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
+//! - [`store`]: where journals, the plan lock and leadership live: the state directory or
+//!   etcd (HA controllers, one per site).
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
 //! - [`observe`]: which site a route the verification's observer received comes from
 //!   (origin AS, verify community; next hop only when asked), and what it sees, in words.
@@ -27,6 +31,7 @@ pub mod hook;
 pub mod http;
 pub mod journal;
 pub mod keeper;
+pub mod leader;
 pub mod lock;
 pub mod observe;
 pub mod plan;
@@ -35,6 +40,7 @@ pub mod runs;
 pub mod sites;
 pub mod statedir;
 pub mod step;
+pub mod store;
 
 pub use executor::{End, ExecError, Executor, Progress};
 pub use journal::{Direction, Mode, Outcome};

@@ -6,6 +6,7 @@
 //! tail of its log, so a failing test says why.
 
 pub mod bird;
+pub mod etcd;
 pub mod exabgp;
 pub mod frr;
 pub mod frr_daemon;

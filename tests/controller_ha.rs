@@ -1,0 +1,504 @@
+//! HA controllers on etcd (issue 17), with a real three-member etcd cluster (Debian
+//! `etcd-server`), one member per site namespace on documentation addresses, and real `ferry
+//! speaker`s: dc1 and dc2 announce, an observer speaker (iBGP with both) stands for the third
+//! site's router and is where every move is checked (its received routes, by next hop).
+//! Controllers and operators run `ferry` inside the site namespaces (they reach etcd there);
+//! the speakers' APIs are Unix sockets, reachable from every namespace.
+//!
+//! Proves:
+//! - kill -9 of the process running a failover inside its cutover hook, and then of the
+//!   leading controller that took the run over (again inside the hook): another controller
+//!   takes over and finishes; the observer ends with the subnet from dc2 only; history shows
+//!   both takeovers; the time from the second kill to the takeover's record is printed.
+//! - a stale leader (SIGSTOP inside the hook, another controller takes over and finishes,
+//!   SIGCONT): its journal writes are refused by etcd (the lock's revision changed), so it
+//!   stops without changing anything; the observer still sees dc2 only.
+//! - etcd quorum lost while idle (two sites cut off the bridge): a failover from the remaining
+//!   site does not start and says why (the store); quorum back: the same command completes.
+//! - two writers of one run's journal in etcd: for each seq exactly one append wins.
+//!
+//! Failures injected: SIGKILL and SIGSTOP/SIGCONT of `ferry` processes, sites taken off the
+//! bridge (`ip link set ... nomaster`).
+//!
+//! Not covered here (see docs/ha.md): fencing at the speakers (the speaker side is another
+//! branch), the partition of the primary with leases, failover by quorum.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::*;
+use testkit::daemons::etcd::EtcdCluster;
+use testkit::netns::{Lab, Netns};
+use testkit::poll::poll;
+use testkit::signal::signal;
+
+const NH1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const NH2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
+const SUBNET: &str = "198.51.100.0/24";
+
+fn can_run(test: &str) -> bool {
+    testkit::root::can_run_with(test, &["etcd", "etcdctl", "ip"])
+}
+
+/// Two site speakers (dc1 announcing the subnet) and the observer both peer with.
+struct Sites {
+    dc1: Speaker,
+    dc2: Speaker,
+    obs: Speaker,
+}
+
+fn source(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 42, last)
+}
+
+fn sites(base: u8) -> Sites {
+    let ip = Ipv4Addr::new(127, 0, 41, base);
+    let obs = Speaker::start(SpeakerSpec {
+        listen: Some((ip, free_port(ip)).into()),
+        neighbors: [base + 1, base + 2]
+            .iter()
+            .map(|l| NeighborSpec {
+                remote_as: LOCAL_ASN,
+                ..NeighborSpec::passive(source(*l))
+            })
+            .collect(),
+        router_id: Some(Ipv4Addr::new(192, 0, 2, 99)),
+        ..SpeakerSpec::default()
+    });
+    let site = |last: u8| {
+        let s = Speaker::start(SpeakerSpec::with(vec![NeighborSpec {
+            remote_as: LOCAL_ASN,
+            local_address: source(last).into(),
+            ..NeighborSpec::active(obs.spec.listen.unwrap())
+        }]));
+        obs.wait_state(source(last).into(), "Established");
+        s
+    };
+    let dc1 = site(base + 1);
+    let dc2 = site(base + 2);
+    dc1.cli_ok(&["announce", SUBNET, "--next-hop", &NH1.to_string()]);
+    let s = Sites { dc1, dc2, obs };
+    s.wait_observed(NH1);
+    s
+}
+
+impl Sites {
+    /// The next hops of the subnet at the observer (one per site announcing it).
+    fn observed(&self) -> Vec<IpAddr> {
+        let out = self.obs.cli_ok(&["routes", "--received", "--json"]);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        v.iter()
+            .filter(|r| r["prefix"] == SUBNET)
+            .filter_map(|r| r["next_hop"].as_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Until the observer sees the subnet from the site with next hop `nh` only.
+    fn wait_observed(&self, nh: Ipv4Addr) {
+        let want = vec![IpAddr::V4(nh)];
+        let got = poll(WAIT, || (self.observed() == want).then_some(()));
+        assert!(
+            got.is_some(),
+            "observer: {:?}, want {want:?}",
+            self.observed()
+        );
+    }
+
+    fn plan(&self, dir: &Path, hook: &str) -> PathBuf {
+        let text = format!(
+            r#"name = "web"
+primary = "dc1"
+recovery = "dc2"
+order = "break-before-make"
+
+[[site]]
+name = "dc1"
+api = "{}"
+next_hop = "{NH1}"
+
+[[site]]
+name = "dc2"
+api = "{}"
+next_hop = "{NH2}"
+
+[[site]]
+name = "obs"
+api = "{}"
+
+[[group]]
+name = "web"
+subnets = ["{SUBNET}"]
+
+[verify]
+observer = "obs"
+match_next_hop = true
+timeout_ms = 5000
+interval_ms = 20
+{hook}"#,
+            self.dc1.api().display(),
+            self.dc2.api().display(),
+            self.obs.api().display()
+        );
+        let path = dir.join("plan.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// `ferry ARGS` inside `ns`, waited for (killed by coreutils `timeout` after `timeout`).
+fn ferry_in(ns: &Netns, args: &[&str], timeout: Duration) -> CliOut {
+    let out = ns
+        .command("timeout")
+        .args(["-s", "KILL", &timeout.as_secs().to_string(), FERRY])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A cutover hook that logs each start to `log` and, for its first `sleeps` starts, sleeps
+/// (the test kills or stops its controller meanwhile); later starts pass at once.
+fn hook(dir: &Path, sleeps: u32) -> String {
+    let log = dir.join("cutover.log");
+    format!(
+        "\n[[hook]]\nname = \"cutover\"\nstage = \"cutover\"\ncommand = [\"sh\", \"-c\", \"echo $$ >> {log}; n=$(wc -l < {log}); [ $n -gt {sleeps} ] && exit 0; exec sleep 60\"]\n",
+        log = log.display()
+    )
+}
+
+fn hook_starts(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("cutover.log"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// Until the hook has started `n` times.
+fn wait_hook(dir: &Path, n: usize, timeout: Duration) {
+    let got = poll(timeout, || (hook_starts(dir) >= n).then_some(()));
+    assert!(
+        got.is_some(),
+        "the cutover hook started {} times, want {n}",
+        hook_starts(dir)
+    );
+}
+
+/// The journal records of the plan's runs in etcd, in key order (seq order per run).
+fn journal(c: &EtcdCluster, site: usize) -> Vec<serde_json::Value> {
+    let out = c
+        .etcdctl(
+            site,
+            &[
+                "get",
+                "--prefix",
+                "ferry/plans/web/runs/",
+                "--print-value-only",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("etcdctl get: {e}"));
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `ferry controller run` in site `i`'s namespace, its log in `dir`.
+fn controller(lab: &Lab, c: &EtcdCluster, i: usize, plan: &Path, dir: &Path) -> (u32, PathBuf) {
+    let mut cmd = c.members[i].ns.command(FERRY);
+    cmd.args(["controller", "run", "--plan"])
+        .arg(plan)
+        .args(["--store", &c.url()]);
+    let log = dir.join(format!("controller{}.log", i + 1));
+    (lab.spawn(&format!("controller {}", i + 1), cmd, &log), log)
+}
+
+fn log_has(log: &Path, what: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| t.contains(what))
+}
+
+fn wait_log(log: &Path, what: &str, timeout: Duration) {
+    let got = poll(timeout, || log_has(log, what).then_some(()));
+    assert!(
+        got.is_some(),
+        "{} never said {what:?}:\n{}",
+        log.display(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The operator's failover in site `i`'s namespace, in the background.
+fn spawn_failover(lab: &Lab, c: &EtcdCluster, i: usize, plan: &Path, dir: &Path) -> u32 {
+    let mut cmd = c.members[i].ns.command(FERRY);
+    cmd.args(["failover", "--yes", "--plan"])
+        .arg(plan)
+        .args(["--store", &c.url()]);
+    lab.spawn("operator failover", cmd, &dir.join("operator.log"))
+}
+
+#[test]
+fn kill_9_of_the_runner_and_of_the_leader_mid_cutover_another_controller_finishes() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("hakill");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(1);
+    let dir = lab.tempdir("run");
+    let plan = s.plan(&dir, &hook(&dir, 2));
+    let (c1, log1) = controller(&lab, &c, 0, &plan, &dir);
+    wait_log(&log1, "leading plan web", WAIT);
+    let (_c2, log2) = controller(&lab, &c, 1, &plan, &dir);
+    let (_c3, log3) = controller(&lab, &c, 2, &plan, &dir);
+    wait_log(&log2, "following", WAIT);
+    wait_log(&log3, "following", WAIT);
+
+    // The operator's run, from site 3, killed inside its cutover hook.
+    let op = spawn_failover(&lab, &c, 2, &plan, &dir);
+    wait_hook(&dir, 1, WAIT);
+    signal(op, "KILL");
+    // The leader takes the run over once the dead operator's lock lease runs out, and runs
+    // the hook again: killed there too.
+    wait_hook(&dir, 2, Duration::from_secs(15));
+    assert!(
+        log_has(&log1, "taking over run"),
+        "controller 1 did not take over"
+    );
+    s.wait_observed(NH1); // nothing moved yet: the hook runs before the announce
+    let killed = now_ms();
+    signal(c1, "KILL");
+    wait_hook(&dir, 3, Duration::from_secs(15));
+    s.wait_observed(NH2);
+    assert!(s.dc1.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
+
+    let records = journal(&c, 1);
+    let last = records.last().unwrap();
+    assert_eq!(last["record"], "run_finished", "{records:#?}");
+    assert_eq!(last["active"], "dc2");
+    let takeovers: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["record"] == "resumed")
+        .collect();
+    assert_eq!(takeovers.len(), 2, "{records:#?}");
+    assert_ne!(takeovers[0]["by"]["pid"], takeovers[1]["by"]["pid"]);
+    let took = takeovers[1]["at_ms"].as_u64().unwrap();
+    let first_step = records
+        .iter()
+        .filter(|r| r["record"] == "step_started" && r["at_ms"].as_u64().unwrap() >= took)
+        .map(|r| r["at_ms"].as_u64().unwrap())
+        .next()
+        .unwrap();
+    eprintln!(
+        "takeover after kill -9 of the leader: {} ms to the takeover record, {} ms to its first step (TTL {} s)",
+        took.saturating_sub(killed),
+        first_step.saturating_sub(killed),
+        ferry::controller::store::DEFAULT_TTL_SECS
+    );
+    assert!(
+        log_has(&log2, "taking over run") || log_has(&log3, "taking over run"),
+        "no controller took over after the leader died"
+    );
+
+    // History (from any site) shows the run and both takeovers.
+    let out = ferry_in(
+        &c.members[0].ns,
+        &["failover", "history", "--store", &c.url()],
+        WAIT,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("completed"), "{out:?}");
+    let run_id = records[0]["run_id"].as_str().unwrap();
+    let out = ferry_in(
+        &c.members[0].ns,
+        &["failover", "history", "--run", run_id, "--store", &c.url()],
+        WAIT,
+    );
+    assert_eq!(out.stdout.matches("taken over by").count(), 2, "{out:?}");
+}
+
+#[test]
+fn a_stopped_leader_that_comes_back_is_refused_by_the_store_and_changes_nothing() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("hastale");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(11);
+    let dir = lab.tempdir("run");
+    let plan = s.plan(&dir, &hook(&dir, 2));
+    let (c1, log1) = controller(&lab, &c, 0, &plan, &dir);
+    wait_log(&log1, "leading plan web", WAIT);
+    let (_c2, log2) = controller(&lab, &c, 1, &plan, &dir);
+    wait_log(&log2, "following", WAIT);
+    let op = spawn_failover(&lab, &c, 2, &plan, &dir);
+    wait_hook(&dir, 1, WAIT);
+    signal(op, "KILL");
+    wait_hook(&dir, 2, Duration::from_secs(15));
+    assert!(log_has(&log1, "taking over run"));
+
+    // Controller 1 stops inside the hook; controller 2 leads, takes over, finishes.
+    signal(c1, "STOP");
+    wait_log(&log2, "taking over run", Duration::from_secs(15));
+    s.wait_observed(NH2);
+    let before = journal(&c, 1);
+    assert_eq!(before.last().unwrap()["record"], "run_finished");
+
+    // Back: its hook was ended by the new leader; its next record is refused by etcd.
+    signal(c1, "CONT");
+    wait_log(&log1, "no longer held at revision", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        journal(&c, 1),
+        before,
+        "the stale leader wrote to the journal"
+    );
+    assert_eq!(s.observed(), vec![IpAddr::V4(NH2)]);
+    assert!(s.dc1.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
+}
+
+#[test]
+fn without_an_etcd_quorum_no_run_starts_and_with_it_back_the_run_completes() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("haquorum");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(21);
+    let dir = lab.tempdir("run");
+    let plan = s.plan(&dir, "");
+    let plan = plan.to_str().unwrap();
+    let url = c.url();
+    let ns = &c.members[0].ns;
+    c.cut(1);
+    c.cut(2);
+    let started = Instant::now();
+    let out = ferry_in(
+        ns,
+        &["failover", "--yes", "--plan", plan, "--store", &url],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("etcd store") && out.stderr.contains("no run starts"),
+        "{out:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    s.wait_observed(NH1);
+    assert!(s.dc2.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
+
+    c.heal(1);
+    c.heal(2);
+    c.wait_healthy(Duration::from_secs(30));
+    let out = ferry_in(
+        ns,
+        &["failover", "--yes", "--plan", plan, "--store", &url],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    s.wait_observed(NH2);
+    let records = journal(&c, 2);
+    assert_eq!(records.last().unwrap()["record"], "run_finished");
+}
+
+/// Runs `f` on a thread inside `ns` (its sockets, and the threads it starts, live there).
+fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    let path = Path::new("/run/netns").join(ns.name());
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+fn two_writers_of_one_journal_in_etcd_never_both_append_the_same_step() {
+    use ferry::controller::journal::{Direction, JournalError, Mode, Record};
+    use ferry::controller::lock::Holder;
+    use ferry::controller::store::{EtcdAuth, StoreSpec};
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("haappend");
+    let c = EtcdCluster::start(&lab, 3);
+    let spec = StoreSpec::parse(
+        Some(&c.url()),
+        Path::new("/nonexistent"),
+        EtcdAuth::default(),
+        5,
+    )
+    .unwrap();
+    let (wins, conflicts) = in_netns(&c.members[0].ns, || {
+        let store = spec.open().unwrap();
+        let ferry::controller::store::Store::Etcd(e) = &store else {
+            panic!("not etcd")
+        };
+        let mut first = e.journal("web", "1-web-failover", None).unwrap();
+        first
+            .append(Record::RunStarted {
+                run_id: "1-web-failover".into(),
+                plan: "web".into(),
+                direction: Direction::Failover,
+                mode: Mode::Planned,
+                steps: vec!["s0".into()],
+                by: Holder::me("test"),
+                plan_text: String::new(),
+            })
+            .unwrap();
+        let (mut wins, mut conflicts) = (0, 0);
+        for _ in 0..20 {
+            // Two controllers that both read the run as it is now.
+            let mut a = e.journal("web", "1-web-failover", None).unwrap();
+            let mut b = e.journal("web", "1-web-failover", None).unwrap();
+            let results = std::thread::scope(|s| {
+                let ta = s.spawn(|| {
+                    a.append(Record::Resumed {
+                        by: Holder::me("a"),
+                    })
+                    .map(|_| ())
+                });
+                let tb = s.spawn(|| {
+                    b.append(Record::Resumed {
+                        by: Holder::me("b"),
+                    })
+                    .map(|_| ())
+                });
+                [ta.join().unwrap(), tb.join().unwrap()]
+            });
+            for r in results {
+                match r {
+                    Ok(()) => wins += 1,
+                    Err(JournalError::Conflict { .. }) => conflicts += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        (wins, conflicts)
+    });
+    assert_eq!((wins, conflicts), (20, 20));
+    let records = journal(&c, 1);
+    assert_eq!(records.len(), 21);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64);
+    }
+}
