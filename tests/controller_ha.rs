@@ -16,12 +16,17 @@
 //! - etcd quorum lost while idle (two sites cut off the bridge): a failover from the remaining
 //!   site does not start and says why (the store); quorum back: the same command completes.
 //! - two writers of one run's journal in etcd: for each seq exactly one append wins.
+//! - fencing at the speaker: the leader's lease renewal is held on its way to dc1's speaker
+//!   and the leader SIGSTOPped with it in flight; the other controller wins (a higher etcd
+//!   revision) and renews; the late renewal then arrives and dc1 refuses it (409, its
+//!   `/v1/fences` and audit line), keeping the newer token; the observer never changes.
 //!
 //! Failures injected: SIGKILL and SIGSTOP/SIGCONT of `ferry` processes, sites taken off the
-//! bridge (`ip link set ... nomaster`).
+//! bridge (`ip link set ... nomaster`), a message held in flight by a TCP relay the test owns
+//! in the hub namespace (`tc netem` is not in this kernel).
 //!
-//! Not covered here (see docs/ha.md): fencing at the speakers (the speaker side is another
-//! branch), the partition of the primary with leases, failover by quorum.
+//! Not covered here (see docs/ha.md): the partition of the primary with leases, failover by
+//! quorum.
 
 mod support;
 
@@ -108,6 +113,12 @@ impl Sites {
     }
 
     fn plan(&self, dir: &Path, hook: &str) -> PathBuf {
+        let dc1 = format!("api = \"{}\"", self.dc1.api().display());
+        self.plan_with(dir, &dc1, hook)
+    }
+
+    /// The plan with `dc1` (its `api` and any other keys of its `[[site]]`) as given.
+    fn plan_with(&self, dir: &Path, dc1: &str, hook: &str) -> PathBuf {
         let text = format!(
             r#"name = "web"
 primary = "dc1"
@@ -116,7 +127,7 @@ order = "break-before-make"
 
 [[site]]
 name = "dc1"
-api = "{}"
+{dc1}
 next_hop = "{NH1}"
 
 [[site]]
@@ -138,7 +149,6 @@ match_next_hop = true
 timeout_ms = 5000
 interval_ms = 20
 {hook}"#,
-            self.dc1.api().display(),
             self.dc2.api().display(),
             self.obs.api().display()
         );
@@ -211,10 +221,23 @@ fn journal(c: &EtcdCluster, site: usize) -> Vec<serde_json::Value> {
 
 /// `ferry controller run` in site `i`'s namespace, its log in `dir`.
 fn controller(lab: &Lab, c: &EtcdCluster, i: usize, plan: &Path, dir: &Path) -> (u32, PathBuf) {
+    controller_with(lab, c, i, plan, dir, &[])
+}
+
+/// [`controller`] with `extra` arguments.
+fn controller_with(
+    lab: &Lab,
+    c: &EtcdCluster,
+    i: usize,
+    plan: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> (u32, PathBuf) {
     let mut cmd = c.members[i].ns.command(FERRY);
     cmd.args(["controller", "run", "--plan"])
         .arg(plan)
-        .args(["--store", &c.url()]);
+        .args(["--store", &c.url()])
+        .args(extra);
     let log = dir.join(format!("controller{}.log", i + 1));
     (lab.spawn(&format!("controller {}", i + 1), cmd, &log), log)
 }
@@ -501,4 +524,193 @@ fn two_writers_of_one_journal_in_etcd_never_both_append_the_same_step() {
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r["seq"], i as u64);
     }
+}
+
+/// A TCP front for a speaker's API socket, listening in the hub namespace where every site
+/// reaches it: the switch between the controllers and the speaker. While `hold` names a
+/// source address, what that host sends waits in the switch (a paused or slow link, as a
+/// GC pause or a congested path delays a message in flight); [`HoldingLink::release`]
+/// delivers it, late.
+struct HoldingLink {
+    addr: std::net::SocketAddr,
+    hold: std::sync::Arc<std::sync::Mutex<Option<IpAddr>>>,
+    /// Requests (chunks) held so far.
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HoldingLink {
+    fn start(ns: &Netns, addr: std::net::SocketAddr, api: PathBuf) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = ns.tcp_listener(addr).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let link = Self {
+            addr,
+            hold: Arc::new(Mutex::new(None)),
+            held: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (hold, held, stop) = (link.hold.clone(), link.held.clone(), link.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (down, peer) = match listener.accept() {
+                    Ok(x) => x,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                down.set_nonblocking(false).unwrap();
+                let Ok(up) = std::os::unix::net::UnixStream::connect(&api) else {
+                    continue;
+                };
+                let (mut d_read, mut u_write) =
+                    (down.try_clone().unwrap(), up.try_clone().unwrap());
+                let (hold, held) = (hold.clone(), held.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match std::io::Read::read(&mut d_read, &mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let mut counted = false;
+                        while *hold.lock().unwrap() == Some(peer.ip()) {
+                            if !counted {
+                                held.fetch_add(1, Ordering::SeqCst);
+                                counted = true;
+                            }
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        if std::io::Write::write_all(&mut u_write, &buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = u_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut u_read, mut d_write) = (up, down);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u_read, &mut d_write);
+                    let _ = d_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        link
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Hold what `from` sends from now on.
+    fn hold(&self, from: IpAddr) {
+        *self.hold.lock().unwrap() = Some(from);
+    }
+
+    fn release(&self) {
+        *self.hold.lock().unwrap() = None;
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HoldingLink {
+    fn drop(&mut self) {
+        self.release();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The fence `web` as the speaker holds it: (token, refused so far).
+fn fence_at(s: &Speaker) -> Option<(u64, u64)> {
+    let out = s.cli_ok(&["fences", "--json"]);
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    v.iter()
+        .find(|f| f["fence"] == "web")
+        .map(|f| (f["token"].as_u64().unwrap(), f["refused"].as_u64().unwrap()))
+}
+
+/// The token a controller's log says it leads with.
+fn leader_token(log: &Path) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap();
+    let at = text.find("leading plan web (token ").unwrap() + "leading plan web (token ".len();
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_stale_leaders_renewal_that_arrives_late_is_refused_by_the_speaker_and_changes_nothing() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("hafence");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(31);
+    // dc1 holds the subnet on a lease the leader's keeper renews every 3 s.
+    s.dc1.cli_ok(&[
+        "announce",
+        SUBNET,
+        "--next-hop",
+        &NH1.to_string(),
+        "--lease",
+        "9",
+    ]);
+    c.hub.ip(&["addr", "add", "192.0.2.100/24", "dev", "br0"]);
+    let link = HoldingLink::start(&c.hub, "192.0.2.100:8080".parse().unwrap(), s.dc1.api());
+    let dir = lab.tempdir("run");
+    let dc1 = format!("api = \"{}\"\nlease_secs = 9", link.url());
+    let plan = s.plan_with(&dir, &dc1, "");
+    let ttl = ["--etcd-ttl-secs", "2"];
+    let (c1, log1) = controller_with(&lab, &c, 0, &plan, &dir, &ttl);
+    wait_log(&log1, "leading plan web", WAIT);
+    let (_c2, log2) = controller_with(&lab, &c, 1, &plan, &dir, &ttl);
+    wait_log(&log2, "following", WAIT);
+    let t1 = leader_token(&log1);
+    let got = poll(WAIT, || fence_at(&s.dc1).filter(|f| f.0 == t1));
+    assert!(
+        got.is_some(),
+        "dc1 never took token {t1}: {:?}",
+        fence_at(&s.dc1)
+    );
+
+    // Controller 1's next renewal is held on the way; it is paused with it in flight.
+    link.hold(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+    let got = poll(WAIT, || (link.held() > 0).then_some(()));
+    assert!(got.is_some(), "controller 1 sent no renewal");
+    signal(c1, "STOP");
+    // Controller 2 leads once controller 1's etcd lease ran out, and renews with its token.
+    wait_log(&log2, "leading plan web", Duration::from_secs(10));
+    let t2 = leader_token(&log2);
+    assert!(t2 > t1, "tokens {t1} then {t2}");
+    let got = poll(WAIT, || fence_at(&s.dc1).filter(|f| f.0 == t2));
+    assert!(
+        got.is_some(),
+        "dc1 never took token {t2}: {:?}",
+        fence_at(&s.dc1)
+    );
+
+    // The stale renewal arrives now: refused, and dc1 keeps token t2 and its route.
+    link.release();
+    let got = poll(WAIT, || fence_at(&s.dc1).filter(|f| f.1 >= 1));
+    assert_eq!(got.map(|f| f.0), Some(t2), "{:?}", fence_at(&s.dc1));
+    let refusal = format!("refused: fence web holds token {t2}, offered {t1}");
+    let got = poll(WAIT, || s.dc1.log().contains(&refusal).then_some(()));
+    assert!(got.is_some(), "no audit line {refusal:?}:\n{}", s.dc1.log());
+    signal(c1, "CONT");
+    wait_log(&log1, "no longer leading plan web", WAIT);
+    // Nothing moved at the observer, sampled for two renewal intervals while both run.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert_eq!(s.observed(), vec![IpAddr::V4(NH1)]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, refused) = fence_at(&s.dc1).unwrap();
+    assert!(refused >= 1);
 }

@@ -12,11 +12,11 @@ use clap::{Args, Subcommand};
 
 use super::failover::{printer_for, SelectArgs, StateArgs};
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::controller::leader;
 use crate::controller::lock::Holder;
 use crate::controller::runs::Listing;
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::store::{Store, StoreSpec};
+use crate::controller::{fencing, leader};
 use crate::controller::{Direction, End, Executor, Mode, Plan};
 
 #[derive(Debug, Args)]
@@ -132,6 +132,14 @@ pub fn run_in_store(
             return EXIT_USAGE;
         }
     };
+    // Every speaker call carries the plan lock's etcd revision (docs/ha.md, "Fencing").
+    let (sites, me) = match fencing::under_lock(sites, &p.name, &lock, me) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("ferry {cmd}: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let n = crate::controller::step::build(&p, mode).len();
     let name = p.name.clone();
     let create = |run_id: &str| store.create_journal(&name, run_id, &lock);
@@ -201,6 +209,7 @@ fn abort_run(
 ) -> Result<End, String> {
     let plan = Plan::parse(&run.plan_text).map_err(|e| e.to_string())?;
     let sites = ApiSites::new(&plan, std::time::Duration::from_secs(10))?;
+    let (sites, me) = fencing::under_lock(sites, &plan.name, lock, me)?;
     let journal = store.open_journal(run, lock).map_err(|e| e.to_string())?;
     let mut ex = Executor::of_journal(
         journal,

@@ -15,6 +15,8 @@
 //!   controller may lead, and fencing wins over availability) and resume any unfinished run
 //!   whose lock is free (its holder died: its lease ran out), as `ferry failover resume`
 //!   does. Leadership lost: stop renewing, campaign again.
+//! - Every speaker call carries the plan's fence ([`super::fencing`]): a resumed run the
+//!   revision of the lock it took, the keeper at least the revision of its leadership.
 //!
 //! Never does: start a new run by itself (failover by quorum, `[auto]`, is not built), or
 //! renew a lease once its leadership may have passed to another controller.
@@ -29,7 +31,7 @@ use super::runs::RunSummary;
 use super::sites::{ApiSites, SystemProbes};
 use super::store::etcd::{EtcdError, EtcdStore, Held};
 use super::store::{PlanLock, Store};
-use super::{keeper, Plan};
+use super::{fencing, keeper, Plan};
 
 /// Take `plan`'s lock for a new run: refused while a run of it is unfinished or damaged.
 pub fn claim_new_run(store: &Store, plan: &str, me: &Holder) -> Result<PlanLock, String> {
@@ -93,7 +95,7 @@ pub fn resume(
         Mode::Planned => Duration::from_secs(10),
         Mode::Unplanned => Duration::from_secs(3),
     };
-    let sites = ApiSites::new(&plan, timeout)?;
+    let (sites, me) = fencing::under_lock(ApiSites::new(&plan, timeout)?, &plan.name, lock, me)?;
     let journal = store.open_journal(run, lock).map_err(|e| e.to_string())?;
     let progress = Box::new(move |p: Progress| say(progress_line(&p)));
     let mut ex = Executor::of_journal(journal, &sites, &SystemProbes, progress)
@@ -166,7 +168,7 @@ pub fn lead(
             leader.token(),
             etcd.describe()
         ));
-        serve(plan, store, &leader, &me, say, stop);
+        serve(plan, store, etcd, &leader, &me, say, stop);
         let why = if stop.load(Ordering::Relaxed) {
             "stopping"
         } else {
@@ -181,6 +183,7 @@ pub fn lead(
 fn serve(
     plan: &Plan,
     store: &Store,
+    etcd: &EtcdStore,
     leader: &Held,
     me: &Holder,
     say: &(dyn Fn(String) + Sync),
@@ -193,6 +196,8 @@ fn serve(
             keep(
                 plan,
                 store,
+                etcd,
+                leader,
                 &|| leading() && !done.load(Ordering::Relaxed),
                 say,
             )
@@ -215,24 +220,45 @@ fn serve(
     });
 }
 
-/// The keeper's rounds while `leading()`; a round starts only while it holds.
-fn keep(plan: &Plan, store: &Store, leading: &dyn Fn() -> bool, say: &(dyn Fn(String) + Sync)) {
+/// The keeper's rounds while `leading()`; a round starts only while it holds. Every renewal
+/// carries the plan's fence at [`fencing::keeper_token`] (from `leader`'s token up).
+fn keep(
+    plan: &Plan,
+    store: &Store,
+    etcd: &EtcdStore,
+    leader: &Held,
+    leading: &dyn Fn() -> bool,
+    say: &(dyn Fn(String) + Sync),
+) {
     let Some(every) = keeper::renew_interval(plan) else {
         return;
     };
-    let sites = match ApiSites::new(plan, every.min(Duration::from_secs(3))) {
-        Ok(s) => s,
-        Err(e) => return say(format!("keeper: {e}")),
-    };
-    let guarded = Guarded {
-        sites: &sites,
-        leading,
-    };
+    let timeout = every.min(Duration::from_secs(3));
+    let mut fenced: Option<(u64, ApiSites)> = None;
     let mut last = String::new();
     while leading() {
         let started = Instant::now();
-        let t = keeper::tick_with(plan, store.runs(Some(&plan.name)), &guarded);
-        let line = format!("keeper: {:?} {:?}", t.targets, t.renewals);
+        let runs = store.runs(Some(&plan.name));
+        let line = match (&runs, etcd.lock_token(&plan.name)) {
+            (Ok(l), Ok(lock)) => {
+                let token = fencing::keeper_token(leader.token(), lock, &l.runs);
+                if fenced.as_ref().map(|f| f.0) != Some(token) {
+                    fenced = match fencing::fence(&plan.name, token)
+                        .and_then(|f| Ok((token, ApiSites::new(plan, timeout)?.with_fence(f))))
+                    {
+                        Ok(f) => Some(f),
+                        Err(e) => return say(format!("keeper: {e}")),
+                    };
+                }
+                let Some((_, sites)) = &fenced else { return };
+                let guarded = Guarded { sites, leading };
+                let t = keeper::tick_with(plan, runs, &guarded);
+                format!("keeper (token {token}): {:?} {:?}", t.targets, t.renewals)
+            }
+            // Which token to offer, or which site to renew, is unknown: renew nothing.
+            (Err(e), _) => format!("keeper: {e}"),
+            (_, Err(e)) => format!("keeper: {e}"),
+        };
         if line != last {
             say(line.clone());
             last = line;

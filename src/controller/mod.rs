@@ -11,6 +11,8 @@
 //! - [`keeper`]: which sites' leases `ferry failover keep` renews, how often, and its loop.
 //! - [`leader`]: HA controllers: a plan taken through the store, and `ferry controller run`
 //!   (one leader per plan keeps the leases and finishes what a dead controller left).
+//! - [`fencing`]: which fencing token an HA controller's speaker calls carry (the plan lock's
+//!   or the leadership's etcd revision).
 //! - [`repair`]: closes a damaged run with a record of the active site the operator named.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`store`]: where journals, the plan lock and leadership live: the state directory or
@@ -27,6 +29,7 @@
 
 pub mod claim;
 pub mod executor;
+pub mod fencing;
 pub mod hook;
 pub mod http;
 pub mod journal;

@@ -244,6 +244,19 @@ impl EtcdStore {
         self.hold(plan, &format!("{}lock", plan_prefix(plan)), me)
     }
 
+    /// The fencing token of whoever holds `plan`'s lock now (its key's create revision), or
+    /// `None` when nobody does. The leader's keeper never offers less than this, so that its
+    /// renewals are not refused after a run's announce raised the speaker's token.
+    pub fn lock_token(&self, plan: &str) -> Result<Option<u64>, EtcdError> {
+        let key = format!("{}lock", plan_prefix(plan));
+        let mut c = self.client.clone();
+        let resp = self.call("read the plan lock", async move { c.get(key, None).await })?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| kv.create_revision().max(0) as u64))
+    }
+
     /// Take the leadership of `plan`'s controllers now, or fail naming the leader.
     pub fn lead(&self, plan: &str, me: &Holder) -> Result<Held, EtcdError> {
         self.hold(plan, &format!("{}leader", plan_prefix(plan)), me)

@@ -196,3 +196,14 @@ pub enum PlanLock {
     Dir(super::lock::Lock),
     Etcd(Box<etcd::Held>),
 }
+
+impl PlanLock {
+    /// The fencing token of this lock: etcd's revision at which it was taken (larger for
+    /// every later holder); `None` in the state directory (one host, nothing to fence).
+    pub fn token(&self) -> Option<u64> {
+        match self {
+            Self::Dir(_) => None,
+            Self::Etcd(h) => Some(h.token()),
+        }
+    }
+}
