@@ -714,3 +714,162 @@ fn a_stale_leaders_renewal_that_arrives_late_is_refused_by_the_speaker_and_chang
     let (_, refused) = fence_at(&s.dc1).unwrap();
     assert!(refused >= 1);
 }
+
+#[test]
+fn a_leader_cut_off_from_etcd_stops_renewing_once_its_etcd_lease_ran_out_and_its_site_withdraws() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("haloss");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(41);
+    s.dc1.cli_ok(&[
+        "announce",
+        SUBNET,
+        "--next-hop",
+        &NH1.to_string(),
+        "--lease",
+        "3",
+    ]);
+    // dc1's API is reached through site 1's network: cut with it.
+    let link = HoldingLink::start(
+        &c.members[0].ns,
+        "192.0.2.1:8080".parse().unwrap(),
+        s.dc1.api(),
+    );
+    let dir = lab.tempdir("run");
+    let dc1 = format!("api = \"{}\"\nlease_secs = 3", link.url());
+    let plan = s.plan_with(&dir, &dc1, "");
+    let ttl = ["--etcd-ttl-secs", "2"];
+    let (_c1, log1) = controller_with(&lab, &c, 0, &plan, &dir, &ttl);
+    wait_log(&log1, "leading plan web", WAIT);
+    let (_c2, log2) = controller_with(&lab, &c, 1, &plan, &dir, &ttl);
+    wait_log(&log2, "following", WAIT);
+    let renewals = || s.dc1.log().matches("audit: lease renew by").count();
+    let got = poll(WAIT, || (renewals() >= 2).then_some(()));
+    assert!(got.is_some(), "the keeper does not renew at dc1");
+
+    // Site 1 (etcd member, leader, the path to dc1's API) is cut off from the others.
+    let cut = Instant::now();
+    c.cut(0);
+    // Its etcd lease is valid at most TTL (2 s) past the cut; a renewal started just before
+    // that may take its 1 s timeout: none may reach dc1 after 3.2 s. Withdrawn by dc1
+    // itself: the observer loses the subnet when the last lease runs out.
+    let mut at_expiry = None;
+    let mut gone = None;
+    while cut.elapsed() < Duration::from_secs(10) && (gone.is_none() || at_expiry.is_none()) {
+        if at_expiry.is_none() && cut.elapsed() >= Duration::from_millis(3200) {
+            at_expiry = Some(renewals());
+        }
+        if gone.is_none() && s.observed().is_empty() {
+            gone = Some(cut.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gone = gone.unwrap_or_else(|| panic!("observer still sees {:?}", s.observed()));
+    let at_expiry = at_expiry.unwrap();
+    wait_log(&log1, "no longer leading plan web", Duration::from_secs(10));
+    eprintln!(
+        "etcd lost at the leader: dc1 withdrew {} ms after the cut (etcd TTL 2 s + lease 3 s); the leader said it stopped leading after {} ms",
+        gone.as_millis(),
+        cut.elapsed().as_millis()
+    );
+    assert!(gone < Duration::from_millis(2000 + 3000 + 1000), "{gone:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        renewals(),
+        at_expiry,
+        "renewed at dc1 after its etcd lease ran out"
+    );
+    assert!(s.dc2.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
+    // Controller 2 leads on the majority side, and cannot reach dc1: nothing comes back.
+    wait_log(&log2, "leading plan web", WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(s.observed().is_empty(), "{:?}", s.observed());
+    // Site 1 back: etcd has its quorum of three again; dc1 stays withdrawn (no renewal
+    // brings back a route whose lease ran out: the operator fails over or announces).
+    c.heal(0);
+    c.wait_healthy(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(s.observed().is_empty(), "{:?}", s.observed());
+}
+
+/// Per-step overhead of the etcd store against the state directory: the two journal
+/// records of a step (started, done), appended as a run appends them (etcd: a transaction
+/// guarded by the plan lock; file: write and fsync). Run once for docs/benchmarks.md:
+/// `cargo nextest run --test controller_ha --run-ignored only --no-capture journal_append`.
+#[test]
+#[ignore]
+fn journal_append_per_step_file_against_etcd() {
+    use ferry::controller::journal::{Direction, Journal, Mode, Record};
+    use ferry::controller::lock::Holder;
+    use ferry::controller::store::{EtcdAuth, Store, StoreSpec};
+    if !can_run("controller_ha") {
+        return;
+    }
+    const STEPS: usize = 200;
+    let lab = Lab::new("habench");
+    let c = EtcdCluster::start(&lab, 3);
+    let dir = lab.tempdir("file");
+    let started = |run_id: &str| Record::RunStarted {
+        run_id: run_id.into(),
+        plan: "web".into(),
+        direction: Direction::Failover,
+        mode: Mode::Planned,
+        steps: (0..STEPS).map(|i| format!("s{i}")).collect(),
+        by: Holder::me("bench"),
+        plan_text: String::new(),
+    };
+    let steps = |j: &mut Journal| -> Vec<Duration> {
+        (0..STEPS)
+            .map(|i| {
+                let t = Instant::now();
+                j.append(Record::StepStarted {
+                    step: i,
+                    name: format!("s{i}"),
+                })
+                .unwrap();
+                j.append(Record::StepDone {
+                    step: i,
+                    ms: 0,
+                    note: None,
+                })
+                .unwrap();
+                t.elapsed()
+            })
+            .collect()
+    };
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut file = Journal::create(&dir.join("1-web-failover.jsonl")).unwrap();
+    file.append(started("1-web-failover")).unwrap();
+    let file_ms = median(steps(&mut file));
+    let spec = StoreSpec::parse(
+        Some(&c.url()),
+        Path::new("/nonexistent"),
+        EtcdAuth::default(),
+        5,
+    )
+    .unwrap();
+    let etcd_ms = in_netns(&c.members[0].ns, || {
+        let store = spec.open().unwrap();
+        let Store::Etcd(_) = &store else {
+            panic!("not etcd")
+        };
+        let lock = store.lock("web", &Holder::me("bench")).unwrap();
+        let mut j = store
+            .create_journal("web", "2-web-failover", &lock)
+            .unwrap();
+        j.append(started("2-web-failover")).unwrap();
+        median(steps(&mut j))
+    });
+    eprintln!(
+        "per step (2 records), median of {STEPS}: file {:.2} ms, etcd (3 members, lock-guarded txn) {:.2} ms, overhead {:.2} ms, ratio {:.1}",
+        file_ms.as_secs_f64() * 1e3,
+        etcd_ms.as_secs_f64() * 1e3,
+        (etcd_ms.as_secs_f64() - file_ms.as_secs_f64()) * 1e3,
+        etcd_ms.as_secs_f64() / file_ms.as_secs_f64()
+    );
+}

@@ -11,8 +11,10 @@
 //!   live controller or operator runs it (the lock is held), it is left alone.
 //! - [`lead`]: campaign for the plan's leadership (etcd: a key created only if absent, on a
 //!   lease); while leading, renew the plan's leases every [`super::keeper::renew_interval`]
-//!   (a renewal round only starts while the etcd lease is valid: after that, another
-//!   controller may lead, and fencing wins over availability) and resume any unfinished run
+//!   (a renewal is only sent while the etcd lease is valid: after that, another controller
+//!   may lead, and fencing wins over availability; while etcd cannot be read but the lease
+//!   is still valid, the sites and token of the last read are renewed, so an etcd blip
+//!   shorter than the TTL costs no lease) and resume any unfinished run
 //!   whose lock is free (its holder died: its lease ran out), as `ferry failover resume`
 //!   does. Leadership lost: stop renewing, campaign again.
 //! - Every speaker call carries the plan's fence ([`super::fencing`]): a resumed run the
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::executor::{End, Executor, Progress};
 use super::journal::Mode;
 use super::lock::Holder;
-use super::runs::RunSummary;
+use super::runs::{Listing, RunSummary};
 use super::sites::{ApiSites, SystemProbes};
 use super::store::etcd::{EtcdError, EtcdStore, Held};
 use super::store::{PlanLock, Store};
@@ -235,37 +237,56 @@ fn keep(
     };
     let timeout = every.min(Duration::from_secs(3));
     let mut fenced: Option<(u64, ApiSites)> = None;
+    let mut known: Option<(Listing, Option<u64>)> = None;
     let mut last = String::new();
-    while leading() {
-        let started = Instant::now();
-        let runs = store.runs(Some(&plan.name));
-        let line = match (&runs, etcd.lock_token(&plan.name)) {
-            (Ok(l), Ok(lock)) => {
-                let token = fencing::keeper_token(leader.token(), lock, &l.runs);
-                if fenced.as_ref().map(|f| f.0) != Some(token) {
-                    fenced = match fencing::fence(&plan.name, token)
-                        .and_then(|f| Ok((token, ApiSites::new(plan, timeout)?.with_fence(f))))
-                    {
-                        Ok(f) => Some(f),
-                        Err(e) => return say(format!("keeper: {e}")),
-                    };
-                }
-                let Some((_, sites)) = &fenced else { return };
-                let guarded = Guarded { sites, leading };
-                let t = keeper::tick_with(plan, runs, &guarded);
-                format!("keeper (token {token}): {:?} {:?}", t.targets, t.renewals)
-            }
-            // Which token to offer, or which site to renew, is unknown: renew nothing.
-            (Err(e), _) => format!("keeper: {e}"),
-            (_, Err(e)) => format!("keeper: {e}"),
-        };
-        if line != last {
+    let say_changed = |last: &mut String, line: String| {
+        if *last != line {
             say(line.clone());
-            last = line;
+            *last = line;
         }
+    };
+    let pace = |started: Instant| {
         while leading() && started.elapsed() < every {
             std::thread::sleep(POLL.min(every));
         }
+    };
+    while leading() {
+        let started = Instant::now();
+        // etcd unreadable while the leadership is still valid (a blip, or this site cut
+        // off): renew what the last read said, until the leadership's lease runs out.
+        let read = store
+            .runs(Some(&plan.name))
+            .and_then(|l| Ok((l, etcd.lock_token(&plan.name).map_err(|e| e.to_string())?)));
+        let (stale, view) = match read {
+            Ok(r) => (None, &*known.insert(r)),
+            Err(e) => match &known {
+                Some(k) => (Some(e), k),
+                // Which token to offer, or which site to renew, is unknown: renew nothing.
+                None => {
+                    say_changed(&mut last, format!("keeper: {e}"));
+                    pace(started);
+                    continue;
+                }
+            },
+        };
+        let token = fencing::keeper_token(leader.token(), view.1, &view.0.runs);
+        if fenced.as_ref().map(|f| f.0) != Some(token) {
+            fenced = match fencing::fence(&plan.name, token)
+                .and_then(|f| Ok((token, ApiSites::new(plan, timeout)?.with_fence(f))))
+            {
+                Ok(f) => Some(f),
+                Err(e) => return say(format!("keeper: {e}")),
+            };
+        }
+        let Some((_, sites)) = &fenced else { return };
+        let guarded = Guarded { sites, leading };
+        let t = keeper::tick_with(plan, Ok(view.0.clone()), &guarded);
+        let mut line = format!("keeper (token {token}): {:?} {:?}", t.targets, t.renewals);
+        if let Some(e) = stale {
+            line.push_str(&format!(" (from the last read of etcd: {e})"));
+        }
+        say_changed(&mut last, line);
+        pace(started);
     }
 }
 

@@ -199,7 +199,7 @@ impl std::fmt::Display for Unreadable {
 }
 
 /// The runs that could be read, oldest first, and the journals that could not.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Listing {
     pub runs: Vec<RunSummary>,
     pub unreadable: Vec<Unreadable>,
