@@ -34,13 +34,17 @@ pub enum ControllerCommand {
         /// The plan file (TOML).
         #[arg(long)]
         plan: PathBuf,
+        /// The plan's [[site]] this controller runs at; needed with [auto] in the plan (its
+        /// view of the primary votes for failover by quorum, unless it is the primary).
+        #[arg(long)]
+        site: Option<String>,
         #[command(flatten)]
         state: StateArgs,
     },
 }
 
 pub fn run(args: ControllerArgs) -> i32 {
-    let ControllerCommand::Run { plan, state } = args.command;
+    let ControllerCommand::Run { plan, site, state } = args.command;
     let p = match Plan::load(&plan) {
         Ok(p) => p,
         Err(e) => {
@@ -48,6 +52,20 @@ pub fn run(args: ControllerArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    match (&site, &p.auto) {
+        (Some(s), _) if p.site(s).is_none() => {
+            eprintln!(
+                "ferry controller run: --site {s:?}: no [[site]] of that name in plan {}",
+                p.name
+            );
+            return EXIT_USAGE;
+        }
+        (None, Some(_)) => {
+            eprintln!("ferry controller run: plan {} has [auto]: give --site NAME, the [[site]] this controller runs at", p.name);
+            return EXIT_USAGE;
+        }
+        _ => {}
+    }
     let spec = match state.spec() {
         Ok(s @ StoreSpec::Etcd { .. }) => s,
         Ok(StoreSpec::Dir(_)) => {
@@ -78,7 +96,7 @@ pub fn run(args: ControllerArgs) -> i32 {
         return EXIT_USAGE;
     };
     let stop = AtomicBool::new(false);
-    match leader::lead(&p, &store, etcd, &say, &stop) {
+    match leader::lead(&p, site.as_deref(), &store, etcd, &say, &stop) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             say(e);

@@ -20,8 +20,12 @@
 //! - Every speaker call carries the plan's fence ([`super::fencing`]): a resumed run the
 //!   revision of the lock it took, the keeper at least the revision of its leadership.
 //!
-//! Never does: start a new run by itself (failover by quorum, `[auto]`, is not built), or
-//! renew a lease once its leadership may have passed to another controller.
+//! - With `[auto]` in the plan: a leader whose quorum of controllers saw the primary down
+//!   starts the unplanned failover ([`super::auto`]); every controller not at the primary
+//!   publishes its view.
+//!
+//! Never does: start a run by itself other than `[auto]`'s, or renew a lease once its
+//! leadership may have passed to another controller.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +37,7 @@ use super::runs::{Listing, RunSummary};
 use super::sites::{ApiSites, SystemProbes};
 use super::store::etcd::{EtcdError, EtcdStore, Held};
 use super::store::{PlanLock, Store};
-use super::{fencing, keeper, Plan};
+use super::{auto, fencing, keeper, Plan};
 
 /// Take `plan`'s lock for a new run: refused while a run of it is unfinished or damaged.
 pub fn claim_new_run(store: &Store, plan: &str, me: &Holder) -> Result<PlanLock, String> {
@@ -98,6 +102,16 @@ pub fn resume(
         Mode::Unplanned => Duration::from_secs(3),
     };
     let (sites, me) = fencing::under_lock(ApiSites::new(&plan, timeout)?, &plan.name, lock, me)?;
+    // An auto failover's wait for the primary's leases, where its starter left it.
+    if let Some(left) = auto::wait_left(&plan, run) {
+        say(format!(
+            "run {}: waiting {} ms more for {}'s leases to run out",
+            run.run_id,
+            left.as_millis(),
+            plan.primary().name
+        ));
+        std::thread::sleep(left);
+    }
     let journal = store.open_journal(run, lock).map_err(|e| e.to_string())?;
     let progress = Box::new(move |p: Progress| say(progress_line(&p)));
     let mut ex = Executor::of_journal(journal, &sites, &SystemProbes, progress)
@@ -105,7 +119,7 @@ pub fn resume(
     ex.resume(me).map_err(|e| e.to_string())
 }
 
-fn progress_line(p: &Progress) -> String {
+pub(super) fn progress_line(p: &Progress) -> String {
     match p {
         Progress::Started { step, name, undo } => {
             format!(
@@ -139,6 +153,29 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// `ferry controller run`: lead `plan`'s controllers through `store` until `stop`.
 pub fn lead(
+    plan: &Plan,
+    site: Option<&str>,
+    store: &Store,
+    etcd: &EtcdStore,
+    say: &(dyn Fn(String) + Sync),
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let watching = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // `[auto]`: every controller not at the primary publishes what it sees of it.
+        if let (Some(a), Some(site)) = (&plan.auto, site) {
+            if site != plan.primary().name {
+                let watching = &watching;
+                s.spawn(move || auto::watch(plan, a, site, etcd, watching, say));
+            }
+        }
+        let r = campaign(plan, store, etcd, say, stop);
+        watching.store(true, Ordering::Relaxed);
+        r
+    })
+}
+
+fn campaign(
     plan: &Plan,
     store: &Store,
     etcd: &EtcdStore,
@@ -213,7 +250,14 @@ fn serve(
                         Err(e) => say(format!("run {}: {e}", run.run_id)),
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => match auto::due(plan, store, etcd) {
+                    Ok(Some(d)) => match auto::fail_over(plan, store, &d, say) {
+                        Ok(end) => say(format!("auto failover: {end:?}")),
+                        Err(e) => say(format!("auto failover: {e}")),
+                    },
+                    Ok(None) => {}
+                    Err(e) => say(format!("auto: {e}")),
+                },
                 Err(e) => say(e),
             }
             std::thread::sleep(POLL);

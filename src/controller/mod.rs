@@ -13,6 +13,8 @@
 //!   (one leader per plan keeps the leases and finishes what a dead controller left).
 //! - [`fencing`]: which fencing token an HA controller's speaker calls carry (the plan lock's
 //!   or the leadership's etcd revision).
+//! - [`auto`]: failover by quorum (`[auto]`): the controllers' views of the primary in etcd,
+//!   the leader's decision and the unplanned run that waits out the primary's leases.
 //! - [`repair`]: closes a damaged run with a record of the active site the operator named.
 //! - [`runs`]: the runs kept in the state directory (status, resume, history).
 //! - [`store`]: where journals, the plan lock and leadership live: the state directory or
@@ -27,6 +29,7 @@
 //!
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
 
+pub mod auto;
 pub mod claim;
 pub mod executor;
 pub mod fencing;

@@ -155,8 +155,35 @@ pub struct Plan {
     #[serde(default, rename = "health_check")]
     pub health_checks: Vec<HealthCheck>,
     pub verify: Option<Verify>,
+    /// Failover by quorum of the HA controllers (off without the table; docs/ha.md).
+    pub auto: Option<Auto>,
     #[serde(skip)]
     pub text: String,
+}
+
+/// `[auto]`: the HA controllers (`ferry controller run --site`) check the primary's speaker
+/// API; when a majority of the controllers not at the primary have seen it down for
+/// `after_secs`, the leader starts an unplanned failover and announces at the recovery site
+/// only after the primary's leases ran out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auto {
+    /// How long the primary must be seen down by a majority.
+    pub after_secs: u32,
+    /// How often each controller checks the primary (also each check's timeout).
+    #[serde(default = "auto_interval")]
+    pub interval_ms: u64,
+    /// Added to the primary's `lease_secs` (and one renewal's timeout) before announcing at
+    /// the recovery site.
+    #[serde(default = "auto_margin")]
+    pub margin_ms: u64,
+}
+
+fn auto_interval() -> u64 {
+    500
+}
+fn auto_margin() -> u64 {
+    1000
 }
 
 fn rollback() -> OnFailure {
@@ -662,6 +689,43 @@ impl Plan {
                 ));
             }
         }
+        if let Some(a) = &self.auto {
+            self.check_auto(a).map_err(at("auto", 0))?;
+        }
+        Ok(())
+    }
+
+    fn check_auto(&self, a: &Auto) -> Result<(), String> {
+        if !(1..=3600).contains(&a.after_secs) {
+            return Err(format!(
+                "auto.after_secs = {}: expected 1-3600 seconds",
+                a.after_secs
+            ));
+        }
+        if !(100..=60_000).contains(&a.interval_ms) {
+            return Err(format!(
+                "auto.interval_ms = {}: expected 100-60000",
+                a.interval_ms
+            ));
+        }
+        if a.margin_ms > 60_000 {
+            return Err(format!(
+                "auto.margin_ms = {}: expected 0-60000",
+                a.margin_ms
+            ));
+        }
+        if self.primary().lease_secs.is_none() {
+            return Err(format!(
+                "auto: the primary site {:?} has no lease_secs; without leases a cut-off primary keeps announcing, so failover by quorum would make both sites announce",
+                self.primary().name
+            ));
+        }
+        if self.sites.len() < 3 {
+            return Err(format!(
+                "auto: {} [[site]]s; a quorum needs a controller at a third site (a witness [[site]])",
+                self.sites.len()
+            ));
+        }
         Ok(())
     }
 
@@ -768,6 +832,38 @@ command = ["true"]
         assert_eq!(p.all_prefixes(), vec!["198.51.100.0/24".parse().unwrap()]);
         assert_eq!(p.on_failure, OnFailure::Rollback);
         assert_eq!(p.hooks[0].stage, Stage::Cutover);
+    }
+
+    #[test]
+    fn auto_is_checked_and_names_field_and_value() {
+        let leased = PLAN.replace(
+            "next_hop = \"192.0.2.10\"",
+            "next_hop = \"192.0.2.10\"\nlease_secs = 9",
+        );
+        let witness = "[[site]]\nname = \"w\"\napi = \"/run/w.sock\"\n";
+        let with =
+            |base: &str, auto: &str| Plan::parse(&format!("{base}{witness}[auto]\n{auto}\n"));
+        let p = with(&leased, "after_secs = 3").unwrap();
+        let a = p.auto.unwrap();
+        assert_eq!((a.after_secs, a.interval_ms, a.margin_ms), (3, 500, 1000));
+        assert!(Plan::parse(PLAN).unwrap().auto.is_none());
+        for (auto, want) in [
+            ("after_secs = 0", "auto.after_secs = 0"),
+            ("after_secs = 3\ninterval_ms = 5", "auto.interval_ms = 5"),
+            (
+                "after_secs = 3\nmargin_ms = 70000",
+                "auto.margin_ms = 70000",
+            ),
+        ] {
+            let e = with(&leased, auto).unwrap_err().to_string();
+            assert!(e.contains(want), "{auto}: {e}");
+        }
+        let e = with(PLAN, "after_secs = 3").unwrap_err().to_string();
+        assert!(e.contains("\"dc1\" has no lease_secs"), "{e}");
+        let e = Plan::parse(&format!("{leased}[auto]\nafter_secs = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a witness"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - `runs/<run_id>/<seq, 10 digits>`: one journal record (the same JSON line the state
 //!   directory's file holds);
 //! - `lock`: the plan lock, the holder's [`Holder`] JSON, attached to the holder's lease;
-//! - `leader`: the leading `ferry controller run`, likewise.
+//! - `leader`: the leading `ferry controller run`, likewise;
+//! - `seen/<site>`: what the controller at that site last saw of the primary (`[auto]`).
 //!
 //! Contract:
 //! - A record is written by one transaction: "if the key of seq N was never created, and (when
@@ -255,6 +256,27 @@ impl EtcdStore {
             .kvs()
             .first()
             .map(|kv| kv.create_revision().max(0) as u64))
+    }
+
+    /// Publish what this controller sees, as JSON under `seen/<site>` of `plan` (failover by
+    /// quorum: [`crate::controller::auto`]).
+    pub fn put_seen(&self, plan: &str, site: &str, json: String) -> Result<(), EtcdError> {
+        let key = format!("{}seen/{site}", plan_prefix(plan));
+        let mut c = self.client.clone();
+        self.call("publish what this controller sees", async move {
+            c.put(key, json, None).await
+        })
+        .map(|_| ())
+    }
+
+    /// Every controller's view of `plan` (values under `seen/`), as stored.
+    pub fn seen(&self, plan: &str) -> Result<Vec<Vec<u8>>, EtcdError> {
+        let prefix = format!("{}seen/", plan_prefix(plan));
+        let mut c = self.client.clone();
+        let resp = self.call("read what the controllers see", async move {
+            c.get(prefix, Some(GetOptions::new().with_prefix())).await
+        })?;
+        Ok(resp.kvs().iter().map(|kv| kv.value().to_vec()).collect())
     }
 
     /// Take the leadership of `plan`'s controllers now, or fail naming the leader.
