@@ -873,3 +873,118 @@ fn journal_append_per_step_file_against_etcd() {
         etcd_ms.as_secs_f64() / file_ms.as_secs_f64()
     );
 }
+
+#[test]
+fn auto_failover_by_quorum_when_the_primary_is_cut_off_never_shows_both_sites() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("haauto");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(51);
+    s.dc1.cli_ok(&[
+        "announce",
+        SUBNET,
+        "--next-hop",
+        &NH1.to_string(),
+        "--lease",
+        "3",
+    ]);
+    // dc1's API is reached through site 1's network: the cut takes it away with the site.
+    let link = HoldingLink::start(
+        &c.members[0].ns,
+        "192.0.2.1:8080".parse().unwrap(),
+        s.dc1.api(),
+    );
+    let dir = lab.tempdir("run");
+    let dc1 = format!("api = \"{}\"\nlease_secs = 3", link.url());
+    let auto = "\n[auto]\nafter_secs = 2\ninterval_ms = 200\nmargin_ms = 500\n";
+    let plan = s.plan_with(&dir, &dc1, auto);
+    let at = |site: &'static str| ["--etcd-ttl-secs", "2", "--site", site];
+    let (_c2, log2) = controller_with(&lab, &c, 1, &plan, &dir, &at("dc2"));
+    wait_log(&log2, "leading plan web", WAIT);
+    let (_c1, log1) = controller_with(&lab, &c, 0, &plan, &dir, &at("dc1"));
+    let (_c3, log3) = controller_with(&lab, &c, 2, &plan, &dir, &at("obs"));
+    wait_log(&log1, "following", WAIT);
+    wait_log(&log2, "auto: dc1 is up", WAIT);
+    wait_log(&log3, "auto: dc1 is up", WAIT);
+    let renewed = poll(WAIT, || {
+        s.dc1.log().contains("audit: lease renew by").then_some(())
+    });
+    assert!(renewed.is_some(), "the leader does not renew at dc1");
+
+    // The primary site (its etcd member, controller and the path to its speaker's API) is
+    // cut off; its speaker keeps its BGP session with the observer.
+    let cut = Instant::now();
+    c.cut(0);
+    let mut samples: Vec<(Duration, Vec<IpAddr>)> = Vec::new();
+    let (v1, v2) = (IpAddr::V4(NH1), IpAddr::V4(NH2));
+    while cut.elapsed() < Duration::from_secs(30) {
+        let seen = s.observed();
+        let done = seen == vec![v2];
+        samples.push((cut.elapsed(), seen));
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let both: Vec<_> = samples
+        .iter()
+        .filter(|(_, s)| s.contains(&v1) && s.contains(&v2))
+        .collect();
+    assert!(both.is_empty(), "both sites at the observer: {both:?}");
+    let gone = samples
+        .iter()
+        .find(|(_, s)| !s.contains(&v1))
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| {
+            panic!(
+                "dc1 never withdrew:\n{}",
+                std::fs::read_to_string(&log2).unwrap()
+            )
+        });
+    let recovered = samples
+        .iter()
+        .find(|(_, s)| s.contains(&v2))
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| {
+            panic!(
+                "dc2 never announced:\n{}",
+                std::fs::read_to_string(&log2).unwrap()
+            )
+        });
+    eprintln!(
+        "auto failover by quorum: dc1 withdrew {} ms after the cut (lease 3 s), dc2 at the observer {} ms after the cut (after_secs 2 + lease 3 + 1 + margin 0.5 + the withdraw's 3 s timeout at the unreachable dc1), {} samples",
+        gone.as_millis(),
+        recovered.as_millis(),
+        samples.len()
+    );
+    assert!(gone <= Duration::from_millis(3000 + 1000), "{gone:?}");
+    assert!(recovered > gone);
+
+    // The decision, with who saw what, is in the run's journal and in history.
+    let records = journal(&c, 1);
+    let by = records[0]["by"]["doing"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        by.contains("auto failover web by quorum (2 of 2"),
+        "{records:#?}"
+    );
+    assert!(by.contains("dc2 saw dc1 down since") && by.contains("obs saw dc1 down since"));
+    assert_eq!(records[0]["mode"], "unplanned");
+    let last = records.last().unwrap();
+    assert_eq!(last["record"], "run_finished", "{records:#?}");
+    assert_eq!(last["active"], "dc2");
+    let run_id = records[0]["run_id"].as_str().unwrap();
+    let out = ferry_in(
+        &c.members[1].ns,
+        &["failover", "history", "--run", run_id, "--store", &c.url()],
+        WAIT,
+    );
+    assert!(
+        out.stdout.contains("auto failover web by quorum"),
+        "{out:?}"
+    );
+}

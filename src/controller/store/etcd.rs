@@ -94,7 +94,11 @@ impl EtcdStore {
         let mut opts = ConnectOptions::new()
             .with_timeout(timeout)
             .with_connect_timeout(timeout)
-            .with_require_leader(true);
+            .with_require_leader(true)
+            // A member cut off by the network keeps its TCP connection open and silent; the
+            // HTTP/2 pings close it, so calls go to the members that answer.
+            .with_keep_alive(Duration::from_millis(500), Duration::from_millis(500))
+            .with_keep_alive_while_idle(true);
         if let Some(ca) = &auth.ca {
             let mut tls = etcd_client::TlsOptions::new().ca_certificate(
                 etcd_client::Certificate::from_pem(read_file("--etcd-ca", ca)?),
