@@ -224,7 +224,9 @@ pub fn fail_over(
     };
     let me = Holder::me(&decision.describe(plan));
     let lock = leader::claim_new_run(store, &plan.name, &me)?;
-    let sites = ApiSites::new(plan, Duration::from_secs(3))?;
+    // The primary is down or cut off: each call to it (preflight, withdraw) costs this
+    // timeout; the live sites answer in milliseconds.
+    let sites = ApiSites::new(plan, Duration::from_secs(1))?;
     let (sites, me) = fencing::under_lock(sites, &plan.name, &lock, me)?;
     let create = |run_id: &str| store.create_journal(&plan.name, run_id, &lock);
     let progress = Box::new(|p| say(leader::progress_line(&p)));
