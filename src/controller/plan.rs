@@ -69,6 +69,10 @@
 //! # match_next_hop = true       # also compare next hops (only if nothing rewrites them)
 //! timeout_ms = 10000            # one deadline for the whole check of a group
 //! interval_ms = 100
+//! [auto]                        # optional, HA controllers on etcd only (docs/ha.md)
+//! after_secs = 10               # failover by quorum once most non-primary sites saw it down
+//! interval_ms = 500             # each controller's check of the primary's speaker API
+//! margin_ms = 1000              # added to the primary's lease_secs before announcing
 //! ```
 //!
 //! Verification by an observer. The observer is a Ferry speaker at a third site (where the
