@@ -1005,3 +1005,73 @@ fn auto_failover_by_quorum_when_the_primary_is_cut_off_never_shows_both_sites() 
         "{out:?}"
     );
 }
+
+#[test]
+fn auto_failover_by_quorum_when_the_primarys_vm_check_fails_withdraws_before_announcing() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("haautovm");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(61);
+    s.dc1.cli_ok(&[
+        "announce",
+        SUBNET,
+        "--next-hop",
+        &NH1.to_string(),
+        "--lease",
+        "3",
+    ]);
+    let dir = lab.tempdir("run");
+    let vm = dir.join("vm-up");
+    std::fs::write(&vm, "").unwrap();
+    let dc1 = format!("api = \"{}\"\nlease_secs = 3", s.dc1.api().display());
+    let auto = format!(
+        "\n[auto]\nafter_secs = 1\ninterval_ms = 200\nmargin_ms = 300\n[[auto.check]]\nname = \"vm-dc1\"\ncommand = [\"test\", \"-e\", \"{}\"]\n",
+        vm.display()
+    );
+    let plan = s.plan_with(&dir, &dc1, &auto);
+    let at = |site: &'static str| ["--etcd-ttl-secs", "2", "--site", site];
+    let (_c2, log2) = controller_with(&lab, &c, 1, &plan, &dir, &at("dc2"));
+    wait_log(&log2, "leading plan web", WAIT);
+    let (_c3, log3) = controller_with(&lab, &c, 2, &plan, &dir, &at("obs"));
+    wait_log(&log2, "auto: dc1 is up", WAIT);
+    wait_log(&log3, "auto: dc1 is up", WAIT);
+
+    // The primary's VM stops answering its check; its speaker is fine and reachable.
+    let failed = Instant::now();
+    std::fs::remove_file(&vm).unwrap();
+    let (v1, v2) = (IpAddr::V4(NH1), IpAddr::V4(NH2));
+    let mut samples: Vec<(Duration, Vec<IpAddr>)> = Vec::new();
+    while failed.elapsed() < Duration::from_secs(25) {
+        let seen = s.observed();
+        let done = seen == vec![v2];
+        samples.push((failed.elapsed(), seen));
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let both: Vec<_> = samples
+        .iter()
+        .filter(|(_, s)| s.contains(&v1) && s.contains(&v2))
+        .collect();
+    assert!(both.is_empty(), "both sites at the observer: {both:?}");
+    let recovered = samples
+        .iter()
+        .find(|(_, s)| s.contains(&v2))
+        .map(|(t, _)| *t);
+    assert!(
+        recovered.is_some(),
+        "dc2 never announced:\n{}",
+        std::fs::read_to_string(&log2).unwrap()
+    );
+    let records = journal(&c, 1);
+    let by = records[0]["by"]["doing"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(by.contains("check vm-dc1"), "{by}");
+    assert_eq!(records.last().unwrap()["active"], "dc2", "{records:#?}");
+    assert!(s.dc1.cli_ok(&["routes", "--json"]).stdout.trim() == "[]");
+}

@@ -5,8 +5,9 @@
 //! primary's leases have run out.
 //!
 //! Contract:
-//! - [`watch`]: every `interval_ms`, one call to the primary's speaker API (its peers),
-//!   bounded by the interval; the result goes to etcd (`seen/<site>`) with the time the
+//! - [`watch`]: every `interval_ms`, one call to the primary's speaker API (its peers) and one
+//!   attempt of each `[[auto.check]]` (the primary's VMs), each bounded by the interval; the
+//!   primary is down when any fails. The result goes to etcd (`seen/<site>`) with the time the
 //!   current state began (`since_ms`) and the time of the check (`at_ms`). A controller at
 //!   the primary does not vote (it cannot tell "the primary is down" from "I am cut off
 //!   with it").
@@ -21,6 +22,9 @@
 //!   recovery site announces. Since the deciding controller leads, every older leader's
 //!   leadership (and so its renewals) had ended before the decision.
 //!
+//! - One auto run per outage: after an auto run that did not move the subnets (rolled back),
+//!   the next needs every deciding view to have gone down after that run started.
+//!
 //! Never does: fail back, or decide with the primary's own controller's view, or decide
 //! while a run of the plan is unfinished or the recovery site already holds the subnets.
 
@@ -33,7 +37,7 @@ use super::executor::{End, Executor};
 use super::journal::{now_ms, Direction, Mode};
 use super::lock::Holder;
 use super::plan::{Auto, Plan};
-use super::sites::{ApiSites, Sites, SystemProbes};
+use super::sites::{ApiSites, Probes, Sites, SystemProbes};
 use super::store::etcd::EtcdStore;
 use super::store::Store;
 use super::{fencing, leader};
@@ -75,7 +79,7 @@ impl Decision {
             })
             .collect();
         format!(
-            "auto failover {} by quorum ({} of {} controllers): {}",
+            "{AUTO_DOING} {} by quorum ({} of {} controllers): {}",
             plan.name,
             self.down.len(),
             self.voters,
@@ -137,7 +141,17 @@ pub fn watch(
     let mut published_err = None;
     while !stop.load(Ordering::Relaxed) {
         let started = std::time::Instant::now();
-        let result = sites.peers(&primary);
+        let result = sites
+            .peers(&primary)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                auto.checks.iter().try_for_each(|c| {
+                    let t = every.min(Duration::from_millis(c.timeout_ms));
+                    SystemProbes
+                        .probe(&c.probe(), t, &[])
+                        .map_err(|e| format!("check {}: {e}", c.name))
+                })
+            });
         let now = now_ms();
         let up = result.is_ok();
         let since = match state {
@@ -161,7 +175,7 @@ pub fn watch(
             up,
             since_ms: since,
             at_ms: now,
-            detail: result.err().map(|e| e.to_string()).unwrap_or_default(),
+            detail: result.err().unwrap_or_default(),
         };
         let json = serde_json::to_string(&seen).unwrap_or_default();
         match etcd.put_seen(&plan.name, site, json) {
@@ -209,8 +223,20 @@ pub fn due(plan: &Plan, store: &Store, etcd: &EtcdStore) -> Result<Option<Decisi
     if active != plan.primary().name {
         return Ok(None);
     }
-    Ok(decide(plan, auto, &views(etcd, &plan.name)?, now_ms()))
+    // One run per outage: after an auto run that did not move the subnets, the next one
+    // needs views that went down after it started (or an operator).
+    let last_auto = listing
+        .runs
+        .iter()
+        .filter(|r| r.by.doing.starts_with(AUTO_DOING))
+        .map(|r| r.started_ms)
+        .max();
+    Ok(decide(plan, auto, &views(etcd, &plan.name)?, now_ms())
+        .filter(|d| d.down.iter().all(|v| Some(v.since_ms) > last_auto)))
 }
+
+/// How an auto run's holder names itself (`by.doing` of its `run_started`).
+const AUTO_DOING: &str = "auto failover";
 
 /// The unplanned failover `decision` asked for, run by the leader `me`.
 pub fn fail_over(
@@ -257,7 +283,7 @@ pub fn fail_over(
 /// starter's clock): the resumer waits it too.
 pub fn wait_left(plan: &Plan, run: &super::runs::RunSummary) -> Option<Duration> {
     let auto = plan.auto.as_ref()?;
-    if run.mode != Mode::Unplanned || !run.by.doing.starts_with("auto failover") {
+    if run.mode != Mode::Unplanned || !run.by.doing.starts_with(AUTO_DOING) {
         return None;
     }
     let until = run.started_ms + fence_wait(plan, auto).as_millis() as u64;

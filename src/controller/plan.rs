@@ -73,6 +73,9 @@
 //! after_secs = 10               # failover by quorum once most non-primary sites saw it down
 //! interval_ms = 500             # each controller's check of the primary's speaker API
 //! margin_ms = 1000              # added to the primary's lease_secs before announcing
+//! [[auto.check]]                # optional, as [[health_check]]: the primary's VMs
+//! name = "web-at-dc1"
+//! tcp = "192.0.2.81:443"
 //! ```
 //!
 //! Verification by an observer. The observer is a Ferry speaker at a third site (where the
@@ -181,6 +184,10 @@ pub struct Auto {
     /// the recovery site.
     #[serde(default = "auto_margin")]
     pub margin_ms: u64,
+    /// Checks of the primary's VMs (`[[auto.check]]`, as `[[health_check]]` is written): the
+    /// primary is seen down when its speaker's API does not answer or one of these fails.
+    #[serde(default, rename = "check")]
+    pub checks: Vec<HealthCheck>,
 }
 
 fn auto_interval() -> u64 {
@@ -695,6 +702,9 @@ impl Plan {
         }
         if let Some(a) = &self.auto {
             self.check_auto(a).map_err(at("auto", 0))?;
+            for c in &a.checks {
+                check(c).map_err(|e| at("auto", 0)(format!("auto.check {:?}: {e}", c.name)))?;
+            }
         }
         Ok(())
     }
@@ -864,6 +874,15 @@ command = ["true"]
         }
         let e = with(PLAN, "after_secs = 3").unwrap_err().to_string();
         assert!(e.contains("\"dc1\" has no lease_secs"), "{e}");
+        let vm = "after_secs = 3\n[[auto.check]]\nname = \"vm\"\ntcp = \"192.0.2.81:443\"";
+        assert_eq!(
+            with(&leased, vm).unwrap().auto.unwrap().checks[0].name,
+            "vm"
+        );
+        let e = with(&leased, "after_secs = 3\n[[auto.check]]\nname = \"vm\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auto.check \"vm\""), "{e}");
         let e = Plan::parse(&format!("{leased}[auto]\nafter_secs = 3\n"))
             .unwrap_err()
             .to_string();

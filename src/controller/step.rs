@@ -19,7 +19,8 @@
 //!   noted, not a failure; one that takes the request and never answers is noted only when
 //!   its routes are leased (the leases fence it), else the step fails; one that answers and
 //!   refuses (or fails) a request fails the step. Drain and stop-primary hooks are not built;
-//!   preflight checks `to` only when `from` is passed over.
+//!   preflight checks `to` only when `from` is passed over, and takes a leased `from` that
+//!   no longer announces the subnets (its leases ran out: fenced) as a note.
 //!
 //! Never does: write the journal or choose what runs next ([`super::executor`]).
 
@@ -330,6 +331,14 @@ pub fn preflight(cx: &Ctx<'_>) -> Result<Option<String>, String> {
             .collect();
         for p in &prefixes {
             match (should_announce, announced.contains(p)) {
+                // Unplanned, leased: the site's leases ran out (it fenced itself, as an
+                // `[auto]` run waits for), so there is nothing to withdraw there.
+                (true, false) if cx.mode == Mode::Unplanned && site.lease_secs.is_some() => {
+                    notes.push(format!(
+                        "{} no longer announces {p} (unplanned; its leases ran out)",
+                        site.name
+                    ));
+                }
                 (true, false) => {
                     return Err(format!(
                         "site {} does not announce {p}: nothing to move (already moved? see `ferry failover status`)",
