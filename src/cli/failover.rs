@@ -33,7 +33,10 @@ pub struct PlanArgs {
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Validate a plan; unless --offline, also check the speakers: sessions Established, the
-    /// primary announces every subnet and the recovery site none.
+    /// primary announces every subnet and the recovery site none. With host routes and a
+    /// [verify] observer, each host route is announced at the primary for the check (the site
+    /// that already attracts its traffic) until the observer sees it, then withdrawn: a router
+    /// that filters host routes fails the check.
     Check {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -202,7 +205,8 @@ pub fn plan(args: PlanArgs) -> i32 {
             Ok("not checked".to_owned())
         } else {
             check_speakers_printing(&p, Direction::Failover, Mode::Planned, false)
-                .map(|()| "ready".to_owned())
+                .and_then(|()| probe_hosts(&p))
+                .map(|note| note.map_or("ready".to_owned(), |n| format!("ready; {n}")))
         };
         let mut v = serde_json::json!({
             "plan": p.name,
@@ -241,9 +245,12 @@ pub fn plan(args: PlanArgs) -> i32 {
     if offline {
         return EXIT_OK;
     }
-    match check_speakers(&p, Direction::Failover, Mode::Planned) {
-        Ok(()) => {
+    match check_speakers(&p, Direction::Failover, Mode::Planned).and_then(|()| probe_hosts(&p)) {
+        Ok(note) => {
             println!("speakers: ready for failover");
+            if let Some(n) = note {
+                println!("host routes: {n}");
+            }
             EXIT_OK
         }
         Err(e) => {
@@ -279,6 +286,19 @@ fn sites_for(p: &Plan, mode: Mode) -> Result<ApiSites, String> {
         Mode::Unplanned => Duration::from_secs(3),
     };
     ApiSites::new(p, timeout)
+}
+
+/// [`step::host_probe`] against the plan's speakers.
+fn probe_hosts(p: &Plan) -> Result<Option<String>, String> {
+    let sites = sites_for(p, Mode::Planned)?;
+    step::host_probe(&Ctx {
+        plan: p,
+        direction: Direction::Failover,
+        mode: Mode::Planned,
+        sites: &sites,
+        probes: &SystemProbes,
+        spawned: &|_| Ok(()),
+    })
 }
 
 fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), String> {

@@ -511,6 +511,90 @@ pub fn dry_run(cx: &Ctx<'_>) -> Result<Option<String>, String> {
     Ok(note)
 }
 
+/// `ferry plan check` with host routes and an observer: does a router between the sites and
+/// the observer filter host routes (a prefix list without `le 32`)? Each host route is
+/// announced for the check at the primary, which already attracts that traffic through the
+/// covering subnet (forwarding does not change), until the observer sees it from the primary
+/// or the verification timeout passes; then withdrawn again, whatever the outcome. Routers
+/// only on the recovery site's path are not covered (that would move the VM): the failover's
+/// own verification checks them.
+pub fn host_probe(cx: &Ctx<'_>) -> Result<Option<String>, String> {
+    let hosts = cx.plan.all_hosts();
+    let (Some(v), false) = (&cx.plan.verify, hosts.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(obs) = &v.observer else {
+        return Ok(None);
+    };
+    let primary = cx.plan.primary();
+    // A host route the primary already announces is observed, never withdrawn after.
+    let held: Vec<IpNet> = cx
+        .sites
+        .announced(&primary.name)?
+        .into_iter()
+        .map(|r| r.prefix)
+        .collect();
+    let fresh: Vec<IpNet> = hosts
+        .iter()
+        .filter(|h| !held.contains(h))
+        .copied()
+        .collect();
+    let routes = cx.routes(primary, &fresh)?;
+    if !routes.is_empty() {
+        cx.sites.announce(&primary.name, &routes)?;
+    }
+    let seen = (|| {
+        let start = cx.probes.now();
+        let timeout = Duration::from_millis(v.timeout_ms);
+        loop {
+            let got = cx.sites.received(obs.get_ref(), left(cx, start, timeout))?;
+            let mut missing = None;
+            for h in &hosts {
+                let ours = Marks::of(cx.plan, primary, *h)?;
+                let theirs = Marks::of(cx.plan, cx.plan.recovery(), *h)?;
+                if !got
+                    .iter()
+                    .any(|r| r.prefix == *h && ours.holds(&theirs, r, true))
+                {
+                    missing = Some(format!(
+                        "observer {} does not see host route {h} announced for the check at {} ({ours}): a router on the way filters host routes (its prefix list needs `le 32`, `le 128` for IPv6) or strips the marks; it sees {}",
+                        obs.get_ref(),
+                        primary.name,
+                        observe::seen(&got, *h)
+                    ));
+                    break;
+                }
+            }
+            let Some(m) = missing else {
+                return Ok(format!(
+                    "observer {} sees {} host routes",
+                    obs.get_ref(),
+                    hosts.len()
+                ));
+            };
+            let elapsed = cx.probes.now() - start;
+            if elapsed + Duration::from_millis(v.interval_ms) >= timeout {
+                return Err(format!("{m} (after {} ms)", elapsed.as_millis()));
+            }
+            cx.probes.sleep(Duration::from_millis(v.interval_ms));
+        }
+    })();
+    let withdrawn = if fresh.is_empty() {
+        Ok(())
+    } else {
+        cx.sites.withdraw(&primary.name, &fresh)
+    };
+    match (seen, withdrawn) {
+        (Ok(note), Ok(())) => Ok(Some(note)),
+        (Err(e), Ok(())) => Err(e),
+        (r, Err(w)) => Err(format!(
+            "{}; and withdrawing the check's host routes at {} failed: {w}; withdraw them there (`ferry withdraw`)",
+            r.err().unwrap_or_else(|| "host routes seen".into()),
+            primary.name
+        )),
+    }
+}
+
 /// Before anything moves, the observer must see every prefix from `from` (by the marks the
 /// plan gives it, [`super::observe`]): a router that receives but filters the route (FRR's
 /// `(Policy)`), or strips the marks, is a failed preflight, not a silent success later.

@@ -355,3 +355,38 @@ fn no_new_run_but_cleanup_while_a_test_failover_is_not_cleaned_up() {
         .unwrap();
     assert!(crate::controller::claim::new_run(dir.path(), "web", &me, false).is_ok());
 }
+
+/// `plan check`'s host probe: announced at the primary for the check, seen (or not) by the
+/// observer, withdrawn either way.
+#[test]
+fn the_host_probe_finds_a_router_that_filters_host_routes_and_leaves_nothing_behind() {
+    let p = plan(&host_plan());
+    let host: IpNet = "198.51.100.200/32".parse().unwrap();
+    for filtered in [false, true] {
+        let sites = FakeSites::new(&p);
+        covering(&sites, &p);
+        if filtered {
+            sites.filtered.borrow_mut().insert(host);
+        }
+        let probes = FakeProbes::new(true);
+        let cx = Ctx {
+            plan: &p,
+            direction: Direction::Failover,
+            mode: Mode::Planned,
+            sites: &sites,
+            probes: &probes,
+            spawned: &|_| Ok(()),
+        };
+        let r = step::host_probe(&cx);
+        match (filtered, r) {
+            (false, Ok(Some(n))) => assert!(n.contains("sees 1 host routes"), "{n}"),
+            (true, Err(e)) => assert!(
+                e.contains("does not see host route 198.51.100.200/32") && e.contains("le 32"),
+                "{e}"
+            ),
+            (f, r) => panic!("filtered={f}: {r:?}"),
+        }
+        assert!(!sites.announcing("dc1").contains(&host), "withdrawn after");
+        assert!(sites.announcing("dc2").is_empty());
+    }
+}
