@@ -4,9 +4,11 @@
 //! - Unknown keys are rejected by name; every bad value names its key, the value and the line
 //!   (toml reports the position; rules spanning keys look the line up from a span: the value's,
 //!   or that of its `[[table]]`).
-//! - A `Plan` that exists is usable: primary and recovery are distinct sites, every group,
-//!   hook, health check and observer reference resolves, every subnet builds a valid
-//!   [`Route`] with each site's attributes, no subnet appears twice.
+//! - A `Plan` that exists is usable: primary and recovery (and `test_site`) are distinct
+//!   sites, every group, hook, health check and observer reference resolves, every subnet and
+//!   host route builds a valid [`Route`] with each site's attributes, no prefix appears twice,
+//!   `hosts` are /32 or /128 outside every subnet the plan moves, and `test = true` hooks
+//!   and checks have a `test_site` (and no stop-primary stage).
 //! - The plan's text is kept ([`Plan::text`]) so a run's journal can carry it and `resume`
 //!   never depends on the file still being there or unchanged.
 //!
@@ -24,6 +26,7 @@
 //! order = "break-before-make"   # or "make-before-break"
 //! on_failure = "rollback"       # or "stop" (wait for the operator)
 //! overlap_ms = 0                # make-before-break: time both sites announce
+//! # test_site = "dc2-test"      # `failover --test` announces there instead (docs/drills.md)
 //! [drain]                       # optional: re-announce with GRACEFUL_SHUTDOWN, then wait
 //! wait_ms = 5000
 //! [[site]]
@@ -47,6 +50,7 @@
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
+//! # hosts = ["203.0.113.10/32"] # host routes only the recovery announces (docs/drills.md)
 //! [[hook]]                      # stage: pre-check, stop-primary, cutover, post-check
 //! name = "vm-cutover"
 //! stage = "cutover"
@@ -55,6 +59,7 @@
 //! env = { SITE = "dc2" }        # or http = { url = "https://...", method = "POST", ca_file = "ca.pem" }
 //! timeout_ms = 60000
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
+//! # test = true                 # test failovers only (hooks and health checks alike)
 //! [[health_check]]
 //! name = "web-tcp"
 //! group = "web"                 # after the web group's cutover

@@ -21,6 +21,12 @@
 //!   refuses (or fails) a request fails the step. Drain and stop-primary hooks are not built;
 //!   preflight checks `to` only when `from` is passed over.
 //!
+//! - Test runs (`Mode::Test`): the plan's `test_site` takes the recovery's place; no drain,
+//!   stop-primary hooks or withdrawals; only `test = true` hooks and checks; failback is
+//!   `cleanup-test` (`build_cleanup`), whose withdrawals have no compensation.
+//! - Host routes: announced and withdrawn at the recovery (or test) site only
+//!   ([`Plan::group_at`]); the primary keeps the covering subnet.
+//!
 //! Never does: write the journal or choose what runs next ([`super::executor`]).
 
 use std::time::{Duration, Instant};
@@ -201,7 +207,7 @@ pub fn check_test(plan: &Plan, mode: Mode) -> Result<(), String> {
 /// The steps of a run, in order. A test failover (`Mode::Test`, failover) builds the same
 /// shape as a real one without drain, stop-primary hooks and withdrawals, with only the
 /// `test = true` hooks and checks (a real run only those without); a test failback is
-/// `cleanup-test` ([`build_cleanup`]).
+/// `cleanup-test` (`build_cleanup`).
 pub fn build(plan: &Plan, direction: Direction, mode: Mode) -> Vec<Step> {
     let test = mode == Mode::Test;
     if test && direction == Direction::Failback {
