@@ -95,6 +95,7 @@
 //! subnet (AS path, next hop, communities).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -634,6 +635,27 @@ impl Plan {
                 }
             }
         }
+        // A host route whose next hop is the host itself resolves through itself: routers
+        // reject it (FRR marks the path "inaccessible": the prefix loops through itself), and
+        // the VM would be unreachable at the recovery site however well the move went.
+        for g in &groups {
+            for h in &g.host_prefixes {
+                for site in &self.sites {
+                    let (key, nh) = if h.addr().is_ipv4() {
+                        ("next_hop", &site.next_hop)
+                    } else {
+                        ("next_hop6", &site.next_hop6)
+                    };
+                    let Some(nh) = nh else { continue };
+                    if nh.parse::<IpAddr>().is_ok_and(|a| h.contains(&a)) {
+                        return Err(format!(
+                            "site {:?} {key} = {nh:?}: the next hop of group {:?}'s host route {h} is that host itself, which routers reject (the route would resolve through itself); use another address on the host's LAN, e.g. its hypervisor's, or leave {key} unset",
+                            site.name, g.name
+                        ));
+                    }
+                }
+            }
+        }
         self.groups = groups;
         for (i, g) in self.groups.iter().enumerate() {
             if self.groups[..i].iter().any(|h| h.name == g.name) {
@@ -1056,6 +1078,20 @@ command = ["true"]
             e.contains(
                 "203.0.113.9/32 lies inside 203.0.113.0/25, which group \"web\" moves whole"
             ),
+            "{e}"
+        );
+        let e = Plan::parse(
+            &PLAN
+                .replace(
+                    "subnets = [\"198.51.100.0/24\"]",
+                    "subnets = [\"203.0.113.0/25\"]\nhosts = [\"198.51.100.10/32\"]",
+                )
+                .replace("next_hop = \"192.0.2.20\"", "next_hop = \"198.51.100.10\""),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("site \"dc2\" next_hop = \"198.51.100.10\"")
+                && e.contains("that host itself"),
             "{e}"
         );
         let e = with("\"198.51.100.10/32\", \"198.51.100.10/32\"").unwrap_err();
