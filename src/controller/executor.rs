@@ -169,7 +169,26 @@ impl<'a> Executor<'a> {
         };
         let plan = Plan::parse(&plan_text)
             .map_err(|e| ExecError::Invalid(format!("the plan in {}: {e}", path.display())))?;
-        // The mode comes from the journal: a test run is taken over as a test run.
+        // The mode comes from the journal: a test run is taken over as a test run. Its file
+        // name and run id say test or real too (`runs::run_suffix`); a record that disagrees
+        // with them was altered, and no run is resumed on a guess of which one is right.
+        for (what, said) in [
+            ("file name", super::runs::name_says(path)),
+            ("run id", super::runs::name_says(Path::new(&run_id))),
+        ] {
+            if let Some((_, d, test)) = said {
+                if test != (mode == Mode::Test) || d != direction {
+                    return Err(ExecError::Invalid(format!(
+                        "{}: its {what} says a {} {}, its first record a {} {}: refusing to resume or abort a run whose kind is in doubt",
+                        path.display(),
+                        if test { "test" } else { "real" },
+                        direction_name(d),
+                        if mode == Mode::Test { "test" } else { "real" },
+                        direction_name(direction),
+                    )));
+                }
+            }
+        }
         step::check_test(&plan, mode)
             .map_err(|e| ExecError::Invalid(format!("{}: {e}", path.display())))?;
         let steps = step::build(&plan, direction, mode);
@@ -496,6 +515,14 @@ impl<'a> Executor<'a> {
                     .unwrap_or_default(),
             },
         }
+    }
+}
+
+/// A direction as run ids and messages spell it.
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Failover => "failover",
+        Direction::Failback => "failback",
     }
 }
 

@@ -209,6 +209,60 @@ fn a_crashed_test_run_resumes_as_a_test_run_never_a_real_one() {
     }
 }
 
+/// A test run's journal cannot be taken over as a real run: not under a real run's file name,
+/// and not with its first record altered to say a real run.
+#[test]
+fn an_interrupted_test_runs_journal_is_never_resumed_as_a_real_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(&drill_plan());
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(true);
+    let mut ex = test_run(dir.path(), &p, Direction::Failover, &sites, &probes);
+    ex.journal.crash = Some(Crash::After(2));
+    let _ = ex.drive();
+    let path = ex.journal.path().to_owned();
+    drop(ex);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(name.ends_with("-test+failover.jsonl"), "{name}");
+
+    // Under a real run's name.
+    let renamed = path.with_file_name(name.replace("-test+failover", "-failover"));
+    std::fs::write(&renamed, &text).unwrap();
+    let e = Executor::open(&renamed, &sites, &probes, Box::new(|_| {}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("file name says a real failover, its first record a test failover"),
+        "{e}"
+    );
+    std::fs::remove_file(&renamed).unwrap();
+
+    // Its first record saying a real (planned) run, the rest unchanged.
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("\"mode\":\"test\""), "{first}");
+    let altered = text.replacen("\"mode\":\"test\"", "\"mode\":\"planned\"", 1);
+    std::fs::write(&path, altered).unwrap();
+    let e = Executor::open(&path, &sites, &probes, Box::new(|_| {}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("file name says a test failover, its first record a real failover"),
+        "{e}"
+    );
+    assert!(sites.announcing("dc2").is_empty());
+
+    // Unaltered, it resumes as what it is.
+    std::fs::write(&path, &text).unwrap();
+    let mut ex = Executor::open(&path, &sites, &probes, Box::new(|_| {})).unwrap();
+    assert_eq!(ex.mode, Mode::Test);
+    ex.resume(Holder::me("resume")).unwrap();
+    assert!(sites.announcing("dc2").is_empty());
+    assert_eq!(sites.announcing("lab"), all(&p));
+}
+
 #[test]
 fn a_failed_cleanup_does_not_announce_the_test_routes_again() {
     let dir = tempfile::tempdir().unwrap();
