@@ -8,7 +8,9 @@
 //! for the test copy of the VM.
 //!
 //! Proves, in one lab instance, one after the other:
-//! 1. `ferry failover --test` while the client probes the VM every millisecond: zero probes
+//! 1. `ferry failover --test` while the client probes the VM every millisecond, its controller
+//!    killed (SIGKILL) in the test cutover hook: neither a real run nor a new test may start
+//!    over it, `ferry failover resume` finishes it as a test. Zero probes
 //!    lost at the third site and none answered by the test copy (started by a `test = true`
 //!    cutover hook); the subnet in r4's BGP table from the test speaker's AS, and at r1, r2 and
 //!    r3 only the primary's path; history lists the test failover; `cleanup-test` empties r4
@@ -360,8 +362,11 @@ fn test_failover_stays_in_the_test_network_and_a_host_move_moves_one_vm_in_the_l
         "if [ \"$FERRY_TEST\" = 1 ]; then vtysh --vty_socket /run/ferry-lab/{i}/r4 -c 'show bgp ipv4 unicast 198.51.100.0/24' | grep -qw {TEST_AS} && ip -n fl-{i}-r3 -4 route show 198.51.100.0/24 | grep -q \"via 192.0.2.1 \"; exit $?; fi; {whole_verify}"
     );
     // The test cutover clones the VM into the test network; cleanup-test removes the clone.
+    // Its first run hangs (the controller is killed there); the resumed run's goes through.
+    let mark = lab.dir.path().join("clone-hung");
     let clone = format!(
-        "ip netns exec fl-{i}-vm2t setsid {FERRY} lab responder --tag test --port 7007 </dev/null >/dev/null 2>&1 &"
+        "test -e {m} || {{ touch {m}; exec sleep 30; }}; ip netns exec fl-{i}-vm2t setsid {FERRY} lab responder --tag test --port 7007 </dev/null >/dev/null 2>&1 &",
+        m = mark.display()
     );
     let unclone = format!("for p in $(ip netns pids fl-{i}-vm2t); do kill -9 $p; done");
     let drill = lab.plan(
@@ -388,7 +393,34 @@ timeout_ms = 5000
         ),
     );
     let probes = Prober::start(&lab, "198.51.100.10:7007", "test.csv");
-    let out = lab.run(&["failover", "--test"], &drill);
+    // SIGKILL of the controller in the test cutover hook: an interrupted test run.
+    let mut controller = Command::new(FERRY)
+        .args(["failover", "--test", "--yes", "--plan"])
+        .arg(&drill)
+        .args(["--state-dir", &lab.state()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hung =
+        testkit::poll::poll_every(Duration::from_secs(20), Duration::from_millis(10), || {
+            mark.exists()
+        });
+    let _ = controller.kill();
+    let _ = controller.wait();
+    assert!(hung, "the test cutover hook never ran");
+    // Neither a real run nor another test may start over it; `resume` finishes it as a test.
+    for args in [&["failover"][..], &["failover", "--test"][..]] {
+        let out = lab.run(args, &drill);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is unfinished"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    let out = ferry(&["failover", "resume", "--state-dir", &lab.state()]);
     assert!(out.status.success(), "{}", text(&out));
     let at_r4 = lab.bgp_paths("r4");
     assert_eq!(
@@ -430,9 +462,14 @@ timeout_ms = 5000
         }
     }
     let h = ferry(&["failover", "history", "--state-dir", &lab.state()]);
+    let listed = String::from_utf8_lossy(&h.stdout);
+    let rows: Vec<&str> = listed.lines().filter(|l| l.contains(" drill ")).collect();
     assert!(
-        String::from_utf8_lossy(&h.stdout).contains("test failover"),
-        "{}",
+        rows.len() == 1
+            && rows[0].contains("-drill-test+failover")
+            && rows[0].contains("test failover")
+            && rows[0].contains("completed"),
+        "one run, listed as a completed test failover: {}",
         text(&h)
     );
     let out = lab.run(&["failover", "cleanup-test"], &drill);
