@@ -352,6 +352,12 @@ fn test_failover_stays_in_the_test_network_and_a_host_move_moves_one_vm_in_the_l
 
     // ---- 1. test failover ----
     let net = lab.testnet();
+    let again = ferry(&["lab", "testnet", "--instance", &lab.instance]);
+    assert!(
+        again.status.success() && String::from_utf8_lossy(&again.stdout).contains("already there"),
+        "adding the test network twice: {}",
+        text(&again)
+    );
     let i = lab.instance.clone();
     let whole_verify = format!(
         "case $FERRY_TO in primary) nh=192.0.2.1;; *) nh=192.0.2.5;; esac; ip -n fl-{i}-r3 -4 route show 198.51.100.0/24 | grep -q \"via $nh \""
@@ -594,4 +600,9 @@ timeout_ms = 5000
     );
     let _ = second.kill();
     let _ = second.wait();
+    // `lab down` removes the test network with the rest.
+    let out = ferry(&["lab", "down", "--instance", &lab.instance]);
+    assert!(out.status.success(), "{}", text(&out));
+    let left = testkit::netns::list(&format!("fl-{i}-")).unwrap_or_default();
+    assert!(left.is_empty(), "left after lab down: {left:?}");
 }
