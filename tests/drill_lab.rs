@@ -9,12 +9,12 @@
 //!
 //! Proves, in one lab instance, one after the other:
 //! 1. `ferry failover --test` while the client probes the VM every millisecond, its controller
-//!    killed (SIGKILL) in the test cutover hook: neither a real run nor a new test may start
-//!    over it, `ferry failover resume` finishes it as a test. Zero probes
-//!    lost at the third site and none answered by the test copy (started by a `test = true`
-//!    cutover hook); the subnet in r4's BGP table from the test speaker's AS, and at r1, r2 and
-//!    r3 only the primary's path; history lists the test failover; `cleanup-test` empties r4
-//!    and the hook's undo stops the test copy.
+//!    killed (SIGKILL) in the test cutover hook that starts the test copy: neither a real run
+//!    nor a new test may start over it; `ferry failover resume` finishes it as a test, running
+//!    the hook again and then a `test = true` health check. Zero probes lost at the third site
+//!    and none answered by the test copy; the subnet in r4's BGP table from the test speaker's
+//!    AS, and at r1, r2 and r3 only the primary's path; history lists one completed test
+//!    failover; `cleanup-test` empties r4 and the hook's undo stops the test copy.
 //! 2. A whole-subnet failover and failback (break-before-make, the VM stopped and started by
 //!    hooks), then a host move of VM 198.51.100.10 by /32 while a second VM address at the
 //!    primary, 198.51.100.11, keeps answering there without a lost probe: .10 is answered by
@@ -399,6 +399,11 @@ test = true
 command = ["sh", "-c", {clone:?}]
 undo = ["sh", "-c", {unclone:?}]
 timeout_ms = 5000
+
+[[health_check]]
+name = "clone-runs"
+test = true
+command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
 "#,
             net.display()
         ),
@@ -433,6 +438,11 @@ timeout_ms = 5000
     }
     let out = ferry(&["failover", "resume", "--state-dir", &lab.state()]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("health clone-runs ... ok"),
+        "the test health check ran: {}",
+        text(&out)
+    );
     let at_r4 = lab.bgp_paths("r4");
     assert_eq!(
         at_r4.get("198.51.100.0/24").map(Vec::as_slice),
