@@ -1,0 +1,265 @@
+//! Fetching the Validated ROA Payloads from an RPKI validator over RTR: one Reset Query on a
+//! fresh TCP connection (RFC 8210 §8.1 "Start or Restart"), then the connection is closed.
+//! The protocol is NLnet Labs' `rpki` crate's client (`rpki::rtr::Client`); this module
+//! bounds it in time, turns its payloads into [`Vrp`]s and its failures into errors naming the
+//! validator.
+//!
+//! Contract:
+//! - Version: RFC 8210 (version 1) first; a validator that refuses it or breaks off is asked
+//!   again on a new connection with RFC 6810 (version 0). A validator that answers neither
+//!   is an error carrying both answers.
+//! - Every wait is bounded: name resolution, connect and the whole exchange share one
+//!   deadline (`timeout`), whatever the validator does.
+//! - [`fetch_first`] asks the validators in the order given and takes the first complete
+//!   answer; the ones that failed before it are returned as well, for a warning. None
+//!   answering is an error naming each.
+//! - Router keys and ASPA payloads are ignored; only route origins become [`Vrp`]s.
+//!
+//! Never does: keep a session (no Serial Query, no Serial Notify), validate routes (see
+//! [`super::rov`]), or cache VRPs between calls.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rpki::rtr::client::{PayloadError, PayloadTarget};
+use rpki::rtr::{Action, Client, Payload, Timing};
+
+use super::rov::Vrp;
+
+/// Why a validator gave no VRPs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtrError {
+    #[error("RPKI validator {validator:?} is not HOST:PORT: {why}")]
+    BadAddress { validator: String, why: String },
+    #[error("RPKI validator {validator}: cannot connect: {why}")]
+    Connect { validator: String, why: String },
+    #[error("RPKI validator {validator}: no complete answer within {} ms", timeout.as_millis())]
+    Timeout {
+        validator: String,
+        timeout: Duration,
+    },
+    #[error("RPKI validator {validator}: RTR version 1: {v1}; version 0: {v0}")]
+    Protocol {
+        validator: String,
+        v1: String,
+        v0: String,
+    },
+    #[error("no RPKI validator answered: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    NoneAnswered(Vec<RtrError>),
+}
+
+/// The VRPs of the first validator that answered.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub validator: String,
+    pub vrps: Vec<Vrp>,
+    /// Validators asked before it that failed.
+    pub skipped: Vec<RtrError>,
+}
+
+/// [`fetch`] from each validator in turn until one answers.
+pub fn fetch_first(validators: &[String], timeout: Duration) -> Result<Fetched, RtrError> {
+    let mut skipped = Vec::new();
+    for v in validators {
+        match fetch(v, timeout) {
+            Ok(vrps) => {
+                return Ok(Fetched {
+                    validator: v.clone(),
+                    vrps,
+                    skipped,
+                })
+            }
+            Err(e) => skipped.push(e),
+        }
+    }
+    Err(RtrError::NoneAnswered(skipped))
+}
+
+/// Whether `validator` has the form HOST:PORT ([v6]:PORT for an IPv6 literal); for the plan's
+/// check.
+pub fn check_address(validator: &str) -> Result<(), String> {
+    let (host, port) = validator.rsplit_once(':').ok_or_else(|| {
+        "no :PORT (RTR's IANA port is 323; validators often use 3323 or 8282)".to_string()
+    })?;
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_err() => {
+            return Err(format!("[{v6}] is not an IPv6 address"))
+        }
+        Some(_) => {}
+        None if host.is_empty() => return Err("no host".into()),
+        None if host.contains(':') => {
+            return Err(format!(
+                "{host:?} is not a host (write an IPv6 address as [ADDR]:PORT)"
+            ))
+        }
+        None => {}
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("port {port:?} is not 1..=65535")),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The VRPs `validator` (HOST:PORT) holds now, within `timeout` in all.
+pub fn fetch(validator: &str, timeout: Duration) -> Result<Vec<Vrp>, RtrError> {
+    check_address(validator).map_err(|why| RtrError::BadAddress {
+        validator: validator.into(),
+        why,
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RtrError::Connect {
+            validator: validator.into(),
+            why: format!("no runtime: {e}"),
+        })?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || RtrError::Timeout {
+        validator: validator.into(),
+        timeout,
+    };
+    rt.block_on(async {
+        let v1 = match tokio::time::timeout_at(deadline, reset(validator, 1)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(vrps)) => return Ok(vrps),
+            Ok(Err(Failure::Connect(why))) => {
+                return Err(RtrError::Connect {
+                    validator: validator.into(),
+                    why,
+                })
+            }
+            Ok(Err(Failure::Protocol(why))) => why,
+        };
+        match tokio::time::timeout_at(deadline, reset(validator, 0)).await {
+            Err(_) => Err(timed_out()),
+            Ok(Ok(vrps)) => Ok(vrps),
+            Ok(Err(Failure::Connect(v0) | Failure::Protocol(v0))) => Err(RtrError::Protocol {
+                validator: validator.into(),
+                v1,
+                v0,
+            }),
+        }
+    })
+}
+
+enum Failure {
+    Connect(String),
+    Protocol(String),
+}
+
+/// One connection, one Reset Query at `version`, the VRPs of the answer.
+async fn reset(validator: &str, version: u8) -> Result<Vec<Vrp>, Failure> {
+    let sock = tokio::net::TcpStream::connect(validator)
+        .await
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+    let mut client = Client::with_initial_version(version, sock, Collect, None);
+    let update = client.reset().await.map_err(|e| {
+        Failure::Protocol(match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "the validator closed the connection".into(),
+            _ if e.to_string().is_empty() => "the validator sent data the client refused".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    // A reset answer is the whole set; withdrawals in it are applied in order all the same.
+    let mut set = BTreeSet::new();
+    for (action, payload) in update {
+        let Payload::Origin(o) = payload else {
+            continue;
+        };
+        let prefix = IpNet::new(o.prefix.addr(), o.prefix.prefix_len())
+            .map_err(|e| Failure::Protocol(format!("bad prefix length in a VRP: {e}")))?;
+        let vrp = Vrp::new(prefix, o.prefix.resolved_max_len(), o.asn.into_u32())
+            .map_err(Failure::Protocol)?;
+        match action {
+            Action::Announce => set.insert(vrp),
+            Action::Withdraw => set.remove(&vrp),
+        };
+    }
+    Ok(set.into_iter().collect())
+}
+
+/// The client's target: the update a reset returns is all we read; nothing is kept here.
+struct Collect;
+
+impl PayloadTarget for Collect {
+    type Update = Vec<(Action, Payload)>;
+
+    fn start(&mut self, _reset: bool) -> Self::Update {
+        Vec::new()
+    }
+
+    fn apply(&mut self, _update: Self::Update, _timing: Timing) -> Result<(), PayloadError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        assert!(check_address("192.0.2.1:3323").is_ok());
+        assert!(check_address("rtr.example:323").is_ok());
+        assert!(check_address("[2001:db8::1]:8282").is_ok());
+        assert!(check_address("192.0.2.1").unwrap_err().contains("no :PORT"));
+        assert!(check_address("192.0.2.1:0").unwrap_err().contains("port"));
+        assert!(check_address(":323").unwrap_err().contains("no host"));
+        assert!(check_address("2001:db8::1:323")
+            .unwrap_err()
+            .contains("[ADDR]:PORT"));
+    }
+
+    #[test]
+    fn a_closed_port_is_a_connect_error_naming_the_validator() {
+        // A port just freed: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let v = format!("127.0.0.1:{port}");
+        let e = fetch(&v, Duration::from_secs(2)).unwrap_err();
+        assert!(matches!(e, RtrError::Connect { .. }), "{e}");
+        assert!(e.to_string().contains(&v), "{e}");
+    }
+
+    #[test]
+    fn a_silent_validator_times_out() {
+        // Accepts the connection (the backlog does) and never answers.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v = l.local_addr().unwrap().to_string();
+        let t0 = std::time::Instant::now();
+        let e = fetch(&v, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, RtrError::Timeout { .. }), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        let all = fetch_first(&[v.clone(), v.clone()], Duration::from_millis(100)).unwrap_err();
+        assert!(
+            all.to_string().starts_with("no RPKI validator answered"),
+            "{all}"
+        );
+        assert_eq!(all.to_string().matches(&v).count(), 2, "{all}");
+    }
+
+    #[test]
+    fn a_validator_speaking_something_else_is_a_protocol_error() {
+        // An HTTP-ish server: answers every connection with text and closes it.
+        use std::io::Write as _;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                if let Ok((mut s, _)) = l.accept() {
+                    let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                }
+            }
+        });
+        let e = fetch(&v, Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, RtrError::Protocol { .. }), "{e}");
+        assert!(
+            e.to_string().contains("version 1") && e.to_string().contains(&v),
+            "{e}"
+        );
+        server.join().unwrap();
+    }
+}
