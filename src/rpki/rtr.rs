@@ -158,7 +158,7 @@ async fn reset(validator: &str, version: u8) -> Result<Vec<Vrp>, Failure> {
         Failure::Protocol(match e.kind() {
             std::io::ErrorKind::UnexpectedEof => "the validator closed the connection".into(),
             _ if e.to_string().is_empty() => "the validator sent data the client refused".into(),
-            _ => e.to_string(),
+            _ => named_error(&e.to_string()),
         })
     })?;
     // A reset answer is the whole set; withdrawals in it are applied in order all the same.
@@ -177,6 +177,29 @@ async fn reset(validator: &str, version: u8) -> Result<Vec<Vrp>, Failure> {
         };
     }
     Ok(set.into_iter().collect())
+}
+
+/// The client says "server reported error N"; RFC 8210 §12 names N.
+fn named_error(text: &str) -> String {
+    let Some(code) = text
+        .strip_prefix("server reported error ")
+        .and_then(|c| c.parse::<u16>().ok())
+    else {
+        return text.to_owned();
+    };
+    let name = match code {
+        0 => "Corrupt Data",
+        1 => "Internal Error",
+        2 => "No Data Available (the validator has not finished its first validation run)",
+        3 => "Invalid Request",
+        4 => "Unsupported Protocol Version",
+        5 => "Unsupported PDU Type",
+        6 => "Withdrawal of Unknown Record",
+        7 => "Duplicate Announcement Received",
+        8 => "Unexpected Protocol Version",
+        _ => "an error code RFC 8210 does not define",
+    };
+    format!("error report {code}: {name}")
 }
 
 /// The client's target: the update a reset returns is all we read; nothing is kept here.
@@ -239,6 +262,33 @@ mod tests {
             "{all}"
         );
         assert_eq!(all.to_string().matches(&v).count(), 2, "{all}");
+    }
+
+    #[test]
+    fn an_error_report_is_named() {
+        // RFC 8210 §5.11: an Error Report "No Data Available" (code 2) to every query, no
+        // encapsulated PDU, no text: what a validator says before its first run ends.
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                if let Ok((mut s, _)) = l.accept() {
+                    let mut query = [0u8; 12];
+                    let n = s.read(&mut query).unwrap_or(0);
+                    let version = if n > 0 { query[0] } else { 1 };
+                    let pdu = [version, 10, 0, 2, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0];
+                    let _ = s.write_all(&pdu);
+                }
+            }
+        });
+        let e = fetch(&v, Duration::from_secs(5)).unwrap_err().to_string();
+        assert!(
+            e.contains("version 1: error report 2: No Data Available"),
+            "{e}"
+        );
+        assert!(e.contains("version 0: error report 2"), "{e}");
+        server.join().unwrap();
     }
 
     #[test]
