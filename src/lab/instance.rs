@@ -114,11 +114,13 @@ impl LabInstance {
     }
 
     pub fn frr(&self, site: Site) -> Frr {
-        let name = self.topo.router(site).name.clone();
+        let router = self.topo.router(site);
+        let name = router.name.clone();
         Frr {
             ns: self.ns(&name),
             dir: self.dir.join(&name),
             name,
+            bgpd_modules: router.bgpd_modules.clone(),
         }
     }
 

@@ -92,6 +92,10 @@ pub struct Router {
     pub asn: u32,
     /// Path of the frr.conf, relative to the topology directory.
     pub config: String,
+    /// bgpd modules to load (`-M NAME`), e.g. `rpki` (Debian's frr-rpki-rtrlib) for a router
+    /// whose frr.conf has an `rpki` block. Default none.
+    #[serde(default)]
+    pub bgpd_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +191,16 @@ impl Topology {
             }
             if n.is_empty() || n.len() > 8 || !n.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(format!("node name {n:?}: use 1-8 letters or digits"));
+            }
+        }
+        for r in &self.routers {
+            for m in &r.bgpd_modules {
+                if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!(
+                        "router {} bgpd_modules {m:?}: a module name such as \"rpki\"",
+                        r.name
+                    ));
+                }
             }
         }
         for l in &self.links {
