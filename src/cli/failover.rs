@@ -275,8 +275,11 @@ pub fn plan(args: PlanArgs) -> i32 {
 /// Prints the RPKI preflight's outcome (each route's state on stdout, warnings and the
 /// failure on stderr); whether it passed.
 fn say_rpki(cmd: &str, outcome: &rpki::Outcome) -> bool {
-    if let Some((validator, n)) = &outcome.source {
-        println!("rpki: {n} VRPs from {validator}");
+    if let Some(s) = &outcome.source {
+        println!(
+            "rpki: {} VRPs from {} (RTR version {})",
+            s.vrps, s.validator, s.version
+        );
     }
     for f in &outcome.findings {
         println!(

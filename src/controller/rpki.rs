@@ -97,11 +97,20 @@ pub fn evaluate(plan: &Plan, vrps: &[Vrp]) -> Vec<Finding> {
         .collect()
 }
 
+/// The validator whose VRPs were used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub validator: String,
+    /// The RTR version it answered in (1: RFC 8210, 0: RFC 6810).
+    pub version: u8,
+    pub vrps: usize,
+}
+
 /// The preflight's outcome.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The validator used and how many VRPs it gave; `None` when none answered.
-    pub source: Option<(String, usize)>,
+    /// The validator used; `None` when none answered.
+    pub source: Option<Source>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     /// Why the move must not go ahead: Invalid routes at the gaining site, or no validator.
@@ -111,8 +120,9 @@ pub struct Outcome {
 impl Outcome {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "validator": self.source.as_ref().map(|s| s.0.clone()),
-            "vrps": self.source.as_ref().map(|s| s.1),
+            "validator": self.source.as_ref().map(|s| s.validator.clone()),
+            "rtr_version": self.source.as_ref().map(|s| s.version),
+            "vrps": self.source.as_ref().map(|s| s.vrps),
             "routes": self.findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
             "warnings": self.warnings,
             "error": self.failed,
@@ -120,9 +130,18 @@ impl Outcome {
     }
 }
 
-/// What the findings mean for a move to `gaining`: Err(the Invalid routes there, one line
-/// each) unless `ignore`; the warnings otherwise.
-pub fn judge(findings: &[Finding], gaining: &str, ignore: bool) -> Result<Vec<String>, String> {
+/// What the findings mean for a move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// NotFound routes, Invalid ones at the losing site, and forced ones; kept when it fails.
+    pub warnings: Vec<String>,
+    /// The Invalid routes at the gaining site, one clause each (unless ignored).
+    pub failed: Option<String>,
+}
+
+/// What the findings mean for a move to `gaining`: failed (the Invalid routes there) unless
+/// `ignore`; the warnings either way.
+pub fn judge(findings: &[Finding], gaining: &str, ignore: bool) -> Judgement {
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     for f in findings {
@@ -135,14 +154,13 @@ pub fn judge(findings: &[Finding], gaining: &str, ignore: bool) -> Result<Vec<St
             State::Invalid | State::NotFound => warnings.push(f.describe()),
         }
     }
-    if errors.is_empty() {
-        Ok(warnings)
-    } else {
-        Err(format!(
+    let failed = (!errors.is_empty()).then(|| {
+        format!(
             "{}; to move anyway, run with --ignore-rpki",
             errors.join("; ")
-        ))
-    }
+        )
+    });
+    Judgement { warnings, failed }
 }
 
 /// Asks the plan's validators and judges a move to `gaining`; `None`: the plan has no
@@ -175,15 +193,15 @@ pub fn preflight(plan: &Plan, gaining: &Site, ignore: bool) -> Option<Outcome> {
     };
     let findings = evaluate(plan, &fetched.vrps);
     let mut warnings: Vec<String> = fetched.skipped.iter().map(|e| e.to_string()).collect();
-    let failed = match judge(&findings, &gaining.name, ignore) {
-        Ok(w) => {
-            warnings.extend(w);
-            None
-        }
-        Err(e) => Some(e),
-    };
+    let judged = judge(&findings, &gaining.name, ignore);
+    warnings.extend(judged.warnings);
+    let failed = judged.failed;
     Some(Outcome {
-        source: Some((fetched.validator, fetched.vrps.len())),
+        source: Some(Source {
+            validator: fetched.validator,
+            version: fetched.version,
+            vrps: fetched.vrps.len(),
+        }),
         findings,
         warnings,
         failed,
@@ -210,6 +228,34 @@ mod tests {
 
     fn vrp(p: &str, max_len: u8, asn: u32) -> Vrp {
         Vrp::new(p.parse().unwrap(), max_len, asn).unwrap()
+    }
+
+    /// The warnings of a judgement that must not fail.
+    fn passed(j: Judgement) -> Vec<String> {
+        assert_eq!(j.failed, None, "{j:?}");
+        j.warnings
+    }
+
+    #[test]
+    fn warnings_are_kept_when_the_preflight_fails() {
+        let p = plan();
+        let mut f = evaluate(&p, &[vrp("198.51.100.0/24", 24, 65101)]);
+        f.push(Finding {
+            site: "dc2".into(),
+            prefix: "2001:db8:100::/64".parse().unwrap(),
+            origin_as: 65102,
+            verdict: rov::validate(&[], "2001:db8:100::/64".parse().unwrap(), 65102),
+        });
+        let j = judge(&f, "dc2", false);
+        assert!(j
+            .failed
+            .is_some_and(|e| e.contains("198.51.100.0/24 from AS65102")));
+        assert!(
+            j.warnings.len() == 1
+                && j.warnings[0].contains("2001:db8:100::/64 from AS65102: RPKI NotFound"),
+            "{:?}",
+            j.warnings
+        );
     }
 
     #[test]
@@ -257,7 +303,7 @@ mod tests {
     fn invalid_at_the_gaining_site_fails_naming_prefix_as_and_roas() {
         let p = plan();
         let f = evaluate(&p, &[vrp("198.51.100.0/24", 24, 65101)]);
-        let e = judge(&f, "dc2", false).unwrap_err();
+        let e = judge(&f, "dc2", false).failed.unwrap();
         for want in [
             "198.51.100.0/24",
             "AS65102",
@@ -267,13 +313,13 @@ mod tests {
             assert!(e.contains(want), "{want}: {e}");
         }
         // Forced: a warning that says it was ignored.
-        let w = judge(&f, "dc2", true).unwrap();
+        let w = passed(judge(&f, "dc2", true));
         assert!(
             w.len() == 1 && w[0].contains("Invalid") && w[0].contains("ignored"),
             "{w:?}"
         );
         // Failback: dc1 gains, its route is Valid; dc2's Invalid is only a warning.
-        let w = judge(&f, "dc1", false).unwrap();
+        let w = passed(judge(&f, "dc1", false));
         assert!(w.len() == 1 && w[0].contains("site dc2"), "{w:?}");
     }
 
@@ -281,16 +327,14 @@ mod tests {
     fn not_found_is_a_warning_and_valid_is_quiet() {
         let p = plan();
         let f = evaluate(&p, &[vrp("203.0.113.0/24", 24, 65102)]);
-        let w = judge(&f, "dc2", false).unwrap();
+        let w = passed(judge(&f, "dc2", false));
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w.iter().all(|w| w.contains("NotFound")), "{w:?}");
         let both = [
             vrp("198.51.100.0/24", 24, 65101),
             vrp("198.51.100.0/24", 24, 65102),
         ];
-        assert!(judge(&evaluate(&p, &both), "dc2", false)
-            .unwrap()
-            .is_empty());
+        assert!(passed(judge(&evaluate(&p, &both), "dc2", false)).is_empty());
     }
 
     #[test]

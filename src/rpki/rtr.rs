@@ -5,9 +5,12 @@
 //! validator.
 //!
 //! Contract:
-//! - Version: RFC 8210 (version 1) first; a validator that refuses it or breaks off is asked
-//!   again on a new connection with RFC 6810 (version 0). A validator that answers neither
-//!   is an error carrying both answers.
+//! - Version: RFC 8210 (version 1) first. A validator that answers with an Error Report
+//!   "Unsupported Protocol Version" of version 0 is asked again on the same connection at
+//!   version 0 (the crate does this, RFC 8210 §7); one that refuses otherwise or breaks off is
+//!   asked again on a new connection with RFC 6810 (version 0). A validator that answers
+//!   neither is an error carrying both answers. The answer says which version the validator
+//!   answered in (the version field of its Cache Response, RFC 8210 §5.5).
 //! - Every wait is bounded: name resolution, connect and the whole exchange share one
 //!   deadline (`timeout`), whatever the validator does.
 //! - [`fetch_first`] asks the validators in the order given and takes the first complete
@@ -19,6 +22,10 @@
 //! [`super::rov`]), or cache VRPs between calls.
 
 use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -49,10 +56,20 @@ pub enum RtrError {
     NoneAnswered(Vec<RtrError>),
 }
 
+/// What one validator answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The RTR version of its Cache Response: 1 (RFC 8210) or 0 (RFC 6810).
+    pub version: u8,
+    pub vrps: Vec<Vrp>,
+}
+
 /// The VRPs of the first validator that answered.
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub validator: String,
+    /// The RTR version it answered in.
+    pub version: u8,
     pub vrps: Vec<Vrp>,
     /// Validators asked before it that failed.
     pub skipped: Vec<RtrError>,
@@ -63,10 +80,11 @@ pub fn fetch_first(validators: &[String], timeout: Duration) -> Result<Fetched, 
     let mut skipped = Vec::new();
     for v in validators {
         match fetch(v, timeout) {
-            Ok(vrps) => {
+            Ok(a) => {
                 return Ok(Fetched {
                     validator: v.clone(),
-                    vrps,
+                    version: a.version,
+                    vrps: a.vrps,
                     skipped,
                 })
             }
@@ -102,7 +120,7 @@ pub fn check_address(validator: &str) -> Result<(), String> {
 }
 
 /// The VRPs `validator` (HOST:PORT) holds now, within `timeout` in all.
-pub fn fetch(validator: &str, timeout: Duration) -> Result<Vec<Vrp>, RtrError> {
+pub fn fetch(validator: &str, timeout: Duration) -> Result<Answer, RtrError> {
     check_address(validator).map_err(|why| RtrError::BadAddress {
         validator: validator.into(),
         why,
@@ -122,7 +140,7 @@ pub fn fetch(validator: &str, timeout: Duration) -> Result<Vec<Vrp>, RtrError> {
     rt.block_on(async {
         let v1 = match tokio::time::timeout_at(deadline, reset(validator, 1)).await {
             Err(_) => return Err(timed_out()),
-            Ok(Ok(vrps)) => return Ok(vrps),
+            Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(Failure::Connect(why))) => {
                 return Err(RtrError::Connect {
                     validator: validator.into(),
@@ -133,7 +151,7 @@ pub fn fetch(validator: &str, timeout: Duration) -> Result<Vec<Vrp>, RtrError> {
         };
         match tokio::time::timeout_at(deadline, reset(validator, 0)).await {
             Err(_) => Err(timed_out()),
-            Ok(Ok(vrps)) => Ok(vrps),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(Failure::Connect(v0) | Failure::Protocol(v0))) => Err(RtrError::Protocol {
                 validator: validator.into(),
                 v1,
@@ -148,11 +166,18 @@ enum Failure {
     Protocol(String),
 }
 
-/// One connection, one Reset Query at `version`, the VRPs of the answer.
-async fn reset(validator: &str, version: u8) -> Result<Vec<Vrp>, Failure> {
+/// One connection, one Reset Query at `version` (lower if the validator asks for it), the
+/// VRPs of the answer.
+async fn reset(validator: &str, version: u8) -> Result<Answer, Failure> {
     let sock = tokio::net::TcpStream::connect(validator)
         .await
         .map_err(|e| Failure::Connect(e.to_string()))?;
+    let answered = Arc::new(AtomicU8::new(u8::MAX));
+    let sock = Tap {
+        inner: sock,
+        after_query: false,
+        version: answered.clone(),
+    };
     let mut client = Client::with_initial_version(version, sock, Collect, None);
     let update = client.reset().await.map_err(|e| {
         Failure::Protocol(match e.kind() {
@@ -176,7 +201,62 @@ async fn reset(validator: &str, version: u8) -> Result<Vec<Vrp>, Failure> {
             Action::Withdraw => set.remove(&vrp),
         };
     }
-    Ok(set.into_iter().collect())
+    Ok(Answer {
+        version: answered.load(Ordering::Relaxed),
+        vrps: set.into_iter().collect(),
+    })
+}
+
+/// The validator's socket, noting the first byte it sends after each query: the version field
+/// of the PDU that answers it (RFC 8210 §5.1, every PDU starts with it). The crate's client
+/// downgrades on its own and does not say to which version; the answer to the last query is
+/// the Cache Response whose version the whole exchange used.
+struct Tap<S> {
+    inner: S,
+    after_query: bool,
+    version: Arc<AtomicU8>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if me.after_query {
+            if let Some(&v) = buf.filled().get(before) {
+                me.version.store(v, Ordering::Relaxed);
+                me.after_query = false;
+            }
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            me.after_query = true;
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// The client says "server reported error N"; RFC 8210 §12 names N.
