@@ -40,8 +40,6 @@ pub struct FrrConfig {
     /// Also run bfdd (needs zebra, through which bgpd talks to it) with these lines as its
     /// config (`bfd` / `peer X` blocks); `None`: no bfdd.
     pub bfdd: Option<Vec<String>>,
-    /// bgpd modules to load (`-M NAME` each), e.g. `rpki` from Debian's `frr-rpki-rtrlib`.
-    pub bgpd_modules: Vec<String>,
 }
 
 impl FrrConfig {
@@ -55,14 +53,7 @@ impl FrrConfig {
             extra_router: Vec::new(),
             extra_global: Vec::new(),
             bfdd: None,
-            bgpd_modules: Vec::new(),
         }
-    }
-    /// Load bgpd module `name` (`-M name`); its config (e.g. an `rpki` block) goes in
-    /// [`FrrConfig::extra_global`].
-    pub fn with_bgpd_module(mut self, name: &str) -> FrrConfig {
-        self.bgpd_modules.push(name.to_string());
-        self
     }
     /// Run bfdd (and zebra) with `lines` as bfdd's config.
     pub fn with_bfdd(mut self, lines: &[&str]) -> FrrConfig {
@@ -256,9 +247,6 @@ impl<'l> Frr<'l> {
         let mut c = command("bgpd", "bgpd.conf");
         if !config.zebra {
             c.arg("-Z");
-        }
-        for m in &config.bgpd_modules {
-            c.args(["-M", m]);
         }
         pids.push(lab.spawn("bgpd", c, &dir.join("bgpd.out")));
         let frr = Frr {
