@@ -395,6 +395,19 @@ fn in_the_lab_an_invalid_recovery_origin_fails_the_preflight_and_r3_drops_it_whe
     });
     assert!(received.is_some(), "r3 never received {SUBNET} from r2");
     lab.wait_r3(None, None, "forced failover: r3 drops the Invalid route");
+    // r3's bgpd logs each UPDATE in (`debug bgp updates in`): r2's was denied by the import
+    // route-map, whose first clause is `match rpki invalid`.
+    let log = std::fs::read_to_string(format!(
+        "/run/ferry-lab/{}/r3/bgpd-updates.log",
+        lab.instance
+    ))
+    .unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains("192.0.2.5")
+            && l.contains(&format!("UPDATE about {SUBNET}"))
+            && l.contains("DENIED due to: route-map")),
+        "no denied UPDATE from r2 in r3's log:\n{log}"
+    );
     let rov = lab.r3(&format!("show rpki prefix {SUBNET} 65102"));
     assert!(!rov.contains("65102"), "r3 holds no ROA for AS65102: {rov}");
 
