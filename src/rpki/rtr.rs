@@ -5,9 +5,10 @@
 //! validator.
 //!
 //! Contract:
-//! - Version: RFC 8210 (version 1) first. A validator that answers with an Error Report
+//! - Version: RFC 8210 (version 1) first. A validator that answers in version 0 is taken at
+//!   its word (stayrtr `-protocol 0` does so); one that answers with an Error Report
 //!   "Unsupported Protocol Version" of version 0 is asked again on the same connection at
-//!   version 0 (the crate does this, RFC 8210 §7); one that refuses otherwise or breaks off is
+//!   version 0 (the crate does both, RFC 8210 §7); one that refuses otherwise or breaks off is
 //!   asked again on a new connection with RFC 6810 (version 0). A validator that answers
 //!   neither is an error carrying both answers. The answer says which version the validator
 //!   answered in (the version field of its Cache Response, RFC 8210 §5.5).
@@ -369,6 +370,38 @@ mod tests {
         );
         assert!(e.contains("version 0: error report 2"), "{e}");
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_version_0_cache_refusing_version_1_is_asked_again_in_version_0() {
+        // RFC 8210 §7: the cache answers the version 1 Reset Query with an Error Report
+        // "Unsupported Protocol Version" (code 4) in version 0, then the version 0 query with
+        // an RFC 6810 answer: Cache Response, one IPv4 Prefix, End of Data (12 octets in v0).
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut q1 = [0u8; 8];
+            s.read_exact(&mut q1).unwrap();
+            s.write_all(&[0, 10, 0, 4, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0])
+                .unwrap();
+            let mut q2 = [0u8; 8];
+            s.read_exact(&mut q2).unwrap();
+            let mut answer = vec![0, 3, 0, 7, 0, 0, 0, 8];
+            answer.extend([0, 4, 0, 0, 0, 0, 0, 20, 1, 24, 24, 0, 198, 51, 100, 0]);
+            answer.extend(65101u32.to_be_bytes());
+            answer.extend([0, 7, 0, 7, 0, 0, 0, 12, 0, 0, 0, 1]);
+            s.write_all(&answer).unwrap();
+            (q1[0], q2[0])
+        });
+        let a = fetch(&v, Duration::from_secs(5)).unwrap();
+        assert_eq!(server.join().unwrap(), (1, 0), "query versions");
+        assert_eq!(a.version, 0);
+        assert_eq!(
+            a.vrps,
+            [Vrp::new("198.51.100.0/24".parse().unwrap(), 24, 65101).unwrap()]
+        );
     }
 
     #[test]
