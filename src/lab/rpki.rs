@@ -52,7 +52,7 @@ fn module_paths() -> [PathBuf; 2] {
 pub struct Rpki {
     /// The router that validates; stayrtr runs in its namespace.
     pub router: String,
-    /// stayrtr's RTR port on 127.0.0.1 in that namespace.
+    /// stayrtr's RTR port on 127.0.0.1 in that namespace (its metrics: the next port).
     #[serde(default = "default_port")]
     pub port: u16,
     /// The router's import route-map (in its frr.conf) that gets a first clause denying
@@ -138,8 +138,11 @@ impl Rpki {
         let Some((_, conf)) = routers.find(|(name, _)| *name == self.router) else {
             return Err(format!("rpki.router {:?}: no such router", self.router));
         };
-        if self.port == 0 {
-            return Err("rpki.port 0: use 1..=65535".into());
+        if self.port == 0 || self.port == u16::MAX {
+            return Err(format!(
+                "rpki.port {}: use 1..=65534 (stayrtr's metrics take the next port)",
+                self.port
+            ));
         }
         let map = &self.import_route_map;
         if map.is_empty()
@@ -210,7 +213,10 @@ impl Rpki {
         let mut cmd = in_ns(ns, "stayrtr");
         cmd.args(["-bind", &format!("127.0.0.1:{}", self.port)])
             // Its Prometheus endpoint, on loopback too (the default is every address).
-            .args(["-metrics.addr", &format!("127.0.0.1:{}", self.port + 1)])
+            .args([
+                "-metrics.addr",
+                &format!("127.0.0.1:{}", self.port.saturating_add(1)),
+            ])
             .arg("-cache")
             .arg(&path)
             // A local file: no staleness check, re-read every second.
@@ -345,6 +351,11 @@ mod tests {
             toml::from_str("router = \"r3\"\nimport_route_map = \"A B\"\nport = 0").unwrap();
         let e = r.check([("r3", R3)].into_iter()).unwrap_err();
         assert!(e.contains("rpki.port 0"), "{e}");
+        let r: Rpki =
+            toml::from_str("router = \"r3\"\nimport_route_map = \"FROM-PEER\"\nport = 65535")
+                .unwrap();
+        let e = r.check([("r3", R3)].into_iter()).unwrap_err();
+        assert!(e.contains("rpki.port 65535"), "{e}");
     }
 
     #[test]
