@@ -1,6 +1,6 @@
 //! The RPKI preflight against real parts: Debian's `stayrtr` serving a VRP JSON file, and the
-//! FRR lab (`ferry lab up` with an `[rpki]` table: stayrtr in r3's namespace and FRR's RPKI
-//! module, Debian's `frr-rpki-rtrlib`, at r3 dropping Invalid routes). What it proves:
+//! FRR lab (`ferry lab up --rpki`: stayrtr in r3's namespace and FRR's RPKI module, Debian's
+//! `frr-rpki-rtrlib`, at r3 dropping Invalid routes). What it proves:
 //! - Ferry's RTR client reads stayrtr's VRPs over RFC 8210 (version 1) and RFC 6810
 //!   (version 0: stayrtr started with `-protocol 0`), and says which version answered; a
 //!   changed file arrives on the next fetch.
@@ -134,19 +134,6 @@ fn the_rtr_client_reads_stayrtr_over_rfc8210_and_rfc6810() {
     }
 }
 
-/// The RPKI lab: a copy of the built-in three-site topology with an `[rpki]` table (stayrtr
-/// in r3's namespace, r3 dropping Invalid on FROM-PEER), ROA for the primary's AS only.
-const RPKI_TABLE: &str = r#"
-[rpki]
-router = "r3"
-import_route_map = "FROM-PEER"
-
-[[rpki.roa]]
-prefix = "198.51.100.0/24"
-max_length = 24
-asn = 65101
-"#;
-
 /// A lab instance up on the RPKI topology; taken down on drop (also when an assertion fails).
 struct RpkiLab {
     instance: String,
@@ -162,38 +149,25 @@ impl Drop for RpkiLab {
 }
 
 impl RpkiLab {
+    /// `ferry lab up --rpki`: the built-in topology, stayrtr in r3's namespace serving one ROA
+    /// (198.51.100.0/24-24 AS65101), r3 dropping Invalid on its FROM-PEER import.
     fn up() -> Self {
         let lab = RpkiLab {
             instance: format!("rpki{}", std::process::id() % 100_000),
             dir: tempfile::tempdir().unwrap(),
         };
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
-        let topo = lab.dir.path().join("topology");
-        for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
-            let to = topo.join(f);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            let mut text = std::fs::read_to_string(src.join(f)).unwrap();
-            if f == "topology.toml" {
-                text.push_str(RPKI_TABLE);
-            }
-            std::fs::write(to, text).unwrap();
-        }
-        let args = [
-            "lab",
-            "up",
-            "--instance",
-            &lab.instance,
-            "--topology",
-            topo.to_str().unwrap(),
-        ];
+        let args = ["lab", "up", "--instance", &lab.instance, "--rpki"];
         // Once more if the first fails: other labs coming up at the same time on a small
         // machine can make one of the lab's own waits time out (a failed `up` cleans up).
-        let first = Command::new(ferry_bin()).args(args).output().unwrap();
-        if !first.status.success() {
-            eprintln!("lab up failed once, retrying:\n{}", say(&first));
-            let again = Command::new(ferry_bin()).args(args).output().unwrap();
-            assert!(again.status.success(), "lab up: {}", say(&again));
+        let mut out = Command::new(ferry_bin()).args(args).output().unwrap();
+        if !out.status.success() {
+            eprintln!("lab up failed once, retrying:\n{}", say(&out));
+            out = Command::new(ferry_bin()).args(args).output().unwrap();
+            assert!(out.status.success(), "lab up: {}", say(&out));
         }
+        let ns = lab.r3_ns();
+        let want = format!("rpki: stayrtr at 127.0.0.1:3323 in namespace {ns} serves /run/ferry-lab/{}/rtr/vrps.json", lab.instance);
+        assert!(say(&out).contains(&want), "{want:?} missing: {}", say(&out));
         lab
     }
 

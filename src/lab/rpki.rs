@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use super::frr::Frr;
 use super::proc::{self, in_ns};
+use super::topology::{Site, Topology};
 use super::{LabError, Result};
 use crate::rpki::rov::Vrp;
 
@@ -130,6 +131,23 @@ pub fn check_installed() -> Result<()> {
 }
 
 impl Rpki {
+    /// `ferry lab up --rpki`: the third site's router validates, dropping Invalid in its
+    /// FROM-PEER import route-map (the built-in topology's), with one ROA: the lab's IPv4
+    /// prefix, exactly its length, for the primary speaker's AS. The recovery speaker's
+    /// origin is therefore Invalid until a ROA for it is written to [`vrps_path`].
+    pub fn preset(topo: &Topology) -> Self {
+        Rpki {
+            router: topo.router(Site::Third).name.clone(),
+            port: default_port(),
+            import_route_map: "FROM-PEER".into(),
+            roas: vec![Roa {
+                prefix: topo.prefix,
+                max_length: topo.prefix.prefix_len(),
+                asn: topo.speaker(Site::Primary).asn,
+            }],
+        }
+    }
+
     /// The table against the rest of the topology: `routers` (name, frr.conf text).
     pub fn check<'a>(
         &self,
@@ -413,6 +431,22 @@ mod tests {
     }
 
     #[test]
+    fn the_preset_is_the_primary_speakers_roa_at_r3() {
+        let mut t = Topology::builtin().unwrap();
+        t.set_rpki(Rpki::preset(&t)).unwrap();
+        let r = t.rpki.clone().unwrap();
+        assert_eq!(r.router, "r3");
+        assert_eq!(
+            r.vrps(),
+            [Vrp::new("198.51.100.0/24".parse().unwrap(), 24, 65101).unwrap()]
+        );
+        assert_eq!(t.router(Site::Third).bgpd_modules, ["rpki"]);
+        assert!(t.configs["r3"].contains("route-map FROM-PEER deny 1"));
+        let e = t.set_rpki(Rpki::preset(&t)).unwrap_err();
+        assert!(e.to_string().contains("already"), "{e}");
+    }
+
+    #[test]
     fn a_topology_with_rpki_loads_the_module_and_the_text_at_its_router_only() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
         let dir = tempfile::tempdir().unwrap();
@@ -425,7 +459,7 @@ mod tests {
             }
             std::fs::write(to, text).unwrap();
         }
-        let t = super::super::topology::Topology::load(dir.path()).unwrap();
+        let t = Topology::load(dir.path()).unwrap();
         let modules: Vec<_> = t.routers.iter().map(|r| r.bgpd_modules.len()).collect();
         assert_eq!(modules, [0, 0, 1]);
         assert_eq!(t.routers[2].bgpd_modules, ["rpki"]);

@@ -186,6 +186,22 @@ impl Topology {
         Ok(t)
     }
 
+    /// Add `rpki` to a topology without an `[rpki]` table (`ferry lab up --rpki`).
+    pub fn set_rpki(&mut self, rpki: super::rpki::Rpki) -> Result<()> {
+        if self.rpki.is_some() {
+            return Err(LabError::Topology(
+                "--rpki: the topology has an [rpki] table already".into(),
+            ));
+        }
+        self.rpki = Some(rpki);
+        if let Err(e) = self.check() {
+            self.rpki = None;
+            return Err(LabError::Topology(e));
+        }
+        self.add_rpki();
+        Ok(())
+    }
+
     /// The `[rpki]` router loads bgpd's rpki module and gets its FRR text after its own.
     fn add_rpki(&mut self) {
         let Some(rpki) = self.rpki.clone() else {
