@@ -20,7 +20,9 @@ if [ "$demo" -eq 1 ]; then
     PACKAGES=(frr iproute2 procps)
 else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
-    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db)
+    # stayrtr + frr-rpki-rtrlib: the RPKI preflight's tests (an RTR validator serving a VRP
+    # file, and bgpd -M rpki dropping Invalid routes).
+    PACKAGES=(frr frr-rpki-rtrlib stayrtr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -46,6 +48,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
                 bird2) svc=bird ;;
                 gobgpd) svc=gobgpd ;;
                 exabgp) svc=exabgp ;;
+                stayrtr) svc=stayrtr ;;
                 *) continue ;;
             esac
             echo "install-deps: $svc was installed just now for the tests: disabling its service" >&2

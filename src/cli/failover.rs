@@ -18,6 +18,7 @@ use crate::controller::claim::{self, Claim, TakeOver, TakeOverRefused};
 use crate::controller::journal::now_ms;
 use crate::controller::lock::{self as plan_lock, Holder};
 use crate::controller::repair;
+use crate::controller::rpki;
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
 use crate::controller::{keeper, runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
@@ -48,7 +49,18 @@ pub enum PlanCommand {
         /// "ready"`, `"not checked"` with --offline, or the error).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        rpki: RpkiArgs,
     },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RpkiArgs {
+    /// With `[rpki]` in the plan: report RPKI Invalid routes of the site gaining the subnets,
+    /// and validators that do not answer, as warnings instead of failing (routers that drop
+    /// Invalid routes will still drop them).
+    #[arg(long)]
+    pub ignore_rpki: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -81,6 +93,8 @@ pub struct RunArgs {
     /// (with the run as `failover status --json` shows it). Prompts go to stderr.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub rpki: RpkiArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -191,6 +205,7 @@ pub fn plan(args: PlanArgs) -> i32 {
         plan,
         offline,
         json,
+        rpki,
     } = args.command;
     let p = match Plan::load(&plan) {
         Ok(p) => p,
@@ -200,7 +215,14 @@ pub fn plan(args: PlanArgs) -> i32 {
         }
     };
     let steps = step::build(&p, Direction::Failover, Mode::Planned);
+    // The RPKI preflight of a failover (the recovery site gains the subnets).
+    let rov = (!offline).then(|| rpki::preflight(&p, p.recovery(), rpki.ignore_rpki));
     if json {
+        let rov_json = match &rov {
+            None if p.rpki.is_some() => "not checked".into(),
+            None | Some(None) => serde_json::Value::Null,
+            Some(Some(outcome)) => outcome.to_json(),
+        };
         let speakers = if offline {
             Ok("not checked".to_owned())
         } else {
@@ -216,6 +238,7 @@ pub fn plan(args: PlanArgs) -> i32 {
             "subnets": p.all_prefixes().len(),
             "steps": steps.len(),
             "valid": true,
+            "rpki": rov_json,
         });
         let code = match speakers {
             Ok(s) => {
@@ -228,7 +251,11 @@ pub fn plan(args: PlanArgs) -> i32 {
             }
         };
         println!("{v}");
-        return code;
+        return if matches!(&rov, Some(Some(o)) if o.failed.is_some()) {
+            EXIT_FAILED
+        } else {
+            code
+        };
     }
     println!(
         "plan {}: {} -> {}, {} groups, {} subnets, {} steps: valid",
@@ -243,9 +270,18 @@ pub fn plan(args: PlanArgs) -> i32 {
         eprintln!("ferry plan check: warning: {w}");
     }
     if offline {
+        if p.rpki.is_some() {
+            println!("rpki: not checked (--offline)");
+        }
         return EXIT_OK;
     }
-    match check_speakers(&p, Direction::Failover, Mode::Planned).and_then(|()| probe_hosts(&p)) {
+    let rov_ok = match rov.flatten() {
+        Some(outcome) => say_rpki("plan check", &outcome),
+        None => true,
+    };
+    let code = match check_speakers(&p, Direction::Failover, Mode::Planned)
+        .and_then(|()| probe_hosts(&p))
+    {
         Ok(note) => {
             println!("speakers: ready for failover");
             if let Some(n) = note {
@@ -256,6 +292,38 @@ pub fn plan(args: PlanArgs) -> i32 {
         Err(e) => {
             eprintln!("ferry plan check: {e}");
             EXIT_FAILED
+        }
+    };
+    if rov_ok {
+        code
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Prints the RPKI preflight's outcome (each route's state on stdout, warnings and the
+/// failure on stderr); whether it passed.
+fn say_rpki(cmd: &str, outcome: &rpki::Outcome) -> bool {
+    if let Some(s) = &outcome.source {
+        println!(
+            "rpki: {} VRPs from {} (RTR version {})",
+            s.vrps, s.validator, s.version
+        );
+    }
+    for f in &outcome.findings {
+        println!(
+            "rpki: {} {} from AS{}: {}",
+            f.site, f.prefix, f.origin_as, f.verdict.state
+        );
+    }
+    for w in &outcome.warnings {
+        eprintln!("ferry {cmd}: warning: {w}");
+    }
+    match &outcome.failed {
+        None => true,
+        Some(e) => {
+            eprintln!("ferry {cmd}: rpki preflight failed: {e}");
+            false
         }
     }
 }
@@ -405,6 +473,7 @@ pub fn failover(args: FailoverArgs) -> i32 {
                 unplanned: false,
                 test: true,
                 json,
+                rpki: RpkiArgs { ignore_rpki: false },
                 state,
             },
             Direction::Failback,
@@ -506,6 +575,32 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         "order": order,
         "steps": steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
     }));
+    // A test run announces only into the isolated test network, which no validator judges.
+    let preflight = (!args.test)
+        .then(|| rpki::preflight(&p, to, args.rpki.ignore_rpki))
+        .flatten();
+    if let Some(outcome) = preflight {
+        let passed = if out.0 {
+            for w in &outcome.warnings {
+                eprintln!("ferry {cmd}: warning: {w}");
+            }
+            if let Some(e) = &outcome.failed {
+                eprintln!("ferry {cmd}: rpki preflight failed: {e}");
+            }
+            let verdict = if outcome.failed.is_none() {
+                "passed"
+            } else {
+                "failed"
+            };
+            out.event(serde_json::json!({"event": "rpki", "preflight": verdict, "rpki": outcome.to_json()}));
+            outcome.failed.is_none()
+        } else {
+            say_rpki(cmd, &outcome)
+        };
+        if !passed {
+            return EXIT_FAILED;
+        }
+    }
     if args.dry_run {
         return match check_speakers_printing(&p, direction, mode, !out.0) {
             Ok(()) => {

@@ -64,6 +64,10 @@ pub enum LabCommand {
         /// A topology directory (topology.toml and the router configs) instead of the built-in one.
         #[arg(long, value_name = "DIR")]
         topology: Option<PathBuf>,
+        /// RPKI at the third site's router: stayrtr serving one ROA, for the primary speaker's
+        /// AS only, and FRR's RPKI module dropping Invalid routes (docs/rpki.md, "In the lab").
+        #[arg(long)]
+        rpki: bool,
         /// The speakers' API sockets as one JSON object; progress goes to stderr.
         #[arg(long)]
         json: bool,
@@ -237,6 +241,7 @@ pub fn run(args: LabArgs) -> i32 {
         LabCommand::Up {
             instance,
             topology,
+            rpki,
             json,
         } => {
             if json {
@@ -246,14 +251,31 @@ pub fn run(args: LabArgs) -> i32 {
                 Ok(l) => l,
                 Err(e) => return fail(&e),
             };
+            if rpki {
+                let preset = crate::lab::rpki::Rpki::preset(&lab.topo);
+                if let Err(e) = lab.topo.set_rpki(preset) {
+                    return fail(&e);
+                }
+            }
             match lab.up(&|m| crate::lab::human(format_args!("{m}"))) {
                 Ok(()) => {
                     let primary = lab.speaker_socket(crate::lab::topology::Site::Primary);
                     let recovery = lab.speaker_socket(crate::lab::topology::Site::Recovery);
+                    // Where the validator is: plan checks with [rpki] run in its namespace.
+                    let validator = lab.topo.rpki.as_ref().map(|r| {
+                        (
+                            format!("127.0.0.1:{}", r.port),
+                            lab.ns(&r.router),
+                            crate::lab::rpki::vrps_path(&instance.instance),
+                        )
+                    });
                     if json {
                         print_json(&serde_json::json!({
                             "instance": instance.instance,
                             "speaker_api": {"primary": primary, "recovery": recovery},
+                            "rpki": validator.as_ref().map(|(rtr, ns, vrps)| {
+                                serde_json::json!({"rtr": rtr, "namespace": ns, "vrps": vrps})
+                            }),
                         }));
                     } else {
                         println!(
@@ -261,6 +283,12 @@ pub fn run(args: LabArgs) -> i32 {
                             primary.display(),
                             recovery.display()
                         );
+                        if let Some((rtr, ns, vrps)) = &validator {
+                            println!(
+                                "rpki: stayrtr at {rtr} in namespace {ns} serves {}; plan checks run there: ip netns exec {ns} ferry plan check PLAN.toml",
+                                vrps.display()
+                            );
+                        }
                     }
                     EXIT_OK
                 }

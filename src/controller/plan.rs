@@ -74,6 +74,9 @@
 //! # match_next_hop = true       # also compare next hops (only if nothing rewrites them)
 //! timeout_ms = 10000            # one deadline for the whole check of a group
 //! interval_ms = 100
+//! [rpki]                        # optional: RPKI preflight (docs/rpki.md); needs origin_as
+//! rtr = ["192.0.2.30:3323"]     # RTR validators, asked in order, first that answers is used
+//! timeout_ms = 5000             # per validator
 //! ```
 //!
 //! Verification by an observer. The observer is a Ferry speaker at a third site (where the
@@ -165,6 +168,7 @@ pub struct Plan {
     /// the recovery site peered only with the isolated test network's routers (SRM's "test
     /// network"). Never primary, recovery or the observer.
     pub test_site: Option<Spanned<String>>,
+    pub rpki: Option<Rpki>,
     #[serde(skip)]
     pub text: String,
 }
@@ -337,6 +341,39 @@ pub struct Verify {
     /// the sites' routes with their next hops unchanged (iBGP, or a route server).
     #[serde(default)]
     pub match_next_hop: bool,
+}
+
+/// `[rpki]`: the RTR validators whose VRPs the preflight validates each site's routes against
+/// (RFC 6811), by the sites' `origin_as` ([`super::rpki`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rpki {
+    /// `"host:port"` or a list of them, asked in order; the first that answers is used.
+    #[serde(deserialize_with = "one_or_many")]
+    pub rtr: Vec<String>,
+    /// One deadline per validator: connect and its whole answer.
+    #[serde(default = "rpki_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn rpki_timeout() -> u64 {
+    5_000
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(s)) => Ok(vec![s]),
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "rtr: give \"host:port\" or a list [\"host:port\", ...]",
+        )),
+    }
 }
 
 fn verify_timeout() -> u64 {
@@ -549,6 +586,7 @@ impl Plan {
                 "group" => tables.group.get(i),
                 "hook" => tables.hook.get(i),
                 "health_check" => tables.health_check.get(i),
+                "rpki" => tables.rpki.as_ref(),
                 _ => tables.verify.as_ref(),
             }
             .map(|t| line_of(&self.text, t.span().start));
@@ -787,6 +825,9 @@ impl Plan {
                 )));
             }
         }
+        if let Some(r) = &self.rpki {
+            self.check_rpki(r).map_err(at("rpki", 0))?;
+        }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
                 (Some(o), None) => {
@@ -810,6 +851,37 @@ impl Plan {
                 return Err(at("verify", 0)(
                     "verify: timeout_ms and interval_ms must be above 0".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validators that can be asked, and an origin AS for each site that announces.
+    fn check_rpki(&self, r: &Rpki) -> Result<(), String> {
+        if r.rtr.is_empty() {
+            return Err("rpki.rtr is empty: give at least one validator as \"host:port\"".into());
+        }
+        for v in &r.rtr {
+            crate::rpki::rtr::check_address(v).map_err(|e| format!("rpki.rtr {v:?}: {e}"))?;
+        }
+        if r.timeout_ms == 0 {
+            return Err("rpki.timeout_ms must be above 0".into());
+        }
+        for site in [self.primary(), self.recovery()] {
+            match site.origin_as {
+                None => {
+                    return Err(format!(
+                        "[rpki] needs site {:?} origin_as: the AS its routes are originated from (its speaker's AS, the last of the AS path they carry)",
+                        site.name
+                    ))
+                }
+                Some(0) => {
+                    return Err(format!(
+                        "site {:?} origin_as = 0: AS 0 never originates a route (RFC 7607); give its speaker's AS",
+                        site.name
+                    ))
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -863,6 +935,7 @@ struct Tables {
     #[serde(default)]
     health_check: Vec<Spanned<toml::Table>>,
     verify: Option<Spanned<toml::Table>>,
+    rpki: Option<Spanned<toml::Table>>,
 }
 
 fn check_url(url: &str) -> Result<(), String> {

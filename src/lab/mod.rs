@@ -20,7 +20,10 @@
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
-//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk, [`testnet`] the recovery site's isolated test network for drills,
+//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults,
+//! [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state
+//! disk, [`testnet`] the recovery site's isolated test network for drills, [`rpki`] stayrtr and
+//! FRR's RPKI module at a router,
 //! invariants checked after each step).
 
 pub mod chaos;
@@ -33,6 +36,7 @@ pub mod netns;
 pub mod probe;
 pub mod proc;
 pub mod report;
+pub mod rpki;
 pub mod scenarios;
 pub mod state;
 pub mod statedisk;

@@ -63,6 +63,7 @@ pub fn of(lab: &LabInstance) -> TestNetwork {
             name: ROUTER.into(),
             ns: lab.ns(ROUTER),
             dir: lab.dir.join(ROUTER),
+            bgpd_modules: Vec::new(),
         },
         vm_ns: lab.ns(VM),
     }
