@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::proc::{self, in_ns};
+use super::proc;
 use super::{now_us, LabError, Result};
 
 /// Answers later than this after the stop are not waited for.
@@ -212,13 +212,13 @@ pub struct Prober {
 impl Prober {
     /// Start it; `on_line` sees every live line (for progress output).
     pub fn start(
+        rt: &dyn super::runtime::Runtime,
         ns: &str,
         target: SocketAddr,
         out: PathBuf,
         on_line: impl Fn(&str) + Send + 'static,
     ) -> Result<Self> {
-        let exe = super::ferry_exe();
-        let mut cmd = in_ns(ns, &exe);
+        let mut cmd = rt.command(ns, &rt.ferry());
         cmd.args(["lab", "probe", "--target", &target.to_string(), "--out"])
             .arg(&out)
             .stdin(Stdio::piped())
