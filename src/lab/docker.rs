@@ -170,7 +170,8 @@ impl Runtime for DockerRuntime {
                 continue;
             }
             if router {
-                super::image::check_frr_image(&image)?;
+                super::image::check_frr_image(&image)
+                    .map_err(|e| usage(format!("node {node}: {e}")))?;
             } else if !super::image::exists(&image)? {
                 return Err(usage(format!(
                     "image {image} of node {node} not found: run `ferry lab image build`, or \

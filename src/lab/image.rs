@@ -131,6 +131,9 @@ pub fn build(mirror: Option<String>, say: &dyn Fn(&str)) -> Result<Built> {
     let suite = host_suite()?;
     let image = format!("{REPO}:{}", content_tag(&suite));
     super::docker::check_engine()?;
+    // Two builds at once (parallel tests, two shells) would both debootstrap: the second
+    // waits for the first and then finds the tag.
+    let _lock = build_lock(say)?;
     if exists(&image)? {
         say(&format!("{image} is there already: nothing to build"));
         return Ok(Built {
@@ -150,13 +153,91 @@ pub fn build(mirror: Option<String>, say: &dyn Fn(&str)) -> Result<Built> {
     };
     let root = std::env::temp_dir().join(format!("ferry-lab-image-{}", std::process::id()));
     let result = build_in(&root, &suite, &mirror, &image, say);
-    let _ = std::fs::remove_dir_all(&root);
+    remove_root(&root)?;
     result?;
     Ok(Built {
         image,
         built: true,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The lock that serialises builds on this host, waited for up to [`BUILD_TIMEOUT`].
+fn build_lock(say: &dyn Fn(&str)) -> Result<crate::filelock::FileLock> {
+    let path = Path::new(super::RUN_ROOT).join("image-build.lock");
+    std::fs::create_dir_all(super::RUN_ROOT)
+        .map_err(|e| LabError::step(format!("creating {}", super::RUN_ROOT), e))?;
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        match crate::filelock::FileLock::try_acquire(&path) {
+            Ok(mut l) => {
+                let _ = l.describe(&format!(
+                    "ferry lab image build, pid {}",
+                    std::process::id()
+                ));
+                return Ok(l);
+            }
+            Err(crate::filelock::LockError::Held { holder, .. }) => {
+                if started.elapsed() > BUILD_TIMEOUT {
+                    return Err(LabError::step(
+                        "ferry lab image build",
+                        format!(
+                            "another build ({holder}) held {} for {BUILD_TIMEOUT:?}",
+                            path.display()
+                        ),
+                    ));
+                }
+                if !said {
+                    say(&format!("waiting for another build ({holder})"));
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(LabError::step("ferry lab image build", e)),
+        }
+    }
+}
+
+/// Remove the build's root filesystem. debootstrap mounts /proc and /sys (and in some
+/// settings binds /dev) inside it and unmounts them when it finishes; after a failed or
+/// timed-out run they may still be there, and removing through them would reach the host's
+/// own files. So: unmount whatever is mounted under the root (deepest first), and leave the
+/// directory in place, named, if anything stays mounted.
+fn remove_root(root: &Path) -> Result<()> {
+    if !root.exists() {
+        return Ok(());
+    }
+    let mounted = || -> Vec<String> {
+        let prefix = format!("{}/", root.display());
+        let mut m: Vec<String> = std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        m.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        m
+    };
+    for m in mounted() {
+        let _ = run(
+            Command::new("umount").args(["-l", &m]),
+            Duration::from_secs(30),
+        );
+    }
+    let left = mounted();
+    if !left.is_empty() {
+        return Err(LabError::step(
+            format!("removing {}", root.display()),
+            format!(
+                "still mounted: {} (unmount them, then remove the directory)",
+                left.join(", ")
+            ),
+        ));
+    }
+    std::fs::remove_dir_all(root)
+        .map_err(|e| LabError::step(format!("removing {}", root.display()), e))
 }
 
 fn build_in(root: &Path, suite: &str, mirror: &str, image: &str, say: &dyn Fn(&str)) -> Result<()> {

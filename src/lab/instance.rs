@@ -159,7 +159,14 @@ impl LabInstance {
         preflight(self.rt.as_ref(), &self.topo)?;
         if let Some(st) = LabState::load(&self.instance)? {
             if st.complete && self.healthy(&st) {
-                say(&format!("lab {} is already up", self.instance));
+                say(&format!(
+                    "lab {} is already up ({} runtime)",
+                    self.instance,
+                    st.runtime.name()
+                ));
+                // A running instance keeps the runtime (and router image) it was built with,
+                // whatever this command selected.
+                self.rt = runtime::make(st.runtime, &self.instance, st.frr_image.as_deref());
                 self.state = st;
                 return Ok(());
             }
