@@ -145,6 +145,7 @@ impl Bench {
             lab.rt.as_ref(),
             &client,
             target,
+            lab.dir.join(PROBES_FILE),
             dir.join(PROBES_FILE),
             move |line| {
                 let f: Vec<&str> = line.split_whitespace().collect();
