@@ -4,8 +4,8 @@
 # cargo-nextest and cargo-deb. `--demo` installs only what `ferry lab demo` needs (FRR and iproute2).
 # `--docker` installs what `ferry lab --runtime docker` needs beyond that: the Docker engine
 # (docker.io) and debootstrap (`ferry lab image build`). Without it, nothing of Docker's is
-# installed and the lab runs on network namespaces; the full test run then needs an engine
-# that is already there (scripts/test.sh says so) or FERRY_TEST_NO_DOCKER=1.
+# installed and the lab runs on network namespaces; the full test run (scripts/test.sh) then
+# uses an engine that is already there, or skips the Docker runtime's tests and says so.
 # Idempotent; needs root (or sudo) for apt.
 #
 # It says what it installs before it does. Services: the tests and the lab start their own

@@ -670,6 +670,23 @@ fn bad_containerlab_files_are_named_with_exit_2_and_nothing_left() {
         &|t| t.replacen("    - r2:eth-r1\n", "    - r2:eth-r3\n", 1),
         "interface r2:eth-r3 is the end of two links",
     );
+    // containerlab keys the lab does not read are named, not ignored.
+    bad_file_is_refused(
+        &inst,
+        &|t| {
+            t.replacen(
+                "      kind: linux\n",
+                "      kind: linux\n      ports: [\"8080:80\"]\n",
+                1,
+            )
+        },
+        "unknown field `ports`",
+    );
+    bad_file_is_refused(
+        &inst,
+        &|t| t.replacen("topology:\n", "topology:\n  mgmt: {network: x}\n", 1),
+        "unknown field `mgmt`",
+    );
     let base = built_image();
     bad_file_is_refused(
         &inst,
