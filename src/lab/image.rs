@@ -339,6 +339,41 @@ mod tests {
         );
     }
 
+    /// A tree with a file system still mounted inside (as a failed debootstrap leaves /proc)
+    /// is unmounted first and then removed; the mounted file system's files are never
+    /// reached by the removal. Root only (it mounts a tmpfs).
+    #[test]
+    fn a_root_with_a_mount_left_inside_is_unmounted_before_removal() {
+        if !crate::lab::is_root() {
+            eprintln!("skipped: needs root to mount");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let inner = root.join("proc");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(root.join("etc-file"), "x").unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "ferry-test", inner.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount tmpfs");
+        let mounted = || {
+            std::fs::read_to_string("/proc/self/mounts")
+                .unwrap()
+                .contains(inner.to_str().unwrap())
+        };
+        assert!(mounted());
+        let r = remove_root(&root);
+        if mounted() {
+            let _ = Command::new("umount")
+                .args(["-l", inner.to_str().unwrap()])
+                .status();
+        }
+        r.unwrap();
+        assert!(!root.exists());
+    }
+
     #[test]
     fn the_tag_follows_the_recipe() {
         let a = content_tag("bookworm");
