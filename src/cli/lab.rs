@@ -1,4 +1,4 @@
-//! `ferry lab up|down|status|demo|test` and the hidden `probe` and `responder` the lab runs
+//! `ferry lab up|down|testnet|status|demo|test` and the hidden `probe` and `responder` the lab runs
 //! inside its namespaces. Output and exit codes only; the lab itself is [`crate::lab`].
 
 use std::path::PathBuf;
@@ -106,6 +106,15 @@ pub enum LabCommand {
         #[command(flatten)]
         instance: InstanceArg,
         /// What was removed, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the recovery site's isolated test network to a running lab, for test failovers:
+    /// router r4 (AS 65004) peered only with a test speaker sp2t, and a test copy of the VM.
+    Testnet {
+        #[command(flatten)]
+        instance: InstanceArg,
+        /// The test speaker's API socket and r4's namespace as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -362,6 +371,35 @@ pub fn run(args: LabArgs) -> i32 {
                     for r in removed {
                         println!("removed {r}");
                     }
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        LabCommand::Testnet { instance, json } => {
+            if json {
+                crate::lab::human_to_stderr();
+            }
+            let added = LabInstance::attach(&instance.instance).and_then(|mut lab| {
+                crate::lab::testnet::add(&mut lab, &|m| crate::lab::human(format_args!("{m}")))
+            });
+            match added {
+                Ok(net) if json => {
+                    print_json(&serde_json::json!({
+                        "instance": instance.instance,
+                        "test_speaker_api": net.speaker_api,
+                        "router_ns": net.router.ns,
+                        "vm_ns": net.vm_ns,
+                    }));
+                    EXIT_OK
+                }
+                Ok(net) => {
+                    println!(
+                        "test speaker API: {} (use it as the plan's test_site); r4 in {}, the test VM in {}",
+                        net.speaker_api.display(),
+                        net.router.ns,
+                        net.vm_ns
+                    );
                     EXIT_OK
                 }
                 Err(e) => fail(&e),

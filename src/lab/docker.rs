@@ -261,6 +261,30 @@ impl Runtime for DockerRuntime {
         Ok(id.chars().take(12).collect())
     }
 
+    fn remove_node(&self, ns: &str, node: &str) -> Result<()> {
+        let name = container_name(&self.instance, node);
+        // Only a container of this instance's node: selected by both labels, never by name.
+        let found = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={LABEL_INSTANCE}={}", self.instance),
+            "--filter",
+            &format!("label={LABEL_NODE}={node}"),
+        ])?;
+        for id in found.split_whitespace() {
+            docker(&["rm", "-f", id])
+                .map_err(|e| LabError::step(format!("removing container {name}"), e))?;
+        }
+        if let Ok(mut m) = self.pids.lock() {
+            m.remove(ns);
+        }
+        if netns::exists(ns) {
+            netns::destroy(ns)?;
+        }
+        Ok(())
+    }
+
     fn command(&self, ns: &str, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         // No pid: nsenter then fails with a message naming the target, never runs on the host.

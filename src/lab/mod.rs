@@ -22,7 +22,7 @@
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
-//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
+//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk, [`testnet`] the recovery site's isolated test network for drills,
 //! invariants checked after each step).
 
 pub mod chaos;
@@ -42,6 +42,7 @@ pub mod runtime;
 pub mod scenarios;
 pub mod state;
 pub mod statedisk;
+pub mod testnet;
 pub mod topology;
 pub mod watch;
 

@@ -68,6 +68,10 @@ pub trait Runtime: std::fmt::Debug + Send + Sync {
         container: Option<&NodeContainer>,
     ) -> Result<String>;
 
+    /// Remove node `node` (namespace `ns`) if it exists, with the processes in it; nothing if
+    /// it does not.
+    fn remove_node(&self, ns: &str, node: &str) -> Result<()>;
+
     /// A veth pair between two nodes, each end created straight inside its namespace (the
     /// same for every runtime: the namespaces have names).
     fn link(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
@@ -111,6 +115,13 @@ impl Runtime for NetnsRuntime {
     ) -> Result<String> {
         netns::create(ns)?;
         Ok(ns.to_owned())
+    }
+
+    fn remove_node(&self, ns: &str, _node: &str) -> Result<()> {
+        if netns::exists(ns) {
+            netns::destroy(ns)?;
+        }
+        Ok(())
     }
 
     fn command(&self, ns: &str, program: &str) -> Command {
