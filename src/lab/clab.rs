@@ -212,6 +212,8 @@ fn to_topology(
         speakers: Vec::new(),
         hosts: Vec::new(),
         links: Vec::new(),
+        // `ferry lab up --rpki` adds one to a containerlab topology as to a built-in one.
+        rpki: None,
         configs: BTreeMap::new(),
         containers: BTreeMap::new(),
     };
@@ -260,6 +262,7 @@ fn to_topology(
                     },
                     asn: label(&n.labels, &owner, "ferry.asn")?,
                     config: conf.clone(),
+                    bgpd_modules: Vec::new(),
                 });
             }
             "speaker" => topo.speakers.push(Speaker {

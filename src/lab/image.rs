@@ -21,9 +21,10 @@ use super::{LabError, Result};
 
 /// The image's repository name; the tag is [`content_tag`].
 pub const REPO: &str = "ferry-lab-frr";
-/// Debian packages installed on top of minbase: FRR for routers, iproute2 and ping for
-/// people who `docker exec` into a node (the lab itself runs the host's `ip`).
-pub const PACKAGES: [&str; 3] = ["frr", "iproute2", "iputils-ping"];
+/// Debian packages installed on top of minbase: FRR for routers, its RPKI module for a lab
+/// with `[rpki]` (bgpd `-M rpki`; stayrtr runs from the host in the node's namespace), iproute2
+/// and ping for people who `docker exec` into a node (the lab itself runs the host's `ip`).
+pub const PACKAGES: [&str; 4] = ["frr", "frr-rpki-rtrlib", "iproute2", "iputils-ping"];
 /// The recipe's steps, hashed into the tag: change them and the tag changes.
 const RECIPE: &str = "debootstrap --variant=minbase --include=PACKAGES SUITE; \
     rm -rf var/cache/apt/archives/*.deb var/lib/apt/lists/*; \

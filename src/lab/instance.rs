@@ -123,37 +123,26 @@ impl LabInstance {
     }
 
     pub fn frr(&self, site: Site) -> Frr {
-<<<<<<< HEAD
-        self.router_frr(self.topo.router(site))
-    }
-
-    /// The FRR of the router called `name`.
-    pub fn frr_named(&self, name: &str) -> Result<Frr> {
-        let router = self.topo.routers.iter().find(|r| r.name == name);
-        router
-            .map(|r| self.router_frr(r))
-            .ok_or_else(|| LabError::Topology(format!("no router {name}")))
-    }
-
-    fn router_frr(&self, router: &super::topology::Router) -> Frr {
-        let name = router.name.clone();
-=======
         self.frr_named(&self.topo.router(site).name)
     }
 
-    /// The FRR of router `name` (a site's, or a transit router).
+    /// The FRR of router `name` (a site's, a transit router, or one added to the running lab
+    /// such as the test network's r4), with the bgpd modules its topology entry asks for.
     pub fn frr_named(&self, name: &str) -> Frr {
+        let bgpd_modules = self
+            .topo
+            .routers
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.bgpd_modules.clone())
+            .unwrap_or_default();
         let name = name.to_owned();
->>>>>>> h-docker
         Frr {
             ns: self.ns(&name),
             dir: self.dir.join(&name),
             name,
-<<<<<<< HEAD
-            bgpd_modules: router.bgpd_modules.clone(),
-=======
+            bgpd_modules,
             rt: self.rt.clone(),
->>>>>>> h-docker
         }
     }
 
@@ -285,7 +274,7 @@ impl LabInstance {
         say("waiting for every BGP session to be Established");
         self.wait_sessions(SESSIONS_UP)?;
         if let Some(rpki) = &t.rpki {
-            let frr = self.frr_named(&rpki.router)?;
+            let frr = self.frr_named(&rpki.router);
             say(&format!("waiting for {}'s RPKI table", frr.name));
             rpki.wait_loaded(&frr, RPKI_UP)?;
         }
