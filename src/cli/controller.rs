@@ -140,7 +140,7 @@ pub fn run_in_store(
         }
     };
     let timeout = match mode {
-        Mode::Planned => std::time::Duration::from_secs(10),
+        Mode::Planned | Mode::Test => std::time::Duration::from_secs(10),
         Mode::Unplanned => std::time::Duration::from_secs(3),
     };
     let sites = match ApiSites::new(&p, timeout) {
@@ -158,7 +158,7 @@ pub fn run_in_store(
             return EXIT_USAGE;
         }
     };
-    let n = crate::controller::step::build(&p, mode).len();
+    let n = crate::controller::step::build(&p, direction, mode).len();
     let name = p.name.clone();
     let create = |run_id: &str| store.create_journal(&name, run_id, &lock);
     let ex = Executor::start_in(

@@ -98,7 +98,7 @@ pub fn resume(
 ) -> Result<End, String> {
     let plan = Plan::parse(&run.plan_text).map_err(|e| format!("the run's plan: {e}"))?;
     let timeout = match run.mode {
-        Mode::Planned => Duration::from_secs(10),
+        Mode::Planned | Mode::Test => Duration::from_secs(10),
         Mode::Unplanned => Duration::from_secs(3),
     };
     let (sites, me) = fencing::under_lock(ApiSites::new(&plan, timeout)?, &plan.name, lock, me)?;

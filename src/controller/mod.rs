@@ -22,6 +22,8 @@
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
 //! - [`observe`]: which site a route the verification's observer received comes from
 //!   (origin AS, verify community; next hop only when asked), and what it sees, in words.
+//! - [`rpki`]: the RPKI preflight: each site's routes validated (RFC 6811) against the VRPs
+//!   of the plan's RTR validators; Invalid at the site gaining the subnets fails it.
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //! - [`hook`]: commands in their own process group, dying with the controller; ending the
 //!   leftovers of a dead controller's hook.
@@ -42,6 +44,7 @@ pub mod lock;
 pub mod observe;
 pub mod plan;
 pub mod repair;
+pub mod rpki;
 pub mod runs;
 pub mod sites;
 pub mod statedir;
