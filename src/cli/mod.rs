@@ -8,6 +8,7 @@
 //! `ferry withdraw --all` asks on a terminal; not confirmed is 1, no terminal and no `--yes` 2.
 
 mod decode;
+mod dns;
 mod failover;
 mod generate;
 mod lab;
@@ -76,6 +77,8 @@ pub enum Command {
     /// Run a failover plan (primary -> recovery), or manage its runs (status, resume, abort,
     /// keep, repair, history).
     Failover(failover::FailoverArgs),
+    /// The plan's DNS entries: `ferry dns check --plan PLAN`.
+    Dns(dns::DnsArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(args) => failover::plan(args),
         Command::Failover(args) => failover::failover(args),
         Command::Failback(args) => failover::failback(args),
+        Command::Dns(args) => dns::run(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     }

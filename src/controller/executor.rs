@@ -30,6 +30,7 @@ use super::journal::{Direction, Journal, JournalError, Mode, Outcome, Phase, Rec
 use super::lock::Holder;
 use super::plan::{OnFailure, Plan};
 use super::sites::{Probes, Sites};
+use super::dns::{Dns, SystemDns};
 use super::step::{self, Ctx, Step};
 
 /// What the caller is shown while a run goes on.
@@ -87,6 +88,8 @@ pub struct Executor<'a> {
     pub journal: Journal,
     sites: &'a dyn Sites,
     probes: &'a dyn Probes,
+    /// [`SystemDns`] unless [`Executor::with_dns`] says otherwise (unit tests).
+    dns: &'a dyn Dns,
     progress: Box<dyn FnMut(Progress) + 'a>,
 }
 
@@ -131,6 +134,7 @@ impl<'a> Executor<'a> {
             journal,
             sites,
             probes,
+            dns: &SystemDns,
             progress,
         };
         let names = ex.steps.iter().map(|s| s.name.clone()).collect();
@@ -188,8 +192,15 @@ impl<'a> Executor<'a> {
             journal,
             sites,
             probes,
+            dns: &SystemDns,
             progress,
         })
+    }
+
+    /// Reach the DNS servers of `[[dns]]` entries through `dns` (a fake in unit tests).
+    pub fn with_dns(mut self, dns: &'a dyn Dns) -> Self {
+        self.dns = dns;
+        self
     }
 
     /// What the steps of this run see: its plan, direction, mode, sites and probes.
@@ -200,6 +211,7 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            dns: self.dns,
             spawned: &|_| Ok(()),
         }
     }
@@ -415,6 +427,7 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            dns: self.dns,
             spawned: &spawned,
         };
         let r = if undo {

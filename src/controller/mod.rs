@@ -15,6 +15,9 @@
 //! - [`observe`]: which site a route the verification's observer received comes from
 //!   (origin AS, verify community; next hop only when asked), and what it sees, in words.
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
+//! - [`dnsplan`]: the plan's `[[dns]]` entries (records that change address with a group).
+//! - [`dns`]: the DNS steps (pre-stage the TTL, signed update, verify at every authoritative
+//!   server) and their compensations, behind the [`dns::Dns`] trait.
 //! - [`hook`]: commands in their own process group, dying with the controller; ending the
 //!   leftovers of a dead controller's hook.
 //! - [`http`]: HTTP(S) hooks and checks with one deadline per call.
@@ -22,6 +25,8 @@
 //! Never does: speak BGP itself; everything at a site goes through its speaker's API.
 
 pub mod claim;
+pub mod dns;
+pub mod dnsplan;
 pub mod executor;
 pub mod hook;
 pub mod http;

@@ -97,6 +97,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::dnsplan::DnsEntry;
 use crate::speaker::attrs::AttributesText;
 use crate::speaker::Route;
 
@@ -155,6 +156,9 @@ pub struct Plan {
     #[serde(default, rename = "health_check")]
     pub health_checks: Vec<HealthCheck>,
     pub verify: Option<Verify>,
+    /// Records whose addresses change with a group (RFC 2136 updates): [`super::dnsplan`].
+    #[serde(default, rename = "dns")]
+    pub dns: Vec<DnsEntry>,
     #[serde(skip)]
     pub text: String,
 }
@@ -491,6 +495,7 @@ impl Plan {
                 "group" => tables.group.get(i),
                 "hook" => tables.hook.get(i),
                 "health_check" => tables.health_check.get(i),
+                "dns" => tables.dns.get(i),
                 _ => tables.verify.as_ref(),
             }
             .map(|t| line_of(&self.text, t.span().start));
@@ -524,9 +529,15 @@ impl Plan {
         let mut seen: Vec<IpNet> = Vec::new();
         let mut groups = std::mem::take(&mut self.groups);
         for (i, g) in groups.iter_mut().enumerate() {
-            if g.subnets.is_empty() {
+            // A changed-IP group moves no subnet: its VMs come up with new addresses and a
+            // [[dns]] entry follows them.
+            let dns_only = self
+                .dns
+                .iter()
+                .any(|d| d.group.as_ref().is_some_and(|n| *n.get_ref() == g.name));
+            if g.subnets.is_empty() && !dns_only {
                 return Err(at("group", i)(format!(
-                    "group {:?}: subnets is empty",
+                    "group {:?}: subnets is empty (allowed only for a group a [[dns]] entry names)",
                     g.name
                 )));
             }
@@ -643,6 +654,10 @@ impl Plan {
                 )));
             }
         }
+        let mut dns = std::mem::take(&mut self.dns);
+        let checked = self.check_dns(&mut dns, &at);
+        self.dns = dns;
+        checked?;
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
                 (Some(o), None) => {
@@ -663,6 +678,41 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// Each `[[dns]]` entry ([`DnsEntry::check`]), its group, and no name or record twice.
+    fn check_dns<F, G>(&self, dns: &mut [DnsEntry], at: &F) -> Result<(), String>
+    where
+        F: Fn(&'static str, usize) -> G,
+        G: Fn(String) -> String,
+    {
+        let line = |offset: usize| line_of(&self.text, offset);
+        {
+            for (i, d) in dns.iter_mut().enumerate() {
+                d.check(&line).map_err(at("dns", i))?;
+                self.group_ref(&format!("dns {:?} group", d.name), &d.group)
+                    .map_err(at("dns", i))?;
+            }
+            for (i, d) in dns.iter().enumerate() {
+                if dns[..i].iter().any(|o| o.name == d.name) {
+                    return Err(at("dns", i)(format!("dns.name {:?} appears twice", d.name)));
+                }
+                for r in &d.records {
+                    let v6 = r.primary_ip().is_ipv6();
+                    if let Some(o) = dns[..i].iter().find(|o| {
+                        o.records.iter().any(|x| {
+                            x.name.eq_ignore_ascii_case(&r.name) && x.primary_ip().is_ipv6() == v6
+                        })
+                    }) {
+                        return Err(at("dns", i)(format!(
+                            "dns {:?}: record {} is also in dns {:?}: one entry per record",
+                            d.name, r.name, o.name
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 
     /// The observer must have something to recognise each moving site's routes by.
@@ -713,6 +763,8 @@ struct Tables {
     #[serde(default)]
     health_check: Vec<Spanned<toml::Table>>,
     verify: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    dns: Vec<Spanned<toml::Table>>,
 }
 
 fn check_url(url: &str) -> Result<(), String> {

@@ -5,7 +5,10 @@
 //! preflight; pre-check hooks; optional drain of `from` (GRACEFUL_SHUTDOWN, RFC 8326, then the
 //! plan's wait); plan-wide stop-primary and cutover hooks and health checks; then per group, in
 //! plan order: its stop-primary and cutover hooks, its health checks, the move (announce at `to`
-//! and withdraw at `from`, in the plan's order), verification; post-check hooks. Hooks and
+//! and withdraw at `from`, in the plan's order; none for a changed-IP group without subnets),
+//! verification, then its `[[dns]]` entries' update and verify ([`super::dns`]); the `[[dns]]`
+//! entries without a group; post-check hooks. A planned run pre-stages every `[[dns]]` entry
+//! (its TTL) right after the pre-check hooks. Hooks and
 //! checks without a `group` are plan-wide; pre- and post-checks always run once per run.
 //!
 //! Contract:
@@ -44,6 +47,10 @@ pub enum StepKind {
     Announce { group: usize },
     Withdraw { group: usize },
     Verify { group: usize },
+    /// `[[dns]]` entry `dns` ([`super::dns`]).
+    DnsPrestage { dns: usize },
+    DnsUpdate { dns: usize },
+    DnsVerify { dns: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +66,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     pub sites: &'a dyn Sites,
     pub probes: &'a dyn Probes,
+    /// The DNS servers of the plan's `[[dns]]` entries.
+    pub dns: &'a dyn super::dns::Dns,
     /// Told each hook command's process before it is waited for (the executor journals it).
     pub spawned: OnSpawn<'a>,
 }
@@ -177,7 +186,30 @@ pub fn build(plan: &Plan, mode: Mode) -> Vec<Step> {
             }
         }
     };
+    let dns = |v: &mut Vec<Step>, group: Option<usize>| {
+        for (i, d) in plan.dns.iter().enumerate() {
+            let g = d.group.as_ref().map(|g| g.get_ref().as_str());
+            if g == group.map(|g| plan.groups[g].name.as_str()) {
+                v.push(Step {
+                    name: format!("dns update {}", d.name),
+                    kind: StepKind::DnsUpdate { dns: i },
+                });
+                v.push(Step {
+                    name: format!("dns verify {}", d.name),
+                    kind: StepKind::DnsVerify { dns: i },
+                });
+            }
+        }
+    };
     hooks(&mut v, Stage::PreCheck, None);
+    if planned {
+        for (i, d) in plan.dns.iter().enumerate() {
+            v.push(Step {
+                name: format!("dns prestage {}", d.name),
+                kind: StepKind::DnsPrestage { dns: i },
+            });
+        }
+    }
     if planned && plan.drain.is_some() {
         v.push(Step {
             name: "drain".into(),
@@ -203,17 +235,22 @@ pub fn build(plan: &Plan, mode: Mode) -> Vec<Step> {
             name: format!("withdraw {}", group.name),
             kind: StepKind::Withdraw { group: g },
         };
-        match plan.order {
-            Order::BreakBeforeMake => v.extend([withdraw, announce]),
-            Order::MakeBeforeBreak => v.extend([announce, withdraw]),
+        // A changed-IP group (no subnets) moves by its [[dns]] entries only.
+        if !group.prefixes.is_empty() {
+            match plan.order {
+                Order::BreakBeforeMake => v.extend([withdraw, announce]),
+                Order::MakeBeforeBreak => v.extend([announce, withdraw]),
+            }
+            if plan.verify.is_some() {
+                v.push(Step {
+                    name: format!("verify {}", group.name),
+                    kind: StepKind::Verify { group: g },
+                });
+            }
         }
-        if plan.verify.is_some() {
-            v.push(Step {
-                name: format!("verify {}", group.name),
-                kind: StepKind::Verify { group: g },
-            });
-        }
+        dns(&mut v, Some(g));
     }
+    dns(&mut v, None);
     hooks(&mut v, Stage::PostCheck, None);
     v
 }
@@ -258,13 +295,21 @@ impl Step {
                 )
             }
             StepKind::Verify { group } => verify(cx, self, *group),
+            StepKind::DnsPrestage { dns } => super::dns::prestage(cx, &cx.plan.dns[*dns]),
+            StepKind::DnsUpdate { dns } => super::dns::update(cx, &cx.plan.dns[*dns], false),
+            StepKind::DnsVerify { dns } => super::dns::verify(cx, &cx.plan.dns[*dns]),
         }
     }
 
     /// Undo what `apply` did (or may have done).
     pub fn compensate(&self, cx: &Ctx<'_>) -> Result<Option<String>, String> {
         match &self.kind {
-            StepKind::Preflight | StepKind::Health { .. } | StepKind::Verify { .. } => Ok(None),
+            StepKind::Preflight
+            | StepKind::Health { .. }
+            | StepKind::Verify { .. }
+            | StepKind::DnsVerify { .. } => Ok(None),
+            StepKind::DnsPrestage { dns } => super::dns::unstage(cx, &cx.plan.dns[*dns]),
+            StepKind::DnsUpdate { dns } => super::dns::update(cx, &cx.plan.dns[*dns], true),
             StepKind::Hook { hook, group } => {
                 let h = &cx.plan.hooks[*hook];
                 if h.undo.is_none() {
