@@ -20,7 +20,9 @@ if [ "$demo" -eq 1 ]; then
     PACKAGES=(frr iproute2 procps)
 else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
-    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db)
+    # bind9 + bind9-dnsutils: the DNS failover tests start their own named (dig, nsupdate,
+    # tsig-keygen read and change its zone).
+    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db bind9 bind9-dnsutils)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -46,6 +48,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
                 bird2) svc=bird ;;
                 gobgpd) svc=gobgpd ;;
                 exabgp) svc=exabgp ;;
+                bind9) svc=named ;;
                 *) continue ;;
             esac
             echo "install-deps: $svc was installed just now for the tests: disabling its service" >&2

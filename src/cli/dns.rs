@@ -36,10 +36,7 @@ fn load(cmd: &str, path: &Path) -> Result<Plan, i32> {
         EXIT_USAGE
     })?;
     if p.dns.is_empty() {
-        eprintln!(
-            "ferry {cmd}: plan {} has no [[dns]] entry",
-            path.display()
-        );
+        eprintln!("ferry {cmd}: plan {} has no [[dns]] entry", path.display());
         return Err(EXIT_USAGE);
     }
     Ok(p)

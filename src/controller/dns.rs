@@ -8,7 +8,7 @@
 //!   `server`: for every record the prerequisite that its RRset is exactly the `from` address
 //!   (RFC 2136 section 2.4.2), then the RRset replaced by the `to` address with
 //!   `failover_ttl`. The server applies all of it or nothing (RFC 2136 section 3.4).
-//!   Compensation: the same from `to` back to `from`.
+//!   Compensation: the same from `to` back to `from`, for the records that hold `to`.
 //! - **verify**: until `timeout_ms`, every listed server answers every record with the `to`
 //!   address and the zone's SOA serial the primary server has now (a secondary that has not
 //!   transferred the updated zone answers an older serial).
@@ -18,6 +18,10 @@
 //!   would write, the step is done (a run killed between the update and its journal record
 //!   resumes); when a record holds anything else, the step fails naming each record's
 //!   actual addresses and nothing was changed.
+//! - Compensations restore only what this run set: a record holding an address it did not
+//!   write (changed by someone else) is left alone and named in the note. A server that does
+//!   not answer fails the compensation (the run stops for the operator: what the server holds
+//!   cannot be known).
 //! - An unplanned run has no pre-stage step and its DNS steps never contact the old site:
 //!   the DNS servers are the only ones asked.
 //! - Every call gets only what is left of the step's `timeout_ms`.
@@ -170,7 +174,7 @@ fn send(
     let server = e.addrs[0];
     let hint = |err: DnsError| -> String {
         match &err {
-            DnsError::Refused { tsig: Some(_), .. } => format!(
+            DnsError::Refused(r) if r.tsig.is_some() => format!(
                 "{err}: the server does not accept key {:?} from {} (name, algorithm and secret must match its key clause)",
                 key.name,
                 e.tsig_key_file.display()
@@ -189,7 +193,10 @@ fn send(
                 let a = dns
                     .addresses(server, &c.name, c.new.is_ipv6(), left())
                     .map_err(|err| {
-                        format!("prerequisite failed ({rcode}); then reading {}: {err}", c.name)
+                        format!(
+                            "prerequisite failed ({rcode}); then reading {}: {err}",
+                            c.name
+                        )
                     })?;
                 if a.addrs != [c.new] {
                     wrong.push(format!("{} holds {}, expected {}", c.name, show(&a), c.old));
@@ -250,7 +257,41 @@ pub fn prestage(cx: &Ctx<'_>, e: &DnsEntry) -> Result<Option<String>, String> {
     )))
 }
 
-/// Undo the pre-stage: `ttl` again on the `from` addresses.
+/// The records among `changes` that hold their `old` address now and do not already carry
+/// the change's TTL (the others need nothing, or are left alone by a compensation: this run
+/// did not set them), and words about those left alone.
+fn ours(
+    dns: &dyn Dns,
+    e: &DnsEntry,
+    changes: Vec<Replace>,
+    left: &dyn Fn() -> Duration,
+) -> Result<(Vec<Replace>, Vec<String>), String> {
+    let mut keep = Vec::new();
+    let mut other = Vec::new();
+    for c in changes {
+        let a = dns
+            .addresses(e.addrs[0], &c.name, c.old.is_ipv6(), left())
+            .map_err(|err| err.to_string())?;
+        if a.addrs == [c.old] {
+            if c.old != c.new || a.ttl != Some(c.ttl) {
+                keep.push(c);
+            }
+        } else {
+            other.push(format!("{} holds {}", c.name, show(&a)));
+        }
+    }
+    Ok((keep, other))
+}
+
+fn left_alone(other: &[String]) -> String {
+    if other.is_empty() {
+        String::new()
+    } else {
+        format!("; left alone (not set by this run): {}", other.join(", "))
+    }
+}
+
+/// Undo the pre-stage: `ttl` again on the records that hold their `from` addresses.
 pub fn unstage(cx: &Ctx<'_>, e: &DnsEntry) -> Result<Option<String>, String> {
     let d = Deadline::new(cx, e);
     let key = key(cx, e)?;
@@ -267,11 +308,19 @@ pub fn unstage(cx: &Ctx<'_>, e: &DnsEntry) -> Result<Option<String>, String> {
             }
         })
         .collect();
-    send(cx.dns, e, &key, &changes, &|| d.left())?;
-    Ok(Some(format!("TTL {} s again", e.ttl)))
+    let (changes, other) = ours(cx.dns, e, changes, &|| d.left())?;
+    if !changes.is_empty() {
+        send(cx.dns, e, &key, &changes, &|| d.left())?;
+    }
+    Ok(Some(format!(
+        "TTL {} s again on {} records{}",
+        e.ttl,
+        changes.len(),
+        left_alone(&other)
+    )))
 }
 
-/// The update (`undo`: its compensation, `to` back to `from`).
+/// The update (`undo`: its compensation, `to` back to `from`, for the records that hold `to`).
 pub fn update(cx: &Ctx<'_>, e: &DnsEntry, undo: bool) -> Result<Option<String>, String> {
     let d = Deadline::new(cx, e);
     let key = key(cx, e)?;
@@ -289,16 +338,31 @@ pub fn update(cx: &Ctx<'_>, e: &DnsEntry, undo: bool) -> Result<Option<String>, 
             }
         })
         .collect();
+    let what = |changes: &[Replace]| -> String {
+        let v: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.new))
+            .collect();
+        v.join(", ")
+    };
+    if undo {
+        let (changes, other) = ours(cx.dns, e, changes, &|| d.left())?;
+        if changes.is_empty() {
+            return Ok(Some(format!("nothing to restore{}", left_alone(&other))));
+        }
+        send(cx.dns, e, &key, &changes, &|| d.left())?;
+        return Ok(Some(format!(
+            "restored at {}: {}{}",
+            e.addrs[0],
+            what(&changes),
+            left_alone(&other)
+        )));
+    }
     let sent = send(cx.dns, e, &key, &changes, &|| d.left())?;
-    let what: Vec<String> = changes
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.new))
-        .collect();
-    Ok(Some(match (sent, undo) {
-        (true, false) => format!("updated at {}: {}", e.addrs[0], what.join(", ")),
-        (false, false) => format!("already updated (an earlier attempt): {}", what.join(", ")),
-        (true, true) => format!("restored at {}: {}", e.addrs[0], what.join(", ")),
-        (false, true) => format!("nothing to restore: {}", what.join(", ")),
+    Ok(Some(if sent {
+        format!("updated at {}: {}", e.addrs[0], what(&changes))
+    } else {
+        format!("already updated (an earlier attempt): {}", what(&changes))
     }))
 }
 

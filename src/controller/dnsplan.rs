@@ -112,9 +112,8 @@ impl DnsEntry {
         for (key, s) in std::iter::once(("server", &self.server))
             .chain(self.servers.iter().map(|s| ("servers", s)))
         {
-            let a = server_addr(s.get_ref()).map_err(|e| {
-                format!("dns {n:?} {key} at line {}: {e}", line(s.span().start))
-            })?;
+            let a = server_addr(s.get_ref())
+                .map_err(|e| format!("dns {n:?} {key} at line {}: {e}", line(s.span().start)))?;
             if self.addrs.contains(&a) {
                 return Err(format!(
                     "dns {n:?} {key} at line {}: {a} appears twice",

@@ -25,12 +25,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::dns::{Dns, SystemDns};
 use super::hook::HookProcess;
 use super::journal::{Direction, Journal, JournalError, Mode, Outcome, Phase, Record};
 use super::lock::Holder;
 use super::plan::{OnFailure, Plan};
 use super::sites::{Probes, Sites};
-use super::dns::{Dns, SystemDns};
 use super::step::{self, Ctx, Step};
 
 /// What the caller is shown while a run goes on.

@@ -41,16 +41,34 @@ use crate::speaker::Route;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
     Preflight,
-    Hook { hook: usize, group: Option<usize> },
+    Hook {
+        hook: usize,
+        group: Option<usize>,
+    },
     Drain,
-    Health { check: usize, group: Option<usize> },
-    Announce { group: usize },
-    Withdraw { group: usize },
-    Verify { group: usize },
+    Health {
+        check: usize,
+        group: Option<usize>,
+    },
+    Announce {
+        group: usize,
+    },
+    Withdraw {
+        group: usize,
+    },
+    Verify {
+        group: usize,
+    },
     /// `[[dns]]` entry `dns` ([`super::dns`]).
-    DnsPrestage { dns: usize },
-    DnsUpdate { dns: usize },
-    DnsVerify { dns: usize },
+    DnsPrestage {
+        dns: usize,
+    },
+    DnsUpdate {
+        dns: usize,
+    },
+    DnsVerify {
+        dns: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

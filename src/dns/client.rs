@@ -45,14 +45,8 @@ pub enum DnsError {
         error: String,
     },
     /// The server answered with an error RCODE (and, for NOTAUTH, the TSIG error).
-    #[error("DNS server {server} answered {rcode}{} to {what}{}", tsig.as_ref().map(|t| format!(" (TSIG error {t})")).unwrap_or_default(), key.as_ref().map(|k| format!(" signed with key {k:?}")).unwrap_or_default())]
-    Refused {
-        server: SocketAddr,
-        what: String,
-        rcode: String,
-        tsig: Option<String>,
-        key: Option<String>,
-    },
+    #[error("{0}")]
+    Refused(Box<Refusal>),
     /// The answer could not be used (does not parse, wrong id, bad signature).
     #[error("DNS server {server}: bad answer to {what}: {why}")]
     BadAnswer {
@@ -60,6 +54,17 @@ pub enum DnsError {
         what: String,
         why: String,
     },
+}
+
+/// An error answer: RCODE, for NOTAUTH the TSIG error, and the key the request was signed with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DNS server {server} answered {rcode}{} to {what}{}", tsig.as_ref().map(|t| format!(" (TSIG error {t})")).unwrap_or_default(), key.as_ref().map(|k| format!(" signed with key {k:?}")).unwrap_or_default())]
+pub struct Refusal {
+    pub server: SocketAddr,
+    pub what: String,
+    pub rcode: String,
+    pub tsig: Option<String>,
+    pub key: Option<String>,
 }
 
 impl DnsError {
@@ -178,13 +183,13 @@ fn query(
     }
     match answer.metadata.response_code {
         ResponseCode::NoError => Ok(answer),
-        rc => Err(DnsError::Refused {
+        rc => Err(DnsError::Refused(Box::new(Refusal {
             server,
             what: what.to_owned(),
-            rcode: rc.to_string(),
+            rcode: rcode_name(rc),
             tsig: None,
             key: None,
-        }),
+        }))),
     }
 }
 
@@ -240,34 +245,37 @@ pub fn update(
     if rcode == ResponseCode::NotAuth {
         // RFC 8945 section 5.3.2: a server that cannot verify the request answers NOTAUTH,
         // unsigned, with the TSIG error.
-        return Err(DnsError::Refused {
+        return Err(DnsError::Refused(Box::new(Refusal {
             server,
             what,
-            rcode: rcode.to_string(),
+            rcode: rcode_name(rcode),
             tsig: answer
                 .signature
                 .as_ref()
                 .and_then(|s| s.data.error.as_ref())
                 .map(|e| format!("{e:?}").to_uppercase()),
             key: Some(key.name.clone()),
-        });
+        })));
     }
-    verifier
-        .verify(&raw)
-        .map_err(|e| bad(format!("its TSIG does not verify with key {:?}: {e}", key.name)))?;
+    verifier.verify(&raw).map_err(|e| {
+        bad(format!(
+            "its TSIG does not verify with key {:?}: {e}",
+            key.name
+        ))
+    })?;
     match rcode {
         ResponseCode::NoError => Ok(UpdateOutcome::Applied),
         ResponseCode::NXRRSet
         | ResponseCode::YXRRSet
         | ResponseCode::NXDomain
-        | ResponseCode::YXDomain => Ok(UpdateOutcome::PrerequisiteFailed(rcode.to_string())),
-        rc => Err(DnsError::Refused {
+        | ResponseCode::YXDomain => Ok(UpdateOutcome::PrerequisiteFailed(rcode_name(rcode))),
+        rc => Err(DnsError::Refused(Box::new(Refusal {
             server,
             what,
-            rcode: rc.to_string(),
+            rcode: rcode_name(rc),
             tsig: None,
             key: Some(key.name.clone()),
-        }),
+        }))),
     }
 }
 
@@ -308,12 +316,14 @@ pub fn probe_update(
     let raw = tcp_exchange(server, &bytes, &what, Instant::now() + timeout)?;
     let answer = parse(server, &what, &raw, m.metadata.id)?;
     let rcode = answer.metadata.response_code;
-    let refused = |tsig| DnsError::Refused {
-        server,
-        what: what.clone(),
-        rcode: rcode.to_string(),
-        tsig,
-        key: Some(key.name.clone()),
+    let refused = |tsig| {
+        DnsError::Refused(Box::new(Refusal {
+            server,
+            what: what.clone(),
+            rcode: rcode_name(rcode),
+            tsig,
+            key: Some(key.name.clone()),
+        }))
     };
     if rcode == ResponseCode::NotAuth {
         return Err(refused(
@@ -324,13 +334,21 @@ pub fn probe_update(
                 .map(|e| format!("{e:?}").to_uppercase()),
         ));
     }
-    verifier
-        .verify(&raw)
-        .map_err(|e| bad(format!("its TSIG does not verify with key {:?}: {e}", key.name)))?;
+    verifier.verify(&raw).map_err(|e| {
+        bad(format!(
+            "its TSIG does not verify with key {:?}: {e}",
+            key.name
+        ))
+    })?;
     match rcode {
         ResponseCode::YXDomain => Ok(()),
         _ => Err(refused(None)),
     }
+}
+
+/// The RCODE's mnemonic as RFC 1035 and RFC 2136 write it (NOTAUTH, NXRRSET, ...).
+fn rcode_name(rc: ResponseCode) -> String {
+    format!("{rc:?}").to_uppercase()
 }
 
 fn parse(server: SocketAddr, what: &str, raw: &[u8], id: u16) -> Result<Message, DnsError> {

@@ -31,7 +31,11 @@ pub struct TsigKey {
 
 impl std::fmt::Debug for TsigKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TsigKey({} {}, secret hidden)", self.name, self.algorithm)
+        write!(
+            f,
+            "TsigKey({} {}, secret hidden)",
+            self.name, self.algorithm
+        )
     }
 }
 
@@ -84,7 +88,9 @@ impl TsigKey {
                 }
             }
             expect(&mut it, ";", "after the key's `}`")?;
-            let algorithm = algorithm.unwrap_or_else(|| "hmac-sha256".into()).to_ascii_lowercase();
+            let algorithm = algorithm
+                .unwrap_or_else(|| "hmac-sha256".into())
+                .to_ascii_lowercase();
             let secret = secret.ok_or_else(|| format!("key {name:?}: secret is missing"))?;
             let secret = data_encoding::BASE64
                 .decode(secret.as_bytes())
@@ -109,7 +115,9 @@ impl TsigKey {
             k.signer()?;
             key = Some(k);
         }
-        key.ok_or_else(|| "no key clause (expected `key \"NAME\" { algorithm ...; secret \"...\"; };`)".into())
+        key.ok_or_else(|| {
+            "no key clause (expected `key \"NAME\" { algorithm ...; secret \"...\"; };`)".into()
+        })
     }
 
     /// The signer Hickory signs requests and verifies answers with.
@@ -140,7 +148,9 @@ fn expect<'a>(
     match it.next() {
         Some(t) if t == want => Ok(()),
         Some(t) => Err(format!("expected `{want}` {where_}, found {t:?}")),
-        None => Err(format!("expected `{want}` {where_}, found the end of the file")),
+        None => Err(format!(
+            "expected `{want}` {where_}, found the end of the file"
+        )),
     }
 }
 
@@ -217,13 +227,19 @@ mod tests {
     #[test]
     fn reads_tsig_keygen_output() {
         let k = TsigKey::parse(KEY).unwrap();
-        assert_eq!((k.name.as_str(), k.algorithm.as_str()), ("ferry-app.", "hmac-sha256"));
+        assert_eq!(
+            (k.name.as_str(), k.algorithm.as_str()),
+            ("ferry-app.", "hmac-sha256")
+        );
         assert_eq!(k.secret, b"secret secret secret secret!");
         assert!(!format!("{k:?}").contains("c2Vj"));
         let with_comments = format!("# made by tsig-keygen\n/* a\n b */ {KEY} // end\n");
         assert_eq!(TsigKey::parse(&with_comments).unwrap().name, "ferry-app.");
         let default_alg = KEY.replace("\talgorithm hmac-sha256;\n", "");
-        assert_eq!(TsigKey::parse(&default_alg).unwrap().algorithm, "hmac-sha256");
+        assert_eq!(
+            TsigKey::parse(&default_alg).unwrap().algorithm,
+            "hmac-sha256"
+        );
         assert!(TsigKey::parse(&KEY.replace("sha256", "sha512")).is_ok());
     }
 
@@ -233,16 +249,24 @@ mod tests {
         assert!(e.contains("algorithm \"hmac-md5\" is not supported"), "{e}");
         let e = TsigKey::parse(&KEY.replace("c2Vj", "!!!!")).unwrap_err();
         assert!(e.contains("secret is not base64"), "{e}");
-        let e = TsigKey::parse(&KEY.replace("c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IQ==", "c2VjcmV0")).unwrap_err();
+        let e =
+            TsigKey::parse(&KEY.replace("c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IQ==", "c2VjcmV0"))
+                .unwrap_err();
         assert!(e.contains("secret is 6 bytes"), "{e}");
         let e = TsigKey::parse(&KEY.replace("algorithm", "algo")).unwrap_err();
         assert!(e.contains("unknown field \"algo\""), "{e}");
-        let e = TsigKey::parse(&KEY.replace("\tsecret \"c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IQ==\";\n", "")).unwrap_err();
+        let e = TsigKey::parse(&KEY.replace(
+            "\tsecret \"c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IQ==\";\n",
+            "",
+        ))
+        .unwrap_err();
         assert!(e.contains("secret is missing"), "{e}");
         let e = TsigKey::parse(&format!("{KEY}{KEY}")).unwrap_err();
         assert!(e.contains("more than one key"), "{e}");
         assert!(TsigKey::parse("").unwrap_err().contains("no key clause"));
-        assert!(TsigKey::parse(&KEY.replace("};", "}")).unwrap_err().contains("expected `;`"));
+        assert!(TsigKey::parse(&KEY.replace("};", "}"))
+            .unwrap_err()
+            .contains("expected `;`"));
         let e = TsigKey::load(Path::new("/nonexistent/ferry.key")).unwrap_err();
         assert!(e.contains("tsig_key_file /nonexistent/ferry.key"), "{e}");
     }
