@@ -571,3 +571,6 @@ pub fn check(dns: &dyn Dns, e: &DnsEntry) -> Result<Vec<String>, String> {
     ));
     Ok(lines)
 }
+
+#[cfg(test)]
+mod tests;
