@@ -256,6 +256,11 @@ pub struct SpeakerConfig {
     /// Unset: the `FERRY_LOG` environment variable, else `info`. A reload applies a change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<LogLevel>,
+    /// Refuse announce, withdraw and lease renew calls that carry no fencing token (headers
+    /// `Ferry-Fence` and `Ferry-Fence-Token`) with HTTP 428. Off: such calls bypass fencing.
+    /// A reload applies a change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_fence: bool,
 }
 
 /// A log filter in the syntax of `tracing_subscriber::EnvFilter`, checked when read.
@@ -620,6 +625,7 @@ impl SpeakerConfig {
             log_level: None,
             api_group: None,
             allowed_prefixes: None,
+            require_fence: false,
         }
     }
 }

@@ -59,6 +59,12 @@ impl Speaker {
         self
     }
 
+    /// See [`speaker::Speaker::with_fence`]: the fence goes with every state-changing call.
+    pub fn with_fence(mut self, fence: super::Fence) -> Self {
+        self.inner = self.inner.with_fence(fence);
+        self
+    }
+
     pub fn endpoint(&self) -> &Endpoint {
         self.inner.endpoint()
     }
@@ -109,6 +115,10 @@ impl Speaker {
 
     pub fn renew(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, SpeakerError> {
         self.rt.block_on(self.inner.renew(prefixes))
+    }
+
+    pub fn fences(&self) -> Result<Vec<super::HeldFence>, SpeakerError> {
+        self.rt.block_on(self.inner.fences())
     }
 
     pub fn reset(&self, peer: IpAddr, hard: bool) -> Result<ResetResponse, SpeakerError> {

@@ -9,6 +9,8 @@
 //!   a request without it never reaches a handler).
 //! - Changes the speaker makes on its own (lease expiry, the drain at shutdown) name
 //!   [`Caller::Speaker`] with the reason.
+//! - A call that carries a fencing token ([`super::fence`]) is [`Caller::Fenced`]: whoever made
+//!   it, with the fence and token, which the audit line and the journal then record too.
 //! - The text form ([`std::fmt::Display`]) is what the log and the journal record; it is one
 //!   line (a command name's control characters are replaced).
 //!
@@ -34,9 +36,34 @@ pub enum Caller {
     Speaker(&'static str),
     /// A connection whose peer could not be identified (`SO_PEERCRED` failed).
     Unknown,
+    /// `by`, offering a fencing token (checked before the change is made).
+    Fenced {
+        by: Box<Caller>,
+        fence: super::Fence,
+    },
 }
 
 impl Caller {
+    /// This caller offering `fence` on its call.
+    pub fn fenced(self, fence: super::Fence) -> Self {
+        match self {
+            // One fence per call: a new one replaces the old.
+            Caller::Fenced { by, .. } => Caller::Fenced { by, fence },
+            by => Caller::Fenced {
+                by: Box::new(by),
+                fence,
+            },
+        }
+    }
+
+    /// The fence offered with the call, if any.
+    pub fn fence(&self) -> Option<&super::Fence> {
+        match self {
+            Caller::Fenced { fence, .. } => Some(fence),
+            _ => None,
+        }
+    }
+
     /// The Unix socket's peer, from the kernel's credentials of `stream`.
     pub fn of_unix(stream: &tokio::net::UnixStream) -> Self {
         match stream.peer_cred() {
@@ -89,6 +116,7 @@ impl fmt::Display for Caller {
             Caller::Tcp { remote } => write!(f, "tcp {remote} with the API token"),
             Caller::Speaker(why) => write!(f, "speaker: {why}"),
             Caller::Unknown => f.write_str("unknown (no peer credentials)"),
+            Caller::Fenced { by, fence } => write!(f, "{by} with {fence}"),
         }
     }
 }
@@ -127,6 +155,19 @@ mod tests {
         assert_eq!(
             Caller::Speaker("lease expired").to_string(),
             "speaker: lease expired"
+        );
+        let fenced = t
+            .clone()
+            .fenced(crate::api::Fence::new("plan-a", 7).unwrap());
+        assert_eq!(
+            fenced.to_string(),
+            "tcp 192.0.2.7:4711 with the API token with fence plan-a token 7"
+        );
+        let again = fenced.fenced(crate::api::Fence::new("plan-a", 8).unwrap());
+        assert_eq!(again.fence().map(|f| f.token), Some(8));
+        assert_eq!(
+            again.to_string(),
+            "tcp 192.0.2.7:4711 with the API token with fence plan-a token 8"
         );
         assert_eq!(shortlist([1, 2, 3].iter(), 2), "1, 2 and 1 more");
         assert_eq!(shortlist([1, 2].iter(), 2), "1, 2");

@@ -12,6 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use super::fence::Fence;
 use super::request_body::RequestBody;
 
 /// Where the speaker's API is: a Unix socket path, or `http://host:port`.
@@ -76,7 +77,8 @@ pub(super) enum TransportError {
 }
 
 impl Transport {
-    /// Send `method path` with an optional JSON body (whole or written as it goes); the
+    /// Send `method path` with an optional JSON body (whole or written as it goes) and the
+    /// headers of `fence` if given; the
     /// status and the whole answer body. One deadline covers the connection, the request and
     /// the answer.
     pub async fn send(
@@ -84,10 +86,11 @@ impl Transport {
         method: Method,
         path: &str,
         body: Option<RequestBody>,
+        fence: Option<&Fence>,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut sender = self.connect(deadline).await?;
-        let request = self.request(method, path, body)?;
+        let request = self.request(method, path, body, fence)?;
         tokio::time::timeout_at(deadline, async {
             let resp = sender.send_request(request).await.map_err(no_answer)?;
             let status = resp.status();
@@ -103,7 +106,7 @@ impl Transport {
     pub async fn open(&self, path: &str) -> Result<(StatusCode, Incoming), TransportError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut sender = self.connect(deadline).await?;
-        let request = self.request(Method::GET, path, None)?;
+        let request = self.request(Method::GET, path, None, None)?;
         tokio::time::timeout_at(deadline, async {
             let resp = sender.send_request(request).await.map_err(no_answer)?;
             Ok((resp.status(), resp.into_body()))
@@ -174,6 +177,7 @@ impl Transport {
         method: Method,
         path: &str,
         body: Option<RequestBody>,
+        fence: Option<&Fence>,
     ) -> Result<Request<RequestBody>, TransportError> {
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost",
@@ -188,6 +192,9 @@ impl Transport {
         }
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in fence.map(Fence::headers).into_iter().flatten() {
+            req = req.header(name, value);
         }
         req.body(body.unwrap_or_else(RequestBody::empty))
             .map_err(|e| TransportError::Local(e.to_string()))

@@ -28,6 +28,17 @@ pub enum ApiError {
     /// The speaker could not do it (e.g. persisting the desired routes failed).
     #[error("{0}")]
     Internal(String),
+    /// A fencing token lower than the one the speaker holds for that fence: a newer holder
+    /// has acted since; nothing was changed.
+    #[error("fence {fence}: token {offered} refused, this speaker holds token {held} (a newer holder of the fence has acted since); nothing was changed")]
+    Fenced {
+        fence: String,
+        held: u64,
+        offered: u64,
+    },
+    /// `require_fence` is on and the call carried no fence headers.
+    #[error("{0}")]
+    FenceRequired(String),
 }
 
 impl ApiError {
@@ -39,22 +50,34 @@ impl ApiError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Fenced { .. } => StatusCode::CONFLICT,
+            Self::FenceRequired(_) => StatusCode::PRECONDITION_REQUIRED,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status(),
-            Json(ErrorBody {
-                error: self.to_string(),
-                field: match &self {
-                    Self::Invalid { field, .. } => Some(field.clone()),
-                    _ => None,
-                },
-            }),
-        )
-            .into_response()
+        let mut body = ErrorBody {
+            error: self.to_string(),
+            field: None,
+            fence: None,
+            held_token: None,
+            offered_token: None,
+        };
+        match &self {
+            Self::Invalid { field, .. } => body.field = Some(field.clone()),
+            Self::Fenced {
+                fence,
+                held,
+                offered,
+            } => {
+                body.fence = Some(fence.clone());
+                body.held_token = Some(*held);
+                body.offered_token = Some(*offered);
+            }
+            _ => {}
+        }
+        (self.status(), Json(body)).into_response()
     }
 }

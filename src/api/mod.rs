@@ -12,6 +12,7 @@ pub mod body_deadline;
 pub mod caller;
 pub mod client;
 pub mod error;
+pub mod fence;
 pub mod listen;
 pub mod metrics;
 pub mod neighbor_types;
@@ -24,6 +25,7 @@ pub mod unix_socket;
 pub use caller::Caller;
 pub use client::Endpoint;
 pub use error::ApiError;
+pub use fence::{Fence, HeldFence};
 pub use neighbor_types::{
     AdminDown, AdminResponse, DisableRequest, ReloadResponse, ReloadedNeighbor,
 };

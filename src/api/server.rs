@@ -1,7 +1,9 @@
 //! The HTTP/JSON API server: a Unix socket by default, optionally TCP with a bearer token.
 //!
 //! Handlers only translate: they parse and check the request, call [`Control`] and render the
-//! answer. State lives in the speaker behind [`Control`], so the server is tested with a fake.
+//! answer. Announce, withdraw and lease renew read the fence headers ([`super::fence`]; a bad
+//! one is 400 naming the header) into the [`Caller`]; [`Control`] admits or refuses the fence
+//! with the change. State lives in the speaker behind [`Control`], so the server is tested with a fake.
 //!
 //! Routes: `GET /v1/peers`, `GET /v1/routes`, `GET /v1/routes/received[?peer=ADDR]`,
 //! `POST /v1/announce`, `POST /v1/withdraw`, `GET /v1/events` (newline-delimited JSON),
@@ -9,7 +11,7 @@
 //! `POST /v1/lease/renew`, `GET /metrics` (OpenMetrics or Prometheus text, see
 //! [`super::metrics`]), `POST /v1/reload` (re-read the config file),
 //! `POST /v1/peers/{addr}/disable` (`{"message": "..."}`, RFC 9003) and
-//! `POST /v1/peers/{addr}/enable`. [`serve_metrics`] serves only `GET /metrics`, without a
+//! `POST /v1/peers/{addr}/enable`, `GET /v1/fences`. [`serve_metrics`] serves only `GET /metrics`, without a
 //! token, for `speaker.metrics_listen`.
 
 use std::fmt;
@@ -87,6 +89,10 @@ pub trait Control: Send + Sync + 'static {
     fn health(&self) -> Vec<super::types::HealthStatus> {
         Vec::new()
     }
+    /// The fences held and their highest tokens.
+    fn fences(&self) -> Vec<super::fence::HeldFence> {
+        Vec::new()
+    }
     /// The leased routes and their deadlines.
     fn leases(&self) -> LeaseReport {
         LeaseReport::default()
@@ -153,6 +159,7 @@ pub fn router(control: Shared, metrics: Metrics) -> Router {
         .route("/v1/leases", get(leases))
         .route("/v1/health", get(health))
         .route("/v1/lease/renew", post(renew_leases))
+        .route("/v1/fences", get(fences))
         .route("/metrics", get(get_metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/peers, /v1/routes, /v1/announce, /v1/withdraw, /v1/events, /metrics".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -208,11 +215,25 @@ async fn received(
     Ok(Json(c.received(q.peer)?))
 }
 
+/// `caller` with the fence of the request's headers, if it has them.
+fn fenced(caller: Caller, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+    match super::fence::from_headers(headers) {
+        Ok(Some(fence)) => Ok(caller.fenced(fence)),
+        Ok(None) => Ok(caller),
+        Err(e) => Err(ApiError::Invalid {
+            field: e.header.into(),
+            message: e.to_string(),
+        }),
+    }
+}
+
 async fn announce(
     State(c): State<Shared>,
     Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Json<ChangeResponse>, ApiError> {
+    let caller = fenced(caller, &headers)?;
     let req: AnnounceRequest = parse_body(&body)?;
     if req.routes.is_empty() {
         return Err(ApiError::Invalid {
@@ -229,8 +250,10 @@ async fn announce(
 async fn withdraw(
     State(c): State<Shared>,
     Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Json<ChangeResponse>, ApiError> {
+    let caller = fenced(caller, &headers)?;
     let mut req: WithdrawRequest = parse_body(&body)?;
     match (req.all, req.prefixes.is_empty()) {
         (true, false) => {
@@ -324,11 +347,17 @@ async fn leases(State(c): State<Shared>) -> Json<LeaseReport> {
     Json(c.leases())
 }
 
+async fn fences(State(c): State<Shared>) -> Json<Vec<super::fence::HeldFence>> {
+    Json(c.fences())
+}
+
 async fn renew_leases(
     State(c): State<Shared>,
     Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Json<LeaseReport>, ApiError> {
+    let caller = fenced(caller, &headers)?;
     let req: LeaseRenewRequest = if body.is_empty() {
         LeaseRenewRequest::default()
     } else {

@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::client::{Endpoint, Transport, TransportError};
+use super::fence::Fence;
 use super::request_body::RequestBody;
 use super::types::{
     AnnounceRequest, AnnouncedRoute, ChangeResponse, ErrorBody, Event, LeaseRenewRequest,
@@ -62,9 +63,18 @@ pub enum SpeakerError {
         field: Option<String>,
         message: String,
     },
-    /// The request conflicts with the speaker's state (HTTP 409).
+    /// The request conflicts with the speaker's state (HTTP 409), other than a fence.
     #[error("{message}")]
     Conflict { message: String },
+    /// The speaker refused our fencing token (HTTP 409 naming a fence): it holds a higher
+    /// one for `fence`, so a newer holder has acted since. Nothing was changed; a controller
+    /// that sees this is no longer the leader and must stop.
+    #[error("fence {fence}: the speaker holds token {held} and refused the offered token {offered} (a newer holder of the fence has acted since; this one must stop)")]
+    Fenced {
+        fence: String,
+        held: u64,
+        offered: u64,
+    },
     /// A limit of the speaker is reached (HTTP 503); the same request may work later.
     #[error("{message}")]
     Busy { message: String },
@@ -89,6 +99,11 @@ impl SpeakerError {
     pub fn is_no_answer(&self) -> bool {
         matches!(self, Self::NoAnswer { .. })
     }
+
+    /// Our fencing token was refused: someone newer holds the fence.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
+    }
 }
 
 /// Why a client could not be made from its settings.
@@ -108,6 +123,9 @@ pub enum SettingsError {
 #[derive(Debug, Clone)]
 pub struct Speaker {
     transport: Transport,
+    /// Sent with every state-changing call (announce, withdraw, lease renew), never with
+    /// reads or dry runs.
+    fence: Option<Fence>,
 }
 
 impl Speaker {
@@ -118,6 +136,7 @@ impl Speaker {
                 token,
                 timeout: DEFAULT_TIMEOUT,
             },
+            fence: None,
         }
     }
 
@@ -144,6 +163,19 @@ impl Speaker {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.transport.timeout = timeout;
         self
+    }
+
+    /// Carry `fence` (headers `Ferry-Fence` and `Ferry-Fence-Token`) on every state-changing
+    /// call: announce, withdraw, withdraw_all, change and renew; not on reads or dry runs.
+    /// A speaker holding a higher token for the fence refuses with [`SpeakerError::Fenced`].
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// The fence this client sends, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -192,7 +224,14 @@ impl Speaker {
         };
         let body = RequestBody::json_array("{\"routes\":[", routes, write_route, "]}".into())
             .map_err(|e| self.internal(e.to_string()))?;
-        let answer = self.call(Method::POST, "/v1/announce", Some(body)).await?;
+        let answer = self
+            .call(
+                Method::POST,
+                "/v1/announce",
+                Some(body),
+                self.fence.as_ref(),
+            )
+            .await?;
         self.parse(&answer)
     }
 
@@ -238,8 +277,13 @@ impl Speaker {
     /// its wait: give the client a timeout longer than `graceful_secs`.
     /// A long list of prefixes is written as it is sent ([`RequestBody::json_array`]).
     pub async fn change(&self, req: WithdrawRequest) -> Result<ChangeResponse, SpeakerError> {
+        let fence = if req.dry_run {
+            None
+        } else {
+            self.fence.as_ref()
+        };
         if req.prefixes.is_empty() {
-            return self.post("/v1/withdraw", &req).await;
+            return self.post_fenced("/v1/withdraw", &req, fence).await;
         }
         // The other fields as the type writes them (`{}`, `{"graceful_secs":5}` or
         // `{"dry_run":true}`), after the prefixes.
@@ -262,7 +306,9 @@ impl Speaker {
         };
         let body = RequestBody::json_array("{\"prefixes\":[", prefixes, write_prefix, tail)
             .map_err(|e| self.internal(e.to_string()))?;
-        let answer = self.call(Method::POST, "/v1/withdraw", Some(body)).await?;
+        let answer = self
+            .call(Method::POST, "/v1/withdraw", Some(body), fence)
+            .await?;
         self.parse(&answer)
     }
 
@@ -278,8 +324,17 @@ impl Speaker {
 
     /// Renew the leases of `prefixes` (empty: every leased route).
     pub async fn renew(&self, prefixes: Vec<IpNet>) -> Result<LeaseReport, SpeakerError> {
-        self.post("/v1/lease/renew", &LeaseRenewRequest { prefixes })
-            .await
+        self.post_fenced(
+            "/v1/lease/renew",
+            &LeaseRenewRequest { prefixes },
+            self.fence.as_ref(),
+        )
+        .await
+    }
+
+    /// The fences the speaker holds and their highest tokens (`GET /v1/fences`).
+    pub async fn fences(&self) -> Result<Vec<super::HeldFence>, SpeakerError> {
+        self.get("/v1/fences").await
     }
 
     /// End `peer`'s session now (Cease/Hard Reset when `hard`).
@@ -315,7 +370,7 @@ impl Speaker {
     }
 
     pub async fn metrics(&self) -> Result<String, SpeakerError> {
-        let body = self.call(Method::GET, "/metrics", None).await?;
+        let body = self.call(Method::GET, "/metrics", None, None).await?;
         String::from_utf8(body.to_vec()).map_err(|e| {
             self.internal(format!(
                 "unexpected answer from the speaker at {}: {e}",
@@ -349,18 +404,28 @@ impl Speaker {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SpeakerError> {
-        let body = self.call(Method::GET, path, None).await?;
+        let body = self.call(Method::GET, path, None, None).await?;
         self.parse(&body)
     }
 
+    /// A POST that changes nothing fenced (dry runs, resets, reloads).
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, SpeakerError> {
+        self.post_fenced(path, body, None).await
+    }
+
+    async fn post_fenced<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        fence: Option<&Fence>,
+    ) -> Result<T, SpeakerError> {
         let bytes = serde_json::to_vec(body).map_err(|e| self.internal(e.to_string()))?;
         let body = self
-            .call(Method::POST, path, Some(RequestBody::whole(bytes)))
+            .call(Method::POST, path, Some(RequestBody::whole(bytes)), fence)
             .await?;
         self.parse(&body)
     }
@@ -370,10 +435,11 @@ impl Speaker {
         method: Method,
         path: &str,
         body: Option<RequestBody>,
+        fence: Option<&Fence>,
     ) -> Result<Bytes, SpeakerError> {
         let (status, body) = self
             .transport
-            .send(method, path, body)
+            .send(method, path, body, fence)
             .await
             .map_err(|e| self.transport_error(e))?;
         if status.is_success() {
@@ -396,6 +462,18 @@ impl Speaker {
     /// What an error status means, with the speaker's own message.
     fn refusal(&self, status: StatusCode, body: &[u8]) -> SpeakerError {
         let (message, field) = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(ErrorBody {
+                fence: Some(fence),
+                held_token: Some(held),
+                offered_token: Some(offered),
+                ..
+            }) if status == StatusCode::CONFLICT => {
+                return SpeakerError::Fenced {
+                    fence,
+                    held,
+                    offered,
+                }
+            }
             Ok(e) => (e.error, e.field),
             Err(_) => (
                 format!("HTTP {status}: {}", String::from_utf8_lossy(body)),
@@ -538,6 +616,28 @@ mod tests {
         assert!(
             matches!(kind(409, r#"{"error":"held"}"#), SpeakerError::Conflict { message } if message == "held")
         );
+        let fenced = kind(
+            409,
+            r#"{"error":"x","fence":"plan-a","held_token":5,"offered_token":4}"#,
+        );
+        assert_eq!(
+            fenced,
+            SpeakerError::Fenced {
+                fence: "plan-a".into(),
+                held: 5,
+                offered: 4
+            }
+        );
+        assert!(fenced.is_fenced());
+        let text = fenced.to_string();
+        assert!(
+            text.contains("plan-a") && text.contains("token 5") && text.contains("token 4"),
+            "{text}"
+        );
+        assert!(matches!(
+            kind(428, r#"{"error":"fence required"}"#),
+            SpeakerError::Rejected { status: 428, .. }
+        ));
         assert!(matches!(
             kind(503, r#"{"error":"full"}"#),
             SpeakerError::Busy { .. }

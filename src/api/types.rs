@@ -403,6 +403,14 @@ pub struct ErrorBody {
     /// The request field the error is about (`routes[0].prefix`), when it is about one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// A refused fencing token (HTTP 409): the fence, the token the speaker holds and the one
+    /// offered (see [`super::fence`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_token: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_token: Option<u64>,
 }
 
 /// Session states travel by their RFC 4271 names ("Established").

@@ -10,6 +10,7 @@
 mod decode;
 mod dns;
 mod failover;
+mod fence;
 mod generate;
 mod lab;
 mod monitor;
@@ -68,6 +69,8 @@ pub enum Command {
     Reload(neighbor::ReloadArgs),
     /// Leased routes (fencing): renew their leases, or show them.
     Lease(routes::LeaseArgs),
+    /// Show the fencing tokens the speaker holds (the highest per fence) and refusals.
+    Fences(fence::FencesArgs),
     /// The FRR lab: three sites in network namespaces, failovers and their convergence (root).
     Lab(lab::LabArgs),
     /// Decode BGP messages (hex, raw bytes or a pcap) and print one JSON object per message.
@@ -148,6 +151,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Neighbor(args) => neighbor::run(args),
         Command::Reload(args) => neighbor::reload(args),
         Command::Lease(args) => routes::lease(args),
+        Command::Fences(args) => fence::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Plan(args) => failover::plan(args),

@@ -54,6 +54,8 @@ pub struct AnnounceArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub fence: super::fence::FenceArgs,
+    #[command(flatten)]
     pub api: ApiArgs,
 }
 
@@ -82,6 +84,8 @@ pub struct WithdrawArgs {
     /// Print the speaker's answer (the change and what it did) as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub fence: super::fence::FenceArgs,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -188,7 +192,11 @@ pub fn announce(args: AnnounceArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let client = match args.api.client_for("announce") {
+    let client = match args
+        .api
+        .client_for("announce")
+        .and_then(|c| args.fence.apply("announce", c))
+    {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -225,7 +233,11 @@ pub fn withdraw(args: WithdrawArgs) -> i32 {
     };
     // A graceful withdrawal answers after its wait.
     let wait = std::time::Duration::from_secs(args.graceful.map_or(0, u64::from));
-    let client = match args.api.client_for("withdraw") {
+    let client = match args
+        .api
+        .client_for("withdraw")
+        .and_then(|c| args.fence.apply("withdraw", c))
+    {
         Ok(c) => c.with_timeout(crate::api::speaker::DEFAULT_TIMEOUT + wait),
         Err(code) => return code,
     };
@@ -301,6 +313,8 @@ pub enum LeaseCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
+        fence: super::fence::FenceArgs,
+        #[command(flatten)]
         api: ApiArgs,
     },
     /// Show the leased routes, their deadlines and the expiries so far.
@@ -315,15 +329,20 @@ pub enum LeaseCommand {
 
 /// `ferry lease renew|status`.
 pub fn lease(args: LeaseArgs) -> i32 {
-    let (json, api, renew) = match &args.command {
+    let no_fence = super::fence::FenceArgs::default();
+    let (json, api, renew, fence) = match &args.command {
         LeaseCommand::Renew {
             prefixes,
             json,
+            fence,
             api,
-        } => (*json, api, Some(prefixes)),
-        LeaseCommand::Status { json, api } => (*json, api, None),
+        } => (*json, api, Some(prefixes), fence),
+        LeaseCommand::Status { json, api } => (*json, api, None, &no_fence),
     };
-    let client = match api.client_for("lease") {
+    let client = match api
+        .client_for("lease")
+        .and_then(|c| fence.apply("lease renew", c))
+    {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -84,6 +84,19 @@ pub fn run(
     once: bool,
     say: &mut dyn FnMut(String),
 ) -> Result<bool, String> {
+    run_fenced(plan, state_dir, once, None, say)
+}
+
+/// [`run`], every renewal carrying `fence` when given (see [`ApiSites::with_fence`]): a
+/// speaker that holds a higher token refuses the renewal, and the keeper reports it as a
+/// failed renewal like any other.
+pub fn run_fenced(
+    plan: &Plan,
+    state_dir: &Path,
+    once: bool,
+    fence: Option<crate::api::Fence>,
+    say: &mut dyn FnMut(String),
+) -> Result<bool, String> {
     let Some(every) = renew_interval(plan) else {
         return Err(format!(
             "plan {}: no [[site]] has lease_secs, so there are no leases to keep",
@@ -91,7 +104,10 @@ pub fn run(
         ));
     };
     // A request must not outlast the round, or one dead site would delay the others'.
-    let sites = ApiSites::new(plan, every.min(Duration::from_secs(3)))?;
+    let mut sites = ApiSites::new(plan, every.min(Duration::from_secs(3)))?;
+    if let Some(fence) = fence {
+        sites = sites.with_fence(fence);
+    }
     let mut last_targets: Option<Vec<String>> = None;
     let mut last_error: Option<String> = None;
     let mut last_renewal: BTreeMap<String, Renewal> = BTreeMap::new();

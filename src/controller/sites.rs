@@ -127,6 +127,16 @@ impl ApiSites {
         Ok(Self { speakers, timeout })
     }
 
+    /// Send `fence` with every state-changing call to every site (announce, withdraw, lease
+    /// renew): a speaker that holds a higher token for it refuses with
+    /// [`SpeakerError::Fenced`]. Without it, calls carry no fence (and bypass fencing).
+    pub fn with_fence(mut self, fence: crate::api::Fence) -> Self {
+        for speaker in self.speakers.values_mut() {
+            *speaker = speaker.clone().with_fence(fence.clone());
+        }
+        self
+    }
+
     /// Renew the leases of `prefixes` at `site` (the fencing keeper); the speaker's report of
     /// its leases afterwards.
     pub fn renew_leases(&self, site: &str, prefixes: &[IpNet]) -> Result<LeaseReport, SiteError> {

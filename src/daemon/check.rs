@@ -24,6 +24,13 @@ pub fn check(config: &Config) -> Result<String, String> {
     } else {
         None
     };
+    let fences = if config.speaker.state_dir.exists() {
+        super::fences::FenceTable::load(&config.speaker.state_dir)
+            .map_err(|e| e.to_string())?
+            .list()
+    } else {
+        Vec::new()
+    };
     let s = &config.speaker;
     let mut out = String::new();
     let _ = writeln!(out, "speaker: AS {} router-id {}", s.asn.0, s.router_id.0);
@@ -38,6 +45,26 @@ pub fn check(config: &Config) -> Result<String, String> {
         let _ = writeln!(out, "api_tcp: {a} (bearer token)");
     }
     let _ = writeln!(out, "state_dir: {}", s.state_dir.display());
+    if s.require_fence || !fences.is_empty() {
+        let held: Vec<String> = fences
+            .iter()
+            .map(|f| format!("{} token {}", f.fence, f.token))
+            .collect();
+        let _ = writeln!(
+            out,
+            "fencing: {}; held: {}",
+            if s.require_fence {
+                "required (calls without a token refused)"
+            } else {
+                "optional (calls without a token bypass it)"
+            },
+            if held.is_empty() {
+                "none".to_string()
+            } else {
+                held.join(", ")
+            }
+        );
+    }
     let _ = writeln!(out, "neighbors: {}", config.neighbors.len());
     for n in &config.neighbors {
         let families: Vec<String> = n

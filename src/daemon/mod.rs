@@ -7,7 +7,8 @@
 //! and `POST /v1/reload` re-read the config file and apply what changed to the running
 //! neighbors ([`reload`] decides, [`running`] applies; a config that cannot be applied is
 //! refused and the running one stays). Neighbors the operator disabled ([`admin`]) stay Idle,
-//! also across restarts.
+//! also across restarts. Fencing tokens of announce, withdraw and lease renew calls are held
+//! per fence in `state_dir` ([`fences`]): a lower one than held is refused.
 //! Exactly one speaker runs on a `state_dir`: it holds `state_dir/lock` (an flock the kernel
 //! releases when the process dies) from before it reads the directory until it exits; a second
 //! one exits 1 naming the holder, having read and written nothing there.
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod check;
 mod collision;
 mod conn;
+pub mod fences;
 pub mod health;
 pub mod notify;
 mod peer;
@@ -125,6 +127,8 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         .context("loading route leases")?;
     let admin = admin::AdminStates::load(&config.speaker.state_dir)
         .context("loading the neighbors' admin states")?;
+    let fences = fences::FenceTable::load(&config.speaker.state_dir)
+        .context("loading the held fencing tokens")?;
     // Every check starts at `init` (not up): the routes it governs wait for its first success.
     let gates: Vec<health::Gate> = config
         .health_checks
@@ -173,6 +177,8 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         reloads: reloads_tx,
         allowed_prefixes: std::sync::RwLock::new(config.speaker.allowed_prefixes.clone()),
         health: Mutex::new(gates),
+        fences: Mutex::new(fences),
+        require_fence: config.speaker.require_fence.into(),
     });
     // Leases that ran out while the speaker was down go before any session starts.
     shared.expire_leases(true);

@@ -7,7 +7,7 @@
 //! - `[speaker]` keys `asn`, `router_id`, `listen`, `api`, `api_tcp`, `api_token_file`,
 //!   `api_group`, `metrics_listen` and `state_dir` need a restart: a new config that changes
 //!   any of them is refused, naming the keys, and nothing changes. `shutdown_graceful_secs`,
-//!   `log_level` and `allowed_prefixes` apply at once.
+//!   `log_level`, `allowed_prefixes` and `require_fence` apply at once.
 //! - A neighbor added is started, one removed is stopped (Cease/Administrative Shutdown) and
 //!   forgotten. A neighbor whose session parameters changed (any key but `description`) is
 //!   reset: its session is closed with Cease/Administrative Shutdown naming the changed keys

@@ -284,6 +284,16 @@ impl Running {
                     *write(&self.shared.allowed_prefixes) = new.speaker.allowed_prefixes.clone();
                     tracing::info!(allowed = ?new.speaker.allowed_prefixes, "reload: allowed_prefixes set");
                 }
+                "require_fence" => {
+                    self.shared.require_fence.store(
+                        new.speaker.require_fence,
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
+                    tracing::info!(
+                        require_fence = new.speaker.require_fence,
+                        "reload: require_fence set"
+                    );
+                }
                 other => tracing::info!(key = other, "reload: speaker setting changed"),
             }
         }

@@ -177,11 +177,13 @@ impl Control for Shared {
         // Under the leases lock, so the lease task never sees a new leased route without
         // its deadline. An announce (even an unchanged one) starts or renews the lease.
         let mut leases = lock(&self.leases);
+        let admitted = self.admit(caller, "announce")?;
         let resp = self.change(Change::Announce(routes.clone()), caller)?;
         leases.renew(routes.iter(), now_ms()).map_err(|e| {
             tracing::error!(error = %e, "routes announced, but their leases could not be written");
             ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
         })?;
+        drop(admitted);
         drop(leases);
         // Only a leased route can move the next deadline earlier; waking the lease task for
         // others would walk the whole table on every change.
@@ -192,18 +194,25 @@ impl Control for Shared {
     }
 
     fn withdraw(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
-        self.withdraw_holding(&mut lock(&self.leases), prefixes, caller)
+        let mut leases = lock(&self.leases);
+        let _admitted = self.admit(caller, "withdraw")?;
+        self.withdraw_holding(&mut leases, prefixes, caller)
     }
 
     fn withdraw_all(&self, caller: &Caller) -> Result<ChangeResponse, ApiError> {
         // Listed under the leases lock, which every change of the desired routes holds: the
         // list is the table as the change finds it.
         let mut leases = lock(&self.leases);
+        let _admitted = self.admit(caller, "withdraw")?;
         self.withdraw_holding(&mut leases, self.announced_prefixes(), caller)
     }
 
     fn health(&self) -> Vec<crate::api::HealthStatus> {
         self.health_statuses()
+    }
+
+    fn fences(&self) -> Vec<crate::api::HeldFence> {
+        lock(&self.fences).list()
     }
 
     fn leases(&self) -> LeaseReport {
@@ -212,6 +221,7 @@ impl Control for Shared {
 
     fn renew_leases(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<LeaseReport, ApiError> {
         let mut leases = lock(&self.leases);
+        let _admitted = self.admit(caller, "lease renew")?;
         let routes: Vec<Route> = {
             let store = lock(&self.store);
             if prefixes.is_empty() {
@@ -256,6 +266,13 @@ impl Control for Shared {
     }
 
     fn drain(&self, prefixes: Vec<IpNet>, on: bool, caller: &Caller) -> Result<usize, ApiError> {
+        // The drain of a graceful withdraw is its first change: fenced like the withdrawal
+        // (its end never is, so a drain never outlives a refused withdrawal).
+        let leases = on.then(|| lock(&self.leases));
+        let _admitted = match &leases {
+            Some(_) => Some(self.admit(caller, "withdraw")?),
+            None => None,
+        };
         let store = lock(&self.store);
         let present = prefixes.iter().filter(|p| store.get(p).is_some()).count();
         {

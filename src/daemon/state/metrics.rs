@@ -292,7 +292,28 @@ fn encode_speaker(s: &Shared, enc: &mut DescriptorEncoder) -> fmt::Result {
         "Routes announced with a lease.",
         leased,
     )?;
+    fences(s, enc)?;
     update_groups(s, enc)
+}
+
+/// Fencing tokens, labelled by fence; nothing before a fenced call came.
+fn fences(s: &Shared, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let held = lock(&s.fences).list();
+    gauge_family(
+        enc,
+        "ferry_fence_token",
+        "The highest fencing token taken for the fence (calls with a lower one are refused).",
+        None,
+        "fence",
+        held.iter().map(|f| (f.fence.as_str(), f.token)),
+    )?;
+    counter_family(
+        enc,
+        "ferry_fence_refused",
+        "Calls refused since the speaker started because their fencing token was lower than the one held.",
+        "fence",
+        held.iter().map(|f| (f.fence.as_str(), f.refused)),
+    )
 }
 
 /// Update groups: how many, and how much encoding and memory sharing saves.

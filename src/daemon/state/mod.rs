@@ -10,7 +10,8 @@
 //! peer's status and Adj-RIB-In sit behind their own lock, held only for short reads/writes.
 //!
 //! One concern per file: [`publish`] changes the desired routes and hands them to the
-//! drivers, [`leases`] withdraws routes whose lease ran out, [`backend`] answers the API
+//! drivers, [`leases`] withdraws routes whose lease ran out, [`fencing`] admits or refuses
+//! a change by its fencing token, [`backend`] answers the API
 //! ([`crate::api::Control`]), [`neighbors`] its reload and disable/enable, [`health`] the health checks' transitions, and [`metrics`]
 //! collects the metrics at each scrape.
 //!
@@ -22,6 +23,7 @@
 //! Never does: I/O on sockets; the drivers and the API server own those.
 
 mod backend;
+mod fencing;
 mod health;
 mod leases;
 pub mod metrics;
@@ -146,6 +148,12 @@ pub struct Shared {
     /// overlay applied when routes are published. Lock order: `draining`, then `health`;
     /// never held while `store` is taken.
     pub health: Mutex<Vec<super::health::Gate>>,
+    /// The fencing tokens held (`daemon::fences`). Lock order: `leases`, then `fences`; held
+    /// across the change it admits, so an admitted stale call cannot land after a newer one.
+    pub fences: Mutex<super::fences::FenceTable>,
+    /// `speaker.require_fence`: a change from the API without fence headers is refused (428).
+    /// Reloadable.
+    pub require_fence: std::sync::atomic::AtomicBool,
 }
 
 /// A reload asked for through the API, and where its outcome goes.

@@ -265,6 +265,8 @@ mod tests {
             reloads: tokio::sync::mpsc::channel(1).0,
             allowed_prefixes: RwLock::new(None),
             health: Mutex::new(Vec::new()),
+            fences: Mutex::new(crate::daemon::fences::FenceTable::load(dir).unwrap()),
+            require_fence: Default::default(),
         }
     }
 
