@@ -13,6 +13,7 @@ mod failover;
 mod fence;
 mod generate;
 mod lab;
+mod labdns;
 mod monitor;
 mod neighbor;
 mod route_file;

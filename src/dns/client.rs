@@ -125,9 +125,30 @@ pub fn addresses(
     v6: bool,
     timeout: Duration,
 ) -> Result<Answer, DnsError> {
+    lookup(server, host, v6, false, timeout)
+}
+
+/// Ask a resolver at `server` (recursion desired, RFC 1035 section 4.1.1) for the A or AAAA
+/// records of `host`, as a stub resolver does: the lab's client before each probe.
+pub fn resolve(
+    server: SocketAddr,
+    host: &str,
+    v6: bool,
+    timeout: Duration,
+) -> Result<Answer, DnsError> {
+    lookup(server, host, v6, true, timeout)
+}
+
+fn lookup(
+    server: SocketAddr,
+    host: &str,
+    v6: bool,
+    recursion: bool,
+    timeout: Duration,
+) -> Result<Answer, DnsError> {
     let rt = if v6 { RecordType::AAAA } else { RecordType::A };
     let what = format!("{host} {rt}");
-    let m = query(server, host, rt, &what, timeout)?;
+    let m = query(server, host, rt, recursion, &what, timeout)?;
     let mut a = Answer::default();
     for r in &m.answers {
         let ip = match &r.data {
@@ -145,7 +166,7 @@ pub fn addresses(
 /// The serial of `zone`'s SOA at `server`.
 pub fn soa_serial(server: SocketAddr, zone: &str, timeout: Duration) -> Result<u32, DnsError> {
     let what = format!("{zone} SOA");
-    let m = query(server, zone, RecordType::SOA, &what, timeout)?;
+    let m = query(server, zone, RecordType::SOA, false, &what, timeout)?;
     m.answers
         .iter()
         .find_map(|r| match &r.data {
@@ -163,6 +184,7 @@ fn query(
     server: SocketAddr,
     host: &str,
     rt: RecordType,
+    recursion: bool,
     what: &str,
     timeout: Duration,
 ) -> Result<Message, DnsError> {
@@ -172,7 +194,7 @@ fn query(
         why,
     };
     let mut m = Message::query();
-    m.metadata.recursion_desired = false;
+    m.metadata.recursion_desired = recursion;
     m.add_query(Query::query(name(host).map_err(bad)?, rt));
     let bytes = m.to_vec().map_err(|e| bad(e.to_string()))?;
     let deadline = Instant::now() + timeout;

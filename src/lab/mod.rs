@@ -21,14 +21,18 @@
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
 //! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
-//! invariants checked after each step).
+//! invariants checked after each step), [`dns`] (an authoritative BIND and a caching resolver for
+//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`).
 
 pub mod chaos;
 pub mod chaos_ctl;
+pub mod dns;
+pub mod dnsrun;
 pub mod frr;
 pub mod gshut;
 pub mod instance;
 pub mod moves;
+pub mod nameprobe;
 pub mod netns;
 pub mod probe;
 pub mod proc;

@@ -47,10 +47,24 @@ impl Bind {
         port: u16,
         spec: &ZoneSpec,
     ) -> Bind {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        Self::try_start(dir, netns, addr, port, spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Bind::start`] for callers that must not panic (the lab): the error says what failed
+    /// and, when named did not answer, what its log ends with.
+    pub fn try_start(
+        dir: &Path,
+        netns: Option<&str>,
+        addr: IpAddr,
+        port: u16,
+        spec: &ZoneSpec,
+    ) -> Result<Bind, String> {
+        let io = |what: &str, e: std::io::Error| format!("named in {}: {what}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory", e))?;
         let key = run(Command::new("tsig-keygen").arg(KEY_NAME))
-            .unwrap_or_else(|e| panic!("tsig-keygen: {e}"));
-        std::fs::write(dir.join(format!("{KEY_NAME}.key")), key).expect("write key");
+            .map_err(|e| format!("tsig-keygen: {e}"))?;
+        std::fs::write(dir.join(format!("{KEY_NAME}.key")), key)
+            .map_err(|e| io("writing the key", e))?;
         let zone_origin = spec.zone.trim_end_matches('.');
         let mut z = String::new();
         let _ = writeln!(z, "$TTL {}", spec.ttl);
@@ -63,7 +77,7 @@ impl Bind {
         for (owner, ty, value) in &spec.records {
             let _ = writeln!(z, "{owner} IN {ty} {value}");
         }
-        std::fs::write(dir.join("zone.db"), z).expect("write zone");
+        std::fs::write(dir.join("zone.db"), z).map_err(|e| io("writing the zone", e))?;
         let listen = match addr {
             IpAddr::V4(_) => {
                 format!("listen-on port {port} {{ {addr}; }};\n  listen-on-v6 {{ none; }};")
@@ -76,7 +90,7 @@ impl Bind {
         let conf = format!(
             "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  {listen}\n  recursion no;\n  dnssec-validation no;\n  notify no;\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n}};\ncontrols {{ }};\ninclude \"{d}/{KEY_NAME}.key\";\nzone \"{zone_origin}\" {{ type primary; file \"{d}/zone.db\"; allow-update {{ key \"{KEY_NAME}\"; }}; }};\n"
         );
-        std::fs::write(dir.join("named.conf"), conf).expect("write named.conf");
+        std::fs::write(dir.join("named.conf"), conf).map_err(|e| io("writing named.conf", e))?;
         let mut b = Bind {
             dir: dir.to_owned(),
             addr,
@@ -85,8 +99,8 @@ impl Bind {
             netns: netns.map(str::to_owned),
             child: None,
         };
-        b.spawn();
-        b
+        b.try_spawn()?;
+        Ok(b)
     }
 
     fn command(&self, program: &str) -> Command {
@@ -102,26 +116,35 @@ impl Bind {
 
     /// (Re)start `named` with the same files (the zone's journal keeps applied updates).
     pub fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("named.log"))
-            .expect("named.log");
+            .map_err(|e| format!("named.log in {}: {e}", self.dir.display()))?;
+        let err = log.try_clone().map_err(|e| format!("named.log: {e}"))?;
         let child = self
             .command("named")
             .arg("-g")
             .arg("-c")
             .arg(self.dir.join("named.conf"))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
+            .stdout(err)
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start named: {e}"));
+            .map_err(|e| format!("cannot start named: {e}"))?;
         self.child = Some(child);
         let ready = poll(Duration::from_secs(10), || self.soa_serial().map(|_| ()));
         if ready.is_none() {
-            panic!("named did not answer within 10 s; log:\n{}", self.log());
+            return Err(format!(
+                "named did not answer within 10 s; log:\n{}",
+                self.log()
+            ));
         }
+        Ok(())
     }
 
     pub fn pid(&self) -> Option<u32> {
