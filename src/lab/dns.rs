@@ -139,6 +139,7 @@ impl DnsLab {
                 "A".into(),
                 app_address(Site::Primary).to_string(),
             )],
+            secondaries: Vec::new(),
         };
         let auth = Bind::try_start(
             &lab.dir.join("dns-auth"),

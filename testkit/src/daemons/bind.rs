@@ -25,6 +25,9 @@ pub struct ZoneSpec {
     pub zone: String,
     pub ttl: u32,
     pub records: Vec<(String, String, String)>,
+    /// Secondaries to NOTIFY of every change (RFC 1996) at once (`notify-delay 0`: BIND
+    /// otherwise waits 5 s between sets), and allowed to transfer the zone.
+    pub secondaries: Vec<std::net::SocketAddr>,
 }
 
 pub struct Bind {
@@ -78,17 +81,31 @@ impl Bind {
             let _ = writeln!(z, "{owner} IN {ty} {value}");
         }
         std::fs::write(dir.join("zone.db"), z).map_err(|e| io("writing the zone", e))?;
-        let listen = match addr {
-            IpAddr::V4(_) => {
-                format!("listen-on port {port} {{ {addr}; }};\n  listen-on-v6 {{ none; }};")
-            }
-            IpAddr::V6(_) => {
-                format!("listen-on {{ none; }};\n  listen-on-v6 port {port} {{ {addr}; }};")
-            }
-        };
         let d = dir.display();
+        let (notify, transfer) = if spec.secondaries.is_empty() {
+            ("notify no;".to_owned(), "none;".to_owned())
+        } else {
+            let to: Vec<String> = spec
+                .secondaries
+                .iter()
+                .map(|s| format!("{} port {};", s.ip(), s.port()))
+                .collect();
+            let from: Vec<String> = spec
+                .secondaries
+                .iter()
+                .map(|s| format!("{};", s.ip()))
+                .collect();
+            (
+                format!(
+                    "notify explicit;\n  notify-delay 0;\n  also-notify {{ {} }};",
+                    to.join(" ")
+                ),
+                from.join(" "),
+            )
+        };
         let conf = format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  {listen}\n  recursion no;\n  dnssec-validation no;\n  notify no;\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n}};\ncontrols {{ }};\ninclude \"{d}/{KEY_NAME}.key\";\nzone \"{zone_origin}\" {{ type primary; file \"{d}/zone.db\"; allow-update {{ key \"{KEY_NAME}\"; }}; }};\n"
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  {listen}\n  recursion no;\n  dnssec-validation no;\n  {notify}\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n}};\ncontrols {{ }};\ninclude \"{d}/{KEY_NAME}.key\";\nzone \"{zone_origin}\" {{ type primary; file \"{d}/zone.db\"; allow-update {{ key \"{KEY_NAME}\"; }}; allow-transfer {{ {transfer} }}; }};\n",
+            listen = listen(addr, port),
         );
         std::fs::write(dir.join("named.conf"), conf).map_err(|e| io("writing named.conf", e))?;
         let mut b = Bind {
@@ -101,6 +118,38 @@ impl Bind {
         };
         b.try_spawn()?;
         Ok(b)
+    }
+
+    /// A secondary for `zone` (absolute) that transfers it from `primary` (RFC 5936) and
+    /// refreshes on its NOTIFY; waits until it answers the zone's SOA. It takes no updates.
+    pub fn start_secondary(
+        dir: &Path,
+        addr: IpAddr,
+        port: u16,
+        zone: &str,
+        primary: std::net::SocketAddr,
+    ) -> Bind {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let d = dir.display();
+        let origin = zone.trim_end_matches('.');
+        let conf = format!(
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  {listen}\n  recursion no;\n  dnssec-validation no;\n  notify no;\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n}};\ncontrols {{ }};\nzone \"{origin}\" {{ type secondary; file \"{d}/zone.db\"; primaries {{ {} port {}; }}; allow-notify {{ {}; }}; }};\n",
+            primary.ip(),
+            primary.port(),
+            primary.ip(),
+            listen = listen(addr, port),
+        );
+        std::fs::write(dir.join("named.conf"), conf).expect("write named.conf");
+        let mut b = Bind {
+            dir: dir.to_owned(),
+            addr,
+            port,
+            zone: zone.to_owned(),
+            netns: None,
+            child: None,
+        };
+        b.spawn();
+        b
     }
 
     fn command(&self, program: &str) -> Command {
@@ -239,6 +288,17 @@ impl Bind {
             .arg(self.key_file())
             .arg(&path))
         .unwrap_or_else(|e| panic!("nsupdate: {e}\nnamed log:\n{}", self.log()));
+    }
+}
+
+fn listen(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(_) => {
+            format!("listen-on port {port} {{ {addr}; }};\n  listen-on-v6 {{ none; }};")
+        }
+        IpAddr::V6(_) => {
+            format!("listen-on {{ none; }};\n  listen-on-v6 port {port} {{ {addr}; }};")
+        }
     }
 }
 
