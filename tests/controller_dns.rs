@@ -16,6 +16,10 @@
 //! - A server that does not answer (SIGSTOP by a cutover hook): the update fails by its
 //!   timeout, the rollback cannot restore what it cannot read and stops for the operator;
 //!   once named runs again `ferry failover abort` completes it with the primary addresses.
+//! - An unplanned failover with the primary speaker dead: no pre-stage, the update and its
+//!   verification need only the DNS server.
+//! - Ten records reach the primary and a real secondary (NOTIFY, zone transfer): the time
+//!   from the update step to both answering, over ten runs (the figure of docs/benchmarks.md).
 //! - `kill -9` of the controller in the DNS verify step (a second listed server still holds
 //!   the old zone), then its journal cut back to the open update step (what a kill between
 //!   named applying the update and the journal's record of it leaves): `ferry failover resume`
@@ -594,4 +598,34 @@ fn ten_records_reach_every_authoritative_server_quickly() {
         ROUNDS * 2
     );
     assert!(t < 3000, "{total:?}");
+}
+
+/// An unplanned failover (the primary site's speaker is dead): no pre-stage step, the DNS
+/// update goes straight to the server (the records get failover_ttl with their new
+/// addresses) and is verified; the old site is never needed for it.
+#[test]
+fn an_unplanned_failover_updates_dns_without_the_old_site() {
+    if !can_run("an_unplanned_failover_updates_dns") {
+        return;
+    }
+    let mut s = setup([13, 14], "", "");
+    s.dc1.speaker.kill9();
+    let (plan, state) = (s.plan(), s.state());
+    let out = s.ferry(&[
+        "failover",
+        "--unplanned",
+        "--yes",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let text = all(&out);
+    assert_eq!(out.code, 0, "{text}");
+    assert!(!text.contains("dns prestage"), "{text}");
+    assert!(
+        text.contains("dns verify app") && text.contains("1 servers answer the new addresses"),
+        "{text}"
+    );
+    s.assert_records(5, recovery);
 }
