@@ -1,11 +1,11 @@
 //! The lab's DNS, added to a running three-site lab for the changed-IP scenarios (issue 22):
 //!
 //! ```text
-//!   client 203.0.113.10 (resolver: named on 127.0.0.1:53, caching, static-stub to ns)
+//!   client 203.0.113.10 (resolver: named on 127.0.0.1:53, caching, static-stub to ns, ns2)
 //!      |
-//!     r3 .54 ---- 192.0.2.52/30 ---- .53 ns: authoritative named for example.test. (TSIG key)
-//!    /  \
-//!  r1    r2
+//!     r3 .54 ---- 192.0.2.52/30 ---- .53 ns: primary authoritative named for example.test.
+//!    /  \                                   (TSIG key; NOTIFY to ns2 at once)
+//!  r1    r2 .57 ---- 192.0.2.56/30 ---- .58 ns2: secondary (zone transfer from ns)
 //!   | 192.0.2.64/28            | 192.0.2.128/28   (each site's own LAN, announced by its router)
 //!  app1 192.0.2.70           app2 192.0.2.130   (the "app" VM before and after the failover)
 //! ```
@@ -14,13 +14,15 @@
 //! - Nodes are namespaces `fl-<instance>-{ns,app1,app2}` with veths made inside them, so
 //!   `ferry lab down` removes them (and every process in them) like the others; the servers'
 //!   files live under the instance's runtime directory. Nothing touches the root namespace.
-//! - The site routers announce their app LAN by BGP (`network`, added through vtysh), and
-//!   `start` waits until r3 routes both LANs: the client reaches whichever address DNS gives.
-//! - The authoritative server (`named`, Debian `bind9`) serves `example.test.` with
+//! - The site routers announce their app LAN by BGP (`network`, added through vtysh), r3 and
+//!   r2 the DNS servers' links, and `start` waits until the routes are there: the client
+//!   reaches whichever address DNS gives, the servers reach each other.
+//! - The primary authoritative server (`named`, Debian `bind9`) serves `example.test.` with
 //!   `web.example.test.` at app1's address and TTL `ttl`, and takes RFC 2136 updates signed
-//!   with its `tsig-keygen` key ([`DnsLab::key_file`]).
-//! - The resolver is a second `named` in the client's namespace: recursion for the client
-//!   only, `example.test.` as a static-stub zone pointing at the authoritative server, no
+//!   with its `tsig-keygen` key ([`DnsLab::key_file`]). A secondary at the recovery site
+//!   transfers the zone (RFC 5936) when notified (RFC 1996).
+//! - The resolver is another `named` in the client's namespace: recursion for the client
+//!   only, `example.test.` as a static-stub zone pointing at both authoritative servers, no
 //!   prefetch (BIND's default refetches an entry in its last 2 s, hiding the TTL the scenarios
 //!   measure), answers cached for the TTL the authoritative server gave.
 //! - Every wait has a timeout; errors name the step.
@@ -46,6 +48,10 @@ pub const NAME: &str = "web.example.test.";
 pub const AUTH: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const AUTH_GW: &str = "192.0.2.54/30";
 const AUTH_ADDR: &str = "192.0.2.53/30";
+/// The secondary authoritative server, at the recovery site.
+pub const SECONDARY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 58);
+const SECONDARY_GW: &str = "192.0.2.57/30";
+const SECONDARY_ADDR: &str = "192.0.2.58/30";
 /// The client's resolver, inside its namespace.
 pub const RESOLVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
 
@@ -68,6 +74,7 @@ pub fn app_address(site: Site) -> IpAddr {
 /// The DNS part of a lab: both servers (stopped on drop; `down` removes their namespaces).
 pub struct DnsLab {
     pub auth: Bind,
+    pub secondary: Bind,
     resolver: Option<Child>,
     resolver_dir: PathBuf,
     client_ns: String,
@@ -97,6 +104,25 @@ impl DnsLab {
         netns::create(&ns)?;
         link(&r3, "eth-ns", AUTH_GW, &ns, AUTH_ADDR)?;
         netns::default_route(&ns, &IpAddr::V4(Ipv4Addr::new(192, 0, 2, 54)))?;
+        let ns2 = lab.ns("ns2");
+        netns::create(&ns2)?;
+        created.push(ns2.clone());
+        let r2 = lab.ns(&t.router(Site::Recovery).name);
+        link(&r2, "eth-ns", SECONDARY_GW, &ns2, SECONDARY_ADDR)?;
+        netns::default_route(&ns2, &IpAddr::V4(Ipv4Addr::new(192, 0, 2, 57)))?;
+        // The servers' links, announced so that each reaches the other and the controller
+        // (at the third site) reaches both.
+        for (site, net) in [
+            (Site::Third, "192.0.2.52/30"),
+            (Site::Recovery, "192.0.2.56/30"),
+        ] {
+            lab.frr(site).vtysh(&[
+                "configure terminal",
+                &format!("router bgp {}", t.router(site).asn),
+                "address-family ipv4 unicast",
+                &format!("network {net}"),
+            ])?;
+        }
         for site in [Site::Primary, Site::Recovery] {
             let (node, gw, vm, lan) = app_node(site);
             let router = t.router(site);
@@ -119,15 +145,21 @@ impl DnsLab {
         }
         lab.state.namespaces.extend(created);
         lab.state.save()?;
-        for site in [Site::Primary, Site::Recovery] {
-            let lan = app_node(site).3;
+        let wanted = [
+            (&r3, app_node(Site::Primary).3),
+            (&r3, app_node(Site::Recovery).3),
+            (&r3, "192.0.2.56/30"),
+            (&r2, "192.0.2.52/30"),
+        ];
+        for (router, net) in wanted {
             let routed = proc::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-                proc::ip(&["-n", &r3, "-4", "route", "show", lan]).is_ok_and(|r| r.contains("via"))
+                proc::ip(&["-n", router, "-4", "route", "show", net])
+                    .is_ok_and(|r| r.contains("via"))
             });
             if !routed {
                 return Err(LabError::step(
                     "lab DNS",
-                    format!("r3 has no route to the {site} app LAN {lan} after 20 s"),
+                    format!("{router} has no route to {net} after 20 s"),
                 ));
             }
         }
@@ -139,7 +171,7 @@ impl DnsLab {
                 "A".into(),
                 app_address(Site::Primary).to_string(),
             )],
-            secondaries: Vec::new(),
+            secondaries: vec![SocketAddr::new(IpAddr::V4(SECONDARY), 53)],
         };
         let auth = Bind::try_start(
             &lab.dir.join("dns-auth"),
@@ -152,12 +184,25 @@ impl DnsLab {
         if let Some(pid) = auth.pid() {
             lab.state.add_process("named-auth", &ns, pid)?;
         }
+        let secondary = Bind::try_start_secondary(
+            &lab.dir.join("dns-secondary"),
+            Some(&ns2),
+            IpAddr::V4(SECONDARY),
+            53,
+            ZONE,
+            SocketAddr::new(IpAddr::V4(AUTH), 53),
+        )
+        .map_err(|e| LabError::step("secondary named", e))?;
+        if let Some(pid) = secondary.pid() {
+            lab.state.add_process("named-secondary", &ns2, pid)?;
+        }
         let client_ns = lab.ns(&t
             .client()
             .map(|c| c.name.clone())
             .ok_or_else(|| LabError::Topology("no client host".into()))?);
         let mut d = DnsLab {
             auth,
+            secondary,
             resolver: None,
             resolver_dir: lab.dir.join("dns-resolver"),
             client_ns,
@@ -185,7 +230,7 @@ impl DnsLab {
         let d = self.resolver_dir.display();
         let zone = ZONE.trim_end_matches('.');
         let conf = format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ {ip}; }};\n  listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ {ip}; }};\n  allow-recursion {{ {ip}; }};\n  dnssec-validation no;\n  prefetch 0;\n  notify no;\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n}};\ncontrols {{ }};\nzone \"{zone}\" {{ type static-stub; server-addresses {{ {AUTH}; }}; }};\n",
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ {ip}; }};\n  listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ {ip}; }};\n  allow-recursion {{ {ip}; }};\n  dnssec-validation no;\n  prefetch 0;\n  notify no;\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n}};\ncontrols {{ }};\nzone \"{zone}\" {{ type static-stub; server-addresses {{ {AUTH}; {SECONDARY}; }}; }};\n",
             port = RESOLVER.port(),
             ip = RESOLVER.ip(),
         );

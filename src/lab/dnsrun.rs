@@ -8,7 +8,7 @@
 //! The app's loss window is split on one clock (the lab's): `cutover` (first lost probe -> the
 //! DNS update step starts), `dns_update` (-> the update step is journaled done: the
 //! authoritative server applied it), `authoritative` (-> the verify step is done: every
-//! authoritative server answers the new address), `cache` (-> the first probe whose lookup
+//! authoritative server, the primary and its secondary, answers the new address), `cache` (-> the first probe whose lookup
 //! gave the new address: the resolver's cached entry expired), `answer` (-> its answer from the
 //! recovery VM). Step times are when the controller's journal lines appeared (the journal
 //! is read every 2 ms), so each boundary is within a few ms.
@@ -236,6 +236,7 @@ timeout_ms = 5000
 [[dns]]
 name = "app"
 server = "{auth}:53"
+servers = ["{secondary}"]
 zone = "{zone}"
 tsig_key_file = "{key}"
 records = [ {{ name = "{name}", primary = "{a1}", recovery = "{a2}" }} ]
@@ -267,6 +268,7 @@ timeout_ms = 5000
             start("FERRY_FROM", &app1, &app2)
         ),
         auth = dns::AUTH,
+        secondary = dns::SECONDARY,
         zone = dns::ZONE,
         key = d.key_file().display(),
         name = dns::NAME,

@@ -129,7 +129,21 @@ impl Bind {
         zone: &str,
         primary: std::net::SocketAddr,
     ) -> Bind {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        Self::try_start_secondary(dir, None, addr, port, zone, primary)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Bind::start_secondary`] in `netns` (or here), with errors instead of panics.
+    pub fn try_start_secondary(
+        dir: &Path,
+        netns: Option<&str>,
+        addr: IpAddr,
+        port: u16,
+        zone: &str,
+        primary: std::net::SocketAddr,
+    ) -> Result<Bind, String> {
+        let io = |what: &str, e: std::io::Error| format!("named in {}: {what}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory", e))?;
         let d = dir.display();
         let origin = zone.trim_end_matches('.');
         let conf = format!(
@@ -139,17 +153,17 @@ impl Bind {
             primary.ip(),
             listen = listen(addr, port),
         );
-        std::fs::write(dir.join("named.conf"), conf).expect("write named.conf");
+        std::fs::write(dir.join("named.conf"), conf).map_err(|e| io("writing named.conf", e))?;
         let mut b = Bind {
             dir: dir.to_owned(),
             addr,
             port,
             zone: zone.to_owned(),
-            netns: None,
+            netns: netns.map(str::to_owned),
             child: None,
         };
-        b.spawn();
-        b
+        b.try_spawn()?;
+        Ok(b)
     }
 
     fn command(&self, program: &str) -> Command {
