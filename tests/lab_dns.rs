@@ -1,5 +1,6 @@
 //! `ferry lab dns` end to end: the three-site FRR lab plus an authoritative BIND at the third
-//! site (TSIG key, zone example.test.), a caching BIND resolver in the client's namespace,
+//! site (TSIG key, zone example.test.) with a secondary at the recovery site (NOTIFY, zone
+//! transfer), a caching BIND resolver in the client's namespace,
 //! and app VMs at each site with their own addresses (192.0.2.70, 192.0.2.130). The failover
 //! controller runs a mixed plan (198.51.100.0/24 moves by BGP, web.example.test follows the
 //! app by a TSIG-signed RFC 2136 update) twice, pre-staged and not, each followed by a failback.
@@ -93,7 +94,7 @@ fn mixed_plan_with_and_without_prestage_in_the_lab() {
         let loss = get(m, "loss_ms");
         assert!((parts - loss).abs() < 1.0, "{parts} vs {loss}: {m}");
         assert!(get(m, "subnet_loss_ms") > 0.0, "{m}");
-        // The authoritative part is the controller's verify step: well under a second.
+        // Update and verify (both servers answer): the target is 100 ms; loose for a loaded machine.
         assert!(
             get(m, "dns_update_ms") + get(m, "authoritative_ms") < 1000.0,
             "{m}"
