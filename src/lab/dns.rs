@@ -71,7 +71,24 @@ pub fn app_address(site: Site) -> IpAddr {
     }
 }
 
-/// The DNS part of a lab: both servers (stopped on drop; `down` removes their namespaces).
+/// BIND's programs are installed (checked before a lab is built for nothing).
+pub fn preflight() -> Result<()> {
+    for tool in ["named", "tsig-keygen", "dig"] {
+        if !["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(tool).exists())
+        {
+            return Err(LabError::step(
+                "lab DNS",
+                format!("{tool} not found: run `apt-get install bind9 bind9-dnsutils`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The DNS part of a lab: its servers (the resolver stopped on drop, the authoritative ones
+/// by [`Bind`]'s drop; `down` removes their namespaces and anything left in them).
 pub struct DnsLab {
     pub auth: Bind,
     pub secondary: Bind,
@@ -86,17 +103,7 @@ pub struct DnsLab {
 impl DnsLab {
     /// Add the nodes, links, routes and servers to `lab`; `ttl` is the record's TTL.
     pub fn start(lab: &mut LabInstance, ttl: u32) -> Result<Self> {
-        for tool in ["named", "tsig-keygen", "dig"] {
-            if !["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-                .iter()
-                .any(|d| std::path::Path::new(d).join(tool).exists())
-            {
-                return Err(LabError::step(
-                    "lab DNS",
-                    format!("{tool} not found: run `apt-get install bind9 bind9-dnsutils`"),
-                ));
-            }
-        }
+        preflight()?;
         let t = lab.topo.clone();
         let r3 = lab.ns(&t.router(Site::Third).name);
         let ns = lab.ns("ns");
@@ -292,6 +299,44 @@ impl DnsLab {
             Duration::from_secs(5),
         )?;
         Ok(out.trim().to_owned())
+    }
+
+    /// Wait until both authoritative servers answer [`NAME`] with `ttl` (asked from the
+    /// client's namespace, without recursion): a TTL change reaches the secondary by zone
+    /// transfer, a moment after the primary.
+    pub fn wait_ttl(&self, ttl: u32, timeout: Duration) -> Result<()> {
+        let mut last = String::new();
+        let ok = proc::poll(timeout, Duration::from_millis(20), || {
+            [AUTH, SECONDARY].iter().all(|server| {
+                let out = proc::run(
+                    in_ns(&self.client_ns, "dig").args([
+                        "+norec",
+                        "+noall",
+                        "+answer",
+                        "+time=1",
+                        "+tries=1",
+                        &format!("@{server}"),
+                        NAME,
+                        "A",
+                    ]),
+                    Duration::from_secs(5),
+                )
+                .unwrap_or_default();
+                last = format!("{server}: {}", out.trim());
+                out.split_whitespace().nth(1) == Some(ttl.to_string().as_str())
+            })
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(LabError::step(
+                "lab DNS",
+                format!(
+                    "the servers do not answer {NAME} with TTL {ttl} after {} s (last: {last})",
+                    timeout.as_secs()
+                ),
+            ))
+        }
     }
 
     /// Start the app VM's responder at `site` (tag: the site's name), detached, the way the

@@ -20,16 +20,15 @@
 //! Never does: change the three-site lab's files (the DNS nodes are added at run time by
 //! [`super::dns`]).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::dns::{self, DnsLab};
 use super::instance::{preflight, LabInstance};
+use super::journalwatch::{step_times, JournalWatch};
+use super::mixedplan::write_plan;
 use super::nameprobe::{NameProbe, NameProber};
 use super::probe::{Probe, Prober};
 use super::proc::{self, in_ns};
@@ -71,214 +70,6 @@ pub struct DnsReport {
     pub failover_ttl: u32,
     pub name_probe_interval_ms: u64,
     pub moves: Vec<DnsMove>,
-}
-
-/// When each journal line of the runs under `state_dir/runs` appeared.
-struct JournalWatch {
-    stop: Arc<AtomicBool>,
-    lines: Arc<Mutex<Vec<(i64, String)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl JournalWatch {
-    fn start(state_dir: &Path) -> Self {
-        let runs = state_dir.join("runs");
-        let before: Vec<PathBuf> = journals(&runs);
-        let stop = Arc::new(AtomicBool::new(false));
-        let lines: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
-        let (s, l) = (stop.clone(), lines.clone());
-        let thread = std::thread::spawn(move || {
-            let mut read: BTreeMap<PathBuf, usize> = BTreeMap::new();
-            while !s.load(Ordering::Relaxed) {
-                for j in journals(&runs).into_iter().filter(|j| !before.contains(j)) {
-                    let text = std::fs::read_to_string(&j).unwrap_or_default();
-                    let at = read.entry(j).or_insert(0);
-                    let new = &text[(*at).min(text.len())..];
-                    let done = new.rfind('\n').map_or(0, |i| i + 1);
-                    let t = now_us();
-                    if let Ok(mut l) = l.lock() {
-                        l.extend(new[..done].lines().map(|x| (t, x.to_owned())));
-                    }
-                    *at += done;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Self {
-            stop,
-            lines,
-            thread: Some(thread),
-        }
-    }
-
-    /// (time, record) of every line seen, once the watch has stopped.
-    fn finish(mut self) -> Vec<(i64, serde_json::Value)> {
-        // One more pass after the run ended.
-        std::thread::sleep(Duration::from_millis(10));
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.lines
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(t, line)| Some((t, serde_json::from_str(&line).ok()?)))
-            .collect()
-    }
-}
-
-fn journals(runs: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(runs)
-        .map(|d| {
-            d.filter_map(|e| Some(e.ok()?.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// When the step `name` started and was done, from the watched journal lines.
-fn step_times(lines: &[(i64, serde_json::Value)], name: &str) -> Option<(i64, i64)> {
-    let steps = lines.iter().find(|(_, r)| r["record"] == "run_started")?.1["steps"]
-        .as_array()?
-        .clone();
-    let i = steps.iter().position(|s| s == name)?;
-    let started = lines
-        .iter()
-        .find(|(_, r)| r["record"] == "step_started" && r["step"] == i)?
-        .0;
-    let done = lines
-        .iter()
-        .find(|(_, r)| r["record"] == "step_done" && r["step"] == i)?
-        .0;
-    Some((started, done))
-}
-
-/// The plan of the mixed move, written to `out/dns-plan.toml`.
-fn write_plan(lab: &LabInstance, d: &DnsLab, out: &Path) -> Result<PathBuf> {
-    let t = &lab.topo;
-    let vm = |site: Site| {
-        t.vm(site)
-            .map(|h| lab.ns(&h.name))
-            .ok_or_else(|| LabError::Topology(format!("no VM at {site}")))
-    };
-    let (vm1, vm2) = (vm(Site::Primary)?, vm(Site::Recovery)?);
-    let (app1, app2) = (d.app_ns(Site::Primary), d.app_ns(Site::Recovery));
-    let (p, r) = (Site::Primary.name(), Site::Recovery.name());
-    let pick =
-        |var: &str, a: &str, b: &str| format!("case ${var} in {p}) v={a};; *) v={b};; esac;");
-    let kill = |var: &str, a: &str, b: &str| {
-        format!("{} ip netns pids $v | xargs -r kill -9", pick(var, a, b))
-    };
-    let start = |var: &str, a: &str, b: &str| {
-        format!(
-            "{} TAG=${var}; {}",
-            pick(var, a, b),
-            dns::start_app_command("$v", t.probe_port)
-        )
-    };
-    let socket = |site: Site| lab.speaker_socket(site).display().to_string();
-    let sp = |site: Site| t.speaker(site);
-    let text = format!(
-        r#"name = "mixed"
-primary = "{p}"
-recovery = "{r}"
-order = "break-before-make"
-
-[[site]]
-name = "{p}"
-api = "{api1}"
-next_hop = "{nh1}"
-next_hop6 = "{nh1_6}"
-
-[[site]]
-name = "{r}"
-api = "{api2}"
-next_hop = "{nh2}"
-next_hop6 = "{nh2_6}"
-
-# Moves by BGP: the VM keeps its address.
-[[group]]
-name = "web"
-subnets = ["{prefix}", "{prefix6}"]
-
-# Comes up with a new address: DNS follows.
-[[group]]
-name = "app"
-subnets = []
-
-[[hook]]
-name = "stop-web-vm"
-stage = "stop-primary"
-group = "web"
-command = ["sh", "-c", {stop_web:?}]
-undo = ["sh", "-c", {start_web_from:?}]
-timeout_ms = 5000
-
-[[hook]]
-name = "start-web-vm"
-stage = "cutover"
-group = "web"
-command = ["sh", "-c", {start_web:?}]
-undo = ["sh", "-c", {kill_web_to:?}]
-timeout_ms = 5000
-
-[[hook]]
-name = "move-app-vm"
-stage = "cutover"
-group = "app"
-command = ["sh", "-c", {move_app:?}]
-undo = ["sh", "-c", {unmove_app:?}]
-timeout_ms = 5000
-
-[[dns]]
-name = "app"
-server = "{auth}:53"
-servers = ["{secondary}"]
-zone = "{zone}"
-tsig_key_file = "{key}"
-records = [ {{ name = "{name}", primary = "{a1}", recovery = "{a2}" }} ]
-ttl = {OLD_TTL}
-failover_ttl = {FAILOVER_TTL}
-group = "app"
-timeout_ms = 5000
-"#,
-        api1 = socket(Site::Primary),
-        api2 = socket(Site::Recovery),
-        nh1 = sp(Site::Primary).next_hop,
-        nh1_6 = sp(Site::Primary).next_hop6,
-        nh2 = sp(Site::Recovery).next_hop,
-        nh2_6 = sp(Site::Recovery).next_hop6,
-        prefix = t.prefix,
-        prefix6 = t.prefix6,
-        stop_web = kill("FERRY_FROM", &vm1, &vm2),
-        start_web_from = start("FERRY_FROM", &vm1, &vm2),
-        start_web = start("FERRY_TO", &vm1, &vm2),
-        kill_web_to = kill("FERRY_TO", &vm1, &vm2),
-        move_app = format!(
-            "{}; {}",
-            kill("FERRY_FROM", &app1, &app2),
-            start("FERRY_TO", &app1, &app2)
-        ),
-        unmove_app = format!(
-            "{}; {}",
-            kill("FERRY_TO", &app1, &app2),
-            start("FERRY_FROM", &app1, &app2)
-        ),
-        auth = dns::AUTH,
-        secondary = dns::SECONDARY,
-        zone = dns::ZONE,
-        key = d.key_file().display(),
-        name = dns::NAME,
-        a1 = dns::app_address(Site::Primary),
-        a2 = dns::app_address(Site::Recovery),
-    );
-    let plan = out.join("dns-plan.toml");
-    std::fs::write(&plan, text)
-        .map_err(|e| LabError::step(format!("writing {}", plan.display()), e))?;
-    Ok(plan)
 }
 
 /// `ferry ARGS` run by the controller at the third site (in the DNS server's namespace: it
@@ -410,10 +201,12 @@ fn one_move(
             say,
         )?;
     }
+    let cached_ttl = if prestaged { FAILOVER_TTL } else { OLD_TTL };
+    // The secondary has it too (a resolver may ask either).
+    d.wait_ttl(cached_ttl, Duration::from_secs(10))?;
     // An empty cache, filled by the prober's first lookup: with the short TTL after the
     // pre-stage (as once the old TTL has passed), with the old one without it.
     d.restart_resolver()?;
-    let cached_ttl = if prestaged { FAILOVER_TTL } else { OLD_TTL };
     let t = &lab.topo;
     let client = lab.ns(&t.client().map(|c| c.name.clone()).unwrap_or_default());
     let named = NameProber::start(
@@ -462,11 +255,12 @@ fn one_move(
         Duration::from_secs(u64::from(FAILOVER_TTL) + 10),
         Duration::from_millis(100),
         || {
-            d.dig_resolver()
-                .is_ok_and(|a| a == dns::app_address(Site::Primary).to_string())
+            lab.route_via(Site::Primary)
+                && d.dig_resolver()
+                    .is_ok_and(|a| a == dns::app_address(Site::Primary).to_string())
         },
     );
-    if !back || !lab.route_via(Site::Primary) {
+    if !back {
         return Err(LabError::step(
             format!("{name}: failback"),
             "the resolver or the third site's route did not come back to the primary",
@@ -479,6 +273,7 @@ fn one_move(
 pub fn run(instance: &str, out: &Path, verbose: bool) -> Result<(Vec<Outcome>, DnsReport)> {
     let mut lab = LabInstance::new(instance, None)?;
     preflight()?;
+    dns::preflight()?;
     let _guard = DownGuard(instance.into());
     let say = Say {
         t0: now_us(),

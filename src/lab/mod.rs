@@ -22,7 +22,8 @@
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
 //! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
 //! invariants checked after each step), [`dns`] (an authoritative BIND and a caching resolver for
-//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`).
+//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`), [`mixedplan`] (its plan),
+//! [`journalwatch`] (a controller run's step times on the lab's clock).
 
 pub mod chaos;
 pub mod chaos_ctl;
@@ -31,6 +32,8 @@ pub mod dnsrun;
 pub mod frr;
 pub mod gshut;
 pub mod instance;
+pub mod journalwatch;
+pub mod mixedplan;
 pub mod moves;
 pub mod nameprobe;
 pub mod netns;
