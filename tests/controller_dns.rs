@@ -70,27 +70,44 @@ fn zone() -> ZoneSpec {
     }
 }
 
+/// named on 127.0.0.1 and a free port. Another test's named may take the same port between
+/// the pick and the bind (the pick releases it); then this one says "address in use" and is
+/// started again on another port, rather than the test talking to the other's server.
 fn bind(dir: &Path) -> Bind {
     let ip = Ipv4Addr::LOCALHOST;
-    Bind::start(dir, None, IpAddr::V4(ip), free_port(ip), &zone())
+    retry(|| Bind::try_start(dir, None, IpAddr::V4(ip), free_port(ip), &zone()))
+}
+
+fn retry<T>(mut start: impl FnMut() -> Result<T, String>) -> T {
+    for _ in 0..4 {
+        match start() {
+            Ok(t) => return t,
+            Err(e) if e.contains("address in use") => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free port for named after 4 tries")
 }
 
 /// A primary that notifies a real secondary, and the secondary (transferring the zone).
 fn bind_pair(dir: &Path) -> (Bind, Bind) {
     let ip = Ipv4Addr::LOCALHOST;
-    let sec = std::net::SocketAddr::new(IpAddr::V4(ip), free_port(ip));
-    let mut spec = zone();
-    spec.secondaries.push(sec);
-    let primary = Bind::start(
-        &dir.join("named"),
-        None,
-        IpAddr::V4(ip),
-        free_port(ip),
-        &spec,
-    );
-    let p = std::net::SocketAddr::new(primary.addr, primary.port);
-    let secondary = Bind::start_secondary(&dir.join("secondary"), sec.ip(), sec.port(), ZONE, p);
-    (primary, secondary)
+    retry(|| {
+        let sec = std::net::SocketAddr::new(IpAddr::V4(ip), free_port(ip));
+        let mut spec = zone();
+        spec.secondaries.push(sec);
+        let primary = Bind::try_start(
+            &dir.join("named"),
+            None,
+            IpAddr::V4(ip),
+            free_port(ip),
+            &spec,
+        )?;
+        let p = std::net::SocketAddr::new(primary.addr, primary.port);
+        let secondary =
+            Bind::try_start_secondary(&dir.join("secondary"), None, sec.ip(), sec.port(), ZONE, p)?;
+        Ok((primary, secondary))
+    })
 }
 
 struct Site {
@@ -408,7 +425,8 @@ fn a_record_changed_behind_our_back_fails_the_update_and_is_left_alone() {
     std::fs::write(
         &script,
         format!(
-            "server 127.0.0.1 {}\nzone {ZONE}\nupdate delete {} A\nupdate add {} 60 A 198.51.100.99\nsend\n",
+            "server {} {}\nzone {ZONE}\nupdate delete {} A\nupdate add {} 60 A 198.51.100.99\nsend\n",
+            s.bind.addr,
             s.bind.port,
             host(3),
             host(3)

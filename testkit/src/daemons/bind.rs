@@ -207,6 +207,15 @@ impl Bind {
                 self.log()
             ));
         }
+        // named keeps running when it cannot listen: the answer came from another server.
+        if self.log().contains("address in use") {
+            return Err(format!(
+                "named could not listen on {}#{}: another server answers there; log:\n{}",
+                self.addr,
+                self.port,
+                self.log()
+            ));
+        }
         Ok(())
     }
 
