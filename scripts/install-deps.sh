@@ -20,9 +20,11 @@ if [ "$demo" -eq 1 ]; then
     PACKAGES=(frr iproute2 procps)
 else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
+    # stayrtr + frr-rpki-rtrlib: the RPKI preflight's tests (an RTR validator serving a VRP
+    # file, and bgpd -M rpki dropping Invalid routes).
     # bind9 + bind9-dnsutils: the DNS failover tests start their own named (dig, nsupdate,
     # tsig-keygen read and change its zone).
-    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db bind9 bind9-dnsutils)
+    PACKAGES=(frr frr-rpki-rtrlib stayrtr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db bind9 bind9-dnsutils)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -48,6 +50,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
                 bird2) svc=bird ;;
                 gobgpd) svc=gobgpd ;;
                 exabgp) svc=exabgp ;;
+                stayrtr) svc=stayrtr ;;
                 bind9) svc=named ;;
                 *) continue ;;
             esac

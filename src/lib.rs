@@ -22,6 +22,8 @@
 //!   and leases, the controller's run journals, the lab's state).
 //! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
 //!   controller state).
+//! - [`rpki`]: route origin validation (RFC 6811) and the VRPs from an RTR validator, for the
+//!   failover's preflight.
 //! - [`suggest`]: "did you mean `hold_time`?" for a misspelt key or value in a config or plan.
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
 //!   one controller per plan).
@@ -50,6 +52,7 @@ pub mod filelock;
 pub mod inspect;
 pub mod lab;
 pub mod private_fs;
+pub mod rpki;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;

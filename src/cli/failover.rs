@@ -18,6 +18,7 @@ use crate::controller::claim::{self, Claim, TakeOver, TakeOverRefused};
 use crate::controller::journal::now_ms;
 use crate::controller::lock::{self as plan_lock, Holder};
 use crate::controller::repair;
+use crate::controller::rpki;
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
 use crate::controller::{keeper, runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
@@ -33,7 +34,10 @@ pub struct PlanArgs {
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Validate a plan; unless --offline, also check the speakers: sessions Established, the
-    /// primary announces every subnet and the recovery site none.
+    /// primary announces every subnet and the recovery site none. With host routes and a
+    /// [verify] observer, each host route is announced at the primary for the check (the site
+    /// that already attracts its traffic) until the observer sees it, then withdrawn: a router
+    /// that filters host routes fails the check.
     Check {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -45,7 +49,18 @@ pub enum PlanCommand {
         /// "ready"`, `"not checked"` with --offline, or the error).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        rpki: RpkiArgs,
     },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RpkiArgs {
+    /// With `[rpki]` in the plan: report RPKI Invalid routes of the site gaining the subnets,
+    /// and validators that do not answer, as warnings instead of failing (routers that drop
+    /// Invalid routes will still drop them).
+    #[arg(long)]
+    pub ignore_rpki: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -69,10 +84,17 @@ pub struct RunArgs {
     /// The site losing the subnets may be down: its steps are best effort, with short timeouts.
     #[arg(long)]
     pub unplanned: bool,
+    /// A test failover: announce to the plan's test_site (the isolated test network) instead
+    /// of the recovery site, keep the primary announcing, run only hooks and checks with
+    /// `test = true`. Undo with `ferry failover cleanup-test`.
+    #[arg(long, conflicts_with = "unplanned")]
+    pub test: bool,
     /// JSON lines instead of text: the plan, each step's start and end, the run's outcome
     /// (with the run as `failover status --json` shows it). Prompts go to stderr.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub rpki: RpkiArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -152,6 +174,21 @@ pub enum FailoverAction {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// End a test failover: withdraw the plan's routes at its test_site, then run the `undo`
+    /// of each `test = true` hook (the last first). Safe to run again.
+    CleanupTest {
+        /// The plan file (TOML).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// JSON lines instead of text, as `ferry failover --json` prints them.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Every run: who, when, plan, outcome; with --run, each step and its timing.
     History {
         /// One run's id (as `history` lists it): show each of its steps and their timing.
@@ -179,6 +216,7 @@ pub fn plan(args: PlanArgs) -> i32 {
         plan,
         offline,
         json,
+        rpki,
     } = args.command;
     let p = match Plan::load(&plan) {
         Ok(p) => p,
@@ -187,13 +225,21 @@ pub fn plan(args: PlanArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let steps = step::build(&p, Mode::Planned);
+    let steps = step::build(&p, Direction::Failover, Mode::Planned);
+    // The RPKI preflight of a failover (the recovery site gains the subnets).
+    let rov = (!offline).then(|| rpki::preflight(&p, p.recovery(), rpki.ignore_rpki));
     if json {
+        let rov_json = match &rov {
+            None if p.rpki.is_some() => "not checked".into(),
+            None | Some(None) => serde_json::Value::Null,
+            Some(Some(outcome)) => outcome.to_json(),
+        };
         let speakers = if offline {
             Ok("not checked".to_owned())
         } else {
             check_speakers_printing(&p, Direction::Failover, Mode::Planned, false)
-                .map(|()| "ready".to_owned())
+                .and_then(|()| probe_hosts(&p))
+                .map(|note| note.map_or("ready".to_owned(), |n| format!("ready; {n}")))
         };
         let mut v = serde_json::json!({
             "plan": p.name,
@@ -203,6 +249,7 @@ pub fn plan(args: PlanArgs) -> i32 {
             "subnets": p.all_prefixes().len(),
             "steps": steps.len(),
             "valid": true,
+            "rpki": rov_json,
         });
         let code = match speakers {
             Ok(s) => {
@@ -215,7 +262,11 @@ pub fn plan(args: PlanArgs) -> i32 {
             }
         };
         println!("{v}");
-        return code;
+        return if matches!(&rov, Some(Some(o)) if o.failed.is_some()) {
+            EXIT_FAILED
+        } else {
+            code
+        };
     }
     println!(
         "plan {}: {} -> {}, {} groups, {} subnets, {} steps: valid",
@@ -230,19 +281,63 @@ pub fn plan(args: PlanArgs) -> i32 {
         eprintln!("ferry plan check: warning: {w}");
     }
     if offline {
+        if p.rpki.is_some() {
+            println!("rpki: not checked (--offline)");
+        }
         return EXIT_OK;
     }
     for w in super::dns::prestage_warnings(&p) {
         eprintln!("ferry plan check: warning: {w}");
     }
-    match check_speakers(&p, Direction::Failover, Mode::Planned) {
-        Ok(()) => {
+    let rov_ok = match rov.flatten() {
+        Some(outcome) => say_rpki("plan check", &outcome),
+        None => true,
+    };
+    let code = match check_speakers(&p, Direction::Failover, Mode::Planned)
+        .and_then(|()| probe_hosts(&p))
+    {
+        Ok(note) => {
             println!("speakers: ready for failover");
+            if let Some(n) = note {
+                println!("host routes: {n}");
+            }
             EXIT_OK
         }
         Err(e) => {
             eprintln!("ferry plan check: {e}");
             EXIT_FAILED
+        }
+    };
+    if rov_ok {
+        code
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Prints the RPKI preflight's outcome (each route's state on stdout, warnings and the
+/// failure on stderr); whether it passed.
+fn say_rpki(cmd: &str, outcome: &rpki::Outcome) -> bool {
+    if let Some(s) = &outcome.source {
+        println!(
+            "rpki: {} VRPs from {} (RTR version {})",
+            s.vrps, s.validator, s.version
+        );
+    }
+    for f in &outcome.findings {
+        println!(
+            "rpki: {} {} from AS{}: {}",
+            f.site, f.prefix, f.origin_as, f.verdict.state
+        );
+    }
+    for w in &outcome.warnings {
+        eprintln!("ferry {cmd}: warning: {w}");
+    }
+    match &outcome.failed {
+        None => true,
+        Some(e) => {
+            eprintln!("ferry {cmd}: rpki preflight failed: {e}");
+            false
         }
     }
 }
@@ -269,10 +364,24 @@ fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
 
 fn sites_for(p: &Plan, mode: Mode) -> Result<ApiSites, String> {
     let timeout = match mode {
-        Mode::Planned => Duration::from_secs(10),
+        Mode::Planned | Mode::Test => Duration::from_secs(10),
         Mode::Unplanned => Duration::from_secs(3),
     };
     ApiSites::new(p, timeout)
+}
+
+/// [`step::host_probe`] against the plan's speakers.
+fn probe_hosts(p: &Plan) -> Result<Option<String>, String> {
+    let sites = sites_for(p, Mode::Planned)?;
+    step::host_probe(&Ctx {
+        plan: p,
+        direction: Direction::Failover,
+        mode: Mode::Planned,
+        sites: &sites,
+        probes: &SystemProbes,
+        dns: &crate::controller::dns::SystemDns,
+        spawned: &|_| Ok(()),
+    })
 }
 
 fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), String> {
@@ -368,6 +477,25 @@ pub fn failover(args: FailoverArgs) -> i32 {
             json,
             state,
         }) => repair(&plan_name, &active, &state.state_dir, Out(json)),
+        Some(FailoverAction::CleanupTest {
+            plan,
+            yes,
+            json,
+            state,
+        }) => run(
+            RunArgs {
+                plan: Some(plan),
+                dry_run: false,
+                yes,
+                unplanned: false,
+                test: true,
+                json,
+                rpki: RpkiArgs { ignore_rpki: false },
+                state,
+            },
+            Direction::Failback,
+            "failover cleanup-test",
+        ),
         Some(FailoverAction::History { run, json, state }) => {
             history(&state.state_dir, run.as_deref(), json)
         }
@@ -375,6 +503,10 @@ pub fn failover(args: FailoverArgs) -> i32 {
 }
 
 pub fn failback(args: RunArgs) -> i32 {
+    if args.test {
+        eprintln!("ferry failback: --test is for `ferry failover`; a test failover ends with `ferry failover cleanup-test --plan PLAN`");
+        return EXIT_USAGE;
+    }
     run(args, Direction::Failback, "failback")
 }
 
@@ -413,16 +545,20 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let mode = if args.unplanned {
+    let mode = if args.test {
+        Mode::Test
+    } else if args.unplanned {
         Mode::Unplanned
     } else {
         Mode::Planned
     };
-    let steps = step::build(&p, mode);
-    let (from, to) = match direction {
-        Direction::Failover => (p.primary(), p.recovery()),
-        Direction::Failback => (p.recovery(), p.primary()),
-    };
+    if let Err(e) = step::check_test(&p, mode) {
+        eprintln!("ferry {cmd}: {e}");
+        return EXIT_USAGE;
+    }
+    let steps = step::build(&p, direction, mode);
+    let (from, to) = step::ends(&p, direction, mode);
+    let to_name = to.name.clone();
     let order = match p.order {
         crate::controller::plan::Order::BreakBeforeMake => "break-before-make",
         crate::controller::plan::Order::MakeBeforeBreak => "make-before-break",
@@ -430,7 +566,14 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     out.text(format_args!(
         "{cmd} of plan {}{}: {} -> {} ({order}), {} steps:",
         p.name,
-        if args.unplanned { " (unplanned)" } else { "" },
+        match mode {
+            Mode::Unplanned => " (unplanned)",
+            Mode::Test if direction == Direction::Failover => {
+                " (test: the primary keeps announcing; the test network only)"
+            }
+            Mode::Test => " (ends the test)",
+            Mode::Planned => "",
+        },
         from.name,
         to.name,
         steps.len()
@@ -443,11 +586,38 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         "command": cmd,
         "plan": p.name,
         "unplanned": args.unplanned,
+        "test": args.test,
         "from": from.name,
         "to": to.name,
         "order": order,
         "steps": steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
     }));
+    // A test run announces only into the isolated test network, which no validator judges.
+    let preflight = (!args.test)
+        .then(|| rpki::preflight(&p, to, args.rpki.ignore_rpki))
+        .flatten();
+    if let Some(outcome) = preflight {
+        let passed = if out.0 {
+            for w in &outcome.warnings {
+                eprintln!("ferry {cmd}: warning: {w}");
+            }
+            if let Some(e) = &outcome.failed {
+                eprintln!("ferry {cmd}: rpki preflight failed: {e}");
+            }
+            let verdict = if outcome.failed.is_none() {
+                "passed"
+            } else {
+                "failed"
+            };
+            out.event(serde_json::json!({"event": "rpki", "preflight": verdict, "rpki": outcome.to_json()}));
+            outcome.failed.is_none()
+        } else {
+            say_rpki(cmd, &outcome)
+        };
+        if !passed {
+            return EXIT_FAILED;
+        }
+    }
     if args.dry_run {
         return match check_speakers_printing(&p, direction, mode, !out.0) {
             Ok(()) => {
@@ -487,7 +657,8 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     }
     let state_dir = &args.state.state_dir;
     let me = Holder::me(&format!("{cmd} {}", p.name));
-    let _claim = match claimed(claim::new_run(state_dir, &p.name, &me), cmd) {
+    let cleanup = mode == Mode::Test && direction == Direction::Failback;
+    let _claim = match claimed(claim::new_run(state_dir, &p.name, &me, cleanup), cmd) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -528,7 +699,18 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         "journal": ex.journal.path(),
     }));
     let end = ex.drive();
-    finish(cmd, false, end, state_dir, &ex.run_id, started, out)
+    let test_up = mode == Mode::Test
+        && direction == Direction::Failover
+        && matches!(end, Ok(End::Completed { .. }));
+    let code = finish(cmd, false, end, state_dir, &ex.run_id, started, out);
+    if test_up {
+        out.text(format_args!(
+            "test: {} announces the subnets to the test network only; end the test with `ferry failover cleanup-test --plan {}`",
+            to_name,
+            path.display()
+        ));
+    }
+    code
 }
 
 /// Say a claim's warnings; the claim, or the refusal said and the exit code.
@@ -756,7 +938,7 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
         .map(|r| {
             vec![
                 r.plan.clone(),
-                format!("{:?}", r.direction).to_lowercase(),
+                r.kind().to_owned(),
                 live_state(state_dir, r).0,
                 r.active.clone().unwrap_or_else(|| "-".into()),
                 r.run_id.clone(),
@@ -946,7 +1128,7 @@ fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {
                 r.run_id.clone(),
                 runs::utc(r.started_ms),
                 r.plan.clone(),
-                format!("{:?}", r.direction).to_lowercase(),
+                r.kind().to_owned(),
                 format!("{}@{}", r.by.user, r.by.host),
                 r.state(),
                 r.active.clone().unwrap_or_else(|| "-".into()),

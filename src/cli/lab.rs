@@ -1,4 +1,4 @@
-//! `ferry lab up|down|status|demo|test` and the hidden `probe` and `responder` the lab runs
+//! `ferry lab up|down|testnet|status|demo|test` and the hidden `probe` and `responder` the lab runs
 //! inside its namespaces. Output and exit codes only; the lab itself is [`crate::lab`].
 
 use std::path::PathBuf;
@@ -64,6 +64,10 @@ pub enum LabCommand {
         /// A topology directory (topology.toml and the router configs) instead of the built-in one.
         #[arg(long, value_name = "DIR")]
         topology: Option<PathBuf>,
+        /// RPKI at the third site's router: stayrtr serving one ROA, for the primary speaker's
+        /// AS only, and FRR's RPKI module dropping Invalid routes (docs/rpki.md, "In the lab").
+        #[arg(long)]
+        rpki: bool,
         /// The speakers' API sockets as one JSON object; progress goes to stderr.
         #[arg(long)]
         json: bool,
@@ -73,6 +77,15 @@ pub enum LabCommand {
         #[command(flatten)]
         instance: InstanceArg,
         /// What was removed, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the recovery site's isolated test network to a running lab, for test failovers:
+    /// router r4 (AS 65004) peered only with a test speaker sp2t, and a test copy of the VM.
+    Testnet {
+        #[command(flatten)]
+        instance: InstanceArg,
+        /// The test speaker's API socket and r4's namespace as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -255,6 +268,7 @@ pub fn run(args: LabArgs) -> i32 {
         LabCommand::Up {
             instance,
             topology,
+            rpki,
             json,
         } => {
             if json {
@@ -264,14 +278,31 @@ pub fn run(args: LabArgs) -> i32 {
                 Ok(l) => l,
                 Err(e) => return fail(&e),
             };
+            if rpki {
+                let preset = crate::lab::rpki::Rpki::preset(&lab.topo);
+                if let Err(e) = lab.topo.set_rpki(preset) {
+                    return fail(&e);
+                }
+            }
             match lab.up(&|m| crate::lab::human(format_args!("{m}"))) {
                 Ok(()) => {
                     let primary = lab.speaker_socket(crate::lab::topology::Site::Primary);
                     let recovery = lab.speaker_socket(crate::lab::topology::Site::Recovery);
+                    // Where the validator is: plan checks with [rpki] run in its namespace.
+                    let validator = lab.topo.rpki.as_ref().map(|r| {
+                        (
+                            format!("127.0.0.1:{}", r.port),
+                            lab.ns(&r.router),
+                            crate::lab::rpki::vrps_path(&instance.instance),
+                        )
+                    });
                     if json {
                         print_json(&serde_json::json!({
                             "instance": instance.instance,
                             "speaker_api": {"primary": primary, "recovery": recovery},
+                            "rpki": validator.as_ref().map(|(rtr, ns, vrps)| {
+                                serde_json::json!({"rtr": rtr, "namespace": ns, "vrps": vrps})
+                            }),
                         }));
                     } else {
                         println!(
@@ -279,6 +310,12 @@ pub fn run(args: LabArgs) -> i32 {
                             primary.display(),
                             recovery.display()
                         );
+                        if let Some((rtr, ns, vrps)) = &validator {
+                            println!(
+                                "rpki: stayrtr at {rtr} in namespace {ns} serves {}; plan checks run there: ip netns exec {ns} ferry plan check PLAN.toml",
+                                vrps.display()
+                            );
+                        }
                     }
                     EXIT_OK
                 }
@@ -305,6 +342,35 @@ pub fn run(args: LabArgs) -> i32 {
                     for r in removed {
                         println!("removed {r}");
                     }
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        LabCommand::Testnet { instance, json } => {
+            if json {
+                crate::lab::human_to_stderr();
+            }
+            let added = LabInstance::attach(&instance.instance).and_then(|mut lab| {
+                crate::lab::testnet::add(&mut lab, &|m| crate::lab::human(format_args!("{m}")))
+            });
+            match added {
+                Ok(net) if json => {
+                    print_json(&serde_json::json!({
+                        "instance": instance.instance,
+                        "test_speaker_api": net.speaker_api,
+                        "router_ns": net.router.ns,
+                        "vm_ns": net.vm_ns,
+                    }));
+                    EXIT_OK
+                }
+                Ok(net) => {
+                    println!(
+                        "test speaker API: {} (use it as the plan's test_site); r4 in {}, the test VM in {}",
+                        net.speaker_api.display(),
+                        net.router.ns,
+                        net.vm_ns
+                    );
                     EXIT_OK
                 }
                 Err(e) => fail(&e),

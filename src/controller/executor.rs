@@ -113,18 +113,16 @@ impl<'a> Executor<'a> {
         progress: Box<dyn FnMut(Progress) + 'a>,
     ) -> Result<Self, ExecError> {
         let dir = runs_dir(state_dir);
+        step::check_test(&plan, mode).map_err(ExecError::Invalid)?;
         super::statedir::private_dir(&dir).map_err(|e| ExecError::Invalid(e.to_string()))?;
         let run_id = format!(
-            "{}-{}-{}",
+            "{}-{}{}",
             super::journal::now_ms(),
             plan.name,
-            match direction {
-                Direction::Failover => "failover",
-                Direction::Failback => "failback",
-            }
+            super::runs::run_suffix(direction, mode)
         );
         let journal = Journal::create(&dir.join(format!("{run_id}.jsonl")))?;
-        let steps = step::build(&plan, mode);
+        let steps = step::build(&plan, direction, mode);
         let mut ex = Self {
             plan,
             run_id,
@@ -175,7 +173,29 @@ impl<'a> Executor<'a> {
         };
         let plan = Plan::parse(&plan_text)
             .map_err(|e| ExecError::Invalid(format!("the plan in {}: {e}", path.display())))?;
-        let steps = step::build(&plan, mode);
+        // The mode comes from the journal: a test run is taken over as a test run. Its file
+        // name and run id say test or real too (`runs::run_suffix`); a record that disagrees
+        // with them was altered, and no run is resumed on a guess of which one is right.
+        for (what, said) in [
+            ("file name", super::runs::name_says(path)),
+            ("run id", super::runs::name_says(Path::new(&run_id))),
+        ] {
+            if let Some((_, d, test)) = said {
+                if test != (mode == Mode::Test) || d != direction {
+                    return Err(ExecError::Invalid(format!(
+                        "{}: its {what} says a {} {}, its first record a {} {}: refusing to resume or abort a run whose kind is in doubt",
+                        path.display(),
+                        if test { "test" } else { "real" },
+                        direction_name(d),
+                        if mode == Mode::Test { "test" } else { "real" },
+                        direction_name(direction),
+                    )));
+                }
+            }
+        }
+        step::check_test(&plan, mode)
+            .map_err(|e| ExecError::Invalid(format!("{}: {e}", path.display())))?;
+        let steps = step::build(&plan, direction, mode);
         let built: Vec<&String> = steps.iter().map(|s| &s.name).collect();
         if built != names.iter().collect::<Vec<_>>() {
             return Err(ExecError::Invalid(format!(
@@ -216,7 +236,13 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// The site announcing the subnets after a rollback and after completion. A test run
+    /// moves nothing in production: the primary either way.
     fn ends(&self) -> (String, String) {
+        if self.mode == Mode::Test {
+            let p = self.plan.primary().name.clone();
+            return (p.clone(), p);
+        }
         let cx = self.ctx();
         (cx.from().name.clone(), cx.to().name.clone())
     }
@@ -502,6 +528,14 @@ impl<'a> Executor<'a> {
                     .unwrap_or_default(),
             },
         }
+    }
+}
+
+/// A direction as run ids and messages spell it.
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Failover => "failover",
+        Direction::Failback => "failback",
     }
 }
 

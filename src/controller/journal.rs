@@ -57,6 +57,11 @@ pub enum Mode {
     Planned,
     /// The site losing the subnet may be unreachable: its steps are best effort.
     Unplanned,
+    /// A rehearsal (`ferry failover --test`; its direction `failback` is `cleanup-test`): the
+    /// plan's `test_site` takes the recovery's place, the primary keeps announcing, only hooks
+    /// and checks with `test = true` run. Recorded in the run's first record, so a resumed or
+    /// aborted test run stays a test run: no step of a real run is ever built for it.
+    Test,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -177,7 +177,11 @@ pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
         }
         Err(e) => Err(format!("plan {}: cannot read the runs: {e}", plan.name)),
     };
-    let prefixes = plan.all_prefixes();
+    let prefixes: Vec<_> = plan
+        .all_prefixes()
+        .into_iter()
+        .chain(plan.all_hosts())
+        .collect();
     let renewals = targets
         .iter()
         .flatten()
@@ -202,19 +206,32 @@ pub fn sites_to_renew(plan: &Plan, runs: &[RunSummary]) -> Vec<String> {
     let active = ours
         .iter()
         .rev()
-        .find(|r| r.finished())
+        .find(|r| r.finished() && r.mode != Mode::Test)
         .and_then(|r| r.active.as_deref())
         .unwrap_or(&plan.primary().name);
     wanted.push(active);
+    // The test site holds its routes from a test failover's start until a cleanup-test ends.
+    let test = plan.test_site().map(|t| t.name.as_str());
+    let last_test = ours.iter().rev().find(|r| r.mode == Mode::Test);
+    if let (Some(t), Some(run)) = (test, last_test) {
+        let cleaned = run.direction == Direction::Failback
+            && run.phase == super::journal::Phase::Finished(super::Outcome::Completed);
+        if !cleaned {
+            wanted.push(t);
+        }
+    }
     let mut fenced: Vec<&str> = Vec::new();
-    for run in ours.iter().filter(|r| !r.finished()) {
+    for run in ours
+        .iter()
+        .filter(|r| !r.finished() && r.mode != Mode::Test)
+    {
         let (from, to) = match run.direction {
             Direction::Failover => (&plan.primary().name, &plan.recovery().name),
             Direction::Failback => (&plan.recovery().name, &plan.primary().name),
         };
         wanted.push(to);
         match run.mode {
-            Mode::Planned => wanted.push(from),
+            Mode::Planned | Mode::Test => wanted.push(from),
             Mode::Unplanned => fenced.push(from),
         }
     }

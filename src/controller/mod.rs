@@ -14,6 +14,8 @@
 //! - [`statedir`]: the state directory, `runs/` and `locks/` kept private (0700, files 0600).
 //! - [`observe`]: which site a route the verification's observer received comes from
 //!   (origin AS, verify community; next hop only when asked), and what it sees, in words.
+//! - [`rpki`]: the RPKI preflight: each site's routes validated (RFC 6811) against the VRPs
+//!   of the plan's RTR validators; Invalid at the site gaining the subnets fails it.
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
 //! - [`dnsplan`]: the plan's `[[dns]]` entries (records that change address with a group).
 //! - [`dns`]: the DNS steps (pre-stage the TTL, signed update, verify at every authoritative
@@ -36,6 +38,7 @@ pub mod lock;
 pub mod observe;
 pub mod plan;
 pub mod repair;
+pub mod rpki;
 pub mod runs;
 pub mod sites;
 pub mod statedir;

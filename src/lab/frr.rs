@@ -29,6 +29,8 @@ pub struct Frr {
     pub name: String,
     pub ns: String,
     pub dir: PathBuf,
+    /// bgpd's `-M` modules (the topology's `bgpd_modules`).
+    pub bgpd_modules: Vec<String>,
 }
 
 impl Frr {
@@ -55,6 +57,11 @@ impl Frr {
         let dir = self.dir.display().to_string();
         let mut cmd = in_ns(&self.ns, &frr_daemon::binary(daemon).display().to_string());
         cmd.arg("-d");
+        if daemon == "bgpd" {
+            for m in &self.bgpd_modules {
+                cmd.args(["-M", m]);
+            }
+        }
         frr_daemon::args(&mut cmd, &self.dir, daemon, &self.dir.join("empty.conf"))
             .args(["--log-level", "debug"])
             .arg(format!("--log=file:{dir}/{daemon}.log"));

@@ -29,6 +29,7 @@ use crate::speaker::Route;
 /// Bounds of the waits in `up`.
 const SESSIONS_UP: Duration = Duration::from_secs(45);
 const ROUTE_UP: Duration = Duration::from_secs(20);
+const RPKI_UP: Duration = Duration::from_secs(20);
 
 /// One running three-site lab (`fl-<instance>-*` namespaces, its routers and speakers), as
 /// `up` built it or `attach` found it.
@@ -114,11 +115,24 @@ impl LabInstance {
     }
 
     pub fn frr(&self, site: Site) -> Frr {
-        let name = self.topo.router(site).name.clone();
+        self.router_frr(self.topo.router(site))
+    }
+
+    /// The FRR of the router called `name`.
+    pub fn frr_named(&self, name: &str) -> Result<Frr> {
+        let router = self.topo.routers.iter().find(|r| r.name == name);
+        router
+            .map(|r| self.router_frr(r))
+            .ok_or_else(|| LabError::Topology(format!("no router {name}")))
+    }
+
+    fn router_frr(&self, router: &super::topology::Router) -> Frr {
+        let name = router.name.clone();
         Frr {
             ns: self.ns(&name),
             dir: self.dir.join(&name),
             name,
+            bgpd_modules: router.bgpd_modules.clone(),
         }
     }
 
@@ -198,6 +212,17 @@ impl LabInstance {
             netns::default_route(&ns, &IpAddr::V4(h.gateway))?;
             netns::default_route(&ns, &h.gateway6)?;
         }
+        if let Some(rpki) = &t.rpki {
+            super::rpki::check_installed()?;
+            let ns = self.ns(&rpki.router);
+            say(&format!(
+                "starting stayrtr in {ns} with {} ROAs (127.0.0.1:{})",
+                rpki.roas.len(),
+                rpki.port
+            ));
+            let pid = rpki.start_validator(&self.instance, &ns)?;
+            self.state.add_process("stayrtr", &ns, pid)?;
+        }
         for r in &t.routers {
             say(&format!(
                 "starting FRR {} (AS {}, {} site): zebra, bgpd, staticd",
@@ -217,6 +242,11 @@ impl LabInstance {
         }
         say("waiting for every BGP session to be Established");
         self.wait_sessions(SESSIONS_UP)?;
+        if let Some(rpki) = &t.rpki {
+            let frr = self.frr_named(&rpki.router)?;
+            say(&format!("waiting for {}'s RPKI table", frr.name));
+            rpki.wait_loaded(&frr, RPKI_UP)?;
+        }
         self.start_responder(Site::Primary)?;
         self.announce(Site::Primary)?;
         say("primary announces 198.51.100.0/24; waiting for the route at the third site");

@@ -20,10 +20,13 @@
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
-//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
+//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults,
+//! [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state
+//! disk, [`testnet`] the recovery site's isolated test network for drills, [`rpki`] stayrtr and
+//! FRR's RPKI module at a router,
 //! invariants checked after each step), [`dns`] (an authoritative BIND and a caching resolver for
-//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`), [`mixedplan`] (its plan),
-//! [`journalwatch`] (a controller run's step times on the lab's clock).
+//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`),
+//! [`mixedplan`] (its plan), [`journalwatch`] (a controller run's step times on the lab's clock).
 
 pub mod chaos;
 pub mod chaos_ctl;
@@ -40,9 +43,11 @@ pub mod netns;
 pub mod probe;
 pub mod proc;
 pub mod report;
+pub mod rpki;
 pub mod scenarios;
 pub mod state;
 pub mod statedisk;
+pub mod testnet;
 pub mod topology;
 pub mod watch;
 

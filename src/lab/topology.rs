@@ -79,6 +79,9 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     #[serde(rename = "link")]
     pub links: Vec<Link>,
+    /// Optional RPKI validation at one router ([`super::rpki`]).
+    #[serde(default)]
+    pub rpki: Option<super::rpki::Rpki>,
     /// Router name -> its frr.conf text (filled by the loader).
     #[serde(skip)]
     pub configs: BTreeMap<String, String>,
@@ -92,6 +95,9 @@ pub struct Router {
     pub asn: u32,
     /// Path of the frr.conf, relative to the topology directory.
     pub config: String,
+    /// bgpd modules to load (`-M NAME`): `rpki` at the `[rpki]` router (set by the loader).
+    #[serde(skip)]
+    pub bgpd_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,7 +182,47 @@ impl Topology {
             t.configs.insert(r.name.clone(), conf.clone());
         }
         t.check().map_err(LabError::Topology)?;
+        t.add_rpki();
         Ok(t)
+    }
+
+    /// Add `rpki` to a topology without an `[rpki]` table (`ferry lab up --rpki`).
+    pub fn set_rpki(&mut self, rpki: super::rpki::Rpki) -> Result<()> {
+        if self.rpki.is_some() {
+            return Err(LabError::Topology(
+                "--rpki: the topology has an [rpki] table already".into(),
+            ));
+        }
+        self.rpki = Some(rpki);
+        if let Err(e) = self.check() {
+            self.rpki = None;
+            return Err(LabError::Topology(e));
+        }
+        self.add_rpki();
+        Ok(())
+    }
+
+    /// The `[rpki]` router loads bgpd's rpki module and gets its FRR text after its own.
+    fn add_rpki(&mut self) {
+        let Some(rpki) = self.rpki.clone() else {
+            return;
+        };
+        let Some(router) = self.routers.iter_mut().find(|r| r.name == rpki.router) else {
+            return;
+        };
+        router.bgpd_modules.push("rpki".into());
+        let (name, asn) = (router.name.clone(), router.asn);
+        let conf = self.configs.get(&name).cloned().unwrap_or_default();
+        let neighbors: Vec<IpAddr> = self
+            .node_names()
+            .iter()
+            .filter(|n| self.hosts.iter().all(|h| &h.name != *n))
+            .filter_map(|n| self.addr_towards(n, &name))
+            .map(IpAddr::V4)
+            .filter(|a| conf.contains(&format!("neighbor {a} remote-as")))
+            .collect();
+        let text = format!("{conf}\n{}", rpki.frr_config(asn, &neighbors));
+        self.configs.insert(name, text);
     }
 
     fn check(&self) -> Result<(), String> {
@@ -188,6 +234,12 @@ impl Topology {
             if n.is_empty() || n.len() > 8 || !n.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(format!("node name {n:?}: use 1-8 letters or digits"));
             }
+        }
+        if let Some(rpki) = &self.rpki {
+            rpki.check(self.routers.iter().map(|r| {
+                let conf = self.configs.get(&r.name).map_or("", String::as_str);
+                (r.name.as_str(), conf)
+            }))?;
         }
         for l in &self.links {
             for e in [&l.a, &l.b] {

@@ -99,7 +99,10 @@ fn a_dns_entry_is_checked_field_by_field() {
     assert!(e.contains("records[0].primary = \"web\""), "{e}");
     // A group without subnets needs a [[dns]] entry to move it.
     let e = bad("group = \"app\"\n", "");
-    assert!(e.contains("group \"app\": subnets is empty"), "{e}");
+    assert!(
+        e.contains("group \"app\": subnets and hosts are empty"),
+        "{e}"
+    );
     let twice = format!("{BASE}\n[[dns]]\nname = \"again\"\nserver = \"192.0.2.54\"\nzone = \"example.test.\"\ntsig_key_file = \"k\"\nrecords = [ {{ name = \"A.example.test.\", primary = \"203.0.113.9\", recovery = \"192.0.2.9\" }} ]\nttl = 60\nfailover_ttl = 5\n");
     let e = Plan::parse(&twice).unwrap_err();
     assert!(
@@ -111,8 +114,12 @@ fn a_dns_entry_is_checked_field_by_field() {
 #[test]
 fn dns_steps_follow_their_group_and_prestage_only_when_planned() {
     let p = plan(BASE);
-    let names =
-        |mode| -> Vec<String> { step::build(&p, mode).into_iter().map(|s| s.name).collect() };
+    let names = |mode| -> Vec<String> {
+        step::build(&p, Direction::Failover, mode)
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
     assert_eq!(
         names(Mode::Planned),
         [
@@ -134,13 +141,15 @@ fn dns_steps_follow_their_group_and_prestage_only_when_planned() {
             "dns verify app"
         ]
     );
+    // A test failover (a drill) leaves DNS alone.
+    assert!(names(Mode::Test).iter().all(|n| !n.starts_with("dns")));
     // Without a group: after every group.
     let p = plan(
         &BASE
             .replace("group = \"app\"\n", "")
             .replace("[[group]]\nname = \"app\"\nsubnets = []\n", ""),
     );
-    let steps = step::build(&p, Mode::Planned);
+    let steps = step::build(&p, Direction::Failover, Mode::Planned);
     assert!(matches!(
         steps.last().unwrap().kind,
         StepKind::DnsVerify { dns: 0 }
