@@ -218,8 +218,10 @@ fn one_move(
         out.join(format!("{name}-names.csv")),
     )?;
     let subnet = Prober::start(
+        lab.rt.as_ref(),
         &client,
         std::net::SocketAddr::from((t.vm_address, t.probe_port)),
+        lab.dir.join(format!("{name}-subnet.csv")),
         out.join(format!("{name}-subnet.csv")),
         |_| {},
     )?;
@@ -272,7 +274,7 @@ fn one_move(
 /// `ferry lab dns`: up, the DNS nodes, both moves, the report (`OUT/dns-report.json`), down.
 pub fn run(instance: &str, out: &Path, verbose: bool) -> Result<(Vec<Outcome>, DnsReport)> {
     let mut lab = LabInstance::new(instance, None)?;
-    preflight()?;
+    preflight(lab.rt.as_ref(), &lab.topo)?;
     dns::preflight()?;
     let _guard = DownGuard(instance.into());
     let say = Say {

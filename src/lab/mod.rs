@@ -15,7 +15,9 @@
 //! - Lines for people (progress, summaries) go through [`human`]: to stdout, or to stderr once
 //!   [`human_to_stderr`] was called (`--json`, where stdout carries only JSON).
 //!
-//! Modules: [`topology`] (the TOML file), [`proc`] (commands with timeouts, processes in
+//! Modules: [`runtime`] (where nodes run: namespaces, or [`docker`] containers from the
+//! [`image`] `ferry lab image build` makes), [`topology`] (the TOML file; [`clab`] reads
+//! and writes containerlab files), [`proc`] (commands with timeouts, processes in
 //! namespaces), [`netns`] (namespaces, veths, addresses), [`frr`] (daemons and vtysh),
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
@@ -30,10 +32,13 @@
 
 pub mod chaos;
 pub mod chaos_ctl;
+pub mod clab;
 pub mod dns;
 pub mod dnsrun;
+pub mod docker;
 pub mod frr;
 pub mod gshut;
+pub mod image;
 pub mod instance;
 pub mod journalwatch;
 pub mod mixedplan;
@@ -44,6 +49,7 @@ pub mod probe;
 pub mod proc;
 pub mod report;
 pub mod rpki;
+pub mod runtime;
 pub mod scenarios;
 pub mod state;
 pub mod statedisk;
@@ -86,6 +92,10 @@ pub enum LabError {
     IpMissing(String),
     #[error("topology: {0}")]
     Topology(String),
+    /// The runtime cannot be used as asked (Docker not running, an image missing or lacking
+    /// FRR): the user's to fix.
+    #[error("{0}")]
+    Runtime(String),
     #[error("{step}: {detail}")]
     Step { step: String, detail: String },
 }
@@ -108,7 +118,7 @@ impl LabError {
 
     /// Bad usage (not root, bad topology) is exit 2; the rest is a failed operation.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::NotRoot | Self::Topology(_))
+        matches!(self, Self::NotRoot | Self::Topology(_) | Self::Runtime(_))
     }
 }
 

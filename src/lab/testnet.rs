@@ -28,7 +28,8 @@ use ipnet::IpNet;
 use super::frr::{self, Frr};
 use super::instance::LabInstance;
 use super::netns;
-use super::proc::{self, in_ns};
+use super::proc;
+use super::runtime::NodeKind;
 use super::{LabError, Result};
 use crate::api::{blocking, SessionState};
 use crate::config::{Asn, Config, HoldTime, NeighborConfig, RouterId, Seconds, SpeakerConfig};
@@ -59,12 +60,7 @@ pub struct TestNetwork {
 pub fn of(lab: &LabInstance) -> TestNetwork {
     TestNetwork {
         speaker_api: lab.dir.join(SPEAKER).join("ferry.sock"),
-        router: Frr {
-            name: ROUTER.into(),
-            ns: lab.ns(ROUTER),
-            dir: lab.dir.join(ROUTER),
-            bgpd_modules: Vec::new(),
-        },
+        router: lab.frr_named(ROUTER),
         vm_ns: lab.ns(VM),
     }
 }
@@ -94,8 +90,8 @@ pub fn add(lab: &mut LabInstance, say: &dyn Fn(&str)) -> Result<TestNetwork> {
         Ok(()) => Ok(net),
         Err(e) => {
             say(&format!("test network failed ({e}); removing it"));
-            for n in &names {
-                let _ = netns::destroy(n);
+            for (n, node) in names.iter().zip([ROUTER, SPEAKER, VM]) {
+                let _ = lab.rt.remove_node(n, node);
             }
             let _ = std::fs::remove_dir_all(lab.dir.join(ROUTER));
             let _ = std::fs::remove_dir_all(lab.dir.join(SPEAKER));
@@ -118,11 +114,15 @@ fn build(
     }
     lab.state.save()?;
     say(&format!("creating the test network: {r4}, {sp}, {vm}"));
-    for n in names {
-        if netns::exists(n) {
-            netns::destroy(n)?;
-        }
-        netns::create(n)?;
+    // Through the lab's runtime: namespaces, or containers like the rest of a Docker lab.
+    for (n, node) in names.iter().zip([ROUTER, SPEAKER, VM]) {
+        lab.rt.remove_node(n, node)?;
+        let kind = if node == ROUTER {
+            NodeKind::Router
+        } else {
+            NodeKind::Host
+        };
+        lab.rt.create_node(n, node, kind, None)?;
     }
     link(
         (sp, "eth0", "192.0.2.30/30"),
@@ -185,7 +185,7 @@ fn start_speaker(lab: &mut LabInstance, net: &TestNetwork, ns: &str) -> Result<(
     let log =
         std::fs::File::create(dir.join("speaker.log")).map_err(|e| LabError::step(step(), e))?;
     let _ = std::fs::remove_file(&net.speaker_api);
-    let mut cmd = in_ns(ns, &super::ferry_exe());
+    let mut cmd = lab.rt.command(ns, &lab.rt.ferry());
     cmd.args(["speaker", "--log-format", "json", "--config"])
         .arg(&conf)
         .stdin(Stdio::null())

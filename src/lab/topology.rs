@@ -85,13 +85,18 @@ pub struct Topology {
     /// Router name -> its frr.conf text (filled by the loader).
     #[serde(skip)]
     pub configs: BTreeMap<String, String>,
+    /// Node name -> its image and binds (from a containerlab file; the Docker runtime's).
+    #[serde(skip)]
+    pub containers: BTreeMap<String, super::clab::NodeContainer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Router {
     pub name: String,
-    pub site: Site,
+    /// The site it serves; none for a transit router (e.g. between r3 and the client).
+    #[serde(default)]
+    pub site: Option<Site>,
     pub asn: u32,
     /// Path of the frr.conf, relative to the topology directory.
     pub config: String,
@@ -155,8 +160,12 @@ impl Topology {
         Self::parse(BUILTIN_TOPOLOGY, configs)
     }
 
-    /// A topology directory: `topology.toml` and the router configs it names.
+    /// A topology directory (`topology.toml` and the router configs it names), or a
+    /// containerlab file (`*.clab.yml`, [`super::clab`]).
     pub fn load(dir: &Path) -> Result<Self> {
+        if super::clab::is_clab(dir) {
+            return super::clab::load(dir);
+        }
         let path = dir.join("topology.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| LabError::Topology(format!("{}: {e}", path.display())))?;
@@ -225,7 +234,7 @@ impl Topology {
         self.configs.insert(name, text);
     }
 
-    fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         let names = self.node_names();
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
@@ -241,8 +250,16 @@ impl Topology {
                 (r.name.as_str(), conf)
             }))?;
         }
+        let mut ends: Vec<(&str, &str)> = Vec::new();
         for l in &self.links {
             for e in [&l.a, &l.b] {
+                if ends.contains(&(e.node.as_str(), e.ifname.as_str())) {
+                    return Err(format!(
+                        "interface {}:{} is the end of two links",
+                        e.node, e.ifname
+                    ));
+                }
+                ends.push((&e.node, &e.ifname));
                 if !names.contains(&e.node) {
                     return Err(format!("link end {}:{}: no such node", e.node, e.ifname));
                 }
@@ -252,7 +269,7 @@ impl Topology {
             }
         }
         for site in [Site::Primary, Site::Recovery, Site::Third] {
-            if self.routers.iter().filter(|r| r.site == site).count() != 1 {
+            if self.routers.iter().filter(|r| r.site == Some(site)).count() != 1 {
                 return Err(format!("exactly one router must be at the {site} site"));
             }
         }
@@ -291,7 +308,7 @@ impl Topology {
     pub fn router(&self, site: Site) -> &Router {
         self.routers
             .iter()
-            .find(|r| r.site == site)
+            .find(|r| r.site == Some(site))
             .expect("checked: one router per site")
     }
 
@@ -379,8 +396,18 @@ mod tests {
             .map(|(p, t)| (p.to_string(), t.to_string()))
             .collect();
         let bad = BUILTIN_TOPOLOGY.replace("node = \"vm2\"", "node = \"vm9\"");
-        let e = Topology::parse(&bad, configs).unwrap_err();
+        let e = Topology::parse(&bad, configs.clone()).unwrap_err();
         assert!(e.to_string().contains("vm9"), "{e}");
+        let dup = BUILTIN_TOPOLOGY.replace(
+            "ifname = \"eth-r2\", addrs = [\"192.0.2.9/30\"",
+            "ifname = \"eth-r3\", addrs = [\"192.0.2.9/30\"",
+        );
+        let e = Topology::parse(&dup, configs).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("interface r1:eth-r3 is the end of two links"),
+            "{e}"
+        );
     }
 
     #[test]
