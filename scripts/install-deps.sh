@@ -34,9 +34,11 @@ else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
     # stayrtr + frr-rpki-rtrlib: the RPKI preflight's tests (an RTR validator serving a VRP
     # file, and bgpd -M rpki dropping Invalid routes). debootstrap: the tests build the Docker
-    # runtime's image (`ferry lab image build`). etcd-server, etcd-client (etcdctl): the HA
+    # runtime's image (`ferry lab image build`).
+    # bind9 + bind9-dnsutils: the DNS failover tests start their own named (dig, nsupdate,
+    # tsig-keygen read and change its zone). etcd-server, etcd-client (etcdctl): the HA
     # controller tests run a three-member etcd; protobuf-compiler builds the etcd client.
-    PACKAGES=(frr frr-rpki-rtrlib stayrtr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db debootstrap
+    PACKAGES=(frr frr-rpki-rtrlib stayrtr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db debootstrap bind9 bind9-dnsutils
         etcd-server etcd-client protobuf-compiler)
 fi
 missing=()
@@ -65,6 +67,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
                 exabgp) svc=exabgp ;;
                 etcd-server) svc=etcd ;;
                 stayrtr) svc=stayrtr ;;
+                bind9) svc=named ;;
                 *) continue ;;
             esac
             echo "install-deps: $svc was installed just now for the tests: disabling its service" >&2

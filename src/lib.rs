@@ -10,6 +10,8 @@
 //!   [`lab`] and [`api`], which never call back into it).
 //!
 //! - [`config`]: the speaker's TOML config, checked while read.
+//! - [`dns`]: TSIG keys (BIND key files) and a blocking client for authoritative queries and
+//!   TSIG-signed RFC 2136 updates, messages by Hickory; used by the plan's DNS steps.
 //! - [`api`]: HTTP/JSON control API (server, types) and [`api::Speaker`], the one typed client
 //!   (async, and [`api::blocking::Speaker`]) everything else talks to a speaker through; holds
 //!   no state.
@@ -44,6 +46,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod dns;
 pub mod durable;
 pub mod filelock;
 pub mod inspect;

@@ -193,6 +193,17 @@ pub enum FailoverAction {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Lower the TTL of the plan's [[dns]] records to their failover_ttl, at whichever address
+    /// they hold now; run it at least `ttl` seconds before a planned failover, so resolvers
+    /// hold the short TTL by then. --restore sets `ttl` again.
+    Prestage {
+        /// The plan file (TOML) with [[dns]] entries.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Set the records' normal `ttl` again (after the move has settled).
+        #[arg(long)]
+        restore: bool,
+    },
     /// Close the runs of a plan whose journals are damaged or cannot be read, once you have
     /// checked which site announces the subnets (`ferry status` at each site). Each damaged
     /// journal is kept as `<run>.jsonl.damaged`; a fresh journal takes its place: its legal
@@ -323,6 +334,9 @@ pub fn plan(args: PlanArgs) -> i32 {
         }
         return EXIT_OK;
     }
+    for w in super::dns::prestage_warnings(&p) {
+        eprintln!("ferry plan check: warning: {w}");
+    }
     let rov_ok = match rov.flatten() {
         Some(outcome) => say_rpki("plan check", &outcome),
         None => true,
@@ -413,6 +427,7 @@ fn probe_hosts(p: &Plan) -> Result<Option<String>, String> {
         mode: Mode::Planned,
         sites: &sites,
         probes: &SystemProbes,
+        dns: &crate::controller::dns::SystemDns,
         spawned: &|_| Ok(()),
     })
 }
@@ -435,6 +450,7 @@ fn check_speakers_printing(
         mode,
         sites: &sites,
         probes: &SystemProbes,
+        dns: &crate::controller::dns::SystemDns,
         spawned: &|_| Ok(()),
     };
     if table {
@@ -513,6 +529,7 @@ pub fn failover(args: FailoverArgs) -> i32 {
         }
         Some(FailoverAction::Resume(t)) => take_over(&t.select, false, Out(t.json)),
         Some(FailoverAction::Keep { plan, once, state }) => keep(&plan, once, &state),
+        Some(FailoverAction::Prestage { plan, restore }) => super::dns::prestage(&plan, restore),
         Some(FailoverAction::Abort(t)) => take_over(&t.select, true, Out(t.json)),
         Some(FailoverAction::Repair {
             plan_name,

@@ -185,6 +185,33 @@ pub enum LabCommand {
         #[arg(long)]
         controller: bool,
     },
+    /// DNS failover (changed-IP group) in the lab: an authoritative BIND at the third site, a
+    /// caching resolver at the client, a mixed plan (one subnet by BGP, one group by DNS) run
+    /// with and without the TTL pre-stage; the client's loss window split into cutover, DNS
+    /// update, authoritative answer and resolver cache. Writes OUT/dns-report.json.
+    Dns {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// (internal) Probe a name: a lookup at the resolver before each UDP probe.
+    #[command(hide = true)]
+    NameProbe {
+        /// The resolver (ADDR:PORT).
+        #[arg(long)]
+        resolver: std::net::SocketAddr,
+        /// The name to resolve (A record).
+        #[arg(long)]
+        name: String,
+        /// The responders' UDP port.
+        #[arg(long, default_value_t = 7007)]
+        port: u16,
+        /// Milliseconds between probes.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+        /// CSV file for each probe.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the built-in three-site topology in another tool's format: a containerlab
     /// `three-site.clab.yml` with each router's frr.conf beside it.
     Export {
@@ -630,6 +657,18 @@ pub fn run(args: LabArgs) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        LabCommand::Dns { run } => {
+            let (instance, out) = run.instance_and_out("d");
+            down_on_signal(instance.clone());
+            super::labdns::dns(&instance, &out, run.verbose, run.json)
+        }
+        LabCommand::NameProbe {
+            resolver,
+            name,
+            port,
+            interval_ms,
+            out,
+        } => super::labdns::name_probe(resolver, &name, port, interval_ms, &out),
         LabCommand::Probe {
             target,
             out,

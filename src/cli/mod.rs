@@ -9,10 +9,12 @@
 
 mod controller;
 mod decode;
+mod dns;
 mod failover;
 mod fence;
 mod generate;
 mod lab;
+mod labdns;
 mod monitor;
 mod neighbor;
 mod route_file;
@@ -80,6 +82,8 @@ pub enum Command {
     /// Run a failover plan (primary -> recovery), or manage its runs (status, resume, abort,
     /// keep, repair, history).
     Failover(failover::FailoverArgs),
+    /// The plan's DNS entries: `ferry dns check --plan PLAN`.
+    Dns(dns::DnsArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
     /// HA controllers sharing etcd: `ferry controller run --plan PLAN --store etcd://...`.
@@ -158,6 +162,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Failover(args) => failover::failover(args),
         Command::Failback(args) => failover::failback(args),
         Command::Controller(args) => controller::run(args),
+        Command::Dns(args) => dns::run(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     }

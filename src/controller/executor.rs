@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::dns::{Dns, SystemDns};
 use super::hook::HookProcess;
 use super::journal::{Direction, Journal, JournalError, Mode, Outcome, Phase, Record};
 use super::lock::Holder;
@@ -87,6 +88,8 @@ pub struct Executor<'a> {
     pub journal: Journal,
     sites: &'a dyn Sites,
     probes: &'a dyn Probes,
+    /// [`SystemDns`] unless [`Executor::with_dns`] says otherwise (unit tests).
+    dns: &'a dyn Dns,
     progress: Box<dyn FnMut(Progress) + 'a>,
 }
 
@@ -146,6 +149,7 @@ impl<'a> Executor<'a> {
             journal,
             sites,
             probes,
+            dns: &SystemDns,
             progress,
         };
         let names = ex.steps.iter().map(|s| s.name.clone()).collect();
@@ -235,8 +239,15 @@ impl<'a> Executor<'a> {
             journal,
             sites,
             probes,
+            dns: &SystemDns,
             progress,
         })
+    }
+
+    /// Reach the DNS servers of `[[dns]]` entries through `dns` (a fake in unit tests).
+    pub fn with_dns(mut self, dns: &'a dyn Dns) -> Self {
+        self.dns = dns;
+        self
     }
 
     /// What the steps of this run see: its plan, direction, mode, sites and probes.
@@ -247,6 +258,7 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            dns: self.dns,
             spawned: &|_| Ok(()),
         }
     }
@@ -468,6 +480,7 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            dns: self.dns,
             spawned: &spawned,
         };
         let r = if undo {

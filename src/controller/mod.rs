@@ -25,6 +25,9 @@
 //! - [`rpki`]: the RPKI preflight: each site's routes validated (RFC 6811) against the VRPs
 //!   of the plan's RTR validators; Invalid at the site gaining the subnets fails it.
 //! - [`sites`]: the speaker API and the hooks/probes behind traits (fakes in unit tests).
+//! - [`dnsplan`]: the plan's `[[dns]]` entries (records that change address with a group).
+//! - [`dns`]: the DNS steps (pre-stage the TTL, signed update, verify at every authoritative
+//!   server) and their compensations, behind the [`dns::Dns`] trait.
 //! - [`hook`]: commands in their own process group, dying with the controller; ending the
 //!   leftovers of a dead controller's hook.
 //! - [`http`]: HTTP(S) hooks and checks with one deadline per call.
@@ -33,6 +36,8 @@
 
 pub mod auto;
 pub mod claim;
+pub mod dns;
+pub mod dnsplan;
 pub mod executor;
 pub mod fencing;
 pub mod hook;

@@ -113,6 +113,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::dnsplan::DnsEntry;
 use crate::speaker::attrs::AttributesText;
 use crate::speaker::Route;
 
@@ -173,6 +174,9 @@ pub struct Plan {
     pub verify: Option<Verify>,
     /// Failover by quorum of the HA controllers (off without the table; docs/ha.md).
     pub auto: Option<Auto>,
+    /// Records whose addresses change with a group (RFC 2136 updates): [`super::dnsplan`].
+    #[serde(default, rename = "dns")]
+    pub dns: Vec<DnsEntry>,
     /// The site that `ferry failover --test` announces to instead of `recovery`: a speaker at
     /// the recovery site peered only with the isolated test network's routers (SRM's "test
     /// network"). Never primary, recovery or the observer.
@@ -624,6 +628,7 @@ impl Plan {
                 "group" => tables.group.get(i),
                 "hook" => tables.hook.get(i),
                 "health_check" => tables.health_check.get(i),
+                "dns" => tables.dns.get(i),
                 "rpki" => tables.rpki.as_ref(),
                 _ => tables.verify.as_ref(),
             }
@@ -658,9 +663,15 @@ impl Plan {
         let mut seen: Vec<IpNet> = Vec::new();
         let mut groups = std::mem::take(&mut self.groups);
         for (i, g) in groups.iter_mut().enumerate() {
-            if g.subnets.is_empty() && g.hosts.is_empty() {
+            // A changed-IP group moves no subnet: its VMs come up with new addresses and a
+            // [[dns]] entry follows them.
+            let dns_only = self
+                .dns
+                .iter()
+                .any(|d| d.group.as_ref().is_some_and(|n| *n.get_ref() == g.name));
+            if g.subnets.is_empty() && g.hosts.is_empty() && !dns_only {
                 return Err(at("group", i)(format!(
-                    "group {:?}: subnets and hosts are empty (give at least one)",
+                    "group {:?}: subnets and hosts are empty (give at least one, or name the group in a [[dns]] entry: its VMs change address)",
                     g.name
                 )));
             }
@@ -863,6 +874,16 @@ impl Plan {
                 )));
             }
         }
+        if let Some(a) = &self.auto {
+            self.check_auto(a).map_err(at("auto", 0))?;
+            for c in &a.checks {
+                check(c).map_err(|e| at("auto", 0)(format!("auto.check {:?}: {e}", c.name)))?;
+            }
+        }
+        let mut dns = std::mem::take(&mut self.dns);
+        let checked = self.check_dns(&mut dns, &at);
+        self.dns = dns;
+        checked?;
         if let Some(r) = &self.rpki {
             self.check_rpki(r).map_err(at("rpki", 0))?;
         }
@@ -889,12 +910,6 @@ impl Plan {
                 return Err(at("verify", 0)(
                     "verify: timeout_ms and interval_ms must be above 0".into(),
                 ));
-            }
-        }
-        if let Some(a) = &self.auto {
-            self.check_auto(a).map_err(at("auto", 0))?;
-            for c in &a.checks {
-                check(c).map_err(|e| at("auto", 0)(format!("auto.check {:?}: {e}", c.name)))?;
             }
         }
         Ok(())
@@ -932,6 +947,41 @@ impl Plan {
             ));
         }
         Ok(())
+    }
+
+    /// Each `[[dns]]` entry ([`DnsEntry::check`]), its group, and no name or record twice.
+    fn check_dns<F, G>(&self, dns: &mut [DnsEntry], at: &F) -> Result<(), String>
+    where
+        F: Fn(&'static str, usize) -> G,
+        G: Fn(String) -> String,
+    {
+        let line = |offset: usize| line_of(&self.text, offset);
+        {
+            for (i, d) in dns.iter_mut().enumerate() {
+                d.check(&line).map_err(at("dns", i))?;
+                self.group_ref(&format!("dns {:?} group", d.name), &d.group)
+                    .map_err(at("dns", i))?;
+            }
+            for (i, d) in dns.iter().enumerate() {
+                if dns[..i].iter().any(|o| o.name == d.name) {
+                    return Err(at("dns", i)(format!("dns.name {:?} appears twice", d.name)));
+                }
+                for r in &d.records {
+                    let v6 = r.primary_ip().is_ipv6();
+                    if let Some(o) = dns[..i].iter().find(|o| {
+                        o.records.iter().any(|x| {
+                            x.name.eq_ignore_ascii_case(&r.name) && x.primary_ip().is_ipv6() == v6
+                        })
+                    }) {
+                        return Err(at("dns", i)(format!(
+                            "dns {:?}: record {} is also in dns {:?}: one entry per record",
+                            d.name, r.name, o.name
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 
     /// Validators that can be asked, and an origin AS for each site that announces.
@@ -1013,6 +1063,8 @@ struct Tables {
     #[serde(default)]
     health_check: Vec<Spanned<toml::Table>>,
     verify: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    dns: Vec<Spanned<toml::Table>>,
     rpki: Option<Spanned<toml::Table>>,
 }
 

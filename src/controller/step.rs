@@ -5,7 +5,10 @@
 //! preflight; pre-check hooks; optional drain of `from` (GRACEFUL_SHUTDOWN, RFC 8326, then the
 //! plan's wait); plan-wide stop-primary and cutover hooks and health checks; then per group, in
 //! plan order: its stop-primary and cutover hooks, its health checks, the move (announce at `to`
-//! and withdraw at `from`, in the plan's order), verification; post-check hooks. Hooks and
+//! and withdraw at `from`, in the plan's order; none for a changed-IP group without subnets),
+//! verification, then its `[[dns]]` entries' update and verify ([`super::dns`]); the `[[dns]]`
+//! entries without a group; post-check hooks. A planned run pre-stages every `[[dns]]` entry
+//! (its TTL) right after the pre-check hooks. Hooks and
 //! checks without a `group` are plan-wide; pre- and post-checks always run once per run.
 //!
 //! Contract:
@@ -63,6 +66,16 @@ pub enum StepKind {
     Verify {
         group: usize,
     },
+    /// `[[dns]]` entry `dns` ([`super::dns`]).
+    DnsPrestage {
+        dns: usize,
+    },
+    DnsUpdate {
+        dns: usize,
+    },
+    DnsVerify {
+        dns: usize,
+    },
     /// `cleanup-test`: a test hook's `undo`.
     Undo {
         hook: usize,
@@ -83,6 +96,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     pub sites: &'a dyn Sites,
     pub probes: &'a dyn Probes,
+    /// The DNS servers of the plan's `[[dns]]` entries.
+    pub dns: &'a dyn super::dns::Dns,
     /// Told each hook command's process before it is waited for (the executor journals it).
     pub spawned: OnSpawn<'a>,
 }
@@ -244,7 +259,31 @@ pub fn build(plan: &Plan, direction: Direction, mode: Mode) -> Vec<Step> {
             }
         }
     };
+    // A test failover leaves the records alone: DNS has no isolated test copy to update.
+    let dns = |v: &mut Vec<Step>, group: Option<usize>| {
+        for (i, d) in plan.dns.iter().enumerate().filter(|_| !test) {
+            let g = d.group.as_ref().map(|g| g.get_ref().as_str());
+            if g == group.map(|g| plan.groups[g].name.as_str()) {
+                v.push(Step {
+                    name: format!("dns update {}", d.name),
+                    kind: StepKind::DnsUpdate { dns: i },
+                });
+                v.push(Step {
+                    name: format!("dns verify {}", d.name),
+                    kind: StepKind::DnsVerify { dns: i },
+                });
+            }
+        }
+    };
     hooks(&mut v, Stage::PreCheck, None);
+    if planned {
+        for (i, d) in plan.dns.iter().enumerate() {
+            v.push(Step {
+                name: format!("dns prestage {}", d.name),
+                kind: StepKind::DnsPrestage { dns: i },
+            });
+        }
+    }
     if planned && plan.drain.is_some() {
         v.push(Step {
             name: "drain".into(),
@@ -270,19 +309,24 @@ pub fn build(plan: &Plan, direction: Direction, mode: Mode) -> Vec<Step> {
             name: format!("withdraw {}", group.name),
             kind: StepKind::Withdraw { group: g },
         };
-        match plan.order {
-            // The primary keeps announcing in a test.
-            _ if test => v.push(announce),
-            Order::BreakBeforeMake => v.extend([withdraw, announce]),
-            Order::MakeBeforeBreak => v.extend([announce, withdraw]),
+        // A changed-IP group (no subnets, no hosts) moves by its [[dns]] entries only.
+        if !(group.subnets.is_empty() && group.hosts.is_empty()) {
+            match plan.order {
+                // The primary keeps announcing in a test.
+                _ if test => v.push(announce),
+                Order::BreakBeforeMake => v.extend([withdraw, announce]),
+                Order::MakeBeforeBreak => v.extend([announce, withdraw]),
+            }
+            if plan.verify.is_some() {
+                v.push(Step {
+                    name: format!("verify {}", group.name),
+                    kind: StepKind::Verify { group: g },
+                });
+            }
         }
-        if plan.verify.is_some() {
-            v.push(Step {
-                name: format!("verify {}", group.name),
-                kind: StepKind::Verify { group: g },
-            });
-        }
+        dns(&mut v, Some(g));
     }
+    dns(&mut v, None);
     hooks(&mut v, Stage::PostCheck, None);
     v
 }
@@ -362,6 +406,9 @@ impl Step {
                 cx.at_from(cx.sites.withdraw(&from.name, &prefixes))
             }
             StepKind::Verify { group } => verify(cx, self, *group),
+            StepKind::DnsPrestage { dns } => super::dns::prestage(cx, &cx.plan.dns[*dns]),
+            StepKind::DnsUpdate { dns } => super::dns::update(cx, &cx.plan.dns[*dns], false),
+            StepKind::DnsVerify { dns } => super::dns::verify(cx, &cx.plan.dns[*dns]),
             StepKind::Undo { hook, group } => {
                 let h = &cx.plan.hooks[*hook];
                 cx.probes
@@ -377,7 +424,10 @@ impl Step {
             StepKind::Preflight
             | StepKind::Health { .. }
             | StepKind::Verify { .. }
+            | StepKind::DnsVerify { .. }
             | StepKind::Undo { .. } => Ok(None),
+            StepKind::DnsPrestage { dns } => super::dns::unstage(cx, &cx.plan.dns[*dns]),
+            StepKind::DnsUpdate { dns } => super::dns::update(cx, &cx.plan.dns[*dns], true),
             // A failed cleanup never announces the test routes again: run it once more.
             StepKind::Withdraw { .. } if cx.mode == Mode::Test => Ok(None),
             StepKind::Hook { hook, group } => {

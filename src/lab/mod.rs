@@ -26,17 +26,24 @@
 //! [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state
 //! disk, [`testnet`] the recovery site's isolated test network for drills, [`rpki`] stayrtr and
 //! FRR's RPKI module at a router,
-//! invariants checked after each step).
+//! invariants checked after each step), [`dns`] (an authoritative BIND and a caching resolver for
+//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`),
+//! [`mixedplan`] (its plan), [`journalwatch`] (a controller run's step times on the lab's clock).
 
 pub mod chaos;
 pub mod chaos_ctl;
 pub mod clab;
+pub mod dns;
+pub mod dnsrun;
 pub mod docker;
 pub mod frr;
 pub mod gshut;
 pub mod image;
 pub mod instance;
+pub mod journalwatch;
+pub mod mixedplan;
 pub mod moves;
+pub mod nameprobe;
 pub mod netns;
 pub mod probe;
 pub mod proc;

@@ -429,6 +429,7 @@ fn the_host_probe_finds_a_router_that_filters_host_routes_and_leaves_nothing_beh
             mode: Mode::Planned,
             sites: &sites,
             probes: &probes,
+            dns: &crate::controller::dns::SystemDns,
             spawned: &|_| Ok(()),
         };
         let r = step::host_probe(&cx);
