@@ -2,6 +2,10 @@
 # Install what Ferry's tests need on a fresh Debian 12 / Ubuntu machine: the BGP daemons the
 # interop tests and captures run against (FRR, BIRD 2, GoBGP, ExaBGP), packet tools, and
 # cargo-nextest and cargo-deb. `--demo` installs only what `ferry lab demo` needs (FRR and iproute2).
+# `--docker` installs what `ferry lab --runtime docker` needs beyond that: the Docker engine
+# (docker.io) and debootstrap (`ferry lab image build`). Without it, nothing of Docker's is
+# installed and the lab runs on network namespaces; the full test run (scripts/test.sh) then
+# uses an engine that is already there, or skips the Docker runtime's tests and says so.
 # Idempotent; needs root (or sudo) for apt.
 #
 # It says what it installs before it does. Services: the tests and the lab start their own
@@ -11,16 +15,31 @@
 set -euo pipefail
 
 demo=0
-if [ "${1:-}" = "--demo" ]; then demo=1; fi
+docker=0
+case "${1:-}" in
+    --demo) demo=1 ;;
+    --docker) docker=1 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 if [ "$demo" -eq 1 ]; then
-    PACKAGES=(frr iproute2 procps)
+    # protobuf-compiler: the etcd client's gRPC code is generated at build time.
+    PACKAGES=(frr iproute2 procps protobuf-compiler)
+elif [ "$docker" -eq 1 ]; then
+    # The engine and the image builder; util-linux has nsenter (the runtime enters containers).
+    PACKAGES=(frr iproute2 procps util-linux docker.io debootstrap protobuf-compiler)
 else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
-    PACKAGES=(frr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db)
+    # stayrtr + frr-rpki-rtrlib: the RPKI preflight's tests (an RTR validator serving a VRP
+    # file, and bgpd -M rpki dropping Invalid routes). debootstrap: the tests build the Docker
+    # runtime's image (`ferry lab image build`).
+    # bind9 + bind9-dnsutils: the DNS failover tests start their own named (dig, nsupdate,
+    # tsig-keygen read and change its zone). etcd-server, etcd-client (etcdctl): the HA
+    # controller tests run a three-member etcd; protobuf-compiler builds the etcd client.
+    PACKAGES=(frr frr-rpki-rtrlib stayrtr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db debootstrap bind9 bind9-dnsutils
+        etcd-server etcd-client protobuf-compiler)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -38,7 +57,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "install-deps: apt attempt $attempt failed; retrying" >&2
         sleep 5
     done
-    if [ "$demo" -eq 0 ]; then
+    if [ "$demo" -eq 0 ] && [ "$docker" -eq 0 ]; then
         # Services of daemons installed just now, for the tests: keep them stopped.
         for p in "${missing[@]}"; do
             case "$p" in
@@ -46,6 +65,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
                 bird2) svc=bird ;;
                 gobgpd) svc=gobgpd ;;
                 exabgp) svc=exabgp ;;
+                etcd-server) svc=etcd ;;
+                stayrtr) svc=stayrtr ;;
+                bind9) svc=named ;;
                 *) continue ;;
             esac
             echo "install-deps: $svc was installed just now for the tests: disabling its service" >&2
@@ -56,13 +78,19 @@ else
     echo "install-deps: already installed: ${PACKAGES[*]}" >&2
 fi
 
+if [ "$docker" -eq 1 ] && ! docker version >/dev/null 2>&1; then
+    # Asked for explicitly: the engine is what `--runtime docker` runs on.
+    echo "install-deps: starting the Docker engine (--docker)" >&2
+    $SUDO systemctl enable --now docker >/dev/null 2>&1 || $SUDO service docker start
+fi
+
 if ! command -v cargo >/dev/null; then
     echo "install-deps: cargo not found. Ferry needs Rust 1.91 or later; get it with rustup:" >&2
     echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh   (see https://rustup.rs)" >&2
     echo "then open a new shell (or: . \"\$HOME/.cargo/env\") and run this again." >&2
     exit 1
 fi
-if [ "$demo" -eq 0 ]; then
+if [ "$demo" -eq 0 ] && [ "$docker" -eq 0 ]; then
     rustup component add clippy rustfmt >/dev/null 2>&1 || true
     if ! cargo nextest --version >/dev/null 2>&1; then
         echo "install-deps: installing cargo-nextest (cargo install)" >&2

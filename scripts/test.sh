@@ -38,6 +38,26 @@ cp target/release/ferry target/test-bin/ferry-release
 export FERRY_RELEASE_BIN="$PWD/target/test-bin/ferry-release"
 # The Debian package from that release binary: built, installed with apt, checked, purged.
 scripts/package-test.sh
+# The lab's Docker runtime (tests/lab_docker.rs) needs the engine and the node image, built
+# from Debian packages (no registry) and kept by its content tag: a no-op when the engine
+# already has it. Where Docker is not installed, the Docker tests skip (everything else runs on
+# the netns runtime); an engine that is installed but does not answer is a failure, unless
+# FERRY_TEST_NO_DOCKER=1.
+if [ "${FERRY_TEST_NO_DOCKER:-0}" = "1" ]; then
+    echo "test.sh: FERRY_TEST_NO_DOCKER=1: the lab's --runtime docker tests skip" >&2
+elif docker version >/dev/null 2>&1; then
+    image_started=$(date +%s)
+    "$FERRY_BIN" lab image build
+    echo "test.sh: lab image ready in $(( $(date +%s) - image_started )) s" >&2
+    export FIT_REQUIRE_DOCKER=1
+elif command -v docker >/dev/null; then
+    echo "test.sh: docker is installed but no engine answers: start it (systemctl start docker)," >&2
+    echo "or run with FERRY_TEST_NO_DOCKER=1 to skip the lab's Docker runtime tests." >&2
+    exit 1
+else
+    echo "test.sh: Docker is not installed: the lab's --runtime docker tests skip" >&2
+    echo "(scripts/install-deps.sh --docker installs it)." >&2
+fi
 FIT_REQUIRE=1 cargo nextest run --workspace --no-fail-fast -E 'not binary(ingest_guard) and not binary(command_guard)'
 # The ingest guard times Ferry against BIRD: alone, so that the other tests' load does not
 # skew the ratio.

@@ -10,6 +10,8 @@
 //!   [`lab`] and [`api`], which never call back into it).
 //!
 //! - [`config`]: the speaker's TOML config, checked while read.
+//! - [`dns`]: TSIG keys (BIND key files) and a blocking client for authoritative queries and
+//!   TSIG-signed RFC 2136 updates, messages by Hickory; used by the plan's DNS steps.
 //! - [`api`]: HTTP/JSON control API (server, types) and [`api::Speaker`], the one typed client
 //!   (async, and [`api::blocking::Speaker`]) everything else talks to a speaker through; holds
 //!   no state.
@@ -20,6 +22,8 @@
 //!   and leases, the controller's run journals, the lab's state).
 //! - [`private_fs`]: what "open to group or others" is, and 0700 directories (speaker and
 //!   controller state).
+//! - [`rpki`]: route origin validation (RFC 6811) and the VRPs from an RTR validator, for the
+//!   failover's preflight.
 //! - [`suggest`]: "did you mean `hold_time`?" for a misspelt key or value in a config or plan.
 //! - [`filelock`]: exclusive, kernel-released locks on files (one speaker per state directory,
 //!   one controller per plan).
@@ -42,11 +46,13 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod dns;
 pub mod durable;
 pub mod filelock;
 pub mod inspect;
 pub mod lab;
 pub mod private_fs;
+pub mod rpki;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;

@@ -46,7 +46,7 @@ fn load_config(path: &Path) -> Result<Config, String> {
 /// What `ferry plan check --offline` checks, and that each group's health checks run after
 /// its VM cutover: a check of a recovered VM before the hook that recovers it cannot pass.
 fn check_plan(plan: &Plan) -> Result<(), String> {
-    let steps = step::build(plan, Mode::Planned);
+    let steps = step::build(plan, ferry::controller::Direction::Failover, Mode::Planned);
     if steps.is_empty() {
         return Err("no steps".into());
     }

@@ -35,9 +35,28 @@ fn updates_received(frr: &Frr) -> u64 {
         .unwrap_or_else(|| frr.fail("no messageStats.updatesRecv for Ferry's session"))
 }
 
-/// FRR holds `OURS` at every sample for `d`, and receives no UPDATE meanwhile.
-fn frr_keeps_the_route(frr: &Frr, d: Duration) {
-    let before = updates_received(frr);
+/// Waits until FRR's count of UPDATEs from Ferry has not moved for a second (a session that
+/// just came up still gets its End-of-RIB after the route), and returns it.
+fn settled_updates(frr: &Frr) -> u64 {
+    let deadline = Instant::now() + UP;
+    let mut last = updates_received(frr);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = updates_received(frr);
+        if now == last {
+            return now;
+        }
+        if Instant::now() > deadline {
+            frr.fail(&format!(
+                "UPDATEs from Ferry still arriving after {UP:?}: {now}"
+            ));
+        }
+        last = now;
+    }
+}
+
+/// FRR holds `OURS` at every sample for `d`, and receives no UPDATE after `before`.
+fn frr_keeps_the_route(frr: &Frr, before: u64, d: Duration) {
     let t0 = Instant::now();
     while t0.elapsed() < d {
         if !frr.rib_ipv4().contains_key(OURS) {
@@ -90,6 +109,7 @@ fn a_stale_token_leaves_frrs_route_alone_across_a_ferry_restart() {
     frr.wait_route(OURS, UP);
 
     let stale = fenced("withdraw", "4");
+    let before = settled_updates(&frr);
     let e = ferry
         .cli(&args(&stale))
         .expect_err("a withdraw with token 4 must be refused");
@@ -97,16 +117,17 @@ fn a_stale_token_leaves_frrs_route_alone_across_a_ferry_restart() {
         e.contains("holds token 5") && e.contains("offered token 4"),
         "{e}"
     );
-    frr_keeps_the_route(&frr, Duration::from_secs(3));
+    frr_keeps_the_route(&frr, before, Duration::from_secs(3));
 
     ferry.restart();
     frr.wait_established(FERRY_IP, UP);
     frr.wait_route(OURS, UP);
+    let before = settled_updates(&frr);
     let e = ferry
         .cli(&args(&stale))
         .expect_err("after a restart, token 4 must still be refused");
     assert!(e.contains("holds token 5"), "{e}");
-    frr_keeps_the_route(&frr, Duration::from_secs(3));
+    frr_keeps_the_route(&frr, before, Duration::from_secs(3));
     let held = ferry
         .cli_json(&["fences"])
         .unwrap_or_else(|e| ferry.fail(&e));

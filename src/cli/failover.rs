@@ -18,6 +18,7 @@ use crate::controller::claim::{self, Claim, TakeOver, TakeOverRefused};
 use crate::controller::journal::now_ms;
 use crate::controller::lock::{self as plan_lock, Holder};
 use crate::controller::repair;
+use crate::controller::rpki;
 use crate::controller::sites::{ApiSites, SystemProbes};
 use crate::controller::step::{self, Ctx};
 use crate::controller::{keeper, runs, Direction, End, ExecError, Executor, Mode, Plan, Progress};
@@ -33,7 +34,10 @@ pub struct PlanArgs {
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Validate a plan; unless --offline, also check the speakers: sessions Established, the
-    /// primary announces every subnet and the recovery site none.
+    /// primary announces every subnet and the recovery site none. With host routes and a
+    /// [verify] observer, each host route is announced at the primary for the check (the site
+    /// that already attracts its traffic) until the observer sees it, then withdrawn: a router
+    /// that filters host routes fails the check.
     Check {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -45,7 +49,18 @@ pub enum PlanCommand {
         /// "ready"`, `"not checked"` with --offline, or the error).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        rpki: RpkiArgs,
     },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RpkiArgs {
+    /// With `[rpki]` in the plan: report RPKI Invalid routes of the site gaining the subnets,
+    /// and validators that do not answer, as warnings instead of failing (routers that drop
+    /// Invalid routes will still drop them).
+    #[arg(long)]
+    pub ignore_rpki: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -53,6 +68,54 @@ pub struct StateArgs {
     /// Where runs' journals and locks are kept.
     #[arg(long, env = "FERRY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// Keep journals, the plan lock and run history in etcd instead of --state-dir, shared by
+    /// a controller at each site: etcd://HOST:PORT[,HOST:PORT...] (docs/ha.md).
+    #[arg(long, env = "FERRY_STORE", value_name = "etcd://HOST:PORT,...")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd: Box<EtcdArgs>,
+}
+
+/// How to reach etcd when --store names it.
+#[derive(Debug, Args, Clone)]
+pub struct EtcdArgs {
+    /// etcd: the CA certificate (PEM) of the members' TLS; the endpoints are then https.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// etcd: this controller's client certificate (PEM), with --etcd-key.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd: the user to authenticate as, with --etcd-password-file.
+    #[arg(long, value_name = "NAME")]
+    pub etcd_user: Option<String>,
+    /// etcd: a file holding the user's password (one line).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+    /// etcd: the TTL of the plan lock's and the leadership's lease, in seconds: how long a
+    /// dead controller holds them (docs/ha.md, "lease arithmetic").
+    #[arg(long, value_name = "SECS", default_value_t = crate::controller::store::DEFAULT_TTL_SECS)]
+    pub etcd_ttl_secs: u64,
+}
+
+impl StateArgs {
+    /// The store these options name, checked.
+    pub fn spec(&self) -> Result<crate::controller::store::StoreSpec, String> {
+        crate::controller::store::StoreSpec::parse(
+            self.store.as_deref(),
+            &self.state_dir,
+            crate::controller::store::EtcdAuth {
+                ca: self.etcd.etcd_ca.clone(),
+                cert: self.etcd.etcd_cert.clone(),
+                key: self.etcd.etcd_key.clone(),
+                user: self.etcd.etcd_user.clone(),
+                password_file: self.etcd.etcd_password_file.clone(),
+            },
+            self.etcd.etcd_ttl_secs,
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -69,10 +132,17 @@ pub struct RunArgs {
     /// The site losing the subnets may be down: its steps are best effort, with short timeouts.
     #[arg(long)]
     pub unplanned: bool,
+    /// A test failover: announce to the plan's test_site (the isolated test network) instead
+    /// of the recovery site, keep the primary announcing, run only hooks and checks with
+    /// `test = true`. Undo with `ferry failover cleanup-test`.
+    #[arg(long, conflicts_with = "unplanned")]
+    pub test: bool,
     /// JSON lines instead of text: the plan, each step's start and end, the run's outcome
     /// (with the run as `failover status --json` shows it). Prompts go to stderr.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub rpki: RpkiArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -123,6 +193,17 @@ pub enum FailoverAction {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Lower the TTL of the plan's [[dns]] records to their failover_ttl, at whichever address
+    /// they hold now; run it at least `ttl` seconds before a planned failover, so resolvers
+    /// hold the short TTL by then. --restore sets `ttl` again.
+    Prestage {
+        /// The plan file (TOML) with [[dns]] entries.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Set the records' normal `ttl` again (after the move has settled).
+        #[arg(long)]
+        restore: bool,
+    },
     /// Close the runs of a plan whose journals are damaged or cannot be read, once you have
     /// checked which site announces the subnets (`ferry status` at each site). Each damaged
     /// journal is kept as `<run>.jsonl.damaged`; a fresh journal takes its place: its legal
@@ -136,6 +217,21 @@ pub enum FailoverAction {
         #[arg(long)]
         active: String,
         /// The repaired journals as JSON (an array).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// End a test failover: withdraw the plan's routes at its test_site, then run the `undo`
+    /// of each `test = true` hook (the last first). Safe to run again.
+    CleanupTest {
+        /// The plan file (TOML).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// JSON lines instead of text, as `ferry failover --json` prints them.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -168,6 +264,7 @@ pub fn plan(args: PlanArgs) -> i32 {
         plan,
         offline,
         json,
+        rpki,
     } = args.command;
     let p = match Plan::load(&plan) {
         Ok(p) => p,
@@ -176,13 +273,21 @@ pub fn plan(args: PlanArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let steps = step::build(&p, Mode::Planned);
+    let steps = step::build(&p, Direction::Failover, Mode::Planned);
+    // The RPKI preflight of a failover (the recovery site gains the subnets).
+    let rov = (!offline).then(|| rpki::preflight(&p, p.recovery(), rpki.ignore_rpki));
     if json {
+        let rov_json = match &rov {
+            None if p.rpki.is_some() => "not checked".into(),
+            None | Some(None) => serde_json::Value::Null,
+            Some(Some(outcome)) => outcome.to_json(),
+        };
         let speakers = if offline {
             Ok("not checked".to_owned())
         } else {
             check_speakers_printing(&p, Direction::Failover, Mode::Planned, false)
-                .map(|()| "ready".to_owned())
+                .and_then(|()| probe_hosts(&p))
+                .map(|note| note.map_or("ready".to_owned(), |n| format!("ready; {n}")))
         };
         let mut v = serde_json::json!({
             "plan": p.name,
@@ -192,6 +297,7 @@ pub fn plan(args: PlanArgs) -> i32 {
             "subnets": p.all_prefixes().len(),
             "steps": steps.len(),
             "valid": true,
+            "rpki": rov_json,
         });
         let code = match speakers {
             Ok(s) => {
@@ -204,7 +310,11 @@ pub fn plan(args: PlanArgs) -> i32 {
             }
         };
         println!("{v}");
-        return code;
+        return if matches!(&rov, Some(Some(o)) if o.failed.is_some()) {
+            EXIT_FAILED
+        } else {
+            code
+        };
     }
     println!(
         "plan {}: {} -> {}, {} groups, {} subnets, {} steps: valid",
@@ -219,16 +329,63 @@ pub fn plan(args: PlanArgs) -> i32 {
         eprintln!("ferry plan check: warning: {w}");
     }
     if offline {
+        if p.rpki.is_some() {
+            println!("rpki: not checked (--offline)");
+        }
         return EXIT_OK;
     }
-    match check_speakers(&p, Direction::Failover, Mode::Planned) {
-        Ok(()) => {
+    for w in super::dns::prestage_warnings(&p) {
+        eprintln!("ferry plan check: warning: {w}");
+    }
+    let rov_ok = match rov.flatten() {
+        Some(outcome) => say_rpki("plan check", &outcome),
+        None => true,
+    };
+    let code = match check_speakers(&p, Direction::Failover, Mode::Planned)
+        .and_then(|()| probe_hosts(&p))
+    {
+        Ok(note) => {
             println!("speakers: ready for failover");
+            if let Some(n) = note {
+                println!("host routes: {n}");
+            }
             EXIT_OK
         }
         Err(e) => {
             eprintln!("ferry plan check: {e}");
             EXIT_FAILED
+        }
+    };
+    if rov_ok {
+        code
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Prints the RPKI preflight's outcome (each route's state on stdout, warnings and the
+/// failure on stderr); whether it passed.
+fn say_rpki(cmd: &str, outcome: &rpki::Outcome) -> bool {
+    if let Some(s) = &outcome.source {
+        println!(
+            "rpki: {} VRPs from {} (RTR version {})",
+            s.vrps, s.validator, s.version
+        );
+    }
+    for f in &outcome.findings {
+        println!(
+            "rpki: {} {} from AS{}: {}",
+            f.site, f.prefix, f.origin_as, f.verdict.state
+        );
+    }
+    for w in &outcome.warnings {
+        eprintln!("ferry {cmd}: warning: {w}");
+    }
+    match &outcome.failed {
+        None => true,
+        Some(e) => {
+            eprintln!("ferry {cmd}: rpki preflight failed: {e}");
+            false
         }
     }
 }
@@ -255,10 +412,24 @@ fn keep(plan_path: &Path, once: bool, state: &StateArgs) -> i32 {
 
 fn sites_for(p: &Plan, mode: Mode) -> Result<ApiSites, String> {
     let timeout = match mode {
-        Mode::Planned => Duration::from_secs(10),
+        Mode::Planned | Mode::Test => Duration::from_secs(10),
         Mode::Unplanned => Duration::from_secs(3),
     };
     ApiSites::new(p, timeout)
+}
+
+/// [`step::host_probe`] against the plan's speakers.
+fn probe_hosts(p: &Plan) -> Result<Option<String>, String> {
+    let sites = sites_for(p, Mode::Planned)?;
+    step::host_probe(&Ctx {
+        plan: p,
+        direction: Direction::Failover,
+        mode: Mode::Planned,
+        sites: &sites,
+        probes: &SystemProbes,
+        dns: &crate::controller::dns::SystemDns,
+        spawned: &|_| Ok(()),
+    })
 }
 
 fn check_speakers(p: &Plan, direction: Direction, mode: Mode) -> Result<(), String> {
@@ -279,6 +450,7 @@ fn check_speakers_printing(
         mode,
         sites: &sites,
         probes: &SystemProbes,
+        dns: &crate::controller::dns::SystemDns,
         spawned: &|_| Ok(()),
     };
     if table {
@@ -343,8 +515,21 @@ pub fn failover(args: FailoverArgs) -> i32 {
     match args.action {
         None => run(args.run, Direction::Failover, "failover"),
         Some(FailoverAction::Status { select, json }) => status(&select, json),
+        Some(FailoverAction::Resume(t)) if t.select.state.store.is_some() => {
+            super::controller::take_over(&t.select, false)
+        }
+        Some(FailoverAction::Abort(t)) if t.select.state.store.is_some() => {
+            super::controller::take_over(&t.select, true)
+        }
+        Some(FailoverAction::Keep { state, .. } | FailoverAction::Repair { state, .. })
+            if state.store.is_some() =>
+        {
+            eprintln!("ferry failover: keep and repair work on --state-dir only; with --store, `ferry controller run` keeps the leases (docs/ha.md)");
+            EXIT_USAGE
+        }
         Some(FailoverAction::Resume(t)) => take_over(&t.select, false, Out(t.json)),
         Some(FailoverAction::Keep { plan, once, state }) => keep(&plan, once, &state),
+        Some(FailoverAction::Prestage { plan, restore }) => super::dns::prestage(&plan, restore),
         Some(FailoverAction::Abort(t)) => take_over(&t.select, true, Out(t.json)),
         Some(FailoverAction::Repair {
             plan_name,
@@ -352,13 +537,34 @@ pub fn failover(args: FailoverArgs) -> i32 {
             json,
             state,
         }) => repair(&plan_name, &active, &state.state_dir, Out(json)),
-        Some(FailoverAction::History { run, json, state }) => {
-            history(&state.state_dir, run.as_deref(), json)
-        }
+        Some(FailoverAction::CleanupTest {
+            plan,
+            yes,
+            json,
+            state,
+        }) => run(
+            RunArgs {
+                plan: Some(plan),
+                dry_run: false,
+                yes,
+                unplanned: false,
+                test: true,
+                json,
+                rpki: RpkiArgs { ignore_rpki: false },
+                state,
+            },
+            Direction::Failback,
+            "failover cleanup-test",
+        ),
+        Some(FailoverAction::History { run, json, state }) => history(&state, run.as_deref(), json),
     }
 }
 
 pub fn failback(args: RunArgs) -> i32 {
+    if args.test {
+        eprintln!("ferry failback: --test is for `ferry failover`; a test failover ends with `ferry failover cleanup-test --plan PLAN`");
+        return EXIT_USAGE;
+    }
     run(args, Direction::Failback, "failback")
 }
 
@@ -397,16 +603,20 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let mode = if args.unplanned {
+    let mode = if args.test {
+        Mode::Test
+    } else if args.unplanned {
         Mode::Unplanned
     } else {
         Mode::Planned
     };
-    let steps = step::build(&p, mode);
-    let (from, to) = match direction {
-        Direction::Failover => (p.primary(), p.recovery()),
-        Direction::Failback => (p.recovery(), p.primary()),
-    };
+    if let Err(e) = step::check_test(&p, mode) {
+        eprintln!("ferry {cmd}: {e}");
+        return EXIT_USAGE;
+    }
+    let steps = step::build(&p, direction, mode);
+    let (from, to) = step::ends(&p, direction, mode);
+    let to_name = to.name.clone();
     let order = match p.order {
         crate::controller::plan::Order::BreakBeforeMake => "break-before-make",
         crate::controller::plan::Order::MakeBeforeBreak => "make-before-break",
@@ -414,7 +624,14 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     out.text(format_args!(
         "{cmd} of plan {}{}: {} -> {} ({order}), {} steps:",
         p.name,
-        if args.unplanned { " (unplanned)" } else { "" },
+        match mode {
+            Mode::Unplanned => " (unplanned)",
+            Mode::Test if direction == Direction::Failover => {
+                " (test: the primary keeps announcing; the test network only)"
+            }
+            Mode::Test => " (ends the test)",
+            Mode::Planned => "",
+        },
         from.name,
         to.name,
         steps.len()
@@ -427,11 +644,38 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         "command": cmd,
         "plan": p.name,
         "unplanned": args.unplanned,
+        "test": args.test,
         "from": from.name,
         "to": to.name,
         "order": order,
         "steps": steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
     }));
+    // A test run announces only into the isolated test network, which no validator judges.
+    let preflight = (!args.test)
+        .then(|| rpki::preflight(&p, to, args.rpki.ignore_rpki))
+        .flatten();
+    if let Some(outcome) = preflight {
+        let passed = if out.0 {
+            for w in &outcome.warnings {
+                eprintln!("ferry {cmd}: warning: {w}");
+            }
+            if let Some(e) = &outcome.failed {
+                eprintln!("ferry {cmd}: rpki preflight failed: {e}");
+            }
+            let verdict = if outcome.failed.is_none() {
+                "passed"
+            } else {
+                "failed"
+            };
+            out.event(serde_json::json!({"event": "rpki", "preflight": verdict, "rpki": outcome.to_json()}));
+            outcome.failed.is_none()
+        } else {
+            say_rpki(cmd, &outcome)
+        };
+        if !passed {
+            return EXIT_FAILED;
+        }
+    }
     if args.dry_run {
         return match check_speakers_printing(&p, direction, mode, !out.0) {
             Ok(()) => {
@@ -471,7 +715,11 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     }
     let state_dir = &args.state.state_dir;
     let me = Holder::me(&format!("{cmd} {}", p.name));
-    let _claim = match claimed(claim::new_run(state_dir, &p.name, &me), cmd) {
+    if args.state.store.is_some() {
+        return super::controller::run_in_store(&args.state, p, direction, mode, me, cmd, out.0);
+    }
+    let cleanup = mode == Mode::Test && direction == Direction::Failback;
+    let _claim = match claimed(claim::new_run(state_dir, &p.name, &me, cleanup), cmd) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -512,7 +760,18 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
         "journal": ex.journal.path(),
     }));
     let end = ex.drive();
-    finish(cmd, false, end, state_dir, &ex.run_id, started, out)
+    let test_up = mode == Mode::Test
+        && direction == Direction::Failover
+        && matches!(end, Ok(End::Completed { .. }));
+    let code = finish(cmd, false, end, state_dir, &ex.run_id, started, out);
+    if test_up {
+        out.text(format_args!(
+            "test: {} announces the subnets to the test network only; end the test with `ferry failover cleanup-test --plan {}`",
+            to_name,
+            path.display()
+        ));
+    }
+    code
 }
 
 /// Say a claim's warnings; the claim, or the refusal said and the exit code.
@@ -541,6 +800,10 @@ fn say_warnings(cmd: &str, warnings: &[String]) {
 
 /// Live progress: one line per step, with its elapsed time and result; with `--json`, one
 /// JSON line per event.
+pub(super) fn printer_for(n: usize, json: bool) -> Box<dyn FnMut(Progress)> {
+    printer(n, Out(json))
+}
+
 fn printer(n: usize, out: Out) -> Box<dyn FnMut(Progress)> {
     Box::new(move |p| {
         if out.0 {
@@ -692,6 +955,9 @@ fn live_state(state_dir: &Path, r: &runs::RunSummary) -> (String, Option<u32>) {
 fn status(s: &SelectArgs, json: bool) -> i32 {
     let state_dir = &s.state.state_dir;
     let listing = match &s.plan_name {
+        _ if s.state.store.is_some() => {
+            super::controller::listing(&s.state, s.plan_name.as_deref())
+        }
         Some(p) => runs::of_plan(state_dir, p),
         None => runs::list(state_dir),
     };
@@ -740,7 +1006,7 @@ fn status(s: &SelectArgs, json: bool) -> i32 {
         .map(|r| {
             vec![
                 r.plan.clone(),
-                format!("{:?}", r.direction).to_lowercase(),
+                r.kind().to_owned(),
                 live_state(state_dir, r).0,
                 r.active.clone().unwrap_or_else(|| "-".into()),
                 r.run_id.clone(),
@@ -877,8 +1143,14 @@ fn repair(plan: &str, active: &str, state_dir: &Path, out: Out) -> i32 {
     }
 }
 
-fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {
-    let listing = match runs::list(state_dir) {
+fn history(state: &StateArgs, run: Option<&str>, json: bool) -> i32 {
+    let state_dir = &state.state_dir;
+    let listing = if state.store.is_some() {
+        super::controller::listing(state, None)
+    } else {
+        runs::list(state_dir)
+    };
+    let listing = match listing {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ferry failover history: {e}");
@@ -930,7 +1202,7 @@ fn history(state_dir: &Path, run: Option<&str>, json: bool) -> i32 {
                 r.run_id.clone(),
                 runs::utc(r.started_ms),
                 r.plan.clone(),
-                format!("{:?}", r.direction).to_lowercase(),
+                r.kind().to_owned(),
                 format!("{}@{}", r.by.user, r.by.host),
                 r.state(),
                 r.active.clone().unwrap_or_else(|| "-".into()),

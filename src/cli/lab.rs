@@ -1,4 +1,4 @@
-//! `ferry lab up|down|status|demo|test` and the hidden `probe` and `responder` the lab runs
+//! `ferry lab up|down|testnet|status|demo|test` and the hidden `probe` and `responder` the lab runs
 //! inside its namespaces. Output and exit codes only; the lab itself is [`crate::lab`].
 
 use std::path::PathBuf;
@@ -8,12 +8,44 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::lab::moves::Order;
-use crate::lab::{chaos, instance, scenarios, LabError, LabInstance};
+use crate::lab::runtime::RuntimeKind;
+use crate::lab::{chaos, image, instance, runtime, scenarios, LabError, LabInstance};
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
     #[command(subcommand)]
     pub command: LabCommand,
+    /// Where new nodes run: bare network namespaces (netns) or one Docker container per node
+    /// (docker; needs the engine and `ferry lab image build`). A running instance keeps the
+    /// runtime it was brought up with.
+    #[arg(long, global = true, value_enum, default_value_t = RuntimeKind::Netns)]
+    pub runtime: RuntimeKind,
+    /// (docker) Run the routers from this local image instead of the built one, e.g. your
+    /// production FRR version; it must have zebra, bgpd, bfdd and vtysh.
+    #[arg(long, global = true, value_name = "IMAGE")]
+    pub frr_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// containerlab's `.clab.yml` (roles as ferry.* labels, addresses as exec lines).
+    Containerlab,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the Docker runtime's node image (FRR, iproute2) from Debian packages with
+    /// debootstrap and `docker import`; does nothing when its content tag exists.
+    Build {
+        /// Debian mirror for debootstrap (default: the first one in the host's apt sources).
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+        /// The image name, whether it was built and the seconds taken, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the node image's name (`ferry-lab-frr:<content tag>`) and whether it exists.
+    Name,
 }
 
 #[derive(Debug, Args)]
@@ -61,9 +93,14 @@ pub enum LabCommand {
     Up {
         #[command(flatten)]
         instance: InstanceArg,
-        /// A topology directory (topology.toml and the router configs) instead of the built-in one.
-        #[arg(long, value_name = "DIR")]
+        /// A topology directory (topology.toml and the router configs) or a containerlab file
+        /// (`*.clab.yml`) instead of the built-in one.
+        #[arg(long, value_name = "PATH")]
         topology: Option<PathBuf>,
+        /// RPKI at the third site's router: stayrtr serving one ROA, for the primary speaker's
+        /// AS only, and FRR's RPKI module dropping Invalid routes (docs/rpki.md, "In the lab").
+        #[arg(long)]
+        rpki: bool,
         /// The speakers' API sockets as one JSON object; progress goes to stderr.
         #[arg(long)]
         json: bool,
@@ -73,6 +110,15 @@ pub enum LabCommand {
         #[command(flatten)]
         instance: InstanceArg,
         /// What was removed, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the recovery site's isolated test network to a running lab, for test failovers:
+    /// router r4 (AS 65004) peered only with a test speaker sp2t, and a test copy of the VM.
+    Testnet {
+        #[command(flatten)]
+        instance: InstanceArg,
+        /// The test speaker's API socket and r4's namespace as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -89,6 +135,9 @@ pub enum LabCommand {
         /// Lab instance: its namespaces are fl-<INSTANCE>-<node>.
         #[arg(long, default_value = "demo")]
         instance: String,
+        /// A topology directory or containerlab file (`*.clab.yml`) instead of the built-in one.
+        #[arg(long, value_name = "PATH")]
+        topology: Option<PathBuf>,
         /// Directory for report.json, timeline.svg and probes.csv.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -135,6 +184,50 @@ pub enum LabCommand {
         /// active site is then the one its journal names.
         #[arg(long)]
         controller: bool,
+    },
+    /// DNS failover (changed-IP group) in the lab: an authoritative BIND at the third site, a
+    /// caching resolver at the client, a mixed plan (one subnet by BGP, one group by DNS) run
+    /// with and without the TTL pre-stage; the client's loss window split into cutover, DNS
+    /// update, authoritative answer and resolver cache. Writes OUT/dns-report.json.
+    Dns {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// (internal) Probe a name: a lookup at the resolver before each UDP probe.
+    #[command(hide = true)]
+    NameProbe {
+        /// The resolver (ADDR:PORT).
+        #[arg(long)]
+        resolver: std::net::SocketAddr,
+        /// The name to resolve (A record).
+        #[arg(long)]
+        name: String,
+        /// The responders' UDP port.
+        #[arg(long, default_value_t = 7007)]
+        port: u16,
+        /// Milliseconds between probes.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+        /// CSV file for each probe.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the built-in three-site topology in another tool's format: a containerlab
+    /// `three-site.clab.yml` with each router's frr.conf beside it.
+    Export {
+        /// The format to write.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// A topology directory or containerlab file to export instead of the built-in one.
+        #[arg(long, value_name = "PATH")]
+        topology: Option<PathBuf>,
+        /// Directory to write into (created if needed).
+        dir: PathBuf,
+    },
+    /// The Docker runtime's images.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
     },
     /// (internal) Send sequenced UDP probes until stdin closes.
     #[command(hide = true)]
@@ -224,10 +317,42 @@ fn down_and_unmount_on_signal(instance: String, mount: Option<PathBuf>) {
 }
 
 pub fn run(args: LabArgs) -> i32 {
+    if args.frr_image.is_some() && args.runtime != RuntimeKind::Docker {
+        return fail(&LabError::Runtime(
+            "--frr-image is for --runtime docker (the netns runtime runs the host's FRR)".into(),
+        ));
+    }
+    runtime::select(runtime::Selection {
+        kind: args.runtime,
+        frr_image: args.frr_image,
+    });
     match args.command {
+        LabCommand::Image { command } => run_image(command),
+        LabCommand::Export {
+            format: ExportFormat::Containerlab,
+            topology,
+            dir,
+        } => {
+            let topo = match topology {
+                Some(p) => crate::lab::topology::Topology::load(&p),
+                None => crate::lab::topology::Topology::builtin(),
+            };
+            let written = topo.and_then(|t| {
+                let image = image::default_image()?;
+                crate::lab::clab::write_export(&t, &image, &dir)
+            });
+            match written {
+                Ok(file) => {
+                    println!("{}", file.display());
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
         LabCommand::Up {
             instance,
             topology,
+            rpki,
             json,
         } => {
             if json {
@@ -237,14 +362,31 @@ pub fn run(args: LabArgs) -> i32 {
                 Ok(l) => l,
                 Err(e) => return fail(&e),
             };
+            if rpki {
+                let preset = crate::lab::rpki::Rpki::preset(&lab.topo);
+                if let Err(e) = lab.topo.set_rpki(preset) {
+                    return fail(&e);
+                }
+            }
             match lab.up(&|m| crate::lab::human(format_args!("{m}"))) {
                 Ok(()) => {
                     let primary = lab.speaker_socket(crate::lab::topology::Site::Primary);
                     let recovery = lab.speaker_socket(crate::lab::topology::Site::Recovery);
+                    // Where the validator is: plan checks with [rpki] run in its namespace.
+                    let validator = lab.topo.rpki.as_ref().map(|r| {
+                        (
+                            format!("127.0.0.1:{}", r.port),
+                            lab.ns(&r.router),
+                            crate::lab::rpki::vrps_path(&instance.instance),
+                        )
+                    });
                     if json {
                         print_json(&serde_json::json!({
                             "instance": instance.instance,
                             "speaker_api": {"primary": primary, "recovery": recovery},
+                            "rpki": validator.as_ref().map(|(rtr, ns, vrps)| {
+                                serde_json::json!({"rtr": rtr, "namespace": ns, "vrps": vrps})
+                            }),
                         }));
                     } else {
                         println!(
@@ -252,6 +394,12 @@ pub fn run(args: LabArgs) -> i32 {
                             primary.display(),
                             recovery.display()
                         );
+                        if let Some((rtr, ns, vrps)) = &validator {
+                            println!(
+                                "rpki: stayrtr at {rtr} in namespace {ns} serves {}; plan checks run there: ip netns exec {ns} ferry plan check PLAN.toml",
+                                vrps.display()
+                            );
+                        }
                     }
                     EXIT_OK
                 }
@@ -283,6 +431,35 @@ pub fn run(args: LabArgs) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        LabCommand::Testnet { instance, json } => {
+            if json {
+                crate::lab::human_to_stderr();
+            }
+            let added = LabInstance::attach(&instance.instance).and_then(|mut lab| {
+                crate::lab::testnet::add(&mut lab, &|m| crate::lab::human(format_args!("{m}")))
+            });
+            match added {
+                Ok(net) if json => {
+                    print_json(&serde_json::json!({
+                        "instance": instance.instance,
+                        "test_speaker_api": net.speaker_api,
+                        "router_ns": net.router.ns,
+                        "vm_ns": net.vm_ns,
+                    }));
+                    EXIT_OK
+                }
+                Ok(net) => {
+                    println!(
+                        "test speaker API: {} (use it as the plan's test_site); r4 in {}, the test VM in {}",
+                        net.speaker_api.display(),
+                        net.router.ns,
+                        net.vm_ns
+                    );
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
         LabCommand::Status { instance, json } => {
             if !crate::lab::is_root() {
                 return fail(&LabError::NotRoot);
@@ -290,12 +467,12 @@ pub fn run(args: LabArgs) -> i32 {
             match LabInstance::attach(&instance.instance) {
                 Ok(lab) => {
                     if json {
-                        print_json(&serde_json::json!({
-                            "instance": instance.instance,
-                            "complete": lab.state.complete,
-                            "state": lab.state,
-                            "status": lab.status_lines(),
-                        }));
+                        let mut v = lab.status_json();
+                        v["instance"] = serde_json::json!(instance.instance);
+                        v["complete"] = serde_json::json!(lab.state.complete);
+                        v["state"] = serde_json::json!(lab.state);
+                        v["status"] = serde_json::json!(lab.status_lines());
+                        print_json(&v);
                     } else {
                         for l in lab.status_lines() {
                             println!("{l}");
@@ -312,6 +489,7 @@ pub fn run(args: LabArgs) -> i32 {
         }
         LabCommand::Demo {
             instance,
+            topology,
             out,
             moves,
             break_before_make,
@@ -327,7 +505,7 @@ pub fn run(args: LabArgs) -> i32 {
             } else {
                 Order::MakeBeforeBreak
             };
-            match scenarios::demo(&instance, &out, moves.max(1), order) {
+            match scenarios::demo(&instance, topology, &out, moves.max(1), order) {
                 Ok(rep) => {
                     scenarios::print_summary(&rep);
                     crate::lab::human(format_args!("report: {}/report.json", out.display()));
@@ -479,6 +657,18 @@ pub fn run(args: LabArgs) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        LabCommand::Dns { run } => {
+            let (instance, out) = run.instance_and_out("d");
+            down_on_signal(instance.clone());
+            super::labdns::dns(&instance, &out, run.verbose, run.json)
+        }
+        LabCommand::NameProbe {
+            resolver,
+            name,
+            port,
+            interval_ms,
+            out,
+        } => super::labdns::name_probe(resolver, &name, port, interval_ms, &out),
         LabCommand::Probe {
             target,
             out,
@@ -498,6 +688,43 @@ pub fn run(args: LabArgs) -> i32 {
                 eprintln!("ferry lab responder: {e}");
                 EXIT_FAILED
             }
+        },
+    }
+}
+
+fn run_image(command: ImageCommand) -> i32 {
+    match command {
+        ImageCommand::Build { mirror, json } => {
+            if json {
+                crate::lab::human_to_stderr();
+            }
+            match image::build(mirror, &|m| crate::lab::human(format_args!("{m}"))) {
+                Ok(b) => {
+                    if json {
+                        print_json(&serde_json::json!(b));
+                    } else if b.built {
+                        println!("built {} in {:.0} s", b.image, b.seconds);
+                    } else {
+                        println!("{}", b.image);
+                    }
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        ImageCommand::Name => match image::default_image() {
+            Ok(name) => match image::exists(&name) {
+                Ok(true) => {
+                    println!("{name}");
+                    EXIT_OK
+                }
+                Ok(false) => {
+                    println!("{name} (not built: run `ferry lab image build`)");
+                    EXIT_FAILED
+                }
+                Err(e) => fail(&e),
+            },
+            Err(e) => fail(&e),
         },
     }
 }

@@ -7,11 +7,14 @@
 //! disable`) is not Established (`--exit-zero` answers 0 for that).
 //! `ferry withdraw --all` asks on a terminal; not confirmed is 1, no terminal and no `--yes` 2.
 
+mod controller;
 mod decode;
+mod dns;
 mod failover;
 mod fence;
 mod generate;
 mod lab;
+mod labdns;
 mod monitor;
 mod neighbor;
 mod route_file;
@@ -79,8 +82,12 @@ pub enum Command {
     /// Run a failover plan (primary -> recovery), or manage its runs (status, resume, abort,
     /// keep, repair, history).
     Failover(failover::FailoverArgs),
+    /// The plan's DNS entries: `ferry dns check --plan PLAN`.
+    Dns(dns::DnsArgs),
     /// Run a failover plan backwards (recovery -> primary).
     Failback(failover::RunArgs),
+    /// HA controllers sharing etcd: `ferry controller run --plan PLAN --store etcd://...`.
+    Controller(controller::ControllerArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(generate::CompletionsArgs),
     /// Print the man page, or write one per subcommand with --dir DIR.
@@ -193,6 +200,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(args) => failover::plan(args),
         Command::Failover(args) => failover::failover(args),
         Command::Failback(args) => failover::failback(args),
+        Command::Controller(args) => controller::run(args),
+        Command::Dns(args) => dns::run(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     }

@@ -61,7 +61,16 @@ pub fn plan(state_dir: &Path, plan: &str, me: &Holder) -> Result<Claim, Refused>
 
 /// [`plan`], then refuse if the plan has an unfinished or damaged run: the error says what to
 /// do first.
-pub fn new_run(state_dir: &Path, plan_name: &str, me: &Holder) -> Result<Claim, Refused> {
+///
+/// `cleanup`: the run is a `cleanup-test`; any other new run is refused while a test failover
+/// of the plan is not cleaned up (its copies would answer in the test network beside the
+/// real recovery, and the history would not say which state the test site is in).
+pub fn new_run(
+    state_dir: &Path,
+    plan_name: &str,
+    me: &Holder,
+    cleanup: bool,
+) -> Result<Claim, Refused> {
     let claim = plan(state_dir, plan_name, me)?;
     let refuse = |error: String, mut more: Vec<String>| {
         let mut warnings = claim.warnings.clone();
@@ -93,6 +102,20 @@ pub fn new_run(state_dir: &Path, plan_name: &str, me: &Holder) -> Result<Claim, 
             ),
             Vec::new(),
         );
+    }
+    if !cleanup {
+        let listing = match runs::of_plan(state_dir, plan_name) {
+            Ok(l) => l,
+            Err(e) => return refuse(e, Vec::new()),
+        };
+        if let Some(id) = runs::test_not_cleaned(&listing.runs, plan_name) {
+            return refuse(
+                format!(
+                    "test failover {id} of plan {plan_name} is not cleaned up; `ferry failover cleanup-test --plan PLAN` first"
+                ),
+                Vec::new(),
+            );
+        }
     }
     Ok(claim)
 }

@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::dns::{Dns, SystemDns};
 use super::hook::HookProcess;
 use super::journal::{Direction, Journal, JournalError, Mode, Outcome, Phase, Record};
 use super::lock::Holder;
@@ -87,6 +88,8 @@ pub struct Executor<'a> {
     pub journal: Journal,
     sites: &'a dyn Sites,
     probes: &'a dyn Probes,
+    /// [`SystemDns`] unless [`Executor::with_dns`] says otherwise (unit tests).
+    dns: &'a dyn Dns,
     progress: Box<dyn FnMut(Progress) + 'a>,
 }
 
@@ -111,17 +114,32 @@ impl<'a> Executor<'a> {
     ) -> Result<Self, ExecError> {
         let dir = runs_dir(state_dir);
         super::statedir::private_dir(&dir).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let create = |run_id: &str| Journal::create(&dir.join(format!("{run_id}.jsonl")));
+        Self::start_in(create, plan, direction, mode, by, sites, probes, progress)
+    }
+
+    /// [`Executor::start`] with the journal made by `create` from the new run's id (a store
+    /// other than the state directory, [`super::store`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in(
+        create: impl FnOnce(&str) -> Result<Journal, JournalError>,
+        plan: Plan,
+        direction: Direction,
+        mode: Mode,
+        by: Holder,
+        sites: &'a dyn Sites,
+        probes: &'a dyn Probes,
+        progress: Box<dyn FnMut(Progress) + 'a>,
+    ) -> Result<Self, ExecError> {
+        step::check_test(&plan, mode).map_err(ExecError::Invalid)?;
         let run_id = format!(
-            "{}-{}-{}",
+            "{}-{}{}",
             super::journal::now_ms(),
             plan.name,
-            match direction {
-                Direction::Failover => "failover",
-                Direction::Failback => "failback",
-            }
+            super::runs::run_suffix(direction, mode)
         );
-        let journal = Journal::create(&dir.join(format!("{run_id}.jsonl")))?;
-        let steps = step::build(&plan, mode);
+        let journal = create(&run_id)?;
+        let steps = step::build(&plan, direction, mode);
         let mut ex = Self {
             plan,
             run_id,
@@ -131,6 +149,7 @@ impl<'a> Executor<'a> {
             journal,
             sites,
             probes,
+            dns: &SystemDns,
             progress,
         };
         let names = ex.steps.iter().map(|s| s.name.clone()).collect();
@@ -154,7 +173,17 @@ impl<'a> Executor<'a> {
         probes: &'a dyn Probes,
         progress: Box<dyn FnMut(Progress) + 'a>,
     ) -> Result<Self, ExecError> {
-        let journal = Journal::open(path)?;
+        Self::of_journal(Journal::open(path)?, sites, probes, progress)
+    }
+
+    /// Take over the run `journal` holds (read from any store).
+    pub fn of_journal(
+        journal: Journal,
+        sites: &'a dyn Sites,
+        probes: &'a dyn Probes,
+        progress: Box<dyn FnMut(Progress) + 'a>,
+    ) -> Result<Self, ExecError> {
+        let path = journal.path().to_owned();
         let Some(Record::RunStarted {
             run_id,
             direction,
@@ -171,7 +200,29 @@ impl<'a> Executor<'a> {
         };
         let plan = Plan::parse(&plan_text)
             .map_err(|e| ExecError::Invalid(format!("the plan in {}: {e}", path.display())))?;
-        let steps = step::build(&plan, mode);
+        // The mode comes from the journal: a test run is taken over as a test run. Its file
+        // name and run id say test or real too (`runs::run_suffix`); a record that disagrees
+        // with them was altered, and no run is resumed on a guess of which one is right.
+        for (what, said) in [
+            ("file name", super::runs::name_says(&path)),
+            ("run id", super::runs::name_says(Path::new(&run_id))),
+        ] {
+            if let Some((_, d, test)) = said {
+                if test != (mode == Mode::Test) || d != direction {
+                    return Err(ExecError::Invalid(format!(
+                        "{}: its {what} says a {} {}, its first record a {} {}: refusing to resume or abort a run whose kind is in doubt",
+                        path.display(),
+                        if test { "test" } else { "real" },
+                        direction_name(d),
+                        if mode == Mode::Test { "test" } else { "real" },
+                        direction_name(direction),
+                    )));
+                }
+            }
+        }
+        step::check_test(&plan, mode)
+            .map_err(|e| ExecError::Invalid(format!("{}: {e}", path.display())))?;
+        let steps = step::build(&plan, direction, mode);
         let built: Vec<&String> = steps.iter().map(|s| &s.name).collect();
         if built != names.iter().collect::<Vec<_>>() {
             return Err(ExecError::Invalid(format!(
@@ -188,8 +239,15 @@ impl<'a> Executor<'a> {
             journal,
             sites,
             probes,
+            dns: &SystemDns,
             progress,
         })
+    }
+
+    /// Reach the DNS servers of `[[dns]]` entries through `dns` (a fake in unit tests).
+    pub fn with_dns(mut self, dns: &'a dyn Dns) -> Self {
+        self.dns = dns;
+        self
     }
 
     /// What the steps of this run see: its plan, direction, mode, sites and probes.
@@ -200,11 +258,18 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            dns: self.dns,
             spawned: &|_| Ok(()),
         }
     }
 
+    /// The site announcing the subnets after a rollback and after completion. A test run
+    /// moves nothing in production: the primary either way.
     fn ends(&self) -> (String, String) {
+        if self.mode == Mode::Test {
+            let p = self.plan.primary().name.clone();
+            return (p.clone(), p);
+        }
         let cx = self.ctx();
         (cx.from().name.clone(), cx.to().name.clone())
     }
@@ -415,6 +480,7 @@ impl<'a> Executor<'a> {
             mode: self.mode,
             sites: self.sites,
             probes: self.probes,
+            dns: self.dns,
             spawned: &spawned,
         };
         let r = if undo {
@@ -489,6 +555,14 @@ impl<'a> Executor<'a> {
                     .unwrap_or_default(),
             },
         }
+    }
+}
+
+/// A direction as run ids and messages spell it.
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Failover => "failover",
+        Direction::Failback => "failback",
     }
 }
 

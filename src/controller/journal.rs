@@ -57,6 +57,11 @@ pub enum Mode {
     Planned,
     /// The site losing the subnet may be unreachable: its steps are best effort.
     Unplanned,
+    /// A rehearsal (`ferry failover --test`; its direction `failback` is `cleanup-test`): the
+    /// plan's `test_site` takes the recovery's place, the primary keeps announcing, only hooks
+    /// and checks with `test = true` run. Recorded in the run's first record, so a resumed or
+    /// aborted test run stays a test run: no step of a real run is ever built for it.
+    Test,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,11 +333,31 @@ pub enum Crash {
     Before(u64),
 }
 
+/// Where a journal's records go once checked: its file in the state directory, or a store
+/// that takes them one at a time ([`RecordSink`]: etcd, [`super::store`]).
+enum Sink {
+    File {
+        file: File,
+        /// Bytes of the file this journal has read or written: all of it, unless someone
+        /// else wrote.
+        len: u64,
+    },
+    Store(Box<dyn RecordSink>),
+}
+
+/// A store of journal records other than the state directory's file.
+///
+/// Contract: [`RecordSink::write`] stores `entry` as record `entry.seq` only if that seq is
+/// free (and whatever else the store requires of the writer still holds, such as its
+/// leadership); otherwise it fails with [`JournalError::Conflict`] and stores nothing. It
+/// returns once the record is durable in the store.
+pub trait RecordSink: Send {
+    fn write(&mut self, entry: &Entry, line: &[u8]) -> Result<(), JournalError>;
+}
+
 pub struct Journal {
     path: PathBuf,
-    file: File,
-    /// Bytes of the file this journal has read or written: all of it, unless someone else wrote.
-    len: u64,
+    sink: Sink,
     entries: Vec<Entry>,
     phase: Phase,
     steps: usize,
@@ -365,8 +390,7 @@ impl Journal {
         }
         Ok(Self {
             path: path.to_owned(),
-            file,
-            len: 0,
+            sink: Sink::File { file, len: 0 },
             entries: Vec::new(),
             phase: Phase::Empty,
             steps: 0,
@@ -407,8 +431,46 @@ impl Journal {
         drop(guard);
         Ok(Self {
             path: path.to_owned(),
-            file,
-            len: good_len,
+            sink: Sink::File {
+                file,
+                len: good_len,
+            },
+            entries,
+            phase,
+            steps,
+            crash: None,
+        })
+    }
+
+    /// A journal kept in a store other than the state directory: `entries` as read from it
+    /// (each checked by [`Phase::next`], like a file's replay), new records through `sink`.
+    /// `label` names the journal in errors.
+    pub fn in_store(
+        label: PathBuf,
+        entries: Vec<Entry>,
+        sink: Box<dyn RecordSink>,
+    ) -> Result<Self, JournalError> {
+        let mut phase = Phase::Empty;
+        let mut steps = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let corrupt = |detail: String| JournalError::Corrupt {
+                path: label.clone(),
+                line: i + 1,
+                detail,
+            };
+            if e.seq != i as u64 {
+                return Err(corrupt(format!("seq {} where {i} was due", e.seq)));
+            }
+            if let Record::RunStarted { steps: s, .. } = &e.record {
+                steps = s.len();
+            }
+            phase = phase
+                .next(steps, &e.record)
+                .ok_or_else(|| corrupt(format!("record not legal in phase {phase:?}")))?;
+        }
+        Ok(Self {
+            path: label,
+            sink: Sink::Store(sink),
             entries,
             phase,
             steps,
@@ -456,56 +518,12 @@ impl Journal {
             detail: e.to_string(),
         })?;
         line.push('\n');
-        let io = |source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        // The plan lock keeps a second controller away; this keeps its records out even if
-        // it got in (a lock removed under it, an older ferry): the flock makes the length
-        // check and the write one step for every process that appends. The lock is on this
-        // open file description, shared with the clone, and released when the clone drops.
-        let guard = nix::fcntl::Flock::lock(
-            self.file.try_clone().map_err(io)?,
-            nix::fcntl::FlockArg::LockExclusiveNonblock,
-        )
-        .map_err(|(_, e)| match e {
-            nix::errno::Errno::EWOULDBLOCK => JournalError::Conflict {
-                path: self.path.clone(),
-                detail: format!("another process is appending to it (seq {seq} was due)"),
-            },
-            e => JournalError::Io {
-                path: self.path.clone(),
-                source: e.into(),
-            },
-        })?;
-        let on_disk = guard.metadata().map_err(io)?.len();
-        if on_disk != self.len {
-            return Err(JournalError::Conflict {
-                path: self.path.clone(),
-                detail: format!(
-                    "{on_disk} bytes on disk where this run wrote {}: seq {seq} would be written twice",
-                    self.len
-                ),
-            });
+        match &mut self.sink {
+            Sink::File { file, len } => {
+                append_to_file(&self.path, file, len, seq, line.as_bytes())?;
+            }
+            Sink::Store(sink) => sink.write(&entry, line.as_bytes())?,
         }
-        // Cut back under the flock: the bytes past `self.len` are this append's own.
-        if let Err(failed) = durable::append_line(&self.file, self.len, line.as_bytes()) {
-            return Err(JournalError::Io {
-                path: self.path.clone(),
-                source: match failed.cut_back {
-                    Ok(()) => failed.source,
-                    Err(cut) => std::io::Error::new(
-                        failed.source.kind(),
-                        format!(
-                            "{}; cutting the partial record back failed too ({cut}): `ferry failover resume` drops it",
-                            failed.source
-                        ),
-                    ),
-                },
-            });
-        }
-        drop(guard);
-        self.len += line.len() as u64;
         self.phase = phase;
         self.steps = steps;
         self.entries.push(entry);
@@ -514,6 +532,68 @@ impl Journal {
         }
         Ok(self.entries.last().expect("just pushed"))
     }
+}
+
+/// Append `line` (record `seq`) to the journal file, which this journal has read or written
+/// `len` bytes of; `len` grows by the line once it is on disk.
+fn append_to_file(
+    path: &Path,
+    file: &File,
+    len: &mut u64,
+    seq: u64,
+    line: &[u8],
+) -> Result<(), JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    // The plan lock keeps a second controller away; this keeps its records out even if
+    // it got in (a lock removed under it, an older ferry): the flock makes the length
+    // check and the write one step for every process that appends. The lock is on this
+    // open file description, shared with the clone, and released when the clone drops.
+    let guard = nix::fcntl::Flock::lock(
+        file.try_clone().map_err(io)?,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| match e {
+        nix::errno::Errno::EWOULDBLOCK => JournalError::Conflict {
+            path: path.to_owned(),
+            detail: format!("another process is appending to it (seq {seq} was due)"),
+        },
+        e => JournalError::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        },
+    })?;
+    let on_disk = guard.metadata().map_err(io)?.len();
+    if on_disk != *len {
+        return Err(JournalError::Conflict {
+            path: path.to_owned(),
+            detail: format!(
+                "{on_disk} bytes on disk where this run wrote {}: seq {seq} would be written twice",
+                *len
+            ),
+        });
+    }
+    // Cut back under the flock: the bytes past `*len` are this append's own.
+    if let Err(failed) = durable::append_line(file, *len, line) {
+        return Err(JournalError::Io {
+            path: path.to_owned(),
+            source: match failed.cut_back {
+                Ok(()) => failed.source,
+                Err(cut) => std::io::Error::new(
+                    failed.source.kind(),
+                    format!(
+                        "{}; cutting the partial record back failed too ({cut}): `ferry failover resume` drops it",
+                        failed.source
+                    ),
+                ),
+            },
+        });
+    }
+    drop(guard);
+    *len += line.len() as u64;
+    Ok(())
 }
 
 /// The journal's flock on `file`'s open file description (released when the guard drops).

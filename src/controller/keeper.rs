@@ -163,7 +163,12 @@ pub fn run_fenced(
 
 /// One renewal round for `plan`: read its runs in `state_dir`, renew at [`sites_to_renew`].
 pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
-    let targets = match runs::of_plan(state_dir, &plan.name) {
+    tick_with(plan, runs::of_plan(state_dir, &plan.name), sites)
+}
+
+/// [`tick`] with the plan's runs as read from any store ([`super::store`]).
+pub fn tick_with(plan: &Plan, runs: Result<runs::Listing, String>, sites: &dyn Renew) -> Tick {
+    let targets = match runs {
         Ok(l) if l.unreadable.is_empty() => Ok(sites_to_renew(plan, &l.runs)),
         Ok(l) => {
             let files: Vec<String> = l.unreadable.iter().map(|u| u.to_string()).collect();
@@ -177,7 +182,11 @@ pub fn tick(plan: &Plan, state_dir: &Path, sites: &dyn Renew) -> Tick {
         }
         Err(e) => Err(format!("plan {}: cannot read the runs: {e}", plan.name)),
     };
-    let prefixes = plan.all_prefixes();
+    let prefixes: Vec<_> = plan
+        .all_prefixes()
+        .into_iter()
+        .chain(plan.all_hosts())
+        .collect();
     let renewals = targets
         .iter()
         .flatten()
@@ -202,19 +211,32 @@ pub fn sites_to_renew(plan: &Plan, runs: &[RunSummary]) -> Vec<String> {
     let active = ours
         .iter()
         .rev()
-        .find(|r| r.finished())
+        .find(|r| r.finished() && r.mode != Mode::Test)
         .and_then(|r| r.active.as_deref())
         .unwrap_or(&plan.primary().name);
     wanted.push(active);
+    // The test site holds its routes from a test failover's start until a cleanup-test ends.
+    let test = plan.test_site().map(|t| t.name.as_str());
+    let last_test = ours.iter().rev().find(|r| r.mode == Mode::Test);
+    if let (Some(t), Some(run)) = (test, last_test) {
+        let cleaned = run.direction == Direction::Failback
+            && run.phase == super::journal::Phase::Finished(super::Outcome::Completed);
+        if !cleaned {
+            wanted.push(t);
+        }
+    }
     let mut fenced: Vec<&str> = Vec::new();
-    for run in ours.iter().filter(|r| !r.finished()) {
+    for run in ours
+        .iter()
+        .filter(|r| !r.finished() && r.mode != Mode::Test)
+    {
         let (from, to) = match run.direction {
             Direction::Failover => (&plan.primary().name, &plan.recovery().name),
             Direction::Failback => (&plan.recovery().name, &plan.primary().name),
         };
         wanted.push(to);
         match run.mode {
-            Mode::Planned => wanted.push(from),
+            Mode::Planned | Mode::Test => wanted.push(from),
             Mode::Unplanned => fenced.push(from),
         }
     }

@@ -30,6 +30,11 @@ pub struct Holder {
     pub since_ms: u64,
     /// What it is doing, e.g. "failover web".
     pub doing: String,
+    /// The fencing token its speaker calls carry (HA controllers on etcd: the revision at
+    /// which it took the plan lock or the leadership); absent in the state directory, so
+    /// the files written there are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_token: Option<u64>,
 }
 
 impl Holder {
@@ -42,7 +47,14 @@ impl Holder {
                 .unwrap_or_else(|_| "unknown".into()),
             since_ms: now_ms(),
             doing: doing.to_owned(),
+            fence_token: None,
         }
+    }
+
+    /// The same holder, acting with fencing token `token`.
+    pub fn fenced(mut self, token: u64) -> Self {
+        self.fence_token = Some(token);
+        self
     }
 }
 
@@ -57,7 +69,11 @@ impl std::fmt::Display for Holder {
             self.host,
             self.doing,
             super::runs::utc(self.since_ms)
-        )
+        )?;
+        match self.fence_token {
+            Some(t) => write!(f, " fencing token {t}"),
+            None => Ok(()),
+        }
     }
 }
 

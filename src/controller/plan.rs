@@ -4,9 +4,11 @@
 //! - Unknown keys are rejected by name; every bad value names its key, the value and the line
 //!   (toml reports the position; rules spanning keys look the line up from a span: the value's,
 //!   or that of its `[[table]]`).
-//! - A `Plan` that exists is usable: primary and recovery are distinct sites, every group,
-//!   hook, health check and observer reference resolves, every subnet builds a valid
-//!   [`Route`] with each site's attributes, no subnet appears twice.
+//! - A `Plan` that exists is usable: primary and recovery (and `test_site`) are distinct
+//!   sites, every group, hook, health check and observer reference resolves, every subnet and
+//!   host route builds a valid [`Route`] with each site's attributes, no prefix appears twice,
+//!   `hosts` are /32 or /128 outside every subnet the plan moves, and `test = true` hooks
+//!   and checks have a `test_site` (and no stop-primary stage).
 //! - The plan's text is kept ([`Plan::text`]) so a run's journal can carry it and `resume`
 //!   never depends on the file still being there or unchanged.
 //!
@@ -24,6 +26,7 @@
 //! order = "break-before-make"   # or "make-before-break"
 //! on_failure = "rollback"       # or "stop" (wait for the operator)
 //! overlap_ms = 0                # make-before-break: time both sites announce
+//! # test_site = "dc2-test"      # `failover --test` announces there instead (docs/drills.md)
 //! [drain]                       # optional: re-announce with GRACEFUL_SHUTDOWN, then wait
 //! wait_ms = 5000
 //! [[site]]
@@ -47,6 +50,7 @@
 //! [[group]]                     # groups move one after the other, in file order
 //! name = "web"
 //! subnets = ["198.51.100.0/24"]
+//! # hosts = ["203.0.113.10/32"] # host routes only the recovery announces (docs/drills.md)
 //! [[hook]]                      # stage: pre-check, stop-primary, cutover, post-check
 //! name = "vm-cutover"
 //! stage = "cutover"
@@ -55,6 +59,7 @@
 //! env = { SITE = "dc2" }        # or http = { url = "https://...", method = "POST", ca_file = "ca.pem" }
 //! timeout_ms = 60000
 //! undo = ["/usr/local/bin/cutover", "--undo"]   # optional compensation
+//! # test = true                 # test failovers only (hooks and health checks alike)
 //! [[health_check]]
 //! name = "web-tcp"
 //! group = "web"                 # after the web group's cutover
@@ -69,6 +74,16 @@
 //! # match_next_hop = true       # also compare next hops (only if nothing rewrites them)
 //! timeout_ms = 10000            # one deadline for the whole check of a group
 //! interval_ms = 100
+//! [auto]                        # optional, HA controllers on etcd only (docs/ha.md)
+//! after_secs = 10               # failover by quorum once most non-primary sites saw it down
+//! interval_ms = 500             # each controller's check of the primary's speaker API
+//! margin_ms = 1000              # added to the primary's lease_secs before announcing
+//! [[auto.check]]                # optional, as [[health_check]]: the primary's VMs
+//! name = "web-at-dc1"
+//! tcp = "192.0.2.81:443"
+//! [rpki]                        # optional: RPKI preflight (docs/rpki.md); needs origin_as
+//! rtr = ["192.0.2.30:3323"]     # RTR validators, asked in order, first that answers is used
+//! timeout_ms = 5000             # per validator
 //! ```
 //!
 //! Verification by an observer. The observer is a Ferry speaker at a third site (where the
@@ -90,6 +105,7 @@
 //! subnet (AS path, next hop, communities).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -97,6 +113,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::dnsplan::DnsEntry;
 use crate::speaker::attrs::AttributesText;
 use crate::speaker::Route;
 
@@ -155,8 +172,47 @@ pub struct Plan {
     #[serde(default, rename = "health_check")]
     pub health_checks: Vec<HealthCheck>,
     pub verify: Option<Verify>,
+    /// Failover by quorum of the HA controllers (off without the table; docs/ha.md).
+    pub auto: Option<Auto>,
+    /// Records whose addresses change with a group (RFC 2136 updates): [`super::dnsplan`].
+    #[serde(default, rename = "dns")]
+    pub dns: Vec<DnsEntry>,
+    /// The site that `ferry failover --test` announces to instead of `recovery`: a speaker at
+    /// the recovery site peered only with the isolated test network's routers (SRM's "test
+    /// network"). Never primary, recovery or the observer.
+    pub test_site: Option<Spanned<String>>,
+    pub rpki: Option<Rpki>,
     #[serde(skip)]
     pub text: String,
+}
+
+/// `[auto]`: the HA controllers (`ferry controller run --site`) check the primary's speaker
+/// API; when a majority of the controllers not at the primary have seen it down for
+/// `after_secs`, the leader starts an unplanned failover and announces at the recovery site
+/// only after the primary's leases ran out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auto {
+    /// How long the primary must be seen down by a majority.
+    pub after_secs: u32,
+    /// How often each controller checks the primary (also each check's timeout).
+    #[serde(default = "auto_interval")]
+    pub interval_ms: u64,
+    /// Added to the primary's `lease_secs` (and one renewal's timeout) before announcing at
+    /// the recovery site.
+    #[serde(default = "auto_margin")]
+    pub margin_ms: u64,
+    /// Checks of the primary's VMs (`[[auto.check]]`, as `[[health_check]]` is written): the
+    /// primary is seen down when its speaker's API does not answer or one of these fails.
+    #[serde(default, rename = "check")]
+    pub checks: Vec<HealthCheck>,
+}
+
+fn auto_interval() -> u64 {
+    500
+}
+fn auto_margin() -> u64 {
+    1000
 }
 
 fn rollback() -> OnFailure {
@@ -205,10 +261,18 @@ pub struct Site {
 #[serde(deny_unknown_fields)]
 pub struct Group {
     pub name: String,
+    #[serde(default)]
     pub subnets: Vec<Spanned<String>>,
+    /// Host routes (/32, /128) the recovery side announces while the primary keeps the
+    /// covering subnet: moves single VMs (longest match wins).
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
     /// Parsed from `subnets` by [`Plan::parse`].
     #[serde(skip)]
     pub prefixes: Vec<IpNet>,
+    /// Parsed from `hosts` by [`Plan::parse`].
+    #[serde(skip)]
+    pub host_prefixes: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +288,10 @@ pub struct Hook {
     #[serde(default = "hook_timeout")]
     pub timeout_ms: u64,
     pub undo: Option<Vec<String>>,
+    /// Runs in test failovers only (`ferry failover --test`), never in a real run; its `undo`
+    /// runs at `ferry failover cleanup-test`.
+    #[serde(default)]
+    pub test: bool,
 }
 
 fn hook_timeout() -> u64 {
@@ -287,6 +355,9 @@ pub struct HealthCheck {
     pub fall: Option<u32>,
     #[serde(default = "check_timeout")]
     pub timeout_ms: u64,
+    /// Runs in test failovers only, never in a real run.
+    #[serde(default)]
+    pub test: bool,
 }
 
 fn interval() -> u64 {
@@ -312,6 +383,39 @@ pub struct Verify {
     /// the sites' routes with their next hops unchanged (iBGP, or a route server).
     #[serde(default)]
     pub match_next_hop: bool,
+}
+
+/// `[rpki]`: the RTR validators whose VRPs the preflight validates each site's routes against
+/// (RFC 6811), by the sites' `origin_as` ([`super::rpki`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rpki {
+    /// `"host:port"` or a list of them, asked in order; the first that answers is used.
+    #[serde(deserialize_with = "one_or_many")]
+    pub rtr: Vec<String>,
+    /// One deadline per validator: connect and its whole answer.
+    #[serde(default = "rpki_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn rpki_timeout() -> u64 {
+    5_000
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(s)) => Ok(vec![s]),
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "rtr: give \"host:port\" or a list [\"host:port\", ...]",
+        )),
+    }
 }
 
 fn verify_timeout() -> u64 {
@@ -431,10 +535,43 @@ impl Plan {
         self.site(self.recovery.get_ref()).expect("checked")
     }
 
+    /// The subnets of every group (what the primary announces; hosts excluded).
     pub fn all_prefixes(&self) -> Vec<IpNet> {
         self.groups
             .iter()
             .flat_map(|g| g.prefixes.iter().copied())
+            .collect()
+    }
+
+    /// The host routes of every group.
+    pub fn all_hosts(&self) -> Vec<IpNet> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.host_prefixes.iter().copied())
+            .collect()
+    }
+
+    /// The test site (`test_site`), when the plan has one.
+    pub fn test_site(&self) -> Option<&Site> {
+        self.test_site.as_ref().and_then(|t| self.site(t.get_ref()))
+    }
+
+    /// What `site` announces for group `g` when the group is there: the primary keeps only
+    /// the subnets (it holds the hosts' covering subnet), the recovery and test sites announce
+    /// the subnets and the host routes.
+    pub fn group_at(&self, g: usize, site: &Site) -> Vec<IpNet> {
+        let group = &self.groups[g];
+        let mut v = group.prefixes.clone();
+        if site.name != *self.primary.get_ref() {
+            v.extend(group.host_prefixes.iter().copied());
+        }
+        v
+    }
+
+    /// [`Plan::group_at`] over every group.
+    pub fn all_at(&self, site: &Site) -> Vec<IpNet> {
+        (0..self.groups.len())
+            .flat_map(|g| self.group_at(g, site))
             .collect()
     }
 
@@ -491,6 +628,8 @@ impl Plan {
                 "group" => tables.group.get(i),
                 "hook" => tables.hook.get(i),
                 "health_check" => tables.health_check.get(i),
+                "dns" => tables.dns.get(i),
+                "rpki" => tables.rpki.as_ref(),
                 _ => tables.verify.as_ref(),
             }
             .map(|t| line_of(&self.text, t.span().start));
@@ -524,26 +663,84 @@ impl Plan {
         let mut seen: Vec<IpNet> = Vec::new();
         let mut groups = std::mem::take(&mut self.groups);
         for (i, g) in groups.iter_mut().enumerate() {
-            if g.subnets.is_empty() {
+            // A changed-IP group moves no subnet: its VMs come up with new addresses and a
+            // [[dns]] entry follows them.
+            let dns_only = self
+                .dns
+                .iter()
+                .any(|d| d.group.as_ref().is_some_and(|n| *n.get_ref() == g.name));
+            if g.subnets.is_empty() && g.hosts.is_empty() && !dns_only {
                 return Err(at("group", i)(format!(
-                    "group {:?}: subnets is empty",
+                    "group {:?}: subnets and hosts are empty (give at least one, or name the group in a [[dns]] entry: its VMs change address)",
                     g.name
                 )));
             }
             g.prefixes.clear();
-            for s in &g.subnets {
-                let p = crate::speaker::route::parse_prefix(s.get_ref()).map_err(|e| {
-                    format!("group {:?} subnets at line {}: {e}", g.name, self.at(s))
-                })?;
-                if seen.contains(&p) {
+            g.host_prefixes.clear();
+            for (key, list) in [("subnets", &g.subnets), ("hosts", &g.hosts)] {
+                for s in list {
+                    let p = crate::speaker::route::parse_prefix(s.get_ref()).map_err(|e| {
+                        format!("group {:?} {key} at line {}: {e}", g.name, self.at(s))
+                    })?;
+                    if seen.contains(&p) {
+                        return Err(format!(
+                            "group {:?} {key} at line {}: {p} appears twice in the plan",
+                            g.name,
+                            self.at(s)
+                        ));
+                    }
+                    if key == "hosts" && p.prefix_len() != p.max_prefix_len() {
+                        return Err(format!(
+                            "group {:?} hosts at line {}: {p} is not a host route (/{} for {}); list subnets under subnets",
+                            g.name,
+                            self.at(s),
+                            p.max_prefix_len(),
+                            if p.max_prefix_len() == 32 { "IPv4" } else { "IPv6" },
+                        ));
+                    }
+                    seen.push(p);
+                    if key == "hosts" {
+                        g.host_prefixes.push(p);
+                    } else {
+                        g.prefixes.push(p);
+                    }
+                }
+            }
+        }
+        // A host inside a subnet the plan moves would move twice (and stay behind on failback
+        // of the other group).
+        for g in &groups {
+            for h in &g.host_prefixes {
+                if let Some((o, net)) = groups
+                    .iter()
+                    .find_map(|o| o.prefixes.iter().find(|n| n.contains(h)).map(|n| (o, n)))
+                {
                     return Err(format!(
-                        "group {:?} subnets at line {}: {p} appears twice in the plan",
-                        g.name,
-                        self.at(s)
+                        "group {:?} hosts: {h} lies inside {net}, which group {:?} moves whole; a host route is for a VM whose subnet stays at the primary",
+                        g.name, o.name
                     ));
                 }
-                seen.push(p);
-                g.prefixes.push(p);
+            }
+        }
+        // A host route whose next hop is the host itself resolves through itself: routers
+        // reject it (FRR marks the path "inaccessible": the prefix loops through itself), and
+        // the VM would be unreachable at the recovery site however well the move went.
+        for g in &groups {
+            for h in &g.host_prefixes {
+                for site in &self.sites {
+                    let (key, nh) = if h.addr().is_ipv4() {
+                        ("next_hop", &site.next_hop)
+                    } else {
+                        ("next_hop6", &site.next_hop6)
+                    };
+                    let Some(nh) = nh else { continue };
+                    if nh.parse::<IpAddr>().is_ok_and(|a| h.contains(&a)) {
+                        return Err(format!(
+                            "site {:?} {key} = {nh:?}: the next hop of group {:?}'s host route {h} is that host itself, which routers reject (the route would resolve through itself); use another address on the host's LAN, e.g. its hypervisor's, or leave {key} unset",
+                            site.name, g.name
+                        ));
+                    }
+                }
             }
         }
         self.groups = groups;
@@ -555,8 +752,24 @@ impl Plan {
                 )));
             }
         }
+        if let Some(t) = &self.test_site {
+            self.site_ref("test_site", t)?;
+            for (role, other) in [("primary", &self.primary), ("recovery", &self.recovery)] {
+                if t.get_ref() == other.get_ref() {
+                    return Err(format!(
+                        "test_site = {:?} at line {}: the {role} site; the test site is a speaker peered only with the test network's routers",
+                        t.get_ref(),
+                        self.at(t)
+                    ));
+                }
+            }
+        }
         for (i, site) in self.sites.iter().enumerate() {
-            if site.name != *self.primary.get_ref() && site.name != *self.recovery.get_ref() {
+            let moving = [&self.primary, &self.recovery]
+                .into_iter()
+                .chain(self.test_site.as_ref())
+                .any(|s| *s.get_ref() == site.name);
+            if !moving {
                 continue;
             }
             for p in &seen {
@@ -589,6 +802,18 @@ impl Plan {
             }
             if h.timeout_ms == 0 {
                 return Err(format!("hook {:?}: timeout_ms must be above 0", h.name));
+            }
+            if h.test && h.stage == Stage::StopPrimary {
+                return Err(format!(
+                    "hook {:?}: test = true with stage = \"stop-primary\": a test failover never stops the primary",
+                    h.name
+                ));
+            }
+            if h.test && self.test_site.is_none() {
+                return Err(format!(
+                    "hook {:?}: test = true, but the plan has no test_site to test against",
+                    h.name
+                ));
             }
             Ok(())
         };
@@ -632,6 +857,12 @@ impl Plan {
                     c.name
                 ));
             }
+            if c.test && self.test_site.is_none() {
+                return Err(format!(
+                    "health_check {:?}: test = true, but the plan has no test_site to test against",
+                    c.name
+                ));
+            }
             Ok(())
         };
         for (i, c) in self.health_checks.iter().enumerate() {
@@ -643,11 +874,30 @@ impl Plan {
                 )));
             }
         }
+        if let Some(a) = &self.auto {
+            self.check_auto(a).map_err(at("auto", 0))?;
+            for c in &a.checks {
+                check(c).map_err(|e| at("auto", 0)(format!("auto.check {:?}: {e}", c.name)))?;
+            }
+        }
+        let mut dns = std::mem::take(&mut self.dns);
+        let checked = self.check_dns(&mut dns, &at);
+        self.dns = dns;
+        checked?;
+        if let Some(r) = &self.rpki {
+            self.check_rpki(r).map_err(at("rpki", 0))?;
+        }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
                 (Some(o), None) => {
                     self.site_ref("verify.observer", o)?;
                     self.check_marks(o.get_ref()).map_err(at("verify", 0))?;
+                    if self.test_site.as_ref().map(|t| t.get_ref()) == Some(o.get_ref()) {
+                        return Err(at("verify", 0)(format!(
+                            "verify.observer = {:?} is the test_site: the observer is a speaker at a third site",
+                            o.get_ref()
+                        )));
+                    }
                 }
                 (None, Some(c)) if !c.is_empty() => {}
                 _ => {
@@ -660,6 +910,106 @@ impl Plan {
                 return Err(at("verify", 0)(
                     "verify: timeout_ms and interval_ms must be above 0".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_auto(&self, a: &Auto) -> Result<(), String> {
+        if !(1..=3600).contains(&a.after_secs) {
+            return Err(format!(
+                "auto.after_secs = {}: expected 1-3600 seconds",
+                a.after_secs
+            ));
+        }
+        if !(100..=60_000).contains(&a.interval_ms) {
+            return Err(format!(
+                "auto.interval_ms = {}: expected 100-60000",
+                a.interval_ms
+            ));
+        }
+        if a.margin_ms > 60_000 {
+            return Err(format!(
+                "auto.margin_ms = {}: expected 0-60000",
+                a.margin_ms
+            ));
+        }
+        if self.primary().lease_secs.is_none() {
+            return Err(format!(
+                "auto: the primary site {:?} has no lease_secs; without leases a cut-off primary keeps announcing, so failover by quorum would make both sites announce",
+                self.primary().name
+            ));
+        }
+        if self.sites.len() < 3 {
+            return Err(format!(
+                "auto: {} [[site]]s; a quorum needs a controller at a third site (a witness [[site]])",
+                self.sites.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each `[[dns]]` entry ([`DnsEntry::check`]), its group, and no name or record twice.
+    fn check_dns<F, G>(&self, dns: &mut [DnsEntry], at: &F) -> Result<(), String>
+    where
+        F: Fn(&'static str, usize) -> G,
+        G: Fn(String) -> String,
+    {
+        let line = |offset: usize| line_of(&self.text, offset);
+        {
+            for (i, d) in dns.iter_mut().enumerate() {
+                d.check(&line).map_err(at("dns", i))?;
+                self.group_ref(&format!("dns {:?} group", d.name), &d.group)
+                    .map_err(at("dns", i))?;
+            }
+            for (i, d) in dns.iter().enumerate() {
+                if dns[..i].iter().any(|o| o.name == d.name) {
+                    return Err(at("dns", i)(format!("dns.name {:?} appears twice", d.name)));
+                }
+                for r in &d.records {
+                    let v6 = r.primary_ip().is_ipv6();
+                    if let Some(o) = dns[..i].iter().find(|o| {
+                        o.records.iter().any(|x| {
+                            x.name.eq_ignore_ascii_case(&r.name) && x.primary_ip().is_ipv6() == v6
+                        })
+                    }) {
+                        return Err(at("dns", i)(format!(
+                            "dns {:?}: record {} is also in dns {:?}: one entry per record",
+                            d.name, r.name, o.name
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Validators that can be asked, and an origin AS for each site that announces.
+    fn check_rpki(&self, r: &Rpki) -> Result<(), String> {
+        if r.rtr.is_empty() {
+            return Err("rpki.rtr is empty: give at least one validator as \"host:port\"".into());
+        }
+        for v in &r.rtr {
+            crate::rpki::rtr::check_address(v).map_err(|e| format!("rpki.rtr {v:?}: {e}"))?;
+        }
+        if r.timeout_ms == 0 {
+            return Err("rpki.timeout_ms must be above 0".into());
+        }
+        for site in [self.primary(), self.recovery()] {
+            match site.origin_as {
+                None => {
+                    return Err(format!(
+                        "[rpki] needs site {:?} origin_as: the AS its routes are originated from (its speaker's AS, the last of the AS path they carry)",
+                        site.name
+                    ))
+                }
+                Some(0) => {
+                    return Err(format!(
+                        "site {:?} origin_as = 0: AS 0 never originates a route (RFC 7607); give its speaker's AS",
+                        site.name
+                    ))
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -680,7 +1030,7 @@ impl Plan {
                     site.name
                 ));
             }
-            for p in self.all_prefixes() {
+            for p in self.all_prefixes().into_iter().chain(self.all_hosts()) {
                 let marks = super::observe::Marks::of(self, site, p)?;
                 let by_next_hop = self.verify.as_ref().is_some_and(|v| v.match_next_hop);
                 if by_next_hop && marks.next_hop.is_none() {
@@ -713,6 +1063,9 @@ struct Tables {
     #[serde(default)]
     health_check: Vec<Spanned<toml::Table>>,
     verify: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    dns: Vec<Spanned<toml::Table>>,
+    rpki: Option<Spanned<toml::Table>>,
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -768,6 +1121,47 @@ command = ["true"]
         assert_eq!(p.all_prefixes(), vec!["198.51.100.0/24".parse().unwrap()]);
         assert_eq!(p.on_failure, OnFailure::Rollback);
         assert_eq!(p.hooks[0].stage, Stage::Cutover);
+    }
+
+    #[test]
+    fn auto_is_checked_and_names_field_and_value() {
+        let leased = PLAN.replace(
+            "next_hop = \"192.0.2.10\"",
+            "next_hop = \"192.0.2.10\"\nlease_secs = 9",
+        );
+        let witness = "[[site]]\nname = \"w\"\napi = \"/run/w.sock\"\n";
+        let with =
+            |base: &str, auto: &str| Plan::parse(&format!("{base}{witness}[auto]\n{auto}\n"));
+        let p = with(&leased, "after_secs = 3").unwrap();
+        let a = p.auto.unwrap();
+        assert_eq!((a.after_secs, a.interval_ms, a.margin_ms), (3, 500, 1000));
+        assert!(Plan::parse(PLAN).unwrap().auto.is_none());
+        for (auto, want) in [
+            ("after_secs = 0", "auto.after_secs = 0"),
+            ("after_secs = 3\ninterval_ms = 5", "auto.interval_ms = 5"),
+            (
+                "after_secs = 3\nmargin_ms = 70000",
+                "auto.margin_ms = 70000",
+            ),
+        ] {
+            let e = with(&leased, auto).unwrap_err().to_string();
+            assert!(e.contains(want), "{auto}: {e}");
+        }
+        let e = with(PLAN, "after_secs = 3").unwrap_err().to_string();
+        assert!(e.contains("\"dc1\" has no lease_secs"), "{e}");
+        let vm = "after_secs = 3\n[[auto.check]]\nname = \"vm\"\ntcp = \"192.0.2.81:443\"";
+        assert_eq!(
+            with(&leased, vm).unwrap().auto.unwrap().checks[0].name,
+            "vm"
+        );
+        let e = with(&leased, "after_secs = 3\n[[auto.check]]\nname = \"vm\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auto.check \"vm\""), "{e}");
+        let e = Plan::parse(&format!("{leased}[auto]\nafter_secs = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a witness"), "{e}");
     }
 
     #[test]
@@ -898,5 +1292,100 @@ command = ["true"]
             other => panic!("{other:?}"),
         }
         assert!(one("").unwrap_err().contains("exactly one"));
+    }
+
+    #[test]
+    fn hosts_are_host_routes_outside_the_moved_subnets() {
+        let with = |hosts: &str| {
+            Plan::parse(&PLAN.replace(
+                "subnets = [\"198.51.100.0/24\"]",
+                &format!("subnets = [\"203.0.113.0/25\"]\nhosts = [{hosts}]"),
+            ))
+        };
+        let p = with("\"198.51.100.10/32\", \"2001:db8::10/128\"").unwrap();
+        assert_eq!(p.all_prefixes(), vec!["203.0.113.0/25".parse().unwrap()]);
+        assert_eq!(p.all_hosts().len(), 2);
+        assert_eq!(
+            p.group_at(0, p.primary()).len(),
+            1,
+            "the primary keeps the subnet only"
+        );
+        assert_eq!(p.group_at(0, p.recovery()).len(), 3);
+        let e = with("\"198.51.100.0/28\"").unwrap_err();
+        assert!(
+            e.contains("hosts at line 19")
+                && e.contains("198.51.100.0/28 is not a host route (/32 for IPv4)"),
+            "{e}"
+        );
+        let e = with("\"203.0.113.9/32\"").unwrap_err();
+        assert!(
+            e.contains(
+                "203.0.113.9/32 lies inside 203.0.113.0/25, which group \"web\" moves whole"
+            ),
+            "{e}"
+        );
+        let e = Plan::parse(
+            &PLAN
+                .replace(
+                    "subnets = [\"198.51.100.0/24\"]",
+                    "subnets = [\"203.0.113.0/25\"]\nhosts = [\"198.51.100.10/32\"]",
+                )
+                .replace("next_hop = \"192.0.2.20\"", "next_hop = \"198.51.100.10\""),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("site \"dc2\" next_hop = \"198.51.100.10\"")
+                && e.contains("that host itself"),
+            "{e}"
+        );
+        let e = with("\"198.51.100.10/32\", \"198.51.100.10/32\"").unwrap_err();
+        assert!(e.contains("appears twice"), "{e}");
+        let e = with("\"198.51.100.10\"").unwrap_err();
+        assert!(e.contains("198.51.100.10/32"), "{e}");
+        let only_hosts = PLAN.replace(
+            "subnets = [\"198.51.100.0/24\"]",
+            "hosts = [\"198.51.100.10/32\"]",
+        );
+        assert!(Plan::parse(&only_hosts).unwrap().all_prefixes().is_empty());
+        let neither = PLAN.replace("subnets = [\"198.51.100.0/24\"]", "");
+        assert!(Plan::parse(&neither)
+            .unwrap_err()
+            .contains("subnets and hosts are empty"));
+    }
+
+    #[test]
+    fn test_site_and_test_hooks_are_checked() {
+        let lab = "\n[[site]]\nname = \"lab\"\napi = \"/run/ferry/lab.sock\"\n";
+        let with = |test_site: &str, more: &str| {
+            Plan::parse(&format!(
+                "{}{lab}{more}",
+                PLAN.replace(
+                    "recovery = \"dc2\"",
+                    &format!("recovery = \"dc2\"\n{test_site}")
+                )
+            ))
+        };
+        let p = with("test_site = \"lab\"", "").unwrap();
+        assert_eq!(p.test_site().unwrap().name, "lab");
+        let e = with("test_site = \"dc2\"", "").unwrap_err();
+        assert!(
+            e.contains("test_site = \"dc2\" at line 4: the recovery site"),
+            "{e}"
+        );
+        let e = with("test_site = \"labb\"", "").unwrap_err();
+        assert!(e.contains("did you mean \"lab\"?"), "{e}");
+        let hook =
+            "[[hook]]\nname = \"t\"\nstage = \"stop-primary\"\ntest = true\ncommand = [\"x\"]\n";
+        let e = with("test_site = \"lab\"", hook).unwrap_err();
+        assert!(e.contains("a test failover never stops the primary"), "{e}");
+        let e = with("", &hook.replace("stop-primary", "cutover")).unwrap_err();
+        assert!(
+            e.contains("hook \"t\": test = true, but the plan has no test_site"),
+            "{e}"
+        );
+        let check = "[[health_check]]\nname = \"c\"\ntest = true\ncommand = [\"x\"]\n";
+        let e = with("", check).unwrap_err();
+        assert!(e.contains("health_check \"c\": test = true"), "{e}");
+        assert!(with("test_site = \"lab\"", check).is_ok());
     }
 }

@@ -169,15 +169,13 @@ fn started_from_name(path: &Path, plan: &str, by: &Holder) -> Record {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let (direction, test) =
+        super::runs::name_says(path).map_or((Direction::Failover, false), |(_, d, t)| (d, t));
     Record::RunStarted {
-        direction: if run_id.ends_with("-failback") {
-            Direction::Failback
-        } else {
-            Direction::Failover
-        },
+        direction,
         run_id,
         plan: plan.to_owned(),
-        mode: Mode::Planned,
+        mode: if test { Mode::Test } else { Mode::Planned },
         steps: Vec::new(),
         by: by.clone(),
         plan_text: String::new(),

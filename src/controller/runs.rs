@@ -67,6 +67,8 @@ impl RunSummary {
             "plan": self.plan,
             "direction": self.direction,
             "mode": self.mode,
+            "kind": self.kind(),
+            "test": self.mode == Mode::Test,
             "by": self.by,
             "started": utc(self.started_ms),
             "started_ms": self.started_ms,
@@ -96,6 +98,17 @@ impl RunSummary {
         skipped.then(|| {
             "the old site was unreachable and may announce again when it returns; withdraw there (`ferry withdraw`) before it does, or give its [[site]] lease_secs so it fences itself".to_string()
         })
+    }
+
+    /// What the run did, as history and status show it: "failover", "failback",
+    /// "test failover" or "cleanup-test".
+    pub fn kind(&self) -> &'static str {
+        match (self.direction, self.mode) {
+            (Direction::Failover, Mode::Test) => "test failover",
+            (Direction::Failback, Mode::Test) => "cleanup-test",
+            (Direction::Failover, _) => "failover",
+            (Direction::Failback, _) => "failback",
+        }
     }
 
     pub fn state(&self) -> String {
@@ -199,7 +212,7 @@ impl std::fmt::Display for Unreadable {
 }
 
 /// The runs that could be read, oldest first, and the journals that could not.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Listing {
     pub runs: Vec<RunSummary>,
     pub unreadable: Vec<Unreadable>,
@@ -251,15 +264,57 @@ pub fn of_plan(state_dir: &Path, plan: &str) -> Result<Listing, String> {
     read(state_dir, Some(plan))
 }
 
-/// The plan a journal's file name names (`<ms>-<plan>-<failover|failback>.jsonl`).
-pub fn plan_of_file(path: &Path) -> Option<&str> {
-    let stem = path.file_name()?.to_str()?.strip_suffix(".jsonl")?;
+/// The end of a run's id (and journal file name) for its direction and mode. A plan name
+/// never holds a `+`, so a test run's name cannot be read as another plan's real run.
+pub fn run_suffix(direction: Direction, mode: Mode) -> &'static str {
+    match (direction, mode) {
+        (Direction::Failover, Mode::Test) => "-test+failover",
+        (Direction::Failback, Mode::Test) => "-test+cleanup",
+        (Direction::Failover, _) => "-failover",
+        (Direction::Failback, _) => "-failback",
+    }
+}
+
+/// The plan, direction and whether a test run, as a journal's file name
+/// (`<ms>-<plan><suffix>.jsonl`, [`run_suffix`]) or stem says them.
+pub fn name_says(path: &Path) -> Option<(&str, Direction, bool)> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".jsonl").unwrap_or(name);
     let (ms, rest) = stem.split_once('-')?;
     if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    rest.strip_suffix("-failover")
-        .or_else(|| rest.strip_suffix("-failback"))
+    [
+        (Direction::Failover, Mode::Test),
+        (Direction::Failback, Mode::Test),
+        (Direction::Failover, Mode::Planned),
+        (Direction::Failback, Mode::Planned),
+    ]
+    .into_iter()
+    .find_map(|(d, m)| {
+        rest.strip_suffix(run_suffix(d, m))
+            .map(|plan| (plan, d, m == Mode::Test))
+    })
+}
+
+/// The plan a journal's file name names (`<ms>-<plan><suffix>.jsonl`).
+pub fn plan_of_file(path: &Path) -> Option<&str> {
+    if !path.file_name()?.to_str()?.ends_with(".jsonl") {
+        return None;
+    }
+    name_says(path).map(|(plan, _, _)| plan)
+}
+
+/// The test failover of `plan` not yet cleaned up, if any: the last test run of the plan when
+/// it is a test failover that completed (its routes are at the test site until
+/// `cleanup-test` completes).
+pub fn test_not_cleaned(runs: &[RunSummary], plan: &str) -> Option<String> {
+    let last = runs
+        .iter()
+        .filter(|r| r.plan == plan && r.mode == Mode::Test)
+        .max_by_key(|r| r.started_ms)?;
+    (last.direction == Direction::Failover && last.phase == Phase::Finished(Outcome::Completed))
+        .then(|| last.run_id.clone())
 }
 
 fn read(state_dir: &Path, plan: Option<&str>) -> Result<Listing, String> {
@@ -308,6 +363,38 @@ fn read(state_dir: &Path, plan: Option<&str>) -> Result<Listing, String> {
     }
     out.runs.sort_by_key(|r| r.started_ms);
     Ok(out)
+}
+
+/// A run from records read out of a store other than the state directory (etcd), checked
+/// as a file's replay is: the legal prefix, with [`RunSummary::damaged`] saying where it
+/// stops. `None` when the first record is not `run_started`.
+pub fn summarize(label: &Path, entries: Vec<Entry>) -> Option<RunSummary> {
+    let mut phase = Phase::Empty;
+    let mut steps = 0;
+    let mut damage = None;
+    let mut legal = 0;
+    for (i, e) in entries.iter().enumerate() {
+        if let Record::RunStarted { steps: s, .. } = &e.record {
+            steps = s.len();
+        }
+        match phase.next(steps, &e.record) {
+            Some(p) if e.seq == i as u64 => {
+                phase = p;
+                legal = i + 1;
+            }
+            _ => {
+                damage = Some(format!(
+                    "record {} (seq {}) is not legal in phase {phase:?}",
+                    i + 1,
+                    e.seq
+                ));
+                break;
+            }
+        }
+    }
+    let mut s = RunSummary::from_entries(label, &entries[..legal], phase)?;
+    s.damaged = damage;
+    Some(s)
 }
 
 /// The unfinished runs, of one plan when `plan` is given. A journal that cannot be read may
@@ -363,6 +450,20 @@ mod tests {
         assert_eq!(p("1796-web.jsonl"), None);
         assert_eq!(p("x-web-failover.jsonl"), None);
         assert_eq!(p("1796-web-failover.json"), None);
+        // A test run of "web" is never a real run of a plan "web-test", nor the other way.
+        let says = |s: &str| name_says(Path::new(s)).map(|(p, d, t)| (p.to_owned(), d, t));
+        assert_eq!(
+            says("1796-web-test+failover.jsonl"),
+            Some(("web".into(), Direction::Failover, true))
+        );
+        assert_eq!(
+            says("1796-web-test-failover.jsonl"),
+            Some(("web-test".into(), Direction::Failover, false))
+        );
+        assert_eq!(
+            says("1796-web-test+cleanup"),
+            Some(("web".into(), Direction::Failback, true))
+        );
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum SiteError {
         op: Option<&'static str>,
         error: SpeakerError,
     },
+    /// An HA controller's etcd lease ran out: another controller may lead, so this one
+    /// changes nothing more at any site.
+    #[error("not sent: this controller's etcd lease ran out (another controller may lead now)")]
+    NotLeading,
 }
 
 impl SiteError {

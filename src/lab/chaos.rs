@@ -240,7 +240,7 @@ impl Draw {
 /// Run chaos on a new lab `instance`; the lab is taken down at the end, also on error.
 pub fn run(instance: &str, opts: &ChaosOptions) -> Result<ChaosReport> {
     let mut lab = LabInstance::new(instance, None)?;
-    super::instance::preflight()?;
+    super::instance::preflight(lab.rt.as_ref(), &lab.topo)?;
     let _guard = DownGuard(instance.into());
     let say = Say {
         t0: now_us(),

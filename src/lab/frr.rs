@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::Value;
 use testkit::daemons::frr_daemon;
 
-use super::proc::{self, in_ns, run};
+use super::proc::{self, run};
+use super::runtime::Runtime;
 use super::{LabError, Result};
 
 pub const DAEMONS: [&str; 3] = ["zebra", "bgpd", "staticd"];
@@ -29,6 +30,10 @@ pub struct Frr {
     pub name: String,
     pub ns: String,
     pub dir: PathBuf,
+    /// bgpd's `-M` modules (the topology's `bgpd_modules`).
+    pub bgpd_modules: Vec<String>,
+    /// Where its daemons and vtysh run (the host's FRR, or the container image's).
+    pub rt: std::sync::Arc<dyn Runtime>,
 }
 
 impl Frr {
@@ -43,8 +48,15 @@ impl Frr {
             .and_then(|()| std::fs::write(self.dir.join("frr.conf"), config))
             .and_then(|()| std::fs::write(self.dir.join("empty.conf"), ""))
             .map_err(|e| LabError::step(step("writing its runtime directory"), e))?;
-        // The daemons drop to user frr and must write their pid files, sockets and logs here.
-        frr_daemon::chown(&self.dir).map_err(LabError::command)?;
+        // The daemons drop to user frr and must write their pid files, sockets and logs here
+        // (the node's user frr: an image's uid need not be the host's).
+        run(
+            self.rt
+                .command(&self.ns, "chown")
+                .args(["-R", "frr:frr"])
+                .arg(&self.dir),
+            Duration::from_secs(10),
+        )?;
         for d in DAEMONS {
             self.start_daemon(d)?;
         }
@@ -53,8 +65,15 @@ impl Frr {
 
     pub fn start_daemon(&self, daemon: &str) -> Result<()> {
         let dir = self.dir.display().to_string();
-        let mut cmd = in_ns(&self.ns, &frr_daemon::binary(daemon).display().to_string());
+        let mut cmd = self
+            .rt
+            .command(&self.ns, &frr_daemon::binary(daemon).display().to_string());
         cmd.arg("-d");
+        if daemon == "bgpd" {
+            for m in &self.bgpd_modules {
+                cmd.args(["-M", m]);
+            }
+        }
         frr_daemon::args(&mut cmd, &self.dir, daemon, &self.dir.join("empty.conf"))
             .args(["--log-level", "debug"])
             .arg(format!("--log=file:{dir}/{daemon}.log"));
@@ -75,7 +94,8 @@ impl Frr {
     pub fn load_config(&self) -> Result<()> {
         let dir = self.dir.display().to_string();
         run(
-            in_ns(&self.ns, "vtysh")
+            self.rt
+                .command(&self.ns, "vtysh")
                 .args(["--vty_socket", &dir, "-f"])
                 .arg(self.dir.join("frr.conf")),
             Duration::from_secs(15),
@@ -86,7 +106,8 @@ impl Frr {
         // lab reads for when each router's BGP table changed.
         let updates_log = self.updates_log().display().to_string();
         run(
-            in_ns(&self.ns, "vtysh")
+            self.rt
+                .command(&self.ns, "vtysh")
                 .args(["--vty_socket", &dir, "-d", "bgpd"])
                 .args(["-c", "configure terminal"])
                 .args(["-c", &format!("log file {updates_log} debugging")])
@@ -105,7 +126,7 @@ impl Frr {
     /// Run vtysh commands; returns their output.
     pub fn vtysh(&self, commands: &[&str]) -> Result<String> {
         run(
-            frr_daemon::vtysh_args(&mut in_ns(&self.ns, "vtysh"), &self.dir, commands),
+            frr_daemon::vtysh_args(&mut self.rt.command(&self.ns, "vtysh"), &self.dir, commands),
             Duration::from_secs(10),
         )
     }

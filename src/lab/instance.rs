@@ -13,12 +13,13 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::frr::{self, Frr};
 use super::netns;
-use super::proc::{self, in_ns};
+use super::proc;
+use super::runtime::{self, NodeKind, Runtime};
 use super::state::{self, LabState};
 use super::topology::{Site, Topology};
 use super::{now_us, LabError, Result};
@@ -29,6 +30,7 @@ use crate::speaker::Route;
 /// Bounds of the waits in `up`.
 const SESSIONS_UP: Duration = Duration::from_secs(45);
 const ROUTE_UP: Duration = Duration::from_secs(20);
+const RPKI_UP: Duration = Duration::from_secs(20);
 
 /// One running three-site lab (`fl-<instance>-*` namespaces, its routers and speakers), as
 /// `up` built it or `attach` found it.
@@ -41,6 +43,8 @@ pub struct LabInstance {
     children: HashMap<String, Child>,
     /// The API client of each site's speaker (by [`Site`] order), made on first use.
     speakers: [OnceLock<blocking::Speaker>; 3],
+    /// Where the nodes run (the state file's runtime once the instance exists).
+    pub rt: Arc<dyn Runtime>,
 }
 
 /// Instance names become part of namespace names: keep them short and plain.
@@ -58,8 +62,8 @@ pub fn check_instance(instance: &str) -> Result<()> {
     Ok(())
 }
 
-/// Root, `ip` and FRR are there.
-pub fn preflight() -> Result<()> {
+/// Root and `ip` are there, and what the runtime needs (the host's FRR, or Docker and images).
+pub fn preflight(rt: &dyn Runtime, topo: &Topology) -> Result<()> {
     if !super::is_root() {
         return Err(LabError::NotRoot);
     }
@@ -69,7 +73,7 @@ pub fn preflight() -> Result<()> {
     {
         return Err(LabError::IpMissing("ip".into()));
     }
-    frr::check_installed()
+    rt.preflight(topo)
 }
 
 impl LabInstance {
@@ -79,13 +83,17 @@ impl LabInstance {
             Some(d) => Topology::load(d)?,
             None => Topology::builtin()?,
         };
+        let sel = runtime::selected();
         let state = LabState {
             instance: instance.into(),
             topology: topo.name.clone(),
             topology_dir,
+            runtime: sel.kind,
+            frr_image: sel.frr_image.clone(),
             ..Default::default()
         };
         Ok(Self {
+            rt: runtime::make(sel.kind, instance, sel.frr_image.as_deref()),
             topo,
             instance: instance.into(),
             dir: state::dir(instance),
@@ -105,6 +113,7 @@ impl LabInstance {
             )
         })?;
         let mut lab = Self::new(instance, st.topology_dir.clone())?;
+        lab.rt = runtime::make(st.runtime, instance, st.frr_image.as_deref());
         lab.state = st;
         Ok(lab)
     }
@@ -114,11 +123,26 @@ impl LabInstance {
     }
 
     pub fn frr(&self, site: Site) -> Frr {
-        let name = self.topo.router(site).name.clone();
+        self.frr_named(&self.topo.router(site).name)
+    }
+
+    /// The FRR of router `name` (a site's, a transit router, or one added to the running lab
+    /// such as the test network's r4), with the bgpd modules its topology entry asks for.
+    pub fn frr_named(&self, name: &str) -> Frr {
+        let bgpd_modules = self
+            .topo
+            .routers
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.bgpd_modules.clone())
+            .unwrap_or_default();
+        let name = name.to_owned();
         Frr {
             ns: self.ns(&name),
             dir: self.dir.join(&name),
             name,
+            bgpd_modules,
+            rt: self.rt.clone(),
         }
     }
 
@@ -142,10 +166,17 @@ impl LabInstance {
 
     /// Bring the lab up (idempotent). `say` gets progress lines.
     pub fn up(&mut self, say: &dyn Fn(&str)) -> Result<()> {
-        preflight()?;
+        preflight(self.rt.as_ref(), &self.topo)?;
         if let Some(st) = LabState::load(&self.instance)? {
             if st.complete && self.healthy(&st) {
-                say(&format!("lab {} is already up", self.instance));
+                say(&format!(
+                    "lab {} is already up ({} runtime)",
+                    self.instance,
+                    st.runtime.name()
+                ));
+                // A running instance keeps the runtime (and router image) it was built with,
+                // whatever this command selected.
+                self.rt = runtime::make(st.runtime, &self.instance, st.frr_image.as_deref());
                 self.state = st;
                 return Ok(());
             }
@@ -176,16 +207,27 @@ impl LabInstance {
         self.state.namespaces = t.node_names().iter().map(|n| self.ns(n)).collect();
         self.state.save()?;
         say(&format!(
-            "creating {} namespaces fl-{}-*",
+            "creating {} {} fl-{}-*",
             self.state.namespaces.len(),
+            match self.rt.kind() {
+                runtime::RuntimeKind::Netns => "namespaces".to_owned(),
+                runtime::RuntimeKind::Docker =>
+                    format!("containers {}-* with their namespaces", self.instance),
+            },
             self.instance
         ));
-        for ns in &self.state.namespaces {
-            netns::create(ns)?;
+        for node in t.node_names() {
+            let kind = if t.routers.iter().any(|r| r.name == node) {
+                NodeKind::Router
+            } else {
+                NodeKind::Host
+            };
+            self.rt
+                .create_node(&self.ns(&node), &node, kind, t.containers.get(&node))?;
         }
         for l in &t.links {
             let (na, nb) = (self.ns(&l.a.node), self.ns(&l.b.node));
-            netns::veth(&na, &l.a.ifname, &nb, &l.b.ifname)?;
+            self.rt.link(&na, &l.a.ifname, &nb, &l.b.ifname)?;
             for (ns, end) in [(&na, &l.a), (&nb, &l.b)] {
                 for a in &end.addrs {
                     netns::address(ns, &end.ifname, a)?;
@@ -198,12 +240,26 @@ impl LabInstance {
             netns::default_route(&ns, &IpAddr::V4(h.gateway))?;
             netns::default_route(&ns, &h.gateway6)?;
         }
+        if let Some(rpki) = &t.rpki {
+            super::rpki::check_installed()?;
+            let ns = self.ns(&rpki.router);
+            say(&format!(
+                "starting stayrtr in {ns} with {} ROAs (127.0.0.1:{})",
+                rpki.roas.len(),
+                rpki.port
+            ));
+            let pid = rpki.start_validator(&self.instance, &ns)?;
+            self.state.add_process("stayrtr", &ns, pid)?;
+        }
         for r in &t.routers {
             say(&format!(
-                "starting FRR {} (AS {}, {} site): zebra, bgpd, staticd",
-                r.name, r.asn, r.site
+                "starting FRR {} (AS {}, {}): zebra, bgpd, staticd",
+                r.name,
+                r.asn,
+                r.site
+                    .map_or_else(|| "transit".to_owned(), |s| format!("{s} site"))
             ));
-            let f = self.frr(r.site);
+            let f = self.frr_named(&r.name);
             f.start(&t.configs[&r.name])?;
             for d in frr::DAEMONS {
                 if let Some(pid) = f.daemon_pid(d) {
@@ -217,6 +273,11 @@ impl LabInstance {
         }
         say("waiting for every BGP session to be Established");
         self.wait_sessions(SESSIONS_UP)?;
+        if let Some(rpki) = &t.rpki {
+            let frr = self.frr_named(&rpki.router);
+            say(&format!("waiting for {}'s RPKI table", frr.name));
+            rpki.wait_loaded(&frr, RPKI_UP)?;
+        }
         self.start_responder(Site::Primary)?;
         self.announce(Site::Primary)?;
         say("primary announces 198.51.100.0/24; waiting for the route at the third site");
@@ -264,9 +325,8 @@ impl LabInstance {
             .append(true)
             .open(dir.join("speaker.log"))
             .map_err(|e| LabError::step(step(), e))?;
-        let exe = super::ferry_exe();
         let ns = self.ns(&sp.name);
-        let mut cmd = in_ns(&ns, &exe);
+        let mut cmd = self.rt.command(&ns, &self.rt.ferry());
         cmd.args(["speaker", "--log-format", "json", "--config"])
             .arg(&conf)
             .stdin(Stdio::null())
@@ -379,8 +439,7 @@ impl LabInstance {
             .vm(site)
             .ok_or_else(|| LabError::Topology(format!("no VM at {site}")))?;
         let ns = self.ns(&vm.name);
-        let exe = super::ferry_exe();
-        let mut cmd = in_ns(&ns, &exe);
+        let mut cmd = self.rt.command(&ns, &self.rt.ferry());
         cmd.args(["lab", "responder", "--tag", site.name(), "--port"])
             .arg(self.topo.probe_port.to_string())
             .stdin(Stdio::null())
@@ -486,12 +545,59 @@ impl LabInstance {
         }
     }
 
+    /// The third site's kernel route for the subnet (`ip route show`), `None` if unreadable.
+    pub fn third_route(&self) -> Option<String> {
+        let third = self.ns(&self.topo.router(Site::Third).name);
+        let p = self.topo.prefix.to_string();
+        proc::ip(&["-n", &third, "-4", "route", "show", &p])
+            .ok()
+            .map(|r| r.trim().to_owned())
+    }
+
+    /// `status --json`'s structured part: the runtime, every node with its runtime id (the
+    /// namespace, or the container id) and whether it exists, every router session, the
+    /// third site's route.
+    pub fn status_json(&self) -> serde_json::Value {
+        let ids: HashMap<String, String> = self.rt.node_ids(&self.instance).into_iter().collect();
+        let nodes: Vec<_> = self
+            .topo
+            .node_names()
+            .iter()
+            .map(|n| {
+                let ns = self.ns(n);
+                serde_json::json!({
+                    "node": n,
+                    "namespace": ns,
+                    "runtime_id": ids.get(&ns),
+                    "present": ids.contains_key(&ns) && netns::exists(&ns),
+                })
+            })
+            .collect();
+        let mut sessions = Vec::new();
+        for site in [Site::Primary, Site::Recovery, Site::Third] {
+            let f = self.frr(site);
+            match f.sessions() {
+                Ok(s) => sessions.extend(s.into_iter().map(|(peer, state)| {
+                    serde_json::json!({"router": f.name, "peer": peer, "state": state})
+                })),
+                Err(e) => sessions.push(serde_json::json!({"router": f.name, "error": e.to_string()})),
+            }
+        }
+        serde_json::json!({
+            "runtime": self.rt.kind(),
+            "nodes": nodes,
+            "sessions": sessions,
+            "third_site_route": self.third_route(),
+        })
+    }
+
     /// Human-readable status lines.
     pub fn status_lines(&self) -> Vec<String> {
         let mut out = vec![format!(
-            "lab {} ({}): {}; active site: {}",
+            "lab {} ({}, {} runtime): {}; active site: {}",
             self.instance,
             self.state.topology,
+            self.rt.kind().name(),
             if self.state.complete {
                 "up"
             } else {
@@ -532,16 +638,10 @@ impl LabInstance {
                 Err(e) => out.push(format!("  {}: {e}", f.name)),
             }
         }
-        let third = self.ns(&self.topo.router(Site::Third).name);
-        let p = self.topo.prefix.to_string();
-        if let Ok(r) = proc::ip(&["-n", &third, "-4", "route", "show", &p]) {
+        if let Some(r) = self.third_route() {
             out.push(format!(
                 "  third site's route: {}",
-                if r.trim().is_empty() {
-                    "none"
-                } else {
-                    r.trim()
-                }
+                if r.is_empty() { "none" } else { &r }
             ));
         }
         out
@@ -557,6 +657,19 @@ pub fn down(instance: &str) -> Result<Vec<String>> {
     }
     let mut removed = Vec::new();
     let st = LabState::load(instance).ok().flatten();
+    // Containers first, selected by the instance's label (their namespaces go with them).
+    // Where no engine answers, there is nothing of Docker's to remove, unless the state
+    // says the instance runs on Docker: then say so instead of leaving it half removed.
+    let on_docker = st
+        .as_ref()
+        .is_some_and(|s| s.runtime == runtime::RuntimeKind::Docker);
+    match super::docker::check_engine() {
+        Ok(()) => {
+            removed.extend(super::docker::DockerRuntime::new(instance, None).remove_all(instance)?)
+        }
+        Err(e) if on_docker => return Err(e),
+        Err(_) => {}
+    }
     let mut namespaces = netns::list(instance)?;
     if let Some(st) = &st {
         for n in &st.namespaces {

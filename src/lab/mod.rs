@@ -15,27 +15,45 @@
 //! - Lines for people (progress, summaries) go through [`human`]: to stdout, or to stderr once
 //!   [`human_to_stderr`] was called (`--json`, where stdout carries only JSON).
 //!
-//! Modules: [`topology`] (the TOML file), [`proc`] (commands with timeouts, processes in
+//! Modules: [`runtime`] (where nodes run: namespaces, or [`docker`] containers from the
+//! [`image`] `ferry lab image build` makes), [`topology`] (the TOML file; [`clab`] reads
+//! and writes containerlab files), [`proc`] (commands with timeouts, processes in
 //! namespaces), [`netns`] (namespaces, veths, addresses), [`frr`] (daemons and vtysh),
 //! [`state`] (what `down` must remove), [`instance`] (up/down/status), [`probe`] (prober and
 //! responder), [`watch`] (route monitor and speaker event streams), [`moves`] (a failover and
 //! its timing analysis), [`report`] (JSON and SVG), [`scenarios`] (`ferry lab test`), [`gshut`] (graceful
-//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults, [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state disk,
-//! invariants checked after each step).
+//! shutdown against a plain withdraw), [`chaos`] (`ferry lab chaos`: moves under random faults,
+//! [`chaos_ctl`] its moves through the controller, [`statedisk`] the controller's fillable state
+//! disk, [`testnet`] the recovery site's isolated test network for drills, [`rpki`] stayrtr and
+//! FRR's RPKI module at a router,
+//! invariants checked after each step), [`dns`] (an authoritative BIND and a caching resolver for
+//! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`),
+//! [`mixedplan`] (its plan), [`journalwatch`] (a controller run's step times on the lab's clock).
 
 pub mod chaos;
 pub mod chaos_ctl;
+pub mod clab;
+pub mod dns;
+pub mod dnsrun;
+pub mod docker;
 pub mod frr;
 pub mod gshut;
+pub mod image;
 pub mod instance;
+pub mod journalwatch;
+pub mod mixedplan;
 pub mod moves;
+pub mod nameprobe;
 pub mod netns;
 pub mod probe;
 pub mod proc;
 pub mod report;
+pub mod rpki;
+pub mod runtime;
 pub mod scenarios;
 pub mod state;
 pub mod statedisk;
+pub mod testnet;
 pub mod topology;
 pub mod watch;
 
@@ -74,6 +92,10 @@ pub enum LabError {
     IpMissing(String),
     #[error("topology: {0}")]
     Topology(String),
+    /// The runtime cannot be used as asked (Docker not running, an image missing or lacking
+    /// FRR): the user's to fix.
+    #[error("{0}")]
+    Runtime(String),
     #[error("{step}: {detail}")]
     Step { step: String, detail: String },
 }
@@ -96,7 +118,7 @@ impl LabError {
 
     /// Bad usage (not root, bad topology) is exit 2; the rest is a failed operation.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::NotRoot | Self::Topology(_))
+        matches!(self, Self::NotRoot | Self::Topology(_) | Self::Runtime(_))
     }
 }
 

@@ -336,10 +336,12 @@ pub fn analyze(
     let since = calls.first().map_or(run.cutover_us, |c| c.call_us);
     let during = |t: i64| t >= run.start_us && t <= run.end_us;
     let rel = |t: i64| ms(t - run.start_us);
+    // Site routers only: a transit router's timing is not part of a move's analysis.
     let routers = topo
         .routers
         .iter()
-        .map(|rt| {
+        .filter_map(|rt| Some((rt, rt.site?)))
+        .map(|(rt, site)| {
             let bgp_changes: Vec<Change> = bgp
                 .get(&rt.name)
                 .into_iter()
@@ -371,7 +373,7 @@ pub fn analyze(
             (
                 rt.name.clone(),
                 RouterTiming {
-                    site: rt.site,
+                    site,
                     bgp_us: bgp_first.map(|c| c.at_us),
                     bgp_ms: bgp_first.map(|c| c.ms),
                     bgp_change: bgp_first.map(|c| c.what.clone()),

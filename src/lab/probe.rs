@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::proc::{self, in_ns};
+use super::proc;
 use super::{now_us, LabError, Result};
 
 /// Answers later than this after the stop are not waited for.
@@ -204,23 +204,30 @@ pub struct Live {
 /// A prober running in the client namespace.
 pub struct Prober {
     child: Child,
+    /// Where the prober writes, as the client node sees it: inside the lab's runtime
+    /// directory, which every runtime shows at the same path (a container does not see the
+    /// host's `--out` directory).
+    node_file: PathBuf,
+    /// Where the records are copied when it stops (the report directory).
     pub out: PathBuf,
     pub live: Arc<Mutex<Live>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Prober {
-    /// Start it; `on_line` sees every live line (for progress output).
+    /// Start it, writing `node_file` (a path under the lab's runtime directory), copied to
+    /// `out` when it stops; `on_line` sees every live line (for progress output).
     pub fn start(
+        rt: &dyn super::runtime::Runtime,
         ns: &str,
         target: SocketAddr,
+        node_file: PathBuf,
         out: PathBuf,
         on_line: impl Fn(&str) + Send + 'static,
     ) -> Result<Self> {
-        let exe = super::ferry_exe();
-        let mut cmd = in_ns(ns, &exe);
+        let mut cmd = rt.command(ns, &rt.ferry());
         cmd.args(["lab", "probe", "--target", &target.to_string(), "--out"])
-            .arg(&out)
+            .arg(&node_file)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -257,6 +264,7 @@ impl Prober {
         });
         Ok(Self {
             child,
+            node_file,
             out,
             live,
             reader: Some(reader),
@@ -291,6 +299,18 @@ impl Prober {
         }
         if let Some(r) = self.reader.take() {
             let _ = r.join();
+        }
+        if self.node_file != self.out {
+            std::fs::copy(&self.node_file, &self.out).map_err(|e| {
+                LabError::step(
+                    format!(
+                        "copying {} to {}",
+                        self.node_file.display(),
+                        self.out.display()
+                    ),
+                    e,
+                )
+            })?;
         }
         read_records(&self.out)
     }

@@ -141,19 +141,26 @@ impl Bench {
         )?;
         let client = lab.ns(&t.client().map(|c| c.name.clone()).unwrap_or_default());
         let target = std::net::SocketAddr::from((t.vm_address, t.probe_port));
-        let prober = Prober::start(&client, target, dir.join(PROBES_FILE), move |line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if let ["answer", _, _, tag, gap] = f.as_slice() {
-                let gap: u64 = gap.parse().unwrap_or(0);
-                if gap > 0 {
-                    say.line(&format!(
-                        "  client: answered by {tag} again after {gap} lost probes"
-                    ));
-                } else {
-                    say.line(&format!("  client: probes answered by {tag}"));
+        let prober = Prober::start(
+            lab.rt.as_ref(),
+            &client,
+            target,
+            lab.dir.join(PROBES_FILE),
+            dir.join(PROBES_FILE),
+            move |line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if let ["answer", _, _, tag, gap] = f.as_slice() {
+                    let gap: u64 = gap.parse().unwrap_or(0);
+                    if gap > 0 {
+                        say.line(&format!(
+                            "  client: answered by {tag} again after {gap} lost probes"
+                        ));
+                    } else {
+                        say.line(&format!("  client: probes answered by {tag}"));
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         let active = lab.state.active.unwrap_or(Site::Primary);
         if !prober.wait_for(active.name(), 50, Duration::from_secs(5)) {
             return Err(LabError::step(
@@ -357,9 +364,15 @@ pub fn speaker_kill_restart(
 }
 
 /// `ferry lab demo`: up, `moves` alternating planned moves (failover, failback, ...), report, down.
-pub fn demo(instance: &str, out: &Path, moves: usize, order: Order) -> Result<Report> {
-    let mut lab = LabInstance::new(instance, None)?;
-    super::instance::preflight()?;
+pub fn demo(
+    instance: &str,
+    topology: Option<PathBuf>,
+    out: &Path,
+    moves: usize,
+    order: Order,
+) -> Result<Report> {
+    let mut lab = LabInstance::new(instance, topology)?;
+    super::instance::preflight(lab.rt.as_ref(), &lab.topo)?;
     let _guard = DownGuard(instance.into());
     let say = Say {
         t0: now_us(),
@@ -432,7 +445,7 @@ pub fn test(
     }
     let wants = |group: &str| only.is_none_or(|o| o == group);
     let mut lab = LabInstance::new(instance, None)?;
-    super::instance::preflight()?;
+    super::instance::preflight(lab.rt.as_ref(), &lab.topo)?;
     let _guard = DownGuard(instance.into());
     let say = Say {
         t0: now_us(),

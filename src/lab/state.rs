@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::runtime::RuntimeKind;
 use super::topology::Site;
 use super::{LabError, Result, RUN_ROOT};
 
@@ -16,6 +17,12 @@ pub struct LabState {
     pub topology: String,
     /// A topology directory given with --topology (absent: the built-in one).
     pub topology_dir: Option<PathBuf>,
+    /// Where the nodes run (absent in files written before runtimes existed: netns).
+    #[serde(default)]
+    pub runtime: RuntimeKind,
+    /// The Docker runtime's router image when the user gave one (`--frr-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frr_image: Option<String>,
     pub namespaces: Vec<String>,
     pub processes: Vec<Process>,
     /// `up` finished: sessions Established and the primary's route at the third site.

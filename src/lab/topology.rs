@@ -79,19 +79,30 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     #[serde(rename = "link")]
     pub links: Vec<Link>,
+    /// Optional RPKI validation at one router ([`super::rpki`]).
+    #[serde(default)]
+    pub rpki: Option<super::rpki::Rpki>,
     /// Router name -> its frr.conf text (filled by the loader).
     #[serde(skip)]
     pub configs: BTreeMap<String, String>,
+    /// Node name -> its image and binds (from a containerlab file; the Docker runtime's).
+    #[serde(skip)]
+    pub containers: BTreeMap<String, super::clab::NodeContainer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Router {
     pub name: String,
-    pub site: Site,
+    /// The site it serves; none for a transit router (e.g. between r3 and the client).
+    #[serde(default)]
+    pub site: Option<Site>,
     pub asn: u32,
     /// Path of the frr.conf, relative to the topology directory.
     pub config: String,
+    /// bgpd modules to load (`-M NAME`): `rpki` at the `[rpki]` router (set by the loader).
+    #[serde(skip)]
+    pub bgpd_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,8 +160,12 @@ impl Topology {
         Self::parse(BUILTIN_TOPOLOGY, configs)
     }
 
-    /// A topology directory: `topology.toml` and the router configs it names.
+    /// A topology directory (`topology.toml` and the router configs it names), or a
+    /// containerlab file (`*.clab.yml`, [`super::clab`]).
     pub fn load(dir: &Path) -> Result<Self> {
+        if super::clab::is_clab(dir) {
+            return super::clab::load(dir);
+        }
         let path = dir.join("topology.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| LabError::Topology(format!("{}: {e}", path.display())))?;
@@ -176,10 +191,50 @@ impl Topology {
             t.configs.insert(r.name.clone(), conf.clone());
         }
         t.check().map_err(LabError::Topology)?;
+        t.add_rpki();
         Ok(t)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Add `rpki` to a topology without an `[rpki]` table (`ferry lab up --rpki`).
+    pub fn set_rpki(&mut self, rpki: super::rpki::Rpki) -> Result<()> {
+        if self.rpki.is_some() {
+            return Err(LabError::Topology(
+                "--rpki: the topology has an [rpki] table already".into(),
+            ));
+        }
+        self.rpki = Some(rpki);
+        if let Err(e) = self.check() {
+            self.rpki = None;
+            return Err(LabError::Topology(e));
+        }
+        self.add_rpki();
+        Ok(())
+    }
+
+    /// The `[rpki]` router loads bgpd's rpki module and gets its FRR text after its own.
+    fn add_rpki(&mut self) {
+        let Some(rpki) = self.rpki.clone() else {
+            return;
+        };
+        let Some(router) = self.routers.iter_mut().find(|r| r.name == rpki.router) else {
+            return;
+        };
+        router.bgpd_modules.push("rpki".into());
+        let (name, asn) = (router.name.clone(), router.asn);
+        let conf = self.configs.get(&name).cloned().unwrap_or_default();
+        let neighbors: Vec<IpAddr> = self
+            .node_names()
+            .iter()
+            .filter(|n| self.hosts.iter().all(|h| &h.name != *n))
+            .filter_map(|n| self.addr_towards(n, &name))
+            .map(IpAddr::V4)
+            .filter(|a| conf.contains(&format!("neighbor {a} remote-as")))
+            .collect();
+        let text = format!("{conf}\n{}", rpki.frr_config(asn, &neighbors));
+        self.configs.insert(name, text);
+    }
+
+    pub(super) fn check(&self) -> Result<(), String> {
         let names = self.node_names();
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
@@ -189,8 +244,22 @@ impl Topology {
                 return Err(format!("node name {n:?}: use 1-8 letters or digits"));
             }
         }
+        if let Some(rpki) = &self.rpki {
+            rpki.check(self.routers.iter().map(|r| {
+                let conf = self.configs.get(&r.name).map_or("", String::as_str);
+                (r.name.as_str(), conf)
+            }))?;
+        }
+        let mut ends: Vec<(&str, &str)> = Vec::new();
         for l in &self.links {
             for e in [&l.a, &l.b] {
+                if ends.contains(&(e.node.as_str(), e.ifname.as_str())) {
+                    return Err(format!(
+                        "interface {}:{} is the end of two links",
+                        e.node, e.ifname
+                    ));
+                }
+                ends.push((&e.node, &e.ifname));
                 if !names.contains(&e.node) {
                     return Err(format!("link end {}:{}: no such node", e.node, e.ifname));
                 }
@@ -200,7 +269,7 @@ impl Topology {
             }
         }
         for site in [Site::Primary, Site::Recovery, Site::Third] {
-            if self.routers.iter().filter(|r| r.site == site).count() != 1 {
+            if self.routers.iter().filter(|r| r.site == Some(site)).count() != 1 {
                 return Err(format!("exactly one router must be at the {site} site"));
             }
         }
@@ -239,7 +308,7 @@ impl Topology {
     pub fn router(&self, site: Site) -> &Router {
         self.routers
             .iter()
-            .find(|r| r.site == site)
+            .find(|r| r.site == Some(site))
             .expect("checked: one router per site")
     }
 
@@ -327,8 +396,18 @@ mod tests {
             .map(|(p, t)| (p.to_string(), t.to_string()))
             .collect();
         let bad = BUILTIN_TOPOLOGY.replace("node = \"vm2\"", "node = \"vm9\"");
-        let e = Topology::parse(&bad, configs).unwrap_err();
+        let e = Topology::parse(&bad, configs.clone()).unwrap_err();
         assert!(e.to_string().contains("vm9"), "{e}");
+        let dup = BUILTIN_TOPOLOGY.replace(
+            "ifname = \"eth-r2\", addrs = [\"192.0.2.9/30\"",
+            "ifname = \"eth-r3\", addrs = [\"192.0.2.9/30\"",
+        );
+        let e = Topology::parse(&dup, configs).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("interface r1:eth-r3 is the end of two links"),
+            "{e}"
+        );
     }
 
     #[test]

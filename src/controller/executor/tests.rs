@@ -818,3 +818,5 @@ fn resume_ends_the_hook_the_dead_controller_left_before_running_it_again() {
     drop(ex);
     assert_eq!(*notes.borrow(), [format!("ended {orphan}")]);
 }
+
+mod drills;

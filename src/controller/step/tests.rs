@@ -146,6 +146,7 @@ fn verify_with(
         mode,
         sites,
         probes,
+        dns: &crate::controller::dns::SystemDns,
         spawned: &|_| Ok(()),
     };
     let step = Step {
@@ -298,6 +299,7 @@ fn preflight_answering(
         mode: Mode::Planned,
         sites: &obs,
         probes: &probes,
+        dns: &crate::controller::dns::SystemDns,
         spawned: &|_| Ok(()),
     };
     let r = preflight(&cx);

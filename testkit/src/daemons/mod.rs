@@ -1,11 +1,13 @@
-//! Real BGP daemons (FRR, BIRD 2, GoBGP, ExaBGP) started in a [`crate::netns::Lab`] namespace
+//! Real daemons: BGP (FRR, BIRD 2, GoBGP, ExaBGP) and, for DNS failover, BIND 9 ([`bind`]), started in a [`crate::netns::Lab`] namespace
 //! with every file under a lab temp directory, and a common [`BgpDaemon`] interface to wait for
 //! sessions, read what the daemon received, check NOTIFICATIONs and trigger route refreshes.
 //!
 //! Every `wait_*` polls with a timeout and, on timeout, panics with the daemon's state and the
 //! tail of its log, so a failing test says why.
 
+pub mod bind;
 pub mod bird;
+pub mod etcd;
 pub mod exabgp;
 pub mod frr;
 pub mod frr_daemon;
