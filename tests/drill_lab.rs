@@ -443,12 +443,15 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
         "the test health check ran: {}",
         text(&out)
     );
+    // The resumed run returns once the test speaker has announced; r4 learns it an UPDATE later.
+    let from_test_speaker = |paths: &BTreeMap<String, Vec<String>>| {
+        paths.get("198.51.100.0/24").map(Vec::as_slice) == Some([TEST_AS.to_string()].as_slice())
+    };
+    testkit::poll::poll_every(Duration::from_secs(10), Duration::from_millis(10), || {
+        from_test_speaker(&lab.bgp_paths("r4"))
+    });
     let at_r4 = lab.bgp_paths("r4");
-    assert_eq!(
-        at_r4.get("198.51.100.0/24").map(Vec::as_slice),
-        Some([TEST_AS.to_string()].as_slice()),
-        "r4: {at_r4:?}"
-    );
+    assert!(from_test_speaker(&at_r4), "r4: {at_r4:?}");
     assert!(
         !testkit::netns::pids(&lab.ns("vm2t")).is_empty(),
         "the test hook started the test copy"
@@ -495,8 +498,12 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
     );
     let out = lab.run(&["failover", "cleanup-test"], &drill);
     assert!(out.status.success(), "{}", text(&out));
-    let at_r4 = lab.bgp_paths("r4");
-    assert!(at_r4.is_empty(), "r4 after cleanup-test: {at_r4:?}");
+    // cleanup-test returns once the test speaker has withdrawn; r4 learns it an UPDATE later.
+    let r4_empty =
+        testkit::poll::poll_every(Duration::from_secs(10), Duration::from_millis(10), || {
+            lab.bgp_paths("r4").is_empty()
+        });
+    assert!(r4_empty, "r4 after cleanup-test: {:?}", lab.bgp_paths("r4"));
     assert!(
         testkit::netns::pids(&lab.ns("vm2t")).is_empty(),
         "cleanup-test ran the test hook's undo"
