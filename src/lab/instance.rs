@@ -470,6 +470,15 @@ impl LabInstance {
 
     /// Stop the VM's responder at `site` at once (SIGKILL: the VM is gone).
     pub fn stop_responder(&mut self, site: Site) -> Result<()> {
+        self.kill_responder(site);
+        self.state.save()
+    }
+
+    /// [`Self::stop_responder`] without writing the state file: for a move, whose API call must
+    /// follow the VM's stop at once (the file's fsync would count as cutover time). The caller
+    /// saves the state after the call; a lab that dies in between lists a process that is gone,
+    /// which `down` passes over.
+    pub fn kill_responder(&mut self, site: Site) {
         let name = format!("responder-{site}");
         if let Some(mut c) = self.children.remove(&name) {
             let _ = c.kill();
@@ -483,7 +492,6 @@ impl LabInstance {
             }
         }
         self.state.processes.retain(|p| p.name != name);
-        self.state.save()
     }
 
     /// Announce the subnet (v4 and v6) at `site` with the VM as next hop. Returns the time of

@@ -99,7 +99,11 @@ pub fn run_move(
     if spec.order == Order::MakeBeforeBreak {
         calls.push(call(lab, spec.to, "announce")?);
     }
-    lab.stop_responder(spec.from)?;
+    // The speaker's client is made before the VM stops, and the lab's state is written after
+    // the calls (below), so the cutover is the VM's stop and nothing of the lab's own.
+    lab.speaker(spec.from)?;
+    lab.speaker(spec.to)?;
+    lab.kill_responder(spec.from);
     let cutover_us = now_us();
     match spec.order {
         Order::MakeBeforeBreak => calls.push(call(lab, spec.from, "withdraw")?),
