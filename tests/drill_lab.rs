@@ -653,11 +653,13 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
         median(&mut host_dp)
     );
     let _ = std::io::stdout().flush();
-    // The bound is 2 ms; both moves take the same path through the same routers, and
-    // on a loaded machine the windows of one kind spread wider than that from move to move.
-    // The host move may not be slower by more than 2 ms or that spread, whichever is larger.
+    // The bound (2 ms) is a figure measured with more rounds on a quiet machine
+    // (FERRY_DRILL_ROUNDS=15, docs/benchmarks.md), not a timed assertion: medians of five moves
+    // vary by a few ms from run to run. What this test holds is that a host move takes the
+    // same path as a whole-subnet move: slower by no more than the moves' spread or 10 ms,
+    // whichever is larger (an extra UPDATE hold on the way would add up to 50 ms).
     assert!(
-        host_m <= whole_m + spread.max(2.0),
+        host_m <= whole_m + spread.max(10.0),
         "host move {host_m:.1} ms against whole subnet {whole_m:.1} ms (medians of {rounds}, spread {spread:.1} ms)"
     );
     let _ = second.kill();
