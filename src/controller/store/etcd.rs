@@ -93,7 +93,9 @@ impl EtcdStore {
             .map_err(|e| EtcdError::Config(format!("runtime: {e}")))?;
         let mut opts = ConnectOptions::new()
             .with_timeout(timeout)
-            .with_connect_timeout(timeout)
+            // A connect to a cut-off member fails in a quarter of the call's time, leaving
+            // the rest for the same call to another member ([`call`]).
+            .with_connect_timeout((timeout / 4).max(Duration::from_millis(100)))
             .with_require_leader(true)
             // A member cut off by the network keeps its TCP connection open and silent; the
             // HTTP/2 pings close it, so calls go to the members that answer.
@@ -149,20 +151,20 @@ impl EtcdStore {
         Duration::from_secs(self.ttl_secs)
     }
 
-    fn call<T, F>(&self, op: &str, f: F) -> Result<T, EtcdError>
+    fn call<T, F>(&self, op: &str, f: impl FnMut(Client) -> F) -> Result<T, EtcdError>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        call(&self.rt, &self.endpoints, self.timeout, op, f)
+        call(&self.rt, &self.client, &self.endpoints, self.timeout, op, f)
     }
 
     /// Every run of `plan` (or of all plans), oldest first; a run whose records are not a
     /// legal journal is shown as far as it is legal ([`runs::RunSummary::damaged`]).
     pub fn runs(&self, plan: Option<&str>) -> Result<Listing, EtcdError> {
         let prefix = plan.map_or("ferry/plans/".to_owned(), plan_prefix);
-        let mut c = self.client.clone();
-        let resp = self.call("read the runs", async move {
-            c.get(prefix, Some(GetOptions::new().with_prefix())).await
+        let resp = self.call("read the runs", |mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })?;
         // run key -> records, in key (= seq) order.
         let mut by_run: BTreeMap<(String, String), Vec<Entry>> = BTreeMap::new();
@@ -215,11 +217,10 @@ impl EtcdStore {
             path: label.clone(),
             source: std::io::Error::other(e.to_string()),
         };
-        let mut c = self.client.clone();
-        let p = prefix.clone();
         let resp = self
-            .call("read the journal", async move {
-                c.get(p, Some(GetOptions::new().with_prefix())).await
+            .call("read the journal", |mut c| {
+                let p = prefix.clone();
+                async move { c.get(p, Some(GetOptions::new().with_prefix())).await }
             })
             .map_err(unavailable)?;
         let mut entries = Vec::new();
@@ -254,8 +255,10 @@ impl EtcdStore {
     /// renewals are not refused after a run's announce raised the speaker's token.
     pub fn lock_token(&self, plan: &str) -> Result<Option<u64>, EtcdError> {
         let key = format!("{}lock", plan_prefix(plan));
-        let mut c = self.client.clone();
-        let resp = self.call("read the plan lock", async move { c.get(key, None).await })?;
+        let resp = self.call("read the plan lock", |mut c| {
+            let key = key.clone();
+            async move { c.get(key, None).await }
+        })?;
         Ok(resp
             .kvs()
             .first()
@@ -266,9 +269,9 @@ impl EtcdStore {
     /// quorum: [`crate::controller::auto`]).
     pub fn put_seen(&self, plan: &str, site: &str, json: String) -> Result<(), EtcdError> {
         let key = format!("{}seen/{site}", plan_prefix(plan));
-        let mut c = self.client.clone();
-        self.call("publish what this controller sees", async move {
-            c.put(key, json, None).await
+        self.call("publish what this controller sees", |mut c| {
+            let (key, json) = (key.clone(), json.clone());
+            async move { c.put(key, json, None).await }
         })
         .map(|_| ())
     }
@@ -276,9 +279,9 @@ impl EtcdStore {
     /// Every controller's view of `plan` (values under `seen/`), as stored.
     pub fn seen(&self, plan: &str) -> Result<Vec<Vec<u8>>, EtcdError> {
         let prefix = format!("{}seen/", plan_prefix(plan));
-        let mut c = self.client.clone();
-        let resp = self.call("read what the controllers see", async move {
-            c.get(prefix, Some(GetOptions::new().with_prefix())).await
+        let resp = self.call("read what the controllers see", |mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })?;
         Ok(resp.kvs().iter().map(|kv| kv.value().to_vec()).collect())
     }
@@ -290,17 +293,14 @@ impl EtcdStore {
 
     fn hold(&self, plan: &str, key: &str, me: &Holder) -> Result<Held, EtcdError> {
         let ttl = self.ttl_secs as i64;
-        let mut c = self.client.clone();
         let asked = Instant::now();
-        let lease = self.call(
-            "grant a lease",
-            async move { c.lease_grant(ttl, None).await },
-        )?;
+        let lease = self.call("grant a lease", |mut c| async move {
+            c.lease_grant(ttl, None).await
+        })?;
         let lease_id = lease.id();
         let granted = Duration::from_secs(lease.ttl().max(0) as u64);
         let value = serde_json::to_string(me).unwrap_or_default();
         let k = key.to_owned();
-        let mut c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -309,13 +309,14 @@ impl EtcdStore {
                 Some(PutOptions::new().with_lease(lease_id)),
             )])
             .or_else([TxnOp::get(k.clone(), None)]);
-        let resp = self.call("take the key", async move { c.txn(txn).await })?;
+        let resp = self.call("take the key", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if !resp.succeeded() {
-            let mut c = self.client.clone();
-            let _ = self.call(
-                "revoke a lease",
-                async move { c.lease_revoke(lease_id).await },
-            );
+            let _ = self.call("revoke a lease", |mut c| async move {
+                c.lease_revoke(lease_id).await
+            });
             let holder = resp
                 .op_responses()
                 .into_iter()
@@ -356,27 +357,61 @@ impl EtcdStore {
     }
 }
 
+/// One call, `f` with a clone of `client`, bounded by `timeout` in all. A call that never
+/// reached a member ([`not_sent`]: its connection could not be made, as to a member cut off
+/// from this host) is sent again while the time lasts; the channel picks another member.
 fn call<T, F>(
     rt: &tokio::runtime::Runtime,
+    client: &Client,
     endpoints: &[String],
     timeout: Duration,
     op: &str,
-    f: F,
+    mut f: impl FnMut(Client) -> F,
 ) -> Result<T, EtcdError>
 where
     F: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
+    const PAUSE: Duration = Duration::from_millis(20);
     let unavailable = |detail: String| EtcdError::Unavailable {
         endpoints: endpoints.join(","),
         op: op.to_owned(),
         detail,
     };
-    rt.block_on(async { tokio::time::timeout(timeout, f).await })
-        .map_err(|_| unavailable(format!("no answer within {} ms", timeout.as_millis())))?
-        .map_err(|e| unavailable(e.to_string()))
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, f(client.clone())).await {
+                Err(_) => {
+                    return Err(unavailable(format!(
+                        "no answer within {} ms",
+                        timeout.as_millis()
+                    )))
+                }
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if not_sent(&e) && tokio::time::Instant::now() + PAUSE < deadline => {
+                    tokio::time::sleep(PAUSE).await;
+                }
+                Ok(Err(e)) => return Err(unavailable(e.to_string())),
+            }
+        }
+    })
 }
 
-/// Renew `lease` every third of `ttl`; after each answer, the lease is valid until the
+/// The call never left this host: the connection to the member the channel picked could
+/// not be made. Sending it again cannot apply it twice.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    // gRPC's UNAVAILABLE (14), which tonic gives a failed connect with this message.
+    const UNAVAILABLE: i32 = 14;
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() as i32 == UNAVAILABLE && s.message().contains("connect error")
+        }
+        etcd_client::Error::TransportError(t) => format!("{t:?}").contains("ConnectError"),
+        _ => false,
+    }
+}
+
+/// Renew `lease` every third of `ttl` (sooner again after a failed renewal); after each answer, the lease is valid until the
 /// renewal was sent plus the TTL etcd granted. A refused or unanswered renewal extends
 /// nothing; a lease etcd says is gone (TTL 0) ends the task.
 async fn keep_alive(
@@ -386,11 +421,18 @@ async fn keep_alive(
     timeout: Duration,
     valid_until: Arc<Mutex<Instant>>,
 ) {
+    // Each attempt gets at most a third of the TTL, and a failed one is tried again at once
+    // (on a new stream, which the channel sends to a member that answers): a member cut off
+    // in the middle of a stream costs one attempt, not the lease.
+    let bound = timeout.min(ttl / 3);
+    const AGAIN: Duration = Duration::from_millis(50);
     let mut stream = None;
+    let mut wait = ttl / 3;
     loop {
-        tokio::time::sleep(ttl / 3).await;
+        tokio::time::sleep(wait).await;
+        wait = AGAIN;
         if stream.is_none() {
-            stream = tokio::time::timeout(timeout, client.lease_keep_alive(lease))
+            stream = tokio::time::timeout(bound, client.lease_keep_alive(lease))
                 .await
                 .ok()
                 .and_then(Result::ok);
@@ -399,7 +441,7 @@ async fn keep_alive(
             continue;
         };
         let sent = Instant::now();
-        let answer = tokio::time::timeout(timeout, async {
+        let answer = tokio::time::timeout(bound, async {
             keeper.keep_alive().await?;
             replies.message().await
         })
@@ -409,6 +451,7 @@ async fn keep_alive(
                 if let Ok(mut v) = valid_until.lock() {
                     *v = sent + Duration::from_secs(r.ttl() as u64);
                 }
+                wait = ttl / 3;
             }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(
@@ -493,13 +536,16 @@ impl RecordSink for EtcdSink {
         let txn = Txn::new()
             .when(when)
             .and_then([TxnOp::put(key, line.to_vec(), None)]);
-        let mut c = self.client.clone();
         let resp = call(
             &self.rt,
+            &self.client,
             &self.endpoints,
             self.timeout,
             "append a journal record",
-            async move { c.txn(txn).await },
+            |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            },
         )
         .map_err(|e| JournalError::Io {
             path: self.label.clone(),
