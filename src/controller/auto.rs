@@ -16,11 +16,16 @@
 //!   at least `after_secs` ago; a majority of the voters (more than half) decides.
 //! - [`fail_over`] runs at the leader only: the plan lock, then the unplanned run, whose
 //!   `run_started` record names every view (who saw what, since when). The leader's keeper
-//!   stops renewing the primary as soon as that record exists; the run then waits
-//!   [`fence_wait`] (the primary's `lease_secs`, one renewal's timeout, the plan's margin)
-//!   before its first step, so the primary's speaker has withdrawn by itself before the
-//!   recovery site announces. Since the deciding controller leads, every older leader's
-//!   leadership (and so its renewals) had ended before the decision.
+//!   stops renewing the primary then ([`Renewals::fence`]), and the run announces at the
+//!   recovery site only after the primary's leases have run out at the latest: the last
+//!   renewal that may have reached the primary (this leader's, or, an older leader's, one
+//!   timeout after this leadership began) plus its `lease_secs` and the plan's margin. The
+//!   steps before the announce (the preflight, the best-effort withdraw at the primary) run
+//!   during that wait, each call to the primary bounded by `interval_ms` (the bound the
+//!   controllers judged it down by). Since the deciding controller leads, every older
+//!   leader's leadership (and so its renewals) had ended before the decision.
+//! - A controller that resumes an auto run (its starter died) knows nothing of the starter's
+//!   renewals: it waits the conservative [`fence_wait`] counted from the run's start.
 //!
 //! - One auto run per outage: after an auto run that did not move the subnets (rolled back),
 //!   the next needs every deciding view to have gone down after that run started.
@@ -37,6 +42,7 @@ use super::executor::{End, Executor};
 use super::journal::{now_ms, Direction, Mode};
 use super::lock::Holder;
 use super::plan::{Auto, Plan};
+use super::renewals::Renewals;
 use super::sites::{ApiSites, Probes, Sites, SystemProbes};
 use super::store::etcd::EtcdStore;
 use super::store::Store;
@@ -238,25 +244,30 @@ pub fn due(plan: &Plan, store: &Store, etcd: &EtcdStore) -> Result<Option<Decisi
 /// How an auto run's holder names itself (`by.doing` of its `run_started`).
 const AUTO_DOING: &str = "auto failover";
 
-/// The unplanned failover `decision` asked for, run by the leader `me`.
+/// The unplanned failover `decision` asked for, run by the leader, whose keeper's renewals
+/// are `renewals`.
 pub fn fail_over(
     plan: &Plan,
     store: &Store,
     decision: &Decision,
+    renewals: &Renewals,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<End, String> {
     let Some(auto) = &plan.auto else {
         return Err("the plan has no [auto]".into());
     };
+    let primary = plan.primary();
     let me = Holder::me(&decision.describe(plan));
     let lock = leader::claim_new_run(store, &plan.name, &me)?;
-    // The primary is down or cut off: each call to it (preflight, withdraw) costs this
-    // timeout; the live sites answer in milliseconds.
-    let sites = ApiSites::new(plan, Duration::from_secs(1))?;
+    // The live sites answer in milliseconds; the primary was found down by calls bounded by
+    // the interval, and each call to it (preflight, withdraw) costs at most that again.
+    let at_primary = Duration::from_millis(auto.interval_ms).min(Duration::from_secs(1));
+    let sites =
+        ApiSites::new(plan, Duration::from_secs(1))?.with_timeout_at(&primary.name, at_primary);
     let (sites, me) = fencing::under_lock(sites, &plan.name, &lock, me)?;
     let create = |run_id: &str| store.create_journal(&plan.name, run_id, &lock);
     let progress = Box::new(|p| say(leader::progress_line(&p)));
-    let mut ex = Executor::start_in(
+    let ex = Executor::start_in(
         create,
         plan.clone(),
         Direction::Failover,
@@ -267,16 +278,31 @@ pub fn fail_over(
         progress,
     )
     .map_err(|e| e.to_string())?;
-    let wait = fence_wait(plan, auto);
+    // The run exists: the keeper leaves the primary alone from here.
+    let lease = Duration::from_secs(u64::from(primary.lease_secs.unwrap_or(0)));
+    let run_out = renewals.fence(&primary.name, lease);
+    let until_ms = run_out + auto.margin_ms;
+    let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
     say(format!(
-        "{}; run {}: waiting {} ms for {}'s leases to run out",
+        "{}; run {}: announcing at {} in {} ms: {}'s leases run out by {} ({} ms from now) at the latest, margin {} ms",
         decision.describe(plan),
         ex.run_id,
-        wait.as_millis(),
-        plan.primary().name
+        plan.recovery().name,
+        left.as_millis(),
+        primary.name,
+        super::runs::utc(run_out),
+        run_out as i64 - now_ms() as i64,
+        auto.margin_ms
     ));
-    std::thread::sleep(wait);
-    ex.drive().map_err(|e| e.to_string())
+    let why = format!(
+        "{}'s leases run out by {}",
+        primary.name,
+        super::runs::utc(run_out)
+    );
+    let mut ex = ex.hold_announce_until(std::time::Instant::now() + left, why);
+    let end = ex.drive().map_err(|e| e.to_string());
+    renewals.release(&primary.name);
+    end
 }
 
 /// What is left of an auto run's wait when another controller resumes it (its start by the

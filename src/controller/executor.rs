@@ -18,6 +18,10 @@
 //!   (their process groups), and refuse to go on while any of it survives, so a hook never
 //!   runs beside its own orphan.
 //!
+//! - [`Executor::hold_announce_until`]: no forward announce step starts before that instant
+//!   (an `[auto]` failover waits there for the primary's leases; the steps before it, the
+//!   preflight and the best-effort withdraw at the cut-off primary, run meanwhile).
+//!
 //! Never does: take the lock (the caller holds it for the executor's lifetime); talk to a
 //! speaker except through [`Sites`].
 
@@ -91,6 +95,8 @@ pub struct Executor<'a> {
     /// [`SystemDns`] unless [`Executor::with_dns`] says otherwise (unit tests).
     dns: &'a dyn Dns,
     progress: Box<dyn FnMut(Progress) + 'a>,
+    /// [`Executor::hold_announce_until`].
+    hold_announce: Option<(Instant, String)>,
 }
 
 /// Where the runs' journals live under a state directory.
@@ -151,6 +157,7 @@ impl<'a> Executor<'a> {
             probes,
             dns: &SystemDns,
             progress,
+            hold_announce: None,
         };
         let names = ex.steps.iter().map(|s| s.name.clone()).collect();
         ex.journal.append(Record::RunStarted {
@@ -241,6 +248,7 @@ impl<'a> Executor<'a> {
             probes,
             dns: &SystemDns,
             progress,
+            hold_announce: None,
         })
     }
 
@@ -248,6 +256,33 @@ impl<'a> Executor<'a> {
     pub fn with_dns(mut self, dns: &'a dyn Dns) -> Self {
         self.dns = dns;
         self
+    }
+
+    /// Start no forward announce step before `until` (by [`Probes::now`]); `why` is shown
+    /// when a step waits.
+    pub fn hold_announce_until(mut self, until: Instant, why: String) -> Self {
+        self.hold_announce = Some((until, why));
+        self
+    }
+
+    /// Wait out [`Executor::hold_announce_until`] before step `i` when it announces.
+    fn hold_before(&mut self, i: usize) {
+        let Some((until, why)) = &self.hold_announce else {
+            return;
+        };
+        if !matches!(self.steps[i].kind, step::StepKind::Announce { .. }) {
+            return;
+        }
+        let left = until.saturating_duration_since(self.probes.now());
+        if !left.is_zero() {
+            (self.progress)(Progress::Note(format!(
+                "{}: holding {} for {} ms ({why})",
+                self.run_id,
+                self.steps[i].name,
+                left.as_millis()
+            )));
+            self.probes.sleep(left);
+        }
     }
 
     /// What the steps of this run see: its plan, direction, mode, sites and probes.
@@ -380,6 +415,7 @@ impl<'a> Executor<'a> {
                 Phase::Forward { next, open } => {
                     let i = open.unwrap_or(next);
                     if open.is_none() {
+                        self.hold_before(i);
                         self.journal.append(Record::StepStarted {
                             step: i,
                             name: self.steps[i].name.clone(),

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use super::executor::{End, Executor, Progress};
 use super::journal::Mode;
 use super::lock::Holder;
+use super::renewals::Renewals;
 use super::runs::{Listing, RunSummary};
 use super::sites::{ApiSites, SystemProbes};
 use super::store::etcd::{EtcdError, EtcdStore, Held};
@@ -230,6 +231,8 @@ fn serve(
 ) {
     let leading = || leader.valid() && !stop.load(Ordering::Relaxed);
     let done = AtomicBool::new(false);
+    let renewals = Renewals::new(super::journal::now_ms(), keeper_timeout(plan));
+    let renewals = &renewals;
     std::thread::scope(|s| {
         s.spawn(|| {
             keep(
@@ -238,6 +241,7 @@ fn serve(
                 etcd,
                 leader,
                 &|| leading() && !done.load(Ordering::Relaxed),
+                renewals,
                 say,
             )
         });
@@ -251,7 +255,7 @@ fn serve(
                     }
                 }
                 Ok(None) => match auto::due(plan, store, etcd) {
-                    Ok(Some(d)) => match auto::fail_over(plan, store, &d, say) {
+                    Ok(Some(d)) => match auto::fail_over(plan, store, &d, renewals, say) {
                         Ok(end) => say(format!("auto failover: {end:?}")),
                         Err(e) => say(format!("auto failover: {e}")),
                     },
@@ -266,20 +270,30 @@ fn serve(
     });
 }
 
+/// One renewal's timeout: a third of the shortest lease, at most 3 s (a request must not
+/// outlast the keeper's round).
+fn keeper_timeout(plan: &Plan) -> Duration {
+    keeper::renew_interval(plan).map_or(Duration::from_secs(3), |every| {
+        every.min(Duration::from_secs(3))
+    })
+}
+
 /// The keeper's rounds while `leading()`; a round starts only while it holds. Every renewal
-/// carries the plan's fence at [`fencing::keeper_token`] (from `leader`'s token up).
+/// carries the plan's fence at [`fencing::keeper_token`] (from `leader`'s token up), and goes
+/// through `renewals`.
 fn keep(
     plan: &Plan,
     store: &Store,
     etcd: &EtcdStore,
     leader: &Held,
     leading: &dyn Fn() -> bool,
+    renewals: &Renewals,
     say: &(dyn Fn(String) + Sync),
 ) {
     let Some(every) = keeper::renew_interval(plan) else {
         return;
     };
-    let timeout = every.min(Duration::from_secs(3));
+    let timeout = keeper_timeout(plan);
     let mut fenced: Option<(u64, ApiSites)> = None;
     let mut known: Option<(Listing, Option<u64>)> = None;
     let mut last = String::new();
@@ -323,7 +337,11 @@ fn keep(
             };
         }
         let Some((_, sites)) = &fenced else { return };
-        let guarded = Guarded { sites, leading };
+        let guarded = Guarded {
+            sites,
+            leading,
+            renewals,
+        };
         let t = keeper::tick_with(plan, Ok(view.0.clone()), &guarded);
         let mut line = format!("keeper (token {token}): {:?} {:?}", t.targets, t.renewals);
         if let Some(e) = stale {
@@ -334,10 +352,12 @@ fn keep(
     }
 }
 
-/// Renewals only while leading, checked before each one (a round may outlast the lease).
+/// Renewals only while leading, checked before each one (a round may outlast the lease),
+/// and not to a site an auto failover is fencing; each one recorded in `renewals`.
 struct Guarded<'a> {
     sites: &'a ApiSites,
     leading: &'a dyn Fn() -> bool,
+    renewals: &'a Renewals,
 }
 
 impl keeper::Renew for Guarded<'_> {
@@ -349,6 +369,12 @@ impl keeper::Renew for Guarded<'_> {
         if !(self.leading)() {
             return Err(super::sites::SiteError::NotLeading);
         }
-        self.sites.renew_leases(site, prefixes)
+        if !self.renewals.begin(site) {
+            return Err(super::sites::SiteError::Fencing);
+        }
+        let r = self.sites.renew_leases(site, prefixes);
+        let took_nothing = matches!(&r, Err(e) if e.is_unreachable());
+        self.renewals.end(site, !took_nothing);
+        r
     }
 }

@@ -48,6 +48,7 @@ pub mod leader;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod renewals;
 pub mod repair;
 pub mod rpki;
 pub mod runs;

@@ -40,6 +40,9 @@ pub enum SiteError {
     /// changes nothing more at any site.
     #[error("not sent: this controller's etcd lease ran out (another controller may lead now)")]
     NotLeading,
+    /// An `[auto]` failover waits for this site's leases to run out.
+    #[error("not sent: an auto failover is waiting for this site's leases to run out")]
+    Fencing,
 }
 
 impl SiteError {
@@ -137,6 +140,15 @@ impl ApiSites {
     pub fn with_fence(mut self, fence: crate::api::Fence) -> Self {
         for speaker in self.speakers.values_mut() {
             *speaker = speaker.clone().with_fence(fence.clone());
+        }
+        self
+    }
+
+    /// Bound every call to `site` by `timeout` instead (an `[auto]` failover's calls to the
+    /// primary it found unreachable within that time).
+    pub fn with_timeout_at(mut self, site: &str, timeout: Duration) -> Self {
+        if let Some(speaker) = self.speakers.get_mut(site) {
+            *speaker = speaker.clone().with_timeout(timeout);
         }
         self
     }

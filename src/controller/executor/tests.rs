@@ -535,6 +535,61 @@ fn unplanned_failover_skips_the_unreachable_primary() {
 }
 
 #[test]
+fn a_held_announce_waits_while_the_steps_before_it_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    sites.down.borrow_mut().insert("dc1".into());
+    let probes = FakeProbes::new(true);
+    let started: RefCell<Vec<(String, Duration)>> = RefCell::default();
+    let ex = Executor::start(
+        dir.path(),
+        p.clone(),
+        Direction::Failover,
+        Mode::Unplanned,
+        Holder::me("test"),
+        &sites,
+        &probes,
+        Box::new(|pr| {
+            if let Progress::Started { name, .. } = pr {
+                started.borrow_mut().push((name, probes.clock.get()));
+            }
+        }),
+    )
+    .unwrap();
+    let until = probes.now() + Duration::from_secs(5);
+    let mut ex = ex.hold_announce_until(until, "dc1's leases".into());
+    assert_eq!(
+        ex.drive().unwrap(),
+        End::Completed {
+            active: "dc2".into()
+        }
+    );
+    drop(ex);
+    let started = started.into_inner();
+    let at = |name: &str| {
+        started
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| panic!("no step {name}: {started:?}"))
+    };
+    // The preflight and the withdraw at the cut-off primary ran before the hold ended; every
+    // announce after it.
+    assert!(at("preflight") < Duration::from_secs(5), "{started:?}");
+    assert!(at("withdraw web") < Duration::from_secs(5), "{started:?}");
+    for (name, t) in &started {
+        if name.starts_with("announce") {
+            assert!(*t >= Duration::from_secs(5), "{name} at {t:?}: {started:?}");
+        }
+    }
+    assert!(
+        started.iter().any(|(n, _)| n == "announce db"),
+        "{started:?}"
+    );
+}
+
+#[test]
 fn unplanned_failover_fails_when_the_primary_answers_and_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(PLAN);
