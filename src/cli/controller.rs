@@ -66,10 +66,10 @@ pub fn run(args: ControllerArgs) -> i32 {
         }
         _ => {}
     }
-    let spec = match state.spec() {
+    let spec = match state.with_plan(&p).spec() {
         Ok(s @ StoreSpec::Etcd { .. }) => s,
         Ok(StoreSpec::Dir(_)) => {
-            eprintln!("ferry controller run: --store etcd://HOST:PORT,... is required (controllers share their state through etcd)");
+            eprintln!("ferry controller run: --store etcd://HOST:PORT,... (or a [store] table in the plan) is required (controllers share their state through etcd)");
             return EXIT_USAGE;
         }
         Err(e) => {

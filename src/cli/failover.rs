@@ -69,7 +69,8 @@ pub struct StateArgs {
     #[arg(long, env = "FERRY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// Keep journals, the plan lock and run history in etcd instead of --state-dir, shared by
-    /// a controller at each site: etcd://HOST:PORT[,HOST:PORT...] (docs/ha.md).
+    /// a controller at each site: etcd://HOST:PORT[,HOST:PORT...] (docs/ha.md). Without it, a
+    /// command given a plan file uses the plan's [store] table, if any.
     #[arg(long, env = "FERRY_STORE", value_name = "etcd://HOST:PORT,...")]
     pub store: Option<String>,
     #[command(flatten)]
@@ -95,12 +96,33 @@ pub struct EtcdArgs {
     #[arg(long, value_name = "FILE")]
     pub etcd_password_file: Option<PathBuf>,
     /// etcd: the TTL of the plan lock's and the leadership's lease, in seconds: how long a
-    /// dead controller holds them (docs/ha.md, "lease arithmetic").
-    #[arg(long, value_name = "SECS", default_value_t = crate::controller::store::DEFAULT_TTL_SECS)]
-    pub etcd_ttl_secs: u64,
+    /// dead controller holds them (docs/ha.md, "lease arithmetic"); default 5.
+    #[arg(long, value_name = "SECS")]
+    pub etcd_ttl_secs: Option<u64>,
 }
 
 impl StateArgs {
+    /// These options, completed from `plan`'s `[store]` table: without --store (or
+    /// FERRY_STORE), the table's etcd; each --etcd-* flag given wins over its field.
+    pub fn with_plan(&self, plan: &crate::controller::Plan) -> Self {
+        let mut s = self.clone();
+        let Some(t) = plan.store.as_ref().filter(|_| self.store.is_none()) else {
+            return s;
+        };
+        s.store = Some(t.url());
+        let e = &mut s.etcd;
+        e.etcd_ca = e.etcd_ca.take().or_else(|| t.ca.clone());
+        e.etcd_cert = e.etcd_cert.take().or_else(|| t.cert.clone());
+        e.etcd_key = e.etcd_key.take().or_else(|| t.key.clone());
+        e.etcd_user = e.etcd_user.take().or_else(|| t.user.clone());
+        e.etcd_password_file = e
+            .etcd_password_file
+            .take()
+            .or_else(|| t.password_file.clone());
+        e.etcd_ttl_secs = e.etcd_ttl_secs.or(t.ttl_secs);
+        s
+    }
+
     /// The store these options name, checked.
     pub fn spec(&self) -> Result<crate::controller::store::StoreSpec, String> {
         crate::controller::store::StoreSpec::parse(
@@ -113,7 +135,9 @@ impl StateArgs {
                 user: self.etcd.etcd_user.clone(),
                 password_file: self.etcd.etcd_password_file.clone(),
             },
-            self.etcd.etcd_ttl_secs,
+            self.etcd
+                .etcd_ttl_secs
+                .unwrap_or(crate::controller::store::DEFAULT_TTL_SECS),
         )
     }
 }
@@ -715,8 +739,9 @@ fn run(args: RunArgs, direction: Direction, cmd: &str) -> i32 {
     }
     let state_dir = &args.state.state_dir;
     let me = Holder::me(&format!("{cmd} {}", p.name));
-    if args.state.store.is_some() {
-        return super::controller::run_in_store(&args.state, p, direction, mode, me, cmd, out.0);
+    let state = args.state.with_plan(&p);
+    if state.store.is_some() {
+        return super::controller::run_in_store(&state, p, direction, mode, me, cmd, out.0);
     }
     let cleanup = mode == Mode::Test && direction == Direction::Failback;
     let _claim = match claimed(claim::new_run(state_dir, &p.name, &me, cleanup), cmd) {

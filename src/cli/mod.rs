@@ -247,3 +247,54 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    /// The state options of `ferry failover ARGS --plan P`, completed from the plan.
+    fn state(args: &str, plan: &crate::controller::Plan) -> failover::StateArgs {
+        let line = format!("ferry failover --plan p.toml {args}");
+        let argv: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
+        match <Cli as Parser>::try_parse_from(argv).unwrap().command {
+            Command::Failover(f) => f.run.state.with_plan(plan),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plans_store_table_is_used_unless_a_flag_says_otherwise() {
+        let text = crate::controller::plan::tests::PLAN;
+        let plain = crate::controller::Plan::parse(text).unwrap();
+        let with = crate::controller::Plan::parse(&format!(
+            "{text}[store]\netcd = [\"192.0.2.1:2379\", \"192.0.2.2:2379\"]\nttl_secs = 9\nuser = \"ferry\"\npassword_file = \"/etc/ferry/pw\"\n"
+        ))
+        .unwrap();
+        // No table, no flag: the state directory.
+        assert_eq!(state("", &plain).store, None);
+        // The table.
+        let s = state("", &with);
+        assert_eq!(
+            s.store.as_deref(),
+            Some("etcd://192.0.2.1:2379,192.0.2.2:2379")
+        );
+        assert_eq!(s.etcd.etcd_ttl_secs, Some(9));
+        assert_eq!(s.etcd.etcd_user.as_deref(), Some("ferry"));
+        assert!(matches!(
+            s.spec().unwrap(),
+            crate::controller::store::StoreSpec::Etcd { ttl_secs: 9, .. }
+        ));
+        // A flag wins over its field; --store over the whole table.
+        let s = state("--etcd-ttl-secs 4 --etcd-user ops", &with);
+        assert_eq!(
+            (s.etcd.etcd_ttl_secs, s.etcd.etcd_user.as_deref()),
+            (Some(4), Some("ops"))
+        );
+        let s = state("--store etcd://198.51.100.1:2379", &with);
+        assert_eq!(s.store.as_deref(), Some("etcd://198.51.100.1:2379"));
+        assert_eq!(
+            (s.etcd.etcd_ttl_secs, s.etcd.etcd_user.clone()),
+            (None, None)
+        );
+    }
+}

@@ -81,6 +81,10 @@
 //! [[auto.check]]                # optional, as [[health_check]]: the primary's VMs
 //! name = "web-at-dc1"
 //! tcp = "192.0.2.81:443"
+//! [store]                       # optional: the HA controllers' etcd (docs/ha.md), used by
+//! etcd = ["192.0.2.1:2379", "192.0.2.2:2379", "192.0.2.3:2379"]   # commands given this plan
+//! ttl_secs = 5                  # the lock's and leadership's lease; --etcd-* flags override
+//! # ca = "/etc/ferry/etcd-ca.pem"   # then https; cert + key, user + password_file as the flags
 //! [rpki]                        # optional: RPKI preflight (docs/rpki.md); needs origin_as
 //! rtr = ["192.0.2.30:3323"]     # RTR validators, asked in order, first that answers is used
 //! timeout_ms = 5000             # per validator
@@ -182,8 +186,79 @@ pub struct Plan {
     /// network"). Never primary, recovery or the observer.
     pub test_site: Option<Spanned<String>>,
     pub rpki: Option<Rpki>,
+    /// Where the HA controllers keep their state when no `--store` is given.
+    pub store: Option<PlanStore>,
     #[serde(skip)]
     pub text: String,
+}
+
+/// `[store]`: the etcd the plan's HA controllers share, as `--store etcd://...` and the
+/// `--etcd-*` flags give it (a flag, or `FERRY_STORE`, wins over the table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanStore {
+    /// The members, `"host:port"` each.
+    pub etcd: Vec<String>,
+    pub ttl_secs: Option<u64>,
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub user: Option<String>,
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl PlanStore {
+    /// The `--store` value this table stands for.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.etcd.join(","))
+    }
+
+    pub fn auth(&self) -> super::store::EtcdAuth {
+        super::store::EtcdAuth {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            user: self.user.clone(),
+            password_file: self.password_file.clone(),
+        }
+    }
+
+    /// Checked as the flags are, errors naming the table's fields.
+    fn check(&self) -> Result<(), String> {
+        if self.etcd.is_empty() {
+            return Err("store.etcd is empty: list the etcd members, \"host:port\" each".into());
+        }
+        if let Some(m) = self
+            .etcd
+            .iter()
+            .find(|m| m.contains(',') || m.contains("://"))
+        {
+            return Err(format!(
+                "store.etcd member {m:?}: expected \"host:port\" (one member per string)"
+            ));
+        }
+        let ttl = self.ttl_secs.unwrap_or(super::store::DEFAULT_TTL_SECS);
+        super::store::StoreSpec::parse(
+            Some(&self.url()),
+            std::path::Path::new(""),
+            self.auth(),
+            ttl,
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            [
+                ("--store", "store.etcd"),
+                ("--etcd-ttl-secs", "store.ttl_secs"),
+                ("--etcd-cert and --etcd-key", "store.cert and store.key"),
+                (
+                    "--etcd-user and --etcd-password-file",
+                    "store.user and store.password_file",
+                ),
+            ]
+            .iter()
+            .fold(e, |e, (flag, field)| e.replacen(flag, field, 1))
+        })
+    }
 }
 
 /// `[auto]`: the HA controllers (`ferry controller run --site`) check the primary's speaker
@@ -630,6 +705,7 @@ impl Plan {
                 "health_check" => tables.health_check.get(i),
                 "dns" => tables.dns.get(i),
                 "rpki" => tables.rpki.as_ref(),
+                "store" => tables.store.as_ref(),
                 _ => tables.verify.as_ref(),
             }
             .map(|t| line_of(&self.text, t.span().start));
@@ -887,6 +963,9 @@ impl Plan {
         if let Some(r) = &self.rpki {
             self.check_rpki(r).map_err(at("rpki", 0))?;
         }
+        if let Some(st) = &self.store {
+            st.check().map_err(at("store", 0))?;
+        }
         if let Some(v) = &self.verify {
             match (&v.observer, &v.command) {
                 (Some(o), None) => {
@@ -1066,6 +1145,7 @@ struct Tables {
     #[serde(default)]
     dns: Vec<Spanned<toml::Table>>,
     rpki: Option<Spanned<toml::Table>>,
+    store: Option<Spanned<toml::Table>>,
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -1121,6 +1201,54 @@ command = ["true"]
         assert_eq!(p.all_prefixes(), vec!["198.51.100.0/24".parse().unwrap()]);
         assert_eq!(p.on_failure, OnFailure::Rollback);
         assert_eq!(p.hooks[0].stage, Stage::Cutover);
+    }
+
+    #[test]
+    fn store_table_is_checked_as_the_flags_are_and_names_field_and_value() {
+        let with = |store: &str| Plan::parse(&format!("{PLAN}[store]\n{store}\n"));
+        let p = with("etcd = [\"192.0.2.1:2379\", \"192.0.2.2:2379\"]\nttl_secs = 7").unwrap();
+        let st = p.store.unwrap();
+        assert_eq!(st.url(), "etcd://192.0.2.1:2379,192.0.2.2:2379");
+        assert_eq!(st.ttl_secs, Some(7));
+        assert!(Plan::parse(PLAN).unwrap().store.is_none());
+        for (store, want) in [
+            ("etcd = []", "store.etcd is empty"),
+            (
+                "etcd = [\"192.0.2.1\"]",
+                "store.etcd \"etcd://192.0.2.1\": member \"192.0.2.1\" has no :PORT",
+            ),
+            ("etcd = [\"192.0.2.1:0\"]", "port \"0\" is not 1-65535"),
+            (
+                "etcd = [\"http://192.0.2.1:2379\"]",
+                "store.etcd member \"http://192.0.2.1:2379\"",
+            ),
+            (
+                "etcd = [\"192.0.2.1:2379,192.0.2.2:2379\"]",
+                "one member per string",
+            ),
+            (
+                "etcd = [\"192.0.2.1:2379\"]\nttl_secs = 1",
+                "store.ttl_secs 1: expected 2-3600",
+            ),
+            (
+                "etcd = [\"192.0.2.1:2379\"]\ncert = \"/c.pem\"",
+                "store.cert and store.key go together",
+            ),
+            (
+                "etcd = [\"192.0.2.1:2379\"]\nuser = \"ferry\"",
+                "store.user and store.password_file go together",
+            ),
+            (
+                "etcd = [\"192.0.2.1:2379\"]\nendpoints = 3",
+                "unknown field `endpoints`",
+            ),
+        ] {
+            let e = with(store).unwrap_err().to_string();
+            assert!(e.contains(want), "{store}: {e}");
+        }
+        // Where the table is, for the errors about it as a whole.
+        let e = with("etcd = []").unwrap_err().to_string();
+        assert!(e.contains("(the [store] at line"), "{e}");
     }
 
     #[test]
