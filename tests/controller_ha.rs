@@ -105,6 +105,14 @@ impl Sites {
             .collect()
     }
 
+    /// Until the observer sees the subnet from the site with next hop `nh` or from no site
+    /// (a break-before-make move between its withdraw and its announce).
+    fn wait_observed_none_or(&self, nh: Ipv4Addr) {
+        let ok = |v: Vec<IpAddr>| v.is_empty() || v == vec![IpAddr::V4(nh)];
+        let got = poll(WAIT, || ok(self.observed()).then_some(()));
+        assert!(got.is_some(), "observer: {:?}", self.observed());
+    }
+
     /// Until the observer sees the subnet from the site with next hop `nh` only.
     fn wait_observed(&self, nh: Ipv4Addr) {
         let want = vec![IpAddr::V4(nh)];
@@ -670,6 +678,94 @@ fn leader_token(log: &Path) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+#[test]
+fn a_stale_leaders_announce_that_arrives_after_a_failback_is_refused_by_the_speaker() {
+    if !can_run("controller_ha") {
+        return;
+    }
+    let lab = Lab::new("hastaleann");
+    let c = EtcdCluster::start(&lab, 3);
+    let s = sites(71);
+    // dc2's API is reached through a switch in the hub that can hold what one host sends.
+    c.hub.ip(&["addr", "add", "192.0.2.100/24", "dev", "br0"]);
+    let link = HoldingLink::start(&c.hub, "192.0.2.100:8080".parse().unwrap(), s.dc2.api());
+    let dir = lab.tempdir("run");
+    let plan = s.plan(&dir, &hook(&dir, 1));
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let direct = format!("api = \"{}\"", s.dc2.api().display());
+    assert!(text.contains(&direct), "{text}");
+    std::fs::write(
+        &plan,
+        text.replace(&direct, &format!("api = \"{}\"", link.url())),
+    )
+    .unwrap();
+    let ttl = ["--etcd-ttl-secs", "2"];
+    let (c1, log1) = controller_with(&lab, &c, 0, &plan, &dir, &ttl);
+    wait_log(&log1, "leading plan web", WAIT);
+    let (_c2, log2) = controller_with(&lab, &c, 1, &plan, &dir, &ttl);
+    wait_log(&log2, "following", WAIT);
+
+    // The operator's failover dies in its cutover hook; controller 1 takes the run over.
+    // What it sends to dc2 (its announce, after the hook) is held in the switch, and it is
+    // paused with the announce in flight.
+    link.hold(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+    let op = spawn_failover(&lab, &c, 2, &plan, &dir);
+    wait_hook(&dir, 1, WAIT);
+    signal(op, "KILL");
+    wait_log(&log1, "taking over run", Duration::from_secs(15));
+    let got = poll(Duration::from_secs(15), || (link.held() > 0).then_some(()));
+    assert!(
+        got.is_some(),
+        "controller 1 sent nothing to dc2:\n{}",
+        std::fs::read_to_string(&log1).unwrap_or_default()
+    );
+    signal(c1, "STOP");
+    s.wait_observed_none_or(NH1);
+
+    // Controller 2 leads, takes the run over and finishes it (its own announce at dc2);
+    // then the operator fails back: dc2 withdraws, dc1 announces, each with a newer token.
+    wait_log(&log2, "taking over run", Duration::from_secs(15));
+    s.wait_observed(NH2);
+    let out = ferry_in(
+        &c.members[2].ns,
+        &[
+            "failback",
+            "--yes",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--store",
+            &c.url(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    s.wait_observed(NH1);
+    let (held_by_dc2, _) = fence_at(&s.dc2).expect("dc2 holds no fence");
+
+    // The stale announce arrives now: dc2 refuses it, keeps the failback's token, announces
+    // nothing; controller 1, back, can record nothing more.
+    link.release();
+    let got = poll(WAIT, || fence_at(&s.dc2).filter(|f| f.1 >= 1));
+    assert_eq!(
+        got.map(|f| f.0),
+        Some(held_by_dc2),
+        "{:?}",
+        fence_at(&s.dc2)
+    );
+    let refusal = format!("refused: fence web holds token {held_by_dc2}, offered ");
+    let got = poll(WAIT, || s.dc2.log().contains(&refusal).then_some(()));
+    assert!(got.is_some(), "no audit line {refusal:?}:\n{}", s.dc2.log());
+    signal(c1, "CONT");
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(s.observed(), vec![IpAddr::V4(NH1)]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.dc2.cli_ok(&["routes", "--json"]).stdout.trim(), "[]");
+    let records = finished_journal(&c, 1);
+    assert_eq!(records.last().unwrap()["active"], "dc1", "{records:#?}");
 }
 
 #[test]
