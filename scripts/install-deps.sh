@@ -25,11 +25,12 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 if [ "$demo" -eq 1 ]; then
-    # protobuf-compiler: the etcd client's gRPC code is generated at build time.
-    PACKAGES=(frr iproute2 procps protobuf-compiler)
+    # protobuf-compiler + libprotobuf-dev (its google/protobuf/*.proto, only a Recommends of
+    # protobuf-compiler): the etcd client's gRPC code is generated at build time.
+    PACKAGES=(frr iproute2 procps protobuf-compiler libprotobuf-dev)
 elif [ "$docker" -eq 1 ]; then
     # The engine and the image builder; util-linux has nsenter (the runtime enters containers).
-    PACKAGES=(frr iproute2 procps util-linux docker.io debootstrap protobuf-compiler)
+    PACKAGES=(frr iproute2 procps util-linux docker.io debootstrap protobuf-compiler libprotobuf-dev)
 else
     # man-db: the package test (scripts/package-test.sh) finds the man pages with man.
     # stayrtr + frr-rpki-rtrlib: the RPKI preflight's tests (an RTR validator serving a VRP
@@ -39,7 +40,7 @@ else
     # tsig-keygen read and change its zone). etcd-server, etcd-client (etcdctl): the HA
     # controller tests run a three-member etcd; protobuf-compiler builds the etcd client.
     PACKAGES=(frr frr-rpki-rtrlib stayrtr bird2 gobgpd exabgp tcpdump tshark iproute2 procps python3 ca-certificates man-db debootstrap bind9 bind9-dnsutils
-        etcd-server etcd-client protobuf-compiler)
+        etcd-server etcd-client protobuf-compiler libprotobuf-dev)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
