@@ -21,81 +21,36 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+use support::lab::LabUp;
+use support::{ferry_cli, CliOut, FERRY};
 
-fn ferry(args: &[&str]) -> Output {
-    Command::new(FERRY)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry")
+fn ferry(args: &[&str]) -> CliOut {
+    ferry_cli(args, None)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// A lab instance named `prefix` and the pid, up on [`copy_topology`]'s copy, once the other
+/// labs are down.
+fn start_lab(prefix: &str, observer: bool) -> LabUp {
+    let lab = LabUp::new(prefix);
+    let topo = copy_topology(lab.dir.path(), observer);
+    wait_for_other_labs();
+    lab.up(&["--topology", topo.to_str().unwrap()]);
+    lab
 }
 
-/// The lab instance, taken down on drop (also when an assertion fails).
-struct LabUp {
-    instance: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for LabUp {
-    fn drop(&mut self) {
-        let _ = ferry(&["lab", "down", "--instance", &self.instance]);
-    }
-}
-
+/// This test's operations on its lab.
 impl LabUp {
-    /// A lab instance named `prefix` and the pid, up on [`copy_topology`]'s copy, once the
-    /// other labs are down.
-    fn start(prefix: &str, observer: bool) -> Self {
-        let lab = LabUp {
-            instance: format!("{prefix}{}", std::process::id() % 1_000_000),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let topo = copy_topology(lab.dir.path(), observer);
-        wait_for_other_labs();
-        lab.up(&["--topology", topo.to_str().unwrap()]);
-        lab
-    }
-
     /// A health check that passes when the VM of the site gaining the subnets runs.
     fn healthy(&self) -> String {
         format!(
             "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{}-$v)\"",
             self.instance
         )
-    }
-
-    /// `ferry lab up`, a second time if the first fails: under load (other labs coming up on
-    /// two cores) the lab's own 5 s wait for a VM responder is sometimes too short, and a
-    /// failed `up` removes what it created.
-    fn up(&self, more: &[&str]) {
-        let mut args = vec!["lab", "up", "--instance", &self.instance];
-        args.extend(more);
-        let first = ferry(&args);
-        if first.status.success() {
-            return;
-        }
-        eprintln!("lab up failed once, retrying:\n{}", text(&first));
-        let again = ferry(&args);
-        assert!(again.status.success(), "{}", text(&again));
-    }
-
-    fn state(&self) -> String {
-        self.dir.path().join("state").display().to_string()
     }
 
     /// A plan for this lab; `health` is the health-check command, `extra` more TOML.
@@ -192,19 +147,7 @@ interval_ms = 10
         path
     }
 
-    /// vtysh commands at r3; panics with the output when vtysh fails.
-    fn r3(&self, commands: &[&str]) {
-        let mut cmd = Command::new("vtysh");
-        testkit::daemons::frr_daemon::vtysh_args(
-            &mut cmd,
-            Path::new(&format!("/run/ferry-lab/{}/r3", self.instance)),
-            commands,
-        );
-        let out = cmd.stdin(Stdio::null()).output().unwrap();
-        assert!(out.status.success(), "{commands:?}: {}", text(&out));
-    }
-
-    fn run(&self, cmd: &str, plan: &Path, more: &[&str]) -> Output {
+    fn run(&self, cmd: &str, plan: &Path, more: &[&str]) -> CliOut {
         let mut args = vec![cmd, "--yes", "--plan", plan.to_str().unwrap()];
         let state = self.state();
         args.extend(["--state-dir", &state]);
@@ -291,15 +234,7 @@ fn ms_after(out: &str, marker: &str) -> u64 {
 /// peering eBGP with r3, which sends it every route with itself as next hop (next-hop-self)
 /// and takes nothing from it.
 fn copy_topology(dir: &Path, observer: bool) -> PathBuf {
-    let topo = dir.join("topology");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
-    for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
-        let to = topo.join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        let mut text = std::fs::read_to_string(src.join(f)).unwrap().replace(
-            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24",
-            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24 le 28",
-        );
+    support::lab::copy_topology(dir, 28, |f, mut text| {
         if observer && f == "topology.toml" {
             text.push_str(OBSERVER_NODE);
         }
@@ -321,9 +256,8 @@ fn copy_topology(dir: &Path, observer: bool) -> PathBuf {
                 "{text}"
             );
         }
-        std::fs::write(to, text).unwrap();
-    }
-    topo
+        text
+    })
 }
 
 /// The observer speaker at the third site and its link to r3.
@@ -358,18 +292,18 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
     if !support::lab_can_run() {
         return;
     }
-    let lab = LabUp::start("cf", false);
+    let lab = start_lab("cf", false);
     let i = lab.instance.clone();
     let healthy = lab.healthy();
     let plan = lab.plan("lab", &healthy, "");
     let out = ferry(&["plan", "check", plan.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "primary");
 
     // Planned failover, then failback.
     let out = lab.run("failover", &plan, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.code, 0, "{out}");
+    let so = out.stdout;
     let total = ms_after(&so, "failover completed in");
     let verify = ms_after(&so, "verify vm ... ok (");
     eprintln!(
@@ -379,18 +313,14 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
     assert!(total - verify < 1000, "{so}");
     assert_eq!(lab.answering(), "recovery");
     let out = lab.run("failback", &plan, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "primary");
 
     // A failing health check rolls back: the primary VM is started again and keeps serving.
     let failing = lab.plan("failing", "false", "");
     let out = lab.run("failover", &failing, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("rolled back"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("rolled back"), "{}", out);
     assert_eq!(lab.answering(), "primary");
 
     // kill -9 of the controller inside a hook, then resume.
@@ -421,10 +351,10 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
         testkit::signal::signal(pid, "KILL");
     }
     let out = ferry(&["failover", "resume", "--state-dir", &lab.state()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "recovery");
     let out = lab.run("failback", &slow_plan, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "primary");
 
     measure(&lab);
@@ -440,12 +370,8 @@ fn failover_failback_rollback_resume_overhead_and_unplanned_in_the_lab() {
         }
     }
     let out = lab.run("failover", &plan, &["--unplanned"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("skipped (unplanned)"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("skipped (unplanned)"), "{}", out);
     assert_eq!(lab.answering(), "recovery");
 }
 
@@ -469,19 +395,19 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
     if !support::lab_can_run() {
         return;
     }
-    let lab = LabUp::start("co", true);
+    let lab = start_lab("co", true);
     let i = lab.instance.clone();
     let healthy = lab.healthy();
     let plan = lab.observed_plan("obs", &healthy, "");
     let out = ferry(&["plan", "check", plan.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.to_string().contains("warning"), "{out}");
 
     // What the observer holds: the subnet from the primary's speaker, r3 as next hop.
     let sp3 = format!("/run/ferry-lab/{i}/sp3/ferry.sock");
     let out = ferry(&["routes", "--received", "--json", "--api", &sp3]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.code, 0, "{out}");
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
     let subnet = v
         .iter()
         .find(|r| r["prefix"] == "198.51.100.0/24")
@@ -490,15 +416,11 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
     assert_eq!(subnet["as_path"], "65003 65001 65101", "{v:?}");
 
     let out = lab.run("failover", &plan, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("verify vm ... ok"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("verify vm ... ok"), "{}", out);
     assert_eq!(lab.answering(), "recovery");
     let out = lab.run("failback", &plan, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "primary");
 
     // r3 drops the recovery's paths toward the observer.
@@ -512,12 +434,12 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
             cmds.push(&no);
         }
         cmds.extend(["end", "clear bgp * soft out"]);
-        lab.r3(&cmds);
+        lab.vtysh("r3", &cmds);
     };
     filter(true);
     let out = lab.run("failover", &plan, &[]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.to_string();
+    assert_eq!(out.code, 1, "{all}");
     assert!(
         all.contains("rolled back")
             && all.contains(
@@ -563,8 +485,8 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
     );
     let own_plan = lab.observed_plan("own", &healthy, &own);
     let out = lab.run("failover", &own_plan, &[]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.to_string();
+    assert_eq!(out.code, 1, "{all}");
     assert!(
         all.contains("rolled back")
             && all.contains("observer sp3 has no path for 198.51.100.0/24 from recovery")
@@ -590,8 +512,8 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
     .unwrap();
     let t0 = Instant::now();
     let out = lab.run("failover", &hangs, &[]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.to_string();
+    assert_eq!(out.code, 1, "{all}");
     let took = ms_after(&all, "not verified after");
     eprintln!(
         "lab: a hanging verify command with timeout_ms = 2000 failed the step after {took} ms (whole run {} ms)",
@@ -617,7 +539,7 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
             "--api",
             &api,
         ]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(out.code, 0, "{out}");
     }
     let tagged = lab.observed_plan("tagged", &healthy, "");
     let t = std::fs::read_to_string(&tagged)
@@ -635,19 +557,22 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
         } else {
             "no set community none"
         };
-        lab.r3(&[
-            "configure terminal",
-            "route-map TO-OBSERVER permit 10",
-            set,
-            "end",
-            "clear bgp * soft out",
-        ]);
+        lab.vtysh(
+            "r3",
+            &[
+                "configure terminal",
+                "route-map TO-OBSERVER permit 10",
+                set,
+                "end",
+                "clear bgp * soft out",
+            ],
+        );
     };
     strip(true);
     communities(&[]);
     let out = ferry(&["plan", "check", tagged.to_str().unwrap()]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.to_string();
+    assert_eq!(out.code, 1, "{all}");
     assert!(
         all.contains("observer sp3 does not see 198.51.100.0/24 from primary (community 65101:1)")
             && all.contains(
@@ -659,13 +584,13 @@ fn an_observer_behind_next_hop_self_proves_the_move_by_origin_as_or_community_in
     strip(false);
     communities(&["65101:1"]);
     let out = ferry(&["plan", "check", tagged.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     let out = lab.run("failover", &tagged, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "recovery");
     communities(&["65102:1"]);
     let out = lab.run("failback", &tagged, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(lab.answering(), "primary");
 }
 
@@ -674,8 +599,8 @@ fn observer_communities(api: &str, want: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = ferry(&["routes", "--received", "--json", "--api", api]);
-        assert!(out.status.success(), "{}", text(&out));
-        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.code, 0, "{out}");
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
         let got: Option<Vec<String>> = v
             .iter()
             .find(|r| r["prefix"] == "198.51.100.0/24")
@@ -720,7 +645,7 @@ fn measure(lab: &LabUp) {
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = ferry(&args);
-        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(out.code, 0, "{out}");
         let list: Vec<String> = subnets.iter().map(|s| format!("{s:?}")).collect();
         let plan = lab.dir.path().join(format!("n{n}.toml"));
         std::fs::write(
@@ -789,8 +714,8 @@ interval_ms = 5
                 "failback"
             };
             let out = lab.run(cmd, &plan, &[]);
-            assert!(out.status.success(), "{}", text(&out));
-            let so = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert_eq!(out.code, 0, "{out}");
+            let so = out.stdout;
             let total = ms_after(&so, &format!("{cmd} completed in"));
             let verify = ms_after(&so, "verify vms ... ok (");
             eprintln!("lab, {n} subnet(s), {cmd}: {total} ms, of which {verify} ms waiting for the routers");
@@ -801,7 +726,7 @@ interval_ms = 5
         args.extend(subnets.iter().cloned());
         args.extend(["--api".into(), sp(1)]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        assert!(ferry(&args).status.success());
+        assert_eq!(ferry(&args).code, 0);
     }
     eprintln!(
         "lab controller overhead (best of 4, run minus the routers' convergence): 1 subnet {} ms, 10 subnets in one group {} ms, ratio {:.2}",

@@ -1,0 +1,91 @@
+//! The FRR lab of a lab test (`ferry lab up`: three sites in network namespaces): an instance
+//! named by the test's prefix and its process id, so parallel test binaries do not collide;
+//! taken down on drop (also when an assertion fails) before its directory of plans and state
+//! is removed. Also: a copy of the built-in topology to edit, and vtysh at a lab router.
+//!
+//! Never does: start anything in the root namespace, or leave an instance up.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{ferry_cli, CliOut};
+
+/// A lab instance and the test's directory; `lab down` on drop.
+pub struct LabUp {
+    pub instance: String,
+    /// The test's files (plans, the controller's state, topology copies).
+    pub dir: tempfile::TempDir,
+}
+
+impl LabUp {
+    /// The guard of instance `prefix` + pid; nothing is up yet ([`LabUp::up`]).
+    pub fn new(prefix: &str) -> Self {
+        LabUp {
+            instance: format!("{prefix}{}", std::process::id() % 1_000_000),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `ferry lab up --instance I MORE`, a second time if the first fails: under load (other
+    /// labs coming up on two cores) the lab's own waits, such as its 5 s for a VM responder,
+    /// are sometimes too short, and a failed `up` removes what it created.
+    pub fn up(&self, more: &[&str]) {
+        let mut args = vec!["lab", "up", "--instance", &self.instance];
+        args.extend(more);
+        let first = ferry_cli(&args, None);
+        if first.code == 0 {
+            return;
+        }
+        eprintln!("lab up failed once, retrying:\n{first}");
+        let again = ferry_cli(&args, None);
+        assert_eq!(again.code, 0, "{again}");
+    }
+
+    /// The namespace of lab node `node`.
+    pub fn ns(&self, node: &str) -> String {
+        format!("fl-{}-{node}", self.instance)
+    }
+
+    /// The failover controller's state directory for this lab's runs.
+    pub fn state(&self) -> String {
+        self.dir.path().join("state").display().to_string()
+    }
+
+    /// `vtysh -c` each of `commands` at lab router `router`; its stdout. Panics with the output
+    /// when vtysh fails.
+    pub fn vtysh(&self, router: &str, commands: &[&str]) -> String {
+        let mut c = Command::new("vtysh");
+        testkit::daemons::frr_daemon::vtysh_args(
+            &mut c,
+            Path::new(&format!("/run/ferry-lab/{}/{router}", self.instance)),
+            commands,
+        );
+        let out: CliOut = c.stdin(Stdio::null()).output().unwrap().into();
+        assert_eq!(out.code, 0, "{commands:?}: {out}");
+        out.stdout
+    }
+}
+
+impl Drop for LabUp {
+    fn drop(&mut self) {
+        let _ = ferry_cli(&["lab", "down", "--instance", &self.instance], None);
+    }
+}
+
+/// A copy of the built-in three-site topology in `dir/topology`, its site routers accepting
+/// routes inside the subnet down to /`le` (host moves need `le 32`: docs/drills.md), each
+/// file's text then passed through `edit(file, text)`.
+pub fn copy_topology(dir: &Path, le: u8, edit: impl Fn(&str, String) -> String) -> PathBuf {
+    let topo = dir.join("topology");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
+    for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
+        let to = topo.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(src.join(f)).unwrap().replace(
+            "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24",
+            &format!("FAILOVER-SUBNET seq 10 permit 198.51.100.0/24 le {le}"),
+        );
+        std::fs::write(to, edit(f, text)).unwrap();
+    }
+    topo
+}
