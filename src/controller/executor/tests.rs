@@ -317,6 +317,14 @@ fn notes(ex: &Executor<'_>) -> Vec<String> {
     })
 }
 
+/// Why the run rolled back; panics when it ended otherwise.
+fn rolled_back(end: End) -> String {
+    match end {
+        End::RolledBack { reason, .. } => reason,
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+}
+
 /// A failover in `mode`.
 fn start_in<'a>(
     dir: &Path,
@@ -755,13 +763,11 @@ fn a_route_the_routers_filter_fails_the_preflight_and_nothing_moves() {
         .insert("203.0.113.128/25".parse().unwrap());
     let probes = FakeProbes::new(true);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
-    match ex.drive().unwrap() {
-        End::RolledBack { reason, .. } => assert!(
-            reason.contains("preflight") && reason.contains("does not see 203.0.113.128/25"),
-            "{reason}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    let reason = rolled_back(ex.drive().unwrap());
+    assert!(
+        reason.contains("preflight") && reason.contains("does not see 203.0.113.128/25"),
+        "{reason}"
+    );
     only(&sites, &p, "dc1");
     assert!(probes.hooks.borrow().is_empty(), "no hook ran");
 }
