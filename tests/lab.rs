@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 mod support;
 
+use support::lab::Down;
+
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn ferry(args: &[&str]) -> Output {
@@ -29,13 +31,6 @@ fn namespaces(instance: &str) -> Vec<String> {
         .filter(|n| n.starts_with(&format!("fl-{instance}-")))
         .map(str::to_owned)
         .collect()
-}
-
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = ferry(&["lab", "down", "--instance", &self.0]);
-    }
 }
 
 fn instance(tag: &str) -> String {

@@ -1,7 +1,8 @@
 //! The FRR lab of a lab test (`ferry lab up`: three sites in network namespaces): an instance
 //! named by the test's prefix and its process id, so parallel test binaries do not collide;
 //! taken down on drop (also when an assertion fails) before its directory of plans and state
-//! is removed. Also: a copy of the built-in topology to edit, and vtysh at a lab router.
+//! is removed ([`LabUp`]; [`Down`] for a test that runs `lab up` itself). Also: a copy of the
+//! built-in topology to edit, and vtysh at a lab router.
 //!
 //! Never does: start anything in the root namespace, or leave an instance up.
 
@@ -68,8 +69,22 @@ impl LabUp {
 
 impl Drop for LabUp {
     fn drop(&mut self) {
-        let _ = ferry_cli(&["lab", "down", "--instance", &self.instance], None);
+        down(&self.instance);
     }
+}
+
+/// Takes instance `.0` down on drop, for a test that brings it up (or fails to) itself.
+pub struct Down(pub String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        down(&self.0);
+    }
+}
+
+/// `ferry lab down`, whatever it says: a guard's last word.
+fn down(instance: &str) {
+    let _ = ferry_cli(&["lab", "down", "--instance", instance], None);
 }
 
 /// A copy of the built-in three-site topology in `dir/topology`, its site routers accepting
