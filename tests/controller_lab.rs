@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::lab::LabUp;
+use support::lab::{pick_vm, LabUp};
 use support::{ferry_cli, CliOut, FERRY};
 
 fn ferry(args: &[&str]) -> CliOut {
@@ -48,7 +48,8 @@ impl LabUp {
     /// A health check that passes when the VM of the site gaining the subnets runs.
     fn healthy(&self) -> String {
         format!(
-            "case $FERRY_TO in primary) v=vm1;; *) v=vm2;; esac; test -n \"$(ip netns pids fl-{}-$v)\"",
+            "{} test -n \"$(ip netns pids fl-{}-$v)\"",
+            pick_vm("FERRY_TO"),
             self.instance
         )
     }
@@ -56,14 +57,12 @@ impl LabUp {
     /// A plan for this lab; `health` is the health-check command, `extra` more TOML.
     fn plan(&self, name: &str, health: &str, extra: &str) -> PathBuf {
         let i = &self.instance;
-        let vm = |var: &str| format!("case ${var} in primary) v=vm1;; *) v=vm2;; esac;");
-        let kill = |var: &str| format!("{} ip netns pids fl-{i}-$v | xargs -r kill -9", vm(var));
-        let start = |var: &str| {
+        let hooks = self.vm_hooks(|var| {
             format!(
-                "{} ip netns exec fl-{i}-$v setsid {FERRY} lab responder --tag ${var} --port 7007 </dev/null >/dev/null 2>&1 &",
-                vm(var)
+                "{} ip netns pids fl-{i}-$v | xargs -r kill -9",
+                pick_vm(var)
             )
-        };
+        });
         let text = format!(
             r#"name = "{name}"
 primary = "primary"
@@ -86,20 +85,7 @@ next_hop6 = "2001:db8:100::10"
 name = "vm"
 subnets = ["198.51.100.0/24", "2001:db8:100::/64"]
 
-[[hook]]
-name = "stop-vm"
-stage = "stop-primary"
-command = ["sh", "-c", {stop:?}]
-undo = ["sh", "-c", {restart:?}]
-timeout_ms = 5000
-
-[[hook]]
-name = "start-vm"
-stage = "cutover"
-command = ["sh", "-c", {start:?}]
-undo = ["sh", "-c", {unstart:?}]
-timeout_ms = 5000
-{extra}
+{hooks}{extra}
 [[health_check]]
 name = "vm"
 command = ["sh", "-c", {health:?}]
@@ -111,10 +97,6 @@ command = ["sh", "-c", {verify:?}]
 timeout_ms = 20000
 interval_ms = 10
 "#,
-            stop = kill("FERRY_FROM"),
-            restart = start("FERRY_FROM"),
-            start = start("FERRY_TO"),
-            unstart = kill("FERRY_TO"),
             verify = format!(
                 "case $FERRY_TO in primary) nh=192.0.2.1;; *) nh=192.0.2.5;; esac; ip -n fl-{i}-r3 -4 route show 198.51.100.0/24 | grep -q \"via $nh \""
             ),

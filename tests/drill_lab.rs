@@ -35,7 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferry::lab::watch::RouteMonitor;
-use support::lab::{copy_topology, LabUp};
+use support::lab::{copy_topology, pick_vm, LabUp};
 use support::{ferry_cli, lab_can_run, CliOut, FERRY};
 
 /// The test speaker's AS (the recovery site's: src/lab/testnet.rs) and the primary speaker's.
@@ -105,19 +105,12 @@ impl LabUp {
         } else {
             "198.51.100.10"
         };
-        let vm = |var: &str| format!("case ${var} in primary) v=vm1;; *) v=vm2;; esac;");
-        let kill = |var: &str| {
+        let hooks = self.vm_hooks(|var| {
             format!(
                 "{} for p in $(ip netns pids fl-{i}-$v); do [ $p = {keep} ] || kill -9 $p; done",
-                vm(var)
+                pick_vm(var)
             )
-        };
-        let start = |var: &str| {
-            format!(
-                "{} ip netns exec fl-{i}-$v setsid {FERRY} lab responder --tag ${var} --port 7007 </dev/null >/dev/null 2>&1 &",
-                vm(var)
-            )
-        };
+        });
         let text = format!(
             r#"name = "{name}"
 primary = "primary"
@@ -138,29 +131,12 @@ next_hop = "{next_hop}"
 name = "vm"
 {group}
 
-[[hook]]
-name = "stop-vm"
-stage = "stop-primary"
-command = ["sh", "-c", {stop:?}]
-undo = ["sh", "-c", {restart:?}]
-timeout_ms = 5000
-
-[[hook]]
-name = "start-vm"
-stage = "cutover"
-command = ["sh", "-c", {start:?}]
-undo = ["sh", "-c", {unstart:?}]
-timeout_ms = 5000
-
+{hooks}
 [verify]
 command = ["sh", "-c", {verify:?}]
 timeout_ms = 20000
 interval_ms = 10
-"#,
-            stop = kill("FERRY_FROM"),
-            restart = start("FERRY_FROM"),
-            start = start("FERRY_TO"),
-            unstart = kill("FERRY_TO"),
+"#
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{ferry_cli, CliOut};
+use super::{ferry_cli, CliOut, FERRY};
 
 /// A lab instance and the test's directory; `lab down` on drop.
 pub struct LabUp {
@@ -65,12 +65,51 @@ impl LabUp {
         assert_eq!(out.code, 0, "{commands:?}: {out}");
         out.stdout
     }
+
+    /// A plan's `stop-vm` (stop-primary) and `start-vm` (cutover) hooks, each with its undo,
+    /// for the VM of the site that `$FERRY_FROM` or `$FERRY_TO` names: `kill(var)` is the
+    /// shell that stops it (after [`pick_vm`]`(var)`); starting it starts its responder as the
+    /// lab does, tagged with the site's name.
+    pub fn vm_hooks(&self, kill: impl Fn(&str) -> String) -> String {
+        let i = &self.instance;
+        let start = |var: &str| {
+            format!(
+                "{} ip netns exec fl-{i}-$v setsid {FERRY} lab responder --tag ${var} --port 7007 </dev/null >/dev/null 2>&1 &",
+                pick_vm(var)
+            )
+        };
+        format!(
+            r#"[[hook]]
+name = "stop-vm"
+stage = "stop-primary"
+command = ["sh", "-c", {stop:?}]
+undo = ["sh", "-c", {restart:?}]
+timeout_ms = 5000
+
+[[hook]]
+name = "start-vm"
+stage = "cutover"
+command = ["sh", "-c", {start:?}]
+undo = ["sh", "-c", {unstart:?}]
+timeout_ms = 5000
+"#,
+            stop = kill("FERRY_FROM"),
+            restart = start("FERRY_FROM"),
+            start = start("FERRY_TO"),
+            unstart = kill("FERRY_TO"),
+        )
+    }
 }
 
 impl Drop for LabUp {
     fn drop(&mut self) {
         down(&self.instance);
     }
+}
+
+/// Shell that sets `$v` to the VM node (vm1 or vm2) of the site that `$var` names.
+pub fn pick_vm(var: &str) -> String {
+    format!("case ${var} in primary) v=vm1;; *) v=vm2;; esac;")
 }
 
 /// Takes instance `.0` down on drop, for a test that brings it up (or fails to) itself.
