@@ -63,24 +63,9 @@ impl LabUp {
                 pick_vm(var)
             )
         });
+        let head = self.plan_head(name, "", "198.51.100.10", Some("2001:db8:100::10"));
         let text = format!(
-            r#"name = "{name}"
-primary = "primary"
-recovery = "recovery"
-order = "break-before-make"
-
-[[site]]
-name = "primary"
-api = "/run/ferry-lab/{i}/sp1/ferry.sock"
-next_hop = "198.51.100.10"
-next_hop6 = "2001:db8:100::10"
-
-[[site]]
-name = "recovery"
-api = "/run/ferry-lab/{i}/sp2/ferry.sock"
-next_hop = "198.51.100.10"
-next_hop6 = "2001:db8:100::10"
-
+            r#"{head}
 [[group]]
 name = "vm"
 subnets = ["198.51.100.0/24", "2001:db8:100::/64"]

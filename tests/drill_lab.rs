@@ -111,22 +111,9 @@ impl LabUp {
                 pick_vm(var)
             )
         });
+        let head = self.plan_head(name, extra, next_hop, None);
         let text = format!(
-            r#"name = "{name}"
-primary = "primary"
-recovery = "recovery"
-order = "break-before-make"
-{extra}
-[[site]]
-name = "primary"
-api = "/run/ferry-lab/{i}/sp1/ferry.sock"
-next_hop = "{next_hop}"
-
-[[site]]
-name = "recovery"
-api = "/run/ferry-lab/{i}/sp2/ferry.sock"
-next_hop = "{next_hop}"
-
+            r#"{head}
 [[group]]
 name = "vm"
 {group}

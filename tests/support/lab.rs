@@ -66,6 +66,38 @@ impl LabUp {
         out.stdout
     }
 
+    /// A plan's head: its `name`, the primary (sp1) and recovery (sp2) sites with `next_hop`
+    /// (and `next_hop6`), break-before-make; `top` is more top-level TOML.
+    pub fn plan_head(
+        &self,
+        name: &str,
+        top: &str,
+        next_hop: &str,
+        next_hop6: Option<&str>,
+    ) -> String {
+        let i = &self.instance;
+        let nh6 = next_hop6
+            .map(|n| format!("next_hop6 = \"{n}\"\n"))
+            .unwrap_or_default();
+        format!(
+            r#"name = "{name}"
+primary = "primary"
+recovery = "recovery"
+order = "break-before-make"
+{top}
+[[site]]
+name = "primary"
+api = "/run/ferry-lab/{i}/sp1/ferry.sock"
+next_hop = "{next_hop}"
+{nh6}
+[[site]]
+name = "recovery"
+api = "/run/ferry-lab/{i}/sp2/ferry.sock"
+next_hop = "{next_hop}"
+{nh6}"#
+        )
+    }
+
     /// A plan's `stop-vm` (stop-primary) and `start-vm` (cutover) hooks, each with its undo,
     /// for the VM of the site that `$FERRY_FROM` or `$FERRY_TO` names: `kill(var)` is the
     /// shell that stops it (after [`pick_vm`]`(var)`); starting it starts its responder as the
