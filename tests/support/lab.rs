@@ -2,7 +2,9 @@
 //! named by the test's prefix and its process id, so parallel test binaries do not collide;
 //! taken down on drop (also when an assertion fails) before its directory of plans and state
 //! is removed ([`LabUp`]; [`Down`] for a test that runs `lab up` itself). Also: a copy of the
-//! built-in topology to edit, and vtysh at a lab router.
+//! built-in topology to edit, vtysh at a lab router, and the parts of a failover plan for the
+//! lab that the lab tests share (its head with the two sites, the hooks that stop and start
+//! the VM).
 //!
 //! Never does: start anything in the root namespace, or leave an instance up.
 
