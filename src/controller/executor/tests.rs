@@ -280,10 +280,12 @@ fn plan(text: &str) -> Plan {
     Plan::parse(text).unwrap()
 }
 
-fn start<'a>(
+/// A run in `direction` and `mode`, started by holder "test".
+fn start_run<'a>(
     dir: &Path,
     plan: Plan,
     direction: Direction,
+    mode: Mode,
     sites: &'a FakeSites,
     probes: &'a FakeProbes,
 ) -> Executor<'a> {
@@ -291,13 +293,24 @@ fn start<'a>(
         dir,
         plan,
         direction,
-        Mode::Planned,
+        mode,
         Holder::me("test"),
         sites,
         probes,
         Box::new(|_| {}),
     )
     .unwrap()
+}
+
+/// A planned run in `direction`.
+fn start<'a>(
+    dir: &Path,
+    plan: Plan,
+    direction: Direction,
+    sites: &'a FakeSites,
+    probes: &'a FakeProbes,
+) -> Executor<'a> {
+    start_run(dir, plan, direction, Mode::Planned, sites, probes)
 }
 
 /// What `pick` takes from each record of the run's journal.
@@ -333,17 +346,7 @@ fn start_in<'a>(
     sites: &'a FakeSites,
     probes: &'a FakeProbes,
 ) -> Executor<'a> {
-    Executor::start(
-        dir,
-        plan,
-        Direction::Failover,
-        mode,
-        Holder::me("test"),
-        sites,
-        probes,
-        Box::new(|_| {}),
-    )
-    .unwrap()
+    start_run(dir, plan, Direction::Failover, mode, sites, probes)
 }
 
 fn only(sites: &FakeSites, plan: &Plan, active: &str) {

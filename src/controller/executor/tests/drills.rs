@@ -38,17 +38,7 @@ fn test_run<'a>(
     sites: &'a FakeSites,
     probes: &'a FakeProbes,
 ) -> Executor<'a> {
-    Executor::start(
-        dir,
-        p.clone(),
-        direction,
-        Mode::Test,
-        Holder::me("test"),
-        sites,
-        probes,
-        Box::new(|_| {}),
-    )
-    .unwrap()
+    start_run(dir, p.clone(), direction, Mode::Test, sites, probes)
 }
 
 /// A state directory, the plan of `text`, fake sites for it and healthy fake probes.
