@@ -21,7 +21,7 @@ use std::process::{Command, Output};
 
 mod support;
 
-use support::lab::Down;
+use support::lab::{assert_chaos_clean, assert_faults_drawn, assert_suite_passed, Down};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -319,18 +319,8 @@ fn the_scenario_suite_passes_under_docker() {
         "--out",
         out.path().to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", text(&o));
-    let summary = stdout.lines().last().unwrap_or_default();
-    let (passed, failed) = summary
-        .split_once(" passed, ")
-        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
-    assert_eq!(failed, "0 failed", "{stdout}");
-    assert!(passed.parse::<u32>().unwrap() >= 7, "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
-    assert!(report["summary"]["loss_ms"]["median"].as_f64().unwrap() > 0.0);
-    assert!(out.path().join("timeline.svg").exists());
+    assert_suite_passed(&String::from_utf8_lossy(&o.stdout), out.path());
     assert_left_nothing(&inst);
 }
 
@@ -672,18 +662,7 @@ fn chaos_finds_no_violation_under_docker() {
         out.path().to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("violations: 0"), "{}", text(&o));
-    let rep: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("chaos.json")).unwrap()).unwrap();
-    assert!(rep["violation"].is_null(), "{rep}");
-    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
-    let faults = rep["faults"].as_object().unwrap();
-    for class in ["speaker-kill", "bgpd-kill", "link-cut"] {
-        assert!(
-            faults.get(class).and_then(|n| n.as_u64()) >= Some(1),
-            "{class}: {rep}"
-        );
-    }
+    let rep = assert_chaos_clean(&String::from_utf8_lossy(&o.stdout), out.path());
+    assert_faults_drawn(&rep, &["speaker-kill", "bgpd-kill", "link-cut"]);
     assert_left_nothing(&inst);
 }

@@ -4,7 +4,8 @@
 //! is removed ([`LabUp`]; [`Down`] for a test that runs `lab up` itself). Also: a copy of the
 //! built-in topology to edit, vtysh at a lab router, and the parts of a failover plan for the
 //! lab that the lab tests share (its head with the two sites, the hooks that stop and start
-//! the VM).
+//! the VM), and the checks of `ferry lab test` and `ferry lab chaos` output that the netns and
+//! Docker runtimes' tests share.
 //!
 //! Never does: start anything in the root namespace, or leave an instance up.
 
@@ -176,4 +177,40 @@ pub fn copy_topology(dir: &Path, le: u8, edit: impl Fn(&str, String) -> String) 
         std::fs::write(to, edit(f, text)).unwrap();
     }
     topo
+}
+
+/// `ferry lab test` passed: its last line says at least 7 scenarios passed and none failed,
+/// its report has a median loss window and the timeline is drawn.
+pub fn assert_suite_passed(stdout: &str, out: &Path) {
+    let summary = stdout.lines().last().unwrap_or_default();
+    let (passed, failed) = summary
+        .split_once(" passed, ")
+        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
+    assert_eq!(failed, "0 failed", "{stdout}");
+    assert!(passed.parse::<u32>().unwrap() >= 7, "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["summary"]["loss_ms"]["median"].as_f64().unwrap() > 0.0);
+    assert!(out.join("timeline.svg").exists());
+}
+
+/// `ferry lab chaos` found no violation and made at least two moves; its `chaos.json`.
+pub fn assert_chaos_clean(stdout: &str, out: &Path) -> serde_json::Value {
+    assert!(stdout.contains("violations: 0"), "{stdout}");
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("chaos.json")).unwrap()).unwrap();
+    assert!(rep["violation"].is_null(), "{rep}");
+    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
+    rep
+}
+
+/// The chaos run `rep` injected every fault of `classes` at least once.
+pub fn assert_faults_drawn(rep: &serde_json::Value, classes: &[&str]) {
+    let faults = rep["faults"].as_object().unwrap();
+    for class in classes {
+        assert!(
+            faults.get(*class).and_then(|n| n.as_u64()) >= Some(1),
+            "{class}: {rep}"
+        );
+    }
 }
