@@ -31,96 +31,33 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferry::lab::watch::RouteMonitor;
-use support::{lab_can_run, FERRY};
+use support::lab::{copy_topology, pick_vm, LabUp};
+use support::{ferry_cli, lab_can_run, CliOut, FERRY};
 
 /// The test speaker's AS (the recovery site's: src/lab/testnet.rs) and the primary speaker's.
 const TEST_AS: u32 = 65102;
 const PRIMARY_AS: &str = "65101";
 
-fn ferry(args: &[&str]) -> Output {
-    Command::new(FERRY)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry")
+fn ferry(args: &[&str]) -> CliOut {
+    ferry_cli(args, None)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// The lab, up on a copy of the built-in topology whose site routers accept host routes of
+/// the subnet.
+fn start_lab() -> LabUp {
+    let lab = LabUp::new("dr");
+    let topo = copy_topology(lab.dir.path(), 32, |_, text| text);
+    lab.up(&["--topology", topo.to_str().unwrap()]);
+    lab
 }
 
-/// The lab instance, taken down on drop (also when an assertion fails).
-struct LabUp {
-    instance: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for LabUp {
-    fn drop(&mut self) {
-        let _ = ferry(&["lab", "down", "--instance", &self.instance]);
-    }
-}
-
+/// This test's operations on its lab.
 impl LabUp {
-    fn start() -> Self {
-        let lab = LabUp {
-            instance: format!("dr{}", std::process::id() % 1_000_000),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let topo = lab.copy_topology();
-        let args = [
-            "lab",
-            "up",
-            "--instance",
-            &lab.instance,
-            "--topology",
-            topo.to_str().unwrap(),
-        ];
-        // Under load the lab's own wait for a VM responder is sometimes too short; a failed
-        // `up` removes what it created.
-        let first = ferry(&args);
-        if !first.status.success() {
-            eprintln!("lab up failed once, retrying:\n{}", text(&first));
-            let again = ferry(&args);
-            assert!(again.status.success(), "{}", text(&again));
-        }
-        lab
-    }
-
-    /// The built-in topology with the site routers accepting host routes of the subnet.
-    fn copy_topology(&self) -> PathBuf {
-        let topo = self.dir.path().join("topology");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topologies/three-site");
-        for f in ["topology.toml", "r1/frr.conf", "r2/frr.conf", "r3/frr.conf"] {
-            let to = topo.join(f);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            let text = std::fs::read_to_string(src.join(f)).unwrap().replace(
-                "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24",
-                "FAILOVER-SUBNET seq 10 permit 198.51.100.0/24 le 32",
-            );
-            std::fs::write(to, text).unwrap();
-        }
-        topo
-    }
-
-    fn ns(&self, node: &str) -> String {
-        format!("fl-{}-{node}", self.instance)
-    }
-
-    fn state(&self) -> String {
-        self.dir.path().join("state").display().to_string()
-    }
-
-    fn run(&self, args: &[&str], plan: &Path) -> Output {
+    fn run(&self, args: &[&str], plan: &Path) -> CliOut {
         let mut all = args.to_vec();
         let state = self.state();
         all.extend([
@@ -136,15 +73,15 @@ impl LabUp {
     /// `ferry lab testnet`: the test speaker's API socket.
     fn testnet(&self) -> PathBuf {
         let out = ferry(&["lab", "testnet", "--instance", &self.instance, "--json"]);
-        assert!(out.status.success(), "{}", text(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         PathBuf::from(v["test_speaker_api"].as_str().unwrap())
     }
 
     /// Every IPv4 prefix in `router`'s BGP table with the AS paths of its paths.
     fn bgp_paths(&self, router: &str) -> BTreeMap<String, Vec<String>> {
         let v: serde_json::Value =
-            serde_json::from_str(&self.vtysh(router, "show bgp ipv4 unicast json")).unwrap();
+            serde_json::from_str(&self.vtysh(router, &["show bgp ipv4 unicast json"])).unwrap();
         let mut all = BTreeMap::new();
         for (prefix, paths) in v["routes"].as_object().into_iter().flatten() {
             let ps = paths.as_array().into_iter().flatten();
@@ -155,19 +92,6 @@ impl LabUp {
             );
         }
         all
-    }
-
-    /// `vtysh -c ...` at a lab router.
-    fn vtysh(&self, router: &str, cmd: &str) -> String {
-        let mut c = Command::new("vtysh");
-        testkit::daemons::frr_daemon::vtysh_args(
-            &mut c,
-            Path::new(&format!("/run/ferry-lab/{}/{router}", self.instance)),
-            &[cmd],
-        );
-        let out = c.stdin(Stdio::null()).output().unwrap();
-        assert!(out.status.success(), "{cmd}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A plan for this lab. `group` is the [[group]]'s body; `keep` a pid at the primary VM
@@ -181,62 +105,25 @@ impl LabUp {
         } else {
             "198.51.100.10"
         };
-        let vm = |var: &str| format!("case ${var} in primary) v=vm1;; *) v=vm2;; esac;");
-        let kill = |var: &str| {
+        let hooks = self.vm_hooks(|var| {
             format!(
                 "{} for p in $(ip netns pids fl-{i}-$v); do [ $p = {keep} ] || kill -9 $p; done",
-                vm(var)
+                pick_vm(var)
             )
-        };
-        let start = |var: &str| {
-            format!(
-                "{} ip netns exec fl-{i}-$v setsid {FERRY} lab responder --tag ${var} --port 7007 </dev/null >/dev/null 2>&1 &",
-                vm(var)
-            )
-        };
+        });
+        let head = self.plan_head(name, extra, next_hop, None);
         let text = format!(
-            r#"name = "{name}"
-primary = "primary"
-recovery = "recovery"
-order = "break-before-make"
-{extra}
-[[site]]
-name = "primary"
-api = "/run/ferry-lab/{i}/sp1/ferry.sock"
-next_hop = "{next_hop}"
-
-[[site]]
-name = "recovery"
-api = "/run/ferry-lab/{i}/sp2/ferry.sock"
-next_hop = "{next_hop}"
-
+            r#"{head}
 [[group]]
 name = "vm"
 {group}
 
-[[hook]]
-name = "stop-vm"
-stage = "stop-primary"
-command = ["sh", "-c", {stop:?}]
-undo = ["sh", "-c", {restart:?}]
-timeout_ms = 5000
-
-[[hook]]
-name = "start-vm"
-stage = "cutover"
-command = ["sh", "-c", {start:?}]
-undo = ["sh", "-c", {unstart:?}]
-timeout_ms = 5000
-
+{hooks}
 [verify]
 command = ["sh", "-c", {verify:?}]
 timeout_ms = 20000
 interval_ms = 10
-"#,
-            stop = kill("FERRY_FROM"),
-            restart = start("FERRY_FROM"),
-            start = start("FERRY_TO"),
-            unstart = kill("FERRY_TO"),
+"#
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -363,15 +250,15 @@ fn test_failover_stays_in_the_test_network_and_a_host_move_moves_one_vm_in_the_l
     if !lab_can_run() {
         return;
     }
-    let lab = LabUp::start();
+    let lab = start_lab();
 
     // ---- 1. test failover ----
     let net = lab.testnet();
     let again = ferry(&["lab", "testnet", "--instance", &lab.instance]);
     assert!(
-        again.status.success() && String::from_utf8_lossy(&again.stdout).contains("already there"),
+        again.code == 0 && again.stdout.contains("already there"),
         "adding the test network twice: {}",
-        text(&again)
+        again
     );
     let i = lab.instance.clone();
     let whole_verify = format!(
@@ -439,19 +326,15 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
     // Neither a real run nor another test may start over it; `resume` finishes it as a test.
     for args in [&["failover"][..], &["failover", "--test"][..]] {
         let out = lab.run(args, &drill);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("is unfinished"),
-            "{args:?}: {}",
-            text(&out)
-        );
+        assert_eq!(out.code, 1, "{args:?}: {out}");
+        assert!(out.stderr.contains("is unfinished"), "{args:?}: {}", out);
     }
     let out = ferry(&["failover", "resume", "--state-dir", &lab.state()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("health clone-runs ... ok"),
+        out.stdout.contains("health clone-runs ... ok"),
         "the test health check ran: {}",
-        text(&out)
+        out
     );
     // The resumed run returns once the test speaker has announced; r4 learns it an UPDATE later.
     let from_test_speaker = |paths: &BTreeMap<String, Vec<String>>| {
@@ -496,7 +379,7 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
         }
     }
     let h = ferry(&["failover", "history", "--state-dir", &lab.state()]);
-    let listed = String::from_utf8_lossy(&h.stdout);
+    let listed = &h.stdout;
     let rows: Vec<&str> = listed.lines().filter(|l| l.contains(" drill ")).collect();
     assert!(
         rows.len() == 1
@@ -504,10 +387,10 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
             && rows[0].contains("test failover")
             && rows[0].contains("completed"),
         "one run, listed as a completed test failover: {}",
-        text(&h)
+        h
     );
     let out = lab.run(&["failover", "cleanup-test"], &drill);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     // cleanup-test returns once the test speaker has withdrawn; r4 learns it an UPDATE later.
     let r4_empty =
         testkit::poll::poll_every(Duration::from_secs(10), Duration::from_millis(10), || {
@@ -581,7 +464,7 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
             let moved = Prober::start(&lab, "198.51.100.10:7007", "moved.csv");
             let stays = Prober::start(&lab, "198.51.100.11:7008", "stays.csv");
             let out = lab.run(&["failover"], plan);
-            assert!(out.status.success(), "{what}: {}", text(&out));
+            assert_eq!(out.code, 0, "{what}: {out}");
             std::thread::sleep(Duration::from_millis(800));
             let (moved, stays) = (moved.finish(), stays.finish());
             assert_eq!(
@@ -609,7 +492,7 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
             let back = Prober::start(&lab, "198.51.100.10:7007", "back.csv");
             let stays = Prober::start(&lab, "198.51.100.11:7008", "stays.csv");
             let out = lab.run(&["failback"], plan);
-            assert!(out.status.success(), "{what} failback: {}", text(&out));
+            assert_eq!(out.code, 0, "{what} failback: {out}");
             std::thread::sleep(Duration::from_millis(800));
             let (back, stays) = (back.finish(), stays.finish());
             assert_eq!(
@@ -666,7 +549,7 @@ command = ["sh", "-c", "ip netns pids fl-{i}-vm2t | grep -q ."]
     let _ = second.wait();
     // `lab down` removes the test network with the rest.
     let out = ferry(&["lab", "down", "--instance", &lab.instance]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.code, 0, "{out}");
     let left = testkit::netns::list(&format!("fl-{i}-")).unwrap_or_default();
     assert!(left.is_empty(), "left after lab down: {left:?}");
 }

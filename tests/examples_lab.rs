@@ -12,19 +12,11 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
+use support::lab::LabUp;
 use support::{ferry_cli, CliOut, FERRY};
 
 fn ferry(args: &[&str]) -> CliOut {
     ferry_cli(args, None)
-}
-
-/// The lab instance, taken down on drop (also when an assertion fails).
-struct Lab(String);
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = ferry(&["lab", "down", "--instance", &self.0]);
-    }
 }
 
 /// The third site's route to the subnet: its `via` address.
@@ -48,9 +40,9 @@ fn the_lab_example_plan_fails_over_and_back() {
     if !testkit::root::lab_can_run() {
         return;
     }
-    let instance = format!("ex{}", std::process::id() % 1_000_000);
-    let lab = Lab(instance.clone());
-    let dir = tempfile::tempdir().unwrap();
+    let lab = LabUp::new("ex");
+    let instance = lab.instance.clone();
+    let dir = &lab.dir;
 
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plan/lab.toml");
     let mut plan = std::fs::read_to_string(example).unwrap();
@@ -68,17 +60,10 @@ fn the_lab_example_plan_fails_over_and_back() {
     let plan_path = dir.path().join("lab.toml");
     std::fs::write(&plan_path, plan).unwrap();
     let plan_arg = plan_path.to_str().unwrap();
-    let state = dir.path().join("state");
-    let state_arg = state.to_str().unwrap();
+    let state = lab.state();
+    let state_arg = state.as_str();
 
-    // Under load a lab's own waits are sometimes too short; `up` undoes a failed attempt.
-    let up = ["lab", "up", "--instance", &lab.0];
-    let first = ferry(&up);
-    if first.code != 0 {
-        eprintln!("lab up failed once, retrying:\n{first:?}");
-        let again = ferry(&up);
-        assert_eq!(again.code, 0, "{again:?}");
-    }
+    lab.up(&[]);
     // r3 reaches the subnet through r1 (primary, 192.0.2.1) or r2 (recovery, 192.0.2.5).
     assert_eq!(third_site_via(&instance), "192.0.2.1");
 

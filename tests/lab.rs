@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 mod support;
 
+use support::lab::{assert_chaos_clean, assert_faults_drawn, assert_suite_passed, Down};
+
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn ferry(args: &[&str]) -> Output {
@@ -29,13 +31,6 @@ fn namespaces(instance: &str) -> Vec<String> {
         .filter(|n| n.starts_with(&format!("fl-{instance}-")))
         .map(str::to_owned)
         .collect()
-}
-
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = ferry(&["lab", "down", "--instance", &self.0]);
-    }
 }
 
 fn instance(tag: &str) -> String {
@@ -68,13 +63,7 @@ fn assert_left_nothing(inst: &str) {
 fn chaos_ok(args: &[&str], inst: &str, out: &Path) -> serde_json::Value {
     let mut all = vec!["chaos"];
     all.extend(args);
-    let stdout = lab_run_ok(&all, inst, out);
-    assert!(stdout.contains("violations: 0"), "{stdout}");
-    let rep: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("chaos.json")).unwrap()).unwrap();
-    assert!(rep["violation"].is_null(), "{rep}");
-    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
-    rep
+    assert_chaos_clean(&lab_run_ok(&all, inst, out), out)
 }
 
 #[test]
@@ -86,17 +75,7 @@ fn scenario_suite_passes_and_prints_its_summary() {
     let _down = Down(inst.clone());
     let out_dir = tempfile::tempdir().unwrap();
     let stdout = lab_run_ok(&["test"], &inst, out_dir.path());
-    let summary = stdout.lines().last().unwrap_or_default();
-    let (passed, failed) = summary
-        .split_once(" passed, ")
-        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
-    assert_eq!(failed, "0 failed", "{stdout}");
-    assert!(passed.parse::<u32>().unwrap() >= 7, "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.path().join("report.json")).unwrap())
-            .unwrap();
-    assert!(report["summary"]["loss_ms"]["median"].as_f64().unwrap() > 0.0);
-    assert!(out_dir.path().join("timeline.svg").exists());
+    assert_suite_passed(&stdout, out_dir.path());
     assert_left_nothing(&inst);
 }
 
@@ -115,13 +94,7 @@ fn chaos_with_a_short_seed_finds_no_violation() {
     let out_dir = tempfile::tempdir().unwrap();
     let rep = chaos_ok(&["--seed", "1", "--minutes", "0.67"], &inst, out_dir.path());
     assert_eq!(rep["seed"], 1);
-    let faults = rep["faults"].as_object().unwrap();
-    for class in ["speaker-kill", "bgpd-kill", "link-cut"] {
-        assert!(
-            faults.get(class).and_then(|n| n.as_u64()) >= Some(1),
-            "{class}: {rep}"
-        );
-    }
+    assert_faults_drawn(&rep, &["speaker-kill", "bgpd-kill", "link-cut"]);
     assert_left_nothing(&inst);
 }
 

@@ -21,6 +21,8 @@ use std::process::{Command, Output};
 
 mod support;
 
+use support::lab::{assert_chaos_clean, assert_faults_drawn, assert_suite_passed, Down};
+
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn ferry(args: &[&str]) -> Output {
@@ -133,11 +135,20 @@ fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = ferry(&["lab", "down", "--instance", &self.0]);
-    }
+/// `ferry lab up --runtime docker MORE --instance INST`.
+fn docker_up(inst: &str, more: &[&str]) -> Output {
+    let mut args = vec!["lab", "up", "--runtime", "docker"];
+    args.extend(more);
+    args.extend(["--instance", inst]);
+    ferry(&args)
+}
+
+/// `o` is a refusal: exit 2, `want` in its error, nothing of the instance left.
+fn assert_refused(o: &Output, inst: &str, want: &str) {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(want), "{want:?} not in: {err}");
+    assert_left_nothing(inst);
 }
 
 #[test]
@@ -153,8 +164,7 @@ fn image_build_is_idempotent_and_names_its_content_tag() {
     let image = v["image"].as_str().unwrap();
     assert!(image.starts_with("ferry-lab-frr:"), "{v}");
     assert!(v["seconds"].as_f64().unwrap() < 30.0, "{v}");
-    let name = ferry(&["lab", "image", "name"]);
-    assert_eq!(String::from_utf8_lossy(&name.stdout).trim(), image);
+    assert_eq!(built_image(), image);
     // What the routers run is in it.
     let o = docker(&[
         "run",
@@ -181,7 +191,7 @@ fn docker_lab_comes_up_as_labelled_containers_and_down_removes_them() {
     }
     let inst = instance("dk");
     let _down = Down(inst.clone());
-    let o = ferry(&["lab", "up", "--runtime", "docker", "--instance", &inst]);
+    let o = docker_up(&inst, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let mut names = containers(&inst);
     names.sort();
@@ -191,11 +201,8 @@ fn docker_lab_comes_up_as_labelled_containers_and_down_removes_them() {
         .collect();
     assert_eq!(names, want);
 
-    // status --json: the runtime, every node's container id, the sessions, the route.
-    let o = ferry(&["lab", "status", "--instance", &inst, "--json"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let st: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json");
-    assert_eq!(st["runtime"], "docker", "{st}");
+    // status --json: the runtime, the sessions, the route, every node's container id.
+    let st = assert_up(&inst);
     let nodes = st["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 8, "{st}");
     for n in nodes {
@@ -208,15 +215,6 @@ fn docker_lab_comes_up_as_labelled_containers_and_down_removes_them() {
             "{st}"
         );
     }
-    let sessions = st["sessions"].as_array().unwrap();
-    assert!(sessions.len() >= 5, "{st}");
-    assert!(sessions.iter().all(|s| s["state"] == "Established"), "{st}");
-    assert!(
-        st["third_site_route"]
-            .as_str()
-            .is_some_and(|r| r.contains("via 192.0.2.1 ")),
-        "{st}"
-    );
 
     // bgpd is the image's: it runs in the container's mount namespace, not the host's.
     let pid = std::fs::read_to_string(format!("/run/ferry-lab/{inst}/r1/bgpd.pid")).unwrap();
@@ -321,18 +319,8 @@ fn the_scenario_suite_passes_under_docker() {
         "--out",
         out.path().to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", text(&o));
-    let summary = stdout.lines().last().unwrap_or_default();
-    let (passed, failed) = summary
-        .split_once(" passed, ")
-        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
-    assert_eq!(failed, "0 failed", "{stdout}");
-    assert!(passed.parse::<u32>().unwrap() >= 7, "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
-    assert!(report["summary"]["loss_ms"]["median"].as_f64().unwrap() > 0.0);
-    assert!(out.path().join("timeline.svg").exists());
+    assert_suite_passed(&String::from_utf8_lossy(&o.stdout), out.path());
     assert_left_nothing(&inst);
 }
 
@@ -344,20 +332,8 @@ fn a_missing_image_is_named_with_exit_2_and_nothing_left() {
     let inst = instance("dm");
     let _down = Down(inst.clone());
     let image = format!("ferry-no-such-image:{inst}");
-    let o = ferry(&[
-        "lab",
-        "up",
-        "--runtime",
-        "docker",
-        "--frr-image",
-        &image,
-        "--instance",
-        &inst,
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("image {image} not found")), "{err}");
-    assert_left_nothing(&inst);
+    let o = docker_up(&inst, &["--frr-image", &image]);
+    assert_refused(&o, &inst, &format!("image {image} not found"));
 }
 
 #[test]
@@ -367,9 +343,7 @@ fn an_image_without_bfdd_is_refused_by_name() {
     }
     let inst = instance("db");
     let _down = Down(inst.clone());
-    let base = String::from_utf8_lossy(&ferry(&["lab", "image", "name"]).stdout)
-        .trim()
-        .to_owned();
+    let base = built_image();
     let image = format!("ferry-test-nobfdd:{inst}");
     let tmp = format!("ferry-test-nobfdd-{inst}");
     let o = docker(&[
@@ -388,24 +362,9 @@ fn an_image_without_bfdd_is_refused_by_name() {
     let c = docker(&["commit", &tmp, &image]);
     let _ = docker(&["rm", "-f", &tmp]);
     assert!(c.status.success(), "{}", text(&c));
-    let o = ferry(&[
-        "lab",
-        "up",
-        "--runtime",
-        "docker",
-        "--frr-image",
-        &image,
-        "--instance",
-        &inst,
-    ]);
+    let o = docker_up(&inst, &["--frr-image", &image]);
     let _ = docker(&["image", "rm", &image]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains(&format!("image {image} lacks /usr/lib/frr/bfdd")),
-        "{err}"
-    );
-    assert_left_nothing(&inst);
+    assert_refused(&o, &inst, &format!("image {image} lacks /usr/lib/frr/bfdd"));
 }
 
 #[test]
@@ -421,15 +380,11 @@ fn docker_not_running_is_named_with_exit_2_and_nothing_left() {
         .args(["lab", "up", "--runtime", "docker", "--instance", &inst])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains(&format!(
-            "Docker is not running (no engine answers at {dead})"
-        )),
-        "{err}"
+    assert_refused(
+        &o,
+        &inst,
+        &format!("Docker is not running (no engine answers at {dead})"),
     );
-    assert_left_nothing(&inst);
 }
 
 /// The three-site file in the repo is what `ferry lab export` writes today (it cannot drift
@@ -543,18 +498,10 @@ fn the_three_site_containerlab_file_runs_with_a_users_frr_image() {
     assert!(o.status.success(), "{}", text(&o));
     let _tag = Tag(theirs.clone());
     let file = repo("lab/topologies/three-site/three-site.clab.yml");
-    let o = ferry(&[
-        "lab",
-        "up",
-        "--runtime",
-        "docker",
-        "--frr-image",
-        &theirs,
-        "--topology",
-        file.to_str().unwrap(),
-        "--instance",
+    let o = docker_up(
         &inst,
-    ]);
+        &["--frr-image", &theirs, "--topology", file.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let image_of = |node: &str| {
         let o = docker(&[
@@ -585,16 +532,7 @@ fn the_four_router_containerlab_file_runs_up_and_demo_through_r4() {
     let inst = instance("d4");
     let _down = Down(inst.clone());
     let file = repo("lab/topologies/four-router/four-router.clab.yml");
-    let o = ferry(&[
-        "lab",
-        "up",
-        "--runtime",
-        "docker",
-        "--topology",
-        file.to_str().unwrap(),
-        "--instance",
-        &inst,
-    ]);
+    let o = docker_up(&inst, &["--topology", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(containers(&inst).len(), 9, "{:?}", containers(&inst));
     let st = assert_up(&inst);
@@ -637,20 +575,8 @@ fn bad_file_is_refused(inst: &str, edit: &dyn Fn(String) -> String, want: &str) 
     assert_ne!(edited, original, "the edit for {want:?} changed nothing");
     let file = dir.path().join("bad.clab.yml");
     std::fs::write(&file, edited).unwrap();
-    let o = ferry(&[
-        "lab",
-        "up",
-        "--runtime",
-        "docker",
-        "--topology",
-        file.to_str().unwrap(),
-        "--instance",
-        inst,
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(want), "{want:?} not in: {err}");
-    assert_left_nothing(inst);
+    let o = docker_up(inst, &["--topology", file.to_str().unwrap()]);
+    assert_refused(&o, inst, want);
 }
 
 #[test]
@@ -736,18 +662,7 @@ fn chaos_finds_no_violation_under_docker() {
         out.path().to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("violations: 0"), "{}", text(&o));
-    let rep: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("chaos.json")).unwrap()).unwrap();
-    assert!(rep["violation"].is_null(), "{rep}");
-    assert!(rep["moves"].as_u64().unwrap() >= 2, "{rep}");
-    let faults = rep["faults"].as_object().unwrap();
-    for class in ["speaker-kill", "bgpd-kill", "link-cut"] {
-        assert!(
-            faults.get(class).and_then(|n| n.as_u64()) >= Some(1),
-            "{class}: {rep}"
-        );
-    }
+    let rep = assert_chaos_clean(&String::from_utf8_lossy(&o.stdout), out.path());
+    assert_faults_drawn(&rep, &["speaker-kill", "bgpd-kill", "link-cut"]);
     assert_left_nothing(&inst);
 }

@@ -188,11 +188,7 @@ fn query(
     what: &str,
     timeout: Duration,
 ) -> Result<Message, DnsError> {
-    let bad = |why: String| DnsError::BadAnswer {
-        server,
-        what: what.to_owned(),
-        why,
-    };
+    let bad = bad_answer(server, what);
     let mut m = Message::query();
     m.metadata.recursion_desired = recursion;
     m.add_query(Query::query(name(host).map_err(bad)?, rt));
@@ -227,18 +223,11 @@ pub fn update(
     timeout: Duration,
 ) -> Result<UpdateOutcome, DnsError> {
     let what = format!("the update of {zone}");
-    let bad = |why: String| DnsError::BadAnswer {
-        server,
-        what: what.clone(),
-        why,
-    };
+    let bad = bad_answer(server, &what);
     let zone_name = name(zone).map_err(bad)?;
-    let mut m = Message::query();
-    m.metadata.op_code = OpCode::Update;
-    m.metadata.recursion_desired = false;
     let mut zq = Query::query(zone_name, RecordType::SOA);
     zq.set_query_class(DNSClass::IN);
-    m.add_zone(zq);
+    let mut m = update_message(zq);
     for c in changes {
         let n = name(&c.name).map_err(bad)?;
         // Prerequisite: TTL 0, class of the zone (RFC 2136 section 2.4.2).
@@ -251,53 +240,13 @@ pub fn update(
         m.add_update(delete);
         m.add_update(Record::from_rdata(n, c.ttl, rdata(c.new)));
     }
-    let signer = key.signer().map_err(bad)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut verifier = m
-        .finalize(&signer, now)
-        .map_err(|e| bad(format!("signing: {e}")))?
-        .ok_or_else(|| bad("the request was not signed".into()))?;
-    let bytes = m.to_vec().map_err(|e| bad(e.to_string()))?;
-    let deadline = Instant::now() + timeout;
-    let raw = tcp_exchange(server, &bytes, &what, deadline)?;
-    let answer = parse(server, &what, &raw, m.metadata.id)?;
-    let rcode = answer.metadata.response_code;
-    if rcode == ResponseCode::NotAuth {
-        // RFC 8945 section 5.3.2: a server that cannot verify the request answers NOTAUTH,
-        // unsigned, with the TSIG error.
-        return Err(DnsError::Refused(Box::new(Refusal {
-            server,
-            what,
-            rcode: rcode_name(rcode),
-            tsig: answer
-                .signature
-                .as_ref()
-                .and_then(|s| s.data.error.as_ref())
-                .map(|e| format!("{e:?}").to_uppercase()),
-            key: Some(key.name.clone()),
-        })));
-    }
-    verifier.verify(&raw).map_err(|e| {
-        bad(format!(
-            "its TSIG does not verify with key {:?}: {e}",
-            key.name
-        ))
-    })?;
-    match rcode {
+    match signed_exchange(server, &what, key, m, timeout)? {
         ResponseCode::NoError => Ok(UpdateOutcome::Applied),
-        ResponseCode::NXRRSet
+        rcode @ (ResponseCode::NXRRSet
         | ResponseCode::YXRRSet
         | ResponseCode::NXDomain
-        | ResponseCode::YXDomain => Ok(UpdateOutcome::PrerequisiteFailed(rcode_name(rcode))),
-        rc => Err(DnsError::Refused(Box::new(Refusal {
-            server,
-            what,
-            rcode: rcode_name(rc),
-            tsig: None,
-            key: Some(key.name.clone()),
-        }))),
+        | ResponseCode::YXDomain) => Ok(UpdateOutcome::PrerequisiteFailed(rcode_name(rcode))),
+        rc => Err(update_refused(server, &what, rc, None, key)),
     }
 }
 
@@ -313,19 +262,40 @@ pub fn probe_update(
     timeout: Duration,
 ) -> Result<(), DnsError> {
     let what = format!("a test update of {zone} (changes nothing)");
-    let bad = |why: String| DnsError::BadAnswer {
-        server,
-        what: what.clone(),
-        why,
-    };
+    let bad = bad_answer(server, &what);
     let zone_name = name(zone).map_err(bad)?;
-    let mut m = Message::query();
-    m.metadata.op_code = OpCode::Update;
-    m.metadata.recursion_desired = false;
-    m.add_zone(Query::query(zone_name.clone(), RecordType::SOA));
+    let mut m = update_message(Query::query(zone_name.clone(), RecordType::SOA));
     let mut pre = Record::update0(zone_name, 0, RecordType::ANY).into_record_of_rdata();
     pre.dns_class = DNSClass::NONE;
     m.add_pre_requisite(pre);
+    match signed_exchange(server, &what, key, m, timeout)? {
+        ResponseCode::YXDomain => Ok(()),
+        rc => Err(update_refused(server, &what, rc, None, key)),
+    }
+}
+
+/// An UPDATE of the zone `zone` names (RFC 2136 section 2.3), no recursion asked.
+fn update_message(zone: Query) -> Message {
+    let mut m = Message::query();
+    m.metadata.op_code = OpCode::Update;
+    m.metadata.recursion_desired = false;
+    m.add_zone(zone);
+    m
+}
+
+/// Sign the UPDATE `m` with `key`, send it to `server` over TCP (one exchange within
+/// `timeout`) and check the answer against it: it must answer `m` ([`parse`]) and carry a TSIG
+/// that verifies with `key` (RFC 8945 section 5.3), except a NOTAUTH answer, which the server
+/// sends unsigned with the TSIG error when it cannot verify the request (section 5.3.2):
+/// that is returned as the server's refusal. Returns the answer's RCODE.
+fn signed_exchange(
+    server: SocketAddr,
+    what: &str,
+    key: &TsigKey,
+    mut m: Message,
+    timeout: Duration,
+) -> Result<ResponseCode, DnsError> {
+    let bad = bad_answer(server, what);
     let signer = key.signer().map_err(bad)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -335,26 +305,16 @@ pub fn probe_update(
         .map_err(|e| bad(format!("signing: {e}")))?
         .ok_or_else(|| bad("the request was not signed".into()))?;
     let bytes = m.to_vec().map_err(|e| bad(e.to_string()))?;
-    let raw = tcp_exchange(server, &bytes, &what, Instant::now() + timeout)?;
-    let answer = parse(server, &what, &raw, m.metadata.id)?;
+    let raw = tcp_exchange(server, &bytes, what, Instant::now() + timeout)?;
+    let answer = parse(server, what, &raw, m.metadata.id)?;
     let rcode = answer.metadata.response_code;
-    let refused = |tsig| {
-        DnsError::Refused(Box::new(Refusal {
-            server,
-            what: what.clone(),
-            rcode: rcode_name(rcode),
-            tsig,
-            key: Some(key.name.clone()),
-        }))
-    };
     if rcode == ResponseCode::NotAuth {
-        return Err(refused(
-            answer
-                .signature
-                .as_ref()
-                .and_then(|s| s.data.error.as_ref())
-                .map(|e| format!("{e:?}").to_uppercase()),
-        ));
+        let tsig = answer
+            .signature
+            .as_ref()
+            .and_then(|s| s.data.error.as_ref())
+            .map(|e| format!("{e:?}").to_uppercase());
+        return Err(update_refused(server, what, rcode, tsig, key));
     }
     verifier.verify(&raw).map_err(|e| {
         bad(format!(
@@ -362,9 +322,33 @@ pub fn probe_update(
             key.name
         ))
     })?;
-    match rcode {
-        ResponseCode::YXDomain => Ok(()),
-        _ => Err(refused(None)),
+    Ok(rcode)
+}
+
+/// The server's error answer `rc` (with, for NOTAUTH, the TSIG error) to an update signed
+/// with `key`.
+fn update_refused(
+    server: SocketAddr,
+    what: &str,
+    rc: ResponseCode,
+    tsig: Option<String>,
+    key: &TsigKey,
+) -> DnsError {
+    DnsError::Refused(Box::new(Refusal {
+        server,
+        what: what.to_owned(),
+        rcode: rcode_name(rc),
+        tsig,
+        key: Some(key.name.clone()),
+    }))
+}
+
+/// The error for an answer (or a request) that cannot be used, saying `why`.
+fn bad_answer(server: SocketAddr, what: &str) -> impl Fn(String) -> DnsError + Copy + '_ {
+    move |why| DnsError::BadAnswer {
+        server,
+        what: what.to_owned(),
+        why,
     }
 }
 
@@ -374,11 +358,7 @@ fn rcode_name(rc: ResponseCode) -> String {
 }
 
 fn parse(server: SocketAddr, what: &str, raw: &[u8], id: u16) -> Result<Message, DnsError> {
-    let bad = |why: String| DnsError::BadAnswer {
-        server,
-        what: what.to_owned(),
-        why,
-    };
+    let bad = bad_answer(server, what);
     let m = Message::from_vec(raw).map_err(|e| bad(format!("does not parse: {e}")))?;
     if m.metadata.id != id || m.metadata.message_type != MessageType::Response {
         return Err(bad(format!(

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::instance::LabInstance;
+use super::planfile;
 use super::statedisk::StateDisk;
 use super::topology::Site;
 use super::{proc, LabError, Result};
@@ -56,15 +57,9 @@ impl Controller {
         let state_dir = out.join("controller");
         let disk = StateDisk::mount(&state_dir, "16m", &out.join("journals"))?;
         let t = &lab.topo;
-        let vm_ns = |site: Site| {
-            t.vm(site)
-                .map(|h| lab.ns(&h.name))
-                .ok_or_else(|| LabError::Topology(format!("no VM at {site}")))
-        };
-        let (vm1, vm2) = (vm_ns(Site::Primary)?, vm_ns(Site::Recovery)?);
-        let (p, r) = (Site::Primary.name(), Site::Recovery.name());
-        // `$1` is the site's name (FERRY_FROM or FERRY_TO); picks that site's VM namespace.
-        let pick = |var: &str| format!("case ${var} in {p}) v={vm1};; *) v={vm2};; esac;");
+        let (vm1, vm2) = planfile::vm_namespaces(lab)?;
+        // `var` names the site (FERRY_FROM or FERRY_TO); picks that site's VM namespace.
+        let pick = |var: &str| planfile::pick(var, &vm1, &vm2);
         let kill = |var: &str| format!("{} ip netns pids $v | xargs -r kill -9", pick(var));
         // A VM takes a while to stop and to boot: the hooks wait, so a controller killed in
         // the first seconds of a move dies inside a hook. The stop hook also runs a helper
@@ -90,6 +85,7 @@ impl Controller {
             t.addr_towards(&t.router(site).name, &third)
                 .ok_or_else(|| LabError::Topology(format!("no link {site} - {third}")))
         };
+        let p = Site::Primary.name();
         let verify = format!(
             "case $FERRY_TO in {p}) nh={};; *) nh={};; esac; ip -n {} -4 route show {} | grep -q \"via $nh \"",
             via(Site::Primary)?,
@@ -97,27 +93,8 @@ impl Controller {
             lab.ns(&third),
             t.prefix
         );
-        let socket = |site: Site| lab.speaker_socket(site).display().to_string();
-        let sp = |site: Site| t.speaker(site);
-        let text = format!(
-            r#"name = "{PLAN}"
-primary = "{p}"
-recovery = "{r}"
-order = "break-before-make"
-
-[[site]]
-name = "{p}"
-api = "{api1}"
-next_hop = "{nh1}"
-next_hop6 = "{nh1_6}"
-
-[[site]]
-name = "{r}"
-api = "{api2}"
-next_hop = "{nh2}"
-next_hop6 = "{nh2_6}"
-
-[[group]]
+        let rest = format!(
+            r#"[[group]]
 name = "vm"
 subnets = ["{prefix}", "{prefix6}"]
 
@@ -141,12 +118,6 @@ timeout_ms = 20000
 interval_ms = 20
 "#,
             mark = mark(&lab.instance),
-            api1 = socket(Site::Primary),
-            api2 = socket(Site::Recovery),
-            nh1 = sp(Site::Primary).next_hop,
-            nh1_6 = sp(Site::Primary).next_hop6,
-            nh2 = sp(Site::Recovery).next_hop,
-            nh2_6 = sp(Site::Recovery).next_hop6,
             prefix = t.prefix,
             prefix6 = t.prefix6,
             stop = stop_hook,
@@ -154,9 +125,8 @@ interval_ms = 20
             start = format!("{} sleep {START_SECS}", start("FERRY_TO")),
             unstart = kill("FERRY_TO"),
         );
-        let plan = out.join("chaos-plan.toml");
-        std::fs::write(&plan, text)
-            .map_err(|e| LabError::step(format!("writing {}", plan.display()), e))?;
+        let head = planfile::two_sites(lab, PLAN);
+        let plan = planfile::write(out, "chaos-plan.toml", &format!("{head}{rest}"))?;
         let start_vm = start("FERRY_TO");
         Ok(Self {
             exe,

@@ -296,20 +296,7 @@ pub fn run(instance: &str, out: &Path, verbose: bool) -> Result<(Vec<Outcome>, D
     );
     let mut outcomes = Vec::new();
     let mut record = |name: &str, passed: bool, detail: String| {
-        crate::lab::human(format_args!(
-            "{} {name}{}",
-            if passed { "PASS" } else { "FAIL" },
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            }
-        ));
-        outcomes.push(Outcome {
-            name: name.into(),
-            passed,
-            detail,
-        });
+        outcomes.push(Outcome::reported(name, passed, detail));
     };
     record(
         "dns-check",

@@ -12,53 +12,30 @@ use std::path::{Path, PathBuf};
 use super::dns::{self, DnsLab};
 use super::dnsrun::{FAILOVER_TTL, OLD_TTL};
 use super::instance::LabInstance;
+use super::planfile;
 use super::topology::Site;
-use super::{LabError, Result};
+use super::Result;
 
 /// The plan of the mixed move, written to `out/dns-plan.toml`.
 pub fn write_plan(lab: &LabInstance, d: &DnsLab, out: &Path) -> Result<PathBuf> {
     let t = &lab.topo;
-    let vm = |site: Site| {
-        t.vm(site)
-            .map(|h| lab.ns(&h.name))
-            .ok_or_else(|| LabError::Topology(format!("no VM at {site}")))
-    };
-    let (vm1, vm2) = (vm(Site::Primary)?, vm(Site::Recovery)?);
+    let (vm1, vm2) = planfile::vm_namespaces(lab)?;
     let (app1, app2) = (d.app_ns(Site::Primary), d.app_ns(Site::Recovery));
-    let (p, r) = (Site::Primary.name(), Site::Recovery.name());
-    let pick =
-        |var: &str, a: &str, b: &str| format!("case ${var} in {p}) v={a};; *) v={b};; esac;");
     let kill = |var: &str, a: &str, b: &str| {
-        format!("{} ip netns pids $v | xargs -r kill -9", pick(var, a, b))
+        format!(
+            "{} ip netns pids $v | xargs -r kill -9",
+            planfile::pick(var, a, b)
+        )
     };
     let start = |var: &str, a: &str, b: &str| {
         format!(
             "{} TAG=${var}; {}",
-            pick(var, a, b),
+            planfile::pick(var, a, b),
             dns::start_app_command("$v", t.probe_port)
         )
     };
-    let socket = |site: Site| lab.speaker_socket(site).display().to_string();
-    let sp = |site: Site| t.speaker(site);
-    let text = format!(
-        r#"name = "mixed"
-primary = "{p}"
-recovery = "{r}"
-order = "break-before-make"
-
-[[site]]
-name = "{p}"
-api = "{api1}"
-next_hop = "{nh1}"
-next_hop6 = "{nh1_6}"
-
-[[site]]
-name = "{r}"
-api = "{api2}"
-next_hop = "{nh2}"
-next_hop6 = "{nh2_6}"
-
-# Moves by BGP: the VM keeps its address.
+    let rest = format!(
+        r#"# Moves by BGP: the VM keeps its address.
 [[group]]
 name = "web"
 subnets = ["{prefix}", "{prefix6}"]
@@ -104,12 +81,6 @@ failover_ttl = {FAILOVER_TTL}
 group = "app"
 timeout_ms = 5000
 "#,
-        api1 = socket(Site::Primary),
-        api2 = socket(Site::Recovery),
-        nh1 = sp(Site::Primary).next_hop,
-        nh1_6 = sp(Site::Primary).next_hop6,
-        nh2 = sp(Site::Recovery).next_hop,
-        nh2_6 = sp(Site::Recovery).next_hop6,
         prefix = t.prefix,
         prefix6 = t.prefix6,
         stop_web = kill("FERRY_FROM", &vm1, &vm2),
@@ -134,8 +105,6 @@ timeout_ms = 5000
         a1 = dns::app_address(Site::Primary),
         a2 = dns::app_address(Site::Recovery),
     );
-    let plan = out.join("dns-plan.toml");
-    std::fs::write(&plan, text)
-        .map_err(|e| LabError::step(format!("writing {}", plan.display()), e))?;
-    Ok(plan)
+    let head = planfile::two_sites(lab, "mixed");
+    planfile::write(out, "dns-plan.toml", &format!("{head}{rest}"))
 }

@@ -28,7 +28,8 @@
 //! FRR's RPKI module at a router,
 //! invariants checked after each step), [`dns`] (an authoritative BIND and a caching resolver for
 //! changed-IP groups), [`nameprobe`] (a client probing by name), [`dnsrun`] (`ferry lab dns`),
-//! [`mixedplan`] (its plan), [`journalwatch`] (a controller run's step times on the lab's clock).
+//! [`mixedplan`] (its plan), [`planfile`] (what the plans the lab writes share: head, sites, VM
+//! pick), [`journalwatch`] (a controller run's step times on the lab's clock).
 
 pub mod chaos;
 pub mod chaos_ctl;
@@ -45,6 +46,7 @@ pub mod mixedplan;
 pub mod moves;
 pub mod nameprobe;
 pub mod netns;
+pub mod planfile;
 pub mod probe;
 pub mod proc;
 pub mod report;

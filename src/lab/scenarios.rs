@@ -407,6 +407,27 @@ pub struct Outcome {
     pub detail: String,
 }
 
+impl Outcome {
+    /// The outcome of scenario `name`, printed as it is recorded: the run's line
+    /// `PASS name[: detail]` or `FAIL name[: detail]`.
+    pub fn reported(name: &str, passed: bool, detail: String) -> Self {
+        crate::lab::human(format_args!(
+            "{} {name}{}",
+            if passed { "PASS" } else { "FAIL" },
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        ));
+        Self {
+            name: name.into(),
+            passed,
+            detail,
+        }
+    }
+}
+
 /// The groups of `ferry lab test`, in the order they run; `--only GROUP` runs one. Each starts
 /// with the primary site active and leaves it so, except `site-loss`, which runs last.
 /// `session-reset` needs the speaker with graceful restart, so it runs `graceful-restart` too.
@@ -455,20 +476,7 @@ pub fn test(
     let mut bench = Bench::start(lab, out, say)?;
     let mut outcomes = Vec::new();
     let mut record = |name: &str, passed: bool, detail: String| {
-        crate::lab::human(format_args!(
-            "{} {name}{}",
-            if passed { "PASS" } else { "FAIL" },
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            }
-        ));
-        outcomes.push(Outcome {
-            name: name.into(),
-            passed,
-            detail,
-        });
+        outcomes.push(Outcome::reported(name, passed, detail));
     };
     let planned = [
         (

@@ -4,7 +4,10 @@
 //!   `SpeakerProcess`) with a typed config ([`SpeakerSpec::config`]) written in a temp dir (API
 //!   socket, state_dir and log live there). Start waits for the API socket; Drop kills it with
 //!   SIGKILL and removes the dir (printing its log if the test failed).
-//! - [`Cli`] output of `ferry announce|withdraw|status|routes` run with `FERRY_API` set.
+//! - [`CliOut`]: what `ferry ARGS` printed and its exit code ([`ferry_cli`], with `FERRY_API`
+//!   set or unset).
+//! - [`lab`]: the FRR lab of a lab test ([`lab::LabUp`]): brought up (a second time when the
+//!   first `up` fails), taken down on drop.
 //! - [`RawPeer`]: a BGP peer written with `ferry::wire` only, on 127.0.0.0/8: it listens on a free
 //!   port (the speaker connects to it, `port = N`) or connects to the speaker's `listen`
 //!   address from its own 127.x address. It sends OPEN (4-octet AS, multiprotocol IPv4 and IPv6,
@@ -44,6 +47,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// (scripts/test.sh) so the lab tests cannot be skipped silently there.
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use testkit::root::lab_can_run;
+
+/// The FRR lab of a test: its instance, brought up and taken down on drop.
+pub mod lab;
 
 // ---------------------------------------------------------------------------------------------
 // Ports
@@ -385,23 +391,40 @@ pub fn speaker_must_exit(path: &Path) -> CliOut {
         }
         thread::sleep(Duration::from_millis(10));
     }
-    let out = child.wait_with_output().expect("output");
-    CliOut {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    child.wait_with_output().expect("output").into()
 }
 
 // ---------------------------------------------------------------------------------------------
 // CLI
 // ---------------------------------------------------------------------------------------------
 
+/// What a command printed and its exit code (-1 when a signal ended it).
 #[derive(Debug, Clone)]
 pub struct CliOut {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for CliOut {
+    fn from(out: std::process::Output) -> Self {
+        CliOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// The whole output, for a failed assertion's message.
+impl std::fmt::Display for CliOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
 }
 
 /// `ferry ARGS` with `FERRY_API` set to `api` (or unset).
@@ -413,12 +436,7 @@ pub fn ferry_cli(args: &[&str], api: Option<&str>) -> CliOut {
     if let Some(api) = api {
         cmd.env("FERRY_API", api);
     }
-    let out = cmd.output().expect("run ferry");
-    CliOut {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd.output().expect("run ferry").into()
 }
 
 // ---------------------------------------------------------------------------------------------

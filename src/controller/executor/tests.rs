@@ -280,10 +280,12 @@ fn plan(text: &str) -> Plan {
     Plan::parse(text).unwrap()
 }
 
-fn start<'a>(
+/// A run in `direction` and `mode`, started by holder "test".
+fn start_run<'a>(
     dir: &Path,
     plan: Plan,
     direction: Direction,
+    mode: Mode,
     sites: &'a FakeSites,
     probes: &'a FakeProbes,
 ) -> Executor<'a> {
@@ -291,13 +293,24 @@ fn start<'a>(
         dir,
         plan,
         direction,
-        Mode::Planned,
+        mode,
         Holder::me("test"),
         sites,
         probes,
         Box::new(|_| {}),
     )
     .unwrap()
+}
+
+/// A planned run in `direction`.
+fn start<'a>(
+    dir: &Path,
+    plan: Plan,
+    direction: Direction,
+    sites: &'a FakeSites,
+    probes: &'a FakeProbes,
+) -> Executor<'a> {
+    start_run(dir, plan, direction, Mode::Planned, sites, probes)
 }
 
 /// What `pick` takes from each record of the run's journal.
@@ -317,6 +330,14 @@ fn notes(ex: &Executor<'_>) -> Vec<String> {
     })
 }
 
+/// Why the run rolled back; panics when it ended otherwise.
+fn rolled_back(end: End) -> String {
+    match end {
+        End::RolledBack { reason, .. } => reason,
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+}
+
 /// A failover in `mode`.
 fn start_in<'a>(
     dir: &Path,
@@ -325,17 +346,7 @@ fn start_in<'a>(
     sites: &'a FakeSites,
     probes: &'a FakeProbes,
 ) -> Executor<'a> {
-    Executor::start(
-        dir,
-        plan,
-        Direction::Failover,
-        mode,
-        Holder::me("test"),
-        sites,
-        probes,
-        Box::new(|_| {}),
-    )
-    .unwrap()
+    start_run(dir, plan, Direction::Failover, mode, sites, probes)
 }
 
 fn only(sites: &FakeSites, plan: &Plan, active: &str) {
@@ -810,13 +821,11 @@ fn a_route_the_routers_filter_fails_the_preflight_and_nothing_moves() {
         .insert("203.0.113.128/25".parse().unwrap());
     let probes = FakeProbes::new(true);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
-    match ex.drive().unwrap() {
-        End::RolledBack { reason, .. } => assert!(
-            reason.contains("preflight") && reason.contains("does not see 203.0.113.128/25"),
-            "{reason}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    let reason = rolled_back(ex.drive().unwrap());
+    assert!(
+        reason.contains("preflight") && reason.contains("does not see 203.0.113.128/25"),
+        "{reason}"
+    );
     only(&sites, &p, "dc1");
     assert!(probes.hooks.borrow().is_empty(), "no hook ran");
 }

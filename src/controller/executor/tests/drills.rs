@@ -38,17 +38,26 @@ fn test_run<'a>(
     sites: &'a FakeSites,
     probes: &'a FakeProbes,
 ) -> Executor<'a> {
-    Executor::start(
-        dir,
-        p.clone(),
-        direction,
-        Mode::Test,
-        Holder::me("test"),
+    start_run(dir, p.clone(), direction, Mode::Test, sites, probes)
+}
+
+/// A state directory, the plan of `text`, fake sites for it and healthy fake probes.
+fn fixture(text: &str) -> (tempfile::TempDir, Plan, FakeSites, FakeProbes) {
+    let p = plan(text);
+    let sites = FakeSites::new(&p);
+    (
+        tempfile::tempdir().unwrap(),
+        p,
         sites,
-        probes,
-        Box::new(|_| {}),
+        FakeProbes::new(true),
     )
-    .unwrap()
+}
+
+/// How a run ends that completed with `active` as the active site.
+fn completed(active: &str) -> End {
+    End::Completed {
+        active: active.into(),
+    }
 }
 
 fn all(p: &Plan) -> BTreeSet<IpNet> {
@@ -57,10 +66,7 @@ fn all(p: &Plan) -> BTreeSet<IpNet> {
 
 #[test]
 fn a_test_failover_announces_at_the_test_site_only_and_cleanup_ends_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&drill_plan());
-    let sites = FakeSites::new(&p);
-    let probes = FakeProbes::new(true);
+    let (dir, p, sites, probes) = fixture(&drill_plan());
     let mut ex = test_run(dir.path(), &p, Direction::Failover, &sites, &probes);
     assert!(ex.run_id.ends_with("-web-test+failover"), "{}", ex.run_id);
     let names: Vec<_> = ex.steps.iter().map(|s| s.name.as_str()).collect();
@@ -79,12 +85,7 @@ fn a_test_failover_announces_at_the_test_site_only_and_cleanup_ends_it() {
         ]
     );
     // A test moves nothing in production: the primary stays the active site.
-    assert_eq!(
-        ex.drive().unwrap(),
-        End::Completed {
-            active: "dc1".into()
-        }
-    );
+    assert_eq!(ex.drive().unwrap(), completed("dc1"));
     assert_eq!(
         sites.announcing("dc1"),
         all(&p),
@@ -115,12 +116,7 @@ fn a_test_failover_announces_at_the_test_site_only_and_cleanup_ends_it() {
         names,
         ["withdraw web", "withdraw db", "undo hook clone-vms"]
     );
-    assert_eq!(
-        clean.drive().unwrap(),
-        End::Completed {
-            active: "dc1".into()
-        }
-    );
+    assert_eq!(clean.drive().unwrap(), completed("dc1"));
     assert!(sites.announcing("lab").is_empty());
     assert_eq!(sites.announcing("dc1"), all(&p));
     assert_eq!(
@@ -134,10 +130,7 @@ fn a_test_failover_announces_at_the_test_site_only_and_cleanup_ends_it() {
 
 #[test]
 fn a_real_run_never_runs_test_hooks_and_a_plan_without_test_site_refuses_a_test() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&drill_plan());
-    let sites = FakeSites::new(&p);
-    let probes = FakeProbes::new(true);
+    let (dir, p, sites, probes) = fixture(&drill_plan());
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
     ex.drive().unwrap();
     assert!(probes.hooks.borrow().iter().all(|h| !h.contains("clone")));
@@ -165,10 +158,7 @@ fn a_real_run_never_runs_test_hooks_and_a_plan_without_test_site_refuses_a_test(
 fn a_crashed_test_run_resumes_as_a_test_run_never_a_real_one() {
     let text = drill_plan();
     let full = {
-        let dir = tempfile::tempdir().unwrap();
-        let p = plan(&text);
-        let sites = FakeSites::new(&p);
-        let probes = FakeProbes::new(true);
+        let (dir, p, sites, probes) = fixture(&text);
         let mut ex = test_run(dir.path(), &p, Direction::Failover, &sites, &probes);
         ex.drive().unwrap();
         ex.journal.entries().len() as u64
@@ -213,10 +203,7 @@ fn a_crashed_test_run_resumes_as_a_test_run_never_a_real_one() {
 /// and not with its first record altered to say a real run.
 #[test]
 fn an_interrupted_test_runs_journal_is_never_resumed_as_a_real_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&drill_plan());
-    let sites = FakeSites::new(&p);
-    let probes = FakeProbes::new(true);
+    let (dir, p, sites, probes) = fixture(&drill_plan());
     let mut ex = test_run(dir.path(), &p, Direction::Failover, &sites, &probes);
     ex.journal.crash = Some(Crash::After(2));
     let _ = ex.drive();
@@ -265,10 +252,7 @@ fn an_interrupted_test_runs_journal_is_never_resumed_as_a_real_run() {
 
 #[test]
 fn a_failed_cleanup_does_not_announce_the_test_routes_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&drill_plan());
-    let sites = FakeSites::new(&p);
-    let probes = FakeProbes::new(true);
+    let (dir, p, sites, probes) = fixture(&drill_plan());
     test_run(dir.path(), &p, Direction::Failover, &sites, &probes)
         .drive()
         .unwrap();
@@ -304,11 +288,8 @@ fn covering(sites: &FakeSites, p: &Plan) {
 
 #[test]
 fn a_host_move_announces_the_host_route_at_recovery_and_failback_withdraws_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&host_plan());
-    let sites = FakeSites::new(&p);
+    let (dir, p, sites, probes) = fixture(&host_plan());
     covering(&sites, &p);
-    let probes = FakeProbes::new(true);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
     assert!(matches!(ex.drive().unwrap(), End::Completed { .. }));
     let host: IpNet = "198.51.100.200/32".parse().unwrap();
@@ -342,20 +323,14 @@ fn a_host_move_announces_the_host_route_at_recovery_and_failback_withdraws_it() 
 
 #[test]
 fn a_host_without_a_covering_subnet_at_the_primary_fails_the_preflight() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&host_plan());
-    let sites = FakeSites::new(&p);
-    let probes = FakeProbes::new(true);
+    let (dir, p, sites, probes) = fixture(&host_plan());
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
-    match ex.drive().unwrap() {
-        End::RolledBack { reason, .. } => assert!(
-            reason.contains(
-                "host 198.51.100.200/32: site dc1 (primary) announces no subnet covering it"
-            ),
-            "{reason}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    let reason = rolled_back(ex.drive().unwrap());
+    assert!(
+        reason
+            .contains("host 198.51.100.200/32: site dc1 (primary) announces no subnet covering it"),
+        "{reason}"
+    );
     assert!(sites.announcing("dc2").is_empty());
 }
 
@@ -363,33 +338,24 @@ fn a_host_without_a_covering_subnet_at_the_primary_fails_the_preflight() {
 /// and the run rolls back to the primary.
 #[test]
 fn a_filtered_host_route_fails_verification_and_rolls_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&host_plan());
-    let sites = FakeSites::new(&p);
+    let (dir, p, sites, probes) = fixture(&host_plan());
     covering(&sites, &p);
     sites
         .filtered
         .borrow_mut()
         .insert("198.51.100.200/32".parse().unwrap());
-    let probes = FakeProbes::new(true);
     let mut ex = start(dir.path(), p.clone(), Direction::Failover, &sites, &probes);
-    match ex.drive().unwrap() {
-        End::RolledBack { reason, .. } => assert!(
-            reason.contains("verify vm")
-                && reason.contains("no path for 198.51.100.200/32 from dc2"),
-            "{reason}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    let reason = rolled_back(ex.drive().unwrap());
+    assert!(
+        reason.contains("verify vm") && reason.contains("no path for 198.51.100.200/32 from dc2"),
+        "{reason}"
+    );
     assert!(sites.announcing("dc2").is_empty());
 }
 
 #[test]
 fn no_new_run_but_cleanup_while_a_test_failover_is_not_cleaned_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = plan(&drill_plan());
-    let sites = FakeSites::new(&p);
-    let probes = FakeProbes::new(true);
+    let (dir, p, sites, probes) = fixture(&drill_plan());
     test_run(dir.path(), &p, Direction::Failover, &sites, &probes)
         .drive()
         .unwrap();
