@@ -174,7 +174,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("state dir");
         let mut store = RouteStore::load(&dir).expect("store");
-        let mut desired = DesiredLog::new(store.routes().values().cloned());
+        let mut desired = DesiredLog::from_shared(store.routes().values().cloned());
         let mut session = Session::new(&desired);
         let (mut a, mut w) = (Phases::default(), Phases::default());
         for _ in 0..rounds {

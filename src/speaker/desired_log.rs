@@ -6,8 +6,8 @@
 //! - [`DesiredLog::apply`] sets each given prefix to the given route (or removes it); a prefix
 //!   set to what it already is is not a change. A call that changes anything increases the
 //!   version by one and appends one log entry per changed prefix; the cost is O(k log n) for
-//!   k changed prefixes (a sorted removal of an eighth of the table or more: one walk, O(n),
-//!   at most 8k), never more. [`DesiredLog::apply_retiring`] hands the routes let go of back
+//!   k changed prefixes (a sorted run of removals or of sets of an eighth of the table or
+//!   more: one walk, O(n), at most 8k), never more. [`DesiredLog::apply_retiring`] hands the routes let go of back
 //!   to the caller, to be freed once the consumers are on their way.
 //! - Every log entry has a position (0, 1, 2, ... over the log's whole life);
 //!   [`DesiredLog::changes_from`]`(pos)` yields the changes from position `pos` on, oldest
@@ -69,11 +69,13 @@ pub struct DesiredLog {
 impl DesiredLog {
     /// The table at version 0 (no log: every consumer starts from [`DesiredLog::routes`]).
     pub fn new(routes: impl IntoIterator<Item = Route>) -> Self {
+        Self::from_shared(routes.into_iter().map(Arc::new))
+    }
+
+    /// [`DesiredLog::new`] of routes shared with their owner (the store's table): no copy.
+    pub fn from_shared(routes: impl IntoIterator<Item = Arc<Route>>) -> Self {
         Self {
-            routes: routes
-                .into_iter()
-                .map(|r| (r.prefix, Arc::new(r)))
-                .collect(),
+            routes: routes.into_iter().map(|r| (r.prefix, r)).collect(),
             ..Self::default()
         }
     }
@@ -106,31 +108,38 @@ impl DesiredLog {
 
     /// Apply the changes (`None` removes the prefix); returns the version after them.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> u64 {
-        self.apply_retiring(changes).0
+        self.apply_retiring(changes.into_iter().map(|(p, r)| (p, r.map(Arc::new))))
+            .0
     }
 
-    /// [`DesiredLog::apply`], and hand back the routes it let go of (removed, replaced, or
-    /// trimmed from the log) instead of freeing them: freeing 100,000 routes is milliseconds
-    /// of cache misses, which the caller spends once the consumers are told of the change.
+    /// [`DesiredLog::apply`] of shared routes (the store's own, not copied), and hand back the
+    /// routes it let go of (removed, replaced, or trimmed from the log) instead of freeing
+    /// them: freeing 100,000 routes is milliseconds of cache misses, which the caller spends
+    /// once the consumers are told of the change.
     pub fn apply_retiring(
         &mut self,
-        changes: impl IntoIterator<Item = (IpNet, Option<Route>)>,
+        changes: impl IntoIterator<Item = (IpNet, Option<Arc<Route>>)>,
     ) -> (u64, Retired) {
         let next = self.version + 1;
         let mut retired = Retired::default();
-        // Removals are gathered into runs (prefixes only) and applied when the run ends, in
-        // their place among the other changes, so that a long sorted run can take one walk.
+        // Removals and sets are gathered into runs and applied when the run ends, in their
+        // place among the other changes, so that a long sorted run can take one walk.
         let mut gone: Vec<IpNet> = Vec::new();
+        let mut sets: Vec<(IpNet, Arc<Route>)> = Vec::new();
         let mut changed = 0usize;
         for (prefix, route) in changes {
             match route {
-                None => gone.push(prefix),
+                None => {
+                    changed += self.set_run(&mut sets, &mut retired);
+                    gone.push(prefix);
+                }
                 Some(r) => {
                     changed += self.remove(&mut gone, &mut retired);
-                    changed += usize::from(self.set(prefix, r, &mut retired));
+                    sets.push((prefix, r));
                 }
             }
         }
+        changed += self.set_run(&mut sets, &mut retired);
         changed += self.remove(&mut gone, &mut retired);
         if changed > 0 {
             self.version = next;
@@ -146,18 +155,59 @@ impl DesiredLog {
     }
 
     /// Set `prefix` to `route`; false if it already was.
-    fn set(&mut self, prefix: IpNet, route: Route, retired: &mut Retired) -> bool {
+    fn set(&mut self, prefix: IpNet, route: Arc<Route>, retired: &mut Retired) -> bool {
         let entry = match self.routes.entry(prefix) {
-            Entry::Occupied(o) if **o.get() == route => return false,
-            Entry::Occupied(mut o) => {
-                let r = Arc::new(route);
-                retired.0.push(o.insert(r.clone()));
-                r
+            Entry::Occupied(o) if Arc::ptr_eq(o.get(), &route) || **o.get() == *route => {
+                return false
             }
-            Entry::Vacant(v) => v.insert(Arc::new(route)).clone(),
+            Entry::Occupied(mut o) => {
+                retired.0.push(o.insert(route.clone()));
+                route
+            }
+            Entry::Vacant(v) => v.insert(route).clone(),
         };
         self.log.push_back((prefix, Some(entry)));
         true
+    }
+
+    /// Set the run `sets` (emptied): for a long ascending run, one merge of the table and the
+    /// run into a table built anew from the sorted result (full nodes, no search per route);
+    /// a search per route otherwise. Returns how many changed.
+    fn set_run(&mut self, sets: &mut Vec<(IpNet, Arc<Route>)>, retired: &mut Retired) -> usize {
+        let ascending = sets.windows(2).all(|w| w[0].0 < w[1].0);
+        if sets.is_empty() || !ascending || !walk_beats_search(sets.len(), self.routes.len()) {
+            let mut changed = 0;
+            for (p, r) in sets.drain(..) {
+                changed += usize::from(self.set(p, r, retired));
+            }
+            return changed;
+        }
+        let before = self.log.len();
+        let old = std::mem::take(&mut self.routes);
+        let mut merged: Vec<(IpNet, Arc<Route>)> = Vec::with_capacity(old.len() + sets.len());
+        let mut new = sets.drain(..).peekable();
+        let log = &mut self.log;
+        let mut add = |p: IpNet, r: Arc<Route>, merged: &mut Vec<_>| {
+            log.push_back((p, Some(r.clone())));
+            merged.push((p, r));
+        };
+        for (p, r) in old {
+            while let Some((np, nr)) = new.next_if(|(np, _)| *np < p) {
+                add(np, nr, &mut merged);
+            }
+            match new.next_if(|(np, _)| *np == p) {
+                Some((_, nr)) if !Arc::ptr_eq(&r, &nr) && *r != *nr => {
+                    retired.0.push(r);
+                    add(p, nr, &mut merged);
+                }
+                _ => merged.push((p, r)),
+            }
+        }
+        for (np, nr) in new {
+            add(np, nr, &mut merged);
+        }
+        self.routes = merged.into_iter().collect();
+        self.log.len() - before
     }
 
     /// Remove the run `gone` (emptied): one walk over the table for a long ascending run, a
@@ -279,6 +329,50 @@ mod tests {
         assert_eq!(all, batch.iter().map(|(p, _)| *p).collect::<Vec<_>>());
         assert_eq!(d.changes_from(10).unwrap().count(), 0);
         assert!(d.changes_from(11).is_none());
+    }
+
+    /// A large sorted run of sets (one merge with the table) changes, logs and retires exactly
+    /// what a search per prefix does: new routes added, changed ones replaced, equal ones no
+    /// change.
+    #[test]
+    fn a_large_sorted_run_of_sets_merges_to_the_same_result() {
+        let table: Vec<Route> = (0..100)
+            .step_by(2)
+            .map(|i| route(&format!("2001:db8:{i:x}::/48")))
+            .collect();
+        let mut sets: Vec<(IpNet, Option<Arc<Route>>)> = (0..100)
+            .map(|i| {
+                let mut r = route(&format!("2001:db8:{i:x}::/48"));
+                if i % 4 == 0 {
+                    r.attrs.med = Some(7); // a change of a route in the table
+                }
+                (r.prefix, Some(Arc::new(r)))
+            })
+            .collect();
+        sets.sort_by_key(|(p, _)| *p);
+        let mut merged = DesiredLog::new(table.clone());
+        let mut searched = DesiredLog::new(table);
+        let (version, retired) = merged.apply_retiring(sets.clone());
+        assert_eq!(version, 1);
+        assert_eq!(retired.len(), 25, "the replaced routes");
+        for one in sets {
+            drop(searched.apply_retiring([one]));
+        }
+        let routes = |d: &DesiredLog| d.routes().cloned().collect::<Vec<_>>();
+        assert_eq!(routes(&merged), routes(&searched));
+        assert_eq!(merged.len(), 100);
+        let log = |d: &DesiredLog| {
+            let mut l: Vec<_> = d
+                .changes_from(0)
+                .unwrap()
+                .map(|(p, r)| (p, r.cloned()))
+                .collect();
+            l.sort_by_key(|(p, _)| *p);
+            l
+        };
+        // 50 new, 25 replaced; the 25 equal ones are no change.
+        assert_eq!(log(&merged).len(), 75);
+        assert_eq!(log(&merged), log(&searched));
     }
 
     /// A large sorted removal (one walk over the table) changes, logs and retires exactly what

@@ -9,6 +9,8 @@
 //! Never does: touch leases (the caller holds the leases lock, see [`super::leases`]) or
 //! answer the API itself (see [`super::backend`]).
 
+use std::sync::Arc;
+
 use ipnet::IpNet;
 
 use super::{lock, write, Shared};
@@ -40,22 +42,32 @@ impl Shared {
     /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
     /// overlay applied; O(changed), not O(table).
     pub(super) fn publish(&self, store: &RouteStore, prefixes: impl IntoIterator<Item = IpNet>) {
-        drop(self.publish_routes(prefixes.into_iter().map(|p| (p, store.get(&p).cloned()))));
+        drop(
+            self.publish_routes(
+                prefixes
+                    .into_iter()
+                    .map(|p| (p, store.get_shared(&p).cloned())),
+            ),
+        );
     }
 
     /// Hand these changes (the route as stored now, `None`: withdrawn) to the drivers, with
     /// the health overlay (a failing check withdraws or de-prefers) and the drain overlay
     /// applied; returns the routes the drivers no longer see, for the
     /// caller to free once that is off the drivers' way.
-    fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> Retired {
+    /// A route no overlay changes is handed on as the store holds it (shared, not copied).
+    fn publish_routes(
+        &self,
+        changes: impl IntoIterator<Item = (IpNet, Option<Arc<Route>>)>,
+    ) -> Retired {
         let draining = lock(&self.draining);
         let health = lock(&self.health);
         let changes = changes.into_iter().map(|(p, route)| {
             let route = route
-                .and_then(|r| crate::daemon::health::overlay(&health, r))
+                .and_then(|r| crate::daemon::health::overlay_shared(&health, r))
                 .map(|mut r| {
                     if draining.contains(&p) {
-                        r.attrs.mark_graceful_shutdown();
+                        Arc::make_mut(&mut r).attrs.mark_graceful_shutdown();
                     }
                     r
                 });
@@ -222,11 +234,11 @@ fn not_written(error: &crate::speaker::store::StoreError) -> ApiError {
 }
 
 /// What a batch changed, as the desired log takes it: the new routes, then the gone prefixes.
-fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Route>)> + '_ {
+fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Arc<Route>>)> + '_ {
     applied
         .announced
         .iter()
-        .map(|r| (r.prefix, Some(r.clone())))
+        .map(|r| (r.prefix, Some(Arc::clone(r))))
         .chain(applied.withdrawn.iter().map(|p| (*p, None)))
 }
 
@@ -246,7 +258,7 @@ mod tests {
 
     fn shared(dir: &std::path::Path) -> Shared {
         let store = RouteStore::load(dir).unwrap();
-        let desired_log = DesiredLog::new(store.routes().values().cloned());
+        let desired_log = DesiredLog::from_shared(store.routes().values().cloned());
         Shared {
             store: Mutex::new(store),
             desired: watch::channel(0).0,
