@@ -114,7 +114,8 @@ fn one(
 ) {
     let t = Instant::now();
     let change = if announce {
-        let req: AnnounceRequest = serde_json::from_slice(body).expect("announce body");
+        let req: AnnounceRequest<std::sync::Arc<ferry::speaker::Route>> =
+            serde_json::from_slice(body).expect("announce body");
         Change::Announce(req.routes)
     } else {
         let req: WithdrawRequest = serde_json::from_slice(body).expect("withdraw body");

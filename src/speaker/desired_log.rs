@@ -18,7 +18,8 @@
 //!   [`DesiredLog::routes`].
 //! - The log holds at most `max(MIN_LOG, routes, the last call's changes)` entries, so its
 //!   memory is bounded by the table's (a withdrawal of the whole table stays in the log until
-//!   the next change); the routes themselves are shared (`Arc`) between the table and the log.
+//!   the next change); the routes themselves are shared (`Arc`) between the table, the log and
+//!   the [`super::RouteStore`] they came from (one copy of each route in the speaker).
 //!
 //! Never does: persist anything (the [`super::RouteStore`] does), or decide the overlay.
 
@@ -28,7 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::route::Route;
-use super::sorted_walk::{take_if_next, walk_beats_search};
+use super::sorted_walk::{most_of, take_if_next, walk_beats_search};
 
 /// The log keeps at least this many entries, however small the table.
 pub const MIN_LOG: usize = 4096;
@@ -214,7 +215,20 @@ impl DesiredLog {
     /// search per prefix otherwise. Returns how many were there.
     fn remove(&mut self, gone: &mut Vec<IpNet>, retired: &mut Retired) -> usize {
         let before = self.log.len();
-        if is_large_sorted_run(gone, self.routes.len()) {
+        if is_large_sorted_run(gone, self.routes.len()) && most_of(gone.len(), self.routes.len()) {
+            // What stays is built anew (see `store::remove_sorted`).
+            let mut wanted = gone.iter().peekable();
+            let mut kept = Vec::with_capacity(self.routes.len().saturating_sub(gone.len()));
+            for (p, route) in std::mem::take(&mut self.routes) {
+                if take_if_next(&mut wanted, &p) {
+                    self.log.push_back((p, None));
+                    retired.0.push(route);
+                } else {
+                    kept.push((p, route));
+                }
+            }
+            self.routes = kept.into_iter().collect();
+        } else if is_large_sorted_run(gone, self.routes.len()) {
             let mut wanted = gone.iter().peekable();
             let removed = self
                 .routes
@@ -375,40 +389,45 @@ mod tests {
         assert_eq!(log(&merged), log(&searched));
     }
 
-    /// A large sorted removal (one walk over the table) changes, logs and retires exactly what
-    /// a search per prefix does; prefixes not in the table are no change.
+    /// A large sorted removal (one walk over the table: the table built anew when half of it
+    /// goes, entries taken out of it otherwise) changes, logs and retires exactly what a search
+    /// per prefix does; prefixes not in the table are no change.
     #[test]
     fn a_large_sorted_removal_walks_to_the_same_result() {
         let table: Vec<Route> = (0..100)
             .map(|i| route(&format!("2001:db8:{i:x}::/48")))
             .collect();
-        let mut gone: Vec<IpNet> = (0..100)
-            .step_by(2)
-            .map(|i| net(&format!("2001:db8:{i:x}::/48")))
-            .collect();
-        gone.extend((0..5).map(|i| net(&format!("2001:db8:{i:x}:1::/64"))));
-        gone.sort();
-        assert!(is_large_sorted_run(&gone, table.len()));
-        let mut walked = DesiredLog::new(table.clone());
-        let mut searched = DesiredLog::new(table);
-        let (version, retired) = walked.apply_retiring(gone.iter().map(|p| (*p, None)));
-        assert_eq!(version, 1);
-        assert_eq!(retired.len(), 50);
-        for p in &gone {
-            // One prefix per call: never the walk.
-            drop(searched.apply_retiring([(*p, None)]));
+        // Every second route (rebuilt) and every fourth (taken out).
+        for (step, removed) in [(2, 50), (4, 25)] {
+            let mut gone: Vec<IpNet> = (0..100)
+                .step_by(step)
+                .map(|i| net(&format!("2001:db8:{i:x}::/48")))
+                .collect();
+            gone.extend((0..5).map(|i| net(&format!("2001:db8:{i:x}:1::/64"))));
+            gone.sort();
+            assert!(is_large_sorted_run(&gone, table.len()));
+            assert_eq!(most_of(gone.len(), table.len()), step == 2);
+            let mut walked = DesiredLog::new(table.clone());
+            let mut searched = DesiredLog::new(table.clone());
+            let (version, retired) = walked.apply_retiring(gone.iter().map(|p| (*p, None)));
+            assert_eq!(version, 1);
+            assert_eq!(retired.len(), removed);
+            for p in &gone {
+                // One prefix per call: never the walk.
+                drop(searched.apply_retiring([(*p, None)]));
+            }
+            let routes = |d: &DesiredLog| d.routes().map(|r| r.prefix).collect::<Vec<_>>();
+            assert_eq!(routes(&walked), routes(&searched));
+            assert_eq!(walked.len(), 100 - removed);
+            let log = |d: &DesiredLog| {
+                d.changes_from(0)
+                    .unwrap()
+                    .map(|(p, r)| (p, r.is_some()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(log(&walked), log(&searched));
+            assert_eq!(walked.log_end(), removed as u64);
         }
-        let routes = |d: &DesiredLog| d.routes().map(|r| r.prefix).collect::<Vec<_>>();
-        assert_eq!(routes(&walked), routes(&searched));
-        assert_eq!(walked.len(), 50);
-        let log = |d: &DesiredLog| {
-            d.changes_from(0)
-                .unwrap()
-                .map(|(p, r)| (p, r.is_some()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(log(&walked), log(&searched));
-        assert_eq!(walked.log_end(), 50);
     }
 
     /// Withdrawing a table larger than `MIN_LOG` keeps the whole withdrawal in the log, so a

@@ -298,7 +298,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(shared(dir.path()));
         let a = route("198.51.100.0/24");
-        s.announce(vec![a.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(a.clone())], &T).unwrap();
         assert_eq!(published(&s), vec![a.prefix]);
         let journal = dir.path().join(crate::speaker::store::JOURNAL_FILE);
         std::fs::create_dir(&journal).unwrap();
@@ -312,7 +312,7 @@ mod tests {
         let (dir, s, a, journal) = one_route_then_writes_fail();
         let mut events = s.events.subscribe();
         let b = route("203.0.113.0/24");
-        let err = s.announce(vec![b.clone()], &T).unwrap_err();
+        let err = s.announce(vec![Arc::new(b.clone())], &T).unwrap_err();
         assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(published(&s), vec![a.prefix], "b is taken back");
         let err = s.withdraw(vec![a.prefix], &T).unwrap_err();
@@ -333,7 +333,7 @@ mod tests {
         );
 
         std::fs::remove_dir(&journal).unwrap();
-        s.announce(vec![b.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(b.clone())], &T).unwrap();
         assert_eq!(published(&s), vec![a.prefix, b.prefix]);
         drop(s);
         let reloaded = RouteStore::load(dir.path()).unwrap();
@@ -391,7 +391,8 @@ mod tests {
         *lock(&s.health) = vec![Gate::new(&config(""), now)];
         let web = route("203.0.113.0/25");
         let other = route("198.51.100.0/24");
-        s.announce(vec![web.clone(), other.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(web.clone()), Arc::new(other.clone())], &T)
+            .unwrap();
         assert_eq!(
             published(&s),
             vec![other.prefix],
@@ -450,7 +451,7 @@ mod tests {
         assert_eq!(seen(other.prefix), other, "outside the check: untouched");
         // Announced while failing: de-preferred too.
         let late = route("203.0.113.128/25");
-        s.announce(vec![late.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(late.clone())], &T).unwrap();
         assert_eq!(seen(late.prefix).attrs.med, Some(900));
         s.health_moved(0, Health::Up, None, now, &T);
         assert_eq!(seen(web.prefix), web);
