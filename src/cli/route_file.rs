@@ -101,6 +101,10 @@ pub trait Entry: Sized {
 
 impl Entry for Route {
     fn from_columns(prefix: &str, columns: &[(&str, usize)]) -> Result<Self, (usize, String)> {
+        if columns.is_empty() {
+            // A prefix alone (the common file): no attribute text to parse.
+            return Self::from_prefix(prefix).map_err(|e| (0, e));
+        }
         let mut attrs = AttributesText::default();
         let mut next_hop = None;
         let mut prepend = 0;
@@ -146,7 +150,9 @@ impl Entry for Route {
     }
 
     fn from_prefix(text: &str) -> Result<Self, String> {
-        Route::from_text(text, None, AttributesText::default(), 0, None).map_err(|e| e.to_string())
+        parse_prefix(text)
+            .and_then(Route::new)
+            .map_err(|e| e.to_string())
     }
 
     fn from_object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {

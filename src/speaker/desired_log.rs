@@ -128,6 +128,8 @@ impl DesiredLog {
         let mut gone: Vec<IpNet> = Vec::new();
         let mut sets: Vec<(IpNet, Arc<Route>)> = Vec::new();
         let mut changed = 0usize;
+        // Entries older than this call still in the log.
+        let mut old = self.log.len();
         for (prefix, route) in changes {
             match route {
                 None => {
@@ -135,13 +137,13 @@ impl DesiredLog {
                     gone.push(prefix);
                 }
                 Some(r) => {
-                    changed += self.remove(&mut gone, &mut retired);
+                    changed += self.remove(&mut gone, changed, &mut old, &mut retired);
                     sets.push((prefix, r));
                 }
             }
         }
         changed += self.set_run(&mut sets, &mut retired);
-        changed += self.remove(&mut gone, &mut retired);
+        changed += self.remove(&mut gone, changed, &mut old, &mut retired);
         if changed > 0 {
             self.version = next;
             let cap = self.routes.len().max(MIN_LOG).max(changed);
@@ -213,9 +215,40 @@ impl DesiredLog {
 
     /// Remove the run `gone` (emptied): one walk over the table for a long ascending run, a
     /// search per prefix otherwise. Returns how many were there.
-    fn remove(&mut self, gone: &mut Vec<IpNet>, retired: &mut Retired) -> usize {
+    ///
+    /// A run that takes half the table or more first drops the oldest entries (older than this
+    /// call: `old` of them are left) that the trim after the call would drop, were this run
+    /// the call's last change: a whole-table withdrawal after a whole-table announcement
+    /// would otherwise hold both in the log at once, its memory doubled. (A later change in
+    /// the same call may raise what that trim keeps; a consumer that needed an entry dropped
+    /// here resynchronises, as after any trim.)
+    fn remove(
+        &mut self,
+        gone: &mut Vec<IpNet>,
+        changed: usize,
+        old: &mut usize,
+        retired: &mut Retired,
+    ) -> usize {
         let before = self.log.len();
         if is_large_sorted_run(gone, self.routes.len()) && most_of(gone.len(), self.routes.len()) {
+            let mut wanted = gone.iter().peekable();
+            let removing = self
+                .routes
+                .keys()
+                .filter(|p| take_if_next(&mut wanted, *p))
+                .count();
+            let kept_after = MIN_LOG
+                .max(self.routes.len() - removing)
+                .max(changed + removing);
+            let excess = (self.log.len() + removing).saturating_sub(kept_after);
+            for _ in 0..excess.min(*old) {
+                if let Some((_, route)) = self.log.pop_front() {
+                    retired.0.extend(route);
+                    self.first_pos += 1;
+                    *old -= 1;
+                }
+            }
+            let before = self.log.len();
             // What stays is built anew (see `store::remove_sorted`).
             let mut wanted = gone.iter().peekable();
             let mut kept = Vec::with_capacity(self.routes.len().saturating_sub(gone.len()));
@@ -228,6 +261,8 @@ impl DesiredLog {
                 }
             }
             self.routes = kept.into_iter().collect();
+            gone.clear();
+            return self.log.len() - before;
         } else if is_large_sorted_run(gone, self.routes.len()) {
             let mut wanted = gone.iter().peekable();
             let removed = self
@@ -428,6 +463,30 @@ mod tests {
             assert_eq!(log(&walked), log(&searched));
             assert_eq!(walked.log_end(), removed as u64);
         }
+    }
+
+    /// A whole-table withdrawal after a whole-table announcement never holds both in the log:
+    /// the announcement's entries go before the withdrawal's are added (what the trim after
+    /// the call would leave anyway), and a consumer at the log's end applies the withdrawal
+    /// as a delta while one from before it resynchronises.
+    #[test]
+    fn a_large_withdrawal_drops_the_entries_it_outdates_first() {
+        let n = MIN_LOG * 2;
+        let routes: Vec<Route> = (0..n)
+            .map(|i| route(&format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff)))
+            .collect();
+        let mut d = DesiredLog::new([]);
+        d.apply(routes.iter().map(|r| (r.prefix, Some(r.clone()))));
+        assert_eq!(d.log_len(), n);
+        let at_end = d.log_end();
+        let (_, retired) = d.apply_retiring(routes.iter().map(|r| (r.prefix, None)));
+        assert_eq!(d.log_len(), n, "only the withdrawal's entries");
+        assert!(d.log.capacity() < 2 * n, "the log never held both");
+        // The table's routes and the announcement's log entries (the same routes, shared).
+        assert_eq!(retired.len(), 2 * n);
+        assert_eq!(d.changes_from(at_end).unwrap().count(), n);
+        assert!(d.changes_from(0).is_none());
+        assert!(d.is_empty());
     }
 
     /// Withdrawing a table larger than `MIN_LOG` keeps the whole withdrawal in the log, so a
