@@ -114,7 +114,8 @@ fn one(
 ) {
     let t = Instant::now();
     let change = if announce {
-        let req: AnnounceRequest = serde_json::from_slice(body).expect("announce body");
+        let req: AnnounceRequest<std::sync::Arc<ferry::speaker::Route>> =
+            serde_json::from_slice(body).expect("announce body");
         Change::Announce(req.routes)
     } else {
         let req: WithdrawRequest = serde_json::from_slice(body).expect("withdraw body");
@@ -174,7 +175,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("state dir");
         let mut store = RouteStore::load(&dir).expect("store");
-        let mut desired = DesiredLog::new(store.routes().values().cloned());
+        let mut desired = DesiredLog::from_shared(store.routes().values().cloned());
         let mut session = Session::new(&desired);
         let (mut a, mut w) = (Phases::default(), Phases::default());
         for _ in 0..rounds {

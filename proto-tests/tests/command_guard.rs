@@ -11,7 +11,7 @@
 //!   ([`proto_tests::scale`]), alternating, medians of [`SCALE_ROUNDS`]. Fails when Ferry's
 //!   announce median is above [`ANNOUNCE_RATIO`] times BIRD's, its withdraw median above
 //!   [`WITHDRAW_RATIO`] times, or its peak RSS above [`RSS_RATIO`] times BIRD's: today's
-//!   level with room for noise, a guard against regressions, not the issue's target.
+//!   level with room for noise, a guard against regressions (the issue's target is 1.0x).
 //!
 //! Needs a release build of Ferry (`FERRY_RELEASE_BIN`, as `ingest_guard`), root and the
 //! daemons; without them it skips, or fails under `FIT_REQUIRE=1`. `scripts/test.sh` runs it on
@@ -33,17 +33,21 @@ const WIRE_ROUNDS: usize = 10;
 /// Ferry's median command -> UPDATE at most this times the faster other CLI's.
 const WIRE_RATIO: f64 = 1.0;
 const SCALE_ROUNDS: usize = 2;
-// The limits below hold today's level with room for noise; they are not issue 19's targets
-// (at most BIRD's time and RSS), which are not met yet. Run of 2026-12-05 00:40 UTC (loaded
-// machine, `announce_scale` with BENCH_SETTLE_MS=3000, 2 rounds): `--file` announce 0.996 s
-// against BIRD's 0.607 s (1.64x), withdraw 0.561 s against 0.124 s (4.5x), peak RSS 88
-// against 65 MiB (1.35x). Lower them as the gaps close.
+// The limits below hold today's level with room for noise: a guard against regressions, not
+// issue 19's targets (at most BIRD's time and RSS). Runs of 2026-12-05 03:14-03:49 UTC
+// (`announce_scale` with BENCH_SETTLE_MS=3000, 2 rounds, load average about 2): `--file`
+// announce 0.54-0.70 s against BIRD's 0.65-0.81 s (0.67-0.80x; 1.31x before the bulk path
+// was reworked), withdraw 0.19-0.61 s against 0.31-1.04 s (0.36-1.15x; 2.1x before), peak RSS
+// 67-69 against 66 MiB (1.02-1.05x; 1.39x before). A later run of the same build: announce
+// 1.45x, with FRR spending 2.5x the CPU on Ferry's UPDATEs that it spent on BIRD's. A withdraw
+// of either sender now and then takes 3-6x its usual time with FRR busy (see
+// `benches/announce_scale.rs`), which two rounds cannot median away: hence the wider limits.
 /// Ferry's `--file` announce median at most this times BIRD's.
-const ANNOUNCE_RATIO: f64 = 2.2;
+const ANNOUNCE_RATIO: f64 = 1.8;
 /// Ferry's `--file` withdraw median at most this times BIRD's.
-const WITHDRAW_RATIO: f64 = 6.0;
+const WITHDRAW_RATIO: f64 = 3.0;
 /// Ferry's peak RSS at most this times BIRD's.
-const RSS_RATIO: f64 = 1.6;
+const RSS_RATIO: f64 = 1.15;
 
 fn release_ferry(test: &str) -> Option<PathBuf> {
     let require = std::env::var("FIT_REQUIRE").is_ok_and(|v| v == "1");

@@ -52,7 +52,11 @@ pub trait Control: Send + Sync + 'static {
     fn received(&self, peer: Option<IpAddr>) -> Result<Vec<ReceivedRoute>, ApiError>;
     /// Persist, then send; returns once the desired routes are on disk. Every change names
     /// its `caller` (the audit log and the route journal record it).
-    fn announce(&self, routes: Vec<Route>, caller: &Caller) -> Result<ChangeResponse, ApiError>;
+    fn announce(
+        &self,
+        routes: Vec<Arc<Route>>,
+        caller: &Caller,
+    ) -> Result<ChangeResponse, ApiError>;
     fn withdraw(&self, prefixes: Vec<IpNet>, caller: &Caller) -> Result<ChangeResponse, ApiError>;
     /// Withdraw every announced route in one change (the routes held when it is applied).
     fn withdraw_all(&self, caller: &Caller) -> Result<ChangeResponse, ApiError>;
@@ -60,7 +64,7 @@ pub trait Control: Send + Sync + 'static {
     /// change, checked the same way; changes nothing.
     fn dry_run(
         &self,
-        routes: Option<Vec<Route>>,
+        routes: Option<Vec<Arc<Route>>>,
         prefixes: Vec<IpNet>,
         all: bool,
     ) -> Result<ChangeResponse, ApiError> {
@@ -234,7 +238,10 @@ async fn announce(
     body: Bytes,
 ) -> Result<Json<ChangeResponse>, ApiError> {
     let caller = fenced(caller, &headers)?;
-    let req: AnnounceRequest = parse_body(&body)?;
+    let req: AnnounceRequest<Arc<Route>> = parse_body(&body)?;
+    // The text is not needed past the parse: not held while the change is applied (3.5 MB of
+    // a 100,000-route announce's peak).
+    drop(body);
     if req.routes.is_empty() {
         return Err(ApiError::Invalid {
             field: "routes".into(),
@@ -255,6 +262,7 @@ async fn withdraw(
 ) -> Result<Json<ChangeResponse>, ApiError> {
     let caller = fenced(caller, &headers)?;
     let mut req: WithdrawRequest = parse_body(&body)?;
+    drop(body);
     match (req.all, req.prefixes.is_empty()) {
         (true, false) => {
             return Err(ApiError::BadRequest(

@@ -111,11 +111,14 @@ pub struct ResetResponse {
     pub state: SessionState,
 }
 
-/// Announce (or re-announce with new attributes) routes, atomically.
+/// Announce (or re-announce with new attributes) routes, atomically. The speaker reads the
+/// routes as `Arc<Route>`: each allocated once as it is parsed and shared from there on with
+/// the store and the drivers (a `Vec<Route>` of 100,000 doubling as it grew, then copied into
+/// the store, was the peak of a bulk announce's memory); a client writes plain `Route`s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AnnounceRequest {
-    pub routes: Vec<Route>,
+pub struct AnnounceRequest<R = Route> {
+    pub routes: Vec<R>,
     /// Check the routes and answer what would change, changing nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,

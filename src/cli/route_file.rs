@@ -101,6 +101,10 @@ pub trait Entry: Sized {
 
 impl Entry for Route {
     fn from_columns(prefix: &str, columns: &[(&str, usize)]) -> Result<Self, (usize, String)> {
+        if columns.is_empty() {
+            // A prefix alone (the common file): no attribute text to parse.
+            return Self::from_prefix(prefix).map_err(|e| (0, e));
+        }
         let mut attrs = AttributesText::default();
         let mut next_hop = None;
         let mut prepend = 0;
@@ -146,7 +150,9 @@ impl Entry for Route {
     }
 
     fn from_prefix(text: &str) -> Result<Self, String> {
-        Route::from_text(text, None, AttributesText::default(), 0, None).map_err(|e| e.to_string())
+        parse_prefix(text)
+            .and_then(Route::new)
+            .map_err(|e| e.to_string())
     }
 
     fn from_object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
@@ -282,18 +288,13 @@ fn read_text<T: Entry>(input: impl BufRead, skipped: usize) -> Result<Vec<T>, Fi
     let mut out = Vec::new();
     each_line(input, skipped, |line, number| {
         let text = line.split_once('#').map_or(line, |(t, _)| t);
-        let mut columns = Vec::new();
-        let mut at = 0;
-        for token in text.split_ascii_whitespace() {
-            // The token's offset: after the previous one, where it first occurs.
-            let start = at + text[at..].find(token).unwrap_or(0);
-            at = start + token.len();
-            columns.push((token, start + 1));
-        }
-        let Some(&(prefix, col)) = columns.first() else {
+        let mut tokens = tokens(text);
+        let Some((prefix, col)) = tokens.next() else {
             return Ok(());
         };
-        let entry = T::from_columns(prefix, &columns[1..]).map_err(|(c, m)| {
+        // A line of a prefix alone (the common file) allocates nothing here.
+        let columns: Vec<(&str, usize)> = tokens.collect();
+        let entry = T::from_columns(prefix, &columns).map_err(|(c, m)| {
             // Errors of the route as a whole point at its prefix.
             FileError::at(number, Some(if c == 0 { col } else { c }), m)
         })?;
@@ -301,6 +302,27 @@ fn read_text<T: Entry>(input: impl BufRead, skipped: usize) -> Result<Vec<T>, Fi
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The tokens of `text` split at ASCII white space (as `split_ascii_whitespace`), each with
+/// its 1-based column, found in the same pass (no search for the token afterwards).
+fn tokens(text: &str) -> impl Iterator<Item = (&str, usize)> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        if at == bytes.len() {
+            return None;
+        }
+        let start = at;
+        while bytes.get(at).is_some_and(|b| !b.is_ascii_whitespace()) {
+            at += 1;
+        }
+        // Both ends sit next to ASCII octets or the ends of `text`: char boundaries.
+        Some((&text[start..at], start + 1))
+    })
 }
 
 fn read_json_lines<T: Entry>(input: impl BufRead, skipped: usize) -> Result<Vec<T>, FileError> {

@@ -135,11 +135,11 @@ pub async fn serve(config: Config, path: PathBuf, log: LogControl) -> anyhow::Re
         .iter()
         .map(|c| health::Gate::new(c, std::time::Instant::now()))
         .collect();
-    let desired_log = crate::speaker::DesiredLog::new(
+    let desired_log = crate::speaker::DesiredLog::from_shared(
         store
             .routes()
             .values()
-            .filter_map(|r| health::overlay(&gates, r.clone())),
+            .filter_map(|r| health::overlay_shared(&gates, r.clone())),
     );
     let (desired_tx, _) = watch::channel(desired_log.version());
     let (events, _) = broadcast::channel(4096);

@@ -1,7 +1,8 @@
 //! A sorted batch of keys applied to a sorted table by one walk beside it instead of a tree
 //! search per key: when that pays, and the step that keeps batch and table in line.
 //!
-//! Contract: [`walk_beats_search`] is true once the batch is an eighth of the table or more;
+//! Contract: [`walk_beats_search`] is true once the batch is an eighth of the table or more,
+//! [`most_of`] once a removal takes half of it (what stays is then built anew);
 //! [`walk_budget`] is how many table entries a walk beside `n` keys may step over before a
 //! search per key would have been cheaper (a search costs a few dozen comparisons, a step
 //! one). [`take_if_next`], called with the table's keys in ascending order, answers whether
@@ -14,6 +15,12 @@ use std::iter::Peekable;
 /// One walk over a table of `table` entries beats `batch` searches.
 pub fn walk_beats_search(batch: usize, table: usize) -> bool {
     batch.saturating_mul(8) >= table
+}
+
+/// A removal of `batch` keys takes half the table of `table` entries or more: building what
+/// stays anew beats removing them one by one.
+pub fn most_of(batch: usize, table: usize) -> bool {
+    batch.saturating_mul(2) >= table
 }
 
 /// Entries a walk beside `n` sorted keys may step over before a search per key is cheaper.
@@ -56,5 +63,6 @@ mod tests {
         assert!(walk_beats_search(125, 1000));
         assert!(!walk_beats_search(124, 1000));
         assert_eq!(walk_budget(10), 144);
+        assert!(most_of(50, 100) && !most_of(49, 100));
     }
 }

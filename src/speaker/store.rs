@@ -59,7 +59,7 @@ use std::sync::Arc;
 
 use super::prefix_text::PrefixText;
 use super::route::{check_prefix, Form, Route, RouteError};
-use super::sorted_walk::{take_if_next, walk_beats_search};
+use super::sorted_walk::{most_of, take_if_next, walk_beats_search};
 use super::stamp::Stamp;
 use crate::durable;
 
@@ -79,15 +79,17 @@ pub const FORMAT_VERSION: u32 = 1;
 /// One request: announce (add or replace) or withdraw a set of prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Announce(Vec<Route>),
+    /// Shared from the API's parse on (see [`crate::api::AnnounceRequest`]): never copied.
+    Announce(Vec<Arc<Route>>),
     Withdraw(Vec<IpNet>),
 }
 
 /// What a batch actually changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// Routes that are new or differ from what was stored, in prefix order.
-    pub announced: Vec<Route>,
+    /// Routes that are new or differ from what was stored, in prefix order; shared with the
+    /// table once committed and with the drivers' [`super::DesiredLog`], never copied.
+    pub announced: Vec<Arc<Route>>,
     /// Prefixes that were stored and are now gone, in prefix order.
     pub withdrawn: Vec<IpNet>,
     /// The generation after the batch (unchanged when nothing changed).
@@ -197,25 +199,41 @@ struct JournalOut<'a> {
     withdraw: Vec<StoredPrefix>,
 }
 
-/// Insert (or replace) `routes`, sorted by prefix without duplicates. A batch that is large
-/// next to the table is merged in one linear pass (`BTreeMap::append` builds from both sorted
-/// sequences) instead of one tree search per route.
-fn insert_sorted(table: &mut BTreeMap<IpNet, Route>, routes: Vec<Route>) {
-    if walk_beats_search(routes.len(), table.len()) {
-        let mut batch: BTreeMap<IpNet, Route> = routes.into_iter().map(|r| (r.prefix, r)).collect();
+/// Insert (or replace) the entries of `batch`, sorted by prefix without duplicates. A batch
+/// that is large next to the table is merged in one linear pass (`BTreeMap::append` builds
+/// from both sorted sequences) instead of one tree search per entry.
+fn insert_sorted<V>(
+    table: &mut BTreeMap<IpNet, V>,
+    batch: impl ExactSizeIterator<Item = (IpNet, V)>,
+) {
+    if walk_beats_search(batch.len(), table.len()) {
+        let mut batch: BTreeMap<IpNet, V> = batch.collect();
         table.append(&mut batch);
     } else {
-        for r in routes {
-            table.insert(r.prefix, r);
-        }
+        table.extend(batch);
     }
 }
 
 /// Remove `prefixes`, sorted; a large batch is removed in one linear pass over the table
 /// (both in prefix order) instead of one tree search per prefix.
-fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, prefixes: &[IpNet]) {
-    if walk_beats_search(prefixes.len(), table.len()) {
-        let mut gone = prefixes.iter().peekable();
+fn remove_sorted<'p, V>(
+    table: &mut BTreeMap<IpNet, V>,
+    prefixes: impl ExactSizeIterator<Item = &'p IpNet>,
+) {
+    if table.is_empty() {
+        return;
+    }
+    if most_of(prefixes.len(), table.len()) {
+        // What stays is built anew from the sorted walk (full nodes), instead of removing
+        // entry by entry, each removal shifting and rebalancing nodes: that was a quarter of
+        // a 100,000-prefix withdraw's CPU.
+        let mut gone = prefixes.peekable();
+        *table = std::mem::take(table)
+            .into_iter()
+            .filter(|(p, _)| !take_if_next(&mut gone, p))
+            .collect();
+    } else if walk_beats_search(prefixes.len(), table.len()) {
+        let mut gone = prefixes.peekable();
         table.retain(|p, _| !take_if_next(&mut gone, p));
     } else {
         for p in prefixes {
@@ -228,7 +246,7 @@ fn remove_sorted(table: &mut BTreeMap<IpNet, Route>, prefixes: &[IpNet]) {
 /// that is large next to the table walks the table once beside it instead of searching the
 /// tree per prefix.
 fn stored_matches<'a, 'p>(
-    table: &'a BTreeMap<IpNet, Route>,
+    table: &'a BTreeMap<IpNet, Arc<Route>>,
     prefixes: impl ExactSizeIterator<Item = &'p IpNet>,
 ) -> Vec<Option<&'a Route>> {
     if walk_beats_search(prefixes.len(), table.len()) {
@@ -236,11 +254,11 @@ fn stored_matches<'a, 'p>(
         prefixes
             .map(|p| {
                 while stored.next_if(|(k, _)| *k < p).is_some() {}
-                stored.next_if(|(k, _)| *k == p).map(|(_, r)| r)
+                stored.next_if(|(k, _)| *k == p).map(|(_, r)| &**r)
             })
             .collect()
     } else {
-        prefixes.map(|p| table.get(p)).collect()
+        prefixes.map(|p| table.get(p).map(|r| &**r)).collect()
     }
 }
 
@@ -270,10 +288,13 @@ impl Serialize for Stored<'_> {
 #[derive(Debug)]
 pub struct RouteStore {
     dir: PathBuf,
-    routes: BTreeMap<IpNet, Route>,
+    /// Shared (`Arc`) with the drivers' [`super::DesiredLog`]: one copy of each route.
+    routes: BTreeMap<IpNet, Arc<Route>>,
     /// When and by whom each route was last changed, where known (changes recorded without a
-    /// stamp, and files written before stamps were kept, leave a route without one).
-    stamps: HashMap<IpNet, Arc<Stamp>>,
+    /// stamp, and files written before stamps were kept, leave a route without one). Ordered
+    /// like `routes`, so a batch (in prefix order) is stamped by the same sorted merge and walk
+    /// as the table: hashing 100,000 prefixes one by one was a sixth of a bulk change's CPU.
+    stamps: BTreeMap<IpNet, Arc<Stamp>>,
     generation: u64,
     /// `routes.json` exists and holds `snapshot_bytes` octets.
     snapshot: Option<u64>,
@@ -294,9 +315,9 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 
 /// The routes after `applied`, in prefix order, without copying the table: `routes` and
 /// `applied.announced` (both in prefix order) merged, `applied.withdrawn` left out.
-fn merged<'a>(routes: &'a BTreeMap<IpNet, Route>, applied: &'a Applied) -> Vec<&'a Route> {
+fn merged<'a>(routes: &'a BTreeMap<IpNet, Arc<Route>>, applied: &'a Applied) -> Vec<&'a Route> {
     let gone = |p: &IpNet| applied.withdrawn.binary_search(p).is_ok();
-    let mut out = Vec::with_capacity(routes.len() + applied.announced.len());
+    let mut out: Vec<&Route> = Vec::with_capacity(routes.len() + applied.announced.len());
     let mut new = applied.announced.iter().peekable();
     for (p, r) in routes {
         while let Some(n) = new.next_if(|n| n.prefix < *p) {
@@ -308,7 +329,7 @@ fn merged<'a>(routes: &'a BTreeMap<IpNet, Route>, applied: &'a Applied) -> Vec<&
             None => {}
         }
     }
-    out.extend(new);
+    out.extend(new.map(|n| &**n));
     out
 }
 
@@ -327,7 +348,7 @@ impl RouteStore {
                 let mut s = Self {
                     dir,
                     routes: BTreeMap::new(),
-                    stamps: HashMap::new(),
+                    stamps: BTreeMap::new(),
                     generation: 0,
                     snapshot: None,
                     journal: None,
@@ -353,11 +374,11 @@ impl RouteStore {
         let mut routes = BTreeMap::new();
         for r in file.routes {
             let prefix = r.prefix;
-            if routes.insert(prefix, r).is_some() {
+            if routes.insert(prefix, Arc::new(r)).is_some() {
                 return Err(StoreError::DuplicateInFile { path, prefix });
             }
         }
-        let mut stamps = HashMap::new();
+        let mut stamps = BTreeMap::new();
         for g in file.changes {
             let stamp = Arc::new(Stamp {
                 at_ms: g.at_ms,
@@ -428,7 +449,7 @@ impl RouteStore {
                     Some(s) => self.stamps.insert(r.prefix, s.clone()),
                     None => self.stamps.remove(&r.prefix),
                 };
-                self.routes.insert(r.prefix, r);
+                self.routes.insert(r.prefix, Arc::new(r));
             }
             for p in entry.withdraw {
                 self.stamps.remove(&p);
@@ -476,7 +497,7 @@ impl RouteStore {
 
     /// Write the snapshot of the current state and drop the journal.
     fn compact(&mut self) -> Result<(), StoreError> {
-        let all: Vec<&Route> = self.routes.values().collect();
+        let all: Vec<&Route> = self.routes.values().map(|r| &**r).collect();
         let len = self.persist(&all, self.generation, |p| self.stamps.get(p).map(|s| &**s))?;
         drop(all);
         self.snapshot = Some(len);
@@ -551,11 +572,16 @@ impl RouteStore {
     }
 
     /// The desired routes in prefix order (IPv4 before IPv6).
-    pub fn routes(&self) -> &BTreeMap<IpNet, Route> {
+    pub fn routes(&self) -> &BTreeMap<IpNet, Arc<Route>> {
         &self.routes
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&Route> {
+        self.routes.get(prefix).map(|r| &**r)
+    }
+
+    /// The stored route of `prefix` itself, to share rather than copy.
+    pub fn get_shared(&self, prefix: &IpNet) -> Option<&Arc<Route>> {
         self.routes.get(prefix)
     }
 
@@ -610,7 +636,7 @@ impl RouteStore {
                 applied.announced = routes
                     .into_iter()
                     .zip(stored)
-                    .filter(|(r, old)| *old != Some(r))
+                    .filter(|(r, old)| *old != Some(&**r))
                     .map(|(r, _)| r)
                     .collect();
             }
@@ -623,12 +649,10 @@ impl RouteStore {
                     return Err(StoreError::DuplicateInBatch { prefix: w[0] });
                 }
                 let stored = stored_matches(&self.routes, prefixes.iter());
-                applied.withdrawn = prefixes
-                    .iter()
-                    .zip(stored)
-                    .filter(|(_, old)| old.is_some())
-                    .map(|(p, _)| *p)
-                    .collect();
+                // In place: no second list of 100,000 prefixes beside the first.
+                let mut was_stored = stored.iter().map(Option::is_some);
+                prefixes.retain(|_| was_stored.next().unwrap_or(false));
+                applied.withdrawn = prefixes;
             }
         }
         applied.generation = self.generation + u64::from(!applied.is_empty());
@@ -683,8 +707,11 @@ impl RouteStore {
             };
             drop(next);
             self.restamp(&applied, stamp);
-            insert_sorted(&mut self.routes, applied.announced);
-            remove_sorted(&mut self.routes, &applied.withdrawn);
+            insert_sorted(
+                &mut self.routes,
+                applied.announced.into_iter().map(|r| (r.prefix, r)),
+            );
+            remove_sorted(&mut self.routes, applied.withdrawn.iter());
             self.generation = generation;
             self.snapshot = Some(len);
             // The snapshot holds every journaled change: drop the journal (a leftover one is
@@ -696,7 +723,7 @@ impl RouteStore {
                 generation,
                 at_ms: stamp.as_ref().map(|s| s.at_ms),
                 by: stamp.as_ref().map(|s| s.by.as_str()),
-                announce: applied.announced.iter().map(Stored).collect(),
+                announce: applied.announced.iter().map(|r| Stored(r)).collect(),
                 withdraw: applied
                     .withdrawn
                     .iter()
@@ -709,25 +736,27 @@ impl RouteStore {
                 return Err(Box::new(CommitFailed { error, applied }));
             }
             self.restamp(&applied, stamp);
-            insert_sorted(&mut self.routes, applied.announced);
-            remove_sorted(&mut self.routes, &applied.withdrawn);
+            insert_sorted(
+                &mut self.routes,
+                applied.announced.into_iter().map(|r| (r.prefix, r)),
+            );
+            remove_sorted(&mut self.routes, applied.withdrawn.iter());
             self.generation = generation;
         }
         Ok(())
     }
 
-    /// The changed routes' stamps after `applied` was made durable.
+    /// The changed routes' stamps after `applied` (in prefix order) was made durable.
     fn restamp(&mut self, applied: &Applied, stamp: Option<Stamp>) {
-        let stamp = stamp.map(Arc::new);
-        for r in &applied.announced {
-            match &stamp {
-                Some(s) => self.stamps.insert(r.prefix, s.clone()),
-                None => self.stamps.remove(&r.prefix),
-            };
+        let announced = applied.announced.iter();
+        match stamp.map(Arc::new) {
+            Some(s) => insert_sorted(
+                &mut self.stamps,
+                announced.map(|r| (r.prefix, Arc::clone(&s))),
+            ),
+            None => remove_sorted(&mut self.stamps, announced.map(|r| &r.prefix)),
         }
-        for p in &applied.withdrawn {
-            self.stamps.remove(p);
-        }
+        remove_sorted(&mut self.stamps, applied.withdrawn.iter());
     }
 
     /// Write `routes` durably ([`durable::replace()`]: temp file, fsync, rename, fsync the
@@ -815,6 +844,10 @@ mod tests {
         Route::new(p.parse().unwrap()).unwrap()
     }
 
+    fn announce_of(routes: Vec<Route>) -> Change {
+        Change::Announce(routes.into_iter().map(Arc::new).collect())
+    }
+
     #[test]
     fn missing_file_is_empty_and_changes_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
@@ -824,7 +857,7 @@ mod tests {
         let mut r = route("198.51.100.0/24");
         r.attrs.med = Some(5);
         let a = s
-            .apply(Change::Announce(vec![r.clone(), route("2001:db8:1::/48")]))
+            .apply(announce_of(vec![r.clone(), route("2001:db8:1::/48")]))
             .unwrap();
         assert_eq!(a.generation, 1);
         assert_eq!(a.announced.len(), 2);
@@ -855,7 +888,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
         let plain = [route("198.51.100.0/24"), route("2001:db8:1::/48")];
-        s.apply(Change::Announce(vec![
+        s.apply(announce_of(vec![
             plain[1].clone(),
             full.clone(),
             plain[0].clone(),
@@ -867,11 +900,11 @@ mod tests {
         // Journal: a new route with a non-default origin, a replaced one, a withdrawn one.
         let mut full2 = full.clone();
         full2.attrs.med = None;
-        s.apply(Change::Announce(vec![egp.clone(), full2.clone()]))
+        s.apply(announce_of(vec![egp.clone(), full2.clone()]))
             .unwrap();
         s.apply(Change::Withdraw(vec![plain[1].prefix])).unwrap();
         let want: Vec<Route> = vec![plain[0].clone(), full2.clone(), egp.clone()];
-        let got: Vec<Route> = s.routes().values().cloned().collect();
+        let got: Vec<Route> = s.routes().values().map(|r| Route::clone(r)).collect();
         assert_eq!(got, want);
         let mut s2 = RouteStore::load(dir.path()).unwrap();
         assert_eq!(s2.routes(), s.routes());
@@ -879,11 +912,11 @@ mod tests {
         // A snapshot over an existing table (after a failed append the next change writes
         // one): the merge of kept, replaced, added and withdrawn routes.
         s2.snapshot = None;
-        s2.apply(Change::Announce(vec![full.clone(), route("192.0.2.0/24")]))
+        s2.apply(announce_of(vec![full.clone(), route("192.0.2.0/24")]))
             .unwrap();
         s2.apply(Change::Withdraw(vec![egp.prefix])).unwrap();
         let s3 = RouteStore::load(dir.path()).unwrap();
-        let got: Vec<Route> = s3.routes().values().cloned().collect();
+        let got: Vec<Route> = s3.routes().values().map(|r| Route::clone(r)).collect();
         assert_eq!(got, vec![route("192.0.2.0/24"), plain[0].clone(), full]);
         assert_eq!(s3.routes(), s2.routes());
     }
@@ -906,18 +939,18 @@ mod tests {
         );
         // Snapshot, then journal lines.
         s.apply_by(
-            Change::Announce(vec![a.clone(), b.clone()]),
+            announce_of(vec![a.clone(), b.clone()]),
             Some(by("uid 1 (x)", 1000)),
         )
         .unwrap();
         s.apply_by(
-            Change::Announce(vec![c.clone()]),
+            announce_of(vec![c.clone()]),
             Some(by("tcp 192.0.2.9:1", 2000)),
         )
         .unwrap();
         let mut b2 = b.clone();
         b2.attrs.med = Some(9);
-        s.apply(Change::Announce(vec![b2.clone()])).unwrap();
+        s.apply(announce_of(vec![b2.clone()])).unwrap();
         let journal = fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
         assert!(
             journal.contains(r#"{"generation":2,"at_ms":2000,"by":"tcp 192.0.2.9:1","announce""#),
@@ -939,8 +972,7 @@ mod tests {
         check(&s3);
         s3.apply_by(Change::Withdraw(vec![a.prefix]), Some(by("uid 2", 3000)))
             .unwrap();
-        s3.apply_by(Change::Announce(vec![a.clone()]), None)
-            .unwrap();
+        s3.apply_by(announce_of(vec![a.clone()]), None).unwrap();
         assert_eq!(s3.stamp(&a.prefix), None);
         assert_eq!(RouteStore::load(dir.path()).unwrap().stamp(&a.prefix), None);
     }
@@ -970,14 +1002,14 @@ mod tests {
     fn changes_after_the_first_go_to_the_journal_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+        s.apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
         let snapshot = fs::read(s.path()).unwrap();
         let journal = dir.path().join(JOURNAL_FILE);
         assert!(!journal.exists(), "the first change writes the snapshot");
         for i in 0..20u8 {
             let p = format!("2001:db8:{i}::/48");
-            s.apply(Change::Announce(vec![route(&p)])).unwrap();
+            s.apply(announce_of(vec![route(&p)])).unwrap();
         }
         s.apply(Change::Withdraw(vec!["198.51.100.0/24".parse().unwrap()]))
             .unwrap();
@@ -1011,10 +1043,9 @@ mod tests {
     fn a_torn_last_line_is_ignored_and_a_corrupt_or_missing_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+        s.apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
-        s.apply(Change::Announce(vec![route("203.0.113.0/24")]))
-            .unwrap();
+        s.apply(announce_of(vec![route("203.0.113.0/24")])).unwrap();
         let journal = dir.path().join(JOURNAL_FILE);
         let good = fs::read_to_string(&journal).unwrap();
         // A crash mid-append: the torn line was never acknowledged.
@@ -1047,14 +1078,14 @@ mod tests {
     fn a_journal_larger_than_the_snapshot_is_compacted_when_due() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+        s.apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
         let journal = dir.path().join(JOURNAL_FILE);
         let p: IpNet = "203.0.113.0/24".parse().unwrap();
         let mut compacted = false;
         for i in 0..2_000u32 {
             let change = if i % 2 == 0 {
-                Change::Announce(vec![route("203.0.113.0/24")])
+                announce_of(vec![route("203.0.113.0/24")])
             } else {
                 Change::Withdraw(vec![p])
             };
@@ -1081,18 +1112,18 @@ mod tests {
         assert!(a.is_empty());
         assert_eq!(a.generation, 0);
         assert!(!s.path().exists());
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+        s.apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
         let again = s
-            .apply(Change::Announce(vec![route("198.51.100.0/24")]))
+            .apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
         assert!(again.is_empty());
         assert_eq!(s.generation(), 1);
         // Changing an attribute is a change.
         let mut r = route("198.51.100.0/24");
         r.prepend = 1;
-        let changed = s.apply(Change::Announce(vec![r.clone()])).unwrap();
-        assert_eq!(changed.announced, vec![r]);
+        let changed = s.apply(announce_of(vec![r.clone()])).unwrap();
+        assert_eq!(changed.announced, vec![Arc::new(r)]);
         assert_eq!(changed.generation, 2);
         let w = s
             .apply(Change::Withdraw(vec![
@@ -1110,7 +1141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
         let e = s
-            .apply(Change::Announce(vec![
+            .apply(announce_of(vec![
                 route("198.51.100.0/24"),
                 route("203.0.113.0/24"),
                 route("198.51.100.0/24"),
@@ -1123,7 +1154,7 @@ mod tests {
         let mut bad = route("203.0.113.0/24");
         bad.prepend = 33;
         let e = s
-            .apply(Change::Announce(vec![route("198.51.100.0/24"), bad]))
+            .apply(announce_of(vec![route("198.51.100.0/24"), bad]))
             .unwrap_err();
         assert!(e.to_string().contains("prepend 33"), "{e}");
         assert!(s.is_empty());
@@ -1140,7 +1171,7 @@ mod tests {
     fn crash_before_rename_leaves_the_last_acknowledged_state() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+        s.apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
         // A crash mid-write leaves a partial temp file and the old routes.json.
         fs::write(dir.path().join(ROUTES_TMP_FILE), b"{\"version\":1,\"gener").unwrap();
@@ -1149,7 +1180,7 @@ mod tests {
         assert_eq!(s2.routes(), s.routes());
         // Loading dropped the leftover.
         let mut s2 = s2;
-        s2.apply(Change::Announce(vec![route("203.0.113.0/24")]))
+        s2.apply(announce_of(vec![route("203.0.113.0/24")]))
             .unwrap();
         assert!(!dir.path().join(ROUTES_TMP_FILE).exists());
         assert_eq!(RouteStore::load(dir.path()).unwrap().len(), 2);
@@ -1211,7 +1242,7 @@ mod tests {
     fn batches_of_every_size_match_a_plain_map() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RouteStore::load(dir.path()).unwrap();
-        let mut model: BTreeMap<IpNet, Route> = BTreeMap::new();
+        let mut model: BTreeMap<IpNet, Arc<Route>> = BTreeMap::new();
         let net = |i: u32| -> IpNet { format!("2001:db8:{:x}::/48", i).parse().unwrap() };
         // (first, count, step, announce): big and small batches over a table of up to 400.
         let ops = [
@@ -1236,9 +1267,9 @@ mod tests {
                     })
                     .collect();
                 for r in &routes {
-                    model.insert(r.prefix, r.clone());
+                    model.insert(r.prefix, Arc::new(r.clone()));
                 }
-                s.apply(Change::Announce(routes)).unwrap();
+                s.apply(announce_of(routes)).unwrap();
             } else {
                 for p in &prefixes {
                     model.remove(p);
@@ -1269,16 +1300,16 @@ mod tests {
             return;
         };
         let mut s = RouteStore::load(fs.path()).unwrap();
-        s.apply(Change::Announce(vec![route("198.51.100.0/24")]))
+        s.apply(announce_of(vec![route("198.51.100.0/24")]))
             .unwrap();
-        s.apply(Change::Announce(vec![long_route(0)])).unwrap();
+        s.apply(announce_of(vec![long_route(0)])).unwrap();
         let journal = fs.path().join(JOURNAL_FILE);
         let filler = fs.fill();
         let mut acked = vec![route("198.51.100.0/24").prefix, long_route(0).prefix];
         let mut i = 1;
         let (good_len, err) = loop {
             let len = fs::metadata(&journal).unwrap().len();
-            match s.apply(Change::Announce(vec![long_route(i)])) {
+            match s.apply(announce_of(vec![long_route(i)])) {
                 Ok(_) => acked.push(long_route(i).prefix),
                 Err(e) => break (len, e),
             }
@@ -1298,7 +1329,7 @@ mod tests {
 
         fs::remove_file(filler).unwrap();
         let next = long_route(i + 1);
-        s.apply(Change::Announce(vec![next.clone()])).unwrap();
+        s.apply(announce_of(vec![next.clone()])).unwrap();
         acked.push(next.prefix);
         let text = fs::read(&journal).unwrap();
         assert!(!text.contains(&0), "NUL octets in the journal");
@@ -1319,7 +1350,7 @@ mod tests {
         };
         let mut s = RouteStore::load(fs.path()).unwrap();
         for i in 0..3 {
-            s.apply(Change::Announce(vec![long_route(i)])).unwrap();
+            s.apply(announce_of(vec![long_route(i)])).unwrap();
         }
         let want = s.routes().clone();
         drop(s);
@@ -1331,7 +1362,7 @@ mod tests {
             !fs.path().join(ROUTES_TMP_FILE).exists(),
             "partial snapshot left"
         );
-        let e = s.apply(Change::Announce(vec![long_route(9)])).unwrap_err();
+        let e = s.apply(announce_of(vec![long_route(9)])).unwrap_err();
         assert!(e.to_string().contains(ROUTES_TMP_FILE), "{e}");
         assert!(
             !fs.path().join(ROUTES_TMP_FILE).exists(),
@@ -1340,7 +1371,7 @@ mod tests {
         assert_eq!(RouteStore::load(fs.path()).unwrap().routes(), &want);
 
         fs::remove_file(filler).unwrap();
-        s.apply(Change::Announce(vec![long_route(9)])).unwrap();
+        s.apply(announce_of(vec![long_route(9)])).unwrap();
         assert!(
             !fs.path().join(JOURNAL_FILE).exists(),
             "a snapshot, not an append"

@@ -142,6 +142,18 @@ pub fn overlay(gates: &[Gate], mut route: Route) -> Option<Route> {
     Some(route)
 }
 
+/// [`overlay`] of a shared route: the same route back (not copied) when no failing check
+/// governs its prefix, the common case.
+pub fn overlay_shared(gates: &[Gate], route: Arc<Route>) -> Option<Arc<Route>> {
+    if gates
+        .iter()
+        .all(|g| g.state == Health::Up || !g.governs(&route.prefix))
+    {
+        return Some(route);
+    }
+    overlay(gates, Route::clone(&route)).map(Arc::new)
+}
+
 /// One probe, blocking, bounded by `timeout`.
 fn probe(c: &HealthCheckConfig, timeout: Duration) -> Result<(), String> {
     if let Some(addr) = c.tcp {

@@ -6,6 +6,7 @@
 //! Never does: hold state of its own, or format the metrics (see [`super::metrics`]).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ipnet::IpNet;
@@ -35,7 +36,7 @@ impl Shared {
 
     /// `speaker.allowed_prefixes`: every route must lie within one of them. The error names
     /// the first route outside, its place in the request and the list.
-    fn check_allowed(&self, routes: &[Route]) -> Result<(), ApiError> {
+    fn check_allowed(&self, routes: &[Arc<Route>]) -> Result<(), ApiError> {
         let allowed = crate::daemon::state::read(&self.allowed_prefixes);
         let Some(list) = allowed.as_ref() else {
             return Ok(());
@@ -115,7 +116,11 @@ impl Control for Shared {
     }
 
     fn announced(&self) -> Vec<Route> {
-        lock(&self.store).routes().values().cloned().collect()
+        lock(&self.store)
+            .routes()
+            .values()
+            .map(|r| Route::clone(r))
+            .collect()
     }
 
     fn announced_changes(&self) -> Vec<AnnouncedRoute> {
@@ -124,7 +129,7 @@ impl Control for Shared {
             .routes()
             .values()
             .map(|r| AnnouncedRoute {
-                route: r.clone(),
+                route: Route::clone(r),
                 changed: store.stamp(&r.prefix).cloned(),
             })
             .collect()
@@ -158,7 +163,7 @@ impl Control for Shared {
 
     fn dry_run(
         &self,
-        routes: Option<Vec<Route>>,
+        routes: Option<Vec<Arc<Route>>>,
         prefixes: Vec<IpNet>,
         all: bool,
     ) -> Result<ChangeResponse, ApiError> {
@@ -172,22 +177,31 @@ impl Control for Shared {
         }
     }
 
-    fn announce(&self, routes: Vec<Route>, caller: &Caller) -> Result<ChangeResponse, ApiError> {
+    fn announce(
+        &self,
+        routes: Vec<Arc<Route>>,
+        caller: &Caller,
+    ) -> Result<ChangeResponse, ApiError> {
         self.check_allowed(&routes)?;
         // Under the leases lock, so the lease task never sees a new leased route without
         // its deadline. An announce (even an unchanged one) starts or renews the lease.
         let mut leases = lock(&self.leases);
         let admitted = self.admit(caller, "announce")?;
-        let resp = self.change(Change::Announce(routes.clone()), caller)?;
-        leases.renew(routes.iter(), now_ms()).map_err(|e| {
-            tracing::error!(error = %e, "routes announced, but their leases could not be written");
-            ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
-        })?;
+        let any_leased = routes.iter().any(|r| r.lease_secs.is_some());
+        // Without a lease before or after, renewing changes nothing.
+        let renewal = (any_leased || !leases.is_empty()).then(|| routes.clone());
+        let resp = self.change(Change::Announce(routes), caller)?;
+        if let Some(routes) = renewal {
+            leases.renew(routes.iter().map(|r| &**r), now_ms()).map_err(|e| {
+                tracing::error!(error = %e, "routes announced, but their leases could not be written");
+                ApiError::Internal(format!("routes announced, but leases not persisted: {e}"))
+            })?;
+        }
         drop(admitted);
         drop(leases);
         // Only a leased route can move the next deadline earlier; waking the lease task for
         // others would walk the whole table on every change.
-        if routes.iter().any(|r| r.lease_secs.is_some()) {
+        if any_leased {
             self.lease_wake.notify_one();
         }
         Ok(resp)
@@ -229,7 +243,7 @@ impl Control for Shared {
                     .routes()
                     .values()
                     .filter(|r| r.lease_secs.is_some())
-                    .cloned()
+                    .map(|r| Route::clone(r))
                     .collect()
             } else {
                 let missing: Vec<String> = prefixes

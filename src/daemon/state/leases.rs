@@ -24,7 +24,7 @@ impl Shared {
     pub fn expire_leases(&self, at_start: bool) -> Option<u64> {
         let mut leases = lock(&self.leases);
         let now = now_ms();
-        let expired = leases.expired(lock(&self.store).routes().values(), now);
+        let expired = leases.expired(lock(&self.store).routes().values().map(|r| &**r), now);
         if !expired.is_empty() {
             // Written before the peers hear of it: a failed write retried every tick must not
             // withdraw and re-announce the routes to every peer each time.
@@ -87,8 +87,10 @@ impl Shared {
         prefixes: Vec<IpNet>,
         caller: &Caller,
     ) -> Result<ChangeResponse, ApiError> {
-        let resp = self.change(Change::Withdraw(prefixes.clone()), caller)?;
-        if let Err(e) = leases.forget(&prefixes) {
+        // Without leases there is nothing to forget: the prefixes move into the change uncopied.
+        let forget = (!leases.is_empty()).then(|| prefixes.clone());
+        let resp = self.change(Change::Withdraw(prefixes), caller)?;
+        if let Err(e) = forget.map_or(Ok(()), |p| leases.forget(&p)) {
             // Harmless: a lease of a route that is gone is never looked at.
             tracing::warn!(error = %e, "cannot persist leases");
         }

@@ -9,6 +9,8 @@
 //! Never does: touch leases (the caller holds the leases lock, see [`super::leases`]) or
 //! answer the API itself (see [`super::backend`]).
 
+use std::sync::Arc;
+
 use ipnet::IpNet;
 
 use super::{lock, write, Shared};
@@ -40,22 +42,32 @@ impl Shared {
     /// Hand the changed `prefixes` to the drivers as they are now in `store`, with the drain
     /// overlay applied; O(changed), not O(table).
     pub(super) fn publish(&self, store: &RouteStore, prefixes: impl IntoIterator<Item = IpNet>) {
-        drop(self.publish_routes(prefixes.into_iter().map(|p| (p, store.get(&p).cloned()))));
+        drop(
+            self.publish_routes(
+                prefixes
+                    .into_iter()
+                    .map(|p| (p, store.get_shared(&p).cloned())),
+            ),
+        );
     }
 
     /// Hand these changes (the route as stored now, `None`: withdrawn) to the drivers, with
     /// the health overlay (a failing check withdraws or de-prefers) and the drain overlay
     /// applied; returns the routes the drivers no longer see, for the
     /// caller to free once that is off the drivers' way.
-    fn publish_routes(&self, changes: impl IntoIterator<Item = (IpNet, Option<Route>)>) -> Retired {
+    /// A route no overlay changes is handed on as the store holds it (shared, not copied).
+    fn publish_routes(
+        &self,
+        changes: impl IntoIterator<Item = (IpNet, Option<Arc<Route>>)>,
+    ) -> Retired {
         let draining = lock(&self.draining);
         let health = lock(&self.health);
         let changes = changes.into_iter().map(|(p, route)| {
             let route = route
-                .and_then(|r| crate::daemon::health::overlay(&health, r))
+                .and_then(|r| crate::daemon::health::overlay_shared(&health, r))
                 .map(|mut r| {
                     if draining.contains(&p) {
-                        r.attrs.mark_graceful_shutdown();
+                        Arc::make_mut(&mut r).attrs.mark_graceful_shutdown();
                     }
                     r
                 });
@@ -222,11 +234,11 @@ fn not_written(error: &crate::speaker::store::StoreError) -> ApiError {
 }
 
 /// What a batch changed, as the desired log takes it: the new routes, then the gone prefixes.
-fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Route>)> + '_ {
+fn applied_changes(applied: &Applied) -> impl Iterator<Item = (IpNet, Option<Arc<Route>>)> + '_ {
     applied
         .announced
         .iter()
-        .map(|r| (r.prefix, Some(r.clone())))
+        .map(|r| (r.prefix, Some(Arc::clone(r))))
         .chain(applied.withdrawn.iter().map(|p| (*p, None)))
 }
 
@@ -246,7 +258,7 @@ mod tests {
 
     fn shared(dir: &std::path::Path) -> Shared {
         let store = RouteStore::load(dir).unwrap();
-        let desired_log = DesiredLog::new(store.routes().values().cloned());
+        let desired_log = DesiredLog::from_shared(store.routes().values().cloned());
         Shared {
             store: Mutex::new(store),
             desired: watch::channel(0).0,
@@ -286,7 +298,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(shared(dir.path()));
         let a = route("198.51.100.0/24");
-        s.announce(vec![a.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(a.clone())], &T).unwrap();
         assert_eq!(published(&s), vec![a.prefix]);
         let journal = dir.path().join(crate::speaker::store::JOURNAL_FILE);
         std::fs::create_dir(&journal).unwrap();
@@ -300,7 +312,7 @@ mod tests {
         let (dir, s, a, journal) = one_route_then_writes_fail();
         let mut events = s.events.subscribe();
         let b = route("203.0.113.0/24");
-        let err = s.announce(vec![b.clone()], &T).unwrap_err();
+        let err = s.announce(vec![Arc::new(b.clone())], &T).unwrap_err();
         assert!(format!("{err:?}").contains("not applied"), "{err:?}");
         assert_eq!(published(&s), vec![a.prefix], "b is taken back");
         let err = s.withdraw(vec![a.prefix], &T).unwrap_err();
@@ -321,7 +333,7 @@ mod tests {
         );
 
         std::fs::remove_dir(&journal).unwrap();
-        s.announce(vec![b.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(b.clone())], &T).unwrap();
         assert_eq!(published(&s), vec![a.prefix, b.prefix]);
         drop(s);
         let reloaded = RouteStore::load(dir.path()).unwrap();
@@ -379,7 +391,8 @@ mod tests {
         *lock(&s.health) = vec![Gate::new(&config(""), now)];
         let web = route("203.0.113.0/25");
         let other = route("198.51.100.0/24");
-        s.announce(vec![web.clone(), other.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(web.clone()), Arc::new(other.clone())], &T)
+            .unwrap();
         assert_eq!(
             published(&s),
             vec![other.prefix],
@@ -438,7 +451,7 @@ mod tests {
         assert_eq!(seen(other.prefix), other, "outside the check: untouched");
         // Announced while failing: de-preferred too.
         let late = route("203.0.113.128/25");
-        s.announce(vec![late.clone()], &T).unwrap();
+        s.announce(vec![Arc::new(late.clone())], &T).unwrap();
         assert_eq!(seen(late.prefix).attrs.med, Some(900));
         s.health_moved(0, Health::Up, None, now, &T);
         assert_eq!(seen(web.prefix), web);
