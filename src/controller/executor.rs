@@ -128,7 +128,7 @@ impl<'a> Executor<'a> {
     /// other than the state directory, [`super::store`]).
     #[allow(clippy::too_many_arguments)]
     pub fn start_in(
-        create: impl FnOnce(&str) -> Result<Journal, JournalError>,
+        mut create: impl FnMut(&str) -> Result<Journal, JournalError>,
         plan: Plan,
         direction: Direction,
         mode: Mode,
@@ -138,13 +138,28 @@ impl<'a> Executor<'a> {
         progress: Box<dyn FnMut(Progress) + 'a>,
     ) -> Result<Self, ExecError> {
         step::check_test(&plan, mode).map_err(ExecError::Invalid)?;
-        let run_id = format!(
-            "{}-{}{}",
-            super::journal::now_ms(),
-            plan.name,
-            super::runs::run_suffix(direction, mode)
-        );
-        let journal = create(&run_id)?;
+        // The run's id is its start in ms: two runs started within one millisecond (a run
+        // that ended at once, then the next) take the next free one.
+        let first_ms = super::journal::now_ms();
+        let mut ms = first_ms;
+        let (run_id, journal) = loop {
+            let run_id = format!(
+                "{ms}-{}{}",
+                plan.name,
+                super::runs::run_suffix(direction, mode)
+            );
+            match create(&run_id) {
+                Err(JournalError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists
+                        && ms < first_ms + 1000 => {}
+                Ok(j) if !j.entries().is_empty() && ms < first_ms + 1000 => {}
+                Ok(j) if !j.entries().is_empty() => {
+                    return Err(ExecError::Invalid(format!("run {run_id} exists already")))
+                }
+                r => break (run_id, r?),
+            }
+            ms += 1;
+        };
         let steps = step::build(&plan, direction, mode);
         let mut ex = Self {
             plan,

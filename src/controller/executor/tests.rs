@@ -546,6 +546,26 @@ fn unplanned_failover_skips_the_unreachable_primary() {
 }
 
 #[test]
+fn a_run_started_in_the_millisecond_of_another_takes_the_next_free_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(PLAN);
+    let sites = FakeSites::new(&p);
+    let probes = FakeProbes::new(true);
+    // The ids of the next 200 ms are taken (as by runs that started and ended in them).
+    let runs = runs_dir(dir.path());
+    std::fs::create_dir_all(&runs).unwrap();
+    let now = crate::controller::journal::now_ms();
+    for ms in now..now + 200 {
+        std::fs::write(runs.join(format!("{ms}-web-failover.jsonl")), "taken\n").unwrap();
+    }
+    let ex = start_in(dir.path(), p.clone(), Mode::Planned, &sites, &probes);
+    let ms: u64 = ex.run_id.split('-').next().unwrap().parse().unwrap();
+    assert!(ms >= now + 200, "{}", ex.run_id);
+    let taken = std::fs::read_to_string(runs.join(format!("{now}-web-failover.jsonl"))).unwrap();
+    assert_eq!(taken, "taken\n");
+}
+
+#[test]
 fn a_held_announce_waits_while_the_steps_before_it_run() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(PLAN);
