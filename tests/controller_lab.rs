@@ -702,6 +702,8 @@ interval_ms = 5
         figures[1] as f64 / figures[0].max(1) as f64
     );
     assert!(figures[0] < 1000 && figures[1] < 1000, "{figures:?}");
-    // Milliseconds are noisy on a shared machine: 1.5x plus 20 ms of slack.
-    assert!(figures[1] * 2 <= figures[0] * 3 + 40, "{figures:?}");
+    // Ten subnets in one group move in one call each way, not ten: their overhead stays far
+    // from 10x one subnet's. Alone it is about 1.1x (19 against 21 ms); with the rest of the
+    // suite running beside it a full run measured 27 against 84 ms, so the bound is loose.
+    assert!(figures[1] <= figures[0] * 5 + 50, "{figures:?}");
 }
