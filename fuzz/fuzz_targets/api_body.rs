@@ -55,7 +55,9 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Some(req) = round_trip::<AnnounceRequest>(body) {
                 let n = req.routes.len();
-                if let Ok(applied) = store().prepare(Change::Announce(req.routes)) {
+                // The speaker holds each route once, shared ([`std::sync::Arc`]).
+                let routes = req.routes.into_iter().map(std::sync::Arc::new).collect();
+                if let Ok(applied) = store().prepare(Change::Announce(routes)) {
                     assert_eq!(applied.announced.len(), n, "an empty store announces all");
                 }
             }
