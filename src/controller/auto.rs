@@ -282,7 +282,8 @@ pub fn fail_over(
     let lease = Duration::from_secs(u64::from(primary.lease_secs.unwrap_or(0)));
     let run_out = renewals.fence(&primary.name, lease);
     let until_ms = run_out + auto.margin_ms;
-    let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+    let now = now_ms();
+    let left = Duration::from_millis(until_ms.saturating_sub(now));
     say(format!(
         "{}; run {}: announcing at {} in {} ms: {}'s leases run out by {} ({} ms from now) at the latest, margin {} ms",
         decision.describe(plan),
@@ -291,7 +292,7 @@ pub fn fail_over(
         left.as_millis(),
         primary.name,
         super::runs::utc(run_out),
-        run_out as i64 - now_ms() as i64,
+        run_out as i64 - now as i64,
         auto.margin_ms
     ));
     let why = format!(

@@ -103,8 +103,7 @@ pub fn run_fenced(
             plan.name
         ));
     };
-    // A request must not outlast the round, or one dead site would delay the others'.
-    let mut sites = ApiSites::new(plan, every.min(Duration::from_secs(3)))?;
+    let mut sites = ApiSites::new(plan, renew_timeout(every))?;
     if let Some(fence) = fence {
         sites = sites.with_fence(fence);
     }
@@ -248,6 +247,12 @@ pub fn sites_to_renew(plan: &Plan, runs: &[RunSummary]) -> Vec<String> {
         })
         .map(|s| s.name.clone())
         .collect()
+}
+
+/// One renewal's timeout at the renewal interval `every`: at most the interval (a request
+/// must not outlast the round, or one dead site would delay the others'), at most 3 s.
+pub fn renew_timeout(every: Duration) -> Duration {
+    every.min(Duration::from_secs(3))
 }
 
 /// A third of the shortest `lease_secs` of the plan's sites, at least 100 ms; `None` when no

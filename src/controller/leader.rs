@@ -270,12 +270,9 @@ fn serve(
     });
 }
 
-/// One renewal's timeout: a third of the shortest lease, at most 3 s (a request must not
-/// outlast the keeper's round).
+/// The keeper's renewal timeout for `plan` ([`keeper::renew_timeout`]).
 fn keeper_timeout(plan: &Plan) -> Duration {
-    keeper::renew_interval(plan).map_or(Duration::from_secs(3), |every| {
-        every.min(Duration::from_secs(3))
-    })
+    keeper::renew_interval(plan).map_or(Duration::from_secs(3), keeper::renew_timeout)
 }
 
 /// The keeper's rounds while `leading()`; a round starts only while it holds. Every renewal

@@ -35,8 +35,8 @@ pub struct Renewals {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Sites with a renewal on its way, and since when.
-    in_flight: BTreeMap<String, u64>,
+    /// Sites with a renewal on its way.
+    in_flight: BTreeSet<String>,
     /// Per site, when the last renewal that may have reached the speaker ended.
     landed_by: BTreeMap<String, u64>,
     /// Sites being fenced: no renewal may start.
@@ -63,7 +63,7 @@ impl Renewals {
         if s.stopped.contains(site) {
             return false;
         }
-        s.in_flight.insert(site.to_owned(), now_ms());
+        s.in_flight.insert(site.to_owned());
         true
     }
 
@@ -86,7 +86,7 @@ impl Renewals {
         let give_up = std::time::Instant::now() + self.timeout + Duration::from_secs(1);
         loop {
             let s = self.state();
-            let pending = s.in_flight.contains_key(site);
+            let pending = s.in_flight.contains(site);
             if !pending || std::time::Instant::now() >= give_up {
                 let landed = s.landed_by.get(site).copied().unwrap_or(0);
                 let landed = if pending { now_ms() } else { landed };
