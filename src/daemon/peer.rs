@@ -858,8 +858,8 @@ impl Driver {
                     if !out.announced.is_empty() || !out.withdrawn.is_empty() {
                         self.shared.emit(ApiEvent::RoutesSent {
                             peer: self.address(),
-                            announced: out.announced.clone(),
-                            withdrawn: out.withdrawn.clone(),
+                            announced: out.announced.to_vec(),
+                            withdrawn: out.withdrawn.to_vec(),
                         });
                     }
                 }

@@ -308,15 +308,7 @@ impl AdjRibOut {
         for p in never_sent {
             self.clear_pending(&p);
         }
-        for (p, set) in target {
-            let told = self.sent.get(&p) == Some(&set);
-            let queued = self.queued(&p, &set);
-            if told && !queued {
-                self.keep_told(p, set);
-            } else if !told && !queued {
-                self.set_pending(p, Some(set));
-            }
-        }
+        self.announce_sorted(target.into_iter().collect());
         self.sweep_interned();
         self.families = export.families.clone();
         self.synced = true;
@@ -362,6 +354,95 @@ impl AdjRibOut {
         result
     }
 
+    /// Routes of the desired table that changed, ascending by prefix and without duplicates
+    /// (a run of one batch of the desired log): the same pending changes as
+    /// [`AdjRibOut::update`] per route, with one walk beside `sent` and the announcements
+    /// queued per attribute set at once. Returns the routes that could not be exported
+    /// (withdrawn if they were sent), with why.
+    pub fn update_sorted(
+        &mut self,
+        routes: &[&Route],
+        export: &PeerExport,
+    ) -> Vec<(IpNet, ExportError)> {
+        debug_assert!(
+            routes.windows(2).all(|w| w[0].prefix < w[1].prefix),
+            "not ascending"
+        );
+        let mut skipped = Vec::new();
+        let mut run = Vec::with_capacity(routes.len());
+        for route in routes {
+            match self.export_interned(route, export) {
+                Ok(Some(set)) => run.push((route.prefix, set)),
+                // Not for this peer: gone for it (the order among distinct prefixes is free).
+                Ok(None) => self.withdraw_one(route.prefix),
+                Err(e) => {
+                    self.withdraw_one(route.prefix);
+                    skipped.push((route.prefix, e));
+                }
+            }
+        }
+        self.announce_sorted(run);
+        if self.interned.len() > 2 * self.interned_swept + 64 {
+            self.sweep_interned();
+        }
+        skipped
+    }
+
+    /// `update(prefix, None)`'s queueing.
+    fn withdraw_one(&mut self, prefix: IpNet) {
+        if self.sent.contains_key(&prefix) {
+            self.set_pending(prefix, None);
+        } else {
+            self.clear_pending(&prefix);
+        }
+    }
+
+    /// Each prefix (ascending, distinct) is to be announced with its set: queue it unless the
+    /// peer was told exactly that (and no route refresh waits for it) or it is queued so
+    /// already. What `update` does per prefix, with the queue inserts done per set.
+    fn announce_sorted(&mut self, run: Vec<(IpNet, Arc<AttrSet>)>) {
+        let told: Vec<bool> = self
+            .sent_sorted(run.iter().map(|(p, _)| p))
+            .into_iter()
+            .zip(&run)
+            .map(|(sent, (_, set))| sent == Some(set))
+            .collect();
+        // Per set (a batch mostly shares one), its prefixes in ascending order.
+        let mut queue: Vec<(Arc<AttrSet>, Vec<IpNet>)> = Vec::new();
+        for ((prefix, set), told) in run.into_iter().zip(told) {
+            if !self.pending.is_empty() {
+                match self.pending.get(&prefix) {
+                    Some(queued) if *queued == set => continue,
+                    Some(_) => self.clear_announce(&prefix),
+                    None => {}
+                }
+            }
+            match prefix {
+                IpNet::V4(p) if !self.withdraw_v4.is_empty() => {
+                    self.withdraw_v4.remove(&p);
+                }
+                IpNet::V6(p) if !self.withdraw_v6.is_empty() => {
+                    self.withdraw_v6.remove(&p);
+                }
+                _ => {}
+            }
+            if told && (self.refresh.is_empty() || !self.refresh.contains(&prefix)) {
+                continue;
+            }
+            match queue.iter_mut().rev().find(|(s, _)| Arc::ptr_eq(s, &set)) {
+                Some((_, prefixes)) => prefixes.push(prefix),
+                None => queue.push((set, vec![prefix])),
+            }
+        }
+        for (set, prefixes) in queue {
+            self.pending.reserve(prefixes.len());
+            for p in &prefixes {
+                self.pending.insert(*p, set.clone());
+            }
+            queue_sorted(self.announce.entry(set).or_default(), prefixes);
+        }
+    }
+
     /// Prefixes of the desired routes gone, ascending and without duplicates (one batch of
     /// the desired log): the same pending changes as [`AdjRibOut::update`] with `None` for
     /// each, in less time for a long run.
@@ -388,20 +469,32 @@ impl AdjRibOut {
     /// part of `sent` they span, or a search per prefix once that walk proves long (the
     /// prefixes are a sparse part of a large table).
     fn told_sorted(&self, prefixes: &[IpNet]) -> Vec<bool> {
-        let (Some(first), Some(last)) = (prefixes.first(), prefixes.last()) else {
+        self.sent_sorted(prefixes.iter())
+            .into_iter()
+            .map(|s| s.is_some())
+            .collect()
+    }
+
+    /// For each of `prefixes` (ascending), the set the peer was told it with: as
+    /// [`AdjRibOut::told_sorted`], one walk or a search per prefix.
+    fn sent_sorted<'a>(
+        &self,
+        prefixes: impl ExactSizeIterator<Item = &'a IpNet> + Clone,
+    ) -> Vec<Option<&Arc<AttrSet>>> {
+        let (Some(first), Some(last)) = (prefixes.clone().next(), prefixes.clone().last()) else {
             return Vec::new();
         };
         let mut steps_left = walk_budget(prefixes.len());
-        let mut sent = self.sent.range(*first..=*last).map(|(p, _)| p).peekable();
+        let mut sent = self.sent.range(*first..=*last).peekable();
         let mut told = Vec::with_capacity(prefixes.len());
         for p in prefixes {
-            while steps_left > 0 && sent.next_if(|s| *s < p).is_some() {
+            while steps_left > 0 && sent.next_if(|(s, _)| *s < p).is_some() {
                 steps_left -= 1;
             }
             told.push(if steps_left > 0 {
-                sent.next_if_eq(&p).is_some()
+                sent.next_if(|(s, _)| *s == p).map(|(_, set)| set)
             } else {
-                self.sent.contains_key(p)
+                self.sent.get(p)
             });
         }
         told
@@ -630,7 +723,16 @@ impl AdjRibOut {
         let rest = stop.map_or_else(BTreeSet::new, |p| group.split_off(&p));
         for p in &taken {
             self.pending.remove(p);
-            self.sent.insert(*p, set.clone());
+        }
+        if walk_beats_search(taken.len(), self.sent.len()) {
+            // Built in one pass (the prefixes are ascending) and merged in one walk.
+            let mut told: BTreeMap<IpNet, Arc<AttrSet>> =
+                taken.iter().map(|p| (*p, set.clone())).collect();
+            self.sent.append(&mut told);
+        } else {
+            for p in &taken {
+                self.sent.insert(*p, set.clone());
+            }
         }
         if !self.refresh.is_empty() {
             for p in &taken {
@@ -916,6 +1018,80 @@ mod tests {
                 Route::new(IpNet::V6(p)).unwrap()
             })
             .collect()
+    }
+
+    /// A sorted run through `update_sorted` leaves what `update` per route does: among the
+    /// routes, ones the peer has as they are, ones changed, ones new, ones queued with the
+    /// same or another set, ones queued for withdrawal, ones a route refresh waits for, and
+    /// ones this peer cannot take (IPv4 with no IPv4 next hop); a dense run and a sparse one.
+    #[test]
+    fn update_sorted_queues_what_update_per_route_would() {
+        let ctx = Context::default();
+        let told: BTreeMap<IpNet, Route> = desired(&many_v6(3_000));
+        let with_med = |r: &Route, med: u32| {
+            let mut r = r.clone();
+            r.attrs.med = Some(med);
+            r
+        };
+        let all: Vec<&Route> = told.values().collect();
+        let mut no_v4 = ebgp();
+        no_v4.local_v4 = None;
+        for (name, step) in [("dense", 1), ("sparse", 37)] {
+            let mut base = AdjRibOut::new();
+            base.sync(&told, &ebgp());
+            drain(&mut base, &ctx);
+            // Queued: 200 with another set, 100 for withdrawal; a route refresh of the first
+            // 100, of which 50 then changed to another set.
+            base.mark_all_for_refresh();
+            for r in all.iter().skip(100) {
+                base.refresh.remove(&r.prefix);
+                base.clear_pending(&r.prefix);
+            }
+            for r in all.iter().skip(50).take(50).chain(all.iter().skip(500).take(200)) {
+                base.update(r.prefix, Some(&with_med(r, 9)), &ebgp()).unwrap();
+            }
+            for r in all.iter().skip(800).take(100) {
+                base.update(r.prefix, None, &ebgp()).unwrap();
+            }
+            let mut run: Vec<Route> = Vec::new();
+            for (i, r) in all.iter().enumerate().step_by(step) {
+                run.push(match i % 5 {
+                    0 => (*r).clone(),
+                    1 => with_med(r, 7),
+                    2 => with_med(r, 9),
+                    _ => (*r).clone(),
+                });
+            }
+            run.extend(many_v6(3_400).split_off(3_100)); // new prefixes
+            run.push(route("198.51.100.0/24"));
+            run.sort_by_key(|r| r.prefix);
+            for export in [ebgp(), no_v4.clone()] {
+                let mut by_run = base.clone();
+                let mut by_route = base.clone();
+                let mut skipped_run: Vec<IpNet> = by_run
+                    .update_sorted(&run.iter().collect::<Vec<_>>(), &export)
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect();
+                let mut skipped_route = Vec::new();
+                for r in &run {
+                    if by_route.update(r.prefix, Some(r), &export).is_err() {
+                        skipped_route.push(r.prefix);
+                    }
+                }
+                skipped_run.sort();
+                assert_eq!(skipped_run, skipped_route, "{name}");
+                assert_eq!(by_run.pending_len(), by_route.pending_len(), "{name}");
+                assert_eq!(by_run.pending, by_route.pending, "{name}");
+                assert_eq!(by_run.announce, by_route.announce, "{name}");
+                assert_eq!(
+                    drain(&mut by_run, &ctx),
+                    drain(&mut by_route, &ctx),
+                    "{name}"
+                );
+                assert_eq!(by_run.sent(), by_route.sent(), "{name}");
+            }
+        }
     }
 
     /// A withdrawal of one prefix leaves `sent` empty, so announcing it again sends it again.

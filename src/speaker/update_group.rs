@@ -52,6 +52,7 @@ use std::sync::Arc;
 use super::adj_rib_out::AdjRibOut;
 use super::desired_log::DesiredLog;
 use super::export::{ExportError, PeerExport};
+use super::route::Route;
 use crate::wire::{Context, Family, Message, MpNlri, Update, MAX_MESSAGE_LEN};
 
 /// Identifies one session's membership (the driver takes a new id per session).
@@ -89,9 +90,10 @@ impl GroupKey {
 #[derive(Debug)]
 pub struct Out {
     pub bytes: Bytes,
-    /// Prefixes this UPDATE announces and withdraws (for the events stream).
-    pub announced: Vec<IpNet>,
-    pub withdrawn: Vec<IpNet>,
+    /// Prefixes this UPDATE announces and withdraws (for the events stream); shared, as every
+    /// member's pull hands the same message over.
+    pub announced: Arc<[IpNet]>,
+    pub withdrawn: Arc<[IpNet]>,
     /// Set when this is an End-of-RIB marker.
     pub end_of_rib: Option<Family>,
     /// Prefixes a member has been told once it sent the batch this message belongs to.
@@ -208,28 +210,39 @@ impl Group {
         }
         match desired.changes_from(self.pos) {
             Some(changes) => {
-                // Withdrawals come in ascending runs (a batch is applied in prefix order):
-                // each run goes to the RIB-Out at once, in its place among the other changes.
+                // Changes come in ascending runs (a batch is applied in prefix order): each
+                // run of withdrawals, and each of announcements, goes to the RIB-Out at once,
+                // in its place among the other changes.
                 let mut gone: Vec<IpNet> = Vec::new();
+                let mut changed: Vec<&Route> = Vec::new();
                 for (prefix, route) in changes.take(max) {
                     match route {
-                        None if gone.last().is_none_or(|last| *last < prefix) => gone.push(prefix),
+                        None if changed.is_empty()
+                            && gone.last().is_none_or(|last| *last < prefix) =>
+                        {
+                            gone.push(prefix)
+                        }
+                        Some(r)
+                            if gone.is_empty()
+                                && changed.last().is_none_or(|last| last.prefix < prefix) =>
+                        {
+                            changed.push(r)
+                        }
                         _ => {
                             self.rib.withdraw_sorted(&gone);
                             gone.clear();
+                            skipped.extend(self.rib.update_sorted(&changed, &self.export));
+                            changed.clear();
                             match route {
                                 None => gone.push(prefix),
-                                Some(_) => {
-                                    if let Err(e) = self.rib.update(prefix, route, &self.export) {
-                                        skipped.push((prefix, e));
-                                    }
-                                }
+                                Some(r) => changed.push(r),
                             }
                         }
                     }
                     self.pos += 1;
                 }
                 self.rib.withdraw_sorted(&gone);
+                skipped.extend(self.rib.update_sorted(&changed, &self.export));
             }
             None => {
                 skipped = self.rib.sync_routes(desired.routes(), &self.export).skipped;
@@ -254,7 +267,7 @@ impl Group {
             .map(|m| {
                 let (announced, withdrawn) = match m {
                     Message::Update(u) => prefixes_of(u),
-                    _ => (Vec::new(), Vec::new()),
+                    _ => (Arc::default(), Arc::default()),
                 };
                 Out {
                     bytes: m.to_bytes(&self.ctx).freeze(),
@@ -271,8 +284,8 @@ impl Group {
                 let m = Message::Update(Update::end_of_rib(family));
                 outs.push(Out {
                     bytes: m.to_bytes(&self.ctx).freeze(),
-                    announced: Vec::new(),
-                    withdrawn: Vec::new(),
+                    announced: Arc::default(),
+                    withdrawn: Arc::default(),
                     end_of_rib: Some(family),
                     told: 0,
                 });
@@ -303,7 +316,7 @@ impl Group {
     }
 }
 
-fn prefixes_of(u: &Update) -> (Vec<IpNet>, Vec<IpNet>) {
+fn prefixes_of(u: &Update) -> (Arc<[IpNet]>, Arc<[IpNet]>) {
     fn mp(n: &MpNlri) -> Vec<IpNet> {
         match n {
             MpNlri::Ipv4(v) => v.iter().map(|p| IpNet::V4(*p)).collect(),
@@ -319,7 +332,7 @@ fn prefixes_of(u: &Update) -> (Vec<IpNet>, Vec<IpNet>) {
     if let Some(r) = u.mp_unreach() {
         withdrawn.extend(mp(&r.withdrawn));
     }
-    (announced, withdrawn)
+    (announced.into(), withdrawn.into())
 }
 
 /// All groups of one speaker.

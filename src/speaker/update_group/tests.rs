@@ -98,10 +98,10 @@ fn told(msgs: &[Arc<Out>]) -> Told {
         let (a, w) = prefixes_of(&u);
         assert_eq!(a, o.announced);
         assert_eq!(w, o.withdrawn);
-        for p in a {
+        for &p in a.iter() {
             *t.announced.entry(p).or_default() += 1;
         }
-        for p in w {
+        for &p in w.iter() {
             *t.withdrawn.entry(p).or_default() += 1;
         }
     }
