@@ -501,8 +501,9 @@ impl AdjRibOut {
     }
 
     /// Remove `gone` (ascending, all in `sent`: just packed into a withdrawal) from `sent`:
-    /// by one walk over the part of the tree they span when that part is mostly them (a
-    /// count of it, up to the budget, tells), else by a search per prefix.
+    /// by cutting the tree when they are all of it from one end on, by one walk over the part
+    /// of the tree they span when that part is mostly them (a count of it, up to the budget,
+    /// tells), else by a search per prefix.
     fn forget_sent(&mut self, gone: impl ExactSizeIterator<Item = IpNet> + Clone) {
         let (Some(first), Some(last)) = (gone.clone().next(), gone.clone().last()) else {
             return;
@@ -513,7 +514,21 @@ impl AdjRibOut {
             }
         }
         let budget = walk_budget(gone.len());
-        if self.sent.range(first..=last).take(budget + 1).count() <= budget {
+        let spanned = self.sent.range(first..=last).take(budget + 1).count();
+        let at_head = self.sent.first_key_value().is_some_and(|(p, _)| *p == first);
+        let at_tail = self.sent.last_key_value().is_some_and(|(p, _)| *p == last);
+        if spanned == gone.len() && (at_head || at_tail) {
+            // The run is all of `sent` from one end to `last` or from `first` (what a large
+            // withdrawal packs, UPDATE after UPDATE): cut the tree there instead of removing
+            // entry by entry.
+            if at_head {
+                let mut keep = self.sent.split_off(&last);
+                keep.pop_first();
+                self.sent = keep;
+            } else {
+                self.sent.split_off(&first);
+            }
+        } else if spanned <= budget {
             let mut wanted = gone.peekable();
             self.sent
                 .extract_if(first..=last, |p, _| take_if_next(&mut wanted, p))
@@ -1130,6 +1145,8 @@ mod tests {
         let queued: Vec<Route> = many_v6(2_100).split_off(2_000);
         let cases: Vec<(&str, Vec<IpNet>)> = vec![
             ("dense", told.keys().take(1_500).copied().collect()),
+            ("dense at the end", told.keys().skip(1_700).copied().collect()),
+            ("all", told.keys().copied().collect()),
             ("sparse", told.keys().step_by(97).copied().collect()),
             (
                 "with untold and queued",
