@@ -515,7 +515,10 @@ impl AdjRibOut {
         }
         let budget = walk_budget(gone.len());
         let spanned = self.sent.range(first..=last).take(budget + 1).count();
-        let at_head = self.sent.first_key_value().is_some_and(|(p, _)| *p == first);
+        let at_head = self
+            .sent
+            .first_key_value()
+            .is_some_and(|(p, _)| *p == first);
         let at_tail = self.sent.last_key_value().is_some_and(|(p, _)| *p == last);
         if spanned == gone.len() && (at_head || at_tail) {
             // The run is all of `sent` from one end to `last` or from `first` (what a large
@@ -1062,8 +1065,14 @@ mod tests {
                 base.refresh.remove(&r.prefix);
                 base.clear_pending(&r.prefix);
             }
-            for r in all.iter().skip(50).take(50).chain(all.iter().skip(500).take(200)) {
-                base.update(r.prefix, Some(&with_med(r, 9)), &ebgp()).unwrap();
+            for r in all
+                .iter()
+                .skip(50)
+                .take(50)
+                .chain(all.iter().skip(500).take(200))
+            {
+                base.update(r.prefix, Some(&with_med(r, 9)), &ebgp())
+                    .unwrap();
             }
             for r in all.iter().skip(800).take(100) {
                 base.update(r.prefix, None, &ebgp()).unwrap();
@@ -1145,7 +1154,10 @@ mod tests {
         let queued: Vec<Route> = many_v6(2_100).split_off(2_000);
         let cases: Vec<(&str, Vec<IpNet>)> = vec![
             ("dense", told.keys().take(1_500).copied().collect()),
-            ("dense at the end", told.keys().skip(1_700).copied().collect()),
+            (
+                "dense at the end",
+                told.keys().skip(1_700).copied().collect(),
+            ),
             ("all", told.keys().copied().collect()),
             ("sparse", told.keys().step_by(97).copied().collect()),
             (
