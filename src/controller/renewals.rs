@@ -127,14 +127,16 @@ mod tests {
     fn the_last_renewal_that_may_have_landed_sets_the_deadline() {
         let r = Renewals::new(1_000, Duration::from_secs(1));
         assert!(r.begin("dc1"));
+        let before = now_ms();
         r.end("dc1", true);
-        let landed = now_ms();
+        let after = now_ms();
         assert!(r.begin("dc1"));
         r.end("dc1", false);
         let deadline = r.fence("dc1", LEASE);
+        // `end` took its reading between these two.
         assert!(
-            (landed..landed + 50).contains(&(deadline - 3_000)),
-            "{deadline} {landed}"
+            (before..=after).contains(&(deadline - 3_000)),
+            "{deadline} {before} {after}"
         );
         // Another site's renewals are its own.
         assert!(r.begin("dc2"));
@@ -160,8 +162,11 @@ mod tests {
             let r = r.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(200));
+                // Read before `end`, which takes its own reading: the renewal landed no
+                // earlier than this (read after, it could be a millisecond later than `end`'s).
+                let landed = now_ms();
                 r.end("dc1", true);
-                now_ms()
+                landed
             })
         };
         let deadline = r.fence("dc1", LEASE);
