@@ -37,7 +37,7 @@ const SCALE_ROUNDS: usize = 3;
 /// A withdraw in which FRR's bgpd and zebra spent more CPU than this is FRR's stall (see
 /// below): the round is run again, at most [`STALL_RETRIES`] times in all.
 const FRR_STALL_CPU_SECS: f64 = 0.2;
-const STALL_RETRIES: usize = 2;
+const STALL_RETRIES: usize = 6;
 // The limits below hold today's level with room for noise: a guard against regressions, not
 // issue 19's targets (at most BIRD's time and RSS). Quiet machine, 2026-12-05 06:26-06:36 UTC,
 // after the update group's bulk paths (`announce_scale`, 6 rounds, BENCH_SETTLE_MS 3000 and
@@ -46,11 +46,18 @@ const STALL_RETRIES: usize = 2;
 // 0.06-0.09 s against 0.06-0.07 s without FRR's stall (medians 1.12-1.25x with it), peak RSS
 // 62-65 against 65-66 MiB (0.97-0.98x).
 // FRR's stall: in 7 of 37 of Ferry's 100k withdraws that day and in none of BIRD's 31 (with
-// the build before the bulk paths too, 1 of 6), FRR took 0.28-0.66 s instead of 0.06-0.08 s,
-// spending 0.36-1.06 s of CPU (0.03 s as a rule), its bgpd mostly in `route_node_get` and
-// `bgp_rib_remove`; the cause is not known (Ferry's ascending withdrawal order, or the
-// capabilities, are leads). Such a round is run again rather than let one stall decide the
-// median of three; a regression of Ferry's own withdraw shows in every round and still fails.
+// the build before the bulk paths too, 1 of 6), and in 3 of 5 in the full test run after the
+// rest of the suite, FRR took 0.24-0.66 s instead of 0.06-0.08 s, spending 0.3-1.06 s of CPU
+// (0.03 s as a rule). What it does then (`perf record -a -g`): bgpd's route-processing work
+// queue (`work_queue_run`: a zebra message per route, each with a large zeroed `memset`) runs
+// before the last withdraw UPDATEs are parsed, and the count of received prefixes reaches 0
+// only after it. FRR holds that queue back 50 ms after its first item
+// (`WORK_QUEUE_DEFAULT_HOLD`): when parsing the 14 UPDATEs takes longer, the queue comes
+// first. Why it hits Ferry's rounds and not BIRD's is not known: it is not only the CPU the
+// sender still uses while FRR parses (Ferry writes and fdatasyncs its journal after sending,
+// BIRD is done before it sends), for with the speaker at nice 19 one of 8 rounds still stalled. A deployment has the routers on other
+// machines; here such a round is run again rather than let one stall decide the median of
+// three. A regression of Ferry's own withdraw shows in every round and still fails.
 /// Ferry's `--file` announce median at most this times BIRD's.
 const ANNOUNCE_RATIO: f64 = 1.3;
 /// Ferry's `--file` withdraw median at most this times BIRD's.
@@ -172,10 +179,10 @@ fn ferry_file_100k_within_bird() {
                 if frr_stalled_on_withdraw(&r) && retries < STALL_RETRIES {
                     retries += 1;
                     eprintln!(
-                        "round {round} {}: FRR spent {:?} s of CPU on the withdraw (about 0.03 s \
+                        "round {round} {}: FRR spent {} s of CPU on the withdraw (about 0.03 s \
                          as a rule): FRR's stall, run again ({retries} of {STALL_RETRIES})",
                         k.name(),
-                        r.withdraw_cpu.map(|(_, frr)| frr)
+                        f2(r.withdraw_cpu.map(|(_, frr)| frr))
                     );
                     continue;
                 }
