@@ -55,9 +55,11 @@ const STALL_RETRIES: usize = 6;
 // (`WORK_QUEUE_DEFAULT_HOLD`): when parsing the 14 UPDATEs takes longer, the queue comes
 // first. Why it hits Ferry's rounds and not BIRD's is not known: it is not only the CPU the
 // sender still uses while FRR parses (Ferry writes and fdatasyncs its journal after sending,
-// BIRD is done before it sends), for with the speaker at nice 19 one of 8 rounds still stalled. A deployment has the routers on other
-// machines; here such a round is run again rather than let one stall decide the median of
-// three. A regression of Ferry's own withdraw shows in every round and still fails.
+// BIRD is done before it sends), for with the speaker at nice 19 one of 8 rounds still
+// stalled, nor graceful restart (with it on Ferry's side one of 10 did). A deployment has the
+// routers on other machines; here such a round is run again rather than let one stall decide
+// the median of three. A regression of Ferry's own withdraw shows in every round and still
+// fails.
 /// Ferry's `--file` announce median at most this times BIRD's.
 const ANNOUNCE_RATIO: f64 = 1.3;
 /// Ferry's `--file` withdraw median at most this times BIRD's.

@@ -12,9 +12,10 @@
 //! - [`AdjRibOut::sync`] recomputes the pending diff against the desired routes: new or changed
 //!   routes are announced, routes gone (or no longer exportable) are withdrawn. It walks the
 //!   whole table; [`AdjRibOut::update`] does the same for one prefix (O(log n)), for callers
-//!   that know what changed, and [`AdjRibOut::withdraw_sorted`] for a sorted run of prefixes
-//!   gone (one walk beside `sent` where that beats a search per prefix). All leave the same
-//!   pending changes for the same resulting table.
+//!   that know what changed, [`AdjRibOut::update_sorted`] for a sorted run of changed routes
+//!   (what an update group applies) and [`AdjRibOut::withdraw_sorted`] for a sorted run of
+//!   prefixes gone (one walk beside `sent` where that beats a search per prefix). All leave the
+//!   same pending changes for the same resulting table.
 //! - Packing (RFC 4271 §4.3, §9.2; RFC 4760 §3-4): each UPDATE is at most
 //!   `ctx.max_message_len()` octets. Withdrawals first: IPv4 in the Withdrawn Routes field,
 //!   IPv6 in MP_UNREACH_NLRI. Then announcements, one UPDATE per attribute set with as many
@@ -30,8 +31,8 @@
 //!   brought back as they were.
 //!
 //! Attribute sets are interned: every route with the same exported attributes holds the same
-//! `Arc<AttrSet>`; sets no route uses are dropped at the next `sync` (and by `update` once the
-//! interned sets doubled since the last sweep). A clone (an update group splitting off a
+//! `Arc<AttrSet>`; sets no route uses are dropped at the next `sync` (and by `update` and
+//! `update_sorted` once the interned sets doubled since the last sweep). A clone (an update group splitting off a
 //! member) shares the sets.
 //!
 //! Never does: I/O, timers, or deciding what is desired.
@@ -318,7 +319,9 @@ impl AdjRibOut {
 
     /// One prefix of the desired routes changed to `want` (`None`: gone): queue what brings
     /// the peer there, exactly as a [`AdjRibOut::sync`] with the new table would. An
-    /// unexportable route is withdrawn if it was sent, and its error returned.
+    /// unexportable route is withdrawn if it was sent, and its error returned. The update
+    /// group applies runs with [`AdjRibOut::update_sorted`]; this per-prefix form is the one
+    /// its tests hold those runs to.
     pub fn update(
         &mut self,
         prefix: IpNet,
